@@ -1,0 +1,236 @@
+/**
+ * Load patterns.
+ *  - closedLoop: C workers, each with exactly one request in flight (send → await → send).
+ *  - openLoop:   requests scheduled on a fixed timestamp grid (no per-message sleeps: one
+ *                timer re-armed to the next due time fires every request that is due);
+ *                latency is measured from the *scheduled* send time, so server stalls show
+ *                up as latency instead of silently lowering the offered rate (no coordinated
+ *                omission). Every scheduled request gets exactly one outcome.
+ */
+import { LatencyHistogram } from "./histogram.js";
+import type { McpSession, Outcome, OutcomeKind } from "../client/types.js";
+
+export interface LoopStats {
+  hist: LatencyHistogram;
+  requests: number;
+  ok: number;
+  outcomes: Record<OutcomeKind, number>;
+  errors_by_code: Record<string, number>;
+  duration_s: number;
+}
+
+export type ResultHook = (endMs: number, latencyUs: number, o: Outcome) => void;
+
+function newStats(): LoopStats {
+  return { hist: new LatencyHistogram(), requests: 0, ok: 0, outcomes: { ok: 0, rejected: 0, timeout: 0, error: 0 }, errors_by_code: {}, duration_s: 0 };
+}
+
+function tally(st: LoopStats, o: Outcome, latencyUs: number): void {
+  st.requests++;
+  st.outcomes[o.kind]++;
+  if (o.kind === "ok") {
+    st.ok++;
+    st.hist.record(latencyUs);
+  } else {
+    const c = o.code ?? o.kind;
+    st.errors_by_code[c] = (st.errors_by_code[c] ?? 0) + 1;
+  }
+}
+
+/** Unique, verifiable payload text for request `seq`. */
+export function makeText(tag: string, seq: number, payloadBytes: number): string {
+  const head = `${tag}:${seq}:`;
+  return payloadBytes > head.length ? head + "x".repeat(payloadBytes - head.length) : head;
+}
+
+export interface ClosedLoopOpts {
+  sessions: McpSession[];
+  inFlight: number;
+  durationMs: number;
+  warmupMs?: number;
+  timeoutMs?: number;
+  payloadBytes?: number;
+  tag?: string;
+  onResult?: ResultHook;
+  /** polled after every completion; return true to stop early */
+  stop?: () => boolean;
+}
+
+/**
+ * Closed loop. Counted: requests that *complete* inside [start+warmup, start+warmup+duration].
+ * Requests still in flight at the end are awaited but not counted (reported as tail_excluded).
+ */
+export async function closedLoop(o: ClosedLoopOpts): Promise<LoopStats & { tail_excluded: number }> {
+  if (o.sessions.length === 0) throw new Error("closedLoop: no sessions");
+  const st = newStats();
+  const timeout = o.timeoutMs ?? 10_000;
+  const payload = o.payloadBytes ?? 32;
+  const tag = o.tag ?? "c";
+  const t0 = performance.now();
+  const tMeasure = t0 + (o.warmupMs ?? 0);
+  const tEnd = tMeasure + o.durationMs;
+  let seq = 0;
+  let tail = 0;
+  let stopped = false;
+  let measuredEnd = tEnd;
+  const worker = async (w: number) => {
+    const s = o.sessions[w % o.sessions.length]!;
+    for (;;) {
+      const start = performance.now();
+      if (start >= tEnd || stopped) return;
+      const text = makeText(tag, seq++, payload);
+      const out = await s.callEcho(text, timeout);
+      const end = performance.now();
+      const lat = (end - start) * 1000;
+      if (end > tEnd) {
+        tail++;
+        return;
+      }
+      if (end >= tMeasure) tally(st, out, lat);
+      o.onResult?.(end, lat, out);
+      if (!stopped && o.stop?.()) {
+        stopped = true;
+        measuredEnd = end;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: o.inFlight }, (_, w) => worker(w)));
+  st.duration_s = Math.max(0.001, (Math.min(measuredEnd, tEnd) - tMeasure) / 1000);
+  return { ...st, tail_excluded: tail };
+}
+
+export interface OpenLoopOpts {
+  sessions: McpSession[];
+  /** aggregate offered rate (requests/s), spread round-robin over sessions */
+  ratePerS: number;
+  durationMs: number;
+  timeoutMs?: number;
+  /** client-side cap on outstanding requests; excess scheduled requests are counted as error "client_backlog" */
+  maxOutstanding?: number;
+  payloadBytes?: number;
+  tag?: string;
+  onResult?: ResultHook;
+  /** called once when the last request has been scheduled (the storm "ends") */
+  onScheduleEnd?: () => void;
+}
+
+export interface OpenLoopStats extends LoopStats {
+  scheduled: number;
+  offered_rate: number;
+  achieved_send_rate: number;
+  send_lag_p50_us: number | null;
+  send_lag_p99_us: number | null;
+  service_p50_us: number | null;
+  service_p99_us: number | null;
+  max_outstanding_seen: number;
+  unaccounted: number;
+  /** performance.now() when the last request was scheduled */
+  schedule_end_ms: number;
+}
+
+export function openLoop(o: OpenLoopOpts): Promise<OpenLoopStats> {
+  if (o.sessions.length === 0) throw new Error("openLoop: no sessions");
+  const st = newStats();
+  const lag = new LatencyHistogram();
+  const service = new LatencyHistogram();
+  const timeout = o.timeoutMs ?? 5_000;
+  const payload = o.payloadBytes ?? 32;
+  const tag = o.tag ?? "o";
+  const maxOut = o.maxOutstanding ?? 50_000;
+  const interval = 1000 / o.ratePerS;
+  const total = Math.max(1, Math.floor((o.durationMs / 1000) * o.ratePerS));
+  const n = o.sessions.length;
+  const t0 = performance.now() + 5;
+  let j = 0;
+  let outstanding = 0;
+  let maxSeen = 0;
+  let sent = 0;
+  let firstSend = 0;
+  let lastSend = 0;
+  let scheduleEnd = 0;
+
+  return new Promise<OpenLoopStats>((resolve) => {
+    const maybeDone = () => {
+      if (j >= total && outstanding === 0) {
+        const sendSpan = (lastSend - firstSend) / 1000;
+        resolve({
+          ...st,
+          duration_s: o.durationMs / 1000,
+          scheduled: total,
+          offered_rate: o.ratePerS,
+          achieved_send_rate: sendSpan > 0 ? Math.round((sent - 1) / sendSpan) : sent,
+          send_lag_p50_us: lag.p(50),
+          send_lag_p99_us: lag.p(99),
+          service_p50_us: service.p(50),
+          service_p99_us: service.p(99),
+          max_outstanding_seen: maxSeen,
+          unaccounted: total - st.requests,
+          schedule_end_ms: scheduleEnd,
+        });
+      }
+    };
+    const fire = (k: number, now: number) => {
+      const scheduled = t0 + k * interval;
+      if (outstanding >= maxOut) {
+        const out: Outcome = { kind: "error", code: "client_backlog" };
+        tally(st, out, 0);
+        o.onResult?.(now, 0, out);
+        return;
+      }
+      outstanding++;
+      if (outstanding > maxSeen) maxSeen = outstanding;
+      if (sent === 0) firstSend = now;
+      lastSend = now;
+      sent++;
+      lag.record((now - scheduled) * 1000);
+      const s = o.sessions[k % n]!;
+      s.callEcho(makeText(tag, k, payload), timeout).then(
+        (out) => {
+          const end = performance.now();
+          const lat = (end - scheduled) * 1000;
+          if (out.kind === "ok") service.record((end - now) * 1000);
+          tally(st, out, lat);
+          o.onResult?.(end, lat, out);
+          outstanding--;
+          maybeDone();
+        },
+        (e) => {
+          // callEcho never rejects by contract; account anyway
+          const out: Outcome = { kind: "error", code: `exception:${(e as Error)?.name ?? "?"}` };
+          tally(st, out, 0);
+          outstanding--;
+          maybeDone();
+        },
+      );
+    };
+    const tick = () => {
+      let now = performance.now();
+      let fired = 0;
+      while (j < total && t0 + j * interval <= now) {
+        fire(j, now);
+        j++;
+        if (++fired >= 2000) break; // yield to the event loop during catch-up bursts
+        if ((fired & 63) === 0) now = performance.now();
+      }
+      if (j >= total) {
+        scheduleEnd = performance.now();
+        o.onScheduleEnd?.();
+        maybeDone();
+        return;
+      }
+      if (fired >= 2000) {
+        setImmediate(tick);
+        return;
+      }
+      const wait = t0 + j * interval - performance.now();
+      setTimeout(tick, wait > 1 ? Math.floor(wait) : 0);
+    };
+    setTimeout(tick, 5);
+  });
+}
+
+/** Short human summary of outcome classes. */
+export function outcomeLine(st: LoopStats): string {
+  const o = st.outcomes;
+  return `ok=${o.ok} rejected=${o.rejected} timeout=${o.timeout} error=${o.error}`;
+}

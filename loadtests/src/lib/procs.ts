@@ -1,0 +1,232 @@
+/**
+ * Child-process management for the bench: spawn targets on free loopback ports,
+ * wait for readiness, and guarantee every child is killed when we exit
+ * (normal exit, exception, SIGINT/SIGTERM/SIGHUP).
+ */
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, createWriteStream, type WriteStream } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface Managed {
+  name: string;
+  child: ChildProcess;
+  pid: number;
+  logPath?: string;
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
+}
+
+const children = new Set<Managed>();
+const tempDirs = new Set<string>();
+let hooksInstalled = false;
+
+function killAllSync(): void {
+  for (const m of children) {
+    try {
+      if (m.child.exitCode === null && m.child.signalCode === null) process.kill(m.pid, "SIGKILL");
+    } catch {
+      /* already gone */
+    }
+  }
+  children.clear();
+  for (const d of tempDirs) {
+    try {
+      rmSync(d, { recursive: true, force: true });
+    } catch {
+      /* ignore */
+    }
+  }
+  tempDirs.clear();
+}
+
+export function installExitHooks(): void {
+  if (hooksInstalled) return;
+  hooksInstalled = true;
+  process.on("exit", killAllSync);
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.on(sig, () => {
+      process.stderr.write(`\n[loadtests] ${sig}: stopping children\n`);
+      killAllSync();
+      process.exit(130);
+    });
+  }
+  process.on("uncaughtException", (e) => {
+    process.stderr.write(`[loadtests] uncaught: ${e?.stack ?? String(e)}\n`);
+    killAllSync();
+    process.exit(1);
+  });
+  process.on("unhandledRejection", (e) => {
+    process.stderr.write(`[loadtests] unhandled rejection: ${(e as Error)?.stack ?? String(e)}\n`);
+    killAllSync();
+    process.exit(1);
+  });
+}
+
+export function makeTempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.add(d);
+  return d;
+}
+
+export function removeTempDir(d: string): void {
+  tempDirs.delete(d);
+  rmSync(d, { recursive: true, force: true });
+}
+
+/** A free TCP port on 127.0.0.1 (bind port 0, read, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export function startProcess(
+  name: string,
+  cmd: string,
+  args: string[],
+  opts: SpawnOptions & { logFile?: string; echo?: boolean } = {},
+): Managed {
+  installExitHooks();
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...opts });
+  if (child.pid === undefined) throw new Error(`failed to spawn ${name}: ${cmd}`);
+  let log: WriteStream | undefined;
+  if (opts.logFile) log = createWriteStream(opts.logFile, { flags: "a" });
+  const sink = (prefix: string) => (buf: Buffer) => {
+    log?.write(buf);
+    if (opts.echo) process.stderr.write(`[${name}${prefix}] ${buf.toString()}`);
+  };
+  child.stdout?.on("data", sink(""));
+  child.stderr?.on("data", sink(":err"));
+  const exited = new Promise<number | null>((resolve) => {
+    child.on("exit", (code) => {
+      children.delete(m);
+      log?.end();
+      resolve(code);
+    });
+  });
+  const m: Managed = {
+    name,
+    child,
+    pid: child.pid,
+    logPath: opts.logFile,
+    exited,
+    async stop(signal: NodeJS.Signals = "SIGTERM", graceMs = 3000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      try {
+        child.kill(signal);
+      } catch {
+        /* gone */
+      }
+      const t = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          /* gone */
+        }
+      }, graceMs);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+  children.add(m);
+  return m;
+}
+
+/** Poll until `probe()` resolves true, the process dies, or the deadline passes. */
+export async function waitUntil(
+  what: string,
+  probe: () => Promise<boolean>,
+  timeoutMs: number,
+  proc?: Managed,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let dead = false;
+  proc?.exited.then(() => {
+    dead = true;
+  });
+  let delay = 25;
+  while (Date.now() < deadline) {
+    if (dead) throw new Error(`${what}: process exited before becoming ready${proc?.logPath ? ` (log: ${proc.logPath})` : ""}`);
+    try {
+      if (await probe()) return;
+    } catch {
+      /* not yet */
+    }
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(250, delay * 2);
+  }
+  throw new Error(`${what}: not ready after ${timeoutMs} ms${proc?.logPath ? ` (log: ${proc.logPath})` : ""}`);
+}
+
+export async function httpOk(url: string): Promise<boolean> {
+  const ctl = new AbortController();
+  const t = setTimeout(() => ctl.abort(), 1000);
+  try {
+    const r = await fetch(url, { signal: ctl.signal });
+    await r.arrayBuffer().catch(() => undefined);
+    return r.status === 200;
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+export function tcpOpen(port: number, host = "127.0.0.1"): Promise<boolean> {
+  return import("node:net").then(
+    ({ connect }) =>
+      new Promise<boolean>((resolve) => {
+        const s = connect({ port, host });
+        s.once("connect", () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.once("error", () => resolve(false));
+      }),
+  );
+}
+
+export function findNatsServer(): string | null {
+  if (process.env.NATS_SERVER_BIN && existsSync(process.env.NATS_SERVER_BIN)) return process.env.NATS_SERVER_BIN;
+  if (existsSync("/usr/sbin/nats-server")) return "/usr/sbin/nats-server";
+  const r = spawnSync("sh", ["-c", "command -v nats-server"], { encoding: "utf8" });
+  const p = r.stdout?.trim();
+  return p ? p : null;
+}
+
+export interface NatsHandle {
+  url: string;
+  port: number;
+  proc: Managed;
+  storeDir: string;
+  stop(): Promise<void>;
+}
+
+/** Start a private nats-server with JetStream on a random loopback port and a temp store. */
+export async function startNats(logDir?: string): Promise<NatsHandle> {
+  const bin = findNatsServer();
+  if (!bin) throw new Error("nats-server not found (looked at $NATS_SERVER_BIN, /usr/sbin/nats-server, PATH)");
+  const port = await freePort();
+  const storeDir = makeTempDir("mcpq-lt-nats-");
+  const proc = startProcess("nats-server", bin, ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir], {
+    logFile: logDir ? join(logDir, "nats-server.log") : undefined,
+  });
+  await waitUntil("nats-server", () => tcpOpen(port), 10_000, proc);
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    proc,
+    storeDir,
+    async stop() {
+      await proc.stop("SIGTERM");
+      removeTempDir(storeDir);
+    },
+  };
+}

@@ -1,0 +1,78 @@
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import { DEFAULT_BUS_LIMITS, type BusLimits } from "./limits.js";
+import { provision } from "./provision.js";
+
+/** One NATS connection with its JetStream handles and provisioned buckets. */
+export interface Bus {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly limits: Readonly<BusLimits>;
+  readonly kv: { sessions: KV; registry: KV; subscriptions: KV };
+  close(): Promise<void>;
+}
+
+export interface ConnectBusOptions {
+  url: string;
+  /** Connection name shown by the server (e.g. `edge-<id>`). */
+  name: string;
+  limits?: Partial<BusLimits>;
+  /** Provision streams/buckets (idempotent). Default true. */
+  provision?: boolean;
+}
+
+/**
+ * Connects to NATS, provisions streams, consumers' streams and KV buckets idempotently, and
+ * returns the handles. Reconnects forever; the caller's readiness probe watches `nc.status()`.
+ */
+export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
+  const limits = Object.freeze({ ...DEFAULT_BUS_LIMITS, ...opts.limits });
+  const nc = await connect({
+    servers: opts.url.split(","),
+    name: opts.name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+    pingInterval: 10_000,
+  });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const js = jetstream(nc, { timeout: 10_000 });
+    if (opts.provision !== false) await provision(jsm, limits);
+    const kvm = new Kvm(js);
+    const kv = {
+      sessions: await kvm.create("mcpq_sessions", {
+        history: 1,
+        ttl: limits.sessionIdleTtlMs,
+        storage: "file" as never,
+        max_bytes: 256 * 1024 * 1024,
+      }),
+      registry: await kvm.create("mcpq_registry", {
+        history: 1,
+        ttl: limits.registryTtlMs,
+        storage: "memory" as never,
+        max_bytes: 64 * 1024 * 1024,
+      }),
+      subscriptions: await kvm.create("mcpq_subs", {
+        history: 1,
+        ttl: limits.sessionIdleTtlMs,
+        storage: "file" as never,
+        max_bytes: 64 * 1024 * 1024,
+      }),
+    };
+    return {
+      nc,
+      js,
+      jsm,
+      limits,
+      kv,
+      async close() {
+        await nc.drain().catch(() => nc.close());
+      },
+    };
+  } catch (err) {
+    await nc.close();
+    throw err;
+  }
+}

@@ -1,0 +1,115 @@
+import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
+import type { LogLevel, ProtocolVersion, RequestId } from "@mcpq/protocol";
+import type { TargetKind } from "./subjects.js";
+
+/** Header names of the request envelope (edge -> worker) and outbound messages (worker -> edge). */
+export const H = {
+  session: "Mcpq-Session",
+  principal: "Mcpq-Principal",
+  request: "Mcpq-Request",
+  protocolVersion: "Mcpq-Protocol-Version",
+  deadline: "Mcpq-Deadline",
+  replyTo: "Mcpq-Reply-To",
+  logLevel: "Mcpq-Log-Level",
+  kind: "Mcpq-Kind",
+  target: "Mcpq-Target",
+  targetKind: "Mcpq-Target-Kind",
+  edge: "Mcpq-Edge",
+  worker: "Mcpq-Worker",
+  event: "Mcpq-Event",
+  receivedAt: "Mcpq-Received-At",
+  traceparent: "traceparent",
+  msgId: "Nats-Msg-Id",
+} as const;
+
+/** Everything a worker needs to run a request and route what it produces. */
+export interface RequestEnvelope {
+  /** Internal, globally unique id (also the JetStream dedup id). */
+  requestId: string;
+  session: string;
+  principal: string;
+  protocolVersion: ProtocolVersion;
+  /** Epoch ms after which the request must not be started and its answer is useless. */
+  deadline: number;
+  /** Outbound subject for the response and everything related to the request. */
+  replyTo: string;
+  logLevel: LogLevel | undefined;
+  targetKind: TargetKind;
+  target: string;
+  edge: string;
+  receivedAt: number;
+  traceparent: string | undefined;
+}
+
+export function encodeEnvelope(e: RequestEnvelope): MsgHdrs {
+  const h = natsHeaders();
+  h.set(H.request, e.requestId);
+  h.set(H.msgId, e.requestId);
+  h.set(H.session, e.session);
+  h.set(H.principal, e.principal);
+  h.set(H.protocolVersion, e.protocolVersion);
+  h.set(H.deadline, String(e.deadline));
+  h.set(H.replyTo, e.replyTo);
+  if (e.logLevel) h.set(H.logLevel, e.logLevel);
+  h.set(H.targetKind, e.targetKind);
+  h.set(H.target, e.target);
+  h.set(H.edge, e.edge);
+  h.set(H.receivedAt, String(e.receivedAt));
+  if (e.traceparent) h.set(H.traceparent, e.traceparent);
+  return h;
+}
+
+/** Decodes and validates an envelope; returns null (caller terms the message) when malformed. */
+export function decodeEnvelope(h: MsgHdrs | undefined): RequestEnvelope | null {
+  if (!h) return null;
+  const get = (k: string) => {
+    const v = h.get(k);
+    return v === "" ? undefined : v;
+  };
+  const requestId = get(H.request);
+  const session = get(H.session);
+  const principal = get(H.principal);
+  const replyTo = get(H.replyTo);
+  const deadline = Number(get(H.deadline));
+  const targetKind = get(H.targetKind) as TargetKind | undefined;
+  const target = get(H.target);
+  if (!requestId || !session || !principal || !replyTo || !Number.isFinite(deadline) || !targetKind || target === undefined) {
+    return null;
+  }
+  return {
+    requestId,
+    session,
+    principal,
+    replyTo,
+    deadline,
+    targetKind,
+    target,
+    protocolVersion: (get(H.protocolVersion) ?? "2025-11-25") as ProtocolVersion,
+    logLevel: get(H.logLevel) as LogLevel | undefined,
+    edge: get(H.edge) ?? "",
+    receivedAt: Number(get(H.receivedAt) ?? Date.now()),
+    traceparent: get(H.traceparent),
+  };
+}
+
+/** What an outbound message is, so an edge can end a stream after the final response. */
+export type OutboundKind = "response" | "notification" | "request";
+
+/** Headers of one outbound message. `eventId` is unique per session; it becomes the SSE id. */
+export function outboundHeaders(kind: OutboundKind, eventId: string, requestId?: string): MsgHdrs {
+  const h = natsHeaders();
+  h.set(H.kind, kind);
+  h.set(H.event, eventId);
+  h.set(H.msgId, eventId);
+  if (requestId) h.set(H.request, requestId);
+  return h;
+}
+
+/** Body of a cancel broadcast. */
+export interface CancelNotice {
+  session: string;
+  principal: string;
+  /** The client's JSON-RPC id of the request being cancelled. */
+  requestId: RequestId;
+  reason?: string;
+}

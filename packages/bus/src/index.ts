@@ -1,0 +1,13 @@
+export * from "./subjects.js";
+export * from "./envelope.js";
+export * from "./limits.js";
+export * from "./connection.js";
+export * from "./provision.js";
+export * from "./pool.js";
+export * from "./correlator.js";
+export * from "./errors.js";
+export type { NatsConnection, Msg, MsgHdrs, Subscription } from "@nats-io/transport-node";
+export { headers } from "@nats-io/transport-node";
+export type { JsMsg, JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
+export type { KV, KvEntry } from "@nats-io/kv";
+export * from "./env-schema.js";

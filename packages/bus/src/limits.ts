@@ -1,0 +1,49 @@
+/**
+ * Broker-side bounds. Every stream and consumer mcpq creates is bounded by these; services
+ * build them from their env and pass them in (packages never read process.env).
+ */
+export interface BusLimits {
+  /** MCPQ_REQ: queued (unanswered) requests. Full => publish refused => explicit overload rejection. */
+  requestStreamMaxMsgs: number;
+  requestStreamMaxBytes: number;
+  /** Largest single message (request or response) accepted by the broker. */
+  maxMessageBytes: number;
+  requestStorage: "file" | "memory";
+  /** JetStream duplicate window for publish retries (ms). */
+  duplicateWindowMs: number;
+  /** MCPQ_OUT: how long server->client messages stay resumable (ms) and its size bound. */
+  outboundMaxAgeMs: number;
+  outboundMaxBytes: number;
+  outboundStorage: "file" | "memory";
+  /** MCPQ_REC: the replay window of recorded request/response pairs. */
+  recordMaxAgeMs: number;
+  recordMaxBytes: number;
+  /** Pool consumers: redelivery after this long without ack or `working()` (ms). */
+  ackWaitMs: number;
+  /** Pool consumers: most un-acked requests handed out to a pool at once. */
+  maxAckPending: number;
+  /** Pool consumers: deliveries before a request is given up (the edge times it out). */
+  maxDeliver: number;
+  /** KV: a session expires after this long without activity (ms). */
+  sessionIdleTtlMs: number;
+  /** KV: a worker disappears from the registry this long after its last heartbeat (ms). */
+  registryTtlMs: number;
+}
+
+export const DEFAULT_BUS_LIMITS: Readonly<BusLimits> = Object.freeze({
+  requestStreamMaxMsgs: 100_000,
+  requestStreamMaxBytes: 256 * 1024 * 1024,
+  maxMessageBytes: 4 * 1024 * 1024,
+  requestStorage: "file",
+  duplicateWindowMs: 120_000,
+  outboundMaxAgeMs: 5 * 60_000,
+  outboundMaxBytes: 512 * 1024 * 1024,
+  outboundStorage: "memory",
+  recordMaxAgeMs: 24 * 60 * 60_000,
+  recordMaxBytes: 1024 * 1024 * 1024,
+  ackWaitMs: 30_000,
+  maxAckPending: 1_000,
+  maxDeliver: 5,
+  sessionIdleTtlMs: 30 * 60_000,
+  registryTtlMs: 15_000,
+});

@@ -1,0 +1,84 @@
+import {
+  DiscardPolicy,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamManager,
+  type StreamConfig,
+} from "@nats-io/jetstream";
+import type { BusLimits } from "./limits.js";
+import { STREAMS, subjects } from "./subjects.js";
+
+const ns = (ms: number) => ms * 1_000_000;
+const storage = (s: "file" | "memory") => (s === "memory" ? StorageType.Memory : StorageType.File);
+
+/** The stream configurations mcpq runs on, derived from the limits. */
+export function streamConfigs(l: BusLimits): (Partial<StreamConfig> & { name: string })[] {
+  return [
+    {
+      name: STREAMS.requests,
+      subjects: [subjects.requestsAll],
+      // Work queue: a request is removed once acked, so the bound counts only queued work.
+      retention: RetentionPolicy.Workqueue,
+      discard: DiscardPolicy.New,
+      max_msgs: l.requestStreamMaxMsgs,
+      max_bytes: l.requestStreamMaxBytes,
+      max_msg_size: l.maxMessageBytes,
+      storage: storage(l.requestStorage),
+      duplicate_window: ns(l.duplicateWindowMs),
+      num_replicas: 1,
+    },
+    {
+      name: STREAMS.outbound,
+      subjects: [subjects.outboundAll],
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      max_age: ns(l.outboundMaxAgeMs),
+      max_bytes: l.outboundMaxBytes,
+      max_msg_size: l.maxMessageBytes,
+      storage: storage(l.outboundStorage),
+      duplicate_window: ns(Math.min(l.duplicateWindowMs, l.outboundMaxAgeMs)),
+      num_replicas: 1,
+    },
+    {
+      name: STREAMS.records,
+      subjects: [subjects.recordsAll],
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+      max_age: ns(l.recordMaxAgeMs),
+      max_bytes: l.recordMaxBytes,
+      max_msg_size: l.maxMessageBytes * 2,
+      storage: StorageType.File,
+      duplicate_window: ns(Math.min(l.duplicateWindowMs, l.recordMaxAgeMs)),
+      num_replicas: 1,
+    },
+  ];
+}
+
+/**
+ * Creates or updates every stream. Safe to run concurrently from many edges and workers:
+ * "already in use" races fall back to an update with the same config.
+ */
+export async function provision(jsm: JetStreamManager, limits: BusLimits): Promise<void> {
+  for (const cfg of streamConfigs(limits)) {
+    const name = cfg.name;
+    try {
+      await jsm.streams.info(name);
+      await jsm.streams.update(name, cfg);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      try {
+        await jsm.streams.add(cfg);
+      } catch (addErr) {
+        // Another process won the race; converge on the same config.
+        if (!(addErr instanceof JetStreamApiError)) throw addErr;
+        await jsm.streams.update(name, cfg);
+      }
+    }
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return err.code === 404 || /not found/i.test(err.message);
+  return err instanceof Error && /not found/i.test(err.message);
+}

@@ -1,0 +1,82 @@
+import { createHash } from "node:crypto";
+
+/**
+ * Every subject, stream, consumer and bucket name mcpq uses is defined here and nowhere else.
+ *
+ * Requests:   mcpq.req.<pool>.<kind>.<target>      (stream MCPQ_REQ, work queue, bounded)
+ * Outbound:   mcpq.out.<session>.<stream>          (stream MCPQ_OUT, resumability window)
+ * Records:    mcpq.rec.<pool>.<kind>.<target>      (stream MCPQ_REC, replay window)
+ * Replies:    mcpq.s2c.<principal-key>.<session>.<token>   (core; client answers to server requests)
+ * Cancels:    mcpq.cancel.<principal-key>.<session>        (core; fan-out to workers and edges)
+ * Events:     mcpq.evt.resources.updated           (core; external publishers may use it)
+ */
+export const STREAMS = {
+  requests: "MCPQ_REQ",
+  outbound: "MCPQ_OUT",
+  records: "MCPQ_REC",
+} as const;
+
+export const BUCKETS = {
+  sessions: "mcpq_sessions",
+  registry: "mcpq_registry",
+  subscriptions: "mcpq_subs",
+} as const;
+
+/** Kinds of routed work; each gets its own subject so pools and consumers can be split by kind. */
+export type TargetKind = "tool" | "resource" | "prompt" | "complete";
+
+const SAFE = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * Encodes an arbitrary name (tool names may contain dots) as one subject token:
+ * [A-Za-z0-9_-] pass through, every other UTF-8 byte becomes `~XX`.
+ */
+export function subjectToken(name: string): string {
+  if (SAFE.test(name)) return name;
+  let out = "";
+  for (const byte of Buffer.from(name, "utf8")) {
+    const c = String.fromCharCode(byte);
+    out += /[A-Za-z0-9_-]/.test(c) ? c : `~${byte.toString(16).padStart(2, "0")}`;
+  }
+  return out;
+}
+
+/** Short stable digest used where a value must become a subject token (principals, URIs). */
+export function digestToken(value: string): string {
+  return createHash("sha256").update(value).digest("base64url").slice(0, 22);
+}
+
+/** Pool names become subject tokens; they must already be safe. */
+export function assertPoolName(pool: string): string {
+  if (!SAFE.test(pool)) throw new Error(`invalid pool name ${JSON.stringify(pool)}: use [A-Za-z0-9_-]`);
+  return pool;
+}
+
+export const subjects = {
+  requestsAll: "mcpq.req.>",
+  outboundAll: "mcpq.out.>",
+  recordsAll: "mcpq.rec.>",
+  request: (pool: string, kind: TargetKind, target: string) => `mcpq.req.${pool}.${kind}.${subjectToken(target)}`,
+  poolRequests: (pool: string) => `mcpq.req.${pool}.>`,
+  record: (pool: string, kind: TargetKind, target: string) => `mcpq.rec.${pool}.${kind}.${subjectToken(target)}`,
+  outbound: (session: string, stream: string) => `mcpq.out.${session}.${stream}`,
+  sessionOutbound: (session: string) => `mcpq.out.${session}.>`,
+  clientReply: (principal: string, session: string, token: string) =>
+    `mcpq.s2c.${digestToken(principal)}.${session}.${subjectToken(token)}`,
+  cancel: (principal: string, session: string) => `mcpq.cancel.${digestToken(principal)}.${session}`,
+  cancelAll: "mcpq.cancel.>",
+  resourceUpdated: "mcpq.evt.resources.updated",
+} as const;
+
+/** The standalone GET stream of a session (server-initiated messages unrelated to a request). */
+export const STANDALONE_STREAM = "g";
+
+/** Durable consumer name of a worker pool. */
+export const poolConsumer = (pool: string) => `pool-${pool}`;
+/** Queue group edges share to fan out resource updates once per update. */
+export const EDGE_QUEUE_GROUP = "mcpq-edges";
+/** Registry key of one worker. */
+export const registryKey = (pool: string, workerId: string) => `${pool}.${workerId}`;
+/** Subscription key: resource digest, then session, so one prefix scan finds all subscribers. */
+export const subscriptionKey = (uri: string, session: string) => `${digestToken(uri)}.${session}`;
+export const subscriptionPrefix = (uri: string) => `${digestToken(uri)}.>`;

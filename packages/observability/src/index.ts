@@ -1,0 +1,70 @@
+import { pino, type Logger as PinoLogger, type LoggerOptions } from "pino";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** Paths pino masks wherever they appear in a log object (secrets never reach logs). */
+export const REDACT_PATHS = [
+  "authorization",
+  "headers.authorization",
+  "req.headers.authorization",
+  "*.authorization",
+  "token",
+  "*.token",
+  "password",
+  "*.password",
+  "natsUrl",
+];
+
+/** The service logger: JSON to stdout, secrets redacted, errors under `err`. */
+export function createLogger(opts: { name: string; level?: string; pretty?: boolean } & LoggerOptions): PinoLogger {
+  const { name, level, ...rest } = opts;
+  return pino({
+    name,
+    level: level ?? "info",
+    redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+    serializers: { err: pino.stdSerializers.err },
+    ...rest,
+  });
+}
+
+/** A registry with default process metrics (including process_resident_memory_bytes). */
+export function createMetricsRegistry(prefix: string, labels: Record<string, string> = {}): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels(labels);
+  collectDefaultMetrics({ register: registry, prefix: "" });
+  void prefix;
+  return registry;
+}
+
+/** Request metrics every service exposes: count, latency, in-flight, errors by code. */
+export function requestMetrics(registry: Registry, prefix: string) {
+  return {
+    requests: new Counter({
+      name: `${prefix}_requests_total`,
+      help: "JSON-RPC requests handled, by method and outcome",
+      labelNames: ["method", "outcome"] as const,
+      registers: [registry],
+    }),
+    latency: new Histogram({
+      name: `${prefix}_request_duration_seconds`,
+      help: "Request latency from receipt to response, by method",
+      labelNames: ["method"] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    inFlight: new Gauge({
+      name: `${prefix}_requests_in_flight`,
+      help: "Requests currently being handled",
+      registers: [registry],
+    }),
+    errors: new Counter({
+      name: `${prefix}_errors_total`,
+      help: "JSON-RPC errors returned, by code",
+      labelNames: ["code"] as const,
+      registers: [registry],
+    }),
+  };
+}
+export type RequestMetrics = ReturnType<typeof requestMetrics>;
+
+export { Counter, Gauge, Histogram, Registry };
+export type { PinoLogger };

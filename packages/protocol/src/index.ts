@@ -1,0 +1,5 @@
+export * from "./errors.js";
+export * from "./jsonrpc.js";
+export * from "./versions.js";
+export * from "./mcp.js";
+export * from "./logger.js";

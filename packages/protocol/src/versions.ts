@@ -1,0 +1,23 @@
+/** MCP protocol revisions mcpq speaks, newest first. */
+export const SUPPORTED_PROTOCOL_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"] as const;
+export type ProtocolVersion = (typeof SUPPORTED_PROTOCOL_VERSIONS)[number];
+export const LATEST_PROTOCOL_VERSION: ProtocolVersion = "2025-11-25";
+/** Streamable HTTP: a missing MCP-Protocol-Version header means this revision. */
+export const DEFAULT_HTTP_PROTOCOL_VERSION: ProtocolVersion = "2025-03-26";
+
+export function isSupportedProtocolVersion(v: unknown): v is ProtocolVersion {
+  return typeof v === "string" && (SUPPORTED_PROTOCOL_VERSIONS as readonly string[]).includes(v);
+}
+
+/**
+ * Lifecycle negotiation: echo the client's requested version when supported, else answer the
+ * latest version we support (the client then decides whether to disconnect).
+ */
+export function negotiateProtocolVersion(requested: unknown): ProtocolVersion {
+  return isSupportedProtocolVersion(requested) ? requested : LATEST_PROTOCOL_VERSION;
+}
+
+/** Revisions that still allow JSON-RPC batches (removed in 2025-06-18). */
+export function allowsBatching(v: ProtocolVersion): boolean {
+  return v === "2025-03-26" || v === "2024-11-05";
+}

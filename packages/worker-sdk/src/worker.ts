@@ -1,0 +1,418 @@
+import { randomBytes } from "node:crypto";
+import { z } from "zod";
+import {
+  CallToolParamsSchema,
+  CancelledParamsSchema,
+  CompleteParamsSchema,
+  ErrorCode,
+  GetPromptParamsSchema,
+  McpError,
+  ReadResourceParamsSchema,
+  matchUriTemplate,
+  silentLogger,
+  toWireError,
+  type Catalog,
+  type JsonRpcErrorObject,
+  type Logger,
+  type RequestId,
+} from "@mcpq/protocol";
+import {
+  STREAMS,
+  decodeEnvelope,
+  ensurePoolConsumer,
+  poolConsumer,
+  registryKey,
+  subjects,
+  assertPoolName,
+  type Bus,
+  type CancelNotice,
+  type JsMsg,
+  type RequestEnvelope,
+  type Subscription,
+} from "@mcpq/bus";
+import { createContext, type HandlerContext } from "./context.js";
+import {
+  catalogOf,
+  type CallToolResult,
+  type CatalogDefinition,
+  type CompletionResult,
+  type ContentBlock,
+  type PromptDefinition,
+  type ResourceDefinition,
+  type ResourceReadOutput,
+  type ResourceTemplateDefinition,
+  type ToolDefinition,
+} from "./define.js";
+
+/** Counters a worker reports; services back them with prom-client. */
+export interface WorkerMetrics {
+  inFlight(n: number): void;
+  handled(method: string, outcome: "ok" | "error" | "cancelled" | "timeout", seconds: number): void;
+  expired(): void;
+  redelivered(): void;
+}
+
+/** One finished request as handed to the recorder (replay). */
+export interface RecordEntry {
+  envelope: RequestEnvelope;
+  request: { id: RequestId; method: string; params?: Record<string, unknown> };
+  response: { result?: Record<string, unknown>; error?: JsonRpcErrorObject } | null;
+  outcome: "ok" | "error" | "cancelled" | "timeout";
+  workerId: string;
+  pool: string;
+  startedAt: number;
+  durationMs: number;
+  replayable: boolean;
+}
+
+export interface WorkerOptions {
+  bus: Bus;
+  /** Pool name: workers of one pool share a durable consumer and its subjects. */
+  pool: string;
+  catalogs: CatalogDefinition[];
+  /** Requests handled at once by this process (bounds memory and the pull buffer). Default 64. */
+  concurrency?: number;
+  /** Upper bound on one handler run (ms); the request deadline may cut it shorter. Default 30 000. */
+  handlerTimeoutMs?: number;
+  workerId?: string;
+  logger?: Logger;
+  metrics?: WorkerMetrics;
+  /** Called after each response is published (recording for replay). Must not throw. */
+  recorder?: (entry: RecordEntry) => void;
+}
+
+type Inflight = { controller: AbortController; principal: string };
+
+/**
+ * Pulls requests for its pool from JetStream, runs handlers with bounded concurrency, publishes
+ * each response on the request's outbound subject and only then acks. A request whose deadline
+ * passed is terminated without running. A crash before the ack means redelivery after `ack_wait`;
+ * long handlers extend it with `working()`.
+ */
+export class Worker {
+  readonly workerId: string;
+  readonly pool: string;
+  readonly catalog: Catalog;
+  readonly #opts: Required<Pick<WorkerOptions, "concurrency" | "handlerTimeoutMs">> & WorkerOptions;
+  readonly #log: Logger;
+  readonly #tools = new Map<string, ToolDefinition<any, any>>();
+  readonly #resources = new Map<string, ResourceDefinition>();
+  readonly #templates: ResourceTemplateDefinition[] = [];
+  readonly #prompts = new Map<string, PromptDefinition<any>>();
+  readonly #inflight = new Map<string, Inflight>();
+  #running = 0;
+  #stopped = false;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #cancelSub: Subscription | undefined;
+  #messages: { stop(): void; close(): Promise<void | Error> } | undefined;
+  #loop: Promise<void> | undefined;
+  #slotWaiters: (() => void)[] = [];
+
+  constructor(opts: WorkerOptions) {
+    this.#opts = { concurrency: 64, handlerTimeoutMs: 30_000, ...opts };
+    this.pool = assertPoolName(opts.pool);
+    this.workerId = opts.workerId ?? `w-${randomBytes(6).toString("hex")}`;
+    this.#log = (opts.logger ?? silentLogger).child({ workerId: this.workerId, pool: this.pool });
+    for (const c of opts.catalogs) {
+      for (const t of c.tools ?? []) this.#tools.set(t.name, t);
+      for (const r of c.resources ?? []) this.#resources.set(r.uri, r);
+      for (const t of c.resourceTemplates ?? []) this.#templates.push(t);
+      for (const p of c.prompts ?? []) this.#prompts.set(p.name, p);
+    }
+    this.catalog = catalogOf(opts.catalogs);
+  }
+
+  get inFlight(): number {
+    return this.#running;
+  }
+
+  /** Provisions the pool consumer, advertises the catalog and starts pulling. */
+  async start(): Promise<void> {
+    const { bus } = this.#opts;
+    await ensurePoolConsumer(bus.jsm, this.pool, bus.limits);
+    this.#cancelSub = bus.nc.subscribe(subjects.cancelAll, { callback: (_e, m) => this.#onCancel(m.json<CancelNotice>()) });
+    await this.#advertise();
+    const beat = Math.max(250, Math.floor(bus.limits.registryTtlMs / 3));
+    this.#heartbeat = setInterval(() => void this.#advertise(), beat);
+    this.#heartbeat.unref();
+    const consumer = await bus.js.consumers.get(STREAMS.requests, poolConsumer(this.pool));
+    const messages = await consumer.consume({ max_messages: this.#opts.concurrency });
+    this.#messages = messages;
+    this.#loop = (async () => {
+      for await (const m of messages) {
+        if (this.#running >= this.#opts.concurrency) await new Promise<void>((r) => this.#slotWaiters.push(r));
+        void this.#handle(m);
+      }
+    })().catch((err: unknown) => this.#log.error({ err }, "consume loop ended"));
+    this.#log.info({ tools: this.catalog.tools.length, concurrency: this.#opts.concurrency }, "worker started");
+  }
+
+  /**
+   * Graceful stop: leave the registry, stop pulling, let running handlers finish (bounded by
+   * `graceMs`); anything unfinished is redelivered to another worker after `ack_wait`.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearInterval(this.#heartbeat);
+    await this.#opts.bus.kv.registry.delete(registryKey(this.pool, this.workerId)).catch(() => undefined);
+    this.#messages?.stop();
+    const until = Date.now() + graceMs;
+    while (this.#running > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    this.#cancelSub?.unsubscribe();
+    await this.#loop;
+  }
+
+  /** Announces `notifications/resources/updated` for `uri` to all subscribed sessions. */
+  resourceUpdated(uri: string): void {
+    this.#opts.bus.nc.publish(subjects.resourceUpdated, JSON.stringify({ uri }));
+  }
+
+  async #advertise(): Promise<void> {
+    if (this.#stopped) return;
+    const entry = {
+      workerId: this.workerId,
+      pool: this.pool,
+      heartbeatAt: Date.now(),
+      ttlMs: this.#opts.bus.limits.registryTtlMs,
+      catalog: this.catalog,
+    };
+    await this.#opts.bus.kv.registry
+      .put(registryKey(this.pool, this.workerId), JSON.stringify(entry))
+      .catch((err: unknown) => this.#log.warn({ err }, "registry heartbeat failed"));
+  }
+
+  #onCancel(n: CancelNotice): void {
+    const f = this.#inflight.get(inflightKey(n.session, n.requestId));
+    if (f && f.principal === n.principal) f.controller.abort(new McpError(ErrorCode.RequestTimeout, "cancelled"));
+  }
+
+  async #handle(m: JsMsg): Promise<void> {
+    const { bus, metrics } = this.#opts;
+    const env = decodeEnvelope(m.headers);
+    if (!env) {
+      this.#log.warn({ subject: m.subject }, "malformed envelope; terminating message");
+      m.term("malformed envelope");
+      return;
+    }
+    if (Date.now() >= env.deadline) {
+      // Never run work nobody waits for: the edge has already answered with a timeout.
+      metrics?.expired();
+      m.term("deadline passed");
+      return;
+    }
+    if (m.info.deliveryCount > 1) metrics?.redelivered();
+    let request: { id: RequestId; method: string; params?: Record<string, unknown> };
+    try {
+      request = JSON.parse(m.string()) as typeof request;
+    } catch {
+      m.term("malformed body");
+      return;
+    }
+    this.#running++;
+    metrics?.inFlight(this.#running);
+    const startedAt = Date.now();
+    const key = inflightKey(env.session, request.id);
+    const controller = new AbortController();
+    this.#inflight.set(key, { controller, principal: env.principal });
+    const budget = Math.min(this.#opts.handlerTimeoutMs, env.deadline - startedAt);
+    const timer = setTimeout(
+      () => controller.abort(new McpError(ErrorCode.RequestTimeout, `Request timed out after ${budget} ms`)),
+      budget,
+    );
+    const working = setInterval(() => m.working(), Math.max(500, Math.floor(bus.limits.ackWaitMs / 3)));
+    const meta = (request.params?.["_meta"] ?? {}) as Record<string, unknown>;
+    const scope = createContext(bus, env, request.id, meta, controller.signal);
+    let response: { result?: Record<string, unknown>; error?: JsonRpcErrorObject } | null = null;
+    let outcome: RecordEntry["outcome"] = "ok";
+    try {
+      const result = await abortable(this.#dispatch(request.method, request.params ?? {}, scope.ctx), controller.signal);
+      response = { result };
+      if (result["isError"] === true) outcome = "error";
+    } catch (err) {
+      const cancelled = controller.signal.aborted && isCancel(controller.signal.reason);
+      if (cancelled) outcome = "cancelled";
+      else {
+        outcome = err instanceof McpError && err.code === ErrorCode.RequestTimeout ? "timeout" : "error";
+        if (!(err instanceof McpError)) this.#log.error({ err, method: request.method }, "handler failed");
+        response = { error: toWireError(err) };
+      }
+    } finally {
+      clearTimeout(timer);
+      clearInterval(working);
+      this.#inflight.delete(key);
+    }
+    try {
+      if (outcome !== "cancelled" && response) {
+        await scope.publish("response", { jsonrpc: "2.0", id: request.id, ...response });
+      }
+      m.ack();
+    } catch (err) {
+      // The response is not stored: let another delivery try again (at-least-once; the edge dedups).
+      this.#log.warn({ err }, "response publish failed; nak for redelivery");
+      m.nak(1_000);
+    } finally {
+      this.#running--;
+      metrics?.inFlight(this.#running);
+      metrics?.handled(request.method, outcome, (Date.now() - startedAt) / 1000);
+      this.#slotWaiters.shift()?.();
+    }
+    if (this.#opts.recorder) {
+      try {
+        this.#opts.recorder({
+          envelope: env,
+          request,
+          response,
+          outcome,
+          workerId: this.workerId,
+          pool: this.pool,
+          startedAt,
+          durationMs: Date.now() - startedAt,
+          replayable: this.#replayable(request),
+        });
+      } catch (err) {
+        this.#log.warn({ err }, "recorder failed");
+      }
+    }
+  }
+
+  #replayable(request: { method: string; params?: Record<string, unknown> }): boolean {
+    if (request.method !== "tools/call") return true;
+    const t = this.#tools.get(String(request.params?.["name"]));
+    return t ? (t.replayable ?? !t.annotations?.destructiveHint) : true;
+  }
+
+  async #dispatch(method: string, params: Record<string, unknown>, ctx: HandlerContext): Promise<Record<string, unknown>> {
+    switch (method) {
+      case "tools/call":
+        return this.#callTool(params, ctx);
+      case "resources/read":
+        return this.#readResource(params, ctx);
+      case "prompts/get":
+        return this.#getPrompt(params, ctx);
+      case "completion/complete":
+        return this.#complete(params, ctx);
+      default:
+        throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${method}`);
+    }
+  }
+
+  async #callTool(raw: Record<string, unknown>, ctx: HandlerContext): Promise<Record<string, unknown>> {
+    const params = parseParams(CallToolParamsSchema, raw);
+    const tool = this.#tools.get(params.name);
+    if (!tool) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${params.name}`);
+    const args = tool.input.safeParse(params.arguments ?? {});
+    if (!args.success) {
+      return {
+        content: [{ type: "text", text: `Invalid arguments for tool ${tool.name}: ${z.prettifyError(args.error)}` }],
+        isError: true,
+      };
+    }
+    let out: CallToolResult | string | ContentBlock[];
+    try {
+      out = await tool.handler(args.data, ctx);
+    } catch (err) {
+      if (err instanceof McpError || ctx.signal.aborted) throw err;
+      // A tool's own failure is a tool-execution error the model can see; no stack crosses the wire.
+      const message = err instanceof Error ? err.message : "tool failed";
+      return { content: [{ type: "text", text: message }], isError: true };
+    }
+    const result: CallToolResult =
+      typeof out === "string" ? { content: [{ type: "text", text: out }] } : Array.isArray(out) ? { content: out } : out;
+    if (tool.output && !result.isError) {
+      const checked = tool.output.safeParse(result.structuredContent);
+      if (!checked.success) {
+        this.#log.error({ tool: tool.name, issues: checked.error.issues }, "structuredContent violates outputSchema");
+        throw new McpError(ErrorCode.InternalError, "Internal error");
+      }
+      if (!result.content || result.content.length === 0) {
+        result.content = [{ type: "text", text: JSON.stringify(result.structuredContent) }];
+      }
+    }
+    return result as unknown as Record<string, unknown>;
+  }
+
+  async #readResource(raw: Record<string, unknown>, ctx: HandlerContext): Promise<Record<string, unknown>> {
+    const { uri } = parseParams(ReadResourceParamsSchema, raw);
+    const direct = this.#resources.get(uri);
+    if (direct) return { contents: normaliseContents(await direct.read(ctx), uri, direct.mimeType) };
+    for (const t of this.#templates) {
+      const vars = matchUriTemplate(t.uriTemplate, uri);
+      if (vars) return { contents: normaliseContents(await t.read(vars, uri, ctx), uri, t.mimeType) };
+    }
+    throw new McpError(ErrorCode.ResourceNotFound, "Resource not found", { uri });
+  }
+
+  async #getPrompt(raw: Record<string, unknown>, ctx: HandlerContext): Promise<Record<string, unknown>> {
+    const params = parseParams(GetPromptParamsSchema, raw);
+    const prompt = this.#prompts.get(params.name);
+    if (!prompt) throw new McpError(ErrorCode.InvalidParams, `Unknown prompt: ${params.name}`);
+    let args: unknown = params.arguments ?? {};
+    if (prompt.args) {
+      const parsed = prompt.args.safeParse(args);
+      if (!parsed.success) {
+        throw new McpError(ErrorCode.InvalidParams, `Invalid arguments for prompt ${prompt.name}: ${z.prettifyError(parsed.error)}`);
+      }
+      args = parsed.data;
+    }
+    return (await prompt.get(args as never, ctx)) as unknown as Record<string, unknown>;
+  }
+
+  async #complete(raw: Record<string, unknown>, ctx: HandlerContext): Promise<Record<string, unknown>> {
+    const params = parseParams(CompleteParamsSchema, raw);
+    const completers =
+      params.ref.type === "ref/prompt"
+        ? this.#prompts.get(params.ref.name)?.complete
+        : this.#templates.find((t) => t.uriTemplate === (params.ref as { uri: string }).uri)?.complete;
+    const fn = completers?.[params.argument.name];
+    if (!fn) return { completion: { values: [] } };
+    const out = await fn(params.argument.value, { arguments: params.context?.arguments ?? {} }, ctx);
+    const res: CompletionResult = Array.isArray(out) ? { values: out } : out;
+    // The spec caps a completion response at 100 values.
+    const values = res.values.slice(0, 100);
+    const completion: Record<string, unknown> = { values };
+    if (res.total !== undefined) completion["total"] = res.total;
+    if (res.hasMore !== undefined || res.values.length > 100) completion["hasMore"] = res.hasMore ?? true;
+    return { completion };
+  }
+}
+
+function inflightKey(session: string, id: RequestId): string {
+  return `${session}\u0000${typeof id}:${id}`;
+}
+
+function isCancel(reason: unknown): boolean {
+  return reason instanceof McpError && reason.message === "cancelled";
+}
+
+function parseParams<T extends z.ZodType>(schema: T, raw: unknown): z.output<T> {
+  const r = schema.safeParse(raw);
+  if (!r.success) throw new McpError(ErrorCode.InvalidParams, `Invalid params: ${z.prettifyError(r.error)}`);
+  return r.data;
+}
+
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e as Error);
+      },
+    );
+  });
+}
+
+function normaliseContents(out: ResourceReadOutput, uri: string, mimeType?: string): unknown[] {
+  const list = Array.isArray(out) ? out : [out];
+  return list.map((c) => {
+    const withUri = "uri" in c ? c : { uri, ...c };
+    return mimeType && !("mimeType" in withUri && withUri.mimeType) ? { ...withUri, mimeType } : withUri;
+  });
+}

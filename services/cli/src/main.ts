@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+import { parseArgs } from "node:util";
+
+const USAGE = `mcpq — MCP over NATS JetStream
+
+Usage: mcpq <command> [options]
+
+Commands:
+  dev     [--port 8080] [--catalog example,conformance]   NATS + one edge + one worker (foreground)
+  edge    [--port N]                                      an edge (Streamable HTTP on 127.0.0.1)
+  worker  [--catalog NAME[,NAME]] [--pool NAME]           a worker serving catalogs
+  nats    [--port 4222] [--store DIR]                     a local JetStream server for development
+
+Every command reads MCPQ_NATS_URL (default nats://127.0.0.1:4222); see README for all settings.`;
+
+/** Handlers for later commands register here (stdio, replay). */
+export const extraCommands = new Map<string, (argv: string[]) => Promise<void>>();
+
+async function run(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case "dev": {
+      const { values } = parseArgs({ args: rest, options: { port: { type: "string", default: "8080" }, catalog: { type: "string", default: "example" }, store: { type: "string", default: ".mcpq/nats" } } });
+      const { dev } = await import("./commands/dev.js");
+      return dev({ port: Number(values.port), catalogs: values.catalog, storeDir: values.store });
+    }
+    case "edge": {
+      const { values } = parseArgs({ args: rest, options: { port: { type: "string" }, host: { type: "string" } } });
+      const { main } = await import("@mcpq/edge");
+      const overrides: { port?: number; host?: string } = {};
+      if (values.port !== undefined) overrides.port = Number(values.port);
+      if (values.host !== undefined) overrides.host = values.host;
+      await main(overrides);
+      return;
+    }
+    case "worker": {
+      const { values } = parseArgs({ args: rest, options: { catalog: { type: "string" }, pool: { type: "string" } } });
+      const { main } = await import("@mcpq/worker");
+      const overrides: { catalogs?: string[]; pool?: string } = {};
+      if (values.catalog) overrides.catalogs = values.catalog.split(",").map((s) => s.trim()).filter(Boolean);
+      if (values.pool) overrides.pool = values.pool;
+      if (overrides.catalogs && !overrides.pool && !process.env["MCPQ_POOL"]) overrides.pool = [...overrides.catalogs].sort().join("_");
+      await main(overrides);
+      return;
+    }
+    case "nats": {
+      const { values } = parseArgs({ args: rest, options: { port: { type: "string", default: "4222" }, store: { type: "string", default: ".mcpq/nats" } } });
+      const { startLocalNats } = await import("@mcpq/testkit/nats");
+      const nats = await startLocalNats({ port: Number(values.port), storeDir: values.store, inheritStdio: true });
+      console.error(`mcpq nats: JetStream on ${nats.url} (store ${values.store}); Ctrl-C stops it`);
+      const stop = () => void nats.stop().then(() => process.exit(0));
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+      return;
+    }
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      console.log(USAGE);
+      return;
+    default: {
+      const extra = extraCommands.get(cmd);
+      if (extra) return extra(rest);
+      console.error(`unknown command: ${cmd}\n\n${USAGE}`);
+      process.exitCode = 2;
+    }
+  }
+}
+
+run(process.argv.slice(2)).catch((err: unknown) => {
+  console.error(`mcpq: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,49 @@
+import type { FastifyInstance, FastifyPluginAsync } from "fastify";
+import { ErrorCode } from "@mcpq/protocol";
+import type { EdgeRuntime } from "./runtime.js";
+import { streamableHttp } from "./transports/streamable-http.js";
+
+export interface EdgeAppOptions {
+  runtime: EdgeRuntime;
+}
+
+/**
+ * The edge as a fastify plugin (no listen): MCP transports plus /healthz, /readyz, /metrics.
+ * One error handler hides 5xx details; every MCP error body is JSON-RPC.
+ */
+export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyInstance, { runtime }) => {
+  // Bodies stay raw strings: we parse once ourselves to answer -32700 precisely, and forward
+  // the original text to workers without re-serialising.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, body, done) => done(null, body));
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
+    const status = err.statusCode ?? 500;
+    if (status >= 500) req.log.error({ err }, "request failed");
+    const message =
+      status === 413
+        ? "Payload Too Large"
+        : status === 415
+          ? "Unsupported Media Type: Content-Type must be application/json"
+          : status < 500
+            ? "Bad Request"
+            : "Internal error";
+    const code = status === 400 && err.code === "FST_ERR_CTP_EMPTY_JSON_BODY" ? ErrorCode.ParseError : status >= 500 ? ErrorCode.InternalError : ErrorCode.InvalidRequest;
+    return reply.code(status).type("application/json").send({ jsonrpc: "2.0", id: null, error: { code, message } });
+  });
+
+  app.get("/healthz", async () => ({ status: "ok" }));
+
+  app.get("/readyz", async (_req, reply) => {
+    const natsOk = !runtime.bus.nc.isClosed() && runtime.bus.nc.info !== undefined;
+    const checks = { nats: natsOk, streams: runtime.catalog.ready, workers: runtime.catalog.workerCount };
+    const ready = natsOk && runtime.catalog.ready && runtime.catalog.workerCount > 0;
+    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", checks });
+  });
+
+  app.get("/metrics", async (_req, reply) => {
+    return reply.type(runtime.registry.contentType).send(await runtime.registry.metrics());
+  });
+
+  await streamableHttp(app, { runtime });
+};

@@ -1,0 +1,182 @@
+import { EventEmitter } from "node:events";
+import type { Bus } from "@mcpq/bus";
+import {
+  matchUriTemplate,
+  silentLogger,
+  type Catalog,
+  type Logger,
+  type PromptDescriptor,
+  type ResourceDescriptor,
+  type ResourceTemplateDescriptor,
+  type ToolDescriptor,
+} from "@mcpq/protocol";
+
+interface RegistryEntry {
+  workerId: string;
+  pool: string;
+  heartbeatAt: number;
+  ttlMs: number;
+  catalog: Catalog;
+}
+
+export type ListKind = "tools" | "resources" | "prompts";
+
+/**
+ * The edge's view of the registry: a local cache of every live worker's catalog, kept fresh by
+ * watching the KV bucket (no per-request lookups). Entries whose heartbeat is older than their
+ * TTL are dropped locally even if the broker has not expired them yet. Emits `changed` with the
+ * list kinds whose content changed (for `notifications/<kind>/list_changed`).
+ */
+export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
+  readonly #entries = new Map<string, RegistryEntry>();
+  #tools: ToolDescriptor[] = [];
+  #resources: ResourceDescriptor[] = [];
+  #templates: (ResourceTemplateDescriptor & { pool: string })[] = [];
+  #prompts: PromptDescriptor[] = [];
+  #toolPool = new Map<string, string>();
+  #resourcePool = new Map<string, string>();
+  #promptPool = new Map<string, string>();
+  /** Names served recently by a worker that has since gone: "unavailable", not "unknown". */
+  readonly #gone = new Map<string, number>();
+  #signature = { tools: "", resources: "", prompts: "" };
+  #sweep: NodeJS.Timeout | undefined;
+  #stopWatch: (() => void) | undefined;
+  #ready = false;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly log: Logger = silentLogger,
+    private readonly goneMemoryMs = 10 * 60_000,
+  ) {
+    super();
+  }
+
+  get workerCount(): number {
+    return this.#entries.size;
+  }
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  async start(): Promise<void> {
+    const watcher = await this.bus.kv.registry.watch();
+    this.#stopWatch = () => watcher.stop();
+    let initial = true;
+    void (async () => {
+      for await (const e of watcher) {
+        if (e.operation === "PUT" && e.length > 0) {
+          try {
+            const entry = e.json<RegistryEntry>();
+            if (Date.now() - entry.heartbeatAt < entry.ttlMs) this.#entries.set(e.key, entry);
+          } catch (err) {
+            this.log.warn({ err, key: e.key }, "bad registry entry ignored");
+          }
+        } else {
+          this.#entries.delete(e.key);
+        }
+        if (e.delta === 0 && initial) initial = false;
+        if (!initial) this.#rebuild();
+      }
+    })().catch((err: unknown) => this.log.error({ err }, "registry watch ended"));
+    // The watcher replays current values first; wait until it has caught up.
+    const until = Date.now() + 2_000;
+    while (initial && Date.now() < until && (await this.bus.kv.registry.status()).values > this.#entries.size) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    initial = false;
+    this.#rebuild();
+    this.#ready = true;
+    this.#sweep = setInterval(() => this.#expire(), 500);
+    this.#sweep.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#sweep);
+    this.#stopWatch?.();
+  }
+
+  tools(): readonly ToolDescriptor[] {
+    return this.#tools;
+  }
+  resources(): readonly ResourceDescriptor[] {
+    return this.#resources;
+  }
+  resourceTemplates(): readonly ResourceTemplateDescriptor[] {
+    return this.#templates.map(({ pool: _p, ...t }) => t);
+  }
+  prompts(): readonly PromptDescriptor[] {
+    return this.#prompts;
+  }
+
+  toolPool(name: string): string | undefined {
+    return this.#toolPool.get(name);
+  }
+  promptPool(name: string): string | undefined {
+    return this.#promptPool.get(name);
+  }
+  /** Pool serving `uri`: an exact resource first, then the first matching template. */
+  resourcePool(uri: string): string | undefined {
+    return this.#resourcePool.get(uri) ?? this.#templates.find((t) => matchUriTemplate(t.uriTemplate, uri))?.pool;
+  }
+  templatePool(uriTemplate: string): string | undefined {
+    return this.#templates.find((t) => t.uriTemplate === uriTemplate)?.pool;
+  }
+  /** True when `kind:name` was served recently and every worker for it is gone. */
+  recentlyGone(kind: "tool" | "prompt" | "resource", name: string): boolean {
+    const at = this.#gone.get(`${kind}:${name}`);
+    return at !== undefined && Date.now() - at < this.goneMemoryMs;
+  }
+
+  #expire(): void {
+    const now = Date.now();
+    let changed = false;
+    for (const [k, e] of this.#entries) {
+      if (now - e.heartbeatAt >= e.ttlMs) {
+        this.#entries.delete(k);
+        changed = true;
+      }
+    }
+    if (changed) this.#rebuild();
+  }
+
+  #rebuild(): void {
+    const before = { tools: new Set(this.#toolPool.keys()), prompts: new Set(this.#promptPool.keys()), resources: new Set(this.#resourcePool.keys()) };
+    const tools = new Map<string, ToolDescriptor>();
+    const toolPool = new Map<string, string>();
+    const resources = new Map<string, ResourceDescriptor>();
+    const resourcePool = new Map<string, string>();
+    const templates = new Map<string, ResourceTemplateDescriptor & { pool: string }>();
+    const prompts = new Map<string, PromptDescriptor>();
+    const promptPool = new Map<string, string>();
+    // Deterministic: sort by key so every edge picks the same pool for a name served by two pools.
+    for (const [, e] of [...this.#entries].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      for (const t of e.catalog.tools) if (!tools.has(t.name)) (tools.set(t.name, t), toolPool.set(t.name, e.pool));
+      for (const r of e.catalog.resources) if (!resources.has(r.uri)) (resources.set(r.uri, r), resourcePool.set(r.uri, e.pool));
+      for (const t of e.catalog.resourceTemplates) if (!templates.has(t.uriTemplate)) templates.set(t.uriTemplate, { ...t, pool: e.pool });
+      for (const p of e.catalog.prompts) if (!prompts.has(p.name)) (prompts.set(p.name, p), promptPool.set(p.name, e.pool));
+    }
+    const now = Date.now();
+    for (const n of before.tools) if (!toolPool.has(n)) this.#gone.set(`tool:${n}`, now);
+    for (const n of before.prompts) if (!promptPool.has(n)) this.#gone.set(`prompt:${n}`, now);
+    for (const n of before.resources) if (!resourcePool.has(n)) this.#gone.set(`resource:${n}`, now);
+    for (const n of toolPool.keys()) this.#gone.delete(`tool:${n}`);
+    for (const n of promptPool.keys()) this.#gone.delete(`prompt:${n}`);
+    for (const n of resourcePool.keys()) this.#gone.delete(`resource:${n}`);
+    const byName = <T extends { name: string }>(a: T, b: T) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    this.#tools = [...tools.values()].sort(byName);
+    this.#resources = [...resources.values()].sort(byName);
+    this.#templates = [...templates.values()].sort(byName);
+    this.#prompts = [...prompts.values()].sort(byName);
+    this.#toolPool = toolPool;
+    this.#resourcePool = resourcePool;
+    this.#promptPool = promptPool;
+    const sig = {
+      tools: JSON.stringify(this.#tools),
+      resources: JSON.stringify([this.#resources, this.#templates]),
+      prompts: JSON.stringify(this.#prompts),
+    };
+    const changed = (Object.keys(sig) as ListKind[]).filter((k) => sig[k] !== this.#signature[k]);
+    this.#signature = sig;
+    if (changed.length > 0 && this.#ready) this.emit("changed", changed);
+  }
+}

@@ -1,0 +1,199 @@
+import { H, STREAMS, subjects, Correlator, type Bus, type Msg, type OutboundKind, type Subscription } from "@mcpq/bus";
+import { silentLogger, type Logger } from "@mcpq/protocol";
+
+/** One server->client message as delivered to a transport. */
+export interface OutboundMessage {
+  /** Unique across the session's streams; `<stream>_<token>`. Becomes the SSE `id`. */
+  eventId: string | undefined;
+  kind: OutboundKind;
+  /** Internal id of the request this message belongs to. */
+  requestId: string | undefined;
+  json: string;
+}
+
+/** Where a transport receives a stream's messages. */
+export interface StreamSink {
+  send(msg: OutboundMessage): void;
+  /** True once the sink can take no more (closed or cut off as a slow consumer). */
+  readonly closed: boolean;
+}
+
+/** Splits an event id into its stream and token; null when malformed. */
+export function parseEventId(id: string): { stream: string; token: string } | null {
+  const i = id.indexOf("_");
+  if (i <= 0 || i === id.length - 1) return null;
+  const stream = id.slice(0, i);
+  return /^[A-Za-z0-9-]+$/.test(stream) ? { stream, token: id.slice(i + 1) } : null;
+}
+
+/** The token a priming event carries: "replay this stream from its start". */
+export const PRIMING_TOKEN = "0";
+
+interface SessionSub {
+  sub: Subscription;
+  refs: number;
+  sinks: Map<string, StreamSink>;
+  linger: NodeJS.Timeout | undefined;
+}
+
+/**
+ * Delivers messages published on `mcpq.out.<session>.<stream>` to local transports. One NATS
+ * subscription per session with local activity (lingering briefly after the last use, so a busy
+ * session does not subscribe per request). Responses settle the waiting request through the
+ * correlator; related messages go to the stream's sink; anything without a local reader stays in
+ * the MCPQ_OUT stream for resumption on any edge.
+ */
+export class OutboundRouter {
+  readonly #sessions = new Map<string, SessionSub>();
+  readonly correlator: Correlator<OutboundMessage>;
+
+  constructor(
+    private readonly bus: Bus,
+    maxPending: number,
+    private readonly log: Logger = silentLogger,
+    private readonly lingerMs = 30_000,
+  ) {
+    this.correlator = new Correlator<OutboundMessage>(maxPending);
+  }
+
+  get subscribedSessions(): number {
+    return this.#sessions.size;
+  }
+
+  /**
+   * Ensures this edge receives the session's outbound messages until the returned release runs.
+   * When `sink` is given it receives the messages of `stream`.
+   */
+  attach(session: string, stream?: string, sink?: StreamSink): () => void {
+    let s = this.#sessions.get(session);
+    if (!s) {
+      const sinks = new Map<string, StreamSink>();
+      const sub = this.bus.nc.subscribe(subjects.sessionOutbound(session), {
+        callback: (err, m) => {
+          if (err) this.log.warn({ err }, "outbound subscription error");
+          else this.#route(sinks, m);
+        },
+      });
+      s = { sub, refs: 0, sinks, linger: undefined };
+      this.#sessions.set(session, s);
+    }
+    clearTimeout(s.linger);
+    s.linger = undefined;
+    s.refs++;
+    if (stream && sink) s.sinks.set(stream, sink);
+    const entry = s;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (stream && sink && entry.sinks.get(stream) === sink) entry.sinks.delete(stream);
+      if (--entry.refs === 0) {
+        entry.linger = setTimeout(() => {
+          if (entry.refs === 0 && this.#sessions.get(session) === entry) {
+            entry.sub.unsubscribe();
+            this.#sessions.delete(session);
+          }
+        }, this.lingerMs);
+        entry.linger.unref();
+      }
+    };
+  }
+
+  /** Sends a message to the given stream of every session with a local reader (list_changed). */
+  broadcastLocal(stream: string, json: string): void {
+    for (const s of this.#sessions.values()) {
+      const sink = s.sinks.get(stream);
+      if (sink && !sink.closed) sink.send({ eventId: undefined, kind: "notification", requestId: undefined, json });
+    }
+  }
+
+  /** Drops a session's subscription at once (session ended). */
+  forget(session: string): void {
+    const s = this.#sessions.get(session);
+    if (!s) return;
+    clearTimeout(s.linger);
+    s.sub.unsubscribe();
+    this.#sessions.delete(session);
+  }
+
+  #route(sinks: Map<string, StreamSink>, m: Msg): void {
+    const stream = m.subject.slice(m.subject.lastIndexOf(".") + 1);
+    const msg = decode(m);
+    if (msg.kind === "response" && msg.requestId && this.correlator.resolve(msg.requestId, msg)) return;
+    const sink = sinks.get(stream);
+    if (sink && !sink.closed) sink.send(msg);
+  }
+
+  /**
+   * Resumes `stream` of `session` after `afterEventId` (or from its start for a priming id):
+   * subscribes live first, replays retained messages from MCPQ_OUT in order, then hands over to
+   * live delivery without gaps or duplicates. Returns the release function.
+   */
+  async resume(session: string, stream: string, afterToken: string | null, sink: StreamSink): Promise<() => void> {
+    const seen = new Set<string>();
+    const buffered: OutboundMessage[] = [];
+    let replaying = true;
+    const gate: StreamSink = {
+      get closed() {
+        return sink.closed;
+      },
+      send(msg) {
+        if (replaying) buffered.push(msg);
+        else if (!msg.eventId || !seen.has(msg.eventId)) sink.send(msg);
+      },
+    };
+    const release = this.attach(session, stream, gate);
+    try {
+      const subject = subjects.outbound(session, stream);
+      const last = await this.bus.jsm.streams.getMessage(STREAMS.outbound, { last_by_subj: subject }).catch(() => null);
+      if (last) {
+        let skipping = afterToken !== null && afterToken !== PRIMING_TOKEN;
+        const afterId = skipping ? `${stream}_${afterToken}` : null;
+        const oc = await this.bus.js.consumers.get(STREAMS.outbound, { filter_subjects: subject });
+        const iter = await oc.consume({ max_messages: 256 });
+        for await (const jm of iter) {
+          const msg = decodeHeaders(jm.headers, jm.string());
+          if (msg.eventId) seen.add(msg.eventId);
+          if (skipping) {
+            if (msg.eventId === afterId) skipping = false;
+          } else if (!sink.closed) {
+            sink.send(msg);
+          }
+          if (jm.seq >= last.seq) break;
+        }
+        await iter.close();
+        // The event the client last saw has aged out of the window: nothing was sent above, so
+        // send everything retained rather than lose messages (the client may see duplicates).
+        if (skipping) {
+          const again = await this.bus.js.consumers.get(STREAMS.outbound, { filter_subjects: subject });
+          const it2 = await again.consume({ max_messages: 256 });
+          for await (const jm of it2) {
+            if (!sink.closed) sink.send(decodeHeaders(jm.headers, jm.string()));
+            if (jm.seq >= last.seq) break;
+          }
+          await it2.close();
+        }
+      }
+    } catch (err) {
+      this.log.warn({ err, session: "[id]", stream }, "replay failed");
+    } finally {
+      replaying = false;
+      for (const msg of buffered) if (!msg.eventId || !seen.has(msg.eventId)) if (!sink.closed) sink.send(msg);
+      buffered.length = 0;
+    }
+    return release;
+  }
+}
+
+function decode(m: Msg): OutboundMessage {
+  return decodeHeaders(m.headers, m.string());
+}
+
+function decodeHeaders(h: Msg["headers"], json: string): OutboundMessage {
+  return {
+    eventId: h?.get(H.event) || undefined,
+    kind: (h?.get(H.kind) || "notification") as OutboundKind,
+    requestId: h?.get(H.request) || undefined,
+    json,
+  };
+}

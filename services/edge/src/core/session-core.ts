@@ -1,0 +1,463 @@
+import { randomBytes } from "node:crypto";
+import { z } from "zod";
+import {
+  CancelledParamsSchema,
+  CompleteParamsSchema,
+  ErrorCode,
+  InitializeParamsSchema,
+  LATEST_PROTOCOL_VERSION,
+  McpError,
+  PaginatedParamsSchema,
+  ReadResourceParamsSchema,
+  SetLevelParamsSchema,
+  SubscribeParamsSchema,
+  CallToolParamsSchema,
+  GetPromptParamsSchema,
+  negotiateProtocolVersion,
+  rejection,
+  silentLogger,
+  toWireError,
+  type JsonRpcNotification,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+  type Logger,
+  type RequestId,
+} from "@mcpq/protocol";
+import {
+  EDGE_QUEUE_GROUP,
+  STANDALONE_STREAM,
+  encodeEnvelope,
+  outboundHeaders,
+  publishFailure,
+  subjects,
+  subscriptionKey,
+  subscriptionPrefix,
+  type Bus,
+  type CancelNotice,
+  type TargetKind,
+} from "@mcpq/bus";
+import type { CatalogView, ListKind } from "./catalog.js";
+import type { OutboundMessage, OutboundRouter, StreamSink } from "./outbound.js";
+import { SessionStore, type SessionRecord } from "./session-store.js";
+
+export interface CoreConfig {
+  edgeId: string;
+  requestTimeoutMs: number;
+  maxRequestTimeoutMs: number;
+  maxSessionsPerPrincipal: number;
+  pageSize: number;
+  serverName: string;
+  serverVersion: string;
+  instructions?: string;
+}
+
+/** Hooks the service backs with metrics; all optional. */
+export interface CoreMetrics {
+  observe(method: string, outcome: string, seconds: number): void;
+  error(code: number): void;
+  inFlight(delta: number): void;
+  sessionsCreated(): void;
+}
+
+/** Admission control consulted before anything is queued; throws a retryable McpError to reject. */
+export interface Admission {
+  admit(session: SessionRecord, req: JsonRpcRequest, target: { kind: TargetKind; name: string; pool: string }): () => void;
+}
+
+/** Where a request's related messages and response go. */
+export interface StreamContext {
+  /** Stream id (hex); related messages are published to mcpq.out.<session>.<id>. */
+  id: string;
+  sink?: StreamSink;
+  /** The raw JSON text of the request as received, forwarded without re-serialising. */
+  raw?: string;
+}
+
+/** A request accepted for processing; `response` settles with the final message (or a cancel). */
+export interface Dispatched {
+  response: Promise<OutboundMessage>;
+}
+
+/** Thrown into a waiting request when the client cancelled it: no response is sent. */
+export class RequestCancelled extends Error {
+  override readonly name = "RequestCancelled";
+}
+
+const TIMEOUT_META_KEY = "io.mcpq/timeoutMs";
+
+/**
+ * The transport-neutral session core: lifecycle, edge-answered methods, routing to worker pools
+ * through JetStream, cancellation, client answers to server requests, subscriptions. Every
+ * transport (Streamable HTTP, SSE, WebSocket, TCP, gRPC) only frames messages and calls this.
+ */
+export class SessionCore {
+  readonly sessions: SessionStore;
+  readonly #log: Logger;
+  /** (session, client request id) -> internal request id, for cancellation. */
+  readonly #byClientId = new Map<string, string>();
+  admission: Admission | undefined;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly cfg: CoreConfig,
+    private readonly catalog: CatalogView,
+    private readonly router: OutboundRouter,
+    sessions: SessionStore,
+    log: Logger = silentLogger,
+    private readonly metrics?: CoreMetrics,
+  ) {
+    this.sessions = sessions;
+    this.#log = log;
+  }
+
+  /** Subscribes to cancels and resource-update fan-out; wires list_changed to local GET streams. */
+  start(): void {
+    this.bus.nc.subscribe(subjects.cancelAll, {
+      callback: (_e, m) => {
+        const n = m.json<CancelNotice>();
+        const internal = this.#byClientId.get(clientKey(n.session, n.requestId));
+        if (internal) this.router.correlator.reject(internal, new RequestCancelled(n.reason ?? "cancelled"));
+      },
+    });
+    this.bus.nc.subscribe(subjects.resourceUpdated, {
+      queue: EDGE_QUEUE_GROUP,
+      callback: (_e, m) => void this.#fanOutResourceUpdate(m.json<{ uri: string }>().uri),
+    });
+    this.catalog.on("changed", (kinds: ListKind[]) => {
+      for (const k of kinds) {
+        const json = JSON.stringify({ jsonrpc: "2.0", method: `notifications/${k}/list_changed` });
+        this.router.broadcastLocal(STANDALONE_STREAM, json);
+      }
+    });
+  }
+
+  /** Creates a session bound to `principal`. */
+  async initialize(principal: string, req: JsonRpcRequest): Promise<{ session: SessionRecord; json: string }> {
+    const params = parse(InitializeParamsSchema, req.params);
+    if (this.cfg.maxSessionsPerPrincipal > 0) {
+      const open = await this.sessions.countForPrincipal(principal);
+      if (open >= this.cfg.maxSessionsPerPrincipal) {
+        throw rejection(ErrorCode.RateLimited, "too many open sessions for this principal", 60_000);
+      }
+    }
+    const version = negotiateProtocolVersion(params.protocolVersion);
+    const now = Date.now();
+    const session: SessionRecord = {
+      id: SessionStore.newId(),
+      principal,
+      protocolVersion: version,
+      clientInfo: params.clientInfo,
+      clientCapabilities: params.capabilities,
+      initialized: false,
+      createdAt: now,
+      lastSeenAt: now,
+    };
+    await this.sessions.create(session);
+    this.metrics?.sessionsCreated();
+    const result = {
+      protocolVersion: version,
+      capabilities: {
+        tools: { listChanged: true },
+        resources: { subscribe: true, listChanged: true },
+        prompts: { listChanged: true },
+        logging: {},
+        completions: {},
+      },
+      serverInfo: {
+        name: this.cfg.serverName,
+        title: "mcpq",
+        version: this.cfg.serverVersion,
+        description: "MCP served through NATS JetStream by stateless edges and independently scaled workers",
+      },
+      ...(this.cfg.instructions ? { instructions: this.cfg.instructions } : {}),
+    };
+    return { session, json: JSON.stringify({ jsonrpc: "2.0", id: req.id, result }) };
+  }
+
+  /**
+   * Accepts a request: answers edge methods at once, or publishes routed ones to JetStream.
+   * Rejections before queuing (overload, rate limit, unknown target) throw McpError so the
+   * transport can map them to its status codes; errors after acceptance arrive as the response.
+   */
+  async dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext): Promise<Dispatched> {
+    const started = performance.now();
+    const done = (outcome: string) => this.metrics?.observe(req.method, outcome, (performance.now() - started) / 1000);
+    switch (req.method) {
+      case "tools/call":
+      case "resources/read":
+      case "prompts/get":
+      case "completion/complete":
+        return this.#route(session, req, stream, started);
+      case "initialize":
+        throw new McpError(ErrorCode.InvalidRequest, "Session already initialized");
+      default: {
+        try {
+          const result = await this.#local(session, req);
+          done("ok");
+          return { response: Promise.resolve(localMessage(req.id, result)) };
+        } catch (err) {
+          const wire = toWireError(err);
+          this.metrics?.error(wire.code);
+          done("error");
+          return { response: Promise.resolve(errorMessage(req.id, wire)) };
+        }
+      }
+    }
+  }
+
+  async #local(session: SessionRecord, req: JsonRpcRequest): Promise<Record<string, unknown>> {
+    switch (req.method) {
+      case "ping":
+        return {};
+      case "logging/setLevel": {
+        const { level } = parse(SetLevelParamsSchema, req.params);
+        session.logLevel = level;
+        await this.sessions.update(session);
+        return {};
+      }
+      case "tools/list":
+        return this.#page("tools", this.catalog.tools(), req);
+      case "resources/list":
+        return this.#page("resources", this.catalog.resources(), req);
+      case "resources/templates/list":
+        return this.#page("resourceTemplates", this.catalog.resourceTemplates(), req);
+      case "prompts/list":
+        return this.#page("prompts", this.catalog.prompts(), req);
+      case "resources/subscribe": {
+        const { uri } = parse(SubscribeParamsSchema, req.params);
+        await this.bus.kv.subscriptions.put(subscriptionKey(uri, session.id), JSON.stringify({ uri, principal: session.principal }));
+        return {};
+      }
+      case "resources/unsubscribe": {
+        const { uri } = parse(SubscribeParamsSchema, req.params);
+        await this.bus.kv.subscriptions.purge(subscriptionKey(uri, session.id));
+        return {};
+      }
+      default:
+        throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${req.method}`);
+    }
+  }
+
+  #page(key: string, items: readonly unknown[], req: JsonRpcRequest): Record<string, unknown> {
+    const params = parse(PaginatedParamsSchema, req.params);
+    let offset = 0;
+    if (params?.cursor !== undefined) {
+      offset = decodeCursor(params.cursor);
+    }
+    const size = this.cfg.pageSize;
+    const page = items.slice(offset, offset + size);
+    const out: Record<string, unknown> = { [key]: page };
+    if (offset + size < items.length) out["nextCursor"] = encodeCursor(offset + size);
+    return out;
+  }
+
+  async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, started: number): Promise<Dispatched> {
+    const target = this.#target(req);
+    const release = this.admission?.admit(session, req, target) ?? (() => undefined);
+    let releaseRouter: (() => void) | undefined;
+    try {
+      if (this.router.correlator.full) {
+        throw rejection(ErrorCode.Overloaded, "edge has too many requests in flight", 1_000);
+      }
+      const requestId = randomBytes(12).toString("base64url");
+      const meta = (req.params?.["_meta"] ?? {}) as Record<string, unknown>;
+      const asked = Number(meta[TIMEOUT_META_KEY]);
+      const timeout = Math.min(Number.isFinite(asked) && asked > 0 ? asked : this.cfg.requestTimeoutMs, this.cfg.maxRequestTimeoutMs);
+      const now = Date.now();
+      const deadline = now + timeout;
+      const replyTo = subjects.outbound(session.id, stream.id);
+      releaseRouter = this.router.attach(session.id, stream.id, stream.sink);
+      const key = clientKey(session.id, req.id);
+      this.#byClientId.set(key, requestId);
+      const response = this.router.correlator.wait(requestId, deadline, () =>
+        new McpError(ErrorCode.RequestTimeout, `Request timed out after ${timeout} ms`, { timeoutMs: timeout }),
+      );
+      response.catch(() => undefined);
+      const headers = encodeEnvelope({
+        requestId,
+        session: session.id,
+        principal: session.principal,
+        protocolVersion: session.protocolVersion,
+        deadline,
+        replyTo,
+        logLevel: session.logLevel,
+        targetKind: target.kind,
+        target: target.name,
+        edge: this.cfg.edgeId,
+        receivedAt: now,
+        traceparent: typeof meta["traceparent"] === "string" ? (meta["traceparent"] as string) : undefined,
+      });
+      this.metrics?.inFlight(1);
+      try {
+        await this.bus.js.publish(subjects.request(target.pool, target.kind, target.name), stream.raw ?? JSON.stringify(req), {
+          headers,
+          msgID: requestId,
+        });
+      } catch (err) {
+        this.router.correlator.reject(requestId, undefined);
+        this.metrics?.inFlight(-1);
+        this.#byClientId.delete(key);
+        const mapped = publishFailure(err, 1_000);
+        if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
+        throw mapped;
+      }
+      const rr = releaseRouter;
+      const settled = response
+        .then(
+          (msg) => {
+            this.metrics?.observe(req.method, "ok", (performance.now() - started) / 1000);
+            return msg;
+          },
+          (err: unknown) => {
+            if (err instanceof RequestCancelled) {
+              this.metrics?.observe(req.method, "cancelled", (performance.now() - started) / 1000);
+              throw err;
+            }
+            const wire = toWireError(err);
+            this.metrics?.error(wire.code);
+            this.metrics?.observe(req.method, "error", (performance.now() - started) / 1000);
+            return errorMessage(req.id, wire);
+          },
+        )
+        .finally(() => {
+          this.metrics?.inFlight(-1);
+          if (this.#byClientId.get(key) === requestId) this.#byClientId.delete(key);
+          rr();
+          release();
+        });
+      releaseRouter = undefined;
+      return { response: settled };
+    } catch (err) {
+      releaseRouter?.();
+      release();
+      throw err;
+    }
+  }
+
+  #target(req: JsonRpcRequest): { kind: TargetKind; name: string; pool: string } {
+    switch (req.method) {
+      case "tools/call": {
+        const { name } = parse(CallToolParamsSchema, req.params);
+        const pool = this.catalog.toolPool(name);
+        if (pool) return { kind: "tool", name, pool };
+        if (this.catalog.recentlyGone("tool", name)) {
+          throw rejection(ErrorCode.Unavailable, `no worker is serving tool ${name}`, 2_000);
+        }
+        throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
+      }
+      case "resources/read": {
+        const { uri } = parse(ReadResourceParamsSchema, req.params);
+        const pool = this.catalog.resourcePool(uri);
+        if (pool) return { kind: "resource", name: uri, pool };
+        if (this.catalog.recentlyGone("resource", uri)) {
+          throw rejection(ErrorCode.Unavailable, `no worker is serving resource ${uri}`, 2_000);
+        }
+        throw new McpError(ErrorCode.ResourceNotFound, "Resource not found", { uri });
+      }
+      case "prompts/get": {
+        const { name } = parse(GetPromptParamsSchema, req.params);
+        const pool = this.catalog.promptPool(name);
+        if (pool) return { kind: "prompt", name, pool };
+        if (this.catalog.recentlyGone("prompt", name)) {
+          throw rejection(ErrorCode.Unavailable, `no worker is serving prompt ${name}`, 2_000);
+        }
+        throw new McpError(ErrorCode.InvalidParams, `Unknown prompt: ${name}`);
+      }
+      default: {
+        const { ref } = parse(CompleteParamsSchema, req.params);
+        const name = ref.type === "ref/prompt" ? ref.name : ref.uri;
+        const pool = ref.type === "ref/prompt" ? this.catalog.promptPool(ref.name) : this.catalog.templatePool(ref.uri);
+        if (pool) return { kind: "complete", name, pool };
+        throw new McpError(ErrorCode.InvalidParams, `Unknown completion reference: ${name}`);
+      }
+    }
+  }
+
+  /** Client notifications: initialized, cancelled (fanned out to workers and edges), others ignored. */
+  async notification(session: SessionRecord, n: JsonRpcNotification): Promise<void> {
+    switch (n.method) {
+      case "notifications/initialized":
+        if (!session.initialized) {
+          session.initialized = true;
+          await this.sessions.update(session);
+        }
+        return;
+      case "notifications/cancelled": {
+        const p = CancelledParamsSchema.safeParse(n.params);
+        if (!p.success) return;
+        const notice: CancelNotice = { session: session.id, principal: session.principal, requestId: p.data.requestId };
+        if (p.data.reason) notice.reason = p.data.reason;
+        this.bus.nc.publish(subjects.cancel(session.principal, session.id), JSON.stringify(notice));
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  /**
+   * A client's answer to a server->client request: routed to the waiting worker on a subject
+   * derived from the authenticated principal and the session, never from the session id alone.
+   */
+  clientResponse(session: SessionRecord, r: JsonRpcResponse): void {
+    if (typeof r.id !== "string" || !r.id.startsWith("mcpq-")) return;
+    this.bus.nc.publish(subjects.clientReply(session.principal, session.id, r.id), JSON.stringify(r));
+  }
+
+  /** Ends a session everywhere and frees what it held (subscriptions, local delivery). */
+  async end(session: SessionRecord): Promise<void> {
+    await this.sessions.delete(session);
+    this.router.forget(session.id);
+    for await (const k of await this.bus.kv.subscriptions.keys(`*.${session.id}`)) {
+      await this.bus.kv.subscriptions.purge(k);
+    }
+  }
+
+  async #fanOutResourceUpdate(uri: string): Promise<void> {
+    try {
+      const json = JSON.stringify({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri } });
+      for await (const key of await this.bus.kv.subscriptions.keys(subscriptionPrefix(uri))) {
+        const session = key.slice(key.indexOf(".") + 1);
+        const eventId = `${STANDALONE_STREAM}_${randomBytes(9).toString("base64url")}`;
+        await this.bus.js.publish(subjects.outbound(session, STANDALONE_STREAM), json, {
+          headers: outboundHeaders("notification", eventId),
+        });
+      }
+    } catch (err) {
+      this.#log.warn({ err }, "resource update fan-out failed");
+    }
+  }
+}
+
+/** Newest protocol revision; exported for transports that must assume one. */
+export const LATEST = LATEST_PROTOCOL_VERSION;
+
+function clientKey(session: string, id: RequestId): string {
+  return `${session}\u0000${typeof id}:${id}`;
+}
+
+function parse<T extends z.ZodType>(schema: T, raw: unknown): z.output<T> {
+  const r = schema.safeParse(raw);
+  if (!r.success) throw new McpError(ErrorCode.InvalidParams, `Invalid params: ${z.prettifyError(r.error)}`);
+  return r.data;
+}
+
+function encodeCursor(offset: number): string {
+  return Buffer.from(JSON.stringify({ o: offset })).toString("base64url");
+}
+function decodeCursor(cursor: string): number {
+  try {
+    const v = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as { o?: unknown };
+    if (typeof v.o === "number" && Number.isInteger(v.o) && v.o >= 0) return v.o;
+  } catch {
+    // fall through
+  }
+  throw new McpError(ErrorCode.InvalidParams, "Invalid cursor");
+}
+
+function localMessage(id: RequestId, result: Record<string, unknown>): OutboundMessage {
+  return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", id, result }) };
+}
+export function errorMessage(id: RequestId | null, error: { code: number; message: string; data?: unknown }): OutboundMessage {
+  return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", id, error }) };
+}

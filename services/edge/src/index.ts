@@ -1,0 +1,4 @@
+export { startEdge, main, type RunningEdge } from "./server.js";
+export { loadEdgeConfig, EdgeEnvSchema, type EdgeConfig } from "./env.js";
+export { edgeApp } from "./app.js";
+export type { EdgeRuntime } from "./runtime.js";

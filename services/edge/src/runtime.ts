@@ -1,0 +1,68 @@
+import { connectBus, type Bus } from "@mcpq/bus";
+import { createMetricsRegistry, type Registry } from "@mcpq/observability";
+import type { Logger } from "@mcpq/protocol";
+import { CatalogView } from "./core/catalog.js";
+import { OutboundRouter } from "./core/outbound.js";
+import { SessionCore } from "./core/session-core.js";
+import { SessionStore } from "./core/session-store.js";
+import type { EdgeConfig } from "./env.js";
+import { edgeMetrics, type EdgeMetrics } from "./metrics.js";
+
+/** Everything an edge runs on, built once and shared by all transports. */
+export interface EdgeRuntime {
+  config: Readonly<EdgeConfig>;
+  bus: Bus;
+  catalog: CatalogView;
+  router: OutboundRouter;
+  core: SessionCore;
+  registry: Registry;
+  metrics: EdgeMetrics;
+  log: Logger;
+  close(): Promise<void>;
+}
+
+export const SERVER_VERSION = "0.1.0";
+
+export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logger): Promise<EdgeRuntime> {
+  const bus = await connectBus({ url: config.natsUrl, name: `edge-${config.edgeId}`, limits: config.busLimits });
+  const registry = createMetricsRegistry("mcpq_edge", { edge: config.edgeId });
+  const metrics = edgeMetrics(registry);
+  const catalog = new CatalogView(bus, log.child({ component: "catalog" }));
+  await catalog.start();
+  metrics.workers.set(catalog.workerCount);
+  catalog.on("changed", () => metrics.workers.set(catalog.workerCount));
+  const router = new OutboundRouter(bus, config.maxPendingRequests, log.child({ component: "outbound" }));
+  const sessions = new SessionStore(bus, { cacheMs: config.sessionCacheMs });
+  const core = new SessionCore(
+    bus,
+    {
+      edgeId: config.edgeId,
+      requestTimeoutMs: config.requestTimeoutMs,
+      maxRequestTimeoutMs: config.maxRequestTimeoutMs,
+      maxSessionsPerPrincipal: config.maxSessionsPerPrincipal,
+      pageSize: config.pageSize,
+      serverName: "mcpq",
+      serverVersion: SERVER_VERSION,
+    },
+    catalog,
+    router,
+    sessions,
+    log.child({ component: "core" }),
+    metrics.core,
+  );
+  core.start();
+  return {
+    config,
+    bus,
+    catalog,
+    router,
+    core,
+    registry,
+    metrics,
+    log,
+    async close() {
+      catalog.stop();
+      await bus.close();
+    },
+  };
+}

@@ -1,0 +1,61 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import { createLogger } from "@mcpq/observability";
+import type { Logger } from "@mcpq/protocol";
+import { edgeApp } from "./app.js";
+import { loadEdgeConfig, type EdgeConfig } from "./env.js";
+import { createEdgeRuntime, type EdgeRuntime } from "./runtime.js";
+
+/** A running edge: its URL and a graceful stop. */
+export interface RunningEdge {
+  url: string;
+  port: number;
+  runtime: EdgeRuntime;
+  app: FastifyInstance;
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the runtime, mounts the app and listens (127.0.0.1 unless configured). `close()` stops
+ * accepting, ends open streams and drains the NATS connection.
+ */
+export async function startEdge(config: Readonly<EdgeConfig>, logger?: Logger): Promise<RunningEdge> {
+  const log = logger ?? (createLogger({ name: "mcpq-edge", level: config.logLevel }) as unknown as Logger);
+  const runtime = await createEdgeRuntime(config, log.child({ edge: config.edgeId }));
+  const app = Fastify({
+    loggerInstance: log as unknown as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: config.maxBodyBytes,
+    forceCloseConnections: true,
+    // Large accept backlog: refuse at the application level (503) rather than in the kernel.
+    return503OnClosing: true,
+  });
+  await app.register(edgeApp, { runtime });
+  await app.listen({ host: config.host, port: config.port, backlog: 4096 });
+  const addr = app.server.address();
+  const port = typeof addr === "object" && addr ? addr.port : config.port;
+  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+  log.info({ url: `http://${host}:${port}/mcp`, edgeId: config.edgeId }, "edge listening");
+  return {
+    url: `http://${host}:${port}/mcp`,
+    port,
+    runtime,
+    app,
+    async close() {
+      await app.close();
+      await runtime.close();
+    },
+  };
+}
+
+/** Runs an edge from the environment until SIGINT/SIGTERM. */
+export async function main(overrides: Partial<EdgeConfig> = {}): Promise<RunningEdge> {
+  const config = loadEdgeConfig(process.env, overrides);
+  const edge = await startEdge(config);
+  const stop = async () => {
+    await edge.close().catch(() => undefined);
+    process.exit(0);
+  };
+  process.once("SIGINT", () => void stop());
+  process.once("SIGTERM", () => void stop());
+  return edge;
+}
