@@ -11,6 +11,7 @@
 #   CONFORMANCE_PORT               edge port (default 8080, or a free port if 8080 is taken)
 #   CONFORMANCE_EXPECTED_FAILURES  optional YAML baseline passed as --expected-failures
 #   CONFORMANCE_READY_TIMEOUT      seconds to wait for /readyz (default 60)
+#   MCPQ_CLI                       CLI entry to run (default services/cli/dist/main.js)
 #   CONFORMANCE_PROBE_TOOL         tool that must appear in tools/list before a run
 #                                  (default test_simple_text; empty disables the probe)
 # Output: .conformance/out/<run>/ (checks.json per scenario), .conformance/logs/*.log
@@ -24,7 +25,7 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin"
 say() { printf 'conformance: %s\n' "$*"; }
 die() { printf 'conformance: ERROR: %s\n' "$*" >&2; exit 1; }
 
-CLI="$ROOT/services/cli/dist/main.js"
+CLI="${MCPQ_CLI:-$ROOT/services/cli/dist/main.js}"
 CONF_PREFIX="$ROOT/.mcpq/conformance"
 CONF_PKG="$CONF_PREFIX/node_modules/@modelcontextprotocol/conformance"
 CONF_JS="$CONF_PKG/dist/index.js"

@@ -1,0 +1,28 @@
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { startStack, type NatsHandle, type StackOptions } from "@mcpq/testkit";
+import { loadEdgeConfig, startEdge, type RunningEdge } from "@mcpq/edge";
+import { loadWorkerConfig, startWorker, type RunningWorker } from "@mcpq/worker";
+
+/** In-process edges and workers against a real NATS (the factories testkit's startStack takes). */
+export const factories = {
+  startEdge: (natsUrl: string, env: Record<string, string>): Promise<RunningEdge> =>
+    startEdge(loadEdgeConfig({ MCPQ_NATS_URL: natsUrl, MCPQ_PORT: "0", MCPQ_LOG_LEVEL: "silent", MCPQ_REGISTRY_TTL_MS: "3000", ...env })),
+  startWorker: (natsUrl: string, catalogs: string[], env: Record<string, string>): Promise<RunningWorker> =>
+    startWorker(loadWorkerConfig({ MCPQ_NATS_URL: natsUrl, MCPQ_CATALOGS: catalogs.join(","), MCPQ_LOG_LEVEL: "silent", MCPQ_REGISTRY_TTL_MS: "3000", ...env })),
+};
+
+export function stack(nats: NatsHandle, opts: StackOptions = {}) {
+  return startStack(nats, factories, opts);
+}
+
+/** The official SDK client over Streamable HTTP. */
+export async function sdkClient(url: string, opts: { sessionId?: string; name?: string; capabilities?: Record<string, unknown>; headers?: Record<string, string> } = {}) {
+  const client = new Client({ name: opts.name ?? "mcpq-test", version: "1.0.0" }, { capabilities: opts.capabilities ?? {} });
+  const transportOpts: ConstructorParameters<typeof StreamableHTTPClientTransport>[1] = {};
+  if (opts.sessionId) transportOpts.sessionId = opts.sessionId;
+  if (opts.headers) transportOpts.requestInit = { headers: opts.headers };
+  const transport = new StreamableHTTPClientTransport(new URL(url), transportOpts);
+  await client.connect(transport);
+  return { client, transport };
+}
