@@ -145,18 +145,26 @@ export const ROUTED_METHODS = new Set(["tools/call", "resources/read", "prompts/
  */
 export function matchUriTemplate(template: string, uri: string): Record<string, string> | null {
   const names: string[] = [];
-  const pattern = template.replace(/[.*+?^${}()|[\]\\]/g, (c) => (c === "{" || c === "}" ? c : `\\${c}`)).replace(
-    /\{([^}]+)\}/g,
-    (_m, name: string) => {
-      names.push(name.replace(/^[+#]/, ""));
-      return name.startsWith("+") ? "(.+)" : "([^/]+)";
-    },
-  );
+  let pattern = "";
+  // Split into literal text and {var} expressions; odd indexes are expressions.
+  template.split(/\{([^}]+)\}/).forEach((part, i) => {
+    if (i % 2 === 0) {
+      pattern += part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      return;
+    }
+    const reserved = part.startsWith("+") || part.startsWith("#");
+    names.push(part.replace(/^[+#]/, ""));
+    pattern += reserved ? "(.+)" : "([^/]+)";
+  });
   const m = new RegExp(`^${pattern}$`).exec(uri);
   if (!m) return null;
   const out: Record<string, string> = {};
   names.forEach((n, i) => {
-    out[n] = decodeURIComponent(m[i + 1] ?? "");
+    try {
+      out[n] = decodeURIComponent(m[i + 1] ?? "");
+    } catch {
+      out[n] = m[i + 1] ?? "";
+    }
   });
   return out;
 }

@@ -23,7 +23,6 @@ export async function startEdge(config: Readonly<EdgeConfig>, logger?: Logger): 
   const runtime = await createEdgeRuntime(config, log.child({ edge: config.edgeId }));
   const app = Fastify({
     loggerInstance: log as unknown as FastifyBaseLogger,
-    disableRequestLogging: true,
     bodyLimit: config.maxBodyBytes,
     forceCloseConnections: true,
     // Large accept backlog: refuse at the application level (503) rather than in the kernel.
