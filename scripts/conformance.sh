@@ -92,6 +92,7 @@ EOF
 # ---------------------------------------------------------------- process management
 CHILD_PIDS=()
 STORE_DIRS=()
+CONF_PID=""
 start_child() { # start_child NAME CMD... ; logs to $LOG_DIR/NAME.log, own process group when possible
   local name="$1"; shift
   if command -v setsid >/dev/null 2>&1; then
@@ -125,6 +126,7 @@ stop_children() {
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  if [ -n "$CONF_PID" ]; then kill -TERM "$CONF_PID" 2>/dev/null || true; wait "$CONF_PID" 2>/dev/null || true; fi
   stop_children
   local d
   for d in "${STORE_DIRS[@]}"; do rm -rf "$d"; done
@@ -223,7 +225,11 @@ run_suite() {
   fi
   mkdir -p "$out"
   say "[$run] $NODE22 conformance ${args[*]}"
-  "$NODE22" "$CONF_JS" "${args[@]}" >"$log" 2>&1 || rc=$?
+  # in the background + wait, so INT/TERM traps fire immediately
+  "$NODE22" "$CONF_JS" "${args[@]}" >"$log" 2>&1 &
+  CONF_PID=$!
+  wait "$CONF_PID" || rc=$?
+  CONF_PID=""
 
   if grep -q '=== SUMMARY ===' "$log"; then
     sed -n '/=== SUMMARY ===/,$p' "$log" | sed '/^=== SUMMARY ===/d; /^[[:space:]]*$/d; s/^/  /'

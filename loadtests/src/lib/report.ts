@@ -145,7 +145,7 @@ export function printResult(r: WorkloadResult): void {
     `  ${r.workload_id.padEnd(34)} ${String(r.throughput_msg_per_s).padStart(9)} msg/s  ` +
       `p50 ${fmtUs(r.latency_p50_us).padStart(9)}  p99 ${fmtUs(r.latency_p99_us).padStart(9)}  p999 ${fmtUs(r.latency_p999_us).padStart(9)}  ` +
       `n=${r.requests} err=${(r.error_rate * 100).toFixed(2)}%${errs ? ` [${errs}]` : ""}` +
-      `${r.cpu_pct !== null ? ` cpu=${r.cpu_pct}%` : ""}${r.edge_rss_mib !== null ? ` rss=${r.edge_rss_mib}MiB` : ""}` +
+      `${r.cpu_pct !== null ? ` cpu=${r.cpu_pct}%` : ""}${typeof r.extra?.client_cpu_pct === "number" ? ` client_cpu=${r.extra.client_cpu_pct}%` : ""}${r.edge_rss_mib !== null ? ` rss=${r.edge_rss_mib}MiB` : ""}` +
       `${r.per_session_kib !== null ? ` per_session=${r.per_session_kib}KiB` : ""}\n`,
   );
 }

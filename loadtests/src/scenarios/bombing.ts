@@ -52,7 +52,7 @@ export async function runBombing(target: Target, o: BombingOpts): Promise<Worklo
   const rssBefore = await rss.sampleNow();
 
   // 1. pre-storm reference
-  const pre = await closedLoop({ sessions: probe.sessions, inFlight: 16, durationMs: o.preStormMs ?? 2000, warmupMs: 300, tag: `${id}-pre` });
+  const pre = await closedLoop({ sessions: probe.sessions, inFlight: 16, durationMs: o.preStormMs ?? 2000, warmupMs: 1000, tag: `${id}-pre` });
   const preP50 = pre.hist.p(50);
   if (preP50 === null) throw new Error(`${id}: pre-storm probe got no successful response (${outcomeLine(pre)})`);
   log(`    ${id}: pre-storm probe p50=${preP50}us (${Math.round(pre.ok / pre.duration_s)}/s); storm ${rate}/s (${mult}× ${o.capacity}) for ${stormMs / 1000}s over ${storm.sessions.length} sessions`);

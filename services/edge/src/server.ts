@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { createLogger } from "@mcpq/observability";
 import type { Logger } from "@mcpq/protocol";
 import { edgeApp } from "./app.js";
@@ -23,6 +23,8 @@ export async function startEdge(config: Readonly<EdgeConfig>, logger?: Logger): 
   const runtime = await createEdgeRuntime(config, log.child({ edge: config.edgeId }));
   const app = Fastify({
     loggerInstance: log as unknown as FastifyBaseLogger,
+    // Per-request access logs would dominate the hot path; metrics carry that information.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.maxBodyBytes,
     forceCloseConnections: true,
     // Large accept backlog: refuse at the application level (503) rather than in the kernel.
