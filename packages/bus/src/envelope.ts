@@ -18,6 +18,13 @@ export const H = {
   worker: "Mcpq-Worker",
   event: "Mcpq-Event",
   receivedAt: "Mcpq-Received-At",
+  /** Record messages (MCPQ_REC) only: the request's method, pool, run timing and outcome. */
+  method: "Mcpq-Method",
+  pool: "Mcpq-Pool",
+  startedAt: "Mcpq-Started-At",
+  durationMs: "Mcpq-Duration-Ms",
+  outcome: "Mcpq-Outcome",
+  replayable: "Mcpq-Replayable",
   traceparent: "traceparent",
   msgId: "Nats-Msg-Id",
 } as const;

@@ -9,6 +9,11 @@ export interface BusLimits {
   /** Largest single message (request or response) accepted by the broker. */
   maxMessageBytes: number;
   requestStorage: "file" | "memory";
+  /**
+   * MCPQ_REQ: age after which a queued request is discarded. Nobody waits for it any more (it is
+   * longer than any deadline), so this only bounds what exhausted `max_deliver` leaves behind.
+   */
+  requestMaxAgeMs: number;
   /** JetStream duplicate window for publish retries (ms). */
   duplicateWindowMs: number;
   /** MCPQ_OUT: how long server->client messages stay resumable (ms) and its size bound. */
@@ -35,6 +40,7 @@ export const DEFAULT_BUS_LIMITS: Readonly<BusLimits> = Object.freeze({
   requestStreamMaxBytes: 256 * 1024 * 1024,
   maxMessageBytes: 4 * 1024 * 1024,
   requestStorage: "file",
+  requestMaxAgeMs: 15 * 60_000,
   duplicateWindowMs: 120_000,
   outboundMaxAgeMs: 5 * 60_000,
   outboundMaxBytes: 512 * 1024 * 1024,

@@ -23,6 +23,7 @@ export function streamConfigs(l: BusLimits): (Partial<StreamConfig> & { name: st
       discard: DiscardPolicy.New,
       max_msgs: l.requestStreamMaxMsgs,
       max_bytes: l.requestStreamMaxBytes,
+      max_age: ns(l.requestMaxAgeMs),
       max_msg_size: l.maxMessageBytes,
       storage: storage(l.requestStorage),
       duplicate_window: ns(l.duplicateWindowMs),

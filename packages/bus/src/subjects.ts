@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
  *
  * Requests:   mcpq.req.<pool>.<kind>.<target>      (stream MCPQ_REQ, work queue, bounded)
  * Outbound:   mcpq.out.<session>.<stream>          (stream MCPQ_OUT, resumability window)
+ *             mcpq.out.replay-<id>.<n>             (same stream; one `mcpq replay` run's answers)
  * Records:    mcpq.rec.<pool>.<kind>.<target>      (stream MCPQ_REC, replay window)
  * Replies:    mcpq.s2c.<principal-key>.<session>.<token>   (core; client answers to server requests)
  * Cancels:    mcpq.cancel.<principal-key>.<session>        (core; fan-out to workers and edges)
@@ -59,6 +60,11 @@ export const subjects = {
   request: (pool: string, kind: TargetKind, target: string) => `mcpq.req.${pool}.${kind}.${subjectToken(target)}`,
   poolRequests: (pool: string) => `mcpq.req.${pool}.>`,
   record: (pool: string, kind: TargetKind, target: string) => `mcpq.rec.${pool}.${kind}.${subjectToken(target)}`,
+  /** Filter over MCPQ_REC; an omitted token is a wildcard (`*`). */
+  recordFilter: (pool?: string, kind?: TargetKind, target?: string) =>
+    `mcpq.rec.${pool ?? "*"}.${kind ?? "*"}.${target === undefined ? "*" : subjectToken(target)}`,
+  /** Outbound subjects of one replay run (`mcpq replay`): its own session, never a live client's. */
+  replayOutbound: (replayId: string) => `mcpq.out.${replaySession(replayId)}.>`,
   outbound: (session: string, stream: string) => `mcpq.out.${session}.${stream}`,
   sessionOutbound: (session: string) => `mcpq.out.${session}.>`,
   clientReply: (principal: string, session: string, token: string) =>
@@ -67,6 +73,19 @@ export const subjects = {
   cancelAll: "mcpq.cancel.>",
   resourceUpdated: "mcpq.evt.resources.updated",
 } as const;
+
+/** Session ids of replay runs start with this; workers do not record them (no replay of replays). */
+export const REPLAY_SESSION_PREFIX = "replay-";
+/** Principal every replayed request runs as (never a live client's). */
+export const REPLAY_PRINCIPAL = "mcpq-replay";
+/** Session id of one replay run; `replayId` must be a safe token. */
+export function replaySession(replayId: string): string {
+  if (!SAFE.test(replayId)) throw new Error(`invalid replay id ${JSON.stringify(replayId)}: use [A-Za-z0-9_-]`);
+  return `${REPLAY_SESSION_PREFIX}${replayId}`;
+}
+export function isReplaySession(session: string): boolean {
+  return session.startsWith(REPLAY_SESSION_PREFIX);
+}
 
 /** The standalone GET stream of a session (server-initiated messages unrelated to a request). */
 export const STANDALONE_STREAM = "g";

@@ -191,14 +191,16 @@ export class Worker {
     const { bus, metrics } = this.#opts;
     const env = decodeEnvelope(m.headers);
     if (!env) {
-      this.#log.warn({ subject: m.subject }, "malformed envelope; terminating message");
-      m.term("malformed envelope");
+      this.#log.warn({ subject: m.subject }, "malformed envelope; dropping message");
+      // Ack, not term: on a work-queue stream only an ack removes the message, and a message
+      // that can never be processed must not occupy the bounded queue.
+      m.ack();
       return;
     }
     if (Date.now() >= env.deadline) {
       // Never run work nobody waits for: the edge has already answered with a timeout.
       metrics?.expired();
-      m.term("deadline passed");
+      m.ack();
       return;
     }
     if (m.info.deliveryCount > 1) metrics?.redelivered();
@@ -206,7 +208,7 @@ export class Worker {
     try {
       request = JSON.parse(m.string()) as typeof request;
     } catch {
-      m.term("malformed body");
+      m.ack();
       return;
     }
     this.#running++;
