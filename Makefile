@@ -1,0 +1,59 @@
+# mcpq developer entry points. `make` (or `make help`) lists them.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+# A pnpm installed locally by scripts/ensure-tools.sh, and the sbin dirs where Debian
+# puts nats-server (often missing from a non-root PATH).
+export PATH := $(CURDIR)/.mcpq/tools/node_modules/.bin:$(PATH):/usr/local/sbin:/usr/sbin
+
+.PHONY: help setup build dev test conformance bench bench-compare lint format typecheck \
+	clean distclean compose-check
+
+help: ## list targets
+	@echo "mcpq make targets:"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+setup: ## ensure node/pnpm/nats-server, pnpm install, pnpm build
+	@scripts/ensure-tools.sh
+
+build: ## compile all TypeScript projects (tsc -b)
+	pnpm build
+
+dev: setup ## run nats-server + edge (127.0.0.1:8080) + worker in the foreground
+	pnpm mcpq dev
+
+test: setup ## run the full vitest suite
+	pnpm vitest run --reporter=default
+
+conformance: setup ## run the MCP conformance suite (1 worker, then 2 workers)
+	scripts/conformance.sh
+
+bench: setup ## quick load benchmark
+	pnpm --filter @mcpq/loadtests bench
+
+bench-compare: ## compare the latest bench results with the baselines
+	pnpm --filter @mcpq/loadtests bench-compare
+
+lint: ## eslint over the repo
+	pnpm lint
+
+format: ## prettier --write over the repo
+	pnpm format
+
+typecheck: ## type-check all projects
+	pnpm typecheck
+
+clean: ## remove build outputs and test/conformance artifacts
+	rm -rf packages/*/dist services/*/dist loadtests/dist infra/dist .conformance coverage
+	find . -name '*.tsbuildinfo' -not -path '*/node_modules/*' -not -path './.mcpq/*' -delete
+
+distclean: clean ## clean + node_modules and the .mcpq tool cache (node22, conformance, pnpm)
+	rm -rf node_modules packages/*/node_modules services/*/node_modules loadtests/node_modules .mcpq
+
+compose-check: ## validate docker-compose.yml (no engine needed)
+	@if docker compose version >/dev/null 2>&1; then docker compose config -q; \
+	elif command -v docker-compose >/dev/null 2>&1; then docker-compose config -q; \
+	else echo "compose-check: need the docker compose plugin (or docker-compose)" >&2; exit 1; fi
+	@echo "compose-check: docker-compose.yml ok"
