@@ -2,7 +2,8 @@
 # Run the official MCP conformance suite (server side, --suite all) against mcpq.
 #
 #   run 1: private nats-server + edge + 1 worker  (--catalog example,conformance)
-#   run 2: fresh nats-server + edge + 2 workers   (--catalog conformance, --catalog example,conformance)
+#   run 2: fresh nats-server + edge + 2 workers   (both --catalog example,conformance: one pool, so
+#          JetStream spreads the calls of one session over both workers)
 #
 # Needs a build (services/cli/dist/main.js) and nats-server; `make conformance` does both.
 # The conformance CLI needs Node >= 22; scripts/node22.sh provides one.
@@ -181,7 +182,10 @@ start_stack() {
     sleep 0.2
   done
 
-  start_child "$run-edge" node "$CLI" edge --port "$EDGE_PORT"
+  # The suite speaks Streamable HTTP only; the edge's socket transports get random ports so a
+  # dev stack on the default 8090/50051 does not collide.
+  start_child "$run-edge" env MCPQ_TCP_PORT="${MCPQ_TCP_PORT:-0}" MCPQ_GRPC_PORT="${MCPQ_GRPC_PORT:-0}" \
+    node "$CLI" edge --port "$EDGE_PORT"
   local i=0 names=("$run-nats" "$run-edge") catalog
   for catalog in "$@"; do
     i=$((i + 1))
@@ -268,7 +272,7 @@ run_suite run1-single-worker
 stop_children
 
 # ---------------------------------------------------------------- run 2: two workers
-start_stack run2-two-workers "conformance" "example,conformance"
+start_stack run2-two-workers "example,conformance" "example,conformance"
 run_suite run2-two-workers
 stop_children
 

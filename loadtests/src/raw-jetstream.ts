@@ -113,7 +113,7 @@ async function oneRun(nc: NatsConnection, C: number, o: RawJsOpts): Promise<{ hi
       clearTimeout(timer);
       const end = performance.now();
       if (end > tEnd) return;
-      if (end < tMeasure) continue;
+      if (start < tMeasure) continue; // started during warm-up: not counted
       requests++;
       if (code) errors[code] = (errors[code] ?? 0) + 1;
       else {

@@ -57,8 +57,9 @@ export interface ClosedLoopOpts {
 }
 
 /**
- * Closed loop. Counted: requests that *complete* inside [start+warmup, start+warmup+duration].
- * Requests still in flight at the end are awaited but not counted (reported as tail_excluded).
+ * Closed loop. Counted: requests that start at or after warm-up end and complete before the
+ * window end [start+warmup, start+warmup+duration]. Requests still in flight at the end are
+ * awaited but not counted (reported as tail_excluded).
  */
 export async function closedLoop(o: ClosedLoopOpts): Promise<LoopStats & { tail_excluded: number }> {
   if (o.sessions.length === 0) throw new Error("closedLoop: no sessions");
@@ -86,7 +87,8 @@ export async function closedLoop(o: ClosedLoopOpts): Promise<LoopStats & { tail_
         tail++;
         return;
       }
-      if (end >= tMeasure) tally(st, out, lat);
+      // counted: started inside the window and completed before its end
+      if (start >= tMeasure) tally(st, out, lat);
       o.onResult?.(end, lat, out);
       if (!stopped && o.stop?.()) {
         stopped = true;
@@ -104,9 +106,20 @@ export interface OpenLoopOpts {
   /** aggregate offered rate (requests/s), spread round-robin over sessions */
   ratePerS: number;
   durationMs: number;
+  /**
+   * A request is a timeout when no response arrives within `timeoutMs` of its *scheduled*
+   * send time (so every request settles by scheduled + timeout, whatever happens).
+   */
   timeoutMs?: number;
-  /** client-side cap on outstanding requests; excess scheduled requests are counted as error "client_backlog" */
-  maxOutstanding?: number;
+  /**
+   * Max requests on the wire at once (match the HTTP pool's connection count). Requests
+   * scheduled while all slots are busy wait in a cheap client-side FIFO of timestamps; their
+   * wait counts in their latency. Those still waiting when their timeout expires become
+   * outcome timeout/"client_queue_timeout" without being sent.
+   */
+  maxInFlight?: number;
+  /** at schedule end, settle still-queued (never sent) requests at once as timeout/"queued_at_end" */
+  expireQueuedAtEnd?: boolean;
   payloadBytes?: number;
   tag?: string;
   onResult?: ResultHook;
@@ -117,12 +130,17 @@ export interface OpenLoopOpts {
 export interface OpenLoopStats extends LoopStats {
   scheduled: number;
   offered_rate: number;
+  /** requests actually put on the wire per second */
   achieved_send_rate: number;
+  /** dispatch time − scheduled time (timer lag + client-side queueing while all slots busy) */
   send_lag_p50_us: number | null;
   send_lag_p99_us: number | null;
+  /** response time − dispatch time, successful requests only */
   service_p50_us: number | null;
   service_p99_us: number | null;
   max_outstanding_seen: number;
+  max_queued_seen: number;
+  never_sent: number;
   unaccounted: number;
   /** performance.now() when the last request was scheduled */
   schedule_end_ms: number;
@@ -136,95 +154,135 @@ export function openLoop(o: OpenLoopOpts): Promise<OpenLoopStats> {
   const timeout = o.timeoutMs ?? 5_000;
   const payload = o.payloadBytes ?? 32;
   const tag = o.tag ?? "o";
-  const maxOut = o.maxOutstanding ?? 50_000;
+  const maxIn = o.maxInFlight ?? 256;
   const interval = 1000 / o.ratePerS;
   const total = Math.max(1, Math.floor((o.durationMs / 1000) * o.ratePerS));
   const n = o.sessions.length;
   const t0 = performance.now() + 5;
-  let j = 0;
-  let outstanding = 0;
+  let j = 0; // next index to schedule
+  let inFlight = 0;
   let maxSeen = 0;
+  let maxQueued = 0;
   let sent = 0;
+  let neverSent = 0;
   let firstSend = 0;
   let lastSend = 0;
   let scheduleEnd = 0;
+  let fifo: number[] = [];
+  let head = 0;
+  let done = false;
+  let sweep: NodeJS.Timeout | undefined;
 
   return new Promise<OpenLoopStats>((resolve) => {
-    const maybeDone = () => {
-      if (j >= total && outstanding === 0) {
-        const sendSpan = (lastSend - firstSend) / 1000;
-        resolve({
-          ...st,
-          duration_s: o.durationMs / 1000,
-          scheduled: total,
-          offered_rate: o.ratePerS,
-          achieved_send_rate: sendSpan > 0 ? Math.round((sent - 1) / sendSpan) : sent,
-          send_lag_p50_us: lag.p(50),
-          send_lag_p99_us: lag.p(99),
-          service_p50_us: service.p(50),
-          service_p99_us: service.p(99),
-          max_outstanding_seen: maxSeen,
-          unaccounted: total - st.requests,
-          schedule_end_ms: scheduleEnd,
-        });
-      }
+    const settleUnsent = (k: number, code: string, now: number) => {
+      const out: Outcome = { kind: "timeout", code };
+      neverSent++;
+      tally(st, out, 0);
+      o.onResult?.(now, (now - (t0 + k * interval)) * 1000, out);
     };
-    const fire = (k: number, now: number) => {
+    const maybeDone = () => {
+      if (done || j < total || inFlight > 0 || head < fifo.length) return;
+      done = true;
+      if (sweep) clearInterval(sweep);
+      const sendSpan = (lastSend - firstSend) / 1000;
+      resolve({
+        ...st,
+        duration_s: o.durationMs / 1000,
+        scheduled: total,
+        offered_rate: o.ratePerS,
+        achieved_send_rate: sendSpan > 0 ? Math.round((sent - 1) / sendSpan) : sent,
+        send_lag_p50_us: lag.p(50),
+        send_lag_p99_us: lag.p(99),
+        service_p50_us: service.p(50),
+        service_p99_us: service.p(99),
+        max_outstanding_seen: maxSeen,
+        max_queued_seen: maxQueued,
+        never_sent: neverSent,
+        unaccounted: total - st.requests,
+        schedule_end_ms: scheduleEnd,
+      });
+    };
+    const dispatch = (k: number, now: number, budget: number) => {
       const scheduled = t0 + k * interval;
-      if (outstanding >= maxOut) {
-        const out: Outcome = { kind: "error", code: "client_backlog" };
-        tally(st, out, 0);
-        o.onResult?.(now, 0, out);
-        return;
-      }
-      outstanding++;
-      if (outstanding > maxSeen) maxSeen = outstanding;
+      inFlight++;
+      if (inFlight > maxSeen) maxSeen = inFlight;
       if (sent === 0) firstSend = now;
       lastSend = now;
       sent++;
       lag.record((now - scheduled) * 1000);
       const s = o.sessions[k % n]!;
-      s.callEcho(makeText(tag, k, payload), timeout).then(
+      s.callEcho(makeText(tag, k, payload), budget).then(
         (out) => {
           const end = performance.now();
-          const lat = (end - scheduled) * 1000;
           if (out.kind === "ok") service.record((end - now) * 1000);
-          tally(st, out, lat);
-          o.onResult?.(end, lat, out);
-          outstanding--;
+          tally(st, out, (end - scheduled) * 1000);
+          o.onResult?.(end, (end - scheduled) * 1000, out);
+          inFlight--;
+          pump();
           maybeDone();
         },
         (e) => {
           // callEcho never rejects by contract; account anyway
-          const out: Outcome = { kind: "error", code: `exception:${(e as Error)?.name ?? "?"}` };
-          tally(st, out, 0);
-          outstanding--;
+          tally(st, { kind: "error", code: `exception:${(e as Error)?.name ?? "?"}` }, 0);
+          inFlight--;
+          pump();
           maybeDone();
         },
       );
+    };
+    /** expire aged heads, then fill free slots from the FIFO */
+    const pump = () => {
+      if (head >= fifo.length) return;
+      const now = performance.now();
+      while (head < fifo.length) {
+        const k = fifo[head]!;
+        const budget = t0 + k * interval + timeout - now;
+        if (budget < 1) {
+          head++;
+          settleUnsent(k, "client_queue_timeout", now);
+          continue;
+        }
+        if (inFlight >= maxIn) break;
+        head++;
+        dispatch(k, now, budget);
+      }
+      if (head > 65_536 && head * 2 > fifo.length) {
+        fifo = fifo.slice(head);
+        head = 0;
+      }
     };
     const tick = () => {
       let now = performance.now();
       let fired = 0;
       while (j < total && t0 + j * interval <= now) {
-        fire(j, now);
+        fifo.push(j);
         j++;
-        if (++fired >= 2000) break; // yield to the event loop during catch-up bursts
-        if ((fired & 63) === 0) now = performance.now();
+        if (++fired >= 5000) break; // yield to the event loop during catch-up bursts
+        if ((fired & 255) === 0) now = performance.now();
       }
+      const q = fifo.length - head;
+      if (q > maxQueued) maxQueued = q;
+      pump();
       if (j >= total) {
         scheduleEnd = performance.now();
+        if (o.expireQueuedAtEnd) {
+          while (head < fifo.length) settleUnsent(fifo[head++]!, "queued_at_end", scheduleEnd);
+        }
         o.onScheduleEnd?.();
         maybeDone();
         return;
       }
-      if (fired >= 2000) {
+      if (fired >= 5000) {
         setImmediate(tick);
         return;
       }
       const wait = t0 + j * interval - performance.now();
       setTimeout(tick, wait > 1 ? Math.floor(wait) : 0);
     };
+    sweep = setInterval(() => {
+      pump();
+      maybeDone();
+    }, 50);
     setTimeout(tick, 5);
   });
 }

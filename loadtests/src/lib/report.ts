@@ -1,6 +1,6 @@
 /** Metrology report schema (one object per workload) and environment capture. */
 import { spawnSync } from "node:child_process";
-import { cpus, hostname, totalmem } from "node:os";
+import { cpus, hostname, loadavg, totalmem } from "node:os";
 import type { LatencyHistogram } from "./histogram.js";
 import { findNatsServer } from "./procs.js";
 
@@ -39,6 +39,8 @@ export interface Environment {
   date: string;
   machine_label: string;
   open_files_limit: number | null;
+  /** 1/5/15-min load averages when the run started — a noisy-machine indicator (> cores ⇒ numbers suspect) */
+  load_avg_at_start: number[];
 }
 
 export interface Report {
@@ -85,6 +87,7 @@ export function captureEnvironment(): Environment {
     date: new Date().toISOString(),
     machine_label: process.env.MCPQ_MACHINE_LABEL ?? `${c.length}-core dev VM`,
     open_files_limit: openFilesLimit(),
+    load_avg_at_start: loadavg().map((x) => Math.round(x * 100) / 100),
   };
 }
 

@@ -51,7 +51,9 @@ export function httpPool(endpoint: HttpEndpoint, connections: number, localAddre
     keepAliveMaxTimeout: 600_000,
     headersTimeout: 0, // our own per-request timers are authoritative
     bodyTimeout: 0,
-    connect: localAddress ? { localAddress, timeout: 10_000 } : { timeout: 10_000 },
+    // undici 7: localAddress is a Client/Pool/Agent option; a `connect.localAddress` is overridden (ignored)
+    ...(localAddress ? { localAddress } : {}),
+    connect: { timeout: 10_000 },
   });
 }
 
@@ -63,7 +65,8 @@ export function httpAgent(localAddress: string): Agent {
     keepAliveMaxTimeout: 600_000,
     headersTimeout: 0,
     bodyTimeout: 0,
-    connect: { localAddress, timeout: 10_000 },
+    localAddress, // see httpPool: must be top-level in undici 7, not under `connect`
+    connect: { timeout: 10_000 },
   });
 }
 

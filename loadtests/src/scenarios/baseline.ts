@@ -37,6 +37,7 @@ export async function runBaseline(target: Target, o: BaselineOpts): Promise<Work
     ratePerS: S * R,
     durationMs: o.durationMs,
     timeoutMs: o.timeoutMs ?? 5000,
+    maxInFlight: Math.max(S, 64),
     payloadBytes: o.payloadBytes,
     tag: id,
   });
@@ -66,7 +67,9 @@ export async function runBaseline(target: Target, o: BaselineOpts): Promise<Work
       send_lag_p99_us: st.send_lag_p99_us,
       service_time_p50_us: st.service_p50_us,
       service_time_p99_us: st.service_p99_us,
-      max_outstanding: st.max_outstanding_seen,
+      max_in_flight: st.max_outstanding_seen,
+      max_client_queue: st.max_queued_seen,
+      never_sent: st.never_sent,
       unaccounted: st.unaccounted,
     },
   });

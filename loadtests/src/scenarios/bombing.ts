@@ -2,7 +2,9 @@
  * bombing: S sessions (default 20) offered `multiplier` × capacity (default 10×) for a fixed
  * time, open loop. Every scheduled request ends in exactly one class: ok, rejected
  * (HTTP 429/503, or JSON-RPC -32000..-32099 whose message says rate limited / overloaded /
- * unavailable …), timeout, error. Then a 16-in-flight probe on separate sessions and a
+ * unavailable …), timeout (no response within the timeout of the request's *scheduled* time,
+ * including requests that waited in the client FIFO because all `connections` slots were busy,
+ * and requests still queued client-side when the storm stops: "queued_at_end"), error. Then a 16-in-flight probe on separate sessions and a
  * separate connection pool (so it does not queue behind the storm client-side) measures
  * recovery: time from storm end until the p50 of a 200 ms sliding window is within 2× the
  * pre-storm median (and ≥90 % of that window's probe requests succeed); bounded to 30 s.
@@ -20,10 +22,10 @@ export interface BombingOpts {
   multiplier?: number;
   sessions?: number;
   stormMs?: number;
-  /** concurrent connections the storm may use (HTTP pool size) */
+  /** requests the storm keeps on the wire at once (= HTTP pool connections); default 256 */
   connections?: number;
+  /** timeout measured from each request's scheduled send time; default 5 s */
   timeoutMs?: number;
-  maxOutstanding?: number;
   preStormMs?: number;
   recoveryBoundMs?: number;
   windowMs?: number;
@@ -69,7 +71,8 @@ export async function runBombing(target: Target, o: BombingOpts): Promise<Worklo
     ratePerS: rate,
     durationMs: stormMs,
     timeoutMs: o.timeoutMs ?? 5000,
-    maxOutstanding: o.maxOutstanding ?? 20_000,
+    maxInFlight: o.connections ?? 256,
+    expireQueuedAtEnd: true,
     tag: id,
     onScheduleEnd: () => scheduleEnded(),
   });
@@ -135,7 +138,10 @@ export async function runBombing(target: Target, o: BombingOpts): Promise<Worklo
       offered_rate_msg_per_s: rate,
       achieved_send_rate_msg_per_s: st.achieved_send_rate,
       send_lag_p99_us: st.send_lag_p99_us,
-      max_outstanding: st.max_outstanding_seen,
+      max_in_flight: st.max_outstanding_seen,
+      max_client_queue: st.max_queued_seen,
+      never_sent: st.never_sent,
+      client_limited: st.achieved_send_rate < 0.9 * rate && st.max_queued_seen < 2,
       pre_storm_p50_us: preP50,
       pre_storm_throughput_msg_per_s: Math.round(pre.ok / pre.duration_s),
       recovery_s: recoveryS,

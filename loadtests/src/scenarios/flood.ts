@@ -17,6 +17,26 @@ import { mib } from "../lib/procstat.js";
 import { forEachLimit, httpAgent, openSessions, transportLabel, type Target, type TransportKind } from "../lib/target.js";
 import { cpuSet, defaultLog, rssSampler, type Log } from "./common.js";
 import type { Agent } from "undici";
+import { spawnSync } from "node:child_process";
+
+/** Count established client sockets to `port` by source address (via `ss`; null if unavailable). */
+function sourceAddressCounts(port: number): Record<string, number> | null {
+  try {
+    const r = spawnSync("ss", ["-Htn", "state", "established", `( dport = :${port} )`], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+    if (r.status !== 0) return null;
+    const counts: Record<string, number> = {};
+    for (const line of r.stdout.split("\n")) {
+      const cols = line.trim().split(/\s+/);
+      const local = cols[2];
+      if (!local) continue;
+      const addr = local.slice(0, local.lastIndexOf(":"));
+      counts[addr] = (counts[addr] ?? 0) + 1;
+    }
+    return counts;
+  } catch {
+    return null;
+  }
+}
 
 export interface FloodOpts {
   transport: TransportKind;
@@ -114,6 +134,8 @@ export async function runFlood(target: Target, o: FloodOpts): Promise<WorkloadRe
 
   await new Promise((r) => setTimeout(r, 1000));
   const rssHeld = await rss.sampleNow();
+  const srcCounts = sourceAddressCounts(Number(new URL(target.mcpUrl).port));
+  if (srcCounts) log(`    ${id}: established client sockets by source address: ${JSON.stringify(srcCounts)}`);
 
   const cpu = cpuSet(target);
   cpu.start();
@@ -169,6 +191,7 @@ export async function runFlood(target: Target, o: FloodOpts): Promise<WorkloadRe
       open_failures: failures,
       held_after_probe: aliveAfter,
       source_addresses: addrs,
+      client_sockets_by_source_address: srcCounts,
       edge_rss_before_mib: mib(rssBefore),
       edge_rss_held_mib: mib(rssHeld),
       edge_rss_peak_mib: mib(rss.peak),

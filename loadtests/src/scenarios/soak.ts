@@ -1,6 +1,7 @@
 /**
  * soak: N minutes open loop at a fraction (default 50 %) of capacity over S sessions;
- * reports edge RSS drift (last − first, and least-squares slope in MiB/min).
+ * reports edge RSS drift over the steady part (after the first 20 %: last − first steady
+ * sample, and the least-squares slope in MiB/min), sampled every second.
  */
 import { openLoop, outcomeLine } from "../lib/drivers.js";
 import { makeResult, type WorkloadResult } from "../lib/report.js";
@@ -36,25 +37,28 @@ export async function runSoak(target: Target, o: SoakOpts): Promise<WorkloadResu
   const cpu = cpuSet(target);
   cpu.start();
   log(`    ${id}: ${rate}/s (${frac * 100}% of ${o.capacity}) for ${o.minutes} min`);
-  const st = await openLoop({ sessions: set.sessions, ratePerS: rate, durationMs: o.minutes * 60_000, timeoutMs: 5000, tag: id });
+  const st = await openLoop({ sessions: set.sessions, ratePerS: rate, durationMs: o.minutes * 60_000, timeoutMs: 5000, maxInFlight: 64, tag: id });
   const c = cpu.stop();
   clearInterval(timer);
   await sample();
   await set.close();
+  // drift/slope over the steady part: skip the first 20 % (JIT, pools and session state warming up)
+  const steady = samples.filter((x) => x.t >= 0.2 * o.minutes);
   let slope: number | null = null;
-  if (samples.length >= 3) {
-    const n = samples.length;
-    const mx = samples.reduce((a, s) => a + s.t, 0) / n;
-    const my = samples.reduce((a, s) => a + s.rss, 0) / n;
+  if (steady.length >= 3) {
+    const n = steady.length;
+    const mx = steady.reduce((a, s) => a + s.t, 0) / n;
+    const my = steady.reduce((a, s) => a + s.rss, 0) / n;
     let num = 0;
     let den = 0;
-    for (const s of samples) {
+    for (const s of steady) {
       num += (s.t - mx) * (s.rss - my);
       den += (s.t - mx) ** 2;
     }
     slope = den > 0 ? Math.round((num / den / 1048576) * 100) / 100 : null;
   }
   const first = samples[0]?.rss ?? null;
+  const steadyFirst = steady[0]?.rss ?? null;
   const last = samples[samples.length - 1]?.rss ?? null;
   const peak = samples.length ? Math.max(...samples.map((s) => s.rss)) : null;
   log(`    ${id}: ${outcomeLine(st)} rss ${mib(first)} → ${mib(last)} MiB (slope ${slope} MiB/min)`);
@@ -79,7 +83,8 @@ export async function runSoak(target: Target, o: SoakOpts): Promise<WorkloadResu
       rss_first_mib: mib(first),
       rss_last_mib: mib(last),
       rss_peak_mib: mib(peak),
-      rss_drift_mib: first !== null && last !== null ? mib(last - first) : null,
+      rss_steady_first_mib: mib(steadyFirst),
+      rss_drift_mib: steadyFirst !== null && last !== null ? mib(last - steadyFirst) : null,
       rss_slope_mib_per_min: slope,
       unaccounted: st.unaccounted,
     },

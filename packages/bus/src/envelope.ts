@@ -27,6 +27,12 @@ export const H = {
   replayable: "Mcpq-Replayable",
   traceparent: "traceparent",
   msgId: "Nats-Msg-Id",
+  /** Top-level capability names the client declared at initialize (comma-separated). */
+  clientCapabilities: "Mcpq-Client-Capabilities",
+  /** On a `control` outbound message: what the edge holding the stream should do. */
+  control: "Mcpq-Control",
+  /** On a `reconnect` control: the SSE `retry:` the client is asked to wait (ms). */
+  retryMs: "Mcpq-Retry-Ms",
 } as const;
 
 /** Everything a worker needs to run a request and route what it produces. */
@@ -46,6 +52,12 @@ export interface RequestEnvelope {
   edge: string;
   receivedAt: number;
   traceparent: string | undefined;
+  /**
+   * Top-level capabilities the client declared (`sampling`, `elicitation`, `roots`, ...), so a
+   * worker refuses a server->client request the client cannot answer instead of waiting for a
+   * timeout. Undefined when unknown (an older edge): the worker then assumes the client can.
+   */
+  clientCapabilities?: readonly string[] | undefined;
 }
 
 export function encodeEnvelope(e: RequestEnvelope): MsgHdrs {
@@ -63,6 +75,7 @@ export function encodeEnvelope(e: RequestEnvelope): MsgHdrs {
   h.set(H.edge, e.edge);
   h.set(H.receivedAt, String(e.receivedAt));
   if (e.traceparent) h.set(H.traceparent, e.traceparent);
+  if (e.clientCapabilities) h.set(H.clientCapabilities, e.clientCapabilities.join(","));
   return h;
 }
 
@@ -96,11 +109,42 @@ export function decodeEnvelope(h: MsgHdrs | undefined): RequestEnvelope | null {
     edge: get(H.edge) ?? "",
     receivedAt: Number(get(H.receivedAt) ?? Date.now()),
     traceparent: get(H.traceparent),
+    clientCapabilities: h.has(H.clientCapabilities)
+      ? h.get(H.clientCapabilities).split(",").filter((c) => c !== "")
+      : undefined,
   };
 }
 
-/** What an outbound message is, so an edge can end a stream after the final response. */
-export type OutboundKind = "response" | "notification" | "request";
+/**
+ * What an outbound message is, so an edge can end a stream after the final response.
+ * `control` messages are instructions to the edge holding the stream (see `OutboundControl`);
+ * they have an empty body and are never forwarded to the client, live or on replay.
+ */
+export type OutboundKind = "response" | "notification" | "request" | "control";
+
+/**
+ * A worker's instruction about the request's stream, acted on by whichever edge holds it:
+ * `reconnect` asks that edge to end the client's connection now, telling it to come back after
+ * `retryMs` (SSE `retry:`; the edge's MCPQ_SSE_RETRY_MS when unset). The stream stays resumable:
+ * the client resumes with GET + Last-Event-ID on any edge and receives the rest, response
+ * included (SEP-1699 polling). Transports that cannot resume ignore it.
+ */
+export type OutboundControl = { action: "reconnect"; retryMs?: number };
+
+/** Headers of a `control` outbound message (published in order with the request's other messages). */
+export function controlHeaders(control: OutboundControl, eventId: string, requestId?: string): MsgHdrs {
+  const h = outboundHeaders("control", eventId, requestId);
+  h.set(H.control, control.action);
+  if (control.retryMs !== undefined) h.set(H.retryMs, String(Math.max(0, Math.round(control.retryMs))));
+  return h;
+}
+
+/** Reads the instruction of a `control` outbound message; null when absent or unknown (ignore it). */
+export function decodeControl(h: MsgHdrs | undefined): OutboundControl | null {
+  if (!h || h.get(H.control) !== "reconnect") return null;
+  const retry = Number(h.get(H.retryMs) || Number.NaN);
+  return Number.isFinite(retry) && retry >= 0 ? { action: "reconnect", retryMs: retry } : { action: "reconnect" };
+}
 
 /** Headers of one outbound message. `eventId` is unique per session; it becomes the SSE id. */
 export function outboundHeaders(kind: OutboundKind, eventId: string, requestId?: string): MsgHdrs {

@@ -1,16 +1,55 @@
+import { JetStreamApiError } from "@nats-io/jetstream";
 import { ErrorCode, McpError, rejection } from "@mcpq/protocol";
 
+/** `data.reason` of the rejection for a publish refused because MCPQ_REQ is at its limits. */
+export const QUEUE_FULL_REASON = "request queue is full";
+/** `data.reason` when the target's own share of MCPQ_REQ (max_msgs_per_subject) is used up. */
+export const TARGET_QUEUE_FULL_REASON = "request queue for this target is full";
+/** `data.reason` of the rejection for a publish that JetStream could not take at all. */
+export const BROKER_UNAVAILABLE_REASON = "broker unavailable";
+
 /**
- * Maps a failed JetStream publish to the client-facing rejection: a full stream or an
- * unreachable JetStream is a retryable overload; anything else is an internal error.
+ * JetStream API error codes (`err_code` of a publish ack) that mean "the broker cannot take more
+ * now". nats-server errors.json: 10077 JSStreamStoreFailedF (503; "maximum messages exceeded",
+ * "maximum bytes exceeded", "maximum messages per subject exceeded" for discard-new streams),
+ * 10047 JSStorageResourcesExceededErr, 10028 JSMemoryResourcesExceededErr,
+ * 10023 JSInsufficientResourcesErr, 10002 JSAccountResourcesExceededErr,
+ * 10167 JSStreamTooManyRequests (429; newer servers throttling a stream's ingest).
+ */
+export const JS_FULL_CODES: ReadonlySet<number> = new Set([10077, 10047, 10028, 10023, 10002, 10167]);
+/** 10008 JSClusterNotAvailErr, 10039/10076 JetStream not enabled (for the account). */
+export const JS_UNAVAILABLE_CODES: ReadonlySet<number> = new Set([10008, 10039, 10076]);
+/** 10054 JSStreamMessageExceedsMaximumErr: retrying the same request cannot help. */
+export const JS_TOO_LARGE_CODE = 10054;
+
+/** nats.js error classes (by `name`) that mean the broker did not answer the publish. */
+const UNREACHABLE = new Set(["TimeoutError", "JetStreamNotEnabled", "NoResponders", "RequestError", "ClosedConnectionError", "DrainingConnectionError", "ConnectionError"]);
+
+/**
+ * Maps a failed JetStream publish to the client-facing error. JetStream API errors are matched
+ * by `err_code` (nats.js `JetStreamApiError.code`), falling back to the description text for
+ * other clients: a full stream or exhausted broker storage is a retryable overload (-32010,
+ * `data.reason` = QUEUE_FULL_REASON); an unreachable or disabled JetStream (timeout, no
+ * responders, closed connection) is a retryable overload with BROKER_UNAVAILABLE_REASON; a
+ * message over the stream's size limit is -32600; anything else is -32603 (cause kept for logs).
  */
 export function publishFailure(err: unknown, retryAfterMs: number): McpError {
+  const api = err instanceof JetStreamApiError ? err : undefined;
+  const apiCode = api ? api.code : NaN;
+  const name = err instanceof Error ? err.name : "";
   const msg = err instanceof Error ? err.message : String(err);
-  if (/maximum (messages|bytes)|resource limits|insufficient resources|storage/i.test(msg)) {
-    return rejection(ErrorCode.Overloaded, "request queue is full", retryAfterMs);
+  if (/per subject/i.test(msg) && (apiCode === 10077 || Number.isNaN(apiCode))) {
+    return rejection(ErrorCode.Overloaded, TARGET_QUEUE_FULL_REASON, retryAfterMs);
   }
-  if (/no responders|timeout|disconnect|closed|503/i.test(msg)) {
-    return rejection(ErrorCode.Overloaded, "broker unavailable", retryAfterMs);
+  if (JS_FULL_CODES.has(apiCode) || /maximum (messages|bytes)|resource limits|insufficient (storage |memory )?resources|too many requests/i.test(msg)) {
+    return rejection(ErrorCode.Overloaded, QUEUE_FULL_REASON, retryAfterMs);
+  }
+  if (apiCode === JS_TOO_LARGE_CODE || /message size exceeds maximum/i.test(msg)) {
+    return new McpError(ErrorCode.InvalidRequest, "Request too large for the request queue", undefined, { cause: err });
+  }
+  const unavailable = JS_UNAVAILABLE_CODES.has(apiCode) || api?.status === 503;
+  if (unavailable || UNREACHABLE.has(name) || /no responders|timeout|disconnect|closed|not enabled|temporarily unavailable/i.test(msg)) {
+    return rejection(ErrorCode.Overloaded, BROKER_UNAVAILABLE_REASON, retryAfterMs);
   }
   return new McpError(ErrorCode.InternalError, "Internal error", undefined, { cause: err });
 }

@@ -6,6 +6,8 @@ export * from "./provision.js";
 export * from "./pool.js";
 export * from "./correlator.js";
 export * from "./errors.js";
+export * from "./record.js";
+export * from "./json-path.js";
 export type { NatsConnection, Msg, MsgHdrs, Subscription } from "@nats-io/transport-node";
 export { headers } from "@nats-io/transport-node";
 export type { JsMsg, JetStreamClient, JetStreamManager } from "@nats-io/jetstream";

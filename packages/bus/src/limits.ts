@@ -6,6 +6,11 @@ export interface BusLimits {
   /** MCPQ_REQ: queued (unanswered) requests. Full => publish refused => explicit overload rejection. */
   requestStreamMaxMsgs: number;
   requestStreamMaxBytes: number;
+  /**
+   * MCPQ_REQ: queued requests per target (one tool, resource or prompt subject; discard-new per
+   * subject), so one hot target cannot fill the queue every pool shares. 0 = no per-target bound.
+   */
+  requestStreamMaxPerTarget: number;
   /** Largest single message (request or response) accepted by the broker. */
   maxMessageBytes: number;
   requestStorage: "file" | "memory";
@@ -38,6 +43,7 @@ export interface BusLimits {
 export const DEFAULT_BUS_LIMITS: Readonly<BusLimits> = Object.freeze({
   requestStreamMaxMsgs: 100_000,
   requestStreamMaxBytes: 256 * 1024 * 1024,
+  requestStreamMaxPerTarget: 10_000,
   maxMessageBytes: 4 * 1024 * 1024,
   requestStorage: "file",
   requestMaxAgeMs: 15 * 60_000,

@@ -23,6 +23,9 @@ export function streamConfigs(l: BusLimits): (Partial<StreamConfig> & { name: st
       discard: DiscardPolicy.New,
       max_msgs: l.requestStreamMaxMsgs,
       max_bytes: l.requestStreamMaxBytes,
+      // Per-target bound (subjects are mcpq.req.<pool>.<kind>.<target>); refused like a full stream.
+      max_msgs_per_subject: l.requestStreamMaxPerTarget > 0 ? l.requestStreamMaxPerTarget : -1,
+      discard_new_per_subject: l.requestStreamMaxPerTarget > 0,
       max_age: ns(l.requestMaxAgeMs),
       max_msg_size: l.maxMessageBytes,
       storage: storage(l.requestStorage),

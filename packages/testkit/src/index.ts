@@ -1,3 +1,4 @@
 export * from "./nats-server.js";
 export * from "./stack.js";
 export { natsTest } from "./fixtures.js";
+export { replayFixtures, type ReplayFixturesOptions } from "./replay-fixtures.js";

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { ErrorCode, McpError, logLevelPasses, notification, type LogLevel, type ProgressToken, type RequestId } from "@mcpq/protocol";
-import { outboundHeaders, subjects, type Bus, type OutboundKind, type RequestEnvelope } from "@mcpq/bus";
+import { controlHeaders, outboundHeaders, subjects, type Bus, type MsgHdrs, type OutboundKind, type RequestEnvelope } from "@mcpq/bus";
 
 /** What a handler can do while it runs. Everything crosses the broker to the client's session. */
 export interface HandlerContext {
@@ -16,17 +16,39 @@ export interface HandlerContext {
   log(level: LogLevel, data: unknown, logger?: string): Promise<void>;
   /** `notifications/progress` echoing the client's progressToken; a no-op when the client sent none. */
   progress(progress: number, total?: number, message?: string): Promise<void>;
-  /** Server->client `sampling/createMessage`; resolves with the client's result. */
+  /**
+   * Server->client `sampling/createMessage` on the request's stream; resolves with the client's
+   * result. The client's answer may be POSTed to any edge: it reaches this worker on
+   * `mcpq.s2c.<principal-digest>.<session>.<id>`. Rejects with the client's JSON-RPC error,
+   * -32601 when the client did not declare the `sampling` capability, or -32001 when no answer
+   * arrives within `timeoutMs` (default 60 s, never past the request's deadline) or the request
+   * is cancelled.
+   */
   sample(params: Record<string, unknown>, opts?: { timeoutMs?: number }): Promise<Record<string, unknown>>;
-  /** Server->client `elicitation/create`; resolves with the client's result ({action, content}). */
+  /** Server->client `elicitation/create` ({action, content}); errors as for `sample` (capability `elicitation`). */
   elicit(params: Record<string, unknown>, opts?: { timeoutMs?: number }): Promise<Record<string, unknown>>;
-  /** Server->client `roots/list`. */
+  /** Server->client `roots/list`; errors as for `sample` (capability `roots`). */
   listRoots(opts?: { timeoutMs?: number }): Promise<Record<string, unknown>>;
+  /**
+   * Asks the edge holding the request's stream to close the client's connection now, after an
+   * SSE `retry: <retryMs>` (default: the edge's MCPQ_SSE_RETRY_MS). The request keeps running;
+   * the client resumes with GET + Last-Event-ID (any edge) and gets everything published
+   * afterwards, response included (SEP-1699 polling). Ordered with the other related messages.
+   * A no-op for clients that cannot resume (no priming event) and for socket transports.
+   */
+  closeStream(opts?: { retryMs?: number }): Promise<void>;
   /** Announces `notifications/resources/updated` to every session subscribed to `uri`. */
   resourceUpdated(uri: string): void;
 }
 
 export const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS = 60_000;
+
+/** The client capability each server->client request needs. */
+const CAPABILITY_OF: Readonly<Record<string, string>> = {
+  "sampling/createMessage": "sampling",
+  "elicitation/create": "elicitation",
+  "roots/list": "roots",
+};
 
 /** Builds the context of one request; related messages and the response keep their order. */
 export function createContext(
@@ -35,45 +57,65 @@ export function createContext(
   requestId: RequestId,
   meta: Record<string, unknown>,
   signal: AbortSignal,
+  /** Sees every related message and the response as they are published (recording). Must not throw. */
+  onPublish?: (kind: OutboundKind, body: unknown) => void,
 ): RequestScope {
   const streamId = env.replyTo.slice(env.replyTo.lastIndexOf(".") + 1);
   const progressToken = meta["progressToken"] as ProgressToken | undefined;
   let lastProgress = -Infinity;
   let chain: Promise<unknown> = Promise.resolve();
 
-  const publish = (kind: OutboundKind, body: unknown): Promise<void> => {
+  /** Publishes after everything published before it, so the edge sees the request's messages in order. */
+  const ordered = (data: string, headers: (eventId: string) => MsgHdrs): Promise<void> => {
     const eventId = `${streamId}_${randomBytes(9).toString("base64url")}`;
-    const p = chain.then(() =>
-      bus.js.publish(env.replyTo, JSON.stringify(body), { headers: outboundHeaders(kind, eventId, env.requestId) }),
-    );
+    const p = chain.then(() => bus.js.publish(env.replyTo, data, { headers: headers(eventId) }));
     chain = p.catch(() => undefined);
     return p.then(() => undefined);
+  };
+  const publish = (kind: OutboundKind, body: unknown): Promise<void> => {
+    onPublish?.(kind, body);
+    return ordered(JSON.stringify(body), (eventId) => outboundHeaders(kind, eventId, env.requestId));
   };
 
   const clientRequest = async (method: string, params: Record<string, unknown> | undefined, timeoutMs?: number) => {
     if (signal.aborted) throw new McpError(ErrorCode.RequestTimeout, "request was cancelled");
+    const capability = CAPABILITY_OF[method];
+    if (capability && env.clientCapabilities && !env.clientCapabilities.includes(capability)) {
+      throw new McpError(ErrorCode.MethodNotFound, `Client does not support ${method} (no ${capability} capability)`);
+    }
     const token = randomBytes(12).toString("base64url");
     const id = `mcpq-${token}`;
     const sub = bus.nc.subscribe(subjects.clientReply(env.principal, env.session, id), { max: 1 });
     const limit = Math.min(timeoutMs ?? DEFAULT_CLIENT_REQUEST_TIMEOUT_MS, Math.max(0, env.deadline - Date.now()));
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
     try {
+      // The reply subscription exists before the request can reach the client (same connection, in order).
       await publish("request", params === undefined ? { jsonrpc: "2.0", id, method } : { jsonrpc: "2.0", id, method, params });
-      const reply = await new Promise<Record<string, unknown>>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new McpError(ErrorCode.RequestTimeout, `${method}: client did not answer in ${limit} ms`)), limit);
-        const onAbort = () => reject(new McpError(ErrorCode.RequestTimeout, `${method}: request was cancelled`));
+      return await new Promise<Record<string, unknown>>((resolve, reject) => {
+        timer = setTimeout(() => {
+          // Tell the client to stop working on it (spec: the requester SHOULD cancel what it gave up on).
+          if (!signal.aborted) void publish("notification", notification("notifications/cancelled", { requestId: id, reason: "timeout" })).catch(() => undefined);
+          reject(new McpError(ErrorCode.RequestTimeout, `${method}: client did not answer in ${limit} ms`));
+        }, limit);
+        onAbort = () => reject(new McpError(ErrorCode.RequestTimeout, `${method}: request was cancelled`));
         signal.addEventListener("abort", onAbort, { once: true });
         void (async () => {
           for await (const m of sub) {
-            clearTimeout(timer);
-            signal.removeEventListener("abort", onAbort);
-            const msg = m.json<{ result?: Record<string, unknown>; error?: { code: number; message: string; data?: unknown } }>();
+            let msg: { result?: Record<string, unknown>; error?: { code: number; message: string; data?: unknown } };
+            try {
+              msg = m.json();
+            } catch {
+              return reject(new McpError(ErrorCode.InternalError, `${method}: malformed client answer`));
+            }
             if (msg.error) reject(new McpError(msg.error.code, msg.error.message, msg.error.data));
             else resolve(msg.result ?? {});
           }
         })();
       });
-      return reply;
     } finally {
+      clearTimeout(timer);
+      if (onAbort) signal.removeEventListener("abort", onAbort);
       sub.unsubscribe();
     }
   };
@@ -92,8 +134,8 @@ export function createContext(
     },
     async progress(progress, total, message) {
       if (progressToken === undefined || signal.aborted) return;
-      // The spec requires strictly increasing progress; drop values that would go backwards.
-      if (progress < lastProgress) return;
+      // The spec requires strictly increasing progress; drop values that would not increase.
+      if (progress <= lastProgress) return;
       lastProgress = progress;
       const params: Record<string, unknown> = { progressToken, progress };
       if (total !== undefined) params["total"] = total;
@@ -103,6 +145,11 @@ export function createContext(
     sample: (params, opts) => clientRequest("sampling/createMessage", params, opts?.timeoutMs),
     elicit: (params, opts) => clientRequest("elicitation/create", params, opts?.timeoutMs),
     listRoots: (opts) => clientRequest("roots/list", undefined, opts?.timeoutMs),
+    async closeStream(opts) {
+      if (signal.aborted) return;
+      const control = opts?.retryMs === undefined ? { action: "reconnect" as const } : { action: "reconnect" as const, retryMs: opts.retryMs };
+      await ordered("", (eventId) => controlHeaders(control, eventId, env.requestId));
+    },
     resourceUpdated(uri) {
       bus.nc.publish(subjects.resourceUpdated, JSON.stringify({ uri }));
     },

@@ -63,6 +63,8 @@ export interface RecordEntry {
   startedAt: number;
   durationMs: number;
   replayable: boolean;
+  /** Notifications published on the request's stream before the response (at most 100). */
+  notifications?: Record<string, unknown>[];
 }
 
 export interface WorkerOptions {
@@ -79,6 +81,11 @@ export interface WorkerOptions {
   metrics?: WorkerMetrics;
   /** Called after each response is published (recording for replay). Must not throw. */
   recorder?: (entry: RecordEntry) => void;
+  /**
+   * Shadow worker (a candidate deployment for `mcpq replay --against`): it registers with
+   * `shadow: true`, so replay can find it, but edges never route client traffic to it.
+   */
+  shadow?: boolean;
 }
 
 type Inflight = { controller: AbortController; principal: string };
@@ -100,6 +107,12 @@ export class Worker {
   readonly #templates: ResourceTemplateDefinition[] = [];
   readonly #prompts = new Map<string, PromptDefinition<any>>();
   readonly #inflight = new Map<string, Inflight>();
+  /**
+   * Cancels for requests this worker was not running (yet): a cancel can overtake its request
+   * while it still waits in MCPQ_REQ. Remembered briefly (bounded) so the request is then dropped
+   * unrun instead of running for nobody. Request ids are never reused within a session.
+   */
+  readonly #cancelledEarly = new Map<string, { principal: string; until: number }>();
   #running = 0;
   #stopped = false;
   #heartbeat: NodeJS.Timeout | undefined;
@@ -130,7 +143,17 @@ export class Worker {
   async start(): Promise<void> {
     const { bus } = this.#opts;
     await ensurePoolConsumer(bus.jsm, this.pool, bus.limits);
-    this.#cancelSub = bus.nc.subscribe(subjects.cancelAll, { callback: (_e, m) => this.#onCancel(m.json<CancelNotice>()) });
+    this.#cancelSub = bus.nc.subscribe(subjects.cancelAll, {
+      callback: (_e, m) => {
+        let notice: CancelNotice;
+        try {
+          notice = m.json<CancelNotice>();
+        } catch {
+          return;
+        }
+        this.#onCancel(notice);
+      },
+    });
     await this.#advertise();
     const beat = Math.max(250, Math.floor(bus.limits.registryTtlMs / 3));
     this.#heartbeat = setInterval(() => void this.#advertise(), beat);
@@ -176,6 +199,7 @@ export class Worker {
       heartbeatAt: Date.now(),
       ttlMs: this.#opts.bus.limits.registryTtlMs,
       catalog: this.catalog,
+      ...(this.#opts.shadow ? { shadow: true } : {}),
     };
     await this.#opts.bus.kv.registry
       .put(registryKey(this.pool, this.workerId), JSON.stringify(entry))
@@ -183,8 +207,20 @@ export class Worker {
   }
 
   #onCancel(n: CancelNotice): void {
-    const f = this.#inflight.get(inflightKey(n.session, n.requestId));
-    if (f && f.principal === n.principal) f.controller.abort(new McpError(ErrorCode.RequestTimeout, "cancelled"));
+    if (typeof n?.session !== "string" || typeof n.principal !== "string") return;
+    const key = inflightKey(n.session, n.requestId);
+    const f = this.#inflight.get(key);
+    if (f) {
+      if (f.principal === n.principal) f.controller.abort(new McpError(ErrorCode.RequestTimeout, "cancelled"));
+      return;
+    }
+    const now = Date.now();
+    if (this.#cancelledEarly.size >= CANCEL_MEMORY_MAX) {
+      for (const [k, v] of this.#cancelledEarly) if (v.until <= now) this.#cancelledEarly.delete(k);
+      const oldest = this.#cancelledEarly.keys().next().value;
+      if (this.#cancelledEarly.size >= CANCEL_MEMORY_MAX && oldest !== undefined) this.#cancelledEarly.delete(oldest);
+    }
+    this.#cancelledEarly.set(key, { principal: n.principal, until: now + CANCEL_MEMORY_MS });
   }
 
   async #handle(m: JsMsg): Promise<void> {
@@ -211,6 +247,14 @@ export class Worker {
       m.ack();
       return;
     }
+    const early = this.#cancelledEarly.get(inflightKey(env.session, request.id));
+    if (early && early.principal === env.principal && early.until > Date.now()) {
+      // Cancelled while queued: the edge already ended the client's wait; nothing to answer.
+      this.#cancelledEarly.delete(inflightKey(env.session, request.id));
+      metrics?.handled(request.method, "cancelled", 0);
+      m.ack();
+      return;
+    }
     this.#running++;
     metrics?.inFlight(this.#running);
     const startedAt = Date.now();
@@ -224,7 +268,10 @@ export class Worker {
     );
     const working = setInterval(() => m.working(), Math.max(500, Math.floor(bus.limits.ackWaitMs / 3)));
     const meta = (request.params?.["_meta"] ?? {}) as Record<string, unknown>;
-    const scope = createContext(bus, env, request.id, meta, controller.signal);
+    const related: Record<string, unknown>[] | undefined = this.#opts.recorder ? [] : undefined;
+    const scope = createContext(bus, env, request.id, meta, controller.signal, (kind, body) => {
+      if (related && kind === "notification" && related.length < 100) related.push(body as Record<string, unknown>);
+    });
     let response: { result?: Record<string, unknown>; error?: JsonRpcErrorObject } | null = null;
     let outcome: RecordEntry["outcome"] = "ok";
     try {
@@ -244,11 +291,13 @@ export class Worker {
       clearInterval(working);
       this.#inflight.delete(key);
     }
+    let acked = false;
     try {
       if (outcome !== "cancelled" && response) {
         await scope.publish("response", { jsonrpc: "2.0", id: request.id, ...response });
       }
       m.ack();
+      acked = true;
     } catch (err) {
       // The response is not stored: let another delivery try again (at-least-once; the edge dedups).
       this.#log.warn({ err }, "response publish failed; nak for redelivery");
@@ -259,7 +308,8 @@ export class Worker {
       metrics?.handled(request.method, outcome, (Date.now() - startedAt) / 1000);
       this.#slotWaiters.shift()?.();
     }
-    if (this.#opts.recorder) {
+    // Only what a client actually got is recorded; a nak'ed request is recorded on its redelivery.
+    if (this.#opts.recorder && acked) {
       try {
         this.#opts.recorder({
           envelope: env,
@@ -271,6 +321,7 @@ export class Worker {
           startedAt,
           durationMs: Date.now() - startedAt,
           replayable: this.#replayable(request),
+          notifications: related,
         });
       } catch (err) {
         this.#log.warn({ err }, "recorder failed");
@@ -378,6 +429,10 @@ export class Worker {
     return { completion };
   }
 }
+
+/** How long, and how many, cancels of requests not (yet) running here are remembered. */
+const CANCEL_MEMORY_MS = 5 * 60_000;
+const CANCEL_MEMORY_MAX = 10_000;
 
 function inflightKey(session: string, id: RequestId): string {
   return `${session}\u0000${typeof id}:${id}`;

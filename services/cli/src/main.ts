@@ -8,8 +8,10 @@ Usage: mcpq <command> [options]
 Commands:
   dev     [--port 8080] [--catalog example,conformance]   NATS + one edge + one worker (foreground)
   edge    [--port N]                                      an edge (Streamable HTTP on 127.0.0.1)
-  worker  [--catalog NAME[,NAME]] [--pool NAME]           a worker serving catalogs
+  stdio   --url URL [--url URL2]                          bridge a stdio MCP client to edges, with failover (stdio --help)
+  worker  [--catalog NAME[,NAME]] [--pool NAME] [--shadow]   a worker serving catalogs (--shadow: replay candidate, never routed)
   nats    [--port 4222] [--store DIR]                     a local JetStream server for development
+  replay  [--since 15m] [--against POOL] [--diff] [--export FILE]   re-run recorded traffic, diff answers (replay --help)
 
 Every command reads MCPQ_NATS_URL (default nats://127.0.0.1:4222); see README for all settings.`;
 
@@ -34,14 +36,23 @@ async function run(argv: string[]): Promise<void> {
       return;
     }
     case "worker": {
-      const { values } = parseArgs({ args: rest, options: { catalog: { type: "string" }, pool: { type: "string" } } });
+      const { values } = parseArgs({ args: rest, options: { catalog: { type: "string" }, pool: { type: "string" }, shadow: { type: "boolean" } } });
       const { main } = await import("@mcpq/worker");
-      const overrides: { catalogs?: string[]; pool?: string } = {};
+      const overrides: { catalogs?: string[]; pool?: string; shadow?: boolean } = {};
       if (values.catalog) overrides.catalogs = values.catalog.split(",").map((s) => s.trim()).filter(Boolean);
       if (values.pool) overrides.pool = values.pool;
+      if (values.shadow) overrides.shadow = true;
       if (overrides.catalogs && !overrides.pool && !process.env["MCPQ_POOL"]) overrides.pool = [...overrides.catalogs].sort().join("_");
       await main(overrides);
       return;
+    }
+    case "stdio": {
+      const { stdio } = await import("./commands/stdio.js");
+      return stdio(rest);
+    }
+    case "replay": {
+      const { replay } = await import("./commands/replay.js");
+      return replay(rest);
     }
     case "nats": {
       const { values } = parseArgs({ args: rest, options: { port: { type: "string", default: "4222" }, store: { type: "string", default: ".mcpq/nats" } } });

@@ -1,7 +1,10 @@
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import { ErrorCode } from "@mcpq/protocol";
 import type { EdgeRuntime } from "./runtime.js";
+import { limitHttpConnections } from "./transports/http-limits.js";
+import { legacySse } from "./transports/legacy-sse.js";
 import { streamableHttp } from "./transports/streamable-http.js";
+import { websocketTransport } from "./transports/websocket.js";
 
 export interface EdgeAppOptions {
   runtime: EdgeRuntime;
@@ -45,5 +48,17 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
     return reply.type(runtime.registry.contentType).send(await runtime.registry.metrics());
   });
 
-  await streamableHttp(app, { runtime });
+  // Every MCP HTTP request counts against MCPQ_MAX_CONNECTIONS while in flight (503 beyond).
+  limitHttpConnections(
+    app,
+    runtime,
+    new Map([
+      ["/mcp", "http"],
+      ["/sse", "sse"],
+      ["/messages", "http"],
+    ]),
+  );
+  await streamableHttp(app, { runtime, maxStreamBufferBytes: runtime.config.maxSendBufferBytes });
+  if (runtime.config.enableSse) await legacySse(app, { runtime });
+  if (runtime.config.enableWs) await websocketTransport(app, { runtime });
 };

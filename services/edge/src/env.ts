@@ -13,6 +13,11 @@ const list = (def: string) =>
         .map((x) => x.trim())
         .filter(Boolean),
     );
+const flag = (def: boolean) =>
+  z
+    .enum(["true", "false", "1", "0", "yes", "no", "on", "off"])
+    .default(def ? "true" : "false")
+    .transform((v) => v === "true" || v === "1" || v === "yes" || v === "on");
 
 /**
  * Every edge setting, parsed once at boot (a bad environment fails fast) and frozen.
@@ -38,7 +43,35 @@ export const EdgeEnvSchema = z.object({
   MCPQ_PAGE_SIZE: int(100),
   MCPQ_SSE_KEEPALIVE_MS: int(15_000),
   MCPQ_SSE_RETRY_MS: int(1_000),
-  MCPQ_MAX_PENDING_REQUESTS: int(20_000),
+  /** Transports besides Streamable HTTP (docs/transports.md): WebSocket `/ws`, legacy SSE `/sse`, raw TCP, gRPC. */
+  MCPQ_ENABLE_WS: flag(true),
+  MCPQ_ENABLE_SSE: flag(true),
+  MCPQ_ENABLE_TCP: flag(true),
+  MCPQ_ENABLE_GRPC: flag(true),
+  /** Newline-delimited JSON-RPC over TCP; default 8090, or 0 (random) when MCPQ_PORT is 0. */
+  MCPQ_TCP_PORT: z.coerce.number().int().nonnegative().optional(),
+  /** gRPC `mcpq.v1.Mcp/Session`; default 50051, or 0 (random) when MCPQ_PORT is 0. */
+  MCPQ_GRPC_PORT: z.coerce.number().int().nonnegative().optional(),
+  /** Open client connections per edge across all transports (HTTP requests in flight, sockets, streams); 0 = unlimited. */
+  MCPQ_MAX_CONNECTIONS: int(10_000),
+  /** Bytes one connection or stream may leave unsent before its reader is cut off as a slow consumer. */
+  MCPQ_MAX_SEND_BUFFER_BYTES: int(8 * 1024 * 1024),
+  /** Global in-flight cap: routed requests this edge may have waiting at once (-32010 / 503 beyond). */
+  MCPQ_MAX_PENDING_REQUESTS: int(4_096),
+  /** Routed requests one session may have waiting at once (-32011 / 429 beyond); 0 = unlimited. */
+  MCPQ_MAX_IN_FLIGHT_PER_SESSION: int(64),
+  /** tools/call token-bucket refill per principal (per session when anonymous), per second; 0 = off. */
+  MCPQ_TOOL_RATE_PER_SEC: z.coerce.number().nonnegative().default(200),
+  /** tools/call token-bucket size (calls allowed at once before the rate applies). */
+  MCPQ_TOOL_RATE_BURST: int(400),
+  /** Edge-wide budget for bytes held in send buffers and outbound queues (-32010 / 503 beyond); 0 = off. */
+  MCPQ_MAX_BUFFERED_BYTES: int(128 * 1024 * 1024),
+  /** Consecutive timeouts / internal errors from one pool that open its circuit; 0 = no breaker. */
+  MCPQ_CIRCUIT_FAILURES: int(5),
+  /** How long an open circuit fails fast (-32012 / 503) before a half-open probe (doubles per failed probe, max 30 s). */
+  MCPQ_CIRCUIT_OPEN_MS: int(2_000),
+  /** Period of MCPQ_REQ stream / pool consumer polling for metrics; 0 = off. */
+  MCPQ_BUS_STATS_MS: int(5_000),
 });
 export type EdgeEnv = z.infer<typeof EdgeEnvSchema>;
 
@@ -61,7 +94,24 @@ export interface EdgeConfig {
   pageSize: number;
   sseKeepaliveMs: number;
   sseRetryMs: number;
+  enableWs: boolean;
+  enableSse: boolean;
+  enableTcp: boolean;
+  enableGrpc: boolean;
+  /** 0 = random (tests). */
+  tcpPort: number;
+  grpcPort: number;
+  /** 0 = unlimited. */
+  maxConnections: number;
+  maxSendBufferBytes: number;
   maxPendingRequests: number;
+  maxInFlightPerSession: number;
+  toolRatePerSec: number;
+  toolRateBurst: number;
+  maxBufferedBytes: number;
+  circuitFailures: number;
+  circuitOpenMs: number;
+  busStatsMs: number;
   busLimits: BusLimits;
 }
 
@@ -99,7 +149,23 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     pageSize: Math.max(1, e.MCPQ_PAGE_SIZE),
     sseKeepaliveMs: e.MCPQ_SSE_KEEPALIVE_MS,
     sseRetryMs: e.MCPQ_SSE_RETRY_MS,
+    enableWs: e.MCPQ_ENABLE_WS,
+    enableSse: e.MCPQ_ENABLE_SSE,
+    enableTcp: e.MCPQ_ENABLE_TCP,
+    enableGrpc: e.MCPQ_ENABLE_GRPC,
+    // An edge on a random HTTP port (tests, several edges per host) gets random socket ports too.
+    tcpPort: e.MCPQ_TCP_PORT ?? ((overrides.port ?? e.MCPQ_PORT) === 0 ? 0 : 8090),
+    grpcPort: e.MCPQ_GRPC_PORT ?? ((overrides.port ?? e.MCPQ_PORT) === 0 ? 0 : 50051),
+    maxConnections: e.MCPQ_MAX_CONNECTIONS,
+    maxSendBufferBytes: e.MCPQ_MAX_SEND_BUFFER_BYTES,
     maxPendingRequests: e.MCPQ_MAX_PENDING_REQUESTS,
+    maxInFlightPerSession: e.MCPQ_MAX_IN_FLIGHT_PER_SESSION,
+    toolRatePerSec: e.MCPQ_TOOL_RATE_PER_SEC,
+    toolRateBurst: e.MCPQ_TOOL_RATE_BURST,
+    maxBufferedBytes: e.MCPQ_MAX_BUFFERED_BYTES,
+    circuitFailures: e.MCPQ_CIRCUIT_FAILURES,
+    circuitOpenMs: e.MCPQ_CIRCUIT_OPEN_MS,
+    busStatsMs: e.MCPQ_BUS_STATS_MS,
     busLimits: busLimitsFromEnv(e),
     ...overrides,
   };

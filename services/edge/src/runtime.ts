@@ -1,12 +1,18 @@
 import { connectBus, type Bus } from "@mcpq/bus";
 import { createMetricsRegistry, type Registry } from "@mcpq/observability";
 import type { Logger } from "@mcpq/protocol";
+import { EdgeAdmission } from "./core/admission.js";
+import { BufferBudget } from "./core/buffer-budget.js";
+import { startBusStats } from "./core/bus-stats.js";
 import { CatalogView } from "./core/catalog.js";
+import { ConnectionLimiter } from "./core/connection-limiter.js";
+import { connectionMetrics } from "./connection-metrics.js";
 import { OutboundRouter } from "./core/outbound.js";
 import { SessionCore } from "./core/session-core.js";
 import { SessionStore } from "./core/session-store.js";
 import type { EdgeConfig } from "./env.js";
 import { edgeMetrics, type EdgeMetrics } from "./metrics.js";
+import { overloadMetrics } from "./overload-metrics.js";
 
 /** Everything an edge runs on, built once and shared by all transports. */
 export interface EdgeRuntime {
@@ -17,6 +23,12 @@ export interface EdgeRuntime {
   core: SessionCore;
   registry: Registry;
   metrics: EdgeMetrics;
+  /** Edge-wide count of client connections, shared by every transport (MCPQ_MAX_CONNECTIONS). */
+  connections: ConnectionLimiter;
+  /** Edge-wide accounting of bytes held for clients; transports `open()` one account per stream/socket. */
+  buffers: BufferBudget;
+  /** Admission control (also set as `core.admission`); see docs/overload.md. */
+  admission: EdgeAdmission;
   log: Logger;
   close(): Promise<void>;
 }
@@ -50,6 +62,22 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
     log.child({ component: "core" }),
     metrics.core,
   );
+  const buffers = new BufferBudget(config.maxBufferedBytes);
+  const overload = overloadMetrics(registry, { buffers, inFlight: () => admission.inFlight });
+  const admission = new EdgeAdmission(
+    {
+      maxInFlight: config.maxPendingRequests,
+      maxInFlightPerSession: config.maxInFlightPerSession,
+      toolRatePerSec: config.toolRatePerSec,
+      toolBurst: config.toolRateBurst,
+      circuitFailures: config.circuitFailures,
+      circuitOpenMs: config.circuitOpenMs,
+    },
+    buffers,
+    overload.admission,
+  );
+  core.admission = admission;
+  const stopBusStats = startBusStats(bus, config.busStatsMs, overload.busStats, log.child({ component: "bus-stats" }));
   core.start();
   return {
     config,
@@ -59,8 +87,13 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
     core,
     registry,
     metrics,
+    connections: new ConnectionLimiter(config.maxConnections, connectionMetrics(registry)),
+    buffers,
+    admission,
     log,
     async close() {
+      stopBusStats();
+      admission.close();
       catalog.stop();
       await bus.close();
     },

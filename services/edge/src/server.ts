@@ -4,11 +4,22 @@ import type { Logger } from "@mcpq/protocol";
 import { edgeApp } from "./app.js";
 import { loadEdgeConfig, type EdgeConfig } from "./env.js";
 import { createEdgeRuntime, type EdgeRuntime } from "./runtime.js";
+import { startGrpcTransport } from "./transports/grpc.js";
+import type { ListeningTransport } from "./transports/socket-common.js";
+import { startTcpTransport } from "./transports/tcp.js";
 
 /** A running edge: its URL and a graceful stop. */
 export interface RunningEdge {
   url: string;
   port: number;
+  /** `ws://HOST:PORT/ws` when WebSocket is enabled. */
+  wsUrl: string | undefined;
+  /** `http://HOST:PORT/sse` when the legacy HTTP+SSE transport is enabled. */
+  sseUrl: string | undefined;
+  /** Bound port of the raw TCP transport (MCPQ_TCP_PORT; random when configured 0), if enabled. */
+  tcpPort: number | undefined;
+  /** Bound port of the gRPC transport (MCPQ_GRPC_PORT), if enabled. */
+  grpcPort: number | undefined;
   runtime: EdgeRuntime;
   app: FastifyInstance;
   close(): Promise<void>;
@@ -35,13 +46,32 @@ export async function startEdge(config: Readonly<EdgeConfig>, logger?: Logger): 
   const addr = app.server.address();
   const port = typeof addr === "object" && addr ? addr.port : config.port;
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
-  log.info({ url: `http://${host}:${port}/mcp`, edgeId: config.edgeId }, "edge listening");
+  const listeners: ListeningTransport[] = [];
+  let tcp: ListeningTransport | undefined;
+  let grpc: ListeningTransport | undefined;
+  try {
+    if (config.enableTcp) listeners.push((tcp = await startTcpTransport(runtime)));
+    if (config.enableGrpc) listeners.push((grpc = await startGrpcTransport(runtime)));
+  } catch (err) {
+    await Promise.allSettled(listeners.map((l) => l.close()));
+    await app.close();
+    await runtime.close();
+    throw err;
+  }
+  const wsUrl = config.enableWs ? `ws://${host}:${port}/ws` : undefined;
+  const sseUrl = config.enableSse ? `http://${host}:${port}/sse` : undefined;
+  log.info({ url: `http://${host}:${port}/mcp`, wsUrl, sseUrl, tcpPort: tcp?.port, grpcPort: grpc?.port, edgeId: config.edgeId }, "edge listening");
   return {
     url: `http://${host}:${port}/mcp`,
     port,
+    wsUrl,
+    sseUrl,
+    tcpPort: tcp?.port,
+    grpcPort: grpc?.port,
     runtime,
     app,
     async close() {
+      await Promise.allSettled(listeners.map((l) => l.close()));
       await app.close();
       await runtime.close();
     },

@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { BusEnvSchema, busEnvShape, busLimitsFromEnv, type BusLimits } from "@mcpq/bus";
+import { BusEnvSchema, busEnvShape, busLimitsFromEnv, parsePathPatterns, type BusLimits } from "@mcpq/bus";
+import { parseSampleSpec } from "@mcpq/worker-sdk";
 
 /** Worker settings, parsed once at boot and frozen. The README's configuration table lists them. */
 export const WorkerEnvSchema = z.object({
@@ -13,7 +14,27 @@ export const WorkerEnvSchema = z.object({
   MCPQ_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   /** Port for the worker's /metrics endpoint on 127.0.0.1; 0 disables it. */
   MCPQ_WORKER_METRICS_PORT: z.coerce.number().int().nonnegative().default(0),
+  /** Record each finished request and its response in MCPQ_REC for `mcpq replay` (docs/replay.md). */
+  MCPQ_RECORD: z.enum(["on", "off"]).default("on"),
+  /** Per-target sampling, e.g. `*=1,echo=0.1` (rate in [0, 1]; an exact name beats a wildcard). */
+  MCPQ_RECORD_SAMPLE: z.string().default("").superRefine(parses((v) => parseSampleSpec(v))),
+  /** Comma-separated JSON paths masked before storing, relative to params (`arguments.password`) or the response (`result.x`). */
+  MCPQ_RECORD_REDACT: z.string().default("").superRefine(parses((v) => parsePathPatterns(v.split(",")))),
+  /** Also record the notifications (progress, logs) sent before each response. */
+  MCPQ_RECORD_NOTIFICATIONS: z.enum(["on", "off"]).default("off"),
+  /** Shadow worker: a candidate for `mcpq replay --against`; registered, never routed client traffic. */
+  MCPQ_WORKER_SHADOW: z.enum(["on", "off"]).default("off"),
 });
+
+function parses(fn: (v: string) => unknown) {
+  return (v: string, ctx: z.RefinementCtx) => {
+    try {
+      fn(v);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: err instanceof Error ? err.message : String(err) });
+    }
+  };
+}
 
 export interface WorkerConfig {
   natsUrl: string;
@@ -24,6 +45,8 @@ export interface WorkerConfig {
   logLevel: string;
   metricsPort: number;
   busLimits: BusLimits;
+  record: { enabled: boolean; sample: string; redact: string[]; notifications: boolean };
+  shadow: boolean;
 }
 
 export function loadWorkerConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<WorkerConfig> = {}): Readonly<WorkerConfig> {
@@ -42,6 +65,13 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     logLevel: e.MCPQ_LOG_LEVEL,
     metricsPort: e.MCPQ_WORKER_METRICS_PORT,
     busLimits: busLimitsFromEnv(BusEnvSchema.parse(env)),
+    record: {
+      enabled: e.MCPQ_RECORD === "on",
+      sample: e.MCPQ_RECORD_SAMPLE,
+      redact: e.MCPQ_RECORD_REDACT.split(",").map((s) => s.trim()).filter(Boolean),
+      notifications: e.MCPQ_RECORD_NOTIFICATIONS === "on",
+    },
+    shadow: e.MCPQ_WORKER_SHADOW === "on",
     ...overrides,
   };
   return Object.freeze(cfg);

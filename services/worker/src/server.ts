@@ -2,7 +2,7 @@ import { createServer, type Server } from "node:http";
 import { connectBus } from "@mcpq/bus";
 import { Gauge, Counter, Histogram, createLogger, createMetricsRegistry, type Registry } from "@mcpq/observability";
 import type { Logger } from "@mcpq/protocol";
-import { Worker, type WorkerMetrics } from "@mcpq/worker-sdk";
+import { Worker, createRecorder, type CatalogDefinition, type RecorderMetrics, type WorkerMetrics } from "@mcpq/worker-sdk";
 import { resolveCatalogs } from "./catalogs/index.js";
 import { loadWorkerConfig, type WorkerConfig } from "./env.js";
 
@@ -29,15 +29,35 @@ function workerMetrics(registry: Registry): WorkerMetrics {
   };
 }
 
-/** Connects, starts a Worker for the configured catalogs, optionally serves /metrics. */
-export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logger): Promise<RunningWorker> {
+function recorderMetrics(registry: Registry): RecorderMetrics {
+  const records = new Counter({ name: "mcpq_worker_records_total", help: "Finished requests by what recording did with them (stored, sampled_out, dropped, failed)", labelNames: ["result"] as const, registers: [registry] });
+  return { record: (result) => records.inc({ result }) };
+}
+
+/**
+ * Connects, starts a Worker for the configured catalogs (or `opts.catalogs`, e.g. a test-local
+ * catalog), records finished requests to MCPQ_REC unless MCPQ_RECORD=off, optionally serves /metrics.
+ */
+export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logger, opts: { catalogs?: CatalogDefinition[] } = {}): Promise<RunningWorker> {
   const log = logger ?? (createLogger({ name: "mcpq-worker", level: config.logLevel }) as unknown as Logger);
   const bus = await connectBus({ url: config.natsUrl, name: `worker-${config.pool}`, limits: config.busLimits });
   const registry = createMetricsRegistry("mcpq_worker", { pool: config.pool });
+  const recorder = config.record.enabled
+    ? createRecorder({
+        bus,
+        sample: config.record.sample,
+        redact: config.record.redact,
+        notifications: config.record.notifications,
+        logger: log,
+        metrics: recorderMetrics(registry),
+      })
+    : undefined;
   const worker = new Worker({
     bus,
     pool: config.pool,
-    catalogs: resolveCatalogs(config.catalogs),
+    catalogs: opts.catalogs ?? resolveCatalogs(config.catalogs),
+    ...(recorder ? { recorder } : {}),
+    ...(config.shadow ? { shadow: true } : {}),
     concurrency: config.concurrency,
     handlerTimeoutMs: config.handlerTimeoutMs,
     logger: log,
@@ -58,6 +78,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
     async close() {
       server?.close();
       await worker.stop();
+      await recorder?.flush();
       await bus.close();
     },
   };

@@ -17,6 +17,8 @@ interface RegistryEntry {
   heartbeatAt: number;
   ttlMs: number;
   catalog: Catalog;
+  /** A candidate deployment for `mcpq replay`: registered, but never routed to by edges. */
+  shadow?: boolean;
 }
 
 export type ListKind = "tools" | "resources" | "prompts";
@@ -67,7 +69,7 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
         if (e.operation === "PUT" && e.length > 0) {
           try {
             const entry = e.json<RegistryEntry>();
-            if (Date.now() - entry.heartbeatAt < entry.ttlMs) this.#entries.set(e.key, entry);
+            if (Date.now() - entry.heartbeatAt < entry.ttlMs && entry.shadow !== true) this.#entries.set(e.key, entry);
           } catch (err) {
             this.log.warn({ err, key: e.key }, "bad registry entry ignored");
           }

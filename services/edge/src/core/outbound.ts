@@ -1,4 +1,4 @@
-import { H, STREAMS, subjects, Correlator, type Bus, type Msg, type OutboundKind, type Subscription } from "@mcpq/bus";
+import { H, STREAMS, subjects, Correlator, decodeControl, type Bus, type Msg, type OutboundKind, type Subscription } from "@mcpq/bus";
 import { silentLogger, type Logger } from "@mcpq/protocol";
 
 /** One server->client message as delivered to a transport. */
@@ -16,6 +16,21 @@ export interface StreamSink {
   send(msg: OutboundMessage): void;
   /** True once the sink can take no more (closed or cut off as a slow consumer). */
   readonly closed: boolean;
+  /**
+   * When true the sink also receives responses that settle a request waiting on this edge, in
+   * stream order (socket transports, whose one stream carries many requests, and resumed
+   * streams). Otherwise the waiting request's transport writes the response itself.
+   */
+  readonly receivesResponses?: boolean;
+  /**
+   * A worker asked for the client to reconnect (`ctx.closeStream()`, an outbound `control`
+   * message): end this connection after telling the client to come back in `retryMs` (the
+   * transport's default when undefined); the stream stays resumable. Sinks that cannot resume
+   * leave it out and the request simply continues on them. Control messages never reach `send`.
+   */
+  reconnect?(retryMs: number | undefined): void;
+  /** Resolves when the sink has room again; a replay waits on it between messages (flow control). */
+  ready?(): Promise<void>;
 }
 
 /** Splits an event id into its stream and token; null when malformed. */
@@ -119,8 +134,13 @@ export class OutboundRouter {
   #route(sinks: Map<string, StreamSink>, m: Msg): void {
     const stream = m.subject.slice(m.subject.lastIndexOf(".") + 1);
     const msg = decode(m);
-    if (msg.kind === "response" && msg.requestId && this.correlator.resolve(msg.requestId, msg)) return;
     const sink = sinks.get(stream);
+    if (msg.kind === "control") {
+      const control = decodeControl(m.headers);
+      if (control?.action === "reconnect" && sink && !sink.closed) sink.reconnect?.(control.retryMs);
+      return;
+    }
+    if (msg.kind === "response" && msg.requestId && this.correlator.resolve(msg.requestId, msg) && !sink?.receivesResponses) return;
     if (sink && !sink.closed) sink.send(msg);
   }
 
@@ -133,57 +153,97 @@ export class OutboundRouter {
     const seen = new Set<string>();
     const buffered: OutboundMessage[] = [];
     let replaying = true;
+    /** A reconnect asked for while replaying applies once the replayed messages are out. */
+    let reconnectAfterReplay: { retryMs: number | undefined } | undefined;
     const gate: StreamSink = {
       get closed() {
         return sink.closed;
       },
+      // The reader of a resumed stream is never the transport that sent the request: it must
+      // get the response from here even when the request still waits on this edge.
+      receivesResponses: true,
       send(msg) {
         if (replaying) buffered.push(msg);
         else if (!msg.eventId || !seen.has(msg.eventId)) sink.send(msg);
+      },
+      reconnect(retryMs) {
+        if (replaying) reconnectAfterReplay = { retryMs };
+        else sink.reconnect?.(retryMs);
       },
     };
     const release = this.attach(session, stream, gate);
     try {
       const subject = subjects.outbound(session, stream);
+      // The live subscription above is registered before this request reaches the server, so
+      // every message is either at or before `last` (replayed) or delivered live (buffered).
       const last = await this.bus.jsm.streams.getMessage(STREAMS.outbound, { last_by_subj: subject }).catch(() => null);
       if (last) {
-        let skipping = afterToken !== null && afterToken !== PRIMING_TOKEN;
-        const afterId = skipping ? `${stream}_${afterToken}` : null;
-        const oc = await this.bus.js.consumers.get(STREAMS.outbound, { filter_subjects: subject });
-        const iter = await oc.consume({ max_messages: 256 });
-        for await (const jm of iter) {
-          const msg = decodeHeaders(jm.headers, jm.string());
+        const afterId = afterToken !== null && afterToken !== PRIMING_TOKEN ? `${stream}_${afterToken}` : null;
+        let skipping = afterId !== null;
+        await this.#replay(subject, last.seq, async (msg) => {
           if (msg.eventId) seen.add(msg.eventId);
           if (skipping) {
             if (msg.eventId === afterId) skipping = false;
           } else if (!sink.closed) {
             sink.send(msg);
+            await sink.ready?.();
           }
-          if (jm.seq >= last.seq) break;
-        }
-        await iter.close();
-        // The event the client last saw has aged out of the window: nothing was sent above, so
-        // send everything retained rather than lose messages (the client may see duplicates).
+        });
+        // The event the client last saw has aged out of the window (or never existed): nothing
+        // was sent above, so send everything retained rather than lose messages (the client
+        // may see messages again).
         if (skipping) {
-          const again = await this.bus.js.consumers.get(STREAMS.outbound, { filter_subjects: subject });
-          const it2 = await again.consume({ max_messages: 256 });
-          for await (const jm of it2) {
-            if (!sink.closed) sink.send(decodeHeaders(jm.headers, jm.string()));
-            if (jm.seq >= last.seq) break;
-          }
-          await it2.close();
+          await this.#replay(subject, last.seq, async (msg) => {
+            if (sink.closed) return;
+            sink.send(msg);
+            await sink.ready?.();
+          });
         }
       }
     } catch (err) {
-      this.log.warn({ err, session: "[id]", stream }, "replay failed");
+      this.log.warn({ err, stream }, "replay failed");
     } finally {
       replaying = false;
       for (const msg of buffered) if (!msg.eventId || !seen.has(msg.eventId)) if (!sink.closed) sink.send(msg);
       buffered.length = 0;
+      if (reconnectAfterReplay && !sink.closed) sink.reconnect?.(reconnectAfterReplay.retryMs);
     }
     return release;
   }
+
+  /**
+   * Reads `subject` from MCPQ_OUT in order up to `lastSeq` with an ordered consumer. Stops early
+   * when the consumer has nothing more pending (messages aged out meanwhile) or nothing arrives
+   * for a while, so a replay can never hold live delivery back indefinitely.
+   */
+  async #replay(subject: string, lastSeq: number, onMsg: (msg: OutboundMessage) => Promise<void>): Promise<void> {
+    const oc = await this.bus.js.consumers.get(STREAMS.outbound, { filter_subjects: subject });
+    const iter = await oc.consume({ max_messages: 256 });
+    let idle: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => void iter.close(), REPLAY_IDLE_MS);
+    };
+    try {
+      arm();
+      for await (const jm of iter) {
+        // No idle timeout while the sink makes us wait (flow control), only while NATS does.
+        clearTimeout(idle);
+        const msg = decodeHeaders(jm.headers, jm.string());
+        // Control messages were instructions to whichever edge held the stream back then.
+        if (msg.kind !== "control") await onMsg(msg);
+        if (jm.seq >= lastSeq || jm.info.pending === 0) break;
+        arm();
+      }
+    } finally {
+      clearTimeout(idle);
+      await iter.close().catch(() => undefined);
+    }
+  }
 }
+
+/** A replay that receives nothing for this long is over (its messages aged out meanwhile). */
+const REPLAY_IDLE_MS = 5_000;
 
 function decode(m: Msg): OutboundMessage {
   return decodeHeaders(m.headers, m.string());

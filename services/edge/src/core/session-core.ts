@@ -59,9 +59,20 @@ export interface CoreMetrics {
   sessionsCreated(): void;
 }
 
-/** Admission control consulted before anything is queued; throws a retryable McpError to reject. */
+/**
+ * How an admitted request ended, reported when it releases its admission slot: "ok" a worker
+ * answered (a result or a non-internal error), "failed" a worker answered -32603, "timeout" the
+ * deadline passed (or the worker answered -32001), "cancelled" the client cancelled, "refused"
+ * it was never queued (the publish failed; `err` is the thrown error).
+ */
+export type RouteOutcome = "ok" | "failed" | "timeout" | "cancelled" | "refused";
+
+/**
+ * Admission control consulted before anything is queued; throws a retryable McpError to reject.
+ * The returned release runs exactly once, with the outcome (see services/edge/src/core/admission.ts).
+ */
 export interface Admission {
-  admit(session: SessionRecord, req: JsonRpcRequest, target: { kind: TargetKind; name: string; pool: string }): () => void;
+  admit(session: SessionRecord, req: JsonRpcRequest, target: { kind: TargetKind; name: string; pool: string }): (outcome?: RouteOutcome, err?: unknown) => void;
 }
 
 /** Where a request's related messages and response go. */
@@ -84,6 +95,8 @@ export class RequestCancelled extends Error {
 }
 
 const TIMEOUT_META_KEY = "io.mcpq/timeoutMs";
+/** Upper bound on one request publish (the JetStream client's own default is 10 s). */
+const PUBLISH_TIMEOUT_MS = 10_000;
 
 /**
  * The transport-neutral session core: lifecycle, edge-answered methods, routing to worker pools
@@ -114,14 +127,29 @@ export class SessionCore {
   start(): void {
     this.bus.nc.subscribe(subjects.cancelAll, {
       callback: (_e, m) => {
-        const n = m.json<CancelNotice>();
+        let n: CancelNotice;
+        try {
+          n = m.json<CancelNotice>();
+        } catch {
+          return;
+        }
         const internal = this.#byClientId.get(clientKey(n.session, n.requestId));
         if (internal) this.router.correlator.reject(internal, new RequestCancelled(n.reason ?? "cancelled"));
       },
     });
     this.bus.nc.subscribe(subjects.resourceUpdated, {
       queue: EDGE_QUEUE_GROUP,
-      callback: (_e, m) => void this.#fanOutResourceUpdate(m.json<{ uri: string }>().uri),
+      // Anyone may publish here (workers, external systems): validate, never throw.
+      callback: (_e, m) => {
+        let uri: unknown;
+        try {
+          uri = m.json<{ uri?: unknown }>().uri;
+        } catch {
+          uri = undefined;
+        }
+        if (typeof uri === "string" && uri !== "") void this.#fanOutResourceUpdate(uri);
+        else this.#log.warn({ subject: m.subject }, "malformed resource update ignored");
+      },
     });
     this.catalog.on("changed", (kinds: ListKind[]) => {
       for (const k of kinds) {
@@ -253,7 +281,8 @@ export class SessionCore {
 
   async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, started: number): Promise<Dispatched> {
     const target = this.#target(req);
-    const release = this.admission?.admit(session, req, target) ?? (() => undefined);
+    const release: (outcome?: RouteOutcome, err?: unknown) => void = this.admission?.admit(session, req, target) ?? (() => undefined);
+    let outcome: RouteOutcome = "ok";
     let releaseRouter: (() => void) | undefined;
     try {
       if (this.router.correlator.full) {
@@ -286,18 +315,22 @@ export class SessionCore {
         edge: this.cfg.edgeId,
         receivedAt: now,
         traceparent: typeof meta["traceparent"] === "string" ? (meta["traceparent"] as string) : undefined,
+        clientCapabilities: Object.keys(session.clientCapabilities ?? {}),
       });
       this.metrics?.inFlight(1);
       try {
         await this.bus.js.publish(subjects.request(target.pool, target.kind, target.name), stream.raw ?? JSON.stringify(req), {
           headers,
           msgID: requestId,
+          // Never wait on the broker past the request's deadline (nor past the client's 10 s default).
+          timeout: Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
         });
       } catch (err) {
         this.router.correlator.reject(requestId, undefined);
         this.metrics?.inFlight(-1);
         this.#byClientId.delete(key);
-        const mapped = publishFailure(err, 1_000);
+        // A publish that only failed because the deadline came is answered as the timeout it is.
+        const mapped = Date.now() >= deadline ? new McpError(ErrorCode.RequestTimeout, `Request timed out after ${timeout} ms`, { timeoutMs: timeout }) : publishFailure(err, 1_000);
         if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
         throw mapped;
       }
@@ -306,14 +339,17 @@ export class SessionCore {
         .then(
           (msg) => {
             this.metrics?.observe(req.method, "ok", (performance.now() - started) / 1000);
+            outcome = responseOutcome(msg.json);
             return msg;
           },
           (err: unknown) => {
             if (err instanceof RequestCancelled) {
               this.metrics?.observe(req.method, "cancelled", (performance.now() - started) / 1000);
+              outcome = "cancelled";
               throw err;
             }
             const wire = toWireError(err);
+            outcome = wire.code === ErrorCode.RequestTimeout ? "timeout" : "failed";
             this.metrics?.error(wire.code);
             this.metrics?.observe(req.method, "error", (performance.now() - started) / 1000);
             return errorMessage(req.id, wire);
@@ -323,13 +359,13 @@ export class SessionCore {
           this.metrics?.inFlight(-1);
           if (this.#byClientId.get(key) === requestId) this.#byClientId.delete(key);
           rr();
-          release();
+          release(outcome);
         });
       releaseRouter = undefined;
       return { response: settled };
     } catch (err) {
       releaseRouter?.();
-      release();
+      release("refused", err);
       throw err;
     }
   }
@@ -431,6 +467,18 @@ export class SessionCore {
 
 /** Newest protocol revision; exported for transports that must assume one. */
 export const LATEST = LATEST_PROTOCOL_VERSION;
+
+/** Classifies a worker's response for the pool's circuit: internal errors and timeouts count against it. */
+function responseOutcome(json: string): RouteOutcome {
+  // Only responses with an "error" member are parsed (results stay unparsed on the hot path).
+  if (!json.includes('"error"')) return "ok";
+  try {
+    const code = (JSON.parse(json) as { error?: { code?: unknown } }).error?.code;
+    return code === ErrorCode.InternalError ? "failed" : code === ErrorCode.RequestTimeout ? "timeout" : "ok";
+  } catch {
+    return "ok";
+  }
+}
 
 function clientKey(session: string, id: RequestId): string {
   return `${session}\u0000${typeof id}:${id}`;

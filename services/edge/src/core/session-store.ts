@@ -27,6 +27,7 @@ export class SessionStore {
   readonly #cache = new Map<string, { rec: SessionRecord; at: number }>();
   readonly #cacheMs: number;
   readonly #touchEveryMs: number;
+  readonly #idleTtlMs: number;
   readonly #maxCache: number;
 
   constructor(
@@ -36,7 +37,8 @@ export class SessionStore {
     this.#kv = bus.kv.sessions;
     this.#cacheMs = opts.cacheMs;
     this.#maxCache = opts.maxCache ?? 200_000;
-    this.#touchEveryMs = Math.max(1_000, Math.floor(bus.limits.sessionIdleTtlMs / 4));
+    this.#idleTtlMs = bus.limits.sessionIdleTtlMs;
+    this.#touchEveryMs = Math.min(Math.max(1_000, Math.floor(this.#idleTtlMs / 4)), Math.max(1, Math.floor(this.#idleTtlMs / 2)));
     bus.nc.subscribe(EVICT_SUBJECT, { callback: (_e, m) => {
         this.#cache.delete(m.string());
       },
@@ -68,7 +70,8 @@ export class SessionStore {
     if (!/^[A-Za-z0-9_-]{16,128}$/.test(id)) return null;
     const now = Date.now();
     const hit = this.#cache.get(id);
-    let rec: SessionRecord | null = hit && now - hit.at < this.#cacheMs ? hit.rec : null;
+    // A cached record never outlives the idle TTL: past it the session may have expired in KV.
+    let rec: SessionRecord | null = hit && now - hit.at < this.#cacheMs && now - hit.rec.lastSeenAt < this.#idleTtlMs ? hit.rec : null;
     if (!rec) {
       const e = await this.#kv.get(`s.${id}`);
       if (!e || e.operation !== "PUT" || e.length === 0) {
@@ -83,18 +86,42 @@ export class SessionStore {
     return rec;
   }
 
-  /** Refreshes the idle TTL. */
+  /**
+   * Refreshes the idle TTL of everything the session holds in KV: its record, its
+   * per-principal key and its resource subscriptions (`mcpq_subs` has the same TTL).
+   */
   async touch(rec: SessionRecord): Promise<void> {
     rec.lastSeenAt = Date.now();
     await this.#kv.put(`s.${rec.id}`, JSON.stringify(rec));
     await this.#kv.put(`p.${digestToken(rec.principal)}.${rec.id}`, "");
+    const subs = this.bus.kv.subscriptions;
+    for await (const key of await subs.keys(`*.${rec.id}`)) {
+      const e = await subs.get(key);
+      if (e && e.operation === "PUT") await subs.put(key, e.value);
+    }
+  }
+
+  /**
+   * Keeps a session alive while a client holds a stream open on it (a GET listener sends no
+   * requests, yet is not idle). Returns the stop function.
+   */
+  keepAlive(rec: SessionRecord): () => void {
+    const timer = setInterval(() => {
+      if (Date.now() - rec.lastSeenAt >= this.#touchEveryMs) void this.touch(rec).catch(() => undefined);
+    }, this.#touchEveryMs);
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   async update(rec: SessionRecord): Promise<void> {
     rec.lastSeenAt = Date.now();
     await this.#kv.put(`s.${rec.id}`, JSON.stringify(rec));
+    await this.#kv.put(`p.${digestToken(rec.principal)}.${rec.id}`, "");
     this.#remember(rec);
     this.bus.nc.publish(EVICT_SUBJECT, rec.id);
+    // The client may send its next request to another edge as soon as this one answers: make
+    // sure the eviction has reached the server first (e.g. logging/setLevel, then tools/call).
+    await this.bus.nc.flush();
   }
 
   /** Ends a session everywhere: later requests with its id get 404 on every edge. */

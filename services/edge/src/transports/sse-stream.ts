@@ -1,4 +1,5 @@
 import type { ServerResponse } from "node:http";
+import type { BufferAccount, BufferBudget } from "../core/buffer-budget.js";
 import type { OutboundMessage, StreamSink } from "../core/outbound.js";
 
 export interface SseOptions {
@@ -8,6 +9,10 @@ export interface SseOptions {
   /** Messages queued before the stream is opened (admission still pending). */
   maxQueued?: number;
   onSlowConsumer?: () => void;
+  /** SSE `retry:` (ms) sent when a worker asks the client to reconnect without saying when. */
+  retryMs?: number;
+  /** Edge-wide buffered-bytes accounting: unsent socket bytes plus queued messages are reported. */
+  buffers?: BufferBudget;
 }
 
 /**
@@ -22,12 +27,25 @@ export class SseStream implements StreamSink {
   #queue: OutboundMessage[] = [];
   #keepalive: NodeJS.Timeout | undefined;
   readonly #closeWaiters: (() => void)[] = [];
+  /** Opened with a priming event id: the client can resume, so the edge may close it early. */
+  #resumable = false;
+  #reconnectOnOpen: { retryMs: number | undefined } | undefined;
+  readonly #account: BufferAccount | undefined;
+  #queuedBytes = 0;
+  /** Re-reports what the socket still holds once a write is flushed (one bound function, no per-write closure). */
+  readonly #flushed = () => this.#report();
 
   constructor(
     private readonly res: ServerResponse,
     private readonly opts: SseOptions,
   ) {
-    res.on("close", () => this.#markClosed());
+    this.#account = opts.buffers?.open();
+    res.on("close", () => {
+      this.#markClosed();
+      this.#account?.close();
+    });
+    // Bytes written before end() stay accounted until the socket has taken them.
+    res.on("finish", () => this.#account?.close());
   }
 
   get closed(): boolean {
@@ -51,17 +69,24 @@ export class SseStream implements StreamSink {
     this.#opened = true;
     this.res.flushHeaders();
     if (primingEventId !== undefined) {
+      this.#resumable = true;
       // SEP-1699 priming event: an id the client can resume from, no data.
       this.res.write(`id: ${primingEventId}\n${retryMs ? `retry: ${retryMs}\n` : ""}data: \n\n`);
     }
-    for (const m of this.#queue) this.#write(m);
+    const queued = this.#queue;
     this.#queue = [];
+    this.#queuedBytes = 0;
+    for (const m of queued) this.#write(m);
+    this.#report();
     if (this.opts.keepaliveMs > 0) {
       this.#keepalive = setInterval(() => {
         if (!this.#closed) this.res.write(": keepalive\n\n");
       }, this.opts.keepaliveMs);
       this.#keepalive.unref();
     }
+    const pending = this.#reconnectOnOpen;
+    this.#reconnectOnOpen = undefined;
+    if (pending) this.reconnect(pending.retryMs);
   }
 
   send(msg: OutboundMessage): void {
@@ -69,9 +94,24 @@ export class SseStream implements StreamSink {
     if (!this.#opened) {
       if (this.#queue.length >= (this.opts.maxQueued ?? 1_000)) return this.cutOff();
       this.#queue.push(msg);
+      this.#queuedBytes += msg.json.length;
+      this.#report();
       return;
     }
     this.#write(msg);
+  }
+
+  /**
+   * StreamSink: a worker asked the client to reconnect (SEP-1699 polling). Only a primed stream
+   * is closed (its client resumes with GET + Last-Event-ID); others carry on until the response.
+   */
+  reconnect(retryMs: number | undefined): void {
+    if (this.#closed) return;
+    if (!this.#opened) {
+      this.#reconnectOnOpen = { retryMs };
+      return;
+    }
+    if (this.#resumable) this.closeWithRetry(retryMs ?? this.opts.retryMs ?? 1_000);
   }
 
   /** Asks the client to reconnect after `retryMs` and closes the connection (the stream stays resumable). */
@@ -97,8 +137,13 @@ export class SseStream implements StreamSink {
 
   #write(m: OutboundMessage): void {
     const frame = m.eventId ? `id: ${m.eventId}\nevent: message\ndata: ${m.json}\n\n` : `event: message\ndata: ${m.json}\n\n`;
-    this.res.write(frame);
+    this.res.write(frame, this.#flushed);
     if (this.res.writableLength > this.opts.maxBufferedBytes) this.cutOff();
+    else this.#report();
+  }
+
+  #report(): void {
+    this.#account?.set(this.res.writableLength + this.#queuedBytes);
   }
 
   #markClosed(): void {
@@ -106,6 +151,8 @@ export class SseStream implements StreamSink {
     this.#closed = true;
     clearInterval(this.#keepalive);
     this.#queue = [];
+    this.#queuedBytes = 0;
+    this.#report();
     for (const w of this.#closeWaiters.splice(0)) w();
   }
 }

@@ -46,6 +46,8 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
     maxBufferedBytes: maxBuffered,
     keepaliveMs: rt.config.sseKeepaliveMs,
     onSlowConsumer: () => rt.metrics.slowConsumers.inc({ transport: "http" }),
+    buffers: rt.buffers,
+    retryMs: rt.config.sseRetryMs,
   });
 
   const refuse = (reply: FastifyReply, r: HttpRefusal) => reply.code(r.status).headers(r.headers).send(r.body);
@@ -240,11 +242,17 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
               sse.send(m);
               if (m.kind === "response") sse.end();
             },
+            // A resumed stream is resumable again: the worker may close it once more (polling).
+            reconnect(retryMs: number | undefined) {
+              sse.closeWithRetry(retryMs ?? rt.config.sseRetryMs);
+            },
           };
     const release = resumeFrom
       ? await rt.router.resume(session.id, stream, resumeFrom.token, sink)
       : rt.router.attach(session.id, stream, sink);
+    const stopKeepAlive = rt.core.sessions.keepAlive(session);
     await sse.whenClosed();
+    stopKeepAlive();
     release();
     rt.metrics.openStreams.dec({ transport: "http" });
   });

@@ -1,9 +1,11 @@
 import type { CatalogDefinition } from "@mcpq/worker-sdk";
+import { conformanceCatalog } from "./conformance.js";
 import { exampleCatalog } from "./example.js";
 
 /** Catalogs a worker process can serve, by name (`--catalog a,b` / MCPQ_CATALOGS). */
 export const CATALOGS: Readonly<Record<string, CatalogDefinition>> = Object.freeze({
   example: exampleCatalog,
+  conformance: conformanceCatalog,
 });
 
 export function resolveCatalogs(names: readonly string[]): CatalogDefinition[] {

@@ -1,0 +1,148 @@
+import { z } from "zod";
+import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
+import { H } from "./envelope.js";
+import { subjects, type TargetKind } from "./subjects.js";
+
+/**
+ * The typed contract of one MCPQ_REC message: a finished request, its final response and the
+ * envelope it ran under. Workers produce it (worker-sdk `createRecorder`), `mcpq replay` and the
+ * testkit fixtures consume it; a fixture file is these objects, one per line (JSONL).
+ *
+ * Subject: `mcpq.rec.<pool>.<kind>.<target>` (`subjects.record`). Headers: the request envelope
+ * (`H.session`, `H.principal`, `H.target`, ...) plus `H.worker`, `H.pool`, `H.method`,
+ * `H.startedAt`, `H.durationMs`, `H.outcome`, `H.replayable`; `Nats-Msg-Id` is the request id, so
+ * a redelivered request is stored once per duplicate window. Retention: MCPQ_REC_MAX_AGE_MS /
+ * MCPQ_REC_MAX_BYTES (discard old). Never acked or redelivered: readers use ordered consumers.
+ */
+export const RECORD_VERSION = 1;
+
+/** What redacted values are replaced with, before a record is stored. */
+export const REDACTED = "[REDACTED]";
+
+const TARGET_KINDS = [
+  "tool",
+  "resource",
+  "prompt",
+  "complete",
+] as const satisfies readonly TargetKind[];
+
+export const RecordOutcomeSchema = z.enum(["ok", "error", "cancelled", "timeout"]);
+export type RecordOutcome = z.infer<typeof RecordOutcomeSchema>;
+
+const JsonObject = z.record(z.string(), z.unknown());
+
+export const RecordedErrorSchema = z.object({
+  code: z.number().int(),
+  message: z.string(),
+  data: z.unknown().optional(),
+});
+
+/** The final response as the client got it, without `jsonrpc`/`id`; null when none was sent (cancelled). */
+export const RecordedResponseSchema = z.union([
+  z.object({ result: JsonObject }),
+  z.object({ error: RecordedErrorSchema }),
+]);
+export type RecordedResponse = z.infer<typeof RecordedResponseSchema>;
+
+export const RecordSchema = z.object({
+  v: z.literal(RECORD_VERSION),
+  /** Internal request id (the envelope's `Mcpq-Request`), unique across the deployment. */
+  requestId: z.string().min(1),
+  pool: z.string().min(1),
+  workerId: z.string(),
+  method: z.string(),
+  targetKind: z.enum(TARGET_KINDS),
+  target: z.string(),
+  session: z.string(),
+  principal: z.string(),
+  protocolVersion: z.string(),
+  edge: z.string(),
+  logLevel: z.string().optional(),
+  traceparent: z.string().optional(),
+  /** Epoch ms: the edge accepted the request / its deadline / the worker started it. */
+  receivedAt: z.number(),
+  deadline: z.number(),
+  startedAt: z.number(),
+  /** Worker time from start to the response being published (ms). */
+  durationMs: z.number().nonnegative(),
+  outcome: RecordOutcomeSchema,
+  /** False for side-effecting tools (`replayable: false` or `destructiveHint`); replay skips them unless forced. */
+  replayable: z.boolean(),
+  /** The JSON-RPC request as the client sent it (redacted). */
+  request: z.object({
+    jsonrpc: z.literal("2.0").optional(),
+    id: z.union([z.string(), z.number()]),
+    method: z.string(),
+    params: JsonObject.optional(),
+  }),
+  response: RecordedResponseSchema.nullable(),
+  /** Notifications sent on the request's stream before the response (only with notification recording on). */
+  notifications: z.array(JsonObject).optional(),
+  /** Locations that were masked with `REDACTED` (e.g. `params.arguments.password`). */
+  redacted: z.array(z.string()).optional(),
+});
+export type RequestRecord = z.infer<typeof RecordSchema>;
+
+/** Subject of a record. */
+export function recordSubject(r: Pick<RequestRecord, "pool" | "targetKind" | "target">): string {
+  return subjects.record(r.pool, r.targetKind, r.target);
+}
+
+/** Headers of a record message: the request envelope plus worker identity, timing and outcome. */
+export function recordHeaders(r: RequestRecord): MsgHdrs {
+  const h = natsHeaders();
+  h.set(H.request, r.requestId);
+  h.set(H.msgId, r.requestId);
+  h.set(H.session, r.session);
+  h.set(H.principal, r.principal);
+  h.set(H.protocolVersion, r.protocolVersion);
+  h.set(H.deadline, String(r.deadline));
+  if (r.logLevel) h.set(H.logLevel, r.logLevel);
+  h.set(H.targetKind, r.targetKind);
+  h.set(H.target, r.target);
+  h.set(H.edge, r.edge);
+  h.set(H.receivedAt, String(r.receivedAt));
+  if (r.traceparent) h.set(H.traceparent, r.traceparent);
+  h.set(H.worker, r.workerId);
+  h.set(H.pool, r.pool);
+  h.set(H.method, r.method);
+  h.set(H.startedAt, String(r.startedAt));
+  h.set(H.durationMs, String(r.durationMs));
+  h.set(H.outcome, r.outcome);
+  h.set(H.replayable, String(r.replayable));
+  return h;
+}
+
+/** Validates a record body (consumers validate, not just producers); null when it is not one. */
+export function decodeRecord(data: Uint8Array | string): RequestRecord | null {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data));
+  } catch {
+    return null;
+  }
+  const r = RecordSchema.safeParse(raw);
+  return r.success ? r.data : null;
+}
+
+/** Maps a routed method to the record subject's kind. */
+export function kindOfMethod(method: string): TargetKind | undefined {
+  switch (method) {
+    case "tools/call":
+      return "tool";
+    case "resources/read":
+      return "resource";
+    case "prompts/get":
+      return "prompt";
+    case "completion/complete":
+      return "complete";
+    default:
+      return undefined;
+  }
+}
+
+/** True when the recorded response is an error: a JSON-RPC error or a tool result with `isError`. */
+export function isErrorResponse(r: RecordedResponse | null | undefined): boolean {
+  if (!r) return false;
+  return "error" in r || (r.result as { isError?: unknown })["isError"] === true;
+}

@@ -1,0 +1,275 @@
+import { silentLogger, type Logger } from "@mcpq/protocol";
+import {
+  REDACTED,
+  RECORD_VERSION,
+  isReplaySession,
+  maskAtPaths,
+  parsePathPatterns,
+  recordHeaders,
+  recordSubject,
+  type Bus,
+  type PathPattern,
+  type RequestRecord,
+} from "@mcpq/bus";
+import type { RecordEntry } from "./worker.js";
+
+/** One `name=rate` rule of a sampling spec; `name` may use `*` as a wildcard. */
+export interface SampleRule {
+  readonly pattern: string;
+  readonly rate: number;
+  readonly re: RegExp;
+}
+
+/**
+ * Parses a sampling spec like `*=1,echo=0.1,mcpq://example/*=0`: keys are targets (tool or prompt
+ * names, resource URIs; `*` wildcards), values are probabilities in [0, 1]. Targets no rule
+ * matches are recorded (rate 1). Throws on a malformed spec, so a bad env fails the boot.
+ */
+export function parseSampleSpec(spec: string): SampleRule[] {
+  const rules: SampleRule[] = [];
+  for (const part of spec
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const eq = part.lastIndexOf("=");
+    const pattern = eq > 0 ? part.slice(0, eq).trim() : "";
+    const rate = Number(eq > 0 ? part.slice(eq + 1).trim() : NaN);
+    if (!pattern || !Number.isFinite(rate) || rate < 0 || rate > 1) {
+      throw new Error(
+        `invalid sampling rule ${JSON.stringify(part)}: expected name=rate with rate in [0, 1]`,
+      );
+    }
+    const re = new RegExp(
+      `^${pattern
+        .split("*")
+        .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+        .join(".*")}$`,
+    );
+    rules.push({ pattern, rate, re });
+  }
+  return rules;
+}
+
+/** The sampling rate of `target`: an exact rule wins, else the longest matching wildcard rule, else 1. */
+export function sampleRate(rules: readonly SampleRule[], target: string): number {
+  let best: SampleRule | undefined;
+  for (const r of rules) {
+    if (r.pattern === target) return r.rate;
+    if (r.re.test(target) && (!best || r.pattern.length > best.pattern.length)) best = r;
+  }
+  return best ? best.rate : 1;
+}
+
+/** What happened to one finished request: stored, sampled out, dropped (over a bound), or the publish failed. */
+export type RecordResult = "stored" | "sampled_out" | "dropped" | "failed";
+
+export interface RecorderMetrics {
+  record(result: RecordResult): void;
+}
+
+export interface RecorderOptions {
+  bus: Bus;
+  /** Sampling spec (see `parseSampleSpec`) or parsed rules. Default: record everything. */
+  sample?: string | readonly SampleRule[];
+  /**
+   * Paths masked before storing (see `@mcpq/bus` json-path): relative to the request's `params`
+   * (`arguments.password`), or to the response when they start with `result` / `error`; a leading
+   * `**` applies everywhere. `authorization` keys and bearer tokens are always masked.
+   */
+  redact?: readonly string[];
+  /** Also store the notifications sent before the response (progress, logs). Default false. */
+  notifications?: boolean;
+  /** Record publishes awaiting their PubAck; beyond this, records are dropped (counted). Default 512. */
+  maxInFlight?: number;
+  logger?: Logger;
+  metrics?: RecorderMetrics;
+  /** For tests: the random source sampling uses. */
+  random?: () => number;
+}
+
+/** A `WorkerOptions.recorder` with a way to wait for records still being stored (graceful stop). */
+export interface Recorder {
+  (entry: RecordEntry): void;
+  /** Resolves when every started publish has its PubAck or failed (bounded by `timeoutMs`). */
+  flush(timeoutMs?: number): Promise<void>;
+  readonly inFlight: number;
+}
+
+/** Keys whose values are always masked, at any depth. */
+const ALWAYS_MASKED_KEYS = /^(authorization|proxy-authorization)$/i;
+const BEARER = /\b(Bearer)\s+[A-Za-z0-9\-._~+/]+=*/gi;
+
+/**
+ * Builds the recorder a worker calls after each finished request. It publishes one record per
+ * request to MCPQ_REC with `js.publish` and does not wait for the PubAck on the response path (the
+ * worker calls it after the response is published and the request acked). JetStream publish
+ * rather than core publish: a full or missing MCPQ_REC, or an oversized record, then shows up as
+ * a counted, logged failure instead of vanishing silently, and `Nats-Msg-Id` dedups redeliveries.
+ * The cost — one pending PubAck per record — is bounded by `maxInFlight`; beyond it records are
+ * dropped, never queued, so recording cannot grow a worker's memory or slow its answers.
+ * Requests of replay runs (`replay-*` sessions) are never recorded.
+ */
+export function createRecorder(opts: RecorderOptions): Recorder {
+  const { bus } = opts;
+  const log = opts.logger ?? silentLogger;
+  const rules =
+    typeof opts.sample === "string" ? parseSampleSpec(opts.sample) : (opts.sample ?? []);
+  const redact = parsePathPatterns(opts.redact ?? []);
+  const maxInFlight = opts.maxInFlight ?? 512;
+  const maxBytes = bus.limits.maxMessageBytes * 2;
+  const random = opts.random ?? Math.random;
+  const pending = new Set<Promise<void>>();
+  let lastWarn = 0;
+  const warn = (obj: Record<string, unknown>, msg: string) => {
+    // A broken MCPQ_REC must not flood the log at request rate.
+    const now = Date.now();
+    if (now - lastWarn < 10_000) return;
+    lastWarn = now;
+    log.warn(obj, msg);
+  };
+  const count = (r: RecordResult) => opts.metrics?.record(r);
+
+  const recorder = ((entry: RecordEntry) => {
+    if (isReplaySession(entry.envelope.session)) return;
+    const rate = sampleRate(rules, entry.envelope.target);
+    if (rate < 1 && !(random() < rate)) return count("sampled_out");
+    if (pending.size >= maxInFlight) {
+      warn({ maxInFlight }, "record dropped: too many record publishes awaiting a PubAck");
+      return count("dropped");
+    }
+    const record = toRecord(entry, { redact, notifications: opts.notifications === true });
+    let data = JSON.stringify(record);
+    if (data.length > maxBytes && record.notifications) {
+      delete record.notifications;
+      data = JSON.stringify(record);
+    }
+    if (Buffer.byteLength(data) > maxBytes) {
+      warn(
+        { requestId: record.requestId, bytes: data.length, maxBytes },
+        "record dropped: larger than MCPQ_REC's max message size",
+      );
+      return count("dropped");
+    }
+    const p = bus.js
+      .publish(recordSubject(record), data, { headers: recordHeaders(record), timeout: 5_000 })
+      .then(
+        () => count("stored"),
+        (err: unknown) => {
+          count("failed");
+          warn({ err }, "record publish failed");
+        },
+      )
+      .finally(() => pending.delete(p));
+    pending.add(p);
+  }) as Recorder;
+  recorder.flush = async (timeoutMs = 5_000) => {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...pending]),
+      new Promise<void>((r) => {
+        timer = setTimeout(r, timeoutMs);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
+  };
+  Object.defineProperty(recorder, "inFlight", { get: () => pending.size });
+  return recorder;
+}
+
+/**
+ * Converts a worker's `RecordEntry` into the stored `RequestRecord`, masking redacted paths,
+ * `authorization` keys and bearer tokens. Never mutates the entry.
+ */
+export function toRecord(
+  entry: RecordEntry,
+  opts: { redact: readonly PathPattern[]; notifications: boolean },
+): RequestRecord {
+  const env = entry.envelope;
+  const params =
+    entry.request.params === undefined ? undefined : structuredClone(entry.request.params);
+  const response: RequestRecord["response"] = entry.response
+    ? entry.response.error
+      ? { error: structuredClone(entry.response.error) }
+      : { result: structuredClone(entry.response.result ?? {}) }
+    : null;
+  const notifications =
+    opts.notifications && entry.notifications?.length
+      ? structuredClone(entry.notifications)
+      : undefined;
+
+  const masked: string[] = [];
+  const paramPatterns = opts.redact.filter((p) => !startsWithResponseKey(p));
+  const responsePatterns = opts.redact.filter(
+    (p) => startsWithResponseKey(p) || p.segments[0]?.k === "deep",
+  );
+  const under = (label: string) => (p: string) =>
+    p.startsWith("[") ? `${label}${p}` : `${label}.${p}`;
+  if (params) masked.push(...maskAtPaths(params, paramPatterns, REDACTED).map(under("params")));
+  if (response)
+    masked.push(...maskAtPaths(response, responsePatterns, REDACTED).map(under("response")));
+  if (params) masked.push(...maskSecrets(params, "params"));
+  if (response) masked.push(...maskSecrets(response, "response"));
+  notifications?.forEach((n, i) => masked.push(...maskSecrets(n, `notifications[${i}]`)));
+
+  const record: RequestRecord = {
+    v: RECORD_VERSION,
+    requestId: env.requestId,
+    pool: entry.pool,
+    workerId: entry.workerId,
+    method: entry.request.method,
+    targetKind: env.targetKind,
+    target: env.target,
+    session: env.session,
+    principal: env.principal,
+    protocolVersion: env.protocolVersion,
+    edge: env.edge,
+    receivedAt: env.receivedAt,
+    deadline: env.deadline,
+    startedAt: entry.startedAt,
+    durationMs: entry.durationMs,
+    outcome: entry.outcome,
+    replayable: entry.replayable,
+    request: { jsonrpc: "2.0", id: entry.request.id, method: entry.request.method },
+    response,
+  };
+  if (env.logLevel) record.logLevel = env.logLevel;
+  if (env.traceparent) record.traceparent = env.traceparent;
+  if (params) record.request.params = params;
+  if (notifications) record.notifications = notifications;
+  if (masked.length) record.redacted = [...new Set(masked)];
+  return record;
+}
+
+function startsWithResponseKey(p: PathPattern): boolean {
+  const s = p.segments[0];
+  return s?.k === "key" && (s.key === "result" || s.key === "error");
+}
+
+/** Masks `authorization` keys and bearer tokens anywhere under `root` (in place); returns the locations. */
+function maskSecrets(root: unknown, label: string): string[] {
+  const out: string[] = [];
+  const walk = (node: unknown, path: string) => {
+    if (node === null || typeof node !== "object") return;
+    const obj = node as Record<string, unknown>;
+    for (const k of Object.keys(obj)) {
+      const here = Array.isArray(node) ? `${path}[${k}]` : `${path}.${k}`;
+      const v = obj[k];
+      if (!Array.isArray(node) && ALWAYS_MASKED_KEYS.test(k) && v !== REDACTED) {
+        obj[k] = REDACTED;
+        out.push(here);
+      } else if (typeof v === "string") {
+        if (BEARER.test(v)) {
+          BEARER.lastIndex = 0;
+          obj[k] = v.replace(BEARER, `$1 ${REDACTED}`);
+          out.push(here);
+        }
+        BEARER.lastIndex = 0;
+      } else {
+        walk(v, here);
+      }
+    }
+  };
+  walk(root, label);
+  return out;
+}

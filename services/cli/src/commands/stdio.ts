@@ -1,0 +1,393 @@
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import type { Readable, Writable } from "node:stream";
+
+const USAGE = `mcpq stdio — bridge a stdio MCP client to mcpq edges over Streamable HTTP
+
+Usage: mcpq stdio --url URL [--url URL ...] [--header "Name: value"] [--token TOKEN] [--retry-timeout MS]
+
+  --url            an edge's MCP endpoint (http://HOST:8080/mcp); repeat or comma-separate for failover
+  --header         an extra HTTP header for every request (repeatable)
+  --token          bearer token (default: MCPQ_TOKEN); sent as Authorization: Bearer <token>
+  --retry-timeout  how long to keep retrying edges before giving up on a message (default 60000 ms)
+
+Reads newline-delimited JSON-RPC on stdin, writes the edge's messages to stdout (one per line),
+logs to stderr. When an edge goes away mid-request the bridge resumes the request's stream on
+the next edge (Mcp-Session-Id + Last-Event-ID), so nothing is lost or repeated.`;
+
+export interface StdioBridgeOptions {
+  /** Edge MCP endpoints, tried in order; the bridge moves on when one stops answering. */
+  urls: string[];
+  headers?: Record<string, string>;
+  /** Give up on a message after this long without any edge answering (ms). */
+  retryTimeoutMs?: number;
+  input?: Readable;
+  output?: Writable;
+  /** Diagnostics (stderr by default); stdout carries protocol messages only. */
+  log?: (line: string) => void;
+}
+
+/** `mcpq stdio` entry point. */
+export async function stdio(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      url: { type: "string", multiple: true },
+      header: { type: "string", multiple: true },
+      token: { type: "string" },
+      "retry-timeout": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.error(USAGE);
+    return;
+  }
+  const urls = (values.url ?? [])
+    .flatMap((u) => u.split(","))
+    .map((u) => u.trim())
+    .filter(Boolean);
+  if (urls.length === 0) throw new Error(`--url is required\n\n${USAGE}`);
+  for (const u of urls) new URL(u);
+  const headers: Record<string, string> = {};
+  for (const h of values.header ?? []) {
+    const i = h.indexOf(":");
+    if (i <= 0) throw new Error(`--header must be "Name: value", got ${JSON.stringify(h)}`);
+    headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
+  }
+  const token = values.token ?? process.env["MCPQ_TOKEN"];
+  if (token) headers["authorization"] = `Bearer ${token}`;
+  const retryTimeoutMs = values["retry-timeout"] !== undefined ? Number(values["retry-timeout"]) : undefined;
+  await new StdioBridge({ urls, headers, ...(retryTimeoutMs !== undefined ? { retryTimeoutMs } : {}) }).run();
+}
+
+interface SseEvent {
+  id: string | undefined;
+  event: string | undefined;
+  data: string;
+  retry: number | undefined;
+}
+
+type Message = Record<string, unknown> & { id?: unknown; method?: unknown };
+
+/** Raised when no edge answered within the retry window. */
+class EdgesUnreachable extends Error {
+  override readonly name = "EdgesUnreachable";
+}
+
+/**
+ * Relays a stdio MCP client to mcpq edges over Streamable HTTP. Messages are sent in stdin
+ * order (each POST is accepted before the next is sent, so a cancel never overtakes its
+ * request); responses stream back concurrently. A broken request stream is resumed with GET +
+ * Last-Event-ID on the same edge after the server's `retry`, or on the next URL when the edge
+ * is gone. The standalone GET stream is kept open and resumed the same way.
+ */
+export class StdioBridge {
+  readonly #urls: string[];
+  readonly #headers: Record<string, string>;
+  readonly #retryTimeoutMs: number;
+  readonly #input: Readable;
+  readonly #output: Writable;
+  readonly #log: (line: string) => void;
+  #current = 0;
+  #sessionId: string | undefined;
+  #protocolVersion: string | undefined;
+  #chain: Promise<void> = Promise.resolve();
+  readonly #streams = new Set<Promise<void>>();
+  readonly #abort = new AbortController();
+  #standalone = false;
+
+  constructor(opts: StdioBridgeOptions) {
+    this.#urls = opts.urls;
+    this.#headers = opts.headers ?? {};
+    this.#retryTimeoutMs = opts.retryTimeoutMs ?? 60_000;
+    this.#input = opts.input ?? process.stdin;
+    this.#output = opts.output ?? process.stdout;
+    this.#log = opts.log ?? ((line) => process.stderr.write(`mcpq stdio: ${line}\n`));
+  }
+
+  /** Runs until stdin ends, then ends the session (DELETE) and stops. */
+  async run(): Promise<void> {
+    const rl = createInterface({ input: this.#input, crlfDelay: Number.POSITIVE_INFINITY });
+    for await (const line of rl) {
+      if (line.trim() === "") continue;
+      let msg: Message;
+      try {
+        msg = JSON.parse(line) as Message;
+      } catch {
+        this.#emit({ jsonrpc: "2.0", id: null, error: { code: -32700, message: "Parse error" } });
+        continue;
+      }
+      this.#chain = this.#chain.then(() => this.#forward(msg, line)).catch((err: unknown) => this.#log(`message failed: ${String(err)}`));
+    }
+    await this.#chain;
+    await this.#endSession();
+    this.#abort.abort();
+    await Promise.allSettled([...this.#streams]);
+  }
+
+  #emit(msg: unknown): void {
+    this.#output.write(`${typeof msg === "string" ? msg : JSON.stringify(msg)}\n`);
+  }
+
+  /** One stdin message: resolves once an edge has accepted it (its answer may still stream). */
+  async #forward(msg: Message, raw: string): Promise<void> {
+    const isRequest = typeof msg.method === "string" && msg.id !== undefined && msg.id !== null;
+    let res: Response;
+    let urlIndex: number;
+    try {
+      ({ res, urlIndex } = await this.#fetch(() => ({ method: "POST", headers: this.#requestHeaders({ "content-type": "application/json", accept: "application/json, text/event-stream" }), body: raw })));
+    } catch (err) {
+      if (isRequest) this.#emit(lostError(msg.id, err instanceof EdgesUnreachable ? "no edge reachable" : String(err)));
+      else this.#log(`could not deliver ${String(msg.method ?? "response")}: ${String(err)}`);
+      return;
+    }
+    if (!isRequest) {
+      if (res.status >= 400) this.#log(`edge refused ${String(msg.method ?? "response")}: HTTP ${res.status} ${await res.text().catch(() => "")}`);
+      else await res.body?.cancel();
+      if (msg.method === "notifications/initialized" && !this.#standalone) {
+        this.#standalone = true;
+        this.#track(this.#standaloneLoop());
+      }
+      return;
+    }
+    if (msg.method === "initialize" && res.ok) {
+      this.#sessionId = res.headers.get("mcp-session-id") ?? undefined;
+      const text = await res.text();
+      try {
+        const v = (JSON.parse(text) as { result?: { protocolVersion?: unknown } }).result?.protocolVersion;
+        if (typeof v === "string") this.#protocolVersion = v;
+      } catch {
+        // forwarded as is; the client will complain
+      }
+      this.#emit(text.trim());
+      return;
+    }
+    this.#track(this.#answer(msg.id, res, urlIndex));
+  }
+
+  #track(p: Promise<void>): void {
+    const t = p.catch((err: unknown) => this.#log(`stream failed: ${String(err)}`)).finally(() => this.#streams.delete(t));
+    this.#streams.add(t);
+  }
+
+  /** Delivers the answer to one request, resuming its SSE stream until the response arrives. */
+  async #answer(id: unknown, first: Response, firstUrl: number): Promise<void> {
+    const type = first.headers.get("content-type") ?? "";
+    if (!type.includes("text/event-stream")) {
+      const text = (await first.text()).trim();
+      if (text === "") {
+        // 202/204: nothing to deliver (e.g. the request was cancelled).
+        if (first.status >= 400) this.#emit(errorFor(id, -32603, `HTTP ${first.status}`));
+        return;
+      }
+      this.#emit(first.ok ? text : withId(text, id, first.status));
+      return;
+    }
+    let res = first;
+    let urlIndex = firstUrl;
+    let lastEventId: string | undefined;
+    let retryMs = 1_000;
+    for (;;) {
+      let answered = false;
+      let broken = false;
+      try {
+        for await (const ev of sseEvents(res.body)) {
+          if (ev.id) lastEventId = ev.id;
+          if (ev.retry !== undefined) retryMs = ev.retry;
+          if (ev.data === "" || (ev.event !== undefined && ev.event !== "message")) continue;
+          this.#emit(oneLine(ev.data));
+          if (isResponseTo(ev.data, id)) answered = true;
+        }
+      } catch {
+        broken = true;
+      }
+      if (answered || this.#abort.signal.aborted) return;
+      if (lastEventId === undefined) {
+        this.#emit(lostError(id, "the edge closed the stream before any resumable event"));
+        return;
+      }
+      // A clean close without the response is the server asking to poll (SEP-1699): come back
+      // to the same edge after `retry`. A broken connection means the edge is gone: move on.
+      if (broken) this.#failed(urlIndex);
+      else await sleep(retryMs, this.#abort.signal);
+      const after = lastEventId;
+      try {
+        ({ res, urlIndex } = await this.#fetch(() => ({ method: "GET", headers: this.#requestHeaders({ accept: "text/event-stream", "last-event-id": after }) }), (r) => r.ok && (r.headers.get("content-type") ?? "").includes("text/event-stream")));
+      } catch (err) {
+        this.#emit(lostError(id, err instanceof EdgesUnreachable ? "no edge reachable to resume the stream" : String(err)));
+        return;
+      }
+    }
+  }
+
+  /** The session's standalone GET stream (server-initiated messages), resumed after breaks. */
+  async #standaloneLoop(): Promise<void> {
+    let lastEventId: string | undefined;
+    let retryMs = 1_000;
+    while (!this.#abort.signal.aborted && this.#sessionId) {
+      let res: Response;
+      let urlIndex: number;
+      try {
+        const after = lastEventId;
+        ({ res, urlIndex } = await this.#fetch(
+          () => ({ method: "GET", headers: this.#requestHeaders(after ? { accept: "text/event-stream", "last-event-id": after } : { accept: "text/event-stream" }) }),
+          (r) => r.status < 500,
+        ));
+      } catch {
+        return;
+      }
+      if (!res.ok) {
+        // 405: the edge offers no GET stream; 404: the session is gone.
+        await res.body?.cancel();
+        if (res.status === 404) this.#log("session not found on the edge; the client must re-initialize");
+        return;
+      }
+      try {
+        for await (const ev of sseEvents(res.body)) {
+          if (ev.id) lastEventId = ev.id;
+          if (ev.retry !== undefined) retryMs = ev.retry;
+          if (ev.data === "" || (ev.event !== undefined && ev.event !== "message")) continue;
+          this.#emit(oneLine(ev.data));
+        }
+        await sleep(retryMs, this.#abort.signal);
+      } catch {
+        this.#failed(urlIndex);
+      }
+    }
+  }
+
+  async #endSession(): Promise<void> {
+    if (!this.#sessionId) return;
+    const url = this.#urls[this.#current]!;
+    try {
+      const res = await fetch(url, { method: "DELETE", headers: this.#requestHeaders({}), signal: AbortSignal.timeout(2_000) });
+      await res.body?.cancel();
+    } catch {
+      // best effort: the session also expires on its own
+    }
+  }
+
+  #requestHeaders(extra: Record<string, string>): Record<string, string> {
+    const h: Record<string, string> = { ...this.#headers, ...extra };
+    if (this.#sessionId) h["mcp-session-id"] = this.#sessionId;
+    if (this.#protocolVersion) h["mcp-protocol-version"] = this.#protocolVersion;
+    return h;
+  }
+
+  /** Marks an edge as failed; only moves on if nobody moved on already. */
+  #failed(index: number): void {
+    if (this.#current === index) this.#current = (index + 1) % this.#urls.length;
+  }
+
+  /**
+   * Sends a request to the current edge, moving through the URL list while edges do not answer
+   * (connection refused or reset, or `usable` rejects the response: 502/503/504 from a proxy).
+   */
+  async #fetch(init: () => RequestInit, usable: (r: Response) => boolean = (r) => r.status !== 502 && r.status !== 504): Promise<{ res: Response; urlIndex: number }> {
+    const deadline = Date.now() + this.#retryTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      const urlIndex = this.#current;
+      const url = this.#urls[urlIndex]!;
+      let problem: string;
+      try {
+        const res = await fetch(url, { ...init(), signal: this.#abort.signal });
+        if (usable(res)) return { res, urlIndex };
+        problem = `HTTP ${res.status}`;
+        await res.body?.cancel();
+      } catch (err) {
+        if (this.#abort.signal.aborted) throw err;
+        problem = String((err as { cause?: unknown }).cause ?? err);
+      }
+      this.#failed(urlIndex);
+      if (Date.now() >= deadline) throw new EdgesUnreachable(problem);
+      if (attempt === 0 || attempt % this.#urls.length === 0) this.#log(`${url}: ${problem}; trying ${this.#urls[this.#current]}`);
+      // Each URL once quickly, then back off (capped) while every edge is down.
+      const round = Math.floor(attempt / this.#urls.length);
+      await sleep(round === 0 ? 50 : Math.min(100 * 2 ** round, 2_000), this.#abort.signal);
+    }
+  }
+}
+
+/** Parses a fetch body as Server-Sent Events. */
+async function* sseEvents(body: ReadableStream<Uint8Array> | null): AsyncGenerator<SseEvent> {
+  if (!body) return;
+  const decoder = new TextDecoder();
+  let buf = "";
+  let ev: SseEvent = { id: undefined, event: undefined, data: "", retry: undefined };
+  let hasData = false;
+  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+    buf += decoder.decode(chunk, { stream: true });
+    let nl: number;
+    while ((nl = buf.search(/\r\n|\n|\r/)) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + (buf.startsWith("\r\n", nl) ? 2 : 1));
+      if (line === "") {
+        if (hasData || ev.id !== undefined || ev.retry !== undefined) yield ev;
+        ev = { id: undefined, event: undefined, data: "", retry: undefined };
+        hasData = false;
+        continue;
+      }
+      if (line.startsWith(":")) continue;
+      const i = line.indexOf(":");
+      const field = i < 0 ? line : line.slice(0, i);
+      const value = i < 0 ? "" : line.slice(i + 1).replace(/^ /, "");
+      if (field === "data") {
+        ev.data = hasData ? `${ev.data}\n${value}` : value;
+        hasData = true;
+      } else if (field === "id") ev.id = value;
+      else if (field === "event") ev.event = value;
+      else if (field === "retry" && /^\d+$/.test(value)) ev.retry = Number(value);
+    }
+  }
+}
+
+function isResponseTo(data: string, id: unknown): boolean {
+  try {
+    const m = JSON.parse(data) as Message;
+    return m.method === undefined && m.id === id && ("result" in m || "error" in m);
+  } catch {
+    return false;
+  }
+}
+
+function oneLine(data: string): string {
+  if (!data.includes("\n")) return data;
+  try {
+    return JSON.stringify(JSON.parse(data));
+  } catch {
+    return data.replace(/\n/g, " ");
+  }
+}
+
+/** An HTTP error body (JSON-RPC, id null) re-addressed to the request it answers. */
+function withId(text: string, id: unknown, status: number): string {
+  try {
+    const m = JSON.parse(text) as { error?: unknown; id?: unknown };
+    if (m.error) return JSON.stringify({ jsonrpc: "2.0", id, error: m.error });
+  } catch {
+    // not JSON
+  }
+  return JSON.stringify(errorFor(id, -32603, `HTTP ${status}`));
+}
+
+function errorFor(id: unknown, code: number, message: string): Record<string, unknown> {
+  return { jsonrpc: "2.0", id, error: { code, message } };
+}
+
+function lostError(id: unknown, why: string): Record<string, unknown> {
+  return errorFor(id, -32603, `Connection to mcpq lost (${why}); the request's outcome is unknown`);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

@@ -1,0 +1,280 @@
+import { ErrorCode, McpError, rejection, type JsonRpcRequest } from "@mcpq/protocol";
+import { BROKER_UNAVAILABLE_REASON, QUEUE_FULL_REASON, TARGET_QUEUE_FULL_REASON, type TargetKind } from "@mcpq/bus";
+import { ANONYMOUS } from "./security.js";
+import type { BufferBudget } from "./buffer-budget.js";
+import type { Admission, RouteOutcome } from "./session-core.js";
+import type { SessionRecord } from "./session-store.js";
+
+/** Limits of one edge's admission control; 0 disables a limit. See docs/overload.md. */
+export interface AdmissionLimits {
+  /** Routed requests one session may have waiting at once (excess: -32011, HTTP 429). */
+  maxInFlightPerSession: number;
+  /** Routed requests the whole edge may have waiting at once (excess: -32010, HTTP 503). */
+  maxInFlight: number;
+  /** Sustained `tools/call` rate per principal (per session when anonymous), tokens per second. */
+  toolRatePerSec: number;
+  /** Token-bucket size: calls a principal may make at once before the rate applies. */
+  toolBurst: number;
+  /** Consecutive timeouts / internal errors from a pool that open its circuit. */
+  circuitFailures: number;
+  /** How long an open circuit rejects before a half-open probe is let through (ms). */
+  circuitOpenMs: number;
+}
+
+/** Why a request was refused; the `reason` label of `mcpq_edge_rejected_total`. */
+export type RejectReason =
+  | "session_in_flight"
+  | "edge_in_flight"
+  | "fair_share"
+  | "buffered_bytes"
+  | "rate_limited"
+  | "circuit_open"
+  | "stream_full"
+  | "target_queue_full"
+  | "broker_unavailable"
+  | "other";
+
+export type CircuitState = "closed" | "open" | "half_open";
+
+/** Hooks backed by Prometheus in the service; all decisions are counted. */
+export interface AdmissionMetrics {
+  admitted(kind: TargetKind): void;
+  rejected(reason: RejectReason): void;
+  /** The edge answered -32001 because the request's deadline passed without a response. */
+  expired(): void;
+  circuit(pool: string, state: CircuitState): void;
+}
+
+/**
+ * Share of the edge-wide cap above which sessions are held to a fair share of it: a session
+ * may then hold at most cap / (sessions holding work), so one hot session cannot take the slots
+ * other sessions need (their requests are still admitted while it is refused).
+ */
+const FAIR_SHARE_FROM = 0.75;
+/** Retry hint for in-flight and memory rejections: roughly one short request's lifetime. */
+const BUSY_RETRY_MS = 1_000;
+/** Longest an open circuit waits before probing again after repeated failed probes. */
+const MAX_OPEN_MS = 30_000;
+/** Buckets untouched for this long are full again and are dropped (bounded memory). */
+const SWEEP_MS = 10_000;
+
+/**
+ * The edge's admission control (`SessionCore.admission`), consulted before a routed request is
+ * queued. In order: the pool's circuit, the edge-wide in-flight cap, the buffered-bytes budget,
+ * the session's in-flight cap, the session's fair share of a busy edge, and for `tools/call` the
+ * principal's token bucket. A refusal
+ * throws a retryable `McpError` (-32010 overloaded, -32011 rate limited, -32012 unavailable)
+ * with `data.retryAfterMs`; transports map it to HTTP 503/429 + `Retry-After` or send it as is.
+ */
+export class EdgeAdmission implements Admission {
+  #inFlight = 0;
+  readonly #perSession = new Map<string, number>();
+  readonly #buckets: TokenBuckets;
+  readonly #circuits = new Map<string, PoolCircuit>();
+  readonly #sweep: NodeJS.Timeout;
+
+  constructor(
+    private readonly limits: Readonly<AdmissionLimits>,
+    private readonly buffers: BufferBudget,
+    private readonly metrics?: AdmissionMetrics,
+  ) {
+    this.#buckets = new TokenBuckets(limits.toolRatePerSec, Math.max(1, limits.toolBurst));
+    this.#sweep = setInterval(() => this.#buckets.sweep(Date.now()), SWEEP_MS);
+    this.#sweep.unref();
+  }
+
+  /** Routed requests admitted and not yet finished on this edge. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Current state of a pool's circuit ("closed" when never seen). */
+  circuitState(pool: string): CircuitState {
+    return this.#circuits.get(pool)?.state ?? "closed";
+  }
+
+  admit(session: SessionRecord, req: JsonRpcRequest, target: { kind: TargetKind; name: string; pool: string }): (outcome?: RouteOutcome, err?: unknown) => void {
+    const now = Date.now();
+    const l = this.limits;
+    const circuit = l.circuitFailures > 0 ? this.#circuit(target.pool) : undefined;
+    const wait = circuit?.blockedFor(now, l.circuitOpenMs);
+    if (wait !== undefined) {
+      throw this.#reject("circuit_open", rejection(ErrorCode.Unavailable, `worker pool ${target.pool} is failing (circuit open)`, wait));
+    }
+    if (l.maxInFlight > 0 && this.#inFlight >= l.maxInFlight) {
+      throw this.#reject("edge_in_flight", rejection(ErrorCode.Overloaded, "edge has too many requests in flight", BUSY_RETRY_MS));
+    }
+    if (this.buffers.exceeded) {
+      throw this.#reject("buffered_bytes", rejection(ErrorCode.Overloaded, "edge response buffers are full", BUSY_RETRY_MS));
+    }
+    const mine = this.#perSession.get(session.id) ?? 0;
+    if (l.maxInFlightPerSession > 0 && mine >= l.maxInFlightPerSession) {
+      throw this.#reject("session_in_flight", rejection(ErrorCode.RateLimited, "too many requests in flight for this session", BUSY_RETRY_MS));
+    }
+    if (l.maxInFlight > 0 && mine > 0 && this.#inFlight >= l.maxInFlight * FAIR_SHARE_FROM) {
+      const share = Math.max(1, Math.floor(l.maxInFlight / this.#perSession.size));
+      if (mine >= share) {
+        throw this.#reject("fair_share", rejection(ErrorCode.Overloaded, "edge is busy and this session holds its fair share of it", BUSY_RETRY_MS));
+      }
+    }
+    if (req.method === "tools/call" && l.toolRatePerSec > 0) {
+      // Anonymous mode has no identity to be fair between; each session is its own principal.
+      const key = session.principal === ANONYMOUS ? `s:${session.id}` : `p:${session.principal}`;
+      const retryAfter = this.#buckets.take(key, now);
+      if (retryAfter > 0) {
+        throw this.#reject("rate_limited", rejection(ErrorCode.RateLimited, "tool call rate limit exceeded", retryAfter));
+      }
+    }
+    const probe = circuit?.acquire(now) ?? false;
+    this.#inFlight++;
+    this.#perSession.set(session.id, mine + 1);
+    this.metrics?.admitted(target.kind);
+    let done = false;
+    return (outcome = "ok", err) => {
+      if (done) return;
+      done = true;
+      this.#inFlight--;
+      const left = (this.#perSession.get(session.id) ?? 1) - 1;
+      if (left <= 0) this.#perSession.delete(session.id);
+      else this.#perSession.set(session.id, left);
+      if (outcome === "timeout") this.metrics?.expired();
+      if (outcome === "refused") {
+        if (err instanceof McpError && err.code === ErrorCode.RequestTimeout) this.metrics?.expired();
+        else this.metrics?.rejected(refusalReason(err));
+      }
+      circuit?.record(outcome, probe, Date.now(), l);
+    };
+  }
+
+  /** Stops the bucket sweeper. */
+  close(): void {
+    clearInterval(this.#sweep);
+  }
+
+  #circuit(pool: string): PoolCircuit {
+    let c = this.#circuits.get(pool);
+    if (!c) {
+      c = new PoolCircuit((s) => this.metrics?.circuit(pool, s));
+      this.#circuits.set(pool, c);
+    }
+    return c;
+  }
+
+  #reject(reason: RejectReason, err: McpError): McpError {
+    this.metrics?.rejected(reason);
+    return err;
+  }
+}
+
+/** The label for a request refused after admission (its publish failed), from the thrown error. */
+function refusalReason(err: unknown): RejectReason {
+  if (!(err instanceof McpError)) return "other";
+  const reason = (err.data as { reason?: unknown } | undefined)?.reason;
+  if (reason === QUEUE_FULL_REASON) return "stream_full";
+  if (reason === TARGET_QUEUE_FULL_REASON) return "target_queue_full";
+  if (reason === BROKER_UNAVAILABLE_REASON) return "broker_unavailable";
+  if (err.code === ErrorCode.Overloaded) return "edge_in_flight";
+  return "other";
+}
+
+/**
+ * Per-key token buckets: `burst` calls at once, refilled at `rate` per second. Full buckets
+ * carry no information and are swept, so memory follows the keys active in the last seconds.
+ */
+class TokenBuckets {
+  readonly #b = new Map<string, { tokens: number; at: number }>();
+
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+  ) {}
+
+  /** Takes one token; returns 0 when granted, else the ms until one is available. */
+  take(key: string, now: number): number {
+    let b = this.#b.get(key);
+    if (!b) {
+      b = { tokens: this.burst, at: now };
+      this.#b.set(key, b);
+    } else {
+      b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) * this.rate) / 1000);
+      b.at = now;
+    }
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return 0;
+    }
+    return Math.max(1, Math.ceil(((1 - b.tokens) * 1000) / this.rate));
+  }
+
+  sweep(now: number): void {
+    for (const [k, b] of this.#b) {
+      if (b.tokens + ((now - b.at) * this.rate) / 1000 >= this.burst) this.#b.delete(k);
+    }
+  }
+}
+
+/**
+ * One pool's circuit breaker, local to this edge. Closed: everything passes; `failures`
+ * consecutive timeouts or internal errors open it. Open: everything is refused (-32012) until
+ * the open interval ends. Half-open: one request at a time is let through as a probe (a probe
+ * outstanding longer than the interval no longer blocks the next); a success closes the circuit,
+ * a failure reopens it with the interval doubled (up to 30 s). Any success from the pool closes it.
+ */
+class PoolCircuit {
+  state: CircuitState = "closed";
+  #failures = 0;
+  #openUntil = 0;
+  #openMs = 0;
+  #probeSince: number | undefined;
+
+  constructor(private readonly onChange: (s: CircuitState) => void) {}
+
+  /** Ms the caller must wait, or undefined when a request may pass now. */
+  blockedFor(now: number, baseOpenMs: number): number | undefined {
+    if (this.state === "closed") return undefined;
+    if (this.state === "open") return now < this.#openUntil ? this.#openUntil - now : undefined;
+    // half-open: one probe at a time
+    if (this.#probeSince !== undefined && now - this.#probeSince < Math.max(this.#openMs, baseOpenMs)) {
+      return Math.max(1, this.#probeSince + Math.max(this.#openMs, baseOpenMs) - now);
+    }
+    return undefined;
+  }
+
+  /** Called once the request is admitted; true when it is the half-open probe. */
+  acquire(now: number): boolean {
+    if (this.state === "closed") return false;
+    this.#set("half_open");
+    this.#probeSince = now;
+    return true;
+  }
+
+  record(outcome: RouteOutcome, probe: boolean, now: number, l: Readonly<AdmissionLimits>): void {
+    switch (outcome) {
+      case "ok":
+        this.#failures = 0;
+        this.#openMs = 0;
+        this.#probeSince = undefined;
+        this.#set("closed");
+        return;
+      case "failed":
+      case "timeout":
+        this.#failures++;
+        if (probe || (this.state === "closed" && this.#failures >= l.circuitFailures)) {
+          this.#openMs = this.#openMs === 0 ? l.circuitOpenMs : Math.min(MAX_OPEN_MS, this.#openMs * 2);
+          this.#openUntil = now + this.#openMs;
+          this.#probeSince = undefined;
+          this.#set("open");
+        }
+        return;
+      default:
+        // cancelled or refused before queueing: says nothing about the pool; free the probe slot.
+        if (probe) this.#probeSince = undefined;
+    }
+  }
+
+  #set(s: CircuitState): void {
+    if (this.state === s) return;
+    this.state = s;
+    this.onChange(s);
+  }
+}

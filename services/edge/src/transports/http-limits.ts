@@ -1,0 +1,28 @@
+import type { FastifyInstance } from "fastify";
+import { ErrorCode } from "@mcpq/protocol";
+import type { ConnectionKind } from "../core/connection-limiter.js";
+import type { EdgeRuntime } from "../runtime.js";
+
+/**
+ * Counts every MCP HTTP request while it is in flight (a long-lived SSE stream for its whole
+ * life) against the edge's connection limit; beyond it the request gets **503** with
+ * `Retry-After` and a JSON-RPC -32010 body. `routes` maps route paths to their counted kind;
+ * other routes (/healthz, /metrics) are never refused.
+ */
+export function limitHttpConnections(app: FastifyInstance, rt: EdgeRuntime, routes: ReadonlyMap<string, ConnectionKind>): void {
+  app.addHook("onRequest", async (req, reply) => {
+    const path = req.routeOptions.url;
+    const kind = path === undefined ? undefined : routes.get(path);
+    if (!kind) return;
+    const release = rt.connections.tryAcquire(kind);
+    if (!release) {
+      const retryAfterMs = rt.connections.retryAfterMs;
+      return reply
+        .code(503)
+        .header("retry-after", String(Math.max(1, Math.ceil(retryAfterMs / 1000))))
+        .type("application/json")
+        .send({ jsonrpc: "2.0", id: null, error: { code: ErrorCode.Overloaded, message: "Overloaded: too many connections", data: { retryAfterMs } } });
+    }
+    reply.raw.once("close", release);
+  });
+}

@@ -1,0 +1,99 @@
+import { createServer, type Server, type Socket } from "node:net";
+import { StringDecoder } from "node:string_decoder";
+import { ErrorCode } from "@mcpq/protocol";
+import { ANONYMOUS } from "../core/security.js";
+import type { SocketSession } from "../core/socket-session.js";
+import type { EdgeRuntime } from "../runtime.js";
+import { CLOSE_GRACE_MS, closeLine, openSocketSession, type ListeningTransport } from "./socket-common.js";
+
+/**
+ * MCP over raw TCP: newline-delimited JSON-RPC (one message per `\n`-terminated UTF-8 line,
+ * `\r\n` tolerated). With MCPQ_AUTH_TOKENS set the first message must be `$/mcpq/resume` with
+ * `authorization: "Bearer <token>"`. Refusals and edge-side closes are a JSON-RPC error line
+ * with id null, then the socket ends. Framing only; the socket session does the rest.
+ */
+export async function startTcpTransport(rt: EdgeRuntime): Promise<ListeningTransport> {
+  const live = new Map<Socket, SocketSession>();
+  const maxLine = rt.config.maxBodyBytes;
+  const retryAfterMs = rt.connections.retryAfterMs;
+
+  const server: Server = createServer({ noDelay: true }, (socket) => {
+    socket.on("error", (err) => rt.log.debug({ err }, "tcp socket error"));
+    const release = rt.connections.tryAcquire("tcp");
+    if (!release) {
+      socket.end(`${closeLine("too many connections", retryAfterMs)}\n`);
+      return;
+    }
+    let grace: NodeJS.Timeout | undefined;
+    const endWith = (line: string) => {
+      socket.end(`${line}\n`);
+      grace = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+      grace.unref();
+    };
+    const session = openSocketSession(
+      rt,
+      {
+        write: (json) => void socket.write(`${json}\n`),
+        get bufferedBytes() {
+          return socket.writableLength;
+        },
+        close: (reason) => endWith(closeLine(reason, retryAfterMs)),
+        pauseReading: () => socket.pause(),
+        resumeReading: () => socket.resume(),
+      },
+      "tcp",
+      rt.config.authTokens.size > 0 ? null : ANONYMOUS,
+    );
+    live.set(socket, session);
+    rt.metrics.openStreams.inc({ transport: "tcp" });
+
+    const decoder = new StringDecoder("utf8");
+    let partial = "";
+    const tooLarge = () => {
+      partial = "";
+      socket.removeAllListeners("data");
+      session.transportClosed();
+      endWith(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: ErrorCode.InvalidRequest, message: `Invalid Request: message larger than ${maxLine} bytes` } }));
+    };
+    socket.on("data", (chunk: Buffer) => {
+      let text = partial + decoder.write(chunk);
+      let nl: number;
+      while ((nl = text.indexOf("\n")) >= 0) {
+        const line = text.slice(0, nl).replace(/\r$/, "");
+        text = text.slice(nl + 1);
+        if (line.length > maxLine) return tooLarge();
+        if (line.trim() !== "") session.receive(line);
+      }
+      partial = text;
+      if (partial.length > maxLine) tooLarge();
+    });
+    socket.on("drain", () => session.drained());
+    socket.once("close", () => {
+      clearTimeout(grace);
+      session.transportClosed();
+      live.delete(socket);
+      rt.metrics.openStreams.dec({ transport: "tcp" });
+      release();
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host: rt.config.host, port: rt.config.tcpPort, backlog: 4096 }, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const addr = server.address();
+  return {
+    port: typeof addr === "object" && addr ? addr.port : rt.config.tcpPort,
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const [socket, session] of live) {
+        session.close("shutdown");
+        socket.destroySoon();
+      }
+      await closed;
+    },
+  };
+}

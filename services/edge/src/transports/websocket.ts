@@ -1,0 +1,119 @@
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import type { FastifyInstance } from "fastify";
+import { WebSocketServer, type WebSocket } from "ws";
+import { ErrorCode } from "@mcpq/protocol";
+import type { SocketCloseReason, SocketSession } from "../core/socket-session.js";
+import type { EdgeRuntime } from "../runtime.js";
+import { guardHttp, refusal } from "./http-guard.js";
+import { CLOSE_GRACE_MS, openSocketSession, refuseUpgrade } from "./socket-common.js";
+
+/** The subprotocol a client must offer (`Sec-WebSocket-Protocol: mcp`). */
+export const WS_SUBPROTOCOL = "mcp";
+
+/** Close codes the edge uses (RFC 6455 §7.4.1). */
+export const WS_CLOSE = {
+  /** The edge is shutting down: resume on another edge. */
+  goingAway: 1001,
+  /** Binary frame received: this transport carries JSON text only. */
+  unsupportedData: 1003,
+  /** Slow consumer (reason "slow consumer") or failed in-band authentication. */
+  policyViolation: 1008,
+  /** The edge has MCPQ_MAX_CONNECTIONS open: try again later (reason "too many connections"). */
+  tryAgainLater: 1013,
+} as const;
+
+export interface WebSocketOptions {
+  runtime: EdgeRuntime;
+  path?: string;
+}
+
+/**
+ * MCP over WebSocket on the HTTP server's port (`ws://HOST:PORT/ws`, subprotocol `mcp`): one
+ * JSON-RPC message per text frame, `initialize` over the socket opens a session, or
+ * `$/mcpq/resume` attaches to one. The upgrade passes the same Host/Origin/bearer checks as
+ * every HTTP request (refused with 403/401 before upgrading). Framing only; the socket session
+ * does the rest.
+ */
+export async function websocketTransport(app: FastifyInstance, opts: WebSocketOptions): Promise<void> {
+  const rt = opts.runtime;
+  const path = opts.path ?? "/ws";
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: rt.config.maxBodyBytes,
+    perMessageDeflate: false,
+    handleProtocols: (offered) => (offered.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
+  });
+  const live = new Set<SocketSession>();
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = new URL(req.url ?? "/", "http://edge");
+    if (url.pathname !== path) return refuseUpgrade(socket, refusal(404, ErrorCode.InvalidRequest, "Not Found"));
+    const guard = guardHttp(req.headers, rt.config);
+    if ("status" in guard) return refuseUpgrade(socket, guard);
+    const offered = String(req.headers["sec-websocket-protocol"] ?? "")
+      .split(",")
+      .map((s) => s.trim());
+    if (!offered.includes(WS_SUBPROTOCOL)) {
+      return refuseUpgrade(socket, refusal(400, ErrorCode.InvalidRequest, `Bad Request: the WebSocket subprotocol '${WS_SUBPROTOCOL}' is required`));
+    }
+    const release = rt.connections.tryAcquire("ws");
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      if (!release) {
+        ws.close(WS_CLOSE.tryAgainLater, "too many connections");
+        return;
+      }
+      serve(ws, socket, guard.principal, release);
+    });
+  };
+
+  const serve = (ws: WebSocket, socket: Duplex, principal: string, release: () => void) => {
+    let grace: NodeJS.Timeout | undefined;
+    const session = openSocketSession(
+      rt,
+      {
+        write: (json) => ws.send(json),
+        get bufferedBytes() {
+          return ws.bufferedAmount;
+        },
+        close: (reason: SocketCloseReason) => {
+          ws.close(reason === "shutdown" ? WS_CLOSE.goingAway : WS_CLOSE.policyViolation, reason);
+          // A reader that stopped reading never completes the closing handshake.
+          grace = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
+          grace.unref();
+        },
+        pauseReading: () => ws.pause(),
+        resumeReading: () => ws.resume(),
+      },
+      "ws",
+      principal,
+    );
+    live.add(session);
+    rt.metrics.openStreams.inc({ transport: "ws" });
+    socket.on("drain", () => session.drained());
+    ws.on("message", (data, isBinary) => {
+      if (isBinary) {
+        ws.close(WS_CLOSE.unsupportedData, "text frames only");
+        return;
+      }
+      session.receive((Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)).toString("utf8"));
+    });
+    ws.on("error", (err) => rt.log.debug({ err }, "websocket error"));
+    ws.once("close", () => {
+      clearTimeout(grace);
+      session.transportClosed();
+      live.delete(session);
+      rt.metrics.openStreams.dec({ transport: "ws" });
+      release();
+    });
+  };
+
+  app.server.on("upgrade", onUpgrade);
+  // Upgraded sockets are no longer the HTTP server's: close them before it waits for them.
+  app.addHook("preClose", async () => {
+    app.server.off("upgrade", onUpgrade);
+    for (const s of live) s.close("shutdown");
+    for (const ws of wss.clients) ws.terminate();
+    wss.close();
+  });
+}

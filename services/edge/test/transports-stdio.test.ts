@@ -1,0 +1,52 @@
+import { describe, expect, afterAll } from "vitest";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { natsTest as it, eventually, type Stack } from "@mcpq/testkit";
+import type { RunningEdge } from "@mcpq/edge";
+import type { RunningWorker } from "@mcpq/worker";
+import { stack } from "./support/stack.js";
+import { CLI, StdioPeer } from "./support/stdio-bridge.js";
+import { text } from "./support/socket-client.js";
+
+describe("stdio bridge (`mcpq stdio --url ...`)", () => {
+  let s: Stack<RunningEdge, RunningWorker>;
+  afterAll(() => s?.close());
+
+  it("the official SDK's StdioClientTransport drives an edge through the bridge", async ({ nats }) => {
+    s = await stack(nats, { edges: 2 });
+    const client = new Client({ name: "desktop-like", version: "1" }, { capabilities: {} });
+    await client.connect(new StdioClientTransport({ command: process.execPath, args: [CLI, "stdio", "--url", s.edges[0]!.url], stderr: "pipe" }));
+    expect(client.getServerVersion()?.name).toBe("mcpq");
+    expect((await client.listTools()).tools.map((t) => t.name)).toEqual(["add", "countdown", "echo", "sleep"]);
+    const progress: number[] = [];
+    const [a, b, c, d] = await Promise.all([
+      client.callTool({ name: "echo", arguments: { text: "via stdio" } }),
+      client.callTool({ name: "add", arguments: { a: 40, b: 2 } }),
+      client.callTool({ name: "countdown", arguments: { steps: 4, delayMs: 20 } }, undefined, { onprogress: (p) => progress.push(p.progress) }),
+      client.callTool({ name: "sleep", arguments: { ms: 30 } }),
+    ]);
+    expect(a.content).toEqual([{ type: "text", text: "via stdio" }]);
+    expect(b.structuredContent).toEqual({ sum: 42 });
+    expect(c.content).toEqual([{ type: "text", text: "done after 4 steps" }]);
+    expect(d.content).toEqual([{ type: "text", text: "slept 30 ms" }]);
+    expect(progress).toEqual([1, 2, 3, 4]);
+    await client.close();
+  });
+
+  it("relays errors with the request's id, accepts comma-separated URLs, ends the session on EOF", async () => {
+    const peer = new StdioPeer(["--url", `${s.edges[0]!.url},${s.edges[1]!.url}`]);
+    const init = await peer.initialize();
+    expect(init.result).toMatchObject({ protocolVersion: "2025-11-25", serverInfo: { name: "mcpq" } });
+    expect((await peer.call(1, "tools/call", { name: "nope", arguments: {} })).error?.code).toBe(-32602);
+    expect((await peer.call(2, "bogus/method")).error?.code).toBe(-32601);
+    expect(text(await peer.call(3, "tools/call", { name: "echo", arguments: { text: "x" } }))).toBe("x");
+    const sessions = async () => {
+      let n = 0;
+      for await (const _ of await s.edges[0]!.runtime.bus.kv.sessions.keys("s.*")) n++;
+      return n;
+    };
+    const before = await sessions();
+    expect(await peer.end()).toBe(0);
+    await eventually(async () => (await sessions()) === before - 1, { what: "session deleted on EOF" });
+  });
+});
