@@ -22,7 +22,7 @@ build: ## compile all TypeScript projects (tsc -b)
 	pnpm build
 
 dev: setup ## run nats-server + edge (127.0.0.1:8080) + worker in the foreground
-	pnpm mcpq dev
+	pnpm mcpq dev --catalog example,conformance
 
 test: setup ## run the full vitest suite
 	pnpm vitest run --reporter=default

@@ -15,6 +15,7 @@
 #   MCPQ_CLI                       CLI entry to run (default services/cli/dist/main.js)
 #   CONFORMANCE_PROBE_TOOL         tool that must appear in tools/list before a run
 #                                  (default test_simple_text; empty disables the probe)
+#   CONFORMANCE_EXPECTED_SCENARIOS scenarios that must pass per run (default 32 = --suite all)
 # Output: .conformance/out/<run>/ (checks.json per scenario), .conformance/logs/*.log
 set -euo pipefail
 
@@ -34,6 +35,8 @@ OUT_ROOT="$ROOT/.conformance/out"
 LOG_DIR="$ROOT/.conformance/logs"
 READY_TIMEOUT="${CONFORMANCE_READY_TIMEOUT:-60}"
 PROBE_TOOL="${CONFORMANCE_PROBE_TOOL-test_simple_text}"
+# --suite all of 0.1.16: 30 active scenarios + 2 pending (json-schema-2020-12, server-sse-polling).
+EXPECTED_SCENARIOS="${CONFORMANCE_EXPECTED_SCENARIOS:-32}"
 
 [ -f "$CLI" ] || die "$CLI not found; build first (make build / pnpm build)."
 NATS_BIN="$(command -v nats-server || true)"
@@ -258,11 +261,16 @@ EOF
   failed="$(sed -E 's/^Total: [0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$totals")"
   TOTAL_PASSED=$((TOTAL_PASSED + ${passed:-0}))
   TOTAL_FAILED=$((TOTAL_FAILED + ${failed:-0}))
-  if [ "$rc" -ne 0 ] || [ -z "$totals" ]; then
+  # Scenario lines: "✓ name: ..." (no failure, no warning) or "✗ name: ...".
+  local ok_sc bad_sc scenarios
+  ok_sc="$(grep -cE '^✓ ' "$log" || true)"
+  bad_sc="$(grep -cE '^✗ ' "$log" || true)"
+  scenarios="${ok_sc:-0}/$(( ${ok_sc:-0} + ${bad_sc:-0} )) scenarios"
+  if [ "$rc" -ne 0 ] || [ -z "$totals" ] || [ "${ok_sc:-0}" -ne "$EXPECTED_SCENARIOS" ]; then
     FAILED_RUNS+=("$run")
-    say "[$run] FAILED (exit $rc) ${totals:-no totals; see $log}"
+    say "[$run] FAILED (exit $rc) $scenarios (expected $EXPECTED_SCENARIOS); ${totals:-no totals; see $log}"
   else
-    say "[$run] ok: $totals"
+    say "[$run] ok: $scenarios; $totals"
   fi
 }
 

@@ -15,6 +15,8 @@
  *        --soak [--soak-minutes M]   include soak (quick: 1 min; full runs soak by default, 5 min)
  *        --duration S       per-C saturation duration (quick 8, full 20)
  *        --out DIR          results root (default loadtests/results)
+ *        --budget S         skip steps that would start after S seconds (quick 420, full 3600)
+ *        --flood-ramp-timeout S   stop ramping after S seconds (quick 30, full 300)
  */
 import { cpSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -22,7 +24,13 @@ import { parseArgs, bool, num, str } from "./lib/args.js";
 import { installExitHooks, startNats, type NatsHandle } from "./lib/procs.js";
 import { captureEnvironment, printResult, type Report, type WorkloadResult } from "./lib/report.js";
 import { renderMarkdown, renderSvg } from "./lib/render.js";
-import { LOADTESTS_DIR, mcpqUnavailable, startMcpq, startReferenceServer, type Running } from "./lib/stack.js";
+import {
+  LOADTESTS_DIR,
+  mcpqUnavailable,
+  startMcpq,
+  startReferenceServer,
+  type Running,
+} from "./lib/stack.js";
 import type { Target } from "./lib/target.js";
 import { probeWs } from "./client/ws.js";
 import { runRawJetStream } from "./raw-jetstream.js";
@@ -41,6 +49,7 @@ const satMs = num(flags, "duration", full ? 20 : 8) * 1000;
 const warmMs = full ? 2000 : 1000;
 const baselineMs = full ? 60_000 : 10_000;
 const floodN = num(flags, "flood", bool(flags, "flood-100k") ? 100_000 : full ? 10_000 : 2000);
+const floodRampMs = num(flags, "flood-ramp-timeout", full ? 300 : 30) * 1000;
 const soakMin = num(flags, "soak-minutes", full ? 5 : 1);
 const doSoak = full || bool(flags, "soak");
 const t0 = Date.now();
@@ -55,15 +64,22 @@ const workloads: WorkloadResult[] = [];
 const skipped: Report["skipped"] = [];
 const elapsed = () => `${((Date.now() - t0) / 1000).toFixed(0)}s`;
 
+const budgetS = num(flags, "budget", full ? 3600 : 420);
 async function step<T>(id: string, fn: () => Promise<T>): Promise<T | undefined> {
+  if ((Date.now() - t0) / 1000 > budgetS) {
+    log(`[${elapsed()}] SKIP ${id}: time budget of ${budgetS}s exhausted (--budget)`);
+    skipped.push({ workload_id: id, reason: `time budget of ${budgetS}s exhausted` });
+    return undefined;
+  }
   log(`[${elapsed()}] ${id}`);
   try {
     const r = await fn();
     const arr = (Array.isArray(r) ? r : [r]) as WorkloadResult[];
-    for (const w of arr) if (w && typeof w === "object" && "workload_id" in w) {
-      workloads.push(w);
-      printResult(w);
-    }
+    for (const w of arr)
+      if (w && typeof w === "object" && "workload_id" in w) {
+        workloads.push(w);
+        printResult(w);
+      }
     return r;
   } catch (e) {
     const reason = (e as Error).message ?? String(e);
@@ -75,9 +91,13 @@ async function step<T>(id: string, fn: () => Promise<T>): Promise<T | undefined>
 
 const environment = captureEnvironment();
 log(`mcpq loadtests bench (${mode}) → ${outDir}`);
-log(`  ${environment.machine_label}: ${environment.cores} × ${environment.cpu_model}; node ${environment.node_version}; ${environment.nats_server_version}; ulimit -n ${environment.open_files_limit}; load ${environment.load_avg_at_start.join("/")}`);
+log(
+  `  ${environment.machine_label}: ${environment.cores} × ${environment.cpu_model}; node ${environment.node_version}; ${environment.nats_server_version}; ulimit -n ${environment.open_files_limit}; load ${environment.load_avg_at_start.join("/")}`,
+);
 if ((environment.load_avg_at_start[0] ?? 0) > environment.cores)
-  log(`  WARNING: 1-min load average ${environment.load_avg_at_start[0]} > ${environment.cores} cores — something else is using the CPU; figures will be noisy`);
+  log(
+    `  WARNING: 1-min load average ${environment.load_avg_at_start[0]} > ${environment.cores} cores — something else is using the CPU; figures will be noisy`,
+  );
 
 // 1. raw JetStream (its own nats-server, nothing else running)
 if (!bool(flags, "skip-raw")) {
@@ -93,16 +113,38 @@ if (!bool(flags, "skip-sdk")) {
     ref = await startReferenceServer(logDir);
     log(`  SDK reference at ${ref.target.mcpUrl} (pid ${ref.target.proc.pid})`);
   } catch (e) {
-    skipped.push({ workload_id: "sdk-reference-*", reason: `could not start: ${(e as Error).message}` });
+    skipped.push({
+      workload_id: "sdk-reference-*",
+      reason: `could not start: ${(e as Error).message}`,
+    });
   }
   if (ref) {
     const t = ref.target;
-    const sat = await step("saturation http (sdk-reference)", () => runSaturation(t, { transport: "http", concurrencies: Cs, durationMs: satMs, warmupMs: warmMs, log }));
+    const sat = await step("saturation http (sdk-reference)", () =>
+      runSaturation(t, {
+        transport: "http",
+        concurrencies: Cs,
+        durationMs: satMs,
+        warmupMs: warmMs,
+        log,
+      }),
+    );
     if (bool(flags, "sdk-all")) {
-      const cap = num(flags, "capacity", sat?.find((w) => w.in_flight === 64)?.throughput_msg_per_s ?? 0);
-      await step("baseline (sdk-reference)", () => runBaseline(t, { transport: "http", durationMs: baselineMs, log }));
-      await step("flood http (sdk-reference)", () => runFlood(t, { transport: "http", sessions: floodN, log }));
-      if (cap > 0) await step("bombing (sdk-reference)", () => runBombing(t, { transport: "http", capacity: cap, log }));
+      const cap = num(
+        flags,
+        "capacity",
+        sat?.find((w) => w.in_flight === 64)?.throughput_msg_per_s ?? 0,
+      );
+      await step("baseline (sdk-reference)", () =>
+        runBaseline(t, { transport: "http", durationMs: baselineMs, log }),
+      );
+      await step("flood http (sdk-reference)", () =>
+        runFlood(t, { transport: "http", sessions: floodN, rampTimeoutMs: floodRampMs, log }),
+      );
+      if (cap > 0)
+        await step("bombing (sdk-reference)", () =>
+          runBombing(t, { transport: "http", capacity: cap, log }),
+        );
     }
     await ref.stop();
   }
@@ -119,7 +161,9 @@ if (why) {
   try {
     nats = await startNats(logDir);
     stack = await startMcpq(nats, logDir);
-    log(`  mcpq edge at ${stack.target.mcpUrl} (edge pid ${stack.target.proc.pid}, worker pid ${stack.target.siblings?.worker}), NATS ${nats.url}`);
+    log(
+      `  mcpq edge at ${stack.target.mcpUrl} (edge pid ${stack.target.proc.pid}, worker pid ${stack.target.siblings?.worker}), NATS ${nats.url}`,
+    );
   } catch (e) {
     const reason = `mcpq stack failed to start: ${(e as Error).message} (logs: ${logDir})`;
     log(`  SKIP mcpq: ${reason}`);
@@ -132,17 +176,48 @@ if (why) {
       log(`  mcpq WebSocket transport skipped: ${wsWhy}`);
       skipped.push({ workload_id: "saturation-ws-*, flood-ws-*", reason: wsWhy });
     }
-    const sat = await step("saturation http (mcpq)", () => runSaturation(t, { transport: "http", concurrencies: Cs, durationMs: satMs, warmupMs: warmMs, log }));
-    if (!wsWhy) await step("saturation ws (mcpq)", () => runSaturation(t, { transport: "ws", concurrencies: Cs, durationMs: satMs, warmupMs: warmMs, log }));
-    await step("baseline (mcpq)", () => runBaseline(t, { transport: "http", durationMs: baselineMs, log }));
-    await step("flood http (mcpq)", () => runFlood(t, { transport: "http", sessions: floodN, log }));
-    if (!wsWhy) await step("flood ws (mcpq)", () => runFlood(t, { transport: "ws", sessions: floodN, log }));
+    const sat = await step("saturation http (mcpq)", () =>
+      runSaturation(t, {
+        transport: "http",
+        concurrencies: Cs,
+        durationMs: satMs,
+        warmupMs: warmMs,
+        log,
+      }),
+    );
+    if (!wsWhy)
+      await step("saturation ws (mcpq)", () =>
+        runSaturation(t, {
+          transport: "ws",
+          concurrencies: Cs,
+          durationMs: satMs,
+          warmupMs: warmMs,
+          log,
+        }),
+      );
+    await step("baseline (mcpq)", () =>
+      runBaseline(t, { transport: "http", durationMs: baselineMs, log }),
+    );
+    await step("flood http (mcpq)", () =>
+      runFlood(t, { transport: "http", sessions: floodN, rampTimeoutMs: floodRampMs, log }),
+    );
+    if (!wsWhy)
+      await step("flood ws (mcpq)", () =>
+        runFlood(t, { transport: "ws", sessions: floodN, rampTimeoutMs: floodRampMs, log }),
+      );
     const measured = sat?.find((w) => w.in_flight === 64)?.throughput_msg_per_s ?? 0;
     const cap = num(flags, "capacity", measured);
     if (cap > 0) {
       await step("bombing (mcpq)", () => runBombing(t, { transport: "http", capacity: cap, log }));
-      if (doSoak) await step("soak (mcpq)", () => runSoak(t, { transport: "http", capacity: cap, minutes: soakMin, log }));
-    } else skipped.push({ workload_id: "bombing-*, soak-*", reason: "no capacity measured (saturation C=64 failed) and no --capacity" });
+      if (doSoak)
+        await step("soak (mcpq)", () =>
+          runSoak(t, { transport: "http", capacity: cap, minutes: soakMin, log }),
+        );
+    } else
+      skipped.push({
+        workload_id: "bombing-*, soak-*",
+        reason: "no capacity measured (saturation C=64 failed) and no --capacity",
+      });
   }
   await stack?.stop();
   await nats?.stop();
@@ -156,6 +231,8 @@ const latest = join(root, "latest");
 rmSync(latest, { recursive: true, force: true });
 mkdirSync(latest, { recursive: true });
 for (const f of ["report.json", "report.md", "chart.svg"]) cpSync(join(outDir, f), join(latest, f));
-log(`[${elapsed()}] done: ${workloads.length} workloads, ${skipped.length} skipped → ${outDir} (copied to ${latest})`);
+log(
+  `[${elapsed()}] done: ${workloads.length} workloads, ${skipped.length} skipped → ${outDir} (copied to ${latest})`,
+);
 for (const s of skipped) log(`  skipped ${s.workload_id}: ${s.reason}`);
 process.exit(0);

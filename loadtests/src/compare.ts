@@ -16,7 +16,11 @@ import type { Report, WorkloadResult } from "./lib/report.js";
 
 const { flags } = parseArgs();
 const latestPath = str(flags, "latest", join(LOADTESTS_DIR, "results", "latest", "report.json"));
-const baselinePath = str(flags, "baseline", join(LOADTESTS_DIR, "baselines", `${str(flags, "name", "quick")}.json`));
+const baselinePath = str(
+  flags,
+  "baseline",
+  join(LOADTESTS_DIR, "baselines", `${str(flags, "name", "quick")}.json`),
+);
 
 if (bool(flags, "accept")) {
   if (!existsSync(latestPath)) {
@@ -26,13 +30,17 @@ if (bool(flags, "accept")) {
   const r = JSON.parse(readFileSync(latestPath, "utf8")) as Report;
   mkdirSync(dirname(baselinePath), { recursive: true });
   copyFileSync(latestPath, baselinePath);
-  console.log(`accepted ${latestPath} (${r.workloads.length} workloads, ${r.environment?.date}, git ${r.environment?.git_commit ?? "none"}) as ${baselinePath}`);
+  console.log(
+    `accepted ${latestPath} (${r.workloads.length} workloads, ${r.environment?.date}, git ${r.environment?.git_commit ?? "none"}) as ${baselinePath}`,
+  );
   process.exit(0);
 }
 
 for (const p of [latestPath, baselinePath]) {
   if (!existsSync(p)) {
-    console.error(`missing ${p}${p === baselinePath ? " — accept a baseline with `pnpm --filter @mcpq/loadtests bench-accept`" : " — run the bench first"}`);
+    console.error(
+      `missing ${p}${p === baselinePath ? " — accept a baseline with `pnpm --filter @mcpq/loadtests bench-accept`" : " — run the bench first"}`,
+    );
     process.exit(2);
   }
 }
@@ -46,16 +54,27 @@ const key = (w: WorkloadResult) => `${w.target}|${w.workload_id}`;
 const L = new Map(latest.workloads.map((w) => [key(w), w]));
 const B = new Map(base.workloads.map((w) => [key(w), w]));
 
-type Row = { id: string; cells: string[]; status: "OK" | "WARN" | "FAIL" | "NEW" | "MISSING"; notes: string[] };
+type Row = {
+  id: string;
+  cells: string[];
+  status: "OK" | "WARN" | "FAIL" | "NEW" | "MISSING";
+  notes: string[];
+};
 const rows: Row[] = [];
 const pct = (a: number | null | undefined, b: number | null | undefined): number | null =>
   a == null || b == null || b === 0 ? null : (a - b) / b;
-const fmtPct = (p: number | null) => (p === null ? "—" : `${p >= 0 ? "+" : ""}${(p * 100).toFixed(1)}%`);
+const fmtPct = (p: number | null) =>
+  p === null ? "—" : `${p >= 0 ? "+" : ""}${(p * 100).toFixed(1)}%`;
 
 for (const [k, b] of B) {
   const l = L.get(k);
   if (!l) {
-    rows.push({ id: k, cells: ["—", "—", "—", "—", "—"], status: "MISSING", notes: ["not in latest run"] });
+    rows.push({
+      id: k,
+      cells: ["—", "—", "—", "—", "—"],
+      status: "MISSING",
+      notes: ["not in latest run"],
+    });
     continue;
   }
   const notes: string[] = [];
@@ -85,21 +104,43 @@ for (const [k, b] of B) {
     if (status === "OK") status = "WARN";
     notes.push(`per-session ${fmtPct(dSes)}`);
   }
-  rows.push({ id: k, cells: [fmtPct(dT), fmtPct(d95), fmtPct(d99), fmtPct(dRss), fmtPct(dSes)], status, notes });
+  rows.push({
+    id: k,
+    cells: [fmtPct(dT), fmtPct(d95), fmtPct(d99), fmtPct(dRss), fmtPct(dSes)],
+    status,
+    notes,
+  });
 }
-for (const [k] of L) if (!B.has(k)) rows.push({ id: k, cells: ["—", "—", "—", "—", "—"], status: "NEW", notes: ["no baseline"] });
+for (const [k] of L)
+  if (!B.has(k))
+    rows.push({ id: k, cells: ["—", "—", "—", "—", "—"], status: "NEW", notes: ["no baseline"] });
 
 const head = ["target|workload", "tput", "p95", "p99", "rss", "KiB/sess", "status", "notes"];
 const widths = [Math.max(16, ...rows.map((r) => r.id.length)), 8, 8, 8, 8, 9, 7, 10];
-const line = (cells: string[]) => cells.map((c, i) => (i === 0 || i === 7 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
-console.log(`latest:   ${latestPath} (${latest.environment?.date}, git ${latest.environment?.git_commit ?? "none"})`);
-console.log(`baseline: ${baselinePath} (${base.environment?.date}, git ${base.environment?.git_commit ?? "none"})`);
-console.log(`thresholds: throughput −${tputTol * 100}% / p95,p99 +${latTol * 100}% → FAIL; memory +${memTol * 100}% → WARN\n`);
+const line = (cells: string[]) =>
+  cells
+    .map((c, i) => (i === 0 || i === 7 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+    .join("  ");
+console.log(
+  `latest:   ${latestPath} (${latest.environment?.date}, git ${latest.environment?.git_commit ?? "none"})`,
+);
+console.log(
+  `baseline: ${baselinePath} (${base.environment?.date}, git ${base.environment?.git_commit ?? "none"})`,
+);
+console.log(
+  `thresholds: throughput −${tputTol * 100}% / p95,p99 +${latTol * 100}% → FAIL; memory +${memTol * 100}% → WARN\n`,
+);
 console.log(line(head));
 for (const r of rows) console.log(line([r.id, ...r.cells, r.status, r.notes.join("; ")]));
 const fails = rows.filter((r) => r.status === "FAIL").length;
 const warns = rows.filter((r) => r.status === "WARN" || r.status === "MISSING").length;
 console.log(`\n${fails} FAIL, ${warns} WARN, ${rows.length - fails - warns} other`);
-if (latest.environment && base.environment && latest.environment.cpu_model !== base.environment.cpu_model)
-  console.log(`note: CPU model differs (${base.environment.cpu_model} → ${latest.environment.cpu_model}); comparison may be meaningless`);
+if (
+  latest.environment &&
+  base.environment &&
+  latest.environment.cpu_model !== base.environment.cpu_model
+)
+  console.log(
+    `note: CPU model differs (${base.environment.cpu_model} → ${latest.environment.cpu_model}); comparison may be meaningless`,
+  );
 process.exit(fails > 0 ? 1 : 0);

@@ -16,7 +16,13 @@
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { connect, createInbox, headers, type NatsConnection } from "@nats-io/transport-node";
-import { AckPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import {
+  AckPolicy,
+  RetentionPolicy,
+  StorageType,
+  jetstream,
+  jetstreamManager,
+} from "@nats-io/jetstream";
 import { LatencyHistogram } from "./lib/histogram.js";
 import { parseArgs, num, numList, str } from "./lib/args.js";
 import { CpuMeter, mib, readRssBytes } from "./lib/procstat.js";
@@ -41,7 +47,16 @@ export interface RawJsOpts {
 
 async function startWorker(url: string): Promise<Managed> {
   const script = fileURLToPath(new URL("./lib/jetstream-worker.ts", import.meta.url));
-  const w = startProcess("js-worker", process.execPath, [...process.execArgv, script, "--url", url, "--stream", STREAM, "--consumer", CONSUMER]);
+  const w = startProcess("js-worker", process.execPath, [
+    ...process.execArgv,
+    script,
+    "--url",
+    url,
+    "--stream",
+    STREAM,
+    "--consumer",
+    CONSUMER,
+  ]);
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error("jetstream worker not ready in 20 s")), 20_000);
     let buf = "";
@@ -62,7 +77,17 @@ async function startWorker(url: string): Promise<Managed> {
   return w;
 }
 
-async function oneRun(nc: NatsConnection, C: number, o: RawJsOpts): Promise<{ hist: LatencyHistogram; ok: number; requests: number; errors: Record<string, number>; duration_s: number }> {
+async function oneRun(
+  nc: NatsConnection,
+  C: number,
+  o: RawJsOpts,
+): Promise<{
+  hist: LatencyHistogram;
+  ok: number;
+  requests: number;
+  errors: Record<string, number>;
+  duration_s: number;
+}> {
   const js = jetstream(nc);
   const inbox = createInbox();
   const pending = new Map<string, () => void>();
@@ -147,8 +172,17 @@ export async function runRawJetStream(o: RawJsOpts): Promise<WorkloadResult[]> {
   } catch {
     /* absent */
   }
-  await jsm.streams.add({ name: STREAM, subjects: [SUBJECT], retention: RetentionPolicy.Workqueue, storage: StorageType.Memory });
-  await jsm.consumers.add(STREAM, { durable_name: CONSUMER, ack_policy: AckPolicy.Explicit, max_ack_pending: 20_000 });
+  await jsm.streams.add({
+    name: STREAM,
+    subjects: [SUBJECT],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.Memory,
+  });
+  await jsm.consumers.add(STREAM, {
+    durable_name: CONSUMER,
+    ack_policy: AckPolicy.Explicit,
+    max_ack_pending: 20_000,
+  });
   const worker = await startWorker(url);
   const results: WorkloadResult[] = [];
   try {
@@ -203,7 +237,9 @@ export async function runRawJetStream(o: RawJsOpts): Promise<WorkloadResult[]> {
   return results;
 }
 
-const isMain = process.argv[1] && fileURLToPath(import.meta.url) === (await import("node:fs")).realpathSync(process.argv[1]);
+const isMain =
+  process.argv[1] &&
+  fileURLToPath(import.meta.url) === (await import("node:fs")).realpathSync(process.argv[1]);
 if (isMain) {
   const { flags } = parseArgs();
   const results = await runRawJetStream({
@@ -217,7 +253,10 @@ if (isMain) {
   for (const r of results) printResult(r);
   const outFile = str(flags, "out");
   if (outFile) {
-    writeFileSync(outFile, JSON.stringify({ environment: captureEnvironment(), workloads: results }, null, 2));
+    writeFileSync(
+      outFile,
+      JSON.stringify({ environment: captureEnvironment(), workloads: results }, null, 2),
+    );
     process.stdout.write(`wrote ${outFile}\n`);
   }
   process.exit(0);

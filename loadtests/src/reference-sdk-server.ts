@@ -34,7 +34,10 @@ if (!/^127\.|^localhost$|^::1$/.test(HOST)) {
 }
 
 const getServer = (): McpServer => {
-  const server = new McpServer({ name: "mcpq-sdk-reference", version: "1.0.0" }, { capabilities: {} });
+  const server = new McpServer(
+    { name: "mcpq-sdk-reference", version: "1.0.0" },
+    { capabilities: {} },
+  );
   server.registerTool(
     "echo",
     {
@@ -50,7 +53,10 @@ const transports = new Map<string, StreamableHTTPServerTransport>();
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const s = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(s) });
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(s),
+  });
   res.end(s);
 }
 
@@ -83,11 +89,17 @@ async function handlePost(req: IncomingMessage, res: ServerResponse): Promise<vo
   try {
     body = await readBody(req);
   } catch {
-    sendJson(res, 400, { jsonrpc: "2.0", error: { code: -32700, message: "Parse error" }, id: null });
+    sendJson(res, 400, {
+      jsonrpc: "2.0",
+      error: { code: -32700, message: "Parse error" },
+      id: null,
+    });
     return;
   }
   const sessionId = req.headers["mcp-session-id"] as string | undefined;
-  let transport: StreamableHTTPServerTransport | undefined = sessionId ? transports.get(sessionId) : undefined;
+  const transport: StreamableHTTPServerTransport | undefined = sessionId
+    ? transports.get(sessionId)
+    : undefined;
   if (transport) {
     await transport.handleRequest(req, res, body);
     return;
@@ -111,10 +123,18 @@ async function handlePost(req: IncomingMessage, res: ServerResponse): Promise<vo
     return;
   }
   if (sessionId) {
-    sendJson(res, 404, { jsonrpc: "2.0", error: { code: -32001, message: "Session not found" }, id: null });
+    sendJson(res, 404, {
+      jsonrpc: "2.0",
+      error: { code: -32001, message: "Session not found" },
+      id: null,
+    });
     return;
   }
-  sendJson(res, 400, { jsonrpc: "2.0", error: { code: -32000, message: "Bad Request: No valid session ID provided" }, id: null });
+  sendJson(res, 400, {
+    jsonrpc: "2.0",
+    error: { code: -32000, message: "Bad Request: No valid session ID provided" },
+    id: null,
+  });
 }
 
 async function handleGetOrDelete(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -125,7 +145,11 @@ async function handleGetOrDelete(req: IncomingMessage, res: ServerResponse): Pro
   }
   const transport = transports.get(sessionId);
   if (!transport) {
-    sendJson(res, 404, { jsonrpc: "2.0", error: { code: -32001, message: "Session not found" }, id: null });
+    sendJson(res, 404, {
+      jsonrpc: "2.0",
+      error: { code: -32001, message: "Session not found" },
+      id: null,
+    });
     return;
   }
   await transport.handleRequest(req, res);
@@ -137,12 +161,18 @@ const httpServer = createServer((req, res) => {
   const done = (p: Promise<void>) =>
     p.catch((err: unknown) => {
       console.error("error handling request:", err);
-      if (!res.headersSent) sendJson(res, 500, { jsonrpc: "2.0", error: { code: -32603, message: "Internal server error" }, id: null });
+      if (!res.headersSent)
+        sendJson(res, 500, {
+          jsonrpc: "2.0",
+          error: { code: -32603, message: "Internal server error" },
+          id: null,
+        });
       else res.end();
     });
   if (path === "/mcp") {
     if (req.method === "POST") return void done(handlePost(req, res));
-    if (req.method === "GET" || req.method === "DELETE") return void done(handleGetOrDelete(req, res));
+    if (req.method === "GET" || req.method === "DELETE")
+      return void done(handleGetOrDelete(req, res));
     res.writeHead(405, { allow: "GET, POST, DELETE" }).end();
     return;
   }
@@ -152,10 +182,12 @@ const httpServer = createServer((req, res) => {
   }
   if (path === "/metrics") {
     const m = process.memoryUsage();
-    res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(
-      `# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes ${m.rss}\n` +
-        `# TYPE mcp_sessions gauge\nmcp_sessions ${transports.size}\n`,
-    );
+    res
+      .writeHead(200, { "content-type": "text/plain; version=0.0.4" })
+      .end(
+        `# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes ${m.rss}\n` +
+          `# TYPE mcp_sessions gauge\nmcp_sessions ${transports.size}\n`,
+      );
     return;
   }
   res.writeHead(404).end();
@@ -168,7 +200,9 @@ httpServer.maxRequestsPerSocket = 0;
 httpServer.listen(PORT, HOST, () => {
   const addr = httpServer.address();
   const port = typeof addr === "object" && addr ? addr.port : PORT;
-  process.stdout.write(`READY http://${HOST}:${port}/mcp (responses: ${JSON_RESPONSES ? "json" : "sse"})\n`);
+  process.stdout.write(
+    `READY http://${HOST}:${port}/mcp (responses: ${JSON_RESPONSES ? "json" : "sse"})\n`,
+  );
 });
 
 async function shutdown(): Promise<void> {

@@ -11,14 +11,19 @@
  * common: --transport http|ws   --tool echo
  * saturation: --c 16,64,256 --duration 8 --warmup 1
  * baseline:   --sessions 25 --rate 100 --duration 10
- * flood:      --sessions 2000 --probe 5 --ramp-concurrency 64 --per-address 10000
+ * flood:      --sessions 2000 --probe 5 --ramp-concurrency 64 --per-address 10000 --ramp-timeout 30
  * bombing:    --capacity N (required) --multiplier 10 --sessions 20 --storm 10 --connections 256 --timeout 5
  * soak:       --capacity N (required) --fraction 0.5 --minutes 1
  */
 import { writeFileSync } from "node:fs";
 import { parseArgs, bool, num, numList, str } from "./lib/args.js";
 import { installExitHooks } from "./lib/procs.js";
-import { captureEnvironment, printResult, type TargetName, type WorkloadResult } from "./lib/report.js";
+import {
+  captureEnvironment,
+  printResult,
+  type TargetName,
+  type WorkloadResult,
+} from "./lib/report.js";
 import { startReferenceServer, type Running } from "./lib/stack.js";
 import type { Target, TransportKind } from "./lib/target.js";
 import { probeWs } from "./client/ws.js";
@@ -32,17 +37,19 @@ installExitHooks();
 const { flags, positional } = parseArgs();
 const scenario = positional[0];
 if (!scenario || bool(flags, "help")) {
-  process.stderr.write("usage: run-scenario <saturation|baseline|flood|bombing|soak> [--url URL | --spawn-ref] [flags]\n");
+  process.stderr.write(
+    "usage: run-scenario <saturation|baseline|flood|bombing|soak> [--url URL | --spawn-ref] [flags]\n",
+  );
   process.exit(2);
 }
-const transport = (str(flags, "transport", "http") as TransportKind);
+const transport = str(flags, "transport", "http") as TransportKind;
 let running: Running | undefined;
 let target: Target;
 const url = str(flags, "url");
 if (url) {
   const pid = str(flags, "pid");
   target = {
-    name: (str(flags, "target", "mcpq") as TargetName),
+    name: str(flags, "target", "mcpq") as TargetName,
     mcpUrl: url,
     wsUrl: str(flags, "ws-url"),
     proc: { pid: pid ? Number(pid) : undefined, metricsUrl: str(flags, "metrics") },
@@ -51,7 +58,9 @@ if (url) {
 } else {
   running = await startReferenceServer(undefined, { json: bool(flags, "ref-json") });
   target = running.target;
-  process.stderr.write(`started SDK reference server at ${target.mcpUrl} (pid ${target.proc.pid})\n`);
+  process.stderr.write(
+    `started SDK reference server at ${target.mcpUrl} (pid ${target.proc.pid})\n`,
+  );
 }
 if (transport === "ws") {
   const why = target.wsUrl ? await probeWs(target.wsUrl) : "no --ws-url given";
@@ -65,7 +74,8 @@ if (transport === "ws") {
 let results: WorkloadResult[] = [];
 const needCap = () => {
   const c = num(flags, "capacity", NaN);
-  if (!Number.isFinite(c) || c <= 0) throw new Error(`${scenario} needs --capacity N (msg/s), e.g. from saturation C=64`);
+  if (!Number.isFinite(c) || c <= 0)
+    throw new Error(`${scenario} needs --capacity N (msg/s), e.g. from saturation C=64`);
   return c;
 };
 switch (scenario) {
@@ -79,7 +89,14 @@ switch (scenario) {
     });
     break;
   case "baseline":
-    results = [await runBaseline(target, { transport, sessions: num(flags, "sessions", 25), ratePerSession: num(flags, "rate", 100), durationMs: num(flags, "duration", 10) * 1000 })];
+    results = [
+      await runBaseline(target, {
+        transport,
+        sessions: num(flags, "sessions", 25),
+        ratePerSession: num(flags, "rate", 100),
+        durationMs: num(flags, "duration", 10) * 1000,
+      }),
+    ];
     break;
   case "flood":
     results = [
@@ -89,6 +106,7 @@ switch (scenario) {
         probeMs: num(flags, "probe", 5) * 1000,
         rampConcurrency: num(flags, "ramp-concurrency", 64),
         perAddress: num(flags, "per-address", 10_000),
+        rampTimeoutMs: num(flags, "ramp-timeout", 30) * 1000,
       }),
     ];
     break;
@@ -106,7 +124,14 @@ switch (scenario) {
     ];
     break;
   case "soak":
-    results = [await runSoak(target, { transport, capacity: needCap(), fraction: num(flags, "fraction", 0.5), minutes: num(flags, "minutes", 1) })];
+    results = [
+      await runSoak(target, {
+        transport,
+        capacity: needCap(),
+        fraction: num(flags, "fraction", 0.5),
+        minutes: num(flags, "minutes", 1),
+      }),
+    ];
     break;
   default:
     process.stderr.write(`unknown scenario ${scenario}\n`);
@@ -116,7 +141,10 @@ process.stdout.write(`${scenario} results (${target.name}):\n`);
 for (const r of results) printResult(r);
 const out = str(flags, "out");
 if (out) {
-  writeFileSync(out, JSON.stringify({ environment: captureEnvironment(), workloads: results }, null, 2));
+  writeFileSync(
+    out,
+    JSON.stringify({ environment: captureEnvironment(), workloads: results }, null, 2),
+  );
   process.stdout.write(`wrote ${out}\n`);
 }
 await running?.stop();

@@ -46,7 +46,10 @@ interface RpcReply {
 
 const DRAIN_LIMIT_MS = 10_000;
 
-function headerStr(h: Record<string, string | string[] | undefined>, k: string): string | undefined {
+function headerStr(
+  h: Record<string, string | string[] | undefined>,
+  k: string,
+): string | undefined {
   const v = h[k];
   return Array.isArray(v) ? v[0] : v;
 }
@@ -70,30 +73,48 @@ export class HttpMcpSession implements McpSession {
   }
 
   /** initialize + notifications/initialized. Throws an Error with .outcome on failure. */
-  static async open(endpoint: HttpEndpoint, dispatcher: Dispatcher, timeoutMs = 10_000): Promise<HttpMcpSession> {
+  static async open(
+    endpoint: HttpEndpoint,
+    dispatcher: Dispatcher,
+    timeoutMs = 10_000,
+  ): Promise<HttpMcpSession> {
     const s = new HttpMcpSession(endpoint, dispatcher);
     const init = await s.rpc(
       "initialize",
-      { protocolVersion: endpoint.protocolVersion ?? DEFAULT_PROTOCOL_VERSION, capabilities: {}, clientInfo: CLIENT_INFO },
+      {
+        protocolVersion: endpoint.protocolVersion ?? DEFAULT_PROTOCOL_VERSION,
+        capabilities: {},
+        clientInfo: CLIENT_INFO,
+      },
       timeoutMs,
     );
-    if (init.fail) throw Object.assign(new Error(`initialize failed: ${init.fail.code}`), { outcome: init.fail });
+    if (init.fail)
+      throw Object.assign(new Error(`initialize failed: ${init.fail.code}`), {
+        outcome: init.fail,
+      });
     if (init.msg?.error) {
       const o = classifyRpcError(init.msg.error.code, init.msg.error.message);
-      throw Object.assign(new Error(`initialize error: ${String(init.msg.error.message)}`), { outcome: o });
+      throw Object.assign(new Error(`initialize error: ${String(init.msg.error.message)}`), {
+        outcome: o,
+      });
     }
     s.sessionId = init.headers ? headerStr(init.headers, "mcp-session-id") : undefined;
     const n = await s.notify("notifications/initialized", undefined, timeoutMs);
-    if (n.kind !== "ok") throw Object.assign(new Error(`notifications/initialized failed: ${n.code}`), { outcome: n });
+    if (n.kind !== "ok")
+      throw Object.assign(new Error(`notifications/initialized failed: ${n.code}`), { outcome: n });
     return s;
   }
 
   private headers(): Record<string, string> {
-    return this.sessionId ? { ...this.baseHeaders, "mcp-session-id": this.sessionId } : this.baseHeaders;
+    return this.sessionId
+      ? { ...this.baseHeaders, "mcp-session-id": this.sessionId }
+      : this.baseHeaders;
   }
 
   async notify(method: string, params: unknown, timeoutMs: number): Promise<Outcome> {
-    const body = JSON.stringify(params === undefined ? { jsonrpc: "2.0", method } : { jsonrpc: "2.0", method, params });
+    const body = JSON.stringify(
+      params === undefined ? { jsonrpc: "2.0", method } : { jsonrpc: "2.0", method, params },
+    );
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(new TimeoutError()), timeoutMs);
     try {
@@ -181,7 +202,13 @@ export class HttpMcpSession implements McpSession {
                 if (!found) finish({ fail: { kind: "error", code: "sse_no_response" }, headers });
               });
               res.body.on("error", (e) => {
-                if (!found) finish({ fail: ac.signal.aborted ? { kind: "timeout", code: "timeout" } : classifyThrown(e), headers });
+                if (!found)
+                  finish({
+                    fail: ac.signal.aborted
+                      ? { kind: "timeout", code: "timeout" }
+                      : classifyThrown(e),
+                    headers,
+                  });
               });
               return;
             }
@@ -199,16 +226,29 @@ export class HttpMcpSession implements McpSession {
                 if (!hit) finish({ fail: { kind: "error", code: "no_response" }, headers });
                 else finish({ msg: hit as RpcReply["msg"], headers });
               },
-              (e) => finish({ fail: ac.signal.aborted ? { kind: "timeout", code: "timeout" } : classifyThrown(e), headers }),
+              (e) =>
+                finish({
+                  fail: ac.signal.aborted
+                    ? { kind: "timeout", code: "timeout" }
+                    : classifyThrown(e),
+                  headers,
+                }),
             );
           },
-          (e) => finish({ fail: ac.signal.aborted ? { kind: "timeout", code: "timeout" } : classifyThrown(e) }),
+          (e) =>
+            finish({
+              fail: ac.signal.aborted ? { kind: "timeout", code: "timeout" } : classifyThrown(e),
+            }),
         );
     });
   }
 
   async callEcho(text: string, timeoutMs: number): Promise<Outcome> {
-    const r = await this.rpc("tools/call", { name: this.endpoint.toolName ?? "echo", arguments: { text } }, timeoutMs);
+    const r = await this.rpc(
+      "tools/call",
+      { name: this.endpoint.toolName ?? "echo", arguments: { text } },
+      timeoutMs,
+    );
     if (r.fail) return r.fail;
     const m = r.msg!;
     if (m.error) return classifyRpcError(m.error.code, m.error.message);
@@ -240,7 +280,9 @@ export class HttpMcpSession implements McpSession {
       clearTimeout(timer);
       if (res.statusCode !== 200) {
         const t = await res.body.text().catch(() => "");
-        throw Object.assign(new Error(`GET stream HTTP ${res.statusCode}`), { outcome: classifyHttpStatus(res.statusCode, t) });
+        throw Object.assign(new Error(`GET stream HTTP ${res.statusCode}`), {
+          outcome: classifyHttpStatus(res.statusCode, t),
+        });
       }
       const held = new HeldStream(() => res.body.destroy());
       res.body.on("data", () => {

@@ -18,7 +18,8 @@ export interface McpSession {
 }
 
 /** JSON-RPC server-range (-32000..-32099) errors whose message indicates load shedding count as "rejected". */
-const SHED_RE = /rate.?limit|overload|unavailable|too many|busy|capacity|shed|throttl|backpressure|try again/i;
+const SHED_RE =
+  /rate.?limit|overload|unavailable|too many|busy|capacity|shed|throttl|backpressure|try again/i;
 
 export function classifyRpcError(code: unknown, message: unknown): Outcome {
   const c = typeof code === "number" ? code : NaN;
@@ -54,20 +55,31 @@ export function classifyThrown(err: unknown): Outcome {
   const e = err as { code?: string; name?: string; message?: string; cause?: { code?: string } };
   if (err instanceof TimeoutError) return { kind: "timeout", code: "timeout" };
   const code = e?.code ?? e?.cause?.code;
-  if (code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT" || code === "UND_ERR_CONNECT_TIMEOUT" || code === "ETIMEDOUT")
-    return { kind: "timeout", code: code === "UND_ERR_CONNECT_TIMEOUT" ? "connect_timeout" : "timeout" };
-  if (e?.name === "AbortError" || e?.name === "TimeoutError") return { kind: "timeout", code: "timeout" };
+  if (
+    code === "UND_ERR_HEADERS_TIMEOUT" ||
+    code === "UND_ERR_BODY_TIMEOUT" ||
+    code === "UND_ERR_CONNECT_TIMEOUT" ||
+    code === "ETIMEDOUT"
+  )
+    return {
+      kind: "timeout",
+      code: code === "UND_ERR_CONNECT_TIMEOUT" ? "connect_timeout" : "timeout",
+    };
+  if (e?.name === "AbortError" || e?.name === "TimeoutError")
+    return { kind: "timeout", code: "timeout" };
   if (typeof code === "string" && code.length > 0) return { kind: "error", code };
   return { kind: "error", code: e?.name && e.name !== "Error" ? e.name : "exception" };
 }
 
 /** Check a tools/call result for the echo tool. */
 export function checkEchoResult(result: unknown, sent: string): Outcome {
-  const r = result as { content?: { type?: string; text?: string }[]; isError?: boolean } | undefined;
+  const r = result as
+    { content?: { type?: string; text?: string }[]; isError?: boolean } | undefined;
   if (!r || typeof r !== "object") return { kind: "error", code: "bad_result" };
   if (r.isError) return { kind: "error", code: "tool_error" };
   const first = r.content?.[0];
-  if (!first || first.type !== "text" || first.text !== sent) return { kind: "error", code: "mismatch" };
+  if (!first || first.type !== "text" || first.text !== sent)
+    return { kind: "error", code: "mismatch" };
   return OK;
 }
 

@@ -16,7 +16,9 @@ import {
 import { assertLoopback } from "./http.js";
 
 interface Pending {
-  resolve: (m: { result?: unknown; error?: { code?: unknown; message?: unknown } } | Outcome) => void;
+  resolve: (
+    m: { result?: unknown; error?: { code?: unknown; message?: unknown } } | Outcome,
+  ) => void;
   timer: NodeJS.Timeout;
 }
 
@@ -36,7 +38,10 @@ export class WsMcpSession implements McpSession {
   closed = false;
   closeCode: string | undefined;
 
-  private constructor(private readonly ws: WebSocket, private readonly opts: WsOptions) {
+  private constructor(
+    private readonly ws: WebSocket,
+    private readonly opts: WsOptions,
+  ) {
     ws.on("message", (data, isBinary) => {
       if (isBinary) return;
       let m: { id?: unknown; result?: unknown; error?: { code?: unknown; message?: unknown } };
@@ -89,19 +94,29 @@ export class WsMcpSession implements McpSession {
         res.resume();
         fail(
           Object.assign(new Error(`WebSocket upgrade refused: HTTP ${status}`), {
-            outcome: { kind: status === 429 || status === 503 ? "rejected" : "error", code: `http_${status}` } as Outcome,
+            outcome: {
+              kind: status === 429 || status === 503 ? "rejected" : "error",
+              code: `http_${status}`,
+            } as Outcome,
             status,
           }),
         );
       });
       ws.once("error", (e: Error & { code?: string }) =>
-        fail(Object.assign(e, { outcome: { kind: "error", code: e.code ?? "ws_error" } as Outcome })),
+        fail(
+          Object.assign(e, { outcome: { kind: "error", code: e.code ?? "ws_error" } as Outcome }),
+        ),
       );
       ws.once("open", () => {
         ws.removeAllListeners("error");
         ws.removeAllListeners("unexpected-response");
         if (ws.protocol !== "mcp") {
-          fail(Object.assign(new Error(`server did not select subprotocol "mcp" (got "${ws.protocol}")`), { outcome: { kind: "error", code: "ws_subprotocol" } as Outcome }));
+          fail(
+            Object.assign(
+              new Error(`server did not select subprotocol "mcp" (got "${ws.protocol}")`),
+              { outcome: { kind: "error", code: "ws_subprotocol" } as Outcome },
+            ),
+          );
           return;
         }
         resolve(new WsMcpSession(ws, opts));
@@ -114,7 +129,11 @@ export class WsMcpSession implements McpSession {
     const s = await WsMcpSession.connect(opts);
     const r = await s.request(
       "initialize",
-      { protocolVersion: opts.protocolVersion ?? DEFAULT_PROTOCOL_VERSION, capabilities: {}, clientInfo: CLIENT_INFO },
+      {
+        protocolVersion: opts.protocolVersion ?? DEFAULT_PROTOCOL_VERSION,
+        capabilities: {},
+        clientInfo: CLIENT_INFO,
+      },
       timeoutMs,
     );
     if ("kind" in r) {
@@ -123,7 +142,9 @@ export class WsMcpSession implements McpSession {
     }
     if (r.error) {
       s.terminate();
-      throw Object.assign(new Error(`initialize error: ${String(r.error.message)}`), { outcome: classifyRpcError(r.error.code, r.error.message) });
+      throw Object.assign(new Error(`initialize error: ${String(r.error.message)}`), {
+        outcome: classifyRpcError(r.error.code, r.error.message),
+      });
     }
     s.send({ jsonrpc: "2.0", method: "notifications/initialized" });
     return s;
@@ -156,7 +177,11 @@ export class WsMcpSession implements McpSession {
   }
 
   async callEcho(text: string, timeoutMs: number): Promise<Outcome> {
-    const r = await this.request("tools/call", { name: this.opts.toolName ?? "echo", arguments: { text } }, timeoutMs);
+    const r = await this.request(
+      "tools/call",
+      { name: this.opts.toolName ?? "echo", arguments: { text } },
+      timeoutMs,
+    );
     if ("kind" in r) return r as Outcome;
     if (r.error) return classifyRpcError(r.error.code, r.error.message);
     return checkEchoResult(r.result, text);

@@ -1,7 +1,10 @@
 /** Minimal argv parser: --flag, --key value, --key=value. */
 export type Args = Record<string, string | boolean>;
 
-export function parseArgs(argv: string[] = process.argv.slice(2)): { flags: Args; positional: string[] } {
+export function parseArgs(argv: string[] = process.argv.slice(2)): {
+  flags: Args;
+  positional: string[];
+} {
   const flags: Args = {};
   const positional: string[] = [];
   for (let i = 0; i < argv.length; i++) {

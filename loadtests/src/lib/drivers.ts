@@ -22,7 +22,14 @@ export interface LoopStats {
 export type ResultHook = (endMs: number, latencyUs: number, o: Outcome) => void;
 
 function newStats(): LoopStats {
-  return { hist: new LatencyHistogram(), requests: 0, ok: 0, outcomes: { ok: 0, rejected: 0, timeout: 0, error: 0 }, errors_by_code: {}, duration_s: 0 };
+  return {
+    hist: new LatencyHistogram(),
+    requests: 0,
+    ok: 0,
+    outcomes: { ok: 0, rejected: 0, timeout: 0, error: 0 },
+    errors_by_code: {},
+    duration_s: 0,
+  };
 }
 
 function tally(st: LoopStats, o: Outcome, latencyUs: number): void {
@@ -57,11 +64,15 @@ export interface ClosedLoopOpts {
 }
 
 /**
- * Closed loop. Counted: requests that start at or after warm-up end and complete before the
- * window end [start+warmup, start+warmup+duration]. Requests still in flight at the end are
- * awaited but not counted (reported as tail_excluded).
+ * Closed loop. Counted: every request that *starts* inside the window
+ * [start+warmup, start+warmup+duration] — all outcomes and latencies, including ones that
+ * complete after the window (so a stalled target shows up as timeouts, not as silence).
+ * Throughput uses only the ok responses that completed inside the window
+ * (`ok_in_window`), so late completions do not inflate it.
  */
-export async function closedLoop(o: ClosedLoopOpts): Promise<LoopStats & { tail_excluded: number }> {
+export async function closedLoop(
+  o: ClosedLoopOpts,
+): Promise<LoopStats & { ok_in_window: number; completed_after_window: number }> {
   if (o.sessions.length === 0) throw new Error("closedLoop: no sessions");
   const st = newStats();
   const timeout = o.timeoutMs ?? 10_000;
@@ -71,7 +82,8 @@ export async function closedLoop(o: ClosedLoopOpts): Promise<LoopStats & { tail_
   const tMeasure = t0 + (o.warmupMs ?? 0);
   const tEnd = tMeasure + o.durationMs;
   let seq = 0;
-  let tail = 0;
+  let late = 0;
+  let okInWindow = 0;
   let stopped = false;
   let measuredEnd = tEnd;
   const worker = async (w: number) => {
@@ -83,12 +95,12 @@ export async function closedLoop(o: ClosedLoopOpts): Promise<LoopStats & { tail_
       const out = await s.callEcho(text, timeout);
       const end = performance.now();
       const lat = (end - start) * 1000;
-      if (end > tEnd) {
-        tail++;
-        return;
+      if (start >= tMeasure) {
+        tally(st, out, lat);
+        if (end <= tEnd) {
+          if (out.kind === "ok") okInWindow++;
+        } else late++;
       }
-      // counted: started inside the window and completed before its end
-      if (start >= tMeasure) tally(st, out, lat);
       o.onResult?.(end, lat, out);
       if (!stopped && o.stop?.()) {
         stopped = true;
@@ -98,7 +110,7 @@ export async function closedLoop(o: ClosedLoopOpts): Promise<LoopStats & { tail_
   };
   await Promise.all(Array.from({ length: o.inFlight }, (_, w) => worker(w)));
   st.duration_s = Math.max(0.001, (Math.min(measuredEnd, tEnd) - tMeasure) / 1000);
-  return { ...st, tail_excluded: tail };
+  return { ...st, ok_in_window: okInWindow, completed_after_window: late };
 }
 
 export interface OpenLoopOpts {

@@ -47,7 +47,14 @@ export class LatencyHistogram {
     this.h.reset();
     this.clamped = 0;
   }
-  summary(): { p50: number | null; p95: number | null; p99: number | null; p999: number | null; max: number | null; mean: number | null } {
+  summary(): {
+    p50: number | null;
+    p95: number | null;
+    p99: number | null;
+    p999: number | null;
+    max: number | null;
+    mean: number | null;
+  } {
     const empty = this.h.totalCount === 0;
     return {
       p50: this.p(50),

@@ -155,7 +155,10 @@ export async function waitUntil(
   });
   let delay = 25;
   while (Date.now() < deadline) {
-    if (dead) throw new Error(`${what}: process exited before becoming ready${proc?.logPath ? ` (log: ${proc.logPath})` : ""}`);
+    if (dead)
+      throw new Error(
+        `${what}: process exited before becoming ready${proc?.logPath ? ` (log: ${proc.logPath})` : ""}`,
+      );
     try {
       if (await probe()) return;
     } catch {
@@ -164,7 +167,9 @@ export async function waitUntil(
     await new Promise((r) => setTimeout(r, delay));
     delay = Math.min(250, delay * 2);
   }
-  throw new Error(`${what}: not ready after ${timeoutMs} ms${proc?.logPath ? ` (log: ${proc.logPath})` : ""}`);
+  throw new Error(
+    `${what}: not ready after ${timeoutMs} ms${proc?.logPath ? ` (log: ${proc.logPath})` : ""}`,
+  );
 }
 
 export async function httpOk(url: string): Promise<boolean> {
@@ -194,7 +199,8 @@ export function tcpOpen(port: number, host = "127.0.0.1"): Promise<boolean> {
 }
 
 export function findNatsServer(): string | null {
-  if (process.env.NATS_SERVER_BIN && existsSync(process.env.NATS_SERVER_BIN)) return process.env.NATS_SERVER_BIN;
+  if (process.env.NATS_SERVER_BIN && existsSync(process.env.NATS_SERVER_BIN))
+    return process.env.NATS_SERVER_BIN;
   if (existsSync("/usr/sbin/nats-server")) return "/usr/sbin/nats-server";
   const r = spawnSync("sh", ["-c", "command -v nats-server"], { encoding: "utf8" });
   const p = r.stdout?.trim();
@@ -212,12 +218,20 @@ export interface NatsHandle {
 /** Start a private nats-server with JetStream on a random loopback port and a temp store. */
 export async function startNats(logDir?: string): Promise<NatsHandle> {
   const bin = findNatsServer();
-  if (!bin) throw new Error("nats-server not found (looked at $NATS_SERVER_BIN, /usr/sbin/nats-server, PATH)");
+  if (!bin)
+    throw new Error(
+      "nats-server not found (looked at $NATS_SERVER_BIN, /usr/sbin/nats-server, PATH)",
+    );
   const port = await freePort();
   const storeDir = makeTempDir("mcpq-lt-nats-");
-  const proc = startProcess("nats-server", bin, ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir], {
-    logFile: logDir ? join(logDir, "nats-server.log") : undefined,
-  });
+  const proc = startProcess(
+    "nats-server",
+    bin,
+    ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir],
+    {
+      logFile: logDir ? join(logDir, "nats-server.log") : undefined,
+    },
+  );
   await waitUntil("nats-server", () => tcpOpen(port), 10_000, proc);
   return {
     url: `nats://127.0.0.1:${port}`,

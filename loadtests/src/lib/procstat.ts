@@ -71,7 +71,7 @@ export class CpuMeter {
     if (c1 === null) return null;
     const wallS = (performance.now() - this.t0) / 1000;
     if (wallS <= 0) return null;
-    return Math.round((((c1 - this.c0) / CLK_TCK) / wallS) * 1000) / 10;
+    return Math.round(((c1 - this.c0) / CLK_TCK / wallS) * 1000) / 10;
   }
 }
 
@@ -82,7 +82,10 @@ export class RssSampler {
   peak: number | null = null;
   private timer: NodeJS.Timeout | undefined;
   private busy = false;
-  constructor(private readonly target: ProcTarget, private readonly everyMs = 250) {}
+  constructor(
+    private readonly target: ProcTarget,
+    private readonly everyMs = 250,
+  ) {}
   async sampleNow(): Promise<number | null> {
     const v = await sampleRss(this.target);
     if (v !== null) {
@@ -109,4 +112,5 @@ export class RssSampler {
   }
 }
 
-export const mib = (b: number | null): number | null => (b === null ? null : Math.round((b / 1048576) * 10) / 10);
+export const mib = (b: number | null): number | null =>
+  b === null ? null : Math.round((b / 1048576) * 10) / 10;

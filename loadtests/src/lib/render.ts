@@ -16,20 +16,43 @@ export function renderMarkdown(r: Report): string {
   const e = r.environment;
   const L: string[] = [];
   L.push(`# mcpq load-test report (${r.mode})`, "");
-  L.push(`- machine: **${e.machine_label}** — ${e.cores} × ${e.cpu_model}, ${e.total_mem_gib} GiB, host \`${e.hostname}\``);
-  L.push(`- node ${e.node_version}, ${e.nats_server_version ?? "nats-server ?"}, git ${e.git_commit ?? "(none)"}, ulimit -n ${e.open_files_limit ?? "?"}`);
-  L.push(`- date ${e.date}; load average at start ${e.load_avg_at_start?.join(" / ") ?? "?"}${(e.load_avg_at_start?.[0] ?? 0) > e.cores ? " — **machine was busy: treat numbers with suspicion**" : ""}`, "");
-  L.push("Latencies are HDR-histogram percentiles of successful, verified echo calls (µs precision, 3 significant digits).",
-    "Open-loop workloads (baseline, bombing, soak) measure from the *scheduled* send time. Throughput counts verified responses only.", "");
+  L.push(
+    `- machine: **${e.machine_label}** — ${e.cores} × ${e.cpu_model}, ${e.total_mem_gib} GiB, host \`${e.hostname}\``,
+  );
+  L.push(
+    `- node ${e.node_version}, ${e.nats_server_version ?? "nats-server ?"}, git ${e.git_commit ?? "(none)"}, ulimit -n ${e.open_files_limit ?? "?"}`,
+  );
+  L.push(
+    `- date ${e.date}; load average at start ${e.load_avg_at_start?.join(" / ") ?? "?"}${(e.load_avg_at_start?.[0] ?? 0) > e.cores ? " — **machine was busy: treat numbers with suspicion**" : ""}`,
+    "",
+  );
+  L.push(
+    "Latencies are HDR-histogram percentiles of successful, verified echo calls (µs precision, 3 significant digits).",
+    "Open-loop workloads (baseline, bombing, soak) measure from the *scheduled* send time. Throughput counts verified responses only.",
+    "",
+  );
 
   // comparison table
   const m = byId(r);
-  const rawAny = r.workloads.find((w) => w.target === "raw-jetstream" && w.workload_id === "raw-jetstream-c64") ??
-    r.workloads.find((w) => w.target === "raw-jetstream");
-  const Cs = [...new Set(r.workloads.filter((w) => w.workload_id.startsWith("saturation-http-c")).map((w) => w.in_flight ?? 0))].sort((a, b) => a - b);
+  const rawAny =
+    r.workloads.find(
+      (w) => w.target === "raw-jetstream" && w.workload_id === "raw-jetstream-c64",
+    ) ?? r.workloads.find((w) => w.target === "raw-jetstream");
+  const Cs = [
+    ...new Set(
+      r.workloads
+        .filter((w) => w.workload_id.startsWith("saturation-http-c"))
+        .map((w) => w.in_flight ?? 0),
+    ),
+  ].sort((a, b) => a - b);
   if (Cs.length) {
-    L.push("## Saturation (closed loop, Streamable HTTP): mcpq vs SDK reference vs raw JetStream", "");
-    L.push("| C | mcpq msg/s | SDK msg/s | mcpq/SDK | raw JS msg/s | mcpq/raw JS | mcpq p99 | SDK p99 | p99 mcpq/SDK | mcpq cpu % | SDK cpu % |");
+    L.push(
+      "## Saturation (closed loop, Streamable HTTP): mcpq vs SDK reference vs raw JetStream",
+      "",
+    );
+    L.push(
+      "| C | mcpq msg/s | SDK msg/s | mcpq/SDK | raw JS msg/s | mcpq/raw JS | mcpq p99 | SDK p99 | p99 mcpq/SDK | mcpq cpu % | SDK cpu % |",
+    );
     L.push("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (const C of Cs) {
       const q = m.get(`mcpq|saturation-http-c${C}`);
@@ -45,10 +68,14 @@ export function renderMarkdown(r: Report): string {
   }
 
   L.push("## All workloads", "");
-  L.push("| workload | target | transport | sessions | in flight | s | requests | msg/s | p50 | p95 | p99 | p99.9 | err % | errors | RSS MiB | KiB/session | cpu % |");
+  L.push(
+    "| workload | target | transport | sessions | in flight | s | requests | msg/s | p50 | p95 | p99 | p99.9 | err % | errors | RSS MiB | KiB/session | cpu % |",
+  );
   L.push("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|");
   for (const w of r.workloads) {
-    const errs = Object.entries(w.errors_by_code).map(([k, v]) => `${k}:${v}`).join(" ");
+    const errs = Object.entries(w.errors_by_code)
+      .map(([k, v]) => `${k}:${v}`)
+      .join(" ");
     L.push(
       `| ${w.workload_id} | ${w.target} | ${w.transport} | ${w.sessions} | ${w.in_flight ?? "—"} | ${w.duration_s} | ${w.requests} | ${w.throughput_msg_per_s} | ` +
         `${fmtUs(w.latency_p50_us)} | ${fmtUs(w.latency_p95_us)} | ${fmtUs(w.latency_p99_us)} | ${fmtUs(w.latency_p999_us)} | ${(w.error_rate * 100).toFixed(2)} | ${esc(errs) || "—"} | ` +
@@ -61,17 +88,31 @@ export function renderMarkdown(r: Report): string {
   for (const b of bomb) {
     const x = (b.extra ?? {}) as Record<string, unknown>;
     L.push(`## ${b.workload_id} (${b.target})`, "");
-    L.push(`- offered ${x.offered_rate_msg_per_s}/s (${x.multiplier}× capacity ${x.capacity_msg_per_s}/s) for ${b.duration_s} s over ${b.sessions} sessions; generator actually sent ${x.achieved_send_rate_msg_per_s}/s`);
-    L.push(`- outcomes: ${JSON.stringify(x.outcomes)} — scheduled ${x.scheduled}, unaccounted ${x.unaccounted}`);
-    L.push(`- recovery: ${x.recovery_s === null ? `not within ${x.recovery_bound_s} s` : `${x.recovery_s} s`} (pre-storm probe p50 ${fmtUs(x.pre_storm_p50_us as number)})`);
-    L.push(`- edge RSS before/after/peak: ${x.edge_rss_before_mib} / ${x.edge_rss_after_mib} / ${x.edge_rss_peak_mib} MiB`, "");
+    L.push(
+      `- offered ${x.offered_rate_msg_per_s}/s (${x.multiplier}× capacity ${x.capacity_msg_per_s}/s) for ${b.duration_s} s over ${b.sessions} sessions; generator actually sent ${x.achieved_send_rate_msg_per_s}/s`,
+    );
+    L.push(
+      `- outcomes: ${JSON.stringify(x.outcomes)} — scheduled ${x.scheduled}, unaccounted ${x.unaccounted}`,
+    );
+    L.push(
+      `- recovery: ${x.recovery_s === null ? `not within ${x.recovery_bound_s} s` : `${x.recovery_s} s`} (pre-storm probe p50 ${fmtUs(x.pre_storm_p50_us as number)})`,
+    );
+    L.push(
+      `- edge RSS before/after/peak: ${x.edge_rss_before_mib} / ${x.edge_rss_after_mib} / ${x.edge_rss_peak_mib} MiB`,
+      "",
+    );
   }
   const flood = r.workloads.filter((w) => w.workload_id.startsWith("flood"));
   for (const f of flood) {
     const x = (f.extra ?? {}) as Record<string, unknown>;
     L.push(`## ${f.workload_id} (${f.target})`, "");
-    L.push(`- held ${f.sessions}/${x.target_sessions} sessions (${f.transport}) ramped in ${x.ramp_s} s; still held after probe: ${x.held_after_probe}; open failures: ${JSON.stringify(x.open_failures)}`);
-    L.push(`- edge RSS ${x.edge_rss_before_mib} → ${x.edge_rss_held_mib} MiB ⇒ **${f.per_session_kib} KiB/session**; probe @16 in flight: ${f.throughput_msg_per_s} msg/s, p99 ${fmtUs(f.latency_p99_us)}`, "");
+    L.push(
+      `- held ${f.sessions}/${x.target_sessions} sessions (${f.transport}) ramped in ${x.ramp_s} s; still held after probe: ${x.held_after_probe}; open failures: ${JSON.stringify(x.open_failures)}`,
+    );
+    L.push(
+      `- edge RSS ${x.edge_rss_before_mib} → ${x.edge_rss_held_mib} MiB ⇒ **${f.per_session_kib} KiB/session**; probe @16 in flight: ${f.throughput_msg_per_s} msg/s, p99 ${fmtUs(f.latency_p99_us)}`,
+      "",
+    );
   }
   if (r.skipped.length) {
     L.push("## Skipped", "");
@@ -84,24 +125,59 @@ export function renderMarkdown(r: Report): string {
 
 /** Latency (log scale) p50/p99 vs throughput, saturation C=16/64/256, mcpq beside the SDK reference. */
 export function renderSvg(r: Report): string {
-  const W = 880;
+  const W = 940;
   const H = 520;
-  const ml = 80, mr = 200, mt = 40, mb = 60;
+  const ml = 80,
+    mr = 250,
+    mt = 40,
+    mb = 60;
   const pw = W - ml - mr;
   const ph = H - mt - mb;
-  const series: { name: string; color: string; dash: string; pts: { x: number; y: number; C: number }[] }[] = [];
+  const series: {
+    name: string;
+    color: string;
+    dash: string;
+    pts: { x: number; y: number; C: number }[];
+  }[] = [];
   const add = (target: string, label: string, color: string, prefix: string) => {
     const ws = r.workloads
-      .filter((w) => w.target === target && w.workload_id.startsWith(prefix) && w.in_flight !== null && w.latency_p50_us !== null)
+      .filter(
+        (w) =>
+          w.target === target &&
+          w.workload_id.startsWith(prefix) &&
+          w.in_flight !== null &&
+          w.latency_p50_us !== null,
+      )
       .sort((a, b) => (a.in_flight ?? 0) - (b.in_flight ?? 0));
     if (!ws.length) return;
-    series.push({ name: `${label} p50`, color, dash: "", pts: ws.map((w) => ({ x: w.throughput_msg_per_s, y: w.latency_p50_us!, C: w.in_flight! })) });
-    series.push({ name: `${label} p99`, color, dash: "6 4", pts: ws.map((w) => ({ x: w.throughput_msg_per_s, y: w.latency_p99_us ?? w.latency_p50_us!, C: w.in_flight! })) });
+    series.push({
+      name: `${label} p50`,
+      color,
+      dash: "",
+      pts: ws.map((w) => ({ x: w.throughput_msg_per_s, y: w.latency_p50_us!, C: w.in_flight! })),
+    });
+    series.push({
+      name: `${label} p99`,
+      color,
+      dash: "6 4",
+      pts: ws.map((w) => ({
+        x: w.throughput_msg_per_s,
+        y: w.latency_p99_us ?? w.latency_p50_us!,
+        C: w.in_flight!,
+      })),
+    });
   };
   add("mcpq", "mcpq (HTTP)", "#d9480f", "saturation-http-c");
   add("mcpq", "mcpq (WS)", "#f59f00", "saturation-ws-c");
   add("sdk-reference", "SDK reference", "#1971c2", "saturation-http-c");
-  add("raw-jetstream", "raw JetStream", "#2f9e44", "raw-jetstream-c");
+  // raw JetStream shares the axes only when it is on a comparable scale; otherwise it is noted in text
+  const mcpMax = Math.max(0, ...series.flatMap((s) => s.pts.map((p) => p.x)));
+  const raw = r.workloads.filter((w) => w.target === "raw-jetstream" && w.latency_p50_us !== null);
+  const rawOffScale =
+    raw.length > 0 &&
+    mcpMax > 0 &&
+    Math.max(...raw.map((w) => w.throughput_msg_per_s)) > 3 * mcpMax;
+  if (!rawOffScale) add("raw-jetstream", "raw JetStream", "#2f9e44", "raw-jetstream-c");
   const all = series.flatMap((s) => s.pts);
   const xMax = Math.max(1, ...all.map((p) => p.x)) * 1.1;
   const yMinRaw = Math.min(...all.map((p) => p.y), 1e9);
@@ -109,38 +185,81 @@ export function renderSvg(r: Report): string {
   const yMin = Math.pow(10, Math.floor(Math.log10(Math.max(1, all.length ? yMinRaw : 100))));
   const yMax = Math.pow(10, Math.ceil(Math.log10(Math.max(yMin * 10, yMaxRaw))));
   const X = (x: number) => ml + (x / xMax) * pw;
-  const Y = (y: number) => mt + ph - ((Math.log10(Math.max(y, yMin)) - Math.log10(yMin)) / (Math.log10(yMax) - Math.log10(yMin))) * ph;
+  const Y = (y: number) =>
+    mt +
+    ph -
+    ((Math.log10(Math.max(y, yMin)) - Math.log10(yMin)) / (Math.log10(yMax) - Math.log10(yMin))) *
+      ph;
   const o: string[] = [];
-  o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  o.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+  );
   o.push(`<rect width="${W}" height="${H}" fill="#fff"/>`);
-  o.push(`<text x="${ml}" y="22" font-size="15" font-weight="bold">Latency vs throughput — closed loop, C = in-flight requests (${r.environment.machine_label})</text>`);
+  o.push(
+    `<text x="${ml}" y="22" font-size="15" font-weight="bold">Latency vs throughput — closed loop, C = in-flight requests (${r.environment.machine_label})</text>`,
+  );
   // grid + axes
   const step = niceStep(xMax / 6);
   for (let x = 0; x <= xMax; x += step) {
     o.push(`<line x1="${X(x)}" y1="${mt}" x2="${X(x)}" y2="${mt + ph}" stroke="#eee"/>`);
-    o.push(`<text x="${X(x)}" y="${mt + ph + 18}" text-anchor="middle">${x >= 1000 ? `${x / 1000}k` : x}</text>`);
+    o.push(
+      `<text x="${X(x)}" y="${mt + ph + 18}" text-anchor="middle">${x >= 1000 ? `${x / 1000}k` : x}</text>`,
+    );
   }
   for (let e = Math.log10(yMin); e <= Math.log10(yMax) + 1e-9; e++) {
     const y = Math.pow(10, e);
     o.push(`<line x1="${ml}" y1="${Y(y)}" x2="${ml + pw}" y2="${Y(y)}" stroke="#ddd"/>`);
-    o.push(`<text x="${ml - 6}" y="${Y(y) + 4}" text-anchor="end">${fmtUs(y)}</text>`);
+    o.push(
+      `<text x="${ml - 6}" y="${Y(y) + 4}" text-anchor="end">${y >= 1e6 ? `${y / 1e6} s` : y >= 1e3 ? `${y / 1e3} ms` : `${y} µs`}</text>`,
+    );
   }
-  o.push(`<line x1="${ml}" y1="${mt + ph}" x2="${ml + pw}" y2="${mt + ph}" stroke="#333"/><line x1="${ml}" y1="${mt}" x2="${ml}" y2="${mt + ph}" stroke="#333"/>`);
-  o.push(`<text x="${ml + pw / 2}" y="${H - 18}" text-anchor="middle">throughput (verified msg/s)</text>`);
-  o.push(`<text transform="translate(18 ${mt + ph / 2}) rotate(-90)" text-anchor="middle">latency (log scale)</text>`);
+  o.push(
+    `<line x1="${ml}" y1="${mt + ph}" x2="${ml + pw}" y2="${mt + ph}" stroke="#333"/><line x1="${ml}" y1="${mt}" x2="${ml}" y2="${mt + ph}" stroke="#333"/>`,
+  );
+  o.push(
+    `<text x="${ml + pw / 2}" y="${H - 18}" text-anchor="middle">throughput (verified msg/s)</text>`,
+  );
+  o.push(
+    `<text transform="translate(18 ${mt + ph / 2}) rotate(-90)" text-anchor="middle">latency (log scale)</text>`,
+  );
   for (const s of series) {
-    const d = s.pts.map((p, i) => `${i ? "L" : "M"}${X(p.x).toFixed(1)} ${Y(p.y).toFixed(1)}`).join(" ");
-    o.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2" ${s.dash ? `stroke-dasharray="${s.dash}"` : ""}/>`);
+    const d = s.pts
+      .map((p, i) => `${i ? "L" : "M"}${X(p.x).toFixed(1)} ${Y(p.y).toFixed(1)}`)
+      .join(" ");
+    o.push(
+      `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="2" ${s.dash ? `stroke-dasharray="${s.dash}"` : ""}/>`,
+    );
     for (const p of s.pts) {
-      o.push(`<circle cx="${X(p.x).toFixed(1)}" cy="${Y(p.y).toFixed(1)}" r="4" fill="${s.dash ? "#fff" : s.color}" stroke="${s.color}" stroke-width="2"><title>${s.name} C=${p.C}: ${p.x} msg/s, ${fmtUs(p.y)}</title></circle>`);
-      o.push(`<text x="${(X(p.x) + 6).toFixed(1)}" y="${(Y(p.y) - 6).toFixed(1)}" fill="${s.color}" font-size="10">C=${p.C}</text>`);
+      o.push(
+        `<circle cx="${X(p.x).toFixed(1)}" cy="${Y(p.y).toFixed(1)}" r="4" fill="${s.dash ? "#fff" : s.color}" stroke="${s.color}" stroke-width="2"><title>${s.name} C=${p.C}: ${p.x} msg/s, ${fmtUs(p.y)}</title></circle>`,
+      );
+      o.push(
+        `<text x="${(X(p.x) + 6).toFixed(1)}" y="${(Y(p.y) - 6).toFixed(1)}" fill="${s.color}" font-size="10">C=${p.C}</text>`,
+      );
     }
   }
   series.forEach((s, i) => {
     const y = mt + 10 + i * 20;
-    o.push(`<line x1="${ml + pw + 20}" y1="${y}" x2="${ml + pw + 50}" y2="${y}" stroke="${s.color}" stroke-width="2" ${s.dash ? `stroke-dasharray="${s.dash}"` : ""}/>`);
+    o.push(
+      `<line x1="${ml + pw + 20}" y1="${y}" x2="${ml + pw + 50}" y2="${y}" stroke="${s.color}" stroke-width="2" ${s.dash ? `stroke-dasharray="${s.dash}"` : ""}/>`,
+    );
     o.push(`<text x="${ml + pw + 56}" y="${y + 4}">${esc(s.name)}</text>`);
   });
+  if (rawOffScale) {
+    const y0 = mt + 10 + series.length * 20 + 16;
+    o.push(
+      `<text x="${ml + pw + 20}" y="${y0}" fill="#2f9e44" font-weight="bold">raw JetStream (off scale)</text>`,
+    );
+    raw.forEach((w, i) => {
+      const y = y0 + 32 * i + 16;
+      o.push(
+        `<text x="${ml + pw + 20}" y="${y}" fill="#2f9e44" font-size="11">C=${w.in_flight}: ${w.throughput_msg_per_s} msg/s</text>`,
+      );
+      o.push(
+        `<text x="${ml + pw + 20}" y="${y + 14}" fill="#2f9e44" font-size="11">p50 ${fmtUs(w.latency_p50_us)} · p99 ${fmtUs(w.latency_p99_us)}</text>`,
+      );
+    });
+  }
   if (!series.length) o.push(`<text x="${ml + 20}" y="${mt + 30}">no saturation data</text>`);
   o.push("</svg>");
   return o.join("\n");

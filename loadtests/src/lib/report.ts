@@ -126,10 +126,16 @@ export function makeResult(p: {
     latency_p999_us: s.p999,
     error_rate: p.requests > 0 ? Math.round((errs / p.requests) * 1e6) / 1e6 : 0,
     errors_by_code: p.errors_by_code,
-    edge_rss_mib: p.edge_rss_bytes == null ? null : Math.round((p.edge_rss_bytes / 1048576) * 10) / 10,
+    edge_rss_mib:
+      p.edge_rss_bytes == null ? null : Math.round((p.edge_rss_bytes / 1048576) * 10) / 10,
     per_session_kib: p.per_session_kib ?? null,
     cpu_pct: p.cpu_pct ?? null,
-    extra: { latency_max_us: s.max, latency_mean_us: s.mean, histogram_clamped: p.hist.clamped, ...(p.extra ?? {}) },
+    extra: {
+      latency_max_us: s.max,
+      latency_mean_us: s.mean,
+      histogram_clamped: p.hist.clamped,
+      ...(p.extra ?? {}),
+    },
   };
 }
 

@@ -11,7 +11,14 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Pool } from "undici";
 import { HttpMcpSession, parseMcpUrl } from "../client/http.js";
-import { freePort, httpOk, startProcess, waitUntil, type Managed, type NatsHandle } from "./procs.js";
+import {
+  freePort,
+  httpOk,
+  startProcess,
+  waitUntil,
+  type Managed,
+  type NatsHandle,
+} from "./procs.js";
 import type { Target } from "./target.js";
 
 export const LOADTESTS_DIR = resolve(fileURLToPath(new URL("../..", import.meta.url)));
@@ -23,11 +30,22 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-export async function startReferenceServer(logDir?: string, opts: { json?: boolean } = {}): Promise<Running> {
+export async function startReferenceServer(
+  logDir?: string,
+  opts: { json?: boolean } = {},
+): Promise<Running> {
   const port = await freePort();
   const script = fileURLToPath(new URL("../reference-sdk-server.ts", import.meta.url));
-  const args = [...process.execArgv, script, "--port", String(port), ...(opts.json ? ["--json"] : [])];
-  const p = startProcess("sdk-reference", process.execPath, args, { logFile: logDir ? join(logDir, "sdk-reference.log") : undefined });
+  const args = [
+    ...process.execArgv,
+    script,
+    "--port",
+    String(port),
+    ...(opts.json ? ["--json"] : []),
+  ];
+  const p = startProcess("sdk-reference", process.execPath, args, {
+    logFile: logDir ? join(logDir, "sdk-reference.log") : undefined,
+  });
   const base = `http://127.0.0.1:${port}`;
   await waitUntil("sdk-reference", () => httpOk(`${base}/readyz`), 30_000, p);
   const target: Target = { name: "sdk-reference", mcpUrl: `${base}/mcp`, proc: { pid: p.pid } };
@@ -42,7 +60,8 @@ export function mcpqCliPath(): string {
 /** Returns a reason string when the mcpq stack cannot be started (CLI not built). */
 export function mcpqUnavailable(): string | null {
   const cli = mcpqCliPath();
-  if (!existsSync(cli)) return `mcpq CLI not found at ${cli} — build it first (pnpm -r build / tsc -b) or set MCPQ_CLI; mcpq workloads skipped`;
+  if (!existsSync(cli))
+    return `mcpq CLI not found at ${cli} — build it first (pnpm -r build / tsc -b) or set MCPQ_CLI; mcpq workloads skipped`;
   return null;
 }
 
@@ -52,28 +71,42 @@ export async function startMcpq(nats: NatsHandle, logDir?: string): Promise<Runn
   const env = { ...process.env, MCPQ_NATS_URL: nats.url };
   const extraEdge = (process.env.MCPQ_LT_EDGE_ARGS ?? "").split(" ").filter(Boolean);
   const extraWorker = (process.env.MCPQ_LT_WORKER_ARGS ?? "").split(" ").filter(Boolean);
-  const edge = startProcess("mcpq-edge", process.execPath, [cli, "edge", "--port", String(port), ...extraEdge], {
-    env,
-    cwd: REPO_DIR,
-    logFile: logDir ? join(logDir, "mcpq-edge.log") : undefined,
-  });
-  const worker = startProcess("mcpq-worker", process.execPath, [cli, "worker", "--catalog", process.env.MCPQ_LT_CATALOG ?? "example", ...extraWorker], {
-    env,
-    cwd: REPO_DIR,
-    logFile: logDir ? join(logDir, "mcpq-worker.log") : undefined,
-  });
+  const edge = startProcess(
+    "mcpq-edge",
+    process.execPath,
+    [cli, "edge", "--port", String(port), ...extraEdge],
+    {
+      env,
+      cwd: REPO_DIR,
+      logFile: logDir ? join(logDir, "mcpq-edge.log") : undefined,
+    },
+  );
+  const worker = startProcess(
+    "mcpq-worker",
+    process.execPath,
+    [cli, "worker", "--catalog", process.env.MCPQ_LT_CATALOG ?? "example", ...extraWorker],
+    {
+      env,
+      cwd: REPO_DIR,
+      logFile: logDir ? join(logDir, "mcpq-worker.log") : undefined,
+    },
+  );
   const base = `http://127.0.0.1:${port}`;
   const stopAll = async () => {
     await Promise.all([edge.stop(), worker.stop()]);
   };
   try {
     await waitUntil("mcpq edge /readyz", () => httpOk(`${base}/readyz`), 30_000, edge);
-    if (worker.child.exitCode !== null) throw new Error(`mcpq worker exited (${worker.child.exitCode}); log: ${worker.logPath}`);
+    if (worker.child.exitCode !== null)
+      throw new Error(`mcpq worker exited (${worker.child.exitCode}); log: ${worker.logPath}`);
     const target: Target = {
       name: "mcpq",
       mcpUrl: `${base}${process.env.MCPQ_LT_MCP_PATH ?? "/mcp"}`,
       wsUrl: `ws://127.0.0.1:${port}${process.env.MCPQ_LT_WS_PATH ?? "/ws"}`,
-      proc: { pid: edge.pid, metricsUrl: `${base}${process.env.MCPQ_LT_METRICS_PATH ?? "/metrics"}` },
+      proc: {
+        pid: edge.pid,
+        metricsUrl: `${base}${process.env.MCPQ_LT_METRICS_PATH ?? "/metrics"}`,
+      },
       siblings: { worker: worker.pid, nats: nats.proc.pid },
     };
     await waitForEcho(target, 30_000);

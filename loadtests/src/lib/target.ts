@@ -21,7 +21,8 @@ export interface Target {
 
 export type TransportKind = "http" | "ws";
 
-export const transportLabel = (t: TransportKind): string => (t === "http" ? "streamable-http" : "websocket");
+export const transportLabel = (t: TransportKind): string =>
+  t === "http" ? "streamable-http" : "websocket";
 
 export interface SessionSet {
   sessions: McpSession[];
@@ -31,7 +32,11 @@ export interface SessionSet {
 }
 
 /** Run `fn` over items with bounded concurrency. */
-export async function forEachLimit<T>(items: T[], limit: number, fn: (x: T, i: number) => Promise<void>): Promise<void> {
+export async function forEachLimit<T>(
+  items: T[],
+  limit: number,
+  fn: (x: T, i: number) => Promise<void>,
+): Promise<void> {
   let next = 0;
   const run = async () => {
     for (;;) {
@@ -75,7 +80,12 @@ export async function openSessions(
   target: Target,
   transport: TransportKind,
   n: number,
-  opts: { connections?: number; concurrency?: number; timeoutMs?: number; localAddress?: string } = {},
+  opts: {
+    connections?: number;
+    concurrency?: number;
+    timeoutMs?: number;
+    localAddress?: string;
+  } = {},
 ): Promise<SessionSet> {
   const failures: Record<string, number> = {};
   const sessions: McpSession[] = [];
@@ -101,7 +111,8 @@ export async function openSessions(
       failures,
       dispatcher: pool,
       async close(deleteSessions = true) {
-        if (deleteSessions) await forEachLimit(sessions, 32, (s) => s.close());
+        if (deleteSessions)
+          await forEachLimit(sessions, 64, (s) => (s as HttpMcpSession).close(2000));
         await pool.close().catch(() => pool.destroy());
       },
     };
@@ -110,7 +121,12 @@ export async function openSessions(
   const wsUrl = target.wsUrl;
   await forEachLimit(Array.from({ length: n }), concurrency, async () => {
     try {
-      sessions.push(await WsMcpSession.open({ url: wsUrl, toolName: target.toolName, localAddress: opts.localAddress }, timeoutMs));
+      sessions.push(
+        await WsMcpSession.open(
+          { url: wsUrl, toolName: target.toolName, localAddress: opts.localAddress },
+          timeoutMs,
+        ),
+      );
     } catch (e) {
       fail(e);
     }

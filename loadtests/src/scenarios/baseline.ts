@@ -4,7 +4,13 @@
  */
 import { openLoop, outcomeLine } from "../lib/drivers.js";
 import { makeResult, type WorkloadResult } from "../lib/report.js";
-import { openSessions, failuresLine, transportLabel, type Target, type TransportKind } from "../lib/target.js";
+import {
+  openSessions,
+  failuresLine,
+  transportLabel,
+  type Target,
+  type TransportKind,
+} from "../lib/target.js";
 import { cpuSet, defaultLog, rssSampler, type Log } from "./common.js";
 
 export interface BaselineOpts {
@@ -25,7 +31,9 @@ export async function runBaseline(target: Target, o: BaselineOpts): Promise<Work
   const set = await openSessions(target, o.transport, S, { connections: Math.max(S, 64) });
   if (set.sessions.length < S) {
     await set.close();
-    throw new Error(`${id}: opened ${set.sessions.length}/${S} sessions (${failuresLine(set.failures)})`);
+    throw new Error(
+      `${id}: opened ${set.sessions.length}/${S} sessions (${failuresLine(set.failures)})`,
+    );
   }
   const rss = rssSampler(target);
   const cpu = cpuSet(target);
@@ -44,7 +52,9 @@ export async function runBaseline(target: Target, o: BaselineOpts): Promise<Work
   const c = cpu.stop();
   await rss.stop();
   await set.close();
-  log(`    ${id}: ${outcomeLine(st)} offered=${st.offered_rate}/s sent=${st.achieved_send_rate}/s send_lag_p99=${st.send_lag_p99_us}us`);
+  log(
+    `    ${id}: ${outcomeLine(st)} offered=${st.offered_rate}/s sent=${st.achieved_send_rate}/s send_lag_p99=${st.send_lag_p99_us}us`,
+  );
   return makeResult({
     workload_id: id,
     target: target.name,

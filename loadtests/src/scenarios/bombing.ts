@@ -13,7 +13,13 @@ import { closedLoop, openLoop, outcomeLine } from "../lib/drivers.js";
 import { median } from "../lib/histogram.js";
 import { makeResult, type WorkloadResult } from "../lib/report.js";
 import { mib } from "../lib/procstat.js";
-import { openSessions, failuresLine, transportLabel, type Target, type TransportKind } from "../lib/target.js";
+import {
+  openSessions,
+  failuresLine,
+  transportLabel,
+  type Target,
+  type TransportKind,
+} from "../lib/target.js";
 import { cpuSet, defaultLog, rssSampler, type Log } from "./common.js";
 
 export interface BombingOpts {
@@ -47,17 +53,28 @@ export async function runBombing(target: Target, o: BombingOpts): Promise<Worklo
   if (storm.sessions.length === 0 || probe.sessions.length === 0) {
     await storm.close();
     await probe.close();
-    throw new Error(`${id}: could not open sessions (storm: ${failuresLine(storm.failures)}, probe: ${failuresLine(probe.failures)})`);
+    throw new Error(
+      `${id}: could not open sessions (storm: ${failuresLine(storm.failures)}, probe: ${failuresLine(probe.failures)})`,
+    );
   }
 
   const rss = rssSampler(target, 200);
   const rssBefore = await rss.sampleNow();
 
   // 1. pre-storm reference
-  const pre = await closedLoop({ sessions: probe.sessions, inFlight: 16, durationMs: o.preStormMs ?? 2000, warmupMs: 1000, tag: `${id}-pre` });
+  const pre = await closedLoop({
+    sessions: probe.sessions,
+    inFlight: 16,
+    durationMs: o.preStormMs ?? 2000,
+    warmupMs: 1000,
+    tag: `${id}-pre`,
+  });
   const preP50 = pre.hist.p(50);
-  if (preP50 === null) throw new Error(`${id}: pre-storm probe got no successful response (${outcomeLine(pre)})`);
-  log(`    ${id}: pre-storm probe p50=${preP50}us (${Math.round(pre.ok / pre.duration_s)}/s); storm ${rate}/s (${mult}× ${o.capacity}) for ${stormMs / 1000}s over ${storm.sessions.length} sessions`);
+  if (preP50 === null)
+    throw new Error(`${id}: pre-storm probe got no successful response (${outcomeLine(pre)})`);
+  log(
+    `    ${id}: pre-storm probe p50=${preP50}us (${Math.round(pre.ok_in_window / pre.duration_s)}/s); storm ${rate}/s (${mult}× ${o.capacity}) for ${stormMs / 1000}s over ${storm.sessions.length} sessions`,
+  );
 
   // 2. storm
   rss.start();
@@ -89,7 +106,13 @@ export async function runBombing(target: Target, o: BombingOpts): Promise<Worklo
     if (win.length < 3) return;
     const okLat = win.filter((x) => x.ok).map((x) => x.lat);
     const p50 = median(okLat);
-    if (p50 !== null && p50 <= 2 * preP50 && okLat.length / win.length >= 0.9 && recoveredAt === null) recoveredAt = now;
+    if (
+      p50 !== null &&
+      p50 <= 2 * preP50 &&
+      okLat.length / win.length >= 0.9 &&
+      recoveredAt === null
+    )
+      recoveredAt = now;
   }, 20);
   const rec = await closedLoop({
     sessions: probe.sessions,
@@ -102,7 +125,8 @@ export async function runBombing(target: Target, o: BombingOpts): Promise<Worklo
     stop: () => recoveredAt !== null,
   });
   clearInterval(check);
-  const recoveryS = recoveredAt !== null ? Math.round(((recoveredAt - stormEndMs) / 1000) * 1000) / 1000 : null;
+  const recoveryS =
+    recoveredAt !== null ? Math.round(((recoveredAt - stormEndMs) / 1000) * 1000) / 1000 : null;
 
   const st = await stormP; // all storm requests settled (each bounded by its timeout)
   await rss.stop();
@@ -111,9 +135,12 @@ export async function runBombing(target: Target, o: BombingOpts): Promise<Worklo
   await probe.close();
 
   const accounted = st.outcomes.ok + st.outcomes.rejected + st.outcomes.timeout + st.outcomes.error;
-  log(`    ${id}: storm ${outcomeLine(st)} (scheduled ${st.scheduled}, accounted ${accounted}, sent ${st.achieved_send_rate}/s); ` +
-    `recovery ${recoveryS === null ? `NOT within ${bound / 1000}s` : `${recoveryS}s`}`);
-  if (accounted !== st.scheduled) log(`    WARNING: ${st.scheduled - accounted} storm requests unaccounted`);
+  log(
+    `    ${id}: storm ${outcomeLine(st)} (scheduled ${st.scheduled}, accounted ${accounted}, sent ${st.achieved_send_rate}/s); ` +
+      `recovery ${recoveryS === null ? `NOT within ${bound / 1000}s` : `${recoveryS}s`}`,
+  );
+  if (accounted !== st.scheduled)
+    log(`    WARNING: ${st.scheduled - accounted} storm requests unaccounted`);
 
   return makeResult({
     workload_id: id,
@@ -143,10 +170,15 @@ export async function runBombing(target: Target, o: BombingOpts): Promise<Worklo
       never_sent: st.never_sent,
       client_limited: st.achieved_send_rate < 0.9 * rate && st.max_queued_seen < 2,
       pre_storm_p50_us: preP50,
-      pre_storm_throughput_msg_per_s: Math.round(pre.ok / pre.duration_s),
+      pre_storm_throughput_msg_per_s: Math.round(pre.ok_in_window / pre.duration_s),
       recovery_s: recoveryS,
       recovery_bound_s: bound / 1000,
-      recovery_probe: { requests: rec.requests, outcomes: rec.outcomes, p50_us: rec.hist.p(50), p99_us: rec.hist.p(99) },
+      recovery_probe: {
+        requests: rec.requests,
+        outcomes: rec.outcomes,
+        p50_us: rec.hist.p(50),
+        p99_us: rec.hist.p(99),
+      },
       edge_rss_before_mib: mib(rssBefore),
       edge_rss_after_mib: mib(rssAfter),
       edge_rss_peak_mib: mib(rss.peak),

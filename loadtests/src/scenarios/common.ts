@@ -10,7 +10,9 @@ export interface CpuSet {
 export function cpuSet(target: Target): CpuSet {
   const main = new CpuMeter(target.proc.pid);
   const self = new CpuMeter("self");
-  const sib = Object.entries(target.siblings ?? {}).map(([k, pid]) => [k, new CpuMeter(pid)] as const);
+  const sib = Object.entries(target.siblings ?? {}).map(
+    ([k, pid]) => [k, new CpuMeter(pid)] as const,
+  );
   return {
     start() {
       main.start();

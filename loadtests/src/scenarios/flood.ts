@@ -9,12 +9,20 @@
  * per_session_kib = (edge RSS while held − edge RSS before ramp) / sessions held.
  */
 import { closedLoop, outcomeLine } from "../lib/drivers.js";
+import { median } from "../lib/histogram.js";
 import { HttpMcpSession, parseMcpUrl, type HeldStream } from "../client/http.js";
 import { WsMcpSession } from "../client/ws.js";
 import type { Outcome } from "../client/types.js";
 import { makeResult, openFilesLimit, type WorkloadResult } from "../lib/report.js";
 import { mib } from "../lib/procstat.js";
-import { forEachLimit, httpAgent, openSessions, transportLabel, type Target, type TransportKind } from "../lib/target.js";
+import {
+  forEachLimit,
+  httpAgent,
+  openSessions,
+  transportLabel,
+  type Target,
+  type TransportKind,
+} from "../lib/target.js";
 import { cpuSet, defaultLog, rssSampler, type Log } from "./common.js";
 import type { Agent } from "undici";
 import { spawnSync } from "node:child_process";
@@ -22,7 +30,10 @@ import { spawnSync } from "node:child_process";
 /** Count established client sockets to `port` by source address (via `ss`; null if unavailable). */
 function sourceAddressCounts(port: number): Record<string, number> | null {
   try {
-    const r = spawnSync("ss", ["-Htn", "state", "established", `( dport = :${port} )`], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+    const r = spawnSync("ss", ["-Htn", "state", "established", `( dport = :${port} )`], {
+      encoding: "utf8",
+      maxBuffer: 64 * 1024 * 1024,
+    });
     if (r.status !== 0) return null;
     const counts: Record<string, number> = {};
     for (const line of r.stdout.split("\n")) {
@@ -43,7 +54,10 @@ export interface FloodOpts {
   sessions: number;
   rampConcurrency?: number;
   perAddress?: number;
+  /** stop opening new sessions after this long (default 30 s; the bench uses 300 s in --full) */
   rampTimeoutMs?: number;
+  /** overall bound for closing sessions afterwards (default 20 s; then sockets are destroyed) */
+  teardownTimeoutMs?: number;
   probeMs?: number;
   probeInFlight?: number;
   timeoutMs?: number;
@@ -57,18 +71,25 @@ export async function runFlood(target: Target, o: FloodOpts): Promise<WorkloadRe
   const want = o.sessions;
   const id = `flood-${o.transport}-${want}`;
   const limit = openFilesLimit();
-  log(`    ${id}: ulimit -n = ${limit ?? "unknown"} (client side; the target inherits the same limit when spawned by the bench)`);
+  log(
+    `    ${id}: ulimit -n = ${limit ?? "unknown"} (client side; the target inherits the same limit when spawned by the bench)`,
+  );
   let N = want;
   let capped = false;
   if (limit !== null && limit < want + FD_HEADROOM) {
     N = Math.max(0, limit - FD_HEADROOM);
     capped = true;
-    log(`    WARNING: ulimit -n ${limit} is too low for ${want} sessions (need ≥ ${want + FD_HEADROOM} on BOTH client and edge); ` +
-      `capping at ${N}. Raise it with e.g. \`ulimit -n 1048576\` (and fs.nr_open / systemd LimitNOFILE) before --full floods.`);
+    log(
+      `    WARNING: ulimit -n ${limit} is too low for ${want} sessions (need ≥ ${want + FD_HEADROOM} on BOTH client and edge); ` +
+        `capping at ${N}. Raise it with e.g. \`ulimit -n 1048576\` (and fs.nr_open / systemd LimitNOFILE) before --full floods.`,
+    );
   }
   const perAddr = o.perAddress ?? 10_000;
   const nAddr = Math.max(1, Math.ceil(N / perAddr));
-  const addrs = Array.from({ length: nAddr }, (_, i) => `127.0.${Math.floor((i + 2) / 256)}.${(i + 2) % 256}`);
+  const addrs = Array.from(
+    { length: nAddr },
+    (_, i) => `127.0.${Math.floor((i + 2) / 256)}.${(i + 2) % 256}`,
+  );
   const timeout = o.timeoutMs ?? 10_000;
   const probeC = o.probeInFlight ?? 16;
 
@@ -79,8 +100,17 @@ export async function runFlood(target: Target, o: FloodOpts): Promise<WorkloadRe
     throw new Error(`${id}: probe sessions could not be opened`);
   }
   const rss = rssSampler(target, 500);
-  await new Promise((r) => setTimeout(r, 300));
-  const rssBefore = await rss.sampleNow();
+  // median of 5 samples 200 ms apart, before and while held (GC makes single samples jumpy)
+  const medianRss = async (): Promise<number | null> => {
+    const v: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const x = await rss.sampleNow();
+      if (x !== null) v.push(x);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return median(v);
+  };
+  const rssBefore = await medianRss();
   rss.start();
 
   const failures: Record<string, number> = {};
@@ -94,7 +124,7 @@ export async function runFlood(target: Target, o: FloodOpts): Promise<WorkloadRe
   const httpHeld: { s: HttpMcpSession; g: HeldStream }[] = [];
   const wsHeld: WsMcpSession[] = [];
   const rampStart = performance.now();
-  const rampDeadline = rampStart + (o.rampTimeoutMs ?? 120_000);
+  const rampDeadline = rampStart + (o.rampTimeoutMs ?? 30_000);
   let lastLog = rampStart;
   let deadlineHit = false;
   const established = () => httpHeld.length + wsHeld.length;
@@ -116,7 +146,12 @@ export async function runFlood(target: Target, o: FloodOpts): Promise<WorkloadRe
           void s.close();
         }
       } else {
-        wsHeld.push(await WsMcpSession.open({ url: target.wsUrl!, localAddress: addrs[k], toolName: target.toolName }, timeout));
+        wsHeld.push(
+          await WsMcpSession.open(
+            { url: target.wsUrl!, localAddress: addrs[k], toolName: target.toolName },
+            timeout,
+          ),
+        );
       }
     } catch (e) {
       fail(e);
@@ -129,13 +164,16 @@ export async function runFlood(target: Target, o: FloodOpts): Promise<WorkloadRe
   });
   const rampS = (performance.now() - rampStart) / 1000;
   const held = established();
-  log(`    ${id}: ramped ${held}/${N} in ${rampS.toFixed(1)} s over ${nAddr} source address(es) ${addrs[0]}..${addrs[nAddr - 1]}` +
-    `${Object.keys(failures).length ? ` failures=${JSON.stringify(failures)}` : ""}${deadlineHit ? " (ramp deadline hit)" : ""}`);
+  log(
+    `    ${id}: ramped ${held}/${N} in ${rampS.toFixed(1)} s over ${nAddr} source address(es) ${addrs[0]}..${addrs[nAddr - 1]}` +
+      `${Object.keys(failures).length ? ` failures=${JSON.stringify(failures)}` : ""}${deadlineHit ? " (ramp deadline hit)" : ""}`,
+  );
 
   await new Promise((r) => setTimeout(r, 1000));
-  const rssHeld = await rss.sampleNow();
+  const rssHeld = await medianRss();
   const srcCounts = sourceAddressCounts(Number(new URL(target.mcpUrl).port));
-  if (srcCounts) log(`    ${id}: established client sockets by source address: ${JSON.stringify(srcCounts)}`);
+  if (srcCounts)
+    log(`    ${id}: established client sockets by source address: ${JSON.stringify(srcCounts)}`);
 
   const cpu = cpuSet(target);
   cpu.start();
@@ -148,24 +186,40 @@ export async function runFlood(target: Target, o: FloodOpts): Promise<WorkloadRe
     tag: id,
   });
   const c = cpu.stop();
-  const aliveAfter = o.transport === "http" ? httpHeld.filter((h) => !h.g.closed).length : wsHeld.filter((w) => !w.closed).length;
+  const aliveAfter =
+    o.transport === "http"
+      ? httpHeld.filter((h) => !h.g.closed).length
+      : wsHeld.filter((w) => !w.closed).length;
   await rss.stop();
   log(`    ${id}: probe ${outcomeLine(st)}; still held after probe: ${aliveAfter}/${held}`);
 
-  // teardown
+  // teardown (bounded): close streams/sockets, DELETE sessions with a short timeout, then destroy
   const tdStart = performance.now();
+  const tdDeadline = tdStart + (o.teardownTimeoutMs ?? 20_000);
+  let deleteSkipped = 0;
   if (o.transport === "http") {
     for (const h of httpHeld) h.g.close();
-    await forEachLimit(httpHeld, 64, (h) => h.s.close());
-    await Promise.all(agents.map((a) => a.close().catch(() => a.destroy())));
+    await forEachLimit(httpHeld, 128, async (h) => {
+      if (performance.now() > tdDeadline) {
+        deleteSkipped++;
+        return;
+      }
+      await h.s.close(2000);
+    });
+    await Promise.all(agents.map((a) => a.destroy().catch(() => undefined)));
   } else {
-    await forEachLimit(wsHeld, 256, (w) => w.close());
+    for (const w of wsHeld) w.terminate();
   }
   await probe.close();
-  log(`    ${id}: teardown ${((performance.now() - tdStart) / 1000).toFixed(1)} s`);
+  const teardownS = (performance.now() - tdStart) / 1000;
+  log(
+    `    ${id}: teardown ${teardownS.toFixed(1)} s${deleteSkipped ? ` (${deleteSkipped} DELETEs skipped at the teardown deadline)` : ""}`,
+  );
 
   const perSessionKib =
-    rssBefore !== null && rssHeld !== null && held > 0 ? Math.round(((rssHeld - rssBefore) / held / 1024) * 100) / 100 : null;
+    rssBefore !== null && rssHeld !== null && held > 0
+      ? Math.round(((rssHeld - rssBefore) / held / 1024) * 100) / 100
+      : null;
   return makeResult({
     workload_id: id,
     target: target.name,
@@ -174,7 +228,7 @@ export async function runFlood(target: Target, o: FloodOpts): Promise<WorkloadRe
     in_flight: probeC,
     duration_s: st.duration_s,
     requests: st.requests,
-    ok: st.ok,
+    ok: st.ok_in_window,
     hist: st.hist,
     errors_by_code: st.errors_by_code,
     edge_rss_bytes: rssHeld,
@@ -190,6 +244,10 @@ export async function runFlood(target: Target, o: FloodOpts): Promise<WorkloadRe
       ramp_sessions_per_s: rampS > 0 ? Math.round(held / rampS) : null,
       open_failures: failures,
       held_after_probe: aliveAfter,
+      ramp_deadline_hit: deadlineHit,
+      teardown_s: Math.round(teardownS * 10) / 10,
+      teardown_deletes_skipped: deleteSkipped,
+      probe_completed_after_window: st.completed_after_window,
       source_addresses: addrs,
       client_sockets_by_source_address: srcCounts,
       edge_rss_before_mib: mib(rssBefore),

@@ -5,7 +5,13 @@
  */
 import { closedLoop, outcomeLine } from "../lib/drivers.js";
 import { makeResult, type WorkloadResult } from "../lib/report.js";
-import { openSessions, failuresLine, transportLabel, type Target, type TransportKind } from "../lib/target.js";
+import {
+  openSessions,
+  failuresLine,
+  transportLabel,
+  type Target,
+  type TransportKind,
+} from "../lib/target.js";
 import { cpuSet, defaultLog, rssSampler, type Log } from "./common.js";
 
 export interface SaturationOpts {
@@ -58,12 +64,18 @@ export async function runSaturation(target: Target, o: SaturationOpts): Promise<
       in_flight: C,
       duration_s: st.duration_s,
       requests: st.requests,
-      ok: st.ok,
+      ok: st.ok_in_window,
       hist: st.hist,
       errors_by_code: st.errors_by_code,
       edge_rss_bytes: rss.peak,
       cpu_pct: c.cpu_pct,
-      extra: { ...c.extra, outcomes: st.outcomes, tail_excluded: st.tail_excluded, session_open_failures: set.failures, warmup_s: warm / 1000 },
+      extra: {
+        ...c.extra,
+        outcomes: st.outcomes,
+        completed_after_window: st.completed_after_window,
+        session_open_failures: set.failures,
+        warmup_s: warm / 1000,
+      },
     });
     log(`    ${id}: ${outcomeLine(st)}`);
     out.push(r);

@@ -6,7 +6,13 @@
 import { openLoop, outcomeLine } from "../lib/drivers.js";
 import { makeResult, type WorkloadResult } from "../lib/report.js";
 import { mib, sampleRss } from "../lib/procstat.js";
-import { openSessions, failuresLine, transportLabel, type Target, type TransportKind } from "../lib/target.js";
+import {
+  openSessions,
+  failuresLine,
+  transportLabel,
+  type Target,
+  type TransportKind,
+} from "../lib/target.js";
 import { cpuSet, defaultLog, type Log } from "./common.js";
 
 export interface SoakOpts {
@@ -25,7 +31,8 @@ export async function runSoak(target: Target, o: SoakOpts): Promise<WorkloadResu
   const rate = Math.max(1, Math.round(o.capacity * frac));
   const id = `soak-${o.transport}-${o.minutes}min`;
   const set = await openSessions(target, o.transport, S, { connections: 64 });
-  if (set.sessions.length === 0) throw new Error(`${id}: no sessions (${failuresLine(set.failures)})`);
+  if (set.sessions.length === 0)
+    throw new Error(`${id}: no sessions (${failuresLine(set.failures)})`);
   const samples: { t: number; rss: number }[] = [];
   const t0 = performance.now();
   const sample = async () => {
@@ -37,7 +44,14 @@ export async function runSoak(target: Target, o: SoakOpts): Promise<WorkloadResu
   const cpu = cpuSet(target);
   cpu.start();
   log(`    ${id}: ${rate}/s (${frac * 100}% of ${o.capacity}) for ${o.minutes} min`);
-  const st = await openLoop({ sessions: set.sessions, ratePerS: rate, durationMs: o.minutes * 60_000, timeoutMs: 5000, maxInFlight: 64, tag: id });
+  const st = await openLoop({
+    sessions: set.sessions,
+    ratePerS: rate,
+    durationMs: o.minutes * 60_000,
+    timeoutMs: 5000,
+    maxInFlight: 64,
+    tag: id,
+  });
   const c = cpu.stop();
   clearInterval(timer);
   await sample();
@@ -61,7 +75,9 @@ export async function runSoak(target: Target, o: SoakOpts): Promise<WorkloadResu
   const steadyFirst = steady[0]?.rss ?? null;
   const last = samples[samples.length - 1]?.rss ?? null;
   const peak = samples.length ? Math.max(...samples.map((s) => s.rss)) : null;
-  log(`    ${id}: ${outcomeLine(st)} rss ${mib(first)} → ${mib(last)} MiB (slope ${slope} MiB/min)`);
+  log(
+    `    ${id}: ${outcomeLine(st)} rss ${mib(first)} → ${mib(last)} MiB (slope ${slope} MiB/min)`,
+  );
   return makeResult({
     workload_id: id,
     target: target.name,

@@ -2,9 +2,15 @@ import { describe, expect, it } from "vitest";
 import { JetStreamApiError } from "@nats-io/jetstream";
 import { errors } from "@nats-io/transport-node";
 import { ErrorCode } from "@mcpq/protocol";
-import { BROKER_UNAVAILABLE_REASON, QUEUE_FULL_REASON, TARGET_QUEUE_FULL_REASON, publishFailure } from "@mcpq/bus";
+import {
+  BROKER_UNAVAILABLE_REASON,
+  QUEUE_FULL_REASON,
+  TARGET_QUEUE_FULL_REASON,
+  publishFailure,
+} from "@mcpq/bus";
 
-const api = (err_code: number, code: number, description: string) => new JetStreamApiError({ err_code, code, description });
+const api = (err_code: number, code: number, description: string) =>
+  new JetStreamApiError({ err_code, code, description });
 
 // Pure mapping (the real full-stream path runs against nats-server in services/edge/test/overload-stream-full.test.ts).
 describe("publishFailure: JetStream publish errors -> client-facing errors", () => {
@@ -22,7 +28,10 @@ describe("publishFailure: JetStream publish errors -> client-facing errors", () 
     [new Error("maximum messages exceeded"), QUEUE_FULL_REASON],
     [api(10008, 503, "JetStream system temporarily unavailable"), BROKER_UNAVAILABLE_REASON],
     // What nats.js throws for "no responders" on a JetStream publish (class not exported).
-    [Object.assign(new Error("jetstream is not enabled"), { name: "JetStreamNotEnabled" }), BROKER_UNAVAILABLE_REASON],
+    [
+      Object.assign(new Error("jetstream is not enabled"), { name: "JetStreamNotEnabled" }),
+      BROKER_UNAVAILABLE_REASON,
+    ],
     [new errors.TimeoutError(), BROKER_UNAVAILABLE_REASON],
     [new errors.ClosedConnectionError(), BROKER_UNAVAILABLE_REASON],
   ])("%s -> overloaded (%s)", (err, reason) => {

@@ -59,7 +59,7 @@ export const EdgeEnvSchema = z.object({
   /** Global in-flight cap: routed requests this edge may have waiting at once (-32010 / 503 beyond). */
   MCPQ_MAX_PENDING_REQUESTS: int(4_096),
   /** Routed requests one session may have waiting at once (-32011 / 429 beyond); 0 = unlimited. */
-  MCPQ_MAX_IN_FLIGHT_PER_SESSION: int(64),
+  MCPQ_MAX_IN_FLIGHT_PER_SESSION: int(512),
   /** tools/call token-bucket refill per principal (per session when anonymous), per second; 0 = off. */
   MCPQ_TOOL_RATE_PER_SEC: z.coerce.number().nonnegative().default(200),
   /** tools/call token-bucket size (calls allowed at once before the rate applies). */

@@ -10,17 +10,39 @@ const CIRCUIT_VALUE: Record<CircuitState, number> = { closed: 0, half_open: 1, o
  * admissions, rejections by reason, edge-side deadline expiries, circuit states, buffered bytes,
  * and the broker-side queue figures polled by `startBusStats`.
  */
-export function overloadMetrics(registry: Registry, sources: { buffers: BufferBudget; inFlight: () => number }) {
-  const admittedTotal = new Counter({ name: "mcpq_edge_admitted_total", help: "Routed requests admitted, by target kind", labelNames: ["kind"] as const, registers: [registry] });
+export function overloadMetrics(
+  registry: Registry,
+  sources: { buffers: BufferBudget; inFlight: () => number },
+) {
+  const admittedTotal = new Counter({
+    name: "mcpq_edge_admitted_total",
+    help: "Routed requests admitted, by target kind",
+    labelNames: ["kind"] as const,
+    registers: [registry],
+  });
   const rejectedTotal = new Counter({
     name: "mcpq_edge_rejected_total",
     help: "Requests refused with a retryable error, by reason (session_in_flight, edge_in_flight, fair_share, buffered_bytes, rate_limited, circuit_open, stream_full, target_queue_full, broker_unavailable, other)",
     labelNames: ["reason"] as const,
     registers: [registry],
   });
-  const expiredTotal = new Counter({ name: "mcpq_edge_deadline_expired_total", help: "Requests answered -32001 because their deadline passed on this edge", registers: [registry] });
-  const circuitState = new Gauge({ name: "mcpq_edge_circuit_state", help: "Circuit per worker pool: 0 closed, 1 half-open, 2 open", labelNames: ["pool"] as const, registers: [registry] });
-  const circuitOpened = new Counter({ name: "mcpq_edge_circuit_opened_total", help: "Times a pool's circuit opened", labelNames: ["pool"] as const, registers: [registry] });
+  const expiredTotal = new Counter({
+    name: "mcpq_edge_deadline_expired_total",
+    help: "Requests answered -32001 because their deadline passed on this edge",
+    registers: [registry],
+  });
+  const circuitState = new Gauge({
+    name: "mcpq_edge_circuit_state",
+    help: "Circuit per worker pool: 0 closed, 1 half-open, 2 open",
+    labelNames: ["pool"] as const,
+    registers: [registry],
+  });
+  const circuitOpened = new Counter({
+    name: "mcpq_edge_circuit_opened_total",
+    help: "Times a pool's circuit opened",
+    labelNames: ["pool"] as const,
+    registers: [registry],
+  });
   new Gauge({
     name: "mcpq_edge_buffered_bytes",
     help: "Bytes held for clients in send buffers and outbound queues across the edge",
@@ -37,11 +59,34 @@ export function overloadMetrics(registry: Registry, sources: { buffers: BufferBu
       this.set(sources.inFlight());
     },
   });
-  const streamMessages = new Gauge({ name: "mcpq_edge_request_stream_messages", help: "Messages queued in MCPQ_REQ (polled)", registers: [registry] });
-  const streamBytes = new Gauge({ name: "mcpq_edge_request_stream_bytes", help: "Bytes queued in MCPQ_REQ (polled)", registers: [registry] });
-  const poolPending = new Gauge({ name: "mcpq_edge_pool_pending", help: "Requests of a pool not yet delivered to a worker (polled consumer num_pending)", labelNames: ["pool"] as const, registers: [registry] });
-  const poolAckPending = new Gauge({ name: "mcpq_edge_pool_ack_pending", help: "Requests delivered to a pool's workers and not yet acked (polled; bounded by MCPQ_MAX_ACK_PENDING)", labelNames: ["pool"] as const, registers: [registry] });
-  const poolWaiting = new Gauge({ name: "mcpq_edge_pool_waiting_pulls", help: "Pull requests waiting on a pool consumer (polled; 0 means no worker is pulling)", labelNames: ["pool"] as const, registers: [registry] });
+  const streamMessages = new Gauge({
+    name: "mcpq_edge_request_stream_messages",
+    help: "Messages queued in MCPQ_REQ (polled)",
+    registers: [registry],
+  });
+  const streamBytes = new Gauge({
+    name: "mcpq_edge_request_stream_bytes",
+    help: "Bytes queued in MCPQ_REQ (polled)",
+    registers: [registry],
+  });
+  const poolPending = new Gauge({
+    name: "mcpq_edge_pool_pending",
+    help: "Requests of a pool not yet delivered to a worker (polled consumer num_pending)",
+    labelNames: ["pool"] as const,
+    registers: [registry],
+  });
+  const poolAckPending = new Gauge({
+    name: "mcpq_edge_pool_ack_pending",
+    help: "Requests delivered to a pool's workers and not yet acked (polled; bounded by MCPQ_MAX_ACK_PENDING)",
+    labelNames: ["pool"] as const,
+    registers: [registry],
+  });
+  const poolWaiting = new Gauge({
+    name: "mcpq_edge_pool_waiting_pulls",
+    help: "Pull requests waiting on a pool consumer (polled; 0 means no worker is pulling)",
+    labelNames: ["pool"] as const,
+    registers: [registry],
+  });
 
   const admission: AdmissionMetrics = {
     admitted: (kind) => admittedTotal.inc({ kind }),

@@ -5,7 +5,9 @@ import { stack } from "./support/stack.js";
 import { metricValue, rawSession } from "./support/raw-http.js";
 
 describe("request deadlines", () => {
-  it("a call whose deadline passes while queued gets -32001 from the edge and is never run by a worker", async ({ nats }) => {
+  it("a call whose deadline passes while queued gets -32001 from the edge and is never run by a worker", async ({
+    nats,
+  }) => {
     const s = await stack(nats, { workerEnv: { MCPQ_WORKER_CONCURRENCY: "1" } });
     try {
       const edge = s.edges[0]!.runtime;
@@ -16,14 +18,27 @@ describe("request deadlines", () => {
       expect(busy.status).toBe(200);
       const expired = await a.call("echo", { text: "too late" }, { "io.mcpq/timeoutMs": 300 });
       expect(expired.status).toBe(200);
-      expect(expired.message?.error).toMatchObject({ code: ErrorCode.RequestTimeout, data: { timeoutMs: 300 } });
-      expect((await busy.done).message?.result).toEqual({ content: [{ type: "text", text: "slept 3000 ms" }] });
+      expect(expired.message?.error).toMatchObject({
+        code: ErrorCode.RequestTimeout,
+        data: { timeoutMs: 300 },
+      });
+      expect((await busy.done).message?.result).toEqual({
+        content: [{ type: "text", text: "slept 3000 ms" }],
+      });
       // The worker pulled the echo only after its deadline: dropped (term), never handled.
-      await eventually(async () => (await metricValue(worker.registry, "mcpq_worker_deadline_expired_total")) === 1, { what: "worker drop" });
-      expect(await metricValue(worker.registry, "mcpq_worker_requests_total", { method: "tools/call" })).toBe(1);
+      await eventually(
+        async () =>
+          (await metricValue(worker.registry, "mcpq_worker_deadline_expired_total")) === 1,
+        { what: "worker drop" },
+      );
+      expect(
+        await metricValue(worker.registry, "mcpq_worker_requests_total", { method: "tools/call" }),
+      ).toBe(1);
       expect(await metricValue(edge.registry, "mcpq_edge_deadline_expired_total")).toBe(1);
       // The pool keeps working, and one expiry did not open its circuit.
-      expect((await a.call("echo", { text: "on time" })).message?.result).toEqual({ content: [{ type: "text", text: "on time" }] });
+      expect((await a.call("echo", { text: "on time" })).message?.result).toEqual({
+        content: [{ type: "text", text: "on time" }],
+      });
       expect(edge.admission.circuitState("example")).toBe("closed");
     } finally {
       await s.close();

@@ -4,10 +4,16 @@ import { ErrorCode } from "@mcpq/protocol";
 import { stack } from "./support/stack.js";
 import { metricValue, rawSession, type RawReply } from "./support/raw-http.js";
 
-const RETRYABLE = new Set<number>([ErrorCode.Overloaded, ErrorCode.RateLimited, ErrorCode.Unavailable]);
+const RETRYABLE = new Set<number>([
+  ErrorCode.Overloaded,
+  ErrorCode.RateLimited,
+  ErrorCode.Unavailable,
+]);
 
 describe("storm with small limits", () => {
-  it("hundreds of concurrent calls over several sessions: each ends in its correct result or an explicit rejection; buffers return to zero", async ({ nats }) => {
+  it("hundreds of concurrent calls over several sessions: each ends in its correct result or an explicit rejection; buffers return to zero", async ({
+    nats,
+  }) => {
     const s = await stack(nats, {
       edges: 2,
       edgeEnv: {
@@ -21,12 +27,19 @@ describe("storm with small limits", () => {
     try {
       const SESSIONS = 8;
       const PER_SESSION = 60;
-      const sessions = await Promise.all(Array.from({ length: SESSIONS }, (_, i) => rawSession(s.edges[i % 2]!.url)));
+      const sessions = await Promise.all(
+        Array.from({ length: SESSIONS }, (_, i) => rawSession(s.edges[i % 2]!.url)),
+      );
       const calls = sessions.flatMap((sess, si) =>
         Array.from({ length: PER_SESSION }, (_, ci) => {
           const text = `s${si}-c${ci}-${"p".repeat(ci * 50)}`;
           // A third of the calls hold a worker slot for a while, so in-flight caps are reached too.
-          const call = ci % 3 === 0 ? sess.call("add", { a: si, b: ci }) : ci % 3 === 1 ? sess.call("sleep", { ms: 500 }) : sess.call("echo", { text });
+          const call =
+            ci % 3 === 0
+              ? sess.call("add", { a: si, b: ci })
+              : ci % 3 === 1
+                ? sess.call("sleep", { ms: 500 })
+                : sess.call("echo", { text });
           return call.then((r) => ({ r, si, ci, text }));
         }),
       );
@@ -40,7 +53,10 @@ describe("storm with small limits", () => {
         if (r.status === 200 && r.message?.result) {
           const expected =
             ci % 3 === 0
-              ? { content: [{ type: "text", text: String(si + ci) }], structuredContent: { sum: si + ci } }
+              ? {
+                  content: [{ type: "text", text: String(si + ci) }],
+                  structuredContent: { sum: si + ci },
+                }
               : { content: [{ type: "text", text: ci % 3 === 1 ? "slept 500 ms" : text }] };
           expect(r.message.result).toEqual(expected);
           ok++;
@@ -62,7 +78,13 @@ describe("storm with small limits", () => {
       // Nothing held afterwards: no buffered bytes, no admitted work, no waiting correlations.
       for (const e of s.edges) {
         const rt = e.runtime;
-        await eventually(() => rt.buffers.bytes === 0 && rt.admission.inFlight === 0 && rt.router.correlator.size === 0, { what: "edge idle" });
+        await eventually(
+          () =>
+            rt.buffers.bytes === 0 &&
+            rt.admission.inFlight === 0 &&
+            rt.router.correlator.size === 0,
+          { what: "edge idle" },
+        );
         expect(await metricValue(rt.registry, "mcpq_edge_buffered_bytes")).toBe(0);
       }
       // Every decision was counted: admitted + rejected = offered (no publish was refused here).
@@ -76,14 +98,20 @@ describe("storm with small limits", () => {
       expect(admitted).toBe(ok);
       const byReason = async (reason: string) => {
         let n = 0;
-        for (const e of s.edges) n += await metricValue(e.runtime.registry, "mcpq_edge_rejected_total", { reason });
+        for (const e of s.edges)
+          n += await metricValue(e.runtime.registry, "mcpq_edge_rejected_total", { reason });
         return n;
       };
       expect(await byReason("session_in_flight")).toBeGreaterThan(0);
-      expect((await byReason("edge_in_flight")) + (await byReason("fair_share"))).toBeGreaterThan(0);
+      expect((await byReason("edge_in_flight")) + (await byReason("fair_share"))).toBeGreaterThan(
+        0,
+      );
       // Recovery: once the storm is over every session is served again.
       for (const sess of sessions) {
-        await eventually(async () => (await sess.call("echo", { text: "after" })).message?.result, { what: "served after the storm", intervalMs: 100 });
+        await eventually(async () => (await sess.call("echo", { text: "after" })).message?.result, {
+          what: "served after the storm",
+          intervalMs: 100,
+        });
       }
     } finally {
       await s.close();

@@ -8,7 +8,9 @@ import { metricValue, rawSession, type RawReply } from "./support/raw-http.js";
 const LIMITS = { MCPQ_REQ_STREAM_MAX_MSGS: "4" };
 
 describe("a full MCPQ_REQ stream", () => {
-  it("refuses publishes as explicit overload rejections; the accepted backlog is answered; then calls succeed again", async ({ nats }) => {
+  it("refuses publishes as explicit overload rejections; the accepted backlog is answered; then calls succeed again", async ({
+    nats,
+  }) => {
     const s = await stack(nats, {
       edgeEnv: { ...LIMITS, MCPQ_BUS_STATS_MS: "100" },
       workerEnv: { ...LIMITS, MCPQ_WORKER_CONCURRENCY: "1" },
@@ -37,32 +39,55 @@ describe("a full MCPQ_REQ stream", () => {
         message: "overloaded: request queue is full",
         data: { reason: "request queue is full", retryAfterMs: 1000 },
       });
-      expect(await metricValue(rt.registry, "mcpq_edge_rejected_total", { reason: "stream_full" })).toBe(1);
+      expect(
+        await metricValue(rt.registry, "mcpq_edge_rejected_total", { reason: "stream_full" }),
+      ).toBe(1);
       // The poller sees the full stream and the pool's unacked work.
-      await eventually(async () => (await metricValue(rt.registry, "mcpq_edge_request_stream_messages")) === 4, { what: "stream gauge" });
-      expect(await metricValue(rt.registry, "mcpq_edge_pool_ack_pending", { pool: "example" })).toBeGreaterThanOrEqual(1);
+      await eventually(
+        async () => (await metricValue(rt.registry, "mcpq_edge_request_stream_messages")) === 4,
+        { what: "stream gauge" },
+      );
+      expect(
+        await metricValue(rt.registry, "mcpq_edge_pool_ack_pending", { pool: "example" }),
+      ).toBeGreaterThanOrEqual(1);
 
       // Drain: cancel the blocker; every accepted request is answered correctly (nothing dropped).
       await a.notify("notifications/cancelled", { requestId: blocker.id });
       await blocker.done;
       for (const q of accepted) {
-        expect((await q.done).message?.result).toEqual({ content: [{ type: "text", text: q.text }] });
+        expect((await q.done).message?.result).toEqual({
+          content: [{ type: "text", text: q.text }],
+        });
       }
-      expect((await a.call("echo", { text: "after" })).message?.result).toEqual({ content: [{ type: "text", text: "after" }] });
-      await eventually(async () => (await metricValue(rt.registry, "mcpq_edge_request_stream_messages")) === 0, { what: "stream drained" });
+      expect((await a.call("echo", { text: "after" })).message?.result).toEqual({
+        content: [{ type: "text", text: "after" }],
+      });
+      await eventually(
+        async () => (await metricValue(rt.registry, "mcpq_edge_request_stream_messages")) === 0,
+        { what: "stream drained" },
+      );
     } finally {
       await s.close();
     }
   });
 
-  it("per-target bound: a hot tool's queue fills (503, -32010) while other tools are still queued", async ({ nats }) => {
+  it("per-target bound: a hot tool's queue fills (503, -32010) while other tools are still queued", async ({
+    nats,
+  }) => {
     // Re-provisions the same stream with a per-subject bound (also exercises the config update).
     const env = { MCPQ_REQ_STREAM_MAX_MSGS: "1000", MCPQ_REQ_MAX_PER_TARGET: "2" };
-    const s = await stack(nats, { edgeEnv: env, workerEnv: { ...env, MCPQ_WORKER_CONCURRENCY: "1" } });
+    const s = await stack(nats, {
+      edgeEnv: env,
+      workerEnv: { ...env, MCPQ_WORKER_CONCURRENCY: "1" },
+    });
     try {
       const rt = s.edges[0]!.runtime;
       const si = await rt.bus.jsm.streams.info("MCPQ_REQ");
-      expect(si.config).toMatchObject({ max_msgs: 1000, max_msgs_per_subject: 2, discard_new_per_subject: true });
+      expect(si.config).toMatchObject({
+        max_msgs: 1000,
+        max_msgs_per_subject: 2,
+        discard_new_per_subject: true,
+      });
       const a = await rawSession(s.edges[0]!.url);
       const blocker = await a.start("sleep", { ms: 120_000 });
       expect(blocker.status).toBe(200);
@@ -80,13 +105,17 @@ describe("a full MCPQ_REQ stream", () => {
       // Another target of the same pool is not starved by echo's backlog.
       const add = await a.start("add", { a: 1, b: 2 });
       expect(add.status).toBe(200);
-      expect(await metricValue(rt.registry, "mcpq_edge_rejected_total", { reason: "target_queue_full" })).toBe(1);
+      expect(
+        await metricValue(rt.registry, "mcpq_edge_rejected_total", { reason: "target_queue_full" }),
+      ).toBe(1);
       await a.notify("notifications/cancelled", { requestId: blocker.id });
       await blocker.done;
       expect((await e1.done).message?.result).toEqual({ content: [{ type: "text", text: "e1" }] });
       expect((await e2.done).message?.result).toEqual({ content: [{ type: "text", text: "e2" }] });
       expect((await add.done).message?.result).toMatchObject({ structuredContent: { sum: 3 } });
-      expect((await a.call("echo", { text: "e4" })).message?.result).toEqual({ content: [{ type: "text", text: "e4" }] });
+      expect((await a.call("echo", { text: "e4" })).message?.result).toEqual({
+        content: [{ type: "text", text: "e4" }],
+      });
     } finally {
       await s.close();
     }

@@ -8,8 +8,8 @@ import { RpcClient, grpcWire, tcpWire, text, wsWire, type Wire } from "./support
 
 const BUFFER = 256 * 1024;
 /** Enough answers to fill the kernel's socket buffers on both ends and then the edge's bound. */
-const CALLS = 300;
-const PAYLOAD = "x".repeat(64 * 1024);
+const CALLS = 48;
+const PAYLOAD = "x".repeat(400 * 1024);
 
 async function slowConsumers(edge: RunningEdge, transport: string): Promise<number> {
   const m = await edge.runtime.metrics.slowConsumers.get();

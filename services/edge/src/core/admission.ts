@@ -1,5 +1,10 @@
 import { ErrorCode, McpError, rejection, type JsonRpcRequest } from "@mcpq/protocol";
-import { BROKER_UNAVAILABLE_REASON, QUEUE_FULL_REASON, TARGET_QUEUE_FULL_REASON, type TargetKind } from "@mcpq/bus";
+import {
+  BROKER_UNAVAILABLE_REASON,
+  QUEUE_FULL_REASON,
+  TARGET_QUEUE_FULL_REASON,
+  type TargetKind,
+} from "@mcpq/bus";
 import { ANONYMOUS } from "./security.js";
 import type { BufferBudget } from "./buffer-budget.js";
 import type { Admission, RouteOutcome } from "./session-core.js";
@@ -55,16 +60,16 @@ const FAIR_SHARE_FROM = 0.75;
 const BUSY_RETRY_MS = 1_000;
 /** Longest an open circuit waits before probing again after repeated failed probes. */
 const MAX_OPEN_MS = 30_000;
-/** Buckets untouched for this long are full again and are dropped (bounded memory). */
+/** How often buckets that have refilled completely are dropped (bounded memory). */
 const SWEEP_MS = 10_000;
 
 /**
  * The edge's admission control (`SessionCore.admission`), consulted before a routed request is
  * queued. In order: the pool's circuit, the edge-wide in-flight cap, the buffered-bytes budget,
  * the session's in-flight cap, the session's fair share of a busy edge, and for `tools/call` the
- * principal's token bucket. A refusal
- * throws a retryable `McpError` (-32010 overloaded, -32011 rate limited, -32012 unavailable)
- * with `data.retryAfterMs`; transports map it to HTTP 503/429 + `Retry-After` or send it as is.
+ * principal's token bucket. A refusal throws a retryable `McpError` (-32010 overloaded, -32011
+ * rate limited, -32012 unavailable) with `data.retryAfterMs`; transports map it to HTTP 503/429
+ * + `Retry-After` or send it as is. Nothing is queued for a refused request.
  */
 export class EdgeAdmission implements Admission {
   #inFlight = 0;
@@ -93,28 +98,59 @@ export class EdgeAdmission implements Admission {
     return this.#circuits.get(pool)?.state ?? "closed";
   }
 
-  admit(session: SessionRecord, req: JsonRpcRequest, target: { kind: TargetKind; name: string; pool: string }): (outcome?: RouteOutcome, err?: unknown) => void {
+  admit(
+    session: SessionRecord,
+    req: JsonRpcRequest,
+    target: { kind: TargetKind; name: string; pool: string },
+  ): (outcome?: RouteOutcome, err?: unknown) => void {
     const now = Date.now();
     const l = this.limits;
     const circuit = l.circuitFailures > 0 ? this.#circuit(target.pool) : undefined;
     const wait = circuit?.blockedFor(now, l.circuitOpenMs);
     if (wait !== undefined) {
-      throw this.#reject("circuit_open", rejection(ErrorCode.Unavailable, `worker pool ${target.pool} is failing (circuit open)`, wait));
+      throw this.#reject(
+        "circuit_open",
+        rejection(
+          ErrorCode.Unavailable,
+          `worker pool ${target.pool} is failing (circuit open)`,
+          wait,
+        ),
+      );
     }
     if (l.maxInFlight > 0 && this.#inFlight >= l.maxInFlight) {
-      throw this.#reject("edge_in_flight", rejection(ErrorCode.Overloaded, "edge has too many requests in flight", BUSY_RETRY_MS));
+      throw this.#reject(
+        "edge_in_flight",
+        rejection(ErrorCode.Overloaded, "edge has too many requests in flight", BUSY_RETRY_MS),
+      );
     }
     if (this.buffers.exceeded) {
-      throw this.#reject("buffered_bytes", rejection(ErrorCode.Overloaded, "edge response buffers are full", BUSY_RETRY_MS));
+      throw this.#reject(
+        "buffered_bytes",
+        rejection(ErrorCode.Overloaded, "edge response buffers are full", BUSY_RETRY_MS),
+      );
     }
     const mine = this.#perSession.get(session.id) ?? 0;
     if (l.maxInFlightPerSession > 0 && mine >= l.maxInFlightPerSession) {
-      throw this.#reject("session_in_flight", rejection(ErrorCode.RateLimited, "too many requests in flight for this session", BUSY_RETRY_MS));
+      throw this.#reject(
+        "session_in_flight",
+        rejection(
+          ErrorCode.RateLimited,
+          "too many requests in flight for this session",
+          BUSY_RETRY_MS,
+        ),
+      );
     }
     if (l.maxInFlight > 0 && mine > 0 && this.#inFlight >= l.maxInFlight * FAIR_SHARE_FROM) {
       const share = Math.max(1, Math.floor(l.maxInFlight / this.#perSession.size));
       if (mine >= share) {
-        throw this.#reject("fair_share", rejection(ErrorCode.Overloaded, "edge is busy and this session holds its fair share of it", BUSY_RETRY_MS));
+        throw this.#reject(
+          "fair_share",
+          rejection(
+            ErrorCode.Overloaded,
+            "edge is busy and this session holds its fair share of it",
+            BUSY_RETRY_MS,
+          ),
+        );
       }
     }
     if (req.method === "tools/call" && l.toolRatePerSec > 0) {
@@ -122,7 +158,10 @@ export class EdgeAdmission implements Admission {
       const key = session.principal === ANONYMOUS ? `s:${session.id}` : `p:${session.principal}`;
       const retryAfter = this.#buckets.take(key, now);
       if (retryAfter > 0) {
-        throw this.#reject("rate_limited", rejection(ErrorCode.RateLimited, "tool call rate limit exceeded", retryAfter));
+        throw this.#reject(
+          "rate_limited",
+          rejection(ErrorCode.RateLimited, "tool call rate limit exceeded", retryAfter),
+        );
       }
     }
     const probe = circuit?.acquire(now) ?? false;
@@ -139,7 +178,8 @@ export class EdgeAdmission implements Admission {
       else this.#perSession.set(session.id, left);
       if (outcome === "timeout") this.metrics?.expired();
       if (outcome === "refused") {
-        if (err instanceof McpError && err.code === ErrorCode.RequestTimeout) this.metrics?.expired();
+        if (err instanceof McpError && err.code === ErrorCode.RequestTimeout)
+          this.metrics?.expired();
         else this.metrics?.rejected(refusalReason(err));
       }
       circuit?.record(outcome, probe, Date.now(), l);
@@ -234,7 +274,10 @@ class PoolCircuit {
     if (this.state === "closed") return undefined;
     if (this.state === "open") return now < this.#openUntil ? this.#openUntil - now : undefined;
     // half-open: one probe at a time
-    if (this.#probeSince !== undefined && now - this.#probeSince < Math.max(this.#openMs, baseOpenMs)) {
+    if (
+      this.#probeSince !== undefined &&
+      now - this.#probeSince < Math.max(this.#openMs, baseOpenMs)
+    ) {
       return Math.max(1, this.#probeSince + Math.max(this.#openMs, baseOpenMs) - now);
     }
     return undefined;
@@ -260,7 +303,8 @@ class PoolCircuit {
       case "timeout":
         this.#failures++;
         if (probe || (this.state === "closed" && this.#failures >= l.circuitFailures)) {
-          this.#openMs = this.#openMs === 0 ? l.circuitOpenMs : Math.min(MAX_OPEN_MS, this.#openMs * 2);
+          this.#openMs =
+            this.#openMs === 0 ? l.circuitOpenMs : Math.min(MAX_OPEN_MS, this.#openMs * 2);
           this.#openUntil = now + this.#openMs;
           this.#probeSince = undefined;
           this.#set("open");

@@ -29,11 +29,15 @@ export class BufferBudget {
   /** Opens an account for one stream or socket; `close()` it when the stream ends. */
   open(): BufferAccount {
     this.#accounts++;
-    return new BufferAccount(this, (delta) => {
-      this.#bytes += delta;
-    }, () => {
-      this.#accounts--;
-    });
+    return new BufferAccount(
+      this,
+      (delta) => {
+        this.#bytes += delta;
+      },
+      () => {
+        this.#accounts--;
+      },
+    );
   }
 }
 

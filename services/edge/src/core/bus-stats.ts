@@ -16,7 +16,12 @@ const POOL_CONSUMER_PREFIX = "pool-";
  * per period, never per request) and reports them. One poll at a time; failures are logged at
  * debug level and the figures keep their last values. Returns a stop function.
  */
-export function startBusStats(bus: Bus, everyMs: number, sink: BusStatsSink, log: Logger = silentLogger): () => void {
+export function startBusStats(
+  bus: Bus,
+  everyMs: number,
+  sink: BusStatsSink,
+  log: Logger = silentLogger,
+): () => void {
   if (everyMs <= 0) return () => undefined;
   let running = false;
   let stopped = false;
@@ -30,7 +35,9 @@ export function startBusStats(bus: Bus, everyMs: number, sink: BusStatsSink, log
       for await (const ci of bus.jsm.consumers.list(STREAMS.requests)) {
         const name = ci.name;
         pools.push({
-          pool: name.startsWith(POOL_CONSUMER_PREFIX) ? name.slice(POOL_CONSUMER_PREFIX.length) : name,
+          pool: name.startsWith(POOL_CONSUMER_PREFIX)
+            ? name.slice(POOL_CONSUMER_PREFIX.length)
+            : name,
           pending: ci.num_pending,
           ackPending: ci.num_ack_pending,
           waiting: ci.num_waiting,

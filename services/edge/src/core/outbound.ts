@@ -48,6 +48,8 @@ interface SessionSub {
   sub: Subscription;
   refs: number;
   sinks: Map<string, StreamSink>;
+  /** How many attachments hold each stream's current sink (a batch attaches one sink per request). */
+  sinkRefs: Map<string, { sink: StreamSink; n: number }>;
   linger: NodeJS.Timeout | undefined;
 }
 
@@ -89,19 +91,29 @@ export class OutboundRouter {
           else this.#route(sinks, m);
         },
       });
-      s = { sub, refs: 0, sinks, linger: undefined };
+      s = { sub, refs: 0, sinks, sinkRefs: new Map(), linger: undefined };
       this.#sessions.set(session, s);
     }
     clearTimeout(s.linger);
     s.linger = undefined;
     s.refs++;
-    if (stream && sink) s.sinks.set(stream, sink);
+    if (stream && sink) {
+      const held = s.sinkRefs.get(stream);
+      if (held?.sink === sink) held.n++;
+      else s.sinkRefs.set(stream, { sink, n: 1 });
+      s.sinks.set(stream, sink);
+    }
     const entry = s;
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      if (stream && sink && entry.sinks.get(stream) === sink) entry.sinks.delete(stream);
+      if (stream && sink) {
+        // The sink stays while another attachment (e.g. another request of the same batch) holds it.
+        const held = entry.sinkRefs.get(stream);
+        if (held?.sink === sink && --held.n === 0) entry.sinkRefs.delete(stream);
+        if (!entry.sinkRefs.has(stream) && entry.sinks.get(stream) === sink) entry.sinks.delete(stream);
+      }
       if (--entry.refs === 0) {
         entry.linger = setTimeout(() => {
           if (entry.refs === 0 && this.#sessions.get(session) === entry) {

@@ -106,9 +106,7 @@ export class SessionStore {
    * requests, yet is not idle). Returns the stop function.
    */
   keepAlive(rec: SessionRecord): () => void {
-    const timer = setInterval(() => {
-      if (Date.now() - rec.lastSeenAt >= this.#touchEveryMs) void this.touch(rec).catch(() => undefined);
-    }, this.#touchEveryMs);
+    const timer = setInterval(() => void this.touch(rec).catch(() => undefined), this.#touchEveryMs);
     timer.unref();
     return () => clearInterval(timer);
   }

@@ -115,6 +115,11 @@ export class SocketSession implements StreamSink {
     return this.#session?.id;
   }
 
+  /** Inbound messages received but not yet processed up to dispatch. */
+  get inboundBacklog(): number {
+    return this.#waiting;
+  }
+
   /** Resolves once every message received so far has been answered (a client half-closed). */
   idle(): Promise<void> {
     return this.#outstanding === 0 || this.#closed ? Promise.resolve() : new Promise((r) => this.#idleWaiters.push(r));
@@ -161,8 +166,7 @@ export class SocketSession implements StreamSink {
   send(msg: OutboundMessage): void {
     if (this.#closed) return;
     if (msg.kind === "response" && this.#answeredHere.size > 0 && this.#isLateAnswer(msg.json)) return;
-    if (this.#markers && msg.eventId) this.framer.write(eventMarker(msg.eventId), undefined);
-    this.#write(msg.json, msg.eventId);
+    this.#write(msg.json, msg.eventId, this.#markers && msg.eventId ? eventMarker(msg.eventId) : undefined);
   }
 
   /** Ends the connection from the edge's side (slow consumer, shutdown, failed auth). */
@@ -198,16 +202,23 @@ export class SocketSession implements StreamSink {
     return this.framer.bufferedBytes <= this.opts.maxSendBufferBytes / 2;
   }
 
-  #write(json: string, eventId: string | undefined): void {
+  /**
+   * Writes one message (after its event marker, if any). A connection still holding more than
+   * the bound from earlier writes is a reader that stopped reading: it is cut off instead. The
+   * check comes first so one large message to a reader that keeps up is never a reason.
+   */
+  #write(json: string, eventId: string | undefined, marker?: string): void {
     if (this.#closed) return;
-    this.framer.write(json, eventId);
-    const buffered = this.framer.bufferedBytes;
-    this.opts.account?.set(buffered);
-    if (buffered > this.opts.maxSendBufferBytes) {
-      this.opts.log.warn({ transport: this.opts.transport, buffered: this.framer.bufferedBytes }, "slow consumer cut off");
+    const held = this.framer.bufferedBytes;
+    if (held > this.opts.maxSendBufferBytes) {
+      this.opts.log.warn({ transport: this.opts.transport, buffered: held }, "slow consumer cut off");
       this.opts.onSlowConsumer?.();
       this.close("slow consumer");
+      return;
     }
+    if (marker !== undefined) this.framer.write(marker, undefined);
+    this.framer.write(json, eventId);
+    this.opts.account?.set(this.framer.bufferedBytes);
   }
 
   #reply(id: RequestId | null, err: unknown): void {

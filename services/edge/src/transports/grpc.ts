@@ -17,6 +17,9 @@ export function loadMcpService(): grpc.ServiceDefinition {
   return pkg.mcpq.v1.Mcp.service;
 }
 
+/** A cut-off call keeps reading until the client has sent nothing for this long. */
+const INBOUND_QUIET_MS = 200;
+
 const STATUS_FOR: Record<SocketCloseReason, grpc.status> = {
   "slow consumer": grpc.status.RESOURCE_EXHAUSTED,
   shutdown: grpc.status.UNAVAILABLE,
@@ -64,9 +67,27 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
           return pending;
         },
         close: (reason) => {
-          // The status follows the frames already queued; a reader that never reads again
-          // would never see it, so its HTTP/2 stream is reset after a grace period.
-          fail(STATUS_FOR[reason], reason);
+          // Once a status is sent grpc-js reads nothing more, so a slow consumer's call first
+          // takes in what the client already sent (those requests still run and stay
+          // resumable), then ends. The status follows the frames already queued; a reader that
+          // never reads again would never see it, so its HTTP/2 stream is reset after a grace period.
+          if (reason === "slow consumer") {
+            let quiet: NodeJS.Timeout | undefined;
+            const finish = () => {
+              clearTimeout(quiet);
+              call.off("data", bump);
+              fail(STATUS_FOR[reason], reason);
+            };
+            const bump = () => {
+              clearTimeout(quiet);
+              quiet = setTimeout(() => (s.inboundBacklog > 0 ? bump() : finish()), INBOUND_QUIET_MS);
+            };
+            call.on("data", bump);
+            call.once("end", finish);
+            bump();
+          } else {
+            fail(STATUS_FOR[reason], reason);
+          }
           grace = setTimeout(() => resetStream(call), CLOSE_GRACE_MS);
           grace.unref();
         },

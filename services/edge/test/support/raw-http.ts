@@ -6,15 +6,33 @@ export interface RawReply {
   status: number;
   retryAfter: string | null;
   /** The JSON-RPC response (from the SSE stream or the JSON body); undefined when none arrived. */
-  message: { id?: unknown; result?: Record<string, unknown>; error?: { code: number; message: string; data?: { reason?: string; retryAfterMs?: number; [k: string]: unknown } } } | undefined;
+  message:
+    | {
+        id?: unknown;
+        result?: Record<string, unknown>;
+        error?: {
+          code: number;
+          message: string;
+          data?: { reason?: string; retryAfterMs?: number; [k: string]: unknown };
+        };
+      }
+    | undefined;
 }
 
 export interface RawSession {
   id: string;
   /** Calls a tool; resolves when the response (or a refusal) arrived. */
-  call(name: string, args: Record<string, unknown>, meta?: Record<string, unknown>): Promise<RawReply>;
+  call(
+    name: string,
+    args: Record<string, unknown>,
+    meta?: Record<string, unknown>,
+  ): Promise<RawReply>;
   /** Starts a call and resolves once the edge accepted it (status and headers received). */
-  start(name: string, args: Record<string, unknown>, meta?: Record<string, unknown>): Promise<{ id: number; status: number; done: Promise<RawReply> }>;
+  start(
+    name: string,
+    args: Record<string, unknown>,
+    meta?: Record<string, unknown>,
+  ): Promise<{ id: number; status: number; done: Promise<RawReply> }>;
   request(method: string, params: Record<string, unknown>): Promise<RawReply>;
   notify(method: string, params: Record<string, unknown>): Promise<number>;
   close(): Promise<void>;
@@ -22,22 +40,44 @@ export interface RawSession {
 
 const VERSION = "2025-06-18";
 
-export async function rawSession(url: string, headers: Record<string, string> = {}): Promise<RawSession> {
-  const base = { "content-type": "application/json", accept: "application/json, text/event-stream", ...headers };
+export async function rawSession(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<RawSession> {
+  const base = {
+    "content-type": "application/json",
+    accept: "application/json, text/event-stream",
+    ...headers,
+  };
   const init = await fetch(url, {
     method: "POST",
     headers: base,
-    body: JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: VERSION, capabilities: {}, clientInfo: { name: "raw", version: "1" } } }),
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: 0,
+      method: "initialize",
+      params: {
+        protocolVersion: VERSION,
+        capabilities: {},
+        clientInfo: { name: "raw", version: "1" },
+      },
+    }),
   });
-  if (init.status !== 200) throw new Error(`initialize failed: ${init.status} ${await init.text()}`);
+  if (init.status !== 200)
+    throw new Error(`initialize failed: ${init.status} ${await init.text()}`);
   const id = init.headers.get("mcp-session-id")!;
   await init.text();
   const h = { ...base, "mcp-session-id": id, "mcp-protocol-version": VERSION };
   let next = 1;
-  const post = (body: unknown) => fetch(url, { method: "POST", headers: h, body: JSON.stringify(body) });
+  const post = (body: unknown) =>
+    fetch(url, { method: "POST", headers: h, body: JSON.stringify(body) });
   const read = async (res: Response, rid: number): Promise<RawReply> => {
     const text = await res.text();
-    const reply: RawReply = { status: res.status, retryAfter: res.headers.get("retry-after"), message: undefined };
+    const reply: RawReply = {
+      status: res.status,
+      retryAfter: res.headers.get("retry-after"),
+      message: undefined,
+    };
     if ((res.headers.get("content-type") ?? "").includes("text/event-stream")) {
       for (const block of text.split("\n\n")) {
         const data = block
@@ -76,7 +116,9 @@ export async function rawSession(url: string, headers: Record<string, string> = 
       return res.status;
     },
     async close() {
-      await fetch(url, { method: "DELETE", headers: h }).then((r) => r.text()).catch(() => undefined);
+      await fetch(url, { method: "DELETE", headers: h })
+        .then((r) => r.text())
+        .catch(() => undefined);
     },
   };
   await session.notify("notifications/initialized", {});
@@ -85,7 +127,13 @@ export async function rawSession(url: string, headers: Record<string, string> = 
 
 /** Reads one sample of a metric from a prom-client registry (labels must match exactly the given ones). */
 export async function metricValue(
-  registry: { getSingleMetric(name: string): { get(): Promise<{ values: { value: number; labels: Record<string, unknown> }[] }> } | undefined },
+  registry: {
+    getSingleMetric(
+      name: string,
+    ):
+      | { get(): Promise<{ values: { value: number; labels: Record<string, unknown> }[] }> }
+      | undefined;
+  },
   name: string,
   labels: Record<string, string> = {},
 ): Promise<number> {
@@ -93,6 +141,7 @@ export async function metricValue(
   if (!m) throw new Error(`no metric ${name}`);
   const { values } = await m.get();
   let sum = 0;
-  for (const v of values) if (Object.entries(labels).every(([k, val]) => v.labels[k] === val)) sum += v.value;
+  for (const v of values)
+    if (Object.entries(labels).every(([k, val]) => v.labels[k] === val)) sum += v.value;
   return sum;
 }

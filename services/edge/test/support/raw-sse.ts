@@ -1,0 +1,89 @@
+/**
+ * Raw Streamable HTTP for feature tests: what the SDK client hides (every SSE event with its id
+ * and `retry:`, streams read incrementally, POSTs of one session spread over several edges).
+ */
+export interface SseEvent {
+  id?: string;
+  retry?: number;
+  /** Parsed `data` (undefined for a priming event or a bare `retry:`). */
+  message?: { jsonrpc: "2.0"; id?: string | number; method?: string; params?: Record<string, unknown>; result?: Record<string, unknown>; error?: { code: number; message: string } };
+}
+
+/** Reads SSE events from a response body as they arrive. */
+export async function* sseEvents(res: Response): AsyncGenerator<SseEvent> {
+  if (!res.body) return;
+  const decoder = new TextDecoder();
+  let buf = "";
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buf += decoder.decode(chunk, { stream: true });
+    let i: number;
+    while ((i = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      const ev: SseEvent = {};
+      const data: string[] = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith(":")) continue;
+        const c = line.indexOf(":");
+        const field = c < 0 ? line : line.slice(0, c);
+        const value = c < 0 ? "" : line.slice(c + 1).replace(/^ /, "");
+        if (field === "id") ev.id = value;
+        else if (field === "retry") ev.retry = Number(value);
+        else if (field === "data") data.push(value);
+      }
+      const text = data.join("\n").trim();
+      if (text) ev.message = JSON.parse(text) as SseEvent["message"];
+      if (ev.id !== undefined || ev.retry !== undefined || ev.message) yield ev;
+    }
+  }
+}
+
+/** Reads a whole SSE body. */
+export async function allEvents(res: Response): Promise<SseEvent[]> {
+  const out: SseEvent[] = [];
+  for await (const e of sseEvents(res)) out.push(e);
+  return out;
+}
+
+export interface RawClient {
+  sessionId: string;
+  /** The version the server answered in InitializeResult. */
+  protocolVersion: string;
+  /** POSTs one JSON-RPC message (or a batch) to `url` (any edge) within this session. */
+  post(url: string, body: unknown, headers?: Record<string, string>): Promise<Response>;
+  /** GET (standalone stream, or a resume with `lastEventId`) on `url`. */
+  get(url: string, lastEventId?: string): Promise<Response>;
+}
+
+/** Initializes a session on `url` with `protocolVersion` and `capabilities`, then sends `initialized`. */
+export async function rawClient(
+  url: string,
+  opts: { protocolVersion?: string; capabilities?: Record<string, unknown>; headers?: Record<string, string> } = {},
+): Promise<RawClient> {
+  const requested = opts.protocolVersion ?? "2025-11-25";
+  const base = { "content-type": "application/json", accept: "application/json, text/event-stream", ...opts.headers };
+  const init = await fetch(url, {
+    method: "POST",
+    headers: base,
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: 0,
+      method: "initialize",
+      params: { protocolVersion: requested, capabilities: opts.capabilities ?? {}, clientInfo: { name: "raw-sse", version: "1" } },
+    }),
+  });
+  if (init.status !== 200) throw new Error(`initialize failed: ${init.status} ${await init.text()}`);
+  const sessionId = init.headers.get("mcp-session-id")!;
+  const protocolVersion = ((await init.json()) as { result: { protocolVersion: string } }).result.protocolVersion;
+  const h = { ...base, "mcp-session-id": sessionId, "mcp-protocol-version": protocolVersion };
+  const client: RawClient = {
+    sessionId,
+    protocolVersion,
+    post: (u, body, headers = {}) => fetch(u, { method: "POST", headers: { ...h, ...headers }, body: JSON.stringify(body) }),
+    get: (u, lastEventId) =>
+      fetch(u, { headers: { ...h, accept: "text/event-stream", ...(lastEventId ? { "last-event-id": lastEventId } : {}) } }),
+  };
+  const ack = await client.post(url, { jsonrpc: "2.0", method: "notifications/initialized" });
+  await ack.text();
+  return client;
+}
