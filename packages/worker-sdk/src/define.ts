@@ -139,13 +139,22 @@ export function definePrompt<A extends AnyObject>(def: Omit<PromptDefinition<A>,
   return { kind: "prompt", ...def };
 }
 
+/**
+ * Any tool or prompt, whatever its schemas. Handlers are contravariant in their input, so a
+ * concrete definition is only assignable to the `any`-parameterised form.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see above
+export type AnyToolDefinition = ToolDefinition<any, any>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see above
+export type AnyPromptDefinition = PromptDefinition<any>;
+
 /** A named set of definitions a worker serves. */
 export interface CatalogDefinition {
   name: string;
-  tools?: ToolDefinition<any, any>[];
+  tools?: AnyToolDefinition[];
   resources?: ResourceDefinition[];
   resourceTemplates?: ResourceTemplateDefinition[];
-  prompts?: PromptDefinition<any>[];
+  prompts?: AnyPromptDefinition[];
 }
 export function defineCatalog(def: CatalogDefinition): CatalogDefinition {
   return def;
@@ -157,7 +166,7 @@ function jsonSchemaOf(schema: AnyObject): JsonSchemaObject {
   return { ...js, type: "object" } as JsonSchemaObject;
 }
 
-export function toolDescriptor(t: ToolDefinition<any, any>): ToolDescriptor {
+export function toolDescriptor(t: AnyToolDefinition): ToolDescriptor {
   const d: ToolDescriptor = {
     name: t.name,
     description: t.description,
@@ -185,7 +194,7 @@ export function templateDescriptor(r: ResourceTemplateDefinition): ResourceTempl
     icons: r.icons,
   });
 }
-export function promptDescriptor(p: PromptDefinition<any>): PromptDescriptor {
+export function promptDescriptor(p: AnyPromptDefinition): PromptDescriptor {
   const args: PromptArgumentDescriptor[] = [];
   if (p.args) {
     for (const [name, schema] of Object.entries(p.args.shape as Record<string, z.ZodType>)) {

@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import {
   CallToolParamsSchema,
-  CancelledParamsSchema,
   CompleteParamsSchema,
   ErrorCode,
   GetPromptParamsSchema,
@@ -37,11 +36,11 @@ import {
   type CatalogDefinition,
   type CompletionResult,
   type ContentBlock,
-  type PromptDefinition,
   type ResourceDefinition,
   type ResourceReadOutput,
   type ResourceTemplateDefinition,
-  type ToolDefinition,
+  type AnyToolDefinition,
+  type AnyPromptDefinition,
 } from "./define.js";
 
 /** Counters a worker reports; services back them with prom-client. */
@@ -102,10 +101,10 @@ export class Worker {
   readonly catalog: Catalog;
   readonly #opts: Required<Pick<WorkerOptions, "concurrency" | "handlerTimeoutMs">> & WorkerOptions;
   readonly #log: Logger;
-  readonly #tools = new Map<string, ToolDefinition<any, any>>();
+  readonly #tools = new Map<string, AnyToolDefinition>();
   readonly #resources = new Map<string, ResourceDefinition>();
   readonly #templates: ResourceTemplateDefinition[] = [];
-  readonly #prompts = new Map<string, PromptDefinition<any>>();
+  readonly #prompts = new Map<string, AnyPromptDefinition>();
   readonly #inflight = new Map<string, Inflight>();
   /**
    * Cancels for requests this worker was not running (yet): a cancel can overtake its request

@@ -152,10 +152,25 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
     const promptPool = new Map<string, string>();
     // Deterministic: sort by key so every edge picks the same pool for a name served by two pools.
     for (const [, e] of [...this.#entries].sort(([a], [b]) => (a < b ? -1 : 1))) {
-      for (const t of e.catalog.tools) if (!tools.has(t.name)) (tools.set(t.name, t), toolPool.set(t.name, e.pool));
-      for (const r of e.catalog.resources) if (!resources.has(r.uri)) (resources.set(r.uri, r), resourcePool.set(r.uri, e.pool));
+      for (const t of e.catalog.tools) {
+        if (!tools.has(t.name)) {
+          tools.set(t.name, t);
+          toolPool.set(t.name, e.pool);
+        }
+      }
+      for (const r of e.catalog.resources) {
+        if (!resources.has(r.uri)) {
+          resources.set(r.uri, r);
+          resourcePool.set(r.uri, e.pool);
+        }
+      }
       for (const t of e.catalog.resourceTemplates) if (!templates.has(t.uriTemplate)) templates.set(t.uriTemplate, { ...t, pool: e.pool });
-      for (const p of e.catalog.prompts) if (!prompts.has(p.name)) (prompts.set(p.name, p), promptPool.set(p.name, e.pool));
+      for (const p of e.catalog.prompts) {
+        if (!prompts.has(p.name)) {
+          prompts.set(p.name, p);
+          promptPool.set(p.name, e.pool);
+        }
+      }
     }
     const now = Date.now();
     for (const n of before.tools) if (!toolPool.has(n)) this.#gone.set(`tool:${n}`, now);
