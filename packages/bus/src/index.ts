@@ -13,3 +13,4 @@ export { headers } from "@nats-io/transport-node";
 export type { JsMsg, JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 export type { KV, KvEntry } from "@nats-io/kv";
 export * from "./env-schema.js";
+export * from "./ids.js";

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { ErrorCode, McpError, logLevelPasses, notification, type LogLevel, type ProgressToken, type RequestId } from "@mcpq/protocol";
-import { controlHeaders, outboundHeaders, subjects, type Bus, type MsgHdrs, type OutboundKind, type RequestEnvelope } from "@mcpq/bus";
+import { controlHeaders, idGenerator, outboundHeaders, subjects, type Bus, type MsgHdrs, type OutboundKind, type RequestEnvelope } from "@mcpq/bus";
 
 /** What a handler can do while it runs. Everything crosses the broker to the client's session. */
 export interface HandlerContext {
@@ -41,6 +41,9 @@ export interface HandlerContext {
   resourceUpdated(uri: string): void;
 }
 
+/** Event-id tokens: unique per process, no syscall per message. Never contain "_" (the stream separator). */
+const nextEventToken = idGenerator();
+
 export const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS = 60_000;
 
 /** The client capability each server->client request needs. */
@@ -67,7 +70,7 @@ export function createContext(
 
   /** Publishes after everything published before it, so the edge sees the request's messages in order. */
   const ordered = (data: string, headers: (eventId: string) => MsgHdrs): Promise<void> => {
-    const eventId = `${streamId}_${randomBytes(9).toString("base64url")}`;
+    const eventId = `${streamId}_${nextEventToken()}`;
     const p = chain.then(() => bus.js.publish(env.replyTo, data, { headers: headers(eventId) }));
     chain = p.catch(() => undefined);
     return p.then(() => undefined);

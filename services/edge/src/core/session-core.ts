@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import {
   CancelledParamsSchema,
@@ -25,6 +24,7 @@ import {
 } from "@mcpq/protocol";
 import {
   EDGE_QUEUE_GROUP,
+  idGenerator,
   STANDALONE_STREAM,
   encodeEnvelope,
   outboundHeaders,
@@ -93,6 +93,10 @@ export interface Dispatched {
 export class RequestCancelled extends Error {
   override readonly name = "RequestCancelled";
 }
+
+/** Internal ids: unique across processes, cheap per request (not secrets). */
+const nextRequestId = idGenerator();
+const nextEventToken = idGenerator();
 
 const TIMEOUT_META_KEY = "io.mcpq/timeoutMs";
 /** Upper bound on one request publish (the JetStream client's own default is 10 s). */
@@ -288,7 +292,7 @@ export class SessionCore {
       if (this.router.correlator.full) {
         throw rejection(ErrorCode.Overloaded, "edge has too many requests in flight", 1_000);
       }
-      const requestId = randomBytes(12).toString("base64url");
+      const requestId = nextRequestId();
       const meta = (req.params?.["_meta"] ?? {}) as Record<string, unknown>;
       const asked = Number(meta[TIMEOUT_META_KEY]);
       const timeout = Math.min(Number.isFinite(asked) && asked > 0 ? asked : this.cfg.requestTimeoutMs, this.cfg.maxRequestTimeoutMs);
@@ -454,7 +458,7 @@ export class SessionCore {
       const json = JSON.stringify({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri } });
       for await (const key of await this.bus.kv.subscriptions.keys(subscriptionPrefix(uri))) {
         const session = key.slice(key.indexOf(".") + 1);
-        const eventId = `${STANDALONE_STREAM}_${randomBytes(9).toString("base64url")}`;
+        const eventId = `${STANDALONE_STREAM}_${nextEventToken()}`;
         await this.bus.js.publish(subjects.outbound(session, STANDALONE_STREAM), json, {
           headers: outboundHeaders("notification", eventId),
         });

@@ -67,7 +67,9 @@ export class SseStream implements StreamSink {
       ...headers,
     });
     this.#opened = true;
-    this.res.flushHeaders();
+    // Headers, priming event and queued messages leave in one write (uncorked next tick).
+    this.res.cork();
+    process.nextTick(() => this.res.uncork());
     if (primingEventId !== undefined) {
       this.#resumable = true;
       // SEP-1699 priming event: an id the client can resume from, no data.
@@ -127,6 +129,17 @@ export class SseStream implements StreamSink {
     this.#markClosed();
   }
 
+  /** Sends the final message and ends the stream in one write (the response of a POST stream). */
+  finish(msg: OutboundMessage): void {
+    if (this.#closed) return;
+    if (!this.#opened) {
+      this.send(msg);
+      return this.end();
+    }
+    this.res.end(frameOf(msg));
+    this.#markClosed();
+  }
+
   /** Drops a reader that stopped reading; its messages remain resumable from JetStream. */
   cutOff(): void {
     if (this.#closed) return;
@@ -136,8 +149,7 @@ export class SseStream implements StreamSink {
   }
 
   #write(m: OutboundMessage): void {
-    const frame = m.eventId ? `id: ${m.eventId}\nevent: message\ndata: ${m.json}\n\n` : `event: message\ndata: ${m.json}\n\n`;
-    this.res.write(frame, this.#flushed);
+    this.res.write(frameOf(m), this.#flushed);
     if (this.res.writableLength > this.opts.maxBufferedBytes) this.cutOff();
     else this.#report();
   }
@@ -155,4 +167,8 @@ export class SseStream implements StreamSink {
     this.#report();
     for (const w of this.#closeWaiters.splice(0)) w();
   }
+}
+
+function frameOf(m: OutboundMessage): string {
+  return m.eventId ? `id: ${m.eventId}\nevent: message\ndata: ${m.json}\n\n` : `event: message\ndata: ${m.json}\n\n`;
 }

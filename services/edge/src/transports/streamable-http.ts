@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import {
   DEFAULT_HTTP_PROTOCOL_VERSION,
@@ -14,7 +13,7 @@ import {
   type JsonRpcRequest,
   type ProtocolVersion,
 } from "@mcpq/protocol";
-import { STANDALONE_STREAM, STREAMS, H, subjects } from "@mcpq/bus";
+import { STANDALONE_STREAM, STREAMS, H, idGenerator, subjects } from "@mcpq/bus";
 import { PRIMING_TOKEN, parseEventId, type OutboundMessage } from "../core/outbound.js";
 import { RequestCancelled } from "../core/session-core.js";
 import type { SessionRecord } from "../core/session-store.js";
@@ -150,7 +149,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
     sse.open({ [SESSION_HEADER]: session.id }, priming, priming ? rt.config.sseRetryMs : undefined);
     try {
       const out = await dispatched.response;
-      sse.send(out);
+      sse.finish(out);
     } catch (err) {
       if (!(err instanceof RequestCancelled)) rt.log.error({ err }, "response failed");
     } finally {
@@ -267,8 +266,11 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
   });
 }
 
+/** Stream ids are hex (no "_", the event-id separator), unique per edge process and prefix. */
+const nextStreamId = idGenerator("hex");
+
 function newStreamId(): string {
-  return randomBytes(6).toString("hex");
+  return nextStreamId();
 }
 
 function supportsPriming(v: ProtocolVersion): boolean {
