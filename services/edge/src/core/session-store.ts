@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { digestToken, type Bus, type KV } from "@mcpq/bus";
+import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
+import { BUCKETS, digestToken, type Bus, type KV } from "@mcpq/bus";
 import type { LogLevel, ProtocolVersion } from "@mcpq/protocol";
 
 /** A session as stored in JetStream KV; any edge can load it. */
@@ -14,6 +15,9 @@ export interface SessionRecord {
   createdAt: number;
   lastSeenAt: number;
 }
+
+/** The stream behind the sessions KV bucket. */
+const KV_SESSIONS_STREAM = `KV_${BUCKETS.sessions}`;
 
 const EVICT_SUBJECT = "mcpq.evt.session.changed";
 
@@ -50,10 +54,24 @@ export class SessionStore {
     return randomBytes(32).toString("base64url");
   }
 
+  /**
+   * Open sessions of a principal, counted by the server: an ephemeral consumer over the
+   * principal's index keys (last value per key) reports how many there are, so initialize costs
+   * O(1) round trips however many sessions exist (listing keys made a flood quadratic). Ended
+   * sessions' index keys are purged without a marker (see `delete`) so they are not counted.
+   */
   async countForPrincipal(principal: string): Promise<number> {
-    let n = 0;
-    for await (const _k of await this.#kv.keys(`p.${digestToken(principal)}.*`)) n++;
-    return n;
+    const jsm = this.bus.jsm;
+    const ci = await jsm.consumers.add(KV_SESSIONS_STREAM, {
+      filter_subject: `$KV.${BUCKETS.sessions}.p.${digestToken(principal)}.*`,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+      ack_policy: AckPolicy.None,
+      headers_only: true,
+      mem_storage: true,
+      inactive_threshold: 5_000_000_000,
+    });
+    void jsm.consumers.delete(KV_SESSIONS_STREAM, ci.name).catch(() => undefined);
+    return ci.num_pending;
   }
 
   async create(rec: SessionRecord): Promise<void> {
@@ -126,7 +144,8 @@ export class SessionStore {
   async delete(rec: SessionRecord): Promise<void> {
     this.#cache.delete(rec.id);
     await this.#kv.purge(`s.${rec.id}`);
-    await this.#kv.purge(`p.${digestToken(rec.principal)}.${rec.id}`);
+    // A stream purge leaves no marker, so the ended session stops counting against the cap.
+    await this.bus.jsm.streams.purge(KV_SESSIONS_STREAM, { filter: `$KV.${BUCKETS.sessions}.p.${digestToken(rec.principal)}.${rec.id}` });
     this.bus.nc.publish(EVICT_SUBJECT, rec.id);
   }
 
