@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { defineCatalog, definePrompt, defineResource, defineResourceTemplate, defineTool, z, type HandlerContext } from "@mcpq/worker-sdk";
 
 /**
@@ -87,9 +88,9 @@ export const conformanceCatalog = defineCatalog({
       input: noArgs,
       handler: async (_args, ctx) => {
         await ctx.log("info", "Tool execution started");
-        await sleep(50, ctx.signal);
+        await sleep(50, undefined, { signal: ctx.signal });
         await ctx.log("info", "Tool processing data");
-        await sleep(50, ctx.signal);
+        await sleep(50, undefined, { signal: ctx.signal });
         await ctx.log("info", "Tool execution completed");
         return "Tool with logging executed successfully";
       },
@@ -100,7 +101,7 @@ export const conformanceCatalog = defineCatalog({
       input: noArgs,
       handler: async (_args, ctx) => {
         for (const step of [0, 50, 100]) {
-          if (step > 0) await sleep(50, ctx.signal);
+          if (step > 0) await sleep(50, undefined, { signal: ctx.signal });
           await ctx.progress(step, 100, `Completed step ${step} of 100`);
         }
         return String(ctx.meta["progressToken"] ?? "no progress token");
@@ -123,7 +124,7 @@ export const conformanceCatalog = defineCatalog({
       handler: async (_args, ctx) => {
         await ctx.closeStream();
         // Give the client time to notice the close; the result then arrives on the resumed stream.
-        await sleep(100, ctx.signal);
+        await sleep(100, undefined, { signal: ctx.signal });
         return "Reconnection test completed successfully. If you received this, the client properly reconnected after stream closure.";
       },
     }),
@@ -349,19 +350,4 @@ function textOf(content: unknown): string | undefined {
 
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason as Error);
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal.reason as Error);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }

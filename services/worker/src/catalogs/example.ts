@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { defineCatalog, definePrompt, defineResource, defineResourceTemplate, defineTool, z } from "@mcpq/worker-sdk";
 
 /** The example catalog `make dev` serves: small, deterministic tools that show each feature. */
@@ -28,7 +29,7 @@ export const exampleCatalog = defineCatalog({
       input: z.object({ steps: z.number().int().min(1).max(1000).default(5), delayMs: z.number().int().min(0).max(60_000).default(100) }),
       handler: async ({ steps, delayMs }, ctx) => {
         for (let i = 1; i <= steps; i++) {
-          await sleep(delayMs, ctx.signal);
+          await sleep(delayMs, undefined, { signal: ctx.signal });
           await ctx.progress(i, steps, `step ${i} of ${steps}`);
           await ctx.log("info", { step: i, of: steps });
         }
@@ -41,7 +42,7 @@ export const exampleCatalog = defineCatalog({
       description: "Waits `ms` milliseconds (or until cancelled), then returns.",
       input: z.object({ ms: z.number().int().min(0).max(600_000) }),
       handler: async ({ ms }, ctx) => {
-        await sleep(ms, ctx.signal);
+        await sleep(ms, undefined, { signal: ctx.signal });
         return `slept ${ms} ms`;
       },
     }),
@@ -79,18 +80,3 @@ export const exampleCatalog = defineCatalog({
     }),
   ],
 });
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason as Error);
-    const t = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal.reason as Error);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
