@@ -26,7 +26,9 @@ export const ResumeParamsSchema = z
     /** The session to attach to; omitted to only turn on event markers before `initialize`. */
     sessionId: z.string().min(1).max(256).optional(),
     /** The last event id seen per stream (`<stream>_<token>`); `<stream>_0` replays a stream from its start. */
-    lastEventId: z.union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(32)]).optional(),
+    lastEventId: z
+      .union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(32)])
+      .optional(),
     /** `Bearer <token>`, for transports without connection headers (raw TCP). */
     authorization: z.string().max(4096).optional(),
   })

@@ -25,7 +25,9 @@ describe("edge failover (kill -9 mid-call): nothing lost, nothing duplicated", (
   let s: Stack<RunningEdge, RunningWorker>;
   afterAll(() => s?.close());
 
-  it("Streamable HTTP: the official SDK client behind a load balancer resumes on edge B", async ({ nats }) => {
+  it("Streamable HTTP: the official SDK client behind a load balancer resumes on edge B", async ({
+    nats,
+  }) => {
     s = await stack(nats, { edges: 1, edgeEnv: EDGE_ENV });
     const edgeB = s.edges[0]!;
     const a = await spawnEdge(nats.url, EDGE_ENV);
@@ -34,12 +36,23 @@ describe("edge failover (kill -9 mid-call): nothing lost, nothing duplicated", (
       const errors: Error[] = [];
       const client = new Client({ name: "failover", version: "1" }, { capabilities: {} });
       client.onerror = (e) => errors.push(e);
-      const transport = new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${lb.port}/mcp`), {
-        reconnectionOptions: { initialReconnectionDelay: 50, maxReconnectionDelay: 500, reconnectionDelayGrowFactor: 1.5, maxRetries: 30 },
-      });
+      const transport = new StreamableHTTPClientTransport(
+        new URL(`http://127.0.0.1:${lb.port}/mcp`),
+        {
+          reconnectionOptions: {
+            initialReconnectionDelay: 50,
+            maxReconnectionDelay: 500,
+            reconnectionDelayGrowFactor: 1.5,
+            maxRetries: 30,
+          },
+        },
+      );
       await client.connect(transport);
       const progress: number[] = [];
-      const result = client.callTool(COUNTDOWN, undefined, { onprogress: (p) => progress.push(p.progress), timeout: 30_000 });
+      const result = client.callTool(COUNTDOWN, undefined, {
+        onprogress: (p) => progress.push(p.progress),
+        timeout: 30_000,
+      });
       await eventually(() => progress.length >= 3, { what: "progress through edge A" });
       expect(edgeB.runtime.router.subscribedSessions).toBe(0);
       await a.kill9();
@@ -51,7 +64,9 @@ describe("edge failover (kill -9 mid-call): nothing lost, nothing duplicated", (
       // No duplicate or unknown response reached the SDK.
       expect(errors.map(String).filter((e) => /unknown message ID|response/i.test(e))).toEqual([]);
       // The session lives on: a new call goes through edge B.
-      expect((await client.callTool({ name: "echo", arguments: { text: "still here" } })).content).toEqual([{ type: "text", text: "still here" }]);
+      expect(
+        (await client.callTool({ name: "echo", arguments: { text: "still here" } })).content,
+      ).toEqual([{ type: "text", text: "still here" }]);
       await client.close();
     } finally {
       await a.kill9();
@@ -87,14 +102,21 @@ describe("edge failover (kill -9 mid-call): nothing lost, nothing duplicated", (
     const peer = new StdioPeer(["--url", a.url, "--url", edgeB.url]);
     try {
       await peer.initialize();
-      const call = peer.call("long", "tools/call", { ...COUNTDOWN, _meta: { progressToken: "stdio" } });
-      await eventually(() => peer.progress("stdio").length >= 3, { what: "progress through edge A" });
+      const call = peer.call("long", "tools/call", {
+        ...COUNTDOWN,
+        _meta: { progressToken: "stdio" },
+      });
+      await eventually(() => peer.progress("stdio").length >= 3, {
+        what: "progress through edge A",
+      });
       await a.kill9();
       expect(text(await call)).toBe(`done after ${STEPS} steps`);
       expect(peer.progress("stdio")).toEqual(ALL);
       expect(peer.received.filter((m) => m.id === "long")).toHaveLength(1);
       // Later messages go to edge B.
-      expect(text(await peer.call("after", "tools/call", { name: "echo", arguments: { text: "on B" } }))).toBe("on B");
+      expect(
+        text(await peer.call("after", "tools/call", { name: "echo", arguments: { text: "on B" } })),
+      ).toBe("on B");
       expect(await peer.end()).toBe(0);
     } finally {
       peer.kill();

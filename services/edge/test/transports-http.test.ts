@@ -14,7 +14,9 @@ async function fourConcurrentCalls(client: Sdk): Promise<void> {
   const [a, b, c, d] = await Promise.all([
     client.callTool({ name: "echo", arguments: { text: "one" } }),
     client.callTool({ name: "add", arguments: { a: 1, b: 41 } }),
-    client.callTool({ name: "countdown", arguments: { steps: 5, delayMs: 20 } }, undefined, { onprogress: (p) => progress.push(p.progress) }),
+    client.callTool({ name: "countdown", arguments: { steps: 5, delayMs: 20 } }, undefined, {
+      onprogress: (p) => progress.push(p.progress),
+    }),
     client.callTool({ name: "sleep", arguments: { ms: 40 } }),
   ]);
   expect(a.content).toEqual([{ type: "text", text: "one" }]);
@@ -42,10 +44,16 @@ describe("HTTP transports with the official SDK client", () => {
     expect(client.getServerVersion()?.name).toBe("mcpq");
     expect((await client.listTools()).tools).toHaveLength(4);
     await fourConcurrentCalls(client);
-    expect((await client.readResource({ uri: "mcpq://example/readme" })).contents[0]).toMatchObject({ mimeType: "text/markdown" });
-    await expect(client.callTool({ name: "nope", arguments: {} })).rejects.toMatchObject({ code: -32602 });
+    expect((await client.readResource({ uri: "mcpq://example/readme" })).contents[0]).toMatchObject(
+      { mimeType: "text/markdown" },
+    );
+    await expect(client.callTool({ name: "nope", arguments: {} })).rejects.toMatchObject({
+      code: -32602,
+    });
     await client.close();
-    await eventually(() => s.edges[0]!.runtime.connections.count("sse") === 0, { what: "SSE stream closed" });
+    await eventually(() => s.edges[0]!.runtime.connections.count("sse") === 0, {
+      what: "SSE stream closed",
+    });
   });
 
   it("legacy SSE: the endpoint event names /messages; POSTs to unknown connections are 404; Origin is checked", async () => {
@@ -59,16 +67,29 @@ describe("HTTP transports with the official SDK client", () => {
     const endpoint = /event: endpoint\ndata: (\S+)/.exec(buf)![1]!;
     expect(endpoint).toMatch(/^\/messages\?sessionId=[A-Za-z0-9_-]{22}$/);
     const post = (path: string, headers: Record<string, string> = {}) =>
-      fetch(new URL(path, base), { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "ping" }) });
+      fetch(new URL(path, base), {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "ping" }),
+      });
     expect((await post(endpoint)).status).toBe(202);
     expect((await post("/messages?sessionId=unknown")).status).toBe(404);
     expect((await post(endpoint, { origin: "http://evil.example.com" })).status).toBe(403);
-    expect((await fetch(base, { headers: { origin: "http://evil.example.com" } })).status).toBe(403);
+    expect((await fetch(base, { headers: { origin: "http://evil.example.com" } })).status).toBe(
+      403,
+    );
     ctl.abort();
   });
 
-  it("legacy SSE can be disabled (MCPQ_ENABLE_SSE=false) and so can WebSocket, TCP and gRPC", async ({ nats }) => {
-    const edge = await factories.startEdge(nats.url, { MCPQ_ENABLE_SSE: "false", MCPQ_ENABLE_WS: "false", MCPQ_ENABLE_TCP: "false", MCPQ_ENABLE_GRPC: "false" });
+  it("legacy SSE can be disabled (MCPQ_ENABLE_SSE=false) and so can WebSocket, TCP and gRPC", async ({
+    nats,
+  }) => {
+    const edge = await factories.startEdge(nats.url, {
+      MCPQ_ENABLE_SSE: "false",
+      MCPQ_ENABLE_WS: "false",
+      MCPQ_ENABLE_TCP: "false",
+      MCPQ_ENABLE_GRPC: "false",
+    });
     try {
       expect(edge.sseUrl).toBeUndefined();
       expect(edge.wsUrl).toBeUndefined();

@@ -8,21 +8,27 @@ import { RpcClient, grpcWire, tcpWire, text, wsWire, type Wire } from "./support
 
 const BUFFER = 256 * 1024;
 /** Enough answers to fill the kernel's socket buffers on both ends and then the edge's bound. */
-const CALLS = 48;
-const PAYLOAD = "x".repeat(400 * 1024);
+const CALLS = 300;
+const PAYLOAD = "x".repeat(64 * 1024);
 
 async function slowConsumers(edge: RunningEdge, transport: string): Promise<number> {
   const m = await edge.runtime.metrics.slowConsumers.get();
   return m.values.find((v) => v.labels["transport"] === transport)?.value ?? 0;
 }
 
-type Slow = { wire: Wire; pause(): void; resume(): void };
+/** A connection whose reading the test controls; `sent()` after the client's last request. */
+type Slow = { wire: Wire; pause(): void; resume(): void; sent?(): void };
 
 describe("slow consumers are cut off; everyone else keeps being served; the session stays resumable", () => {
   let s: Stack<RunningEdge, RunningWorker>;
   afterAll(() => s?.close());
 
-  const cases: [string, string, (e: RunningEdge) => Promise<Slow>, (closed: { code?: number | string; reason?: string }) => void][] = [
+  const cases: [
+    string,
+    string,
+    (e: RunningEdge) => Promise<Slow>,
+    (closed: { code?: number | string; reason?: string }) => void,
+  ][] = [
     [
       "WebSocket: close 1008 'slow consumer'",
       "ws",
@@ -39,16 +45,30 @@ describe("slow consumers are cut off; everyone else keeps being served; the sess
         const w = await tcpWire(e.tcpPort!);
         return { wire: w, pause: () => w.socket.pause(), resume: () => w.socket.resume() };
       },
-      (closed) => expect(JSON.parse(closed.reason!)).toMatchObject({ id: null, error: { code: -32010, data: { reason: "slow_consumer" } } }),
+      (closed) =>
+        expect(JSON.parse(closed.reason!)).toMatchObject({
+          id: null,
+          error: { code: -32010, data: { reason: "slow_consumer" } },
+        }),
     ],
     [
       "gRPC: status RESOURCE_EXHAUSTED 'slow consumer'",
       "grpc",
       async (e) => {
         const w = grpcWire(e.grpcPort!);
-        return { wire: w, pause: () => w.call.pause(), resume: () => w.call.resume() };
+        // A gRPC client half-closes once it has nothing more to send: the edge then ends the call.
+        return {
+          wire: w,
+          pause: () => w.call.pause(),
+          resume: () => w.call.resume(),
+          sent: () => w.call.end(),
+        };
       },
-      (closed) => expect(closed).toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED, reason: "slow consumer" }),
+      (closed) =>
+        expect(closed).toMatchObject({
+          code: grpc.status.RESOURCE_EXHAUSTED,
+          reason: "slow consumer",
+        }),
     ],
   ];
 
@@ -64,12 +84,24 @@ describe("slow consumers are cut off; everyone else keeps being served; the sess
 
       // The slow client stops reading, then asks for far more than it will take.
       slowConn.pause();
-      const answers = Array.from({ length: CALLS }, (_, i) => slow.call("tools/call", { name: "echo", arguments: { text: `${i}:${PAYLOAD}` } }, `e${i}`));
-      await eventually(async () => (await slowConsumers(edge, transport)) > before, { what: "slow consumer cut off", timeoutMs: 30_000 });
+      const answers = Array.from({ length: CALLS }, (_, i) =>
+        slow.call("tools/call", { name: "echo", arguments: { text: `${i}:${PAYLOAD}` } }, `e${i}`),
+      );
+      slowConn.sent?.();
+      await eventually(async () => (await slowConsumers(edge, transport)) > before, {
+        what: "slow consumer cut off",
+        timeoutMs: 30_000,
+      });
 
       // Meanwhile other sessions on the same edge are served, correctly.
-      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => healthy.client.callTool({ name: "add", arguments: { a: i, b: 1000 } })));
-      expect(results.map((r) => (r.structuredContent as { sum: number }).sum)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1000));
+      const results = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          healthy.client.callTool({ name: "add", arguments: { a: i, b: 1000 } }),
+        ),
+      );
+      expect(results.map((r) => (r.structuredContent as { sum: number }).sum)).toEqual(
+        Array.from({ length: 10 }, (_, i) => i + 1000),
+      );
 
       // Reading again, the client drains what was sent before the cut, then learns why.
       slowConn.resume();

@@ -12,17 +12,32 @@ describe("stdio bridge (`mcpq stdio --url ...`)", () => {
   let s: Stack<RunningEdge, RunningWorker>;
   afterAll(() => s?.close());
 
-  it("the official SDK's StdioClientTransport drives an edge through the bridge", async ({ nats }) => {
+  it("the official SDK's StdioClientTransport drives an edge through the bridge", async ({
+    nats,
+  }) => {
     s = await stack(nats, { edges: 2 });
     const client = new Client({ name: "desktop-like", version: "1" }, { capabilities: {} });
-    await client.connect(new StdioClientTransport({ command: process.execPath, args: [CLI, "stdio", "--url", s.edges[0]!.url], stderr: "pipe" }));
+    await client.connect(
+      new StdioClientTransport({
+        command: process.execPath,
+        args: [CLI, "stdio", "--url", s.edges[0]!.url],
+        stderr: "pipe",
+      }),
+    );
     expect(client.getServerVersion()?.name).toBe("mcpq");
-    expect((await client.listTools()).tools.map((t) => t.name)).toEqual(["add", "countdown", "echo", "sleep"]);
+    expect((await client.listTools()).tools.map((t) => t.name)).toEqual([
+      "add",
+      "countdown",
+      "echo",
+      "sleep",
+    ]);
     const progress: number[] = [];
     const [a, b, c, d] = await Promise.all([
       client.callTool({ name: "echo", arguments: { text: "via stdio" } }),
       client.callTool({ name: "add", arguments: { a: 40, b: 2 } }),
-      client.callTool({ name: "countdown", arguments: { steps: 4, delayMs: 20 } }, undefined, { onprogress: (p) => progress.push(p.progress) }),
+      client.callTool({ name: "countdown", arguments: { steps: 4, delayMs: 20 } }, undefined, {
+        onprogress: (p) => progress.push(p.progress),
+      }),
       client.callTool({ name: "sleep", arguments: { ms: 30 } }),
     ]);
     expect(a.content).toEqual([{ type: "text", text: "via stdio" }]);
@@ -36,10 +51,17 @@ describe("stdio bridge (`mcpq stdio --url ...`)", () => {
   it("relays errors with the request's id, accepts comma-separated URLs, ends the session on EOF", async () => {
     const peer = new StdioPeer(["--url", `${s.edges[0]!.url},${s.edges[1]!.url}`]);
     const init = await peer.initialize();
-    expect(init.result).toMatchObject({ protocolVersion: "2025-11-25", serverInfo: { name: "mcpq" } });
-    expect((await peer.call(1, "tools/call", { name: "nope", arguments: {} })).error?.code).toBe(-32602);
+    expect(init.result).toMatchObject({
+      protocolVersion: "2025-11-25",
+      serverInfo: { name: "mcpq" },
+    });
+    expect((await peer.call(1, "tools/call", { name: "nope", arguments: {} })).error?.code).toBe(
+      -32602,
+    );
     expect((await peer.call(2, "bogus/method")).error?.code).toBe(-32601);
-    expect(text(await peer.call(3, "tools/call", { name: "echo", arguments: { text: "x" } }))).toBe("x");
+    expect(text(await peer.call(3, "tools/call", { name: "echo", arguments: { text: "x" } }))).toBe(
+      "x",
+    );
     const sessions = async () => {
       let n = 0;
       for await (const _ of await s.edges[0]!.runtime.bus.kv.sessions.keys("s.*")) n++;
@@ -47,6 +69,8 @@ describe("stdio bridge (`mcpq stdio --url ...`)", () => {
     };
     const before = await sessions();
     expect(await peer.end()).toBe(0);
-    await eventually(async () => (await sessions()) === before - 1, { what: "session deleted on EOF" });
+    await eventually(async () => (await sessions()) === before - 1, {
+      what: "session deleted on EOF",
+    });
   });
 });

@@ -4,7 +4,14 @@ import { natsTest as it, eventually, type Stack } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { factories, stack } from "./support/stack.js";
-import { RpcClient, grpcWire, progressOf, tcpWire, text, type Wire } from "./support/socket-client.js";
+import {
+  RpcClient,
+  grpcWire,
+  progressOf,
+  tcpWire,
+  text,
+  type Wire,
+} from "./support/socket-client.js";
 
 type Dial = (edge: RunningEdge) => Promise<Wire> | Wire;
 const transports: [string, Dial][] = [
@@ -30,11 +37,20 @@ describe("socket transports: raw TCP and gRPC", () => {
         const c = new RpcClient(await dial(s.edges[0]!));
         await c.initialize(false);
         const tools = await c.request("tools/list");
-        expect((tools["tools"] as { name: string }[]).map((t) => t.name)).toEqual(["add", "countdown", "echo", "sleep"]);
+        expect((tools["tools"] as { name: string }[]).map((t) => t.name)).toEqual([
+          "add",
+          "countdown",
+          "echo",
+          "sleep",
+        ]);
         const [a, b, cd, d] = await Promise.all([
           c.call("tools/call", { name: "echo", arguments: { text: "héllo ✓" } }),
           c.call("tools/call", { name: "add", arguments: { a: 20, b: 22 } }),
-          c.call("tools/call", { name: "countdown", arguments: { steps: 3, delayMs: 20 }, _meta: { progressToken: 9 } }),
+          c.call("tools/call", {
+            name: "countdown",
+            arguments: { steps: 3, delayMs: 20 },
+            _meta: { progressToken: 9 },
+          }),
           c.call("tools/call", { name: "sleep", arguments: { ms: 30 } }),
         ]);
         expect(text(a)).toBe("héllo ✓");
@@ -56,7 +72,9 @@ describe("socket transports: raw TCP and gRPC", () => {
         c.wire.send(JSON.stringify([{ jsonrpc: "2.0", id: 1, method: "ping" }]));
         await eventually(() => errors.length === 2, { what: "two id-null errors" });
         expect(errors).toMatchObject([{ code: -32700 }, { code: -32600 }]);
-        expect((await c.call("tools/call", { name: "nope", arguments: {} })).error?.code).toBe(-32602);
+        expect((await c.call("tools/call", { name: "nope", arguments: {} })).error?.code).toBe(
+          -32602,
+        );
         c.wire.close();
       });
 
@@ -64,10 +82,16 @@ describe("socket transports: raw TCP and gRPC", () => {
         const c = new RpcClient(await dial(s.edges[0]!));
         await c.initialize(false);
         void c.call("tools/call", { name: "sleep", arguments: { ms: 30_000 } }, "long");
-        await eventually(() => s.edges[0]!.runtime.router.correlator.size > 0, { what: "call in flight" });
+        await eventually(() => s.edges[0]!.runtime.router.correlator.size > 0, {
+          what: "call in flight",
+        });
         c.notify("notifications/cancelled", { requestId: "long", reason: "test" });
-        await eventually(() => s.edges[0]!.runtime.router.correlator.size === 0, { what: "call cancelled" });
-        expect(text(await c.call("tools/call", { name: "echo", arguments: { text: "next" } }))).toBe("next");
+        await eventually(() => s.edges[0]!.runtime.router.correlator.size === 0, {
+          what: "call cancelled",
+        });
+        expect(
+          text(await c.call("tools/call", { name: "echo", arguments: { text: "next" } })),
+        ).toBe("next");
         expect(c.received.filter((m) => m.id === "long")).toHaveLength(0);
         c.wire.close();
       });
@@ -75,8 +99,18 @@ describe("socket transports: raw TCP and gRPC", () => {
       it("a dropped connection resumes on another edge: remaining progress and the result, once", async () => {
         const c = new RpcClient(await dial(s.edges[0]!));
         await c.initialize(true);
-        const call = c.call("tools/call", { name: "countdown", arguments: { steps: 6, delayMs: 100 }, _meta: { progressToken: "t" } }, 5);
-        await eventually(() => progressOf(c, "t").length >= 2, { what: "two progress notifications" });
+        const call = c.call(
+          "tools/call",
+          {
+            name: "countdown",
+            arguments: { steps: 6, delayMs: 100 },
+            _meta: { progressToken: "t" },
+          },
+          5,
+        );
+        await eventually(() => progressOf(c, "t").length >= 2, {
+          what: "two progress notifications",
+        });
         c.wire.close();
         const r = await c.resume(await dial(s.edges[1]!));
         expect(r.result).toMatchObject({ sessionId: c.sessionId });
@@ -92,13 +126,33 @@ describe("socket transports: raw TCP and gRPC", () => {
     const guarded = await factories.startEdge(nats.url, { MCPQ_AUTH_TOKENS: "sekrit=alice" });
     try {
       const anon = new RpcClient(await tcpWire(guarded.tcpPort!));
-      expect((await anon.call("initialize", { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x", version: "1" } })).error?.code).toBe(-32013);
+      expect(
+        (
+          await anon.call("initialize", {
+            protocolVersion: "2025-11-25",
+            capabilities: {},
+            clientInfo: { name: "x", version: "1" },
+          })
+        ).error?.code,
+      ).toBe(-32013);
       const wrong = new RpcClient(await tcpWire(guarded.tcpPort!));
-      expect((await wrong.call("$/mcpq/resume", { authorization: "Bearer nope" })).error?.code).toBe(-32013);
+      expect(
+        (await wrong.call("$/mcpq/resume", { authorization: "Bearer nope" })).error?.code,
+      ).toBe(-32013);
       await wrong.wire.closed;
       const ok = new RpcClient(await tcpWire(guarded.tcpPort!));
-      expect((await ok.call("$/mcpq/resume", { authorization: "Bearer sekrit" })).result).toHaveProperty("streamId");
-      expect((await ok.call("initialize", { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x", version: "1" } })).result).toHaveProperty("serverInfo");
+      expect(
+        (await ok.call("$/mcpq/resume", { authorization: "Bearer sekrit" })).result,
+      ).toHaveProperty("streamId");
+      expect(
+        (
+          await ok.call("initialize", {
+            protocolVersion: "2025-11-25",
+            capabilities: {},
+            clientInfo: { name: "x", version: "1" },
+          })
+        ).result,
+      ).toHaveProperty("serverInfo");
       expect((await ok.call("ping")).result).toEqual({});
 
       const g = grpcWire(guarded.grpcPort!);

@@ -15,17 +15,26 @@ describe("WebSocket transport (ws://HOST:PORT/ws, subprotocol mcp)", () => {
   let s: Stack<RunningEdge, RunningWorker>;
   afterAll(() => s?.close());
 
-  it("the official SDK client initializes, runs four concurrent calls and receives progress", async ({ nats }) => {
+  it("the official SDK client initializes, runs four concurrent calls and receives progress", async ({
+    nats,
+  }) => {
     s = await stack(nats, { edges: 2 });
     const client = new Client({ name: "ws-sdk", version: "1" }, { capabilities: {} });
     await client.connect(new WebSocketClientTransport(new URL(s.edges[0]!.wsUrl!)));
     expect(client.getServerVersion()?.name).toBe("mcpq");
-    expect((await client.listTools()).tools.map((t) => t.name)).toEqual(["add", "countdown", "echo", "sleep"]);
+    expect((await client.listTools()).tools.map((t) => t.name)).toEqual([
+      "add",
+      "countdown",
+      "echo",
+      "sleep",
+    ]);
     const progress: number[] = [];
     const [a, b, c, d] = await Promise.all([
       client.callTool({ name: "echo", arguments: { text: "one" } }),
       client.callTool({ name: "add", arguments: { a: 2, b: 3 } }),
-      client.callTool({ name: "countdown", arguments: { steps: 4, delayMs: 20 } }, undefined, { onprogress: (p) => progress.push(p.progress) }),
+      client.callTool({ name: "countdown", arguments: { steps: 4, delayMs: 20 } }, undefined, {
+        onprogress: (p) => progress.push(p.progress),
+      }),
       client.callTool({ name: "sleep", arguments: { ms: 50 } }),
     ]);
     expect(a.content).toEqual([{ type: "text", text: "one" }]);
@@ -41,8 +50,14 @@ describe("WebSocket transport (ws://HOST:PORT/ws, subprotocol mcp)", () => {
     await c.initialize();
     // Socket transports carry the session id in the InitializeResult's _meta.
     expect(c.sessionId).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    const call = c.call("tools/call", { name: "countdown", arguments: { steps: 8, delayMs: 80 }, _meta: { progressToken: "cd" } }, 77);
-    await eventually(() => progressOf(c, "cd").length >= 3, { what: "three progress notifications" });
+    const call = c.call(
+      "tools/call",
+      { name: "countdown", arguments: { steps: 8, delayMs: 80 }, _meta: { progressToken: "cd" } },
+      77,
+    );
+    await eventually(() => progressOf(c, "cd").length >= 3, {
+      what: "three progress notifications",
+    });
     // Every retained message was announced by a marker carrying the connection's stream id.
     expect([...c.lastEventIds.keys()]).toEqual([c.streamId]);
     const sid = c.sessionId!;
@@ -54,7 +69,9 @@ describe("WebSocket transport (ws://HOST:PORT/ws, subprotocol mcp)", () => {
     expect(progressOf(c, "cd")).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     expect(c.received.filter((m) => m.id === 77)).toHaveLength(1);
     // The resumed connection serves new calls too.
-    expect(text(await c.call("tools/call", { name: "echo", arguments: { text: "after" } }))).toBe("after");
+    expect(text(await c.call("tools/call", { name: "echo", arguments: { text: "after" } }))).toBe(
+      "after",
+    );
     c.wire.close();
   });
 
@@ -75,16 +92,25 @@ describe("WebSocket transport (ws://HOST:PORT/ws, subprotocol mcp)", () => {
     const c = new RpcClient(await wsWire(s.edges[0]!.wsUrl!));
     expect((await c.call("tools/list")).error).toMatchObject({ code: -32600 });
     await c.initialize(false);
-    expect((await c.call("initialize", { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "x", version: "1" } })).error?.code).toBe(-32600);
+    expect(
+      (
+        await c.call("initialize", {
+          protocolVersion: "2025-11-25",
+          capabilities: {},
+          clientInfo: { name: "x", version: "1" },
+        })
+      ).error?.code,
+    ).toBe(-32600);
     expect((await c.call("ping")).result).toEqual({});
     c.wire.close();
   });
 
   it("the upgrade is guarded: foreign Origin 403, missing subprotocol 400, other paths 404", async () => {
     const url = s.edges[0]!.wsUrl!;
-    await expect(wsWire(url, { headers: { origin: "http://evil.example.com" } })).rejects.toMatchObject({ status: 403 });
+    await expect(
+      wsWire(url, { headers: { origin: "http://evil.example.com" } }),
+    ).rejects.toMatchObject({ status: 403 });
     await expect(wsWire(url, { protocols: [] })).rejects.toMatchObject({ status: 400 });
     await expect(wsWire(url.replace("/ws", "/nope"))).rejects.toMatchObject({ status: 404 });
   });
 });
-

@@ -57,8 +57,13 @@ export async function stdio(argv: string[]): Promise<void> {
   }
   const token = values.token ?? process.env["MCPQ_TOKEN"];
   if (token) headers["authorization"] = `Bearer ${token}`;
-  const retryTimeoutMs = values["retry-timeout"] !== undefined ? Number(values["retry-timeout"]) : undefined;
-  await new StdioBridge({ urls, headers, ...(retryTimeoutMs !== undefined ? { retryTimeoutMs } : {}) }).run();
+  const retryTimeoutMs =
+    values["retry-timeout"] !== undefined ? Number(values["retry-timeout"]) : undefined;
+  await new StdioBridge({
+    urls,
+    headers,
+    ...(retryTimeoutMs !== undefined ? { retryTimeoutMs } : {}),
+  }).run();
 }
 
 interface SseEvent {
@@ -118,7 +123,9 @@ export class StdioBridge {
         this.#emit({ jsonrpc: "2.0", id: null, error: { code: -32700, message: "Parse error" } });
         continue;
       }
-      this.#chain = this.#chain.then(() => this.#forward(msg, line)).catch((err: unknown) => this.#log(`message failed: ${String(err)}`));
+      this.#chain = this.#chain
+        .then(() => this.#forward(msg, line))
+        .catch((err: unknown) => this.#log(`message failed: ${String(err)}`));
     }
     await this.#chain;
     await this.#endSession();
@@ -136,14 +143,27 @@ export class StdioBridge {
     let res: Response;
     let urlIndex: number;
     try {
-      ({ res, urlIndex } = await this.#fetch(() => ({ method: "POST", headers: this.#requestHeaders({ "content-type": "application/json", accept: "application/json, text/event-stream" }), body: raw })));
+      ({ res, urlIndex } = await this.#fetch(() => ({
+        method: "POST",
+        headers: this.#requestHeaders({
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+        }),
+        body: raw,
+      })));
     } catch (err) {
-      if (isRequest) this.#emit(lostError(msg.id, err instanceof EdgesUnreachable ? "no edge reachable" : String(err)));
+      if (isRequest)
+        this.#emit(
+          lostError(msg.id, err instanceof EdgesUnreachable ? "no edge reachable" : String(err)),
+        );
       else this.#log(`could not deliver ${String(msg.method ?? "response")}: ${String(err)}`);
       return;
     }
     if (!isRequest) {
-      if (res.status >= 400) this.#log(`edge refused ${String(msg.method ?? "response")}: HTTP ${res.status} ${await res.text().catch(() => "")}`);
+      if (res.status >= 400)
+        this.#log(
+          `edge refused ${String(msg.method ?? "response")}: HTTP ${res.status} ${await res.text().catch(() => "")}`,
+        );
       else await res.body?.cancel();
       if (msg.method === "notifications/initialized" && !this.#standalone) {
         this.#standalone = true;
@@ -155,7 +175,8 @@ export class StdioBridge {
       this.#sessionId = res.headers.get("mcp-session-id") ?? undefined;
       const text = await res.text();
       try {
-        const v = (JSON.parse(text) as { result?: { protocolVersion?: unknown } }).result?.protocolVersion;
+        const v = (JSON.parse(text) as { result?: { protocolVersion?: unknown } }).result
+          ?.protocolVersion;
         if (typeof v === "string") this.#protocolVersion = v;
       } catch {
         // forwarded as is; the client will complain
@@ -167,7 +188,9 @@ export class StdioBridge {
   }
 
   #track(p: Promise<void>): void {
-    const t = p.catch((err: unknown) => this.#log(`stream failed: ${String(err)}`)).finally(() => this.#streams.delete(t));
+    const t = p
+      .catch((err: unknown) => this.#log(`stream failed: ${String(err)}`))
+      .finally(() => this.#streams.delete(t));
     this.#streams.add(t);
   }
 
@@ -213,9 +236,22 @@ export class StdioBridge {
       else await sleep(retryMs, this.#abort.signal);
       const after = lastEventId;
       try {
-        ({ res, urlIndex } = await this.#fetch(() => ({ method: "GET", headers: this.#requestHeaders({ accept: "text/event-stream", "last-event-id": after }) }), (r) => r.ok && (r.headers.get("content-type") ?? "").includes("text/event-stream")));
+        ({ res, urlIndex } = await this.#fetch(
+          () => ({
+            method: "GET",
+            headers: this.#requestHeaders({ accept: "text/event-stream", "last-event-id": after }),
+          }),
+          (r) => r.ok && (r.headers.get("content-type") ?? "").includes("text/event-stream"),
+        ));
       } catch (err) {
-        this.#emit(lostError(id, err instanceof EdgesUnreachable ? "no edge reachable to resume the stream" : String(err)));
+        this.#emit(
+          lostError(
+            id,
+            err instanceof EdgesUnreachable
+              ? "no edge reachable to resume the stream"
+              : String(err),
+          ),
+        );
         return;
       }
     }
@@ -231,7 +267,14 @@ export class StdioBridge {
       try {
         const after = lastEventId;
         ({ res, urlIndex } = await this.#fetch(
-          () => ({ method: "GET", headers: this.#requestHeaders(after ? { accept: "text/event-stream", "last-event-id": after } : { accept: "text/event-stream" }) }),
+          () => ({
+            method: "GET",
+            headers: this.#requestHeaders(
+              after
+                ? { accept: "text/event-stream", "last-event-id": after }
+                : { accept: "text/event-stream" },
+            ),
+          }),
           (r) => r.status < 500,
         ));
       } catch {
@@ -240,7 +283,8 @@ export class StdioBridge {
       if (!res.ok) {
         // 405: the edge offers no GET stream; 404: the session is gone.
         await res.body?.cancel();
-        if (res.status === 404) this.#log("session not found on the edge; the client must re-initialize");
+        if (res.status === 404)
+          this.#log("session not found on the edge; the client must re-initialize");
         return;
       }
       try {
@@ -261,7 +305,11 @@ export class StdioBridge {
     if (!this.#sessionId) return;
     const url = this.#urls[this.#current]!;
     try {
-      const res = await fetch(url, { method: "DELETE", headers: this.#requestHeaders({}), signal: AbortSignal.timeout(2_000) });
+      const res = await fetch(url, {
+        method: "DELETE",
+        headers: this.#requestHeaders({}),
+        signal: AbortSignal.timeout(2_000),
+      });
       await res.body?.cancel();
     } catch {
       // best effort: the session also expires on its own
@@ -284,7 +332,10 @@ export class StdioBridge {
    * Sends a request to the current edge, moving through the URL list while edges do not answer
    * (connection refused or reset, or `usable` rejects the response: 502/503/504 from a proxy).
    */
-  async #fetch(init: () => RequestInit, usable: (r: Response) => boolean = (r) => r.status !== 502 && r.status !== 504): Promise<{ res: Response; urlIndex: number }> {
+  async #fetch(
+    init: () => RequestInit,
+    usable: (r: Response) => boolean = (r) => r.status !== 502 && r.status !== 504,
+  ): Promise<{ res: Response; urlIndex: number }> {
     const deadline = Date.now() + this.#retryTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       const urlIndex = this.#current;
@@ -301,7 +352,8 @@ export class StdioBridge {
       }
       this.#failed(urlIndex);
       if (Date.now() >= deadline) throw new EdgesUnreachable(problem);
-      if (attempt === 0 || attempt % this.#urls.length === 0) this.#log(`${url}: ${problem}; trying ${this.#urls[this.#current]}`);
+      if (attempt === 0 || attempt % this.#urls.length === 0)
+        this.#log(`${url}: ${problem}; trying ${this.#urls[this.#current]}`);
       // Each URL once quickly, then back off (capped) while every edge is down.
       const round = Math.floor(attempt / this.#urls.length);
       await sleep(round === 0 ? 50 : Math.min(100 * 2 ** round, 2_000), this.#abort.signal);

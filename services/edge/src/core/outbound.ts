@@ -215,47 +215,59 @@ export class OutboundRouter {
     } catch (err) {
       this.log.warn({ err, stream }, "replay failed");
     } finally {
-      replaying = false;
-      for (const msg of buffered) if (!msg.eventId || !seen.has(msg.eventId)) if (!sink.closed) sink.send(msg);
-      buffered.length = 0;
+      // Live messages that arrived meanwhile follow at the reader's pace; any that arrive while
+      // these go out queue behind them, so the stream order holds.
+      try {
+        while (buffered.length > 0 && !sink.closed) {
+          const msg = buffered.shift()!;
+          if (msg.eventId && seen.has(msg.eventId)) continue;
+          sink.send(msg);
+          await sink.ready?.();
+        }
+      } finally {
+        replaying = false;
+        buffered.length = 0;
+      }
       if (reconnectAfterReplay && !sink.closed) sink.reconnect?.(reconnectAfterReplay.retryMs);
     }
     return release;
   }
 
   /**
-   * Reads `subject` from MCPQ_OUT in order up to `lastSeq` with an ordered consumer. Stops early
-   * when the consumer has nothing more pending (messages aged out meanwhile) or nothing arrives
-   * for a while, so a replay can never hold live delivery back indefinitely.
+   * Reads `subject` from MCPQ_OUT in order up to `lastSeq`, one direct get (`next_by_subj`) at a
+   * time with one read ahead: no consumer to create or lose heartbeats on, and the next message
+   * is fetched only as fast as the sink takes them (`onMsg` awaits its room).
    */
   async #replay(subject: string, lastSeq: number, onMsg: (msg: OutboundMessage) => Promise<void>): Promise<void> {
-    const oc = await this.bus.js.consumers.get(STREAMS.outbound, { filter_subjects: subject });
-    const iter = await oc.consume({ max_messages: 256 });
-    let idle: NodeJS.Timeout | undefined;
-    const arm = () => {
-      clearTimeout(idle);
-      idle = setTimeout(() => void iter.close(), REPLAY_IDLE_MS);
-    };
-    try {
-      arm();
-      for await (const jm of iter) {
-        // No idle timeout while the sink makes us wait (flow control), only while NATS does.
-        clearTimeout(idle);
-        const msg = decodeHeaders(jm.headers, jm.string());
-        // Control messages were instructions to whichever edge held the stream back then.
-        if (msg.kind !== "control") await onMsg(msg);
-        if (jm.seq >= lastSeq || jm.info.pending === 0) break;
-        arm();
+    let next = this.#next(subject, 1);
+    for (;;) {
+      const m = await next;
+      if (!m || m.seq > lastSeq) return;
+      next = m.seq >= lastSeq ? Promise.resolve(null) : this.#next(subject, m.seq + 1);
+      next.catch(() => undefined);
+      const msg = decodeHeaders(m.header, m.string());
+      // Control messages were instructions to whichever edge held the stream back then.
+      if (msg.kind !== "control") await onMsg(msg);
+    }
+  }
+
+  /** The first message on `subject` at or after `seq` (null: none); retried a few times. */
+  async #next(subject: string, seq: number): Promise<StoredMsg | null> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        // `next_by_subj` is in the server's msg-get API (2.9+); the client's type omits it.
+        return await this.bus.jsm.streams.getMessage(STREAMS.outbound, { seq, next_by_subj: subject } as unknown as { seq: number });
+      } catch (err) {
+        if (attempt >= REPLAY_GET_ATTEMPTS) throw err;
       }
-    } finally {
-      clearTimeout(idle);
-      await iter.close().catch(() => undefined);
     }
   }
 }
 
-/** A replay that receives nothing for this long is over (its messages aged out meanwhile). */
-const REPLAY_IDLE_MS = 5_000;
+type StoredMsg = NonNullable<Awaited<ReturnType<Bus["jsm"]["streams"]["getMessage"]>>>;
+
+/** Tries per message of a replay before it gives up (each bounded by the JetStream API timeout). */
+const REPLAY_GET_ATTEMPTS = 3;
 
 function decode(m: Msg): OutboundMessage {
   return decodeHeaders(m.headers, m.string());

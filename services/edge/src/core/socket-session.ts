@@ -122,7 +122,9 @@ export class SocketSession implements StreamSink {
 
   /** Resolves once every message received so far has been answered (a client half-closed). */
   idle(): Promise<void> {
-    return this.#outstanding === 0 || this.#closed ? Promise.resolve() : new Promise((r) => this.#idleWaiters.push(r));
+    return this.#outstanding === 0 || this.#closed
+      ? Promise.resolve()
+      : new Promise((r) => this.#idleWaiters.push(r));
   }
 
   #done(): void {
@@ -165,8 +167,13 @@ export class SocketSession implements StreamSink {
   /** Router side: one message of a stream this connection reads, in stream order. */
   send(msg: OutboundMessage): void {
     if (this.#closed) return;
-    if (msg.kind === "response" && this.#answeredHere.size > 0 && this.#isLateAnswer(msg.json)) return;
-    this.#write(msg.json, msg.eventId, this.#markers && msg.eventId ? eventMarker(msg.eventId) : undefined);
+    if (msg.kind === "response" && this.#answeredHere.size > 0 && this.#isLateAnswer(msg.json))
+      return;
+    this.#write(
+      msg.json,
+      msg.eventId,
+      this.#markers && msg.eventId ? eventMarker(msg.eventId) : undefined,
+    );
   }
 
   /** Ends the connection from the edge's side (slow consumer, shutdown, failed auth). */
@@ -190,12 +197,15 @@ export class SocketSession implements StreamSink {
   drained(): void {
     if (this.#closed) return;
     this.opts.account?.set(this.framer.bufferedBytes);
-    if (this.#readyWaiters.length > 0 && this.#hasRoom()) for (const w of this.#readyWaiters.splice(0)) w();
+    if (this.#readyWaiters.length > 0 && this.#hasRoom())
+      for (const w of this.#readyWaiters.splice(0)) w();
   }
 
   /** Resolves once less than half the send-buffer bound is queued (a replay waits on it). */
   ready(): Promise<void> {
-    return this.#closed || this.#hasRoom() ? Promise.resolve() : new Promise((r) => this.#readyWaiters.push(r));
+    return this.#closed || this.#hasRoom()
+      ? Promise.resolve()
+      : new Promise((r) => this.#readyWaiters.push(r));
   }
 
   #hasRoom(): boolean {
@@ -211,7 +221,10 @@ export class SocketSession implements StreamSink {
     if (this.#closed) return;
     const held = this.framer.bufferedBytes;
     if (held > this.opts.maxSendBufferBytes) {
-      this.opts.log.warn({ transport: this.opts.transport, buffered: held }, "slow consumer cut off");
+      this.opts.log.warn(
+        { transport: this.opts.transport, buffered: held },
+        "slow consumer cut off",
+      );
       this.opts.onSlowConsumer?.();
       this.close("slow consumer");
       return;
@@ -222,7 +235,8 @@ export class SocketSession implements StreamSink {
   }
 
   #reply(id: RequestId | null, err: unknown): void {
-    if (!(err instanceof McpError)) this.opts.log.error({ err }, "unexpected error before dispatch");
+    if (!(err instanceof McpError))
+      this.opts.log.error({ err }, "unexpected error before dispatch");
     this.#write(JSON.stringify({ jsonrpc: "2.0", id, error: toWireError(err) }), undefined);
   }
 
@@ -234,7 +248,13 @@ export class SocketSession implements StreamSink {
       return this.#reply(null, err);
     }
     if (Array.isArray(value)) {
-      return this.#reply(null, new McpError(ErrorCode.InvalidRequest, "Invalid Request: JSON-RPC batches are not supported on this transport"));
+      return this.#reply(
+        null,
+        new McpError(
+          ErrorCode.InvalidRequest,
+          "Invalid Request: JSON-RPC batches are not supported on this transport",
+        ),
+      );
     }
     let msg;
     try {
@@ -248,12 +268,22 @@ export class SocketSession implements StreamSink {
     const principal = this.#principal;
     if (principal === null) {
       if (msg.kind === "request") {
-        this.#reply(msg.message.id, new McpError(ErrorCode.Forbidden, `Unauthorized: send ${RESUME_METHOD} with an authorization first`));
+        this.#reply(
+          msg.message.id,
+          new McpError(
+            ErrorCode.Forbidden,
+            `Unauthorized: send ${RESUME_METHOD} with an authorization first`,
+          ),
+        );
       }
       return;
     }
     if (msg.kind === "request" && msg.message.method === "initialize") {
-      if (this.#session) return this.#reply(msg.message.id, new McpError(ErrorCode.InvalidRequest, "Session already initialized"));
+      if (this.#session)
+        return this.#reply(
+          msg.message.id,
+          new McpError(ErrorCode.InvalidRequest, "Session already initialized"),
+        );
       try {
         const { session, json } = await this.rt.core.initialize(principal, msg.message);
         this.#write(withSessionId(json, session.id), undefined);
@@ -270,8 +300,13 @@ export class SocketSession implements StreamSink {
         this.#reply(
           msg.message.id,
           known
-            ? new McpError(ErrorCode.InvalidRequest, "Session not found", { reason: "session_not_found" })
-            : new McpError(ErrorCode.InvalidRequest, `Bad Request: send initialize (or ${RESUME_METHOD}) first`),
+            ? new McpError(ErrorCode.InvalidRequest, "Session not found", {
+                reason: "session_not_found",
+              })
+            : new McpError(
+                ErrorCode.InvalidRequest,
+                `Bad Request: send initialize (or ${RESUME_METHOD}) first`,
+              ),
         );
       }
       return;
@@ -294,7 +329,12 @@ export class SocketSession implements StreamSink {
     return fresh;
   }
 
-  async #dispatch(session: SessionRecord, req: JsonRpcRequest, raw: string, handOff: (response: Promise<unknown>) => void): Promise<void> {
+  async #dispatch(
+    session: SessionRecord,
+    req: JsonRpcRequest,
+    raw: string,
+    handOff: (response: Promise<unknown>) => void,
+  ): Promise<void> {
     let response: Promise<OutboundMessage>;
     try {
       // No sink here: this connection is attached to its stream for its whole life.
@@ -320,28 +360,68 @@ export class SocketSession implements StreamSink {
   async #resume(req: JsonRpcRequest): Promise<void> {
     if (this.#closed) return;
     const p = ResumeParamsSchema.safeParse(req.params ?? {});
-    if (!p.success) return this.#reply(req.id, new McpError(ErrorCode.InvalidParams, `Invalid params: ${p.error.issues[0]?.message ?? "malformed"}`));
-    if (this.#session) return this.#reply(req.id, new McpError(ErrorCode.InvalidRequest, `${RESUME_METHOD} must come before initialize`));
+    if (!p.success)
+      return this.#reply(
+        req.id,
+        new McpError(
+          ErrorCode.InvalidParams,
+          `Invalid params: ${p.error.issues[0]?.message ?? "malformed"}`,
+        ),
+      );
+    if (this.#session)
+      return this.#reply(
+        req.id,
+        new McpError(ErrorCode.InvalidRequest, `${RESUME_METHOD} must come before initialize`),
+      );
     if (this.#principal === null) {
       const principal = principalOf(p.data.authorization, this.opts.authTokens);
       if (principal === null) {
-        this.#reply(req.id, new McpError(ErrorCode.Forbidden, "Unauthorized: a valid bearer token is required"));
+        this.#reply(
+          req.id,
+          new McpError(ErrorCode.Forbidden, "Unauthorized: a valid bearer token is required"),
+        );
         this.close("unauthorized");
         return;
       }
       this.#principal = principal;
     }
-    const ids = p.data.lastEventId === undefined ? [] : Array.isArray(p.data.lastEventId) ? p.data.lastEventId : [p.data.lastEventId];
+    const ids =
+      p.data.lastEventId === undefined
+        ? []
+        : Array.isArray(p.data.lastEventId)
+          ? p.data.lastEventId
+          : [p.data.lastEventId];
     const positions = ids.map(parseEventId);
-    if (positions.some((x) => x === null)) return this.#reply(req.id, new McpError(ErrorCode.InvalidParams, "Invalid params: malformed lastEventId"));
+    if (positions.some((x) => x === null))
+      return this.#reply(
+        req.id,
+        new McpError(ErrorCode.InvalidParams, "Invalid params: malformed lastEventId"),
+      );
     if (p.data.sessionId === undefined) {
       this.#markers = true;
-      return this.#write(JSON.stringify({ jsonrpc: "2.0", id: req.id, result: { streamId: this.streamId } satisfies ResumeResult }), undefined);
+      return this.#write(
+        JSON.stringify({
+          jsonrpc: "2.0",
+          id: req.id,
+          result: { streamId: this.streamId } satisfies ResumeResult,
+        }),
+        undefined,
+      );
     }
     const session = await this.rt.core.sessions.get(p.data.sessionId, this.#principal);
-    if (!session) return this.#reply(req.id, new McpError(ErrorCode.InvalidRequest, "Session not found", { reason: "session_not_found" }));
+    if (!session)
+      return this.#reply(
+        req.id,
+        new McpError(ErrorCode.InvalidRequest, "Session not found", {
+          reason: "session_not_found",
+        }),
+      );
     this.#markers = true;
-    const result: ResumeResult = { streamId: this.streamId, sessionId: session.id, protocolVersion: session.protocolVersion };
+    const result: ResumeResult = {
+      streamId: this.streamId,
+      sessionId: session.id,
+      protocolVersion: session.protocolVersion,
+    };
     this.#write(JSON.stringify({ jsonrpc: "2.0", id: req.id, result }), undefined);
     this.#bind(session);
     // Replays run beside live traffic: the connection keeps accepting requests meanwhile.
@@ -379,7 +459,10 @@ export class SocketSession implements StreamSink {
 function withSessionId(json: string, sessionId: string): string {
   const msg = JSON.parse(json) as { result?: Record<string, unknown> };
   if (!msg.result) return json;
-  msg.result["_meta"] = { ...(msg.result["_meta"] as Record<string, unknown> | undefined), [SESSION_ID_META_KEY]: sessionId };
+  msg.result["_meta"] = {
+    ...(msg.result["_meta"] as Record<string, unknown> | undefined),
+    [SESSION_ID_META_KEY]: sessionId,
+  };
   return JSON.stringify(msg);
 }
 

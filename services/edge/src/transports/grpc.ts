@@ -12,13 +12,15 @@ type SessionCall = grpc.ServerDuplexStream<JsonRpcFrame, JsonRpcFrame>;
 
 /** Loads `mcpq.v1.Mcp` from the .proto shipped with @mcpq/protocol. */
 export function loadMcpService(): grpc.ServiceDefinition {
-  const def = protoLoader.loadSync(fileURLToPath(GRPC_PROTO_URL), { keepCase: true, defaults: true });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as { mcpq: { v1: { Mcp: grpc.ServiceClientConstructor } } };
+  const def = protoLoader.loadSync(fileURLToPath(GRPC_PROTO_URL), {
+    keepCase: true,
+    defaults: true,
+  });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    mcpq: { v1: { Mcp: grpc.ServiceClientConstructor } };
+  };
   return pkg.mcpq.v1.Mcp.service;
 }
-
-/** A cut-off call keeps reading until the client has sent nothing for this long. */
-const INBOUND_QUIET_MS = 200;
 
 const STATUS_FOR: Record<SocketCloseReason, grpc.status> = {
   "slow consumer": grpc.status.RESOURCE_EXHAUSTED,
@@ -41,10 +43,19 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
   });
 
   const session = (call: SessionCall) => {
-    const fail = (code: grpc.status, details: string) => call.emit("error", { code, details, metadata: new grpc.Metadata() });
+    let failed = false;
+    const fail = (code: grpc.status, details: string) => {
+      if (failed) return;
+      failed = true;
+      call.emit("error", { code, details, metadata: new grpc.Metadata() });
+    };
     const auth = call.metadata.get("authorization")[0];
-    const principal = principalOf(typeof auth === "string" ? auth : undefined, rt.config.authTokens);
-    if (principal === null) return fail(grpc.status.UNAUTHENTICATED, "a valid bearer token is required");
+    const principal = principalOf(
+      typeof auth === "string" ? auth : undefined,
+      rt.config.authTokens,
+    );
+    if (principal === null)
+      return fail(grpc.status.UNAUTHENTICATED, "a valid bearer token is required");
     const release = rt.connections.tryAcquire("grpc");
     if (!release) return fail(grpc.status.RESOURCE_EXHAUSTED, "too many connections");
 
@@ -67,28 +78,22 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
           return pending;
         },
         close: (reason) => {
-          // Once a status is sent grpc-js reads nothing more, so a slow consumer's call first
-          // takes in what the client already sent (those requests still run and stay
-          // resumable), then ends. The status follows the frames already queued; a reader that
-          // never reads again would never see it, so its HTTP/2 stream is reset after a grace period.
-          if (reason === "slow consumer") {
-            let quiet: NodeJS.Timeout | undefined;
-            const finish = () => {
-              clearTimeout(quiet);
-              call.off("data", bump);
-              fail(STATUS_FOR[reason], reason);
-            };
-            const bump = () => {
-              clearTimeout(quiet);
-              quiet = setTimeout(() => (s.inboundBacklog > 0 ? bump() : finish()), INBOUND_QUIET_MS);
-            };
-            call.on("data", bump);
-            call.once("end", finish);
-            bump();
-          } else {
+          if (reason !== "slow consumer") {
             fail(STATUS_FOR[reason], reason);
+          } else {
+            // Once a status is sent grpc-js reads nothing more, so a slow consumer's call keeps
+            // taking requests (they run and their answers stay resumable) until the client
+            // half-closes or the grace period ends; then the status follows the frames already
+            // queued.
+            call.once("end", () => fail(STATUS_FOR[reason], reason));
           }
-          grace = setTimeout(() => resetStream(call), CLOSE_GRACE_MS);
+          // A reader that never reads again would never see the status: its HTTP/2 stream is
+          // reset after a second grace period.
+          grace = setTimeout(() => {
+            fail(STATUS_FOR[reason], reason);
+            grace = setTimeout(() => resetStream(call), CLOSE_GRACE_MS);
+            grace.unref();
+          }, CLOSE_GRACE_MS);
           grace.unref();
         },
         pauseReading: () => call.pause(),
@@ -124,7 +129,11 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
   server.addService(loadMcpService(), { Session: session });
   const host = rt.config.host.includes(":") ? `[${rt.config.host}]` : rt.config.host;
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host}:${rt.config.grpcPort}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(
+      `${host}:${rt.config.grpcPort}`,
+      grpc.ServerCredentials.createInsecure(),
+      (err, p) => (err ? reject(err) : resolve(p)),
+    ),
   );
   return {
     port,
@@ -150,6 +159,9 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
  * reaches its internal stream when the shape is as expected and does nothing otherwise.
  */
 function resetStream(call: SessionCall): void {
-  const stream = (call as unknown as { call?: { stream?: { close?: (code: number) => void; closed?: boolean } } }).call?.stream;
-  if (stream && !stream.closed && typeof stream.close === "function") stream.close(http2.NGHTTP2_CANCEL);
+  const stream = (
+    call as unknown as { call?: { stream?: { close?: (code: number) => void; closed?: boolean } } }
+  ).call?.stream;
+  if (stream && !stream.closed && typeof stream.close === "function")
+    stream.close(http2.NGHTTP2_CANCEL);
 }

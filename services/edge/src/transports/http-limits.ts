@@ -9,7 +9,11 @@ import type { EdgeRuntime } from "../runtime.js";
  * `Retry-After` and a JSON-RPC -32010 body. `routes` maps route paths to their counted kind;
  * other routes (/healthz, /metrics) are never refused.
  */
-export function limitHttpConnections(app: FastifyInstance, rt: EdgeRuntime, routes: ReadonlyMap<string, ConnectionKind>): void {
+export function limitHttpConnections(
+  app: FastifyInstance,
+  rt: EdgeRuntime,
+  routes: ReadonlyMap<string, ConnectionKind>,
+): void {
   app.addHook("onRequest", async (req, reply) => {
     const path = req.routeOptions.url;
     const kind = path === undefined ? undefined : routes.get(path);
@@ -21,7 +25,15 @@ export function limitHttpConnections(app: FastifyInstance, rt: EdgeRuntime, rout
         .code(503)
         .header("retry-after", String(Math.max(1, Math.ceil(retryAfterMs / 1000))))
         .type("application/json")
-        .send({ jsonrpc: "2.0", id: null, error: { code: ErrorCode.Overloaded, message: "Overloaded: too many connections", data: { retryAfterMs } } });
+        .send({
+          jsonrpc: "2.0",
+          id: null,
+          error: {
+            code: ErrorCode.Overloaded,
+            message: "Overloaded: too many connections",
+            data: { retryAfterMs },
+          },
+        });
     }
     reply.raw.once("close", release);
   });

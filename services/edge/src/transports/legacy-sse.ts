@@ -25,18 +25,23 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
   const ssePath = opts.ssePath ?? "/sse";
   const messagesPath = opts.messagesPath ?? "/messages";
   const conns = new Map<string, { session: SocketSession; principal: string }>();
-  const refuse = (reply: FastifyReply, r: HttpRefusal) => reply.code(r.status).headers(r.headers).send(r.body);
+  const refuse = (reply: FastifyReply, r: HttpRefusal) =>
+    reply.code(r.status).headers(r.headers).send(r.body);
 
   app.get(ssePath, async (req, reply) => {
     const guard = guardHttp(req.headers, rt.config);
     if ("status" in guard) return refuse(reply, guard);
     const id = randomBytes(16).toString("base64url");
     // The socket session enforces the send-buffer bound (one place for every transport).
-    const sse = new SseStream(reply.raw, { maxBufferedBytes: Number.POSITIVE_INFINITY, keepaliveMs: rt.config.sseKeepaliveMs });
+    const sse = new SseStream(reply.raw, {
+      maxBufferedBytes: Number.POSITIVE_INFINITY,
+      keepaliveMs: rt.config.sseKeepaliveMs,
+    });
     const session = openSocketSession(
       rt,
       {
-        write: (json, eventId) => sse.send({ eventId, kind: "notification", requestId: undefined, json }),
+        write: (json, eventId) =>
+          sse.send({ eventId, kind: "notification", requestId: undefined, json }),
         get bufferedBytes() {
           return reply.raw.writableLength;
         },

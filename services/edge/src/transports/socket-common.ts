@@ -2,12 +2,22 @@ import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import { ErrorCode } from "@mcpq/protocol";
 import type { ConnectionKind } from "../core/connection-limiter.js";
-import { SocketSession, type SocketCloseReason, type SocketFramer } from "../core/socket-session.js";
+import {
+  SocketSession,
+  type SocketCloseReason,
+  type SocketFramer,
+} from "../core/socket-session.js";
 import type { EdgeRuntime } from "../runtime.js";
 import type { HttpRefusal } from "./http-guard.js";
 
 /** A socket transport's session bound to the edge runtime's core, router, limits and metrics. */
-export function openSocketSession(rt: EdgeRuntime, framer: SocketFramer, transport: ConnectionKind, principal: string | null, resumable = true): SocketSession {
+export function openSocketSession(
+  rt: EdgeRuntime,
+  framer: SocketFramer,
+  transport: ConnectionKind,
+  principal: string | null,
+  resumable = true,
+): SocketSession {
   return new SocketSession(rt, framer, {
     transport,
     principal,
@@ -33,14 +43,30 @@ export const CLOSE_GRACE_MS = 10_000;
  * The JSON-RPC error line a line-oriented transport (TCP) writes before closing: id null,
  * a retryable code where a later retry can help.
  */
-export function closeLine(reason: SocketCloseReason | "too many connections", retryAfterMs: number): string {
+export function closeLine(
+  reason: SocketCloseReason | "too many connections",
+  retryAfterMs: number,
+): string {
   const error =
     reason === "too many connections"
-      ? { code: ErrorCode.Overloaded, message: "Overloaded: too many connections", data: { retryAfterMs } }
+      ? {
+          code: ErrorCode.Overloaded,
+          message: "Overloaded: too many connections",
+          data: { retryAfterMs },
+        }
       : reason === "slow consumer"
-        ? { code: ErrorCode.Overloaded, message: "Slow consumer: the connection stopped reading; resume the session on a new connection", data: { reason: "slow_consumer" } }
+        ? {
+            code: ErrorCode.Overloaded,
+            message:
+              "Slow consumer: the connection stopped reading; resume the session on a new connection",
+            data: { reason: "slow_consumer" },
+          }
         : reason === "shutdown"
-          ? { code: ErrorCode.Unavailable, message: "Edge shutting down: resume the session on another edge", data: { retryAfterMs } }
+          ? {
+              code: ErrorCode.Unavailable,
+              message: "Edge shutting down: resume the session on another edge",
+              data: { retryAfterMs },
+            }
           : { code: ErrorCode.Forbidden, message: "Unauthorized" };
   return JSON.stringify({ jsonrpc: "2.0", id: null, error });
 }
@@ -48,7 +74,12 @@ export function closeLine(reason: SocketCloseReason | "too many connections", re
 /** Answers an HTTP upgrade with a plain HTTP refusal (JSON-RPC body) and closes the socket. */
 export function refuseUpgrade(socket: Duplex, r: HttpRefusal): void {
   const body = JSON.stringify(r.body);
-  const headers = Object.entries({ ...r.headers, "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), connection: "close" })
+  const headers = Object.entries({
+    ...r.headers,
+    "content-type": "application/json",
+    "content-length": String(Buffer.byteLength(body)),
+    connection: "close",
+  })
     .map(([k, v]) => `${k}: ${v}\r\n`)
     .join("");
   socket.on("error", () => undefined);

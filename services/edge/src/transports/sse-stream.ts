@@ -69,7 +69,11 @@ export class SseStream implements StreamSink {
     this.#opened = true;
     // Headers, priming event and queued messages leave in one write (uncorked next tick).
     this.res.cork();
-    process.nextTick(() => this.res.uncork());
+    process.nextTick(() => {
+      this.res.uncork();
+      // Nothing written yet (a resumed stream with nothing to replay): send the headers anyway.
+      if (!this.res.writableEnded) this.res.flushHeaders();
+    });
     if (primingEventId !== undefined) {
       this.#resumable = true;
       // SEP-1699 priming event: an id the client can resume from, no data.

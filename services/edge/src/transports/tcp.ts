@@ -4,7 +4,12 @@ import { ErrorCode } from "@mcpq/protocol";
 import { ANONYMOUS } from "../core/security.js";
 import type { SocketSession } from "../core/socket-session.js";
 import type { EdgeRuntime } from "../runtime.js";
-import { CLOSE_GRACE_MS, closeLine, openSocketSession, type ListeningTransport } from "./socket-common.js";
+import {
+  CLOSE_GRACE_MS,
+  closeLine,
+  openSocketSession,
+  type ListeningTransport,
+} from "./socket-common.js";
 
 /**
  * MCP over raw TCP: newline-delimited JSON-RPC (one message per `\n`-terminated UTF-8 line,
@@ -53,7 +58,16 @@ export async function startTcpTransport(rt: EdgeRuntime): Promise<ListeningTrans
       partial = "";
       socket.removeAllListeners("data");
       session.transportClosed();
-      endWith(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: ErrorCode.InvalidRequest, message: `Invalid Request: message larger than ${maxLine} bytes` } }));
+      endWith(
+        JSON.stringify({
+          jsonrpc: "2.0",
+          id: null,
+          error: {
+            code: ErrorCode.InvalidRequest,
+            message: `Invalid Request: message larger than ${maxLine} bytes`,
+          },
+        }),
+      );
     };
     socket.on("data", (chunk: Buffer) => {
       let text = partial + decoder.write(chunk);

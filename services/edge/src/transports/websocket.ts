@@ -35,7 +35,10 @@ export interface WebSocketOptions {
  * every HTTP request (refused with 403/401 before upgrading). Framing only; the socket session
  * does the rest.
  */
-export async function websocketTransport(app: FastifyInstance, opts: WebSocketOptions): Promise<void> {
+export async function websocketTransport(
+  app: FastifyInstance,
+  opts: WebSocketOptions,
+): Promise<void> {
   const rt = opts.runtime;
   const path = opts.path ?? "/ws";
   const wss = new WebSocketServer({
@@ -48,14 +51,22 @@ export async function websocketTransport(app: FastifyInstance, opts: WebSocketOp
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? "/", "http://edge");
-    if (url.pathname !== path) return refuseUpgrade(socket, refusal(404, ErrorCode.InvalidRequest, "Not Found"));
+    if (url.pathname !== path)
+      return refuseUpgrade(socket, refusal(404, ErrorCode.InvalidRequest, "Not Found"));
     const guard = guardHttp(req.headers, rt.config);
     if ("status" in guard) return refuseUpgrade(socket, guard);
     const offered = String(req.headers["sec-websocket-protocol"] ?? "")
       .split(",")
       .map((s) => s.trim());
     if (!offered.includes(WS_SUBPROTOCOL)) {
-      return refuseUpgrade(socket, refusal(400, ErrorCode.InvalidRequest, `Bad Request: the WebSocket subprotocol '${WS_SUBPROTOCOL}' is required`));
+      return refuseUpgrade(
+        socket,
+        refusal(
+          400,
+          ErrorCode.InvalidRequest,
+          `Bad Request: the WebSocket subprotocol '${WS_SUBPROTOCOL}' is required`,
+        ),
+      );
     }
     const release = rt.connections.tryAcquire("ws");
     wss.handleUpgrade(req, socket, head, (ws) => {
@@ -96,7 +107,14 @@ export async function websocketTransport(app: FastifyInstance, opts: WebSocketOp
         ws.close(WS_CLOSE.unsupportedData, "text frames only");
         return;
       }
-      session.receive((Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data)).toString("utf8"));
+      session.receive(
+        (Array.isArray(data)
+          ? Buffer.concat(data)
+          : Buffer.isBuffer(data)
+            ? data
+            : Buffer.from(data)
+        ).toString("utf8"),
+      );
     });
     ws.on("error", (err) => rt.log.debug({ err }, "websocket error"));
     ws.once("close", () => {

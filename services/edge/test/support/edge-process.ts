@@ -17,10 +17,21 @@ export interface EdgeProcess {
  * until it is ready (a worker registered). TCP and gRPC take random ports (MCPQ_PORT is fixed
  * here, so they are set to 0 explicitly).
  */
-export async function spawnEdge(natsUrl: string, env: Record<string, string> = {}): Promise<EdgeProcess> {
+export async function spawnEdge(
+  natsUrl: string,
+  env: Record<string, string> = {},
+): Promise<EdgeProcess> {
   const port = await freePort();
   const proc = spawn(process.execPath, [CLI, "edge", "--port", String(port)], {
-    env: { ...process.env, MCPQ_NATS_URL: natsUrl, MCPQ_LOG_LEVEL: "warn", MCPQ_REGISTRY_TTL_MS: "3000", MCPQ_TCP_PORT: "0", MCPQ_GRPC_PORT: "0", ...env },
+    env: {
+      ...process.env,
+      MCPQ_NATS_URL: natsUrl,
+      MCPQ_LOG_LEVEL: "warn",
+      MCPQ_REGISTRY_TTL_MS: "3000",
+      MCPQ_TCP_PORT: "0",
+      MCPQ_GRPC_PORT: "0",
+      ...env,
+    },
     stdio: ["ignore", "ignore", "inherit"],
   });
   const exited = new Promise<void>((r) => proc.once("exit", () => r()));

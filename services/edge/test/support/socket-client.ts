@@ -3,7 +3,13 @@ import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import WebSocket from "ws";
-import { EVENT_METHOD, GRPC_PROTO_URL, RESUME_METHOD, SESSION_ID_META_KEY, type ResumeResult } from "@mcpq/protocol";
+import {
+  EVENT_METHOD,
+  GRPC_PROTO_URL,
+  RESUME_METHOD,
+  SESSION_ID_META_KEY,
+  type ResumeResult,
+} from "@mcpq/protocol";
 
 /** One JSON-RPC message as the tests see it. */
 export type Message = {
@@ -24,7 +30,11 @@ export interface Wire {
   readonly closed: Promise<{ code?: number | string; reason?: string }>;
 }
 
-export const INIT_PARAMS = { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "socket-test", version: "1" } };
+export const INIT_PARAMS = {
+  protocolVersion: "2025-11-25",
+  capabilities: {},
+  clientInfo: { name: "socket-test", version: "1" },
+};
 
 /**
  * A small JSON-RPC client over any Wire, implementing mcpq's socket resumption: it records the
@@ -60,7 +70,10 @@ export class RpcClient {
       return;
     }
     if (this.#announced) {
-      this.lastEventIds.set(this.#announced.slice(0, this.#announced.indexOf("_")), this.#announced);
+      this.lastEventIds.set(
+        this.#announced.slice(0, this.#announced.indexOf("_")),
+        this.#announced,
+      );
       this.#announced = undefined;
     }
     this.received.push(m);
@@ -80,22 +93,40 @@ export class RpcClient {
   }
 
   /** Sends a request; resolves with the whole response message (result or error). */
-  call(method: string, params?: Record<string, unknown>, id: string | number = this.#next++): Promise<Message> {
+  call(
+    method: string,
+    params?: Record<string, unknown>,
+    id: string | number = this.#next++,
+  ): Promise<Message> {
     return new Promise((resolve) => {
       this.#pending.set(`${typeof id}:${id}`, { resolve });
-      this.wire.send(JSON.stringify(params === undefined ? { jsonrpc: "2.0", id, method } : { jsonrpc: "2.0", id, method, params }));
+      this.wire.send(
+        JSON.stringify(
+          params === undefined
+            ? { jsonrpc: "2.0", id, method }
+            : { jsonrpc: "2.0", id, method, params },
+        ),
+      );
     });
   }
 
   /** A request whose result is returned; throws on a JSON-RPC error. */
-  async request(method: string, params?: Record<string, unknown>): Promise<Record<string, unknown>> {
+  async request(
+    method: string,
+    params?: Record<string, unknown>,
+  ): Promise<Record<string, unknown>> {
     const m = await this.call(method, params);
-    if (m.error) throw Object.assign(new Error(m.error.message), { code: m.error.code, data: m.error.data });
+    if (m.error)
+      throw Object.assign(new Error(m.error.message), { code: m.error.code, data: m.error.data });
     return m.result!;
   }
 
   notify(method: string, params?: Record<string, unknown>): void {
-    this.wire.send(JSON.stringify(params === undefined ? { jsonrpc: "2.0", method } : { jsonrpc: "2.0", method, params }));
+    this.wire.send(
+      JSON.stringify(
+        params === undefined ? { jsonrpc: "2.0", method } : { jsonrpc: "2.0", method, params },
+      ),
+    );
   }
 
   /** `$/mcpq/resume` without a session (event markers on), then initialize + initialized. */
@@ -106,7 +137,9 @@ export class RpcClient {
     }
     const m = await this.call("initialize", INIT_PARAMS);
     if (m.error) throw new Error(`initialize failed: ${m.error.message}`);
-    this.sessionId = (m.result?.["_meta"] as Record<string, string> | undefined)?.[SESSION_ID_META_KEY];
+    this.sessionId = (m.result?.["_meta"] as Record<string, string> | undefined)?.[
+      SESSION_ID_META_KEY
+    ];
     this.notify("notifications/initialized");
   }
 
@@ -114,7 +147,11 @@ export class RpcClient {
    * Resumes the session on a new wire: every stream this client has seen is replayed after its
    * last event; a stream it has seen nothing of yet (its own, just opened) from the start.
    */
-  async resume(wire: Wire, sessionId = this.sessionId!, extra: Record<string, unknown> = {}): Promise<Message> {
+  async resume(
+    wire: Wire,
+    sessionId = this.sessionId!,
+    extra: Record<string, unknown> = {},
+  ): Promise<Message> {
     const ids = [...this.lastEventIds.values()];
     if (this.streamId && !this.lastEventIds.has(this.streamId)) ids.push(`${this.streamId}_0`);
     this.attach(wire);
@@ -129,13 +166,20 @@ export class RpcClient {
 }
 
 /** A WebSocket wire (subprotocol `mcp`). */
-export async function wsWire(url: string, opts: { headers?: Record<string, string>; protocols?: string[] } = {}): Promise<Wire & { ws: WebSocket }> {
+export async function wsWire(
+  url: string,
+  opts: { headers?: Record<string, string>; protocols?: string[] } = {},
+): Promise<Wire & { ws: WebSocket }> {
   const ws = new WebSocket(url, opts.protocols ?? ["mcp"], { headers: opts.headers ?? {} });
-  const closed = new Promise<{ code?: number; reason?: string }>((resolve) => ws.once("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+  const closed = new Promise<{ code?: number; reason?: string }>((resolve) =>
+    ws.once("close", (code, reason) => resolve({ code, reason: reason.toString() })),
+  );
   await new Promise<void>((resolve, reject) => {
     ws.once("open", () => resolve());
     ws.once("error", reject);
-    ws.once("unexpected-response", (_req, res) => reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode })));
+    ws.once("unexpected-response", (_req, res) =>
+      reject(Object.assign(new Error(`HTTP ${res.statusCode}`), { status: res.statusCode })),
+    );
   });
   ws.on("error", () => undefined);
   return {
@@ -148,7 +192,10 @@ export async function wsWire(url: string, opts: { headers?: Record<string, strin
 }
 
 /** A newline-delimited TCP wire. */
-export async function tcpWire(port: number, host = "127.0.0.1"): Promise<Wire & { socket: Socket }> {
+export async function tcpWire(
+  port: number,
+  host = "127.0.0.1",
+): Promise<Wire & { socket: Socket }> {
   const socket = tcpConnect({ host, port });
   await new Promise<void>((resolve, reject) => {
     socket.once("connect", () => resolve());
@@ -169,7 +216,9 @@ export async function tcpWire(port: number, host = "127.0.0.1"): Promise<Wire & 
       for (const cb of cbs) cb(line);
     }
   });
-  const closed = new Promise<{ reason?: string }>((resolve) => socket.once("close", () => resolve(lastLine === undefined ? {} : { reason: lastLine })));
+  const closed = new Promise<{ reason?: string }>((resolve) =>
+    socket.once("close", () => resolve(lastLine === undefined ? {} : { reason: lastLine })),
+  );
   return {
     socket,
     send: (t) => void socket.write(`${t}\n`),
@@ -183,19 +232,36 @@ let grpcCtor: grpc.ServiceClientConstructor | undefined;
 /** The generated gRPC client constructor of `mcpq.v1.Mcp`. */
 export function grpcClientCtor(): grpc.ServiceClientConstructor {
   if (!grpcCtor) {
-    const def = protoLoader.loadSync(fileURLToPath(GRPC_PROTO_URL), { keepCase: true, defaults: true });
-    grpcCtor = (grpc.loadPackageDefinition(def) as unknown as { mcpq: { v1: { Mcp: grpc.ServiceClientConstructor } } }).mcpq.v1.Mcp;
+    const def = protoLoader.loadSync(fileURLToPath(GRPC_PROTO_URL), {
+      keepCase: true,
+      defaults: true,
+    });
+    grpcCtor = (
+      grpc.loadPackageDefinition(def) as unknown as {
+        mcpq: { v1: { Mcp: grpc.ServiceClientConstructor } };
+      }
+    ).mcpq.v1.Mcp;
   }
   return grpcCtor;
 }
 
 /** A gRPC `Session` stream wire. */
-export function grpcWire(port: number, metadata: Record<string, string> = {}): Wire & { call: grpc.ClientDuplexStream<{ json: string }, { json: string }>; client: grpc.Client } {
+export function grpcWire(
+  port: number,
+  metadata: Record<string, string> = {},
+): Wire & {
+  call: grpc.ClientDuplexStream<{ json: string }, { json: string }>;
+  client: grpc.Client;
+} {
   const Ctor = grpcClientCtor();
   const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   const md = new grpc.Metadata();
   for (const [k, v] of Object.entries(metadata)) md.set(k, v);
-  const call = (client as unknown as { Session(md: grpc.Metadata): grpc.ClientDuplexStream<{ json: string }, { json: string }> }).Session(md);
+  const call = (
+    client as unknown as {
+      Session(md: grpc.Metadata): grpc.ClientDuplexStream<{ json: string }, { json: string }>;
+    }
+  ).Session(md);
   const closed = new Promise<{ code?: number; reason?: string }>((resolve) => {
     call.on("status", (s: grpc.StatusObject) => resolve({ code: s.code, reason: s.details }));
     call.on("error", () => undefined);

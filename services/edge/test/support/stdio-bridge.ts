@@ -15,7 +15,10 @@ export class StdioPeer {
   #pending = new Map<string, (m: Message) => void>();
 
   constructor(args: string[], env: Record<string, string> = {}) {
-    this.proc = spawn(process.execPath, [CLI, "stdio", ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...env } });
+    this.proc = spawn(process.execPath, [CLI, "stdio", ...args], {
+      stdio: ["pipe", "pipe", "pipe"],
+      env: { ...process.env, ...env },
+    });
     this.exited = new Promise((r) => this.proc.once("exit", (code) => r(code)));
     createInterface({ input: this.proc.stdout! }).on("line", (line) => {
       const m = JSON.parse(line) as Message;
@@ -40,13 +43,19 @@ export class StdioPeer {
   }
 
   async initialize(): Promise<Message> {
-    const r = await this.call(0, "initialize", { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "stdio-test", version: "1" } });
+    const r = await this.call(0, "initialize", {
+      protocolVersion: "2025-11-25",
+      capabilities: {},
+      clientInfo: { name: "stdio-test", version: "1" },
+    });
     this.send({ method: "notifications/initialized" });
     return r;
   }
 
   progress(token: string | number): number[] {
-    return this.received.filter((m) => m.method === "notifications/progress" && m.params?.["progressToken"] === token).map((m) => m.params!["progress"] as number);
+    return this.received
+      .filter((m) => m.method === "notifications/progress" && m.params?.["progressToken"] === token)
+      .map((m) => m.params!["progress"] as number);
   }
 
   /** Closes stdin (the client went away) and waits for the bridge to exit. */

@@ -5,7 +5,9 @@ import { createServer, connect, type Socket } from "node:net";
  * that accepts it, so once an edge dies, reconnecting clients land on the next one. Closing
  * either side closes the other.
  */
-export async function startProxy(upstreams: number[]): Promise<{ port: number; close(): Promise<void> }> {
+export async function startProxy(
+  upstreams: number[],
+): Promise<{ port: number; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
     sockets.add(client);
