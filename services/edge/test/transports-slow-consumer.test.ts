@@ -8,7 +8,7 @@ import { RpcClient, grpcWire, tcpWire, text, wsWire, type Wire } from "./support
 
 const BUFFER = 256 * 1024;
 /** Enough answers to fill the kernel's socket buffers on both ends and then the edge's bound. */
-const CALLS = 300;
+const CALLS = 160;
 const PAYLOAD = "x".repeat(64 * 1024);
 
 async function slowConsumers(edge: RunningEdge, transport: string): Promise<number> {
@@ -73,8 +73,15 @@ describe("slow consumers are cut off; everyone else keeps being served; the sess
   ];
 
   for (const [name, transport, dial, expectClose] of cases) {
-    it(name, async ({ nats }) => {
-      s ??= await stack(nats, { edgeEnv: { MCPQ_MAX_SEND_BUFFER_BYTES: String(BUFFER) } });
+    // Heavy by design (megabytes through NATS and the sockets): a generous bound for loaded CI.
+    it(name, { timeout: 120_000 }, async ({ nats }) => {
+      // No per-session in-flight cap: this test is about the send buffer, not admission.
+      s ??= await stack(nats, {
+        edgeEnv: {
+          MCPQ_MAX_SEND_BUFFER_BYTES: String(BUFFER),
+          MCPQ_MAX_IN_FLIGHT_PER_SESSION: "0",
+        },
+      });
       const edge = s.edges[0]!;
       const before = await slowConsumers(edge, transport);
       const slowConn = await dial(edge);

@@ -16,7 +16,7 @@ import {
   type RequestId,
   type ResumeResult,
 } from "@mcpq/protocol";
-import { STANDALONE_STREAM } from "@mcpq/bus";
+import { STANDALONE_STREAM, outboundHeaders, subjects, type Bus } from "@mcpq/bus";
 import type { ConnectionKind } from "./connection-limiter.js";
 import { parseEventId, type OutboundMessage, type StreamSink } from "./outbound.js";
 import { principalOf } from "./security.js";
@@ -63,7 +63,13 @@ export interface SocketSessionOptions {
 export interface SocketRuntime {
   core: SessionCore;
   router: OutboundRouter;
+  bus: Bus;
 }
+
+/** How often a waiting replay re-checks the send buffer when no `drain` comes. */
+const READY_POLL_MS = 100;
+/** How long a replay waits for a reader to make room before cutting it off. */
+const READY_MAX_WAIT_MS = 10_000;
 
 /** Inbound messages that may wait for processing before the transport stops reading. */
 const INBOUND_HIGH_WATER = 64;
@@ -97,6 +103,7 @@ export class SocketSession implements StreamSink {
   #outstanding = 0;
   #idleWaiters: (() => void)[] = [];
   #readyWaiters: (() => void)[] = [];
+  #readyPoll: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly rt: SocketRuntime,
@@ -189,7 +196,7 @@ export class SocketSession implements StreamSink {
     this.#closed = true;
     this.opts.account?.close();
     for (const w of this.#idleWaiters.splice(0)) w();
-    for (const w of this.#readyWaiters.splice(0)) w();
+    this.#wakeReady();
     for (const release of this.#releases.splice(0)) release();
   }
 
@@ -197,15 +204,32 @@ export class SocketSession implements StreamSink {
   drained(): void {
     if (this.#closed) return;
     this.opts.account?.set(this.framer.bufferedBytes);
-    if (this.#readyWaiters.length > 0 && this.#hasRoom())
-      for (const w of this.#readyWaiters.splice(0)) w();
+    if (this.#readyWaiters.length > 0 && this.#hasRoom()) this.#wakeReady();
   }
 
-  /** Resolves once less than half the send-buffer bound is queued (a replay waits on it). */
+  #wakeReady(): void {
+    clearInterval(this.#readyPoll);
+    this.#readyPoll = undefined;
+    for (const w of this.#readyWaiters.splice(0)) w();
+  }
+
+  /**
+   * Resolves once less than half the send-buffer bound is queued (a replay waits on it). A
+   * reader that makes no room for READY_MAX_WAIT_MS is a slow consumer and is cut off (which
+   * resolves the wait), so a replay never waits, nor buffers live messages, without bound.
+   */
   ready(): Promise<void> {
-    return this.#closed || this.#hasRoom()
-      ? Promise.resolve()
-      : new Promise((r) => this.#readyWaiters.push(r));
+    if (this.#closed || this.#hasRoom()) return Promise.resolve();
+    return new Promise((r) => {
+      this.#readyWaiters.push(r);
+      if (this.#readyPoll) return;
+      const since = Date.now();
+      // `drain` only follows a write the socket refused; a small bound may never see one.
+      this.#readyPoll = setInterval(() => {
+        if (Date.now() - since < READY_MAX_WAIT_MS) return this.drained();
+        this.#cutOff(this.framer.bufferedBytes);
+      }, READY_POLL_MS);
+    });
   }
 
   #hasRoom(): boolean {
@@ -217,27 +241,48 @@ export class SocketSession implements StreamSink {
    * the bound from earlier writes is a reader that stopped reading: it is cut off instead. The
    * check comes first so one large message to a reader that keeps up is never a reason.
    */
-  #write(json: string, eventId: string | undefined, marker?: string): void {
-    if (this.#closed) return;
+  #write(json: string, eventId: string | undefined, marker?: string): boolean {
+    if (this.#closed) return false;
     const held = this.framer.bufferedBytes;
     if (held > this.opts.maxSendBufferBytes) {
-      this.opts.log.warn(
-        { transport: this.opts.transport, buffered: held },
-        "slow consumer cut off",
-      );
-      this.opts.onSlowConsumer?.();
-      this.close("slow consumer");
-      return;
+      this.#cutOff(held);
+      return false;
     }
     if (marker !== undefined) this.framer.write(marker, undefined);
     this.framer.write(json, eventId);
     this.opts.account?.set(this.framer.bufferedBytes);
+    return true;
+  }
+
+  #cutOff(held: number): void {
+    this.opts.log.warn({ transport: this.opts.transport, buffered: held }, "slow consumer cut off");
+    this.opts.onSlowConsumer?.();
+    this.close("slow consumer");
   }
 
   #reply(id: RequestId | null, err: unknown): void {
     if (!(err instanceof McpError))
       this.opts.log.error({ err }, "unexpected error before dispatch");
-    this.#write(JSON.stringify({ jsonrpc: "2.0", id, error: toWireError(err) }), undefined);
+    this.#respond(id, JSON.stringify({ jsonrpc: "2.0", id, error: toWireError(err) }));
+  }
+
+  /**
+   * Writes the edge's own answer to a request. When the connection is already gone (cut off,
+   * dropped) the answer is parked on the connection's stream in MCPQ_OUT instead, so the
+   * resumed connection receives it like any worker's answer.
+   */
+  #respond(id: RequestId | null, json: string): void {
+    if (this.#write(json, undefined)) return;
+    const session = this.#session;
+    if (id === null || !session) return;
+    const eventId = `${this.streamId}_${randomBytes(9).toString("base64url")}`;
+    this.rt.bus.js
+      .publish(subjects.outbound(session.id, this.streamId), json, {
+        headers: outboundHeaders("response", eventId),
+      })
+      .catch((err: unknown) =>
+        this.opts.log.warn({ err }, "could not park an answer for resumption"),
+      );
   }
 
   async #handle(text: string, handOff: (response: Promise<unknown>) => void): Promise<void> {
@@ -346,10 +391,10 @@ export class SocketSession implements StreamSink {
     handOff(response.catch(() => undefined));
     response.then(
       (out) => {
-        // Messages with an event id came through the router and were delivered in order.
-        if (out.eventId !== undefined || this.#closed) return;
+        // Messages with an event id came through the router (or are retained for a resume).
+        if (out.eventId !== undefined) return;
         if (ROUTED_METHODS.has(req.method)) this.#answeredHere.add(idKey(req.id));
-        this.#write(out.json, undefined);
+        this.#respond(req.id, out.json);
       },
       (err: unknown) => {
         if (!(err instanceof RequestCancelled)) this.opts.log.error({ err }, "response failed");
@@ -399,7 +444,7 @@ export class SocketSession implements StreamSink {
       );
     if (p.data.sessionId === undefined) {
       this.#markers = true;
-      return this.#write(
+      this.#write(
         JSON.stringify({
           jsonrpc: "2.0",
           id: req.id,
@@ -407,6 +452,7 @@ export class SocketSession implements StreamSink {
         }),
         undefined,
       );
+      return;
     }
     const session = await this.rt.core.sessions.get(p.data.sessionId, this.#principal);
     if (!session)

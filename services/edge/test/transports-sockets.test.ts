@@ -10,6 +10,7 @@ import {
   progressOf,
   tcpWire,
   text,
+  wsWire,
   type Wire,
 } from "./support/socket-client.js";
 
@@ -17,9 +18,10 @@ type Dial = (edge: RunningEdge) => Promise<Wire> | Wire;
 const transports: [string, Dial][] = [
   ["raw TCP (newline-delimited JSON-RPC)", (e) => tcpWire(e.tcpPort!)],
   ["gRPC (mcpq.v1.Mcp/Session)", (e) => grpcWire(e.grpcPort!)],
+  ["WebSocket (raw ws client)", (e) => wsWire(e.wsUrl!)],
 ];
 
-describe("socket transports: raw TCP and gRPC", () => {
+describe("socket transports with raw clients: TCP, gRPC, WebSocket", () => {
   let s: Stack<RunningEdge, RunningWorker>;
   afterAll(() => s?.close());
 

@@ -1,0 +1,84 @@
+import { describe, expect, afterAll } from "vitest";
+import { natsTest as it, eventually, type Stack } from "@mcpq/testkit";
+import { silentLogger } from "@mcpq/protocol";
+import type { RunningEdge } from "@mcpq/edge";
+import type { RunningWorker } from "@mcpq/worker";
+import { SocketSession, type SocketFramer } from "../src/core/socket-session.js";
+import { stack } from "./support/stack.js";
+import { RpcClient, wsWire } from "./support/socket-client.js";
+
+/**
+ * The socket session on a real runtime, driven through a recording framer (the one seam faked
+ * here) so the order "connection gone, then the edge answers" is deterministic.
+ */
+describe("socket session: answers produced after the connection is gone are parked for the resume", () => {
+  let s: Stack<RunningEdge, RunningWorker>;
+  afterAll(() => s?.close());
+
+  it("an edge-answered result and a refusal reach the resumed connection on another edge, once", async ({
+    nats,
+  }) => {
+    s = await stack(nats, { edges: 2 });
+    const written: string[] = [];
+    const framer: SocketFramer = {
+      write: (json) => void written.push(json),
+      bufferedBytes: 0,
+      close: () => undefined,
+    };
+    const session = new SocketSession(s.edges[0]!.runtime as never, framer, {
+      transport: "tcp",
+      principal: "anonymous",
+      resumable: true,
+      maxSendBufferBytes: 1 << 20,
+      authTokens: new Map(),
+      log: silentLogger,
+    });
+    session.receive(
+      JSON.stringify({ jsonrpc: "2.0", id: "r", method: "$/mcpq/resume", params: {} }),
+    );
+    session.receive(
+      JSON.stringify({
+        jsonrpc: "2.0",
+        id: "i",
+        method: "initialize",
+        params: {
+          protocolVersion: "2025-11-25",
+          capabilities: {},
+          clientInfo: { name: "seam", version: "1" },
+        },
+      }),
+    );
+    await session.idle();
+    const init = JSON.parse(written[1]!) as { result: { _meta: Record<string, string> } };
+    const sessionId = init.result._meta["io.mcpq/sessionId"]!;
+    expect(sessionId).toBe(session.sessionId);
+
+    // The connection goes away; two requests it had already sent are still in the queue.
+    session.transportClosed();
+    session.receive(
+      JSON.stringify({
+        jsonrpc: "2.0",
+        id: "lost-1",
+        method: "tools/call",
+        params: { name: "nope", arguments: {} },
+      }),
+    );
+    session.receive(JSON.stringify({ jsonrpc: "2.0", id: "lost-2", method: "ping" }));
+    await session.idle();
+    expect(written).toHaveLength(2);
+
+    const c = new RpcClient(await wsWire(s.edges[1]!.wsUrl!));
+    const r = await c.call("$/mcpq/resume", { sessionId, lastEventId: `${session.streamId}_0` });
+    expect(r.result).toMatchObject({ sessionId });
+    await eventually(
+      () =>
+        c.received.filter((m) => typeof m.id === "string" && m.id.startsWith("lost")).length === 2,
+      {
+        what: "both parked answers",
+      },
+    );
+    expect(c.received.find((m) => m.id === "lost-1")?.error?.code).toBe(-32602);
+    expect(c.received.find((m) => m.id === "lost-2")?.result).toEqual({});
+    c.wire.close();
+  });
+});
