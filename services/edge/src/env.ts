@@ -115,6 +115,12 @@ export interface EdgeConfig {
   busLimits: BusLimits;
 }
 
+const TCP_PORT_OFFSET = 8090 - 8080;
+const GRPC_PORT_OFFSET = 50051 - 8080;
+function derivedPort(httpPort: number, offset: number): number {
+  return httpPort === 0 ? 0 : httpPort + offset;
+}
+
 export function parseAuthTokens(spec: string): Map<string, string> {
   const out = new Map<string, string>();
   for (const pair of spec.split(",").map((s) => s.trim()).filter(Boolean)) {
@@ -154,8 +160,10 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     enableTcp: e.MCPQ_ENABLE_TCP,
     enableGrpc: e.MCPQ_ENABLE_GRPC,
     // An edge on a random HTTP port (tests, several edges per host) gets random socket ports too.
-    tcpPort: e.MCPQ_TCP_PORT ?? ((overrides.port ?? e.MCPQ_PORT) === 0 ? 0 : 8090),
-    grpcPort: e.MCPQ_GRPC_PORT ?? ((overrides.port ?? e.MCPQ_PORT) === 0 ? 0 : 50051),
+    // Unset TCP/gRPC ports follow the HTTP port (8080 -> 8090 and 50051), so a second edge
+    // started with `--port 8081` gets 8091 and 50052 instead of colliding with the first.
+    tcpPort: e.MCPQ_TCP_PORT ?? derivedPort(overrides.port ?? e.MCPQ_PORT, TCP_PORT_OFFSET),
+    grpcPort: e.MCPQ_GRPC_PORT ?? derivedPort(overrides.port ?? e.MCPQ_PORT, GRPC_PORT_OFFSET),
     maxConnections: e.MCPQ_MAX_CONNECTIONS,
     maxSendBufferBytes: e.MCPQ_MAX_SEND_BUFFER_BYTES,
     maxPendingRequests: e.MCPQ_MAX_PENDING_REQUESTS,

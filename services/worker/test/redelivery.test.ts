@@ -56,10 +56,11 @@ describe("a worker killed mid-call", () => {
       const responses = messages.filter((m) => m["id"] === 42);
       expect(responses).toHaveLength(1);
       expect(responses[0]).toMatchObject({ result: { content: [{ type: "text", text: "done after 12 steps" }] } });
+      // The request left the work queue only after worker B acked it (after publishing).
+      await eventually(async () => (await bus.jsm.streams.info(STREAMS.requests)).state.messages === 0, { what: "request acked" });
+      // A flush round trip: everything the server sent this observer before it has arrived.
+      await bus.nc.flush();
       expect(responsesPublished).toBe(1);
-      // The request left the work queue only after worker B acked it.
-      const info = await bus.jsm.streams.info(STREAMS.requests);
-      expect(info.state.messages).toBe(0);
       await bus.close();
       await b.close();
     } finally {
