@@ -27,6 +27,9 @@ import {
   type Outcome,
 } from "./types.js";
 
+/** Tells mcpq the client's patience, so it can refuse at once what would time out (others ignore `_meta`). */
+const DEADLINE_META = "io.mcpq/timeoutMs";
+
 export interface HttpEndpoint {
   /** e.g. http://127.0.0.1:3000 */
   origin: string;
@@ -246,7 +249,7 @@ export class HttpMcpSession implements McpSession {
   async callEcho(text: string, timeoutMs: number): Promise<Outcome> {
     const r = await this.rpc(
       "tools/call",
-      { name: this.endpoint.toolName ?? "echo", arguments: { text } },
+      { name: this.endpoint.toolName ?? "echo", arguments: { text }, _meta: { [DEADLINE_META]: timeoutMs } },
       timeoutMs,
     );
     if (r.fail) return r.fail;

@@ -22,6 +22,9 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+/** Tells mcpq the client's patience, so it can refuse at once what would time out (others ignore `_meta`). */
+const DEADLINE_META = "io.mcpq/timeoutMs";
+
 export interface WsOptions {
   url: string;
   localAddress?: string;
@@ -179,7 +182,7 @@ export class WsMcpSession implements McpSession {
   async callEcho(text: string, timeoutMs: number): Promise<Outcome> {
     const r = await this.request(
       "tools/call",
-      { name: this.opts.toolName ?? "echo", arguments: { text } },
+      { name: this.opts.toolName ?? "echo", arguments: { text }, _meta: { [DEADLINE_META]: timeoutMs } },
       timeoutMs,
     );
     if ("kind" in r) return r as Outcome;

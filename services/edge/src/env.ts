@@ -70,6 +70,8 @@ export const EdgeEnvSchema = z.object({
   MCPQ_CIRCUIT_FAILURES: int(5),
   /** How long an open circuit fails fast (-32012 / 503) before a half-open probe (doubles per failed probe, max 30 s). */
   MCPQ_CIRCUIT_OPEN_MS: int(2_000),
+  /** Queue-time admission: refuse requests predicted to miss their deadline once a pool has this many in flight; 0 = off. */
+  MCPQ_POOL_QUEUE_MIN: int(64),
   /** Period of MCPQ_REQ stream / pool consumer polling for metrics; 0 = off. */
   MCPQ_BUS_STATS_MS: int(5_000),
 });
@@ -111,6 +113,7 @@ export interface EdgeConfig {
   maxBufferedBytes: number;
   circuitFailures: number;
   circuitOpenMs: number;
+  poolQueueMin: number;
   busStatsMs: number;
   busLimits: BusLimits;
 }
@@ -173,6 +176,7 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     maxBufferedBytes: e.MCPQ_MAX_BUFFERED_BYTES,
     circuitFailures: e.MCPQ_CIRCUIT_FAILURES,
     circuitOpenMs: e.MCPQ_CIRCUIT_OPEN_MS,
+    poolQueueMin: e.MCPQ_POOL_QUEUE_MIN,
     busStatsMs: e.MCPQ_BUS_STATS_MS,
     busLimits: busLimitsFromEnv(e),
     ...overrides,

@@ -24,6 +24,15 @@ export interface AdmissionLimits {
   circuitFailures: number;
   /** How long an open circuit rejects before a half-open probe is let through (ms). */
   circuitOpenMs: number;
+  /** Deadline of a request that does not ask for one, and the cap on what it may ask (ms). */
+  requestTimeoutMs: number;
+  maxRequestTimeoutMs: number;
+  /**
+   * Queue-time admission: a pool with at least this many of this edge's requests in flight
+   * refuses a request whose predicted wait (in flight / measured completion rate) exceeds its
+   * deadline, instead of letting it time out later. 0 disables.
+   */
+  poolQueueMin: number;
 }
 
 /** Why a request was refused; the `reason` label of `mcpq_edge_rejected_total`. */
@@ -34,6 +43,7 @@ export type RejectReason =
   | "buffered_bytes"
   | "rate_limited"
   | "circuit_open"
+  | "pool_saturated"
   | "stream_full"
   | "target_queue_full"
   | "broker_unavailable"
@@ -76,6 +86,7 @@ export class EdgeAdmission implements Admission {
   readonly #perSession = new Map<string, number>();
   readonly #buckets: TokenBuckets;
   readonly #circuits = new Map<string, PoolCircuit>();
+  readonly #pools = new Map<string, PoolLoad>();
   readonly #sweep: NodeJS.Timeout;
 
   constructor(
@@ -116,6 +127,21 @@ export class EdgeAdmission implements Admission {
           wait,
         ),
       );
+    }
+    const load = this.#poolLoad(target.pool);
+    if (l.poolQueueMin > 0 && load.inFlight >= l.poolQueueMin) {
+      const waitMs = load.expectedWaitMs(now);
+      const deadlineMs = requestTimeout(req, l);
+      if (waitMs !== undefined && waitMs > deadlineMs) {
+        throw this.#reject(
+          "pool_saturated",
+          rejection(
+            ErrorCode.Overloaded,
+            `worker pool ${target.pool} is saturated (predicted wait ${Math.round(waitMs)} ms exceeds the ${deadlineMs} ms deadline)`,
+            Math.max(BUSY_RETRY_MS, waitMs - deadlineMs),
+          ),
+        );
+      }
     }
     if (l.maxInFlight > 0 && this.#inFlight >= l.maxInFlight) {
       throw this.#reject(
@@ -166,6 +192,7 @@ export class EdgeAdmission implements Admission {
     }
     const probe = circuit?.acquire(now) ?? false;
     this.#inFlight++;
+    load.inFlight++;
     this.#perSession.set(session.id, mine + 1);
     this.metrics?.admitted(target.kind);
     let done = false;
@@ -173,6 +200,8 @@ export class EdgeAdmission implements Admission {
       if (done) return;
       done = true;
       this.#inFlight--;
+      load.inFlight--;
+      if (outcome !== "refused") load.completed(Date.now());
       const left = (this.#perSession.get(session.id) ?? 1) - 1;
       if (left <= 0) this.#perSession.delete(session.id);
       else this.#perSession.set(session.id, left);
@@ -189,6 +218,15 @@ export class EdgeAdmission implements Admission {
   /** Stops the bucket sweeper. */
   close(): void {
     clearInterval(this.#sweep);
+  }
+
+  #poolLoad(pool: string): PoolLoad {
+    let p = this.#pools.get(pool);
+    if (!p) {
+      p = new PoolLoad();
+      this.#pools.set(pool, p);
+    }
+    return p;
   }
 
   #circuit(pool: string): PoolCircuit {
@@ -320,5 +358,45 @@ class PoolCircuit {
     if (this.state === s) return;
     this.state = s;
     this.onChange(s);
+  }
+}
+
+const TIMEOUT_META_KEY = "io.mcpq/timeoutMs";
+
+/** The deadline the session core will give `req` (same rule: `_meta` ask, capped, else default). */
+function requestTimeout(req: JsonRpcRequest, l: AdmissionLimits): number {
+  const asked = Number((req.params?.["_meta"] as Record<string, unknown> | undefined)?.[TIMEOUT_META_KEY]);
+  return Math.min(Number.isFinite(asked) && asked > 0 ? asked : l.requestTimeoutMs, l.maxRequestTimeoutMs);
+}
+
+/**
+ * This edge's load on one pool: requests in flight and the rate at which they complete, measured
+ * over 250 ms windows (EWMA). By Little's law the wait of a new request is about in-flight / rate.
+ * The rate is only trusted while fresh: after an idle spell it reflects demand, not capacity, so
+ * a burst after idle is admitted and the windows it fills measure the pool's real capacity.
+ */
+class PoolLoad {
+  inFlight = 0;
+  #rate = 0;
+  #count = 0;
+  #windowStart = Date.now();
+  #updatedAt = 0;
+
+  completed(now: number): void {
+    this.#count++;
+    const dt = now - this.#windowStart;
+    if (dt >= 250) {
+      const r = (this.#count * 1000) / dt;
+      this.#rate = this.#rate === 0 || now - this.#updatedAt > 2_000 ? r : 0.7 * this.#rate + 0.3 * r;
+      this.#count = 0;
+      this.#windowStart = now;
+      this.#updatedAt = now;
+    }
+  }
+
+  /** Predicted wait of one more request (ms), or undefined when there is no fresh measurement. */
+  expectedWaitMs(now: number): number | undefined {
+    if (this.#rate <= 0 || now - this.#updatedAt > 2_000) return undefined;
+    return ((this.inFlight + 1) / this.#rate) * 1000;
   }
 }

@@ -1,0 +1,39 @@
+import { describe, expect } from "vitest";
+import { natsTest as it } from "@mcpq/testkit";
+import { ErrorCode } from "@mcpq/protocol";
+import { stack } from "./support/stack.js";
+import { metricValue, rawSession } from "./support/raw-http.js";
+
+describe("queue-time admission", () => {
+  it("refuses at once (503, -32010, Retry-After) what the saturated pool could not answer before its deadline", async ({ nats }) => {
+    // One worker running one handler at a time: the pool's capacity is ~1 / handler time.
+    const s = await stack(nats, {
+      edgeEnv: { MCPQ_POOL_QUEUE_MIN: "2", MCPQ_TOOL_RATE_PER_SEC: "0" },
+      workerEnv: { MCPQ_WORKER_CONCURRENCY: "1" },
+    });
+    try {
+      const a = await rawSession(s.edges[0]!.url);
+      // Warm-up calls let the edge measure the pool's completion rate (~3/s).
+      for (let i = 0; i < 3; i++) expect((await a.call("sleep", { ms: 300 })).status).toBe(200);
+      // 12 calls at once, each willing to wait 1 s: only about three can finish in time.
+      const replies = await Promise.all(
+        Array.from({ length: 12 }, () => a.call("sleep", { ms: 300 }, { "io.mcpq/timeoutMs": 1000 })),
+      );
+      const ok = replies.filter((r) => r.status === 200 && r.message?.result);
+      const refused = replies.filter((r) => r.status === 503);
+      const timedOut = replies.filter((r) => r.message?.error?.code === ErrorCode.RequestTimeout);
+      // Every call ends in a result or an explicit error; most of the excess is refused up front.
+      expect(ok.length + refused.length + timedOut.length).toBe(12);
+      expect(refused.length).toBeGreaterThanOrEqual(5);
+      for (const r of refused) {
+        expect(Number(r.retryAfter)).toBeGreaterThanOrEqual(1);
+        expect(r.message?.error?.code).toBe(ErrorCode.Overloaded);
+        expect(r.message?.error?.message).toMatch(/^overloaded: worker pool .* is saturated/);
+      }
+      expect(await metricValue(s.edges[0]!.runtime.registry, "mcpq_edge_rejected_total", { reason: "pool_saturated" })).toBe(refused.length);
+      await a.close();
+    } finally {
+      await s.close();
+    }
+  });
+});
