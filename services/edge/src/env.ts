@@ -121,7 +121,9 @@ export interface EdgeConfig {
 const TCP_PORT_OFFSET = 8090 - 8080;
 const GRPC_PORT_OFFSET = 50051 - 8080;
 function derivedPort(httpPort: number, offset: number): number {
-  return httpPort === 0 ? 0 : httpPort + offset;
+  const port = httpPort + offset;
+  // Past the port range (a high HTTP port), fall back to a random port; the edge logs it.
+  return httpPort === 0 || port > 65_535 ? 0 : port;
 }
 
 export function parseAuthTokens(spec: string): Map<string, string> {

@@ -49,3 +49,13 @@ describe("edge configuration", () => {
     expect(() => loadEdgeConfig({ MCPQ_PORT: "eighty" })).toThrow(/MCPQ_PORT/);
   });
 });
+
+describe("listener ports", () => {
+  it("TCP and gRPC follow the HTTP port, stay in range, and can be set explicitly", () => {
+    expect(loadEdgeConfig({})).toMatchObject({ port: 8080, tcpPort: 8090, grpcPort: 50051 });
+    expect(loadEdgeConfig({ MCPQ_PORT: "8081" })).toMatchObject({ tcpPort: 8091, grpcPort: 50052 });
+    expect(loadEdgeConfig({ MCPQ_PORT: "42341" })).toMatchObject({ tcpPort: 42351, grpcPort: 0 });
+    expect(loadEdgeConfig({ MCPQ_PORT: "0" })).toMatchObject({ tcpPort: 0, grpcPort: 0 });
+    expect(loadEdgeConfig({ MCPQ_PORT: "8081", MCPQ_TCP_PORT: "9000", MCPQ_GRPC_PORT: "9001" })).toMatchObject({ tcpPort: 9000, grpcPort: 9001 });
+  });
+});
