@@ -5,8 +5,8 @@ import { natsTest as it, eventually, type Stack } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { factories, sdkClient, stack } from "./support/stack.js";
+import { fourConcurrentCalls } from "./support/sdk-scenario.js";
 
-type Sdk = Client;
 
 /**
  * Four concurrent calls (one with progress) through an SDK client. With `exact` false only a
@@ -15,23 +15,6 @@ type Sdk = Client;
  * SSE, WebSocket, stdio) it drops a progress notification that arrives in the same chunk as the
  * response ("unknown token"). Raw clients check exact delivery (transports-sockets, -resume).
  */
-async function fourConcurrentCalls(client: Sdk, exact: boolean): Promise<void> {
-  const progress: number[] = [];
-  const [a, b, c, d] = await Promise.all([
-    client.callTool({ name: "echo", arguments: { text: "one" } }),
-    client.callTool({ name: "add", arguments: { a: 1, b: 41 } }),
-    client.callTool({ name: "countdown", arguments: { steps: 5, delayMs: 20 } }, undefined, {
-      onprogress: (p) => progress.push(p.progress),
-    }),
-    client.callTool({ name: "sleep", arguments: { ms: 40 } }),
-  ]);
-  expect(a.content).toEqual([{ type: "text", text: "one" }]);
-  expect(b.structuredContent).toEqual({ sum: 42 });
-  expect(c.content).toEqual([{ type: "text", text: "done after 5 steps" }]);
-  expect(d.content).toEqual([{ type: "text", text: "slept 40 ms" }]);
-  if (exact) expect(progress).toEqual([1, 2, 3, 4, 5]);
-  else expect(progress).toEqual([1, 2, 3, 4, 5].slice(0, Math.max(1, progress.length)));
-}
 
 describe("HTTP transports with the official SDK client", () => {
   let s: Stack<RunningEdge, RunningWorker>;
