@@ -24,7 +24,8 @@ build: ## compile all TypeScript projects (tsc -b)
 dev: setup ## run nats-server + edge (127.0.0.1:8080) + worker in the foreground
 	pnpm mcpq dev --catalog example,conformance
 
-test: setup ## run the full vitest suite
+test: setup ## lint, then the full vitest suite (real nats-server, real sockets)
+	pnpm lint
 	pnpm vitest run --reporter=default
 
 conformance: setup ## run the MCP conformance suite (1 worker, then 2 workers)
