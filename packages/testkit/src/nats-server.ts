@@ -45,6 +45,18 @@ export interface LocalNatsOptions {
 
 /** Starts `nats-server -js` on 127.0.0.1 (random port unless given) and waits until it accepts. */
 export async function startLocalNats(opts: LocalNatsOptions = {}): Promise<NatsHandle> {
+  // A random port can be taken between freePort() and the server's bind (other processes'
+  // ephemeral ports): retry on another one unless the caller chose the port.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startLocalNatsOnce(opts);
+    } catch (err) {
+      if (opts.port !== undefined || attempt === 3 || !/address already in use|exited/i.test(String(err))) throw err;
+    }
+  }
+}
+
+async function startLocalNatsOnce(opts: LocalNatsOptions): Promise<NatsHandle> {
   const bin = findNatsServer();
   if (!bin) throw new Error("nats-server not found: install it (Debian: apt-get install nats-server) or set MCPQ_NATS_SERVER_BIN");
   const port = opts.port ?? (await freePort());

@@ -21,6 +21,16 @@ export async function spawnEdge(
   natsUrl: string,
   env: Record<string, string> = {},
 ): Promise<EdgeProcess> {
+  // freePort() can race with other processes' ephemeral ports (parallel test files): when the
+  // edge exits before it is ready (EADDRINUSE), try again on another port.
+  for (let attempt = 1; ; attempt++) {
+    const started = await trySpawnEdge(natsUrl, env);
+    if (started) return started;
+    if (attempt === 3) throw new Error("edge process did not start after 3 attempts");
+  }
+}
+
+async function trySpawnEdge(natsUrl: string, env: Record<string, string>): Promise<EdgeProcess | null> {
   const port = await freePort();
   const proc = spawn(process.execPath, [CLI, "edge", "--port", String(port)], {
     env: {
@@ -36,13 +46,14 @@ export async function spawnEdge(
   });
   const exited = new Promise<void>((r) => proc.once("exit", () => r()));
   const url = `http://127.0.0.1:${port}/mcp`;
-  await eventually(
+  const ready = await eventually(
     async () => {
-      if (proc.exitCode !== null) throw new Error(`edge exited with ${proc.exitCode}`);
-      return (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200;
+      if (proc.exitCode !== null) return "exited";
+      return (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200 ? "ready" : null;
     },
     { what: `edge process on port ${port} ready`, timeoutMs: 20_000 },
   );
+  if (ready === "exited") return null;
   return {
     url,
     wsUrl: `ws://127.0.0.1:${port}/ws`,
