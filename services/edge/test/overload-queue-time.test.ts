@@ -36,4 +36,28 @@ describe("queue-time admission", () => {
       await s.close();
     }
   });
+
+  it("timeouts while the pool keeps answering are overload, not failure: the circuit stays closed", async ({ nats }) => {
+    const s = await stack(nats, {
+      edgeEnv: { MCPQ_POOL_QUEUE_MIN: "0", MCPQ_TOOL_RATE_PER_SEC: "0", MCPQ_CIRCUIT_FAILURES: "2" },
+      workerEnv: { MCPQ_WORKER_CONCURRENCY: "1" },
+    });
+    try {
+      const a = await rawSession(s.edges[0]!.url);
+      // One handler at a time, 200 ms each, 500 ms deadlines: the first two finish, the rest expire.
+      const replies = await Promise.all(
+        Array.from({ length: 6 }, () => a.call("sleep", { ms: 200 }, { "io.mcpq/timeoutMs": 500 })),
+      );
+      const expired = replies.filter((r) => r.message?.error?.code === ErrorCode.RequestTimeout);
+      expect(expired.length).toBeGreaterThanOrEqual(2);
+      expect(replies.filter((r) => r.message?.result).length).toBeGreaterThanOrEqual(1);
+      expect(s.edges[0]!.runtime.admission.circuitState("example")).toBe("closed");
+      const after = await a.call("echo", { text: "still served" });
+      expect(after.status).toBe(200);
+      expect(after.message?.result).toEqual({ content: [{ type: "text", text: "still served" }] });
+      await a.close();
+    } finally {
+      await s.close();
+    }
+  });
 });

@@ -193,6 +193,7 @@ export class EdgeAdmission implements Admission {
     const probe = circuit?.acquire(now) ?? false;
     this.#inFlight++;
     load.inFlight++;
+    const completionsAtAdmit = load.completions;
     this.#perSession.set(session.id, mine + 1);
     this.metrics?.admitted(target.kind);
     let done = false;
@@ -201,7 +202,7 @@ export class EdgeAdmission implements Admission {
       done = true;
       this.#inFlight--;
       load.inFlight--;
-      if (outcome !== "refused") load.completed(Date.now());
+      if (outcome === "ok" || outcome === "failed") load.completed(Date.now());
       const left = (this.#perSession.get(session.id) ?? 1) - 1;
       if (left <= 0) this.#perSession.delete(session.id);
       else this.#perSession.set(session.id, left);
@@ -211,7 +212,10 @@ export class EdgeAdmission implements Admission {
           this.metrics?.expired();
         else this.metrics?.rejected(refusalReason(err));
       }
-      circuit?.record(outcome, probe, Date.now(), l);
+      // A timeout while the pool kept answering other requests is overload (queueing), not a
+      // failing pool: only a timeout with no progress at all counts towards opening the circuit.
+      const poolOutcome = outcome === "timeout" && load.completions > completionsAtAdmit ? "ok" : outcome;
+      circuit?.record(poolOutcome, probe, Date.now(), l);
     };
   }
 
@@ -377,12 +381,15 @@ function requestTimeout(req: JsonRpcRequest, l: AdmissionLimits): number {
  */
 class PoolLoad {
   inFlight = 0;
+  /** Requests the pool answered (results or errors), for telling overload from a dead pool. */
+  completions = 0;
   #rate = 0;
   #count = 0;
   #windowStart = Date.now();
   #updatedAt = 0;
 
   completed(now: number): void {
+    this.completions++;
     this.#count++;
     const dt = now - this.#windowStart;
     if (dt >= 250) {
