@@ -66,6 +66,8 @@ export interface AdmissionMetrics {
  * other sessions need (their requests are still admitted while it is refused).
  */
 const FAIR_SHARE_FROM = 0.75;
+/** A timeout counts against a pool's circuit only if the request waited at least this long. */
+const MIN_STALL_MS = 100;
 /** Retry hint for in-flight and memory rejections: roughly one short request's lifetime. */
 const BUSY_RETRY_MS = 1_000;
 /** Longest an open circuit waits before probing again after repeated failed probes. */
@@ -194,6 +196,7 @@ export class EdgeAdmission implements Admission {
     this.#inFlight++;
     load.inFlight++;
     const completionsAtAdmit = load.completions;
+    const admittedAt = now;
     this.#perSession.set(session.id, mine + 1);
     this.metrics?.admitted(target.kind);
     let done = false;
@@ -212,9 +215,11 @@ export class EdgeAdmission implements Admission {
           this.metrics?.expired();
         else this.metrics?.rejected(refusalReason(err));
       }
-      // A timeout while the pool kept answering other requests is overload (queueing), not a
-      // failing pool: only a timeout with no progress at all counts towards opening the circuit.
-      const poolOutcome = outcome === "timeout" && load.completions > completionsAtAdmit ? "ok" : outcome;
+      // A timeout says the pool is failing only when it answered nothing else while this request
+      // waited a meaningful time. Timeouts during steady answers are queueing under overload
+      // (queue-time admission handles that), and near-zero client budgets say nothing at all.
+      const stalled = load.completions === completionsAtAdmit && Date.now() - admittedAt >= MIN_STALL_MS;
+      const poolOutcome = outcome === "timeout" && !stalled ? "cancelled" : outcome;
       circuit?.record(poolOutcome, probe, Date.now(), l);
     };
   }
