@@ -47,9 +47,11 @@ describe("a full MCPQ_REQ stream", () => {
         async () => (await metricValue(rt.registry, "mcpq_edge_request_stream_messages")) === 4,
         { what: "stream gauge" },
       );
-      expect(
-        await metricValue(rt.registry, "mcpq_edge_pool_ack_pending", { pool: "example" }),
-      ).toBeGreaterThanOrEqual(1);
+      // Stream and consumer stats come from separate broker calls: wait for both.
+      await eventually(
+        async () => (await metricValue(rt.registry, "mcpq_edge_pool_ack_pending", { pool: "example" })) >= 1,
+        { what: "ack-pending gauge" },
+      );
 
       // Drain: cancel the blocker; every accepted request is answered correctly (nothing dropped).
       await a.notify("notifications/cancelled", { requestId: blocker.id });
