@@ -3,6 +3,7 @@ import { natsTest as it, eventually, type Stack } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { stack } from "./support/stack.js";
+import { rawInitialize } from "./support/raw-init.js";
 
 const VERSION = "2025-11-25";
 type Event = { id?: string; data?: Record<string, unknown> };
@@ -56,27 +57,7 @@ function sseReader(res: Response, ctl: AbortController) {
 }
 
 async function session(url: string) {
-  const base = {
-    "content-type": "application/json",
-    accept: "application/json, text/event-stream",
-  };
-  const init = await fetch(url, {
-    method: "POST",
-    headers: base,
-    body: JSON.stringify({
-      jsonrpc: "2.0",
-      id: 0,
-      method: "initialize",
-      params: {
-        protocolVersion: VERSION,
-        capabilities: {},
-        clientInfo: { name: "resume", version: "1" },
-      },
-    }),
-  });
-  const id = init.headers.get("mcp-session-id")!;
-  await init.text();
-  const headers = { ...base, "mcp-session-id": id, "mcp-protocol-version": VERSION };
+  const { sessionId: id, headers } = await rawInitialize(url, { protocolVersion: VERSION, clientName: "resume" });
   return {
     id,
     headers,

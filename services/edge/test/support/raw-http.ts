@@ -1,3 +1,4 @@
+import { rawInitialize } from "./raw-init.js";
 /**
  * A minimal raw Streamable HTTP client for overload tests: it exposes what the SDK client hides
  * (HTTP status, Retry-After, the JSON-RPC error body of a refusal).
@@ -44,30 +45,7 @@ export async function rawSession(
   url: string,
   headers: Record<string, string> = {},
 ): Promise<RawSession> {
-  const base = {
-    "content-type": "application/json",
-    accept: "application/json, text/event-stream",
-    ...headers,
-  };
-  const init = await fetch(url, {
-    method: "POST",
-    headers: base,
-    body: JSON.stringify({
-      jsonrpc: "2.0",
-      id: 0,
-      method: "initialize",
-      params: {
-        protocolVersion: VERSION,
-        capabilities: {},
-        clientInfo: { name: "raw", version: "1" },
-      },
-    }),
-  });
-  if (init.status !== 200)
-    throw new Error(`initialize failed: ${init.status} ${await init.text()}`);
-  const id = init.headers.get("mcp-session-id")!;
-  await init.text();
-  const h = { ...base, "mcp-session-id": id, "mcp-protocol-version": VERSION };
+  const { sessionId: id, headers: h } = await rawInitialize(url, { protocolVersion: VERSION, headers });
   let next = 1;
   const post = (body: unknown) =>
     fetch(url, { method: "POST", headers: h, body: JSON.stringify(body) });

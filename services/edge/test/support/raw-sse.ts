@@ -1,3 +1,4 @@
+import { rawInitialize } from "./raw-init.js";
 /**
  * Raw Streamable HTTP for feature tests: what the SDK client hides (every SSE event with its id
  * and `retry:`, streams read incrementally, POSTs of one session spread over several edges).
@@ -61,21 +62,12 @@ export async function rawClient(
   opts: { protocolVersion?: string; capabilities?: Record<string, unknown>; headers?: Record<string, string> } = {},
 ): Promise<RawClient> {
   const requested = opts.protocolVersion ?? "2025-11-25";
-  const base = { "content-type": "application/json", accept: "application/json, text/event-stream", ...opts.headers };
-  const init = await fetch(url, {
-    method: "POST",
-    headers: base,
-    body: JSON.stringify({
-      jsonrpc: "2.0",
-      id: 0,
-      method: "initialize",
-      params: { protocolVersion: requested, capabilities: opts.capabilities ?? {}, clientInfo: { name: "raw-sse", version: "1" } },
-    }),
+  const { sessionId, protocolVersion, headers: h } = await rawInitialize(url, {
+    protocolVersion: requested,
+    capabilities: opts.capabilities ?? {},
+    headers: opts.headers ?? {},
+    clientName: "raw-sse",
   });
-  if (init.status !== 200) throw new Error(`initialize failed: ${init.status} ${await init.text()}`);
-  const sessionId = init.headers.get("mcp-session-id")!;
-  const protocolVersion = ((await init.json()) as { result: { protocolVersion: string } }).result.protocolVersion;
-  const h = { ...base, "mcp-session-id": sessionId, "mcp-protocol-version": protocolVersion };
   const client: RawClient = {
     sessionId,
     protocolVersion,
