@@ -60,21 +60,41 @@ export interface RequestEnvelope {
   clientCapabilities?: readonly string[] | undefined;
 }
 
-export function encodeEnvelope(e: RequestEnvelope): MsgHdrs {
-  const h = natsHeaders();
+/** Envelope fields shared by request messages and the records replay reads. */
+export interface EnvelopeCore {
+  requestId: string;
+  session: string;
+  principal: string;
+  protocolVersion: string;
+  deadline: number;
+  logLevel?: string | undefined;
+  targetKind: TargetKind;
+  target: string;
+  edge: string;
+  receivedAt: number;
+  traceparent?: string | undefined;
+}
+
+/** Writes the shared envelope fields into `h` (the one encoding of them; see `decodeEnvelope`). */
+export function setEnvelopeHeaders(h: MsgHdrs, e: EnvelopeCore): MsgHdrs {
   h.set(H.request, e.requestId);
   h.set(H.msgId, e.requestId);
   h.set(H.session, e.session);
   h.set(H.principal, e.principal);
   h.set(H.protocolVersion, e.protocolVersion);
   h.set(H.deadline, String(e.deadline));
-  h.set(H.replyTo, e.replyTo);
   if (e.logLevel) h.set(H.logLevel, e.logLevel);
   h.set(H.targetKind, e.targetKind);
   h.set(H.target, e.target);
   h.set(H.edge, e.edge);
   h.set(H.receivedAt, String(e.receivedAt));
   if (e.traceparent) h.set(H.traceparent, e.traceparent);
+  return h;
+}
+
+export function encodeEnvelope(e: RequestEnvelope): MsgHdrs {
+  const h = setEnvelopeHeaders(natsHeaders(), e);
+  h.set(H.replyTo, e.replyTo);
   if (e.clientCapabilities) h.set(H.clientCapabilities, e.clientCapabilities.join(","));
   return h;
 }

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
-import { H } from "./envelope.js";
+import { H, setEnvelopeHeaders } from "./envelope.js";
 import { subjects, type TargetKind } from "./subjects.js";
 
 /**
@@ -90,19 +90,7 @@ export function recordSubject(r: Pick<RequestRecord, "pool" | "targetKind" | "ta
 
 /** Headers of a record message: the request envelope plus worker identity, timing and outcome. */
 export function recordHeaders(r: RequestRecord): MsgHdrs {
-  const h = natsHeaders();
-  h.set(H.request, r.requestId);
-  h.set(H.msgId, r.requestId);
-  h.set(H.session, r.session);
-  h.set(H.principal, r.principal);
-  h.set(H.protocolVersion, r.protocolVersion);
-  h.set(H.deadline, String(r.deadline));
-  if (r.logLevel) h.set(H.logLevel, r.logLevel);
-  h.set(H.targetKind, r.targetKind);
-  h.set(H.target, r.target);
-  h.set(H.edge, r.edge);
-  h.set(H.receivedAt, String(r.receivedAt));
-  if (r.traceparent) h.set(H.traceparent, r.traceparent);
+  const h = setEnvelopeHeaders(natsHeaders(), r);
   h.set(H.worker, r.workerId);
   h.set(H.pool, r.pool);
   h.set(H.method, r.method);
