@@ -72,8 +72,6 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
       toolBurst: config.toolRateBurst,
       circuitFailures: config.circuitFailures,
       circuitOpenMs: config.circuitOpenMs,
-      requestTimeoutMs: config.requestTimeoutMs,
-      maxRequestTimeoutMs: config.maxRequestTimeoutMs,
       poolQueueMin: config.poolQueueMin,
     },
     buffers,

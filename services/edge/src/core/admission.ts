@@ -24,9 +24,6 @@ export interface AdmissionLimits {
   circuitFailures: number;
   /** How long an open circuit rejects before a half-open probe is let through (ms). */
   circuitOpenMs: number;
-  /** Deadline of a request that does not ask for one, and the cap on what it may ask (ms). */
-  requestTimeoutMs: number;
-  maxRequestTimeoutMs: number;
   /**
    * Queue-time admission: a pool with at least this many of this edge's requests in flight
    * refuses a request whose predicted wait (in flight / measured completion rate) exceeds its
@@ -115,6 +112,7 @@ export class EdgeAdmission implements Admission {
     session: SessionRecord,
     req: JsonRpcRequest,
     target: { kind: TargetKind; name: string; pool: string },
+    timeoutMs: number,
   ): (outcome?: RouteOutcome, err?: unknown) => void {
     const now = Date.now();
     const l = this.limits;
@@ -133,14 +131,13 @@ export class EdgeAdmission implements Admission {
     const load = this.#poolLoad(target.pool);
     if (l.poolQueueMin > 0 && load.inFlight >= l.poolQueueMin) {
       const waitMs = load.expectedWaitMs(now);
-      const deadlineMs = requestTimeout(req, l);
-      if (waitMs !== undefined && waitMs > deadlineMs) {
+      if (waitMs !== undefined && waitMs > timeoutMs) {
         throw this.#reject(
           "pool_saturated",
           rejection(
             ErrorCode.Overloaded,
-            `worker pool ${target.pool} is saturated (predicted wait ${Math.round(waitMs)} ms exceeds the ${deadlineMs} ms deadline)`,
-            Math.max(BUSY_RETRY_MS, waitMs - deadlineMs),
+            `worker pool ${target.pool} is saturated (predicted wait ${Math.round(waitMs)} ms exceeds the ${timeoutMs} ms deadline)`,
+            Math.max(BUSY_RETRY_MS, waitMs - timeoutMs),
           ),
         );
       }
@@ -370,13 +367,6 @@ class PoolCircuit {
   }
 }
 
-const TIMEOUT_META_KEY = "io.mcpq/timeoutMs";
-
-/** The deadline the session core will give `req` (same rule: `_meta` ask, capped, else default). */
-function requestTimeout(req: JsonRpcRequest, l: AdmissionLimits): number {
-  const asked = Number((req.params?.["_meta"] as Record<string, unknown> | undefined)?.[TIMEOUT_META_KEY]);
-  return Math.min(Number.isFinite(asked) && asked > 0 ? asked : l.requestTimeoutMs, l.maxRequestTimeoutMs);
-}
 
 /**
  * This edge's load on one pool: requests in flight and the rate at which they complete, measured

@@ -72,7 +72,13 @@ export type RouteOutcome = "ok" | "failed" | "timeout" | "cancelled" | "refused"
  * The returned release runs exactly once, with the outcome (see services/edge/src/core/admission.ts).
  */
 export interface Admission {
-  admit(session: SessionRecord, req: JsonRpcRequest, target: { kind: TargetKind; name: string; pool: string }): (outcome?: RouteOutcome, err?: unknown) => void;
+  admit(
+    session: SessionRecord,
+    req: JsonRpcRequest,
+    target: { kind: TargetKind; name: string; pool: string },
+    /** The request's deadline budget (ms), as the core computed it. */
+    timeoutMs: number,
+  ): (outcome?: RouteOutcome, err?: unknown) => void;
 }
 
 /** Where a request's related messages and response go. */
@@ -285,7 +291,11 @@ export class SessionCore {
 
   async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, started: number): Promise<Dispatched> {
     const target = this.#target(req);
-    const release: (outcome?: RouteOutcome, err?: unknown) => void = this.admission?.admit(session, req, target) ?? (() => undefined);
+    const meta = (req.params?.["_meta"] ?? {}) as Record<string, unknown>;
+    const asked = Number(meta[TIMEOUT_META_KEY]);
+    const timeout = Math.min(Number.isFinite(asked) && asked > 0 ? asked : this.cfg.requestTimeoutMs, this.cfg.maxRequestTimeoutMs);
+    const release: (outcome?: RouteOutcome, err?: unknown) => void =
+      this.admission?.admit(session, req, target, timeout) ?? (() => undefined);
     let outcome: RouteOutcome = "ok";
     let releaseRouter: (() => void) | undefined;
     try {
@@ -293,9 +303,6 @@ export class SessionCore {
         throw rejection(ErrorCode.Overloaded, "edge has too many requests in flight", 1_000);
       }
       const requestId = nextRequestId();
-      const meta = (req.params?.["_meta"] ?? {}) as Record<string, unknown>;
-      const asked = Number(meta[TIMEOUT_META_KEY]);
-      const timeout = Math.min(Number.isFinite(asked) && asked > 0 ? asked : this.cfg.requestTimeoutMs, this.cfg.maxRequestTimeoutMs);
       const now = Date.now();
       const deadline = now + timeout;
       const replyTo = subjects.outbound(session.id, stream.id);
