@@ -30,7 +30,6 @@ import {
   outboundHeaders,
   publishFailure,
   subjects,
-  subscriptionKey,
   subscriptionPrefix,
   type Bus,
   type CancelNotice,
@@ -263,12 +262,12 @@ export class SessionCore {
         return this.#page("prompts", this.catalog.prompts(), req);
       case "resources/subscribe": {
         const { uri } = parse(SubscribeParamsSchema, req.params);
-        await this.bus.kv.subscriptions.put(subscriptionKey(uri, session.id), JSON.stringify({ uri, principal: session.principal }));
+        await this.sessions.subscribe(session, uri);
         return {};
       }
       case "resources/unsubscribe": {
         const { uri } = parse(SubscribeParamsSchema, req.params);
-        await this.bus.kv.subscriptions.purge(subscriptionKey(uri, session.id));
+        await this.sessions.unsubscribe(session, uri);
         return {};
       }
       default:

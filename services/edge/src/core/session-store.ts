@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { BUCKETS, digestToken, type Bus, type KV } from "@mcpq/bus";
+import { BUCKETS, digestToken, subscriptionKey, type Bus, type KV } from "@mcpq/bus";
 import type { LogLevel, ProtocolVersion } from "@mcpq/protocol";
 
 /** A session as stored in JetStream KV; any edge can load it. */
@@ -12,6 +12,8 @@ export interface SessionRecord {
   clientCapabilities: Record<string, unknown>;
   logLevel?: LogLevel;
   initialized: boolean;
+  /** URIs of `resources/subscribe`; their `mcpq_subs` keys are refreshed with the session. */
+  subscriptions?: string[];
   createdAt: number;
   lastSeenAt: number;
 }
@@ -112,11 +114,29 @@ export class SessionStore {
     rec.lastSeenAt = Date.now();
     await this.#kv.put(`s.${rec.id}`, JSON.stringify(rec));
     await this.#kv.put(`p.${digestToken(rec.principal)}.${rec.id}`, "");
-    const subs = this.bus.kv.subscriptions;
-    for await (const key of await subs.keys(`*.${rec.id}`)) {
-      const e = await subs.get(key);
-      if (e && e.operation === "PUT") await subs.put(key, e.value);
+    // The record lists its subscriptions, so refreshing them needs no scan of the bucket.
+    for (const uri of rec.subscriptions ?? []) await this.#putSubscription(rec, uri);
+  }
+
+  /** Subscribes the session to `uri`: its `mcpq_subs` key (found by fan-out) and its record. */
+  async subscribe(rec: SessionRecord, uri: string): Promise<void> {
+    await this.#putSubscription(rec, uri);
+    if (!rec.subscriptions?.includes(uri)) {
+      rec.subscriptions = [...(rec.subscriptions ?? []), uri];
+      await this.update(rec);
     }
+  }
+
+  async unsubscribe(rec: SessionRecord, uri: string): Promise<void> {
+    await this.bus.kv.subscriptions.purge(subscriptionKey(uri, rec.id));
+    if (rec.subscriptions?.includes(uri)) {
+      rec.subscriptions = rec.subscriptions.filter((u) => u !== uri);
+      await this.update(rec);
+    }
+  }
+
+  #putSubscription(rec: SessionRecord, uri: string): Promise<number> {
+    return this.bus.kv.subscriptions.put(subscriptionKey(uri, rec.id), JSON.stringify({ uri, principal: rec.principal }));
   }
 
   /**
@@ -130,9 +150,7 @@ export class SessionStore {
   }
 
   async update(rec: SessionRecord): Promise<void> {
-    rec.lastSeenAt = Date.now();
-    await this.#kv.put(`s.${rec.id}`, JSON.stringify(rec));
-    await this.#kv.put(`p.${digestToken(rec.principal)}.${rec.id}`, "");
+    await this.touch(rec);
     this.#remember(rec);
     this.bus.nc.publish(EVICT_SUBJECT, rec.id);
     // The client may send its next request to another edge as soon as this one answers: make
