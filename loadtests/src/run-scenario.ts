@@ -12,7 +12,8 @@
  * saturation: --c 16,64,256 --duration 8 --warmup 1
  * baseline:   --sessions 25 --rate 100 --duration 10
  * flood:      --sessions 2000 --probe 5 --ramp-concurrency 64 --per-address 10000 --ramp-timeout 30
- * bombing:    --capacity N (required) --multiplier 10 --sessions 20 --storm 10 --connections 256 --timeout 5
+ * bombing:    --capacity N (required) --multiplier 10 --sessions 20 --storm 10 --timeout 5 --grace 1
+ *             --connections-per-session 50 (HTTP) --window 1000 (WebSocket)
  * soak:       --capacity N (required) --fraction 0.5 --minutes 1
  */
 import { writeFileSync } from "node:fs";
@@ -118,8 +119,10 @@ switch (scenario) {
         multiplier: num(flags, "multiplier", 10),
         sessions: num(flags, "sessions", 20),
         stormMs: num(flags, "storm", 10) * 1000,
-        connections: num(flags, "connections", 256),
+        connectionsPerSession: num(flags, "connections-per-session", 50),
+        window: num(flags, "window", 1000),
         timeoutMs: num(flags, "timeout", 5) * 1000,
+        graceMs: num(flags, "grace", 1) * 1000,
       }),
     ];
     break;

@@ -7,10 +7,11 @@ export interface CpuSet {
   stop(): { cpu_pct: number | null; extra: Record<string, number | null> };
 }
 
-export function cpuSet(target: Target): CpuSet {
+/** `more`: further processes to meter this time (e.g. a load generator child) */
+export function cpuSet(target: Target, more: Record<string, number> = {}): CpuSet {
   const main = new CpuMeter(target.proc.pid);
   const self = new CpuMeter("self");
-  const sib = Object.entries(target.siblings ?? {}).map(
+  const sib = Object.entries({ ...(target.siblings ?? {}), ...more }).map(
     ([k, pid]) => [k, new CpuMeter(pid)] as const,
   );
   return {

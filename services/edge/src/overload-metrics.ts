@@ -1,3 +1,4 @@
+import type { Logger } from "@mcpq/protocol";
 import { Counter, Gauge, type Registry } from "@mcpq/observability";
 import type { AdmissionMetrics, CircuitState } from "./core/admission.js";
 import type { BufferBudget } from "./core/buffer-budget.js";
@@ -13,6 +14,7 @@ const CIRCUIT_VALUE: Record<CircuitState, number> = { closed: 0, half_open: 1, o
 export function overloadMetrics(
   registry: Registry,
   sources: { buffers: BufferBudget; inFlight: () => number },
+  log?: Pick<Logger, "warn" | "info">,
 ) {
   const admittedTotal = new Counter({
     name: "mcpq_edge_admitted_total",
@@ -94,7 +96,10 @@ export function overloadMetrics(
     expired: () => expiredTotal.inc(),
     circuit: (pool, state) => {
       circuitState.set({ pool }, CIRCUIT_VALUE[state]);
-      if (state === "open") circuitOpened.inc({ pool });
+      if (state === "open") {
+        circuitOpened.inc({ pool });
+        log?.warn({ pool }, "circuit opened: the pool's workers are failing or absent; refusing its requests");
+      } else if (state === "closed") log?.info({ pool }, "circuit closed: the pool answers again");
     },
   };
   const busStats: BusStatsSink = {

@@ -3,6 +3,7 @@ import { natsTest as it, eventually } from "@mcpq/testkit";
 import { ErrorCode } from "@mcpq/protocol";
 import { stack } from "./support/stack.js";
 import { metricValue, rawSession, type RawReply } from "./support/raw-http.js";
+import { RpcClient, wsWire, type Message } from "./support/socket-client.js";
 
 // Own file: the tiny MCPQ_REQ bound is provisioned on this file's nats-server only.
 const LIMITS = { MCPQ_REQ_STREAM_MAX_MSGS: "4" };
@@ -118,6 +119,55 @@ describe("a full MCPQ_REQ stream", () => {
       expect((await a.call("echo", { text: "e4" })).message?.result).toEqual({
         content: [{ type: "text", text: "e4" }],
       });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("over a WebSocket, a refused publish is a JSON-RPC -32010 with retryAfterMs and the connection reads on", async ({
+    nats,
+  }) => {
+    const env = { MCPQ_REQ_STREAM_MAX_MSGS: "1000", MCPQ_REQ_MAX_PER_TARGET: "2" };
+    const s = await stack(nats, {
+      edgeEnv: env,
+      workerEnv: { ...env, MCPQ_WORKER_CONCURRENCY: "1" },
+      edges: 1,
+    });
+    try {
+      const rt = s.edges[0]!.runtime;
+      const c = new RpcClient(await wsWire(s.edges[0]!.wsUrl!));
+      await c.initialize();
+      const blocker = c.call("tools/call", { name: "sleep", arguments: { ms: 120_000 } }, "blocker");
+      // The socket's messages are handled in order without waiting for each PubAck, so these
+      // are all sent at once; echo's queue holds two, the rest are refused.
+      const echoes: Promise<Message>[] = [];
+      for (let i = 0; i < 5; i++)
+        echoes.push(c.call("tools/call", { name: "echo", arguments: { text: `w${i}` } }));
+      const settled = await Promise.race([
+        Promise.all(echoes.slice(2)),
+        blocker.then(() => "blocker answered first"),
+      ]);
+      expect(settled).not.toBe("blocker answered first");
+      for (const m of settled as Message[]) {
+        expect(m.error).toMatchObject({
+          code: ErrorCode.Overloaded,
+          message: "overloaded: request queue for this target is full",
+          data: { reason: "request queue for this target is full", retryAfterMs: 1000 },
+        });
+      }
+      // The connection still serves other work while echo's queue is full.
+      expect((await c.call("tools/list")).result?.["tools"]).toBeDefined();
+      expect(
+        await metricValue(rt.registry, "mcpq_edge_rejected_total", { reason: "target_queue_full" }),
+      ).toBe(3);
+      // Drain: the two queued echoes are answered correctly once the blocker is cancelled.
+      c.notify("notifications/cancelled", { requestId: "blocker" });
+      const queued = await Promise.all(echoes.slice(0, 2));
+      expect(queued.map((m) => m.result)).toEqual([
+        { content: [{ type: "text", text: "w0" }] },
+        { content: [{ type: "text", text: "w1" }] },
+      ]);
+      c.wire.close();
     } finally {
       await s.close();
     }

@@ -212,12 +212,21 @@ export class EdgeAdmission implements Admission {
           this.metrics?.expired();
         else this.metrics?.rejected(refusalReason(err));
       }
+      if (!circuit) return;
+      if (outcome !== "timeout") {
+        circuit.record(outcome, probe, Date.now(), l);
+        return;
+      }
       // A timeout says the pool is failing only when it answered nothing else while this request
       // waited a meaningful time. Timeouts during steady answers are queueing under overload
       // (queue-time admission handles that), and near-zero client budgets say nothing at all.
-      const stalled = load.completions === completionsAtAdmit && Date.now() - admittedAt >= MIN_STALL_MS;
-      const poolOutcome = outcome === "timeout" && !stalled ? "cancelled" : outcome;
-      circuit?.record(poolOutcome, probe, Date.now(), l);
+      // Judged after the event loop's next I/O poll: deadline timers run before pending socket
+      // reads, so after a stall of the edge itself the answers that did arrive are counted first.
+      const waited = Date.now() - admittedAt;
+      setImmediate(() => {
+        const stalled = load.completions === completionsAtAdmit && waited >= MIN_STALL_MS;
+        circuit.record(stalled ? "timeout" : "cancelled", probe, Date.now(), l);
+      });
     };
   }
 

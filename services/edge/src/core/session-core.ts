@@ -92,6 +92,12 @@ export interface StreamContext {
 /** A request accepted for processing; `response` settles with the final message (or a cancel). */
 export interface Dispatched {
   response: Promise<OutboundMessage>;
+  /**
+   * Routed requests: settles once the broker accepted the request, or rejects with the
+   * retryable refusal (queue full, broker unavailable) that `response` also carries as an error
+   * response. Transports that answer refusals with an HTTP status await it.
+   */
+  published?: Promise<void>;
 }
 
 /** Thrown into a waiting request when the client cancelled it: no response is sent. */
@@ -328,51 +334,68 @@ export class SessionCore {
         clientCapabilities: Object.keys(session.clientCapabilities ?? {}),
       });
       this.metrics?.inFlight(1);
-      try {
-        await this.bus.js.publish(subjects.request(target.pool, target.kind, target.name), stream.raw ?? JSON.stringify(req), {
+      // The publish is started here, in order with this connection's earlier publishes, but its
+      // PubAck is not awaited: a transport that processes a connection's messages in order
+      // (sockets) moves on to the next message at once. A refusal still reaches the client:
+      // `published` rejects with it (HTTP answers 503/429 from that) and `response` settles to
+      // the same error as a JSON-RPC error response.
+      const published = this.bus.js
+        .publish(subjects.request(target.pool, target.kind, target.name), stream.raw ?? JSON.stringify(req), {
           headers,
           msgID: requestId,
           // Never wait on the broker past the request's deadline (nor past the client's 10 s default).
           timeout: Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
-        });
-      } catch (err) {
-        this.router.correlator.reject(requestId, undefined);
-        this.metrics?.inFlight(-1);
-        this.#byClientId.delete(key);
-        // A publish that only failed because the deadline came is answered as the timeout it is.
-        const mapped = Date.now() >= deadline ? new McpError(ErrorCode.RequestTimeout, `Request timed out after ${timeout} ms`, { timeoutMs: timeout }) : publishFailure(err, 1_000);
-        if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
-        throw mapped;
-      }
-      const rr = releaseRouter;
-      const settled = response
+        })
         .then(
-          (msg) => {
-            this.metrics?.observe(req.method, "ok", (performance.now() - started) / 1000);
-            outcome = responseOutcome(msg.json);
-            return msg;
-          },
+          () => undefined,
           (err: unknown) => {
-            if (err instanceof RequestCancelled) {
-              this.metrics?.observe(req.method, "cancelled", (performance.now() - started) / 1000);
-              outcome = "cancelled";
-              throw err;
-            }
-            const wire = toWireError(err);
-            outcome = wire.code === ErrorCode.RequestTimeout ? "timeout" : "failed";
-            this.metrics?.error(wire.code);
-            this.metrics?.observe(req.method, "error", (performance.now() - started) / 1000);
-            return errorMessage(req.id, wire);
+            // A publish that only failed because the deadline came is answered as the timeout it is.
+            const mapped = Date.now() >= deadline ? new McpError(ErrorCode.RequestTimeout, `Request timed out after ${timeout} ms`, { timeoutMs: timeout }) : publishFailure(err, 1_000);
+            if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
+            throw mapped;
+          },
+        );
+      published.catch(() => undefined);
+      const rr = releaseRouter;
+      let refusal: McpError | undefined;
+      const settled = published
+        .then(
+          () =>
+            response.then(
+              (msg) => {
+                this.metrics?.observe(req.method, "ok", (performance.now() - started) / 1000);
+                outcome = responseOutcome(msg.json);
+                return msg;
+              },
+              (err: unknown) => {
+                if (err instanceof RequestCancelled) {
+                  this.metrics?.observe(req.method, "cancelled", (performance.now() - started) / 1000);
+                  outcome = "cancelled";
+                  throw err;
+                }
+                const wire = toWireError(err);
+                outcome = wire.code === ErrorCode.RequestTimeout ? "timeout" : "failed";
+                this.metrics?.error(wire.code);
+                this.metrics?.observe(req.method, "error", (performance.now() - started) / 1000);
+                return errorMessage(req.id, wire);
+              },
+            ),
+          (err: McpError) => {
+            refusal = err;
+            response.catch(() => undefined);
+            this.router.correlator.reject(requestId, err);
+            return errorMessage(req.id, toWireError(err));
           },
         )
         .finally(() => {
           this.metrics?.inFlight(-1);
           if (this.#byClientId.get(key) === requestId) this.#byClientId.delete(key);
           rr();
-          release(outcome);
+          if (refusal) release("refused", refusal);
+          else release(outcome);
         });
       releaseRouter = undefined;
-      return { response: settled };
+      return { response: settled, published };
     } catch (err) {
       releaseRouter?.();
       release("refused", err);

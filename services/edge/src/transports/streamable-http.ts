@@ -128,6 +128,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
       // JSON-only client: no related messages can be delivered; the response is the body.
       try {
         const d = await rt.core.dispatch(session, request, { id: streamId, raw: req.body as string });
+        await d.published; // a broker refusal is a 503/429, not a 200 with an error inside
         const out = await d.response;
         return reply.code(200).type("application/json").send(out.json);
       } catch (err) {
@@ -140,6 +141,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
     let dispatched;
     try {
       dispatched = await rt.core.dispatch(session, request, { id: streamId, sink: sse, raw: req.body as string });
+      await dispatched.published; // a broker refusal is a 503/429 before the stream opens
     } catch (err) {
       return sendError(reply, request.id, err);
     }
@@ -241,6 +243,8 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
               sse.send(m);
               if (m.kind === "response") sse.end();
             },
+            // The replay is paced by the reader (see SendBuffer).
+            ready: () => sse.ready(),
             // A resumed stream is resumable again: the worker may close it once more (polling).
             reconnect(retryMs: number | undefined) {
               sse.closeWithRetry(retryMs ?? rt.config.sseRetryMs);
