@@ -185,16 +185,17 @@ if (why) {
         log,
       }),
     );
-    if (!wsWhy)
-      await step("saturation ws (mcpq)", () =>
-        runSaturation(t, {
-          transport: "ws",
-          concurrencies: Cs,
-          durationMs: satMs,
-          warmupMs: warmMs,
-          log,
-        }),
-      );
+    const satWs = wsWhy
+      ? undefined
+      : await step("saturation ws (mcpq)", () =>
+          runSaturation(t, {
+            transport: "ws",
+            concurrencies: Cs,
+            durationMs: satMs,
+            warmupMs: warmMs,
+            log,
+          }),
+        );
     await step("baseline (mcpq)", () =>
       runBaseline(t, { transport: "http", durationMs: baselineMs, log }),
     );
@@ -208,7 +209,19 @@ if (why) {
     const measured = sat?.find((w) => w.in_flight === 64)?.throughput_msg_per_s ?? 0;
     const cap = num(flags, "capacity", measured);
     if (cap > 0) {
-      await step("bombing (mcpq)", () => runBombing(t, { transport: "http", capacity: cap, log }));
+      await step("bombing http (mcpq)", () =>
+        runBombing(t, { transport: "http", capacity: cap, log }),
+      );
+      // The WebSocket storm is offered 10x the WebSocket capacity (its own saturation C=64).
+      const capWs = num(
+        flags,
+        "capacity",
+        satWs?.find((w) => w.in_flight === 64)?.throughput_msg_per_s ?? 0,
+      );
+      if (!wsWhy && capWs > 0)
+        await step("bombing ws (mcpq)", () =>
+          runBombing(t, { transport: "ws", capacity: capWs, log }),
+        );
       if (doSoak)
         await step("soak (mcpq)", () =>
           runSoak(t, { transport: "http", capacity: cap, minutes: soakMin, log }),

@@ -139,7 +139,6 @@ describe("HttpMcpSession + drivers", () => {
       durationMs: 500,
       timeoutMs: 400,
       maxInFlight: 2,
-      expireQueuedAtEnd: true,
     });
     mode = "ok";
     expect(st.scheduled).toBe(50);

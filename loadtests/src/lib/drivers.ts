@@ -130,13 +130,9 @@ export interface OpenLoopOpts {
    * outcome timeout/"client_queue_timeout" without being sent.
    */
   maxInFlight?: number;
-  /** at schedule end, settle still-queued (never sent) requests at once as timeout/"queued_at_end" */
-  expireQueuedAtEnd?: boolean;
   payloadBytes?: number;
   tag?: string;
   onResult?: ResultHook;
-  /** called once when the last request has been scheduled (the storm "ends") */
-  onScheduleEnd?: () => void;
 }
 
 export interface OpenLoopStats extends LoopStats {
@@ -277,10 +273,6 @@ export function openLoop(o: OpenLoopOpts): Promise<OpenLoopStats> {
       pump();
       if (j >= total) {
         scheduleEnd = performance.now();
-        if (o.expireQueuedAtEnd) {
-          while (head < fifo.length) settleUnsent(fifo[head++]!, "queued_at_end", scheduleEnd);
-        }
-        o.onScheduleEnd?.();
         maybeDone();
         return;
       }

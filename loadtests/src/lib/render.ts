@@ -87,18 +87,29 @@ export function renderMarkdown(r: Report): string {
   const bomb = r.workloads.filter((w) => w.workload_id.startsWith("bombing"));
   for (const b of bomb) {
     const x = (b.extra ?? {}) as Record<string, unknown>;
+    const g = (x.generator ?? {}) as Record<string, unknown>;
+    const crit = (x.criterion ?? {}) as Record<string, unknown>;
+    const svc = (k: string) => (x[k] ?? {}) as { p50_us?: number | null; p99_us?: number | null };
     L.push(`## ${b.workload_id} (${b.target})`, "");
     L.push(
-      `- offered ${x.offered_rate_msg_per_s}/s (${x.multiplier}× capacity ${x.capacity_msg_per_s}/s) for ${b.duration_s} s over ${b.sessions} sessions; generator actually sent ${x.achieved_send_rate_msg_per_s}/s`,
+      `- offered ${x.offered_rate_msg_per_s}/s (${x.multiplier}× capacity ${x.capacity_msg_per_s}/s) for ${b.duration_s} s over ${b.sessions} sessions; ` +
+        `the generator (own process, ${g.cpu_pct}% CPU; ${g.lanes_per_session} lane(s)/session × window ${g.window}) put **${x.achieved_send_rate_msg_per_s}/s** on the wire; answers came back at ${x.answered_rate_msg_per_s}/s`,
     );
     L.push(
-      `- outcomes: ${JSON.stringify(x.outcomes)} — scheduled ${x.scheduled}, unaccounted ${x.unaccounted}`,
+      `- every scheduled request: ${JSON.stringify(x.classes)} — scheduled ${x.scheduled}, unaccounted ${x.unaccounted}` +
+        ` (held = never sent: no free generator lane within ${g.max_hold_ms} ms)`,
+    );
+    L.push(
+      `- answer time from send: ok p50 ${fmtUs(svc("ok_service").p50_us)} / p99 ${fmtUs(svc("ok_service").p99_us)}; rejections p50 ${fmtUs(svc("rejected_service").p50_us)} / p99 ${fmtUs(svc("rejected_service").p99_us)}`,
     );
     L.push(
       `- recovery: ${x.recovery_s === null ? `not within ${x.recovery_bound_s} s` : `${x.recovery_s} s`} (pre-storm probe p50 ${fmtUs(x.pre_storm_p50_us as number)})`,
     );
     L.push(
       `- edge RSS before/after/peak: ${x.edge_rss_before_mib} / ${x.edge_rss_after_mib} / ${x.edge_rss_peak_mib} MiB`,
+    );
+    L.push(
+      `- done-criterion: only ok or explicit rejection ${crit.only_ok_or_rejected ? "yes" : "**no**"}; RSS growth ${crit.rss_growth_mib} MiB (≤ 256: ${crit.rss_ok ? "yes" : "**no**"}); recovery ≤ 5 s ${crit.recovery_ok ? "yes" : "**no**"}; generator reached ≥ 90 % of the offered rate ${crit.offered_10x_sent ? "yes" : "no"}`,
       "",
     );
   }

@@ -150,7 +150,8 @@ export async function runBombing(target: Target, o: BombingOpts): Promise<Worklo
     await rss.stop();
     const rssAfter = await rss.sampleNow();
     const c = st.classes;
-    const rssGrowth = mib(rss.peak) !== null && mib(rssBefore) !== null ? mib(rss.peak)! - mib(rssBefore)! : null;
+    const rssGrowth =
+      mib(rss.peak) !== null && mib(rssBefore) !== null ? mib(rss.peak)! - mib(rssBefore)! : null;
     const criterion = {
       only_ok_or_rejected: c.deadline + c.error + c.lost === 0,
       rss_growth_mib: rssGrowth,

@@ -191,9 +191,7 @@ class HttpResponseReader {
   }
 
   /** A complete response, or undefined while more bytes are needed. */
-  take():
-    | { status: number; headers: Map<string, string>; body: string }
-    | undefined {
+  take(): { status: number; headers: Map<string, string>; body: string } | undefined {
     const buf = this.#buf;
     const end = buf.indexOf("\r\n\r\n");
     if (end < 0) return undefined;
@@ -382,26 +380,31 @@ class HttpLane implements Lane {
     this.#flight = undefined;
     this.#oneShot?.reject(e ?? new Error(code));
     this.#oneShot = undefined;
-    this.#sock?.destroy();
+    this.#replace();
     if (f) this.hooks.settle(f, "error", code, this);
   }
 
   #onClose(s: Socket): void {
-    if (this.#sock !== s) return;
-    this.#sock = undefined;
-    this.#reader.reset();
+    if (this.#sock !== s) return; // a connection this lane already gave up
     const f = this.#flight;
     this.#flight = undefined;
     this.#oneShot?.reject(new Error("connection closed"));
     this.#oneShot = undefined;
     if (f) this.hooks.settle(f, "error", "connection_closed", this);
-    if (!this.#closing) {
-      // the server closed a keep-alive connection: open another one for the next request
-      this.connect().then(
-        () => this.hooks.ready(this),
-        () => undefined,
-      );
-    }
+    this.#replace();
+  }
+
+  /** Drops the current connection and, unless closing, opens another for the next request. */
+  #replace(): void {
+    const old = this.#sock;
+    this.#sock = undefined;
+    this.#reader.reset();
+    old?.destroy();
+    if (this.#closing) return;
+    this.connect().then(
+      () => this.hooks.ready(this),
+      () => undefined,
+    );
   }
 
   sweep(now: number): void {
@@ -409,7 +412,7 @@ class HttpLane implements Lane {
     if (f && now > f.giveUpAt) {
       this.#flight = undefined;
       // the connection is stuck behind an unanswered request: replace it
-      this.#sock?.destroy();
+      this.#replace();
       this.hooks.settle(f, "lost", "no_answer", this);
     }
   }
@@ -483,8 +486,22 @@ class WsLane implements Lane {
 
   send(f: Flight, body: string): void {
     this.#inFlight.set(f.k, f);
+    // Everything sent in one tick leaves in one write: corked until the tick ends (ws has no
+    // public cork; its socket is Node's). Saves a syscall per request on the generator side.
+    if (!this.#corked) {
+      const sock = (this.ws as unknown as { _socket?: Socket })._socket;
+      if (sock) {
+        this.#corked = true;
+        sock.cork();
+        process.nextTick(() => {
+          this.#corked = false;
+          sock.uncork();
+        });
+      }
+    }
     this.ws.send(body);
   }
+  #corked = false;
 
   sweep(now: number): void {
     // insertion order = send order; giveUpAt grows with the schedule, so stop at the first live one
@@ -525,15 +542,15 @@ function initializeBody(id: number): string {
     jsonrpc: "2.0",
     id,
     method: "initialize",
-    params: { protocolVersion: DEFAULT_PROTOCOL_VERSION, capabilities: {}, clientInfo: CLIENT_INFO },
+    params: {
+      protocolVersion: DEFAULT_PROTOCOL_VERSION,
+      capabilities: {},
+      clientInfo: CLIENT_INFO,
+    },
   });
 }
 
-async function openHttpSession(
-  cfg: StormConfig,
-  u: URL,
-  hooks: LaneHooks,
-): Promise<SessionLanes> {
+async function openHttpSession(cfg: StormConfig, u: URL, hooks: LaneHooks): Promise<SessionLanes> {
   const host = u.hostname;
   const port = Number(u.port || 80);
   const path = u.pathname + u.search;
@@ -542,7 +559,8 @@ async function openHttpSession(
   const first = s.lanes[0] as HttpLane;
   const init = await first.exchange("POST", path, HTTP_HEADERS, initializeBody(0));
   const sid = init.headers.get("mcp-session-id");
-  if (init.status !== 200 || !sid) throw new Error(`initialize: HTTP ${init.status} ${init.body.slice(0, 200)}`);
+  if (init.status !== 200 || !sid)
+    throw new Error(`initialize: HTTP ${init.status} ${init.body.slice(0, 200)}`);
   s.id = sid;
   const h = { ...HTTP_HEADERS, "mcp-session-id": sid };
   const n = await first.exchange(
@@ -551,7 +569,8 @@ async function openHttpSession(
     h,
     JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }),
   );
-  if (n.status !== 202 && n.status !== 200) throw new Error(`notifications/initialized: HTTP ${n.status}`);
+  if (n.status !== 202 && n.status !== 200)
+    throw new Error(`notifications/initialized: HTTP ${n.status}`);
   await Promise.all(s.lanes.map((l) => (l as HttpLane).connect()));
   return s;
 }
@@ -561,7 +580,9 @@ async function openWsSession(cfg: StormConfig, hooks: LaneHooks): Promise<Sessio
   await new Promise<void>((resolve, reject) => {
     ws.once("open", () => resolve());
     ws.once("error", reject);
-    ws.once("unexpected-response", (_q, res) => reject(new Error(`upgrade refused: HTTP ${res.statusCode}`)));
+    ws.once("unexpected-response", (_q, res) =>
+      reject(new Error(`upgrade refused: HTTP ${res.statusCode}`)),
+    );
   });
   const init = await new Promise<{ error?: unknown }>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error("initialize timed out")), 10_000);
@@ -585,10 +606,13 @@ async function openWsSession(cfg: StormConfig, hooks: LaneHooks): Promise<Sessio
 /* ------------------------------------------------------------------------------------------ */
 /* the storm                                                                                   */
 
-export async function runStormProcess(cfg: StormConfig, io: {
-  emit(kind: "READY" | "END" | "RESULT", payload: unknown): void;
-  go: Promise<void>;
-}): Promise<void> {
+export async function runStormProcess(
+  cfg: StormConfig,
+  io: {
+    emit(kind: "READY" | "END" | "RESULT", payload: unknown): void;
+    go: Promise<void>;
+  },
+): Promise<void> {
   const u = new URL(cfg.url);
   assertLoopback(u.hostname);
   const t = new Tally();
@@ -663,7 +687,13 @@ export async function runStormProcess(cfg: StormConfig, io: {
     const budget = Math.floor(sch + cfg.timeoutMs - now);
     const text = textOf(k);
     const body = bodyOf(k, text, budget);
-    const f: Flight = { k, scheduled: sch, sentAt: now, giveUpAt: now + budget + cfg.graceMs, text };
+    const f: Flight = {
+      k,
+      scheduled: sch,
+      sentAt: now,
+      giveUpAt: now + budget + cfg.graceMs,
+      text,
+    };
     inFlight++;
     if (inFlight > maxInFlight) maxInFlight = inFlight;
     if (sent === 0) firstSend = now;
@@ -725,7 +755,12 @@ export async function runStormProcess(cfg: StormConfig, io: {
       scheduled++;
       const s = sessions[k % S]!;
       let lane: Lane | undefined;
-      if (s.head >= s.fifo.length) for (const l of s.lanes) if (l.free()) { lane = l; break; }
+      if (s.head >= s.fifo.length)
+        for (const l of s.lanes)
+          if (l.free()) {
+            lane = l;
+            break;
+          }
       if (lane) dispatch(s, lane, k, now);
       else {
         s.fifo.push(k);
@@ -769,8 +804,12 @@ export async function runStormProcess(cfg: StormConfig, io: {
     classes: t.classes,
     codes: t.codes,
     offered_rate: cfg.ratePerS,
-    achieved_send_rate: sendSpan > 0 ? Math.round(sent / Math.max(sendSpan, cfg.durationMs / 1000)) : sent,
-    answered_rate: answerSpan > 0 ? Math.round(t.answered / Math.max(answerSpan, cfg.durationMs / 1000)) : t.answered,
+    achieved_send_rate:
+      sendSpan > 0 ? Math.round(sent / Math.max(sendSpan, cfg.durationMs / 1000)) : sent,
+    answered_rate:
+      answerSpan > 0
+        ? Math.round(t.answered / Math.max(answerSpan, cfg.durationMs / 1000))
+        : t.answered,
     ok_latency: summary(t.okLatency),
     ok_service: summary(t.okService),
     rejected_service: summary(t.rejService),
@@ -794,7 +833,10 @@ async function closeSessions(
   if (cfg.transport === "http") {
     await Promise.allSettled(
       sessions.map(async (s) => {
-        const del = new HttpLane(s, host, port, { settle: () => undefined, ready: () => undefined });
+        const del = new HttpLane(s, host, port, {
+          settle: () => undefined,
+          ready: () => undefined,
+        });
         await del.exchange("DELETE", path, { ...HTTP_HEADERS, "mcp-session-id": s.id! }, "");
         await del.close();
       }),

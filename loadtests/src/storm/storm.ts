@@ -33,7 +33,6 @@ export function startStorm(cfg: StormConfig): StormHandle {
   let onReady!: (v: { sessions: number; errors: string[] }) => void;
   let onEnd!: () => void;
   let onResult!: (r: StormResult) => void;
-  let fail!: (e: Error) => void;
   const failures: ((e: Error) => void)[] = [];
   const ready = new Promise<{ sessions: number; errors: string[] }>((res, rej) => {
     onReady = res;
@@ -49,7 +48,7 @@ export function startStorm(cfg: StormConfig): StormHandle {
   });
   // callers may not await every promise; a failure is reported through the ones they do
   for (const p of [ready, ended, result]) p.catch(() => undefined);
-  fail = (e) => failures.forEach((f) => f(e));
+  const fail = (e: Error) => failures.forEach((f) => f(e));
   createInterface({ input: child.stdout }).on("line", (line) => {
     const sp = line.indexOf(" ");
     const kind = sp > 0 ? line.slice(0, sp) : line;
