@@ -29,6 +29,7 @@ import {
   encodeEnvelope,
   outboundHeaders,
   publishFailure,
+  publishMayHaveLanded,
   subjects,
   subscriptionPrefix,
   type Bus,
@@ -98,6 +99,11 @@ export interface Dispatched {
    * response. Transports that answer refusals with an HTTP status await it.
    */
   published?: Promise<void>;
+  /**
+   * Routed requests: the internal id a worker's answer carries. A transport that answers the
+   * request itself (deadline) claims the request's response slot with it (OutboundRouter.claim).
+   */
+  requestId?: string;
 }
 
 /** Thrown into a waiting request when the client cancelled it: no response is sent. */
@@ -254,8 +260,9 @@ export class SessionCore {
         return {};
       case "logging/setLevel": {
         const { level } = parse(SetLevelParamsSchema, req.params);
-        session.logLevel = level;
-        await this.sessions.update(session);
+        await this.sessions.update(session, (r) => {
+          r.logLevel = level;
+        });
         return {};
       }
       case "tools/list":
@@ -352,6 +359,8 @@ export class SessionCore {
             // A publish that only failed because the deadline came is answered as the timeout it is.
             const mapped = Date.now() >= deadline ? new McpError(ErrorCode.RequestTimeout, `Request timed out after ${timeout} ms`, { timeoutMs: timeout }) : publishFailure(err, 1_000);
             if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
+            // The request may be queued after all: this refusal is its answer, not a worker's.
+            if (publishMayHaveLanded(err)) void this.router.claim(session.id, stream.id, requestId);
             throw mapped;
           },
         );
@@ -395,7 +404,7 @@ export class SessionCore {
           else release(outcome);
         });
       releaseRouter = undefined;
-      return { response: settled, published };
+      return { response: settled, published, requestId };
     } catch (err) {
       releaseRouter?.();
       release("refused", err);
@@ -447,8 +456,9 @@ export class SessionCore {
     switch (n.method) {
       case "notifications/initialized":
         if (!session.initialized) {
-          session.initialized = true;
-          await this.sessions.update(session);
+          await this.sessions.update(session, (r) => {
+            r.initialized = true;
+          });
         }
         return;
       case "notifications/cancelled": {

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { BUCKETS, digestToken, subscriptionKey, type Bus, type KV } from "@mcpq/bus";
-import type { LogLevel, ProtocolVersion } from "@mcpq/protocol";
+import { ErrorCode, McpError, type LogLevel, type ProtocolVersion } from "@mcpq/protocol";
 
 /** A session as stored in JetStream KV; any edge can load it. */
 export interface SessionRecord {
@@ -22,6 +22,22 @@ export interface SessionRecord {
 const KV_SESSIONS_STREAM = `KV_${BUCKETS.sessions}`;
 
 const EVICT_SUBJECT = "mcpq.evt.session.changed";
+
+/** Compare-and-set rounds before a session update gives up (each lost round means another write landed). */
+const MAX_CAS_ATTEMPTS = 10;
+
+/** The session ended (deleted or expired) while it was being changed: the client sees "Session not found". */
+export class SessionGone extends McpError {
+  constructor() {
+    super(ErrorCode.InvalidRequest, "Session not found");
+  }
+}
+
+/** JetStream's refusal of a KV update whose expected revision is no longer the latest (API error 10071). */
+function isRevisionConflict(err: unknown): boolean {
+  const e = err as { code?: unknown; api_error?: { err_code?: unknown }; message?: unknown };
+  return e?.api_error?.err_code === 10071 || /wrong last sequence/i.test(String(e?.message ?? ""));
+}
 
 /**
  * Sessions live in KV (`s.<id>`, plus `p.<principal-digest>.<id>` for per-principal caps); the
@@ -108,31 +124,64 @@ export class SessionStore {
 
   /**
    * Refreshes the idle TTL of everything the session holds in KV: its record, its
-   * per-principal key and its resource subscriptions (`mcpq_subs` has the same TTL).
+   * per-principal key and its resource subscriptions (`mcpq_subs` has the same TTL). The record
+   * is rewritten from the stored copy (compare-and-set), never from this edge's cached one: a
+   * touch neither undoes another edge's change nor brings back a session that was ended.
    */
   async touch(rec: SessionRecord): Promise<void> {
-    rec.lastSeenAt = Date.now();
-    await this.#kv.put(`s.${rec.id}`, JSON.stringify(rec));
+    const stored = await this.#change(rec.id, () => undefined, { retry: false });
+    if (!stored) return;
+    Object.assign(rec, stored);
+    await this.#refreshIndex(stored);
+  }
+
+  async #refreshIndex(rec: SessionRecord): Promise<void> {
     await this.#kv.put(`p.${digestToken(rec.principal)}.${rec.id}`, "");
     // The record lists its subscriptions, so refreshing them needs no scan of the bucket.
     for (const uri of rec.subscriptions ?? []) await this.#putSubscription(rec, uri);
   }
 
+  /**
+   * Read-modify-write of the stored record with compare-and-set on its KV revision, so
+   * concurrent changes from different edges (setLevel on one, subscribe on another) all take
+   * effect. Returns the record as written, or null when the session no longer exists. Without
+   * `retry`, a concurrent write wins and null is returned (it refreshed the TTL already).
+   */
+  async #change(id: string, apply: (r: SessionRecord) => void, opts: { retry: boolean }): Promise<SessionRecord | null> {
+    for (let attempt = 0; ; attempt++) {
+      const e = await this.#kv.get(`s.${id}`);
+      if (!e || e.operation !== "PUT" || e.length === 0) {
+        this.#cache.delete(id);
+        return null;
+      }
+      const stored = e.json<SessionRecord>();
+      apply(stored);
+      stored.lastSeenAt = Date.now();
+      try {
+        await this.#kv.update(`s.${id}`, JSON.stringify(stored), e.revision);
+        this.#remember(stored);
+        return stored;
+      } catch (err) {
+        if (!isRevisionConflict(err)) throw err;
+        if (!opts.retry) return null;
+        if (attempt >= MAX_CAS_ATTEMPTS) throw err;
+      }
+    }
+  }
+
   /** Subscribes the session to `uri`: its `mcpq_subs` key (found by fan-out) and its record. */
   async subscribe(rec: SessionRecord, uri: string): Promise<void> {
     await this.#putSubscription(rec, uri);
-    if (!rec.subscriptions?.includes(uri)) {
-      rec.subscriptions = [...(rec.subscriptions ?? []), uri];
-      await this.update(rec);
-    }
+    await this.update(rec, (r) => {
+      if (!r.subscriptions?.includes(uri)) r.subscriptions = [...(r.subscriptions ?? []), uri];
+    });
   }
 
   async unsubscribe(rec: SessionRecord, uri: string): Promise<void> {
     await this.bus.kv.subscriptions.purge(subscriptionKey(uri, rec.id));
-    if (rec.subscriptions?.includes(uri)) {
-      rec.subscriptions = rec.subscriptions.filter((u) => u !== uri);
-      await this.update(rec);
-    }
+    await this.update(rec, (r) => {
+      if (r.subscriptions?.includes(uri)) r.subscriptions = r.subscriptions.filter((u) => u !== uri);
+    });
   }
 
   #putSubscription(rec: SessionRecord, uri: string): Promise<number> {
@@ -149,9 +198,16 @@ export class SessionStore {
     return () => clearInterval(timer);
   }
 
-  async update(rec: SessionRecord): Promise<void> {
-    await this.touch(rec);
-    this.#remember(rec);
+  /**
+   * Changes the session: `apply` runs on the stored record (compare-and-set, retried when
+   * another edge wrote in between) and the result is copied into `rec`. Every edge's cache of
+   * the session is evicted. Throws SessionGone when the session ended meanwhile.
+   */
+  async update(rec: SessionRecord, apply: (r: SessionRecord) => void): Promise<void> {
+    const stored = await this.#change(rec.id, apply, { retry: true });
+    if (!stored) throw new SessionGone();
+    Object.assign(rec, stored);
+    await this.#refreshIndex(stored);
     this.bus.nc.publish(EVICT_SUBJECT, rec.id);
     // The client may send its next request to another edge as soon as this one answers: make
     // sure the eviction has reached the server first (e.g. logging/setLevel, then tools/call).
