@@ -24,7 +24,11 @@ build: ## compile all TypeScript projects (tsc -b)
 dev: setup ## run nats-server + edge (127.0.0.1:8080) + worker in the foreground
 	pnpm mcpq dev --catalog example,conformance
 
-test: setup ## lint, then the full vitest suite (real nats-server, real sockets)
+# setup already ran `pnpm build` (tsc -b type-checks every built src/), so only the test code
+# is left to check (with the loadtests/src files the tests import): `typecheck:tests`, not the
+# whole `typecheck`, which also re-runs tsc -b and checks all of loadtests/src.
+test: setup ## type-check tests, lint, then the full vitest suite (real nats-server, real sockets)
+	pnpm typecheck:tests
 	pnpm lint
 	pnpm vitest run --reporter=default
 
@@ -43,7 +47,7 @@ lint: ## eslint over the repo
 format: ## prettier --write over the repo
 	pnpm format
 
-typecheck: ## type-check all projects
+typecheck: ## type-check all projects: src (tsc -b), tests and loadtests
 	pnpm typecheck
 
 clean: ## remove build outputs and test/conformance artifacts

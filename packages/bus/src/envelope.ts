@@ -166,13 +166,42 @@ export function decodeControl(h: MsgHdrs | undefined): OutboundControl | null {
   return Number.isFinite(retry) && retry >= 0 ? { action: "reconnect", retryMs: retry } : { action: "reconnect" };
 }
 
-/** Headers of one outbound message. `eventId` is unique per session; it becomes the SSE id. */
+/**
+ * Headers of one outbound message. `eventId` is unique per session; it becomes the SSE id. A
+ * response with its request id is deduplicated per request (see `responseMsgId`).
+ */
 export function outboundHeaders(kind: OutboundKind, eventId: string, requestId?: string): MsgHdrs {
   const h = natsHeaders();
   h.set(H.kind, kind);
   h.set(H.event, eventId);
-  h.set(H.msgId, eventId);
+  h.set(H.msgId, kind === "response" && requestId ? responseMsgId(requestId) : eventId);
   if (requestId) h.set(H.request, requestId);
+  return h;
+}
+
+/**
+ * The JetStream message id of a request's response slot in MCPQ_OUT: every response a worker
+ * publishes for the request, and the edge's `answered` claim, carry it, so within the stream's
+ * duplicate window MCPQ_OUT keeps only the first of them (a redelivered request's second answer,
+ * or a worker's answer that comes after the edge already answered the request itself).
+ */
+export function responseMsgId(requestId: string): string {
+  return `${requestId}.response`;
+}
+
+/** The `Mcpq-Control` value of an edge's claim on a request's response slot (see `answeredHeaders`). */
+export const ANSWERED_CONTROL = "answered";
+
+/**
+ * Headers of the control message an edge publishes on a request's stream when it answers the
+ * request itself (deadline passed, cancelled) instead of a worker: it takes the request's
+ * response slot (`responseMsgId`), so a worker's later answer is not retained, and tells every
+ * edge reading the stream live to drop that answer. Never forwarded to clients.
+ */
+export function answeredHeaders(eventId: string, requestId: string): MsgHdrs {
+  const h = outboundHeaders("control", eventId, requestId);
+  h.set(H.control, ANSWERED_CONTROL);
+  h.set(H.msgId, responseMsgId(requestId));
   return h;
 }
 

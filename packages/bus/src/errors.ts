@@ -53,3 +53,15 @@ export function publishFailure(err: unknown, retryAfterMs: number): McpError {
   }
   return new McpError(ErrorCode.InternalError, "Internal error", undefined, { cause: err });
 }
+
+/**
+ * Whether a failed JetStream publish may still have been stored (its ack timed out): a worker
+ * may then run the request although the client was told it failed. API errors (the broker
+ * refused it) and unreachable brokers mean it was not.
+ */
+export function publishMayHaveLanded(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return false;
+  const name = err instanceof Error ? err.name : "";
+  const msg = err instanceof Error ? err.message : String(err);
+  return name === "TimeoutError" || /timeout|timed out/i.test(msg);
+}

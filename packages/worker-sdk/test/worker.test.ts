@@ -63,7 +63,7 @@ describe("Worker against a real JetStream", () => {
     const worker = new Worker({ bus, pool: "unit", catalogs: [catalog], concurrency: 4 });
     await worker.start();
     const got: Msg[] = [];
-    bus.nc.subscribe(subjects.sessionOutbound("sessionAAAAAAAAAAAAAAAA"), { callback: (_e, m) => got.push(m) });
+    bus.nc.subscribe(subjects.sessionOutbound("sessionAAAAAAAAAAAAAAAA"), { callback: (_e, m) => { got.push(m); } });
 
     await request(bus, 1, "double", { n: 21 });
     await request(bus, 2, "double", { n: "x" });

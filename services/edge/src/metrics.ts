@@ -8,6 +8,11 @@ export function edgeMetrics(registry: Registry) {
   const openStreams = new Gauge({ name: "mcpq_edge_open_streams", help: "Open SSE/socket streams on this edge", labelNames: ["transport"] as const, registers: [registry] });
   const slowConsumers = new Counter({ name: "mcpq_edge_slow_consumers_total", help: "Readers cut off because their send buffer was full", labelNames: ["transport"] as const, registers: [registry] });
   const workers = new Gauge({ name: "mcpq_edge_registry_workers", help: "Live workers in the registry view", registers: [registry] });
+  const lateResponses = new Counter({
+    name: "mcpq_edge_late_responses_dropped_total",
+    help: "Worker answers dropped because an edge had already answered the request (deadline, cancellation)",
+    registers: [registry],
+  });
   const core: CoreMetrics = {
     observe(method, outcome, seconds) {
       req.requests.inc({ method, outcome });
@@ -23,6 +28,6 @@ export function edgeMetrics(registry: Registry) {
       sessionsCreated.inc();
     },
   };
-  return { core, openStreams, slowConsumers, workers, requests: req };
+  return { core, openStreams, slowConsumers, workers, lateResponses, requests: req };
 }
 export type EdgeMetrics = ReturnType<typeof edgeMetrics>;

@@ -43,7 +43,12 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
   await catalog.start();
   metrics.workers.set(catalog.workerCount);
   catalog.on("changed", () => metrics.workers.set(catalog.workerCount));
-  const router = new OutboundRouter(bus, config.maxPendingRequests, log.child({ component: "outbound" }));
+  const router = new OutboundRouter(bus, config.maxPendingRequests, log.child({ component: "outbound" }), undefined, {
+    // An answered id matters only until its worker's late answer arrives, right after the
+    // deadline (the worker aborts then): about as many as the session may have in flight.
+    maxAnsweredPerSession: config.maxInFlightPerSession > 0 ? config.maxInFlightPerSession : undefined,
+    onLateResponse: () => metrics.lateResponses.inc(),
+  });
   const sessions = new SessionStore(bus, { cacheMs: config.sessionCacheMs });
   const core = new SessionCore(
     bus,

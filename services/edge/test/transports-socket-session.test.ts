@@ -25,7 +25,7 @@ describe("socket session: answers produced after the connection is gone are park
       bufferedBytes: 0,
       close: () => undefined,
     };
-    const session = new SocketSession(s.edges[0]!.runtime as never, framer, {
+    const session = new SocketSession(s.edges[0]!.runtime, framer, {
       transport: "tcp",
       principal: "anonymous",
       resumable: true,

@@ -1,4 +1,17 @@
-import { H, STREAMS, subjects, Correlator, decodeControl, type Bus, type Msg, type OutboundKind, type Subscription } from "@mcpq/bus";
+import {
+  ANSWERED_CONTROL,
+  H,
+  STREAMS,
+  subjects,
+  Correlator,
+  answeredHeaders,
+  decodeControl,
+  idGenerator,
+  type Bus,
+  type Msg,
+  type OutboundKind,
+  type Subscription,
+} from "@mcpq/bus";
 import { silentLogger, type Logger } from "@mcpq/protocol";
 
 /** One server->client message as delivered to a transport. */
@@ -45,13 +58,35 @@ export function parseEventId(id: string): { stream: string; token: string } | nu
 export const PRIMING_TOKEN = "0";
 
 interface SessionSub {
-  sub: Subscription;
+  /** Set right after the entry is created (its callback routes into the entry). */
+  sub: Subscription | undefined;
   refs: number;
   sinks: Map<string, StreamSink>;
   /** How many attachments hold each stream's current sink (a batch attaches one sink per request). */
   sinkRefs: Map<string, { sink: StreamSink; n: number }>;
   linger: NodeJS.Timeout | undefined;
+  /** Requests an edge answered itself (see `claim`), created on first use. */
+  answered?: AnsweredIds;
+  /** Claims this edge has in flight: worker answers for them wait here until decided. */
+  claiming?: Map<string, { stream: string; msg: OutboundMessage }[]>;
 }
+
+/** How a claim on a request's response slot ended (see `OutboundRouter.claim`). */
+export type ClaimOutcome = "won" | "lost" | "unknown";
+
+export interface OutboundRouterOptions {
+  /**
+   * Request ids per session remembered as answered by an edge, so a worker's late answer to
+   * them is dropped live (oldest forgotten first). Default 1024.
+   */
+  maxAnsweredPerSession?: number;
+  /** A worker's answer dropped because an edge had already answered its request. */
+  onLateResponse?: () => void;
+}
+
+/** Upper bound on publishing a claim; past it the edge answers without one. */
+const CLAIM_TIMEOUT_MS = 2_000;
+const nextClaimToken = idGenerator();
 
 /**
  * Delivers messages published on `mcpq.out.<session>.<stream>` to local transports. One NATS
@@ -64,13 +99,19 @@ export class OutboundRouter {
   readonly #sessions = new Map<string, SessionSub>();
   readonly correlator: Correlator<OutboundMessage>;
 
+  readonly #maxAnswered: number;
+  readonly #onLateResponse: (() => void) | undefined;
+
   constructor(
     private readonly bus: Bus,
     maxPending: number,
     private readonly log: Logger = silentLogger,
     private readonly lingerMs = 30_000,
+    opts: OutboundRouterOptions = {},
   ) {
     this.correlator = new Correlator<OutboundMessage>(maxPending);
+    this.#maxAnswered = Math.max(1, opts.maxAnsweredPerSession ?? 1024);
+    this.#onLateResponse = opts.onLateResponse;
   }
 
   get subscribedSessions(): number {
@@ -84,14 +125,14 @@ export class OutboundRouter {
   attach(session: string, stream?: string, sink?: StreamSink): () => void {
     let s = this.#sessions.get(session);
     if (!s) {
-      const sinks = new Map<string, StreamSink>();
-      const sub = this.bus.nc.subscribe(subjects.sessionOutbound(session), {
+      const entry: SessionSub = { sub: undefined, refs: 0, sinks: new Map(), sinkRefs: new Map(), linger: undefined };
+      entry.sub = this.bus.nc.subscribe(subjects.sessionOutbound(session), {
         callback: (err, m) => {
           if (err) this.log.warn({ err }, "outbound subscription error");
-          else this.#route(sinks, m);
+          else this.#route(entry, m);
         },
       });
-      s = { sub, refs: 0, sinks, sinkRefs: new Map(), linger: undefined };
+      s = entry;
       this.#sessions.set(session, s);
     }
     clearTimeout(s.linger);
@@ -117,7 +158,7 @@ export class OutboundRouter {
       if (--entry.refs === 0) {
         entry.linger = setTimeout(() => {
           if (entry.refs === 0 && this.#sessions.get(session) === entry) {
-            entry.sub.unsubscribe();
+            entry.sub?.unsubscribe();
             this.#sessions.delete(session);
           }
         }, this.lingerMs);
@@ -139,21 +180,84 @@ export class OutboundRouter {
     const s = this.#sessions.get(session);
     if (!s) return;
     clearTimeout(s.linger);
-    s.sub.unsubscribe();
+    s.sub?.unsubscribe();
     this.#sessions.delete(session);
   }
 
-  #route(sinks: Map<string, StreamSink>, m: Msg): void {
+  /**
+   * Claims the response slot of `requestId` (a request routed with `stream` of `session`)
+   * because this edge answers the request itself: its deadline passed, it was cancelled, or its
+   * publish failed in a way that may still have queued it. The claim is a control message on the
+   * stream with the request's response message id (`responseMsgId`), so MCPQ_OUT keeps only the
+   * first of the claim and a worker's answer:
+   *
+   * - "won": the claim came first. The edge's answer (if it sends one) is the request's only
+   *   response: a worker's later answer is not retained, and every edge reading the stream live
+   *   drops it (counted by `onLateResponse`).
+   * - "lost": a worker's answer was retained first; it is the response and reaches the reader
+   *   (live or on a replay), so the edge must not send its own.
+   * - "unknown": the claim could not be published (NATS unavailable); this edge drops later
+   *   answers it sees for the request, but cannot vouch for other edges or replays.
+   *
+   * Worker answers this edge receives while the claim is in flight wait for its outcome.
+   */
+  async claim(session: string, stream: string, requestId: string): Promise<ClaimOutcome> {
+    const release = this.attach(session);
+    const s = this.#sessions.get(session)!;
+    const held: { stream: string; msg: OutboundMessage }[] = [];
+    (s.claiming ??= new Map()).set(requestId, held);
+    let outcome: ClaimOutcome;
+    try {
+      const ack = await this.bus.js.publish(subjects.outbound(session, stream), "", {
+        headers: answeredHeaders(`${stream}_${nextClaimToken()}`, requestId),
+        timeout: CLAIM_TIMEOUT_MS,
+      });
+      outcome = ack.duplicate ? "lost" : "won";
+    } catch (err) {
+      this.log.warn({ err, stream }, "could not claim an answered request's response");
+      outcome = "unknown";
+    }
+    s.claiming.delete(requestId);
+    (s.answered ??= new AnsweredIds(this.#maxAnswered)).set(requestId, outcome !== "lost");
+    for (const h of held) {
+      if (outcome === "lost") this.#deliver(s.sinks, h.stream, h.msg);
+      else this.#onLateResponse?.();
+    }
+    release();
+    return outcome;
+  }
+
+  #route(s: SessionSub, m: Msg): void {
     const stream = m.subject.slice(m.subject.lastIndexOf(".") + 1);
     const msg = decode(m);
-    const sink = sinks.get(stream);
     if (msg.kind === "control") {
+      if (m.headers?.get(H.control) === ANSWERED_CONTROL) return this.#claimed(s, msg.requestId);
       const control = decodeControl(m.headers);
+      const sink = s.sinks.get(stream);
       if (control?.action === "reconnect" && sink && !sink.closed) sink.reconnect?.(control.retryMs);
       return;
     }
+    if (msg.kind === "response" && msg.requestId) {
+      const held = s.claiming?.get(msg.requestId);
+      if (held) return void held.push({ stream, msg });
+      if (s.answered?.get(msg.requestId) === true) return this.#onLateResponse?.();
+    }
+    this.#deliver(s.sinks, stream, msg);
+  }
+
+  #deliver(sinks: Map<string, StreamSink>, stream: string, msg: OutboundMessage): void {
+    const sink = sinks.get(stream);
     if (msg.kind === "response" && msg.requestId && this.correlator.resolve(msg.requestId, msg) && !sink?.receivesResponses) return;
     if (sink && !sink.closed) sink.send(msg);
+  }
+
+  /**
+   * Another edge's claim, seen live: its worker's answer, arriving later, is dropped. (This
+   * edge's own claims are decided by their publish ack, not by seeing them come back.)
+   */
+  #claimed(s: SessionSub, requestId: string | undefined): void {
+    if (!requestId || s.claiming?.has(requestId) || s.answered?.get(requestId) !== undefined) return;
+    (s.answered ??= new AnsweredIds(this.#maxAnswered)).set(requestId, true);
   }
 
   /**
@@ -265,6 +369,31 @@ export class OutboundRouter {
 }
 
 type StoredMsg = NonNullable<Awaited<ReturnType<Bus["jsm"]["streams"]["getMessage"]>>>;
+
+/**
+ * Request id -> whether later answers to it are dropped (an edge's claim won or could not be
+ * published) or let through (a worker's answer won), bounded: the oldest entry goes first. An
+ * entry matters only until the request's late answer arrives, which a worker sends at the
+ * latest at the deadline (it aborts the handler then).
+ */
+class AnsweredIds {
+  readonly #ids = new Map<string, boolean>();
+
+  constructor(private readonly max: number) {}
+
+  get(requestId: string): boolean | undefined {
+    return this.#ids.get(requestId);
+  }
+
+  set(requestId: string, dropLater: boolean): void {
+    this.#ids.delete(requestId);
+    this.#ids.set(requestId, dropLater);
+    if (this.#ids.size > this.max) {
+      const oldest = this.#ids.keys().next().value;
+      if (oldest !== undefined) this.#ids.delete(oldest);
+    }
+  }
+}
 
 /** Tries per message of a replay before it gives up (each bounded by the JetStream API timeout). */
 const REPLAY_GET_ATTEMPTS = 3;

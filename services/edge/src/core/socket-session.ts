@@ -20,7 +20,8 @@ import { STANDALONE_STREAM, outboundHeaders, subjects, type Bus } from "@mcpq/bu
 import type { ConnectionKind } from "./connection-limiter.js";
 import { parseEventId, type OutboundMessage, type StreamSink } from "./outbound.js";
 import { principalOf } from "./security.js";
-import { RequestCancelled, type SessionCore } from "./session-core.js";
+import { SendBuffer } from "./send-buffer.js";
+import { RequestCancelled, type Dispatched, type SessionCore } from "./session-core.js";
 import type { SessionRecord } from "./session-store.js";
 import type { OutboundRouter } from "./outbound.js";
 
@@ -66,11 +67,6 @@ export interface SocketRuntime {
   bus: Bus;
 }
 
-/** How often a waiting replay re-checks the send buffer when no `drain` comes. */
-const READY_POLL_MS = 100;
-/** How long a replay waits for a reader to make room before cutting it off. */
-const READY_MAX_WAIT_MS = 10_000;
-
 /** Inbound messages that may wait for processing before the transport stops reading. */
 const INBOUND_HIGH_WATER = 64;
 
@@ -94,16 +90,16 @@ export class SocketSession implements StreamSink {
   #markers = false;
   #closed = false;
   readonly #releases: (() => void)[] = [];
-  /** Routed requests this edge answered itself (deadline): a late worker answer is dropped. */
-  readonly #answeredHere = new Set<string>();
+  /** Answers of the edge published on this connection's stream, until the router delivers them here. */
+  readonly #parked = new Map<string, () => void>();
   #chain: Promise<void> = Promise.resolve();
   #waiting = 0;
   #paused = false;
   /** Inbound messages not yet fully handled (requests: until their response is written). */
   #outstanding = 0;
   #idleWaiters: (() => void)[] = [];
-  #readyWaiters: (() => void)[] = [];
-  #readyPoll: NodeJS.Timeout | undefined;
+  /** The send-buffer bound (MCPQ_MAX_SEND_BUFFER_BYTES), the same rule as SSE streams'. */
+  readonly #sendBuffer: SendBuffer;
 
   constructor(
     private readonly rt: SocketRuntime,
@@ -111,6 +107,11 @@ export class SocketSession implements StreamSink {
     private readonly opts: SocketSessionOptions,
   ) {
     this.#principal = opts.principal;
+    this.#sendBuffer = new SendBuffer({
+      maxBytes: opts.maxSendBufferBytes,
+      held: () => framer.bufferedBytes,
+      cutOff: (held) => this.#cutOff(held),
+    });
   }
 
   get closed(): boolean {
@@ -171,16 +172,22 @@ export class SocketSession implements StreamSink {
       });
   }
 
-  /** Router side: one message of a stream this connection reads, in stream order. */
+  /**
+   * Router side: one message of a stream this connection reads, in stream order. (A worker's
+   * answer to a request the edge already answered never gets here: the router drops it.)
+   */
   send(msg: OutboundMessage): void {
     if (this.#closed) return;
-    if (msg.kind === "response" && this.#answeredHere.size > 0 && this.#isLateAnswer(msg.json))
-      return;
     this.#write(
       msg.json,
       msg.eventId,
       this.#markers && msg.eventId ? eventMarker(msg.eventId) : undefined,
     );
+    const parked = msg.eventId === undefined ? undefined : this.#parked.get(msg.eventId);
+    if (parked) {
+      this.#parked.delete(msg.eventId!);
+      parked();
+    }
   }
 
   /** Ends the connection from the edge's side (slow consumer, shutdown, failed auth). */
@@ -196,7 +203,9 @@ export class SocketSession implements StreamSink {
     this.#closed = true;
     this.opts.account?.close();
     for (const w of this.#idleWaiters.splice(0)) w();
-    this.#wakeReady();
+    for (const parked of this.#parked.values()) parked();
+    this.#parked.clear();
+    this.#sendBuffer.close();
     for (const release of this.#releases.splice(0)) release();
   }
 
@@ -204,50 +213,24 @@ export class SocketSession implements StreamSink {
   drained(): void {
     if (this.#closed) return;
     this.opts.account?.set(this.framer.bufferedBytes);
-    if (this.#readyWaiters.length > 0 && this.#hasRoom()) this.#wakeReady();
-  }
-
-  #wakeReady(): void {
-    clearInterval(this.#readyPoll);
-    this.#readyPoll = undefined;
-    for (const w of this.#readyWaiters.splice(0)) w();
+    this.#sendBuffer.drained();
   }
 
   /**
-   * Resolves once less than half the send-buffer bound is queued (a replay waits on it). A
-   * reader that makes no room for READY_MAX_WAIT_MS is a slow consumer and is cut off (which
-   * resolves the wait), so a replay never waits, nor buffers live messages, without bound.
+   * Resolves once at most half the send-buffer bound is held (a replay waits on it between
+   * messages); a reader that makes no room in time is cut off (see SendBuffer).
    */
   ready(): Promise<void> {
-    if (this.#closed || this.#hasRoom()) return Promise.resolve();
-    return new Promise((r) => {
-      this.#readyWaiters.push(r);
-      if (this.#readyPoll) return;
-      const since = Date.now();
-      // `drain` only follows a write the socket refused; a small bound may never see one.
-      this.#readyPoll = setInterval(() => {
-        if (Date.now() - since < READY_MAX_WAIT_MS) return this.drained();
-        this.#cutOff(this.framer.bufferedBytes);
-      }, READY_POLL_MS);
-    });
-  }
-
-  #hasRoom(): boolean {
-    return this.framer.bufferedBytes <= this.opts.maxSendBufferBytes / 2;
+    return this.#sendBuffer.ready();
   }
 
   /**
-   * Writes one message (after its event marker, if any). A connection still holding more than
-   * the bound from earlier writes is a reader that stopped reading: it is cut off instead. The
-   * check comes first so one large message to a reader that keeps up is never a reason.
+   * Writes one message (after its event marker, if any), unless the connection still holds more
+   * than the bound from earlier writes: then it is cut off instead (SendBuffer's rule: one large
+   * message to a reader that keeps up is never a reason).
    */
   #write(json: string, eventId: string | undefined, marker?: string): boolean {
-    if (this.#closed) return false;
-    const held = this.framer.bufferedBytes;
-    if (held > this.opts.maxSendBufferBytes) {
-      this.#cutOff(held);
-      return false;
-    }
+    if (this.#closed || !this.#sendBuffer.admit()) return false;
     if (marker !== undefined) this.framer.write(marker, undefined);
     this.framer.write(json, eventId);
     this.opts.account?.set(this.framer.bufferedBytes);
@@ -275,14 +258,57 @@ export class SocketSession implements StreamSink {
     if (this.#write(json, undefined)) return;
     const session = this.#session;
     if (id === null || !session) return;
+    void this.#park(session.id, json);
+  }
+
+  /**
+   * Publishes an answer of the edge on this connection's stream in MCPQ_OUT, where it is
+   * retained for a resume and from where the router delivers it, in stream order and with its
+   * event id, like a worker's answer. Resolves true once it is published and (while the
+   * connection is open) written here; false when it could not be published.
+   */
+  async #park(sessionId: string, json: string): Promise<boolean> {
     const eventId = `${this.streamId}_${randomBytes(9).toString("base64url")}`;
-    this.rt.bus.js
-      .publish(subjects.outbound(session.id, this.streamId), json, {
+    const delivered = this.#closed
+      ? undefined
+      : new Promise<void>((r) => this.#parked.set(eventId, r));
+    try {
+      await this.rt.bus.js.publish(subjects.outbound(sessionId, this.streamId), json, {
         headers: outboundHeaders("response", eventId),
-      })
-      .catch((err: unknown) =>
-        this.opts.log.warn({ err }, "could not park an answer for resumption"),
-      );
+      });
+    } catch (err) {
+      this.#parked.get(eventId)?.();
+      this.#parked.delete(eventId);
+      this.opts.log.warn({ err }, "could not park an answer for resumption");
+      return false;
+    }
+    await delivered;
+    return true;
+  }
+
+  /**
+   * The edge answers a routed request itself (its deadline passed, or it was refused). A
+   * deadline answer must be the request's only response, live and on any resume on any edge,
+   * while the worker may still answer too: the edge first claims the request's response slot in
+   * MCPQ_OUT (OutboundRouter.claim). Won: the answer goes out through the stream like a worker's
+   * (retained, with its event id); the worker's later answer is neither retained nor delivered.
+   * Lost: the worker's answer was retained first and reaches the client instead. Unknown (NATS
+   * unavailable): the answer is written directly.
+   */
+  async #answerRouted(
+    session: SessionRecord,
+    id: RequestId,
+    d: Dispatched,
+    requestId: string,
+    json: string,
+  ): Promise<void> {
+    // A refusal (never queued; an ambiguous publish was claimed by the core) is answered at once.
+    const refused = await (d.published?.then(ok, failed) ?? false);
+    if (refused) return this.#respond(id, json);
+    const claim = await this.rt.router.claim(session.id, this.streamId, requestId);
+    if (claim === "lost") return;
+    if (claim === "won" && (await this.#park(session.id, json))) return;
+    this.#respond(id, json);
   }
 
   async #handle(text: string, handOff: (response: Promise<unknown>) => void): Promise<void> {
@@ -380,25 +406,33 @@ export class SocketSession implements StreamSink {
     raw: string,
     handOff: (response: Promise<unknown>) => void,
   ): Promise<void> {
-    let response: Promise<OutboundMessage>;
+    let d: Dispatched;
     try {
       // No sink here: this connection is attached to its stream for its whole life.
-      ({ response } = await this.rt.core.dispatch(session, req, { id: this.streamId, raw }));
+      d = await this.rt.core.dispatch(session, req, { id: this.streamId, raw });
     } catch (err) {
       if (!(err instanceof RequestCancelled)) this.#reply(req.id, err);
       return;
     }
-    handOff(response.catch(() => undefined));
-    response.then(
-      (out) => {
-        // Messages with an event id came through the router (or are retained for a resume).
-        if (out.eventId !== undefined) return;
-        if (ROUTED_METHODS.has(req.method)) this.#answeredHere.add(idKey(req.id));
-        this.#respond(req.id, out.json);
-      },
-      (err: unknown) => {
-        if (!(err instanceof RequestCancelled)) this.opts.log.error({ err }, "response failed");
-      },
+    const { requestId } = d;
+    // The request stays outstanding until its answer is written (or handed to the stream).
+    handOff(
+      d.response.then(
+        (out) => {
+          // Messages with an event id came through the router (or are retained for a resume).
+          if (out.eventId !== undefined) return;
+          if (requestId === undefined || !ROUTED_METHODS.has(req.method))
+            return this.#respond(req.id, out.json);
+          return this.#answerRouted(session, req.id, d, requestId, out.json);
+        },
+        (err: unknown) => {
+          if (!(err instanceof RequestCancelled))
+            return this.opts.log.error({ err }, "response failed");
+          // No answer to a cancelled request, and none from its worker either.
+          if (requestId !== undefined)
+            void this.rt.router.claim(session.id, this.streamId, requestId);
+        },
+      ),
     );
   }
 
@@ -490,16 +524,10 @@ export class SocketSession implements StreamSink {
     // changes) come on the connection.
     this.#releases.push(this.rt.router.attach(session.id, STANDALONE_STREAM, this));
   }
-
-  #isLateAnswer(json: string): boolean {
-    try {
-      const key = idKey((JSON.parse(json) as { id: RequestId }).id);
-      return this.#answeredHere.delete(key);
-    } catch {
-      return false;
-    }
-  }
 }
+
+const ok = () => false;
+const failed = () => true;
 
 /** Adds the session id to a socket transport's InitializeResult (`_meta`, see SESSION_ID_META_KEY). */
 function withSessionId(json: string, sessionId: string): string {
@@ -510,8 +538,4 @@ function withSessionId(json: string, sessionId: string): string {
     [SESSION_ID_META_KEY]: sessionId,
   };
   return JSON.stringify(msg);
-}
-
-function idKey(id: RequestId): string {
-  return `${typeof id}:${String(id)}`;
 }

@@ -1,9 +1,13 @@
 import type { ServerResponse } from "node:http";
 import type { BufferAccount, BufferBudget } from "../core/buffer-budget.js";
 import type { OutboundMessage, StreamSink } from "../core/outbound.js";
+import { SendBuffer } from "../core/send-buffer.js";
 
 export interface SseOptions {
-  /** Bytes the socket may hold unsent before the reader is cut off as a slow consumer. */
+  /**
+   * Bytes the socket may still hold unsent when the next message is due before the reader is
+   * cut off as a slow consumer (checked before writing: see SendBuffer).
+   */
   maxBufferedBytes: number;
   keepaliveMs: number;
   /** Messages queued before the stream is opened (admission still pending). */
@@ -17,9 +21,10 @@ export interface SseOptions {
 
 /**
  * One Server-Sent Events stream over a raw Node response: frames messages as `id`/`data`
- * events, sends keepalive comments, and cuts off a reader that stops reading (bounded buffer).
- * Messages sent before `open()` are queued (bounded) so nothing related to a request is lost
- * while the request is still being admitted.
+ * events, sends keepalive comments, and cuts off a reader that stops reading (bounded buffer,
+ * the same rule as the socket transports'; a replay is paced by `ready()`). Messages sent before
+ * `open()` are queued (bounded) so nothing related to a request is lost while the request is
+ * still being admitted.
  */
 export class SseStream implements StreamSink {
   #opened = false;
@@ -32,14 +37,23 @@ export class SseStream implements StreamSink {
   #reconnectOnOpen: { retryMs: number | undefined } | undefined;
   readonly #account: BufferAccount | undefined;
   #queuedBytes = 0;
+  readonly #sendBuffer: SendBuffer;
   /** Re-reports what the socket still holds once a write is flushed (one bound function, no per-write closure). */
-  readonly #flushed = () => this.#report();
+  readonly #flushed = () => {
+    this.#report();
+    this.#sendBuffer.drained();
+  };
 
   constructor(
     private readonly res: ServerResponse,
     private readonly opts: SseOptions,
   ) {
     this.#account = opts.buffers?.open();
+    this.#sendBuffer = new SendBuffer({
+      maxBytes: opts.maxBufferedBytes,
+      held: () => res.writableLength,
+      cutOff: () => this.cutOff(),
+    });
     res.on("close", () => {
       this.#markClosed();
       this.#account?.close();
@@ -79,10 +93,12 @@ export class SseStream implements StreamSink {
       // SEP-1699 priming event: an id the client can resume from, no data.
       this.res.write(`id: ${primingEventId}\n${retryMs ? `retry: ${retryMs}\n` : ""}data: \n\n`);
     }
+    // Queued messages go out as one burst, unchecked: a reader offered nothing yet is not slow
+    // (the queue is bounded by maxQueued); the send-buffer rule applies from the next message.
     const queued = this.#queue;
     this.#queue = [];
     this.#queuedBytes = 0;
-    for (const m of queued) this.#write(m);
+    for (const m of queued) this.res.write(frameOf(m), this.#flushed);
     this.#report();
     if (this.opts.keepaliveMs > 0) {
       this.#keepalive = setInterval(() => {
@@ -105,6 +121,14 @@ export class SseStream implements StreamSink {
       return;
     }
     this.#write(msg);
+  }
+
+  /**
+   * StreamSink: resolves once the socket holds at most half the bound (a replay waits on it
+   * between messages); a reader that makes no room in time is cut off (see SendBuffer).
+   */
+  ready(): Promise<void> {
+    return this.#opened ? this.#sendBuffer.ready() : Promise.resolve();
   }
 
   /**
@@ -152,10 +176,11 @@ export class SseStream implements StreamSink {
     this.#markClosed();
   }
 
+  /** Writes one message unless the socket still holds more than the bound: then cuts the reader off. */
   #write(m: OutboundMessage): void {
+    if (!this.#sendBuffer.admit()) return;
     this.res.write(frameOf(m), this.#flushed);
-    if (this.res.writableLength > this.opts.maxBufferedBytes) this.cutOff();
-    else this.#report();
+    this.#report();
   }
 
   #report(): void {
@@ -166,6 +191,7 @@ export class SseStream implements StreamSink {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#keepalive);
+    this.#sendBuffer.close();
     this.#queue = [];
     this.#queuedBytes = 0;
     this.#report();

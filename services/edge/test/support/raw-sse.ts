@@ -15,7 +15,7 @@ export async function* sseEvents(res: Response): AsyncGenerator<SseEvent> {
   if (!res.body) return;
   const decoder = new TextDecoder();
   let buf = "";
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+  for await (const chunk of res.body) {
     buf += decoder.decode(chunk, { stream: true });
     let i: number;
     while ((i = buf.indexOf("\n\n")) >= 0) {

@@ -1,0 +1,221 @@
+import { describe, expect, afterAll } from "vitest";
+import { natsTest as it, eventually, type NatsHandle, type Stack } from "@mcpq/testkit";
+import { H, outboundHeaders, subjects, type Msg } from "@mcpq/bus";
+import type { RunningEdge } from "@mcpq/edge";
+import type { RunningWorker } from "@mcpq/worker";
+import { factories, stack } from "./support/stack.js";
+import { featuresCatalog, observed, startCatalogWorker } from "./support/features-worker.js";
+import { startHoldableRelay } from "./support/tcp-proxy.js";
+import { RpcClient, wsWire, type Message } from "./support/socket-client.js";
+import { metricValue } from "./support/raw-http.js";
+
+/** Short, but long enough for the worker to have started the call before it passes. */
+const TIMEOUT_MS = 1_000;
+
+/**
+ * The edge answers -32001 at a request's deadline; the worker, aborted at the same deadline,
+ * answers too. Its answer is delayed here (a relay between the worker and NATS is held) so it
+ * certainly comes after the edge's, the worst case for a client that resumes: whatever the
+ * replay holds, the client must see exactly one response per request id.
+ */
+describe("late worker answers after the edge's deadline answer: exactly one response per id, also across a resume", () => {
+  let s: Stack<RunningEdge, RunningWorker> | undefined;
+  let relay: Awaited<ReturnType<typeof startHoldableRelay>> | undefined;
+  let worker: Awaited<ReturnType<typeof startCatalogWorker>> | undefined;
+  afterAll(async () => {
+    await worker?.close();
+    await relay?.close();
+    await s?.close();
+  });
+
+  const setUp = async (nats: NatsHandle) => {
+    if (!s) {
+      s = await stack(nats, { edges: 2, workers: [] });
+      relay = await startHoldableRelay(nats.port);
+      worker = await startCatalogWorker(
+        `nats://127.0.0.1:${relay.port}`,
+        [featuresCatalog],
+        "late-features",
+      );
+      for (const e of s.edges)
+        await eventually(() => e.runtime.catalog.toolPool("wait_for_cancel"), {
+          what: "tool registered",
+        });
+    }
+    return { s, relay: relay! };
+  };
+
+  /** Watches a session's outbound subject on NATS (what the edges and the worker publish). */
+  const watch = (edge: RunningEdge, sessionId: string) => {
+    const seen: Msg[] = [];
+    const sub = edge.runtime.bus.nc.subscribe(subjects.sessionOutbound(sessionId), {
+      callback: (_e, m) => void seen.push(m),
+    });
+    const responses = () => seen.filter((m) => m.headers?.get(H.kind) === "response");
+    return {
+      /** A worker's answer carries the internal request id; the edge's own answers do not. */
+      workerAnswered: () => responses().some((m) => m.headers?.get(H.request)),
+      edgeAnswered: () => responses().some((m) => !m.headers?.get(H.request)),
+      stop: () => sub.unsubscribe(),
+    };
+  };
+
+  /** Publishes a notification on `stream` the client has not seen: it is replayed after everything before it. */
+  const fence = async (edge: RunningEdge, sessionId: string, stream: string, tag: string) => {
+    const json = JSON.stringify({
+      jsonrpc: "2.0",
+      method: "notifications/message",
+      params: { level: "info", data: tag },
+    });
+    await edge.runtime.bus.js.publish(subjects.outbound(sessionId, stream), json, {
+      headers: outboundHeaders("notification", `${stream}_${tag}`),
+    });
+  };
+  const fenced = (c: RpcClient, tag: string) =>
+    c.notifications("notifications/message").some((m) => m.params?.["data"] === tag);
+  const answersTo = (c: RpcClient, id: string): Message[] =>
+    c.received.filter((m) => m.id === id && m.method === undefined);
+
+  it("the connection is open at the deadline: the edge answers; resuming on another edge replays no second answer", async ({
+    nats,
+  }) => {
+    const { s, relay } = await setUp(nats);
+    const [edge0, edge1] = [s.edges[0]!, s.edges[1]!];
+    const before = await metricValue(
+      edge0.runtime.registry,
+      "mcpq_edge_late_responses_dropped_total",
+    );
+    const c = new RpcClient(await wsWire(edge0.wsUrl!));
+    await c.initialize();
+    const w = watch(edge0, c.sessionId!);
+    const oldStream = c.streamId!;
+
+    const answer = c.call(
+      "tools/call",
+      {
+        name: "wait_for_cancel",
+        arguments: { marker: "open-late" },
+        _meta: { "io.mcpq/timeoutMs": TIMEOUT_MS },
+      },
+      "late",
+    );
+    await eventually(() => observed.started.has("open-late"), {
+      what: "the worker started the call",
+    });
+    relay.hold();
+    expect((await answer).error?.code).toBe(-32001);
+    relay.release();
+    await eventually(() => w.workerAnswered(), { what: "the worker's late answer published" });
+    // The live connection never shows it...
+    await eventually(
+      async () =>
+        (await metricValue(edge0.runtime.registry, "mcpq_edge_late_responses_dropped_total")) >
+        before,
+      { what: "the late answer dropped on the live connection" },
+    );
+    expect(answersTo(c, "late")).toHaveLength(1);
+
+    // ...and neither does a resume on another edge, replaying the old stream after what it saw.
+    c.wire.close();
+    const r = await c.resume(await wsWire(edge1.wsUrl!));
+    expect(r.result).toMatchObject({ sessionId: c.sessionId });
+    await fence(edge0, c.sessionId!, oldStream, "fence-open");
+    await eventually(() => fenced(c, "fence-open"), { what: "the replay reached the fence" });
+    expect(answersTo(c, "late")).toHaveLength(1);
+    w.stop();
+    c.wire.close();
+  });
+
+  it("the connection is gone at the deadline: the resume on the same edge gets one answer, not the edge's and the worker's", async ({
+    nats,
+  }) => {
+    const { s, relay } = await setUp(nats);
+    const edge0 = s.edges[0]!;
+    const c = new RpcClient(await wsWire(edge0.wsUrl!));
+    await c.initialize();
+    const w = watch(edge0, c.sessionId!);
+    const oldStream = c.streamId!;
+
+    void c.call(
+      "tools/call",
+      {
+        name: "wait_for_cancel",
+        arguments: { marker: "gone-late" },
+        _meta: { "io.mcpq/timeoutMs": TIMEOUT_MS },
+      },
+      "late",
+    );
+    await eventually(() => observed.started.has("gone-late"), {
+      what: "the worker started the call",
+    });
+    relay.hold();
+    c.wire.close();
+    // The edge answers at the deadline with nobody connected (kept for the resume)...
+    await eventually(() => w.edgeAnswered(), { what: "the edge's deadline answer published" });
+    relay.release();
+    // ...and the worker's answer follows.
+    await eventually(() => w.workerAnswered(), { what: "the worker's late answer published" });
+
+    const r = await c.resume(await wsWire(edge0.wsUrl!));
+    expect(r.result).toMatchObject({ sessionId: c.sessionId });
+    await fence(edge0, c.sessionId!, oldStream, "fence-gone");
+    await eventually(() => fenced(c, "fence-gone") && answersTo(c, "late").length > 0, {
+      what: "the replay reached the fence",
+    });
+    const answers = answersTo(c, "late");
+    expect(answers).toHaveLength(1);
+    expect(answers[0]!.error?.code).toBe(-32001);
+    w.stop();
+    c.wire.close();
+  });
+
+  it("the worker's answer is retained before the edge's claim: it is the one response, the edge sends none", async ({
+    nats,
+  }) => {
+    await setUp(nats);
+    // An edge whose publishes can be held (it still receives): its claim comes second.
+    const edgeRelay = await startHoldableRelay(nats.port);
+    const edge = await factories.startEdge(`nats://127.0.0.1:${edgeRelay.port}`, {});
+    try {
+      await eventually(() => edge.runtime.catalog.toolPool("wait_for_cancel"), {
+        what: "tool registered",
+      });
+      const before = await metricValue(
+        edge.runtime.registry,
+        "mcpq_edge_late_responses_dropped_total",
+      );
+      const c = new RpcClient(await wsWire(edge.wsUrl!));
+      await c.initialize();
+      const w = watch(edge, c.sessionId!);
+      const answer = c.call(
+        "tools/call",
+        {
+          name: "wait_for_cancel",
+          arguments: { marker: "claim-lost" },
+          _meta: { "io.mcpq/timeoutMs": TIMEOUT_MS },
+        },
+        "late",
+      );
+      await eventually(() => observed.started.has("claim-lost"), {
+        what: "the worker started the call",
+      });
+      edgeRelay.hold();
+      await eventually(() => w.workerAnswered(), { what: "the worker's answer retained" });
+      edgeRelay.release();
+      expect((await answer).error?.code).toBe(-32001);
+
+      await fence(edge, c.sessionId!, c.streamId!, "fence-lost");
+      await eventually(() => fenced(c, "fence-lost"), { what: "the fence delivered" });
+      expect(answersTo(c, "late")).toHaveLength(1);
+      expect(w.edgeAnswered()).toBe(false);
+      expect(
+        await metricValue(edge.runtime.registry, "mcpq_edge_late_responses_dropped_total"),
+      ).toBe(before);
+      w.stop();
+      c.wire.close();
+    } finally {
+      await edge.close();
+      await edgeRelay.close();
+    }
+  });
+});
