@@ -8,6 +8,7 @@ import {
   CLOSE_GRACE_MS,
   closeLine,
   openSocketSession,
+  tickBatched,
   type ListeningTransport,
 } from "./socket-common.js";
 
@@ -38,7 +39,7 @@ export async function startTcpTransport(rt: EdgeRuntime): Promise<ListeningTrans
     const session = openSocketSession(
       rt,
       {
-        write: (json) => void socket.write(`${json}\n`),
+        write: tickBatched(socket, (json) => void socket.write(`${json}\n`)),
         get bufferedBytes() {
           return socket.writableLength;
         },

@@ -6,7 +6,7 @@ import { ErrorCode } from "@mcpq/protocol";
 import type { SocketCloseReason, SocketSession } from "../core/socket-session.js";
 import type { EdgeRuntime } from "../runtime.js";
 import { guardHttp, refusal } from "./http-guard.js";
-import { CLOSE_GRACE_MS, openSocketSession, refuseUpgrade } from "./socket-common.js";
+import { CLOSE_GRACE_MS, openSocketSession, refuseUpgrade, tickBatched } from "./socket-common.js";
 
 /** The subprotocol a client must offer (`Sec-WebSocket-Protocol: mcp`). */
 export const WS_SUBPROTOCOL = "mcp";
@@ -83,7 +83,7 @@ export async function websocketTransport(
     const session = openSocketSession(
       rt,
       {
-        write: (json) => ws.send(json),
+        write: tickBatched(socket, (json) => ws.send(json)),
         get bufferedBytes() {
           return ws.bufferedAmount;
         },
