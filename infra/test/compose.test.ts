@@ -126,7 +126,14 @@ function assertTopology(services: Service[]): void {
     }
   }
   const edgePorts = edges.flatMap((s) => s.ports.map((p) => p.published)).sort();
-  expect(edgePorts, "edges publish 8080 and 8081").toEqual(["8080", "8081"]);
+  expect(edgePorts, "edges publish HTTP 8080/8081, TCP 8090/8091, gRPC 50051/50052").toEqual([
+    "50051",
+    "50052",
+    "8080",
+    "8081",
+    "8090",
+    "8091",
+  ]);
 
   for (const s of [...edges, ...workers]) {
     const url = s.env.MCPQ_NATS_URL;
