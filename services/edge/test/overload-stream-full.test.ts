@@ -8,6 +8,12 @@ import { RpcClient, wsWire, type Message } from "./support/socket-client.js";
 // Own file: the tiny MCPQ_REQ bound is provisioned on this file's nats-server only.
 const LIMITS = { MCPQ_REQ_STREAM_MAX_MSGS: "4" };
 
+/** A stack whose MCPQ_REQ holds two queued requests per target, with one worker slot. */
+function perTargetStack(nats: Parameters<typeof stack>[0]) {
+  const env = { MCPQ_REQ_STREAM_MAX_MSGS: "1000", MCPQ_REQ_MAX_PER_TARGET: "2" };
+  return stack(nats, { edgeEnv: env, workerEnv: { ...env, MCPQ_WORKER_CONCURRENCY: "1" } });
+}
+
 describe("a full MCPQ_REQ stream", () => {
   it("refuses publishes as explicit overload rejections; the accepted backlog is answered; then calls succeed again", async ({
     nats,
@@ -78,11 +84,7 @@ describe("a full MCPQ_REQ stream", () => {
     nats,
   }) => {
     // Re-provisions the same stream with a per-subject bound (also exercises the config update).
-    const env = { MCPQ_REQ_STREAM_MAX_MSGS: "1000", MCPQ_REQ_MAX_PER_TARGET: "2" };
-    const s = await stack(nats, {
-      edgeEnv: env,
-      workerEnv: { ...env, MCPQ_WORKER_CONCURRENCY: "1" },
-    });
+    const s = await perTargetStack(nats);
     try {
       const rt = s.edges[0]!.runtime;
       const si = await rt.bus.jsm.streams.info("MCPQ_REQ");
@@ -127,12 +129,7 @@ describe("a full MCPQ_REQ stream", () => {
   it("over a WebSocket, a refused publish is a JSON-RPC -32010 with retryAfterMs and the connection reads on", async ({
     nats,
   }) => {
-    const env = { MCPQ_REQ_STREAM_MAX_MSGS: "1000", MCPQ_REQ_MAX_PER_TARGET: "2" };
-    const s = await stack(nats, {
-      edgeEnv: env,
-      workerEnv: { ...env, MCPQ_WORKER_CONCURRENCY: "1" },
-      edges: 1,
-    });
+    const s = await perTargetStack(nats);
     try {
       const rt = s.edges[0]!.runtime;
       const c = new RpcClient(await wsWire(s.edges[0]!.wsUrl!));
