@@ -8,6 +8,7 @@
  *                omission). Every scheduled request gets exactly one outcome.
  */
 import { LatencyHistogram } from "./histogram.js";
+import { runGrid, type GridSchedule } from "./schedule.js";
 import type { McpSession, Outcome, OutcomeKind } from "../client/types.js";
 
 export interface LoopStats {
@@ -163,11 +164,9 @@ export function openLoop(o: OpenLoopOpts): Promise<OpenLoopStats> {
   const payload = o.payloadBytes ?? 32;
   const tag = o.tag ?? "o";
   const maxIn = o.maxInFlight ?? 256;
-  const interval = 1000 / o.ratePerS;
-  const total = Math.max(1, Math.floor((o.durationMs / 1000) * o.ratePerS));
   const n = o.sessions.length;
-  const t0 = performance.now() + 5;
-  let j = 0; // next index to schedule
+  let grid: GridSchedule = { t0: 0, interval: 0, total: 0 };
+  let allScheduled = false;
   let inFlight = 0;
   let maxSeen = 0;
   let maxQueued = 0;
@@ -186,17 +185,17 @@ export function openLoop(o: OpenLoopOpts): Promise<OpenLoopStats> {
       const out: Outcome = { kind: "timeout", code };
       neverSent++;
       tally(st, out, 0);
-      o.onResult?.(now, (now - (t0 + k * interval)) * 1000, out);
+      o.onResult?.(now, (now - (grid.t0 + k * grid.interval)) * 1000, out);
     };
     const maybeDone = () => {
-      if (done || j < total || inFlight > 0 || head < fifo.length) return;
+      if (done || !allScheduled || inFlight > 0 || head < fifo.length) return;
       done = true;
       if (sweep) clearInterval(sweep);
       const sendSpan = (lastSend - firstSend) / 1000;
       resolve({
         ...st,
         duration_s: o.durationMs / 1000,
-        scheduled: total,
+        scheduled: grid.total,
         offered_rate: o.ratePerS,
         achieved_send_rate: sendSpan > 0 ? Math.round((sent - 1) / sendSpan) : sent,
         send_lag_p50_us: lag.p(50),
@@ -206,12 +205,12 @@ export function openLoop(o: OpenLoopOpts): Promise<OpenLoopStats> {
         max_outstanding_seen: maxSeen,
         max_queued_seen: maxQueued,
         never_sent: neverSent,
-        unaccounted: total - st.requests,
+        unaccounted: grid.total - st.requests,
         schedule_end_ms: scheduleEnd,
       });
     };
     const dispatch = (k: number, now: number, budget: number) => {
-      const scheduled = t0 + k * interval;
+      const scheduled = grid.t0 + k * grid.interval;
       inFlight++;
       if (inFlight > maxSeen) maxSeen = inFlight;
       if (sent === 0) firstSend = now;
@@ -244,7 +243,7 @@ export function openLoop(o: OpenLoopOpts): Promise<OpenLoopStats> {
       const now = performance.now();
       while (head < fifo.length) {
         const k = fifo[head]!;
-        const budget = t0 + k * interval + timeout - now;
+        const budget = grid.t0 + k * grid.interval + timeout - now;
         if (budget < 1) {
           head++;
           settleUnsent(k, "client_queue_timeout", now);
@@ -259,35 +258,26 @@ export function openLoop(o: OpenLoopOpts): Promise<OpenLoopStats> {
         head = 0;
       }
     };
-    const tick = () => {
-      let now = performance.now();
-      let fired = 0;
-      while (j < total && t0 + j * interval <= now) {
-        fifo.push(j);
-        j++;
-        if (++fired >= 5000) break; // yield to the event loop during catch-up bursts
-        if ((fired & 255) === 0) now = performance.now();
-      }
-      const q = fifo.length - head;
-      if (q > maxQueued) maxQueued = q;
-      pump();
-      if (j >= total) {
-        scheduleEnd = performance.now();
-        maybeDone();
-        return;
-      }
-      if (fired >= 5000) {
-        setImmediate(tick);
-        return;
-      }
-      const wait = t0 + j * interval - performance.now();
-      setTimeout(tick, wait > 1 ? Math.floor(wait) : 0);
-    };
     sweep = setInterval(() => {
       pump();
       maybeDone();
     }, 50);
-    setTimeout(tick, 5);
+    grid = runGrid({
+      ratePerS: o.ratePerS,
+      durationMs: o.durationMs,
+      burst: 5000,
+      due: (k) => fifo.push(k),
+      afterBatch: () => {
+        const q = fifo.length - head;
+        if (q > maxQueued) maxQueued = q;
+        pump();
+      },
+      end: (at) => {
+        scheduleEnd = at;
+        allScheduled = true;
+        maybeDone();
+      },
+    });
   });
 }
 

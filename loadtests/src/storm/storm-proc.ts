@@ -30,6 +30,7 @@
 import { connect, type Socket } from "node:net";
 import WebSocket from "ws";
 import { LatencyHistogram } from "../lib/histogram.js";
+import { runGrid } from "../lib/schedule.js";
 import {
   CLIENT_INFO,
   DEFAULT_PROTOCOL_VERSION,
@@ -729,10 +730,6 @@ export async function runStormProcess(
 
   const cpu0 = process.cpuUsage();
   const wall0 = performance.now();
-  interval = 1000 / cfg.ratePerS;
-  total = Math.max(1, Math.floor((cfg.durationMs / 1000) * cfg.ratePerS));
-  t0 = performance.now() + 5;
-  let j = 0;
   const sweep = setInterval(() => {
     const now = performance.now();
     for (const s of sessions) {
@@ -747,11 +744,10 @@ export async function runStormProcess(
     checkDone();
   }, SWEEP_MS);
 
-  const tick = () => {
-    let now = performance.now();
-    let fired = 0;
-    while (j < total && t0 + j * interval <= now) {
-      const k = j++;
+  const grid = runGrid({
+    ratePerS: cfg.ratePerS,
+    durationMs: cfg.durationMs,
+    due: (k, now) => {
       scheduled++;
       const s = sessions[k % S]!;
       let lane: Lane | undefined;
@@ -767,11 +763,8 @@ export async function runStormProcess(
         heldNow++;
         if (heldNow > maxHeld) maxHeld = heldNow;
       }
-      if (++fired >= 2000) break;
-      if ((fired & 127) === 0) now = performance.now();
-    }
-    if (j >= total) {
-      const end = performance.now();
+    },
+    end: (at) => {
       // the storm stops: what the generator still holds is never sent
       for (const s of sessions) {
         while (s.head < s.fifo.length) {
@@ -780,18 +773,14 @@ export async function runStormProcess(
           t.add("held", "held_at_storm_end");
         }
       }
-      io.emit("END", { at_ms_since_start: Math.round(end - t0) });
+      io.emit("END", { at_ms_since_start: Math.round(at - t0) });
       checkDone();
-      return;
-    }
-    if (fired >= 2000) {
-      setImmediate(tick);
-      return;
-    }
-    const wait = t0 + j * interval - performance.now();
-    setTimeout(tick, wait > 1 ? Math.floor(wait) : 0);
-  };
-  setTimeout(tick, 5);
+    },
+  });
+  // the first request is due 5 ms from now: these are set before anything reads them
+  t0 = grid.t0;
+  interval = grid.interval;
+  total = grid.total;
   await done;
   clearInterval(sweep);
   const cpu = process.cpuUsage(cpu0);
