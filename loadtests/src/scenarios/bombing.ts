@@ -34,7 +34,7 @@ export interface BombingOpts {
   stormMs?: number;
   /** HTTP: keep-alive connections per storm session (one request each at a time); default 50 */
   connectionsPerSession?: number;
-  /** WebSocket: requests one storm socket carries at once; default 1000 */
+  /** WebSocket: requests one storm socket carries at once; default 1000 (admitted requests hold their slot while they queue, so a narrow window throttles the offer) */
   window?: number;
   /** the storm client's patience, from each request's scheduled time; default 5 s */
   timeoutMs?: number;
