@@ -1,4 +1,4 @@
-import { describe, expect, afterAll } from "vitest";
+import { describe, expect, afterAll, afterEach } from "vitest";
 import { natsTest as it, eventually, type NatsHandle, type Stack } from "@mcpq/testkit";
 import { H, outboundHeaders, subjects, type Msg } from "@mcpq/bus";
 import type { RunningEdge } from "@mcpq/edge";
@@ -8,6 +8,7 @@ import { featuresCatalog, observed, startCatalogWorker } from "./support/feature
 import { startHoldableRelay } from "./support/tcp-proxy.js";
 import { RpcClient, wsWire, type Message } from "./support/socket-client.js";
 import { metricValue } from "./support/raw-http.js";
+import { rawClient, sseEvents, type RawClient, type SseEvent } from "./support/raw-sse.js";
 
 /** Short, but long enough for the worker to have started the call before it passes. */
 const TIMEOUT_MS = 1_000;
@@ -16,12 +17,15 @@ const TIMEOUT_MS = 1_000;
  * The edge answers -32001 at a request's deadline; the worker, aborted at the same deadline,
  * answers too. Its answer is delayed here (a relay between the worker and NATS is held) so it
  * certainly comes after the edge's, the worst case for a client that resumes: whatever the
- * replay holds, the client must see exactly one response per request id.
+ * replay holds, the client must see exactly one response per request id, on socket connections
+ * and on Streamable HTTP POST streams (resumed with GET + Last-Event-ID) alike.
  */
 describe("late worker answers after the edge's deadline answer: exactly one response per id, also across a resume", () => {
   let s: Stack<RunningEdge, RunningWorker> | undefined;
   let relay: Awaited<ReturnType<typeof startHoldableRelay>> | undefined;
   let worker: Awaited<ReturnType<typeof startCatalogWorker>> | undefined;
+  // A test that failed while holding the worker's relay must not starve the next ones.
+  afterEach(() => relay?.release());
   afterAll(async () => {
     await worker?.close();
     await relay?.close();
@@ -52,10 +56,15 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
       callback: (_e, m) => void seen.push(m),
     });
     const responses = () => seen.filter((m) => m.headers?.get(H.kind) === "response");
+    const byWorker = () => responses().find((m) => m.headers?.get(H.request));
+    const byEdge = () => responses().find((m) => !m.headers?.get(H.request));
     return {
       /** A worker's answer carries the internal request id; the edge's own answers do not. */
-      workerAnswered: () => responses().some((m) => m.headers?.get(H.request)),
-      edgeAnswered: () => responses().some((m) => !m.headers?.get(H.request)),
+      workerAnswered: () => byWorker() !== undefined,
+      edgeAnswered: () => byEdge() !== undefined,
+      /** The event ids they were published with. */
+      workerEventId: () => byWorker()?.headers?.get(H.event),
+      edgeEventId: () => byEdge()?.headers?.get(H.event),
       stop: () => sub.unsubscribe(),
     };
   };
@@ -75,6 +84,56 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
     c.notifications("notifications/message").some((m) => m.params?.["data"] === tag);
   const answersTo = (c: RpcClient, id: string): Message[] =>
     c.received.filter((m) => m.id === id && m.method === undefined);
+
+  /** A Streamable HTTP stream read in the background, event by event. */
+  const reading = (res: Response) => {
+    const events: SseEvent[] = [];
+    let ended = false;
+    const done = (async () => {
+      try {
+        for await (const e of sseEvents(res)) events.push(e);
+      } catch {
+        // the connection was dropped
+      }
+      ended = true;
+    })();
+    return {
+      events,
+      get ended() {
+        return ended;
+      },
+      done,
+      /** The last event id seen, the priming event's included (what a client resumes after). */
+      get lastId() {
+        return events.findLast((e) => e.id)?.id;
+      },
+      fenced: (tag: string) =>
+        events.some(
+          (e) =>
+            e.message?.method === "notifications/message" && e.message.params?.["data"] === tag,
+        ),
+    };
+  };
+  /** Responses (not requests or notifications) to the JSON-RPC id `id` among SSE events. */
+  const sseAnswers = (events: SseEvent[], id: string) =>
+    events.filter((e) => e.message?.id === id && e.message.method === undefined);
+  const call = (c: RawClient, url: string, marker: string, signal?: AbortSignal) =>
+    c.post(
+      url,
+      {
+        jsonrpc: "2.0",
+        id: "late",
+        method: "tools/call",
+        params: {
+          name: "wait_for_cancel",
+          arguments: { marker },
+          _meta: { "io.mcpq/timeoutMs": TIMEOUT_MS },
+        },
+      },
+      {},
+      signal,
+    );
+  const streamOf = (eventId: string) => eventId.slice(0, eventId.indexOf("_"));
 
   it("the connection is open at the deadline: the edge answers; resuming on another edge replays no second answer", async ({
     nats,
@@ -214,6 +273,147 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
       w.stop();
       c.wire.close();
     } finally {
+      await edge.close();
+      await edgeRelay.close();
+    }
+  });
+  it("HTTP: the POST stream is open at the deadline: its one response is the edge's -32001, with an event id; resuming on another edge replays no second answer", async ({
+    nats,
+  }) => {
+    const { s, relay } = await setUp(nats);
+    const [edge0, edge1] = [s.edges[0]!, s.edges[1]!];
+    const before = await metricValue(
+      edge0.runtime.registry,
+      "mcpq_edge_late_responses_dropped_total",
+    );
+    const c = await rawClient(edge0.url);
+    const w = watch(edge0, c.sessionId);
+
+    const post = reading(await call(c, edge0.url, "http-open-late"));
+    await eventually(() => observed.started.has("http-open-late"), {
+      what: "the worker started the call",
+    });
+    relay.hold();
+    // The edge answers at the deadline, on the open stream; the worker's answer comes after.
+    await post.done;
+    relay.release();
+    await eventually(() => w.workerAnswered(), { what: "the worker's late answer published" });
+
+    // The client resumes the stream after the last event it saw, on another edge.
+    const lastId = post.lastId!;
+    const ctl = new AbortController();
+    const resumed = reading(await c.get(edge1.url, lastId, ctl.signal));
+    await fence(edge0, c.sessionId, streamOf(lastId), "fence-http-open");
+    await eventually(() => resumed.ended || resumed.fenced("fence-http-open"), {
+      what: "the replay reached the fence",
+    });
+    ctl.abort();
+    expect(sseAnswers([...post.events, ...resumed.events], "late")).toHaveLength(1);
+    const [answer] = sseAnswers(post.events, "late");
+    expect(answer!.message!.error?.code).toBe(-32001);
+    // It is the edge's answer, retained under its own event id (so a resume skips it)...
+    expect(answer!.id).toBe(w.edgeEventId());
+    // ...and the worker's late answer, not retained, is dropped live as well.
+    await eventually(
+      async () =>
+        (await metricValue(edge0.runtime.registry, "mcpq_edge_late_responses_dropped_total")) >
+        before,
+      { what: "the late answer dropped live" },
+    );
+    w.stop();
+  });
+
+  it("HTTP: the POST stream is gone at the deadline: resuming it on another edge gets the edge's -32001, not the worker's late answer", async ({
+    nats,
+  }) => {
+    const { s, relay } = await setUp(nats);
+    const [edge0, edge1] = [s.edges[0]!, s.edges[1]!];
+    const c = await rawClient(edge0.url);
+    const w = watch(edge0, c.sessionId);
+
+    const ctl = new AbortController();
+    const post = reading(await call(c, edge0.url, "http-gone-late", ctl.signal));
+    await eventually(() => observed.started.has("http-gone-late"), {
+      what: "the worker started the call",
+    });
+    await eventually(() => post.lastId, { what: "the priming event" });
+    relay.hold();
+    ctl.abort();
+    // The edge answers at the deadline with nobody reading (kept for the resume)...
+    await eventually(() => w.edgeAnswered(), { what: "the edge's deadline answer published" });
+    relay.release();
+    // ...and the worker's answer follows.
+    await eventually(() => w.workerAnswered(), { what: "the worker's late answer published" });
+
+    const resumed = reading(await c.get(edge1.url, post.lastId));
+    // A resumed request stream ends with its response.
+    await resumed.done;
+    expect(sseAnswers(post.events, "late")).toHaveLength(0);
+    const answers = sseAnswers(resumed.events, "late");
+    expect(answers).toHaveLength(1);
+    expect(answers[0]!.message!.error?.code).toBe(-32001);
+    expect(answers[0]!.id).toBe(w.edgeEventId());
+    w.stop();
+  });
+
+  it("HTTP: the worker's answer is retained before the edge's claim: it is the POST stream's one response, the edge sends none", async ({
+    nats,
+  }) => {
+    const { relay } = await setUp(nats);
+    // An edge whose publishes can be held (it still receives): its claim comes second.
+    const edgeRelay = await startHoldableRelay(nats.port);
+    const edge = await factories.startEdge(`nats://127.0.0.1:${edgeRelay.port}`, {});
+    try {
+      await eventually(() => edge.runtime.catalog.toolPool("wait_for_cancel"), {
+        what: "tool registered",
+      });
+      const registry = edge.runtime.registry;
+      const lateBefore = await metricValue(registry, "mcpq_edge_late_responses_dropped_total");
+      const timeoutsBefore = await metricValue(registry, "mcpq_edge_errors_total", {
+        code: "-32001",
+      });
+      const c = await rawClient(edge.url);
+      const w = watch(edge, c.sessionId);
+
+      const post = reading(await call(c, edge.url, "http-claim-lost"));
+      await eventually(() => observed.started.has("http-claim-lost"), {
+        what: "the worker started the call",
+      });
+      // The worker's answer and the edge's claim both wait until the deadline has passed; then
+      // the worker's answer is stored first.
+      relay.hold();
+      edgeRelay.hold();
+      await eventually(
+        async () =>
+          (await metricValue(registry, "mcpq_edge_errors_total", { code: "-32001" })) >
+          timeoutsBefore,
+        { what: "the edge's deadline passed" },
+      );
+      relay.release();
+      await eventually(() => w.workerAnswered(), { what: "the worker's answer retained" });
+      edgeRelay.release();
+      await post.done;
+
+      const answers = sseAnswers(post.events, "late");
+      expect(answers).toHaveLength(1);
+      expect(answers[0]!.id).toBe(w.workerEventId());
+      expect(w.edgeAnswered()).toBe(false);
+      expect(await metricValue(registry, "mcpq_edge_late_responses_dropped_total")).toBe(
+        lateBefore,
+      );
+
+      // Resuming after it replays nothing more.
+      const ctl = new AbortController();
+      const resumed = reading(await c.get(edge.url, answers[0]!.id, ctl.signal));
+      await fence(edge, c.sessionId, streamOf(answers[0]!.id!), "fence-http-lost");
+      await eventually(() => resumed.ended || resumed.fenced("fence-http-lost"), {
+        what: "the replay reached the fence",
+      });
+      ctl.abort();
+      expect(sseAnswers(resumed.events, "late")).toHaveLength(0);
+      w.stop();
+    } finally {
+      edgeRelay.release();
       await edge.close();
       await edgeRelay.close();
     }

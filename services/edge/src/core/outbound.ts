@@ -7,6 +7,7 @@ import {
   answeredHeaders,
   decodeControl,
   idGenerator,
+  outboundHeaders,
   type Bus,
   type Msg,
   type OutboundKind,
@@ -32,7 +33,9 @@ export interface StreamSink {
   /**
    * When true the sink also receives responses that settle a request waiting on this edge, in
    * stream order (socket transports, whose one stream carries many requests, and resumed
-   * streams). Otherwise the waiting request's transport writes the response itself.
+   * streams). Otherwise the waiting request's transport writes the response itself. Responses
+   * that no request waits for here (an edge's own published answer, a worker's answer that won
+   * a claim after the wait ended) always reach `send`.
    */
   readonly receivesResponses?: boolean;
   /**
@@ -69,6 +72,8 @@ interface SessionSub {
   answered?: AnsweredIds;
   /** Claims this edge has in flight: worker answers for them wait here until decided. */
   claiming?: Map<string, { stream: string; msg: OutboundMessage }[]>;
+  /** Event id -> waiter: answers this edge published (`publishAnswer`), until they come back here. */
+  publishing?: Map<string, () => void>;
 }
 
 /** How a claim on a request's response slot ended (see `OutboundRouter.claim`). */
@@ -86,7 +91,13 @@ export interface OutboundRouterOptions {
 
 /** Upper bound on publishing a claim; past it the edge answers without one. */
 const CLAIM_TIMEOUT_MS = 2_000;
+/**
+ * Upper bound on waiting for an answer the edge published to come back on the session's
+ * subscription; past it the answer stays retained for a resume.
+ */
+const ROUTE_TIMEOUT_MS = 2_000;
 const nextClaimToken = idGenerator();
+const nextAnswerToken = idGenerator();
 
 /**
  * Delivers messages published on `mcpq.out.<session>.<stream>` to local transports. One NATS
@@ -227,6 +238,45 @@ export class OutboundRouter {
     return outcome;
   }
 
+  /**
+   * Publishes an answer this edge produced itself (a deadline's -32001 after a won `claim`, or a
+   * refusal for a connection that is gone) on `stream` of `session` as a retained response with
+   * its own event id: a resume on any edge replays it like a worker's answer, and this router
+   * delivers it to the stream's reader in stream order (responses that nothing waits for go to
+   * the stream's sink). Resolves true once it is stored and, when the stream has an open reader
+   * here, has come back to it (or, past a bound, stored only: it stays retained for a resume);
+   * false when it could not be published.
+   */
+  async publishAnswer(session: string, stream: string, json: string): Promise<boolean> {
+    const eventId = `${stream}_${nextAnswerToken()}`;
+    const s = this.#sessions.get(session);
+    const reader = s?.sinks.get(stream);
+    // Only an open reader here needs it in stream order; registered before publishing, since the
+    // answer may come back before the publish is acknowledged.
+    let routed: (() => void) | undefined;
+    const back =
+      s && reader && !reader.closed
+        ? new Promise<void>((resolve) => (s.publishing ??= new Map()).set(eventId, (routed = resolve)))
+        : undefined;
+    const release = back ? this.attach(session) : undefined;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await this.bus.js.publish(subjects.outbound(session, stream), json, {
+        headers: outboundHeaders("response", eventId),
+      });
+      if (routed) timer = setTimeout(routed, ROUTE_TIMEOUT_MS);
+      await back;
+      return true;
+    } catch (err) {
+      this.log.warn({ err, stream }, "could not publish an answer of the edge for resumption");
+      return false;
+    } finally {
+      clearTimeout(timer);
+      s?.publishing?.delete(eventId);
+      release?.();
+    }
+  }
+
   #route(s: SessionSub, m: Msg): void {
     const stream = m.subject.slice(m.subject.lastIndexOf(".") + 1);
     const msg = decode(m);
@@ -243,6 +293,7 @@ export class OutboundRouter {
       if (s.answered?.get(msg.requestId) === true) return this.#onLateResponse?.();
     }
     this.#deliver(s.sinks, stream, msg);
+    if (s.publishing?.size && msg.eventId) s.publishing.get(msg.eventId)?.();
   }
 
   #deliver(sinks: Map<string, StreamSink>, stream: string, msg: OutboundMessage): void {

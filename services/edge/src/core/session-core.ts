@@ -37,7 +37,7 @@ import {
   type TargetKind,
 } from "@mcpq/bus";
 import type { CatalogView, ListKind } from "./catalog.js";
-import type { OutboundMessage, OutboundRouter, StreamSink } from "./outbound.js";
+import type { OutboundMessage, OutboundRouter } from "./outbound.js";
 import { SessionStore, type SessionRecord } from "./session-store.js";
 
 export interface CoreConfig {
@@ -81,11 +81,14 @@ export interface Admission {
   ): (outcome?: RouteOutcome, err?: unknown) => void;
 }
 
-/** Where a request's related messages and response go. */
+/**
+ * Where a request's related messages and response go. The transport attaches the stream's
+ * reader itself (OutboundRouter.attach) before dispatching, for as long as the stream is open:
+ * an answer may come through the stream after the request settled (see `finalMessage`).
+ */
 export interface StreamContext {
   /** Stream id (hex); related messages are published to mcpq.out.<session>.<id>. */
   id: string;
-  sink?: StreamSink;
   /** The raw JSON text of the request as received, forwarded without re-serialising. */
   raw?: string;
 }
@@ -100,8 +103,9 @@ export interface Dispatched {
    */
   published?: Promise<void>;
   /**
-   * Routed requests: the internal id a worker's answer carries. A transport that answers the
-   * request itself (deadline) claims the request's response slot with it (OutboundRouter.claim).
+   * Routed requests: the internal id a worker's answer carries. When the edge answers the
+   * request itself (deadline, cancellation), `finalMessage` claims the request's response slot
+   * with it (OutboundRouter.claim).
    */
   requestId?: string;
 }
@@ -254,6 +258,42 @@ export class SessionCore {
     }
   }
 
+  /**
+   * What the transport writes to end a dispatched request, once its `response` settles, when
+   * the request was routed with `stream` (its StreamContext id); null when it writes nothing:
+   * the answer goes out through the stream instead (the router delivers it to the stream's
+   * reader with its event id, in stream order), or the request was cancelled (no answer). A
+   * message with an event id is a worker's answer, which also came through the stream.
+   *
+   * One response per request id, live and across resumes on any edge: when the edge answers a
+   * routed request itself (its deadline passed: -32001), the worker may still answer it, so the
+   * edge first claims the request's response slot in MCPQ_OUT (OutboundRouter.claim). Won: the
+   * answer is published on the stream like a worker's (retained, with its event id) and the
+   * worker's later answer is neither retained nor delivered. Lost: the worker's answer was
+   * retained first and comes through the stream instead. Unknown (NATS unavailable), or the
+   * answer could not be published: the transport writes it directly. A refusal (never queued;
+   * an ambiguous publish was claimed by #route) is written directly. A cancelled request's slot
+   * is claimed too, so a result racing the cancel is dropped (unless it was retained first).
+   */
+  async finalMessage(session: SessionRecord, stream: string, d: Dispatched): Promise<OutboundMessage | null> {
+    let out: OutboundMessage;
+    try {
+      out = await d.response;
+    } catch (err) {
+      if (!(err instanceof RequestCancelled) || d.requestId === undefined) throw err;
+      await this.router.claim(session.id, stream, d.requestId);
+      return null;
+    }
+    if (out.eventId !== undefined || d.requestId === undefined) return out;
+    // Everything up to the claim runs in the microtasks that follow the deadline: no worker
+    // answer can arrive unclaimed in between (the correlator no longer waits for it).
+    if (await (d.published?.then(notRefused, refused) ?? false)) return out;
+    const claim = await this.router.claim(session.id, stream, d.requestId);
+    if (claim === "lost") return null;
+    if (claim === "won" && (await this.router.publishAnswer(session.id, stream, out.json))) return null;
+    return out;
+  }
+
   async #local(session: SessionRecord, req: JsonRpcRequest): Promise<Record<string, unknown>> {
     switch (req.method) {
       case "ping":
@@ -318,7 +358,8 @@ export class SessionCore {
       const now = Date.now();
       const deadline = now + timeout;
       const replyTo = subjects.outbound(session.id, stream.id);
-      releaseRouter = this.router.attach(session.id, stream.id, stream.sink);
+      // The session's outbound subject, while the request waits (the transport holds the stream's reader).
+      releaseRouter = this.router.attach(session.id);
       const key = clientKey(session.id, req.id);
       this.#byClientId.set(key, requestId);
       const response = this.router.correlator.wait(requestId, deadline, () =>
@@ -507,6 +548,9 @@ export class SessionCore {
     }
   }
 }
+
+const notRefused = () => false;
+const refused = () => true;
 
 /** Newest protocol revision; exported for transports that must assume one. */
 export const LATEST = LATEST_PROTOCOL_VERSION;

@@ -3,7 +3,6 @@ import {
   ErrorCode,
   McpError,
   RESUME_METHOD,
-  ROUTED_METHODS,
   SESSION_ID_META_KEY,
   ResumeParamsSchema,
   classifyMessage,
@@ -16,7 +15,7 @@ import {
   type RequestId,
   type ResumeResult,
 } from "@mcpq/protocol";
-import { STANDALONE_STREAM, outboundHeaders, subjects, type Bus } from "@mcpq/bus";
+import { STANDALONE_STREAM, type Bus } from "@mcpq/bus";
 import type { ConnectionKind } from "./connection-limiter.js";
 import { parseEventId, type OutboundMessage, type StreamSink } from "./outbound.js";
 import { principalOf } from "./security.js";
@@ -90,8 +89,6 @@ export class SocketSession implements StreamSink {
   #markers = false;
   #closed = false;
   readonly #releases: (() => void)[] = [];
-  /** Answers of the edge published on this connection's stream, until the router delivers them here. */
-  readonly #parked = new Map<string, () => void>();
   #chain: Promise<void> = Promise.resolve();
   #waiting = 0;
   #paused = false;
@@ -183,11 +180,6 @@ export class SocketSession implements StreamSink {
       msg.eventId,
       this.#markers && msg.eventId ? eventMarker(msg.eventId) : undefined,
     );
-    const parked = msg.eventId === undefined ? undefined : this.#parked.get(msg.eventId);
-    if (parked) {
-      this.#parked.delete(msg.eventId!);
-      parked();
-    }
   }
 
   /** Ends the connection from the edge's side (slow consumer, shutdown, failed auth). */
@@ -203,8 +195,6 @@ export class SocketSession implements StreamSink {
     this.#closed = true;
     this.opts.account?.close();
     for (const w of this.#idleWaiters.splice(0)) w();
-    for (const parked of this.#parked.values()) parked();
-    this.#parked.clear();
     this.#sendBuffer.close();
     for (const release of this.#releases.splice(0)) release();
   }
@@ -251,64 +241,15 @@ export class SocketSession implements StreamSink {
 
   /**
    * Writes the edge's own answer to a request. When the connection is already gone (cut off,
-   * dropped) the answer is parked on the connection's stream in MCPQ_OUT instead, so the
-   * resumed connection receives it like any worker's answer.
+   * dropped) the answer is parked on the connection's stream in MCPQ_OUT instead
+   * (OutboundRouter.publishAnswer), so the resumed connection receives it like any worker's
+   * answer.
    */
   #respond(id: RequestId | null, json: string): void {
     if (this.#write(json, undefined)) return;
     const session = this.#session;
     if (id === null || !session) return;
-    void this.#park(session.id, json);
-  }
-
-  /**
-   * Publishes an answer of the edge on this connection's stream in MCPQ_OUT, where it is
-   * retained for a resume and from where the router delivers it, in stream order and with its
-   * event id, like a worker's answer. Resolves true once it is published and (while the
-   * connection is open) written here; false when it could not be published.
-   */
-  async #park(sessionId: string, json: string): Promise<boolean> {
-    const eventId = `${this.streamId}_${randomBytes(9).toString("base64url")}`;
-    const delivered = this.#closed
-      ? undefined
-      : new Promise<void>((r) => this.#parked.set(eventId, r));
-    try {
-      await this.rt.bus.js.publish(subjects.outbound(sessionId, this.streamId), json, {
-        headers: outboundHeaders("response", eventId),
-      });
-    } catch (err) {
-      this.#parked.get(eventId)?.();
-      this.#parked.delete(eventId);
-      this.opts.log.warn({ err }, "could not park an answer for resumption");
-      return false;
-    }
-    await delivered;
-    return true;
-  }
-
-  /**
-   * The edge answers a routed request itself (its deadline passed, or it was refused). A
-   * deadline answer must be the request's only response, live and on any resume on any edge,
-   * while the worker may still answer too: the edge first claims the request's response slot in
-   * MCPQ_OUT (OutboundRouter.claim). Won: the answer goes out through the stream like a worker's
-   * (retained, with its event id); the worker's later answer is neither retained nor delivered.
-   * Lost: the worker's answer was retained first and reaches the client instead. Unknown (NATS
-   * unavailable): the answer is written directly.
-   */
-  async #answerRouted(
-    session: SessionRecord,
-    id: RequestId,
-    d: Dispatched,
-    requestId: string,
-    json: string,
-  ): Promise<void> {
-    // A refusal (never queued; an ambiguous publish was claimed by the core) is answered at once.
-    const refused = await (d.published?.then(ok, failed) ?? false);
-    if (refused) return this.#respond(id, json);
-    const claim = await this.rt.router.claim(session.id, this.streamId, requestId);
-    if (claim === "lost") return;
-    if (claim === "won" && (await this.#park(session.id, json))) return;
-    this.#respond(id, json);
+    void this.rt.router.publishAnswer(session.id, this.streamId, json);
   }
 
   async #handle(text: string, handOff: (response: Promise<unknown>) => void): Promise<void> {
@@ -414,24 +355,14 @@ export class SocketSession implements StreamSink {
       if (!(err instanceof RequestCancelled)) this.#reply(req.id, err);
       return;
     }
-    const { requestId } = d;
     // The request stays outstanding until its answer is written (or handed to the stream).
+    // A deadline answer goes out through the stream after claiming the request's response slot
+    // (SessionCore.finalMessage); messages with an event id came through the router, which
+    // delivers this connection's responses itself.
     handOff(
-      d.response.then(
-        (out) => {
-          // Messages with an event id came through the router (or are retained for a resume).
-          if (out.eventId !== undefined) return;
-          if (requestId === undefined || !ROUTED_METHODS.has(req.method))
-            return this.#respond(req.id, out.json);
-          return this.#answerRouted(session, req.id, d, requestId, out.json);
-        },
-        (err: unknown) => {
-          if (!(err instanceof RequestCancelled))
-            return this.opts.log.error({ err }, "response failed");
-          // No answer to a cancelled request, and none from its worker either.
-          if (requestId !== undefined)
-            void this.rt.router.claim(session.id, this.streamId, requestId);
-        },
+      this.rt.core.finalMessage(session, this.streamId, d).then(
+        (out) => (out && out.eventId === undefined ? this.#respond(req.id, out.json) : undefined),
+        (err: unknown) => this.opts.log.error({ err }, "response failed"),
       ),
     );
   }
@@ -525,9 +456,6 @@ export class SocketSession implements StreamSink {
     this.#releases.push(this.rt.router.attach(session.id, STANDALONE_STREAM, this));
   }
 }
-
-const ok = () => false;
-const failed = () => true;
 
 /** Adds the session id to a socket transport's InitializeResult (`_meta`, see SESSION_ID_META_KEY). */
 function withSessionId(json: string, sessionId: string): string {

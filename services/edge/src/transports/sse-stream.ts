@@ -35,6 +35,8 @@ export class SseStream implements StreamSink {
   /** Opened with a priming event id: the client can resume, so the edge may close it early. */
   #resumable = false;
   #reconnectOnOpen: { retryMs: number | undefined } | undefined;
+  /** `finish()` came before `open()`: the stream ends once its queued messages are out. */
+  #finishOnOpen = false;
   readonly #account: BufferAccount | undefined;
   #queuedBytes = 0;
   readonly #sendBuffer: SendBuffer;
@@ -100,6 +102,7 @@ export class SseStream implements StreamSink {
     this.#queuedBytes = 0;
     for (const m of queued) this.res.write(frameOf(m), this.#flushed);
     this.#report();
+    if (this.#finishOnOpen) return this.end();
     if (this.opts.keepaliveMs > 0) {
       this.#keepalive = setInterval(() => {
         if (!this.#closed) this.res.write(": keepalive\n\n");
@@ -112,7 +115,7 @@ export class SseStream implements StreamSink {
   }
 
   send(msg: OutboundMessage): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#finishOnOpen) return;
     if (!this.#opened) {
       if (this.#queue.length >= (this.opts.maxQueued ?? 1_000)) return this.cutOff();
       this.#queue.push(msg);
@@ -157,12 +160,16 @@ export class SseStream implements StreamSink {
     this.#markClosed();
   }
 
-  /** Sends the final message and ends the stream in one write (the response of a POST stream). */
+  /**
+   * Sends the final message and ends the stream in one write (the response of a POST stream).
+   * Before `open()` it is queued, and the stream ends as soon as it opened.
+   */
   finish(msg: OutboundMessage): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#finishOnOpen) return;
     if (!this.#opened) {
       this.send(msg);
-      return this.end();
+      this.#finishOnOpen = !this.#closed;
+      return;
     }
     this.res.end(frameOf(msg));
     this.#markClosed();
@@ -201,4 +208,25 @@ export class SseStream implements StreamSink {
 
 function frameOf(m: OutboundMessage): string {
   return m.eventId ? `id: ${m.eventId}\nevent: message\ndata: ${m.json}\n\n` : `event: message\ndata: ${m.json}\n\n`;
+}
+
+/**
+ * The reader of a request's POST stream, attached for as long as the stream is open: a response
+ * that comes through the stream is the request's answer and the stream's last message. (A
+ * worker's answer that settles the waiting request is written by the transport instead; through
+ * the stream come the edge's own deadline answer and a worker's answer that won the request's
+ * response slot after the wait ended: see SessionCore.finalMessage.)
+ */
+export function requestStreamSink(sse: SseStream): StreamSink {
+  return {
+    get closed() {
+      return sse.closed;
+    },
+    send(msg) {
+      if (msg.kind === "response") sse.finish(msg);
+      else sse.send(msg);
+    },
+    ready: () => sse.ready(),
+    reconnect: (retryMs) => sse.reconnect(retryMs),
+  };
 }

@@ -15,11 +15,11 @@ import {
 } from "@mcpq/protocol";
 import { STANDALONE_STREAM, STREAMS, H, idGenerator, subjects } from "@mcpq/bus";
 import { PRIMING_TOKEN, parseEventId, type OutboundMessage } from "../core/outbound.js";
-import { RequestCancelled } from "../core/session-core.js";
+import { RequestCancelled, type Dispatched } from "../core/session-core.js";
 import type { SessionRecord } from "../core/session-store.js";
 import type { EdgeRuntime } from "../runtime.js";
 import { guardHttp, refusal, statusFor, type HttpRefusal } from "./http-guard.js";
-import { SseStream } from "./sse-stream.js";
+import { SseStream, requestStreamSink } from "./sse-stream.js";
 
 const SESSION_HEADER = "mcp-session-id";
 const VERSION_HEADER = "mcp-protocol-version";
@@ -138,11 +138,15 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
     }
 
     const sse = new SseStream(reply.raw, sseOptions());
-    let dispatched;
+    // The stream's reader until the stream ends, not only while the request waits: its answer
+    // may come through the stream after the request settled (SessionCore.finalMessage).
+    const release = rt.router.attach(session.id, streamId, requestStreamSink(sse));
+    let dispatched: Dispatched;
     try {
-      dispatched = await rt.core.dispatch(session, request, { id: streamId, sink: sse, raw: req.body as string });
+      dispatched = await rt.core.dispatch(session, request, { id: streamId, raw: req.body as string });
       await dispatched.published; // a broker refusal is a 503/429 before the stream opens
     } catch (err) {
+      release();
       return sendError(reply, request.id, err);
     }
     reply.hijack();
@@ -150,12 +154,16 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
     const priming = supportsPriming(session.protocolVersion) ? `${streamId}_${PRIMING_TOKEN}` : undefined;
     sse.open({ [SESSION_HEADER]: session.id }, priming, priming ? rt.config.sseRetryMs : undefined);
     try {
-      const out = await dispatched.response;
-      sse.finish(out);
+      // A worker's answer, written here; or null: the answer went out through the stream (the
+      // edge's deadline answer after claiming the request's response slot, or the worker's
+      // answer that was retained first), or none (cancelled).
+      const out = await rt.core.finalMessage(session, streamId, dispatched);
+      if (out) sse.finish(out);
     } catch (err) {
-      if (!(err instanceof RequestCancelled)) rt.log.error({ err }, "response failed");
+      rt.log.error({ err }, "response failed");
     } finally {
       sse.end();
+      release();
       rt.metrics.openStreams.dec({ transport: "http" });
     }
   });
@@ -170,6 +178,8 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
     }
     const streamId = newStreamId();
     const sse = sseOk ? new SseStream(reply.raw, sseOptions()) : undefined;
+    // As for one request: the stream's reader until it ends (its answers may come through it).
+    const release = sse ? rt.router.attach(session.id, streamId, sse) : () => undefined;
     const responses: Promise<OutboundMessage | null>[] = [];
     for (const item of items) {
       let m: ClassifiedMessage;
@@ -187,13 +197,17 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
         const id = m.message.id;
         responses.push(
           rt.core
-            .dispatch(session, m.message, sse ? { id: streamId, sink: sse } : { id: streamId })
-            .then((d) => d.response)
+            .dispatch(session, m.message, { id: streamId })
+            // A JSON body carries every answer; on a stream, see the single request above.
+            .then((d) => (sse ? rt.core.finalMessage(session, streamId, d) : d.response))
             .catch((err: unknown) => (err instanceof RequestCancelled ? null : errorOut(id, err))),
         );
       }
     }
-    if (responses.length === 0) return reply.code(202).send();
+    if (responses.length === 0) {
+      release();
+      return reply.code(202).send();
+    }
     if (!sse) {
       const outs = (await Promise.all(responses)).filter((o): o is OutboundMessage => o !== null);
       return reply.code(200).type("application/json").send(`[${outs.map((o) => o.json).join(",")}]`);
@@ -202,6 +216,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
     sse.open({ [SESSION_HEADER]: session.id });
     await Promise.all(responses.map((p) => p.then((o) => o && sse.send(o))));
     sse.end();
+    release();
   };
 
   app.get(path, async (req, reply) => {

@@ -50,10 +50,13 @@ export interface RawClient {
   sessionId: string;
   /** The version the server answered in InitializeResult. */
   protocolVersion: string;
-  /** POSTs one JSON-RPC message (or a batch) to `url` (any edge) within this session. */
-  post(url: string, body: unknown, headers?: Record<string, string>): Promise<Response>;
+  /**
+   * POSTs one JSON-RPC message (or a batch) to `url` (any edge) within this session; aborting
+   * `signal` drops the connection like a lost network.
+   */
+  post(url: string, body: unknown, headers?: Record<string, string>, signal?: AbortSignal): Promise<Response>;
   /** GET (standalone stream, or a resume with `lastEventId`) on `url`. */
-  get(url: string, lastEventId?: string): Promise<Response>;
+  get(url: string, lastEventId?: string, signal?: AbortSignal): Promise<Response>;
 }
 
 /** Initializes a session on `url` with `protocolVersion` and `capabilities`, then sends `initialized`. */
@@ -71,9 +74,13 @@ export async function rawClient(
   const client: RawClient = {
     sessionId,
     protocolVersion,
-    post: (u, body, headers = {}) => fetch(u, { method: "POST", headers: { ...h, ...headers }, body: JSON.stringify(body) }),
-    get: (u, lastEventId) =>
-      fetch(u, { headers: { ...h, accept: "text/event-stream", ...(lastEventId ? { "last-event-id": lastEventId } : {}) } }),
+    post: (u, body, headers = {}, signal) =>
+      fetch(u, { method: "POST", headers: { ...h, ...headers }, body: JSON.stringify(body), ...(signal ? { signal } : {}) }),
+    get: (u, lastEventId, signal) =>
+      fetch(u, {
+        headers: { ...h, accept: "text/event-stream", ...(lastEventId ? { "last-event-id": lastEventId } : {}) },
+        ...(signal ? { signal } : {}),
+      }),
   };
   const ack = await client.post(url, { jsonrpc: "2.0", method: "notifications/initialized" });
   await ack.text();

@@ -58,7 +58,7 @@ export async function startHoldableRelay(upstreamPort: number): Promise<{
   port: number;
   /** Stops forwarding what clients send (they are not told; bytes queue in the relay). */
   hold(): void;
-  /** Forwards everything held, then carries on. */
+  /** Forwards everything held, then carries on (no-op when not held). */
   release(): void;
   close(): Promise<void>;
 }> {
@@ -100,6 +100,8 @@ export async function startHoldableRelay(upstreamPort: number): Promise<{
       }
     },
     release() {
+      // Piping a client to its upstream twice would send its bytes twice.
+      if (!held) return;
       held = false;
       for (const { client, up } of pipes) {
         client.pipe(up);
