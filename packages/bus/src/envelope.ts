@@ -75,27 +75,29 @@ export interface EnvelopeCore {
   traceparent?: string | undefined;
 }
 
-/** Writes the shared envelope fields into `h` (the one encoding of them; see `decodeEnvelope`). */
+/** Writes the shared envelope fields into fresh headers `h` (the one encoding of them; see `decodeEnvelope`). */
 export function setEnvelopeHeaders(h: MsgHdrs, e: EnvelopeCore): MsgHdrs {
-  h.set(H.request, e.requestId);
-  h.set(H.msgId, e.requestId);
-  h.set(H.session, e.session);
-  h.set(H.principal, e.principal);
-  h.set(H.protocolVersion, e.protocolVersion);
-  h.set(H.deadline, String(e.deadline));
-  if (e.logLevel) h.set(H.logLevel, e.logLevel);
-  h.set(H.targetKind, e.targetKind);
-  h.set(H.target, e.target);
-  h.set(H.edge, e.edge);
-  h.set(H.receivedAt, String(e.receivedAt));
-  if (e.traceparent) h.set(H.traceparent, e.traceparent);
+  // `h` is fresh (every caller passes new headers): `append` is `set` without the scan for an
+  // existing key to delete first (nats.js scans every key per call; this is the request hot path).
+  h.append(H.request, e.requestId);
+  h.append(H.msgId, e.requestId);
+  h.append(H.session, e.session);
+  h.append(H.principal, e.principal);
+  h.append(H.protocolVersion, e.protocolVersion);
+  h.append(H.deadline, String(e.deadline));
+  if (e.logLevel) h.append(H.logLevel, e.logLevel);
+  h.append(H.targetKind, e.targetKind);
+  h.append(H.target, e.target);
+  h.append(H.edge, e.edge);
+  h.append(H.receivedAt, String(e.receivedAt));
+  if (e.traceparent) h.append(H.traceparent, e.traceparent);
   return h;
 }
 
 export function encodeEnvelope(e: RequestEnvelope): MsgHdrs {
   const h = setEnvelopeHeaders(natsHeaders(), e);
-  h.set(H.replyTo, e.replyTo);
-  if (e.clientCapabilities) h.set(H.clientCapabilities, e.clientCapabilities.join(","));
+  h.append(H.replyTo, e.replyTo);
+  if (e.clientCapabilities) h.append(H.clientCapabilities, e.clientCapabilities.join(","));
   return h;
 }
 
@@ -172,10 +174,10 @@ export function decodeControl(h: MsgHdrs | undefined): OutboundControl | null {
  */
 export function outboundHeaders(kind: OutboundKind, eventId: string, requestId?: string): MsgHdrs {
   const h = natsHeaders();
-  h.set(H.kind, kind);
-  h.set(H.event, eventId);
-  h.set(H.msgId, kind === "response" && requestId ? responseMsgId(requestId) : eventId);
-  if (requestId) h.set(H.request, requestId);
+  h.append(H.kind, kind);
+  h.append(H.event, eventId);
+  h.append(H.msgId, kind === "response" && requestId ? responseMsgId(requestId) : eventId);
+  if (requestId) h.append(H.request, requestId);
   return h;
 }
 

@@ -91,13 +91,13 @@ export function recordSubject(r: Pick<RequestRecord, "pool" | "targetKind" | "ta
 /** Headers of a record message: the request envelope plus worker identity, timing and outcome. */
 export function recordHeaders(r: RequestRecord): MsgHdrs {
   const h = setEnvelopeHeaders(natsHeaders(), r);
-  h.set(H.worker, r.workerId);
-  h.set(H.pool, r.pool);
-  h.set(H.method, r.method);
-  h.set(H.startedAt, String(r.startedAt));
-  h.set(H.durationMs, String(r.durationMs));
-  h.set(H.outcome, r.outcome);
-  h.set(H.replayable, String(r.replayable));
+  h.append(H.worker, r.workerId);
+  h.append(H.pool, r.pool);
+  h.append(H.method, r.method);
+  h.append(H.startedAt, String(r.startedAt));
+  h.append(H.durationMs, String(r.durationMs));
+  h.append(H.outcome, r.outcome);
+  h.append(H.replayable, String(r.replayable));
   return h;
 }
 
