@@ -6,7 +6,8 @@
  * Client sockets are spread over loopback source addresses 127.0.0.2, 127.0.0.3, … so that
  * the 4-tuple space (≈28K ephemeral ports per source address) is not the limit.
  * While held, a probe measures tools/call latency at 16 in flight on separate sessions.
- * per_session_kib = (edge RSS while held − edge RSS before ramp) / sessions held.
+ * per_session_kib = (edge RSS while held − edge RSS before ramp) / sessions held, each the median
+ * of 5 samples once it has stopped falling (GC settles first).
  */
 import { closedLoop, outcomeLine } from "../lib/drivers.js";
 import { median } from "../lib/histogram.js";
@@ -110,7 +111,21 @@ export async function runFlood(target: Target, o: FloodOpts): Promise<WorkloadRe
     }
     return median(v);
   };
-  const rssBefore = await medianRss();
+  /**
+   * The median once it stops falling: after a busy workload V8 keeps garbage until its memory
+   * reducer runs on an idle loop, and a "before" taken while that garbage is still resident made
+   * per-session figures negative. Bounded to ~10 s.
+   */
+  const settledRss = async (): Promise<number | null> => {
+    let last = await medianRss();
+    for (let i = 0; i < 8 && last !== null; i++) {
+      const next = await medianRss();
+      if (next === null || next >= last * 0.98) return next ?? last;
+      last = next;
+    }
+    return last;
+  };
+  const rssBefore = await settledRss();
   rss.start();
 
   const failures: Record<string, number> = {};
@@ -170,7 +185,7 @@ export async function runFlood(target: Target, o: FloodOpts): Promise<WorkloadRe
   );
 
   await new Promise((r) => setTimeout(r, 1000));
-  const rssHeld = await medianRss();
+  const rssHeld = await settledRss();
   const srcCounts = sourceAddressCounts(Number(new URL(target.mcpUrl).port));
   if (srcCounts)
     log(`    ${id}: established client sockets by source address: ${JSON.stringify(srcCounts)}`);
