@@ -16,9 +16,12 @@ interface Call {
 }
 
 const budgets: number[] = [];
+/** absolute deadline stated − arrival time at the fake server */
+const deadlinesLeft: number[] = [];
 
 function answer(call: Call): { status: number; body: string; sse: boolean } | null {
   budgets.push(call.params._meta["io.mcpq/timeoutMs"]!);
+  deadlinesLeft.push(call.params._meta["io.mcpq/deadline"]! - Date.now());
   switch (verdictOf(call.id)) {
     case "ok":
       return {
@@ -67,6 +70,7 @@ let server: Server | undefined;
 let wss: WebSocketServer | undefined;
 afterEach(async () => {
   budgets.length = 0;
+  deadlinesLeft.length = 0;
   server?.closeAllConnections();
   await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
   await new Promise<void>((r) => (wss ? wss.close(() => r()) : r()));
@@ -163,6 +167,8 @@ describe("storm generator", () => {
     // the budget sent is what is left of the 300 ms patience, never more
     expect(Math.max(...budgets)).toBeLessThanOrEqual(300);
     expect(Math.min(...budgets)).toBeGreaterThan(0);
+    // and the same deadline is stated on the shared clock: never beyond the patience
+    expect(Math.max(...deadlinesLeft)).toBeLessThanOrEqual(300);
   });
 
   it("over WebSocket: many requests per socket, answers matched by id, silent ones lost", async () => {

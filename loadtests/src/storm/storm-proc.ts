@@ -15,7 +15,8 @@
  * admitted request ahead of it), or one WebSocket carrying up to `window` requests. A request
  * due while all its session's lanes are busy waits in that session's FIFO (client-side
  * backpressure: the server is not answering faster) and is sent when a lane frees, with the
- * *remaining* budget stated in `_meta["io.mcpq/timeoutMs"]`; if no lane frees within
+ * *remaining* budget stated in `_meta["io.mcpq/timeoutMs"]` and as an absolute deadline in
+ * `_meta["io.mcpq/deadline"]` (loopback: same clock; the server may read a request late); if no lane frees within
  * `maxHoldMs` it is counted `held` (never sent): the generator, not the server, ran out of room.
  *
  * Every scheduled request ends in exactly one class:
@@ -99,7 +100,9 @@ export interface HistSummary {
   max_us: number | null;
 }
 
-const DEADLINE_META = "io.mcpq/timeoutMs";
+/** The remaining patience (ms), and the same as an absolute deadline on this host's clock (mcpq honours both). */
+const TIMEOUT_META = "io.mcpq/timeoutMs";
+const DEADLINE_META = "io.mcpq/deadline";
 const SWEEP_MS = 50;
 
 /* ------------------------------------------------------------------------------------------ */
@@ -675,7 +678,7 @@ export async function runStormProcess(
   const S = sessions.length;
   const textOf = (k: number) => `${cfg.tag}:${k}:${pad}`.slice(0, Math.max(cfg.payloadBytes, 16));
   const bodyOf = (k: number, text: string, budget: number) =>
-    `{"jsonrpc":"2.0","id":${k},"method":"tools/call","params":{"name":"${cfg.toolName}","arguments":{"text":"${text}"},"_meta":{"${DEADLINE_META}":${budget}}}}`;
+    `{"jsonrpc":"2.0","id":${k},"method":"tools/call","params":{"name":"${cfg.toolName}","arguments":{"text":"${text}"},"_meta":{"${TIMEOUT_META}":${budget},"${DEADLINE_META}":${Date.now() + budget}}}}`;
   const httpHead = (sid: string) => {
     let h = `POST ${path} HTTP/1.1\r\nhost: ${host}:${port}\r\n`;
     for (const [k, v] of Object.entries(HTTP_HEADERS)) h += `${k}: ${v}\r\n`;

@@ -44,4 +44,55 @@ describe("request deadlines", () => {
       await s.close();
     }
   });
+
+  it("an absolute deadline (_meta io.mcpq/deadline) bounds the budget; one already past is shed as overload, unrun", async ({
+    nats,
+  }) => {
+    const s = await stack(nats, { workerEnv: { MCPQ_WORKER_CONCURRENCY: "1" } });
+    try {
+      const edge = s.edges[0]!.runtime;
+      const worker = s.workers[0]!;
+      const a = await rawSession(s.edges[0]!.url);
+      // Past already (the client's clock is the edge's here): refused at once, never queued.
+      const stale = await a.call(
+        "echo",
+        { text: "read too late" },
+        { "io.mcpq/timeoutMs": 30_000, "io.mcpq/deadline": Date.now() - 1 },
+      );
+      expect(stale.status).toBe(503);
+      expect(stale.retryAfter).toBe("1");
+      expect(stale.message?.error).toMatchObject({
+        code: ErrorCode.Overloaded,
+        message: "overloaded: the request's deadline passed before the edge could read it",
+        data: { reason: "the request's deadline passed before the edge could read it", retryAfterMs: 1000 },
+      });
+      expect(
+        await metricValue(edge.registry, "mcpq_edge_rejected_total", { reason: "expired_unread" }),
+      ).toBe(1);
+      // Ahead, and earlier than the relative timeout: the earlier one is the deadline.
+      const busy = await a.start("sleep", { ms: 2_000 });
+      expect(busy.status).toBe(200);
+      const bounded = await a.call(
+        "echo",
+        { text: "bounded" },
+        { "io.mcpq/timeoutMs": 30_000, "io.mcpq/deadline": Date.now() + 300 },
+      );
+      expect(bounded.message?.error?.code).toBe(ErrorCode.RequestTimeout);
+      const budget = (bounded.message?.error?.data as { timeoutMs: number }).timeoutMs;
+      expect(budget).toBeGreaterThan(0);
+      expect(budget).toBeLessThanOrEqual(300);
+      await busy.done;
+      // Neither echo ran: only the sleep was handled.
+      await eventually(
+        async () =>
+          (await metricValue(worker.registry, "mcpq_worker_deadline_expired_total")) === 1,
+        { what: "worker drop" },
+      );
+      expect(
+        await metricValue(worker.registry, "mcpq_worker_requests_total", { method: "tools/call" }),
+      ).toBe(1);
+    } finally {
+      await s.close();
+    }
+  });
 });

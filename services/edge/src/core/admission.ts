@@ -34,6 +34,7 @@ export interface AdmissionLimits {
 
 /** Why a request was refused; the `reason` label of `mcpq_edge_rejected_total`. */
 export type RejectReason =
+  | "expired_unread"
   | "session_in_flight"
   | "edge_in_flight"
   | "fair_share"
@@ -116,6 +117,18 @@ export class EdgeAdmission implements Admission {
   ): (outcome?: RouteOutcome, err?: unknown) => void {
     const now = Date.now();
     const l = this.limits;
+    if (timeoutMs <= 0) {
+      // The client's absolute deadline passed while the request waited to be read: this edge is
+      // behind its clients. Shed it without queueing (never run, safe to retry).
+      throw this.#reject(
+        "expired_unread",
+        rejection(
+          ErrorCode.Overloaded,
+          "the request's deadline passed before the edge could read it",
+          BUSY_RETRY_MS,
+        ),
+      );
+    }
     const circuit = l.circuitFailures > 0 ? this.#circuit(target.pool) : undefined;
     const wait = circuit?.blockedFor(now, l.circuitOpenMs);
     if (wait !== undefined) {

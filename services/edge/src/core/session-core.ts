@@ -120,6 +120,8 @@ const nextRequestId = idGenerator();
 const nextEventToken = idGenerator();
 
 const TIMEOUT_META_KEY = "io.mcpq/timeoutMs";
+/** Absolute deadline (epoch ms) for clients on the edge's clock; see `requestBudget`. */
+const DEADLINE_META_KEY = "io.mcpq/deadline";
 /** Upper bound on one request publish (the JetStream client's own default is 10 s). */
 const PUBLISH_TIMEOUT_MS = 10_000;
 
@@ -344,8 +346,7 @@ export class SessionCore {
   async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, started: number): Promise<Dispatched> {
     const target = this.#target(req);
     const meta = (req.params?.["_meta"] ?? {}) as Record<string, unknown>;
-    const asked = Number(meta[TIMEOUT_META_KEY]);
-    const timeout = Math.min(Number.isFinite(asked) && asked > 0 ? asked : this.cfg.requestTimeoutMs, this.cfg.maxRequestTimeoutMs);
+    const timeout = requestBudget(meta, Date.now(), this.cfg.requestTimeoutMs, this.cfg.maxRequestTimeoutMs);
     const release: (outcome?: RouteOutcome, err?: unknown) => void =
       this.admission?.admit(session, req, target, timeout) ?? (() => undefined);
     let outcome: RouteOutcome = "ok";
@@ -554,6 +555,21 @@ const refused = () => true;
 
 /** Newest protocol revision; exported for transports that must assume one. */
 export const LATEST = LATEST_PROTOCOL_VERSION;
+
+/**
+ * A routed request's budget in ms from now: the client's `_meta["io.mcpq/timeoutMs"]` (else the
+ * default), never more than the cap, and never past `_meta["io.mcpq/deadline"]` (epoch ms) when
+ * the client states one. A relative timeout starts when the edge reads the request, so time the
+ * request spent in socket buffers before that is invisible; a client on the edge's clock (same
+ * host, or synchronised clocks) can state the absolute deadline instead. Zero or less means the
+ * deadline passed before the edge read the request (admission refuses it as overload).
+ */
+export function requestBudget(meta: Record<string, unknown>, now: number, defaultMs: number, maxMs: number): number {
+  const asked = Number(meta[TIMEOUT_META_KEY]);
+  const timeout = Math.min(Number.isFinite(asked) && asked > 0 ? asked : defaultMs, maxMs);
+  const deadline = Number(meta[DEADLINE_META_KEY]);
+  return Number.isFinite(deadline) && deadline > 0 ? Math.min(timeout, Math.floor(deadline - now)) : timeout;
+}
 
 /** Classifies a worker's response for the pool's circuit: internal errors and timeouts count against it. */
 function responseOutcome(json: string): RouteOutcome {
