@@ -15,6 +15,7 @@
 import type { Dispatcher } from "undici";
 import { SseParser } from "./sse.js";
 import {
+  ANSWER_GRACE_MS,
   CLIENT_INFO,
   DEFAULT_PROTOCOL_VERSION,
   OK,
@@ -23,12 +24,11 @@ import {
   classifyHttpStatus,
   classifyRpcError,
   classifyThrown,
+  deadlineMeta,
+  lateAsTimeout,
   type McpSession,
   type Outcome,
 } from "./types.js";
-
-/** Tells mcpq the client's patience, so it can refuse at once what would time out (others ignore `_meta`). */
-const DEADLINE_META = "io.mcpq/timeoutMs";
 
 export interface HttpEndpoint {
   /** e.g. http://127.0.0.1:3000 */
@@ -247,15 +247,20 @@ export class HttpMcpSession implements McpSession {
   }
 
   async callEcho(text: string, timeoutMs: number): Promise<Outcome> {
+    const startedAt = performance.now();
     const r = await this.rpc(
       "tools/call",
-      { name: this.endpoint.toolName ?? "echo", arguments: { text }, _meta: { [DEADLINE_META]: timeoutMs } },
-      timeoutMs,
+      {
+        name: this.endpoint.toolName ?? "echo",
+        arguments: { text },
+        _meta: deadlineMeta(timeoutMs),
+      },
+      timeoutMs + ANSWER_GRACE_MS,
     );
     if (r.fail) return r.fail;
     const m = r.msg!;
     if (m.error) return classifyRpcError(m.error.code, m.error.message);
-    return checkEchoResult(m.result, text);
+    return lateAsTimeout(checkEchoResult(m.result, text), startedAt, timeoutMs);
   }
 
   /**

@@ -24,6 +24,8 @@ const SHED_RE =
 export function classifyRpcError(code: unknown, message: unknown): Outcome {
   const c = typeof code === "number" ? code : NaN;
   const m = typeof message === "string" ? message : "";
+  // mcpq's (and the SDK's) request timeout: an explicit answer, counted with the timeouts
+  if (c === -32001 && /timed out|timeout/i.test(m)) return { kind: "timeout", code: "rpc_-32001" };
   if (c <= -32000 && c >= -32099 && SHED_RE.test(m)) return { kind: "rejected", code: `rpc_${c}` };
   return { kind: "error", code: Number.isFinite(c) ? `rpc_${c}` : "rpc_error" };
 }
@@ -81,6 +83,31 @@ export function checkEchoResult(result: unknown, sent: string): Outcome {
   if (!first || first.type !== "text" || first.text !== sent)
     return { kind: "error", code: "mismatch" };
   return OK;
+}
+
+/** `_meta` keys telling mcpq the client's patience (other servers ignore `_meta`). */
+export const TIMEOUT_META = "io.mcpq/timeoutMs";
+export const DEADLINE_META = "io.mcpq/deadline";
+
+/**
+ * A call's patience as mcpq reads it: relative (counted from when the edge reads the request)
+ * and absolute on this host's clock (load tests run on loopback, so the server shares it).
+ */
+export function deadlineMeta(timeoutMs: number): Record<string, number> {
+  return { [TIMEOUT_META]: timeoutMs, [DEADLINE_META]: Date.now() + timeoutMs };
+}
+
+/**
+ * How long past the deadline it stated a client keeps listening, so a server's own timeout
+ * answer at that deadline is heard instead of raced by the client's timer.
+ */
+export const ANSWER_GRACE_MS = 1000;
+
+/** A result that came after the caller's patience ran out is of no use to it: a timeout. */
+export function lateAsTimeout(o: Outcome, startedAt: number, timeoutMs: number): Outcome {
+  return o.kind === "ok" && performance.now() - startedAt > timeoutMs
+    ? { kind: "timeout", code: "late_answer" }
+    : o;
 }
 
 export const CLIENT_INFO = { name: "mcpq-loadtests", version: "0.1.0" } as const;

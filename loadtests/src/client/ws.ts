@@ -6,10 +6,13 @@
  */
 import WebSocket from "ws";
 import {
+  ANSWER_GRACE_MS,
   CLIENT_INFO,
   DEFAULT_PROTOCOL_VERSION,
   checkEchoResult,
   classifyRpcError,
+  deadlineMeta,
+  lateAsTimeout,
   type McpSession,
   type Outcome,
 } from "./types.js";
@@ -21,9 +24,6 @@ interface Pending {
   ) => void;
   timer: NodeJS.Timeout;
 }
-
-/** Tells mcpq the client's patience, so it can refuse at once what would time out (others ignore `_meta`). */
-const DEADLINE_META = "io.mcpq/timeoutMs";
 
 export interface WsOptions {
   url: string;
@@ -180,14 +180,15 @@ export class WsMcpSession implements McpSession {
   }
 
   async callEcho(text: string, timeoutMs: number): Promise<Outcome> {
+    const startedAt = performance.now();
     const r = await this.request(
       "tools/call",
-      { name: this.opts.toolName ?? "echo", arguments: { text }, _meta: { [DEADLINE_META]: timeoutMs } },
-      timeoutMs,
+      { name: this.opts.toolName ?? "echo", arguments: { text }, _meta: deadlineMeta(timeoutMs) },
+      timeoutMs + ANSWER_GRACE_MS,
     );
     if ("kind" in r) return r as Outcome;
     if (r.error) return classifyRpcError(r.error.code, r.error.message);
-    return checkEchoResult(r.result, text);
+    return lateAsTimeout(checkEchoResult(r.result, text), startedAt, timeoutMs);
   }
 
   terminate(): void {

@@ -38,6 +38,8 @@ import {
   checkEchoResult,
   classifyHttpStatus,
   classifyRpcError,
+  DEADLINE_META,
+  TIMEOUT_META,
   type Outcome,
 } from "../client/types.js";
 import { assertLoopback } from "../client/http.js";
@@ -100,9 +102,6 @@ export interface HistSummary {
   max_us: number | null;
 }
 
-/** The remaining patience (ms), and the same as an absolute deadline on this host's clock (mcpq honours both). */
-const TIMEOUT_META = "io.mcpq/timeoutMs";
-const DEADLINE_META = "io.mcpq/deadline";
 const SWEEP_MS = 50;
 
 /* ------------------------------------------------------------------------------------------ */
