@@ -13,6 +13,17 @@ import { rawClient, sseEvents, type RawClient, type SseEvent } from "./support/r
 /** Short, but long enough for the worker to have started the call before it passes. */
 const TIMEOUT_MS = 1_000;
 
+/** A socket client's call to a tool that runs until cancelled, with a short deadline (id "late"). */
+const lateCall = (c: RpcClient, marker: string) =>
+  c.call(
+    "tools/call",
+    { name: "wait_for_cancel", arguments: { marker }, _meta: { "io.mcpq/timeoutMs": TIMEOUT_MS } },
+    "late",
+  );
+
+const workerStarted = (marker: string) =>
+  eventually(() => observed.started.has(marker), { what: "the worker started the call" });
+
 /**
  * The edge answers -32001 at a request's deadline; the worker, aborted at the same deadline,
  * answers too. Its answer is delayed here (a relay between the worker and NATS is held) so it
@@ -149,18 +160,8 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
     const w = watch(edge0, c.sessionId!);
     const oldStream = c.streamId!;
 
-    const answer = c.call(
-      "tools/call",
-      {
-        name: "wait_for_cancel",
-        arguments: { marker: "open-late" },
-        _meta: { "io.mcpq/timeoutMs": TIMEOUT_MS },
-      },
-      "late",
-    );
-    await eventually(() => observed.started.has("open-late"), {
-      what: "the worker started the call",
-    });
+    const answer = lateCall(c, "open-late");
+    await workerStarted("open-late");
     relay.hold();
     expect((await answer).error?.code).toBe(-32001);
     relay.release();
@@ -195,18 +196,8 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
     const w = watch(edge0, c.sessionId!);
     const oldStream = c.streamId!;
 
-    void c.call(
-      "tools/call",
-      {
-        name: "wait_for_cancel",
-        arguments: { marker: "gone-late" },
-        _meta: { "io.mcpq/timeoutMs": TIMEOUT_MS },
-      },
-      "late",
-    );
-    await eventually(() => observed.started.has("gone-late"), {
-      what: "the worker started the call",
-    });
+    void lateCall(c, "gone-late");
+    await workerStarted("gone-late");
     relay.hold();
     c.wire.close();
     // The edge answers at the deadline with nobody connected (kept for the resume)...
@@ -246,18 +237,8 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
       const c = new RpcClient(await wsWire(edge.wsUrl!));
       await c.initialize();
       const w = watch(edge, c.sessionId!);
-      const answer = c.call(
-        "tools/call",
-        {
-          name: "wait_for_cancel",
-          arguments: { marker: "claim-lost" },
-          _meta: { "io.mcpq/timeoutMs": TIMEOUT_MS },
-        },
-        "late",
-      );
-      await eventually(() => observed.started.has("claim-lost"), {
-        what: "the worker started the call",
-      });
+      const answer = lateCall(c, "claim-lost");
+      await workerStarted("claim-lost");
       edgeRelay.hold();
       await eventually(() => w.workerAnswered(), { what: "the worker's answer retained" });
       edgeRelay.release();
@@ -290,9 +271,7 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
     const w = watch(edge0, c.sessionId);
 
     const post = reading(await call(c, edge0.url, "http-open-late"));
-    await eventually(() => observed.started.has("http-open-late"), {
-      what: "the worker started the call",
-    });
+    await workerStarted("http-open-late");
     relay.hold();
     // The edge answers at the deadline, on the open stream; the worker's answer comes after.
     await post.done;
@@ -333,9 +312,7 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
 
     const ctl = new AbortController();
     const post = reading(await call(c, edge0.url, "http-gone-late", ctl.signal));
-    await eventually(() => observed.started.has("http-gone-late"), {
-      what: "the worker started the call",
-    });
+    await workerStarted("http-gone-late");
     await eventually(() => post.lastId, { what: "the priming event" });
     relay.hold();
     ctl.abort();
@@ -376,9 +353,7 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
       const w = watch(edge, c.sessionId);
 
       const post = reading(await call(c, edge.url, "http-claim-lost"));
-      await eventually(() => observed.started.has("http-claim-lost"), {
-        what: "the worker started the call",
-      });
+      await workerStarted("http-claim-lost");
       // The worker's answer and the edge's claim both wait until the deadline has passed; then
       // the worker's answer is stored first.
       relay.hold();
