@@ -3,6 +3,7 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import { Kvm, type KV } from "@nats-io/kv";
 import { DEFAULT_BUS_LIMITS, type BusLimits } from "./limits.js";
 import { provision } from "./provision.js";
+import { batchWrites } from "./write-batching.js";
 
 /** One NATS connection with its JetStream handles and provisioned buckets. */
 export interface Bus {
@@ -21,6 +22,8 @@ export interface ConnectBusOptions {
   limits?: Partial<BusLimits>;
   /** Provision streams/buckets (idempotent). Default true. */
   provision?: boolean;
+  /** Coalesce socket writes per event-loop iteration (`batchWrites`). Default true. */
+  batchWrites?: boolean;
 }
 
 /**
@@ -39,6 +42,7 @@ export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
     // timeouts an async stack; that was ~6-8 % of edge and worker CPU on the hot path.
     noAsyncTraces: true,
   });
+  if (opts.batchWrites !== false) batchWrites(nc);
   try {
     const jsm = await jetstreamManager(nc);
     const js = jetstream(nc, { timeout: 10_000 });

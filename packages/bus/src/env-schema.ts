@@ -26,6 +26,8 @@ export const busEnvShape = {
   MCPQ_ACK_WAIT_MS: int(DEFAULT_BUS_LIMITS.ackWaitMs),
   MCPQ_MAX_ACK_PENDING: int(DEFAULT_BUS_LIMITS.maxAckPending),
   MCPQ_MAX_DELIVER: int(DEFAULT_BUS_LIMITS.maxDeliver),
+  /** `off` turns off coalescing of NATS socket writes per event-loop iteration (see batchWrites). */
+  MCPQ_NATS_WRITE_BATCHING: z.enum(["on", "off"]).default("on"),
 };
 export const BusEnvSchema = z.object(busEnvShape);
 export type BusEnv = z.infer<typeof BusEnvSchema>;

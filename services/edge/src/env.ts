@@ -80,6 +80,8 @@ export type EdgeEnv = z.infer<typeof EdgeEnvSchema>;
 /** Resolved, validated edge configuration. */
 export interface EdgeConfig {
   natsUrl: string;
+  /** MCPQ_NATS_WRITE_BATCHING */
+  natsWriteBatching: boolean;
   host: string;
   port: number;
   edgeId: string;
@@ -145,6 +147,7 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
   const e = r.data;
   const cfg: EdgeConfig = {
     natsUrl: e.MCPQ_NATS_URL,
+    natsWriteBatching: e.MCPQ_NATS_WRITE_BATCHING === "on",
     host: e.MCPQ_HOST,
     port: e.MCPQ_PORT,
     edgeId: e.MCPQ_EDGE_ID ?? `e-${randomBytes(5).toString("hex")}`,

@@ -36,7 +36,12 @@ export interface EdgeRuntime {
 export const SERVER_VERSION = "0.1.0";
 
 export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logger): Promise<EdgeRuntime> {
-  const bus = await connectBus({ url: config.natsUrl, name: `edge-${config.edgeId}`, limits: config.busLimits });
+  const bus = await connectBus({
+    url: config.natsUrl,
+    name: `edge-${config.edgeId}`,
+    limits: config.busLimits,
+    batchWrites: config.natsWriteBatching,
+  });
   const registry = createMetricsRegistry("mcpq_edge", { edge: config.edgeId });
   const metrics = edgeMetrics(registry);
   const catalog = new CatalogView(bus, log.child({ component: "catalog" }));

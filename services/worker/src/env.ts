@@ -38,6 +38,8 @@ function parses(fn: (v: string) => unknown) {
 
 export interface WorkerConfig {
   natsUrl: string;
+  /** MCPQ_NATS_WRITE_BATCHING */
+  natsWriteBatching: boolean;
   catalogs: string[];
   pool: string;
   concurrency: number;
@@ -58,6 +60,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
   const catalogs = overrides.catalogs ?? e.MCPQ_CATALOGS.split(",").map((s) => s.trim()).filter(Boolean);
   const cfg: WorkerConfig = {
     natsUrl: e.MCPQ_NATS_URL,
+    natsWriteBatching: e.MCPQ_NATS_WRITE_BATCHING === "on",
     catalogs,
     pool: e.MCPQ_POOL ?? [...catalogs].sort().join("_"),
     concurrency: e.MCPQ_WORKER_CONCURRENCY,

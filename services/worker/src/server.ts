@@ -40,7 +40,12 @@ function recorderMetrics(registry: Registry): RecorderMetrics {
  */
 export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logger, opts: { catalogs?: CatalogDefinition[] } = {}): Promise<RunningWorker> {
   const log = logger ?? (createLogger({ name: "mcpq-worker", level: config.logLevel }) as unknown as Logger);
-  const bus = await connectBus({ url: config.natsUrl, name: `worker-${config.pool}`, limits: config.busLimits });
+  const bus = await connectBus({
+    url: config.natsUrl,
+    name: `worker-${config.pool}`,
+    limits: config.busLimits,
+    batchWrites: config.natsWriteBatching,
+  });
   const registry = createMetricsRegistry("mcpq_worker", { pool: config.pool });
   const recorder = config.record.enabled
     ? createRecorder({
