@@ -57,7 +57,7 @@ export const EdgeEnvSchema = z.object({
   /** Bytes one connection or stream may leave unsent before its reader is cut off as a slow consumer. */
   MCPQ_MAX_SEND_BUFFER_BYTES: int(8 * 1024 * 1024),
   /** Global in-flight cap: routed requests this edge may have waiting at once (-32010 / 503 beyond). */
-  MCPQ_MAX_PENDING_REQUESTS: int(4_096),
+  MCPQ_MAX_PENDING_REQUESTS: int(2_048),
   /** Routed requests one session may have waiting at once (-32011 / 429 beyond); 0 = unlimited. */
   MCPQ_MAX_IN_FLIGHT_PER_SESSION: int(512),
   /** tools/call token-bucket refill per principal (per session when anonymous), per second; 0 = off. */
