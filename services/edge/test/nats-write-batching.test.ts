@@ -2,9 +2,12 @@
 // write-batching.ts): the socket stays corked until the iteration's check phase, then
 // everything goes out, in order.
 import type { Socket } from "node:net";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect } from "vitest";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { natsTest as it } from "@mcpq/testkit";
+import { eventually, freePort, natsTest as it, startLocalNats } from "@mcpq/testkit";
 import { connectBus, type Bus } from "@mcpq/bus";
 
 const open: { close(): Promise<void> }[] = [];
@@ -75,5 +78,38 @@ describe("NATS write batching", () => {
     );
     expect(corked).toBe(0);
     await bus.nc.flush();
+  });
+
+  it("after the broker restarts, the new connection's writes are batched too", async () => {
+    const port = await freePort();
+    const storeDir = await mkdtemp(join(tmpdir(), "mcpq-batch-"));
+    let server = await startLocalNats({ port, storeDir });
+    try {
+      const bus = await connectBus({
+        url: `nats://127.0.0.1:${port}`,
+        name: "restart",
+        provision: false,
+      });
+      open.push(bus);
+      const first = socketOf(bus.nc);
+      await server.stop();
+      server = await startLocalNats({ port, storeDir });
+      await eventually(() => socketOf(bus.nc) !== first && !socketOf(bus.nc).destroyed, {
+        what: "reconnected on a new socket",
+      });
+      await bus.nc.flush();
+      const corked = await new Promise<number>((resolve) =>
+        setTimeout(() => {
+          bus.nc.publish("batch.after", "x");
+          queueMicrotask(() => resolve(socketOf(bus.nc).writableCorked));
+        }, 0),
+      );
+      expect(corked).toBe(1);
+      await bus.nc.flush(); // the PING/PONG round trip goes through the batched socket
+    } finally {
+      for (const c of open.splice(0)) await c.close();
+      await server.stop();
+      await rm(storeDir, { recursive: true, force: true });
+    }
   });
 });
