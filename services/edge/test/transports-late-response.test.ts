@@ -8,7 +8,7 @@ import { featuresCatalog, observed, startCatalogWorker } from "./support/feature
 import { startHoldableRelay } from "./support/tcp-proxy.js";
 import { RpcClient, wsWire, type Message } from "./support/socket-client.js";
 import { metricValue } from "./support/raw-http.js";
-import { rawClient, sseEvents, type RawClient, type SseEvent } from "./support/raw-sse.js";
+import { rawClient, readSse, type RawClient, type SseEvent } from "./support/raw-sse.js";
 
 /** Short, but long enough for the worker to have started the call before it passes. */
 const TIMEOUT_MS = 1_000;
@@ -98,33 +98,16 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
 
   /** A Streamable HTTP stream read in the background, event by event. */
   const reading = (res: Response) => {
-    const events: SseEvent[] = [];
-    let ended = false;
-    const done = (async () => {
-      try {
-        for await (const e of sseEvents(res)) events.push(e);
-      } catch {
-        // the connection was dropped
-      }
-      ended = true;
-    })();
-    return {
-      events,
-      get ended() {
-        return ended;
-      },
-      done,
-      /** The last event id seen, the priming event's included (what a client resumes after). */
-      get lastId() {
-        return events.findLast((e) => e.id)?.id;
-      },
+    const r = readSse(res);
+    return Object.assign(r, {
       fenced: (tag: string) =>
-        events.some(
+        r.events.some(
           (e) =>
             e.message?.method === "notifications/message" && e.message.params?.["data"] === tag,
         ),
-    };
+    });
   };
+
   /** Responses (not requests or notifications) to the JSON-RPC id `id` among SSE events. */
   const sseAnswers = (events: SseEvent[], id: string) =>
     events.filter((e) => e.message?.id === id && e.message.method === undefined);

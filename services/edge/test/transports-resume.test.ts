@@ -4,56 +4,12 @@ import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { stack } from "./support/stack.js";
 import { rawInitialize } from "./support/raw-init.js";
+import { readSse, type SseEvent } from "./support/raw-sse.js";
 
 const VERSION = "2025-11-25";
-type Event = { id?: string; data?: Record<string, unknown> };
-
 /** An SSE response read event by event; `abort()` drops the connection like a lost network. */
 function sseReader(res: Response, ctl: AbortController) {
-  const events: Event[] = [];
-  let ended = false;
-  const reader = res.body!.getReader();
-  const done = (async () => {
-    const dec = new TextDecoder();
-    let buf = "";
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buf += dec.decode(value, { stream: true });
-        let i: number;
-        while ((i = buf.indexOf("\n\n")) >= 0) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          const ev: Event = {};
-          for (const line of block.split("\n")) {
-            if (line.startsWith("id: ")) ev.id = line.slice(4);
-            if (line.startsWith("data: ") && line.length > 6)
-              ev.data = JSON.parse(line.slice(6)) as Record<string, unknown>;
-          }
-          if (ev.id !== undefined || ev.data !== undefined) events.push(ev);
-        }
-      }
-    } catch {
-      // aborted
-    }
-    ended = true;
-  })();
-  return {
-    events,
-    get ended() {
-      return ended;
-    },
-    done,
-    abort: () => {
-      ctl.abort();
-      void reader.cancel().catch(() => undefined);
-    },
-    /** The last event id seen (priming included). */
-    get lastId() {
-      return [...events].reverse().find((e) => e.id)?.id;
-    },
-  };
+  return Object.assign(readSse(res), { abort: () => ctl.abort() });
 }
 
 async function session(url: string) {
@@ -99,16 +55,16 @@ async function session(url: string) {
   };
 }
 
-const progressOf = (events: Event[], token: string) =>
+const progressOf = (events: SseEvent[], token: string) =>
   events
     .filter(
       (e) =>
-        e.data?.["method"] === "notifications/progress" &&
-        (e.data["params"] as { progressToken: string }).progressToken === token,
+        e.message?.method === "notifications/progress" &&
+        (e.message.params as { progressToken: string }).progressToken === token,
     )
-    .map((e) => (e.data!["params"] as { progress: number }).progress);
-const responsesTo = (events: Event[], id: number) =>
-  events.filter((e) => e.data && e.data["id"] === id && !("method" in e.data));
+    .map((e) => (e.message!.params as { progress: number }).progress);
+const responsesTo = (events: SseEvent[], id: number) =>
+  events.filter((e) => e.message && e.message.id === id && e.message.method === undefined);
 
 describe("resumability: GET + Last-Event-ID replays exactly the missed events of that stream", () => {
   let s: Stack<RunningEdge, RunningWorker>;
@@ -125,7 +81,7 @@ describe("resumability: GET + Last-Event-ID replays exactly the missed events of
     ]);
     await Promise.all([a.done, b.done]);
     for (const st of [a, b]) {
-      expect(st.events[0]).toEqual({ id: expect.stringMatching(/^[0-9a-f]+_0$/) });
+      expect(st.events[0]).toEqual({ id: expect.stringMatching(/^[0-9a-f]+_0$/), retry: expect.any(Number) });
       const stream = st.events[0]!.id!.split("_")[0];
       for (const e of st.events) expect(e.id?.split("_")[0]).toBe(stream);
     }
@@ -182,7 +138,7 @@ describe("resumability: GET + Last-Event-ID replays exactly the missed events of
     expect(responsesTo(r.stream!.events, 3)).toHaveLength(1);
     // From the second progress event on: only what followed it.
     const second = a.events.find(
-      (e) => (e.data?.["params"] as { progress?: number } | undefined)?.progress === 2,
+      (e) => (e.message?.params as { progress?: number } | undefined)?.progress === 2,
     )!.id!;
     const r2 = await ses.resume(s.edges[1]!.url, second);
     await r2.stream!.done;
@@ -217,7 +173,7 @@ describe("resumability: GET + Last-Event-ID replays exactly the missed events of
     await ping.text();
     r.stream!.abort();
     await r.stream!.done;
-    expect(r.stream!.events.filter((e) => e.data)).toEqual([]);
+    expect(r.stream!.events.filter((e) => e.message)).toEqual([]);
     // And the victim's session id with the thief's principal would be a 404 (same principal here: anonymous).
     expect((await thief.resume(s.edges[1]!.url, a.events[0]!.id!, "x".repeat(43))).status).toBe(
       404,
@@ -252,7 +208,7 @@ describe("resumability: GET + Last-Event-ID replays exactly the missed events of
         JSON.stringify({ uri: "mcpq://example/readme" }),
       );
     notify();
-    await eventually(() => g.events.filter((e) => e.data).length === 1, {
+    await eventually(() => g.events.filter((e) => e.message).length === 1, {
       what: "first update live",
     });
     g.abort();
@@ -271,12 +227,12 @@ describe("resumability: GET + Last-Event-ID replays exactly the missed events of
       { what: "three updates retained" },
     );
     const r = await ses.resume(s.edges[1]!.url, g.lastId!);
-    await eventually(() => r.stream!.events.filter((e) => e.data).length >= 2, {
+    await eventually(() => r.stream!.events.filter((e) => e.message).length >= 2, {
       what: "missed updates replayed",
     });
     r.stream!.abort();
     await r.stream!.done;
-    expect(r.stream!.events.filter((e) => e.data).map((e) => e.data!["method"])).toEqual([
+    expect(r.stream!.events.filter((e) => e.message).map((e) => e.message!.method)).toEqual([
       "notifications/resources/updated",
       "notifications/resources/updated",
     ]);

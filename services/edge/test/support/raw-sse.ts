@@ -7,7 +7,14 @@ export interface SseEvent {
   id?: string;
   retry?: number;
   /** Parsed `data` (undefined for a priming event or a bare `retry:`). */
-  message?: { jsonrpc: "2.0"; id?: string | number; method?: string; params?: Record<string, unknown>; result?: Record<string, unknown>; error?: { code: number; message: string } };
+  message?: {
+    jsonrpc: "2.0";
+    id?: string | number;
+    method?: string;
+    params?: Record<string, unknown>;
+    result?: Record<string, unknown>;
+    error?: { code: number; message: string };
+  };
 }
 
 /** Reads SSE events from a response body as they arrive. */
@@ -54,7 +61,12 @@ export interface RawClient {
    * POSTs one JSON-RPC message (or a batch) to `url` (any edge) within this session; aborting
    * `signal` drops the connection like a lost network.
    */
-  post(url: string, body: unknown, headers?: Record<string, string>, signal?: AbortSignal): Promise<Response>;
+  post(
+    url: string,
+    body: unknown,
+    headers?: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<Response>;
   /** GET (standalone stream, or a resume with `lastEventId`) on `url`. */
   get(url: string, lastEventId?: string, signal?: AbortSignal): Promise<Response>;
 }
@@ -62,10 +74,18 @@ export interface RawClient {
 /** Initializes a session on `url` with `protocolVersion` and `capabilities`, then sends `initialized`. */
 export async function rawClient(
   url: string,
-  opts: { protocolVersion?: string; capabilities?: Record<string, unknown>; headers?: Record<string, string> } = {},
+  opts: {
+    protocolVersion?: string;
+    capabilities?: Record<string, unknown>;
+    headers?: Record<string, string>;
+  } = {},
 ): Promise<RawClient> {
   const requested = opts.protocolVersion ?? "2025-11-25";
-  const { sessionId, protocolVersion, headers: h } = await rawInitialize(url, {
+  const {
+    sessionId,
+    protocolVersion,
+    headers: h,
+  } = await rawInitialize(url, {
     protocolVersion: requested,
     capabilities: opts.capabilities ?? {},
     headers: opts.headers ?? {},
@@ -75,14 +95,51 @@ export async function rawClient(
     sessionId,
     protocolVersion,
     post: (u, body, headers = {}, signal) =>
-      fetch(u, { method: "POST", headers: { ...h, ...headers }, body: JSON.stringify(body), ...(signal ? { signal } : {}) }),
+      fetch(u, {
+        method: "POST",
+        headers: { ...h, ...headers },
+        body: JSON.stringify(body),
+        ...(signal ? { signal } : {}),
+      }),
     get: (u, lastEventId, signal) =>
       fetch(u, {
-        headers: { ...h, accept: "text/event-stream", ...(lastEventId ? { "last-event-id": lastEventId } : {}) },
+        headers: {
+          ...h,
+          accept: "text/event-stream",
+          ...(lastEventId ? { "last-event-id": lastEventId } : {}),
+        },
         ...(signal ? { signal } : {}),
       }),
   };
   const ack = await client.post(url, { jsonrpc: "2.0", method: "notifications/initialized" });
   await ack.text();
   return client;
+}
+
+/**
+ * A streamed SSE response read in the background, event by event, until it ends or the
+ * connection drops (abort the request's signal to drop it like a lost network).
+ */
+export function readSse(res: Response) {
+  const events: SseEvent[] = [];
+  let ended = false;
+  const done = (async () => {
+    try {
+      for await (const e of sseEvents(res)) events.push(e);
+    } catch {
+      // the connection was dropped
+    }
+    ended = true;
+  })();
+  return {
+    events,
+    get ended() {
+      return ended;
+    },
+    done,
+    /** The last event id seen, the priming event's included (what a client resumes after). */
+    get lastId() {
+      return events.findLast((e) => e.id)?.id;
+    },
+  };
 }
