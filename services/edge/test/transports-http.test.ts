@@ -5,7 +5,7 @@ import { natsTest as it, eventually, type Stack } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { factories, sdkClient, stack } from "./support/stack.js";
-import { fourConcurrentCalls } from "./support/sdk-scenario.js";
+import { fourConcurrentCalls, servesExampleCatalog } from "./support/sdk-scenario.js";
 
 
 /**
@@ -31,8 +31,7 @@ describe("HTTP transports with the official SDK client", () => {
     const client = new Client({ name: "legacy", version: "1" }, { capabilities: {} });
     const transport = new SSEClientTransport(new URL(s.edges[0]!.sseUrl!));
     await client.connect(transport);
-    expect(client.getServerVersion()?.name).toBe("mcpq");
-    expect((await client.listTools()).tools).toHaveLength(4);
+    await servesExampleCatalog(client);
     await fourConcurrentCalls(client, false);
     expect((await client.readResource({ uri: "mcpq://example/readme" })).contents[0]).toMatchObject(
       { mimeType: "text/markdown" },

@@ -7,7 +7,7 @@ import type { RunningWorker } from "@mcpq/worker";
 import { stack } from "./support/stack.js";
 import { CLI, StdioPeer } from "./support/stdio-bridge.js";
 import { text } from "./support/socket-client.js";
-import { fourConcurrentCalls } from "./support/sdk-scenario.js";
+import { fourConcurrentCalls, servesExampleCatalog } from "./support/sdk-scenario.js";
 
 describe("stdio bridge (`mcpq stdio --url ...`)", () => {
   let s: Stack<RunningEdge, RunningWorker>;
@@ -25,13 +25,7 @@ describe("stdio bridge (`mcpq stdio --url ...`)", () => {
         stderr: "pipe",
       }),
     );
-    expect(client.getServerVersion()?.name).toBe("mcpq");
-    expect((await client.listTools()).tools.map((t) => t.name)).toEqual([
-      "add",
-      "countdown",
-      "echo",
-      "sleep",
-    ]);
+    await servesExampleCatalog(client);
     await fourConcurrentCalls(client, false);
     await client.close();
   });

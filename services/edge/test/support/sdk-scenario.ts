@@ -1,6 +1,17 @@
 import { expect } from "vitest";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 
+/** The SDK client is talking to mcpq, which lists the example catalog's tools. */
+export async function servesExampleCatalog(client: Client): Promise<void> {
+  expect(client.getServerVersion()?.name).toBe("mcpq");
+  expect((await client.listTools()).tools.map((t) => t.name)).toEqual([
+    "add",
+    "countdown",
+    "echo",
+    "sleep",
+  ]);
+}
+
 /**
  * The scenario every transport test runs with the official SDK client: four concurrent calls
  * (echo, add, countdown with progress, sleep) answered correctly, progress delivered.
