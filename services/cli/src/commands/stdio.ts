@@ -75,6 +75,12 @@ interface SseEvent {
 
 type Message = Record<string, unknown> & { id?: unknown; method?: unknown };
 
+/** Where a client stands in a resumable SSE stream. */
+interface StreamPosition {
+  lastEventId?: string;
+  retryMs: number;
+}
+
 /** Raised when no edge answered within the retry window. */
 class EdgesUnreachable extends Error {
   override readonly name = "EdgesUnreachable";
@@ -209,23 +215,19 @@ export class StdioBridge {
     }
     let res = first;
     let urlIndex = firstUrl;
-    let lastEventId: string | undefined;
-    let retryMs = 1_000;
+    const pos: StreamPosition = { retryMs: 1_000 };
     for (;;) {
       let answered = false;
       let broken = false;
       try {
-        for await (const ev of sseEvents(res.body)) {
-          if (ev.id) lastEventId = ev.id;
-          if (ev.retry !== undefined) retryMs = ev.retry;
-          if (ev.data === "" || (ev.event !== undefined && ev.event !== "message")) continue;
-          this.#emit(oneLine(ev.data));
-          if (isResponseTo(ev.data, id)) answered = true;
-        }
+        await this.#relay(res, pos, (data) => {
+          if (isResponseTo(data, id)) answered = true;
+        });
       } catch {
         broken = true;
       }
       if (answered || this.#abort.signal.aborted) return;
+      const lastEventId = pos.lastEventId;
       if (lastEventId === undefined) {
         this.#emit(lostError(id, "the edge closed the stream before any resumable event"));
         return;
@@ -233,7 +235,7 @@ export class StdioBridge {
       // A clean close without the response is the server asking to poll (SEP-1699): come back
       // to the same edge after `retry`. A broken connection means the edge is gone: move on.
       if (broken) this.#failed(urlIndex);
-      else await sleep(retryMs, this.#abort.signal);
+      else await sleep(pos.retryMs, this.#abort.signal);
       const after = lastEventId;
       try {
         ({ res, urlIndex } = await this.#fetch(
@@ -259,13 +261,12 @@ export class StdioBridge {
 
   /** The session's standalone GET stream (server-initiated messages), resumed after breaks. */
   async #standaloneLoop(): Promise<void> {
-    let lastEventId: string | undefined;
-    let retryMs = 1_000;
+    const pos: StreamPosition = { retryMs: 1_000 };
     while (!this.#abort.signal.aborted && this.#sessionId) {
       let res: Response;
       let urlIndex: number;
       try {
-        const after = lastEventId;
+        const after = pos.lastEventId;
         ({ res, urlIndex } = await this.#fetch(
           () => ({
             method: "GET",
@@ -288,16 +289,26 @@ export class StdioBridge {
         return;
       }
       try {
-        for await (const ev of sseEvents(res.body)) {
-          if (ev.id) lastEventId = ev.id;
-          if (ev.retry !== undefined) retryMs = ev.retry;
-          if (ev.data === "" || (ev.event !== undefined && ev.event !== "message")) continue;
-          this.#emit(oneLine(ev.data));
-        }
-        await sleep(retryMs, this.#abort.signal);
+        await this.#relay(res, pos);
+        await sleep(pos.retryMs, this.#abort.signal);
       } catch {
         this.#failed(urlIndex);
       }
+    }
+  }
+
+  /**
+   * Writes one SSE response's JSON-RPC messages to stdout (one line each) and advances `pos`
+   * (last event id, server-requested retry); `onMessage` sees each message's data. Throws when
+   * the connection breaks mid-stream.
+   */
+  async #relay(res: Response, pos: StreamPosition, onMessage?: (data: string) => void): Promise<void> {
+    for await (const ev of sseEvents(res.body)) {
+      if (ev.id) pos.lastEventId = ev.id;
+      if (ev.retry !== undefined) pos.retryMs = ev.retry;
+      if (ev.data === "" || (ev.event !== undefined && ev.event !== "message")) continue;
+      this.#emit(oneLine(ev.data));
+      onMessage?.(ev.data);
     }
   }
 
