@@ -172,6 +172,8 @@ interface SessionLanes {
   lanes: Lane[];
   fifo: number[];
   head: number;
+  /** HTTP: the request line and headers of this session's calls, up to the content length */
+  requestHead?: string;
 }
 
 interface LaneHooks {
@@ -436,6 +438,19 @@ function rpcCodeOf(body: string): number | undefined {
   }
 }
 
+/** A request's line and headers up to the value of its content-length (the body's length follows). */
+function requestHead(
+  method: string,
+  path: string,
+  host: string,
+  port: number,
+  headers: Record<string, string>,
+): string {
+  let h = `${method} ${path} HTTP/1.1\r\nhost: ${host}:${port}\r\n`;
+  for (const [k, v] of Object.entries(headers)) h += `${k}: ${v}\r\n`;
+  return `${h}content-length: `;
+}
+
 function rawRequest(
   method: string,
   path: string,
@@ -444,9 +459,7 @@ function rawRequest(
   headers: Record<string, string>,
   body: string,
 ): string {
-  let h = `${method} ${path} HTTP/1.1\r\nhost: ${host}:${port}\r\n`;
-  for (const [k, v] of Object.entries(headers)) h += `${k}: ${v}\r\n`;
-  return `${h}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  return `${requestHead(method, path, host, port, headers)}${Buffer.byteLength(body)}\r\n\r\n${body}`;
 }
 
 class WsLane implements Lane {
@@ -678,12 +691,12 @@ export async function runStormProcess(
   const textOf = (k: number) => `${cfg.tag}:${k}:${pad}`.slice(0, Math.max(cfg.payloadBytes, 16));
   const bodyOf = (k: number, text: string, budget: number) =>
     `{"jsonrpc":"2.0","id":${k},"method":"tools/call","params":{"name":"${cfg.toolName}","arguments":{"text":"${text}"},"_meta":{"${TIMEOUT_META}":${budget},"${DEADLINE_META}":${Date.now() + budget}}}}`;
-  const httpHead = (sid: string) => {
-    let h = `POST ${path} HTTP/1.1\r\nhost: ${host}:${port}\r\n`;
-    for (const [k, v] of Object.entries(HTTP_HEADERS)) h += `${k}: ${v}\r\n`;
-    return `${h}mcp-session-id: ${sid}\r\ncontent-length: `;
-  };
-  const heads = sessions.map((s) => (cfg.transport === "http" ? httpHead(s.id!) : ""));
+  if (cfg.transport === "http")
+    for (const s of sessions)
+      s.requestHead = requestHead("POST", path, host, port, {
+        ...HTTP_HEADERS,
+        "mcp-session-id": s.id!,
+      });
 
   const dispatch = (s: SessionLanes, lane: Lane, k: number, now: number) => {
     const sch = t0 + k * interval;
@@ -704,8 +717,7 @@ export async function runStormProcess(
     sent++;
     t.sendLag.record((now - sch) * 1000);
     if (cfg.transport === "http") {
-      const i = sessions.indexOf(s);
-      lane.send(f, `${heads[i]}${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      lane.send(f, `${s.requestHead}${Buffer.byteLength(body)}\r\n\r\n${body}`);
     } else lane.send(f, body);
   };
 
