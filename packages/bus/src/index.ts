@@ -14,3 +14,4 @@ export type { JsMsg, JetStreamClient, JetStreamManager } from "@nats-io/jetstrea
 export type { KV, KvEntry } from "@nats-io/kv";
 export * from "./env-schema.js";
 export * from "./ids.js";
+export { corkPerTurn } from "./write-batching.js";

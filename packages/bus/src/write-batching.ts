@@ -4,6 +4,29 @@ import type { NatsConnection } from "@nats-io/transport-node";
 const BATCHED = Symbol("mcpq.batchedWrites");
 
 /**
+ * Returns the function to call before each write to `socket`: the first call of a turn corks
+ * the socket and schedules the uncork with `defer`, so all writes of that turn leave in one
+ * syscall. `process.nextTick` ends the turn with the current callback and its microtasks;
+ * `setImmediate` with the event-loop iteration (every I/O callback of it).
+ */
+export function corkPerTurn(
+  socket: { cork(): void; uncork(): void },
+  defer: (fn: () => void) => void,
+): () => void {
+  let corked = false;
+  const flush = () => {
+    corked = false;
+    socket.uncork();
+  };
+  return () => {
+    if (corked) return;
+    corked = true;
+    socket.cork();
+    defer(flush);
+  };
+}
+
+/**
  * Coalesces the NATS client's socket writes per event-loop iteration. nats.js flushes its
  * outbound buffer at the end of every microtask drain, i.e. once per I/O callback: under load
  * that is a write syscall per request or ack, and on small VMs a loopback write costs as much as
@@ -26,17 +49,9 @@ export function batchWrites(nc: NatsConnection): void {
       return;
     (sock as unknown as Record<symbol, boolean>)[BATCHED] = true;
     const write = sock.write;
-    let corked = false;
-    const flush = () => {
-      corked = false;
-      sock.uncork();
-    };
+    const beforeWrite = corkPerTurn(sock, setImmediate);
     sock.write = function (this: Socket, ...args: Parameters<Socket["write"]>) {
-      if (!corked && !sock.destroyed) {
-        corked = true;
-        sock.cork();
-        setImmediate(flush);
-      }
+      if (!sock.destroyed) beforeWrite();
       return write.apply(this, args);
     } as Socket["write"];
   };

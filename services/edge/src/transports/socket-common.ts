@@ -1,5 +1,6 @@
 import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
+import { corkPerTurn } from "@mcpq/bus";
 import { ErrorCode } from "@mcpq/protocol";
 import type { ConnectionKind } from "../core/connection-limiter.js";
 import {
@@ -37,17 +38,9 @@ export function openSocketSession(
  * answers come in bursts, and a syscall per answer was half of an edge's CPU in a storm.
  */
 export function tickBatched(socket: { cork(): void; uncork(): void }, write: (text: string) => void): (text: string) => void {
-  let corked = false;
-  const flush = () => {
-    corked = false;
-    socket.uncork();
-  };
+  const beforeWrite = corkPerTurn(socket, process.nextTick);
   return (text) => {
-    if (!corked) {
-      corked = true;
-      socket.cork();
-      process.nextTick(flush);
-    }
+    beforeWrite();
     write(text);
   };
 }
