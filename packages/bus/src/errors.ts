@@ -21,6 +21,18 @@ export const JS_FULL_CODES: ReadonlySet<number> = new Set([10077, 10047, 10028, 
 export const JS_UNAVAILABLE_CODES: ReadonlySet<number> = new Set([10008, 10039, 10076]);
 /** 10054 JSStreamMessageExceedsMaximumErr: retrying the same request cannot help. */
 export const JS_TOO_LARGE_CODE = 10054;
+/** 10071 JSStreamWrongLastSequenceErr: a compare-and-set (KV update at a revision) lost a race. */
+export const JS_WRONG_LAST_SEQUENCE_CODE = 10071;
+
+/**
+ * Whether a JetStream publish or KV update was refused because its expected last sequence
+ * (revision) is no longer the latest: another writer got in first. Matched by `err_code`, with
+ * the description text as a fallback, like `publishFailure`.
+ */
+export function isWrongLastSequence(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return err.code === JS_WRONG_LAST_SEQUENCE_CODE;
+  return /wrong last sequence/i.test(err instanceof Error ? err.message : String(err));
+}
 
 /** nats.js error classes (by `name`) that mean the broker did not answer the publish. */
 const UNREACHABLE = new Set(["TimeoutError", "JetStreamNotEnabled", "NoResponders", "RequestError", "ClosedConnectionError", "DrainingConnectionError", "ConnectionError"]);

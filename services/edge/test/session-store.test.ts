@@ -2,7 +2,7 @@
 // every change is a compare-and-set on it, so neither edge's stale copy undoes the other's work.
 import { afterEach, describe, expect } from "vitest";
 import { natsTest as it } from "@mcpq/testkit";
-import { connectBus, type Bus } from "@mcpq/bus";
+import { connectBus, isWrongLastSequence, type Bus } from "@mcpq/bus";
 import { SessionGone, SessionStore, type SessionRecord } from "../src/core/session-store.js";
 
 const buses: Bus[] = [];
@@ -79,5 +79,31 @@ describe("session store", () => {
         r.logLevel = "info";
       }),
     ).rejects.toBeInstanceOf(SessionGone);
+  });
+
+  it("concurrent changes from two edges all land; the broker's lost-race refusal is recognised", async ({
+    nats,
+  }) => {
+    const [a, b] = await twoEdges(nats.url);
+    const rec = newRecord();
+    await a.create(rec);
+    // The refusal a compare-and-set gets when another write landed first, from the real server.
+    const kv = buses[0]!.kv.sessions;
+    const e = (await kv.get(`s.${rec.id}`))!;
+    await kv.update(`s.${rec.id}`, JSON.stringify(rec), e.revision);
+    const stale = await kv.update(`s.${rec.id}`, JSON.stringify(rec), e.revision).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(isWrongLastSequence(stale)).toBe(true);
+    expect(isWrongLastSequence(new Error("maximum messages exceeded"))).toBe(false);
+
+    // Twelve subscribes at once through two edges: the losers of each race retry.
+    const onA = (await a.get(rec.id, "alice"))!;
+    const onB = (await b.get(rec.id, "alice"))!;
+    const uris = Array.from({ length: 12 }, (_, i) => `mcpq://example/r${i}`);
+    await Promise.all(uris.map((u, i) => (i % 2 ? a.subscribe(onA, u) : b.subscribe(onB, u))));
+    const fresh = await new SessionStore(buses[0]!, { cacheMs: 0 }).get(rec.id, "alice");
+    expect(fresh?.subscriptions?.sort()).toEqual([...uris].sort());
   });
 });

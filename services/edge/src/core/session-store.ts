@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { BUCKETS, digestToken, subscriptionKey, type Bus, type KV } from "@mcpq/bus";
+import { BUCKETS, digestToken, isWrongLastSequence, subscriptionKey, type Bus, type KV } from "@mcpq/bus";
 import { ErrorCode, McpError, type LogLevel, type ProtocolVersion } from "@mcpq/protocol";
 
 /** A session as stored in JetStream KV; any edge can load it. */
@@ -31,12 +31,6 @@ export class SessionGone extends McpError {
   constructor() {
     super(ErrorCode.InvalidRequest, "Session not found");
   }
-}
-
-/** JetStream's refusal of a KV update whose expected revision is no longer the latest (API error 10071). */
-function isRevisionConflict(err: unknown): boolean {
-  const e = err as { code?: unknown; api_error?: { err_code?: unknown }; message?: unknown };
-  return e?.api_error?.err_code === 10071 || /wrong last sequence/i.test(String(e?.message ?? ""));
 }
 
 /**
@@ -162,7 +156,7 @@ export class SessionStore {
         this.#remember(stored);
         return stored;
       } catch (err) {
-        if (!isRevisionConflict(err)) throw err;
+        if (!isWrongLastSequence(err)) throw err;
         if (!opts.retry) return null;
         if (attempt >= MAX_CAS_ATTEMPTS) throw err;
       }
