@@ -363,9 +363,8 @@ export class SessionCore {
       releaseRouter = this.router.attach(session.id);
       const key = clientKey(session.id, req.id);
       this.#byClientId.set(key, requestId);
-      const response = this.router.correlator.wait(requestId, deadline, () =>
-        new McpError(ErrorCode.RequestTimeout, `Request timed out after ${timeout} ms`, { timeoutMs: timeout }),
-      );
+      const timedOut = () => new McpError(ErrorCode.RequestTimeout, `Request timed out after ${timeout} ms`, { timeoutMs: timeout });
+      const response = this.router.correlator.wait(requestId, deadline, timedOut);
       response.catch(() => undefined);
       const headers = encodeEnvelope({
         requestId,
@@ -399,7 +398,7 @@ export class SessionCore {
           () => undefined,
           (err: unknown) => {
             // A publish that only failed because the deadline came is answered as the timeout it is.
-            const mapped = Date.now() >= deadline ? new McpError(ErrorCode.RequestTimeout, `Request timed out after ${timeout} ms`, { timeoutMs: timeout }) : publishFailure(err, 1_000);
+            const mapped = Date.now() >= deadline ? timedOut() : publishFailure(err, 1_000);
             if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
             // The request may be queued after all: this refusal is its answer, not a worker's.
             if (publishMayHaveLanded(err)) void this.router.claim(session.id, stream.id, requestId);
