@@ -64,11 +64,25 @@ describe("request deadlines", () => {
       expect(stale.message?.error).toMatchObject({
         code: ErrorCode.Overloaded,
         message: "overloaded: the request's deadline passed before the edge could read it",
-        data: { reason: "the request's deadline passed before the edge could read it", retryAfterMs: 1000 },
+        data: {
+          reason: "the request's deadline passed before the edge could read it",
+          retryAfterMs: 1000,
+        },
       });
       expect(
         await metricValue(edge.registry, "mcpq_edge_rejected_total", { reason: "expired_unread" }),
       ).toBe(1);
+      // Not a usable epoch-ms deadline (text, zero, negative): ignored, the call runs as usual.
+      for (const junk of ["soon", 0, -5, null]) {
+        const r = await a.call(
+          "echo",
+          { text: `junk ${String(junk)}` },
+          { "io.mcpq/deadline": junk },
+        );
+        expect(r.message?.result).toEqual({
+          content: [{ type: "text", text: `junk ${String(junk)}` }],
+        });
+      }
       // Ahead, and earlier than the relative timeout: the earlier one is the deadline.
       const busy = await a.start("sleep", { ms: 2_000 });
       expect(busy.status).toBe(200);
@@ -82,15 +96,16 @@ describe("request deadlines", () => {
       expect(budget).toBeGreaterThan(0);
       expect(budget).toBeLessThanOrEqual(300);
       await busy.done;
-      // Neither echo ran: only the sleep was handled.
+      // Neither timed-out echo ran (the worker dropped the one it pulled late).
       await eventually(
         async () =>
           (await metricValue(worker.registry, "mcpq_worker_deadline_expired_total")) === 1,
         { what: "worker drop" },
       );
+      // Only the sleep and the four junk-deadline echoes were handled.
       expect(
         await metricValue(worker.registry, "mcpq_worker_requests_total", { method: "tools/call" }),
-      ).toBe(1);
+      ).toBe(5);
     } finally {
       await s.close();
     }
