@@ -24,7 +24,17 @@ const KV_SESSIONS_STREAM = `KV_${BUCKETS.sessions}`;
 const EVICT_SUBJECT = "mcpq.evt.session.changed";
 
 /** Compare-and-set rounds before a session update gives up (each lost round means another write landed). */
-const MAX_CAS_ATTEMPTS = 10;
+const MAX_CAS_ATTEMPTS = 20;
+
+/**
+ * Randomised pause before compare-and-set round `attempt` (capped exponential, full jitter): with
+ * N writers racing, retrying at once lets the same writers collide again round after round (a
+ * loser of 10 straight races was seen with 12 concurrent subscribes on a loaded machine).
+ */
+function casBackoff(attempt: number): Promise<void> {
+  const ms = Math.random() * Math.min(50, 2 ** attempt);
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 /** The session ended (deleted or expired) while it was being changed: the client sees "Session not found". */
 export class SessionGone extends McpError {
@@ -159,6 +169,7 @@ export class SessionStore {
         if (!isWrongLastSequence(err)) throw err;
         if (!opts.retry) return null;
         if (attempt >= MAX_CAS_ATTEMPTS) throw err;
+        await casBackoff(attempt);
       }
     }
   }
