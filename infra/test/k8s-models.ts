@@ -65,10 +65,11 @@ export function probeKubectl(): Probe {
   try {
     const out = execFileSync("kubectl", ["version", "--client", "--output=json"], { encoding: "utf8", stdio: "pipe" });
     const v = JSON.parse(out) as { kustomizeVersion?: string; clientVersion?: { gitVersion?: string } };
-    if (!v.kustomizeVersion) return { ok: false, reason: "kubectl has no built-in kustomize (need kubectl >= 1.14)" };
+    // kubectl reports its built-in kustomize from 1.24 on (kustomize v4.5.4); older ones cannot render `labels:`.
+    if (!v.kustomizeVersion) return { ok: false, reason: "kubectl reports no built-in kustomize: need kubectl >= 1.24" };
     return { ok: true, version: `kubectl ${v.clientVersion?.gitVersion ?? "?"}, kustomize ${v.kustomizeVersion}` };
   } catch {
-    return { ok: false, reason: "kubectl not found on PATH (Debian: apt-get install kubectl, or any kubectl >= 1.14)" };
+    return { ok: false, reason: "kubectl not found on PATH (need kubectl >= 1.24 with its built-in kustomize)" };
   }
 }
 
