@@ -243,6 +243,19 @@ const composeV2 = probeComposeV2();
 if (!composeV2.ok) {
   console.warn(`[compose.test] skipping 'docker compose config' check: ${composeV2.reason}`);
 }
+/** Compose v1 (Debian's docker-compose 1.29) also renders the model offline, as YAML. */
+function probeComposeV1(): { ok: true } | { ok: false; reason: string } {
+  try {
+    execFileSync("docker-compose", ["version"], { stdio: "pipe" });
+    return { ok: true };
+  } catch {
+    return { ok: false, reason: "docker-compose (v1) not found on PATH" };
+  }
+}
+const composeV1 = probeComposeV1();
+if (!composeV1.ok) {
+  console.warn(`[compose.test] skipping 'docker-compose config' check: ${composeV1.reason}`);
+}
 
 describe("docker-compose.yml", () => {
   it("parsed YAML has the expected topology", () => {
@@ -266,6 +279,19 @@ describe("docker-compose.yml", () => {
         { cwd: repoRoot, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 30_000 },
       );
       assertTopology(normalize(JSON.parse(json)));
+    },
+  );
+
+  it.skipIf(!composeV1.ok)(
+    `docker-compose config (v1) has the expected topology${composeV1.ok ? "" : ` (skipped: ${composeV1.reason})`}`,
+    () => {
+      const yaml = execFileSync("docker-compose", ["-f", composeFile, "config"], {
+        cwd: repoRoot,
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "pipe"],
+        timeout: 60_000,
+      });
+      assertTopology(normalize(parseYaml(yaml)));
     },
   );
 
