@@ -177,6 +177,24 @@ describe.skipIf(!kubectl.ok)(`Kubernetes manifests (${kubectl.ok ? kubectl.versi
       for (const w of workloads.filter((x) => x.kind === "Deployment")) expect(w.spec.replicas, `${w.metadata.name}: the autoscaler owns replicas`).toBeUndefined();
     });
 
+    it("the broker's NetworkPolicy admits every edge and worker pod and KEDA's monitoring reads", () => {
+      const np = one<K8sObject & {
+        spec: {
+          podSelector: { matchLabels: Record<string, string> };
+          ingress: { from: { podSelector?: { matchLabels: Record<string, string> }; namespaceSelector?: { matchLabels: Record<string, string> } }[]; ports: { port: number }[] }[];
+        };
+      }>(objs, "NetworkPolicy", "nats");
+      const nats = one<Workload>(objs, "StatefulSet", "nats");
+      expect(matches(np.spec.podSelector.matchLabels, nats.spec.template.metadata.labels), "applies to the NATS pods").toBe(true);
+      const admits = (labels: Record<string, string>, port: number) =>
+        np.spec.ingress.some((r) => r.ports.some((p) => p.port === port) && r.from.some((f) => f.podSelector && matches(f.podSelector.matchLabels, labels)));
+      for (const w of workloads) {
+        expect(admits(w.spec.template.metadata.labels, 4222), `${w.metadata.name} reaches NATS clients port`).toBe(true);
+      }
+      expect(admits(nats.spec.template.metadata.labels, 6222), "NATS nodes reach each other's routes").toBe(true);
+      expect(np.spec.ingress.some((r) => r.ports.some((p) => p.port === 8222) && r.from.some((f) => f.namespaceSelector)), "KEDA reads the monitoring port").toBe(true);
+    });
+
     it("every container is non-root, read-only, capability-free, bounded and probed", () => {
       for (const w of workloads) {
         const spec = w.spec.template.spec;
