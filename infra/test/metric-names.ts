@@ -3,14 +3,15 @@
  * rules and the dashboard cannot name a metric that does not exist:
  *  - every `new Counter|Gauge|Histogram({ name: "..." })` under packages/ and services/ src;
  *  - the request metrics `requestMetrics(registry, "<prefix>")` builds, expanded per prefix;
- *  - prom-client's default process/Node metrics, from a real registry of @mcpq/observability;
+ *  - prom-client's default process/Node metrics (@mcpq/observability calls collectDefaultMetrics),
+ *    from a real registry of the prom-client that package uses;
  *  - `up`, which Prometheus adds per target.
  * A histogram contributes its _bucket, _sum and _count series.
  */
 import { readFileSync, readdirSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createMetricsRegistry } from "@mcpq/observability";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -64,8 +65,17 @@ export async function declaredMetrics(): Promise<Set<string>> {
     for (const m of text.matchAll(/requestMetrics\(\s*\w+\s*,\s*"([a-z0-9_]+)"\s*\)/g)) prefixes.add(m[1]!);
   }
   for (const p of prefixes) for (const t of templated) for (const s of series(`${p}_${t.suffix}`, t.kind)) names.add(s);
-  const registry = createMetricsRegistry("probe");
-  for (const m of await registry.getMetricsAsJSON()) for (const s of series(m.name, String(m.type))) names.add(s);
+  const observability = join(repoRoot, "packages/observability");
+  if (/collectDefaultMetrics\(/.test(readFileSync(join(observability, "src/index.ts"), "utf8"))) {
+    // prom-client is that package's dependency, not the root's: load it from there.
+    const promClient = createRequire(join(observability, "package.json"))("prom-client") as {
+      Registry: new () => { getMetricsAsJSON(): Promise<{ name: string; type: unknown }[]> };
+      collectDefaultMetrics(opts: { register: unknown }): void;
+    };
+    const registry = new promClient.Registry();
+    promClient.collectDefaultMetrics({ register: registry });
+    for (const m of await registry.getMetricsAsJSON()) for (const s of series(m.name, String(m.type))) names.add(s);
+  }
   return names;
 }
 
