@@ -20,7 +20,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { DEFAULT_BUS_LIMITS } from "@mcpq/bus";
-import { findNatsServer } from "@mcpq/testkit";
+import { natsServerBin } from "./tools.js";
 
 const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
 const composeFile = "docker-compose.yml";
@@ -305,7 +305,7 @@ describe("docker-compose.yml", () => {
     expect(maxPayload).toBeGreaterThanOrEqual(2 * DEFAULT_BUS_LIMITS.maxMessageBytes);
   });
 
-  const natsBin = findNatsServer();
+  const natsBin = natsServerBin();
   it.skipIf(!natsBin)(`nats-server -t accepts the node config with each node's environment${natsBin ? "" : " (skipped: nats-server not found)"}`, () => {
     for (const n of NATS_NODES) {
       execFileSync(natsBin!, ["-t", "-c", join(repoRoot, NATS_CONF)], {

@@ -14,9 +14,9 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_BUS_LIMITS, STREAMS, poolConsumer } from "@mcpq/bus";
 import { EdgeEnvSchema } from "@mcpq/edge";
-import { findNatsServer } from "@mcpq/testkit";
 import { WorkerEnvSchema } from "@mcpq/worker";
 import { probeKubectl, render, validateObject, type K8sObject } from "./k8s-models.js";
+import { natsServerBin } from "./tools.js";
 
 const k8sDir = fileURLToPath(new URL("../k8s", import.meta.url));
 const overlays = readdirSync(join(k8sDir, "overlays"));
@@ -299,7 +299,7 @@ describe.skipIf(!kubectl.ok)(`Kubernetes manifests (${kubectl.ok ? kubectl.versi
       const maxPayload = Number(/^max_payload:\s*(\d+)/m.exec(conf)?.[1]);
       expect(maxPayload, "records (MCPQ_REC) carry a request and its response").toBeGreaterThanOrEqual(2 * DEFAULT_BUS_LIMITS.maxMessageBytes);
 
-      const bin = findNatsServer();
+      const bin = natsServerBin();
       if (!bin) return console.warn("[k8s.test] nats-server absent: not parsing the rendered nats.conf");
       const dir = mkdtempSync(join(tmpdir(), "mcpq-k8s-nats-"));
       try {

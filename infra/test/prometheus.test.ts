@@ -9,13 +9,14 @@
  *    recording rule; the panels' expressions also pass promtool's parser.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { knownMetrics, pendingMetricsMissing, referencedSeries } from "./metric-names.js";
+import { promtoolBin } from "./tools.js";
 
 const infra = fileURLToPath(new URL("..", import.meta.url));
 const promDir = join(infra, "prometheus");
@@ -39,12 +40,7 @@ const rules: Rule[] = ruleFiles.flatMap(
 const recorded = new Set(rules.flatMap((r) => (r.record ? [r.record] : [])));
 const alerts = rules.filter((r) => r.alert);
 
-function findPromtool(): string | null {
-  const dirs = [...(process.env.PATH ?? "").split(":"), "/usr/bin", "/usr/local/bin"];
-  for (const d of dirs) if (d && existsSync(join(d, "promtool"))) return join(d, "promtool");
-  return null;
-}
-const promtool = findPromtool();
+const promtool = promtoolBin();
 const noPromtool = "promtool not found (Debian: apt-get install prometheus; `make setup` does it)";
 if (!promtool) console.warn(`[prometheus.test] skipping the promtool checks: ${noPromtool}`);
 
