@@ -19,6 +19,12 @@ export interface HandlerContext {
    */
   readonly clientCapabilities: readonly string[] | undefined;
   /**
+   * 2026-07-28 MRTR: how many `input_required` rounds preceded this run of the request, as its
+   * verified `requestState` says (0 on a first request or a retry without state). Undefined in
+   * the legacy era and for methods without MRTR.
+   */
+  readonly inputRound: number | undefined;
+  /**
    * `notifications/message` on the request's stream, when `level` passes the session's log level.
    * In the 2026-07-28 era only when the request set a log level in its `_meta` (none otherwise).
    */
@@ -164,6 +170,7 @@ export function createContext(
     protocolVersion: env.protocolVersion,
     meta,
     clientCapabilities: env.clientCapabilities,
+    inputRound: round?.number,
     async log(level, data, logger) {
       // Modern era: no log level in the request's _meta means no logs at all.
       if (modern && !env.logLevel) return;

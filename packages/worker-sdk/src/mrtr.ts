@@ -151,6 +151,11 @@ export class MrtrRound {
     return new MrtrRound(sealer, binding, capabilities, state, fresh);
   }
 
+  /** How many `input_required` rounds came before this one (from the verified state; 0 without one). */
+  get number(): number {
+    return this.#round;
+  }
+
   /** True when some input request of this run is unanswered: the round ends with `input_required`. */
   get pending(): boolean {
     return this.#pending.size > 0;

@@ -11,6 +11,7 @@ import {
   matchUriTemplate,
   silentLogger,
   toWireError,
+  type CacheHint,
   type Catalog,
   type JsonRpcErrorObject,
   type Logger,
@@ -35,6 +36,7 @@ import { MRTR_METHODS, MrtrRound } from "./mrtr.js";
 import { createRequestStateSealer, paramsDigest, randomRequestStateKey, type RequestStateSealer } from "./request-state.js";
 import {
   catalogOf,
+  entryCacheHint,
   type CallToolResult,
   type CatalogDefinition,
   type CompletionResult,
@@ -128,6 +130,8 @@ export class Worker {
   readonly #templates: ResourceTemplateDefinition[] = [];
   readonly #prompts = new Map<string, AnyPromptDefinition>();
   readonly #sealer: RequestStateSealer;
+  /** `resources/read` caching hints (2026-07-28), per resource and template definition. */
+  readonly #readHints = new Map<ResourceDefinition | ResourceTemplateDefinition, CacheHint>();
   readonly #inflight = new Map<string, Inflight>();
   /**
    * Cancels for requests this worker was not running (yet): a cancel can overtake its request
@@ -150,8 +154,14 @@ export class Worker {
     this.#log = (opts.logger ?? silentLogger).child({ workerId: this.workerId, pool: this.pool });
     for (const c of opts.catalogs) {
       for (const t of c.tools ?? []) this.#tools.set(t.name, t);
-      for (const r of c.resources ?? []) this.#resources.set(r.uri, r);
-      for (const t of c.resourceTemplates ?? []) this.#templates.push(t);
+      for (const r of c.resources ?? []) {
+        this.#resources.set(r.uri, r);
+        this.#readHints.set(r, entryCacheHint(c, "resources", r));
+      }
+      for (const t of c.resourceTemplates ?? []) {
+        this.#templates.push(t);
+        this.#readHints.set(t, entryCacheHint(c, "resourceTemplates", t));
+      }
       for (const p of c.prompts ?? []) this.#prompts.set(p.name, p);
     }
     this.catalog = catalogOf(opts.catalogs);
@@ -459,14 +469,18 @@ export class Worker {
 
   async #readResource(raw: Record<string, unknown>, ctx: HandlerContext): Promise<Record<string, unknown>> {
     const { uri } = parseParams(ReadResourceParamsSchema, raw);
+    const modern = isModernEra(ctx.protocolVersion);
+    // 2026-07-28: a read result carries its caching hints (the resource's, else its template's).
+    const withHints = (def: ResourceDefinition | ResourceTemplateDefinition, result: Record<string, unknown>) =>
+      modern ? { ...result, ...this.#readHints.get(def) } : result;
     const direct = this.#resources.get(uri);
-    if (direct) return { contents: normaliseContents(await direct.read(ctx), uri, direct.mimeType) };
+    if (direct) return withHints(direct, { contents: normaliseContents(await direct.read(ctx), uri, direct.mimeType) });
     for (const t of this.#templates) {
       const vars = matchUriTemplate(t.uriTemplate, uri);
-      if (vars) return { contents: normaliseContents(await t.read(vars, uri, ctx), uri, t.mimeType) };
+      if (vars) return withHints(t, { contents: normaliseContents(await t.read(vars, uri, ctx), uri, t.mimeType) });
     }
     // 2026-07-28 standardises on -32602 (SEP-2164); older revisions keep -32002.
-    throw new McpError(isModernEra(ctx.protocolVersion) ? ErrorCode.InvalidParams : ErrorCode.ResourceNotFound, "Resource not found", { uri });
+    throw new McpError(modern ? ErrorCode.InvalidParams : ErrorCode.ResourceNotFound, "Resource not found", { uri });
   }
 
   async #getPrompt(raw: Record<string, unknown>, ctx: HandlerContext): Promise<Record<string, unknown>> {

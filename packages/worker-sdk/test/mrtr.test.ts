@@ -84,7 +84,10 @@ const catalog = defineCatalog({
       },
     }),
   ],
-  resources: [defineResource({ uri: "test://plain", name: "plain", read: () => ({ text: "plain" }) })],
+  resources: [
+    defineResource({ uri: "test://plain", name: "plain", read: () => ({ text: "plain" }) }),
+    defineResource({ uri: "test://shared", name: "shared", cache: { ttlMs: 5_000, cacheScope: "public" }, read: () => ({ text: "shared" }) }),
+  ],
 });
 
 interface Rpc {
@@ -187,9 +190,14 @@ describe("MRTR at the worker (2026-07-28 envelopes, real JetStream)", () => {
       requestState: p1.result!["requestState"],
     });
     expect(p2.result).toMatchObject({ resultType: "complete", messages: [{ content: { text: 'ctx={"name":"docs"}' } }] });
-    // Every modern result is marked complete; read-not-found is -32602 in this era.
+    // Every modern read carries its caching hints: the declared ones, else the default.
     const read = await call("resources/read", "resource", "test://plain", { uri: "test://plain" });
-    expect(read.result).toMatchObject({ resultType: "complete", contents: [{ uri: "test://plain", text: "plain" }] });
+    expect(read.result).toEqual({ resultType: "complete", contents: [{ uri: "test://plain", text: "plain" }], ttlMs: 0, cacheScope: "private" });
+    const shared = await call("resources/read", "resource", "test://shared", { uri: "test://shared" });
+    expect(shared.result).toMatchObject({ resultType: "complete", ttlMs: 5_000, cacheScope: "public" });
+    const legacyRead = await call("resources/read", "resource", "test://shared", { uri: "test://shared" }, { version: "2025-11-25" });
+    expect(legacyRead.result).toEqual({ contents: [{ uri: "test://shared", text: "shared" }] });
+    // Read-not-found is -32602 in this era.
     const missing = await call("resources/read", "resource", "test://nope", { uri: "test://nope" });
     expect(missing.error).toMatchObject({ code: -32602, message: "Resource not found", data: { uri: "test://nope" } });
     expect(requestsSeen).toEqual([]); // nothing was sent as a server->client request
@@ -283,6 +291,8 @@ describe("MRTR at the worker (2026-07-28 envelopes, real JetStream)", () => {
     const w = await startWorker();
     const r = await tool("needs_sampling", {}, { capabilities: ["elicitation"] });
     expect(r.error).toMatchObject({ code: -32021, data: { requiredCapabilities: { sampling: {} } } });
+    // An empty declaration ({} in _meta) is carried as such, not as "unknown".
+    expect((await tool("needs_sampling", {}, { capabilities: [] })).error?.code).toBe(-32021);
     const trio = await tool("trio", {}, { capabilities: ["sampling"] });
     // elicitation and roots are refused before anything is asked; the handler's Promise.all fails.
     expect(trio.error?.code).toBe(-32021);
