@@ -64,6 +64,12 @@ export interface HandlerContext {
   closeStream(opts?: { retryMs?: number }): Promise<void>;
   /** Announces `notifications/resources/updated` to every session subscribed to `uri`. */
   resourceUpdated(uri: string): void;
+  /**
+   * Tells the worker its catalog definitions changed in place (an entry added, removed or
+   * changed): it re-reads them and advertises the new catalog now, and edges send
+   * `notifications/<kind>/list_changed` to the clients that listen.
+   */
+  catalogChanged(): Promise<void>;
 }
 
 /** Options of `sample`, `elicit` and `listRoots`. */
@@ -90,6 +96,8 @@ export function createContext(
   onPublish?: (kind: OutboundKind, body: unknown) => void,
   /** 2026-07-28 era, MRTR-capable method: where `sample`/`elicit`/`listRoots` become input requests. */
   round?: MrtrRound,
+  /** Re-reads and re-advertises the worker's catalog (`ctx.catalogChanged()`). */
+  onCatalogChanged: () => Promise<void> = () => Promise.resolve(),
 ): RequestScope {
   const modern = isModernEra(env.protocolVersion);
   const streamId = env.replyTo.slice(env.replyTo.lastIndexOf(".") + 1);
@@ -199,6 +207,7 @@ export function createContext(
     resourceUpdated(uri) {
       bus.nc.publish(subjects.resourceUpdated, JSON.stringify({ uri }));
     },
+    catalogChanged: onCatalogChanged,
   };
   return { ctx, publish };
 }

@@ -122,7 +122,7 @@ type Inflight = { controller: AbortController; principal: string };
 export class Worker {
   readonly workerId: string;
   readonly pool: string;
-  readonly catalog: Catalog;
+  #catalog!: Catalog;
   readonly #opts: Required<Pick<WorkerOptions, "concurrency" | "handlerTimeoutMs">> & WorkerOptions;
   readonly #log: Logger;
   readonly #tools = new Map<string, AnyToolDefinition>();
@@ -152,19 +152,7 @@ export class Worker {
     this.pool = assertPoolName(opts.pool);
     this.workerId = opts.workerId ?? `w-${randomBytes(6).toString("hex")}`;
     this.#log = (opts.logger ?? silentLogger).child({ workerId: this.workerId, pool: this.pool });
-    for (const c of opts.catalogs) {
-      for (const t of c.tools ?? []) this.#tools.set(t.name, t);
-      for (const r of c.resources ?? []) {
-        this.#resources.set(r.uri, r);
-        this.#readHints.set(r, entryCacheHint(c, "resources", r));
-      }
-      for (const t of c.resourceTemplates ?? []) {
-        this.#templates.push(t);
-        this.#readHints.set(t, entryCacheHint(c, "resourceTemplates", t));
-      }
-      for (const p of c.prompts ?? []) this.#prompts.set(p.name, p);
-    }
-    this.catalog = catalogOf(opts.catalogs);
+    this.#load();
     const keys = opts.requestState?.keys?.filter((k) => k !== "") ?? [];
     if (keys.length === 0) {
       this.#log.warn(
@@ -177,6 +165,42 @@ export class Worker {
       ttlMs: opts.requestState?.ttlMs ?? DEFAULT_REQUEST_STATE_TTL_MS,
       maxBytes: opts.requestState?.maxBytes ?? DEFAULT_REQUEST_STATE_MAX_BYTES,
     });
+  }
+
+  /** What this worker serves, as advertised in the registry. */
+  get catalog(): Catalog {
+    return this.#catalog;
+  }
+
+  /** (Re)reads the catalog definitions into the dispatch maps and the advertised catalog. */
+  #load(): void {
+    this.#tools.clear();
+    this.#resources.clear();
+    this.#templates.length = 0;
+    this.#prompts.clear();
+    this.#readHints.clear();
+    for (const c of this.#opts.catalogs) {
+      for (const t of c.tools ?? []) this.#tools.set(t.name, t);
+      for (const r of c.resources ?? []) {
+        this.#resources.set(r.uri, r);
+        this.#readHints.set(r, entryCacheHint(c, "resources", r));
+      }
+      for (const t of c.resourceTemplates ?? []) {
+        this.#templates.push(t);
+        this.#readHints.set(t, entryCacheHint(c, "resourceTemplates", t));
+      }
+      for (const p of c.prompts ?? []) this.#prompts.set(p.name, p);
+    }
+    this.#catalog = catalogOf(this.#opts.catalogs);
+  }
+
+  /**
+   * Re-reads the catalog definitions (entries added, removed or changed in place) and advertises
+   * the result at once; edges see the registry change and send `notifications/<kind>/list_changed`.
+   */
+  async catalogChanged(): Promise<void> {
+    this.#load();
+    await this.#advertise();
   }
 
   get inFlight(): number {
@@ -333,6 +357,7 @@ export class Worker {
         if (related && kind === "notification" && related.length < 100) related.push(body as Record<string, unknown>);
       },
       round,
+      () => this.catalogChanged(),
     );
     let response: { result?: Record<string, unknown>; error?: JsonRpcErrorObject } | null = null;
     let outcome: RecordEntry["outcome"] = "ok";

@@ -125,4 +125,28 @@ describe("conformance catalog, 2026-07-28 fixtures (two workers, one pool)", () 
     expect(c.requests).toEqual([]);
     c.close();
   });
+
+  it("changes the advertised tool and prompt lists on the trigger tools (a new name each time)", async () => {
+    const c = new BusClient(bus!, POOL);
+    const advertised = async (kind: "tools" | "prompts", prefix: string) => {
+      const names: string[] = [];
+      for (const w of workers) {
+        const e = await bus!.kv.registry.get(`${POOL}.${w.workerId}`);
+        const entry = e?.json<{ catalog: { tools: { name: string }[]; prompts: { name: string }[] } }>();
+        names.push(...(entry?.catalog[kind] ?? []).map((d) => d.name).filter((n) => n.startsWith(prefix)));
+      }
+      return names;
+    };
+    expect(text(await c.tool("test_trigger_tool_change"))).toBe("Mutation triggered");
+    const first = await advertised("tools", "test_dynamic_tool_");
+    expect(first).toHaveLength(1);
+    await c.tool("test_trigger_tool_change");
+    const second = await advertised("tools", "test_dynamic_tool_");
+    // Whichever worker ran it, the merged list differs: a new name, the process's old one gone.
+    expect(second.some((n) => !first.includes(n))).toBe(true);
+    expect(second.length).toBeLessThanOrEqual(2);
+    await c.tool("test_trigger_prompt_change");
+    expect(await advertised("prompts", "test_dynamic_prompt_")).toHaveLength(1);
+    c.close();
+  });
 });

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { defineCatalog, definePrompt, defineResource, defineResourceTemplate, defineTool, z, type HandlerContext } from "@mcpq/worker-sdk";
 
@@ -360,6 +361,30 @@ export const conformanceCatalog = defineCatalog({
       },
     }),
     defineTool({
+      name: "test_trigger_tool_change",
+      description: "Changes the tool list (swaps in a new test_dynamic_tool_*), so listeners get notifications/tools/list_changed",
+      input: noArgs,
+      handler: async (_a, ctx) => {
+        swapDynamic(conformanceCatalog.tools!, "test_dynamic_tool", (name) =>
+          defineTool({ name, description: "A tool added by test_trigger_tool_change", input: noArgs, handler: () => "dynamic" }),
+        );
+        await ctx.catalogChanged();
+        return "Mutation triggered";
+      },
+    }),
+    defineTool({
+      name: "test_trigger_prompt_change",
+      description: "Changes the prompt list (swaps in a new test_dynamic_prompt_*), so listeners get notifications/prompts/list_changed",
+      input: noArgs,
+      handler: async (_a, ctx) => {
+        swapDynamic(conformanceCatalog.prompts!, "test_dynamic_prompt", (name) =>
+          definePrompt({ name, description: "A prompt added by test_trigger_prompt_change", get: () => ({ messages: [] }) }),
+        );
+        await ctx.catalogChanged();
+        return "Mutation triggered";
+      },
+    }),
+    defineTool({
       name: "test_logging_tool",
       description: "Logs once at info (sent only when the request's _meta sets a log level)",
       input: noArgs,
@@ -481,6 +506,18 @@ export const conformanceCatalog = defineCatalog({
     }),
   ],
 });
+
+/** Names this process's dynamic entries: with two workers in a pool, each change is a new name on every edge. */
+const DYNAMIC_TOKEN = randomBytes(4).toString("hex");
+let dynamicCount = 0;
+
+/** Replaces this process's dynamic entry of a list by a newly named one (at most one per process). */
+function swapDynamic<T extends { name: string }>(list: T[], prefix: string, make: (name: string) => T): void {
+  const mine = `${prefix}_${DYNAMIC_TOKEN}_`;
+  const at = list.findIndex((e) => e.name.startsWith(mine));
+  if (at >= 0) list.splice(at, 1);
+  list.push(make(`${mine}${++dynamicCount}`));
+}
 
 async function elicitText(ctx: HandlerContext, label: string, params: Record<string, unknown>): Promise<string> {
   try {
