@@ -66,6 +66,24 @@ const catalog = defineCatalog({
       },
     }),
     defineTool({
+      name: "stamped",
+      description: "Words its question differently on every run",
+      input: z.object({}),
+      handler: async (_a, ctx) => {
+        const r = await ctx.elicit({ message: `Deploy now (${process.hrtime.bigint()})?`, requestedSchema: nameSchema }, { key: "go" });
+        return `go=${String(r["action"])}`;
+      },
+    }),
+    defineTool({
+      name: "dupe",
+      description: "Uses one key for two different asks (a handler bug)",
+      input: z.object({}),
+      handler: async (_a, ctx) => {
+        await Promise.all([ctx.elicit({ message: "a" }, { key: "k" }), ctx.elicit({ message: "b" }, { key: "k" })]);
+        return "unreachable";
+      },
+    }),
+    defineTool({
       name: "needs_sampling",
       description: "Needs the sampling capability",
       input: z.object({}),
@@ -206,6 +224,13 @@ describe("MRTR at the worker (2026-07-28 envelopes, real JetStream)", () => {
     // A state answer cannot be overridden by a retry: step1 stays "Alice".
     const r3b = await tool("steps", { inputResponses: { step1: accept({ name: "Mallory" }), step2: accept({ name: "red" }) }, requestState: r2.result!["requestState"] });
     expect(textOf(r3b)).toBe('{"name":"Alice"} then {"name":"red"}');
+    // The key names the question: a re-run that words it differently still gets its answer.
+    const s1 = await tool("stamped");
+    const s2 = await tool("stamped", { inputResponses: { go: { action: "accept", content: {} } }, requestState: s1.result!["requestState"] });
+    expect(textOf(s2)).toBe("go=accept");
+    // One key for two different asks in one run: the handler's bug, not a question for the client.
+    const d = await tool("dupe");
+    expect(d.error).toMatchObject({ code: -32603, message: 'input request key "k" used for two different requests' });
     await w2.stop();
 
     // A worker with another key refuses the state (a pool must share its keys).
