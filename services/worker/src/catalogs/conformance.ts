@@ -406,6 +406,23 @@ export const conformanceCatalog = defineCatalog({
       },
     }),
     defineTool({
+      name: "test_custom_headers",
+      description: "A tool with x-mcp-header annotations: a 2026-07-28 client mirrors these arguments as Mcp-Param-* headers (SEP-2243)",
+      input: z.object({ region: z.string(), priority: z.number().int(), verbose: z.boolean().nullish(), query: z.string() }),
+      // Listed verbatim: the x-mcp-header annotations must reach clients and edges untouched.
+      inputJsonSchema: {
+        type: "object",
+        properties: {
+          region: { type: "string", description: "Plain ASCII string value", "x-mcp-header": "Region" },
+          priority: { type: "integer", description: "Integer numeric value", "x-mcp-header": "Priority" },
+          verbose: { type: "boolean", description: "Boolean value", "x-mcp-header": "Verbose" },
+          query: { type: "string", description: "No x-mcp-header annotation: never mirrored" },
+        },
+        required: ["region", "priority", "query"],
+      },
+      handler: ({ region, priority }) => `Custom headers test completed: region=${region}, priority=${priority}`,
+    }),
+    defineTool({
       name: "json_schema_2020_12_tool",
       description: "Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)",
       input: z
