@@ -2,6 +2,7 @@ export * from "./subjects.js";
 export * from "./envelope.js";
 export * from "./limits.js";
 export * from "./connection.js";
+export { busAuthProblems, type BusAuth } from "./auth.js";
 export * from "./provision.js";
 export * from "./pool.js";
 export * from "./correlator.js";
