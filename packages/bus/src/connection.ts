@@ -27,6 +27,11 @@ export interface ConnectBusOptions {
    * false: create nothing, only open the buckets (read-only clients such as replay).
    */
   provision?: boolean;
+  /**
+   * Prefix of this connection's reply inboxes (request replies, JetStream API answers, pull
+   * deliveries): `INBOX_PREFIX[role]`, so a role's credential needs only its own. Default `_INBOX`.
+   */
+  inboxPrefix?: string | undefined;
   /** Credentials and TLS (MCPQ_NATS_USER/PASSWORD/TOKEN/NKEY_SEED/CREDS/TLS_*). */
   auth?: BusAuth | undefined;
   /** Where provisioning says what it changed or could not change. Default: silent. */
@@ -44,6 +49,7 @@ export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
   const nc = await connect({
     ...connectionAuthOptions(opts.auth),
     servers: opts.url.split(","),
+    ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
     name: opts.name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,

@@ -35,6 +35,11 @@ export const busEnvShape = {
   MCPQ_ACK_WAIT_MS: int(DEFAULT_BUS_LIMITS.ackWaitMs),
   MCPQ_MAX_ACK_PENDING: int(DEFAULT_BUS_LIMITS.maxAckPending),
   MCPQ_MAX_DELIVER: int(DEFAULT_BUS_LIMITS.maxDeliver),
+  /**
+   * `off`: create and change no stream or bucket, only use them (a worker holding the
+   * least-privilege `worker` credential, which may not; the edges provision).
+   */
+  MCPQ_PROVISION: z.enum(["on", "off"]).default("on"),
   // Broker credentials and TLS (docs/broker.md): one scheme at most, TLS with any of them.
   MCPQ_NATS_USER: z.string().min(1).optional(),
   MCPQ_NATS_PASSWORD: z.string().min(1).optional(),

@@ -118,6 +118,7 @@ export async function startLocalCluster(opts: LocalClusterOptions = {}): Promise
           join(workDir, `${serverName}.conf`),
           {
             echo: opts.echo,
+            env: opts.env,
             logFile: opts.logDir ? join(opts.logDir, `${serverName}.log`) : undefined,
           },
         );

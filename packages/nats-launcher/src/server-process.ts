@@ -13,6 +13,8 @@ export interface LogOptions {
   echo?: boolean | undefined;
   /** Append the server's log to this file. */
   logFile?: string | undefined;
+  /** The server's environment (e.g. the values of {@link confVariable}s); inherited when omitted. */
+  env?: Readonly<Record<string, string | undefined>> | undefined;
 }
 
 /** When the server counts as ready: polled over its monitoring port until true. */
@@ -103,7 +105,10 @@ export class ServerProcess {
     this.#log ??= this.logOpts.logFile
       ? createWriteStream(this.logOpts.logFile, { flags: "a" })
       : undefined;
-    const child = spawn(this.bin, ["-c", this.configFile], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(this.bin, ["-c", this.configFile], {
+      stdio: ["ignore", "pipe", "pipe"],
+      ...(this.logOpts.env ? { env: { ...this.logOpts.env } } : {}),
+    });
     trackChild(child);
     this.#child = child;
     const onData = (d: Buffer) => {

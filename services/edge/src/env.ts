@@ -82,6 +82,8 @@ export interface EdgeConfig {
   natsUrl: string;
   /** MCPQ_NATS_USER/PASSWORD/TOKEN/NKEY_SEED/CREDS/TLS_* (docs/broker.md); undefined = anonymous. */
   natsAuth: BusAuth | undefined;
+  /** MCPQ_PROVISION: create/reconcile streams and buckets at connect. */
+  provision: boolean;
   /** MCPQ_NATS_WRITE_BATCHING */
   natsWriteBatching: boolean;
   host: string;
@@ -150,6 +152,7 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
   const cfg: EdgeConfig = {
     natsUrl: e.MCPQ_NATS_URL,
     natsAuth: busAuthFromEnv(e),
+    provision: e.MCPQ_PROVISION === "on",
     natsWriteBatching: e.MCPQ_NATS_WRITE_BATCHING === "on",
     host: e.MCPQ_HOST,
     port: e.MCPQ_PORT,

@@ -40,6 +40,8 @@ export interface WorkerConfig {
   natsUrl: string;
   /** MCPQ_NATS_USER/PASSWORD/TOKEN/NKEY_SEED/CREDS/TLS_* (docs/broker.md); undefined = anonymous. */
   natsAuth: BusAuth | undefined;
+  /** MCPQ_PROVISION: create/reconcile streams and buckets at connect (off with the `worker` credential). */
+  provision: boolean;
   /** MCPQ_NATS_WRITE_BATCHING */
   natsWriteBatching: boolean;
   catalogs: string[];
@@ -63,6 +65,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
   const cfg: WorkerConfig = {
     natsUrl: e.MCPQ_NATS_URL,
     natsAuth: busAuthFromEnv(e),
+    provision: e.MCPQ_PROVISION === "on",
     natsWriteBatching: e.MCPQ_NATS_WRITE_BATCHING === "on",
     catalogs,
     pool: e.MCPQ_POOL ?? [...catalogs].sort().join("_"),
