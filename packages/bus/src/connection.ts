@@ -13,6 +13,8 @@ export interface Bus {
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   readonly limits: Readonly<BusLimits>;
+  /** Whether the server was a JetStream cluster at connect (what provisioning needs to know: `ProvisionOptions.clustered`). */
+  readonly clustered: boolean;
   readonly kv: { sessions: KV; registry: KV; subscriptions: KV };
   close(): Promise<void>;
 }
@@ -71,6 +73,7 @@ export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
       js,
       jsm,
       limits,
+      clustered: p.clustered,
       kv,
       async close() {
         await nc.drain().catch(() => nc.close());

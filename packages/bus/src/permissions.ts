@@ -123,7 +123,11 @@ function permissionsOf(role: BrokerRole, opts: { pool?: string }): NatsPermissio
             jsInfo,
             `${API}.STREAM.INFO.${STREAMS.requests}`,
             `${API}.STREAM.INFO.${kvStream(BUCKETS.registry)}`,
-            ...consume(STREAMS.requests, consumer).filter((s) => !s.includes(".DELETE.")),
+            // Only its pool consumer, named and filtered in the subject itself (the server checks the
+            // body matches), so the credential cannot make a consumer over another pool's requests.
+            `${API}.CONSUMER.CREATE.${STREAMS.requests}.${consumer}.${subjects.poolRequests(pool)}`,
+            `${API}.CONSUMER.INFO.${STREAMS.requests}.${consumer}`,
+            `${API}.CONSUMER.MSG.NEXT.${STREAMS.requests}.${consumer}`,
             `$JS.ACK.${STREAMS.requests}.${consumer}.>`,
             `$KV.${BUCKETS.registry}.${pool}.>`,
             subjects.outboundAll,

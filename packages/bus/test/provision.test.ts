@@ -18,6 +18,7 @@ import {
   STREAMS,
   busLimitsFromEnv,
   connectBus,
+  ensurePoolConsumer,
   provision,
   type Bus,
   type BusLimits,
@@ -170,6 +171,7 @@ describe("provisioning on a 3-node cluster", () => {
     buses.push(r1);
     for (const name of ALL_STREAMS)
       expect((await r1.jsm.streams.info(name)).config.num_replicas).toBe(1);
+    await ensurePoolConsumer(r1.jsm, "main", r1.limits);
 
     const log = capture();
     const r3 = await connectBus({
@@ -197,6 +199,14 @@ describe("provisioning on a 3-node cluster", () => {
         return peers.length === 2 && peers.every((p) => p.current);
       },
       { timeoutMs: 30_000, what: "MCPQ_REC replicas current" },
+    );
+
+    // The pool consumer (replicas 0 = its stream's) follows the stream to three copies.
+    await eventually(
+      async () =>
+        ((await r3.jsm.consumers.info(STREAMS.requests, "pool-main")).cluster?.replicas ?? [])
+          .length === 2,
+      { timeoutMs: 30_000, what: "pool consumer replicated" },
     );
 
     // A stream created fresh at R3 gets file storage (the replicated default).
