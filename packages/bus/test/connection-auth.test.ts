@@ -1,5 +1,5 @@
 // connectBus authenticates with each documented MCPQ_NATS_* scheme against a real nats-server
-// that requires it: token, nkey seed (text or file), mutual TLS (CA + client cert/key); a
+// that requires it: token, nkey seed (text or file), .creds, mutual TLS (CA + client cert/key); a
 // missing .creds file and contradictory settings fail naming the setting.
 import { execFileSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -8,6 +8,15 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nkeys } from "@nats-io/nats-core";
 import { connect } from "@nats-io/transport-node";
+import {
+  createAccount,
+  createOperator,
+  createUser,
+  encodeAccount,
+  encodeOperator,
+  encodeUser,
+  fmtCreds,
+} from "@nats-io/jwt";
 import { startLocalNats, type LocalNats } from "@mcpq/testkit";
 import { BusEnvSchema, busAuthFromEnv, connectBus, type Bus } from "../src/index.js";
 
@@ -147,6 +156,62 @@ describe("connectBus credentials", () => {
         ).rejects.toThrow();
       },
     );
+  });
+
+  it("MCPQ_NATS_CREDS: a .creds file (user JWT + seed) against a server in operator mode", async () => {
+    const operator = createOperator();
+    const account = createAccount();
+    const user = createUser();
+    const operatorJwt = await encodeOperator("mcpq-test", operator);
+    // JetStream is enabled per account in operator mode: unlimited for the test account.
+    const accountJwt = await encodeAccount(
+      "mcpq",
+      account,
+      // Unset JWT limits are 0 (no connections at all): unlimited, JetStream included.
+      {
+        limits: {
+          conn: -1,
+          subs: -1,
+          data: -1,
+          payload: -1,
+          imports: -1,
+          exports: -1,
+          leaf: -1,
+          wildcards: true,
+          mem_storage: -1,
+          disk_storage: -1,
+          streams: -1,
+          consumer: -1,
+        },
+      },
+      { signer: operator },
+    );
+    const credsFile = join(dir, "edge.creds");
+    await writeFile(
+      credsFile,
+      fmtCreds(await encodeUser("edge", user, account, { subs: -1, data: -1, payload: -1 }), user),
+      {
+        mode: 0o600,
+      },
+    );
+    // JetStream in operator mode needs a system account.
+    const system = createAccount();
+    const systemJwt = await encodeAccount("SYS", system, {}, { signer: operator });
+    const settings = {
+      operator: operatorJwt,
+      system_account: system.getPublicKey(),
+      resolver: "MEMORY",
+      resolver_preload: {
+        [account.getPublicKey()]: accountJwt,
+        [system.getPublicKey()]: systemJwt,
+      },
+    };
+    await withServer(settings, async (n) => {
+      await connected(n.url, { MCPQ_NATS_CREDS: credsFile });
+      await expect(connectBus({ url: n.url, name: "anon" })).rejects.toThrow(
+        /Authorization Violation/,
+      );
+    });
   });
 
   it("names the setting when a .creds file is missing or settings contradict each other", async () => {

@@ -154,8 +154,14 @@ export class ServerProcess {
     const code = this.#child?.exitCode ?? this.#child?.signalCode;
     return new NatsLaunchError(
       "exited",
-      `nats-server ${c.serverName} (port ${c.port}, store ${c.storeDir}) exited (${code}) while starting: ${this.#tail.slice(-2_000)}`,
+      `nats-server ${c.serverName} (port ${c.port}, store ${c.storeDir}) exited (${code}) while starting: ${this.#why()}`,
     );
+  }
+
+  /** The server's fatal/error lines (what made it stop), else the end of its log. */
+  #why(): string {
+    const bad = this.#tail.split("\n").filter((l) => /\[(FTL|ERR)\]/.test(l));
+    return (bad.length ? bad.slice(-5).join("\n") : this.#tail).slice(-2_000).trim();
   }
 
   /** Sends `signal` (default SIGKILL: no shutdown, store left as it is) and waits for the exit. */
