@@ -21,6 +21,7 @@ export interface LogOptions {
 export type ReadyCheck = (monitorUrl: string) => Promise<boolean>;
 
 const TAIL = 8_000;
+const TERMINATING = new Set<NodeJS.Signals>(["SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT"]);
 
 /** Fetches a monitoring endpoint as JSON; null on any failure (not up yet). */
 export async function monitorJson(url: string): Promise<Record<string, unknown> | null> {
@@ -164,16 +165,21 @@ export class ServerProcess {
     return (bad.length ? bad.slice(-5).join("\n") : this.#tail).slice(-2_000).trim();
   }
 
-  /** Sends `signal` (default SIGKILL: no shutdown, store left as it is) and waits for the exit. */
+  /**
+   * Sends `signal` (default SIGKILL: no shutdown, store left as it is); waits for the exit when
+   * the signal ends the server (KILL, TERM, INT, QUIT). SIGSTOP/SIGCONT (a hung node) and reload
+   * or lame-duck signals (HUP, USR2) return once sent.
+   */
   async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
     if (!this.running) return;
     this.#child?.kill(signal);
-    await this.#exited;
+    if (TERMINATING.has(signal)) await this.#exited;
   }
 
   /** SIGTERM (graceful shutdown), SIGKILL after `graceMs`; releases the store lock. */
   async stop(graceMs = 5_000): Promise<void> {
     if (this.running) {
+      this.#child?.kill("SIGCONT"); // a stopped (SIGSTOP) server cannot shut down
       this.#child?.kill("SIGTERM");
       const t = setTimeout(() => this.#child?.kill("SIGKILL"), graceMs);
       await this.#exited;
