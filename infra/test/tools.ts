@@ -4,11 +4,11 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { findNatsServer } from "@mcpq/testkit";
+import { findNatsServer } from "@mcpq/nats-launcher";
 
-/** The nats-server binary the test kit would start (MCPQ_NATS_SERVER_BIN, PATH, /usr/sbin). */
+/** The nats-server binary the test kit would start: MCPQ_NATS_SERVER_BIN, PATH, the standard dirs. */
 export function natsServerBin(): string | null {
-  return findNatsServer();
+  return findNatsServer({ bin: process.env.MCPQ_NATS_SERVER_BIN, searchPath: process.env.PATH });
 }
 
 /** promtool from Debian's prometheus package (PATH, then the standard directories). */
