@@ -4,11 +4,11 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { findNatsServer } from "@mcpq/nats-launcher";
+import { findNatsServer } from "@mcpq/testkit";
 
 /** The nats-server binary the test kit would start: MCPQ_NATS_SERVER_BIN, PATH, the standard dirs. */
 export function natsServerBin(): string | null {
-  return findNatsServer({ bin: process.env.MCPQ_NATS_SERVER_BIN, searchPath: process.env.PATH });
+  return findNatsServer();
 }
 
 /** promtool from Debian's prometheus package (PATH, then the standard directories). */
