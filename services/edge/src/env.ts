@@ -36,6 +36,8 @@ export const EdgeEnvSchema = z.object({
   /** `token=principal` pairs; when set, every request needs `Authorization: Bearer <token>`. */
   MCPQ_AUTH_TOKENS: z.string().default(""),
   MCPQ_MAX_BODY_BYTES: int(4 * 1024 * 1024),
+  /** Longest tool/prompt name or resource URI (UTF-8 bytes) a request may name (-32602 beyond); 0 = no bound. */
+  MCPQ_MAX_NAME_BYTES: int(2_048),
   MCPQ_REQUEST_TIMEOUT_MS: int(30_000),
   MCPQ_MAX_REQUEST_TIMEOUT_MS: int(300_000),
   MCPQ_MAX_SESSIONS_PER_PRINCIPAL: int(10_000),
@@ -91,6 +93,7 @@ export interface EdgeConfig {
   /** token -> principal; empty means unauthenticated mode (principal "anonymous"). */
   authTokens: ReadonlyMap<string, string>;
   maxBodyBytes: number;
+  maxNameBytes: number;
   requestTimeoutMs: number;
   maxRequestTimeoutMs: number;
   maxSessionsPerPrincipal: number;
@@ -156,6 +159,7 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     allowedOrigins: e.MCPQ_ALLOWED_ORIGINS,
     authTokens: parseAuthTokens(e.MCPQ_AUTH_TOKENS),
     maxBodyBytes: e.MCPQ_MAX_BODY_BYTES,
+    maxNameBytes: e.MCPQ_MAX_NAME_BYTES,
     requestTimeoutMs: e.MCPQ_REQUEST_TIMEOUT_MS,
     maxRequestTimeoutMs: e.MCPQ_MAX_REQUEST_TIMEOUT_MS,
     maxSessionsPerPrincipal: e.MCPQ_MAX_SESSIONS_PER_PRINCIPAL,

@@ -63,6 +63,7 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
       maxRequestTimeoutMs: config.maxRequestTimeoutMs,
       maxSessionsPerPrincipal: config.maxSessionsPerPrincipal,
       pageSize: config.pageSize,
+      maxNameBytes: config.maxNameBytes,
       serverName: "mcpq",
       serverVersion: SERVER_VERSION,
     },

@@ -39,6 +39,7 @@ import {
 import type { CatalogView, ListKind } from "./catalog.js";
 import type { OutboundMessage, OutboundRouter } from "./outbound.js";
 import { SessionStore, type SessionRecord } from "./session-store.js";
+import { checkTargetName, requestedName } from "./subject-safety.js";
 
 export interface CoreConfig {
   edgeId: string;
@@ -49,6 +50,8 @@ export interface CoreConfig {
   serverName: string;
   serverVersion: string;
   instructions?: string;
+  /** MCPQ_MAX_NAME_BYTES: longest tool/prompt name or resource URI accepted (0 = no bound). */
+  maxNameBytes?: number;
 }
 
 /** Hooks the service backs with metrics; all optional. */
@@ -237,6 +240,8 @@ export class SessionCore {
   async dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext): Promise<Dispatched> {
     const started = performance.now();
     const done = (outcome: string) => this.metrics?.observe(req.method, outcome, (performance.now() - started) / 1000);
+    const named = requestedName(req.method, req.params);
+    if (named) checkTargetName(named.kind, named.name, this.cfg.maxNameBytes ?? 0);
     switch (req.method) {
       case "tools/call":
       case "resources/read":
