@@ -6,6 +6,8 @@ import { ErrorCode, McpError, type LogLevel, type ProtocolVersion } from "@mcpq/
 export interface SessionRecord {
   id: string;
   principal: string;
+  /** The key the session is counted under when it is not the principal (anonymous: per client address). */
+  quotaKey?: string;
   protocolVersion: ProtocolVersion;
   clientInfo: Record<string, unknown>;
   clientCapabilities: Record<string, unknown>;
@@ -91,7 +93,7 @@ export class SessionStore {
 
   async create(rec: SessionRecord): Promise<void> {
     await this.#kv.put(`s.${rec.id}`, JSON.stringify(rec));
-    await this.#kv.put(`p.${digestToken(rec.principal)}.${rec.id}`, "");
+    await this.#kv.put(indexKey(rec), "");
     this.#remember(rec);
   }
 
@@ -133,7 +135,7 @@ export class SessionStore {
   }
 
   async #refreshIndex(rec: SessionRecord): Promise<void> {
-    await this.#kv.put(`p.${digestToken(rec.principal)}.${rec.id}`, "");
+    await this.#kv.put(indexKey(rec), "");
     // The record lists its subscriptions, so refreshing them needs no scan of the bucket.
     for (const uri of rec.subscriptions ?? []) await this.#putSubscription(rec, uri);
   }
@@ -217,7 +219,7 @@ export class SessionStore {
     this.#cache.delete(rec.id);
     await this.#kv.purge(`s.${rec.id}`);
     // A stream purge leaves no marker, so the ended session stops counting against the cap.
-    await this.bus.jsm.streams.purge(KV_SESSIONS_STREAM, { filter: `$KV.${BUCKETS.sessions}.p.${digestToken(rec.principal)}.${rec.id}` });
+    await this.bus.jsm.streams.purge(KV_SESSIONS_STREAM, { filter: `$KV.${BUCKETS.sessions}.${indexKey(rec)}` });
     this.bus.nc.publish(EVICT_SUBJECT, rec.id);
   }
 
@@ -228,4 +230,9 @@ export class SessionStore {
     }
     this.#cache.set(rec.id, { rec, at: Date.now() });
   }
+}
+
+/** The per-principal (or per anonymous client) index key of a session, counted at initialize. */
+function indexKey(rec: SessionRecord): string {
+  return `p.${digestToken(rec.quotaKey ?? rec.principal)}.${rec.id}`;
 }

@@ -34,7 +34,7 @@ export function checkTargetName(kind: NameKind, name: string, maxBytes: number):
 }
 
 /** The client-chosen name a routed request targets, read without validating the rest of params. */
-export function requestedName(method: string, params: Record<string, unknown> | undefined): { kind: NameKind; name: string } | undefined {
+export function requestedName(method: string, params: Record<string, unknown> | undefined): { kind: NameKind; name: string; promptRef?: boolean } | undefined {
   const p = params ?? {};
   switch (method) {
     case "tools/call":
@@ -47,9 +47,9 @@ export function requestedName(method: string, params: Record<string, unknown> | 
     case "resources/unsubscribe":
       return typeof p["uri"] === "string" ? { kind: "subscription", name: p["uri"] } : undefined;
     case "completion/complete": {
-      const ref = p["ref"] as { name?: unknown; uri?: unknown } | undefined;
-      const v = ref?.name ?? ref?.uri;
-      return typeof v === "string" ? { kind: "complete", name: v } : undefined;
+      const ref = p["ref"] as { type?: unknown; name?: unknown; uri?: unknown } | undefined;
+      const v = ref?.type === "ref/prompt" ? ref.name : ref?.uri;
+      return typeof v === "string" ? { kind: "complete", name: v, promptRef: ref?.type === "ref/prompt" } : undefined;
     }
     default:
       return undefined;

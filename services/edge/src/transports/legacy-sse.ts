@@ -29,7 +29,7 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
     reply.code(r.status).headers(r.headers).send(r.body);
 
   app.get(ssePath, async (req, reply) => {
-    const guard = guardHttp(req.headers, rt.config);
+    const guard = await guardHttp(req, rt);
     if ("status" in guard) return refuse(reply, guard);
     const id = randomBytes(16).toString("base64url");
     // The socket session enforces the send-buffer bound (one place for every transport).
@@ -48,7 +48,7 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
         close: (reason) => (reason === "slow consumer" ? sse.cutOff() : sse.end()),
       },
       "sse",
-      guard.principal,
+      guard.caller,
       false,
     );
     reply.hijack();
@@ -64,7 +64,7 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
   });
 
   app.post(messagesPath, async (req, reply) => {
-    const guard = guardHttp(req.headers, rt.config);
+    const guard = await guardHttp(req, rt);
     if ("status" in guard) return refuse(reply, guard);
     const id = (req.query as { sessionId?: unknown }).sessionId;
     const conn = typeof id === "string" ? conns.get(id) : undefined;
