@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import { ErrorCode } from "@mcpq/protocol";
 import type { EdgeRuntime } from "./runtime.js";
+import { oauthMetadata } from "./transports/oauth-metadata.js";
 import { limitHttpConnections } from "./transports/http-limits.js";
 import { legacySse } from "./transports/legacy-sse.js";
 import { streamableHttp } from "./transports/streamable-http.js";
@@ -58,6 +59,7 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
       ["/messages", "http"],
     ]),
   );
+  await oauthMetadata(app, runtime);
   await streamableHttp(app, { runtime, maxStreamBufferBytes: runtime.config.maxSendBufferBytes });
   if (runtime.config.enableSse) await legacySse(app, { runtime });
   if (runtime.config.enableWs) await websocketTransport(app, { runtime });
