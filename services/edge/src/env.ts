@@ -105,7 +105,7 @@ export const EdgeEnvSchema = z.object({
   MCPQ_TOOL_RATE_BURST: int(400),
   /** Edge-wide budget for bytes held in send buffers and outbound queues (-32010 / 503 beyond); 0 = off. */
   MCPQ_MAX_BUFFERED_BYTES: int(128 * 1024 * 1024),
-  /** Consecutive timeouts / internal errors from one pool that open its circuit; 0 = no breaker. */
+  /** Consecutive timeouts / internal errors of this many different callers that open a pool's circuit (one caller's never do); 0 = no breaker. */
   MCPQ_CIRCUIT_FAILURES: int(5),
   /** How long an open circuit fails fast (-32012 / 503) before a half-open probe (doubles per failed probe, max 30 s). */
   MCPQ_CIRCUIT_OPEN_MS: int(2_000),
