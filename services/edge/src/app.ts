@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import { ErrorCode } from "@mcpq/protocol";
 import type { EdgeRuntime } from "./runtime.js";
+import { httpFallbacks } from "./transports/http-fallbacks.js";
 import { oauthMetadata } from "./transports/oauth-metadata.js";
 import { limitHttpConnections } from "./transports/http-limits.js";
 import { legacySse } from "./transports/legacy-sse.js";
@@ -35,6 +36,8 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
     const code = status === 400 && err.code === "FST_ERR_CTP_EMPTY_JSON_BODY" ? ErrorCode.ParseError : status >= 500 ? ErrorCode.InternalError : ErrorCode.InvalidRequest;
     return reply.code(status).type("application/json").send({ jsonrpc: "2.0", id: null, error: { code, message } });
   });
+
+  httpFallbacks(app);
 
   app.get("/healthz", async () => ({ status: "ok" }));
 

@@ -81,7 +81,7 @@ describe("per-tool policy over two edges", () => {
     // Nothing forbidden was queued for a worker.
     const monitor = await connect({ servers: nats.url });
     const targets: string[] = [];
-    const sub = monitor.subscribe("mcpq.req.>", { callback: (_e, m) => targets.push(m.headers?.get(H.target) ?? "") });
+    const sub = monitor.subscribe("mcpq.req.>", { callback: (_e, m) => void targets.push(m.headers?.get(H.target) ?? "") });
     await monitor.flush();
     const b2 = await rawSession(e0.url, { authorization: "Bearer tb" });
     await b2.call("echo", { text: "never" });

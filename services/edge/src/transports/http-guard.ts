@@ -19,6 +19,8 @@ export function refusal(status: number, code: number, message: string, headers: 
 export interface GuardedRequest {
   headers: IncomingHttpHeaders;
   rawHeaders?: string[];
+  /** A fastify request's Node request (its rawHeaders). */
+  raw?: { rawHeaders?: string[] };
   socket?: { remoteAddress?: string | undefined } | null;
 }
 
@@ -36,7 +38,7 @@ export interface GuardRuntime {
  */
 export async function guardHttp(req: GuardedRequest, rt: GuardRuntime): Promise<{ principal: string; caller: Caller } | HttpRefusal> {
   const headers = req.headers;
-  if (duplicateHost(req.rawHeaders)) {
+  if (duplicateHost(req.rawHeaders ?? req.raw?.rawHeaders)) {
     return refusal(400, ErrorCode.InvalidRequest, "Bad Request: more than one Host header");
   }
   if (!hostAllowed(headers.host, rt.config.allowedHosts)) {

@@ -79,7 +79,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
   app.post(path, async (req, reply) => {
     const guard = await guardHttp(req, rt);
     if ("status" in guard) return refuse(reply, guard);
-    const accept = String(req.headers.accept ?? "");
+    const accept = String(req.headers.accept ?? "").toLowerCase(); // media types are case-insensitive
     const sseOk = accept.includes("text/event-stream") || accept.includes("*/*");
     const jsonOk = accept.includes("application/json") || accept.includes("*/*");
     if (!sseOk && !jsonOk) {
@@ -223,7 +223,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
   app.get(path, async (req, reply) => {
     const guard = await guardHttp(req, rt);
     if ("status" in guard) return refuse(reply, guard);
-    if (!String(req.headers.accept ?? "").includes("text/event-stream")) {
+    if (!String(req.headers.accept ?? "").toLowerCase().includes("text/event-stream")) {
       return refuse(reply, refusal(406, ErrorCode.InvalidRequest, "Not Acceptable: GET requires Accept: text/event-stream"));
     }
     const s = await sessionOf(req, guard.principal);
