@@ -185,7 +185,14 @@ describe(`fuzz: ${TOTAL} generated inputs over five transports (seed ${SEED})`, 
   /** Runs one socket transport: batches of inputs, each followed by a sentinel that must come back. */
   async function socketRun(t: "ws" | "tcp" | "grpc", open: () => Promise<Wire>): Promise<void> {
     const r = results.get(t)!;
-    let conn!: { wire: Wire; closed: boolean; ending: boolean; received: string[]; waiters: Map<string, () => void> };
+    interface Conn {
+      wire: Wire;
+      closed: boolean;
+      ending: boolean;
+      received: string[];
+      waiters: Map<string, () => void>;
+    }
+    let conn!: Conn;
     const send = (text: string) => {
       try {
         conn.wire.send(text);
@@ -205,7 +212,8 @@ describe(`fuzz: ${TOTAL} generated inputs over five transports (seed ${SEED})`, 
         send(JSON.stringify(msg));
       });
     const connect = async () => {
-      const c = (conn = { wire: await open(), closed: false, ending: false, received: [], waiters: new Map() });
+      const c: Conn = { wire: await open(), closed: false, ending: false, received: [], waiters: new Map() };
+      conn = c;
       c.wire.onMessage((text) => {
         c.received.push(text);
         bump(r.outcomes, `reply:${replyClass(text)}`);
