@@ -1,6 +1,9 @@
 // OAuth 2.1 resource server (issue 14, point 1) against a real authorization server on loopback
 // (oauth2-mock-server: JWKS, RFC 8414/OIDC discovery, client_credentials with RFC 8707 resource).
+import { mkdtemp, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect } from "vitest";
 import { OAuth2Server } from "oauth2-mock-server";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -9,9 +12,11 @@ import { ClientCredentialsProvider } from "@modelcontextprotocol/sdk/client/auth
 import { connect } from "@nats-io/transport-node";
 import { natsTest as it, type Stack } from "@mcpq/testkit";
 import { RESUME_METHOD } from "@mcpq/protocol";
+import { H } from "@mcpq/bus";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
-import { stack } from "./support/stack.js";
+import { factories, stack } from "./support/stack.js";
+import { rawSession } from "./support/raw-http.js";
 import { RpcClient, grpcWire, tcpWire, wsWire } from "./support/socket-client.js";
 
 async function freePort(): Promise<number> {
@@ -170,6 +175,70 @@ describe("OAuth 2.1 resource server", () => {
     } finally {
       sub.unsubscribe();
       await monitor.close();
+    }
+  });
+
+  it("a policy keyed on scopes and claims: the envelope carries the exposed claims and the principal, never the token", async ({ nats }) => {
+    const dir = await mkdtemp(join(tmpdir(), "mcpq-oauth-policy-"));
+    const file = join(dir, "policy.json");
+    await writeFile(file, JSON.stringify({ exposeClaims: ["tenant"], rules: [{ scopes: ["tools:echo"], claims: { tenant: "acme" }, tools: ["echo"] }] }));
+    const p2 = await freePort();
+    const res2 = `http://127.0.0.1:${p2}/mcp`;
+    const edge = await factories.startEdge(nats.url, { MCPQ_PORT: String(p2), MCPQ_OAUTH_ISSUER: as.issuer.url!, MCPQ_RESOURCE_URL: res2, MCPQ_POLICY_FILE: file });
+    const monitor = await connect({ servers: nats.url });
+    const claims: string[] = [];
+    const sub = monitor.subscribe("mcpq.req.>", { callback: (_e, m) => void claims.push(m.headers?.get(H.claims) ?? "") });
+    await monitor.flush();
+    try {
+      const mk = (scope: string, tenant: string) =>
+        as.issuer.buildToken({ scopesOrTransform: (_h, p) => Object.assign(p, { sub: "carol", aud: res2, scope, tenant }) });
+      const allowed = await rawSession(res2, { authorization: `Bearer ${await mk("tools:echo", "acme")}` });
+      expect((await allowed.request("tools/list", {})).message?.result?.["tools"]).toEqual([expect.objectContaining({ name: "echo" })]);
+      expect((await allowed.call("echo", { text: "acme" })).message?.result).toEqual({ content: [{ type: "text", text: "acme" }] });
+      const otherTenant = await rawSession(res2, { authorization: `Bearer ${await mk("tools:echo", "globex")}` });
+      expect((await otherTenant.request("tools/list", {})).message?.result?.["tools"]).toEqual([]);
+      expect((await otherTenant.call("echo", { text: "x" })).message?.error?.message).toBe("Unknown tool: echo");
+      await monitor.flush();
+      expect(claims).toEqual([JSON.stringify({ tenant: "acme" })]);
+    } finally {
+      sub.unsubscribe();
+      await monitor.close();
+      await edge.close();
+    }
+  });
+
+  it("opaque tokens go to RFC 7662 introspection with the edge's client credentials; inactive ones are refused", async ({ nats }) => {
+    const p3 = await freePort();
+    const res3 = `http://127.0.0.1:${p3}/mcp`;
+    let active = true;
+    let credentials: string | undefined;
+    const onIntrospect = (response: { body: Record<string, unknown> }, req: { headers: Record<string, string | undefined> }) => {
+      credentials = req.headers["authorization"];
+      response.body = active
+        ? { active: true, sub: "dave", aud: res3, iss: as.issuer.url, scope: "mcp", exp: Math.floor(Date.now() / 1000) + 600 }
+        : { active: false };
+    };
+    as.service.on("beforeIntrospect", onIntrospect);
+    const edge = await factories.startEdge(nats.url, {
+      MCPQ_PORT: String(p3),
+      MCPQ_OAUTH_ISSUER: as.issuer.url!,
+      MCPQ_RESOURCE_URL: res3,
+      MCPQ_OAUTH_INTROSPECTION_URL: `${as.issuer.url}/introspect`,
+      MCPQ_OAUTH_CLIENT_ID: "edge",
+      MCPQ_OAUTH_CLIENT_SECRET: "edge-secret",
+      MCPQ_OAUTH_INTROSPECTION_CACHE_MS: "0",
+    });
+    try {
+      const ok = await rawSession(res3, { authorization: "Bearer opaque-token-1" });
+      expect((await ok.call("echo", { text: "opaque" })).message?.result).toBeDefined();
+      expect(credentials).toBe(`Basic ${Buffer.from("edge:edge-secret").toString("base64")}`);
+      active = false;
+      const refused = await fetch(res3, { method: "POST", headers: { "content-type": "application/json", accept: "application/json, text/event-stream", authorization: "Bearer opaque-token-2" }, body: JSON.stringify(INIT) });
+      expect(refused.status).toBe(401);
+      expect(refused.headers.get("www-authenticate")).toContain("not active");
+    } finally {
+      as.service.off("beforeIntrospect", onIntrospect);
+      await edge.close();
     }
   });
 });
