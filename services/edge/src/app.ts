@@ -37,7 +37,7 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
     return reply.code(status).type("application/json").send({ jsonrpc: "2.0", id: null, error: { code, message } });
   });
 
-  httpFallbacks(app);
+  httpFallbacks(app, { sse: runtime.config.enableSse });
 
   app.get("/healthz", async () => ({ status: "ok" }));
 

@@ -130,6 +130,11 @@ export interface EdgeConfig {
   /** token -> principal; empty means unauthenticated mode (principal "anonymous"). */
   authTokens: ReadonlyMap<string, string>;
   maxBodyBytes: number;
+  /**
+   * Largest single JSON-RPC message: MCPQ_MAX_BODY_BYTES, lowered at start-up to what the broker
+   * accepts (see core/broker-limits.ts).
+   */
+  maxMessageBytes: number;
   maxNameBytes: number;
   requestTimeoutMs: number;
   maxRequestTimeoutMs: number;
@@ -238,6 +243,7 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     allowedOrigins: e.MCPQ_ALLOWED_ORIGINS,
     authTokens: parseAuthTokens(e.MCPQ_AUTH_TOKENS),
     maxBodyBytes: e.MCPQ_MAX_BODY_BYTES,
+    maxMessageBytes: e.MCPQ_MAX_BODY_BYTES,
     maxNameBytes: e.MCPQ_MAX_NAME_BYTES,
     requestTimeoutMs: e.MCPQ_REQUEST_TIMEOUT_MS,
     maxRequestTimeoutMs: e.MCPQ_MAX_REQUEST_TIMEOUT_MS,

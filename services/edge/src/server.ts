@@ -36,7 +36,7 @@ export async function startEdge(config: Readonly<EdgeConfig>, logger?: Logger): 
     loggerInstance: log as unknown as FastifyBaseLogger,
     // Per-request access logs would dominate the hot path; metrics carry that information.
     logController: new LogController({ disableRequestLogging: true }),
-    // The runtime's limit: the broker's max_payload may be smaller than MCPQ_MAX_BODY_BYTES.
+    // A whole body (a batch may hold several messages); each message is held to maxMessageBytes.
     bodyLimit: runtime.config.maxBodyBytes,
     forceCloseConnections: true,
     // Large accept backlog: refuse at the application level (503) rather than in the kernel.

@@ -38,7 +38,7 @@ const STATUS_FOR: Record<SocketCloseReason, grpc.status> = {
 export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTransport> {
   const live = new Set<SocketSession>();
   const server = new grpc.Server({
-    "grpc.max_receive_message_length": rt.config.maxBodyBytes,
+    "grpc.max_receive_message_length": rt.config.maxMessageBytes,
     "grpc.keepalive_time_ms": 30_000,
     "grpc.keepalive_timeout_ms": 10_000,
     // An HTTP/2 connection with no call open is closed (slowloris), and one that never

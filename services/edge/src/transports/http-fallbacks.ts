@@ -1,12 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { ErrorCode } from "@mcpq/protocol";
 
-/** Methods each MCP endpoint answers; another method on it is 405 with `Allow`. */
-const ALLOWED: Record<string, string> = {
-  "/mcp": "GET, POST, DELETE",
-  "/sse": "GET",
-  "/messages": "POST",
-};
 
 /**
  * Every request no route takes gets a JSON-RPC body, never fastify's own error shape: 405 with
@@ -14,10 +8,16 @@ const ALLOWED: Record<string, string> = {
  * Registered inside the edge's plugin, so its content-type parsing and error handler apply
  * (a PUT with an empty JSON body no longer answers FST_ERR_CTP_EMPTY_JSON_BODY).
  */
-export function httpFallbacks(app: FastifyInstance): void {
+export function httpFallbacks(app: FastifyInstance, opts: { sse: boolean }): void {
+  // Methods each enabled MCP endpoint answers; another method on it is 405 with `Allow`.
+  const allowed = new Map<string, string>([["/mcp", "GET, POST, DELETE"]]);
+  if (opts.sse) {
+    allowed.set("/sse", "GET");
+    allowed.set("/messages", "POST");
+  }
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split("?")[0]!;
-    const allow = ALLOWED[path];
+    const allow = allowed.get(path);
     const body = (message: string) => ({ jsonrpc: "2.0", id: null, error: { code: ErrorCode.InvalidRequest, message } });
     if (allow) return reply.code(405).header("allow", allow).type("application/json").send(body("Method Not Allowed"));
     return reply.code(404).type("application/json").send(body("Not Found"));

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { ErrorCode } from "@mcpq/protocol";
+import { overMessageLimit } from "../core/broker-limits.js";
 import type { SocketSession } from "../core/socket-session.js";
 import type { EdgeRuntime } from "../runtime.js";
 import { guardHttp, refusal, type HttpRefusal } from "./http-guard.js";
@@ -74,6 +75,9 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
     }
     if (typeof req.body !== "string" || req.body === "") {
       return refuse(reply, refusal(400, ErrorCode.ParseError, "Parse error: empty body"));
+    }
+    if (overMessageLimit(req.body, rt.config.maxMessageBytes)) {
+      return refuse(reply, refusal(413, ErrorCode.InvalidRequest, "Payload Too Large", {}, { maxBytes: rt.config.maxMessageBytes }));
     }
     conn.session.receive(req.body);
     return reply.code(202).type("text/plain").send("Accepted");

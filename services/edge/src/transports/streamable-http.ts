@@ -15,6 +15,7 @@ import {
 } from "@mcpq/protocol";
 import { STANDALONE_STREAM, STREAMS, H, idGenerator, subjects } from "@mcpq/bus";
 import type { Caller } from "../core/auth.js";
+import { overMessageLimit } from "../core/broker-limits.js";
 import { PRIMING_TOKEN, parseEventId, type OutboundMessage } from "../core/outbound.js";
 import { RequestCancelled, type Dispatched } from "../core/session-core.js";
 import type { SessionRecord } from "../core/session-store.js";
@@ -90,6 +91,9 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
       value = parseJson(req.body as string);
     } catch (err) {
       return sendError(reply, null, err);
+    }
+    if (!Array.isArray(value) && overMessageLimit(req.body as string, rt.config.maxMessageBytes)) {
+      return refuse(reply, refusal(413, ErrorCode.InvalidRequest, "Payload Too Large", {}, { maxBytes: rt.config.maxMessageBytes }));
     }
 
     if (Array.isArray(value)) return handleBatch(req, reply, guard.caller, value, sseOk);
@@ -185,6 +189,9 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
     for (const item of items) {
       let m: ClassifiedMessage;
       try {
+        if (overMessageLimit(JSON.stringify(item), rt.config.maxMessageBytes)) {
+          throw new McpError(ErrorCode.InvalidRequest, `Invalid Request: message larger than ${rt.config.maxMessageBytes} bytes`);
+        }
         m = classifyMessage(item);
       } catch (err) {
         responses.push(Promise.resolve(errorOut(salvageId(item), err)));

@@ -23,7 +23,7 @@ import {
  */
 export async function startTcpTransport(rt: EdgeRuntime): Promise<ListeningTransport> {
   const live = new Map<Socket, SocketSession>();
-  const maxLine = rt.config.maxBodyBytes;
+  const maxLine = rt.config.maxMessageBytes;
   const retryAfterMs = rt.connections.retryAfterMs;
 
   const server: Server = createServer({ noDelay: true }, (socket) => {

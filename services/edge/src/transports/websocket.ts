@@ -44,7 +44,7 @@ export async function websocketTransport(
   const path = opts.path ?? "/ws";
   const wss = new WebSocketServer({
     noServer: true,
-    maxPayload: rt.config.maxBodyBytes,
+    maxPayload: rt.config.maxMessageBytes,
     perMessageDeflate: false,
     handleProtocols: (offered) => (offered.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
   });
