@@ -11,7 +11,7 @@ import { H } from "@mcpq/bus";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { AccessPolicy, PolicySchema } from "../src/core/policy.js";
-import { sdkClient, stack } from "./support/stack.js";
+import { factories, sdkClient, stack } from "./support/stack.js";
 import { rawSession } from "./support/raw-http.js";
 
 const POLICY = {
@@ -92,5 +92,38 @@ describe("per-tool policy over two edges", () => {
     await monitor.close();
     await b2.close();
     for (const c of [alice, bob, ops]) await c.client.close();
+  });
+
+  it("virtual servers: /mcp/<name> serves its subset, intersected with the caller's grants", async ({ nats }) => {
+    const dir = await mkdtemp(join(tmpdir(), "mcpq-vs-"));
+    const file = join(dir, "policy.json");
+    await writeFile(file, JSON.stringify({ ...POLICY, servers: { math: { tools: ["add"] }, docs: { resources: ["mcpq://example/*"], prompts: ["*"] } } }));
+    const edge = await factories.startEdge(nats.url, { MCPQ_POLICY_FILE: file, MCPQ_AUTH_TOKENS: "ta=alice,tb=bob,to=ops-1" });
+    try {
+      const base = edge.url;
+      const ops = await sdkClient(`${base}/math`, { headers: { authorization: "Bearer to" } });
+      expect((await ops.client.listTools()).tools.map((t) => t.name)).toEqual(["add"]);
+      expect((await ops.client.listResources()).resources).toEqual([]);
+      const r = await ops.client.callTool({ name: "add", arguments: { a: 2, b: 3 } });
+      expect(r.structuredContent).toEqual({ sum: 5 });
+      const raw = await rawSession(`${base}/math`, { authorization: "Bearer to" });
+      expect((await raw.call("echo", { text: "x" })).message?.error?.message).toBe("Unknown tool: echo");
+      // The same caller through the full endpoint sees everything its rules grant.
+      const full = await sdkClient(base, { headers: { authorization: "Bearer to" } });
+      expect((await full.client.listTools()).tools.length).toBeGreaterThan(1);
+      // Alice may not use `add` at all, so /mcp/math is empty for her; /mcp/docs shows her resources.
+      const alice = await sdkClient(`${base}/math`, { headers: { authorization: "Bearer ta" } });
+      expect((await alice.client.listTools()).tools).toEqual([]);
+      const docs = await sdkClient(`${base}/docs`, { headers: { authorization: "Bearer ta" } });
+      expect((await docs.client.listResources()).resources.map((x) => x.uri)).toEqual(["mcpq://example/readme"]);
+      expect((await docs.client.listTools()).tools).toEqual([]);
+      // Unknown virtual servers are 404; other methods on a known one 405.
+      expect((await fetch(`${base}/nope`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" })).status).toBe(404);
+      expect((await fetch(`${base}/math`, { method: "PUT" })).status).toBe(405);
+      await raw.close();
+      for (const c of [ops, full, alice, docs]) await c.client.close();
+    } finally {
+      await edge.close();
+    }
   });
 });

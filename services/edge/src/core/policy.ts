@@ -22,6 +22,15 @@ const RuleSchema = z
   })
   .strict();
 
+/** A virtual server: a named subset of the catalog served at its own path (`/mcp/<name>`). */
+const ServerSchema = z
+  .object({
+    tools: patterns.optional(),
+    resources: patterns.optional(),
+    prompts: patterns.optional(),
+  })
+  .strict();
+
 /**
  * The authorization policy file (MCPQ_POLICY_FILE, JSON). Without a policy every authenticated
  * caller may use everything. With one, a caller may use exactly what the rules that apply to it
@@ -30,8 +39,11 @@ const RuleSchema = z
  */
 export const PolicySchema = z
   .object({
-    rules: z.array(RuleSchema).max(10_000),
+    /** Absent: every caller may use everything (a file with only `servers`). */
+    rules: z.array(RuleSchema).max(10_000).optional(),
     exposeClaims: z.array(z.string().min(1)).max(50).default([]),
+    /** Virtual servers by name ([A-Za-z0-9_-]): each a subset of the catalog at `/mcp/<name>`. */
+    servers: z.record(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/), ServerSchema).default({}),
   })
   .strict();
 export type PolicyFile = z.infer<typeof PolicySchema>;
@@ -48,19 +60,33 @@ interface CompiledRule {
 /** What a list item is matched by: tools and prompts by name, resources by URI or URI template. */
 export type ListedKind = "tools" | "resources" | "resourceTemplates" | "prompts";
 
+/** What a request may reach: checked before routing, applied to lists. */
+export interface TargetView {
+  check(caller: Caller, kind: NameKind, name: string, completionRefIsPrompt?: boolean): void;
+  filter<T>(caller: Caller, kind: ListedKind, items: readonly T[]): T[];
+}
+
 /**
  * Per-caller access to tools, resources and prompts. Lists show only what the caller may use;
  * a forbidden call is answered exactly like a call to a target that does not exist, so the
  * answer never tells whether it does.
  */
-export class AccessPolicy {
+export class AccessPolicy implements TargetView {
   readonly #rules: CompiledRule[];
+  /** No `rules` in the file: callers are not restricted (only virtual servers are defined). */
+  readonly #open: boolean;
+  /** Virtual servers (`/mcp/<name>`), each a view of its own subset. */
+  readonly servers: ReadonlyMap<string, TargetView>;
   readonly exposeClaims: readonly string[];
   /** Per-caller decisions are cached per (principal, scopes, claims) fingerprint. */
   readonly #grants = new Map<string, CompiledRule[]>();
 
   constructor(file: PolicyFile) {
-    this.#rules = file.rules.map((r) => ({
+    this.#open = file.rules === undefined;
+    this.servers = new Map(
+      Object.entries(file.servers).map(([name, sv]) => [name, new AccessPolicy({ rules: [{ ...sv }], exposeClaims: [], servers: {} })]),
+    );
+    this.#rules = (file.rules ?? []).map((r) => ({
       principals: r.principals?.map(glob),
       scopes: r.scopes ?? [],
       claims: Object.entries(r.claims ?? {}),
@@ -73,6 +99,7 @@ export class AccessPolicy {
 
   /** Whether `caller` may use the target `name` of `kind`. */
   allows(caller: Caller, kind: NameKind, name: string, completionRefIsPrompt = false): boolean {
+    if (this.#open) return true;
     const rules = this.#rulesFor(caller);
     const field: keyof Pick<CompiledRule, "tools" | "resources" | "prompts"> =
       kind === "tool" ? "tools" : kind === "prompt" ? "prompts" : kind === "complete" ? (completionRefIsPrompt ? "prompts" : "resources") : "resources";
@@ -81,6 +108,7 @@ export class AccessPolicy {
 
   /** The items of a list the caller may see. */
   filter<T>(caller: Caller, kind: ListedKind, items: readonly T[]): T[] {
+    if (this.#open) return [...items];
     const rules = this.#rulesFor(caller);
     const field = kind === "tools" ? "tools" : kind === "prompts" ? "prompts" : "resources";
     const key = kind === "resources" ? "uri" : kind === "resourceTemplates" ? "uriTemplate" : "name";

@@ -40,7 +40,7 @@ import type { CatalogView, ListKind } from "./catalog.js";
 import type { OutboundMessage, OutboundRouter } from "./outbound.js";
 import { SessionStore, type SessionRecord } from "./session-store.js";
 import type { Caller } from "./auth.js";
-import type { AccessPolicy, ListedKind } from "./policy.js";
+import type { AccessPolicy, ListedKind, TargetView } from "./policy.js";
 import { checkTargetName, requestedName } from "./subject-safety.js";
 
 export interface CoreConfig {
@@ -98,6 +98,8 @@ export interface StreamContext {
   raw?: string;
   /** Who sent it (this request's credential; for sockets the connection's). */
   caller?: Caller | undefined;
+  /** The virtual server the request came through (`/mcp/<name>`): its subset of the catalog. */
+  view?: TargetView | undefined;
 }
 
 /** A request accepted for processing; `response` settles with the final message (or a cancel). */
@@ -254,6 +256,7 @@ export class SessionCore {
       checkTargetName(named.kind, named.name, this.cfg.maxNameBytes ?? 0);
       // Before the catalog is consulted: a forbidden target is refused like a missing one.
       this.policy?.check(callerOf(session, stream), named.kind, named.name, named.promptRef);
+      stream.view?.check(callerOf(session, stream), named.kind, named.name, named.promptRef);
     }
     switch (req.method) {
       case "tools/call":
@@ -265,7 +268,7 @@ export class SessionCore {
         throw new McpError(ErrorCode.InvalidRequest, "Session already initialized");
       default: {
         try {
-          const result = await this.#local(session, req, callerOf(session, stream));
+          const result = await this.#local(session, req, callerOf(session, stream), stream.view);
           done("ok");
           return { response: Promise.resolve(localMessage(req.id, result)) };
         } catch (err) {
@@ -314,7 +317,7 @@ export class SessionCore {
     return out;
   }
 
-  async #local(session: SessionRecord, req: JsonRpcRequest, caller: Caller): Promise<Record<string, unknown>> {
+  async #local(session: SessionRecord, req: JsonRpcRequest, caller: Caller, view: TargetView | undefined): Promise<Record<string, unknown>> {
     switch (req.method) {
       case "ping":
         return {};
@@ -326,13 +329,13 @@ export class SessionCore {
         return {};
       }
       case "tools/list":
-        return this.#page("tools", this.#visible(caller, "tools", this.catalog.tools()), req);
+        return this.#page("tools", this.#visible(caller, view, "tools", this.catalog.tools()), req);
       case "resources/list":
-        return this.#page("resources", this.#visible(caller, "resources", this.catalog.resources()), req);
+        return this.#page("resources", this.#visible(caller, view, "resources", this.catalog.resources()), req);
       case "resources/templates/list":
-        return this.#page("resourceTemplates", this.#visible(caller, "resourceTemplates", this.catalog.resourceTemplates()), req);
+        return this.#page("resourceTemplates", this.#visible(caller, view, "resourceTemplates", this.catalog.resourceTemplates()), req);
       case "prompts/list":
-        return this.#page("prompts", this.#visible(caller, "prompts", this.catalog.prompts()), req);
+        return this.#page("prompts", this.#visible(caller, view, "prompts", this.catalog.prompts()), req);
       case "resources/subscribe": {
         const { uri } = parse(SubscribeParamsSchema, req.params);
         await this.sessions.subscribe(session, uri);
@@ -348,9 +351,10 @@ export class SessionCore {
     }
   }
 
-  /** A list as the caller may see it (everything without a policy). */
-  #visible<T>(caller: Caller, kind: ListedKind, items: readonly T[]): readonly T[] {
-    return this.policy ? this.policy.filter(caller, kind, items) : items;
+  /** A list as the caller may see it through `view` (everything without a policy or view). */
+  #visible<T>(caller: Caller, view: TargetView | undefined, kind: ListedKind, items: readonly T[]): readonly T[] {
+    const allowed = this.policy ? this.policy.filter(caller, kind, items) : items;
+    return view ? view.filter(caller, kind, allowed) : allowed;
   }
 
   #page(key: string, items: readonly unknown[], req: JsonRpcRequest): Record<string, unknown> {

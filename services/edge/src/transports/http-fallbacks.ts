@@ -8,9 +8,10 @@ import { ErrorCode } from "@mcpq/protocol";
  * Registered inside the edge's plugin, so its content-type parsing and error handler apply
  * (a PUT with an empty JSON body no longer answers FST_ERR_CTP_EMPTY_JSON_BODY).
  */
-export function httpFallbacks(app: FastifyInstance, opts: { sse: boolean }): void {
+export function httpFallbacks(app: FastifyInstance, opts: { sse: boolean; virtualServers: readonly string[] }): void {
   // Methods each enabled MCP endpoint answers; another method on it is 405 with `Allow`.
   const allowed = new Map<string, string>([["/mcp", "GET, POST, DELETE"]]);
+  for (const name of opts.virtualServers) allowed.set(`/mcp/${name}`, "GET, POST, DELETE");
   if (opts.sse) {
     allowed.set("/sse", "GET");
     allowed.set("/messages", "POST");

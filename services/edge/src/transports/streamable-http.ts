@@ -16,6 +16,7 @@ import {
 import { STANDALONE_STREAM, STREAMS, H, idGenerator, subjects } from "@mcpq/bus";
 import type { Caller } from "../core/auth.js";
 import { overMessageLimit } from "../core/broker-limits.js";
+import type { TargetView } from "../core/policy.js";
 import { PRIMING_TOKEN, parseEventId, type OutboundMessage } from "../core/outbound.js";
 import { RequestCancelled, type Dispatched } from "../core/session-core.js";
 import type { SessionRecord } from "../core/session-store.js";
@@ -32,6 +33,8 @@ export interface StreamableHttpOptions {
   path?: string;
   /** Bytes an SSE reader may leave unread before it is cut off. */
   maxStreamBufferBytes?: number;
+  /** A virtual server's subset of the catalog (`/mcp/<name>`, docs/security.md). */
+  view?: TargetView;
 }
 
 /**
@@ -132,7 +135,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
     if (!sseOk) {
       // JSON-only client: no related messages can be delivered; the response is the body.
       try {
-        const d = await rt.core.dispatch(session, request, { id: streamId, raw: req.body as string, caller: guard.caller });
+        const d = await rt.core.dispatch(session, request, { id: streamId, raw: req.body as string, caller: guard.caller, view: opts.view });
         await d.published; // a broker refusal is a 503/429, not a 200 with an error inside
         const out = await d.response;
         return reply.code(200).type("application/json").send(out.json);
@@ -148,7 +151,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
     const release = rt.router.attach(session.id, streamId, requestStreamSink(sse));
     let dispatched: Dispatched;
     try {
-      dispatched = await rt.core.dispatch(session, request, { id: streamId, raw: req.body as string, caller: guard.caller });
+      dispatched = await rt.core.dispatch(session, request, { id: streamId, raw: req.body as string, caller: guard.caller, view: opts.view });
       await dispatched.published; // a broker refusal is a 503/429 before the stream opens
     } catch (err) {
       release();
@@ -205,7 +208,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
         const id = m.message.id;
         responses.push(
           rt.core
-            .dispatch(session, m.message, { id: streamId, caller })
+            .dispatch(session, m.message, { id: streamId, caller, view: opts.view })
             // A JSON body carries every answer; on a stream, see the single request above.
             .then((d) => (sse ? rt.core.finalMessage(session, streamId, d) : d.response))
             .catch((err: unknown) => (err instanceof RequestCancelled ? null : errorOut(id, err))),
