@@ -80,6 +80,9 @@ describe("slowloris: timeouts on every transport and a per-client connection cap
     const g = grpcWire(edge.grpcPort!);
     expect((await g.closed).code).toBe(4); // DEADLINE_EXCEEDED
     g.client.close();
+    // A raw connection to the gRPC port that never sends the HTTP/2 preface is dropped too.
+    const raw = await rawTcp(edge.grpcPort!);
+    await raw.gone;
     // A connection that does open a session in time stays.
     const ok = new RpcClient(await tcpWire(edge.tcpPort!));
     await ok.initialize();

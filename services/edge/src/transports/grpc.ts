@@ -6,6 +6,7 @@ import { GRPC_PROTO_URL, type JsonRpcFrame } from "@mcpq/protocol";
 import { isAuthFailure, type Caller } from "../core/auth.js";
 import type { SocketCloseReason, SocketSession } from "../core/socket-session.js";
 import type { EdgeRuntime } from "../runtime.js";
+import { listenGrpc } from "./grpc-listener.js";
 import { CLOSE_GRACE_MS, openSocketSession, type ListeningTransport } from "./socket-common.js";
 
 type SessionCall = grpc.ServerDuplexStream<JsonRpcFrame, JsonRpcFrame>;
@@ -37,6 +38,7 @@ const STATUS_FOR: Record<SocketCloseReason, grpc.status> = {
  */
 export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTransport> {
   const live = new Set<SocketSession>();
+  let listener: Awaited<ReturnType<typeof listenGrpc>> | undefined;
   const server = new grpc.Server({
     "grpc.max_receive_message_length": rt.config.maxMessageBytes,
     "grpc.keepalive_time_ms": 30_000,
@@ -60,6 +62,7 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
       call.emit("error", { code, details, metadata: new grpc.Metadata() });
     };
     const auth = call.metadata.get("authorization")[0];
+    listener?.callStarted(call.getPeer());
     const address = peerAddress(call.getPeer());
     const caller = await rt.auth.authenticate(typeof auth === "string" ? auth : undefined, address);
     if (isAuthFailure(caller))
@@ -140,18 +143,13 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
   };
 
   server.addService(loadMcpService(), { Session: session });
-  const host = rt.config.host.includes(":") ? `[${rt.config.host}]` : rt.config.host;
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      `${host}:${rt.config.grpcPort}`,
-      grpc.ServerCredentials.createInsecure(),
-      (err, p) => (err ? reject(err) : resolve(p)),
-    ),
-  );
+  listener = await listenGrpc(server, rt);
   return {
-    port,
+    port: listener.port,
     async close() {
       for (const s of live) s.close("shutdown");
+      // Stops accepting; the shutdown below ends the calls still open.
+      void listener.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           server.forceShutdown();
