@@ -38,7 +38,8 @@ const STATUS_FOR: Record<SocketCloseReason, grpc.status> = {
  */
 export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTransport> {
   const live = new Set<SocketSession>();
-  let listener: Awaited<ReturnType<typeof listenGrpc>> | undefined;
+  // Set once listening; calls only arrive after that.
+  const port: { listener?: Awaited<ReturnType<typeof listenGrpc>> } = {};
   const server = new grpc.Server({
     "grpc.max_receive_message_length": rt.config.maxMessageBytes,
     "grpc.keepalive_time_ms": 30_000,
@@ -62,7 +63,7 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
       call.emit("error", { code, details, metadata: new grpc.Metadata() });
     };
     const auth = call.metadata.get("authorization")[0];
-    listener?.callStarted(call.getPeer());
+    port.listener?.callStarted(call.getPeer());
     const address = peerAddress(call.getPeer());
     const caller = await rt.auth.authenticate(typeof auth === "string" ? auth : undefined, address);
     if (isAuthFailure(caller))
@@ -143,7 +144,7 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
   };
 
   server.addService(loadMcpService(), { Session: session });
-  listener = await listenGrpc(server, rt);
+  const listener = (port.listener = await listenGrpc(server, rt));
   return {
     port: listener.port,
     async close() {
