@@ -90,6 +90,23 @@ describe("slowloris: timeouts on every transport and a per-client connection cap
     ok.wire.close();
   });
 
+  it("a bound connection that goes silent with nothing in flight is closed, and its session resumes on a new one", async ({ nats }) => {
+    const idle = await factories.startEdge(nats.url, { MCPQ_SOCKET_IDLE_TIMEOUT_MS: "300" });
+    try {
+      const c = new RpcClient(await tcpWire(idle.tcpPort!));
+      await c.initialize();
+      expect((await c.wire.closed).reason).toMatch(/Timeout/);
+      const again = new RpcClient(await tcpWire(idle.tcpPort!));
+      again.sessionId = c.sessionId;
+      const r = await again.resume(again.wire, c.sessionId!);
+      expect(r.result).toMatchObject({ sessionId: c.sessionId });
+      expect(await again.request("tools/call", { name: "echo", arguments: { text: "back" } })).toEqual({ content: [{ type: "text", text: "back" }] });
+      again.wire.close();
+    } finally {
+      await idle.close();
+    }
+  });
+
   it("one client address holds at most MCPQ_MAX_CONNECTIONS_PER_CLIENT: another client still gets in", async () => {
     const held: Socket[] = [];
     for (let i = 0; i < 4; i++) held.push(await rawTcp(edge.tcpPort!, "127.0.0.1"));
