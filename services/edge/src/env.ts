@@ -64,8 +64,12 @@ export const EdgeEnvSchema = z.object({
   MCPQ_HTTP_HEADERS_TIMEOUT_MS: int(10_000),
   /** Time a client has to send a whole HTTP request, body included (Node requestTimeout); 0 = none. */
   MCPQ_HTTP_REQUEST_TIMEOUT_MS: int(30_000),
-  /** How long an idle keep-alive HTTP connection stays open between requests. */
-  MCPQ_HTTP_KEEPALIVE_TIMEOUT_MS: int(5_000),
+  /**
+   * How long an idle keep-alive HTTP connection stays open between requests. Longer than clients'
+   * own idle limits (undici 4 s, load balancers 60 s), so a client never reuses a connection the
+   * edge is closing at that moment (a reset request).
+   */
+  MCPQ_HTTP_KEEPALIVE_TIMEOUT_MS: int(72_000),
   /** WebSocket/TCP/gRPC: time a new connection has to initialize or resume a session; 0 = none. */
   MCPQ_SOCKET_HANDSHAKE_TIMEOUT_MS: int(10_000),
   /** WebSocket/TCP/gRPC: a connection with nothing in flight that sends nothing for this long is closed (resumable); 0 = never. */

@@ -116,7 +116,7 @@ export class EdgeAuth {
     if (authorization === undefined || authorization === "") {
       return { status: 401, description: "a bearer token is required" };
     }
-    const m = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(authorization);
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
     if (!m) return { status: 401, error: "invalid_request", description: "malformed Authorization header" };
     const token = m[1]!;
     const principal = this.#static.get(token);
