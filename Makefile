@@ -39,7 +39,7 @@ fuzz: setup ## fuzz every transport against a real stack (FUZZ_INPUTS=12000, FUZ
 	MCPQ_FUZZ_INPUTS=$(FUZZ_INPUTS) MCPQ_FUZZ_SEED=$(FUZZ_SEED) MCPQ_FUZZ_REPORT=$(CURDIR)/.fuzz/report.json \
 		pnpm vitest run --reporter=default services/edge/test/fuzz.test.ts
 
-conformance: setup ## run the MCP conformance suite (1 worker, then 2 workers)
+conformance: setup ## run the MCP conformance suites, 2025-11-25 and 2026-07-28 (1 worker, then 2 workers)
 	scripts/conformance.sh
 
 bench: setup ## quick load benchmark
