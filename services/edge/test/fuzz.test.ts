@@ -9,7 +9,8 @@ import { natsTest as it, type Stack } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { stack } from "./support/stack.js";
-import { fuzzInputs, leaksInternals, type FuzzInput } from "./support/fuzz-inputs.js";
+import { connect as tcpConnect } from "node:net";
+import { fuzzInputs, leaksInternals, rawHttpInputs, type FuzzInput } from "./support/fuzz-inputs.js";
 import { grpcWire, tcpWire, wsWire, type Wire } from "./support/socket-client.js";
 
 const TOTAL = Number(process.env["MCPQ_FUZZ_INPUTS"] ?? 500);
@@ -22,6 +23,8 @@ const HANG_MS = 60_000;
 /** Generous per-test bound for big runs (a hang is caught per sentinel long before). */
 const TEST_TIMEOUT = { timeout: Math.max(120_000, TOTAL * 60) };
 const TRANSPORTS = ["http", "sse", "ws", "tcp", "grpc"] as const;
+/** Raw HTTP/1.1 requests with mutated request lines and headers (on top of TOTAL), a tenth as many. */
+const RAW_HTTP = Math.ceil(TOTAL / 10);
 type Transport = (typeof TRANSPORTS)[number];
 
 const INIT = { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "fuzz", version: "1" } };
@@ -51,7 +54,7 @@ function replyClass(text: string): string {
 
 describe(`fuzz: ${TOTAL} generated inputs over five transports (seed ${SEED})`, () => {
   let s: Stack<RunningEdge, RunningWorker>;
-  const results = new Map<Transport, Tally>(TRANSPORTS.map((t) => [t, tally()]));
+  const results = new Map<Transport | "http-raw", Tally>([...TRANSPORTS, "http-raw" as const].map((t) => [t, tally()]));
   afterAll(async () => {
     const figures = Object.fromEntries([...results].map(([t, r]) => [t, { inputs: r.inputs, byInputClass: r.byInputClass, outcomes: r.outcomes }]));
     console.log(`fuzz figures (seed ${SEED}):\n${JSON.stringify(figures, null, 1)}`);
@@ -274,11 +277,44 @@ describe(`fuzz: ${TOTAL} generated inputs over five transports (seed ${SEED})`, 
     await socketRun("grpc", () => Promise.resolve(grpcWire(edge.grpcPort!)));
   });
 
+  it("raw HTTP/1.1: mutated request lines, headers and framing never get a 5xx or internals", TEST_TIMEOUT, async ({ nats }) => {
+    const edge = (await setup(nats)).edges[0]!;
+    const r = results.get("http-raw")!;
+    const requests = rawHttpInputs(RAW_HTTP, SEED + 7, `127.0.0.1:${edge.port}`);
+    const lanes = 8;
+    await Promise.all(
+      Array.from({ length: lanes }, async (_v, lane) => {
+        for (let i = lane; i < requests.length; i += lanes) {
+          r.inputs++;
+          bump(r.byInputClass, "raw-http");
+          const sock = tcpConnect({ host: "127.0.0.1", port: edge.port });
+          sock.on("error", () => undefined);
+          let answer = "";
+          sock.setEncoding("latin1");
+          sock.on("data", (d: string) => (answer += d));
+          const gone = new Promise<void>((resolve) => sock.once("close", () => resolve()));
+          sock.once("connect", () => sock.end(requests[i]!, "latin1"));
+          let timer: NodeJS.Timeout | undefined;
+          const hung = await Promise.race([gone.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), HANG_MS)))]);
+          clearTimeout(timer);
+          sock.destroy();
+          if (hung) r.fatal.push(`raw http: no answer or close for ${JSON.stringify(requests[i]!.slice(0, 120))}`);
+          const status = /^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? "none";
+          bump(r.outcomes, `http:${status}`);
+          if (status.startsWith("5")) r.fatal.push(`${status} for ${JSON.stringify(requests[i]!.slice(0, 200))}`);
+          if (leaksInternals(answer)) r.leaks.push(answer.slice(0, 300));
+        }
+      }),
+    );
+    expect(r.fatal).toEqual([]);
+    expect(r.leaks).toEqual([]);
+  });
+
   it("the edge is still healthy and connected to NATS", TEST_TIMEOUT, async ({ nats }) => {
     const edge = (await setup(nats)).edges[0]!;
     expect((await fetch(edge.url.replace("/mcp", "/healthz"))).status).toBe(200);
     expect(edge.runtime.bus.nc.isClosed()).toBe(false);
     const total = [...results.values()].reduce((n, r) => n + r.inputs, 0);
-    expect(total).toBe(TOTAL);
+    expect(total).toBe(TOTAL + RAW_HTTP);
   });
 });

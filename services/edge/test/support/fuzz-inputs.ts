@@ -199,6 +199,38 @@ export function fuzzInputs(n: number, seed: number): FuzzInput[] {
   return shuffled.slice(0, n);
 }
 
+/**
+ * `n` raw HTTP/1.1 requests to the edge's HTTP port: a valid POST /mcp with byte mutations over
+ * its request line, headers and body (methods, paths, header names and values, lengths,
+ * encodings), deterministically from `seed`.
+ */
+export function rawHttpInputs(n: number, seed: number, host: string): string[] {
+  const rand = prng(seed);
+  const body = VALID[0]!;
+  const templates = [
+    `POST /mcp HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    `POST /mcp HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
+    `GET /mcp HTTP/1.1\r\nHost: ${host}\r\nAccept: text/event-stream\r\nMcp-Session-Id: x\r\nConnection: close\r\n\r\n`,
+    `DELETE /mcp HTTP/1.1\r\nHost: ${host}\r\nMcp-Session-Id: ${"A".repeat(43)}\r\nConnection: close\r\n\r\n`,
+  ];
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const bytes = [...Buffer.from(templates[Math.floor(rand() * templates.length)]!, "latin1")];
+    const ops = 1 + Math.floor(rand() * 4);
+    for (let k = 0; k < ops; k++) {
+      const at = Math.floor(rand() * bytes.length);
+      const op = Math.floor(rand() * 5);
+      if (op === 0) bytes[at] = Math.floor(rand() * 256);
+      else if (op === 1) bytes.splice(at, 0, ...Buffer.from([":", "\r\n", " ", "\u0000", "Host: x\r\n", "Content-Length: 99\r\n"][Math.floor(rand() * 6)]!, "latin1"));
+      else if (op === 2) bytes.splice(at, 1 + Math.floor(rand() * 8));
+      else if (op === 3) bytes.splice(at, 0, ...bytes.slice(at, at + Math.floor(rand() * 30)));
+      else bytes[at] = [0x0d, 0x0a, 0x3a, 0x20, 0x7b][Math.floor(rand() * 5)]!;
+    }
+    out.push(Buffer.from(bytes).toString("latin1"));
+  }
+  return out;
+}
+
 /** Text that gives away the edge's internals: a stack frame, a source path, a Node internal. */
 export function leaksInternals(text: string): boolean {
   return /\bat [^\s()]+ \(|\bat (?:async )?[^\s]+:\d+:\d+|node:internal|\/src\/[^\s"]+\.[tj]s|node_modules|FST_ERR_/.test(text);
