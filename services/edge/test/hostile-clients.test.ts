@@ -4,6 +4,7 @@
 import { request as httpRequest } from "node:http";
 import { connect as tcpConnect, type Socket } from "node:net";
 import { afterAll, describe, expect } from "vitest";
+import WebSocket from "ws";
 import { connect } from "@nats-io/transport-node";
 import { natsTest as it, eventually, type Stack } from "@mcpq/testkit";
 import { ErrorCode } from "@mcpq/protocol";
@@ -102,6 +103,28 @@ describe("slowloris: timeouts on every transport and a per-client connection cap
       expect(r.result).toMatchObject({ sessionId: c.sessionId });
       expect(await again.request("tools/call", { name: "echo", arguments: { text: "back" } })).toEqual({ content: [{ type: "text", text: "back" }] });
       again.wire.close();
+    } finally {
+      await idle.close();
+    }
+  });
+
+  it("WebSocket: a live but quiet client (it answers pings) stays; one that stops answering is closed", async ({ nats }) => {
+    const idle = await factories.startEdge(nats.url, { MCPQ_SOCKET_IDLE_TIMEOUT_MS: "300" });
+    try {
+      const live = await wsWire(idle.wsUrl!);
+      const c = new RpcClient(live);
+      await c.initialize();
+      let pings = 0;
+      live.ws.on("ping", () => void pings++);
+      // Ten pings span more than three idle periods; the connection is still there, and works.
+      await eventually(() => pings >= 10, { what: "ten pings", timeoutMs: 30_000 });
+      expect(await c.request("tools/call", { name: "echo", arguments: { text: "alive" } })).toEqual({ content: [{ type: "text", text: "alive" }] });
+      live.close();
+      const deaf = new WebSocket(idle.wsUrl!, ["mcp"], { autoPong: false });
+      await new Promise<void>((resolve) => deaf.once("open", () => resolve()));
+      const closed = new Promise<number>((resolve) => deaf.once("close", (code) => resolve(code)));
+      deaf.send(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: INIT.params }));
+      expect(await closed).toBe(1001);
     } finally {
       await idle.close();
     }

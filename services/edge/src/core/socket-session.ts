@@ -210,6 +210,11 @@ export class SocketSession implements StreamSink {
     for (const release of this.#releases.splice(0)) release();
   }
 
+  /** The peer showed it is alive without a message (a WebSocket pong): the idle clock restarts. */
+  noteActivity(): void {
+    this.#timeouts?.activity();
+  }
+
   /** The transport reports progress draining its send buffer (socket `drain`). */
   drained(): void {
     if (this.#closed) return;

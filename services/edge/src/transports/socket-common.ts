@@ -28,10 +28,15 @@ export function openSocketSession(
     resumable,
     maxSendBufferBytes: rt.config.maxSendBufferBytes,
     authenticate: (authorization) => rt.auth.authenticate(authorization, address),
+    // gRPC has HTTP/2 keepalive for dead peers, and a quiet call may be a client waiting for
+    // notifications: only the handshake clock. WebSocket pongs count as activity (websocket.ts).
     timeouts:
       transport === "sse"
         ? undefined
-        : { handshakeMs: rt.config.socketHandshakeTimeoutMs, idleMs: rt.config.socketIdleTimeoutMs },
+        : {
+            handshakeMs: rt.config.socketHandshakeTimeoutMs,
+            idleMs: transport === "grpc" ? 0 : rt.config.socketIdleTimeoutMs,
+          },
     log: rt.log.child({ transport }),
     onSlowConsumer: () => rt.metrics.slowConsumers.inc({ transport }),
     account: rt.buffers.open(),

@@ -127,7 +127,14 @@ export async function websocketTransport(
       );
     });
     ws.on("error", (err) => rt.log.debug({ err }, "websocket error"));
+    // A live client answers pings (every client library does, unasked), so a quiet but live
+    // connection never idles out; a dead or silent peer does (MCPQ_SOCKET_IDLE_TIMEOUT_MS).
+    const idleMs = rt.config.socketIdleTimeoutMs;
+    const heartbeat = idleMs > 0 ? setInterval(() => ws.ping(), Math.max(50, Math.floor(idleMs / 3))) : undefined;
+    heartbeat?.unref();
+    ws.on("pong", () => session.noteActivity());
     ws.once("close", () => {
+      clearInterval(heartbeat);
       clearTimeout(grace);
       session.transportClosed();
       live.delete(session);
