@@ -1,4 +1,4 @@
-import { connectBus, type Bus } from "@mcpq/bus";
+import { connectBus, INBOX_PREFIX, type Bus } from "@mcpq/bus";
 import { createMetricsRegistry, type Registry } from "@mcpq/observability";
 import type { Logger } from "@mcpq/protocol";
 import { EdgeAdmission } from "./core/admission.js";
@@ -43,6 +43,10 @@ export const SERVER_VERSION = "0.1.0";
 export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: Logger): Promise<EdgeRuntime> {
   const bus = await connectBus({
     url: configured.natsUrl,
+    auth: configured.natsAuth,
+    inboxPrefix: INBOX_PREFIX.edge,
+    provision: configured.provision,
+    log: log.child({ component: "provision" }),
     name: `edge-${configured.edgeId}`,
     limits: configured.busLimits,
     batchWrites: configured.natsWriteBatching,
