@@ -206,29 +206,39 @@ describe("one caller, the broker's limit and small defects (holes 6, 7, 9)", () 
     expect((await good.call("add", { a: 1, b: 2 })).message?.result?.["structuredContent"]).toEqual({ sum: 3 });
   });
 
-  it("a body over the broker's max_payload is 413 with a JSON-RPC body, not 200 -32603; the limit is discovered from the server", async () => {
-    const edge = s.edges[0]!;
-    const maxPayload = edge.runtime.bus.nc.info!.max_payload;
-    expect(edge.runtime.config.maxMessageBytes).toBeLessThan(maxPayload);
-    const session = await rawSession(edge.url, { authorization: "Bearer good" });
-    const big = JSON.stringify({ jsonrpc: "2.0", id: 9, method: "tools/call", params: { name: "echo", arguments: { text: "x".repeat(maxPayload + 1024) } } });
-    const res = await fetch(edge.url, { method: "POST", headers: { ...JSON_HEADERS, authorization: "Bearer good", "mcp-session-id": session.id, "mcp-protocol-version": "2025-06-18" }, body: big });
-    expect(res.status).toBe(413);
-    expect(((await res.json()) as { error: { message: string } }).error.message).toBe("Payload Too Large");
-    // In a batch (2025-03-26), the oversized item alone is refused; the others are answered.
-    const v = await rawInitialize(edge.url, { protocolVersion: "2025-03-26", headers: { authorization: "Bearer good" } });
-    const batch = JSON.stringify([
-      { jsonrpc: "2.0", id: "big", method: "tools/call", params: { name: "echo", arguments: { text: "x".repeat(maxPayload) } } },
-      { jsonrpc: "2.0", id: "small", method: "tools/call", params: { name: "echo", arguments: { text: "fits" } } },
-    ]);
-    const br = await fetch(edge.url, { method: "POST", headers: { ...v.headers, accept: "application/json" }, body: batch });
-    expect(br.status).toBe(200);
-    const answers = (await br.json()) as { id: string; result?: unknown; error?: { code: number } }[];
-    expect(answers.find((a) => a.id === "big")?.error?.code).toBe(ErrorCode.InvalidRequest);
-    expect(answers.find((a) => a.id === "small")?.result).toEqual({ content: [{ type: "text", text: "fits" }] });
-    // Just under the limit still works.
-    const fits = "y".repeat(edge.runtime.config.maxMessageBytes - 400);
-    expect((await session.call("echo", { text: fits })).message?.result).toBeDefined();
+  it("a message over the broker's max_payload is 413 with a JSON-RPC body, not 200 -32603; the limit is discovered from the server", async ({ nats }) => {
+    const maxPayload = s.edges[0]!.runtime.bus.nc.info!.max_payload;
+    // A body limit above the broker's: what holds single messages back is the discovered limit.
+    const edge = await factories.startEdge(nats.url, { MCPQ_MAX_BODY_BYTES: String(3 * maxPayload), MCPQ_AUTH_TOKENS: "good=alice" });
+    try {
+      expect(edge.runtime.config.maxMessageBytes).toBeLessThan(maxPayload);
+      expect(edge.runtime.config.maxBodyBytes).toBe(3 * maxPayload);
+      const session = await rawSession(edge.url, { authorization: "Bearer good" });
+      const big = JSON.stringify({ jsonrpc: "2.0", id: 9, method: "tools/call", params: { name: "echo", arguments: { text: "x".repeat(maxPayload + 1024) } } });
+      const res = await fetch(edge.url, { method: "POST", headers: { ...JSON_HEADERS, authorization: "Bearer good", "mcp-session-id": session.id, "mcp-protocol-version": "2025-06-18" }, body: big });
+      expect(res.status).toBe(413);
+      expect(((await res.json()) as { error: { message: string; data: { maxBytes: number } } }).error).toMatchObject({ message: "Payload Too Large", data: { maxBytes: edge.runtime.config.maxMessageBytes } });
+      // In a batch (2025-03-26), the oversized item alone is refused; the others are answered.
+      const v = await rawInitialize(edge.url, { protocolVersion: "2025-03-26", headers: { authorization: "Bearer good" } });
+      const batch = JSON.stringify([
+        { jsonrpc: "2.0", id: "big", method: "tools/call", params: { name: "echo", arguments: { text: "x".repeat(maxPayload) } } },
+        { jsonrpc: "2.0", id: "small", method: "tools/call", params: { name: "echo", arguments: { text: "fits" } } },
+      ]);
+      const br = await fetch(edge.url, { method: "POST", headers: { ...v.headers, accept: "application/json" }, body: batch });
+      expect(br.status).toBe(200);
+      const answers = (await br.json()) as { id: string; result?: unknown; error?: { code: number } }[];
+      expect(answers.find((a) => a.id === "big")?.error?.code).toBe(ErrorCode.InvalidRequest);
+      expect(answers.find((a) => a.id === "small")?.result).toEqual({ content: [{ type: "text", text: "fits" }] });
+      // Just under the limit still works.
+      const fits = "y".repeat(edge.runtime.config.maxMessageBytes - 400);
+      expect((await session.call("echo", { text: fits })).message?.result).toBeDefined();
+      // A WebSocket frame over it is refused too (close 1009), not published.
+      const ws = await wsWire(edge.wsUrl!, { headers: { authorization: "Bearer good" } });
+      ws.send(big);
+      expect((await ws.closed).code).toBe(1009);
+    } finally {
+      await edge.close();
+    }
   });
 
   it("small defects: deep nesting, other methods, two Host headers, upper-case Accept, Connection: close", async () => {
