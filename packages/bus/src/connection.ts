@@ -12,6 +12,11 @@ export interface Bus {
   readonly jsm: JetStreamManager;
   readonly limits: Readonly<BusLimits>;
   readonly kv: { sessions: KV; registry: KV; subscriptions: KV };
+  /**
+   * False from a disconnect until the client reconnected (and once closed): the broker-connected
+   * gauges and readiness probes read it.
+   */
+  readonly connected: boolean;
   close(): Promise<void>;
 }
 
@@ -68,12 +73,22 @@ export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
         max_bytes: 64 * 1024 * 1024,
       }),
     };
+    let connected = true;
+    void (async () => {
+      for await (const st of nc.status()) {
+        if (st.type === "disconnect") connected = false;
+        else if (st.type === "reconnect") connected = true;
+      }
+    })().catch(() => undefined);
     return {
       nc,
       js,
       jsm,
       limits,
       kv,
+      get connected() {
+        return connected && !nc.isClosed();
+      },
       async close() {
         await nc.drain().catch(() => nc.close());
       },

@@ -35,12 +35,16 @@ export function createMetricsRegistry(prefix: string, labels: Record<string, str
   return registry;
 }
 
-/** Request metrics every service exposes: count, latency, in-flight, errors by code. */
+/**
+ * Request metrics every service exposes: count, latency, in-flight, errors by code. `method`
+ * values must go through `methodLabel` (bounded); `outcome` is one of ok, tool_error, error,
+ * rejected, cancelled (see docs/observability.md for how they add up).
+ */
 export function requestMetrics(registry: Registry, prefix: string) {
   return {
     requests: new Counter({
       name: `${prefix}_requests_total`,
-      help: "JSON-RPC requests handled, by method and outcome",
+      help: "JSON-RPC requests handled, by method and outcome (ok, tool_error, error, rejected, cancelled)",
       labelNames: ["method", "outcome"] as const,
       registers: [registry],
     }),
@@ -68,3 +72,8 @@ export type RequestMetrics = ReturnType<typeof requestMetrics>;
 
 export { Counter, Gauge, Histogram, Registry };
 export type { PinoLogger };
+
+export * from "./labels.js";
+export * from "./semconv.js";
+export * from "./tracing.js";
+export * from "./telemetry-env.js";

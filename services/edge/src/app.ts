@@ -22,7 +22,11 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
     const status = err.statusCode ?? 500;
-    if (status >= 500) req.log.error({ err }, "request failed");
+    if (status >= 500) {
+      req.log.error({ err }, "request failed");
+      // E.g. the session lookup failed while the broker is down: answered -32603, counted once.
+      runtime.telemetry.transportError(methodOf(req.body), err);
+    }
     const message =
       status === 413
         ? "Payload Too Large"
@@ -33,6 +37,13 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
             : "Internal error";
     const code = status === 400 && err.code === "FST_ERR_CTP_EMPTY_JSON_BODY" ? ErrorCode.ParseError : status >= 500 ? ErrorCode.InternalError : ErrorCode.InvalidRequest;
     return reply.code(status).type("application/json").send({ jsonrpc: "2.0", id: null, error: { code, message } });
+  });
+
+  // Refusals before any JSON-RPC processing (bad token, Host or Origin) get an access log line.
+  app.addHook("onResponse", async (req, reply) => {
+    if (reply.statusCode === 401 || reply.statusCode === 403) {
+      runtime.telemetry.httpRefusal(reply.statusCode, { method: req.method, path: req.routeOptions.url ?? "" });
+    }
   });
 
   app.get("/healthz", async () => ({ status: "ok" }));
@@ -62,3 +73,14 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
   if (runtime.config.enableSse) await legacySse(app, { runtime });
   if (runtime.config.enableWs) await websocketTransport(app, { runtime });
 };
+
+/** The JSON-RPC method of a raw request body, for counting a request that failed before dispatch. */
+function methodOf(body: unknown): string | undefined {
+  if (typeof body !== "string") return undefined;
+  try {
+    const m = (JSON.parse(body) as { method?: unknown }).method;
+    return typeof m === "string" ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -38,6 +38,7 @@ import {
 } from "@mcpq/bus";
 import type { CatalogView, ListKind } from "./catalog.js";
 import type { OutboundMessage, OutboundRouter } from "./outbound.js";
+import type { RequestObservation, RequestObserver } from "./request-observer.js";
 import { SessionStore, type SessionRecord } from "./session-store.js";
 
 export interface CoreConfig {
@@ -51,10 +52,8 @@ export interface CoreConfig {
   instructions?: string;
 }
 
-/** Hooks the service backs with metrics; all optional. */
+/** Hooks the service backs with metrics (request outcomes go to `SessionCore.observer`). */
 export interface CoreMetrics {
-  observe(method: string, outcome: string, seconds: number): void;
-  error(code: number): void;
   inFlight(delta: number): void;
   sessionsCreated(): void;
 }
@@ -136,6 +135,8 @@ export class SessionCore {
   /** (session, client request id) -> internal request id, for cancellation. */
   readonly #byClientId = new Map<string, string>();
   admission: Admission | undefined;
+  /** Per-request telemetry (spans, metrics, access log); see services/edge/src/request-telemetry.ts. */
+  observer: RequestObserver | undefined;
 
   constructor(
     private readonly bus: Bus,
@@ -235,26 +236,33 @@ export class SessionCore {
    * transport can map them to its status codes; errors after acceptance arrive as the response.
    */
   async dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext): Promise<Dispatched> {
-    const started = performance.now();
-    const done = (outcome: string) => this.metrics?.observe(req.method, outcome, (performance.now() - started) / 1000);
+    const obs = this.observer?.begin(session, req);
+    let d: Dispatched;
+    try {
+      d = await this.#dispatch(session, req, stream, obs);
+    } catch (err) {
+      obs?.refused(err);
+      throw err;
+    }
+    obs?.answered(d);
+    return d;
+  }
+
+  async #dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, obs: RequestObservation | undefined): Promise<Dispatched> {
     switch (req.method) {
       case "tools/call":
       case "resources/read":
       case "prompts/get":
       case "completion/complete":
-        return this.#route(session, req, stream, started);
+        return this.#route(session, req, stream, obs);
       case "initialize":
         throw new McpError(ErrorCode.InvalidRequest, "Session already initialized");
       default: {
         try {
           const result = await this.#local(session, req);
-          done("ok");
           return { response: Promise.resolve(localMessage(req.id, result)) };
         } catch (err) {
-          const wire = toWireError(err);
-          this.metrics?.error(wire.code);
-          done("error");
-          return { response: Promise.resolve(errorMessage(req.id, wire)) };
+          return { response: Promise.resolve(errorMessage(req.id, toWireError(err))) };
         }
       }
     }
@@ -343,8 +351,9 @@ export class SessionCore {
     return out;
   }
 
-  async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, started: number): Promise<Dispatched> {
+  async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, obs: RequestObservation | undefined): Promise<Dispatched> {
     const target = this.#target(req);
+    obs?.routed(target);
     const meta = (req.params?.["_meta"] ?? {}) as Record<string, unknown>;
     const timeout = requestBudget(meta, Date.now(), this.cfg.requestTimeoutMs, this.cfg.maxRequestTimeoutMs);
     const release: (outcome?: RouteOutcome, err?: unknown) => void =
@@ -379,24 +388,28 @@ export class SessionCore {
         edge: this.cfg.edgeId,
         receivedAt: now,
         traceparent: typeof meta["traceparent"] === "string" ? (meta["traceparent"] as string) : undefined,
+        tracestate: typeof meta["tracestate"] === "string" ? (meta["tracestate"] as string) : undefined,
         clientCapabilities: Object.keys(session.clientCapabilities ?? {}),
       });
       this.metrics?.inFlight(1);
+      const subject = subjects.request(target.pool, target.kind, target.name);
+      const publishDone = obs?.publishing(headers, subject, requestId);
       // The publish is started here, in order with this connection's earlier publishes, but its
       // PubAck is not awaited: a transport that processes a connection's messages in order
       // (sockets) moves on to the next message at once. A refusal still reaches the client:
       // `published` rejects with it (HTTP answers 503/429 from that) and `response` settles to
       // the same error as a JSON-RPC error response.
       const published = this.bus.js
-        .publish(subjects.request(target.pool, target.kind, target.name), stream.raw ?? JSON.stringify(req), {
+        .publish(subject, stream.raw ?? JSON.stringify(req), {
           headers,
           msgID: requestId,
           // Never wait on the broker past the request's deadline (nor past the client's 10 s default).
           timeout: Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
         })
         .then(
-          () => undefined,
+          () => publishDone?.(),
           (err: unknown) => {
+            publishDone?.(err);
             // A publish that only failed because the deadline came is answered as the timeout it is.
             const mapped = Date.now() >= deadline ? timedOut() : publishFailure(err, 1_000);
             if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
@@ -413,20 +426,16 @@ export class SessionCore {
           () =>
             response.then(
               (msg) => {
-                this.metrics?.observe(req.method, "ok", (performance.now() - started) / 1000);
                 outcome = responseOutcome(msg.json);
                 return msg;
               },
               (err: unknown) => {
                 if (err instanceof RequestCancelled) {
-                  this.metrics?.observe(req.method, "cancelled", (performance.now() - started) / 1000);
                   outcome = "cancelled";
                   throw err;
                 }
                 const wire = toWireError(err);
                 outcome = wire.code === ErrorCode.RequestTimeout ? "timeout" : "failed";
-                this.metrics?.error(wire.code);
-                this.metrics?.observe(req.method, "error", (performance.now() - started) / 1000);
                 return errorMessage(req.id, wire);
               },
             ),
