@@ -1,6 +1,6 @@
 export * from "./define.js";
 export type { HandlerContext } from "./context.js";
-export { Worker, type WorkerOptions, type WorkerMetrics, type RecordEntry } from "./worker.js";
+export { Worker, type WorkerOptions, type WorkerMetrics, type WorkerTracing, type HandledDetail, type RecordEntry } from "./worker.js";
 export {
   createRecorder,
   parseSampleSpec,
