@@ -144,6 +144,8 @@ export function startTracing(cfg: TracingConfig, exporter?: SpanExporter): Traci
       "service.instance.id": cfg.instanceId,
     }),
     sampler: buildSampler(cfg.sampler, cfg.samplerArg),
+    // Attribute values include client-chosen names: bounded like every other label.
+    spanLimits: { attributeValueLengthLimit: 1024, attributeCountLimit: 64 },
     spanProcessors: [
       new BatchSpanProcessor(exp, {
         maxQueueSize: cfg.maxQueueSize,

@@ -2,3 +2,4 @@ export * from "./nats-server.js";
 export * from "./stack.js";
 export { natsTest } from "./fixtures.js";
 export { replayFixtures, type ReplayFixturesOptions } from "./replay-fixtures.js";
+export { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./otlp-receiver.js";
