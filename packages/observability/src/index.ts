@@ -1,4 +1,4 @@
-import { pino, type Logger as PinoLogger, type LoggerOptions } from "pino";
+import { pino, type DestinationStream, type Logger as PinoLogger, type LoggerOptions } from "pino";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /** Paths pino masks wherever they appear in a log object (secrets never reach logs). */
@@ -15,15 +15,20 @@ export const REDACT_PATHS = [
 ];
 
 /** The service logger: JSON to stdout, secrets redacted, errors under `err`. */
-export function createLogger(opts: { name: string; level?: string; pretty?: boolean } & LoggerOptions): PinoLogger {
+export function createLogger(
+  opts: { name: string; level?: string; pretty?: boolean } & LoggerOptions,
+  /** Where lines go instead of stdout (tests capture them). */
+  destination?: DestinationStream,
+): PinoLogger {
   const { name, level, ...rest } = opts;
-  return pino({
+  const options: LoggerOptions = {
     name,
     level: level ?? "info",
     redact: { paths: REDACT_PATHS, censor: "[redacted]" },
     serializers: { err: pino.stdSerializers.err },
     ...rest,
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 /** A registry with default process metrics (including process_resident_memory_bytes). */
