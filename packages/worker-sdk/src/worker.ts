@@ -303,7 +303,7 @@ export class Worker {
     let outcome: RecordEntry["outcome"] = "ok";
     let errorType = "";
     const handlerSpan =
-      consumerSpan && this.#opts.tracing
+      consumerSpan?.isRecording() && this.#opts.tracing
         ? this.#opts.tracing.tracer.startSpan(
             target.tool ?? target.prompt ? `${request.method} ${target.tool ?? target.prompt}` : request.method,
             { kind: SpanKind.INTERNAL, attributes: handlerAttributes(env, request, target) },
@@ -385,11 +385,10 @@ export class Worker {
           get: (c, k) => c.get(k) || undefined,
         })
       : ROOT_CONTEXT;
-    return t.tracer.startSpan(
-      `process mcpq.req.${this.pool}`,
-      {
-        kind: SpanKind.CONSUMER,
-        attributes: {
+    const span = t.tracer.startSpan(`process mcpq.req.${this.pool}`, { kind: SpanKind.CONSUMER }, parent);
+    // Attributes only when sampled (the edge's decision travels in the traceparent flags).
+    if (span.isRecording()) {
+      span.setAttributes({
           "messaging.system": "nats",
           "messaging.operation.name": "process",
           "messaging.operation.type": "process",
@@ -400,10 +399,9 @@ export class Worker {
           "mcpq.delivery.count": m.info.deliveryCount,
           "mcp.method.name": request.method,
           "mcp.session.id": env.session,
-        },
-      },
-      parent,
-    );
+      });
+    }
+    return span;
   }
 
   #replayable(request: { method: string; params?: Record<string, unknown> }): boolean {

@@ -130,18 +130,14 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
           tool: this.#target.tool !== undefined && catalog.toolPool(this.#target.tool) ? this.#target.tool : undefined,
           prompt: this.#target.prompt !== undefined && catalog.promptPool(this.#target.prompt) ? this.#target.prompt : undefined,
         };
-        this.#span = tracing.tracer.startSpan(
-          mcpSpanName(methodLabel(req.method), known),
-          {
-            kind: SpanKind.SERVER,
-            attributes: {
-              ...requestAttributes(req.method, req.params, req.id),
-              [ATTR.mcpSessionId]: session.id,
-              [ATTR.mcpProtocolVersion]: session.protocolVersion,
-            },
-          },
-          contextFromMeta(tracing.propagator, meta),
-        );
+        const span = tracing.tracer.startSpan(mcpSpanName(methodLabel(req.method), known), { kind: SpanKind.SERVER }, contextFromMeta(tracing.propagator, meta));
+        // Attributes only for sampled spans: an unsampled request costs one id pair and a header.
+        if (span.isRecording()) {
+          span.setAttributes(requestAttributes(req.method, req.params, req.id));
+          span.setAttribute(ATTR.mcpSessionId, session.id);
+          span.setAttribute(ATTR.mcpProtocolVersion, session.protocolVersion);
+        }
+        this.#span = span;
       }
     }
 
@@ -152,6 +148,11 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
     publishing(headers: MsgHdrs, subject: string, requestId: string): (err?: unknown) => void {
       const parent = this.#span;
       if (!tracing || !parent) return noop;
+      if (!parent.isRecording()) {
+        // Not sampled: the worker only needs the decision (the flags of the server span's context).
+        injectIntoHeaders(tracing.propagator, parent, headers);
+        return noop;
+      }
       const span = tracing.tracer.startSpan(
         `send mcpq.req.${this.#routed?.pool ?? "_"}`,
         {
@@ -211,7 +212,7 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
       const seconds = (performance.now() - this.#started) / 1000;
       record(this.req.method, this.#target, outcome, code, seconds);
       const span = this.#span;
-      if (span && tracing) {
+      if (span && tracing && span.isRecording()) {
         if (delivered && this.#routed) {
           // The answer came back through MCPQ_OUT; the edge writes it to the client next.
           tracing.tracer
