@@ -18,6 +18,7 @@ import { parseArgs, num, str } from "./lib/args.js";
 import { installExitHooks, startNats } from "./lib/procs.js";
 import { captureEnvironment } from "./lib/report.js";
 import { LOADTESTS_DIR, mcpqUnavailable, startMcpq } from "./lib/stack.js";
+import { runBaseline } from "./scenarios/baseline.js";
 import { runSaturation } from "./scenarios/saturation.js";
 
 installExitHooks();
@@ -25,6 +26,8 @@ const { flags } = parseArgs();
 const C = num(flags, "c", 64);
 const durationMs = num(flags, "duration", 8) * 1000;
 const rounds = num(flags, "rounds", 3);
+/** Offered rate (msg/s, all sessions) of the fixed-rate run that measures CPU per call. */
+const rate = num(flags, "rate", 100);
 const outRoot = str(flags, "out", join(LOADTESTS_DIR, "results"));
 const log = (m: string) => process.stderr.write(`${m}\n`);
 
@@ -75,8 +78,21 @@ mkdirSync(logDir, { recursive: true });
 const env = captureEnvironment();
 log(`otel overhead: C=${C}, ${durationMs / 1000} s per run, ${rounds} rounds; ${env.cores} × ${env.cpu_model}; load ${env.load_avg_at_start.join("/")}`);
 
-/** CPU per call (edge + worker + nats-server): robust where throughput is not (a shared, busy machine). */
-type Run = { mode: string; round: number; throughput: number; p99_us: number | null; cpu_us_per_call: number | null; errors: number; spans: number };
+/**
+ * Saturation throughput and p99, plus CPU per call (edge + worker + nats-server) in a fixed-rate
+ * run: at equal throughput in every mode, the CPU cost of tracing is comparable even on a shared,
+ * busy machine (saturation CPU per call also moves with batching at different throughputs).
+ */
+type Run = {
+  mode: string;
+  round: number;
+  throughput: number;
+  p99_us: number | null;
+  cpu_us_per_call: number | null;
+  fixed_rate_p99_us: number | null;
+  errors: number;
+  spans: number;
+};
 const runs: Run[] = [];
 const nats = await startNats(logDir);
 try {
@@ -87,21 +103,24 @@ try {
       const spansBefore = receiver.spans();
       const stack = await startMcpq(nats, logDir);
       let r: Awaited<ReturnType<typeof runSaturation>>[number] | undefined;
+      let fixed: Awaited<ReturnType<typeof runBaseline>> | undefined;
       try {
         [r] = await runSaturation(stack.target, { transport: "http", concurrencies: [C], durationMs, warmupMs: 1000, log });
+        fixed = await runBaseline(stack.target, { transport: "http", sessions: 10, ratePerSession: rate / 10, durationMs, log });
       } finally {
         // Spans still queued in the exporters arrive at shutdown (batch processor flush).
         await stack.stop();
       }
       {
-        if (!r) throw new Error("no result");
+        if (!r || !fixed) throw new Error("no result");
         const run: Run = {
           mode: mode.id,
           round,
           throughput: r.throughput_msg_per_s,
           p99_us: r.latency_p99_us,
-          cpu_us_per_call: cpuPerCall(r.cpu_pct, r.extra, r.throughput_msg_per_s),
-          errors: Object.values(r.errors_by_code).reduce((a, b) => a + b, 0),
+          cpu_us_per_call: cpuPerCall(fixed.cpu_pct, fixed.extra, fixed.throughput_msg_per_s),
+          fixed_rate_p99_us: fixed.latency_p99_us,
+          errors: [...Object.values(r.errors_by_code), ...Object.values(fixed.errors_by_code)].reduce((a, b) => a + b, 0),
           spans: receiver.spans() - spansBefore,
         };
         runs.push(run);
@@ -140,7 +159,7 @@ const summary = MODES.map((m) => {
 });
 const base = summary[0]!;
 const lines = [
-  `| mode | throughput (msg/s) | cost vs off | p99 (µs) | p99 vs off | CPU µs per call | CPU cost vs off | spans exported per run |`,
+  `| mode | throughput (msg/s) | cost vs off | p99 (µs) | p99 vs off | CPU µs per call at ${rate} msg/s | CPU cost vs off | spans exported per run |`,
   `|---|---:|---:|---:|---:|---:|---:|---:|`,
   ...summary.map((s) => {
     const cost = ((base.throughput_msg_per_s - s.throughput_msg_per_s) / base.throughput_msg_per_s) * 100;

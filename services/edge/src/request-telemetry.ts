@@ -120,7 +120,7 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
     #done = false;
 
     constructor(
-      private readonly session: SessionRecord,
+      private readonly session: SessionRecord | { principal: string; id?: undefined },
       private readonly req: JsonRpcRequest,
     ) {
       this.#target = targetOf(req.method, req.params);
@@ -134,8 +134,10 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
         // Attributes only for sampled spans: an unsampled request costs one id pair and a header.
         if (span.isRecording()) {
           span.setAttributes(requestAttributes(req.method, req.params, req.id));
-          span.setAttribute(ATTR.mcpSessionId, session.id);
-          span.setAttribute(ATTR.mcpProtocolVersion, session.protocolVersion);
+          if (session.id !== undefined) {
+            span.setAttribute(ATTR.mcpSessionId, session.id);
+            span.setAttribute(ATTR.mcpProtocolVersion, (session as SessionRecord).protocolVersion);
+          }
         }
         this.#span = span;
       }
@@ -224,7 +226,7 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
                   [ATTR.messagingSystem]: "nats",
                   [ATTR.messagingOperationName]: "process",
                   [ATTR.messagingOperationType]: "process",
-                  [ATTR.messagingDestinationName]: `mcpq.out.${this.session.id}`,
+                  [ATTR.messagingDestinationName]: `mcpq.out.${this.session.id ?? ""}`,
                   [ATTR.mcpMethodName]: this.req.method,
                 },
               },
@@ -250,7 +252,7 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
         ...(code !== undefined ? { code } : {}),
         durationMs: Math.round(seconds * 1e4) / 10,
         principal: this.session.principal,
-        session: this.session.id,
+        ...(this.session.id !== undefined ? { session: this.session.id } : {}),
         ...traceIdField(span, this.req),
       });
     }

@@ -46,6 +46,8 @@ describe("edge metrics: requests, outcomes, errors and refusals add up", () => {
     s = await stack(nats, { edges: 1 });
     const r = s.edges[0]!.runtime.registry;
     const { client } = await sdkClient(s.edges[0]!.url);
+    // The session's initialize counted like any request.
+    expect(await sum(r, "mcpq_edge_requests_total", { method: "initialize", outcome: "ok" })).toBe(1);
     const before = await snapshot(r);
     await expect(client.callTool({ name: "no-such-tool", arguments: {} })).rejects.toMatchObject({ code: -32602 });
     const after = await snapshot(r);

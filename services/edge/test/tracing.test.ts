@@ -139,4 +139,17 @@ describe("tracing: edge -> NATS -> worker is one trace per call", () => {
     await a.client.close();
     await b.client.close();
   });
+
+  it("a client's unsampled decision (flags 00) is kept by edge and worker: no spans for that trace", async () => {
+    const { client } = await sdkClient(s.edges[0]!.url);
+    const unsampled = "0af7651916cd43dd8448eb211c80319c";
+    await client.callTool({ name: "echo", arguments: { text: "quiet" }, _meta: { traceparent: `00-${unsampled}-b7ad6b7169203331-00` } });
+    // A sampled call after it: once its spans (edge and worker) arrived, every span either
+    // service ended before them has been exported too (each exports in order).
+    const marker = "5bf92f3577b34da6a3ce929d0e0e4737";
+    await client.callTool({ name: "echo", arguments: { text: "loud" }, _meta: { traceparent: `00-${marker}-00f067aa0ba902b7-01` } });
+    await traceOf(otlp, (sp) => sp.traceId === marker, 5);
+    expect(otlp.spans.filter((sp) => sp.traceId === unsampled)).toEqual([]);
+    await client.close();
+  });
 });

@@ -9,7 +9,8 @@ import type { SessionRecord } from "./session-store.js";
  * threw: nothing was queued) or `answered` (its response promise; a cancel rejects it).
  */
 export interface RequestObserver {
-  begin(session: SessionRecord, req: JsonRpcRequest): RequestObservation;
+  /** `session` is only the principal for `initialize` (the session exists once it succeeded). */
+  begin(session: SessionRecord | { principal: string; id?: undefined }, req: JsonRpcRequest): RequestObservation;
 }
 
 /** One request's observation; see `RequestObserver`. */

@@ -189,6 +189,18 @@ export class SessionCore {
 
   /** Creates a session bound to `principal`. */
   async initialize(principal: string, req: JsonRpcRequest): Promise<{ session: SessionRecord; json: string }> {
+    const obs = this.observer?.begin({ principal }, req);
+    try {
+      const out = await this.#initialize(principal, req);
+      obs?.answered({ response: Promise.resolve(localMessage(req.id, {}, out.json)) });
+      return out;
+    } catch (err) {
+      obs?.refused(err);
+      throw err;
+    }
+  }
+
+  async #initialize(principal: string, req: JsonRpcRequest): Promise<{ session: SessionRecord; json: string }> {
     const params = parse(InitializeParamsSchema, req.params);
     if (this.cfg.maxSessionsPerPrincipal > 0) {
       const open = await this.sessions.countForPrincipal(principal);
@@ -614,8 +626,8 @@ function decodeCursor(cursor: string): number {
   throw new McpError(ErrorCode.InvalidParams, "Invalid cursor");
 }
 
-function localMessage(id: RequestId, result: Record<string, unknown>): OutboundMessage {
-  return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", id, result }) };
+function localMessage(id: RequestId, result: Record<string, unknown>, json?: string): OutboundMessage {
+  return { eventId: undefined, kind: "response", requestId: undefined, json: json ?? JSON.stringify({ jsonrpc: "2.0", id, result }) };
 }
 export function errorMessage(id: RequestId | null, error: { code: number; message: string; data?: unknown }): OutboundMessage {
   return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", id, error }) };
