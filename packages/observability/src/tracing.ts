@@ -50,8 +50,8 @@ export const otelEnvShape = {
   OTEL_BSP_MAX_EXPORT_BATCH_SIZE: z.coerce.number().int().positive().default(512),
   OTEL_BSP_SCHEDULE_DELAY: z.coerce.number().int().positive().default(5000),
 };
-const OtelEnvSchema = z.object(otelEnvShape);
-export type OtelEnv = z.output<typeof OtelEnvSchema>;
+/** Parsed `otelEnvShape` values. */
+export type OtelEnv = z.output<z.ZodObject<typeof otelEnvShape>>;
 
 /** What `startTracing` needs; `undefined` from `tracingConfigFromEnv` means tracing is off. */
 export interface TracingConfig {

@@ -71,7 +71,8 @@ describe("access log: one line per request, never arguments or tokens", () => {
   });
 
   it("MCPQ_ACCESS_LOG_LEVEL=off (or sample 0) writes no access lines", async ({ nats }) => {
-    for (const env of [{ MCPQ_ACCESS_LOG_LEVEL: "off" }, { MCPQ_ACCESS_LOG_SAMPLE: "0" }]) {
+    const envs: Record<string, string>[] = [{ MCPQ_ACCESS_LOG_LEVEL: "off" }, { MCPQ_ACCESS_LOG_SAMPLE: "0" }];
+    for (const env of envs) {
       const { edge, lines } = await capturedEdge(nats.url, env);
       edges.push(edge);
       await eventually(() => edge.runtime.catalog.toolPool("echo"), { what: "the echo tool" });

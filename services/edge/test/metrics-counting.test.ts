@@ -148,7 +148,8 @@ describe("edge metrics: requests, outcomes, errors and refusals add up", () => {
       const r = edge.runtime.registry;
       const raw = await rawSession(edge.url);
       expect(await sum(r, "mcpq_edge_broker_connected")).toBe(1);
-      own.kill?.() ?? (await own.stop());
+      if (own.kill) own.kill();
+      else await own.stop();
       await eventually(async () => (await sum(r, "mcpq_edge_broker_connected")) === 0, { what: "the broker gauge at 0" });
       const before = await snapshot(r);
       const statuses: number[] = [];
