@@ -285,26 +285,31 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
 const noop = () => undefined;
 
 /**
- * Classifies an answer's JSON without parsing results on the hot path: only text that can hold
- * an error member or an `isError` flag is parsed.
+ * Classifies an answer's JSON without parsing results on the hot path. In JSON text the sequence
+ * `"error":` can only be an object key (a quote inside a string is escaped), so the top-level
+ * member is whichever of `"error":` / `"result":` comes first (it follows `jsonrpc` and `id`).
+ * Only error responses and tool results that carry an `isError` key are parsed.
  */
 export function classifyAnswer(method: string, json: string): { outcome: RequestOutcome; code?: number; message?: string } {
-  const maybeError = json.includes('"error"');
-  const maybeToolError = method === "tools/call" && json.includes('"isError"');
-  if (!maybeError && !maybeToolError) return { outcome: "ok" };
-  let msg: { error?: { code?: unknown; message?: unknown }; result?: { isError?: unknown } };
+  const e = json.indexOf('"error":');
+  const r = json.indexOf('"result":');
+  if (e !== -1 && (r === -1 || e < r)) {
+    let msg: { error?: { code?: unknown; message?: unknown } };
+    try {
+      msg = JSON.parse(json) as typeof msg;
+    } catch {
+      return { outcome: "error" };
+    }
+    const code = typeof msg.error?.code === "number" ? msg.error.code : ErrorCode.InternalError;
+    const message = typeof msg.error?.message === "string" ? msg.error.message : undefined;
+    return { outcome: REFUSAL_CODES.has(code) ? "rejected" : "error", code, ...(message ? { message } : {}) };
+  }
+  if (method !== "tools/call" || !json.includes('"isError"')) return { outcome: "ok" };
   try {
-    msg = JSON.parse(json) as typeof msg;
+    return (JSON.parse(json) as { result?: { isError?: unknown } }).result?.isError === true ? { outcome: "tool_error" } : { outcome: "ok" };
   } catch {
     return { outcome: "ok" };
   }
-  if (msg.error && typeof msg.error.code === "number") {
-    const code = msg.error.code;
-    const message = typeof msg.error.message === "string" ? msg.error.message : undefined;
-    return { outcome: REFUSAL_CODES.has(code) ? "rejected" : "error", code, ...(message ? { message } : {}) };
-  }
-  if (maybeToolError && msg.result?.isError === true) return { outcome: "tool_error" };
-  return { outcome: "ok" };
 }
 
 function errorName(err: unknown): string {
