@@ -16,6 +16,7 @@ import { createServer } from "node:http";
 import { join } from "node:path";
 import { parseArgs, num, str } from "./lib/args.js";
 import { installExitHooks, startNats } from "./lib/procs.js";
+import { CpuMeter } from "./lib/procstat.js";
 import { captureEnvironment } from "./lib/report.js";
 import { LOADTESTS_DIR, mcpqUnavailable, startMcpq } from "./lib/stack.js";
 import { runBaseline } from "./scenarios/baseline.js";
@@ -104,8 +105,16 @@ try {
       const stack = await startMcpq(nats, logDir);
       let r: Awaited<ReturnType<typeof runSaturation>>[number] | undefined;
       let fixed: Awaited<ReturnType<typeof runBaseline>> | undefined;
+      let idlePct = 0;
       try {
         [r] = await runSaturation(stack.target, { transport: "http", concurrencies: [C], durationMs, warmupMs: 1000, log });
+        // Idle CPU of the same processes (timers, heartbeats, polling), subtracted from the
+        // fixed-rate figure so that CPU per call is the calls' own.
+        const pids = [stack.target.proc.pid, ...Object.values(stack.target.siblings ?? {})];
+        const meters = pids.map((pid) => new CpuMeter(pid));
+        for (const m of meters) m.start();
+        await new Promise((res) => setTimeout(res, durationMs / 2));
+        idlePct = meters.reduce((a, m) => a + (m.stop() ?? 0), 0);
         fixed = await runBaseline(stack.target, { transport: "http", sessions: 10, ratePerSession: rate / 10, durationMs, log });
       } finally {
         // Spans still queued in the exporters arrive at shutdown (batch processor flush).
@@ -118,7 +127,7 @@ try {
           round,
           throughput: r.throughput_msg_per_s,
           p99_us: r.latency_p99_us,
-          cpu_us_per_call: cpuPerCall(fixed.cpu_pct, fixed.extra, fixed.throughput_msg_per_s),
+          cpu_us_per_call: cpuPerCall(fixed.cpu_pct, fixed.extra, fixed.throughput_msg_per_s, idlePct),
           fixed_rate_p99_us: fixed.latency_p99_us,
           errors: [...Object.values(r.errors_by_code), ...Object.values(fixed.errors_by_code)].reduce((a, b) => a + b, 0),
           spans: receiver.spans() - spansBefore,
@@ -134,11 +143,11 @@ try {
   await receiver.close();
 }
 
-function cpuPerCall(edgePct: number | null, extra: Record<string, unknown> | undefined, throughput: number): number | null {
+function cpuPerCall(edgePct: number | null, extra: Record<string, unknown> | undefined, throughput: number, idlePct: number): number | null {
   const worker = extra?.["worker_cpu_pct"];
   const nats = extra?.["nats_cpu_pct"];
   if (edgePct === null || typeof worker !== "number" || typeof nats !== "number" || throughput <= 0) return null;
-  return Math.round(((edgePct + worker + nats) / 100 / throughput) * 1e6);
+  return Math.round((Math.max(0, edgePct + worker + nats - idlePct) / 100 / throughput) * 1e6);
 }
 
 const median = (xs: number[]) => {
