@@ -1,11 +1,17 @@
 /**
- * Observability overhead: throughput and p99 of the mcpq stack (edge + worker processes, HTTP,
- * closed loop at C) with tracing off, on at 100 % sampling and on at 1 % sampling, both
- * exporting over OTLP/HTTP to an in-process receiver that counts spans (so the export cost is
- * real). The access log is off in the three tracing modes, to isolate tracing; a fourth mode
- * measures the access log at its default (info, every request) without tracing.
- * Modes run interleaved for `--rounds` rounds (A B C D A B C D …) so drift hits all alike; each
- * mode's figure is the median of its rounds.
+ * Observability overhead: the mcpq stack (edge + worker processes, own nats-server, HTTP) with
+ * tracing off, against the same stack with tracing on at 100 % and at 1 % sampling (exporting over
+ * OTLP/HTTP to an in-process receiver that counts spans, so the export cost is real) and with the
+ * access log at its default (info, every request; off in the other modes).
+ *
+ * Paired and concurrent: each measurement runs the "off" stack and the mode's stack AT THE SAME
+ * TIME, so whatever else loads the machine hits both alike (sequential runs on a shared 2-core VM
+ * swung by 5x between rounds). Per pair:
+ *  - saturation: both closed loops at C at once; the two stacks share the CPU, so the throughput
+ *    ratio is the relative cost per call;
+ *  - fixed rate: both at `--rate` msg/s at once; CPU µs per call of edge + worker + nats-server,
+ *    and p99, at equal throughput.
+ * Each mode's figures are the medians over `--rounds` pairs.
  *
  *   pnpm --filter @mcpq/loadtests otel-overhead [--c 64] [--duration 8] [--rounds 3] [--out DIR]
  *
@@ -77,109 +83,141 @@ const outDir = join(outRoot, `otel-overhead-${stamp}`);
 const logDir = join(outDir, "logs");
 mkdirSync(logDir, { recursive: true });
 const env = captureEnvironment();
-log(`otel overhead: C=${C}, ${durationMs / 1000} s per run, ${rounds} rounds; ${env.cores} × ${env.cpu_model}; load ${env.load_avg_at_start.join("/")}`);
+log(`otel overhead (paired): C=${C}, ${durationMs / 1000} s per run, ${rate} msg/s fixed rate, ${rounds} rounds; ${env.cores} × ${env.cpu_model}; load ${env.load_avg_at_start.join("/")}`);
 
-/**
- * Saturation throughput and p99, plus CPU per call (edge + worker + nats-server) in a fixed-rate
- * run: at equal throughput in every mode, the CPU cost of tracing is comparable even on a shared,
- * busy machine (saturation CPU per call also moves with batching at different throughputs).
- */
-type Run = {
+type Stack = Awaited<ReturnType<typeof startMcpq>>;
+type Nats = Awaited<ReturnType<typeof startNats>>;
+
+/** Starts a stack with `modeEnv` (startMcpq copies process.env when it spawns). */
+async function stackWith(nats: Nats, modeEnv: Record<string, string>): Promise<Stack> {
+  for (const k of OTEL_KEYS) delete process.env[k];
+  Object.assign(process.env, modeEnv);
+  try {
+    return await startMcpq(nats, logDir);
+  } finally {
+    for (const k of OTEL_KEYS) delete process.env[k];
+  }
+}
+
+function pidsOf(st: Stack): number[] {
+  return [st.target.proc.pid, ...Object.values(st.target.siblings ?? {})].filter((p): p is number => typeof p === "number");
+}
+
+/** CPU µs per call of a stack's processes over a run, net of their idle CPU (% of one core). */
+function cpuPerCall(pct: number, idlePct: number, throughput: number): number | null {
+  return throughput > 0 ? Math.round((Math.max(0, pct - idlePct) / 100 / throughput) * 1e6) : null;
+}
+
+async function idleCpu(stacks: Stack[], ms: number): Promise<number[]> {
+  const meters = stacks.map((st) => pidsOf(st).map((pid) => new CpuMeter(pid)));
+  for (const ms_ of meters) for (const m of ms_) m.start();
+  await new Promise((r) => setTimeout(r, ms));
+  return meters.map((ms_) => ms_.reduce((a, m) => a + (m.stop() ?? 0), 0));
+}
+
+function stackCpu(r: { cpu_pct: number | null; extra?: Record<string, unknown> }): number {
+  const w = r.extra?.["worker_cpu_pct"];
+  const n = r.extra?.["nats_cpu_pct"];
+  return (r.cpu_pct ?? 0) + (typeof w === "number" ? w : 0) + (typeof n === "number" ? n : 0);
+}
+
+type Pair = {
   mode: string;
   round: number;
-  throughput: number;
-  p99_us: number | null;
-  cpu_us_per_call: number | null;
-  fixed_rate_p99_us: number | null;
+  /** Concurrent saturation throughput: off, mode. */
+  sat_off: number;
+  sat_mode: number;
+  cpu_off: number | null;
+  cpu_mode: number | null;
+  p99_off: number | null;
+  p99_mode: number | null;
   errors: number;
   spans: number;
 };
-const runs: Run[] = [];
-const nats = await startNats(logDir);
+const pairs: Pair[] = [];
+const natsA = await startNats(logDir);
+const natsB = await startNats(logDir);
 try {
   for (let round = 1; round <= rounds; round++) {
-    for (const mode of MODES) {
-      for (const k of OTEL_KEYS) delete process.env[k];
-      Object.assign(process.env, mode.env);
+    for (const mode of MODES.slice(1)) {
       const spansBefore = receiver.spans();
-      const stack = await startMcpq(nats, logDir);
-      let r: Awaited<ReturnType<typeof runSaturation>>[number] | undefined;
-      let fixed: Awaited<ReturnType<typeof runBaseline>> | undefined;
-      let idlePct = 0;
+      const off = await stackWith(natsA, MODES[0]!.env);
+      const on = await stackWith(natsB, mode.env).catch(async (e: unknown) => {
+        await off.stop();
+        throw e;
+      });
       try {
-        [r] = await runSaturation(stack.target, { transport: "http", concurrencies: [C], durationMs, warmupMs: 1000, log });
-        // Idle CPU of the same processes (timers, heartbeats, polling), subtracted from the
-        // fixed-rate figure so that CPU per call is the calls' own.
-        const pids = [stack.target.proc.pid, ...Object.values(stack.target.siblings ?? {})];
-        const meters = pids.map((pid) => new CpuMeter(pid));
-        for (const m of meters) m.start();
-        await new Promise((res) => setTimeout(res, durationMs / 2));
-        idlePct = meters.reduce((a, m) => a + (m.stop() ?? 0), 0);
-        fixed = await runBaseline(stack.target, { transport: "http", sessions: 10, ratePerSession: rate / 10, durationMs, log });
-      } finally {
-        // Spans still queued in the exporters arrive at shutdown (batch processor flush).
-        await stack.stop();
-      }
-      {
-        if (!r || !fixed) throw new Error("no result");
-        const run: Run = {
+        const sat = await Promise.all(
+          [off, on].map((st) => runSaturation(st.target, { transport: "http", concurrencies: [C], durationMs, warmupMs: 1000, log }).then((r) => r[0]!)),
+        );
+        const idle = await idleCpu([off, on], durationMs / 2);
+        const fixed = await Promise.all(
+          [off, on].map((st) => runBaseline(st.target, { transport: "http", sessions: 10, ratePerSession: rate / 10, durationMs, log })),
+        );
+        const pair: Pair = {
           mode: mode.id,
           round,
-          throughput: r.throughput_msg_per_s,
-          p99_us: r.latency_p99_us,
-          cpu_us_per_call: cpuPerCall(fixed.cpu_pct, fixed.extra, fixed.throughput_msg_per_s, idlePct),
-          fixed_rate_p99_us: fixed.latency_p99_us,
-          errors: [...Object.values(r.errors_by_code), ...Object.values(fixed.errors_by_code)].reduce((a, b) => a + b, 0),
-          spans: receiver.spans() - spansBefore,
+          sat_off: sat[0]!.throughput_msg_per_s,
+          sat_mode: sat[1]!.throughput_msg_per_s,
+          cpu_off: cpuPerCall(stackCpu(fixed[0]!), idle[0]!, fixed[0]!.throughput_msg_per_s),
+          cpu_mode: cpuPerCall(stackCpu(fixed[1]!), idle[1]!, fixed[1]!.throughput_msg_per_s),
+          p99_off: fixed[0]!.latency_p99_us,
+          p99_mode: fixed[1]!.latency_p99_us,
+          errors: [...sat, ...fixed].reduce((a, r) => a + Object.values(r.errors_by_code).reduce((x, y) => x + y, 0), 0),
+          spans: 0,
         };
-        runs.push(run);
-        log(`  round ${round} ${mode.id}: ${run.throughput.toFixed(0)} msg/s, p99 ${run.p99_us ?? "?"} µs, ${run.cpu_us_per_call ?? "?"} CPU µs/call, errors ${run.errors}, spans ${run.spans}`);
+        await Promise.all([off.stop(), on.stop()]);
+        // Spans still queued in the exporters arrive at shutdown (batch processor flush).
+        pair.spans = receiver.spans() - spansBefore;
+        pairs.push(pair);
+        log(
+          `  round ${round} ${mode.id}: saturation ${pair.sat_mode.toFixed(0)} vs off ${pair.sat_off.toFixed(0)} msg/s; ` +
+            `CPU/call ${pair.cpu_mode ?? "?"} vs ${pair.cpu_off ?? "?"} µs; p99 ${pair.p99_mode ?? "?"} vs ${pair.p99_off ?? "?"} µs; errors ${pair.errors}, spans ${pair.spans}`,
+        );
+      } finally {
+        await Promise.allSettled([off.stop(), on.stop()]);
       }
     }
   }
 } finally {
-  for (const k of OTEL_KEYS) delete process.env[k];
-  await nats.stop();
+  await Promise.allSettled([natsA.stop(), natsB.stop()]);
   await receiver.close();
-}
-
-function cpuPerCall(edgePct: number | null, extra: Record<string, unknown> | undefined, throughput: number, idlePct: number): number | null {
-  const worker = extra?.["worker_cpu_pct"];
-  const nats = extra?.["nats_cpu_pct"];
-  if (edgePct === null || typeof worker !== "number" || typeof nats !== "number" || throughput <= 0) return null;
-  return Math.round((Math.max(0, edgePct + worker + nats - idlePct) / 100 / throughput) * 1e6);
 }
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
-const summary = MODES.map((m) => {
-  const mine = runs.filter((r) => r.mode === m.id);
+const pct = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(1)} %`;
+const summary = MODES.slice(1).map((m) => {
+  const mine = pairs.filter((p) => p.mode === m.id);
+  const tputCost = median(mine.map((p) => (1 - p.sat_mode / p.sat_off) * 100));
+  const cpuCost = median(mine.filter((p) => p.cpu_off && p.cpu_mode).map((p) => (p.cpu_mode! / p.cpu_off! - 1) * 100));
+  const p99 = median(mine.filter((p) => p.p99_off && p.p99_mode).map((p) => (p.p99_mode! / p.p99_off! - 1) * 100));
   return {
     mode: m.id,
-    throughput_msg_per_s: Math.round(median(mine.map((r) => r.throughput))),
-    latency_p99_us: Math.round(median(mine.map((r) => r.p99_us ?? 0))),
-    cpu_us_per_call: Math.round(median(mine.map((r) => r.cpu_us_per_call ?? 0))),
-    spans_per_run: Math.round(median(mine.map((r) => r.spans))),
-    errors: mine.reduce((a, r) => a + r.errors, 0),
+    throughput_cost_pct: Math.round(tputCost * 10) / 10,
+    cpu_per_call_cost_pct: Math.round(cpuCost * 10) / 10,
+    p99_change_pct: Math.round(p99 * 10) / 10,
+    saturation_msg_per_s: { off: Math.round(median(mine.map((p) => p.sat_off))), mode: Math.round(median(mine.map((p) => p.sat_mode))) },
+    cpu_us_per_call: { off: Math.round(median(mine.map((p) => p.cpu_off ?? 0))), mode: Math.round(median(mine.map((p) => p.cpu_mode ?? 0))) },
+    per_round_throughput_cost_pct: mine.map((p) => Math.round((1 - p.sat_mode / p.sat_off) * 1000) / 10),
+    spans_per_pair: Math.round(median(mine.map((p) => p.spans))),
+    errors: mine.reduce((a, p) => a + p.errors, 0),
   };
 });
-const base = summary[0]!;
 const lines = [
-  `| mode | throughput (msg/s) | cost vs off | p99 (µs) | p99 vs off | CPU µs per call at ${rate} msg/s | CPU cost vs off | spans exported per run |`,
-  `|---|---:|---:|---:|---:|---:|---:|---:|`,
-  ...summary.map((s) => {
-    const cost = ((base.throughput_msg_per_s - s.throughput_msg_per_s) / base.throughput_msg_per_s) * 100;
-    const p99 = ((s.latency_p99_us - base.latency_p99_us) / Math.max(1, base.latency_p99_us)) * 100;
-    const cpu = ((s.cpu_us_per_call - base.cpu_us_per_call) / Math.max(1, base.cpu_us_per_call)) * 100;
-    const vs = (x: number) => (s === base ? "—" : `${x >= 0 ? "+" : ""}${x.toFixed(1)} %`);
-    return `| ${s.mode} | ${s.throughput_msg_per_s} | ${s === base ? "—" : `${cost.toFixed(1)} %`} | ${s.latency_p99_us} | ${vs(p99)} | ${s.cpu_us_per_call} | ${vs(cpu)} | ${s.spans_per_run} |`;
-  }),
+  `| mode (vs tracing off, run at the same time) | throughput cost (saturation C=${C}) | per round | CPU per call at ${rate} msg/s | p99 at ${rate} msg/s | spans exported per pair |`,
+  `|---|---:|---|---:|---:|---:|`,
+  ...summary.map(
+    (s) =>
+      `| ${s.mode} | ${pct(s.throughput_cost_pct)} (${s.saturation_msg_per_s.mode} vs ${s.saturation_msg_per_s.off} msg/s) | ${s.per_round_throughput_cost_pct.join(" / ")} | ${pct(s.cpu_per_call_cost_pct)} (${s.cpu_us_per_call.mode} vs ${s.cpu_us_per_call.off} µs) | ${pct(s.p99_change_pct)} | ${s.spans_per_pair} |`,
+  ),
 ];
-const md = `# Observability overhead (C=${C}, HTTP, ${durationMs / 1000} s × ${rounds} rounds, medians)\n\n${lines.join("\n")}\n\nMachine: ${env.cores} × ${env.cpu_model}, node ${env.node_version}, ${env.nats_server_version ?? "nats ?"}, load at start ${env.load_avg_at_start.join("/")}.\n`;
-writeFileSync(join(outDir, "otel-overhead.json"), JSON.stringify({ environment: env, C, duration_s: durationMs / 1000, rounds, runs, summary }, null, 2));
+const md = `# Observability overhead (paired, concurrent; HTTP; ${durationMs / 1000} s runs × ${rounds} rounds; medians)\n\n${lines.join("\n")}\n\nMachine: ${env.cores} × ${env.cpu_model}, node ${env.node_version}, ${env.nats_server_version ?? "nats ?"}, load at start ${env.load_avg_at_start.join("/")}.\n`;
+writeFileSync(join(outDir, "otel-overhead.json"), JSON.stringify({ environment: env, C, rate, duration_s: durationMs / 1000, rounds, pairs, summary }, null, 2));
 writeFileSync(join(outDir, "otel-overhead.md"), md);
 process.stdout.write(md);
 log(`wrote ${outDir}`);
