@@ -69,14 +69,15 @@ async function startCountingReceiver(): Promise<{ url: string; spans: () => numb
 
 const receiver = await startCountingReceiver();
 const ACCESS_OFF = { MCPQ_ACCESS_LOG_LEVEL: "off" };
-const TRACED = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_TRACES_SAMPLER: "parentbased_traceidratio" };
+// JSON so the receiver can count spans (protobuf, the default, measured the same per span).
+const TRACED = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_TRACES_SAMPLER: "parentbased_traceidratio" };
 const MODES: { id: string; env: Record<string, string> }[] = [
   { id: "tracing-off", env: { ...ACCESS_OFF } },
   { id: "tracing-100pct", env: { ...ACCESS_OFF, ...TRACED, OTEL_TRACES_SAMPLER_ARG: "1" } },
   { id: "tracing-1pct", env: { ...ACCESS_OFF, ...TRACED, OTEL_TRACES_SAMPLER_ARG: "0.01" } },
   { id: "access-log-default", env: {} },
 ];
-const OTEL_KEYS = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "MCPQ_ACCESS_LOG_LEVEL"];
+const OTEL_KEYS = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "MCPQ_ACCESS_LOG_LEVEL"];
 
 const stamp = new Date().toISOString().replace(/[:.]/g, "-");
 const outDir = join(outRoot, `otel-overhead-${stamp}`);

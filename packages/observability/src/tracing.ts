@@ -9,7 +9,8 @@ import {
   type Tracer,
 } from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { OTLPTraceExporter as OTLPJsonTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { OTLPTraceExporter as OTLPProtoTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import {
   AlwaysOffSampler,
@@ -26,7 +27,7 @@ import { z } from "zod";
 /**
  * The standard OpenTelemetry variables a service's `env.ts` spreads into its schema (packages
  * never read process.env; the service parses and hands the result to `tracingConfigFromEnv`).
- * Only traces are exported; OTLP over HTTP (JSON) is the one protocol.
+ * Only traces are exported, over OTLP/HTTP (protobuf, the spec's default, or JSON); gRPC is refused.
  */
 export const otelEnvShape = {
   OTEL_SDK_DISABLED: z.enum(["true", "false"]).default("false"),
@@ -38,6 +39,8 @@ export const otelEnvShape = {
   OTEL_EXPORTER_OTLP_HEADERS: z.string().optional(),
   OTEL_EXPORTER_OTLP_TRACES_HEADERS: z.string().optional(),
   OTEL_EXPORTER_OTLP_TIMEOUT: z.coerce.number().int().positive().default(10_000),
+  OTEL_EXPORTER_OTLP_PROTOCOL: z.enum(["http/protobuf", "http/json"]).optional(),
+  OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: z.enum(["http/protobuf", "http/json"]).optional(),
   OTEL_TRACES_SAMPLER: z
     .enum(["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"])
     .default("parentbased_always_on"),
@@ -61,6 +64,8 @@ export interface TracingConfig {
   /** Full OTLP/HTTP traces URL (`…/v1/traces`). */
   url: string;
   headers: Record<string, string>;
+  /** OTLP/HTTP body encoding. */
+  protocol: "http/protobuf" | "http/json";
   timeoutMs: number;
   sampler: OtelEnv["OTEL_TRACES_SAMPLER"];
   samplerArg: number;
@@ -89,6 +94,7 @@ export function tracingConfigFromEnv(
     instanceId: defaults.instanceId,
     url,
     headers: { ...parseKeyValues(env.OTEL_EXPORTER_OTLP_HEADERS), ...parseKeyValues(env.OTEL_EXPORTER_OTLP_TRACES_HEADERS) },
+    protocol: env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? "http/protobuf",
     timeoutMs: env.OTEL_EXPORTER_OTLP_TIMEOUT,
     sampler: env.OTEL_TRACES_SAMPLER,
     samplerArg: env.OTEL_TRACES_SAMPLER_ARG ?? 1,
@@ -130,13 +136,12 @@ export interface Tracing {
 }
 
 /**
- * Starts tracing with a batching OTLP/HTTP exporter (or `exporter`, e.g. the SDK's in-memory
+ * Starts tracing with a batching OTLP/HTTP exporter, protobuf or JSON (or `exporter`, e.g. the SDK's in-memory
  * one). Spans are queued up to `maxQueueSize` and dropped beyond it, never blocking a request.
  */
 export function startTracing(cfg: TracingConfig, exporter?: SpanExporter): Tracing {
-  const exp =
-    exporter ??
-    new OTLPTraceExporter({ url: cfg.url, headers: cfg.headers, timeoutMillis: cfg.timeoutMs });
+  const opts = { url: cfg.url, headers: cfg.headers, timeoutMillis: cfg.timeoutMs };
+  const exp = exporter ?? (cfg.protocol === "http/json" ? new OTLPJsonTraceExporter(opts) : new OTLPProtoTraceExporter(opts));
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({
       ...cfg.resourceAttributes,

@@ -16,7 +16,10 @@ export interface ReceivedSpan {
   status: { code?: number; message?: string };
 }
 
-/** An in-process OTLP/HTTP (JSON) trace receiver on 127.0.0.1 for tests and benchmarks. */
+/**
+ * An in-process OTLP/HTTP (JSON) trace receiver on 127.0.0.1 for tests and benchmarks; services
+ * export to it with `OTEL_EXPORTER_OTLP_PROTOCOL=http/json`.
+ */
 export interface OtlpReceiver {
   /** Base URL for OTEL_EXPORTER_OTLP_ENDPOINT (spans are POSTed to `/v1/traces`). */
   url: string;
@@ -24,6 +27,8 @@ export interface OtlpReceiver {
   readonly spans: ReceivedSpan[];
   /** Spans received so far, counted even when not kept. */
   readonly count: number;
+  /** Exports received as protobuf (`application/x-protobuf`): accepted, counted, not decoded. */
+  readonly protobufExports: number;
   close(): Promise<void>;
 }
 
@@ -51,6 +56,7 @@ export async function startOtlpReceiver(opts: { keepSpans?: boolean; maxBodyByte
   const maxBody = opts.maxBodyBytes ?? 32 * 1024 * 1024;
   const spans: ReceivedSpan[] = [];
   let count = 0;
+  let protobufExports = 0;
   const server: Server = createServer((req, res) => {
     if (req.method !== "POST" || !req.url?.startsWith("/v1/traces")) return void res.writeHead(404).end();
     const chunks: Buffer[] = [];
@@ -66,6 +72,12 @@ export async function startOtlpReceiver(opts: { keepSpans?: boolean; maxBodyByte
     });
     req.on("end", () => {
       if (res.headersSent) return;
+      if (String(req.headers["content-type"] ?? "").startsWith("application/x-protobuf")) {
+        protobufExports++;
+        // An empty ExportTraceServiceResponse.
+        res.writeHead(200, { "content-type": "application/x-protobuf" }).end();
+        return;
+      }
       try {
         const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
           resourceSpans?: { resource?: { attributes?: KeyValue[] }; scopeSpans?: { spans?: Record<string, unknown>[] }[] }[];
@@ -103,6 +115,9 @@ export async function startOtlpReceiver(opts: { keepSpans?: boolean; maxBodyByte
     spans,
     get count() {
       return count;
+    },
+    get protobufExports() {
+      return protobufExports;
     },
     close: () => new Promise<void>((r) => server.close(() => r())),
   };

@@ -2,7 +2,7 @@ import { describe, expect, afterAll } from "vitest";
 import { natsTest as it, eventually, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan, type Stack } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
-import { sdkClient, stack } from "./support/stack.js";
+import { factories, sdkClient, stack } from "./support/stack.js";
 
 const SERVER = 2;
 const PRODUCER = 4;
@@ -47,7 +47,8 @@ describe("tracing: edge -> NATS -> worker is one trace per call", () => {
 
   it("continues the client's traceparent through two edges and a worker, with the MCP attributes", async ({ nats }) => {
     otlp = await startOtlpReceiver();
-    const env = { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: "50" };
+    // The in-process receiver reads OTLP/HTTP JSON (the exporters' default is protobuf).
+    const env = { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_BSP_SCHEDULE_DELAY: "50" };
     s = await stack(nats, { edges: 2, edgeEnv: env, workerEnv: env });
     const [edgeA, edgeB] = s.edges as [RunningEdge, RunningEdge];
     const workerId = s.workers[0]!.worker.workerId;
@@ -138,6 +139,21 @@ describe("tracing: edge -> NATS -> worker is one trace per call", () => {
 
     await a.client.close();
     await b.client.close();
+  });
+
+  it("exports OTLP/HTTP protobuf by default (OTEL_EXPORTER_OTLP_PROTOCOL unset)", async ({ nats }) => {
+    const proto = await startOtlpReceiver();
+    const edge = await factories.startEdge(nats.url, { OTEL_EXPORTER_OTLP_ENDPOINT: proto.url, OTEL_BSP_SCHEDULE_DELAY: "50" });
+    try {
+      const { client } = await sdkClient(edge.url);
+      await client.ping();
+      await client.close();
+      await eventually(() => proto.protobufExports > 0, { what: "a protobuf export" });
+      expect(proto.count).toBe(0);
+    } finally {
+      await edge.close();
+      await proto.close();
+    }
   });
 
   it("a client's unsampled decision (flags 00) is kept by edge and worker: no spans for that trace", async () => {
