@@ -2,7 +2,7 @@
  * Observability overhead: the mcpq stack (edge + worker processes, own nats-server, HTTP) with
  * tracing off, against the same stack with tracing on at 100 % and at 1 % sampling (exporting over
  * OTLP/HTTP to an in-process receiver that counts spans, so the export cost is real) and with the
- * access log at its default (info, every request; off in the other modes).
+ * access log at info (every request; off in the other modes), and an A/A control (off vs off).
  *
  * Paired and concurrent: each measurement runs the "off" stack and the mode's stack AT THE SAME
  * TIME, so whatever else loads the machine hits both alike (sequential runs on a shared 2-core VM
@@ -75,7 +75,9 @@ const MODES: { id: string; env: Record<string, string> }[] = [
   { id: "tracing-off", env: { ...ACCESS_OFF } },
   { id: "tracing-100pct", env: { ...ACCESS_OFF, ...TRACED, OTEL_TRACES_SAMPLER_ARG: "1" } },
   { id: "tracing-1pct", env: { ...ACCESS_OFF, ...TRACED, OTEL_TRACES_SAMPLER_ARG: "0.01" } },
-  { id: "access-log-default", env: {} },
+  { id: "access-log-info", env: { MCPQ_ACCESS_LOG_LEVEL: "info" } },
+  // A/A control: the same settings as "off" on both sides, showing the pairing's own bias and noise.
+  { id: "control-off-vs-off", env: { ...ACCESS_OFF } },
 ];
 const OTEL_KEYS = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "MCPQ_ACCESS_LOG_LEVEL"];
 

@@ -8,8 +8,12 @@ import { otelEnvShape, tracingConfigFromEnv, type OtelEnv, type TracingConfig } 
  */
 export const telemetryEnvShape = {
   ...otelEnvShape,
-  /** Level of the per-request access log line; `off` disables it. */
-  MCPQ_ACCESS_LOG_LEVEL: z.enum(["off", "debug", "info", "warn"]).default("info"),
+  /**
+   * Level of the per-request access log line; `off` disables it. Default `debug`: invisible at
+   * the default MCPQ_LOG_LEVEL=info, since a synchronous line per request cost 5 % CPU per call
+   * (loadtests otel-overhead). HTTP refusals (401, 403) are logged at `info` or above regardless.
+   */
+  MCPQ_ACCESS_LOG_LEVEL: z.enum(["off", "debug", "info", "warn"]).default("debug"),
   /** Share of requests that get an access log line, in [0, 1]. */
   MCPQ_ACCESS_LOG_SAMPLE: z.coerce.number().min(0).max(1).default(1),
   /** Distinct tool/prompt names per metric label; names beyond (or unknown to the registry) are `_other`. */

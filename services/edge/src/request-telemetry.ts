@@ -81,6 +81,8 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
   const accessLevel = config.accessLog.level;
   const sample = config.accessLog.sample;
   const logLine = accessLevel === "off" ? undefined : (log[accessLevel] as Logger["info"]).bind(log);
+  // Refusals before any JSON-RPC processing (a bad token) matter for security: at least info.
+  const refusalLine = accessLevel === "off" ? undefined : (accessLevel === "warn" ? log.warn : log.info).bind(log);
   /** Errors already counted by an observation (a transport reports them again on its way out). */
   const counted = new WeakSet<object>();
 
@@ -277,7 +279,9 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
       });
     },
     httpRefusal(status, info) {
-      access({ status, httpMethod: info.method, path: info.path, outcome: "rejected" });
+      if (refusalLine && (sample >= 1 || Math.random() < sample)) {
+        refusalLine({ status, httpMethod: info.method, path: info.path, outcome: "rejected" }, "request");
+      }
     },
   };
 }

@@ -36,7 +36,7 @@ describe("access log: one line per request, never arguments or tokens", () => {
 
   it("logs method, tool, outcome, duration, principal, session and trace id; 401s too", async ({ nats }) => {
     s = await stack(nats, { edges: 0 });
-    const { edge, lines, raw } = await capturedEdge(nats.url, { MCPQ_AUTH_TOKENS: `${TOKEN}=alice` });
+    const { edge, lines, raw } = await capturedEdge(nats.url, { MCPQ_AUTH_TOKENS: `${TOKEN}=alice`, MCPQ_ACCESS_LOG_LEVEL: "info" });
     edges.push(edge);
     await eventually(() => edge.runtime.catalog.toolPool("echo"), { what: "the echo tool" });
     const { client, transport } = await sdkClient(edge.url, { headers: { authorization: `Bearer ${TOKEN}` } });
@@ -70,8 +70,21 @@ describe("access log: one line per request, never arguments or tokens", () => {
     await client.close();
   });
 
+  it("by default (level debug under MCPQ_LOG_LEVEL=info) only refusals are logged", async ({ nats }) => {
+    const { edge, lines } = await capturedEdge(nats.url, { MCPQ_AUTH_TOKENS: `${TOKEN}=alice` });
+    edges.push(edge);
+    await eventually(() => edge.runtime.catalog.toolPool("echo"), { what: "the echo tool" });
+    const { client } = await sdkClient(edge.url, { headers: { authorization: `Bearer ${TOKEN}` } });
+    await client.callTool({ name: "echo", arguments: { text: "x" } });
+    await client.close();
+    const res = await fetch(edge.url, { method: "POST", headers: { "content-type": "application/json", accept: "application/json" }, body: "{}" });
+    expect(res.status).toBe(401);
+    await eventually(() => lines.find((l) => l["msg"] === "request" && l["status"] === 401), { what: "the 401's line" });
+    expect(lines.filter((l) => l["msg"] === "request" && l["status"] === undefined)).toEqual([]);
+  });
+
   it("MCPQ_ACCESS_LOG_LEVEL=off (or sample 0) writes no access lines", async ({ nats }) => {
-    const envs: Record<string, string>[] = [{ MCPQ_ACCESS_LOG_LEVEL: "off" }, { MCPQ_ACCESS_LOG_SAMPLE: "0" }];
+    const envs: Record<string, string>[] = [{ MCPQ_ACCESS_LOG_LEVEL: "off" }, { MCPQ_ACCESS_LOG_LEVEL: "info", MCPQ_ACCESS_LOG_SAMPLE: "0" }];
     for (const env of envs) {
       const { edge, lines } = await capturedEdge(nats.url, env);
       edges.push(edge);
