@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:http";
-import { STREAMS, connectBus, poolConsumer, type Bus } from "@mcpq/bus";
+import { INBOX_PREFIX, STREAMS, connectBus, poolConsumer, type Bus } from "@mcpq/bus";
 import {
   BoundedLabel,
   Gauge,
@@ -81,6 +81,10 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
   const log = logger ?? (createLogger({ name: "mcpq-worker", level: config.logLevel }) as unknown as Logger);
   const bus = await connectBus({
     url: config.natsUrl,
+    auth: config.natsAuth,
+    inboxPrefix: INBOX_PREFIX.worker(config.pool),
+    provision: config.provision,
+    log: log.child({ component: "provision" }),
     name: `worker-${config.pool}`,
     limits: config.busLimits,
     batchWrites: config.natsWriteBatching,
