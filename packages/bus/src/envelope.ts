@@ -25,7 +25,9 @@ export const H = {
   durationMs: "Mcpq-Duration-Ms",
   outcome: "Mcpq-Outcome",
   replayable: "Mcpq-Replayable",
+  /** W3C trace context (the client's, or the edge's producer span when tracing is on). */
   traceparent: "traceparent",
+  tracestate: "tracestate",
   msgId: "Nats-Msg-Id",
   /** Token claims the edge's authorization policy exposes to workers (JSON object); never the token. */
   claims: "Mcpq-Claims",
@@ -54,6 +56,7 @@ export interface RequestEnvelope {
   edge: string;
   receivedAt: number;
   traceparent: string | undefined;
+  tracestate?: string | undefined;
   /**
    * Top-level capabilities the client declared (`sampling`, `elicitation`, `roots`, ...), so a
    * worker refuses a server->client request the client cannot answer instead of waiting for a
@@ -77,6 +80,7 @@ export interface EnvelopeCore {
   edge: string;
   receivedAt: number;
   traceparent?: string | undefined;
+  tracestate?: string | undefined;
 }
 
 /** Writes the shared envelope fields into fresh headers `h` (the one encoding of them; see `decodeEnvelope`). */
@@ -95,6 +99,7 @@ export function setEnvelopeHeaders(h: MsgHdrs, e: EnvelopeCore): MsgHdrs {
   h.append(H.edge, e.edge);
   h.append(H.receivedAt, String(e.receivedAt));
   if (e.traceparent) h.append(H.traceparent, e.traceparent);
+  if (e.traceparent && e.tracestate) h.append(H.tracestate, e.tracestate);
   return h;
 }
 
@@ -136,6 +141,7 @@ export function decodeEnvelope(h: MsgHdrs | undefined): RequestEnvelope | null {
     edge: get(H.edge) ?? "",
     receivedAt: Number(get(H.receivedAt) ?? Date.now()),
     traceparent: get(H.traceparent),
+    tracestate: get(H.tracestate),
     clientCapabilities: h.has(H.clientCapabilities)
       ? h.get(H.clientCapabilities).split(",").filter((c) => c !== "")
       : undefined,

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type TextMapPropagator, type Tracer } from "@opentelemetry/api";
 import {
   CallToolParamsSchema,
   CompleteParamsSchema,
@@ -48,12 +49,34 @@ import {
   type AnyPromptDefinition,
 } from "./define.js";
 
+/**
+ * What a finished request was, for per-tool metrics: the tool or prompt it named (raw names;
+ * the service bounds label values) and the semantic-convention `error.type` ("" on success,
+ * `tool_error` for an isError result, `cancelled`, else the JSON-RPC error code).
+ */
+export interface HandledDetail {
+  tool?: string | undefined;
+  prompt?: string | undefined;
+  errorType: string;
+}
+
 /** Counters a worker reports; services back them with prom-client. */
 export interface WorkerMetrics {
   inFlight(n: number): void;
-  handled(method: string, outcome: "ok" | "error" | "cancelled" | "timeout", seconds: number): void;
+  handled(method: string, outcome: "ok" | "error" | "cancelled" | "timeout", seconds: number, detail: HandledDetail): void;
   expired(): void;
   redelivered(): void;
+  /** Time the request waited in MCPQ_REQ: from its publish (the stream's timestamp) to this worker starting it. */
+  queueWait?(seconds: number): void;
+}
+
+/**
+ * Tracing a worker does when given one (the service owns the SDK): a consumer span per
+ * delivered request, continued from the W3C context in its NATS headers, and a handler span.
+ */
+export interface WorkerTracing {
+  tracer: Tracer;
+  propagator: TextMapPropagator;
 }
 
 /** One finished request as handed to the recorder (replay). */
@@ -83,6 +106,7 @@ export interface WorkerOptions {
   workerId?: string;
   logger?: Logger;
   metrics?: WorkerMetrics;
+  tracing?: WorkerTracing;
   /** Called after each response is published (recording for replay). Must not throw. */
   recorder?: (entry: RecordEntry) => void;
   /**
@@ -308,6 +332,7 @@ export class Worker {
       return;
     }
     if (m.info.deliveryCount > 1) metrics?.redelivered();
+    metrics?.queueWait?.(Math.max(0, Date.now() - m.info.timestampNanos / 1e6) / 1000);
     let request: { id: RequestId; method: string; params?: Record<string, unknown> };
     try {
       request = JSON.parse(m.string()) as typeof request;
@@ -315,11 +340,14 @@ export class Worker {
       m.ack();
       return;
     }
+    const target = targetNames(request.method, request.params);
+    const consumerSpan = this.#opts.tracing ? this.#consumerSpan(this.#opts.tracing, m, env, request) : undefined;
     const early = this.#cancelledEarly.get(inflightKey(env.session, request.id));
     if (early && early.principal === env.principal && early.until > Date.now()) {
       // Cancelled while queued: the edge already ended the client's wait; nothing to answer.
       this.#cancelledEarly.delete(inflightKey(env.session, request.id));
-      metrics?.handled(request.method, "cancelled", 0);
+      metrics?.handled(request.method, "cancelled", 0, { ...target, errorType: "cancelled" });
+      consumerSpan?.end();
       m.ack();
       return;
     }
@@ -361,15 +389,29 @@ export class Worker {
     );
     let response: { result?: Record<string, unknown>; error?: JsonRpcErrorObject } | null = null;
     let outcome: RecordEntry["outcome"] = "ok";
+    let errorType = "";
+    const handlerSpan =
+      consumerSpan?.isRecording() && this.#opts.tracing
+        ? this.#opts.tracing.tracer.startSpan(
+            target.tool ?? target.prompt ? `${request.method} ${target.tool ?? target.prompt}` : request.method,
+            { kind: SpanKind.INTERNAL, attributes: handlerAttributes(env, request, target) },
+            trace.setSpan(ROOT_CONTEXT, consumerSpan),
+          )
+        : undefined;
     try {
       if (roundError !== undefined) throw roundError;
       const result = await abortable(this.#dispatch(request.method, request.params ?? {}, scope.ctx), controller.signal);
       response = { result: finishResult(result, round, modern) };
-      if (result["isError"] === true && !round?.pending) outcome = "error";
+      if (result["isError"] === true && !round?.pending) {
+        outcome = "error";
+        errorType = "tool_error";
+      }
     } catch (err) {
       const cancelled = controller.signal.aborted && isCancel(controller.signal.reason);
-      if (cancelled) outcome = "cancelled";
-      else if (round && !round.fatal && round.pending && !controller.signal.aborted && !(err instanceof McpError)) {
+      if (cancelled) {
+        outcome = "cancelled";
+        errorType = "cancelled";
+      } else if (round && !round.fatal && round.pending && !controller.signal.aborted && !(err instanceof McpError)) {
         // The handler stopped at an unanswered input request: the round ends asking for it and
         // the retry runs the handler again with the answer. A protocol error it raised (-32021
         // for a capability the client lacks, say) is its answer instead: asking cannot help.
@@ -377,20 +419,25 @@ export class Worker {
           response = { result: round.inputRequired() };
         } catch (e) {
           outcome = "error";
-          response = { error: toWireError(e) };
+          const wire = toWireError(e);
+          response = { error: wire };
+          errorType = String(wire.code);
         }
       } else {
         const e = round?.fatal ?? err;
         outcome = e instanceof McpError && e.code === ErrorCode.RequestTimeout ? "timeout" : "error";
         if (!(e instanceof McpError)) this.#log.error({ err: e, method: request.method }, "handler failed");
         else if (e === round?.fatal && e.code === ErrorCode.InternalError) this.#log.error({ err: e, method: request.method }, "handler misused input requests");
-        response = { error: toWireError(e) };
+        const wire = toWireError(e);
+        response = { error: wire };
+        errorType = String(wire.code);
       }
     } finally {
       clearTimeout(timer);
       clearInterval(working);
       this.#inflight.delete(key);
     }
+    if (handlerSpan) endWithOutcome(handlerSpan, errorType, response?.error?.message);
     let acked = false;
     try {
       if (outcome !== "cancelled" && response) {
@@ -405,8 +452,12 @@ export class Worker {
     } finally {
       this.#running--;
       metrics?.inFlight(this.#running);
-      metrics?.handled(request.method, outcome, (Date.now() - startedAt) / 1000);
+      metrics?.handled(request.method, outcome, (Date.now() - startedAt) / 1000, { ...target, errorType });
       this.#slotWaiters.shift()?.();
+      if (consumerSpan) {
+        if (!acked) consumerSpan.setStatus({ code: SpanStatusCode.ERROR, message: "response not stored; nak" });
+        consumerSpan.end();
+      }
     }
     // Only what a client actually got is recorded; a nak'ed request is recorded on its redelivery.
     if (this.#opts.recorder && acked) {
@@ -427,6 +478,34 @@ export class Worker {
         this.#log.warn({ err }, "recorder failed");
       }
     }
+  }
+
+  /** The CONSUMER span of one delivery, continued from the edge's producer span (NATS headers). */
+  #consumerSpan(t: WorkerTracing, m: JsMsg, env: RequestEnvelope, request: { id: RequestId; method: string }): Span {
+    const h = m.headers;
+    const parent = h
+      ? t.propagator.extract(ROOT_CONTEXT, h, {
+          keys: (c) => c.keys(),
+          get: (c, k) => c.get(k) || undefined,
+        })
+      : ROOT_CONTEXT;
+    const span = t.tracer.startSpan(`process mcpq.req.${this.pool}`, { kind: SpanKind.CONSUMER }, parent);
+    // Attributes only when sampled (the edge's decision travels in the traceparent flags).
+    if (span.isRecording()) {
+      span.setAttributes({
+          "messaging.system": "nats",
+          "messaging.operation.name": "process",
+          "messaging.operation.type": "process",
+          "messaging.destination.name": m.subject,
+          "messaging.consumer.group.name": this.pool,
+          "messaging.message.id": env.requestId,
+          "messaging.message.body.size": m.data.length,
+          "mcpq.delivery.count": m.info.deliveryCount,
+          "mcp.method.name": request.method,
+          "mcp.session.id": env.session,
+      });
+    }
+    return span;
   }
 
   /** Reads the MRTR fields of a modern-era request; throws -32602 for a malformed or refused state. */
@@ -541,6 +620,49 @@ export class Worker {
     if (res.hasMore !== undefined || res.values.length > 100) completion["hasMore"] = res.hasMore ?? true;
     return { completion };
   }
+}
+
+/** The tool or prompt a routed request names (raw; the service bounds label values). */
+function targetNames(method: string, params: Record<string, unknown> | undefined): { tool?: string; prompt?: string } {
+  const name = params?.["name"];
+  if (method === "tools/call" && typeof name === "string") return { tool: name };
+  if (method === "prompts/get" && typeof name === "string") return { prompt: name };
+  if (method === "completion/complete") {
+    const ref = params?.["ref"] as { type?: unknown; name?: unknown } | undefined;
+    if (ref?.type === "ref/prompt" && typeof ref.name === "string") return { prompt: ref.name };
+  }
+  return {};
+}
+
+/** MCP semantic-convention attributes of the handler span (attribute names copied as strings). */
+function handlerAttributes(
+  env: RequestEnvelope,
+  request: { id: RequestId; method: string; params?: Record<string, unknown> },
+  target: { tool?: string; prompt?: string },
+): Record<string, string> {
+  const a: Record<string, string> = {
+    "mcp.method.name": request.method,
+    "mcp.session.id": env.session,
+    "mcp.protocol.version": env.protocolVersion,
+    "jsonrpc.request.id": String(request.id),
+  };
+  if (target.tool) {
+    a["gen_ai.tool.name"] = target.tool;
+    a["gen_ai.operation.name"] = "execute_tool";
+  }
+  if (target.prompt) a["gen_ai.prompt.name"] = target.prompt;
+  const uri = request.params?.["uri"];
+  if (request.method === "resources/read" && typeof uri === "string") a["mcp.resource.uri"] = uri;
+  return a;
+}
+
+function endWithOutcome(span: Span, errorType: string, message: string | undefined): void {
+  if (errorType !== "" && errorType !== "cancelled") {
+    span.setAttribute("error.type", errorType);
+    if (errorType !== "tool_error") span.setAttribute("rpc.response.status_code", errorType);
+    span.setStatus({ code: SpanStatusCode.ERROR, ...(message ? { message } : {}) });
+  }
+  span.end();
 }
 
 /** How long, and how many, cancels of requests not (yet) running here are remembered. */

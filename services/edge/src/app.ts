@@ -24,7 +24,11 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
     const status = err.statusCode ?? 500;
-    if (status >= 500) req.log.error({ err }, "request failed");
+    if (status >= 500) {
+      req.log.error({ err }, "request failed");
+      // E.g. the session lookup failed while the broker is down: answered -32603, counted once.
+      runtime.telemetry.transportError(methodOf(req.body), err);
+    }
     const message =
       status === 413
         ? "Payload Too Large"
@@ -37,6 +41,12 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
     return reply.code(status).type("application/json").send({ jsonrpc: "2.0", id: null, error: { code, message } });
   });
 
+  // Refusals before any JSON-RPC processing (bad token, Host or Origin) get an access log line.
+  app.addHook("onResponse", async (req, reply) => {
+    if (reply.statusCode === 401 || reply.statusCode === 403) {
+      runtime.telemetry.httpRefusal(reply.statusCode, { method: req.method, path: req.routeOptions.url ?? "" });
+    }
+  });
   httpFallbacks(app, { sse: runtime.config.enableSse, virtualServers: [...(runtime.core.policy?.servers.keys() ?? [])] });
 
   app.get("/healthz", async () => ({ status: "ok" }));
@@ -73,3 +83,14 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
   if (runtime.config.enableSse) await legacySse(app, { runtime });
   if (runtime.config.enableWs) await websocketTransport(app, { runtime });
 };
+
+/** The JSON-RPC method of a raw request body, for counting a request that failed before dispatch. */
+function methodOf(body: unknown): string | undefined {
+  if (typeof body !== "string") return undefined;
+  try {
+    const m = (JSON.parse(body) as { method?: unknown }).method;
+    return typeof m === "string" ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}

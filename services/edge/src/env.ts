@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { busAuthFromEnv, busEnvShape, busLimitsFromEnv, type BusAuth, type BusLimits } from "@mcpq/bus";
+import { telemetryConfigFromEnv, telemetryEnvShape, type TelemetryConfig } from "@mcpq/observability";
 import type { OAuthConfig } from "./core/auth.js";
 
 const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
@@ -26,6 +27,7 @@ const flag = (def: boolean) =>
  */
 export const EdgeEnvSchema = z.object({
   ...busEnvShape,
+  ...telemetryEnvShape,
   MCPQ_HOST: z.string().default("127.0.0.1"),
   MCPQ_PORT: int(8080),
   MCPQ_EDGE_ID: z.string().regex(/^[A-Za-z0-9_-]+$/).optional(),
@@ -180,6 +182,8 @@ export interface EdgeConfig {
   poolQueueMin: number;
   busStatsMs: number;
   busLimits: BusLimits;
+  /** OTEL_*, MCPQ_ACCESS_LOG_*, MCPQ_METRICS_MAX_NAMES (docs/observability.md). */
+  telemetry: TelemetryConfig;
 }
 
 const TCP_PORT_OFFSET = 8090 - 8080;
@@ -240,6 +244,7 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     throw new Error(`invalid edge environment: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
   }
   const e = r.data;
+  const edgeId = overrides.edgeId ?? e.MCPQ_EDGE_ID ?? `e-${randomBytes(5).toString("hex")}`;
   const cfg: EdgeConfig = {
     natsUrl: e.MCPQ_NATS_URL,
     natsAuth: busAuthFromEnv(e),
@@ -247,7 +252,7 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     natsWriteBatching: e.MCPQ_NATS_WRITE_BATCHING === "on",
     host: e.MCPQ_HOST,
     port: e.MCPQ_PORT,
-    edgeId: e.MCPQ_EDGE_ID ?? `e-${randomBytes(5).toString("hex")}`,
+    edgeId,
     logLevel: e.MCPQ_LOG_LEVEL,
     allowedHosts: e.MCPQ_ALLOWED_HOSTS,
     allowedOrigins: e.MCPQ_ALLOWED_ORIGINS,
@@ -291,6 +296,7 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     poolQueueMin: e.MCPQ_POOL_QUEUE_MIN,
     busStatsMs: e.MCPQ_BUS_STATS_MS,
     busLimits: busLimitsFromEnv(e),
+    telemetry: telemetryConfigFromEnv(e, { serviceName: "mcpq-edge", instanceId: edgeId }),
     ...overrides,
   };
   return Object.freeze(cfg);

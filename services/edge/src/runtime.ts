@@ -1,5 +1,5 @@
 import { connectBus, INBOX_PREFIX, type Bus } from "@mcpq/bus";
-import { createMetricsRegistry, type Registry } from "@mcpq/observability";
+import { Gauge, createMetricsRegistry, startTracing, type Registry } from "@mcpq/observability";
 import type { Logger } from "@mcpq/protocol";
 import { EdgeAdmission } from "./core/admission.js";
 import { EdgeAuth } from "./core/auth.js";
@@ -16,6 +16,7 @@ import { SessionStore } from "./core/session-store.js";
 import type { EdgeConfig } from "./env.js";
 import { edgeMetrics, type EdgeMetrics } from "./metrics.js";
 import { overloadMetrics } from "./overload-metrics.js";
+import { edgeTelemetry, type EdgeTelemetry } from "./request-telemetry.js";
 
 /** Everything an edge runs on, built once and shared by all transports. */
 export interface EdgeRuntime {
@@ -32,6 +33,8 @@ export interface EdgeRuntime {
   buffers: BufferBudget;
   /** Admission control (also set as `core.admission`); see docs/overload.md. */
   admission: EdgeAdmission;
+  /** Request telemetry (also `core.observer`): spans, per-tool metrics, access log. */
+  telemetry: EdgeTelemetry;
   /** Bearer credentials (static tokens, OAuth JWT / introspection); see core/auth.ts. */
   auth: EdgeAuth;
   log: Logger;
@@ -102,6 +105,25 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
     overload.admission,
   );
   core.admission = admission;
+  const tracing = config.telemetry.tracing ? startTracing(config.telemetry.tracing) : undefined;
+  const telemetry = edgeTelemetry({
+    config: config.telemetry,
+    registry,
+    requests: metrics.requests,
+    catalog,
+    rejected: (reason) => overload.admission.rejected(reason),
+    log: log.child({ component: "access" }),
+    tracing,
+  });
+  core.observer = telemetry.observer;
+  new Gauge({
+    name: "mcpq_edge_broker_connected",
+    help: "1 while the edge's NATS connection is up, 0 from a disconnect until it reconnected",
+    registers: [registry],
+    collect() {
+      this.set(bus.connected ? 1 : 0);
+    },
+  });
   core.policy = policy;
   const stopBusStats = startBusStats(bus, config.busStatsMs, overload.busStats, log.child({ component: "bus-stats" }));
   core.start();
@@ -117,12 +139,14 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
     auth: new EdgeAuth({ staticTokens: config.authTokens, oauth: config.oauth }),
     buffers,
     admission,
+    telemetry,
     log,
     async close() {
       stopBusStats();
       admission.close();
       catalog.stop();
       await bus.close();
+      await tracing?.shutdown().catch(() => undefined);
     },
   };
 }

@@ -45,6 +45,8 @@ export type RejectReason =
   | "stream_full"
   | "target_queue_full"
   | "broker_unavailable"
+  /** No live worker serves the target (counted by the edge's request telemetry). */
+  | "no_worker"
   | "other";
 
 export type CircuitState = "closed" | "open" | "half_open";

@@ -38,6 +38,7 @@ import {
 } from "@mcpq/bus";
 import type { CatalogView, ListKind } from "./catalog.js";
 import type { OutboundMessage, OutboundRouter } from "./outbound.js";
+import type { RequestObservation, RequestObserver } from "./request-observer.js";
 import { SessionStore, type SessionRecord } from "./session-store.js";
 import type { Caller } from "./auth.js";
 import type { AccessPolicy, ListedKind, TargetView } from "./policy.js";
@@ -56,10 +57,8 @@ export interface CoreConfig {
   maxNameBytes?: number;
 }
 
-/** Hooks the service backs with metrics; all optional. */
+/** Hooks the service backs with metrics (request outcomes go to `SessionCore.observer`). */
 export interface CoreMetrics {
-  observe(method: string, outcome: string, seconds: number): void;
-  error(code: number): void;
   inFlight(delta: number): void;
   sessionsCreated(): void;
 }
@@ -145,6 +144,8 @@ export class SessionCore {
   /** (session, client request id) -> internal request id, for cancellation. */
   readonly #byClientId = new Map<string, string>();
   admission: Admission | undefined;
+  /** Per-request telemetry (spans, metrics, access log); see services/edge/src/request-telemetry.ts. */
+  observer: RequestObserver | undefined;
   /** Authorization policy (MCPQ_POLICY_FILE); undefined = every caller may use everything. */
   policy: AccessPolicy | undefined;
 
@@ -199,6 +200,18 @@ export class SessionCore {
 
   /** Creates a session bound to `principal`. */
   async initialize(principal: string, req: JsonRpcRequest, caller?: Caller): Promise<{ session: SessionRecord; json: string }> {
+    const obs = this.observer?.begin({ principal }, req);
+    try {
+      const out = await this.#initialize(principal, req, caller);
+      obs?.answered({ response: Promise.resolve(localMessage(req.id, {}, out.json)) });
+      return out;
+    } catch (err) {
+      obs?.refused(err);
+      throw err;
+    }
+  }
+
+  async #initialize(principal: string, req: JsonRpcRequest, caller?: Caller): Promise<{ session: SessionRecord; json: string }> {
     const params = parse(InitializeParamsSchema, req.params);
     // Anonymous sessions are counted per client address, not all under one principal.
     const quotaKey = caller && caller.quotaKey !== principal ? caller.quotaKey : undefined;
@@ -249,8 +262,19 @@ export class SessionCore {
    * transport can map them to its status codes; errors after acceptance arrive as the response.
    */
   async dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext): Promise<Dispatched> {
-    const started = performance.now();
-    const done = (outcome: string) => this.metrics?.observe(req.method, outcome, (performance.now() - started) / 1000);
+    const obs = this.observer?.begin(session, req);
+    let d: Dispatched;
+    try {
+      d = await this.#dispatch(session, req, stream, obs);
+    } catch (err) {
+      obs?.refused(err);
+      throw err;
+    }
+    obs?.answered(d);
+    return d;
+  }
+
+  async #dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, obs: RequestObservation | undefined): Promise<Dispatched> {
     const named = requestedName(req.method, req.params);
     if (named) {
       checkTargetName(named.kind, named.name, this.cfg.maxNameBytes ?? 0);
@@ -263,19 +287,15 @@ export class SessionCore {
       case "resources/read":
       case "prompts/get":
       case "completion/complete":
-        return this.#route(session, req, stream, started);
+        return this.#route(session, req, stream, obs);
       case "initialize":
         throw new McpError(ErrorCode.InvalidRequest, "Session already initialized");
       default: {
         try {
           const result = await this.#local(session, req, callerOf(session, stream), stream.view);
-          done("ok");
           return { response: Promise.resolve(localMessage(req.id, result)) };
         } catch (err) {
-          const wire = toWireError(err);
-          this.metrics?.error(wire.code);
-          done("error");
-          return { response: Promise.resolve(errorMessage(req.id, wire)) };
+          return { response: Promise.resolve(errorMessage(req.id, toWireError(err))) };
         }
       }
     }
@@ -370,8 +390,9 @@ export class SessionCore {
     return out;
   }
 
-  async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, started: number): Promise<Dispatched> {
+  async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, obs: RequestObservation | undefined): Promise<Dispatched> {
     const target = this.#target(req);
+    obs?.routed(target);
     const meta = (req.params?.["_meta"] ?? {}) as Record<string, unknown>;
     const timeout = requestBudget(meta, Date.now(), this.cfg.requestTimeoutMs, this.cfg.maxRequestTimeoutMs);
     const release: (outcome?: RouteOutcome, err?: unknown) => void =
@@ -406,25 +427,29 @@ export class SessionCore {
         edge: this.cfg.edgeId,
         receivedAt: now,
         traceparent: typeof meta["traceparent"] === "string" ? (meta["traceparent"] as string) : undefined,
+        tracestate: typeof meta["tracestate"] === "string" ? (meta["tracestate"] as string) : undefined,
         clientCapabilities: Object.keys(session.clientCapabilities ?? {}),
         claims: this.policy?.exposed(stream.caller),
       });
       this.metrics?.inFlight(1);
+      const subject = subjects.request(target.pool, target.kind, target.name);
+      const publishDone = obs?.publishing(headers, subject, requestId);
       // The publish is started here, in order with this connection's earlier publishes, but its
       // PubAck is not awaited: a transport that processes a connection's messages in order
       // (sockets) moves on to the next message at once. A refusal still reaches the client:
       // `published` rejects with it (HTTP answers 503/429 from that) and `response` settles to
       // the same error as a JSON-RPC error response.
       const published = this.bus.js
-        .publish(subjects.request(target.pool, target.kind, target.name), stream.raw ?? JSON.stringify(req), {
+        .publish(subject, stream.raw ?? JSON.stringify(req), {
           headers,
           msgID: requestId,
           // Never wait on the broker past the request's deadline (nor past the client's 10 s default).
           timeout: Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
         })
         .then(
-          () => undefined,
+          () => publishDone?.(),
           (err: unknown) => {
+            publishDone?.(err);
             // A publish that only failed because the deadline came is answered as the timeout it is.
             const mapped = Date.now() >= deadline ? timedOut() : publishFailure(err, 1_000);
             if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
@@ -441,20 +466,16 @@ export class SessionCore {
           () =>
             response.then(
               (msg) => {
-                this.metrics?.observe(req.method, "ok", (performance.now() - started) / 1000);
                 outcome = responseOutcome(msg.json);
                 return msg;
               },
               (err: unknown) => {
                 if (err instanceof RequestCancelled) {
-                  this.metrics?.observe(req.method, "cancelled", (performance.now() - started) / 1000);
                   outcome = "cancelled";
                   throw err;
                 }
                 const wire = toWireError(err);
                 outcome = wire.code === ErrorCode.RequestTimeout ? "timeout" : "failed";
-                this.metrics?.error(wire.code);
-                this.metrics?.observe(req.method, "error", (performance.now() - started) / 1000);
                 return errorMessage(req.id, wire);
               },
             ),
@@ -638,8 +659,8 @@ function decodeCursor(cursor: string): number {
   throw new McpError(ErrorCode.InvalidParams, "Invalid cursor");
 }
 
-function localMessage(id: RequestId, result: Record<string, unknown>): OutboundMessage {
-  return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", id, result }) };
+function localMessage(id: RequestId, result: Record<string, unknown>, json?: string): OutboundMessage {
+  return { eventId: undefined, kind: "response", requestId: undefined, json: json ?? JSON.stringify({ jsonrpc: "2.0", id, result }) };
 }
 export function errorMessage(id: RequestId | null, error: { code: number; message: string; data?: unknown }): OutboundMessage {
   return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", id, error }) };

@@ -56,11 +56,11 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
 
   const refuse = (reply: FastifyReply, r: HttpRefusal) => reply.code(r.status).headers(r.headers).send(r.body);
 
-  const sendError = (reply: FastifyReply, id: JsonRpcRequest["id"] | null, err: unknown) => {
+  const sendError = (reply: FastifyReply, id: JsonRpcRequest["id"] | null, err: unknown, method?: string) => {
     const wire = toWireError(err);
     if (!(err instanceof McpError)) rt.log.error({ err }, "unexpected error before dispatch");
     const { status, headers } = err instanceof McpError ? statusFor(err) : { status: 500, headers: {} };
-    rt.metrics.core.error(wire.code);
+    rt.telemetry.transportError(method, err);
     return reply.code(status).headers(headers).type("application/json").send({ jsonrpc: "2.0", id, error: wire });
   };
 
@@ -113,7 +113,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
         const { session, json } = await rt.core.initialize(guard.principal, msg.message, guard.caller);
         return reply.code(200).header(SESSION_HEADER, session.id).type("application/json").send(json);
       } catch (err) {
-        return sendError(reply, msg.message.id, err);
+        return sendError(reply, msg.message.id, err, "initialize");
       }
     }
 
@@ -141,7 +141,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
         return reply.code(200).type("application/json").send(out.json);
       } catch (err) {
         if (err instanceof RequestCancelled) return reply.code(204).send();
-        return sendError(reply, request.id, err);
+        return sendError(reply, request.id, err, request.method);
       }
     }
 
@@ -155,7 +155,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
       await dispatched.published; // a broker refusal is a 503/429 before the stream opens
     } catch (err) {
       release();
-      return sendError(reply, request.id, err);
+      return sendError(reply, request.id, err, request.method);
     }
     reply.hijack();
     rt.metrics.openStreams.inc({ transport: "http" });
