@@ -1,6 +1,7 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
+import { openBuckets } from "./buckets.js";
 import { DEFAULT_BUS_LIMITS, type BusLimits } from "./limits.js";
 import { provision } from "./provision.js";
 import { batchWrites } from "./write-batching.js";
@@ -47,27 +48,7 @@ export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
     const jsm = await jetstreamManager(nc);
     const js = jetstream(nc, { timeout: 10_000 });
     if (opts.provision !== false) await provision(jsm, limits);
-    const kvm = new Kvm(js);
-    const kv = {
-      sessions: await kvm.create("mcpq_sessions", {
-        history: 1,
-        ttl: limits.sessionIdleTtlMs,
-        storage: "file" as never,
-        max_bytes: 256 * 1024 * 1024,
-      }),
-      registry: await kvm.create("mcpq_registry", {
-        history: 1,
-        ttl: limits.registryTtlMs,
-        storage: "memory" as never,
-        max_bytes: 64 * 1024 * 1024,
-      }),
-      subscriptions: await kvm.create("mcpq_subs", {
-        history: 1,
-        ttl: limits.sessionIdleTtlMs,
-        storage: "file" as never,
-        max_bytes: 64 * 1024 * 1024,
-      }),
-    };
+    const kv = await openBuckets(js, limits);
     return {
       nc,
       js,

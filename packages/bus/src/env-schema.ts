@@ -26,6 +26,12 @@ export const busEnvShape = {
   MCPQ_ACK_WAIT_MS: int(DEFAULT_BUS_LIMITS.ackWaitMs),
   MCPQ_MAX_ACK_PENDING: int(DEFAULT_BUS_LIMITS.maxAckPending),
   MCPQ_MAX_DELIVER: int(DEFAULT_BUS_LIMITS.maxDeliver),
+  /**
+   * Self-heal (self-heal.ts): how often edges and workers check that every stream, bucket and
+   * consumer they use exists and re-provision what is missing (ms); also after every reconnect.
+   * 0 = only after reconnects.
+   */
+  MCPQ_HEAL_CHECK_MS: int(2_000),
   /** `off` turns off coalescing of NATS socket writes per event-loop iteration (see batchWrites). */
   MCPQ_NATS_WRITE_BATCHING: z.enum(["on", "off"]).default("on"),
 };

@@ -16,6 +16,7 @@ import {
   type RequestId,
 } from "@mcpq/protocol";
 import {
+  BUCKETS,
   STREAMS,
   decodeEnvelope,
   ensurePoolConsumer,
@@ -23,6 +24,8 @@ import {
   registryKey,
   subjects,
   assertPoolName,
+  startLivenessBeats,
+  SelfHeal,
   type Bus,
   type CancelNotice,
   type JsMsg,
@@ -85,6 +88,17 @@ export interface WorkerOptions {
    * `shadow: true`, so replay can find it, but edges never route client traffic to it.
    */
   shadow?: boolean;
+  /**
+   * Liveness beat interval (ms, core NATS): edges judge the worker dead after three missed
+   * beats, far sooner than the registry TTL. Default 500; 0 = no beats (edges then fall back to
+   * the registry TTL for this worker).
+   */
+  livenessMs?: number;
+  /**
+   * Period of the self-heal check of streams, buckets and the pool consumer (ms); they are also
+   * checked after every reconnect. Default 2000; 0 = only after reconnects.
+   */
+  healCheckMs?: number;
 }
 
 type Inflight = { controller: AbortController; principal: string };
@@ -118,6 +132,8 @@ export class Worker {
   #cancelSub: Subscription | undefined;
   #messages: { stop(): void; close(): Promise<void | Error> } | undefined;
   #loop: Promise<void> | undefined;
+  #heal: SelfHeal | undefined;
+  #stopBeats: ((opts?: { silent?: boolean }) => void) | undefined;
   #slotWaiters: (() => void)[] = [];
 
   constructor(opts: WorkerOptions) {
@@ -138,7 +154,12 @@ export class Worker {
     return this.#running;
   }
 
-  /** Provisions the pool consumer, advertises the catalog and starts pulling. */
+  /**
+   * Provisions the pool consumer, advertises the catalog and starts pulling. Self-heal keeps
+   * them in place: after a reconnect or when a stream, bucket or the consumer was lost (memory
+   * storage across a broker restart, a purge), they are provisioned again, the catalog is
+   * advertised at once and pulling resumes on the new consumer, without a restart.
+   */
   async start(): Promise<void> {
     const { bus } = this.#opts;
     await ensurePoolConsumer(bus.jsm, this.pool, bus.limits);
@@ -157,16 +178,55 @@ export class Worker {
     const beat = Math.max(250, Math.floor(bus.limits.registryTtlMs / 3));
     this.#heartbeat = setInterval(() => void this.#advertise(), beat);
     this.#heartbeat.unref();
+    await this.#consume();
+    const livenessMs = this.#opts.livenessMs ?? 500;
+    if (livenessMs > 0 && !this.#opts.shadow) this.#stopBeats = startLivenessBeats(bus.nc, this.pool, this.workerId, livenessMs);
+    const consumer = poolConsumer(this.pool);
+    this.#heal = new SelfHeal(bus, {
+      checkMs: this.#opts.healCheckMs ?? 2_000,
+      log: this.#log,
+      consumers: () => [{ stream: STREAMS.requests, name: consumer, ensure: () => ensurePoolConsumer(bus.jsm, this.pool, bus.limits) }],
+    });
+    this.#heal.on("reconnected", () => void this.#advertise());
+    this.#heal.on("healed", (r) => {
+      if (r.recreated.includes(`KV_${BUCKETS.registry}`) || r.missing.includes(`KV_${BUCKETS.registry}`)) void this.#advertise();
+      if (r.recreated.includes(STREAMS.requests) || r.missing.some((m) => m === STREAMS.requests || m.endsWith(`/${consumer}`))) {
+        // The consumer the pull loop reads died with the stream: pull from the new one now
+        // rather than after the client's missed-heartbeat detection (tens of seconds).
+        void this.#consume().catch((err: unknown) => this.#log.warn({ err }, "could not resume pulling; the next check retries"));
+      }
+    });
+    await this.#heal.start();
+    this.#log.info({ tools: this.catalog.tools.length, concurrency: this.#opts.concurrency }, "worker started");
+  }
+
+  /** The worker's self-heal (its `report` is the latest round of checks). */
+  get heal(): SelfHeal | undefined {
+    return this.#heal;
+  }
+
+  /** (Re)starts the pull loop on the pool consumer, replacing a previous one. */
+  async #consume(): Promise<void> {
+    if (this.#stopped) return;
+    const { bus } = this.#opts;
     const consumer = await bus.js.consumers.get(STREAMS.requests, poolConsumer(this.pool));
     const messages = await consumer.consume({ max_messages: this.#opts.concurrency });
+    const previous = this.#messages;
     this.#messages = messages;
-    this.#loop = (async () => {
+    previous?.stop();
+    const workingEvery = Math.max(250, Math.floor(bus.limits.ackWaitMs / 3));
+    const loop = (async () => {
       for await (const m of messages) {
-        if (this.#running >= this.#opts.concurrency) await new Promise<void>((r) => this.#slotWaiters.push(r));
+        if (this.#running >= this.#opts.concurrency) {
+          // Waiting for a slot counts against ack_wait too: keep the claim on this request.
+          const keep = setInterval(() => m.working(), workingEvery);
+          await new Promise<void>((r) => this.#slotWaiters.push(r));
+          clearInterval(keep);
+        }
         void this.#handle(m);
       }
     })().catch((err: unknown) => this.#log.error({ err }, "consume loop ended"));
-    this.#log.info({ tools: this.catalog.tools.length, concurrency: this.#opts.concurrency }, "worker started");
+    this.#loop = previous ? Promise.all([this.#loop, loop]).then(() => undefined) : loop;
   }
 
   /**
@@ -176,6 +236,7 @@ export class Worker {
   async stop(graceMs = 10_000): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#heal?.stop();
     clearInterval(this.#heartbeat);
     await this.#opts.bus.kv.registry.delete(registryKey(this.pool, this.workerId)).catch(() => undefined);
     this.#messages?.stop();
@@ -183,6 +244,8 @@ export class Worker {
     while (this.#running > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
     this.#cancelSub?.unsubscribe();
     await this.#loop;
+    // Beats until running handlers are done, so edges do not fail calls that are finishing.
+    this.#stopBeats?.();
   }
 
   /** Announces `notifications/resources/updated` for `uri` to all subscribed sessions. */
@@ -265,7 +328,7 @@ export class Worker {
       () => controller.abort(new McpError(ErrorCode.RequestTimeout, `Request timed out after ${budget} ms`)),
       budget,
     );
-    const working = setInterval(() => m.working(), Math.max(500, Math.floor(bus.limits.ackWaitMs / 3)));
+    const working = setInterval(() => m.working(), Math.max(250, Math.floor(bus.limits.ackWaitMs / 3)));
     const meta = (request.params?.["_meta"] ?? {}) as Record<string, unknown>;
     const related: Record<string, unknown>[] | undefined = this.#opts.recorder ? [] : undefined;
     const scope = createContext(bus, env, request.id, meta, controller.signal, (kind, body) => {

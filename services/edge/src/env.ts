@@ -74,6 +74,12 @@ export const EdgeEnvSchema = z.object({
   MCPQ_POOL_QUEUE_MIN: int(64),
   /** Period of MCPQ_REQ stream / pool consumer polling for metrics; 0 = off. */
   MCPQ_BUS_STATS_MS: int(5_000),
+  /**
+   * Longest a client waits on an unresponsive broker: a broker operation unanswered this long
+   * triggers a probe, and a failed probe (same bound) answers -32010 (HTTP 503 + Retry-After);
+   * a disconnected broker is refused at once. See services/edge/src/broker-health.ts.
+   */
+  MCPQ_BROKER_UNAVAILABLE_MS: z.coerce.number().int().positive().default(1_000),
 });
 export type EdgeEnv = z.infer<typeof EdgeEnvSchema>;
 
@@ -118,6 +124,10 @@ export interface EdgeConfig {
   poolQueueMin: number;
   busStatsMs: number;
   busLimits: BusLimits;
+  /** MCPQ_BROKER_UNAVAILABLE_MS */
+  brokerUnavailableMs: number;
+  /** MCPQ_HEAL_CHECK_MS */
+  healCheckMs: number;
 }
 
 const TCP_PORT_OFFSET = 8090 - 8080;
@@ -184,6 +194,8 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     poolQueueMin: e.MCPQ_POOL_QUEUE_MIN,
     busStatsMs: e.MCPQ_BUS_STATS_MS,
     busLimits: busLimitsFromEnv(e),
+    brokerUnavailableMs: e.MCPQ_BROKER_UNAVAILABLE_MS,
+    healCheckMs: e.MCPQ_HEAL_CHECK_MS,
     ...overrides,
   };
   return Object.freeze(cfg);

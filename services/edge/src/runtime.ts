@@ -13,6 +13,7 @@ import { SessionStore } from "./core/session-store.js";
 import type { EdgeConfig } from "./env.js";
 import { edgeMetrics, type EdgeMetrics } from "./metrics.js";
 import { overloadMetrics } from "./overload-metrics.js";
+import { EdgeHealing } from "./self-heal.js";
 
 /** Everything an edge runs on, built once and shared by all transports. */
 export interface EdgeRuntime {
@@ -29,6 +30,8 @@ export interface EdgeRuntime {
   buffers: BufferBudget;
   /** Admission control (also set as `core.admission`); see docs/overload.md. */
   admission: EdgeAdmission;
+  /** Broker health, self-heal and worker liveness (services/edge/src/self-heal.ts). */
+  healing: EdgeHealing;
   log: Logger;
   close(): Promise<void>;
 }
@@ -46,6 +49,12 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
   const metrics = edgeMetrics(registry);
   const catalog = new CatalogView(bus, log.child({ component: "catalog" }));
   await catalog.start();
+  const healing = new EdgeHealing(bus, catalog, {
+    unavailableMs: config.brokerUnavailableMs,
+    healCheckMs: config.healCheckMs,
+    log: log.child({ component: "self-heal" }),
+  });
+  await healing.start();
   metrics.workers.set(catalog.workerCount);
   catalog.on("changed", () => metrics.workers.set(catalog.workerCount));
   const router = new OutboundRouter(bus, config.maxPendingRequests, log.child({ component: "outbound" }), undefined, {
@@ -54,9 +63,12 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
     maxAnsweredPerSession: config.maxInFlightPerSession > 0 ? config.maxInFlightPerSession : undefined,
     onLateResponse: () => metrics.lateResponses.inc(),
   });
-  const sessions = new SessionStore(bus, { cacheMs: config.sessionCacheMs });
+  healing.correlator = router.correlator;
+  // The session store and core reach the broker through the guarded view: while it is down
+  // they refuse with -32010 at once instead of waiting for the client library's timeouts.
+  const sessions = new SessionStore(healing.bus, { cacheMs: config.sessionCacheMs });
   const core = new SessionCore(
-    bus,
+    healing.bus,
     {
       edgeId: config.edgeId,
       requestTimeoutMs: config.requestTimeoutMs,
@@ -87,6 +99,7 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
     buffers,
     overload.admission,
   );
+  admission.gates.push((pool) => healing.gate(pool));
   core.admission = admission;
   const stopBusStats = startBusStats(bus, config.busStatsMs, overload.busStats, log.child({ component: "bus-stats" }));
   core.start();
@@ -101,9 +114,11 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
     connections: new ConnectionLimiter(config.maxConnections, connectionMetrics(registry)),
     buffers,
     admission,
+    healing,
     log,
     async close() {
       stopBusStats();
+      healing.stop();
       admission.close();
       catalog.stop();
       await bus.close();

@@ -24,6 +24,8 @@ export const WorkerEnvSchema = z.object({
   MCPQ_RECORD_NOTIFICATIONS: z.enum(["on", "off"]).default("off"),
   /** Shadow worker: a candidate for `mcpq replay --against`; registered, never routed client traffic. */
   MCPQ_WORKER_SHADOW: z.enum(["on", "off"]).default("off"),
+  /** Liveness beat interval (ms, core NATS); edges judge the worker dead after 3 missed beats. 0 = off. */
+  MCPQ_WORKER_LIVENESS_MS: z.coerce.number().int().nonnegative().default(500),
 });
 
 function parses(fn: (v: string) => unknown) {
@@ -49,6 +51,10 @@ export interface WorkerConfig {
   busLimits: BusLimits;
   record: { enabled: boolean; sample: string; redact: string[]; notifications: boolean };
   shadow: boolean;
+  /** MCPQ_WORKER_LIVENESS_MS */
+  livenessMs: number;
+  /** MCPQ_HEAL_CHECK_MS */
+  healCheckMs: number;
 }
 
 export function loadWorkerConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<WorkerConfig> = {}): Readonly<WorkerConfig> {
@@ -75,6 +81,8 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       notifications: e.MCPQ_RECORD_NOTIFICATIONS === "on",
     },
     shadow: e.MCPQ_WORKER_SHADOW === "on",
+    livenessMs: e.MCPQ_WORKER_LIVENESS_MS,
+    healCheckMs: e.MCPQ_HEAL_CHECK_MS,
     ...overrides,
   };
   return Object.freeze(cfg);

@@ -65,6 +65,8 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
     ...(config.shadow ? { shadow: true } : {}),
     concurrency: config.concurrency,
     handlerTimeoutMs: config.handlerTimeoutMs,
+    livenessMs: config.livenessMs,
+    healCheckMs: config.healCheckMs,
     logger: log,
     metrics: workerMetrics(registry),
   });

@@ -45,7 +45,11 @@ export type RejectReason =
   | "stream_full"
   | "target_queue_full"
   | "broker_unavailable"
+  | "no_live_worker"
   | "other";
+
+/** A check run first on every routed request (broker down, pool without live worker): the refusal, if any. */
+export type AdmissionGate = (pool: string) => { reason: RejectReason; error: McpError } | undefined;
 
 export type CircuitState = "closed" | "open" | "half_open";
 
@@ -88,6 +92,8 @@ export class EdgeAdmission implements Admission {
   readonly #circuits = new Map<string, PoolCircuit>();
   readonly #pools = new Map<string, PoolLoad>();
   readonly #sweep: NodeJS.Timeout;
+  /** Checks before all others (services/edge/src/self-heal.ts). */
+  readonly gates: AdmissionGate[] = [];
 
   constructor(
     private readonly limits: Readonly<AdmissionLimits>,
@@ -117,6 +123,10 @@ export class EdgeAdmission implements Admission {
   ): (outcome?: RouteOutcome, err?: unknown) => void {
     const now = Date.now();
     const l = this.limits;
+    for (const gate of this.gates) {
+      const refused = gate(target.pool);
+      if (refused) throw this.#reject(refused.reason, refused.error);
+    }
     if (timeoutMs <= 0) {
       // The client's absolute deadline passed while the request waited to be read: this edge is
       // behind its clients. Shed it without queueing (never run, safe to retry).

@@ -1,0 +1,144 @@
+/**
+ * Chaos faults under load, shared by the benchmark (`pnpm --filter @mcpq/loadtests chaos`) and
+ * the chaos tests (loadtests/test/chaos.test.ts): each starts its own NATS node(s) and mcpq
+ * processes, runs the load, injects one fault, repairs it, lets the load run on, stops the
+ * load and returns the ledger with the fault's timestamps.
+ */
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { startNatsNodes, type NatsNodes } from "./nats-nodes.js";
+import { startChaosStack, type ChaosStack } from "./stack.js";
+import { recoveryMs, startLoad, type Ledger } from "./load.js";
+
+export type FaultName = "broker-restart" | "node-kill" | "leader-kill" | "worker-kill" | "edge-kill";
+
+export const FAULTS: Record<FaultName, string> = {
+  "broker-restart": "single NATS node killed -9 and restarted (memory streams lost; self-heal)",
+  "node-kill": "3-node cluster: a follower node killed -9, restarted",
+  "leader-kill": "3-node cluster: the MCPQ_REQ stream leader killed -9, restarted",
+  "worker-kill": "one of two workers of the pool killed -9",
+  "edge-kill": "one of two edges killed -9 (clients fail over through the balancer)",
+};
+
+export interface FaultTiming {
+  /** Load before the fault (ms). */
+  beforeMs: number;
+  /** How long a killed node stays down before its restart (ms). */
+  downMs: number;
+  /** Load after the repair (ms). */
+  afterMs: number;
+}
+
+export interface FaultResult {
+  fault: FaultName;
+  description: string;
+  ledger: Ledger;
+  /** When the fault was injected and repaired (epoch ms). */
+  injectedAt: number;
+  repairedAt: number;
+  /** What the fault hit (node name, process name). */
+  victim: string;
+  /** Time from injection / from the repair until 20 calls in a row succeeded (ms). */
+  recoveryFromFaultMs: number | null;
+  recoveryFromRepairMs: number | null;
+}
+
+export interface FaultOptions extends FaultTiming {
+  sessions: number;
+  inFlight: number;
+  deadlineMs: number;
+  logDir?: string;
+  /** Extra settings for every mcpq process. */
+  env?: Record<string, string>;
+  /** Called with progress lines. */
+  say?: (line: string) => void;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The node (index) leading `stream`, from the JetStream API. */
+async function streamLeader(nats: NatsNodes, stream: string): Promise<number> {
+  const nc = await connect({ servers: nats.url.split(","), name: "chaos-probe" });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info(stream);
+    const leader = info.cluster?.leader;
+    const i = nats.nodes.findIndex((n) => n.name === leader);
+    if (i < 0) throw new Error(`no leader for ${stream} (${String(leader)})`);
+    return i;
+  } finally {
+    await nc.close();
+  }
+}
+
+export async function runFault(fault: FaultName, o: FaultOptions): Promise<FaultResult> {
+  const say = o.say ?? (() => undefined);
+  const cluster = fault === "node-kill" || fault === "leader-kill";
+  const nats = await startNatsNodes(cluster ? 3 : 1, o.logDir);
+  let stack: ChaosStack | undefined;
+  try {
+    const env: Record<string, string> = { ...(cluster ? { MCPQ_REPLICAS: "3" } : {}), ...o.env };
+    stack = await startChaosStack(nats.url, {
+      edges: fault === "edge-kill" ? 2 : 1,
+      workers: fault === "worker-kill" ? 2 : 1,
+      env,
+      logDir: o.logDir,
+    });
+    say(`${fault}: stack up (${nats.nodes.length} NATS node(s), ${stack.edges.length} edge(s), ${stack.workers.length} worker(s))`);
+    const load = await startLoad({ url: stack.url, sessions: o.sessions, inFlight: o.inFlight, deadlineMs: o.deadlineMs });
+    await sleep(o.beforeMs);
+    let victim = "";
+    const injectedAt = Date.now();
+    let repairedAt = injectedAt;
+    switch (fault) {
+      case "broker-restart":
+        victim = nats.nodes[0]!.name;
+        await nats.kill(0);
+        await sleep(o.downMs);
+        await nats.restart(0);
+        repairedAt = Date.now();
+        break;
+      case "node-kill":
+      case "leader-kill": {
+        const leader = await streamLeader(nats, "MCPQ_REQ");
+        const i = fault === "leader-kill" ? leader : (leader + 1) % nats.nodes.length;
+        victim = `${nats.nodes[i]!.name}${i === leader ? " (MCPQ_REQ leader)" : ""}`;
+        await nats.kill(i);
+        await sleep(o.downMs);
+        await nats.restart(i);
+        repairedAt = Date.now();
+        break;
+      }
+      case "worker-kill": {
+        const w = stack.workers[0]!;
+        victim = w.name;
+        await stack.kill9(w);
+        repairedAt = Date.now();
+        break;
+      }
+      case "edge-kill": {
+        const e = stack.edges[0]!;
+        victim = e.name;
+        await stack.kill9(e);
+        repairedAt = Date.now();
+        break;
+      }
+    }
+    say(`${fault}: fault injected on ${victim}; load continues`);
+    await sleep(o.afterMs);
+    const ledger = await load.stop();
+    return {
+      fault,
+      description: FAULTS[fault],
+      ledger,
+      injectedAt,
+      repairedAt,
+      victim,
+      recoveryFromFaultMs: recoveryMs(ledger, injectedAt),
+      recoveryFromRepairMs: recoveryMs(ledger, repairedAt),
+    };
+  } finally {
+    await stack?.stop();
+    await nats.stop();
+  }
+}

@@ -1,0 +1,234 @@
+import { EventEmitter } from "node:events";
+import { JetStreamApiError, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import { silentLogger, type Logger } from "@mcpq/protocol";
+import { bucketConfigs, openBuckets } from "./buckets.js";
+import type { Bus } from "./connection.js";
+import { provision, streamConfigs } from "./provision.js";
+
+/** A consumer its owner provisions and self-heal re-creates when it is gone (a worker's pool consumer). */
+export interface HealedConsumer {
+  stream: string;
+  name: string;
+  /** Creates (or updates) the consumer; idempotent. */
+  ensure(): Promise<unknown>;
+}
+
+export interface SelfHealOptions {
+  /** Period of the existence check (ms); 0 = check only after reconnects and on `check()`. */
+  checkMs: number;
+  log?: Logger;
+  /** Consumers checked (and re-created when missing) in every round, e.g. the pool consumers in use. */
+  consumers?: () => readonly HealedConsumer[];
+  /** Bound on each broker request of a round (ms). Default 2000. */
+  requestTimeoutMs?: number;
+  /** Delay before retrying a round that failed while connected (ms). Default 250. */
+  retryMs?: number;
+}
+
+/** What one round of checks found. */
+export interface HealReport {
+  /** Every stream, bucket and listed consumer existed at the end of the round. */
+  ok: boolean;
+  /** Streams and buckets all exist (after re-provisioning, if any was missing). */
+  streams: boolean;
+  /** Every listed consumer exists (after re-creating missing ones). */
+  consumers: boolean;
+  /** Epoch ms of the round's end. */
+  checkedAt: number;
+  /** What this round found missing (stream names, `KV_<bucket>`, `<stream>/<consumer>`). */
+  missing: string[];
+  /**
+   * Streams and buckets that were created anew since the previous round, by this process or
+   * another one: their consumers, watchers and registrations are gone with them.
+   */
+  recreated: string[];
+  /** Why the round could not finish (broker unreachable); the next round retries. */
+  error?: string;
+}
+
+/**
+ * Keeps the broker topology mcpq needs in place without a process restart. After every
+ * reconnect and every `checkMs`, it looks up each stream (MCPQ_REQ, MCPQ_OUT, MCPQ_REC), each KV
+ * bucket's stream and each consumer the owner lists; anything missing (memory storage lost in a
+ * broker restart, a purge or delete, a new meta leader that lost an asset) is provisioned again
+ * with the same functions the connect path uses (`provision`, `openBuckets`, the owner's
+ * `ensure`). A stream whose creation time changed was re-created (maybe by another process):
+ * the round reports it in `recreated` so owners re-attach what died with it (consumers,
+ * KV watchers, registry entries).
+ *
+ * Events: `healed` when a round re-created something or found something re-created, then
+ * `checked` after every round; `reconnected` after the first round that follows a reconnect (the
+ * topology is back: re-register now).
+ */
+export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [HealReport]; reconnected: [HealReport] }> {
+  readonly #log: Logger;
+  readonly #created = new Map<string, string>();
+  #timer: NodeJS.Timeout | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  #connected = true;
+  #jsm: JetStreamManager | undefined;
+  #js: JetStreamClient | undefined;
+  #running: Promise<HealReport> | undefined;
+  #next: Promise<HealReport> | undefined;
+  #stopped = false;
+  #last: HealReport | undefined;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly opts: SelfHealOptions,
+  ) {
+    super();
+    this.#log = opts.log ?? silentLogger;
+  }
+
+  /** The last round's findings (undefined before the first round ends). */
+  get report(): HealReport | undefined {
+    return this.#last;
+  }
+
+  /** Runs a first round, then watches the connection and checks periodically. */
+  async start(): Promise<HealReport> {
+    // Own handles with a short request bound: a round must not sit on a request sent into a
+    // dead connection for the client's default 5-10 s while the broker is already back.
+    const timeout = this.opts.requestTimeoutMs ?? 2_000;
+    this.#jsm = await jetstreamManager(this.bus.nc, { timeout, checkAPI: false });
+    this.#js = jetstream(this.bus.nc, { timeout });
+    void (async () => {
+      for await (const s of this.bus.nc.status()) {
+        if (this.#stopped) return;
+        if (s.type === "disconnect") this.#connected = false;
+        else if (s.type === "reconnect") {
+          this.#connected = true;
+          this.#log.info({ server: s.server }, "broker reconnected; checking streams, buckets and consumers");
+          // A fresh round now, not after a round that started before the reconnect.
+          void this.#fresh().then((r) => this.emit("reconnected", r));
+        }
+      }
+    })().catch(() => undefined);
+    const first = await this.check();
+    if (this.opts.checkMs > 0) {
+      this.#timer = setInterval(() => {
+        if (this.#connected) void this.check();
+      }, this.opts.checkMs);
+      this.#timer.unref();
+    }
+    return first;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    clearTimeout(this.#retry);
+  }
+
+  #fresh(): Promise<HealReport> {
+    const round = this.#round().finally(() => {
+      if (this.#running === round) this.#running = undefined;
+    });
+    this.#running = round;
+    return round;
+  }
+
+  /**
+   * One round of checks (rounds never overlap: a call during a round gets a round that starts
+   * after it). Never throws; an unreachable broker is reported in `error`.
+   */
+  check(): Promise<HealReport> {
+    if (this.#running) {
+      // Callers during a round share one follow-up round.
+      this.#next ??= this.#running.then(() => {
+        this.#next = undefined;
+        return this.check();
+      });
+      return this.#next;
+    }
+    return this.#fresh();
+  }
+
+  async #round(): Promise<HealReport> {
+    const missing: string[] = [];
+    const recreated: string[] = [];
+    let streamsOk = false;
+    let consumersOk = false;
+    let error: string | undefined;
+    try {
+      const names = [
+        ...streamConfigs(this.bus.limits).map((c) => c.name),
+        ...Object.values(bucketConfigs(this.bus.limits)).map((b) => `KV_${b.name}`),
+      ];
+      for (const n of names) if ((await this.#created_(n)) === null) missing.push(n);
+      if (missing.length > 0) {
+        this.#log.warn({ missing }, "broker lost streams or buckets; provisioning them again");
+        await provision(this.#jsm ?? this.bus.jsm, this.bus.limits);
+        await openBuckets(this.#js ?? this.bus.js, this.bus.limits);
+      }
+      for (const n of names) {
+        const created = await this.#created_(n);
+        if (created === null) throw new Error(`${n} still missing after provisioning`);
+        const before = this.#created.get(n);
+        if (before !== undefined && before !== created) recreated.push(n);
+        this.#created.set(n, created);
+      }
+      streamsOk = true;
+      for (const c of this.opts.consumers?.() ?? []) {
+        const stream = c.stream;
+        if (!(await this.#consumerExists(stream, c.name))) {
+          missing.push(`${stream}/${c.name}`);
+          this.#log.warn({ stream, consumer: c.name }, "consumer lost; creating it again");
+          await c.ensure();
+        }
+      }
+      consumersOk = true;
+    } catch (err) {
+      error = err instanceof Error ? err.message : String(err);
+      this.#log.warn({ err }, "broker topology check failed; retrying");
+    }
+    const report: HealReport = {
+      ok: streamsOk && consumersOk,
+      streams: streamsOk,
+      consumers: consumersOk,
+      checkedAt: Date.now(),
+      missing,
+      recreated,
+      ...(error !== undefined ? { error } : {}),
+    };
+    this.#last = report;
+    if (!report.ok && this.#connected && !this.#stopped && this.#retry === undefined) {
+      // The broker may be back but not ready yet (JetStream still starting): retry soon.
+      this.#retry = setTimeout(() => {
+        this.#retry = undefined;
+        void this.check();
+      }, this.opts.retryMs ?? 250);
+      this.#retry.unref();
+    }
+    if (recreated.length > 0 || missing.length > 0) this.emit("healed", report);
+    this.emit("checked", report);
+    return report;
+  }
+
+  /** The stream's creation time, or null when it does not exist. */
+  async #created_(name: string): Promise<string | null> {
+    try {
+      const info = await (this.#jsm ?? this.bus.jsm).streams.info(name);
+      return info.created;
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+  }
+
+  async #consumerExists(stream: string, name: string): Promise<boolean> {
+    try {
+      await (this.#jsm ?? this.bus.jsm).consumers.info(stream, name);
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+}
+
+function isNotFound(err: unknown): boolean {
+  if (err instanceof JetStreamApiError) return err.code === 10059 || err.code === 10014 || err.status === 404;
+  return err instanceof Error && /not found/i.test(err.message);
+}

@@ -1,0 +1,219 @@
+import { BROKER_UNAVAILABLE_REASON, publishFailure, type Bus } from "@mcpq/bus";
+import { ErrorCode, McpError, rejection, silentLogger, type Logger } from "@mcpq/protocol";
+
+export interface BrokerHealthOptions {
+  /**
+   * How long a broker operation made for a client (session lookup, initialize, a publish) may go
+   * unanswered before the edge probes the broker; when the probe fails too (within the same
+   * bound) the client gets the retryable -32010 refusal. So an unreachable broker is answered
+   * within about this long, a disconnected one at once. MCPQ_BROKER_UNAVAILABLE_MS.
+   */
+  unavailableMs: number;
+  /** Retry hint sent with the refusal (ms). */
+  retryAfterMs?: number;
+  log?: Logger;
+  /** Called with true/false when the broker comes back / becomes unavailable. */
+  onChange?: (up: boolean) => void;
+}
+
+/** Error a guarded publish rejects with; `publishFailure` maps it to the broker-unavailable refusal. */
+class BrokerUnreachable extends Error {
+  override readonly name = "ConnectionError";
+}
+
+/**
+ * The edge's view of whether the broker can serve clients now. Down at once when the NATS
+ * connection drops (status `disconnect`), or when a probe (a JetStream account-info request)
+ * fails or goes unanswered for `unavailableMs`; a probe runs when a client's broker operation
+ * is slower than that or fails as unreachable, and every `unavailableMs / 4` while down. Up
+ * again after the connection is back and a probe succeeds.
+ *
+ * While down, admission refuses routed requests and `guard` refuses session lookups and
+ * initialize with -32010 (`data.reason` "broker unavailable", HTTP 503 + Retry-After on HTTP),
+ * so every transport answers at once instead of waiting for the client library's timeouts.
+ */
+export class BrokerHealth {
+  #up = true;
+  #probing: Promise<boolean> | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  readonly #waiters = new Set<() => void>();
+  readonly #log: Logger;
+  #stopped = false;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly opts: BrokerHealthOptions,
+  ) {
+    this.#log = opts.log ?? silentLogger;
+  }
+
+  get up(): boolean {
+    return this.#up;
+  }
+
+  start(): void {
+    void (async () => {
+      for await (const s of this.bus.nc.status()) {
+        if (this.#stopped) return;
+        if (s.type === "disconnect") this.#set(false, "NATS connection lost");
+        else if (s.type === "reconnect") void this.probe();
+      }
+    })().catch(() => undefined);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#retry);
+  }
+
+  /** The refusal clients get while the broker is unavailable. */
+  refusal(): McpError {
+    return rejection(ErrorCode.Overloaded, BROKER_UNAVAILABLE_REASON, this.opts.retryAfterMs ?? 1_000);
+  }
+
+  /**
+   * Probes the broker once (shared by concurrent callers): true when JetStream answered within
+   * `unavailableMs`. Updates the state either way.
+   */
+  probe(): Promise<boolean> {
+    this.#probing ??= (async () => {
+      let ok = false;
+      if (!this.bus.nc.isClosed()) {
+        let timer: NodeJS.Timeout | undefined;
+        try {
+          ok = await Promise.race([
+            this.bus.jsm.getAccountInfo().then(() => true),
+            new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.opts.unavailableMs))),
+          ]);
+        } catch {
+          ok = false;
+        } finally {
+          clearTimeout(timer);
+        }
+      }
+      this.#set(ok, ok ? "broker answered" : "broker probe failed");
+      return ok;
+    })().finally(() => {
+      this.#probing = undefined;
+    });
+    return this.#probing;
+  }
+
+  /**
+   * Runs a broker operation made for a client, refused at once while the broker is down. It
+   * is abandoned with the refusal when the broker goes down while it waits, or when it is still
+   * unanswered after `unavailableMs` and a probe then fails; a failure that says the broker is
+   * unreachable becomes the refusal too (and triggers a probe). `publish` operations reject with
+   * an error `publishFailure` maps to the same refusal, so the caller's own publish handling
+   * (including "may have landed" claims) applies.
+   */
+  guard<T>(op: () => Promise<T>, kind: "kv" | "publish" = "kv"): Promise<T> {
+    const refuse = (landed: boolean): Error =>
+      kind === "kv" ? this.refusal() : new BrokerUnreachable(landed ? "broker disconnected; timed out waiting for the publish ack" : "broker disconnected");
+    if (!this.#up) return Promise.reject(refuse(false));
+    const p = op();
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const finish = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        this.#waiters.delete(onDown);
+        fn();
+      };
+      const onDown = () => finish(() => reject(refuse(true)));
+      this.#waiters.add(onDown);
+      const timer = setTimeout(() => {
+        void this.probe().then((ok) => {
+          if (!ok) onDown();
+        });
+      }, this.opts.unavailableMs);
+      timer.unref();
+      p.then(
+        (v) => finish(() => resolve(v)),
+        (err: unknown) =>
+          finish(() => {
+            if (kind === "kv" && unreachable(err)) {
+              void this.probe();
+              reject(this.refusal());
+            } else {
+              if (unreachable(err)) void this.probe();
+              reject(err as Error);
+            }
+          }),
+      );
+    });
+  }
+
+  #set(up: boolean, why: string): void {
+    clearTimeout(this.#retry);
+    if (!up && !this.#stopped) {
+      this.#retry = setTimeout(() => void this.probe(), Math.max(50, Math.floor(this.opts.unavailableMs / 4)));
+      this.#retry.unref();
+    }
+    if (up === this.#up) return;
+    this.#up = up;
+    if (up) this.#log.info({ why }, "broker available again");
+    else this.#log.warn({ why }, "broker unavailable; refusing requests with -32010 until it is back");
+    this.opts.onChange?.(up);
+    if (!up) for (const w of [...this.#waiters]) w();
+  }
+}
+
+/** Whether a failed broker operation means the broker (or the asset) cannot be reached now. */
+function unreachable(err: unknown): boolean {
+  if (err instanceof McpError) return false;
+  const mapped = publishFailure(err, 0);
+  const reason = (mapped.data as { reason?: unknown } | undefined)?.reason;
+  if (mapped.code === ErrorCode.Overloaded && reason === BROKER_UNAVAILABLE_REASON) return true;
+  // A bucket's stream lost (memory storage across a restart) until self-heal re-creates it.
+  return err instanceof Error && /stream not found|no responders/i.test(err.message);
+}
+
+/** Methods that return a lister synchronously; they pass through unguarded. */
+const SYNC_METHODS = new Set(["list", "names", "codec"]);
+
+/** Wraps every method of `target` (and of the named nested objects) with `guard`. */
+function guarded<T extends object>(target: T, guard: <R>(op: () => Promise<R>) => Promise<R>, nested: string[] = []): T {
+  return new Proxy(target, {
+    get(t, prop, receiver) {
+      const v = Reflect.get(t, prop, receiver) as unknown;
+      if (typeof prop === "string" && nested.includes(prop) && v && typeof v === "object") return guarded(v, guard);
+      if (typeof v !== "function" || (typeof prop === "string" && SYNC_METHODS.has(prop))) return v;
+      return (...args: unknown[]) => guard(() => Promise.resolve((v as (...a: unknown[]) => unknown).apply(t, args)));
+    },
+  });
+}
+
+/**
+ * A view of `bus` for the session core and store: session/subscription KV operations and
+ * JetStream management calls are guarded (refused with -32010 while the broker is down, or
+ * after `unavailableMs` unanswered and a failed probe); publishes are guarded as `publish`
+ * (mapped by the caller's `publishFailure`), and `onPublish` sees each request publish (for
+ * liveness tracking). The registry, NATS connection and other handles pass through unchanged.
+ */
+export function guardedBus(bus: Bus, health: BrokerHealth, onPublish?: (subject: string, msgId: string | undefined, settled: Promise<unknown>) => void): Bus {
+  const kvGuard = <R>(op: () => Promise<R>) => health.guard(op, "kv");
+  const js = new Proxy(bus.js, {
+    get(t, prop, receiver) {
+      const v = Reflect.get(t, prop, receiver) as unknown;
+      if (prop !== "publish" || typeof v !== "function") return v;
+      return (subject: string, data: unknown, opts?: { msgID?: string }) => {
+        const p = health.guard(() => (v as (...a: unknown[]) => Promise<unknown>).call(t, subject, data, opts), "publish");
+        onPublish?.(subject, opts?.msgID, p);
+        return p;
+      };
+    },
+  });
+  return {
+    ...bus,
+    js,
+    jsm: guarded(bus.jsm, kvGuard, ["consumers", "streams", "direct"]),
+    kv: {
+      sessions: guarded(bus.kv.sessions, kvGuard),
+      subscriptions: guarded(bus.kv.subscriptions, kvGuard),
+      registry: bus.kv.registry,
+    },
+    close: () => bus.close(),
+  };
+}
