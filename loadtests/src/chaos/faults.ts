@@ -25,8 +25,13 @@ export interface FaultTiming {
   beforeMs: number;
   /** How long a killed node stays down before its restart (ms). */
   downMs: number;
-  /** Load after the repair (ms). */
+  /** Load after the repair (ms); with `untilRecoveredMs`, at least this long. */
   afterMs: number;
+  /**
+   * Tests: after `afterMs`, go on until calls succeed again (20 in a row after the repair),
+   * for at most this long, instead of judging a fixed window (no timing assumption).
+   */
+  untilRecoveredMs?: number;
 }
 
 export interface FaultResult {
@@ -126,6 +131,10 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
     }
     say(`${fault}: fault injected on ${victim}; load continues`);
     await sleep(o.afterMs);
+    if (o.untilRecoveredMs !== undefined) {
+      const until = Date.now() + o.untilRecoveredMs;
+      while (recoveryMs(load.ledger, repairedAt) === null && Date.now() < until) await sleep(100);
+    }
     const ledger = await load.stop();
     return {
       fault,

@@ -12,8 +12,8 @@ export interface LivenessBeat {
   bye?: true;
 }
 
-/** Beats a worker is judged dead after missing (it is dead after `LIVENESS_MISSES × everyMs` of silence). */
-export const LIVENESS_MISSES = 3;
+/** Beats a worker is judged dead after missing (dead after `LIVENESS_MISSES × everyMs` of silence: 2 s by default). */
+export const LIVENESS_MISSES = 4;
 
 /**
  * Publishes a worker's liveness beat now and every `everyMs` on `mcpq.live.<pool>.<worker>`
@@ -56,6 +56,7 @@ export class LivenessView extends EventEmitter<{ dead: [string]; alive: [string]
   #timer: NodeJS.Timeout | undefined;
   #paused = false;
   #stopped = false;
+  #lastSweep = Date.now();
 
   constructor(
     private readonly nc: NatsConnection,
@@ -89,7 +90,9 @@ export class LivenessView extends EventEmitter<{ dead: [string]; alive: [string]
         }
       }
     })().catch(() => undefined);
-    this.#timer = setInterval(() => this.#sweep(), this.opts.sweepMs ?? 200);
+    // Judged after the next I/O poll: timers run before pending socket reads, so after a stall of
+    // this process the beats that did arrive are counted first.
+    this.#timer = setInterval(() => setImmediate(() => this.#sweep()), this.opts.sweepMs ?? 200);
     this.#timer.unref();
   }
 
@@ -115,6 +118,14 @@ export class LivenessView extends EventEmitter<{ dead: [string]; alive: [string]
   #sweep(): void {
     if (this.#paused) return;
     const now = Date.now();
+    const sweepMs = this.opts.sweepMs ?? 200;
+    const stalled = now - this.#lastSweep > 2 * sweepMs + 500;
+    this.#lastSweep = now;
+    if (stalled) {
+      // This process did not run for a while: silence says nothing about the workers.
+      for (const w of this.#workers.values()) w.at = Math.max(w.at, now - w.everyMs);
+      return;
+    }
     const live = new Set<string>();
     const pools = new Set<string>();
     for (const [k, w] of this.#workers) {

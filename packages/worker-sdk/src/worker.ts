@@ -89,7 +89,7 @@ export interface WorkerOptions {
    */
   shadow?: boolean;
   /**
-   * Liveness beat interval (ms, core NATS): edges judge the worker dead after three missed
+   * Liveness beat interval (ms, core NATS): edges judge the worker dead after four missed
    * beats, far sooner than the registry TTL. Default 500; 0 = no beats (edges then fall back to
    * the registry TTL for this worker).
    */

@@ -1,4 +1,4 @@
-import { BROKER_UNAVAILABLE_REASON, publishFailure, type Bus } from "@mcpq/bus";
+import { BROKER_UNAVAILABLE_REASON, publishFailure, type Bus, type MsgHdrs } from "@mcpq/bus";
 import { ErrorCode, McpError, rejection, silentLogger, type Logger } from "@mcpq/protocol";
 
 export interface BrokerHealthOptions {
@@ -192,15 +192,15 @@ function guarded<T extends object>(target: T, guard: <R>(op: () => Promise<R>) =
  * (mapped by the caller's `publishFailure`), and `onPublish` sees each request publish (for
  * liveness tracking). The registry, NATS connection and other handles pass through unchanged.
  */
-export function guardedBus(bus: Bus, health: BrokerHealth, onPublish?: (subject: string, msgId: string | undefined, settled: Promise<unknown>) => void): Bus {
+export function guardedBus(bus: Bus, health: BrokerHealth, onPublish?: (subject: string, data: unknown, opts: { msgID?: string; headers?: MsgHdrs } | undefined, settled: Promise<unknown>) => void): Bus {
   const kvGuard = <R>(op: () => Promise<R>) => health.guard(op, "kv");
   const js = new Proxy(bus.js, {
     get(t, prop, receiver) {
       const v = Reflect.get(t, prop, receiver) as unknown;
       if (prop !== "publish" || typeof v !== "function") return v;
-      return (subject: string, data: unknown, opts?: { msgID?: string }) => {
+      return (subject: string, data: unknown, opts?: { msgID?: string; headers?: MsgHdrs }) => {
         const p = health.guard(() => (v as (...a: unknown[]) => Promise<unknown>).call(t, subject, data, opts), "publish");
-        onPublish?.(subject, opts?.msgID, p);
+        onPublish?.(subject, data, opts, p);
         return p;
       };
     },

@@ -3,8 +3,12 @@ import {
   LivenessView,
   SelfHeal,
   STREAMS,
+  decodeEnvelope,
   ensurePoolConsumer,
   poolConsumer,
+  subjects,
+  type CancelNotice,
+  type MsgHdrs,
   type Bus,
   type Correlator,
   type HealReport,
@@ -26,6 +30,13 @@ export interface EdgeHealingOptions {
 export const NO_LIVE_WORKER_REASON = "no live worker";
 /** Reason of the -32010 for requests that were queued in a stream the broker lost. */
 export const REQUEST_LOST_REASON = "the broker lost the queued request (restart); it may be retried";
+
+/** A routed request as published: when it was (disconnect epoch) and what, to cancel it. */
+interface Tracked {
+  epoch: number;
+  headers: MsgHdrs | undefined;
+  data: unknown;
+}
 
 /** Requests this edge tracks per pool while they wait, to answer them when the pool dies. */
 const MAX_TRACKED_BEFORE_PRUNE = 4_096;
@@ -50,7 +61,7 @@ export class EdgeHealing {
   readonly bus: Bus;
   readonly heal: SelfHeal;
   readonly liveness: LivenessView;
-  readonly #waiting = new Map<string, Map<string, number>>();
+  readonly #waiting = new Map<string, Map<string, Tracked>>();
   /** Counts this edge's disconnects; a tracked request remembers the epoch it was published in. */
   #epoch = 0;
   #epochAtLastRound = 0;
@@ -62,7 +73,7 @@ export class EdgeHealing {
     private readonly opts: EdgeHealingOptions,
   ) {
     this.health = new BrokerHealth(raw, { unavailableMs: opts.unavailableMs, log: opts.log });
-    this.bus = guardedBus(raw, this.health, (subject, msgId, settled) => this.#track(subject, msgId, settled));
+    this.bus = guardedBus(raw, this.health, (subject, data, o, settled) => this.#track(subject, data, o, settled));
     this.liveness = new LivenessView(raw.nc);
     this.heal = new SelfHeal(raw, {
       checkMs: opts.healCheckMs,
@@ -130,7 +141,8 @@ export class EdgeHealing {
     }
   }
 
-  #track(subject: string, msgId: string | undefined, settled: Promise<unknown>): void {
+  #track(subject: string, data: unknown, o: { msgID?: string; headers?: MsgHdrs } | undefined, settled: Promise<unknown>): void {
+    const msgId = o?.msgID;
     if (msgId === undefined || !subject.startsWith("mcpq.req.")) return;
     const pool = subject.split(".")[2] ?? "";
     let ids = this.#waiting.get(pool);
@@ -138,20 +150,38 @@ export class EdgeHealing {
     if (ids.size >= MAX_TRACKED_BEFORE_PRUNE && this.correlator) {
       for (const id of ids.keys()) if (!this.correlator.has(id)) ids.delete(id);
     }
-    ids.set(msgId, this.#epoch);
+    ids.set(msgId, { epoch: this.#epoch, headers: o?.headers, data });
     const drop = () => void this.#waiting.get(pool)?.delete(msgId);
     // A refused publish waits for nothing.
     settled.catch(drop);
+  }
+
+  /**
+   * The client has its answer: a worker that receives the request later (a new worker of the
+   * pool, or redelivery) drops it unrun, like a request cancelled while queued.
+   */
+  #cancel(t: Tracked): void {
+    try {
+      const env = decodeEnvelope(t.headers);
+      const text = typeof t.data === "string" ? t.data : t.data instanceof Uint8Array ? Buffer.from(t.data).toString("utf8") : undefined;
+      if (!env || text === undefined) return;
+      const id = (JSON.parse(text) as { id?: unknown }).id;
+      if (typeof id !== "string" && typeof id !== "number") return;
+      const notice: CancelNotice = { session: env.session, principal: env.principal, requestId: id, reason: "answered by the edge" };
+      this.raw.nc.publish(subjects.cancel(env.principal, env.session), JSON.stringify(notice));
+    } catch {
+      // Best effort: at worst the request runs once for nobody.
+    }
   }
 
   /** Answers the tracked requests of `pool` (published in an epoch before `beforeEpoch`, if given). */
   #fail(pool: string, err: () => McpError, beforeEpoch?: number): void {
     const ids = this.#waiting.get(pool);
     if (!ids || !this.correlator) return;
-    for (const [id, epoch] of ids) {
-      if (beforeEpoch !== undefined && epoch >= beforeEpoch) continue;
+    for (const [id, t] of ids) {
+      if (beforeEpoch !== undefined && t.epoch >= beforeEpoch) continue;
       ids.delete(id);
-      this.correlator.reject(id, err());
+      if (this.correlator.reject(id, err())) this.#cancel(t);
     }
     if (ids.size === 0) this.#waiting.delete(pool);
   }

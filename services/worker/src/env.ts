@@ -24,7 +24,7 @@ export const WorkerEnvSchema = z.object({
   MCPQ_RECORD_NOTIFICATIONS: z.enum(["on", "off"]).default("off"),
   /** Shadow worker: a candidate for `mcpq replay --against`; registered, never routed client traffic. */
   MCPQ_WORKER_SHADOW: z.enum(["on", "off"]).default("off"),
-  /** Liveness beat interval (ms, core NATS); edges judge the worker dead after 3 missed beats. 0 = off. */
+  /** Liveness beat interval (ms, core NATS); edges judge the worker dead after 4 missed beats. 0 = off. */
   MCPQ_WORKER_LIVENESS_MS: z.coerce.number().int().nonnegative().default(500),
 });
 
