@@ -7,9 +7,9 @@ import { existsSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { runFault, type FaultName, type FaultResult } from "../src/chaos/faults.js";
 import { mcpqCliPath } from "../src/lib/stack.js";
-import { findNatsServer } from "../src/lib/procs.js";
+import { benchNatsServer } from "../src/lib/procs.js";
 
-const missing = !existsSync(mcpqCliPath()) ? `mcpq CLI not built (${mcpqCliPath()})` : !findNatsServer() ? "nats-server not found" : null;
+const missing = !existsSync(mcpqCliPath()) ? `mcpq CLI not built (${mcpqCliPath()})` : !benchNatsServer() ? "nats-server not found" : null;
 
 const LOAD = { sessions: 8, inFlight: 4, deadlineMs: 20_000, beforeMs: 1_500, downMs: 1_500, afterMs: 1_000, untilRecoveredMs: 90_000 };
 

@@ -68,7 +68,7 @@ async function streamLeader(nats: NatsNodes, stream: string): Promise<number> {
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info(stream);
     const leader = info.cluster?.leader;
-    const i = nats.nodes.findIndex((n) => n.name === leader);
+    const i = nats.names.indexOf(String(leader));
     if (i < 0) throw new Error(`no leader for ${stream} (${String(leader)})`);
     return i;
   } finally {
@@ -89,7 +89,7 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
       env,
       logDir: o.logDir,
     });
-    say(`${fault}: stack up (${nats.nodes.length} NATS node(s), ${stack.edges.length} edge(s), ${stack.workers.length} worker(s))`);
+    say(`${fault}: stack up (${nats.names.length} NATS node(s), ${stack.edges.length} edge(s), ${stack.workers.length} worker(s))`);
     const load = await startLoad({ url: stack.url, sessions: o.sessions, inFlight: o.inFlight, deadlineMs: o.deadlineMs });
     await sleep(o.beforeMs);
     let victim = "";
@@ -97,7 +97,7 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
     let repairedAt = injectedAt;
     switch (fault) {
       case "broker-restart":
-        victim = nats.nodes[0]!.name;
+        victim = nats.names[0]!;
         await nats.kill(0);
         await sleep(o.downMs);
         await nats.restart(0);
@@ -106,8 +106,8 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
       case "node-kill":
       case "leader-kill": {
         const leader = await streamLeader(nats, "MCPQ_REQ");
-        const i = fault === "leader-kill" ? leader : (leader + 1) % nats.nodes.length;
-        victim = `${nats.nodes[i]!.name}${i === leader ? " (MCPQ_REQ leader)" : ""}`;
+        const i = fault === "leader-kill" ? leader : (leader + 1) % nats.names.length;
+        victim = `${nats.names[i]!}${i === leader ? " (MCPQ_REQ leader)" : ""}`;
         await nats.kill(i);
         await sleep(o.downMs);
         await nats.restart(i);

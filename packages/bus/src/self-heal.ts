@@ -35,11 +35,12 @@ export interface HealReport {
   consumers: boolean;
   /** Epoch ms of the round's end. */
   checkedAt: number;
-  /** What this round found missing (stream names, `KV_<bucket>`, `<stream>/<consumer>`). */
+  /** What this round found missing (stream names, `KV_<bucket>`, `<stream>/<consumer>`) and re-created. */
   missing: string[];
   /**
-   * Streams and buckets that were created anew since the previous round, by this process or
-   * another one: their consumers, watchers and registrations are gone with them.
+   * Streams, buckets and listed consumers created anew since the previous round by another
+   * process (or found missing and re-created by this one: then also in `missing`): consumers,
+   * watchers and registrations on the old ones are gone with them.
    */
   recreated: string[];
   /** Why the round could not finish (broker unreachable); the next round retries. */
@@ -156,14 +157,20 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
         ...streamConfigs(this.bus.limits).map((c) => c.name),
         ...Object.values(bucketConfigs(this.bus.limits)).map((b) => `KV_${b.name}`),
       ];
-      for (const n of names) if ((await this.#created_(n)) === null) missing.push(n);
+      const found = new Map<string, string | null>();
+      for (const n of names) {
+        const created = await this.#created_(n);
+        found.set(n, created);
+        if (created === null) missing.push(n);
+      }
       if (missing.length > 0) {
         this.#log.warn({ missing }, "broker lost streams or buckets; provisioning them again");
         await provision(this.#jsm ?? this.bus.jsm, this.bus.limits);
         await openBuckets(this.#js ?? this.bus.js, this.bus.limits);
+        for (const n of missing) found.set(n, await this.#created_(n));
       }
       for (const n of names) {
-        const created = await this.#created_(n);
+        const created = found.get(n) ?? null;
         if (created === null) throw new Error(`${n} still missing after provisioning`);
         const before = this.#created.get(n);
         if (before !== undefined && before !== created) recreated.push(n);
@@ -171,12 +178,18 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
       }
       streamsOk = true;
       for (const c of this.opts.consumers?.() ?? []) {
-        const stream = c.stream;
-        if (!(await this.#consumerExists(stream, c.name))) {
-          missing.push(`${stream}/${c.name}`);
-          this.#log.warn({ stream, consumer: c.name }, "consumer lost; creating it again");
+        const key = `${c.stream}/${c.name}`;
+        let created = await this.#consumerCreated(c.stream, c.name);
+        if (created === null) {
+          missing.push(key);
+          this.#log.warn({ stream: c.stream, consumer: c.name }, "consumer lost; creating it again");
           await c.ensure();
+          created = await this.#consumerCreated(c.stream, c.name);
         }
+        // Re-created by another process since the last round: pull loops on it must restart.
+        const before = this.#created.get(key);
+        if (created !== null && before !== undefined && before !== created && !missing.includes(key)) recreated.push(key);
+        if (created !== null) this.#created.set(key, created);
       }
       consumersOk = true;
     } catch (err) {
@@ -217,12 +230,12 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
     }
   }
 
-  async #consumerExists(stream: string, name: string): Promise<boolean> {
+  /** The consumer's creation time, or null when it does not exist. */
+  async #consumerCreated(stream: string, name: string): Promise<string | null> {
     try {
-      await (this.#jsm ?? this.bus.jsm).consumers.info(stream, name);
-      return true;
+      return (await (this.#jsm ?? this.bus.jsm).consumers.info(stream, name)).created;
     } catch (err) {
-      if (isNotFound(err)) return false;
+      if (isNotFound(err)) return null;
       throw err;
     }
   }

@@ -190,7 +190,8 @@ export class Worker {
     this.#heal.on("reconnected", () => void this.#advertise());
     this.#heal.on("healed", (r) => {
       if (r.recreated.includes(`KV_${BUCKETS.registry}`) || r.missing.includes(`KV_${BUCKETS.registry}`)) void this.#advertise();
-      if (r.recreated.includes(STREAMS.requests) || r.missing.some((m) => m === STREAMS.requests || m.endsWith(`/${consumer}`))) {
+      const lost = [...r.recreated, ...r.missing];
+      if (lost.includes(STREAMS.requests) || lost.includes(`${STREAMS.requests}/${consumer}`)) {
         // The consumer the pull loop reads died with the stream: pull from the new one now
         // rather than after the client's missed-heartbeat detection (tens of seconds).
         void this.#consume().catch((err: unknown) => this.#log.warn({ err }, "could not resume pulling; the next check retries"));

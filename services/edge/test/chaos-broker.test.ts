@@ -1,9 +1,6 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BUCKETS, STREAMS, connectBus, poolConsumer, type HealReport } from "@mcpq/bus";
-import { eventually, startLocalNats, type NatsHandle } from "@mcpq/testkit";
+import { eventually, startLocalNats, type LocalNats } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { factories, sdkClient } from "./support/stack.js";
@@ -19,16 +16,14 @@ import { RpcClient, wsWire } from "./support/socket-client.js";
  * bucket under a running system heals the same way.
  */
 describe("self-healing after broker faults (single node)", () => {
-  let store: string;
-  let nats: NatsHandle;
+  let nats: LocalNats;
   let edge: RunningEdge;
   let worker: RunningWorker;
   const heals: HealReport[] = [];
   const ENV = { MCPQ_HEAL_CHECK_MS: "500" };
 
   beforeAll(async () => {
-    store = await mkdtemp(join(tmpdir(), "mcpq-heal-"));
-    nats = await startLocalNats({ storeDir: store });
+    nats = await startLocalNats();
     worker = await factories.startWorker(nats.url, ["example"], ENV);
     edge = await factories.startEdge(nats.url, ENV);
     edge.runtime.healing.heal.on("healed", (r) => heals.push(r));
@@ -39,7 +34,6 @@ describe("self-healing after broker faults (single node)", () => {
     await edge?.close();
     await worker?.close();
     await nats?.stop();
-    await rm(store, { recursive: true, force: true });
   });
 
   const echo = (client: Awaited<ReturnType<typeof sdkClient>>["client"], text: string) =>
@@ -53,7 +47,7 @@ describe("self-healing after broker faults (single node)", () => {
     await ws.initialize();
     expect(await ws.request("tools/call", { name: "echo", arguments: { text: "ws before" } })).toMatchObject({ content: [{ text: "ws before" }] });
 
-    nats.kill!();
+    await nats.kill("SIGKILL");
     await eventually(() => !edge.runtime.healing.health.up, { what: "edge sees the broker down" });
 
     // A new session: initialize is refused with the documented retryable 503, not a 500.
@@ -95,7 +89,7 @@ describe("self-healing after broker faults (single node)", () => {
     // The SDK client sees an explicit refusal too (HTTP 503), never a hang.
     await expect(echo(client, "during")).rejects.toThrow(/503|-32010|unavailable/i);
 
-    nats = await startLocalNats({ port: nats.port, storeDir: store });
+    await nats.restart(); // same port and store
     // Same client, same session: calls succeed again once edge and worker have healed.
     await eventually(async () => (await echo(client, "after")).isError !== true, { what: "calls succeed after the restart", timeoutMs: 60_000 });
     expect((await echo(client, "after 2")).content).toEqual([{ type: "text", text: "after 2" }]);
