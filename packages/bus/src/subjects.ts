@@ -11,6 +11,7 @@ import { createHash } from "node:crypto";
  * Cancels:    mcpq.cancel.<principal-key>.<session>        (core; fan-out to workers and edges)
  * Events:     mcpq.evt.resources.updated           (core; external publishers may use it)
  * Liveness:   mcpq.live.<pool>.<worker>            (core; worker beats, watched by edges)
+ * Limits:     mcpq.limits.usage                    (core; edges' token use, cluster-wide limits)
  */
 export const STREAMS = {
   requests: "MCPQ_REQ",
@@ -76,6 +77,8 @@ export const subjects = {
   /** Core liveness beats of one worker (see liveness.ts); edges watch `livenessAll`. */
   liveness: (pool: string, workerId: string) => `mcpq.live.${pool}.${subjectToken(workerId)}`,
   livenessAll: "mcpq.live.>",
+  /** Core: each edge's recent rate-limit token use, so every edge charges it (shared-limits.ts). */
+  limitsUsage: "mcpq.limits.usage",
 } as const;
 
 /** Session ids of replay runs start with this; workers do not record them (no replay of replays). */

@@ -80,6 +80,11 @@ export const EdgeEnvSchema = z.object({
    * a disconnected broker is refused at once. See services/edge/src/broker-health.ts.
    */
   MCPQ_BROKER_UNAVAILABLE_MS: z.coerce.number().int().positive().default(1_000),
+  /**
+   * Cluster-wide tools/call rate limits: how often each edge tells the others (core NATS) how
+   * many tokens it granted per principal, so every edge charges them (ms); 0 = per-edge limits.
+   */
+  MCPQ_SHARED_LIMITS_MS: int(250),
 });
 export type EdgeEnv = z.infer<typeof EdgeEnvSchema>;
 
@@ -128,6 +133,8 @@ export interface EdgeConfig {
   brokerUnavailableMs: number;
   /** MCPQ_HEAL_CHECK_MS */
   healCheckMs: number;
+  /** MCPQ_SHARED_LIMITS_MS */
+  sharedLimitsMs: number;
 }
 
 const TCP_PORT_OFFSET = 8090 - 8080;
@@ -196,6 +203,7 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     busLimits: busLimitsFromEnv(e),
     brokerUnavailableMs: e.MCPQ_BROKER_UNAVAILABLE_MS,
     healCheckMs: e.MCPQ_HEAL_CHECK_MS,
+    sharedLimitsMs: e.MCPQ_SHARED_LIMITS_MS,
     ...overrides,
   };
   return Object.freeze(cfg);

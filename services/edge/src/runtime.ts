@@ -14,6 +14,7 @@ import type { EdgeConfig } from "./env.js";
 import { edgeMetrics, type EdgeMetrics } from "./metrics.js";
 import { overloadMetrics } from "./overload-metrics.js";
 import { EdgeHealing } from "./self-heal.js";
+import { SharedRateLimits } from "./shared-limits.js";
 
 /** Everything an edge runs on, built once and shared by all transports. */
 export interface EdgeRuntime {
@@ -32,6 +33,8 @@ export interface EdgeRuntime {
   admission: EdgeAdmission;
   /** Broker health, self-heal and worker liveness (services/edge/src/self-heal.ts). */
   healing: EdgeHealing;
+  /** Cluster-wide tools/call rate limits (undefined when off). */
+  sharedLimits: SharedRateLimits | undefined;
   log: Logger;
   close(): Promise<void>;
 }
@@ -101,6 +104,15 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
   );
   admission.gates.push((pool) => healing.gate(pool));
   core.admission = admission;
+  const shared =
+    config.sharedLimitsMs > 0 && config.toolRatePerSec > 0
+      ? new SharedRateLimits(bus.nc, admission, {
+          edgeId: config.edgeId,
+          intervalMs: config.sharedLimitsMs,
+          refillMs: (Math.max(1, config.toolRateBurst) / config.toolRatePerSec) * 1000,
+        })
+      : undefined;
+  shared?.start();
   const stopBusStats = startBusStats(bus, config.busStatsMs, overload.busStats, log.child({ component: "bus-stats" }));
   core.start();
   return {
@@ -115,9 +127,11 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
     buffers,
     admission,
     healing,
+    sharedLimits: shared,
     log,
     async close() {
       stopBusStats();
+      shared?.stop();
       healing.stop();
       admission.close();
       catalog.stop();

@@ -204,7 +204,9 @@ export class EdgeAdmission implements Admission {
     if (req.method === "tools/call" && l.toolRatePerSec > 0) {
       // Anonymous mode has no identity to be fair between; each session is its own principal.
       const key = session.principal === ANONYMOUS ? `s:${session.id}` : `p:${session.principal}`;
+      this.shared?.before(key);
       const retryAfter = this.#buckets.take(key, now);
+      if (retryAfter === 0) this.shared?.granted(key);
       if (retryAfter > 0) {
         throw this.#reject(
           "rate_limited",
@@ -251,6 +253,14 @@ export class EdgeAdmission implements Admission {
         circuit.record(stalled ? "timeout" : "cancelled", probe, Date.now(), l);
       });
     };
+  }
+
+  /** Cluster-wide limits (shared-limits.ts): settles other edges' use of `key`, sees each grant. */
+  shared: { before(key: string): void; granted(key: string): void } | undefined;
+
+  /** Takes `n` tokens from `key`'s bucket that another edge granted (cluster-wide limits). */
+  charge(key: string, n: number): void {
+    if (this.limits.toolRatePerSec > 0) this.#buckets.charge(key, n, Date.now());
   }
 
   /** Stops the bucket sweeper. */
@@ -320,6 +330,19 @@ class TokenBuckets {
       return 0;
     }
     return Math.max(1, Math.ceil(((1 - b.tokens) * 1000) / this.rate));
+  }
+
+  /** Takes `n` tokens granted elsewhere; the balance may go down to -burst (a debt refilled first). */
+  charge(key: string, n: number, now: number): void {
+    let b = this.#b.get(key);
+    if (!b) {
+      b = { tokens: this.burst, at: now };
+      this.#b.set(key, b);
+    } else {
+      b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) * this.rate) / 1000);
+      b.at = now;
+    }
+    b.tokens = Math.max(-this.burst, b.tokens - n);
   }
 
   sweep(now: number): void {
