@@ -1,9 +1,10 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
-import { openBuckets } from "./buckets.js";
+import { silentLogger, type Logger } from "@mcpq/protocol";
+import { connectionAuthOptions, type BusAuth } from "./auth.js";
 import { DEFAULT_BUS_LIMITS, type BusLimits } from "./limits.js";
-import { provision } from "./provision.js";
+import { provision, provisionBuckets } from "./provision.js";
 import { batchWrites } from "./write-batching.js";
 
 /** One NATS connection with its JetStream handles and provisioned buckets. */
@@ -21,8 +22,15 @@ export interface ConnectBusOptions {
   /** Connection name shown by the server (e.g. `edge-<id>`). */
   name: string;
   limits?: Partial<BusLimits>;
-  /** Provision streams/buckets (idempotent). Default true. */
+  /**
+   * Provision streams and buckets (idempotent; reconciles replicas and limits). Default true.
+   * false: create nothing, only open the buckets (read-only clients such as replay).
+   */
   provision?: boolean;
+  /** Credentials and TLS (MCPQ_NATS_USER/PASSWORD/TOKEN/NKEY_SEED/CREDS/TLS_*). */
+  auth?: BusAuth | undefined;
+  /** Where provisioning says what it changed or could not change. Default: silent. */
+  log?: Logger | undefined;
   /** Coalesce socket writes per event-loop iteration (`batchWrites`). Default true. */
   batchWrites?: boolean;
 }
@@ -34,6 +42,7 @@ export interface ConnectBusOptions {
 export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
   const limits = Object.freeze({ ...DEFAULT_BUS_LIMITS, ...opts.limits });
   const nc = await connect({
+    ...connectionAuthOptions(opts.auth),
     servers: opts.url.split(","),
     name: opts.name,
     maxReconnectAttempts: -1,
@@ -47,8 +56,10 @@ export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
   try {
     const jsm = await jetstreamManager(nc);
     const js = jetstream(nc, { timeout: 10_000 });
-    if (opts.provision !== false) await provision(jsm, limits);
-    const kv = await openBuckets(js, limits);
+    // A clustered server names its cluster in INFO; a single one cannot hold replicas.
+    const p = { log: opts.log ?? silentLogger, clustered: Boolean(nc.info?.cluster) };
+    if (opts.provision !== false) await provision(jsm, limits, p);
+    const kv = await provisionBuckets(js, jsm, limits, { ...p, create: opts.provision !== false });
     return {
       nc,
       js,

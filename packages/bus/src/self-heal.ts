@@ -1,9 +1,8 @@
 import { EventEmitter } from "node:events";
 import { JetStreamApiError, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { silentLogger, type Logger } from "@mcpq/protocol";
-import { bucketConfigs, openBuckets } from "./buckets.js";
 import type { Bus } from "./connection.js";
-import { provision, streamConfigs } from "./provision.js";
+import { bucketConfigs, provision, provisionBuckets, streamConfigs } from "./provision.js";
 
 /** A consumer its owner provisions and self-heal re-creates when it is gone (a worker's pool consumer). */
 export interface HealedConsumer {
@@ -155,7 +154,7 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
     try {
       const names = [
         ...streamConfigs(this.bus.limits).map((c) => c.name),
-        ...Object.values(bucketConfigs(this.bus.limits)).map((b) => `KV_${b.name}`),
+        ...bucketConfigs(this.bus.limits).map((b) => `KV_${b.bucket}`),
       ];
       const found = new Map<string, string | null>();
       for (const n of names) {
@@ -165,8 +164,11 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
       }
       if (missing.length > 0) {
         this.#log.warn({ missing }, "broker lost streams or buckets; provisioning them again");
-        await provision(this.#jsm ?? this.bus.jsm, this.bus.limits);
-        await openBuckets(this.#js ?? this.bus.js, this.bus.limits);
+        // The same provisioning as at connect (configuration, replicas, reconciliation).
+        const jsm = this.#jsm ?? this.bus.jsm;
+        const p = { log: this.#log, clustered: Boolean(this.bus.nc.info?.cluster) };
+        await provision(jsm, this.bus.limits, p);
+        await provisionBuckets(this.#js ?? this.bus.js, jsm, this.bus.limits, p);
         for (const n of missing) found.set(n, await this.#created_(n));
       }
       for (const n of names) {

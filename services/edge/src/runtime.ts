@@ -44,6 +44,8 @@ export const SERVER_VERSION = "0.1.0";
 export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logger): Promise<EdgeRuntime> {
   const bus = await connectBus({
     url: config.natsUrl,
+    auth: config.natsAuth,
+    log: log.child({ component: "provision" }),
     name: `edge-${config.edgeId}`,
     limits: config.busLimits,
     batchWrites: config.natsWriteBatching,

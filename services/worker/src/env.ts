@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { BusEnvSchema, busEnvShape, busLimitsFromEnv, parsePathPatterns, type BusLimits } from "@mcpq/bus";
+import { BusEnvSchema, busAuthFromEnv, busEnvShape, busLimitsFromEnv, parsePathPatterns, type BusAuth, type BusLimits } from "@mcpq/bus";
 import { parseSampleSpec } from "@mcpq/worker-sdk";
 
 /** Worker settings, parsed once at boot and frozen. The README's configuration table lists them. */
@@ -40,6 +40,8 @@ function parses(fn: (v: string) => unknown) {
 
 export interface WorkerConfig {
   natsUrl: string;
+  /** MCPQ_NATS_USER/PASSWORD/TOKEN/NKEY_SEED/CREDS/TLS_* (docs/broker.md); undefined = anonymous. */
+  natsAuth: BusAuth | undefined;
   /** MCPQ_NATS_WRITE_BATCHING */
   natsWriteBatching: boolean;
   catalogs: string[];
@@ -66,6 +68,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
   const catalogs = overrides.catalogs ?? e.MCPQ_CATALOGS.split(",").map((s) => s.trim()).filter(Boolean);
   const cfg: WorkerConfig = {
     natsUrl: e.MCPQ_NATS_URL,
+    natsAuth: busAuthFromEnv(e),
     natsWriteBatching: e.MCPQ_NATS_WRITE_BATCHING === "on",
     catalogs,
     pool: e.MCPQ_POOL ?? [...catalogs].sort().join("_"),

@@ -42,6 +42,8 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
   const log = logger ?? (createLogger({ name: "mcpq-worker", level: config.logLevel }) as unknown as Logger);
   const bus = await connectBus({
     url: config.natsUrl,
+    auth: config.natsAuth,
+    log: log.child({ component: "provision" }),
     name: `worker-${config.pool}`,
     limits: config.busLimits,
     batchWrites: config.natsWriteBatching,

@@ -2,6 +2,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import {
   BusEnvSchema,
+  busAuthFromEnv,
   busLimitsFromEnv,
   connectBus,
   type Bus,
@@ -271,6 +272,7 @@ async function connect(): Promise<Bus> {
   // provision: false — a CLI must never reconfigure the deployment's streams.
   return connectBus({
     url: env.MCPQ_NATS_URL,
+    auth: busAuthFromEnv(env),
     name: "mcpq-replay",
     limits: busLimitsFromEnv(env),
     provision: false,
