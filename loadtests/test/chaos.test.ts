@@ -34,6 +34,16 @@ describe.skipIf(missing !== null)(`chaos under load (8 sessions × 4 in flight)$
     expect(r.ledger.counts.timeout).toBe(0);
   }, 240_000);
 
+  it("3-node cluster (R3): the MCPQ_REQ stream leader killed -9, then restarted: nothing lost, nothing duplicated", async () => {
+    const r = await run("leader-kill");
+    expectClean(r);
+  }, 240_000);
+
+  it("3-node cluster (R3): a follower killed -9, then restarted", async () => {
+    const r = await run("node-kill");
+    expectClean(r);
+  }, 240_000);
+
   it("one of two workers killed -9: its requests are redelivered to the other", async () => {
     const r = await run("worker-kill");
     expectClean(r);

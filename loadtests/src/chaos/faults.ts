@@ -28,8 +28,8 @@ export interface FaultTiming {
   /** Load after the repair (ms); with `untilRecoveredMs`, at least this long. */
   afterMs: number;
   /**
-   * Tests: after `afterMs`, go on until calls succeed again (20 in a row after the repair),
-   * for at most this long, instead of judging a fixed window (no timing assumption).
+   * Tests: after `afterMs`, go on until calls succeed again after the repair (20 in a row), for
+   * at most this long, instead of judging a fixed window (no timing assumption).
    */
   untilRecoveredMs?: number;
 }
@@ -43,7 +43,7 @@ export interface FaultResult {
   repairedAt: number;
   /** What the fault hit (node name, process name). */
   victim: string;
-  /** Time from injection / from the repair until 20 calls in a row succeeded (ms). */
+  /** Time from injection / from the repair until calls succeeded for good (the last failure; ms). */
   recoveryFromFaultMs: number | null;
   recoveryFromRepairMs: number | null;
 }
@@ -133,7 +133,11 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
     await sleep(o.afterMs);
     if (o.untilRecoveredMs !== undefined) {
       const until = Date.now() + o.untilRecoveredMs;
-      while (recoveryMs(load.ledger, repairedAt) === null && Date.now() < until) await sleep(100);
+      const recovered = () => {
+        const t = load.ledger.timeline;
+        return t.length >= 20 && t.slice(-20).every((c) => c.cls === "ok" && c.at > repairedAt);
+      };
+      while (!recovered() && Date.now() < until) await sleep(100);
     }
     const ledger = await load.stop();
     return {

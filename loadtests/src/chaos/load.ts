@@ -163,18 +163,15 @@ function classify(err: unknown): { cls: CallClass; detail?: string } {
 }
 
 /**
- * Time from `from` until calls succeed again: the first moment after which `window` calls in
- * a row end ok (ms), or null when they never did.
+ * Time from `from` until calls succeed again for good: the end of the last call after `from`
+ * that did not succeed (0 when none failed), in ms; null when no call succeeded after it.
  */
-export function recoveryMs(ledger: Ledger, from: number, window = 20): number | null {
-  const after = ledger.timeline.filter((t) => t.at >= from).sort((a, b) => a.at - b.at);
-  let run = 0;
-  let start: number | undefined;
-  for (const t of after) {
-    if (t.cls === "ok") {
-      if (run === 0) start = t.at;
-      if (++run >= window) return start! - from;
-    } else run = 0;
-  }
-  return null;
+export function recoveryMs(ledger: Ledger, from: number): number | null {
+  const after = ledger.timeline.filter((t) => t.at >= from);
+  if (!after.some((t) => t.cls === "ok")) return null;
+  let lastBad: number | undefined;
+  for (const t of after) if (t.cls !== "ok" && (lastBad === undefined || t.at > lastBad)) lastBad = t.at;
+  if (lastBad === undefined) return 0;
+  // Recovered only if calls succeeded after the last failure.
+  return after.some((t) => t.cls === "ok" && t.at > lastBad!) ? lastBad - from : null;
 }
