@@ -20,6 +20,7 @@ function expectClean(r: FaultResult): void {
   expect(r.recoveryFromRepairMs, "calls succeed again after the repair").not.toBeNull();
   expect({ lost: c.lost, wrong: c.wrong, duplicated: r.ledger.duplicates, samples: r.ledger.wrongSamples }).toEqual({ lost: 0, wrong: 0, duplicated: 0, samples: [] });
   expect(r.ledger.sessionsRecreated).toBe(0);
+  expect(r.survived).toEqual({ subscription: true, registry: true });
   expect(c.ok + c.refused + c.timeout + c.unaccepted).toBe(r.ledger.sent);
 }
 

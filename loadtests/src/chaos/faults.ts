@@ -4,6 +4,9 @@
  * processes, runs the load, injects one fault, repairs it, lets the load run on, stops the
  * load and returns the ledger with the fault's timestamps.
  */
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { ResourceUpdatedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { startNatsNodes, type NatsNodes } from "./nats-nodes.js";
@@ -46,6 +49,11 @@ export interface FaultResult {
   /** Time from injection / from the repair until calls succeeded for good (the last failure; ms). */
   recoveryFromFaultMs: number | null;
   recoveryFromRepairMs: number | null;
+  /**
+   * After the load: a resource subscription made before the fault still delivers
+   * `notifications/resources/updated` to its session, and `tools/list` (the registry) is served.
+   */
+  survived: { subscription: boolean; registry: boolean };
 }
 
 export interface FaultOptions extends FaultTiming {
@@ -57,6 +65,31 @@ export interface FaultOptions extends FaultTiming {
   env?: Record<string, string>;
   /** Called with progress lines. */
   say?: (line: string) => void;
+}
+
+const WATCHED = "mcpq://example/readme";
+
+/** Announces an update of the watched resource until the subscribed session receives one (bounded). */
+async function updateArrives(url: string, updates: string[]): Promise<boolean> {
+  const nc = await connect({ servers: url.split(","), name: "chaos-announcer" });
+  try {
+    for (let i = 0; i < 100 && !updates.includes(WATCHED); i++) {
+      nc.publish("mcpq.evt.resources.updated", JSON.stringify({ uri: WATCHED }));
+      await sleep(200);
+    }
+    return updates.includes(WATCHED);
+  } finally {
+    await nc.close();
+  }
+}
+
+async function listsTools(c: Client): Promise<boolean> {
+  for (let i = 0; i < 50; i++) {
+    const names: string[] = await c.listTools().then((r) => r.tools.map((t) => t.name), () => []);
+    if (names.includes("echo")) return true;
+    await sleep(200);
+  }
+  return false;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -90,6 +123,12 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
       logDir: o.logDir,
     });
     say(`${fault}: stack up (${nats.names.length} NATS node(s), ${stack.edges.length} edge(s), ${stack.workers.length} worker(s))`);
+    // A session with a resource subscription, made before the fault.
+    const watcher = new Client({ name: "chaos-watcher", version: "1" }, { capabilities: {} });
+    const updates: string[] = [];
+    watcher.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => void updates.push(n.params.uri));
+    await watcher.connect(new StreamableHTTPClientTransport(new URL(stack.url), { reconnectionOptions: { initialReconnectionDelay: 50, maxReconnectionDelay: 1_000, reconnectionDelayGrowFactor: 1.5, maxRetries: 120 } }));
+    await watcher.subscribeResource({ uri: WATCHED });
     const load = await startLoad({ url: stack.url, sessions: o.sessions, inFlight: o.inFlight, deadlineMs: o.deadlineMs });
     await sleep(o.beforeMs);
     let victim = "";
@@ -140,6 +179,8 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
       while (!recovered() && Date.now() < until) await sleep(100);
     }
     const ledger = await load.stop();
+    const survived = { subscription: await updateArrives(nats.url, updates), registry: await listsTools(watcher) };
+    await watcher.close().catch(() => undefined);
     return {
       fault,
       description: FAULTS[fault],
@@ -149,6 +190,7 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
       victim,
       recoveryFromFaultMs: recoveryMs(ledger, injectedAt),
       recoveryFromRepairMs: recoveryMs(ledger, repairedAt),
+      survived,
     };
   } finally {
     await stack?.stop();

@@ -46,7 +46,7 @@ for (const f of faults) {
 const secs = (ms: number | null) => (ms === null ? "never" : `${(ms / 1000).toFixed(2)} s`);
 function line(r: FaultResult): string {
   const c = r.ledger.counts;
-  return `accepted ${r.ledger.sent - c.unaccepted}, ok ${c.ok}, refused ${c.refused}, timeout ${c.timeout}, lost ${c.lost}, wrong ${c.wrong}, duplicated ${r.ledger.duplicates}`;
+  return `subscription survived ${r.survived.subscription}, registry ${r.survived.registry}; accepted ${r.ledger.sent - c.unaccepted}, ok ${c.ok}, refused ${c.refused}, timeout ${c.timeout}, lost ${c.lost}, wrong ${c.wrong}, duplicated ${r.ledger.duplicates}`;
 }
 const rows = results.map((r) => {
   const c = r.ledger.counts;
