@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { runFault, type FaultName, type FaultResult } from "../src/chaos/faults.js";
 import { mcpqCliPath } from "../src/lib/stack.js";
 import { benchNatsServer } from "../src/lib/procs.js";
+import { netnsUnavailable } from "../src/chaos/netns.js";
 
 const missing = !existsSync(mcpqCliPath()) ? `mcpq CLI not built (${mcpqCliPath()})` : !benchNatsServer() ? "nats-server not found" : null;
 
@@ -17,7 +18,7 @@ function expectClean(r: FaultResult): void {
   const c = r.ledger.counts;
   // Calls before the fault and after the repair were answered correctly.
   expect(c.ok).toBeGreaterThan(0);
-  expect(r.recoveryFromRepairMs, "calls succeed again after the repair").not.toBeNull();
+  expect(r.recovered, "calls succeed again after the repair").toBe(true);
   expect({ lost: c.lost, wrong: c.wrong, duplicated: r.ledger.duplicates, samples: r.ledger.wrongSamples }).toEqual({ lost: 0, wrong: 0, duplicated: 0, samples: [] });
   expect(r.ledger.sessionsRecreated).toBe(0);
   expect(r.survived).toEqual({ subscription: true, registry: true });
@@ -25,6 +26,7 @@ function expectClean(r: FaultResult): void {
 }
 
 const run = (fault: FaultName) => runFault(fault, LOAD);
+const noNetns = missing ?? netnsUnavailable();
 
 describe.skipIf(missing !== null)(`chaos under load (8 sessions × 4 in flight)${missing ? ` — skipped: ${missing}` : ""}`, () => {
   it("single NATS node killed -9 and restarted: edges and workers heal themselves (memory streams re-created)", async () => {
@@ -42,6 +44,13 @@ describe.skipIf(missing !== null)(`chaos under load (8 sessions × 4 in flight)$
 
   it("3-node cluster (R3): a follower killed -9, then restarted", async () => {
     const r = await run("node-kill");
+    expectClean(r);
+  }, 240_000);
+
+  // Network namespaces (root, `ip netns`, iptables): the node stays up and its clients still reach
+  // it, but it cannot reach its peers. Skipped with the reason where namespaces are unavailable.
+  it.skipIf(noNetns !== null)(`3-node cluster (R3): the stream leader partitioned from its peers, then reconnected${noNetns ? ` — skipped: ${noNetns}` : ""}`, async () => {
+    const r = await run("partition");
     expectClean(r);
   }, 240_000);
 

@@ -10,15 +10,17 @@ import { ResourceUpdatedNotificationSchema } from "@modelcontextprotocol/sdk/typ
 import { connect } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { startNatsNodes, type NatsNodes } from "./nats-nodes.js";
+import { startNetnsCluster, type NetnsCluster } from "./netns.js";
 import { startChaosStack, type ChaosStack } from "./stack.js";
 import { recoveryMs, startLoad, type Ledger } from "./load.js";
 
-export type FaultName = "broker-restart" | "node-kill" | "leader-kill" | "worker-kill" | "edge-kill";
+export type FaultName = "broker-restart" | "node-kill" | "leader-kill" | "partition" | "worker-kill" | "edge-kill";
 
 export const FAULTS: Record<FaultName, string> = {
   "broker-restart": "single NATS node killed -9 and restarted (memory streams lost; self-heal)",
   "node-kill": "3-node cluster: a follower node killed -9, restarted",
   "leader-kill": "3-node cluster: the MCPQ_REQ stream leader killed -9, restarted",
+  partition: "3-node cluster in network namespaces: the MCPQ_REQ leader cut off from its peers (its clients still reach it), then reconnected",
   "worker-kill": "one of two workers of the pool killed -9",
   "edge-kill": "one of two edges killed -9 (clients fail over through the balancer)",
 };
@@ -49,6 +51,8 @@ export interface FaultResult {
   /** Time from injection / from the repair until calls succeeded for good (the last failure; ms). */
   recoveryFromFaultMs: number | null;
   recoveryFromRepairMs: number | null;
+  /** 20 calls in a row succeeded after the repair before the load stopped. */
+  recovered: boolean;
   /**
    * After the load: a resource subscription made before the fault still delivers
    * `notifications/resources/updated` to its session, and `tools/list` (the registry) is served.
@@ -95,7 +99,7 @@ async function listsTools(c: Client): Promise<boolean> {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The node (index) leading `stream`, from the JetStream API. */
-async function streamLeader(nats: NatsNodes, stream: string): Promise<number> {
+async function streamLeader(nats: { url: string; names: string[] }, stream: string): Promise<number> {
   const nc = await connect({ servers: nats.url.split(","), name: "chaos-probe" });
   try {
     const jsm = await jetstreamManager(nc);
@@ -111,8 +115,9 @@ async function streamLeader(nats: NatsNodes, stream: string): Promise<number> {
 
 export async function runFault(fault: FaultName, o: FaultOptions): Promise<FaultResult> {
   const say = o.say ?? (() => undefined);
-  const cluster = fault === "node-kill" || fault === "leader-kill";
-  const nats = await startNatsNodes(cluster ? 3 : 1, o.logDir);
+  const cluster = fault === "node-kill" || fault === "leader-kill" || fault === "partition";
+  const split: NetnsCluster | undefined = fault === "partition" ? await startNetnsCluster(o.logDir) : undefined;
+  const nats: NatsNodes | NetnsCluster = split ?? (await startNatsNodes(cluster ? 3 : 1, o.logDir));
   let stack: ChaosStack | undefined;
   try {
     const env: Record<string, string> = { ...(cluster ? { MCPQ_REPLICAS: "3" } : {}), ...o.env };
@@ -137,9 +142,9 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
     switch (fault) {
       case "broker-restart":
         victim = nats.names[0]!;
-        await nats.kill(0);
+        await (nats as NatsNodes).kill(0);
         await sleep(o.downMs);
-        await nats.restart(0);
+        await (nats as NatsNodes).restart(0);
         repairedAt = Date.now();
         break;
       case "node-kill":
@@ -147,9 +152,18 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
         const leader = await streamLeader(nats, "MCPQ_REQ");
         const i = fault === "leader-kill" ? leader : (leader + 1) % nats.names.length;
         victim = `${nats.names[i]!}${i === leader ? " (MCPQ_REQ leader)" : ""}`;
-        await nats.kill(i);
+        await (nats as NatsNodes).kill(i);
         await sleep(o.downMs);
-        await nats.restart(i);
+        await (nats as NatsNodes).restart(i);
+        repairedAt = Date.now();
+        break;
+      }
+      case "partition": {
+        const i = await streamLeader(nats, "MCPQ_REQ");
+        victim = `${nats.names[i]!} (MCPQ_REQ leader)`;
+        split!.partition(i);
+        await sleep(o.downMs);
+        split!.heal(i);
         repairedAt = Date.now();
         break;
       }
@@ -170,14 +184,15 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
     }
     say(`${fault}: fault injected on ${victim}; load continues`);
     await sleep(o.afterMs);
+    const recovered = () => {
+      const t = load.ledger.timeline;
+      return t.length >= 20 && t.slice(-20).every((c) => c.cls === "ok" && c.at > repairedAt);
+    };
     if (o.untilRecoveredMs !== undefined) {
       const until = Date.now() + o.untilRecoveredMs;
-      const recovered = () => {
-        const t = load.ledger.timeline;
-        return t.length >= 20 && t.slice(-20).every((c) => c.cls === "ok" && c.at > repairedAt);
-      };
       while (!recovered() && Date.now() < until) await sleep(100);
     }
+    const wasRecovered = recovered();
     const ledger = await load.stop();
     const survived = { subscription: await updateArrives(nats.url, updates), registry: await listsTools(watcher) };
     await watcher.close().catch(() => undefined);
@@ -190,6 +205,7 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
       victim,
       recoveryFromFaultMs: recoveryMs(ledger, injectedAt),
       recoveryFromRepairMs: recoveryMs(ledger, repairedAt),
+      recovered: wasRecovered,
       survived,
     };
   } finally {

@@ -163,15 +163,15 @@ function classify(err: unknown): { cls: CallClass; detail?: string } {
 }
 
 /**
- * Time from `from` until calls succeed again for good: the end of the last call after `from`
- * that did not succeed (0 when none failed), in ms; null when no call succeeded after it.
+ * Time from `from` until calls succeeded again for good: the end of the last failed call that
+ * was followed by a success (0 when none failed), in ms; null when no call succeeded after
+ * `from`. Failures after the last success (calls still out when the load stopped) are left out.
  */
 export function recoveryMs(ledger: Ledger, from: number): number | null {
   const after = ledger.timeline.filter((t) => t.at >= from);
-  if (!after.some((t) => t.cls === "ok")) return null;
-  let lastBad: number | undefined;
-  for (const t of after) if (t.cls !== "ok" && (lastBad === undefined || t.at > lastBad)) lastBad = t.at;
-  if (lastBad === undefined) return 0;
-  // Recovered only if calls succeeded after the last failure.
-  return after.some((t) => t.cls === "ok" && t.at > lastBad!) ? lastBad - from : null;
+  const oks = after.filter((t) => t.cls === "ok").map((t) => t.at);
+  if (oks.length === 0) return null;
+  const lastOk = Math.max(...oks);
+  const bad = after.filter((t) => t.cls !== "ok" && t.at <= lastOk).map((t) => t.at);
+  return bad.length === 0 ? 0 : Math.max(...bad) - from;
 }
