@@ -33,6 +33,8 @@ export interface Ledger {
   timeline: { at: number; cls: CallClass }[];
   /** Up to 20 samples of `wrong` answers, for the report. */
   wrongSamples: string[];
+  /** Refusals by `<code> <data.reason>` (what the edge said), for the report. */
+  refusals: Record<string, number>;
 }
 
 export interface LoadOptions {
@@ -64,12 +66,16 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
     sessions: o.sessions,
     timeline: [],
     wrongSamples: [],
+    refusals: {},
   };
   let stopping = false;
   const record = (cls: CallClass, detail?: string) => {
     ledger.counts[cls]++;
     ledger.timeline.push({ at: Date.now(), cls });
     if (cls === "wrong" && detail && ledger.wrongSamples.length < 20) ledger.wrongSamples.push(detail);
+    if (cls === "refused" && detail && (ledger.refusals[detail] !== undefined || Object.keys(ledger.refusals).length < 50)) {
+      ledger.refusals[detail] = (ledger.refusals[detail] ?? 0) + 1;
+    }
   };
   const connectClient = async (): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> => {
     for (;;) {
@@ -145,11 +151,18 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
 
 function classify(err: unknown): { cls: CallClass; detail?: string } {
   if (err instanceof StreamableHTTPError) {
-    if (err.code === 503 || err.code === 429) return { cls: "refused" };
+    if (err.code === 503 || err.code === 429) {
+      const code = /"code":(-?\d+)/.exec(err.message)?.[1] ?? "?";
+      const reason = /"reason":"([^"]*)"/.exec(err.message)?.[1] ?? "";
+      return { cls: "refused", detail: `HTTP ${err.code} ${code} ${reason}`.trim() };
+    }
     return { cls: "wrong", detail: `HTTP ${err.code}: ${err.message.slice(0, 200)}` };
   }
   if (err instanceof McpError) {
-    if (REFUSAL_CODES.has(err.code)) return { cls: "refused" };
+    if (REFUSAL_CODES.has(err.code)) {
+      const reason = (err.data as { reason?: unknown } | undefined)?.reason;
+      return { cls: "refused", detail: `${err.code} ${typeof reason === "string" ? reason : ""}`.trim() };
+    }
     if (err.code === -32001) {
       // The SDK's own timeout says "Request timed out" with data.timeout; the edge's names its budget.
       const data = err.data as { timeout?: unknown; timeoutMs?: unknown } | undefined;

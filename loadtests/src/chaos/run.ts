@@ -46,7 +46,8 @@ for (const f of faults) {
 const secs = (ms: number | null) => (ms === null ? "never" : `${(ms / 1000).toFixed(2)} s`);
 function line(r: FaultResult): string {
   const c = r.ledger.counts;
-  return `subscription survived ${r.survived.subscription}, registry ${r.survived.registry}; accepted ${r.ledger.sent - c.unaccepted}, ok ${c.ok}, refused ${c.refused}, timeout ${c.timeout}, lost ${c.lost}, wrong ${c.wrong}, duplicated ${r.ledger.duplicates}`;
+  const why = Object.entries(r.ledger.refusals).map(([k, n]) => `${n}× ${k}`).join("; ");
+  return `${why ? `refusals: ${why}; ` : ""}subscription survived ${r.survived.subscription}, registry ${r.survived.registry}; accepted ${r.ledger.sent - c.unaccepted}, ok ${c.ok}, refused ${c.refused}, timeout ${c.timeout}, lost ${c.lost}, wrong ${c.wrong}, duplicated ${r.ledger.duplicates}`;
 }
 const rows = results.map((r) => {
   const c = r.ledger.counts;

@@ -1,4 +1,4 @@
-import { BROKER_UNAVAILABLE_REASON, publishFailure, type Bus, type MsgHdrs } from "@mcpq/bus";
+import { BROKER_UNAVAILABLE_REASON, STREAMS, publishFailure, type Bus, type MsgHdrs } from "@mcpq/bus";
 import { ErrorCode, McpError, rejection, silentLogger, type Logger } from "@mcpq/protocol";
 
 export interface BrokerHealthOptions {
@@ -23,8 +23,8 @@ class BrokerUnreachable extends Error {
 
 /**
  * The edge's view of whether the broker can serve clients now. Down at once when the NATS
- * connection drops (status `disconnect`), or when a probe (a JetStream account-info request)
- * fails or goes unanswered for `unavailableMs`; a probe runs when a client's broker operation
+ * connection drops (status `disconnect`), or when a probe (MCPQ_REQ's stream info, answered by
+ * that stream's leader) fails or goes unanswered for `unavailableMs`; a probe runs when a client's broker operation
  * is slower than that or fails as unreachable, and every `unavailableMs / 4` while down. Up
  * again after the connection is back and a probe succeeds.
  *
@@ -82,7 +82,9 @@ export class BrokerHealth {
         let timer: NodeJS.Timeout | undefined;
         try {
           ok = await Promise.race([
-            this.bus.jsm.getAccountInfo().then(() => true),
+            // The request stream's info is answered by its own leader: what routed work needs
+            // (account info would need the meta leader, whose election does not stop publishes).
+            this.bus.jsm.streams.info(STREAMS.requests).then(() => true),
             new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.opts.unavailableMs))),
           ]);
         } catch {
