@@ -12,7 +12,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { startNatsNodes, type NatsNodes } from "./nats-nodes.js";
 import { startNetnsCluster, type NetnsCluster } from "./netns.js";
 import { startChaosStack, type ChaosStack } from "./stack.js";
-import { recoveryMs, startLoad, type Ledger } from "./load.js";
+import { longestAcross, recoveryMs, startLoad, type Ledger } from "./load.js";
 
 export type FaultName = "broker-restart" | "node-kill" | "leader-kill" | "partition" | "worker-kill" | "edge-kill";
 
@@ -51,6 +51,8 @@ export interface FaultResult {
   /** Time from injection / from the repair until calls succeeded for good (the last failure; ms). */
   recoveryFromFaultMs: number | null;
   recoveryFromRepairMs: number | null;
+  /** The longest call in flight when the fault hit, start to answer (ms): e.g. a redelivery's wait. */
+  longestAcrossFaultMs: number;
   /** 20 calls in a row succeeded after the repair before the load stopped. */
   recovered: boolean;
   /**
@@ -206,6 +208,7 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
       recoveryFromFaultMs: recoveryMs(ledger, injectedAt),
       recoveryFromRepairMs: recoveryMs(ledger, repairedAt),
       recovered: wasRecovered,
+      longestAcrossFaultMs: longestAcross(ledger, injectedAt),
       survived,
     };
   } finally {

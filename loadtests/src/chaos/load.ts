@@ -29,8 +29,8 @@ export interface Ledger {
   /** Sessions that continued through the whole run on their first session id. */
   sessionsSurvived: number;
   sessions: number;
-  /** End time (epoch ms) and class of every call, for recovery times. */
-  timeline: { at: number; cls: CallClass }[];
+  /** Start and end time (epoch ms) and class of every call, for recovery times. */
+  timeline: { startedAt: number; at: number; cls: CallClass }[];
   /** Up to 20 samples of `wrong` answers, for the report. */
   wrongSamples: string[];
   /** Refusals by `<code> <data.reason>` (what the edge said), for the report. */
@@ -69,9 +69,9 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
     refusals: {},
   };
   let stopping = false;
-  const record = (cls: CallClass, detail?: string) => {
+  const record = (startedAt: number, cls: CallClass, detail?: string) => {
     ledger.counts[cls]++;
-    ledger.timeline.push({ at: Date.now(), cls });
+    ledger.timeline.push({ startedAt, at: Date.now(), cls });
     if (cls === "wrong" && detail && ledger.wrongSamples.length < 20) ledger.wrongSamples.push(detail);
     if (cls === "refused" && detail && (ledger.refusals[detail] !== undefined || Object.keys(ledger.refusals).length < 50)) {
       ledger.refusals[detail] = (ledger.refusals[detail] ?? 0) + 1;
@@ -106,6 +106,7 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
         const text = `s${s}-k${k}-${seq++}`;
         const client = c.client;
         ledger.sent++;
+        const startedAt = Date.now();
         let cls: CallClass;
         let detail: string | undefined;
         try {
@@ -121,7 +122,7 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
         } catch (err) {
           ({ cls, detail } = classify(err));
         }
-        record(cls, detail);
+        record(startedAt, cls, detail);
         if (cls === "lost" || (cls === "wrong" && /session|404/i.test(detail ?? ""))) {
           // This client cannot go on: start a new session (the old one's state is the edge's).
           if (client === c.client && !stopping) {
@@ -187,4 +188,11 @@ export function recoveryMs(ledger: Ledger, from: number): number | null {
   const lastOk = Math.max(...oks);
   const bad = after.filter((t) => t.cls !== "ok" && t.at <= lastOk).map((t) => t.at);
   return bad.length === 0 ? 0 : Math.max(...bad) - from;
+}
+
+/** The longest call that was in flight at `at` (ms from its start to its answer), or 0. */
+export function longestAcross(ledger: Ledger, at: number): number {
+  let max = 0;
+  for (const t of ledger.timeline) if (t.startedAt <= at && t.at >= at) max = Math.max(max, t.at - t.startedAt);
+  return max;
 }

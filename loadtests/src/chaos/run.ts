@@ -52,13 +52,13 @@ function line(r: FaultResult): string {
 const rows = results.map((r) => {
   const c = r.ledger.counts;
   const survival = (100 * r.ledger.sessionsSurvived) / Math.max(1, r.ledger.sessions);
-  return `| ${r.fault} (${r.victim}) | ${r.ledger.sent - c.unaccepted} | ${c.ok} | ${c.refused} | ${c.timeout} | ${c.lost} | ${c.wrong} | ${r.ledger.duplicates} | ${c.unaccepted} | ${survival.toFixed(1)} % | ${secs(r.recoveryFromFaultMs)} | ${secs(r.recoveryFromRepairMs)} |`;
+  return `| ${r.fault} (${r.victim}) | ${r.ledger.sent - c.unaccepted} | ${c.ok} | ${c.refused} | ${c.timeout} | ${c.lost} | ${c.wrong} | ${r.ledger.duplicates} | ${c.unaccepted} | ${survival.toFixed(1)} % | ${secs(r.recoveryFromFaultMs)} | ${secs(r.recoveryFromRepairMs)} | ${secs(r.longestAcrossFaultMs)} |`;
 });
 const table = [
   `chaos: ${opts.sessions} sessions × ${opts.inFlight} in flight (official SDK client, Streamable HTTP), deadline ${opts.deadlineMs / 1000} s, fault after ${opts.beforeMs / 1000} s, node down ${opts.downMs / 1000} s, ${opts.afterMs / 1000} s after`,
   "",
-  "| fault | accepted | answered correctly | refused explicitly | timed out | lost | wrong | duplicated | not accepted (connection failed) | sessions survived | calls succeed again after the fault | … after the repair |",
-  "|---|---|---|---|---|---|---|---|---|---|---|---|",
+  "| fault | accepted | answered correctly | refused explicitly | timed out | lost | wrong | duplicated | not accepted (connection failed) | sessions survived | calls succeed again after the fault | … after the repair | longest call across the fault |",
+  "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ...rows,
 ].join("\n");
 process.stdout.write(`${table}\n`);

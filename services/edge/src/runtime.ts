@@ -1,5 +1,5 @@
 import { connectBus, type Bus } from "@mcpq/bus";
-import { createMetricsRegistry, type Registry } from "@mcpq/observability";
+import { Counter, createMetricsRegistry, type Registry } from "@mcpq/observability";
 import type { Logger } from "@mcpq/protocol";
 import { EdgeAdmission } from "./core/admission.js";
 import { BufferBudget } from "./core/buffer-budget.js";
@@ -54,10 +54,24 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
   const metrics = edgeMetrics(registry);
   const catalog = new CatalogView(bus, log.child({ component: "catalog" }));
   await catalog.start();
+  const faultAnswers = new Counter({
+    name: "mcpq_edge_fault_answers_total",
+    help: "Waiting requests the edge answered itself because of a fault: no_live_worker (-32012, the pool's last worker died), request_lost (-32010, the broker lost the queued request)",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+  const healed = new Counter({
+    name: "mcpq_edge_self_heal_total",
+    help: "Streams, buckets (KV_<name>) and consumers (<stream>/<consumer>) self-heal found missing or re-created",
+    labelNames: ["what"] as const,
+    registers: [registry],
+  });
   const healing = new EdgeHealing(bus, catalog, {
     unavailableMs: config.brokerUnavailableMs,
     healCheckMs: config.healCheckMs,
     log: log.child({ component: "self-heal" }),
+    onFaultAnswer: (reason) => faultAnswers.inc({ reason }),
+    onHealed: (what) => healed.inc({ what }),
   });
   await healing.start();
   metrics.workers.set(catalog.workerCount);

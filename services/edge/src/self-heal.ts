@@ -24,6 +24,10 @@ export interface EdgeHealingOptions {
   /** MCPQ_HEAL_CHECK_MS (see SelfHeal). */
   healCheckMs: number;
   log: Logger;
+  /** Counts requests this edge answered because of a fault (`no_live_worker`, `request_lost`). */
+  onFaultAnswer?: (reason: "no_live_worker" | "request_lost") => void;
+  /** Counts what self-heal found missing or re-created (stream, bucket or consumer names). */
+  onHealed?: (what: string) => void;
 }
 
 /** Reason of the -32012 an edge answers for a pool whose every worker stopped beating. */
@@ -92,7 +96,7 @@ export class EdgeHealing {
     this.liveness.start();
     this.liveness.on("dead", (pool) => {
       this.opts.log.warn({ pool }, "every worker of the pool stopped beating; answering its waiting requests -32012");
-      this.#fail(pool, () => rejection(ErrorCode.Unavailable, `${NO_LIVE_WORKER_REASON} in pool ${pool}`, 2_000));
+      this.#fail(pool, () => rejection(ErrorCode.Unavailable, `${NO_LIVE_WORKER_REASON} in pool ${pool}`, 2_000), undefined, "no_live_worker");
     });
     void (async () => {
       for await (const s of this.raw.nc.status()) if (s.type === "disconnect") this.#epoch++;
@@ -124,6 +128,7 @@ export class EdgeHealing {
   }
 
   #healed(r: HealReport): void {
+    for (const what of new Set([...r.missing, ...r.recreated])) this.opts.onHealed?.(what);
     const lost = (n: string) => r.recreated.includes(n) || r.missing.includes(n);
     if (lost(`KV_${BUCKETS.registry}`)) {
       this.opts.log.info({ bucket: BUCKETS.registry }, "registry bucket re-created; restarting the registry watch");
@@ -136,7 +141,7 @@ export class EdgeHealing {
       // connected) every waiting request is affected.
       const before = this.#epoch !== this.#epochAtLastRound ? this.#epoch : undefined;
       for (const pool of [...this.#waiting.keys()]) {
-        this.#fail(pool, () => rejection(ErrorCode.Overloaded, REQUEST_LOST_REASON, 1_000), before);
+        this.#fail(pool, () => rejection(ErrorCode.Overloaded, REQUEST_LOST_REASON, 1_000), before, "request_lost");
       }
     }
   }
@@ -175,13 +180,16 @@ export class EdgeHealing {
   }
 
   /** Answers the tracked requests of `pool` (published in an epoch before `beforeEpoch`, if given). */
-  #fail(pool: string, err: () => McpError, beforeEpoch?: number): void {
+  #fail(pool: string, err: () => McpError, beforeEpoch: number | undefined, reason: "no_live_worker" | "request_lost"): void {
     const ids = this.#waiting.get(pool);
     if (!ids || !this.correlator) return;
     for (const [id, t] of ids) {
       if (beforeEpoch !== undefined && t.epoch >= beforeEpoch) continue;
       ids.delete(id);
-      if (this.correlator.reject(id, err())) this.#cancel(t);
+      if (this.correlator.reject(id, err())) {
+        this.opts.onFaultAnswer?.(reason);
+        this.#cancel(t);
+      }
     }
     if (ids.size === 0) this.#waiting.delete(pool);
   }
