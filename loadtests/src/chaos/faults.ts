@@ -65,6 +65,8 @@ export interface FaultResult {
 export interface FaultOptions extends FaultTiming {
   sessions: number;
   inFlight: number;
+  /** Pause after each successful call per slot (ms); 0 (default) = closed loop. */
+  thinkMs?: number;
   deadlineMs: number;
   logDir?: string;
   /** Extra settings for every mcpq process. */
@@ -136,7 +138,7 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
     watcher.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => void updates.push(n.params.uri));
     await watcher.connect(new StreamableHTTPClientTransport(new URL(stack.url), { reconnectionOptions: { initialReconnectionDelay: 50, maxReconnectionDelay: 1_000, reconnectionDelayGrowFactor: 1.5, maxRetries: 120 } }));
     await watcher.subscribeResource({ uri: WATCHED });
-    const load = await startLoad({ url: stack.url, sessions: o.sessions, inFlight: o.inFlight, deadlineMs: o.deadlineMs });
+    const load = await startLoad({ url: stack.url, sessions: o.sessions, inFlight: o.inFlight, deadlineMs: o.deadlineMs, thinkMs: o.thinkMs });
     await sleep(o.beforeMs);
     let victim = "";
     const injectedAt = Date.now();

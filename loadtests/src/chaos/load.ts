@@ -45,6 +45,8 @@ export interface LoadOptions {
   deadlineMs: number;
   /** Pause between a refused call and the next one on that slot (ms). */
   backoffMs?: number;
+  /** Pause between a successful call and the next one on that slot (ms); 0 = closed loop. */
+  thinkMs?: number;
 }
 
 export interface RunningLoad {
@@ -132,7 +134,8 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
             c = await connectClient().catch(() => c);
           }
         }
-        if (cls !== "ok" && !stopping) await new Promise((r) => setTimeout(r, o.backoffMs ?? 100));
+        const pause = cls === "ok" ? (o.thinkMs ?? 0) : (o.backoffMs ?? 100);
+        if (pause > 0 && !stopping) await new Promise((r) => setTimeout(r, pause));
       }
     };
     await Promise.all(Array.from({ length: o.inFlight }, (_, k) => slot(k)));

@@ -6,9 +6,11 @@
  * wrong, duplicated, and the time until calls succeed again. Bounded: every phase has a fixed
  * length and the run stops by itself (about 30 s per fault with the defaults).
  *
- * Flags: --faults a,b (default all: broker-restart,leader-kill,node-kill,worker-kill,edge-kill)
+ * Flags: --faults a,b (default all: broker-restart,node-kill,leader-kill,partition,worker-kill,edge-kill;
+ * partition needs root and ip netns)
  * --sessions 8 --in-flight 4 --before 4 --down 3 --after 10 (seconds) --deadline 10 (seconds)
- * --out FILE (JSON; default results/chaos-<time>.json) --logs DIR (process logs).
+ * --think 0 (ms after each answer; 0 = closed loop) --out FILE (JSON; default
+ * results/chaos-<time>.json) --logs DIR (process logs) --no-fail (exit 0 even when lost > 0).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -31,6 +33,7 @@ const opts = {
   downMs: num(flags, "down", 3) * 1000,
   afterMs: num(flags, "after", 10) * 1000,
   deadlineMs: num(flags, "deadline", 10) * 1000,
+  thinkMs: num(flags, "think", 0),
   logDir: str(flags, "logs"),
   say: (l: string) => process.stderr.write(`[chaos] ${l}\n`),
 };

@@ -36,7 +36,9 @@ export class BrokerHealth {
   #up = true;
   #probing: Promise<boolean> | undefined;
   #retry: NodeJS.Timeout | undefined;
-  readonly #waiters = new Set<() => void>();
+  /** Operations waiting on the broker (their abandon callback -> start time, oldest first). */
+  readonly #waiters = new Map<() => void, number>();
+  #watch: NodeJS.Timeout | undefined;
   readonly #log: Logger;
   #stopped = false;
 
@@ -64,6 +66,7 @@ export class BrokerHealth {
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#retry);
+    clearInterval(this.#watch);
   }
 
   /** The refusal clients get while the broker is unavailable. */
@@ -119,18 +122,13 @@ export class BrokerHealth {
       const finish = (fn: () => void) => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
         this.#waiters.delete(onDown);
         fn();
       };
       const onDown = () => finish(() => reject(refuse(true)));
-      this.#waiters.add(onDown);
-      const timer = setTimeout(() => {
-        void this.probe().then((ok) => {
-          if (!ok) onDown();
-        });
-      }, this.opts.unavailableMs);
-      timer.unref();
+      // No timer per operation: one watchdog looks at the oldest waiting operation.
+      this.#waiters.set(onDown, Date.now());
+      this.#watchdog();
       p.then(
         (v) => finish(() => resolve(v)),
         (err: unknown) =>
@@ -158,7 +156,26 @@ export class BrokerHealth {
     if (up) this.#log.info({ why }, "broker available again");
     else this.#log.warn({ why }, "broker unavailable; refusing requests with -32010 until it is back");
     this.opts.onChange?.(up);
-    if (!up) for (const w of [...this.#waiters]) w();
+    if (!up) for (const w of [...this.#waiters.keys()]) w();
+  }
+
+  /**
+   * While operations wait, checks every quarter of `unavailableMs` whether the oldest has waited
+   * that long; then a probe decides (a failed probe abandons them all through #set).
+   */
+  #watchdog(): void {
+    if (this.#watch !== undefined || this.#stopped) return;
+    const every = Math.max(25, Math.floor(this.opts.unavailableMs / 4));
+    this.#watch = setInterval(() => {
+      const oldest = this.#waiters.values().next();
+      if (oldest.done) {
+        clearInterval(this.#watch);
+        this.#watch = undefined;
+        return;
+      }
+      if (Date.now() - oldest.value >= this.opts.unavailableMs) void this.probe();
+    }, every);
+    this.#watch.unref();
   }
 }
 
