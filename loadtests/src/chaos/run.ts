@@ -17,6 +17,7 @@ import { dirname, join } from "node:path";
 import { bool, num, parseArgs, str } from "../lib/args.js";
 import { LOADTESTS_DIR, mcpqUnavailable } from "../lib/stack.js";
 import { FAULTS, runFault, type FaultName, type FaultResult } from "./faults.js";
+import { netnsUnavailable } from "./netns.js";
 
 const { flags } = parseArgs();
 const faults = (str(flags, "faults", Object.keys(FAULTS).join(",")).split(",").filter(Boolean)) as FaultName[];
@@ -40,7 +41,14 @@ const opts = {
 if (opts.logDir) mkdirSync(opts.logDir, { recursive: true });
 
 const results: FaultResult[] = [];
+const skipped: string[] = [];
 for (const f of faults) {
+  const why = f === "partition" ? netnsUnavailable() : null;
+  if (why) {
+    skipped.push(`${f}: ${why}`);
+    opts.say(`${f}: skipped (${why})`);
+    continue;
+  }
   results.push(await runFault(f, opts));
   const r = results.at(-1)!;
   opts.say(`${f}: ${line(r)}`);
@@ -63,6 +71,7 @@ const table = [
   "| fault | accepted | answered correctly | refused explicitly | timed out | lost | wrong | duplicated | not accepted (connection failed) | sessions survived | calls succeed again after the fault | … after the repair | longest call across the fault |",
   "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ...rows,
+  ...skipped.map((s) => `\nskipped: ${s}`),
 ].join("\n");
 process.stdout.write(`${table}\n`);
 const out = str(flags, "out") ?? join(LOADTESTS_DIR, "results", `chaos-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
