@@ -120,6 +120,8 @@ export class Worker {
   readonly #templates: ResourceTemplateDefinition[] = [];
   readonly #prompts = new Map<string, AnyPromptDefinition>();
   readonly #inflight = new Map<string, Inflight>();
+  /** Internal request id (envelope) -> its #inflight key, for cancels that name only that. */
+  readonly #byInternal = new Map<string, string>();
   /**
    * Cancels for requests this worker was not running (yet): a cancel can overtake its request
    * while it still waits in MCPQ_REQ. Remembered briefly (bounded) so the request is then dropped
@@ -271,7 +273,8 @@ export class Worker {
 
   #onCancel(n: CancelNotice): void {
     if (typeof n?.session !== "string" || typeof n.principal !== "string") return;
-    const key = inflightKey(n.session, n.requestId);
+    const byInternal = typeof n.internalId === "string";
+    const key = byInternal ? (this.#byInternal.get(n.internalId!) ?? internalKey(n.session, n.internalId!)) : inflightKey(n.session, n.requestId);
     const f = this.#inflight.get(key);
     if (f) {
       if (f.principal === n.principal) f.controller.abort(new McpError(ErrorCode.RequestTimeout, "cancelled"));
@@ -310,10 +313,11 @@ export class Worker {
       m.ack();
       return;
     }
-    const early = this.#cancelledEarly.get(inflightKey(env.session, request.id));
+    const earlyKey = this.#cancelledEarly.has(internalKey(env.session, env.requestId)) ? internalKey(env.session, env.requestId) : inflightKey(env.session, request.id);
+    const early = this.#cancelledEarly.get(earlyKey);
     if (early && early.principal === env.principal && early.until > Date.now()) {
       // Cancelled while queued: the edge already ended the client's wait; nothing to answer.
-      this.#cancelledEarly.delete(inflightKey(env.session, request.id));
+      this.#cancelledEarly.delete(earlyKey);
       metrics?.handled(request.method, "cancelled", 0);
       m.ack();
       return;
@@ -324,6 +328,7 @@ export class Worker {
     const key = inflightKey(env.session, request.id);
     const controller = new AbortController();
     this.#inflight.set(key, { controller, principal: env.principal });
+    this.#byInternal.set(env.requestId, key);
     const budget = Math.min(this.#opts.handlerTimeoutMs, env.deadline - startedAt);
     const timer = setTimeout(
       () => controller.abort(new McpError(ErrorCode.RequestTimeout, `Request timed out after ${budget} ms`)),
@@ -353,6 +358,7 @@ export class Worker {
       clearTimeout(timer);
       clearInterval(working);
       this.#inflight.delete(key);
+      this.#byInternal.delete(env.requestId);
     }
     let acked = false;
     try {
@@ -496,6 +502,11 @@ export class Worker {
 /** How long, and how many, cancels of requests not (yet) running here are remembered. */
 const CANCEL_MEMORY_MS = 5 * 60_000;
 const CANCEL_MEMORY_MAX = 10_000;
+
+/** Where a cancel naming only the internal id is remembered until its request arrives. */
+function internalKey(session: string, internalId: string): string {
+  return `${session}\u0001${internalId}`;
+}
 
 function inflightKey(session: string, id: RequestId): string {
   return `${session}\u0000${typeof id}:${id}`;

@@ -36,9 +36,12 @@ export class BrokerHealth {
   #up = true;
   #probing: Promise<boolean> | undefined;
   #retry: NodeJS.Timeout | undefined;
-  /** Operations waiting on the broker (their abandon callback -> start time, oldest first). */
-  readonly #waiters = new Map<() => void, number>();
+  /** Guarded operations waiting on the broker, and when the broker last answered one. */
+  #inFlight = 0;
+  #lastAnswer = Date.now();
   #watch: NodeJS.Timeout | undefined;
+  /** KV operations waiting: abandoned with the refusal when the broker goes down. */
+  readonly #kvWaiting = new Set<() => void>();
   readonly #log: Logger;
   #stopped = false;
 
@@ -105,44 +108,61 @@ export class BrokerHealth {
   }
 
   /**
-   * Runs a broker operation made for a client, refused at once while the broker is down. It
-   * is abandoned with the refusal when the broker goes down while it waits, or when it is still
-   * unanswered after `unavailableMs` and a probe then fails; a failure that says the broker is
-   * unreachable becomes the refusal too (and triggers a probe). `publish` operations reject with
-   * an error `publishFailure` maps to the same refusal, so the caller's own publish handling
-   * (including "may have landed" claims) applies.
+   * Runs a broker operation made for a client, refused at once while the broker is down. A
+   * failure that says the broker is unreachable triggers a probe (and is the refusal for `kv`);
+   * so does a broker that has answered no guarded operation for `unavailableMs` while some
+   * wait. `kv` operations (session lookups, initialize) are also abandoned with the refusal the
+   * moment the broker goes down. `publish` operations are not tracked one by one (they are the
+   * hot path): one already sent when the broker goes down ends within the caller's own publish
+   * bound, mapped by `publishFailure`; new ones are refused at once.
    */
   guard<T>(op: () => Promise<T>, kind: "kv" | "publish" = "kv"): Promise<T> {
-    const refuse = (landed: boolean): Error =>
-      kind === "kv" ? this.refusal() : new BrokerUnreachable(landed ? "broker disconnected; timed out waiting for the publish ack" : "broker disconnected");
-    if (!this.#up) return Promise.reject(refuse(false));
-    const p = op();
+    if (!this.#up) return Promise.reject(kind === "kv" ? this.refusal() : new BrokerUnreachable("broker disconnected"));
+    if (this.#inFlight++ === 0) this.#lastAnswer = Date.now();
+    if (this.#watch === undefined) this.#watchdog();
+    const p = op().then(
+      (v) => {
+        this.#answered();
+        return v;
+      },
+      (err: unknown) => {
+        this.#answered();
+        if (unreachable(err)) {
+          void this.probe();
+          if (kind === "kv") throw this.refusal();
+        }
+        throw err;
+      },
+    );
+    if (kind === "publish") return p;
     return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      const finish = (fn: () => void) => {
-        if (settled) return;
-        settled = true;
-        this.#waiters.delete(onDown);
-        fn();
-      };
-      const onDown = () => finish(() => reject(refuse(true)));
-      // No timer per operation: one watchdog looks at the oldest waiting operation.
-      this.#waiters.set(onDown, Date.now());
-      this.#watchdog();
-      p.then(
-        (v) => finish(() => resolve(v)),
-        (err: unknown) =>
-          finish(() => {
-            if (kind === "kv" && unreachable(err)) {
-              void this.probe();
-              reject(this.refusal());
-            } else {
-              if (unreachable(err)) void this.probe();
-              reject(err as Error);
-            }
-          }),
-      );
+      const abandon = () => reject(this.refusal());
+      this.#kvWaiting.add(abandon);
+      p.then(resolve, reject).finally(() => this.#kvWaiting.delete(abandon));
     });
+  }
+
+  #answered(): void {
+    this.#inFlight--;
+    this.#lastAnswer = Date.now();
+  }
+
+  /**
+   * While operations wait, checks every quarter of `unavailableMs` whether the broker has
+   * answered none of them for that long; then a probe decides (a failed one abandons them all).
+   */
+  #watchdog(): void {
+    if (this.#stopped) return;
+    const every = Math.max(25, Math.floor(this.opts.unavailableMs / 4));
+    this.#watch = setInterval(() => {
+      if (this.#inFlight <= 0) {
+        clearInterval(this.#watch);
+        this.#watch = undefined;
+        return;
+      }
+      if (Date.now() - this.#lastAnswer >= this.opts.unavailableMs) void this.probe();
+    }, every);
+    this.#watch.unref();
   }
 
   #set(up: boolean, why: string): void {
@@ -156,26 +176,7 @@ export class BrokerHealth {
     if (up) this.#log.info({ why }, "broker available again");
     else this.#log.warn({ why }, "broker unavailable; refusing requests with -32010 until it is back");
     this.opts.onChange?.(up);
-    if (!up) for (const w of [...this.#waiters.keys()]) w();
-  }
-
-  /**
-   * While operations wait, checks every quarter of `unavailableMs` whether the oldest has waited
-   * that long; then a probe decides (a failed probe abandons them all through #set).
-   */
-  #watchdog(): void {
-    if (this.#watch !== undefined || this.#stopped) return;
-    const every = Math.max(25, Math.floor(this.opts.unavailableMs / 4));
-    this.#watch = setInterval(() => {
-      const oldest = this.#waiters.values().next();
-      if (oldest.done) {
-        clearInterval(this.#watch);
-        this.#watch = undefined;
-        return;
-      }
-      if (Date.now() - oldest.value >= this.opts.unavailableMs) void this.probe();
-    }, every);
-    this.#watch.unref();
+    if (!up) for (const abandon of [...this.#kvWaiting]) abandon();
   }
 }
 
@@ -211,7 +212,7 @@ function guarded<T extends object>(target: T, guard: <R>(op: () => Promise<R>) =
  * (mapped by the caller's `publishFailure`), and `onPublish` sees each request publish (for
  * liveness tracking). The registry, NATS connection and other handles pass through unchanged.
  */
-export function guardedBus(bus: Bus, health: BrokerHealth, onPublish?: (subject: string, data: unknown, opts: { msgID?: string; headers?: MsgHdrs } | undefined, settled: Promise<unknown>) => void): Bus {
+export function guardedBus(bus: Bus, health: BrokerHealth, onPublish?: (subject: string, opts: { msgID?: string; headers?: MsgHdrs } | undefined) => void): Bus {
   const kvGuard = <R>(op: () => Promise<R>) => health.guard(op, "kv");
   const js = new Proxy(bus.js, {
     get(t, prop, receiver) {
@@ -219,7 +220,7 @@ export function guardedBus(bus: Bus, health: BrokerHealth, onPublish?: (subject:
       if (prop !== "publish" || typeof v !== "function") return v;
       return (subject: string, data: unknown, opts?: { msgID?: string; headers?: MsgHdrs }) => {
         const p = health.guard(() => (v as (...a: unknown[]) => Promise<unknown>).call(t, subject, data, opts), "publish");
-        onPublish?.(subject, data, opts, p);
+        onPublish?.(subject, opts);
         return p;
       };
     },

@@ -35,12 +35,13 @@ export const NO_LIVE_WORKER_REASON = "no live worker";
 /** Reason of the -32010 for requests that were queued in a stream the broker lost. */
 export const REQUEST_LOST_REASON = "the broker lost the queued request (restart); it may be retried";
 
-/** A routed request as published: when it was (disconnect epoch) and what, to cancel it. */
+/** A routed request as published: when (disconnect epoch), and its envelope, to cancel it. */
 interface Tracked {
   epoch: number;
   headers: MsgHdrs | undefined;
-  data: unknown;
 }
+
+const REQUEST_PREFIX = "mcpq.req.";
 
 /** Requests this edge tracks per pool while they wait, to answer them when the pool dies. */
 const MAX_TRACKED_BEFORE_PRUNE = 4_096;
@@ -77,7 +78,7 @@ export class EdgeHealing {
     private readonly opts: EdgeHealingOptions,
   ) {
     this.health = new BrokerHealth(raw, { unavailableMs: opts.unavailableMs, log: opts.log });
-    this.bus = guardedBus(raw, this.health, (subject, data, o, settled) => this.#track(subject, data, o, settled));
+    this.bus = guardedBus(raw, this.health, (subject, o) => this.#track(subject, o));
     this.liveness = new LivenessView(raw.nc);
     this.heal = new SelfHeal(raw, {
       checkMs: opts.healCheckMs,
@@ -146,19 +147,20 @@ export class EdgeHealing {
     }
   }
 
-  #track(subject: string, data: unknown, o: { msgID?: string; headers?: MsgHdrs } | undefined, settled: Promise<unknown>): void {
+  #track(subject: string, o: { msgID?: string; headers?: MsgHdrs } | undefined): void {
     const msgId = o?.msgID;
-    if (msgId === undefined || !subject.startsWith("mcpq.req.")) return;
-    const pool = subject.split(".")[2] ?? "";
+    if (msgId === undefined || !subject.startsWith(REQUEST_PREFIX)) return;
+    const end = subject.indexOf(".", REQUEST_PREFIX.length);
+    const pool = end < 0 ? subject.slice(REQUEST_PREFIX.length) : subject.slice(REQUEST_PREFIX.length, end);
     let ids = this.#waiting.get(pool);
     if (!ids) this.#waiting.set(pool, (ids = new Map()));
+    // Answered and refused requests are not removed one by one (hot path): once the map is
+    // large, everything the correlator no longer waits for is dropped (amortised O(1)).
     if (ids.size >= MAX_TRACKED_BEFORE_PRUNE && this.correlator) {
       for (const id of ids.keys()) if (!this.correlator.has(id)) ids.delete(id);
     }
-    ids.set(msgId, { epoch: this.#epoch, headers: o?.headers, data });
-    const drop = () => void this.#waiting.get(pool)?.delete(msgId);
-    // A refused publish waits for nothing.
-    settled.catch(drop);
+    // Only the envelope headers are kept, never the body (requests can be megabytes).
+    ids.set(msgId, { epoch: this.#epoch, headers: o?.headers });
   }
 
   /**
@@ -166,17 +168,11 @@ export class EdgeHealing {
    * pool, or redelivery) drops it unrun, like a request cancelled while queued.
    */
   #cancel(t: Tracked): void {
-    try {
-      const env = decodeEnvelope(t.headers);
-      const text = typeof t.data === "string" ? t.data : t.data instanceof Uint8Array ? Buffer.from(t.data).toString("utf8") : undefined;
-      if (!env || text === undefined) return;
-      const id = (JSON.parse(text) as { id?: unknown }).id;
-      if (typeof id !== "string" && typeof id !== "number") return;
-      const notice: CancelNotice = { session: env.session, principal: env.principal, requestId: id, reason: "answered by the edge" };
-      this.raw.nc.publish(subjects.cancel(env.principal, env.session), JSON.stringify(notice));
-    } catch {
-      // Best effort: at worst the request runs once for nobody.
-    }
+    const env = decodeEnvelope(t.headers);
+    if (!env) return;
+    // Named by the internal id: the client's id is in the body, which is not kept.
+    const notice: CancelNotice = { session: env.session, principal: env.principal, requestId: env.requestId, internalId: env.requestId, reason: "answered by the edge" };
+    this.raw.nc.publish(subjects.cancel(env.principal, env.session), JSON.stringify(notice));
   }
 
   /** Answers the tracked requests of `pool` (published in an epoch before `beforeEpoch`, if given). */
