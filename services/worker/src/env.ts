@@ -1,6 +1,11 @@
 import { z } from "zod";
 import { BusEnvSchema, busAuthFromEnv, busEnvShape, busLimitsFromEnv, parsePathPatterns, type BusAuth, type BusLimits } from "@mcpq/bus";
-import { parseSampleSpec } from "@mcpq/worker-sdk";
+import {
+  DEFAULT_REQUEST_STATE_MAX_BYTES,
+  DEFAULT_REQUEST_STATE_TTL_MS,
+  MIN_REQUEST_STATE_KEY_LENGTH,
+  parseSampleSpec,
+} from "@mcpq/worker-sdk";
 
 /** Worker settings, parsed once at boot and frozen. The README's configuration table lists them. */
 export const WorkerEnvSchema = z.object({
@@ -26,7 +31,26 @@ export const WorkerEnvSchema = z.object({
   MCPQ_WORKER_SHADOW: z.enum(["on", "off"]).default("off"),
   /** Liveness beat interval (ms, core NATS); edges judge the worker dead after 4 missed beats. 0 = off. */
   MCPQ_WORKER_LIVENESS_MS: z.coerce.number().int().nonnegative().default(500),
+  /**
+   * Comma-separated secrets (>= 32 characters each) sealing MRTR `requestState` (protocol
+   * 2026-07-28). Every worker of a pool needs the same list: the first seals, all open (rotation).
+   * Empty: a random per-process key (a retry reaching another worker is then refused).
+   */
+  MCPQ_REQUEST_STATE_KEYS: z
+    .string()
+    .default("")
+    .refine((v) => splitList(v).every((k) => k.length >= MIN_REQUEST_STATE_KEY_LENGTH), {
+      message: `every key needs at least ${MIN_REQUEST_STATE_KEY_LENGTH} characters`,
+    }),
+  /** How long a sealed `requestState` stays valid (ms). */
+  MCPQ_REQUEST_STATE_TTL_MS: z.coerce.number().int().positive().default(DEFAULT_REQUEST_STATE_TTL_MS),
+  /** Longest `requestState` a worker accepts or produces (characters). */
+  MCPQ_REQUEST_STATE_MAX_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_REQUEST_STATE_MAX_BYTES),
 });
+
+function splitList(v: string): string[] {
+  return v.split(",").map((s) => s.trim()).filter(Boolean);
+}
 
 function parses(fn: (v: string) => unknown) {
   return (v: string, ctx: z.RefinementCtx) => {
@@ -57,6 +81,8 @@ export interface WorkerConfig {
   livenessMs: number;
   /** MCPQ_HEAL_CHECK_MS */
   healCheckMs: number;
+  /** MCPQ_REQUEST_STATE_* (never logged: the keys are secrets). */
+  requestState: { keys: string[]; ttlMs: number; maxBytes: number };
 }
 
 export function loadWorkerConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<WorkerConfig> = {}): Readonly<WorkerConfig> {
@@ -86,6 +112,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     shadow: e.MCPQ_WORKER_SHADOW === "on",
     livenessMs: e.MCPQ_WORKER_LIVENESS_MS,
     healCheckMs: e.MCPQ_HEAL_CHECK_MS,
+    requestState: { keys: splitList(e.MCPQ_REQUEST_STATE_KEYS), ttlMs: e.MCPQ_REQUEST_STATE_TTL_MS, maxBytes: e.MCPQ_REQUEST_STATE_MAX_BYTES },
     ...overrides,
   };
   return Object.freeze(cfg);

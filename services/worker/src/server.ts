@@ -69,6 +69,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
     handlerTimeoutMs: config.handlerTimeoutMs,
     livenessMs: config.livenessMs,
     healCheckMs: config.healCheckMs,
+    requestState: config.requestState,
     logger: log,
     metrics: workerMetrics(registry),
   });
