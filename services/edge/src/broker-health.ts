@@ -84,22 +84,31 @@ export class BrokerHealth {
   probe(): Promise<boolean> {
     this.#probing ??= (async () => {
       let ok = false;
+      let why = "broker probe failed";
       if (!this.bus.nc.isClosed()) {
+        const before = this.bus.nc.stats().inMsgs;
         let timer: NodeJS.Timeout | undefined;
         try {
-          ok = await Promise.race([
+          const answer = await Promise.race([
             // The request stream's info is answered by its own leader: what routed work needs
             // (account info would need the meta leader, whose election does not stop publishes).
-            this.bus.jsm.streams.info(STREAMS.requests).then(() => true),
-            new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.opts.unavailableMs))),
+            this.bus.jsm.streams.info(STREAMS.requests).then(() => "ok" as const),
+            // Judged after the next I/O poll: a stalled process may have the answer unread.
+            new Promise<"timeout">((r) => (timer = setTimeout(() => setImmediate(() => r("timeout")), this.opts.unavailableMs))),
           ]);
-        } catch {
+          // Unanswered, but the connection kept delivering messages: the broker is slow (or this
+          // process is), not gone; refusing everything would turn load into an outage.
+          ok = answer === "ok" || (this.#up && this.bus.nc.stats().inMsgs > before);
+          if (answer === "timeout") why = ok ? "broker slow" : "broker did not answer";
+        } catch (err) {
+          // The broker answered that it cannot serve (no responders, no leader, stream gone).
           ok = false;
+          why = `broker refused: ${err instanceof Error ? err.message : String(err)}`;
         } finally {
           clearTimeout(timer);
         }
       }
-      this.#set(ok, ok ? "broker answered" : "broker probe failed");
+      this.#set(ok, ok ? "broker answered" : why);
       return ok;
     })().finally(() => {
       this.#probing = undefined;
