@@ -42,6 +42,11 @@ export interface HealReport {
    * watchers and registrations on the old ones are gone with them.
    */
   recreated: string[];
+  /**
+   * Listed consumers whose leader changed since the previous round (a cluster node died or
+   * stepped down): pull requests parked on the old leader are gone, so pull loops restart.
+   */
+  moved: string[];
   /** Why the round could not finish (broker unreachable); the next round retries. */
   error?: string;
 }
@@ -63,6 +68,7 @@ export interface HealReport {
 export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [HealReport]; reconnected: [HealReport] }> {
   readonly #log: Logger;
   readonly #created = new Map<string, string>();
+  readonly #leaders = new Map<string, string>();
   #timer: NodeJS.Timeout | undefined;
   #retry: NodeJS.Timeout | undefined;
   #connected = true;
@@ -148,6 +154,7 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
   async #round(): Promise<HealReport> {
     const missing: string[] = [];
     const recreated: string[] = [];
+    const moved: string[] = [];
     let streamsOk = false;
     let consumersOk = false;
     let error: string | undefined;
@@ -181,17 +188,22 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
       streamsOk = true;
       for (const c of this.opts.consumers?.() ?? []) {
         const key = `${c.stream}/${c.name}`;
-        let created = await this.#consumerCreated(c.stream, c.name);
-        if (created === null) {
+        let info = await this.#consumerInfo(c.stream, c.name);
+        if (info === null) {
           missing.push(key);
           this.#log.warn({ stream: c.stream, consumer: c.name }, "consumer lost; creating it again");
           await c.ensure();
-          created = await this.#consumerCreated(c.stream, c.name);
+          info = await this.#consumerInfo(c.stream, c.name);
         }
         // Re-created by another process since the last round: pull loops on it must restart.
         const before = this.#created.get(key);
-        if (created !== null && before !== undefined && before !== created && !missing.includes(key)) recreated.push(key);
-        if (created !== null) this.#created.set(key, created);
+        if (info !== null && before !== undefined && before !== info.created && !missing.includes(key)) recreated.push(key);
+        if (info !== null) this.#created.set(key, info.created);
+        const leaderBefore = this.#leaders.get(key);
+        if (info?.leader !== undefined) {
+          if (leaderBefore !== undefined && leaderBefore !== info.leader) moved.push(key);
+          this.#leaders.set(key, info.leader);
+        }
       }
       consumersOk = true;
     } catch (err) {
@@ -205,6 +217,7 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
       checkedAt: Date.now(),
       missing,
       recreated,
+      moved,
       ...(error !== undefined ? { error } : {}),
     };
     this.#last = report;
@@ -216,7 +229,7 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
       }, this.opts.retryMs ?? 250);
       this.#retry.unref();
     }
-    if (recreated.length > 0 || missing.length > 0) this.emit("healed", report);
+    if (recreated.length > 0 || missing.length > 0 || moved.length > 0) this.emit("healed", report);
     this.emit("checked", report);
     return report;
   }
@@ -232,10 +245,11 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
     }
   }
 
-  /** The consumer's creation time, or null when it does not exist. */
-  async #consumerCreated(stream: string, name: string): Promise<string | null> {
+  /** The consumer's creation time and leader (clustered), or null when it does not exist. */
+  async #consumerInfo(stream: string, name: string): Promise<{ created: string; leader: string | undefined } | null> {
     try {
-      return (await (this.#jsm ?? this.bus.jsm).consumers.info(stream, name)).created;
+      const info = await (this.#jsm ?? this.bus.jsm).consumers.info(stream, name);
+      return { created: info.created, leader: info.cluster?.leader };
     } catch (err) {
       if (isNotFound(err)) return null;
       throw err;

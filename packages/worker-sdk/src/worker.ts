@@ -261,7 +261,7 @@ export class Worker {
     this.#heal.on("reconnected", () => void this.#advertise());
     this.#heal.on("healed", (r) => {
       if (r.recreated.includes(`KV_${BUCKETS.registry}`) || r.missing.includes(`KV_${BUCKETS.registry}`)) void this.#advertise();
-      const lost = [...r.recreated, ...r.missing];
+      const lost = [...r.recreated, ...r.missing, ...r.moved];
       if (lost.includes(STREAMS.requests) || lost.includes(`${STREAMS.requests}/${consumer}`)) {
         // The consumer the pull loop reads died with the stream: pull from the new one now
         // rather than after the client's missed-heartbeat detection (tens of seconds).
@@ -282,7 +282,9 @@ export class Worker {
     if (this.#stopped) return;
     const { bus } = this.#opts;
     const consumer = await bus.js.consumers.get(STREAMS.requests, poolConsumer(this.pool));
-    const messages = await consumer.consume({ max_messages: this.#opts.concurrency });
+    // Pulls expire after 5 s (not the client's 30 s): a pull parked on a consumer leader that died
+    // is replaced within seconds even when self-heal has not noticed the move yet.
+    const messages = await consumer.consume({ max_messages: this.#opts.concurrency, expires: 5_000 });
     const previous = this.#messages;
     this.#messages = messages;
     previous?.stop();

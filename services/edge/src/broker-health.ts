@@ -40,8 +40,8 @@ export class BrokerHealth {
   #inFlight = 0;
   #lastAnswer = Date.now();
   #watch: NodeJS.Timeout | undefined;
-  /** KV operations waiting: abandoned with the refusal when the broker goes down. */
-  readonly #kvWaiting = new Set<() => void>();
+  /** Operations waiting: abandoned with the refusal when the broker goes down. */
+  readonly #waiting = new Set<() => void>();
   readonly #log: Logger;
   #stopped = false;
 
@@ -120,10 +120,10 @@ export class BrokerHealth {
    * Runs a broker operation made for a client, refused at once while the broker is down. A
    * failure that says the broker is unreachable triggers a probe (and is the refusal for `kv`);
    * so does a broker that has answered no guarded operation for `unavailableMs` while some
-   * wait. `kv` operations (session lookups, initialize) are also abandoned with the refusal the
-   * moment the broker goes down. `publish` operations are not tracked one by one (they are the
-   * hot path): one already sent when the broker goes down ends within the caller's own publish
-   * bound, mapped by `publishFailure`; new ones are refused at once.
+   * wait. Every waiting operation is abandoned the moment the broker goes down: `kv` ones
+   * (session lookups, initialize) with the refusal, `publish` ones with an error the caller's
+   * `publishFailure` maps to it ("may have landed": the caller claims the response slot).
+   * Per operation: a counter, a Set entry and one promise (no timer).
    */
   guard<T>(op: () => Promise<T>, kind: "kv" | "publish" = "kv"): Promise<T> {
     if (!this.#up) return Promise.reject(kind === "kv" ? this.refusal() : new BrokerUnreachable("broker disconnected"));
@@ -143,11 +143,19 @@ export class BrokerHealth {
         throw err;
       },
     );
-    if (kind === "publish") return p;
     return new Promise<T>((resolve, reject) => {
-      const abandon = () => reject(this.refusal());
-      this.#kvWaiting.add(abandon);
-      p.then(resolve, reject).finally(() => this.#kvWaiting.delete(abandon));
+      const abandon = () => reject(kind === "kv" ? this.refusal() : new BrokerUnreachable("broker disconnected; timed out waiting for the publish ack"));
+      this.#waiting.add(abandon);
+      p.then(
+        (v) => {
+          this.#waiting.delete(abandon);
+          resolve(v);
+        },
+        (err: unknown) => {
+          this.#waiting.delete(abandon);
+          reject(err as Error);
+        },
+      );
     });
   }
 
@@ -185,7 +193,7 @@ export class BrokerHealth {
     if (up) this.#log.info({ why }, "broker available again");
     else this.#log.warn({ why }, "broker unavailable; refusing requests with -32010 until it is back");
     this.opts.onChange?.(up);
-    if (!up) for (const abandon of [...this.#kvWaiting]) abandon();
+    if (!up) for (const abandon of [...this.#waiting]) abandon();
   }
 }
 
