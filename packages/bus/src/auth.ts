@@ -28,10 +28,17 @@ export interface BusAuth {
  */
 export function busAuthProblems(a: BusAuth): string[] {
   const out: string[] = [];
-  const schemes = [a.user || a.password ? "MCPQ_NATS_USER/PASSWORD" : "", a.token ? "MCPQ_NATS_TOKEN" : "", a.nkeySeed ? "MCPQ_NATS_NKEY_SEED" : "", a.credsFile ? "MCPQ_NATS_CREDS" : ""].filter(Boolean);
+  const schemes = [
+    a.user || a.password ? "MCPQ_NATS_USER/PASSWORD" : "",
+    a.token ? "MCPQ_NATS_TOKEN" : "",
+    a.nkeySeed ? "MCPQ_NATS_NKEY_SEED" : "",
+    a.credsFile ? "MCPQ_NATS_CREDS" : "",
+  ].filter(Boolean);
   if (schemes.length > 1) out.push(`set only one of ${schemes.join(", ")}`);
-  if (Boolean(a.user) !== Boolean(a.password)) out.push("MCPQ_NATS_USER and MCPQ_NATS_PASSWORD go together");
-  if (Boolean(a.tlsCert) !== Boolean(a.tlsKey)) out.push("MCPQ_NATS_TLS_CERT and MCPQ_NATS_TLS_KEY go together");
+  if (Boolean(a.user) !== Boolean(a.password))
+    out.push("MCPQ_NATS_USER and MCPQ_NATS_PASSWORD go together");
+  if (Boolean(a.tlsCert) !== Boolean(a.tlsKey))
+    out.push("MCPQ_NATS_TLS_CERT and MCPQ_NATS_TLS_KEY go together");
   return out;
 }
 
@@ -56,7 +63,9 @@ export function connectionAuthOptions(a: BusAuth | undefined): Partial<NodeConne
     try {
       creds = readFileSync(file);
     } catch (err) {
-      throw new Error(`MCPQ_NATS_CREDS: cannot read ${file}: ${(err as Error).message}`, { cause: err });
+      throw new Error(`MCPQ_NATS_CREDS: cannot read ${file}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     authenticator = credsAuthenticator(creds);
   }

@@ -13,6 +13,8 @@ export interface Bus {
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   readonly limits: Readonly<BusLimits>;
+  /** Whether the server was a JetStream cluster at connect (what provisioning needs to know: `ProvisionOptions.clustered`). */
+  readonly clustered: boolean;
   readonly kv: { sessions: KV; registry: KV; subscriptions: KV };
   close(): Promise<void>;
 }
@@ -27,6 +29,11 @@ export interface ConnectBusOptions {
    * false: create nothing, only open the buckets (read-only clients such as replay).
    */
   provision?: boolean;
+  /**
+   * Prefix of this connection's reply inboxes (request replies, JetStream API answers, pull
+   * deliveries): `INBOX_PREFIX[role]`, so a role's credential needs only its own. Default `_INBOX`.
+   */
+  inboxPrefix?: string | undefined;
   /** Credentials and TLS (MCPQ_NATS_USER/PASSWORD/TOKEN/NKEY_SEED/CREDS/TLS_*). */
   auth?: BusAuth | undefined;
   /** Where provisioning says what it changed or could not change. Default: silent. */
@@ -44,6 +51,7 @@ export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
   const nc = await connect({
     ...connectionAuthOptions(opts.auth),
     servers: opts.url.split(","),
+    ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
     name: opts.name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
@@ -65,6 +73,7 @@ export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
       js,
       jsm,
       limits,
+      clustered: p.clustered,
       kv,
       async close() {
         await nc.drain().catch(() => nc.close());

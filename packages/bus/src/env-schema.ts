@@ -41,6 +41,11 @@ export const busEnvShape = {
    * 0 = only after reconnects.
    */
   MCPQ_HEAL_CHECK_MS: int(2_000),
+  /**
+   * `off`: create and change no stream or bucket, only use them (a worker holding the
+   * least-privilege `worker` credential, which may not; the edges provision).
+   */
+  MCPQ_PROVISION: z.enum(["on", "off"]).default("on"),
   // Broker credentials and TLS (docs/broker.md): one scheme at most, TLS with any of them.
   MCPQ_NATS_USER: z.string().min(1).optional(),
   MCPQ_NATS_PASSWORD: z.string().min(1).optional(),

@@ -95,9 +95,39 @@ export interface McpqBucketConfig {
 export function bucketConfigs(l: BusLimits): McpqBucketConfig[] {
   const replicas = replicasOf(l.kvReplicas, l);
   return [
-    { key: "sessions", bucket: BUCKETS.sessions, options: { history: 1, ttl: l.sessionIdleTtlMs, storage: StorageType.File, max_bytes: 256 * 1024 * 1024, replicas } },
-    { key: "registry", bucket: BUCKETS.registry, options: { history: 1, ttl: l.registryTtlMs, storage: StorageType.Memory, max_bytes: 64 * 1024 * 1024, replicas } },
-    { key: "subscriptions", bucket: BUCKETS.subscriptions, options: { history: 1, ttl: l.sessionIdleTtlMs, storage: StorageType.File, max_bytes: 64 * 1024 * 1024, replicas } },
+    {
+      key: "sessions",
+      bucket: BUCKETS.sessions,
+      options: {
+        history: 1,
+        ttl: l.sessionIdleTtlMs,
+        storage: StorageType.File,
+        max_bytes: 256 * 1024 * 1024,
+        replicas,
+      },
+    },
+    {
+      key: "registry",
+      bucket: BUCKETS.registry,
+      options: {
+        history: 1,
+        ttl: l.registryTtlMs,
+        storage: StorageType.Memory,
+        max_bytes: 64 * 1024 * 1024,
+        replicas,
+      },
+    },
+    {
+      key: "subscriptions",
+      bucket: BUCKETS.subscriptions,
+      options: {
+        history: 1,
+        ttl: l.sessionIdleTtlMs,
+        storage: StorageType.File,
+        max_bytes: 64 * 1024 * 1024,
+        replicas,
+      },
+    },
   ];
 }
 
@@ -132,14 +162,19 @@ const same = (a: unknown, b: unknown) => JSON.stringify(norm(a)) === JSON.string
  * This is the function that re-creates a lost stream (`streamConfigs(limits)` gives the config).
  * @throws the server's error when the stream can neither be created nor updated at all.
  */
-export async function provisionStream(jsm: JetStreamManager, want: McpqStreamConfig, opts: ProvisionOptions = {}): Promise<StreamInfo> {
+export async function provisionStream(
+  jsm: JetStreamManager,
+  want: McpqStreamConfig,
+  opts: ProvisionOptions = {},
+): Promise<StreamInfo> {
   const log = opts.log ?? silentLogger;
   let info: StreamInfo;
   try {
     info = await jsm.streams.info(want.name);
   } catch (err) {
     if (!isNotFound(err)) throw err;
-    if (opts.clustered === false && want.num_replicas > 1) throw replicaError(want, "the server is not a JetStream cluster");
+    if (opts.clustered === false && want.num_replicas > 1)
+      throw replicaError(want, "the server is not a JetStream cluster");
     try {
       return await jsm.streams.add(want);
     } catch (addErr) {
@@ -152,10 +187,17 @@ export async function provisionStream(jsm: JetStreamManager, want: McpqStreamCon
   return reconcileStream(jsm, info, want, log, opts.clustered);
 }
 
-async function reconcileStream(jsm: JetStreamManager, info: StreamInfo, want: McpqStreamConfig, log: Logger, clustered: boolean | undefined): Promise<StreamInfo> {
+async function reconcileStream(
+  jsm: JetStreamManager,
+  info: StreamInfo,
+  want: McpqStreamConfig,
+  log: Logger,
+  clustered: boolean | undefined,
+): Promise<StreamInfo> {
   const have = info.config;
   const update: Partial<StreamConfig> = {};
-  for (const k of RECONCILED) if (want[k] !== undefined && !same(want[k], have[k])) Object.assign(update, { [k]: want[k] });
+  for (const k of RECONCILED)
+    if (want[k] !== undefined && !same(want[k], have[k])) Object.assign(update, { [k]: want[k] });
   for (const k of IMMUTABLE) {
     if (want[k] !== undefined && !same(want[k], have[k])) {
       log.warn(
@@ -166,7 +208,12 @@ async function reconcileStream(jsm: JetStreamManager, info: StreamInfo, want: Mc
   }
   if (update.num_replicas !== undefined && update.num_replicas > 1 && clustered === false) {
     log.warn(
-      { stream: want.name, setting: "num_replicas", current: have.num_replicas, wanted: update.num_replicas },
+      {
+        stream: want.name,
+        setting: "num_replicas",
+        current: have.num_replicas,
+        wanted: update.num_replicas,
+      },
       `stream ${want.name}: the server is not a JetStream cluster, so it cannot hold ${update.num_replicas} replicas; keeping ${have.num_replicas}`,
     );
     delete update.num_replicas;
@@ -181,7 +228,14 @@ async function reconcileStream(jsm: JetStreamManager, info: StreamInfo, want: Mc
     // Replicas are the change servers refuse most (too few peers, a version that cannot scale
     // this stream): keep the current count and apply the limits anyway.
     log.warn(
-      { stream: want.name, setting: "num_replicas", current: have.num_replicas, wanted: update.num_replicas, err: err.message, code: err.code },
+      {
+        stream: want.name,
+        setting: "num_replicas",
+        current: have.num_replicas,
+        wanted: update.num_replicas,
+        err: err.message,
+        code: err.code,
+      },
       `stream ${want.name}: the server refused ${update.num_replicas} replicas; keeping ${have.num_replicas}`,
     );
     delete update.num_replicas;
@@ -194,7 +248,11 @@ async function reconcileStream(jsm: JetStreamManager, info: StreamInfo, want: Mc
  * Creates or updates every stream (see {@link provisionStream}).
  * @throws when a stream can neither be created nor updated (e.g. MCPQ_REPLICAS=3 on one server).
  */
-export async function provision(jsm: JetStreamManager, limits: BusLimits, opts: ProvisionOptions = {}): Promise<void> {
+export async function provision(
+  jsm: JetStreamManager,
+  limits: BusLimits,
+  opts: ProvisionOptions = {},
+): Promise<void> {
   for (const cfg of streamConfigs(limits)) await provisionStream(jsm, cfg, opts);
 }
 
@@ -204,25 +262,52 @@ export async function provision(jsm: JetStreamManager, limits: BusLimits, opts: 
  * With `create: false` it only binds to the bucket (a read-only client such as replay creates
  * nothing and needs no stream-info permission).
  */
-export async function provisionBucket(js: JetStreamClient, jsm: JetStreamManager, b: McpqBucketConfig, opts: ProvisionOptions & { create?: boolean } = {}): Promise<KV> {
+export async function provisionBucket(
+  js: JetStreamClient,
+  jsm: JetStreamManager,
+  b: McpqBucketConfig,
+  opts: ProvisionOptions & { create?: boolean } = {},
+): Promise<KV> {
   const kvm = new Kvm(js);
   if (opts.create === false) return kvm.open(b.bucket);
   const stream = `KV_${b.bucket}`;
   let kv: KV;
   try {
-    if (opts.clustered === false && b.options.replicas > 1 && !(await exists(jsm, stream))) throw replicaError({ name: stream, num_replicas: b.options.replicas }, "the server is not a JetStream cluster");
+    if (opts.clustered === false && b.options.replicas > 1 && !(await exists(jsm, stream)))
+      throw replicaError(
+        { name: stream, num_replicas: b.options.replicas },
+        "the server is not a JetStream cluster",
+      );
     kv = await kvm.create(b.bucket, b.options);
   } catch (err) {
-    if (err instanceof JetStreamApiError && isReplicaRefusal(err)) throw replicaError({ name: stream, num_replicas: b.options.replicas }, err.message, err);
+    if (err instanceof JetStreamApiError && isReplicaRefusal(err))
+      throw replicaError({ name: stream, num_replicas: b.options.replicas }, err.message, err);
     throw err;
   }
   const info = await jsm.streams.info(stream);
-  await reconcileStream(jsm, info, { name: stream, num_replicas: b.options.replicas, max_bytes: b.options.max_bytes, max_age: ns(b.options.ttl), storage: b.options.storage }, opts.log ?? silentLogger, opts.clustered);
+  await reconcileStream(
+    jsm,
+    info,
+    {
+      name: stream,
+      num_replicas: b.options.replicas,
+      max_bytes: b.options.max_bytes,
+      max_age: ns(b.options.ttl),
+      storage: b.options.storage,
+    },
+    opts.log ?? silentLogger,
+    opts.clustered,
+  );
   return kv;
 }
 
 /** Opens (and unless `create` is false, provisions) every bucket; the handles by their `Bus.kv` key. */
-export async function provisionBuckets(js: JetStreamClient, jsm: JetStreamManager, limits: BusLimits, opts: ProvisionOptions & { create?: boolean } = {}): Promise<Record<McpqBucketConfig["key"], KV>> {
+export async function provisionBuckets(
+  js: JetStreamClient,
+  jsm: JetStreamManager,
+  limits: BusLimits,
+  opts: ProvisionOptions & { create?: boolean } = {},
+): Promise<Record<McpqBucketConfig["key"], KV>> {
   const out: Partial<Record<McpqBucketConfig["key"], KV>> = {};
   for (const b of bucketConfigs(limits)) out[b.key] = await provisionBucket(js, jsm, b, opts);
   return out as Record<McpqBucketConfig["key"], KV>;
@@ -245,10 +330,16 @@ function isNotFound(err: unknown): boolean {
 
 // 10074: replicas > 1 not supported in non-clustered mode; 10005: insufficient resources (too few peers).
 function isReplicaRefusal(err: JetStreamApiError): boolean {
-  return /replicas|insufficient resources|no suitable peers/i.test(err.message) || err.code === 10074;
+  return (
+    /replicas|insufficient resources|no suitable peers/i.test(err.message) || err.code === 10074
+  );
 }
 
-function replicaError(want: { name: string; num_replicas: number }, why: string, cause?: unknown): Error {
+function replicaError(
+  want: { name: string; num_replicas: number },
+  why: string,
+  cause?: unknown,
+): Error {
   return new Error(
     `cannot create stream ${want.name} with ${want.num_replicas} replicas: ${why} (MCPQ_REPLICAS, or the stream's own *_REPLICAS, must not exceed the JetStream cluster's size; 1 on a single server)`,
     { cause },

@@ -22,6 +22,11 @@ export interface SelfHealOptions {
   requestTimeoutMs?: number;
   /** Delay before retrying a round that failed while connected (ms). Default 250. */
   retryMs?: number;
+  /**
+   * false: never create streams or buckets, only check and report them (a least-privilege
+   * worker credential, MCPQ_PROVISION=off: the edges re-create them). Default true.
+   */
+  provision?: boolean;
 }
 
 /** What one round of checks found. */
@@ -168,6 +173,9 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
         const created = await this.#created_(n);
         found.set(n, created);
         if (created === null) missing.push(n);
+      }
+      if (missing.length > 0 && this.opts.provision === false) {
+        throw new Error(`missing ${missing.join(", ")}; not re-creating them (provisioning is off here)`);
       }
       if (missing.length > 0) {
         this.#log.warn({ missing }, "broker lost streams or buckets; provisioning them again");

@@ -49,7 +49,10 @@ export interface LocalCluster {
   readonly urls: readonly string[];
   /** The URLs joined with commas: the form MCPQ_NATS_URL takes. */
   readonly url: string;
-  /** Sends `signal` (default SIGKILL) to node `i` and waits for it to exit; its store stays. */
+  /**
+   * Sends `signal` (default SIGKILL) to node `i` and waits for it to exit; its store stays.
+   * SIGSTOP/SIGCONT (freeze and thaw a node) return once sent.
+   */
   kill(i: number, signal?: NodeJS.Signals): Promise<void>;
   /** Starts node `i` again on the same ports and store; resolves once it has rejoined (routes up, meta leader known, /healthz ok). */
   restart(i: number): Promise<void>;
@@ -118,6 +121,7 @@ export async function startLocalCluster(opts: LocalClusterOptions = {}): Promise
           join(workDir, `${serverName}.conf`),
           {
             echo: opts.echo,
+            env: opts.env,
             logFile: opts.logDir ? join(opts.logDir, `${serverName}.log`) : undefined,
           },
         );

@@ -11,7 +11,7 @@ export {
 export { NatsLaunchError, type NatsLaunchErrorCode } from "./errors.js";
 export { freePort } from "./ports.js";
 export { STORE_LOCK_FILE } from "./store-lock.js";
-export { renderNodeConfig, type NodeConfig } from "./server-config.js";
+export { confVariable, renderConfig, renderNodeConfig, type NodeConfig } from "./server-config.js";
 export type { LogOptions } from "./server-process.js";
 export {
   startLocalNats,

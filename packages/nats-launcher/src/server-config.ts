@@ -13,6 +13,22 @@ export interface NodeConfig {
   settings?: Readonly<Record<string, unknown>> | undefined;
 }
 
+const VAR = /"\\u0000\$([A-Za-z_][A-Za-z0-9_]*)"/g;
+
+/**
+ * A value the server reads from its environment when it loads the config (`$NAME`), so a
+ * generated config can name a secret without holding it. Use it anywhere in `settings`.
+ */
+export function confVariable(name: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new TypeError(`not a variable name: ${name}`);
+  return `\u0000$${name}`;
+}
+
+/** Renders settings as nats-server config text (JSON, which the server parses, plus `$NAME` variables). */
+export function renderConfig(settings: Readonly<Record<string, unknown>>): string {
+  return `${JSON.stringify(settings, null, 2).replace(VAR, "$$$1")}\n`;
+}
+
 /** Renders one node's config file text. `settings` cannot override the launcher's own keys. */
 export function renderNodeConfig(c: NodeConfig): string {
   const conf: Record<string, unknown> = {
@@ -31,5 +47,5 @@ export function renderNodeConfig(c: NodeConfig): string {
       routes: c.cluster.routes.map((p) => `nats-route://${c.host}:${p}`),
     };
   }
-  return `${JSON.stringify(conf, null, 2)}\n`;
+  return renderConfig(conf);
 }

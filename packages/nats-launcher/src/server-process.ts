@@ -13,12 +13,15 @@ export interface LogOptions {
   echo?: boolean | undefined;
   /** Append the server's log to this file. */
   logFile?: string | undefined;
+  /** The server's environment (e.g. the values of {@link confVariable}s); inherited when omitted. */
+  env?: Readonly<Record<string, string | undefined>> | undefined;
 }
 
 /** When the server counts as ready: polled over its monitoring port until true. */
 export type ReadyCheck = (monitorUrl: string) => Promise<boolean>;
 
 const TAIL = 8_000;
+const TERMINATING = new Set<NodeJS.Signals>(["SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT"]);
 
 /** Fetches a monitoring endpoint as JSON; null on any failure (not up yet). */
 export async function monitorJson(url: string): Promise<Record<string, unknown> | null> {
@@ -103,7 +106,10 @@ export class ServerProcess {
     this.#log ??= this.logOpts.logFile
       ? createWriteStream(this.logOpts.logFile, { flags: "a" })
       : undefined;
-    const child = spawn(this.bin, ["-c", this.configFile], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(this.bin, ["-c", this.configFile], {
+      stdio: ["ignore", "pipe", "pipe"],
+      ...(this.logOpts.env ? { env: { ...this.logOpts.env } } : {}),
+    });
     trackChild(child);
     this.#child = child;
     const onData = (d: Buffer) => {
@@ -149,20 +155,31 @@ export class ServerProcess {
     const code = this.#child?.exitCode ?? this.#child?.signalCode;
     return new NatsLaunchError(
       "exited",
-      `nats-server ${c.serverName} (port ${c.port}, store ${c.storeDir}) exited (${code}) while starting: ${this.#tail.slice(-2_000)}`,
+      `nats-server ${c.serverName} (port ${c.port}, store ${c.storeDir}) exited (${code}) while starting: ${this.#why()}`,
     );
   }
 
-  /** Sends `signal` (default SIGKILL: no shutdown, store left as it is) and waits for the exit. */
+  /** The server's fatal/error lines (what made it stop), else the end of its log. */
+  #why(): string {
+    const bad = this.#tail.split("\n").filter((l) => /\[(FTL|ERR)\]/.test(l));
+    return (bad.length ? bad.slice(-5).join("\n") : this.#tail).slice(-2_000).trim();
+  }
+
+  /**
+   * Sends `signal` (default SIGKILL: no shutdown, store left as it is); waits for the exit when
+   * the signal ends the server (KILL, TERM, INT, QUIT). SIGSTOP/SIGCONT (a hung node) and reload
+   * or lame-duck signals (HUP, USR2) return once sent.
+   */
   async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
     if (!this.running) return;
     this.#child?.kill(signal);
-    await this.#exited;
+    if (TERMINATING.has(signal)) await this.#exited;
   }
 
   /** SIGTERM (graceful shutdown), SIGKILL after `graceMs`; releases the store lock. */
   async stop(graceMs = 5_000): Promise<void> {
     if (this.running) {
+      this.#child?.kill("SIGCONT"); // a stopped (SIGSTOP) server cannot shut down
       this.#child?.kill("SIGTERM");
       const t = setTimeout(() => this.#child?.kill("SIGKILL"), graceMs);
       await this.#exited;

@@ -126,6 +126,25 @@ describe("startLocalNats", () => {
   });
 });
 
+describe("freezing a server", () => {
+  it("kill(SIGSTOP) returns at once and the server stops answering; SIGCONT brings it back; stop() ends a frozen one", async () => {
+    const n = await nats();
+    await n.kill("SIGSTOP");
+    expect(n.running).toBe(true);
+    const health = () =>
+      fetch(`${n.monitorUrl}/healthz`, { signal: AbortSignal.timeout(500) }).then(
+        (r) => r.ok,
+        () => false,
+      );
+    expect(await health()).toBe(false);
+    await n.kill("SIGCONT");
+    await waitUntil(health);
+    await n.kill("SIGSTOP");
+    await n.stop();
+    expect(n.running).toBe(false);
+  });
+});
+
 describe("startLocalCluster", () => {
   it("runs a 3-node JetStream cluster; an R3 stream stays writable with its leader killed -9 and the node rejoins on restart", async () => {
     const c: LocalCluster = await startLocalCluster({ searchPath, nodes: 3 });

@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import {
-  findNatsServer as launcherFind,
+  findNatsServer as findBinary,
   startLocalCluster as launchCluster,
   startLocalNats as launchNats,
   type LocalCluster,
@@ -28,9 +28,9 @@ const binary = () => ({
   searchPath: process.env["PATH"],
 });
 
-/** The nats-server binary tests start (MCPQ_NATS_SERVER_BIN, PATH, the standard dirs), or null. */
+/** The nats-server binary tests would start (MCPQ_NATS_SERVER_BIN, PATH, the standard dirs); null when none. */
 export function findNatsServer(): string | null {
-  return launcherFind(binary());
+  return findBinary(binary());
 }
 
 /** The launcher's `startLocalNats` (random ports, temp store, JetStream ready) with the test binary lookup. */

@@ -104,6 +104,8 @@ export interface WorkerOptions {
    * checked after every reconnect. Default 2000; 0 = only after reconnects.
    */
   healCheckMs?: number;
+  /** false: self-heal only checks streams and buckets, never creates them (MCPQ_PROVISION=off). */
+  provision?: boolean;
   /** Sealing of MRTR `requestState` (protocol 2026-07-28); see `RequestStateOptions`. */
   requestState?: RequestStateOptions;
 }
@@ -255,6 +257,7 @@ export class Worker {
     const consumer = poolConsumer(this.pool);
     this.#heal = new SelfHeal(bus, {
       checkMs: this.#opts.healCheckMs ?? 2_000,
+      provision: this.#opts.provision !== false,
       log: this.#log,
       consumers: () => [{ stream: STREAMS.requests, name: consumer, ensure: () => ensurePoolConsumer(bus.jsm, this.pool, bus.limits) }],
     });

@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:http";
-import { connectBus } from "@mcpq/bus";
+import { connectBus, INBOX_PREFIX } from "@mcpq/bus";
 import { Gauge, Counter, Histogram, createLogger, createMetricsRegistry, type Registry } from "@mcpq/observability";
 import type { Logger } from "@mcpq/protocol";
 import { Worker, createRecorder, type CatalogDefinition, type RecorderMetrics, type WorkerMetrics } from "@mcpq/worker-sdk";
@@ -43,6 +43,8 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
   const bus = await connectBus({
     url: config.natsUrl,
     auth: config.natsAuth,
+    inboxPrefix: INBOX_PREFIX.worker(config.pool),
+    provision: config.provision,
     log: log.child({ component: "provision" }),
     name: `worker-${config.pool}`,
     limits: config.busLimits,
@@ -54,6 +56,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
         bus,
         sample: config.record.sample,
         redact: config.record.redact,
+        keepSecretsFor: config.record.keepSecretsFor,
         notifications: config.record.notifications,
         logger: log,
         metrics: recorderMetrics(registry),
@@ -69,6 +72,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
     handlerTimeoutMs: config.handlerTimeoutMs,
     livenessMs: config.livenessMs,
     healCheckMs: config.healCheckMs,
+    provision: config.provision,
     requestState: config.requestState,
     logger: log,
     metrics: workerMetrics(registry),

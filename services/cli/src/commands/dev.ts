@@ -11,7 +11,8 @@ const MAIN = fileURLToPath(new URL("../main.js", import.meta.url));
  */
 export async function dev(opts: { port: number; catalogs: string; storeDir: string }): Promise<void> {
   const natsUrl = process.env["MCPQ_NATS_URL"] ?? "nats://127.0.0.1:4222";
-  const u = new URL(natsUrl.replace(/^nats:/, "http:"));
+  // A cluster URL list: probe (and, when nothing answers, start a server on) the first one.
+  const u = new URL(natsUrl.split(",")[0]!.trim().replace(/^nats:/, "http:"));
   const natsPort = Number(u.port || 4222);
   let nats: LocalNats | undefined;
   if (await reachable(u.hostname, natsPort)) {

@@ -1,16 +1,29 @@
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { busEnvShape } from "@mcpq/bus";
-import { startLocalCluster, startLocalNats, type LaunchOptions } from "@mcpq/nats-launcher";
+import { join } from "node:path";
+import {
+  renderConfig,
+  startLocalCluster,
+  startLocalNats,
+  type LaunchOptions,
+} from "@mcpq/nats-launcher";
+import { brokerServerSettings, ensureRoleSecrets } from "./nats-auth.js";
 
 export const NATS_USAGE = `mcpq nats — a local nats-server with JetStream for development
 
 Usage: mcpq nats [options]
 
 Options:
-  --port P          client port (default 4222); with --cluster N, node i listens on P+i
+  --port P          client port (default 4222; 0 = random free ports); with --cluster N, node i
+                    listens on P+i
   --store DIR       JetStream store (default .mcpq/nats); with --cluster, DIR/n0 .. DIR/n{N-1}
   --cluster N       run an N-node JetStream cluster on 127.0.0.1 (2-9 nodes; 3 for R3 streams)
+  --auth            least-privilege users edge, worker, replay (anonymous refused); each role's
+                    settings go to STORE/auth/<user>.env (kept across restarts)
+  --auth-pools P,Q  with --auth, also a user worker-<pool> limited to each pool
+  --print-config    print the server settings (max_payload; with --auth the users and their
+                    permissions, passwords as $MCPQ_NATS_<USER>_PASSWORD) and exit
   -h, --help        this text
 
 Settings: MCPQ_NATS_SERVER_BIN (the nats-server binary; else PATH and /usr/sbin),
@@ -45,6 +58,9 @@ export async function nats(
       port: { type: "string", default: "4222" },
       store: { type: "string", default: ".mcpq/nats" },
       cluster: { type: "string" },
+      auth: { type: "boolean" },
+      "auth-pools": { type: "string" },
+      "print-config": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
@@ -59,20 +75,53 @@ export async function nats(
       `invalid environment: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
     );
   const e = parsed.data;
-  const port = positiveInt("--port", values.port, 1, 65535);
+  // 0: free random ports (tests, a second server beside a running one); the URL is printed.
+  const chosen = positiveInt("--port", values.port, 0, 65535);
+  const port = chosen === 0 ? undefined : chosen;
   const common: LaunchOptions = {
     bin: e.MCPQ_NATS_SERVER_BIN,
     searchPath: e.PATH,
     maxPayload: e.MCPQ_MAX_MESSAGE_BYTES,
     echo: true,
   };
+  const pools = (values["auth-pools"] ?? "")
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean);
+  for (const p of pools)
+    if (!/^[A-Za-z0-9_-]+$/.test(p))
+      throw new Error(`--auth-pools: invalid pool name '${p}' (use [A-Za-z0-9_-])`);
+  if (pools.length && !values.auth) throw new Error("--auth-pools needs --auth");
+  const settings = brokerServerSettings(e.MCPQ_MAX_MESSAGE_BYTES, pools);
+  if (values["print-config"]) {
+    process.stdout.write(
+      renderConfig(values.auth ? settings : { max_payload: settings.max_payload }),
+    );
+    return;
+  }
+  if (values.auth) {
+    const dir = join(values.store, "auth");
+    const vars = await ensureRoleSecrets(
+      dir,
+      settings.authorization.users.map((u) => u.user),
+    );
+    common.settings = { authorization: settings.authorization };
+    common.env = { ...env, ...vars };
+    console.error(
+      `mcpq nats: users ${settings.authorization.users.map((u) => u.user).join(", ")}; anonymous clients are refused.`,
+    );
+    console.error(
+      `mcpq nats: each role's settings are in ${dir}/<user>.env (load one with: set -a; . ${dir}/edge.env; set +a)`,
+    );
+  }
 
   let stopping = false;
   let stop: () => Promise<void>;
   let died: Promise<string>;
   if (values.cluster !== undefined) {
     const size = positiveInt("--cluster", values.cluster, 2, 9);
-    if (port + size - 1 > 65535) throw new Error(`--port ${port} leaves no room for ${size} nodes`);
+    if (port !== undefined && port + size - 1 > 65535)
+      throw new Error(`--port ${port} leaves no room for ${size} nodes`);
     const c = await startLocalCluster({ ...common, nodes: size, port, storeRoot: values.store });
     console.error(
       `mcpq nats: ${size}-node JetStream cluster '${c.name}' (nats-server ${c.version.text}) on 127.0.0.1`,

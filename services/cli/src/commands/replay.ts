@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import {
   BusEnvSchema,
   busAuthFromEnv,
+  INBOX_PREFIX,
   busLimitsFromEnv,
   connectBus,
   type Bus,
@@ -273,6 +274,7 @@ async function connect(): Promise<Bus> {
   return connectBus({
     url: env.MCPQ_NATS_URL,
     auth: busAuthFromEnv(env),
+    inboxPrefix: INBOX_PREFIX.replay,
     name: "mcpq-replay",
     limits: busLimitsFromEnv(env),
     provision: false,
