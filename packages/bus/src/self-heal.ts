@@ -27,6 +27,8 @@ export interface SelfHealOptions {
    * worker credential, MCPQ_PROVISION=off: the edges re-create them). Default true.
    */
   provision?: boolean;
+  /** The streams (`KV_<bucket>` for buckets) to check; default all of mcpq's (a least-privilege worker may look up only its own). */
+  streams?: readonly string[];
 }
 
 /** What one round of checks found. */
@@ -164,7 +166,7 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
     let consumersOk = false;
     let error: string | undefined;
     try {
-      const names = [
+      const names = this.opts.streams ?? [
         ...streamConfigs(this.bus.limits).map((c) => c.name),
         ...bucketConfigs(this.bus.limits).map((b) => `KV_${b.bucket}`),
       ];

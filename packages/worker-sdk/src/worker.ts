@@ -258,6 +258,8 @@ export class Worker {
     this.#heal = new SelfHeal(bus, {
       checkMs: this.#opts.healCheckMs ?? 2_000,
       provision: this.#opts.provision !== false,
+      // Without provisioning rights a worker may look up only what it uses (docs/broker.md roles).
+      ...(this.#opts.provision === false ? { streams: [STREAMS.requests, `KV_${BUCKETS.registry}`] } : {}),
       log: this.#log,
       consumers: () => [{ stream: STREAMS.requests, name: consumer, ensure: () => ensurePoolConsumer(bus.jsm, this.pool, bus.limits) }],
     });
