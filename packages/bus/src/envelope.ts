@@ -225,6 +225,12 @@ export interface CancelNotice {
   principal: string;
   /** The client's JSON-RPC id of the request being cancelled. */
   requestId: RequestId;
+  /**
+   * The request's internal id (envelope `requestId`), when the sender knows only that: an edge
+   * that answered the request itself because of a fault (services/edge/src/self-heal.ts).
+   * Workers then match it instead of `requestId`.
+   */
+  internalId?: string;
   reason?: string;
 }
 

@@ -11,6 +11,8 @@ import { createHash } from "node:crypto";
  * Replies:    mcpq.s2c.<principal-key>.<session>.<token>   (core; client answers to server requests)
  * Cancels:    mcpq.cancel.<principal-key>.<session>        (core; fan-out to workers and edges)
  * Events:     mcpq.evt.resources.updated           (core; external publishers may use it)
+ * Liveness:   mcpq.live.<pool>.<worker>            (core; worker beats, watched by edges)
+ * Limits:     mcpq.limits.usage                    (core; edges' token use, cluster-wide limits)
  */
 export const STREAMS = {
   requests: "MCPQ_REQ",
@@ -101,6 +103,11 @@ export const subjects = {
   cancel: (principal: string, session: string) => `mcpq.cancel.${digestToken(principal)}.${session}`,
   cancelAll: "mcpq.cancel.>",
   resourceUpdated: "mcpq.evt.resources.updated",
+  /** Core liveness beats of one worker (see liveness.ts); edges watch `livenessAll`. */
+  liveness: (pool: string, workerId: string) => `mcpq.live.${pool}.${subjectToken(workerId)}`,
+  livenessAll: "mcpq.live.>",
+  /** Core: each edge's recent rate-limit token use, so every edge charges it (shared-limits.ts). */
+  limitsUsage: "mcpq.limits.usage",
 } as const;
 
 /** Session ids of replay runs start with this; workers do not record them (no replay of replays). */

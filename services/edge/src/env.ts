@@ -119,6 +119,17 @@ export const EdgeEnvSchema = z.object({
   MCPQ_POOL_QUEUE_MIN: int(64),
   /** Period of MCPQ_REQ stream / pool consumer polling for metrics; 0 = off. */
   MCPQ_BUS_STATS_MS: int(5_000),
+  /**
+   * Longest a client waits on an unresponsive broker: a broker operation unanswered this long
+   * triggers a probe, and a failed probe (same bound) answers -32010 (HTTP 503 + Retry-After);
+   * a disconnected broker is refused at once. See services/edge/src/broker-health.ts.
+   */
+  MCPQ_BROKER_UNAVAILABLE_MS: z.coerce.number().int().positive().default(1_000),
+  /**
+   * Cluster-wide tools/call rate limits: how often each edge tells the others (core NATS) how
+   * many tokens it granted per principal, so every edge charges them (ms); 0 = per-edge limits.
+   */
+  MCPQ_SHARED_LIMITS_MS: int(250),
 });
 export type EdgeEnv = z.infer<typeof EdgeEnvSchema>;
 
@@ -184,6 +195,12 @@ export interface EdgeConfig {
   busLimits: BusLimits;
   /** OTEL_*, MCPQ_ACCESS_LOG_*, MCPQ_METRICS_MAX_NAMES (docs/observability.md). */
   telemetry: TelemetryConfig;
+  /** MCPQ_BROKER_UNAVAILABLE_MS */
+  brokerUnavailableMs: number;
+  /** MCPQ_HEAL_CHECK_MS */
+  healCheckMs: number;
+  /** MCPQ_SHARED_LIMITS_MS */
+  sharedLimitsMs: number;
 }
 
 const TCP_PORT_OFFSET = 8090 - 8080;
@@ -297,6 +314,9 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     busStatsMs: e.MCPQ_BUS_STATS_MS,
     busLimits: busLimitsFromEnv(e),
     telemetry: telemetryConfigFromEnv(e, { serviceName: "mcpq-edge", instanceId: edgeId }),
+    brokerUnavailableMs: e.MCPQ_BROKER_UNAVAILABLE_MS,
+    healCheckMs: e.MCPQ_HEAL_CHECK_MS,
+    sharedLimitsMs: e.MCPQ_SHARED_LIMITS_MS,
     ...overrides,
   };
   return Object.freeze(cfg);

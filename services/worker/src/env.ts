@@ -38,6 +38,8 @@ export const WorkerEnvSchema = z.object({
   MCPQ_RECORD_NOTIFICATIONS: z.enum(["on", "off"]).default("off"),
   /** Shadow worker: a candidate for `mcpq replay --against`; registered, never routed client traffic. */
   MCPQ_WORKER_SHADOW: z.enum(["on", "off"]).default("off"),
+  /** Liveness beat interval (ms, core NATS); edges judge the worker dead after 4 missed beats. 0 = off. */
+  MCPQ_WORKER_LIVENESS_MS: z.coerce.number().int().nonnegative().default(500),
   /**
    * Comma-separated secrets (>= 32 characters each) sealing MRTR `requestState` (protocol
    * 2026-07-28). Every worker of a pool needs the same list: the first seals, all open (rotation).
@@ -91,6 +93,10 @@ export interface WorkerConfig {
   busLimits: BusLimits;
   record: { enabled: boolean; sample: string; redact: string[]; keepSecretsFor: string[]; notifications: boolean };
   shadow: boolean;
+  /** MCPQ_WORKER_LIVENESS_MS */
+  livenessMs: number;
+  /** MCPQ_HEAL_CHECK_MS */
+  healCheckMs: number;
   /** MCPQ_REQUEST_STATE_* (never logged: the keys are secrets). */
   requestState: { keys: string[]; ttlMs: number; maxBytes: number };
 }
@@ -127,6 +133,8 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       notifications: e.MCPQ_RECORD_NOTIFICATIONS === "on",
     },
     shadow: e.MCPQ_WORKER_SHADOW === "on",
+    livenessMs: e.MCPQ_WORKER_LIVENESS_MS,
+    healCheckMs: e.MCPQ_HEAL_CHECK_MS,
     requestState: { keys: splitList(e.MCPQ_REQUEST_STATE_KEYS), ttlMs: e.MCPQ_REQUEST_STATE_TTL_MS, maxBytes: e.MCPQ_REQUEST_STATE_MAX_BYTES },
     ...overrides,
   };

@@ -322,7 +322,14 @@ export class SocketSession implements StreamSink {
       }
       return;
     }
-    const session = await this.#current(principal);
+    let session: SessionRecord | null;
+    try {
+      session = await this.#current(principal);
+    } catch (err) {
+      // The broker could not be asked (a -32010 refusal): answer it rather than drop it.
+      if (msg.kind === "request") this.#reply(msg.message.id, err);
+      return;
+    }
     if (!session) {
       if (msg.kind === "request") {
         const known = this.#session !== undefined;
