@@ -21,8 +21,10 @@ setup: ## ensure node/pnpm/nats-server, pnpm install, pnpm build
 build: ## compile all TypeScript projects (tsc -b)
 	pnpm build
 
-dev: setup ## run nats-server + edge (127.0.0.1:8080) + worker in the foreground
-	pnpm mcpq dev --catalog example,conformance
+# `make dev PORT=8081 CATALOGS=example`; without them `mcpq dev` reads MCPQ_PORT / MCPQ_CATALOGS
+# (defaults 8080 and example,conformance).
+dev: setup ## run nats-server + edge (127.0.0.1:$PORT, default 8080) + one worker per catalog
+	./mcpq dev $(if $(PORT),--port $(PORT)) $(if $(CATALOGS),--catalog $(CATALOGS))
 
 # setup already ran `pnpm build` (tsc -b type-checks every built src/), so only the test code
 # is left to check (with the loadtests/src files the tests import): `typecheck:tests`, not the

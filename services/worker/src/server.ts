@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:http";
-import { connectBus } from "@mcpq/bus";
+import { connectBus, type Bus } from "@mcpq/bus";
 import { Gauge, Counter, Histogram, createLogger, createMetricsRegistry, type Registry } from "@mcpq/observability";
 import type { Logger } from "@mcpq/protocol";
 import { Worker, createRecorder, type CatalogDefinition, type RecorderMetrics, type WorkerMetrics } from "@mcpq/worker-sdk";
@@ -8,6 +8,8 @@ import { loadWorkerConfig, type WorkerConfig } from "./env.js";
 
 export interface RunningWorker {
   worker: Worker;
+  /** The worker's broker connection (closed by `close()`). */
+  bus: Bus;
   registry: Registry;
   close(): Promise<void>;
 }
@@ -79,6 +81,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
   }
   return {
     worker,
+    bus,
     registry,
     async close() {
       server?.close();
