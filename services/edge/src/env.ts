@@ -1,8 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
-import { busEnvShape, busLimitsFromEnv, type BusLimits } from "@mcpq/bus";
+import { busEnvShape, busLimitsFromEnv } from "@mcpq/bus";
+import { deepFreeze, type DeepReadonly } from "@mcpq/protocol";
 
 const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
+/** A TCP port, 0-65535 (0 = random), named with its variable when out of range. */
+const port = () => z.coerce.number().int().min(0).max(65_535, "expected a port number 0-65535");
 const list = (def: string) =>
   z
     .string()
@@ -26,7 +29,7 @@ const flag = (def: boolean) =>
 export const EdgeEnvSchema = z.object({
   ...busEnvShape,
   MCPQ_HOST: z.string().default("127.0.0.1"),
-  MCPQ_PORT: int(8080),
+  MCPQ_PORT: port().default(8080),
   MCPQ_EDGE_ID: z.string().regex(/^[A-Za-z0-9_-]+$/).optional(),
   MCPQ_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   /** Host header allow-list (DNS-rebinding protection); `*` disables the check. Ports are ignored. */
@@ -49,9 +52,9 @@ export const EdgeEnvSchema = z.object({
   MCPQ_ENABLE_TCP: flag(true),
   MCPQ_ENABLE_GRPC: flag(true),
   /** Newline-delimited JSON-RPC over TCP; default 8090, or 0 (random) when MCPQ_PORT is 0. */
-  MCPQ_TCP_PORT: z.coerce.number().int().nonnegative().optional(),
+  MCPQ_TCP_PORT: port().optional(),
   /** gRPC `mcpq.v1.Mcp/Session`; default 50051, or 0 (random) when MCPQ_PORT is 0. */
-  MCPQ_GRPC_PORT: z.coerce.number().int().nonnegative().optional(),
+  MCPQ_GRPC_PORT: port().optional(),
   /** Open client connections per edge across all transports (HTTP requests in flight, sockets, streams); 0 = unlimited. */
   MCPQ_MAX_CONNECTIONS: int(10_000),
   /** Bytes one connection or stream may leave unsent before its reader is cut off as a slow consumer. */
@@ -77,49 +80,6 @@ export const EdgeEnvSchema = z.object({
 });
 export type EdgeEnv = z.infer<typeof EdgeEnvSchema>;
 
-/** Resolved, validated edge configuration. */
-export interface EdgeConfig {
-  natsUrl: string;
-  /** MCPQ_NATS_WRITE_BATCHING */
-  natsWriteBatching: boolean;
-  host: string;
-  port: number;
-  edgeId: string;
-  logLevel: EdgeEnv["MCPQ_LOG_LEVEL"];
-  allowedHosts: string[];
-  allowedOrigins: string[];
-  /** token -> principal; empty means unauthenticated mode (principal "anonymous"). */
-  authTokens: ReadonlyMap<string, string>;
-  maxBodyBytes: number;
-  requestTimeoutMs: number;
-  maxRequestTimeoutMs: number;
-  maxSessionsPerPrincipal: number;
-  sessionCacheMs: number;
-  pageSize: number;
-  sseKeepaliveMs: number;
-  sseRetryMs: number;
-  enableWs: boolean;
-  enableSse: boolean;
-  enableTcp: boolean;
-  enableGrpc: boolean;
-  /** 0 = random (tests). */
-  tcpPort: number;
-  grpcPort: number;
-  /** 0 = unlimited. */
-  maxConnections: number;
-  maxSendBufferBytes: number;
-  maxPendingRequests: number;
-  maxInFlightPerSession: number;
-  toolRatePerSec: number;
-  toolRateBurst: number;
-  maxBufferedBytes: number;
-  circuitFailures: number;
-  circuitOpenMs: number;
-  poolQueueMin: number;
-  busStatsMs: number;
-  busLimits: BusLimits;
-}
-
 const TCP_PORT_OFFSET = 8090 - 8080;
 const GRPC_PORT_OFFSET = 50051 - 8080;
 function derivedPort(httpPort: number, offset: number): number {
@@ -138,15 +98,14 @@ export function parseAuthTokens(spec: string): Map<string, string> {
   return out;
 }
 
-/** Parses an environment (default: process.env) into a frozen config; throws listing every bad key. */
-export function loadEdgeConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<EdgeConfig> = {}): Readonly<EdgeConfig> {
-  const r = EdgeEnvSchema.safeParse(env);
-  if (!r.success) {
-    throw new Error(`invalid edge environment: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-  }
-  const e = r.data;
-  const cfg: EdgeConfig = {
+/**
+ * The edge configuration a parsed environment describes; `EdgeConfig` is its inferred type, so a
+ * new setting is one schema line and one line here. `httpPort` is the port TCP and gRPC follow.
+ */
+function configFromEnv(e: EdgeEnv, httpPort: number) {
+  return {
     natsUrl: e.MCPQ_NATS_URL,
+    /** MCPQ_NATS_WRITE_BATCHING */
     natsWriteBatching: e.MCPQ_NATS_WRITE_BATCHING === "on",
     host: e.MCPQ_HOST,
     port: e.MCPQ_PORT,
@@ -154,7 +113,8 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     logLevel: e.MCPQ_LOG_LEVEL,
     allowedHosts: e.MCPQ_ALLOWED_HOSTS,
     allowedOrigins: e.MCPQ_ALLOWED_ORIGINS,
-    authTokens: parseAuthTokens(e.MCPQ_AUTH_TOKENS),
+    /** token -> principal; empty means unauthenticated mode (principal "anonymous"). */
+    authTokens: parseAuthTokens(e.MCPQ_AUTH_TOKENS) as ReadonlyMap<string, string>,
     maxBodyBytes: e.MCPQ_MAX_BODY_BYTES,
     requestTimeoutMs: e.MCPQ_REQUEST_TIMEOUT_MS,
     maxRequestTimeoutMs: e.MCPQ_MAX_REQUEST_TIMEOUT_MS,
@@ -170,8 +130,10 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     // An edge on a random HTTP port (tests, several edges per host) gets random socket ports too.
     // Unset TCP/gRPC ports follow the HTTP port (8080 -> 8090 and 50051), so a second edge
     // started with `--port 8081` gets 8091 and 50052 instead of colliding with the first.
-    tcpPort: e.MCPQ_TCP_PORT ?? derivedPort(overrides.port ?? e.MCPQ_PORT, TCP_PORT_OFFSET),
-    grpcPort: e.MCPQ_GRPC_PORT ?? derivedPort(overrides.port ?? e.MCPQ_PORT, GRPC_PORT_OFFSET),
+    /** 0 = random (tests). */
+    tcpPort: e.MCPQ_TCP_PORT ?? derivedPort(httpPort, TCP_PORT_OFFSET),
+    grpcPort: e.MCPQ_GRPC_PORT ?? derivedPort(httpPort, GRPC_PORT_OFFSET),
+    /** 0 = unlimited. */
     maxConnections: e.MCPQ_MAX_CONNECTIONS,
     maxSendBufferBytes: e.MCPQ_MAX_SEND_BUFFER_BYTES,
     maxPendingRequests: e.MCPQ_MAX_PENDING_REQUESTS,
@@ -184,7 +146,18 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     poolQueueMin: e.MCPQ_POOL_QUEUE_MIN,
     busStatsMs: e.MCPQ_BUS_STATS_MS,
     busLimits: busLimitsFromEnv(e),
-    ...overrides,
   };
-  return Object.freeze(cfg);
+}
+
+/** Resolved, validated edge configuration (deep read-only: loadEdgeConfig freezes it). */
+export type EdgeConfig = DeepReadonly<ReturnType<typeof configFromEnv>>;
+
+/** Parses an environment (default: process.env) into a deep-frozen config; throws listing every bad key. */
+export function loadEdgeConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<EdgeConfig> = {}): EdgeConfig {
+  const r = EdgeEnvSchema.safeParse(env);
+  if (!r.success) {
+    throw new Error(`invalid edge environment: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  }
+  const e = r.data;
+  return deepFreeze({ ...configFromEnv(e, overrides.port ?? e.MCPQ_PORT), ...overrides });
 }

@@ -1,5 +1,6 @@
 import { z } from "zod";
-import { BusEnvSchema, busEnvShape, busLimitsFromEnv, parsePathPatterns, type BusLimits } from "@mcpq/bus";
+import { busEnvShape, busLimitsFromEnv, parsePathPatterns } from "@mcpq/bus";
+import { deepFreeze, type DeepReadonly } from "@mcpq/protocol";
 import { parseSampleSpec } from "@mcpq/worker-sdk";
 
 /** Worker settings, parsed once at boot and frozen. The README's configuration table lists them. */
@@ -13,7 +14,7 @@ export const WorkerEnvSchema = z.object({
   MCPQ_HANDLER_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
   MCPQ_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   /** Port for the worker's /metrics endpoint on 127.0.0.1; 0 disables it. */
-  MCPQ_WORKER_METRICS_PORT: z.coerce.number().int().nonnegative().default(0),
+  MCPQ_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65_535, "expected a port number 0-65535").default(0),
   /** Record each finished request and its response in MCPQ_REC for `mcpq replay` (docs/replay.md). */
   MCPQ_RECORD: z.enum(["on", "off"]).default("on"),
   /** Per-target sampling, e.g. `*=1,echo=0.1` (rate in [0, 1]; an exact name beats a wildcard). */
@@ -36,38 +37,21 @@ function parses(fn: (v: string) => unknown) {
   };
 }
 
-export interface WorkerConfig {
-  natsUrl: string;
-  /** MCPQ_NATS_WRITE_BATCHING */
-  natsWriteBatching: boolean;
-  catalogs: string[];
-  pool: string;
-  concurrency: number;
-  handlerTimeoutMs: number;
-  logLevel: string;
-  metricsPort: number;
-  busLimits: BusLimits;
-  record: { enabled: boolean; sample: string; redact: string[]; notifications: boolean };
-  shadow: boolean;
-}
+export type WorkerEnv = z.infer<typeof WorkerEnvSchema>;
 
-export function loadWorkerConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<WorkerConfig> = {}): Readonly<WorkerConfig> {
-  const r = WorkerEnvSchema.safeParse(env);
-  if (!r.success) {
-    throw new Error(`invalid worker environment: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-  }
-  const e = r.data;
-  const catalogs = overrides.catalogs ?? e.MCPQ_CATALOGS.split(",").map((s) => s.trim()).filter(Boolean);
-  const cfg: WorkerConfig = {
+/** The worker configuration a parsed environment describes; `WorkerConfig` is its inferred type. */
+function configFromEnv(e: WorkerEnv, catalogs: readonly string[]) {
+  return {
     natsUrl: e.MCPQ_NATS_URL,
+    /** MCPQ_NATS_WRITE_BATCHING */
     natsWriteBatching: e.MCPQ_NATS_WRITE_BATCHING === "on",
-    catalogs,
+    catalogs: [...catalogs],
     pool: e.MCPQ_POOL ?? [...catalogs].sort().join("_"),
     concurrency: e.MCPQ_WORKER_CONCURRENCY,
     handlerTimeoutMs: e.MCPQ_HANDLER_TIMEOUT_MS,
-    logLevel: e.MCPQ_LOG_LEVEL,
+    logLevel: e.MCPQ_LOG_LEVEL as string,
     metricsPort: e.MCPQ_WORKER_METRICS_PORT,
-    busLimits: busLimitsFromEnv(BusEnvSchema.parse(env)),
+    busLimits: busLimitsFromEnv(e),
     record: {
       enabled: e.MCPQ_RECORD === "on",
       sample: e.MCPQ_RECORD_SAMPLE,
@@ -75,7 +59,19 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       notifications: e.MCPQ_RECORD_NOTIFICATIONS === "on",
     },
     shadow: e.MCPQ_WORKER_SHADOW === "on",
-    ...overrides,
   };
-  return Object.freeze(cfg);
+}
+
+/** Resolved, validated worker configuration (deep read-only: loadWorkerConfig freezes it). */
+export type WorkerConfig = DeepReadonly<ReturnType<typeof configFromEnv>>;
+
+/** Parses an environment (default: process.env) into a deep-frozen config; throws listing every bad key. */
+export function loadWorkerConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<WorkerConfig> = {}): WorkerConfig {
+  const r = WorkerEnvSchema.safeParse(env);
+  if (!r.success) {
+    throw new Error(`invalid worker environment: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  }
+  const e = r.data;
+  const catalogs = overrides.catalogs ?? e.MCPQ_CATALOGS.split(",").map((s) => s.trim()).filter(Boolean);
+  return deepFreeze({ ...configFromEnv(e, catalogs), ...overrides });
 }
