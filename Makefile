@@ -7,7 +7,7 @@ SHELL := bash
 # puts nats-server (often missing from a non-root PATH).
 export PATH := $(CURDIR)/.mcpq/tools/node_modules/.bin:$(PATH):/usr/local/sbin:/usr/sbin
 
-.PHONY: help setup build dev test conformance bench bench-compare lint format typecheck \
+.PHONY: help setup build dev test conformance bench bench-compare lint knip format typecheck \
 	clean distclean compose-check
 
 help: ## list targets
@@ -29,9 +29,10 @@ dev: setup ## run nats-server + edge (127.0.0.1:$PORT, default 8080) + one worke
 # setup already ran `pnpm build` (tsc -b type-checks every built src/), so only the test code
 # is left to check (with the loadtests/src files the tests import): `typecheck:tests`, not the
 # whole `typecheck`, which also re-runs tsc -b and checks all of loadtests/src.
-test: setup ## type-check tests, lint, then the full vitest suite (real nats-server, real sockets)
+test: setup ## type-check tests, lint, unused exports/files (knip), then the full vitest suite (real nats-server, real sockets)
 	pnpm typecheck:tests
 	pnpm lint
+	pnpm knip
 	pnpm vitest run --reporter=default
 
 conformance: setup ## run the MCP conformance suite (1 worker, then 2 workers)
@@ -45,6 +46,9 @@ bench-compare: ## compare the latest bench results with the baselines
 
 lint: ## eslint over the repo
 	pnpm lint
+
+knip: ## unused exports and files across the workspace (knip.json; `/** @public */` marks deliberate API)
+	pnpm knip
 
 format: ## prettier --write over the repo
 	pnpm format

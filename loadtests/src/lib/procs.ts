@@ -64,13 +64,13 @@ export function installExitHooks(): void {
   });
 }
 
-export function makeTempDir(prefix: string): string {
+function makeTempDir(prefix: string): string {
   const d = mkdtempSync(join(tmpdir(), prefix));
   tempDirs.add(d);
   return d;
 }
 
-export function removeTempDir(d: string): void {
+function removeTempDir(d: string): void {
   tempDirs.delete(d);
   rmSync(d, { recursive: true, force: true });
 }
@@ -184,7 +184,7 @@ export async function httpOk(url: string): Promise<boolean> {
   }
 }
 
-export function tcpOpen(port: number, host = "127.0.0.1"): Promise<boolean> {
+function tcpOpen(port: number, host = "127.0.0.1"): Promise<boolean> {
   return import("node:net").then(
     ({ connect }) =>
       new Promise<boolean>((resolve) => {

@@ -22,7 +22,7 @@ import {
 import type { Target } from "./target.js";
 
 export const LOADTESTS_DIR = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-export const REPO_DIR = resolve(LOADTESTS_DIR, "..");
+const REPO_DIR = resolve(LOADTESTS_DIR, "..");
 
 export interface Running {
   target: Target;
@@ -53,7 +53,7 @@ export async function startReferenceServer(
   return { target, procs: [p], stop: () => p.stop() };
 }
 
-export function mcpqCliPath(): string {
+function mcpqCliPath(): string {
   return process.env.MCPQ_CLI ?? join(REPO_DIR, "services", "cli", "dist", "main.js");
 }
 
@@ -118,7 +118,7 @@ export async function startMcpq(nats: NatsHandle, logDir?: string): Promise<Runn
 }
 
 /** Poll until an `echo` tools/call round-trips OK on a fresh session. */
-export async function waitForEcho(target: Target, timeoutMs: number): Promise<void> {
+async function waitForEcho(target: Target, timeoutMs: number): Promise<void> {
   const ep = parseMcpUrl(target.mcpUrl, target.toolName);
   const pool = new Pool(ep.origin, { connections: 2 });
   let last = "";

@@ -49,12 +49,4 @@ export class Correlator<T> {
     p.reject(err);
     return true;
   }
-
-  has(id: string): boolean {
-    return this.#pending.has(id);
-  }
-
-  rejectAll(err: () => unknown): void {
-    for (const id of [...this.#pending.keys()]) this.reject(id, err());
-  }
 }

@@ -1,17 +1,91 @@
-export * from "./subjects.js";
-export * from "./envelope.js";
-export * from "./limits.js";
-export * from "./connection.js";
-export * from "./provision.js";
-export * from "./pool.js";
-export * from "./correlator.js";
-export * from "./errors.js";
-export * from "./record.js";
-export * from "./json-path.js";
-export type { NatsConnection, Msg, MsgHdrs, Subscription } from "@nats-io/transport-node";
-export { headers } from "@nats-io/transport-node";
-export type { JsMsg, JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-export type { KV, KvEntry } from "@nats-io/kv";
-export * from "./env-schema.js";
-export * from "./ids.js";
+export {
+  BUCKETS,
+  EDGE_QUEUE_GROUP,
+  REPLAY_PRINCIPAL,
+  STANDALONE_STREAM,
+  STREAMS,
+  assertPoolName,
+  digestToken,
+  isReplaySession,
+  poolConsumer,
+  registryKey,
+  replaySession,
+  subjects,
+  subscriptionKey,
+  subscriptionPrefix,
+  type TargetKind,
+} from "./subjects.js";
+export {
+  ANSWERED_CONTROL,
+  H,
+  answeredHeaders,
+  controlHeaders,
+  decodeControl,
+  decodeEnvelope,
+  encodeEnvelope,
+  outboundHeaders,
+  type CancelNotice,
+  type OutboundKind,
+  type RequestEnvelope,
+} from "./envelope.js";
+export {
+  DEFAULT_BUS_LIMITS,
+} from "./limits.js";
+export {
+  connectBus,
+  type Bus,
+} from "./connection.js";
+export {
+} from "./provision.js";
+export {
+  ensurePoolConsumer,
+} from "./pool.js";
+export {
+  Correlator,
+} from "./correlator.js";
+export {
+  BROKER_UNAVAILABLE_REASON,
+  QUEUE_FULL_REASON,
+  TARGET_QUEUE_FULL_REASON,
+  isWrongLastSequence,
+  publishFailure,
+  publishMayHaveLanded,
+} from "./errors.js";
+export {
+  RECORD_VERSION,
+  REDACTED,
+  RecordSchema,
+  RecordedResponseSchema,
+  decodeRecord,
+  isErrorResponse,
+  kindOfMethod,
+  recordHeaders,
+  recordSubject,
+  type RecordedResponse,
+  type RequestRecord,
+} from "./record.js";
+export {
+  formatPath,
+  maskAtPaths,
+  parsePathPattern,
+  parsePathPatterns,
+  pathMatches,
+  type PathPattern,
+  type PathSegment,
+} from "./json-path.js";
+export type { Msg, MsgHdrs, Subscription } from "@nats-io/transport-node";
+export type { JsMsg } from "@nats-io/jetstream";
+export type { KV } from "@nats-io/kv";
+export {
+  BusEnvSchema,
+  busEnvShape,
+  busLimitsFromEnv,
+} from "./env-schema.js";
+export { idGenerator } from "./ids.js";
 export { corkPerTurn } from "./write-batching.js";
+/** Types of `connectBus`'s options and of the shared settings, for services to name. @public */
+export type { BusLimits } from "./limits.js";
+/** @public */
+export type { ConnectBusOptions } from "./connection.js";
+/** @public */
+export type { BusEnv } from "./env-schema.js";

@@ -13,7 +13,7 @@ const ns = (ms: number) => ms * 1_000_000;
 const storage = (s: "file" | "memory") => (s === "memory" ? StorageType.Memory : StorageType.File);
 
 /** The stream configurations mcpq runs on, derived from the limits. */
-export function streamConfigs(l: BusLimits): (Partial<StreamConfig> & { name: string })[] {
+function streamConfigs(l: BusLimits): (Partial<StreamConfig> & { name: string })[] {
   return [
     {
       name: STREAMS.requests,

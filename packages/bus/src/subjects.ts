@@ -32,7 +32,7 @@ const SAFE = /^[A-Za-z0-9_-]+$/;
  * Encodes an arbitrary name (tool names may contain dots) as one subject token:
  * [A-Za-z0-9_-] pass through, every other UTF-8 byte becomes `~XX`.
  */
-export function subjectToken(name: string): string {
+function subjectToken(name: string): string {
   if (SAFE.test(name)) return name;
   let out = "";
   for (const byte of Buffer.from(name, "utf8")) {
@@ -75,7 +75,7 @@ export const subjects = {
 } as const;
 
 /** Session ids of replay runs start with this; workers do not record them (no replay of replays). */
-export const REPLAY_SESSION_PREFIX = "replay-";
+const REPLAY_SESSION_PREFIX = "replay-";
 /** Principal every replayed request runs as (never a live client's). */
 export const REPLAY_PRINCIPAL = "mcpq-replay";
 /** Session id of one replay run; `replayId` must be a safe token. */

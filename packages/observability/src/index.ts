@@ -2,7 +2,7 @@ import { pino, type Logger as PinoLogger, type LoggerOptions } from "pino";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /** Paths pino masks wherever they appear in a log object (secrets never reach logs). */
-export const REDACT_PATHS = [
+const REDACT_PATHS = [
   "authorization",
   "headers.authorization",
   "req.headers.authorization",
@@ -27,11 +27,10 @@ export function createLogger(opts: { name: string; level?: string; pretty?: bool
 }
 
 /** A registry with default process metrics (including process_resident_memory_bytes). */
-export function createMetricsRegistry(prefix: string, labels: Record<string, string> = {}): Registry {
+export function createMetricsRegistry(labels: Record<string, string> = {}): Registry {
   const registry = new Registry();
   registry.setDefaultLabels(labels);
   collectDefaultMetrics({ register: registry, prefix: "" });
-  void prefix;
   return registry;
 }
 
@@ -64,7 +63,6 @@ export function requestMetrics(registry: Registry, prefix: string) {
     }),
   };
 }
-export type RequestMetrics = ReturnType<typeof requestMetrics>;
 
 export { Counter, Gauge, Histogram, Registry };
 export type { PinoLogger };

@@ -1,7 +1,7 @@
 /** MCP protocol revisions mcpq speaks, newest first. */
-export const SUPPORTED_PROTOCOL_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"] as const;
+const SUPPORTED_PROTOCOL_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"] as const;
 export type ProtocolVersion = (typeof SUPPORTED_PROTOCOL_VERSIONS)[number];
-export const LATEST_PROTOCOL_VERSION: ProtocolVersion = "2025-11-25";
+const LATEST_PROTOCOL_VERSION: ProtocolVersion = "2025-11-25";
 /** Streamable HTTP: a missing MCP-Protocol-Version header means this revision. */
 export const DEFAULT_HTTP_PROTOCOL_VERSION: ProtocolVersion = "2025-03-26";
 

@@ -1,4 +1,19 @@
-export * from "./nats-server.js";
-export * from "./stack.js";
+export {
+  freePort,
+  startLocalNats,
+  type NatsHandle,
+} from "./nats-server.js";
+export {
+  eventually,
+  startStack,
+  type Stack,
+  type StackOptions,
+} from "./stack.js";
 export { natsTest } from "./fixtures.js";
-export { replayFixtures, type ReplayFixturesOptions } from "./replay-fixtures.js";
+export { replayFixtures } from "./replay-fixtures.js";
+/** Options of `replayFixtures`, for tests to name. @public */
+export type { ReplayFixturesOptions } from "./replay-fixtures.js";
+/** Types of `startLocalNats` and `startStack` parameters, for tests to name. @public */
+export type { LocalNatsOptions } from "./nats-server.js";
+/** @public */
+export type { EdgeLike, StackFactories, WorkerLike } from "./stack.js";

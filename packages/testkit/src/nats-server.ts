@@ -17,7 +17,7 @@ export interface NatsHandle {
 }
 
 /** Finds a nats-server binary: MCPQ_NATS_SERVER_BIN, PATH, then Debian's /usr/sbin. */
-export function findNatsServer(): string | null {
+function findNatsServer(): string | null {
   const candidates = [process.env["MCPQ_NATS_SERVER_BIN"], ...(process.env["PATH"] ?? "").split(":").map((d) => join(d, "nats-server")), "/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"];
   for (const c of candidates) if (c && existsSync(c)) return c;
   return null;
@@ -109,7 +109,7 @@ function canConnect(port: number): Promise<boolean> {
 }
 
 /** True when a Docker engine looks reachable (socket present or DOCKER_HOST set). */
-export function dockerLikelyAvailable(): boolean {
+function dockerLikelyAvailable(): boolean {
   return Boolean(process.env["DOCKER_HOST"]) || existsSync("/var/run/docker.sock");
 }
 

@@ -44,7 +44,7 @@ export interface HandlerContext {
 /** Event-id tokens: unique per process, no syscall per message. Never contain "_" (the stream separator). */
 const nextEventToken = idGenerator();
 
-export const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS = 60_000;
+const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS = 60_000;
 
 /** The client capability each server->client request needs. */
 const CAPABILITY_OF: Readonly<Record<string, string>> = {

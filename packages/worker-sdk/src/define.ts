@@ -181,10 +181,10 @@ export function toolDescriptor(t: AnyToolDefinition): ToolDescriptor {
   return d;
 }
 
-export function resourceDescriptor(r: ResourceDefinition): ResourceDescriptor {
+function resourceDescriptor(r: ResourceDefinition): ResourceDescriptor {
   return strip({ uri: r.uri, name: r.name, title: r.title, description: r.description, mimeType: r.mimeType, icons: r.icons });
 }
-export function templateDescriptor(r: ResourceTemplateDefinition): ResourceTemplateDescriptor {
+function templateDescriptor(r: ResourceTemplateDefinition): ResourceTemplateDescriptor {
   return strip({
     uriTemplate: r.uriTemplate,
     name: r.name,
@@ -194,7 +194,7 @@ export function templateDescriptor(r: ResourceTemplateDefinition): ResourceTempl
     icons: r.icons,
   });
 }
-export function promptDescriptor(p: AnyPromptDefinition): PromptDescriptor {
+function promptDescriptor(p: AnyPromptDefinition): PromptDescriptor {
   const args: PromptArgumentDescriptor[] = [];
   if (p.args) {
     for (const [name, schema] of Object.entries(p.args.shape as Record<string, z.ZodType>)) {

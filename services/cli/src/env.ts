@@ -24,7 +24,7 @@ function isNatsUrl(s: string): boolean {
  * Edges and workers parse their own settings (services/edge/src/env.ts, services/worker/src/env.ts);
  * `mcpq dev` checks both before it starts anything. The README's configuration table lists these.
  */
-export const CliEnvSchema = z.object({
+const CliEnvSchema = z.object({
   /** NATS server(s), comma-separated; every command connects here (`mcpq dev` starts one if none answers). */
   MCPQ_NATS_URL: z
     .string()

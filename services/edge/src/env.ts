@@ -26,7 +26,7 @@ const flag = (def: boolean) =>
  * Every edge setting, parsed once at boot (a bad environment fails fast) and frozen.
  * The README's configuration table lists the same variables.
  */
-export const EdgeEnvSchema = z.object({
+const EdgeEnvSchema = z.object({
   ...busEnvShape,
   MCPQ_HOST: z.string().default("127.0.0.1"),
   MCPQ_PORT: port().default(8080),
@@ -78,7 +78,7 @@ export const EdgeEnvSchema = z.object({
   /** Period of MCPQ_REQ stream / pool consumer polling for metrics; 0 = off. */
   MCPQ_BUS_STATS_MS: int(5_000),
 });
-export type EdgeEnv = z.infer<typeof EdgeEnvSchema>;
+type EdgeEnv = z.infer<typeof EdgeEnvSchema>;
 
 const TCP_PORT_OFFSET = 8090 - 8080;
 const GRPC_PORT_OFFSET = 50051 - 8080;

@@ -33,7 +33,7 @@ export interface EdgeRuntime {
   close(): Promise<void>;
 }
 
-export const SERVER_VERSION = "0.1.0";
+const SERVER_VERSION = "0.1.0";
 
 export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logger): Promise<EdgeRuntime> {
   const bus = await connectBus({
@@ -42,7 +42,7 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
     limits: config.busLimits,
     batchWrites: config.natsWriteBatching,
   });
-  const registry = createMetricsRegistry("mcpq_edge", { edge: config.edgeId });
+  const registry = createMetricsRegistry({ edge: config.edgeId });
   const metrics = edgeMetrics(registry);
   const catalog = new CatalogView(bus, log.child({ component: "catalog" }));
   await catalog.start();

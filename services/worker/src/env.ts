@@ -37,7 +37,7 @@ function parses(fn: (v: string) => unknown) {
   };
 }
 
-export type WorkerEnv = z.infer<typeof WorkerEnvSchema>;
+type WorkerEnv = z.infer<typeof WorkerEnvSchema>;
 
 /** The worker configuration a parsed environment describes; `WorkerConfig` is its inferred type. */
 function configFromEnv(e: WorkerEnv, catalogs: readonly string[]) {

@@ -48,7 +48,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
     limits: config.busLimits,
     batchWrites: config.natsWriteBatching,
   });
-  const registry = createMetricsRegistry("mcpq_worker", { pool: config.pool });
+  const registry = createMetricsRegistry({ pool: config.pool });
   const recorder = config.record.enabled
     ? createRecorder({
         bus,

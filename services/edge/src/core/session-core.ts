@@ -4,7 +4,6 @@ import {
   CompleteParamsSchema,
   ErrorCode,
   InitializeParamsSchema,
-  LATEST_PROTOCOL_VERSION,
   McpError,
   PaginatedParamsSchema,
   ReadResourceParamsSchema,
@@ -552,9 +551,6 @@ export class SessionCore {
 const notRefused = () => false;
 const refused = () => true;
 
-/** Newest protocol revision; exported for transports that must assume one. */
-export const LATEST = LATEST_PROTOCOL_VERSION;
-
 /**
  * A routed request's budget in ms from now: the client's `_meta["io.mcpq/timeoutMs"]` (else the
  * default), never more than the cap, and never past `_meta["io.mcpq/deadline"]` (epoch ms) when
@@ -563,7 +559,7 @@ export const LATEST = LATEST_PROTOCOL_VERSION;
  * host, or synchronised clocks) can state the absolute deadline instead. Zero or less means the
  * deadline passed before the edge read the request (admission refuses it as overload).
  */
-export function requestBudget(meta: Record<string, unknown>, now: number, defaultMs: number, maxMs: number): number {
+function requestBudget(meta: Record<string, unknown>, now: number, defaultMs: number, maxMs: number): number {
   const asked = Number(meta[TIMEOUT_META_KEY]);
   const timeout = Math.min(Number.isFinite(asked) && asked > 0 ? asked : defaultMs, maxMs);
   const deadline = Number(meta[DEADLINE_META_KEY]);
@@ -608,6 +604,6 @@ function decodeCursor(cursor: string): number {
 function localMessage(id: RequestId, result: Record<string, unknown>): OutboundMessage {
   return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", id, result }) };
 }
-export function errorMessage(id: RequestId | null, error: { code: number; message: string; data?: unknown }): OutboundMessage {
+function errorMessage(id: RequestId | null, error: { code: number; message: string; data?: unknown }): OutboundMessage {
   return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", id, error }) };
 }
