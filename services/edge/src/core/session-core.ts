@@ -559,7 +559,7 @@ const refused = () => true;
  * host, or synchronised clocks) can state the absolute deadline instead. Zero or less means the
  * deadline passed before the edge read the request (admission refuses it as overload).
  */
-function requestBudget(meta: Record<string, unknown>, now: number, defaultMs: number, maxMs: number): number {
+export function requestBudget(meta: Record<string, unknown>, now: number, defaultMs: number, maxMs: number): number {
   const asked = Number(meta[TIMEOUT_META_KEY]);
   const timeout = Math.min(Number.isFinite(asked) && asked > 0 ? asked : defaultMs, maxMs);
   const deadline = Number(meta[DEADLINE_META_KEY]);
