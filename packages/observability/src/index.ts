@@ -1,5 +1,5 @@
 import { pino, type Logger as PinoLogger, type LoggerOptions } from "pino";
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /** Paths pino masks wherever they appear in a log object (secrets never reach logs). */
 const REDACT_PATHS = [
@@ -64,5 +64,5 @@ export function requestMetrics(registry: Registry, prefix: string) {
   };
 }
 
-export { Counter, Gauge, Histogram, Registry };
+export { AggregatorRegistry, Counter, Gauge, Histogram, Registry };
 export type { PinoLogger };
