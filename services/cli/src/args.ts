@@ -61,15 +61,20 @@ const NATS_CONNECT_CODES = new Set(["ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "E
 
 /**
  * Rewrites an error thrown while a service boots so it names the setting at fault: a failed NATS
- * connect names MCPQ_NATS_URL and its value, a taken or forbidden port names the port. Other
- * errors pass through unchanged.
+ * connect names MCPQ_NATS_URL and its value, a taken or forbidden port names the flag or variable
+ * that chose it (`ports`: port number -> setting). Other errors pass through unchanged.
  */
-export function explainBootError(err: unknown, ctx: { natsUrl: string; ports?: string }): unknown {
+export function explainBootError(err: unknown, ctx: { natsUrl: string; ports?: Record<number, string> }): unknown {
   if (!(err instanceof Error)) return err;
   const code = (err as { code?: unknown }).code ?? (err.cause as { code?: unknown } | undefined)?.code;
   if (err.name === "ConnectionError" || (typeof code === "string" && NATS_CONNECT_CODES.has(code)))
     return new Error(`cannot connect to NATS at MCPQ_NATS_URL=${JSON.stringify(ctx.natsUrl)}: ${err.message}`, { cause: err });
-  if (code === "EADDRINUSE" || code === "EACCES")
-    return new Error(`${err.message}${ctx.ports ? ` (${ctx.ports})` : ""}`, { cause: err });
+  const inUse = code === "EADDRINUSE" || code === "EACCES" || /EADDRINUSE|address already in use/i.test(err.message);
+  if (inUse && ctx.ports) {
+    const port = (err as { port?: unknown }).port ?? Number(/:(\d+)\b(?!.*:\d)/.exec(err.message)?.[1]);
+    const setting = typeof port === "number" ? ctx.ports[port] : undefined;
+    const hint = setting ? `port ${port} is ${setting}; choose a free one` : `choose free ports (${[...new Set(Object.values(ctx.ports))].join(", ")})`;
+    return new Error(`${err.message} (${hint})`, { cause: err });
+  }
   return err;
 }

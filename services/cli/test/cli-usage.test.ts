@@ -42,6 +42,9 @@ describe("mcpq: --help on every command, errors that name the flag or variable",
     [["dev", "--catalog", ","], /--catalog needs at least one name/],
     [["stdio", "--url", "localhost:8080"], /--url must be an http\(s\) URL/],
     [["stdio", "--url", "http://127.0.0.1:1/mcp", "--retry-timeout", "soon"], /--retry-timeout must be a positive number/],
+    [["replay", "--since", "yesterday", "--list"], /--since: invalid time "yesterday"/],
+    [["replay", "--diff", "--concurrency", "many"], /--concurrency must be a positive number, not "many"/],
+    [["edge", "--processes", "0"], /--processes must be an integer 1-256 or "auto", not "0"/],
   ])("mcpq %j exits 2 naming the flag", async (args, message) => {
     const r = await runCli(args, {});
     expect(r.code).toBe(2);
@@ -67,6 +70,9 @@ describe("mcpq: --help on every command, errors that name the flag or variable",
     const r = await runCli(["worker"], { MCPQ_NATS_URL: url });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`cannot connect to NATS at MCPQ_NATS_URL="${url}"`);
+    const replay = await runCli(["replay", "--diff"], { MCPQ_NATS_URL: url });
+    expect(replay.code).toBe(4);
+    expect(replay.stderr).toContain(`cannot connect to NATS at MCPQ_NATS_URL="${url}"`);
   });
 
   it("./mcpq stdio writes nothing but JSON-RPC on stdout, even when no edge answers", async () => {

@@ -77,7 +77,21 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
       if (req.url !== "/metrics") return void res.writeHead(404).end();
       void registry.metrics().then((body) => res.writeHead(200, { "content-type": registry.contentType }).end(body));
     });
-    await new Promise<void>((r) => server!.listen(config.metricsPort, "127.0.0.1", r));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server!.once("error", reject);
+        server!.listen(config.metricsPort, "127.0.0.1", () => {
+          server!.off("error", reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      // A taken metrics port fails the start (reported by the caller), not the process.
+      await worker.stop();
+      await recorder?.flush();
+      await bus.close();
+      throw err;
+    }
   }
   return {
     worker,

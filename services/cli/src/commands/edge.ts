@@ -35,7 +35,12 @@ export async function run(argv: string[], env: Readonly<CliEnv>): Promise<void> 
   try {
     running = await main(overrides);
   } catch (err) {
-    throw explainBootError(err, { natsUrl: env.MCPQ_NATS_URL, ports: "set --port / MCPQ_PORT, MCPQ_TCP_PORT or MCPQ_GRPC_PORT to a free port" });
+    const ports = {
+      [config.grpcPort]: "the gRPC port (MCPQ_GRPC_PORT, default HTTP port + 41971)",
+      [config.tcpPort]: "the TCP port (MCPQ_TCP_PORT, default HTTP port + 10)",
+      [config.port]: "the HTTP port (--port / MCPQ_PORT)",
+    };
+    throw explainBootError(err, { natsUrl: env.MCPQ_NATS_URL, ports });
   }
   if (isClusterWorker()) shareMetrics(running.runtime.registry);
 }

@@ -48,7 +48,7 @@ export async function run(argv: string[], env: Readonly<CliEnv>): Promise<void> 
   try {
     running = await main(overrides);
   } catch (err) {
-    throw explainBootError(err, { natsUrl: env.MCPQ_NATS_URL, ports: "set MCPQ_WORKER_METRICS_PORT to a free port" });
+    throw explainBootError(err, { natsUrl: env.MCPQ_NATS_URL, ports: { [config.metricsPort]: "the metrics port (MCPQ_WORKER_METRICS_PORT)" } });
   }
   if (isClusterWorker()) shareMetrics(running.registry);
   // One warning per command, not one per process.
