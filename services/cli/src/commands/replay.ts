@@ -26,6 +26,7 @@ import {
   type Selection,
 } from "@mcpq/replay";
 import { UsageError, explainBootError } from "../args.js";
+import type { CliEnv } from "../env.js";
 
 export const REPLAY_USAGE = `mcpq replay — re-run recorded requests (MCPQ_REC) against workers and diff the answers
 
@@ -72,7 +73,7 @@ Reads MCPQ_NATS_URL (default nats://127.0.0.1:4222). See docs/replay.md.`;
 export const REPLAY_EXIT = { same: 0, differs: 1, usage: 2, empty: 3, cannotRun: 4 } as const;
 
 /** `mcpq replay ...`; sets `process.exitCode` (see `REPLAY_EXIT`). Progress on stderr, summary on stdout. */
-export async function replay(argv: string[]): Promise<void> {
+export async function replay(argv: string[], env: Readonly<Pick<CliEnv, "MCPQ_DEBUG">> = {}): Promise<void> {
   let args: ReturnType<typeof parse>;
   let selection: ResolvedSelection;
   try {
@@ -155,7 +156,7 @@ export async function replay(argv: string[]): Promise<void> {
     }
     const known = err instanceof NoWorkersError || err instanceof NoRecordsStreamError;
     console.error(`mcpq replay: ${err instanceof Error ? err.message : String(err)}`);
-    if (!known && err instanceof Error && err.stack && process.env["MCPQ_DEBUG"])
+    if (!known && err instanceof Error && err.stack && env.MCPQ_DEBUG)
       console.error(err.stack);
     process.exitCode = REPLAY_EXIT.cannotRun;
   } finally {

@@ -1,6 +1,7 @@
 import { createInterface } from "node:readline";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { UsageError } from "../args.js";
+import type { CliEnv } from "../env.js";
 import type { Readable, Writable } from "node:stream";
 
 const USAGE = `mcpq stdio — bridge a stdio MCP client to mcpq edges over Streamable HTTP
@@ -29,7 +30,7 @@ export interface StdioBridgeOptions {
 }
 
 /** `mcpq stdio` entry point. */
-export async function stdio(argv: string[]): Promise<void> {
+export async function stdio(argv: string[], env: Readonly<Pick<CliEnv, "MCPQ_TOKEN">> = {}): Promise<void> {
   const { values } = parseStrict({
     args: argv,
     options: {
@@ -59,7 +60,7 @@ export async function stdio(argv: string[]): Promise<void> {
     if (i <= 0) throw new UsageError(`--header must be "Name: value", not ${JSON.stringify(h)}`);
     headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
   }
-  const token = values.token ?? process.env["MCPQ_TOKEN"];
+  const token = values.token ?? env.MCPQ_TOKEN;
   if (token) headers["authorization"] = `Bearer ${token}`;
   const retryTimeoutMs =
     values["retry-timeout"] !== undefined ? positiveFlag("--retry-timeout", values["retry-timeout"]) : undefined;
