@@ -19,6 +19,7 @@ export {
 export {
   DEFAULT_HTTP_PROTOCOL_VERSION,
   allowsBatching,
+  isModernEra,
   isSupportedProtocolVersion,
   negotiateProtocolVersion,
   type ProtocolVersion,
@@ -47,6 +48,19 @@ export {
   type ResourceTemplateDescriptor,
   type ToolDescriptor,
 } from "./mcp.js";
+export {
+  DEFAULT_CACHE_HINT,
+  assertCacheHintInput,
+  cacheHintOf,
+  combineCacheHints,
+  isDefaultCacheHint,
+  listCacheHint,
+  resolveCacheHint,
+  type CacheHint,
+  type CacheHintInput,
+  type CacheListKind,
+  type CatalogCacheHints,
+} from "./cache-hints.js";
 export {
   silentLogger,
   type Logger,

@@ -1,4 +1,5 @@
 export {
+  findNatsServer,
   freePort,
   startLocalNats,
   type NatsHandle,
@@ -9,6 +10,7 @@ export {
   type Stack,
   type StackOptions,
 } from "./stack.js";
+export { BusClient, type BusCallOptions, type BusRpcResponse } from "./bus-client.js";
 export { natsTest } from "./fixtures.js";
 export { replayFixtures } from "./replay-fixtures.js";
 /** Options of `replayFixtures`, for tests to name. @public */

@@ -17,7 +17,7 @@ export interface NatsHandle {
 }
 
 /** Finds a nats-server binary: MCPQ_NATS_SERVER_BIN, PATH, then Debian's /usr/sbin. */
-function findNatsServer(): string | null {
+export function findNatsServer(): string | null {
   const candidates = [process.env["MCPQ_NATS_SERVER_BIN"], ...(process.env["PATH"] ?? "").split(":").map((d) => join(d, "nats-server")), "/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"];
   for (const c of candidates) if (c && existsSync(c)) return c;
   return null;

@@ -26,7 +26,7 @@ const flag = (def: boolean) =>
  * Every edge setting, parsed once at boot (a bad environment fails fast) and frozen.
  * The README's configuration table lists the same variables.
  */
-const EdgeEnvSchema = z.object({
+export const EdgeEnvSchema = z.object({
   ...busEnvShape,
   MCPQ_HOST: z.string().default("127.0.0.1"),
   MCPQ_PORT: port().default(8080),

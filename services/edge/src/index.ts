@@ -1,5 +1,5 @@
 export { startEdge, main, type RunningEdge } from "./server.js";
-export { loadEdgeConfig } from "./env.js";
+export { loadEdgeConfig, EdgeEnvSchema } from "./env.js";
 /** The configuration `startEdge` takes and the runtime its app is built on. @public */
 export type { EdgeConfig } from "./env.js";
 /** @public */
