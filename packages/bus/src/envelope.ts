@@ -27,6 +27,8 @@ export const H = {
   replayable: "Mcpq-Replayable",
   traceparent: "traceparent",
   msgId: "Nats-Msg-Id",
+  /** Token claims the edge's authorization policy exposes to workers (JSON object); never the token. */
+  claims: "Mcpq-Claims",
   /** Top-level capability names the client declared at initialize (comma-separated). */
   clientCapabilities: "Mcpq-Client-Capabilities",
   /** On a `control` outbound message: what the edge holding the stream should do. */
@@ -58,6 +60,8 @@ export interface RequestEnvelope {
    * timeout. Undefined when unknown (an older edge): the worker then assumes the client can.
    */
   clientCapabilities?: readonly string[] | undefined;
+  /** The caller's token claims the edge's policy exposes (`exposeClaims`); undefined when none. */
+  claims?: Readonly<Record<string, unknown>> | undefined;
 }
 
 /** Envelope fields shared by request messages and the records replay reads. */
@@ -98,6 +102,7 @@ export function encodeEnvelope(e: RequestEnvelope): MsgHdrs {
   const h = setEnvelopeHeaders(natsHeaders(), e);
   h.append(H.replyTo, e.replyTo);
   if (e.clientCapabilities) h.append(H.clientCapabilities, e.clientCapabilities.join(","));
+  if (e.claims) h.append(H.claims, JSON.stringify(e.claims));
   return h;
 }
 
@@ -134,6 +139,7 @@ export function decodeEnvelope(h: MsgHdrs | undefined): RequestEnvelope | null {
     clientCapabilities: h.has(H.clientCapabilities)
       ? h.get(H.clientCapabilities).split(",").filter((c) => c !== "")
       : undefined,
+    claims: decodeClaims(get(H.claims)),
   };
 }
 
@@ -214,4 +220,14 @@ export interface CancelNotice {
   /** The client's JSON-RPC id of the request being cancelled. */
   requestId: RequestId;
   reason?: string;
+}
+
+function decodeClaims(v: string | undefined): Record<string, unknown> | undefined {
+  if (!v) return undefined;
+  try {
+    const o: unknown = JSON.parse(v);
+    return o && typeof o === "object" && !Array.isArray(o) ? (o as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -36,8 +36,6 @@ export {
   type Bus,
 } from "./connection.js";
 export {
-} from "./provision.js";
-export {
   ensurePoolConsumer,
 } from "./pool.js";
 export {
@@ -82,6 +80,8 @@ export {
   busLimitsFromEnv,
 } from "./env-schema.js";
 export { idGenerator } from "./ids.js";
+;
+export { brokerUsers,   type BrokerUser,  } from "./permissions.js";
 export { corkPerTurn } from "./write-batching.js";
 /** Types of `connectBus`'s options and of the shared settings, for services to name. @public */
 export type { BusLimits } from "./limits.js";
@@ -89,3 +89,10 @@ export type { BusLimits } from "./limits.js";
 export type { ConnectBusOptions } from "./connection.js";
 /** @public */
 export type { BusEnv } from "./env-schema.js";
+export { INBOX_PREFIX, MAX_SUBJECT_TOKEN,  subjectToken } from "./subjects.js";
+;
+;
+export {  provision,        } from "./provision.js";
+export { busAuthFromEnv } from "./env-schema.js";
+/** The broker credentials type services' configs carry (`natsAuth`). @public */
+export type { BusAuth } from "./auth.js";

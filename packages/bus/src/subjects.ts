@@ -5,7 +5,8 @@ import { createHash } from "node:crypto";
  *
  * Requests:   mcpq.req.<pool>.<kind>.<target>      (stream MCPQ_REQ, work queue, bounded)
  * Outbound:   mcpq.out.<session>.<stream>          (stream MCPQ_OUT, resumability window)
- *             mcpq.out.replay-<id>.<n>             (same stream; one `mcpq replay` run's answers)
+ *             mcpq.out.replay.<id>.<n>             (same stream; one `mcpq replay` run's answers, under
+ *                                                  one token so a replay credential reads only these)
  * Records:    mcpq.rec.<pool>.<kind>.<target>      (stream MCPQ_REC, replay window)
  * Replies:    mcpq.s2c.<principal-key>.<session>.<token>   (core; client answers to server requests)
  * Cancels:    mcpq.cancel.<principal-key>.<session>        (core; fan-out to workers and edges)
@@ -29,17 +30,35 @@ export type TargetKind = "tool" | "resource" | "prompt" | "complete";
 const SAFE = /^[A-Za-z0-9_-]+$/;
 
 /**
- * Encodes an arbitrary name (tool names may contain dots) as one subject token:
- * [A-Za-z0-9_-] pass through, every other UTF-8 byte becomes `~XX`.
+ * Longest subject token `subjectToken` produces. Client-chosen names (tool names, resource URIs,
+ * client answer ids) end up in subjects, and nats-server drops a connection whose control line
+ * (`PUB <subject> <reply> <sizes>`) passes 4,096 bytes: one long URI would cut every session
+ * sharing the edge's NATS connection off. Longer encodings keep a readable prefix and end in a
+ * digest of the whole name, so distinct names stay distinct and every subject stays short.
  */
-function subjectToken(name: string): string {
-  if (SAFE.test(name)) return name;
-  let out = "";
-  for (const byte of Buffer.from(name, "utf8")) {
-    const c = String.fromCharCode(byte);
-    out += /[A-Za-z0-9_-]/.test(c) ? c : `~${byte.toString(16).padStart(2, "0")}`;
+export const MAX_SUBJECT_TOKEN = 160;
+const DIGEST_MARK = "~~";
+
+/**
+ * Encodes an arbitrary name (tool names may contain dots) as one subject token:
+ * [A-Za-z0-9_-] pass through, every other UTF-8 byte becomes `~XX`. Encodings longer than
+ * MAX_SUBJECT_TOKEN become `<prefix>~~<digest>` (a digest of the full name), at most that long.
+ */
+export function subjectToken(name: string): string {
+  let out: string;
+  if (SAFE.test(name)) {
+    out = name;
+  } else {
+    out = "";
+    for (const byte of Buffer.from(name, "utf8")) {
+      const c = String.fromCharCode(byte);
+      out += /[A-Za-z0-9_-]/.test(c) ? c : `~${byte.toString(16).padStart(2, "0")}`;
+      if (out.length > MAX_SUBJECT_TOKEN) break;
+    }
   }
-  return out;
+  if (out.length <= MAX_SUBJECT_TOKEN) return out;
+  const digest = digestToken(name);
+  return `${out.slice(0, MAX_SUBJECT_TOKEN - DIGEST_MARK.length - digest.length)}${DIGEST_MARK}${digest}`;
 }
 
 /** Short stable digest used where a value must become a subject token (principals, URIs). */
@@ -53,6 +72,12 @@ export function assertPoolName(pool: string): string {
   return pool;
 }
 
+/** A replay id as a subject token (validated like its session id). */
+const replayToken = (replayId: string): string => {
+  replaySession(replayId);
+  return replayId;
+};
+
 export const subjects = {
   requestsAll: "mcpq.req.>",
   outboundAll: "mcpq.out.>",
@@ -63,8 +88,12 @@ export const subjects = {
   /** Filter over MCPQ_REC; an omitted token is a wildcard (`*`). */
   recordFilter: (pool?: string, kind?: TargetKind, target?: string) =>
     `mcpq.rec.${pool ?? "*"}.${kind ?? "*"}.${target === undefined ? "*" : subjectToken(target)}`,
-  /** Outbound subjects of one replay run (`mcpq replay`): its own session, never a live client's. */
-  replayOutbound: (replayId: string) => `mcpq.out.${replaySession(replayId)}.>`,
+  /** Outbound subjects of one replay run (`mcpq replay`): its own subjects, never a live client's session's. */
+  replayOutbound: (replayId: string) => `mcpq.out.replay.${replayToken(replayId)}.>`,
+  /** Where a replayed request's answer goes (the envelope's replyTo). */
+  replayReply: (replayId: string, n: string) => `mcpq.out.replay.${replayToken(replayId)}.${subjectToken(n)}`,
+  /** Every replay run's answers (the replay role's subscribe permission). */
+  replayOutboundAll: "mcpq.out.replay.>",
   outbound: (session: string, stream: string) => `mcpq.out.${session}.${stream}`,
   sessionOutbound: (session: string) => `mcpq.out.${session}.>`,
   clientReply: (principal: string, session: string, token: string) =>
@@ -89,6 +118,17 @@ export function isReplaySession(session: string): boolean {
 
 /** The standalone GET stream of a session (server-initiated messages unrelated to a request). */
 export const STANDALONE_STREAM = "g";
+
+/**
+ * Inbox prefixes per role (replies to requests, JetStream API answers, pull deliveries): each role
+ * is allowed to subscribe to its own only, so an edge cannot read a worker's deliveries.
+ */
+export const INBOX_PREFIX = {
+  edge: "_INBOX_edge",
+  /** A pool's workers: `_INBOX_worker.<pool>`. */
+  worker: (pool: string) => `_INBOX_worker.${assertPoolName(pool)}`,
+  replay: "_INBOX_replay",
+} as const;
 
 /** Durable consumer name of a worker pool. */
 export const poolConsumer = (pool: string) => `pool-${pool}`;

@@ -2,7 +2,12 @@ export {
   findNatsServer,
   freePort,
   startLocalNats,
+  startLocalCluster,
+  
   type NatsHandle,
+  type LocalNats,
+  type LocalCluster,
+  
 } from "./nats-server.js";
 export {
   eventually,
@@ -15,7 +20,5 @@ export { natsTest } from "./fixtures.js";
 export { replayFixtures } from "./replay-fixtures.js";
 /** Options of `replayFixtures`, for tests to name. @public */
 export type { ReplayFixturesOptions } from "./replay-fixtures.js";
-/** Types of `startLocalNats` and `startStack` parameters, for tests to name. @public */
-export type { LocalNatsOptions } from "./nats-server.js";
-/** @public */
+/** Types of `startStack`'s parameters, for tests to name. @public */
 export type { EdgeLike, StackFactories, WorkerLike } from "./stack.js";

@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-import { parseArgs } from "node:util";
 import { UsageError } from "./args.js";
 import { loadCliEnv, type CliEnv } from "./env.js";
 
@@ -12,7 +11,7 @@ Commands:
   edge    [--port N] [--host ADDR]                        an edge (Streamable HTTP, WebSocket, SSE, TCP, gRPC on 127.0.0.1)
   worker  [--catalog NAME[,NAME]] [--pool NAME] [--shadow]   a worker serving catalogs (--shadow: replay candidate, never routed)
   stdio   --url URL [--url URL2]                          bridge a stdio MCP client to edges, with failover
-  nats    [--port 4222] [--store DIR]                     a local JetStream server for development
+  nats    [--port 4222] [--store DIR] [--cluster N]       a local JetStream server or N-node cluster
   replay  [--since 15m] [--against POOL] [--diff] [--export FILE]   re-run recorded traffic, diff answers
 
 Every command reads MCPQ_NATS_URL (default nats://127.0.0.1:4222); see README for all settings.`;
@@ -30,18 +29,12 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   worker: async () => (await import("./commands/worker.js")).run,
   stdio: async () => (await import("./commands/stdio.js")).stdio,
   replay: async () => (await import("./commands/replay.js")).replay,
-  nats: async () => nats,
+  // `mcpq nats` (helper broker's command) reads its own settings from the raw environment.
+  nats: async () => {
+    const { nats } = await import("./commands/nats.js");
+    return (argv) => nats(argv);
+  },
 };
-
-async function nats(rest: string[]): Promise<void> {
-  const { values } = parseArgs({ args: rest, options: { port: { type: "string", default: "4222" }, store: { type: "string", default: ".mcpq/nats" } } });
-  const { startLocalNats } = await import("@mcpq/testkit/nats");
-  const nats = await startLocalNats({ port: Number(values.port), storeDir: values.store, inheritStdio: true });
-  console.error(`mcpq nats: JetStream on ${nats.url} (store ${values.store}); Ctrl-C stops it`);
-  const stop = () => void nats.stop().then(() => process.exit(0));
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
-}
 
 async function run(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;

@@ -27,10 +27,10 @@ describe("socket session: answers produced after the connection is gone are park
     };
     const session = new SocketSession(s.edges[0]!.runtime, framer, {
       transport: "tcp",
-      principal: "anonymous",
+      caller: { principal: "anonymous", quotaKey: "anonymous@test", anonymous: true, scopes: [], claims: {} },
       resumable: true,
       maxSendBufferBytes: 1 << 20,
-      authTokens: new Map(),
+      authenticate: () => Promise.resolve({ status: 401, description: "no" }),
       log: silentLogger,
     });
     session.receive(

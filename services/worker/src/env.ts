@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { busEnvShape, busLimitsFromEnv, parsePathPatterns } from "@mcpq/bus";
+import { busAuthFromEnv, busEnvShape, busLimitsFromEnv, parsePathPatterns } from "@mcpq/bus";
 import { deepFreeze, type DeepReadonly } from "@mcpq/protocol";
 import {
   DEFAULT_REQUEST_STATE_MAX_BYTES,
@@ -26,6 +26,8 @@ export const WorkerEnvSchema = z.object({
   MCPQ_RECORD_SAMPLE: z.string().default("").superRefine(parses((v) => parseSampleSpec(v))),
   /** Comma-separated JSON paths masked before storing, relative to params (`arguments.password`) or the response (`result.x`). */
   MCPQ_RECORD_REDACT: z.string().default("").superRefine(parses((v) => parsePathPatterns(v.split(",")))),
+  /** Targets (`*` wildcards) whose records keep values under common secret keys (password, token, api_key, …) in clear; masked by default. */
+  MCPQ_RECORD_KEEP_SECRETS: z.string().default(""),
   /** Also record the notifications (progress, logs) sent before each response. */
   MCPQ_RECORD_NOTIFICATIONS: z.enum(["on", "off"]).default("off"),
   /** Shadow worker: a candidate for `mcpq replay --against`; registered, never routed client traffic. */
@@ -67,6 +69,10 @@ type WorkerEnv = z.infer<typeof WorkerEnvSchema>;
 function configFromEnv(e: WorkerEnv, catalogs: readonly string[]) {
   return {
     natsUrl: e.MCPQ_NATS_URL,
+    /** MCPQ_NATS_USER/PASSWORD/TOKEN/NKEY_SEED/CREDS/TLS_* (docs/broker.md); undefined = anonymous. */
+    natsAuth: busAuthFromEnv(e),
+    /** MCPQ_PROVISION: create/reconcile streams and buckets at connect (off with the `worker` credential). */
+    provision: e.MCPQ_PROVISION === "on",
     /** MCPQ_NATS_WRITE_BATCHING */
     natsWriteBatching: e.MCPQ_NATS_WRITE_BATCHING === "on",
     catalogs: [...catalogs],
@@ -80,6 +86,7 @@ function configFromEnv(e: WorkerEnv, catalogs: readonly string[]) {
       enabled: e.MCPQ_RECORD === "on",
       sample: e.MCPQ_RECORD_SAMPLE,
       redact: e.MCPQ_RECORD_REDACT.split(",").map((s) => s.trim()).filter(Boolean),
+      keepSecretsFor: e.MCPQ_RECORD_KEEP_SECRETS.split(",").map((s) => s.trim()).filter(Boolean),
       notifications: e.MCPQ_RECORD_NOTIFICATIONS === "on",
     },
     shadow: e.MCPQ_WORKER_SHADOW === "on",

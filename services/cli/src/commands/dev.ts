@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { connect as tcpConnect } from "node:net";
-import { startLocalNats, type NatsHandle } from "@mcpq/testkit/nats";
+import { startLocalNats, type LocalNats } from "@mcpq/nats-launcher";
 import { UsageError, listFlag, parseFlags, portFlag } from "../args.js";
 import type { CliEnv } from "../env.js";
 
@@ -44,14 +44,14 @@ export async function run(argv: string[], env: Readonly<CliEnv>): Promise<void> 
   }
 
   const natsUrl = env.MCPQ_NATS_URL;
-  let nats: NatsHandle | undefined;
+  let nats: LocalNats | undefined;
   const target = natsTarget(natsUrl);
   if (!target || (await reachable(target.host, target.port))) {
-    console.error(`mcpq dev: using the NATS server${target ? " already" : "s"} at ${natsUrl}`);
+    console.error(`mcpq dev: using the NATS server already at ${natsUrl}`);
   } else if (!target.loopback) {
     throw new Error(`no NATS server answers at MCPQ_NATS_URL=${JSON.stringify(natsUrl)}; mcpq dev starts one only on a loopback address (e.g. nats://127.0.0.1:4222)`);
   } else {
-    nats = await startLocalNats({ port: target.port, storeDir });
+    nats = await startLocalNats({ port: target.port, storeDir, bin: process.env["MCPQ_NATS_SERVER_BIN"], searchPath: process.env["PATH"] });
     console.error(`mcpq dev: nats-server with JetStream on ${nats.url} (store ${storeDir})`);
   }
   const childEnv = { ...process.env, MCPQ_NATS_URL: natsUrl };
@@ -87,9 +87,9 @@ export async function run(argv: string[], env: Readonly<CliEnv>): Promise<void> 
   console.error(`mcpq dev: MCP endpoint ${where}; workers in ${pools} (Ctrl-C stops all)`);
 }
 
-/** Host and port of a single NATS URL (undefined for a list: those are used as they are). */
-function natsTarget(natsUrl: string): { host: string; port: number; loopback: boolean } | undefined {
-  if (natsUrl.includes(",")) return undefined;
+/** Host and port of a NATS URL (of a cluster URL list: its first, where dev probes and may start one). */
+function natsTarget(natsUrls: string): { host: string; port: number; loopback: boolean } | undefined {
+  const natsUrl = natsUrls.split(",")[0]!.trim();
   const u = new URL(/^[a-z]+:\/\//i.test(natsUrl) ? natsUrl.replace(/^[a-z]+:/i, "http:") : `http://${natsUrl}`);
   const host = u.hostname.replace(/^\[|\]$/g, "");
   return { host, port: Number(u.port || 4222), loopback: ["127.0.0.1", "localhost", "::1"].includes(host) };

@@ -2,6 +2,8 @@ import { readFile, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import {
   BusEnvSchema,
+  busAuthFromEnv,
+  INBOX_PREFIX,
   busLimitsFromEnv,
   connectBus,
   type Bus,
@@ -289,6 +291,8 @@ async function connect(): Promise<Bus> {
   try {
     return await connectBus({
       url: env.MCPQ_NATS_URL,
+      auth: busAuthFromEnv(env),
+      inboxPrefix: INBOX_PREFIX.replay,
       name: "mcpq-replay",
       limits: busLimitsFromEnv(env),
       provision: false,

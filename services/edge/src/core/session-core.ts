@@ -38,6 +38,9 @@ import {
 import type { CatalogView, ListKind } from "./catalog.js";
 import type { OutboundMessage, OutboundRouter } from "./outbound.js";
 import { SessionStore, type SessionRecord } from "./session-store.js";
+import type { Caller } from "./auth.js";
+import type { AccessPolicy, ListedKind, TargetView } from "./policy.js";
+import { checkTargetName, requestedName } from "./subject-safety.js";
 
 export interface CoreConfig {
   edgeId: string;
@@ -48,6 +51,8 @@ export interface CoreConfig {
   serverName: string;
   serverVersion: string;
   instructions?: string;
+  /** MCPQ_MAX_NAME_BYTES: longest tool/prompt name or resource URI accepted (0 = no bound). */
+  maxNameBytes?: number;
 }
 
 /** Hooks the service backs with metrics; all optional. */
@@ -90,6 +95,10 @@ export interface StreamContext {
   id: string;
   /** The raw JSON text of the request as received, forwarded without re-serialising. */
   raw?: string;
+  /** Who sent it (this request's credential; for sockets the connection's). */
+  caller?: Caller | undefined;
+  /** The virtual server the request came through (`/mcp/<name>`): its subset of the catalog. */
+  view?: TargetView | undefined;
 }
 
 /** A request accepted for processing; `response` settles with the final message (or a cancel). */
@@ -135,6 +144,8 @@ export class SessionCore {
   /** (session, client request id) -> internal request id, for cancellation. */
   readonly #byClientId = new Map<string, string>();
   admission: Admission | undefined;
+  /** Authorization policy (MCPQ_POLICY_FILE); undefined = every caller may use everything. */
+  policy: AccessPolicy | undefined;
 
   constructor(
     private readonly bus: Bus,
@@ -186,10 +197,12 @@ export class SessionCore {
   }
 
   /** Creates a session bound to `principal`. */
-  async initialize(principal: string, req: JsonRpcRequest): Promise<{ session: SessionRecord; json: string }> {
+  async initialize(principal: string, req: JsonRpcRequest, caller?: Caller): Promise<{ session: SessionRecord; json: string }> {
     const params = parse(InitializeParamsSchema, req.params);
+    // Anonymous sessions are counted per client address, not all under one principal.
+    const quotaKey = caller && caller.quotaKey !== principal ? caller.quotaKey : undefined;
     if (this.cfg.maxSessionsPerPrincipal > 0) {
-      const open = await this.sessions.countForPrincipal(principal);
+      const open = await this.sessions.countForPrincipal(quotaKey ?? principal);
       if (open >= this.cfg.maxSessionsPerPrincipal) {
         throw rejection(ErrorCode.RateLimited, "too many open sessions for this principal", 60_000);
       }
@@ -199,6 +212,7 @@ export class SessionCore {
     const session: SessionRecord = {
       id: SessionStore.newId(),
       principal,
+      ...(quotaKey ? { quotaKey } : {}),
       protocolVersion: version,
       clientInfo: params.clientInfo,
       clientCapabilities: params.capabilities,
@@ -236,6 +250,13 @@ export class SessionCore {
   async dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext): Promise<Dispatched> {
     const started = performance.now();
     const done = (outcome: string) => this.metrics?.observe(req.method, outcome, (performance.now() - started) / 1000);
+    const named = requestedName(req.method, req.params);
+    if (named) {
+      checkTargetName(named.kind, named.name, this.cfg.maxNameBytes ?? 0);
+      // Before the catalog is consulted: a forbidden target is refused like a missing one.
+      this.policy?.check(callerOf(session, stream), named.kind, named.name, named.promptRef);
+      stream.view?.check(callerOf(session, stream), named.kind, named.name, named.promptRef);
+    }
     switch (req.method) {
       case "tools/call":
       case "resources/read":
@@ -246,7 +267,7 @@ export class SessionCore {
         throw new McpError(ErrorCode.InvalidRequest, "Session already initialized");
       default: {
         try {
-          const result = await this.#local(session, req);
+          const result = await this.#local(session, req, callerOf(session, stream), stream.view);
           done("ok");
           return { response: Promise.resolve(localMessage(req.id, result)) };
         } catch (err) {
@@ -295,7 +316,7 @@ export class SessionCore {
     return out;
   }
 
-  async #local(session: SessionRecord, req: JsonRpcRequest): Promise<Record<string, unknown>> {
+  async #local(session: SessionRecord, req: JsonRpcRequest, caller: Caller, view: TargetView | undefined): Promise<Record<string, unknown>> {
     switch (req.method) {
       case "ping":
         return {};
@@ -307,13 +328,13 @@ export class SessionCore {
         return {};
       }
       case "tools/list":
-        return this.#page("tools", this.catalog.tools(), req);
+        return this.#page("tools", this.#visible(caller, view, "tools", this.catalog.tools()), req);
       case "resources/list":
-        return this.#page("resources", this.catalog.resources(), req);
+        return this.#page("resources", this.#visible(caller, view, "resources", this.catalog.resources()), req);
       case "resources/templates/list":
-        return this.#page("resourceTemplates", this.catalog.resourceTemplates(), req);
+        return this.#page("resourceTemplates", this.#visible(caller, view, "resourceTemplates", this.catalog.resourceTemplates()), req);
       case "prompts/list":
-        return this.#page("prompts", this.catalog.prompts(), req);
+        return this.#page("prompts", this.#visible(caller, view, "prompts", this.catalog.prompts()), req);
       case "resources/subscribe": {
         const { uri } = parse(SubscribeParamsSchema, req.params);
         await this.sessions.subscribe(session, uri);
@@ -327,6 +348,12 @@ export class SessionCore {
       default:
         throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${req.method}`);
     }
+  }
+
+  /** A list as the caller may see it through `view` (everything without a policy or view). */
+  #visible<T>(caller: Caller, view: TargetView | undefined, kind: ListedKind, items: readonly T[]): readonly T[] {
+    const allowed = this.policy ? this.policy.filter(caller, kind, items) : items;
+    return view ? view.filter(caller, kind, allowed) : allowed;
   }
 
   #page(key: string, items: readonly unknown[], req: JsonRpcRequest): Record<string, unknown> {
@@ -379,6 +406,7 @@ export class SessionCore {
         receivedAt: now,
         traceparent: typeof meta["traceparent"] === "string" ? (meta["traceparent"] as string) : undefined,
         clientCapabilities: Object.keys(session.clientCapabilities ?? {}),
+        claims: this.policy?.exposed(stream.caller),
       });
       this.metrics?.inFlight(1);
       // The publish is started here, in order with this connection's earlier publishes, but its
@@ -546,6 +574,11 @@ export class SessionCore {
       this.#log.warn({ err }, "resource update fan-out failed");
     }
   }
+}
+
+/** The request's caller; a session's own principal when the transport passed none. */
+function callerOf(session: SessionRecord, stream: StreamContext): Caller {
+  return stream.caller ?? { principal: session.principal, quotaKey: session.quotaKey ?? session.principal, anonymous: false, scopes: [], claims: {} };
 }
 
 const notRefused = () => false;

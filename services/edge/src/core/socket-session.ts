@@ -18,14 +18,15 @@ import {
 import { STANDALONE_STREAM, type Bus } from "@mcpq/bus";
 import type { ConnectionKind } from "./connection-limiter.js";
 import { parseEventId, type OutboundMessage, type StreamSink } from "./outbound.js";
-import { principalOf } from "./security.js";
+import { isAuthFailure, type Caller } from "./auth.js";
 import { SendBuffer } from "./send-buffer.js";
+import { SocketTimeouts } from "./socket-timeouts.js";
 import { RequestCancelled, type Dispatched, type SessionCore } from "./session-core.js";
 import type { SessionRecord } from "./session-store.js";
 import type { OutboundRouter } from "./outbound.js";
 
 /** Why the edge ends a connection; each transport says it in its own terms (docs/transports.md). */
-export type SocketCloseReason = "slow consumer" | "shutdown" | "unauthorized";
+export type SocketCloseReason = "slow consumer" | "shutdown" | "unauthorized" | "timeout";
 
 /**
  * What a message-per-frame transport (WebSocket, TCP, gRPC, legacy SSE) provides: it frames
@@ -45,16 +46,18 @@ export interface SocketFramer {
 
 export interface SocketSessionOptions {
   transport: ConnectionKind;
-  /** The principal authenticated at connect time, or null when it comes in-band (`$/mcpq/resume`). */
-  principal: string | null;
+  /** The caller authenticated at connect time, or null when it comes in-band (`$/mcpq/resume`). */
+  caller: Caller | null;
   /** Whether `$/mcpq/resume` and `$/mcpq/event` markers are offered (not on legacy SSE, which has `id:`). */
   resumable: boolean;
   /** Bytes the connection may hold unsent before it is cut off as a slow consumer. */
   maxSendBufferBytes: number;
-  /** token -> principal; used when `principal` is null. */
-  authTokens: ReadonlyMap<string, string>;
+  /** Checks an in-band credential (`$/mcpq/resume` `authorization`); used when `caller` is null. */
+  authenticate(authorization: string | undefined): Promise<Caller | { status: number; description: string }>;
   log: Logger;
   onSlowConsumer?: () => void;
+  /** Handshake and idle clocks (socket-timeouts.ts); none on legacy SSE (HTTP has its own). */
+  timeouts?: { handshakeMs: number; idleMs: number };
   /** Edge-wide buffer accounting (BufferBudget account): told what the connection holds unsent. */
   account?: { set(bytes: number): void; close(): void };
 }
@@ -86,6 +89,7 @@ export class SocketSession implements StreamSink {
   readonly receivesResponses = true;
   #session: SessionRecord | undefined;
   #principal: string | null;
+  #caller: Caller | null;
   #markers = false;
   #closed = false;
   readonly #releases: (() => void)[] = [];
@@ -97,18 +101,23 @@ export class SocketSession implements StreamSink {
   #idleWaiters: (() => void)[] = [];
   /** The send-buffer bound (MCPQ_MAX_SEND_BUFFER_BYTES), the same rule as SSE streams'. */
   readonly #sendBuffer: SendBuffer;
+  readonly #timeouts: SocketTimeouts | undefined;
 
   constructor(
     private readonly rt: SocketRuntime,
     private readonly framer: SocketFramer,
     private readonly opts: SocketSessionOptions,
   ) {
-    this.#principal = opts.principal;
+    this.#caller = opts.caller;
+    this.#principal = opts.caller?.principal ?? null;
     this.#sendBuffer = new SendBuffer({
       maxBytes: opts.maxSendBufferBytes,
       held: () => framer.bufferedBytes,
       cutOff: (held) => this.#cutOff(held),
     });
+    this.#timeouts = opts.timeouts
+      ? new SocketTimeouts(opts.timeouts, () => this.#outstanding > 0, () => this.close("timeout"))
+      : undefined;
   }
 
   get closed(): boolean {
@@ -137,6 +146,7 @@ export class SocketSession implements StreamSink {
    * dispatched: their answers cannot go out here, but they stay resumable.
    */
   receive(text: string): void {
+    this.#timeouts?.activity();
     this.#outstanding++;
     let handed = false;
     const finish = () => {
@@ -188,10 +198,16 @@ export class SocketSession implements StreamSink {
   transportClosed(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#timeouts?.stop();
     this.opts.account?.close();
     for (const w of this.#idleWaiters.splice(0)) w();
     this.#sendBuffer.close();
     for (const release of this.#releases.splice(0)) release();
+  }
+
+  /** The peer showed it is alive without a message (a WebSocket pong): the idle clock restarts. */
+  noteActivity(): void {
+    this.#timeouts?.activity();
   }
 
   /** The transport reports progress draining its send buffer (socket `drain`). */
@@ -218,6 +234,7 @@ export class SocketSession implements StreamSink {
     if (this.#closed || !this.#sendBuffer.admit()) return false;
     if (marker !== undefined) this.framer.write(marker, undefined);
     this.framer.write(json, eventId);
+    this.#timeouts?.activity();
     this.opts.account?.set(this.framer.bufferedBytes);
     return true;
   }
@@ -292,7 +309,7 @@ export class SocketSession implements StreamSink {
           new McpError(ErrorCode.InvalidRequest, "Session already initialized"),
         );
       try {
-        const { session, json } = await this.rt.core.initialize(principal, msg.message);
+        const { session, json } = await this.rt.core.initialize(principal, msg.message, this.#caller ?? undefined);
         this.#write(withSessionId(json, session.id), undefined);
         this.#bind(session);
       } catch (err) {
@@ -345,7 +362,7 @@ export class SocketSession implements StreamSink {
     let d: Dispatched;
     try {
       // No sink here: this connection is attached to its stream for its whole life.
-      d = await this.rt.core.dispatch(session, req, { id: this.streamId, raw });
+      d = await this.rt.core.dispatch(session, req, { id: this.streamId, raw, caller: this.#caller ?? undefined });
     } catch (err) {
       if (!(err instanceof RequestCancelled)) this.#reply(req.id, err);
       return;
@@ -379,8 +396,8 @@ export class SocketSession implements StreamSink {
         new McpError(ErrorCode.InvalidRequest, `${RESUME_METHOD} must come before initialize`),
       );
     if (this.#principal === null) {
-      const principal = principalOf(p.data.authorization, this.opts.authTokens);
-      if (principal === null) {
+      const caller = await this.opts.authenticate(p.data.authorization);
+      if (isAuthFailure(caller as Caller)) {
         this.#reply(
           req.id,
           new McpError(ErrorCode.Forbidden, "Unauthorized: a valid bearer token is required"),
@@ -388,7 +405,8 @@ export class SocketSession implements StreamSink {
         this.close("unauthorized");
         return;
       }
-      this.#principal = principal;
+      this.#caller = caller as Caller;
+      this.#principal = this.#caller.principal;
     }
     const ids =
       p.data.lastEventId === undefined
@@ -444,6 +462,7 @@ export class SocketSession implements StreamSink {
 
   #bind(session: SessionRecord): void {
     this.#session = session;
+    this.#timeouts?.bound();
     if (this.#closed) return;
     this.#releases.push(this.rt.router.attach(session.id, this.streamId, this));
     // Socket clients have no GET stream: session-level messages (resource updates, list

@@ -3,9 +3,10 @@ import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { GRPC_PROTO_URL, type JsonRpcFrame } from "@mcpq/protocol";
-import { principalOf } from "../core/security.js";
+import { isAuthFailure, type Caller } from "../core/auth.js";
 import type { SocketCloseReason, SocketSession } from "../core/socket-session.js";
 import type { EdgeRuntime } from "../runtime.js";
+import { listenGrpc } from "./grpc-listener.js";
 import { CLOSE_GRACE_MS, openSocketSession, type ListeningTransport } from "./socket-common.js";
 
 type SessionCall = grpc.ServerDuplexStream<JsonRpcFrame, JsonRpcFrame>;
@@ -26,6 +27,7 @@ const STATUS_FOR: Record<SocketCloseReason, grpc.status> = {
   "slow consumer": grpc.status.RESOURCE_EXHAUSTED,
   shutdown: grpc.status.UNAVAILABLE,
   unauthorized: grpc.status.UNAUTHENTICATED,
+  timeout: grpc.status.DEADLINE_EXCEEDED,
 };
 
 /**
@@ -36,13 +38,24 @@ const STATUS_FOR: Record<SocketCloseReason, grpc.status> = {
  */
 export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTransport> {
   const live = new Set<SocketSession>();
+  // Set once listening; calls only arrive after that.
+  const port: { listener?: Awaited<ReturnType<typeof listenGrpc>> } = {};
   const server = new grpc.Server({
-    "grpc.max_receive_message_length": rt.config.maxBodyBytes,
+    "grpc.max_receive_message_length": rt.config.maxMessageBytes,
     "grpc.keepalive_time_ms": 30_000,
     "grpc.keepalive_timeout_ms": 10_000,
+    // An HTTP/2 connection with no call open is closed (slowloris), and one that never
+    // completes its handshake is dropped by grpc-js's own connection timeout.
+    ...(rt.config.socketIdleTimeoutMs > 0 ? { "grpc.max_connection_idle_ms": rt.config.socketIdleTimeoutMs } : {}),
   });
 
   const session = (call: SessionCall) => {
+    void open(call).catch((err: unknown) => {
+      rt.log.error({ err }, "grpc session failed");
+      call.emit("error", { code: grpc.status.INTERNAL, details: "internal error", metadata: new grpc.Metadata() });
+    });
+  };
+  const open = async (call: SessionCall) => {
     let failed = false;
     const fail = (code: grpc.status, details: string) => {
       if (failed) return;
@@ -50,13 +63,15 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
       call.emit("error", { code, details, metadata: new grpc.Metadata() });
     };
     const auth = call.metadata.get("authorization")[0];
-    const principal = principalOf(
-      typeof auth === "string" ? auth : undefined,
-      rt.config.authTokens,
-    );
-    if (principal === null)
-      return fail(grpc.status.UNAUTHENTICATED, "a valid bearer token is required");
-    const release = rt.connections.tryAcquire("grpc");
+    port.listener?.callStarted(call.getPeer());
+    const address = peerAddress(call.getPeer());
+    const caller = await rt.auth.authenticate(typeof auth === "string" ? auth : undefined, address);
+    if (isAuthFailure(caller))
+      return fail(
+        caller.status === 403 ? grpc.status.PERMISSION_DENIED : grpc.status.UNAUTHENTICATED,
+        caller.status === 403 ? caller.description : "a valid bearer token is required",
+      );
+    const release = rt.connections.tryAcquire("grpc", address);
     if (!release) return fail(grpc.status.RESOURCE_EXHAUSTED, "too many connections");
 
     // Frames are objects to the stream: count their bytes until HTTP/2 has taken them.
@@ -100,7 +115,9 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
         resumeReading: () => call.resume(),
       },
       "grpc",
-      principal,
+      caller satisfies Caller,
+      true,
+      address,
     );
     live.add(s);
     rt.metrics.openStreams.inc({ transport: "grpc" });
@@ -127,18 +144,13 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
   };
 
   server.addService(loadMcpService(), { Session: session });
-  const host = rt.config.host.includes(":") ? `[${rt.config.host}]` : rt.config.host;
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      `${host}:${rt.config.grpcPort}`,
-      grpc.ServerCredentials.createInsecure(),
-      (err, p) => (err ? reject(err) : resolve(p)),
-    ),
-  );
+  const listener = (port.listener = await listenGrpc(server, rt));
   return {
-    port,
+    port: listener.port,
     async close() {
       for (const s of live) s.close("shutdown");
+      // Stops accepting; the shutdown below ends the calls still open.
+      void listener.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           server.forceShutdown();
@@ -164,4 +176,10 @@ function resetStream(call: SessionCall): void {
   ).call?.stream;
   if (stream && !stream.closed && typeof stream.close === "function")
     stream.close(http2.NGHTTP2_CANCEL);
+}
+
+/** The client address in a grpc-js peer string (`ipv4:127.0.0.1:5000`, `ipv6:[::1]:5000`). */
+function peerAddress(peer: string): string {
+  const m = /^(?:ipv4:|ipv6:)?\[?([^\]]+?)\]?:\d+$/.exec(peer);
+  return m ? m[1]! : peer;
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { ErrorCode } from "@mcpq/protocol";
+import { overMessageLimit } from "../core/broker-limits.js";
 import type { SocketSession } from "../core/socket-session.js";
 import type { EdgeRuntime } from "../runtime.js";
 import { guardHttp, refusal, type HttpRefusal } from "./http-guard.js";
@@ -29,7 +30,7 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
     reply.code(r.status).headers(r.headers).send(r.body);
 
   app.get(ssePath, async (req, reply) => {
-    const guard = guardHttp(req.headers, rt.config);
+    const guard = await guardHttp(req, rt);
     if ("status" in guard) return refuse(reply, guard);
     const id = randomBytes(16).toString("base64url");
     // The socket session enforces the send-buffer bound (one place for every transport).
@@ -48,7 +49,7 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
         close: (reason) => (reason === "slow consumer" ? sse.cutOff() : sse.end()),
       },
       "sse",
-      guard.principal,
+      guard.caller,
       false,
     );
     reply.hijack();
@@ -64,7 +65,7 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
   });
 
   app.post(messagesPath, async (req, reply) => {
-    const guard = guardHttp(req.headers, rt.config);
+    const guard = await guardHttp(req, rt);
     if ("status" in guard) return refuse(reply, guard);
     const id = (req.query as { sessionId?: unknown }).sessionId;
     const conn = typeof id === "string" ? conns.get(id) : undefined;
@@ -74,6 +75,9 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
     }
     if (typeof req.body !== "string" || req.body === "") {
       return refuse(reply, refusal(400, ErrorCode.ParseError, "Parse error: empty body"));
+    }
+    if (overMessageLimit(req.body, rt.config.maxMessageBytes)) {
+      return refuse(reply, refusal(413, ErrorCode.InvalidRequest, "Payload Too Large", {}, { maxBytes: rt.config.maxMessageBytes }));
     }
     conn.session.receive(req.body);
     return reply.code(202).type("text/plain").send("Accepted");

@@ -2,6 +2,7 @@ import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
 import { corkPerTurn } from "@mcpq/bus";
 import { ErrorCode } from "@mcpq/protocol";
+import type { Caller } from "../core/auth.js";
 import type { ConnectionKind } from "../core/connection-limiter.js";
 import {
   SocketSession,
@@ -16,15 +17,26 @@ export function openSocketSession(
   rt: EdgeRuntime,
   framer: SocketFramer,
   transport: ConnectionKind,
-  principal: string | null,
+  caller: Caller | null,
   resumable = true,
+  /** The client's address (the anonymous quota key of an in-band authentication). */
+  address?: string,
 ): SocketSession {
   return new SocketSession(rt, framer, {
     transport,
-    principal,
+    caller,
     resumable,
     maxSendBufferBytes: rt.config.maxSendBufferBytes,
-    authTokens: rt.config.authTokens,
+    authenticate: (authorization) => rt.auth.authenticate(authorization, address),
+    // gRPC has HTTP/2 keepalive for dead peers, and a quiet call may be a client waiting for
+    // notifications: only the handshake clock. WebSocket pongs count as activity (websocket.ts).
+    timeouts:
+      transport === "sse"
+        ? undefined
+        : {
+            handshakeMs: rt.config.socketHandshakeTimeoutMs,
+            idleMs: transport === "grpc" ? 0 : rt.config.socketIdleTimeoutMs,
+          },
     log: rt.log.child({ transport }),
     onSlowConsumer: () => rt.metrics.slowConsumers.inc({ transport }),
     account: rt.buffers.open(),
@@ -82,7 +94,13 @@ export function closeLine(
               message: "Edge shutting down: resume the session on another edge",
               data: { retryAfterMs },
             }
-          : { code: ErrorCode.Forbidden, message: "Unauthorized" };
+          : reason === "timeout"
+            ? {
+                code: ErrorCode.InvalidRequest,
+                message: "Timeout: no session was opened in time, or the connection was idle; resume the session on a new connection",
+                data: { reason: "timeout" },
+              }
+            : { code: ErrorCode.Forbidden, message: "Unauthorized" };
   return JSON.stringify({ jsonrpc: "2.0", id: null, error });
 }
 

@@ -14,6 +14,9 @@ import {
   type ProtocolVersion,
 } from "@mcpq/protocol";
 import { STANDALONE_STREAM, STREAMS, H, idGenerator, subjects } from "@mcpq/bus";
+import type { Caller } from "../core/auth.js";
+import { overMessageLimit } from "../core/broker-limits.js";
+import type { TargetView } from "../core/policy.js";
 import { PRIMING_TOKEN, parseEventId, type OutboundMessage } from "../core/outbound.js";
 import { RequestCancelled, type Dispatched } from "../core/session-core.js";
 import type { SessionRecord } from "../core/session-store.js";
@@ -30,6 +33,8 @@ export interface StreamableHttpOptions {
   path?: string;
   /** Bytes an SSE reader may leave unread before it is cut off. */
   maxStreamBufferBytes?: number;
+  /** A virtual server's subset of the catalog (`/mcp/<name>`, docs/security.md). */
+  view?: TargetView;
 }
 
 /**
@@ -76,9 +81,9 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
   };
 
   app.post(path, async (req, reply) => {
-    const guard = guardHttp(req.headers, rt.config);
+    const guard = await guardHttp(req, rt);
     if ("status" in guard) return refuse(reply, guard);
-    const accept = String(req.headers.accept ?? "");
+    const accept = String(req.headers.accept ?? "").toLowerCase(); // media types are case-insensitive
     const sseOk = accept.includes("text/event-stream") || accept.includes("*/*");
     const jsonOk = accept.includes("application/json") || accept.includes("*/*");
     if (!sseOk && !jsonOk) {
@@ -90,8 +95,11 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
     } catch (err) {
       return sendError(reply, null, err);
     }
+    if (!Array.isArray(value) && overMessageLimit(req.body as string, rt.config.maxMessageBytes)) {
+      return refuse(reply, refusal(413, ErrorCode.InvalidRequest, "Payload Too Large", {}, { maxBytes: rt.config.maxMessageBytes }));
+    }
 
-    if (Array.isArray(value)) return handleBatch(req, reply, guard.principal, value, sseOk);
+    if (Array.isArray(value)) return handleBatch(req, reply, guard.caller, value, sseOk);
 
     let msg: ClassifiedMessage;
     try {
@@ -102,7 +110,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
 
     if (msg.kind === "request" && msg.message.method === "initialize") {
       try {
-        const { session, json } = await rt.core.initialize(guard.principal, msg.message);
+        const { session, json } = await rt.core.initialize(guard.principal, msg.message, guard.caller);
         return reply.code(200).header(SESSION_HEADER, session.id).type("application/json").send(json);
       } catch (err) {
         return sendError(reply, msg.message.id, err);
@@ -127,7 +135,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
     if (!sseOk) {
       // JSON-only client: no related messages can be delivered; the response is the body.
       try {
-        const d = await rt.core.dispatch(session, request, { id: streamId, raw: req.body as string });
+        const d = await rt.core.dispatch(session, request, { id: streamId, raw: req.body as string, caller: guard.caller, view: opts.view });
         await d.published; // a broker refusal is a 503/429, not a 200 with an error inside
         const out = await d.response;
         return reply.code(200).type("application/json").send(out.json);
@@ -143,7 +151,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
     const release = rt.router.attach(session.id, streamId, requestStreamSink(sse));
     let dispatched: Dispatched;
     try {
-      dispatched = await rt.core.dispatch(session, request, { id: streamId, raw: req.body as string });
+      dispatched = await rt.core.dispatch(session, request, { id: streamId, raw: req.body as string, caller: guard.caller, view: opts.view });
       await dispatched.published; // a broker refusal is a 503/429 before the stream opens
     } catch (err) {
       release();
@@ -168,9 +176,9 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
     }
   });
 
-  const handleBatch = async (req: FastifyRequest, reply: FastifyReply, principal: string, items: unknown[], sseOk: boolean) => {
+  const handleBatch = async (req: FastifyRequest, reply: FastifyReply, caller: Caller, items: unknown[], sseOk: boolean) => {
     if (items.length === 0) return sendError(reply, null, new McpError(ErrorCode.InvalidRequest, "Invalid Request: empty batch"));
-    const s = await sessionOf(req, principal);
+    const s = await sessionOf(req, caller.principal);
     if ("status" in s) return refuse(reply, s);
     const { session } = s;
     if (!allowsBatching(session.protocolVersion)) {
@@ -184,6 +192,9 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
     for (const item of items) {
       let m: ClassifiedMessage;
       try {
+        if (overMessageLimit(JSON.stringify(item), rt.config.maxMessageBytes)) {
+          throw new McpError(ErrorCode.InvalidRequest, `Invalid Request: message larger than ${rt.config.maxMessageBytes} bytes`);
+        }
         m = classifyMessage(item);
       } catch (err) {
         responses.push(Promise.resolve(errorOut(salvageId(item), err)));
@@ -197,7 +208,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
         const id = m.message.id;
         responses.push(
           rt.core
-            .dispatch(session, m.message, { id: streamId })
+            .dispatch(session, m.message, { id: streamId, caller, view: opts.view })
             // A JSON body carries every answer; on a stream, see the single request above.
             .then((d) => (sse ? rt.core.finalMessage(session, streamId, d) : d.response))
             .catch((err: unknown) => (err instanceof RequestCancelled ? null : errorOut(id, err))),
@@ -220,9 +231,9 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
   };
 
   app.get(path, async (req, reply) => {
-    const guard = guardHttp(req.headers, rt.config);
+    const guard = await guardHttp(req, rt);
     if ("status" in guard) return refuse(reply, guard);
-    if (!String(req.headers.accept ?? "").includes("text/event-stream")) {
+    if (!String(req.headers.accept ?? "").toLowerCase().includes("text/event-stream")) {
       return refuse(reply, refusal(406, ErrorCode.InvalidRequest, "Not Acceptable: GET requires Accept: text/event-stream"));
     }
     const s = await sessionOf(req, guard.principal);
@@ -276,7 +287,7 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
   });
 
   app.delete(path, async (req, reply) => {
-    const guard = guardHttp(req.headers, rt.config);
+    const guard = await guardHttp(req, rt);
     if ("status" in guard) return refuse(reply, guard);
     const s = await sessionOf(req, guard.principal);
     if ("status" in s) return refuse(reply, s);

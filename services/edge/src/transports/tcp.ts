@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { StringDecoder } from "node:string_decoder";
 import { ErrorCode } from "@mcpq/protocol";
-import { ANONYMOUS } from "../core/security.js";
+import { looksLikeHttp } from "./tcp-guard.js";
 import type { SocketSession } from "../core/socket-session.js";
 import type { EdgeRuntime } from "../runtime.js";
 import {
@@ -14,18 +14,21 @@ import {
 
 /**
  * MCP over raw TCP: newline-delimited JSON-RPC (one message per `\n`-terminated UTF-8 line,
- * `\r\n` tolerated). With MCPQ_AUTH_TOKENS set the first message must be `$/mcpq/resume` with
- * `authorization: "Bearer <token>"`. Refusals and edge-side closes are a JSON-RPC error line
- * with id null, then the socket ends. Framing only; the socket session does the rest.
+ * `\r\n` tolerated). With credentials required (MCPQ_AUTH_TOKENS or OAuth) the first message
+ * must be `$/mcpq/resume` with `authorization: "Bearer <token>"`. TCP has no Host or Origin
+ * header to check, so a first line that looks like HTTP (a browser page posting to the port) is
+ * answered `400` and the socket closed before anything runs. Refusals and edge-side closes are a
+ * JSON-RPC error line with id null, then the socket ends. Framing only; the socket session does
+ * the rest.
  */
 export async function startTcpTransport(rt: EdgeRuntime): Promise<ListeningTransport> {
   const live = new Map<Socket, SocketSession>();
-  const maxLine = rt.config.maxBodyBytes;
+  const maxLine = rt.config.maxMessageBytes;
   const retryAfterMs = rt.connections.retryAfterMs;
 
   const server: Server = createServer({ noDelay: true }, (socket) => {
     socket.on("error", (err) => rt.log.debug({ err }, "tcp socket error"));
-    const release = rt.connections.tryAcquire("tcp");
+    const release = rt.connections.tryAcquire("tcp", socket.remoteAddress);
     if (!release) {
       socket.end(`${closeLine("too many connections", retryAfterMs)}\n`);
       return;
@@ -48,13 +51,17 @@ export async function startTcpTransport(rt: EdgeRuntime): Promise<ListeningTrans
         resumeReading: () => socket.resume(),
       },
       "tcp",
-      rt.config.authTokens.size > 0 ? null : ANONYMOUS,
+      // Anonymous mode: the caller is known at once (keyed by the client's address).
+      rt.auth.anonymous(socket.remoteAddress) ?? null,
+      true,
+      socket.remoteAddress,
     );
     live.set(socket, session);
     rt.metrics.openStreams.inc({ transport: "tcp" });
 
     const decoder = new StringDecoder("utf8");
     let partial = "";
+    let first = true;
     const tooLarge = () => {
       partial = "";
       socket.removeAllListeners("data");
@@ -70,6 +77,15 @@ export async function startTcpTransport(rt: EdgeRuntime): Promise<ListeningTrans
         }),
       );
     };
+    const refuseHttp = () => {
+      partial = "";
+      socket.removeAllListeners("data");
+      session.transportClosed();
+      const body = JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: ErrorCode.InvalidRequest, message: "Bad Request: this port speaks newline-delimited JSON-RPC, not HTTP" } });
+      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      grace = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+      grace.unref();
+    };
     socket.on("data", (chunk: Buffer) => {
       let text = partial + decoder.write(chunk);
       let nl: number;
@@ -77,9 +93,13 @@ export async function startTcpTransport(rt: EdgeRuntime): Promise<ListeningTrans
         const line = text.slice(0, nl).replace(/\r$/, "");
         text = text.slice(nl + 1);
         if (line.length > maxLine) return tooLarge();
-        if (line.trim() !== "") session.receive(line);
+        if (line.trim() === "") continue;
+        if (first && looksLikeHttp(line)) return refuseHttp();
+        first = false;
+        session.receive(line);
       }
       partial = text;
+      if (first && looksLikeHttp(partial)) return refuseHttp();
       if (partial.length > maxLine) tooLarge();
     });
     socket.on("drain", () => session.drained());
