@@ -7,7 +7,7 @@ SHELL := bash
 # puts nats-server (often missing from a non-root PATH).
 export PATH := $(CURDIR)/.mcpq/tools/node_modules/.bin:$(PATH):/usr/local/sbin:/usr/sbin
 
-.PHONY: help setup build dev test fuzz conformance bench bench-compare chaos lint format typecheck \
+.PHONY: help setup build dev test fuzz conformance bench bench-compare chaos lint knip format typecheck \
 	clean distclean compose-check
 
 help: ## list targets
@@ -21,15 +21,18 @@ setup: ## ensure node/pnpm/nats-server, pnpm install, pnpm build
 build: ## compile all TypeScript projects (tsc -b)
 	pnpm build
 
-dev: setup ## run nats-server + edge (127.0.0.1:8080) + worker in the foreground
-	pnpm mcpq dev --catalog example,conformance
+# `make dev PORT=8081 CATALOGS=example`; without them `mcpq dev` reads MCPQ_PORT / MCPQ_CATALOGS
+# (defaults 8080 and example,conformance).
+dev: setup ## run nats-server + edge (127.0.0.1:$PORT, default 8080) + one worker per catalog
+	./mcpq dev $(if $(PORT),--port $(PORT)) $(if $(CATALOGS),--catalog $(CATALOGS))
 
 # setup already ran `pnpm build` (tsc -b type-checks every built src/), so only the test code
 # is left to check (with the loadtests/src files the tests import): `typecheck:tests`, not the
 # whole `typecheck`, which also re-runs tsc -b and checks all of loadtests/src.
-test: setup ## type-check tests, lint, then the full vitest suite (real nats-server, real sockets)
+test: setup ## type-check tests, lint, unused exports/files (knip), then the full vitest suite (real nats-server, real sockets)
 	pnpm typecheck:tests
 	pnpm lint
+	pnpm knip
 	pnpm vitest run --reporter=default
 
 # The seeded slice of the same fuzz target runs in `make test` (500 inputs, fixed seed).
@@ -53,6 +56,9 @@ chaos: setup ## chaos benchmark: NATS node/leader kill, partition, broker restar
 
 lint: ## eslint over the repo
 	pnpm lint
+
+knip: ## unused exports and files across the workspace (knip.json; `/** @public */` marks deliberate API)
+	pnpm knip
 
 format: ## prettier --write over the repo
 	pnpm format

@@ -3,7 +3,7 @@
 # Idempotent: safe to run repeatedly (make setup / make test / make dev run it).
 #
 #   node >= 20.19   (required; not installed by this script)
-#   pnpm 10.34.9    (corepack -> npm -g -> ./.mcpq/tools fallback)
+#   pnpm 10.34.9    (npm -g when its prefix is writable, else ./.mcpq/tools; never corepack)
 #   nats-server     (apt-get when root or passwordless sudo; otherwise explains)
 #   promtool        (optional; Debian's prometheus package, same way; tests skip without it)
 #
@@ -21,7 +21,6 @@ TOOLS_DIR="$ROOT/.mcpq/tools"
 # A local pnpm from an earlier run, and sbin dirs (Debian puts nats-server in /usr/sbin,
 # which is often missing from non-root PATHs).
 export PATH="$TOOLS_DIR/node_modules/.bin:$PATH:/usr/local/sbin:/usr/sbin"
-export COREPACK_ENABLE_DOWNLOAD_PROMPT=0
 
 say() { printf 'ensure-tools: %s\n' "$*"; }
 warn() { printf 'ensure-tools: WARNING: %s\n' "$*" >&2; }
@@ -48,38 +47,46 @@ fi
 say "node $NODE_VERSION ok (>= ${NODE_MIN_MAJOR}.${NODE_MIN_MINOR})"
 
 # ---------------------------------------------------------------- pnpm
+# Order: a pnpm that already works; else `npm i -g` when npm's global prefix is writable; else a
+# local copy in .mcpq/tools (make targets and ./mcpq need nothing on PATH). Corepack is not used:
+# `corepack enable` puts a pnpm shim on PATH that fails where corepack cannot verify the registry's
+# signing keys ("No compatible signature found in package metadata"); a broken corepack shim found
+# on PATH (left by an earlier version of this script) is removed with `corepack disable pnpm`.
 pnpm_works() { pnpm --version >/dev/null 2>&1; }
+corepack_shim() { # exit 0 when the pnpm on PATH is corepack's shim
+  local p
+  p="$(command -v pnpm 2>/dev/null)" || return 1
+  case "$(readlink -f "$p" 2>/dev/null)" in */corepack/*) return 0 ;; *) return 1 ;; esac
+}
+
+if ! pnpm_works && corepack_shim; then
+  warn "the pnpm on PATH ($(command -v pnpm)) is a corepack shim that does not run; removing it (corepack disable pnpm)."
+  corepack disable pnpm >/dev/null 2>&1 || warn "corepack disable pnpm failed; remove $(command -v pnpm) by hand."
+  hash -r
+fi
 
 if pnpm_works; then
   have="$(pnpm --version)"
   if [ "${have%%.*}" != "${PNPM_VERSION%%.*}" ]; then
     warn "pnpm $have found; this repo pins pnpm@$PNPM_VERSION (packageManager field)."
   fi
-  say "pnpm $have ok"
+  say "pnpm $have ok ($(command -v pnpm))"
 else
   installed=""
-  if command -v corepack >/dev/null 2>&1 &&
-    corepack enable >/dev/null 2>&1 &&
-    corepack prepare "pnpm@$PNPM_VERSION" --activate >/dev/null 2>&1 &&
+  npm_gprefix="$(npm prefix -g 2>/dev/null || true)"
+  if [ -n "$npm_gprefix" ] && [ -w "$npm_gprefix" ] && [ -w "$npm_gprefix/bin" ] &&
+    npm i -g --no-audit --no-fund --loglevel=error "pnpm@$PNPM_VERSION" >/dev/null 2>&1 &&
     hash -r && pnpm_works; then
-    installed="corepack"
-  fi
-  if [ -z "$installed" ]; then
-    npm_gprefix="$(npm prefix -g 2>/dev/null || true)"
-    if [ -n "$npm_gprefix" ] && [ -w "$npm_gprefix" ] &&
-      npm i -g --no-audit --no-fund "pnpm@$PNPM_VERSION" >/dev/null 2>&1 &&
-      hash -r && pnpm_works; then
-      installed="npm -g"
-    fi
+    installed="npm -g, $npm_gprefix/bin"
   fi
   if [ -z "$installed" ]; then
     mkdir -p "$TOOLS_DIR"
-    npm i --prefix "$TOOLS_DIR" --no-audit --no-fund --no-save "pnpm@$PNPM_VERSION" >/dev/null ||
-      die "could not install pnpm@$PNPM_VERSION (corepack, npm -g and local install all failed)."
+    npm i --prefix "$TOOLS_DIR" --no-audit --no-fund --no-save --loglevel=error "pnpm@$PNPM_VERSION" >/dev/null ||
+      die "could not install pnpm@$PNPM_VERSION (npm -g and the local install into $TOOLS_DIR both failed)."
     hash -r
     pnpm_works || die "pnpm installed into $TOOLS_DIR but does not run."
-    installed="local ($TOOLS_DIR)"
-    say "pnpm installed locally; make targets add it to PATH. For your shell:"
+    installed="local, $TOOLS_DIR"
+    say "pnpm installed locally: make targets and ./mcpq find it; to use pnpm in your shell:"
     say "  export PATH=\"$TOOLS_DIR/node_modules/.bin:\$PATH\""
   fi
   say "pnpm $(pnpm --version) ok (installed via $installed)"

@@ -20,7 +20,7 @@ const repoRoot = fileURLToPath(new URL("../..", import.meta.url));
  * tool histogram, queue wait, broker connection gauge). Each is dropped from here once the code
  * declares it; `pendingMetricsMissing()` lists those still missing.
  */
-export const PENDING_METRICS: Record<string, "histogram" | "gauge" | "counter"> = {};
+const PENDING_METRICS: Record<string, "histogram" | "gauge" | "counter"> = {};
 
 function sourceFiles(dir: string, out: string[] = []): string[] {
   for (const name of readdirSync(dir)) {
@@ -36,7 +36,7 @@ const series = (name: string, kind: string) =>
   kind === "Histogram" || kind === "histogram" ? [`${name}_bucket`, `${name}_sum`, `${name}_count`] : [name];
 
 /** Metric names declared in the code (without the pending ones). */
-export async function declaredMetrics(): Promise<Set<string>> {
+async function declaredMetrics(): Promise<Set<string>> {
   const files = ["packages", "services"].flatMap((top) =>
     readdirSync(join(repoRoot, top)).flatMap((pkg) => {
       const src = join(repoRoot, top, pkg, "src");

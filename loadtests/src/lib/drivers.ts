@@ -20,7 +20,7 @@ export interface LoopStats {
   duration_s: number;
 }
 
-export type ResultHook = (endMs: number, latencyUs: number, o: Outcome) => void;
+type ResultHook = (endMs: number, latencyUs: number, o: Outcome) => void;
 
 function newStats(): LoopStats {
   return {
@@ -46,7 +46,7 @@ function tally(st: LoopStats, o: Outcome, latencyUs: number): void {
 }
 
 /** Unique, verifiable payload text for request `seq`. */
-export function makeText(tag: string, seq: number, payloadBytes: number): string {
+function makeText(tag: string, seq: number, payloadBytes: number): string {
   const head = `${tag}:${seq}:`;
   return payloadBytes > head.length ? head + "x".repeat(payloadBytes - head.length) : head;
 }

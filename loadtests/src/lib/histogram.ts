@@ -6,7 +6,7 @@
  */
 import * as hdr from "hdr-histogram-js";
 
-export const HIGHEST_TRACKABLE_US = 120_000_000;
+const HIGHEST_TRACKABLE_US = 120_000_000;
 
 export class LatencyHistogram {
   readonly h: hdr.Histogram;

@@ -7,7 +7,7 @@ import { request } from "undici";
 
 const CLK_TCK = 100; // Linux USER_HZ; sysconf(_SC_CLK_TCK) is 100 on every mainstream kernel config.
 
-export function readCpuTicks(pid: number | "self"): number | null {
+function readCpuTicks(pid: number | "self"): number | null {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, "utf8");
     // comm may contain spaces/parens: fields after the last ')' are fixed.
@@ -29,7 +29,7 @@ export function readRssBytes(pid: number | "self"): number | null {
   }
 }
 
-export async function readMetricsRss(url: string): Promise<number | null> {
+async function readMetricsRss(url: string): Promise<number | null> {
   try {
     const r = await request(url, { headersTimeout: 2000, bodyTimeout: 2000 });
     const text = await r.body.text();

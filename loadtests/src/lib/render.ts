@@ -1,5 +1,5 @@
 /** report.md and chart.svg rendering (no dependencies, no browser). */
-import { fmtUs, type Report, type WorkloadResult } from "./report.js";
+import { fmtUs, type Report } from "./report.js";
 
 const byId = (r: Report) => new Map(r.workloads.map((w) => [`${w.target}|${w.workload_id}`, w]));
 
@@ -281,5 +281,3 @@ function niceStep(raw: number): number {
   const f = raw / p;
   return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * p;
 }
-
-export type { WorkloadResult };

@@ -118,7 +118,7 @@ export async function startMcpq(nats: LocalNats, logDir?: string): Promise<Runni
 }
 
 /** Poll until an `echo` tools/call round-trips OK on a fresh session. */
-export async function waitForEcho(target: Target, timeoutMs: number): Promise<void> {
+async function waitForEcho(target: Target, timeoutMs: number): Promise<void> {
   const ep = parseMcpUrl(target.mcpUrl, target.toolName);
   const pool = new Pool(ep.origin, { connections: 2 });
   let last = "";

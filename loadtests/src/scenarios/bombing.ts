@@ -49,7 +49,7 @@ export interface BombingOpts {
 }
 
 /** The overload issue's done-criterion. */
-export const CRITERION = { rssGrowthMiB: 256, recoveryS: 5, probeFactor: 2 } as const;
+const CRITERION = { rssGrowthMiB: 256, recoveryS: 5, probeFactor: 2 } as const;
 
 export async function runBombing(target: Target, o: BombingOpts): Promise<WorkloadResult> {
   const log = o.log ?? defaultLog;
@@ -232,7 +232,7 @@ export async function runBombing(target: Target, o: BombingOpts): Promise<Worklo
   }
 }
 
-export function classLine(st: StormResult): string {
+function classLine(st: StormResult): string {
   return Object.entries(st.classes)
     .map(([k, v]) => `${k}=${v}`)
     .join(" ");

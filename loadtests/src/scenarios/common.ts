@@ -1,5 +1,5 @@
 import { CpuMeter, RssSampler } from "../lib/procstat.js";
-import type { Target, TransportKind } from "../lib/target.js";
+import type { Target } from "../lib/target.js";
 
 export interface CpuSet {
   start(): void;
@@ -31,8 +31,6 @@ export function cpuSet(target: Target, more: Record<string, number> = {}): CpuSe
 export function rssSampler(target: Target, everyMs = 250): RssSampler {
   return new RssSampler(target.proc, everyMs);
 }
-
-export const short = (t: TransportKind): string => t;
 
 export type Log = (msg: string) => void;
 export const defaultLog: Log = (m) => process.stderr.write(`${m}\n`);

@@ -70,7 +70,7 @@ export interface StormConfig {
   tag: string;
 }
 
-export type StormClass = "ok" | "rejected" | "deadline" | "error" | "lost" | "held";
+type StormClass = "ok" | "rejected" | "deadline" | "error" | "lost" | "held";
 
 export interface StormResult {
   scheduled: number;
@@ -94,7 +94,7 @@ export interface StormResult {
   client_cpu_pct: number;
 }
 
-export interface HistSummary {
+interface HistSummary {
   p50_us: number | null;
   p95_us: number | null;
   p99_us: number | null;

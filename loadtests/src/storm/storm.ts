@@ -8,7 +8,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { StormConfig, StormResult } from "./storm-proc.js";
 
-export type { StormConfig, StormResult, StormClass } from "./storm-proc.js";
+export type { StormConfig, StormResult } from "./storm-proc.js";
 
 export interface StormHandle {
   /** the child opened its sessions: how many, and the first errors if some failed */

@@ -41,6 +41,11 @@ export class Correlator<T> {
     return true;
   }
 
+  /** True while `id` is awaited (its deadline timer has not fired and nothing settled it). */
+  has(id: string): boolean {
+    return this.#pending.has(id);
+  }
+
   reject(id: string, err: unknown): boolean {
     const p = this.#pending.get(id);
     if (!p) return false;
@@ -48,13 +53,5 @@ export class Correlator<T> {
     this.#pending.delete(id);
     p.reject(err);
     return true;
-  }
-
-  has(id: string): boolean {
-    return this.#pending.has(id);
-  }
-
-  rejectAll(err: () => unknown): void {
-    for (const id of [...this.#pending.keys()]) this.reject(id, err());
   }
 }

@@ -199,7 +199,7 @@ export function outboundHeaders(kind: OutboundKind, eventId: string, requestId?:
  * duplicate window MCPQ_OUT keeps only the first of them (a redelivered request's second answer,
  * or a worker's answer that comes after the edge already answered the request itself).
  */
-export function responseMsgId(requestId: string): string {
+function responseMsgId(requestId: string): string {
   return `${requestId}.response`;
 }
 

@@ -16,13 +16,13 @@ export const BROKER_UNAVAILABLE_REASON = "broker unavailable";
  * 10023 JSInsufficientResourcesErr, 10002 JSAccountResourcesExceededErr,
  * 10167 JSStreamTooManyRequests (429; newer servers throttling a stream's ingest).
  */
-export const JS_FULL_CODES: ReadonlySet<number> = new Set([10077, 10047, 10028, 10023, 10002, 10167]);
+const JS_FULL_CODES: ReadonlySet<number> = new Set([10077, 10047, 10028, 10023, 10002, 10167]);
 /** 10008 JSClusterNotAvailErr, 10039/10076 JetStream not enabled (for the account). */
-export const JS_UNAVAILABLE_CODES: ReadonlySet<number> = new Set([10008, 10039, 10076]);
+const JS_UNAVAILABLE_CODES: ReadonlySet<number> = new Set([10008, 10039, 10076]);
 /** 10054 JSStreamMessageExceedsMaximumErr: retrying the same request cannot help. */
-export const JS_TOO_LARGE_CODE = 10054;
+const JS_TOO_LARGE_CODE = 10054;
 /** 10071 JSStreamWrongLastSequenceErr: a compare-and-set (KV update at a revision) lost a race. */
-export const JS_WRONG_LAST_SEQUENCE_CODE = 10071;
+const JS_WRONG_LAST_SEQUENCE_CODE = 10071;
 
 /**
  * Whether a JetStream publish or KV update was refused because its expected last sequence

@@ -1,21 +1,100 @@
-export * from "./subjects.js";
-export * from "./envelope.js";
-export * from "./limits.js";
-export * from "./connection.js";
-export { busAuthProblems, type BusAuth } from "./auth.js";
-export { brokerUsers, rolePermissions, type BrokerRole, type BrokerUser, type NatsPermissions } from "./permissions.js";
-export * from "./provision.js";
-export * from "./pool.js";
-export * from "./correlator.js";
-export * from "./errors.js";
-export * from "./record.js";
-export * from "./json-path.js";
-export type { NatsConnection, Msg, MsgHdrs, Subscription } from "@nats-io/transport-node";
-export { headers } from "@nats-io/transport-node";
-export type { JsMsg, JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
-export type { KV, KvEntry } from "@nats-io/kv";
-export * from "./env-schema.js";
-export * from "./ids.js";
+export {
+  BUCKETS,
+  EDGE_QUEUE_GROUP,
+  REPLAY_PRINCIPAL,
+  STANDALONE_STREAM,
+  STREAMS,
+  assertPoolName,
+  digestToken,
+  isReplaySession,
+  poolConsumer,
+  registryKey,
+  replaySession,
+  subjects,
+  subscriptionKey,
+  subscriptionPrefix,
+  type TargetKind,
+} from "./subjects.js";
+export {
+  ANSWERED_CONTROL,
+  H,
+  answeredHeaders,
+  controlHeaders,
+  decodeControl,
+  decodeEnvelope,
+  encodeEnvelope,
+  outboundHeaders,
+  type CancelNotice,
+  type OutboundKind,
+  type RequestEnvelope,
+} from "./envelope.js";
+export {
+  DEFAULT_BUS_LIMITS,
+} from "./limits.js";
+export {
+  connectBus,
+  type Bus,
+} from "./connection.js";
+export {
+  ensurePoolConsumer,
+} from "./pool.js";
+export {
+  Correlator,
+} from "./correlator.js";
+export {
+  BROKER_UNAVAILABLE_REASON,
+  QUEUE_FULL_REASON,
+  TARGET_QUEUE_FULL_REASON,
+  isWrongLastSequence,
+  publishFailure,
+  publishMayHaveLanded,
+} from "./errors.js";
+export {
+  RECORD_VERSION,
+  REDACTED,
+  RecordSchema,
+  RecordedResponseSchema,
+  decodeRecord,
+  isErrorResponse,
+  kindOfMethod,
+  recordHeaders,
+  recordSubject,
+  type RecordedResponse,
+  type RequestRecord,
+} from "./record.js";
+export {
+  formatPath,
+  maskAtPaths,
+  parsePathPattern,
+  parsePathPatterns,
+  pathMatches,
+  type PathPattern,
+  type PathSegment,
+} from "./json-path.js";
+export type { Msg, MsgHdrs, NatsConnection, Subscription } from "@nats-io/transport-node";
+export type { JsMsg } from "@nats-io/jetstream";
+export type { KV } from "@nats-io/kv";
+export {
+  BusEnvSchema,
+  busEnvShape,
+  busLimitsFromEnv,
+} from "./env-schema.js";
+export { idGenerator } from "./ids.js";
+;
+export { brokerUsers,   type BrokerUser,  } from "./permissions.js";
 export { corkPerTurn } from "./write-batching.js";
-export * from "./self-heal.js";
-export * from "./liveness.js";
+/** Types of `connectBus`'s options and of the shared settings, for services to name. @public */
+export type { BusLimits } from "./limits.js";
+/** @public */
+export type { ConnectBusOptions } from "./connection.js";
+/** @public */
+export type { BusEnv } from "./env-schema.js";
+export { INBOX_PREFIX, MAX_SUBJECT_TOKEN,  subjectToken } from "./subjects.js";
+;
+;
+export { bucketConfigs, provision, streamConfigs } from "./provision.js";
+export { busAuthFromEnv } from "./env-schema.js";
+/** The broker credentials type services' configs carry (`natsAuth`). @public */
+export type { BusAuth } from "./auth.js";
+export { SelfHeal, type HealReport, type HealedConsumer, type SelfHealOptions } from "./self-heal.js";
+export { LIVENESS_MISSES, LivenessView, startLivenessBeats, type LivenessBeat } from "./liveness.js";

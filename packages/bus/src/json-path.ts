@@ -107,18 +107,6 @@ export function pathMatches(pattern: PathPattern, path: readonly PathSegment[]):
   return match(pattern.segments, 0, path, 0);
 }
 
-/** True when `pattern` matches `path` or one of its ancestors (the pattern covers the subtree). */
-export function pathCovered(
-  patterns: readonly PathPattern[],
-  path: readonly PathSegment[],
-): boolean {
-  for (let n = 0; n <= path.length; n++) {
-    const prefix = path.slice(0, n);
-    if (patterns.some((p) => pathMatches(p, prefix))) return true;
-  }
-  return false;
-}
-
 function match(
   p: readonly PatternSegment[],
   pi: number,

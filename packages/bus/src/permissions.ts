@@ -9,10 +9,10 @@ import {
 } from "./subjects.js";
 
 /** The roles that connect to the broker, each with its own user and permissions. */
-export type BrokerRole = "edge" | "worker" | "replay";
+type BrokerRole = "edge" | "worker" | "replay";
 
 /** nats-server `permissions` of one user: the subjects it may publish to and subscribe to (nothing else). */
-export interface NatsPermissions {
+interface NatsPermissions {
   publish: { allow: string[] };
   subscribe: { allow: string[] };
 }
@@ -74,7 +74,7 @@ function kvRead(bucket: string): string[] {
  *   (`mcpq.req.>`) as the replay principal and hears only replay runs' answers
  *   (`mcpq.out.replay.>`), never a live session's.
  */
-export function rolePermissions(role: BrokerRole, opts: { pool?: string } = {}): NatsPermissions {
+function rolePermissions(role: BrokerRole, opts: { pool?: string } = {}): NatsPermissions {
   const p = permissionsOf(role, opts);
   return {
     publish: { allow: [...new Set(p.publish.allow)] },

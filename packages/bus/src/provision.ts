@@ -31,7 +31,7 @@ export interface ProvisionOptions {
 }
 
 /** One stream mcpq runs on: its full desired configuration. */
-export type McpqStreamConfig = Partial<StreamConfig> & { name: string; num_replicas: number };
+type McpqStreamConfig = Partial<StreamConfig> & { name: string; num_replicas: number };
 
 /** The stream configurations mcpq runs on, derived from the limits. */
 export function streamConfigs(l: BusLimits): McpqStreamConfig[] {
@@ -162,7 +162,7 @@ const same = (a: unknown, b: unknown) => JSON.stringify(norm(a)) === JSON.string
  * This is the function that re-creates a lost stream (`streamConfigs(limits)` gives the config).
  * @throws the server's error when the stream can neither be created nor updated at all.
  */
-export async function provisionStream(
+async function provisionStream(
   jsm: JetStreamManager,
   want: McpqStreamConfig,
   opts: ProvisionOptions = {},
@@ -262,7 +262,7 @@ export async function provision(
  * With `create: false` it only binds to the bucket (a read-only client such as replay creates
  * nothing and needs no stream-info permission).
  */
-export async function provisionBucket(
+async function provisionBucket(
   js: JetStreamClient,
   jsm: JetStreamManager,
   b: McpqBucketConfig,

@@ -26,12 +26,11 @@ const TARGET_KINDS = [
   "complete",
 ] as const satisfies readonly TargetKind[];
 
-export const RecordOutcomeSchema = z.enum(["ok", "error", "cancelled", "timeout"]);
-export type RecordOutcome = z.infer<typeof RecordOutcomeSchema>;
+const RecordOutcomeSchema = z.enum(["ok", "error", "cancelled", "timeout"]);
 
 const JsonObject = z.record(z.string(), z.unknown());
 
-export const RecordedErrorSchema = z.object({
+const RecordedErrorSchema = z.object({
   code: z.number().int(),
   message: z.string(),
   data: z.unknown().optional(),

@@ -111,7 +111,7 @@ export const subjects = {
 } as const;
 
 /** Session ids of replay runs start with this; workers do not record them (no replay of replays). */
-export const REPLAY_SESSION_PREFIX = "replay-";
+const REPLAY_SESSION_PREFIX = "replay-";
 /** Principal every replayed request runs as (never a live client's). */
 export const REPLAY_PRINCIPAL = "mcpq-replay";
 /** Session id of one replay run; `replayId` must be a safe token. */

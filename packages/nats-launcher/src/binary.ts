@@ -16,7 +16,7 @@ export interface ServerVersion {
  * The oldest release the launcher (and mcpq) supports: Debian 12's 2.9.10 is the floor we test on;
  * 2.9 is the first with stable JetStream clustering, stream replica changes on update and /healthz.
  */
-export const MIN_NATS_SERVER_VERSION = "2.9.0";
+const MIN_NATS_SERVER_VERSION = "2.9.0";
 
 /** Where Debian, Homebrew and the release tarballs put the binary (often off a non-root PATH). */
 const STANDARD_DIRS = [

@@ -24,7 +24,7 @@ export interface LocalClusterOptions extends LaunchOptions {
 }
 
 /** One node of a {@link LocalCluster}; ports and store stay the same across restarts. */
-export interface ClusterNode {
+interface ClusterNode {
   readonly index: number;
   readonly serverName: string;
   readonly url: string;

@@ -1,8 +1,8 @@
 import { pino, type DestinationStream, type Logger as PinoLogger, type LoggerOptions } from "pino";
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /** Paths pino masks wherever they appear in a log object (secrets never reach logs). */
-export const REDACT_PATHS = [
+const REDACT_PATHS = [
   "authorization",
   "headers.authorization",
   "req.headers.authorization",
@@ -32,11 +32,10 @@ export function createLogger(
 }
 
 /** A registry with default process metrics (including process_resident_memory_bytes). */
-export function createMetricsRegistry(prefix: string, labels: Record<string, string> = {}): Registry {
+export function createMetricsRegistry(labels: Record<string, string> = {}): Registry {
   const registry = new Registry();
   registry.setDefaultLabels(labels);
   collectDefaultMetrics({ register: registry, prefix: "" });
-  void prefix;
   return registry;
 }
 
@@ -73,12 +72,36 @@ export function requestMetrics(registry: Registry, prefix: string) {
     }),
   };
 }
+
 export type RequestMetrics = ReturnType<typeof requestMetrics>;
 
-export { Counter, Gauge, Histogram, Registry };
+export { AggregatorRegistry, Counter, Gauge, Histogram, Registry };
 export type { PinoLogger };
 
-export * from "./labels.js";
-export * from "./semconv.js";
-export * from "./tracing.js";
-export * from "./telemetry-env.js";
+export {
+  BoundedLabel,
+  DEFAULT_MAX_LABEL_NAMES,
+  OPERATION_LABELS,
+  OTHER_LABEL,
+  methodLabel,
+  operationDurationHistogram,
+  type OperationLabels,
+} from "./labels.js";
+export { ATTR, TOOL_ERROR, mcpSpanName, requestAttributes, targetOf } from "./semconv.js";
+export {
+  contextFromHeaders,
+  contextFromMeta,
+  injectIntoHeaders,
+  otelEnvShape,
+  startTracing,
+  tracingConfigFromEnv,
+  type Context,
+  type OtelEnv,
+  type Span,
+  type SpanExporter,
+  type TextMapPropagator,
+  type Tracer,
+  type Tracing,
+  type TracingConfig,
+} from "./tracing.js";
+export { telemetryConfigFromEnv, telemetryEnvShape, type TelemetryConfig } from "./telemetry-env.js";

@@ -1,5 +1,5 @@
 import { Histogram, type Registry } from "prom-client";
-import { EDGE_METHODS, ROUTED_METHODS } from "@mcpq/protocol";
+import { CLIENT_REQUEST_METHODS } from "@mcpq/protocol";
 
 /** The one label value every name outside the known set (or beyond the bound) collapses to. */
 export const OTHER_LABEL = "_other";
@@ -7,8 +7,6 @@ export const OTHER_LABEL = "_other";
 /** Default bound on distinct tool/prompt label values per metric (MCPQ_METRICS_MAX_NAMES). */
 export const DEFAULT_MAX_LABEL_NAMES = 200;
 
-/** Client-to-server request methods of MCP the services know; any other method is `_other`. */
-const KNOWN_METHODS: ReadonlySet<string> = new Set([...EDGE_METHODS, ...ROUTED_METHODS]);
 
 /**
  * The `method` / `mcp_method_name` label of a request: the method when MCP defines it as a
@@ -16,7 +14,7 @@ const KNOWN_METHODS: ReadonlySet<string> = new Set([...EDGE_METHODS, ...ROUTED_M
  * metric's label set (every metric labelled by method goes through this).
  */
 export function methodLabel(method: string): string {
-  return KNOWN_METHODS.has(method) ? method : OTHER_LABEL;
+  return CLIENT_REQUEST_METHODS.has(method) ? method : OTHER_LABEL;
 }
 
 /**

@@ -9,7 +9,7 @@
  * list results; a worker puts them on its own `resources/read` results.
  */
 
-export type CacheScope = "public" | "private";
+type CacheScope = "public" | "private";
 
 export interface CacheHint {
   /** Freshness in ms (integer >= 0; 0 = immediately stale). */

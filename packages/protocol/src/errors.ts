@@ -31,7 +31,7 @@ export const ErrorCode = {
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 /** Codes after which the same request may succeed if retried later. */
-export const RETRYABLE_CODES: ReadonlySet<number> = new Set([
+const RETRYABLE_CODES: ReadonlySet<number> = new Set([
   ErrorCode.Overloaded,
   ErrorCode.RateLimited,
   ErrorCode.Unavailable,

@@ -1,34 +1,34 @@
 import { z } from "zod";
-import { ErrorCode, McpError, type JsonRpcErrorObject } from "./errors.js";
+import { ErrorCode, McpError } from "./errors.js";
 
 /** JSON-RPC ids: strings or integers (MCP forbids null ids on requests). */
-export const RequestIdSchema = z.union([z.string(), z.number().int()]);
+const RequestIdSchema = z.union([z.string(), z.number().int()]);
 export type RequestId = z.infer<typeof RequestIdSchema>;
 
 const ParamsSchema = z.record(z.string(), z.unknown());
 
-export const JsonRpcRequestSchema = z.object({
+const JsonRpcRequestSchema = z.object({
   jsonrpc: z.literal("2.0"),
   id: RequestIdSchema,
   method: z.string().min(1),
   params: ParamsSchema.optional(),
 });
-export const JsonRpcNotificationSchema = z.object({
+const JsonRpcNotificationSchema = z.object({
   jsonrpc: z.literal("2.0"),
   method: z.string().min(1),
   params: ParamsSchema.optional(),
 });
-export const JsonRpcErrorSchema = z.object({
+const JsonRpcErrorSchema = z.object({
   code: z.number().int(),
   message: z.string(),
   data: z.unknown().optional(),
 });
-export const JsonRpcResultResponseSchema = z.object({
+const JsonRpcResultResponseSchema = z.object({
   jsonrpc: z.literal("2.0"),
   id: RequestIdSchema,
   result: z.record(z.string(), z.unknown()),
 });
-export const JsonRpcErrorResponseSchema = z.object({
+const JsonRpcErrorResponseSchema = z.object({
   jsonrpc: z.literal("2.0"),
   id: RequestIdSchema.nullable(),
   error: JsonRpcErrorSchema,
@@ -36,11 +36,9 @@ export const JsonRpcErrorResponseSchema = z.object({
 
 export type JsonRpcRequest = z.infer<typeof JsonRpcRequestSchema>;
 export type JsonRpcNotification = z.infer<typeof JsonRpcNotificationSchema>;
-export type JsonRpcResultResponse = z.infer<typeof JsonRpcResultResponseSchema>;
-export type JsonRpcErrorResponse = z.infer<typeof JsonRpcErrorResponseSchema>;
+type JsonRpcResultResponse = z.infer<typeof JsonRpcResultResponseSchema>;
+type JsonRpcErrorResponse = z.infer<typeof JsonRpcErrorResponseSchema>;
 export type JsonRpcResponse = JsonRpcResultResponse | JsonRpcErrorResponse;
-export type JsonRpcMessage = JsonRpcRequest | JsonRpcNotification | JsonRpcResponse;
-
 /** A classified inbound message. */
 export type ClassifiedMessage =
   | { kind: "request"; message: JsonRpcRequest }
@@ -103,7 +101,7 @@ export function parseJson(text: string): unknown {
 }
 
 /** Deepest object/array nesting `parseJson` accepts (-32700 beyond). */
-export const MAX_JSON_DEPTH = 512;
+const MAX_JSON_DEPTH = 512;
 
 /** Whether `text` nests objects/arrays deeper than `max` (brackets inside strings ignored). */
 function nestingExceeds(text: string, max: number): boolean {
@@ -127,14 +125,6 @@ export function salvageId(value: unknown): RequestId | null {
   if (typeof value !== "object" || value === null) return null;
   const id = (value as { id?: unknown }).id;
   return typeof id === "string" || (typeof id === "number" && Number.isInteger(id)) ? id : null;
-}
-
-export function resultResponse(id: RequestId, result: Record<string, unknown>): JsonRpcResultResponse {
-  return { jsonrpc: "2.0", id, result };
-}
-
-export function errorResponse(id: RequestId | null, error: JsonRpcErrorObject): JsonRpcErrorResponse {
-  return { jsonrpc: "2.0", id, error };
 }
 
 export function notification(method: string, params?: Record<string, unknown>): JsonRpcNotification {

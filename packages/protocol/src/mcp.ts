@@ -2,9 +2,9 @@ import { z } from "zod";
 import type { CatalogCacheHints } from "./cache-hints.js";
 
 /** The eight syslog levels of `logging/setLevel` and `notifications/message`, lowest first. */
-export const LOG_LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"] as const;
+const LOG_LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
-export const LogLevelSchema = z.enum(LOG_LEVELS);
+const LogLevelSchema = z.enum(LOG_LEVELS);
 /** True when a message at `level` passes a session whose threshold is `threshold`. */
 export function logLevelPasses(level: LogLevel, threshold: LogLevel): boolean {
   return LOG_LEVELS.indexOf(level) >= LOG_LEVELS.indexOf(threshold);
@@ -12,10 +12,9 @@ export function logLevelPasses(level: LogLevel, threshold: LogLevel): boolean {
 
 const Meta = z.record(z.string(), z.unknown()).optional();
 /** Progress tokens are echoed exactly as received: a string or a number. */
-export const ProgressTokenSchema = z.union([z.string(), z.number()]);
-export type ProgressToken = z.infer<typeof ProgressTokenSchema>;
+export type ProgressToken = string | number;
 
-export const ImplementationSchema = z
+const ImplementationSchema = z
   .object({ name: z.string(), version: z.string(), title: z.string().optional() })
   .loose();
 
@@ -27,14 +26,12 @@ export const InitializeParamsSchema = z
     _meta: Meta,
   })
   .loose();
-export type InitializeParams = z.infer<typeof InitializeParamsSchema>;
 
 export const PaginatedParamsSchema = z.object({ cursor: z.string().optional(), _meta: Meta }).loose().optional();
 
 export const CallToolParamsSchema = z
   .object({ name: z.string().min(1), arguments: z.record(z.string(), z.unknown()).optional(), _meta: Meta, task: z.unknown().optional() })
   .loose();
-export type CallToolParams = z.infer<typeof CallToolParamsSchema>;
 
 export const ReadResourceParamsSchema = z.object({ uri: z.string().min(1), _meta: Meta }).loose();
 export const SubscribeParamsSchema = z.object({ uri: z.string().min(1), _meta: Meta }).loose();
@@ -53,7 +50,6 @@ export const CompleteParamsSchema = z
     _meta: Meta,
   })
   .loose();
-export type CompleteParams = z.infer<typeof CompleteParamsSchema>;
 export const CancelledParamsSchema = z
   .object({ requestId: z.union([z.string(), z.number()]), reason: z.string().optional() })
   .loose();
@@ -126,21 +122,31 @@ export interface Catalog {
 /** Tool names SHOULD be 1-128 chars of [A-Za-z0-9_.-]. */
 export const TOOL_NAME_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
 
-/** Methods the edge answers itself (never queued). */
-export const EDGE_METHODS = new Set([
+/**
+ * Every client-to-server request method of the MCP revisions mcpq speaks (2025-11-25 and
+ * 2026-07-28), e.g. to bound a metric label: anything else a client sends is not MCP.
+ */
+export const CLIENT_REQUEST_METHODS: ReadonlySet<string> = new Set([
   "initialize",
   "ping",
   "logging/setLevel",
+  "server/discover",
+  "subscriptions/listen",
   "tools/list",
+  "tools/call",
   "resources/list",
   "resources/templates/list",
-  "prompts/list",
+  "resources/read",
   "resources/subscribe",
   "resources/unsubscribe",
+  "prompts/list",
+  "prompts/get",
+  "completion/complete",
+  "tasks/get",
+  "tasks/result",
+  "tasks/cancel",
+  "tasks/list",
 ]);
-
-/** Methods routed through the broker to a worker pool. */
-export const ROUTED_METHODS = new Set(["tools/call", "resources/read", "prompts/get", "completion/complete"]);
 
 /**
  * RFC 6570 level-1 template matching (`{var}` segments), enough for MCP resource templates.

@@ -33,7 +33,6 @@ export const ResumeParamsSchema = z
     authorization: z.string().max(4096).optional(),
   })
   .loose();
-export type ResumeParams = z.infer<typeof ResumeParamsSchema>;
 
 /** Result of `$/mcpq/resume`. */
 export interface ResumeResult {

@@ -1,7 +1,7 @@
 /** MCP protocol revisions mcpq speaks, newest first. */
-export const SUPPORTED_PROTOCOL_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"] as const;
+const SUPPORTED_PROTOCOL_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"] as const;
 export type ProtocolVersion = (typeof SUPPORTED_PROTOCOL_VERSIONS)[number];
-export const LATEST_PROTOCOL_VERSION: ProtocolVersion = "2025-11-25";
+const LATEST_PROTOCOL_VERSION: ProtocolVersion = "2025-11-25";
 /** Streamable HTTP: a missing MCP-Protocol-Version header means this revision. */
 export const DEFAULT_HTTP_PROTOCOL_VERSION: ProtocolVersion = "2025-03-26";
 
@@ -23,7 +23,7 @@ export function allowsBatching(v: ProtocolVersion): boolean {
 }
 
 /** The first revision of the stateless era: no sessions, per-request `_meta`, MRTR, `resultType`. */
-export const MODERN_ERA_PROTOCOL_VERSION = "2026-07-28";
+const MODERN_ERA_PROTOCOL_VERSION = "2026-07-28";
 
 /** True for a revision of the stateless era (2026-07-28 or later; revisions are dates, so they compare as strings). */
 export function isModernEra(protocolVersion: string | undefined): boolean {

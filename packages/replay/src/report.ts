@@ -66,7 +66,7 @@ export function formatItem(i: ReplayItem, opts: FormatOptions = {}): string[] {
   return out;
 }
 
-export function formatChange(c: Change): string {
+function formatChange(c: Change): string {
   switch (c.kind) {
     case "changed":
       return `${c.path}: ${show(c.before)} -> ${show(c.after)}`;

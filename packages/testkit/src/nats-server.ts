@@ -9,7 +9,7 @@ import {
   type LocalNatsOptions,
 } from "@mcpq/nats-launcher";
 
-export { freePort, type ClusterNode, type LocalCluster, type LocalNats } from "@mcpq/nats-launcher";
+export { freePort,  type LocalCluster, type LocalNats } from "@mcpq/nats-launcher";
 
 /** A NATS server with JetStream for tests. */
 export interface NatsHandle {
@@ -44,7 +44,7 @@ export function startLocalCluster(opts: LocalClusterOptions = {}): Promise<Local
 }
 
 /** True when a Docker engine looks reachable (socket present or DOCKER_HOST set). */
-export function dockerLikelyAvailable(): boolean {
+function dockerLikelyAvailable(): boolean {
   return Boolean(process.env["DOCKER_HOST"]) || existsSync("/var/run/docker.sock");
 }
 

@@ -85,7 +85,7 @@ export interface AskOptions {
 /** Event-id tokens: unique per process, no syscall per message. Never contain "_" (the stream separator). */
 const nextEventToken = idGenerator();
 
-export const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS = 60_000;
+const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS = 60_000;
 
 /** Builds the context of one request; related messages and the response keep their order. */
 export function createContext(

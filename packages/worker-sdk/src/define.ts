@@ -189,7 +189,7 @@ export function entryCacheHint(catalog: CatalogDefinition, kind: CacheListKind, 
 }
 
 /** The registry form of the catalogs' hints: only what differs from the default, plus declared list hints. */
-export function cacheHintsOf(defs: CatalogDefinition[]): CatalogCacheHints | undefined {
+function cacheHintsOf(defs: CatalogDefinition[]): CatalogCacheHints | undefined {
   const out: CatalogCacheHints = {};
   let any = false;
   const put = (kind: CacheListKind, key: string, h: CacheHint) => {
@@ -235,10 +235,10 @@ export function toolDescriptor(t: AnyToolDefinition): ToolDescriptor {
   return d;
 }
 
-export function resourceDescriptor(r: ResourceDefinition): ResourceDescriptor {
+function resourceDescriptor(r: ResourceDefinition): ResourceDescriptor {
   return strip({ uri: r.uri, name: r.name, title: r.title, description: r.description, mimeType: r.mimeType, icons: r.icons });
 }
-export function templateDescriptor(r: ResourceTemplateDefinition): ResourceTemplateDescriptor {
+function templateDescriptor(r: ResourceTemplateDefinition): ResourceTemplateDescriptor {
   return strip({
     uriTemplate: r.uriTemplate,
     name: r.name,
@@ -248,7 +248,7 @@ export function templateDescriptor(r: ResourceTemplateDefinition): ResourceTempl
     icons: r.icons,
   });
 }
-export function promptDescriptor(p: AnyPromptDefinition): PromptDescriptor {
+function promptDescriptor(p: AnyPromptDefinition): PromptDescriptor {
   const args: PromptArgumentDescriptor[] = [];
   if (p.args) {
     for (const [name, schema] of Object.entries(p.args.shape as Record<string, z.ZodType>)) {

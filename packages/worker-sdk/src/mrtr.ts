@@ -29,7 +29,7 @@ export const CAPABILITY_OF: Readonly<Record<InputMethod, string>> = {
 };
 
 /** `MissingRequiredClientCapabilityError` (2026-07-28); HTTP edges answer it with 400. */
-export const MISSING_REQUIRED_CLIENT_CAPABILITY = -32021;
+const MISSING_REQUIRED_CLIENT_CAPABILITY = -32021;
 
 /** Default key prefix of an input request, per method, numbered in call order (`elicit-1`, ...). */
 const KEY_PREFIX: Readonly<Record<InputMethod, string>> = {
@@ -39,11 +39,11 @@ const KEY_PREFIX: Readonly<Record<InputMethod, string>> = {
 };
 
 /** Bounds on one round, so a handler in a loop cannot build an unbounded result or state. */
-export const MAX_INPUT_REQUESTS = 32;
+const MAX_INPUT_REQUESTS = 32;
 const MAX_KEY_LENGTH = 128;
 
 /** Rejection of an unanswered input request; the worker turns the round into `input_required`. */
-export class InputRequiredSignal extends Error {
+class InputRequiredSignal extends Error {
   constructor(readonly key: string) {
     super(`input required: ${key}`);
     this.name = "InputRequiredSignal";

@@ -112,7 +112,7 @@ const ALWAYS_MASKED_KEYS = /^(authorization|proxy-authorization)$/i;
 const SECRET_KEY_SUFFIX = /(password|passwd|passphrase|secret|token|apikey|accesskey|privatekey|authorization|cookie|credentials?|sessionid)$/;
 
 /** Whether `key` names a common secret (masked in records unless the target opted out). */
-export function isSecretKey(key: string): boolean {
+function isSecretKey(key: string): boolean {
   return SECRET_KEY_SUFFIX.test(key.toLowerCase().replace(/[-_\s]/g, ""));
 }
 const BEARER = /\b(Bearer)\s+[A-Za-z0-9\-._~+/]+=*/gi;

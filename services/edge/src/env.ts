@@ -1,10 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
-import { busAuthFromEnv, busEnvShape, busLimitsFromEnv, type BusAuth, type BusLimits } from "@mcpq/bus";
-import { telemetryConfigFromEnv, telemetryEnvShape, type TelemetryConfig } from "@mcpq/observability";
+import { busAuthFromEnv, busEnvShape, busLimitsFromEnv } from "@mcpq/bus";
+import { telemetryConfigFromEnv, telemetryEnvShape } from "@mcpq/observability";
+import { deepFreeze, type DeepReadonly } from "@mcpq/protocol";
 import type { OAuthConfig } from "./core/auth.js";
 
 const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
+/** A TCP port, 0-65535 (0 = random), named with its variable when out of range. */
+const port = () => z.coerce.number().int().min(0).max(65_535, "expected a port number 0-65535");
 const list = (def: string) =>
   z
     .string()
@@ -29,7 +32,7 @@ export const EdgeEnvSchema = z.object({
   ...busEnvShape,
   ...telemetryEnvShape,
   MCPQ_HOST: z.string().default("127.0.0.1"),
-  MCPQ_PORT: int(8080),
+  MCPQ_PORT: port().default(8080),
   MCPQ_EDGE_ID: z.string().regex(/^[A-Za-z0-9_-]+$/).optional(),
   MCPQ_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   /** Host header allow-list (DNS-rebinding protection); `*` disables the check. Ports are ignored. */
@@ -55,9 +58,9 @@ export const EdgeEnvSchema = z.object({
   MCPQ_ENABLE_TCP: flag(true),
   MCPQ_ENABLE_GRPC: flag(true),
   /** Newline-delimited JSON-RPC over TCP; default 8090, or 0 (random) when MCPQ_PORT is 0. */
-  MCPQ_TCP_PORT: z.coerce.number().int().nonnegative().optional(),
+  MCPQ_TCP_PORT: port().optional(),
   /** gRPC `mcpq.v1.Mcp/Session`; default 50051, or 0 (random) when MCPQ_PORT is 0. */
-  MCPQ_GRPC_PORT: z.coerce.number().int().nonnegative().optional(),
+  MCPQ_GRPC_PORT: port().optional(),
   /** Open client connections per edge across all transports (HTTP requests in flight, sockets, streams); 0 = unlimited. */
   MCPQ_MAX_CONNECTIONS: int(10_000),
   /** Connections one client address may hold open at once (MCPQ_MAX_CONNECTIONS stays for the rest); 0 = no per-client bound. */
@@ -131,77 +134,8 @@ export const EdgeEnvSchema = z.object({
    */
   MCPQ_SHARED_LIMITS_MS: int(250),
 });
-export type EdgeEnv = z.infer<typeof EdgeEnvSchema>;
+type EdgeEnv = z.infer<typeof EdgeEnvSchema>;
 
-/** Resolved, validated edge configuration. */
-export interface EdgeConfig {
-  natsUrl: string;
-  /** MCPQ_NATS_USER/PASSWORD/TOKEN/NKEY_SEED/CREDS/TLS_* (docs/broker.md); undefined = anonymous. */
-  natsAuth: BusAuth | undefined;
-  /** MCPQ_PROVISION: create/reconcile streams and buckets at connect. */
-  provision: boolean;
-  /** MCPQ_NATS_WRITE_BATCHING */
-  natsWriteBatching: boolean;
-  host: string;
-  port: number;
-  edgeId: string;
-  logLevel: EdgeEnv["MCPQ_LOG_LEVEL"];
-  allowedHosts: string[];
-  allowedOrigins: string[];
-  /** token -> principal; empty means unauthenticated mode (principal "anonymous"). */
-  authTokens: ReadonlyMap<string, string>;
-  maxBodyBytes: number;
-  /**
-   * Largest single JSON-RPC message: MCPQ_MAX_BODY_BYTES, lowered at start-up to what the broker
-   * accepts (see core/broker-limits.ts).
-   */
-  maxMessageBytes: number;
-  maxNameBytes: number;
-  requestTimeoutMs: number;
-  maxRequestTimeoutMs: number;
-  maxSessionsPerPrincipal: number;
-  sessionCacheMs: number;
-  pageSize: number;
-  sseKeepaliveMs: number;
-  sseRetryMs: number;
-  enableWs: boolean;
-  enableSse: boolean;
-  enableTcp: boolean;
-  enableGrpc: boolean;
-  /** 0 = random (tests). */
-  tcpPort: number;
-  grpcPort: number;
-  /** 0 = unlimited. */
-  maxConnections: number;
-  maxConnectionsPerClient: number;
-  httpHeadersTimeoutMs: number;
-  httpRequestTimeoutMs: number;
-  httpKeepAliveTimeoutMs: number;
-  socketHandshakeTimeoutMs: number;
-  socketIdleTimeoutMs: number;
-  /** Set when MCPQ_OAUTH_ISSUER is. */
-  oauth: OAuthConfig | undefined;
-  policyFile: string | undefined;
-  maxSendBufferBytes: number;
-  maxPendingRequests: number;
-  maxInFlightPerSession: number;
-  toolRatePerSec: number;
-  toolRateBurst: number;
-  maxBufferedBytes: number;
-  circuitFailures: number;
-  circuitOpenMs: number;
-  poolQueueMin: number;
-  busStatsMs: number;
-  busLimits: BusLimits;
-  /** OTEL_*, MCPQ_ACCESS_LOG_*, MCPQ_METRICS_MAX_NAMES (docs/observability.md). */
-  telemetry: TelemetryConfig;
-  /** MCPQ_BROKER_UNAVAILABLE_MS */
-  brokerUnavailableMs: number;
-  /** MCPQ_HEAL_CHECK_MS */
-  healCheckMs: number;
-  /** MCPQ_SHARED_LIMITS_MS */
-  sharedLimitsMs: number;
-}
 
 const TCP_PORT_OFFSET = 8090 - 8080;
 const GRPC_PORT_OFFSET = 50051 - 8080;
@@ -254,15 +188,12 @@ function oauthFromEnv(e: EdgeEnv): OAuthConfig | undefined {
   };
 }
 
-/** Parses an environment (default: process.env) into a frozen config; throws listing every bad key. */
-export function loadEdgeConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<EdgeConfig> = {}): Readonly<EdgeConfig> {
-  const r = EdgeEnvSchema.safeParse(env);
-  if (!r.success) {
-    throw new Error(`invalid edge environment: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-  }
-  const e = r.data;
-  const edgeId = overrides.edgeId ?? e.MCPQ_EDGE_ID ?? `e-${randomBytes(5).toString("hex")}`;
-  const cfg: EdgeConfig = {
+/**
+ * The edge configuration a parsed environment describes; `EdgeConfig` is its inferred type, so a
+ * new setting is one schema line and one line here. `httpPort` is the port TCP and gRPC follow.
+ */
+function configFromEnv(e: EdgeEnv, httpPort: number, edgeId: string) {
+  return {
     natsUrl: e.MCPQ_NATS_URL,
     natsAuth: busAuthFromEnv(e),
     provision: e.MCPQ_PROVISION === "on",
@@ -273,7 +204,8 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     logLevel: e.MCPQ_LOG_LEVEL,
     allowedHosts: e.MCPQ_ALLOWED_HOSTS,
     allowedOrigins: e.MCPQ_ALLOWED_ORIGINS,
-    authTokens: parseAuthTokens(e.MCPQ_AUTH_TOKENS),
+    /** token -> principal; empty means unauthenticated mode (principal "anonymous"). */
+    authTokens: parseAuthTokens(e.MCPQ_AUTH_TOKENS) as ReadonlyMap<string, string>,
     maxBodyBytes: e.MCPQ_MAX_BODY_BYTES,
     maxMessageBytes: e.MCPQ_MAX_BODY_BYTES,
     maxNameBytes: e.MCPQ_MAX_NAME_BYTES,
@@ -291,8 +223,8 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     // An edge on a random HTTP port (tests, several edges per host) gets random socket ports too.
     // Unset TCP/gRPC ports follow the HTTP port (8080 -> 8090 and 50051), so a second edge
     // started with `--port 8081` gets 8091 and 50052 instead of colliding with the first.
-    tcpPort: e.MCPQ_TCP_PORT ?? derivedPort(overrides.port ?? e.MCPQ_PORT, TCP_PORT_OFFSET),
-    grpcPort: e.MCPQ_GRPC_PORT ?? derivedPort(overrides.port ?? e.MCPQ_PORT, GRPC_PORT_OFFSET),
+    tcpPort: e.MCPQ_TCP_PORT ?? derivedPort(httpPort, TCP_PORT_OFFSET),
+    grpcPort: e.MCPQ_GRPC_PORT ?? derivedPort(httpPort, GRPC_PORT_OFFSET),
     maxConnections: e.MCPQ_MAX_CONNECTIONS,
     maxConnectionsPerClient: e.MCPQ_MAX_CONNECTIONS_PER_CLIENT,
     httpHeadersTimeoutMs: e.MCPQ_HTTP_HEADERS_TIMEOUT_MS,
@@ -314,10 +246,25 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     busStatsMs: e.MCPQ_BUS_STATS_MS,
     busLimits: busLimitsFromEnv(e),
     telemetry: telemetryConfigFromEnv(e, { serviceName: "mcpq-edge", instanceId: edgeId }),
+    /** MCPQ_BROKER_UNAVAILABLE_MS */
     brokerUnavailableMs: e.MCPQ_BROKER_UNAVAILABLE_MS,
+    /** MCPQ_HEAL_CHECK_MS */
     healCheckMs: e.MCPQ_HEAL_CHECK_MS,
+    /** MCPQ_SHARED_LIMITS_MS */
     sharedLimitsMs: e.MCPQ_SHARED_LIMITS_MS,
-    ...overrides,
   };
-  return Object.freeze(cfg);
+}
+
+/** Resolved, validated edge configuration (deep read-only: loadEdgeConfig freezes it). */
+export type EdgeConfig = DeepReadonly<ReturnType<typeof configFromEnv>>;
+
+/** Parses an environment (default: process.env) into a deep-frozen config; throws listing every bad key. */
+export function loadEdgeConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<EdgeConfig> = {}): EdgeConfig {
+  const r = EdgeEnvSchema.safeParse(env);
+  if (!r.success) {
+    throw new Error(`invalid edge environment: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  }
+  const e = r.data;
+  const edgeId = overrides.edgeId ?? e.MCPQ_EDGE_ID ?? `e-${randomBytes(5).toString("hex")}`;
+  return deepFreeze({ ...configFromEnv(e, overrides.port ?? e.MCPQ_PORT, edgeId), ...overrides });
 }

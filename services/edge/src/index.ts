@@ -1,4 +1,6 @@
 export { startEdge, main, type RunningEdge } from "./server.js";
-export { loadEdgeConfig, EdgeEnvSchema, type EdgeConfig } from "./env.js";
-export { edgeApp } from "./app.js";
+export { loadEdgeConfig, EdgeEnvSchema } from "./env.js";
+/** The configuration `startEdge` takes and the runtime its app is built on. @public */
+export type { EdgeConfig } from "./env.js";
+/** @public */
 export type { EdgeRuntime } from "./runtime.js";

@@ -120,4 +120,3 @@ export function overloadMetrics(
   };
   return { admission, busStats };
 }
-export type OverloadMetrics = ReturnType<typeof overloadMetrics>;

@@ -47,7 +47,7 @@ export interface EdgeRuntime {
   close(): Promise<void>;
 }
 
-export const SERVER_VERSION = "0.1.0";
+const SERVER_VERSION = "0.1.0";
 
 export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: Logger): Promise<EdgeRuntime> {
   const bus = await connectBus({
@@ -64,7 +64,7 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
   // accepted and failed with -32603 after the publish: the body limit is the broker's real one.
   const config = withBrokerLimits(configured, bus, log);
   const policy = config.policyFile ? await loadPolicyFile(config.policyFile) : undefined;
-  const registry = createMetricsRegistry("mcpq_edge", { edge: config.edgeId });
+  const registry = createMetricsRegistry({ edge: config.edgeId });
   const metrics = edgeMetrics(registry);
   const catalog = new CatalogView(bus, log.child({ component: "catalog" }));
   await catalog.start();

@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
-import { BusEnvSchema, busAuthFromEnv, busEnvShape, busLimitsFromEnv, parsePathPatterns, type BusAuth, type BusLimits } from "@mcpq/bus";
-import { telemetryConfigFromEnv, telemetryEnvShape, type TelemetryConfig } from "@mcpq/observability";
+import { busAuthFromEnv, busEnvShape, busLimitsFromEnv, parsePathPatterns } from "@mcpq/bus";
+import { telemetryConfigFromEnv, telemetryEnvShape } from "@mcpq/observability";
+import { deepFreeze, type DeepReadonly } from "@mcpq/protocol";
 import {
   DEFAULT_REQUEST_STATE_MAX_BYTES,
   DEFAULT_REQUEST_STATE_TTL_MS,
@@ -21,7 +22,7 @@ export const WorkerEnvSchema = z.object({
   MCPQ_HANDLER_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
   MCPQ_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
   /** Port of the worker's HTTP listener (/metrics, /healthz, /readyz); 0 disables it. */
-  MCPQ_WORKER_METRICS_PORT: z.coerce.number().int().nonnegative().default(0),
+  MCPQ_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65_535, "expected a port number 0-65535").default(0),
   /** Interface of that listener (loopback unless a scraper elsewhere needs it, e.g. compose). */
   MCPQ_WORKER_METRICS_HOST: z.string().default("127.0.0.1"),
   /** Period of the pool consumer's lag polling (mcpq_worker_consumer_lag_messages); 0 = off. */
@@ -71,60 +72,30 @@ function parses(fn: (v: string) => unknown) {
   };
 }
 
-export interface WorkerConfig {
-  natsUrl: string;
-  /** MCPQ_NATS_USER/PASSWORD/TOKEN/NKEY_SEED/CREDS/TLS_* (docs/broker.md); undefined = anonymous. */
-  natsAuth: BusAuth | undefined;
-  /** MCPQ_PROVISION: create/reconcile streams and buckets at connect (off with the `worker` credential). */
-  provision: boolean;
-  /** MCPQ_NATS_WRITE_BATCHING */
-  natsWriteBatching: boolean;
-  catalogs: string[];
-  pool: string;
-  concurrency: number;
-  handlerTimeoutMs: number;
-  logLevel: string;
-  metricsPort: number;
-  metricsHost: string;
-  lagPollMs: number;
-  /** Worker id (also `service.instance.id` of its spans). */
-  workerId: string;
-  telemetry: TelemetryConfig;
-  busLimits: BusLimits;
-  record: { enabled: boolean; sample: string; redact: string[]; keepSecretsFor: string[]; notifications: boolean };
-  shadow: boolean;
-  /** MCPQ_WORKER_LIVENESS_MS */
-  livenessMs: number;
-  /** MCPQ_HEAL_CHECK_MS */
-  healCheckMs: number;
-  /** MCPQ_REQUEST_STATE_* (never logged: the keys are secrets). */
-  requestState: { keys: string[]; ttlMs: number; maxBytes: number };
-}
+type WorkerEnv = z.infer<typeof WorkerEnvSchema>;
 
-export function loadWorkerConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<WorkerConfig> = {}): Readonly<WorkerConfig> {
-  const r = WorkerEnvSchema.safeParse(env);
-  if (!r.success) {
-    throw new Error(`invalid worker environment: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-  }
-  const e = r.data;
-  const catalogs = overrides.catalogs ?? e.MCPQ_CATALOGS.split(",").map((s) => s.trim()).filter(Boolean);
-  const workerId = overrides.workerId ?? `w-${randomBytes(6).toString("hex")}`;
-  const cfg: WorkerConfig = {
+/** The worker configuration a parsed environment describes; `WorkerConfig` is its inferred type. */
+function configFromEnv(e: WorkerEnv, catalogs: readonly string[], workerId: string) {
+  return {
     natsUrl: e.MCPQ_NATS_URL,
+    /** MCPQ_NATS_USER/PASSWORD/TOKEN/NKEY_SEED/CREDS/TLS_* (docs/broker.md); undefined = anonymous. */
     natsAuth: busAuthFromEnv(e),
+    /** MCPQ_PROVISION: create/reconcile streams and buckets at connect (off with the `worker` credential). */
     provision: e.MCPQ_PROVISION === "on",
+    /** MCPQ_NATS_WRITE_BATCHING */
     natsWriteBatching: e.MCPQ_NATS_WRITE_BATCHING === "on",
-    catalogs,
+    catalogs: [...catalogs],
     pool: e.MCPQ_POOL ?? [...catalogs].sort().join("_"),
     concurrency: e.MCPQ_WORKER_CONCURRENCY,
     handlerTimeoutMs: e.MCPQ_HANDLER_TIMEOUT_MS,
-    logLevel: e.MCPQ_LOG_LEVEL,
+    logLevel: e.MCPQ_LOG_LEVEL as string,
     metricsPort: e.MCPQ_WORKER_METRICS_PORT,
     metricsHost: e.MCPQ_WORKER_METRICS_HOST,
     lagPollMs: e.MCPQ_WORKER_LAG_POLL_MS,
+    /** Worker id (also `service.instance.id` of its spans). */
     workerId,
     telemetry: telemetryConfigFromEnv(e, { serviceName: "mcpq-worker", instanceId: workerId }),
-    busLimits: busLimitsFromEnv(BusEnvSchema.parse(env)),
+    busLimits: busLimitsFromEnv(e),
     record: {
       enabled: e.MCPQ_RECORD === "on",
       sample: e.MCPQ_RECORD_SAMPLE,
@@ -133,10 +104,26 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       notifications: e.MCPQ_RECORD_NOTIFICATIONS === "on",
     },
     shadow: e.MCPQ_WORKER_SHADOW === "on",
+    /** MCPQ_WORKER_LIVENESS_MS */
     livenessMs: e.MCPQ_WORKER_LIVENESS_MS,
+    /** MCPQ_HEAL_CHECK_MS */
     healCheckMs: e.MCPQ_HEAL_CHECK_MS,
+    /** MCPQ_REQUEST_STATE_* (never logged: the keys are secrets). */
     requestState: { keys: splitList(e.MCPQ_REQUEST_STATE_KEYS), ttlMs: e.MCPQ_REQUEST_STATE_TTL_MS, maxBytes: e.MCPQ_REQUEST_STATE_MAX_BYTES },
-    ...overrides,
   };
-  return Object.freeze(cfg);
+}
+
+/** Resolved, validated worker configuration (deep read-only: loadWorkerConfig freezes it). */
+export type WorkerConfig = DeepReadonly<ReturnType<typeof configFromEnv>>;
+
+/** Parses an environment (default: process.env) into a deep-frozen config; throws listing every bad key. */
+export function loadWorkerConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<WorkerConfig> = {}): WorkerConfig {
+  const r = WorkerEnvSchema.safeParse(env);
+  if (!r.success) {
+    throw new Error(`invalid worker environment: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  }
+  const e = r.data;
+  const catalogs = overrides.catalogs ?? e.MCPQ_CATALOGS.split(",").map((s) => s.trim()).filter(Boolean);
+  const workerId = overrides.workerId ?? `w-${randomBytes(6).toString("hex")}`;
+  return deepFreeze({ ...configFromEnv(e, catalogs, workerId), ...overrides });
 }

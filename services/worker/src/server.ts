@@ -19,6 +19,8 @@ import { loadWorkerConfig, type WorkerConfig } from "./env.js";
 
 export interface RunningWorker {
   worker: Worker;
+  /** The worker's broker connection (closed by `close()`). */
+  bus: Bus;
   registry: Registry;
   /** Bound port of the /metrics, /healthz, /readyz listener, when MCPQ_WORKER_METRICS_PORT is set. */
   port?: number;
@@ -89,7 +91,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
     limits: config.busLimits,
     batchWrites: config.natsWriteBatching,
   });
-  const registry = createMetricsRegistry("mcpq_worker", { pool: config.pool });
+  const registry = createMetricsRegistry({ pool: config.pool });
   const tracing = config.telemetry.tracing ? startTracing(config.telemetry.tracing) : undefined;
   const catalogs = opts.catalogs ?? resolveCatalogs(config.catalogs);
   const known = {
@@ -144,10 +146,25 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
       }
       res.writeHead(404).end();
     });
-    await new Promise<void>((r) => server!.listen(config.metricsPort, config.metricsHost, r));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server!.once("error", reject);
+        server!.listen(config.metricsPort, config.metricsHost, () => {
+          server!.off("error", reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      // A taken metrics port fails the start (reported by the caller), not the process.
+      await worker.stop();
+      await recorder?.flush();
+      await bus.close();
+      throw err;
+    }
   }
   return {
     worker,
+    bus,
     registry,
     ...(server ? { port: (server.address() as { port: number }).port } : {}),
     async close() {

@@ -5,7 +5,7 @@ import { brokerUsers, type BrokerUser } from "@mcpq/bus";
 import { confVariable } from "@mcpq/nats-launcher";
 
 /** The environment variable a generated server config reads a user's password from. */
-export function passwordVariable(user: string): string {
+function passwordVariable(user: string): string {
   return `MCPQ_NATS_${user.toUpperCase().replace(/[^A-Z0-9]/g, "_")}_PASSWORD`;
 }
 

@@ -10,7 +10,7 @@ import {
 } from "@mcpq/nats-launcher";
 import { brokerServerSettings, ensureRoleSecrets } from "./nats-auth.js";
 
-export const NATS_USAGE = `mcpq nats — a local nats-server with JetStream for development
+const NATS_USAGE = `mcpq nats — a local nats-server with JetStream for development
 
 Usage: mcpq nats [options]
 
@@ -31,7 +31,7 @@ MCPQ_MAX_MESSAGE_BYTES (the server's max_payload; default 4 MiB, as on the edge)
 Exits non-zero, naming the port or store, when a port is taken or the store is in use.`;
 
 /** The settings `mcpq nats` reads (a service-level env schema: packages never read process.env). */
-export const NatsCommandEnvSchema = z.object({
+const NatsCommandEnvSchema = z.object({
   MCPQ_NATS_SERVER_BIN: z.string().min(1).optional(),
   PATH: z.string().optional(),
   MCPQ_MAX_MESSAGE_BYTES: busEnvShape.MCPQ_MAX_MESSAGE_BYTES,

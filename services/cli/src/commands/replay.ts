@@ -13,6 +13,7 @@ import {
   NoRecordsStreamError,
   NoWorkersError,
   SelectionSchema,
+  parseTimeArg,
   formatReport,
   matchesSelection,
   readFixtures,
@@ -26,6 +27,8 @@ import {
   type ResolvedSelection,
   type Selection,
 } from "@mcpq/replay";
+import { UsageError, explainBootError } from "../args.js";
+import type { CliEnv } from "../env.js";
 
 export const REPLAY_USAGE = `mcpq replay — re-run recorded requests (MCPQ_REC) against workers and diff the answers
 
@@ -71,12 +74,8 @@ Reads MCPQ_NATS_URL (default nats://127.0.0.1:4222). See docs/replay.md.`;
 /** Exit statuses of `mcpq replay` (stable: CI scripts depend on them). */
 export const REPLAY_EXIT = { same: 0, differs: 1, usage: 2, empty: 3, cannotRun: 4 } as const;
 
-class UsageError extends Error {
-  override readonly name = "UsageError";
-}
-
 /** `mcpq replay ...`; sets `process.exitCode` (see `REPLAY_EXIT`). Progress on stderr, summary on stdout. */
-export async function replay(argv: string[]): Promise<void> {
+export async function replay(argv: string[], env: Readonly<Pick<CliEnv, "MCPQ_DEBUG">> = {}): Promise<void> {
   let args: ReturnType<typeof parse>;
   let selection: ResolvedSelection;
   try {
@@ -159,7 +158,7 @@ export async function replay(argv: string[]): Promise<void> {
     }
     const known = err instanceof NoWorkersError || err instanceof NoRecordsStreamError;
     console.error(`mcpq replay: ${err instanceof Error ? err.message : String(err)}`);
-    if (!known && err instanceof Error && err.stack && process.env["MCPQ_DEBUG"])
+    if (!known && err instanceof Error && err.stack && env.MCPQ_DEBUG)
       console.error(err.stack);
     process.exitCode = REPLAY_EXIT.cannotRun;
   } finally {
@@ -212,9 +211,27 @@ async function buildSelection(v: Values): Promise<ResolvedSelection> {
   if (!v.list && !v.export && !v.against && !v.diff && !v["save-selection"]) {
     throw new UsageError("nothing to do: give --list, --export FILE, --against POOL and/or --diff");
   }
+  // Replay options are checked here too, so a bad value is reported before anything connects.
+  if (v.rate !== undefined) positive(v.rate.replace(/\/s$/, ""), "--rate");
+  positive(v.concurrency, "--concurrency");
+  positive(v.timeout, "--timeout");
+  for (const flag of ["since", "until"] as const) {
+    const t = v[flag];
+    if (t === undefined) continue;
+    try {
+      parseTimeArg(t);
+    } catch (err) {
+      throw new UsageError(`--${flag}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
   let base: Selection = {};
   if (v.selection) {
-    const raw = JSON.parse(await readFile(v.selection, "utf8")) as unknown;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(await readFile(v.selection, "utf8")) as unknown;
+    } catch (err) {
+      throw new UsageError(`--selection ${v.selection}: ${err instanceof Error ? err.message : String(err)}`);
+    }
     const r = SelectionSchema.safeParse(raw);
     if (!r.success)
       throw new UsageError(
@@ -271,14 +288,18 @@ async function selectRecords(
 async function connect(): Promise<Bus> {
   const env = BusEnvSchema.parse(process.env);
   // provision: false — a CLI must never reconfigure the deployment's streams.
-  return connectBus({
-    url: env.MCPQ_NATS_URL,
-    auth: busAuthFromEnv(env),
-    inboxPrefix: INBOX_PREFIX.replay,
-    name: "mcpq-replay",
-    limits: busLimitsFromEnv(env),
-    provision: false,
-  });
+  try {
+    return await connectBus({
+      url: env.MCPQ_NATS_URL,
+      auth: busAuthFromEnv(env),
+      inboxPrefix: INBOX_PREFIX.replay,
+      name: "mcpq-replay",
+      limits: busLimitsFromEnv(env),
+      provision: false,
+    });
+  } catch (err) {
+    throw explainBootError(err, { natsUrl: env.MCPQ_NATS_URL });
+  }
 }
 
 function positive(value: string, flag: string): number {

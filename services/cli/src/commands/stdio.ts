@@ -1,5 +1,7 @@
 import { createInterface } from "node:readline";
-import { parseArgs } from "node:util";
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { UsageError } from "../args.js";
+import type { CliEnv } from "../env.js";
 import type { Readable, Writable } from "node:stream";
 
 const USAGE = `mcpq stdio — bridge a stdio MCP client to mcpq edges over Streamable HTTP
@@ -28,8 +30,8 @@ export interface StdioBridgeOptions {
 }
 
 /** `mcpq stdio` entry point. */
-export async function stdio(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
+export async function stdio(argv: string[], env: Readonly<Pick<CliEnv, "MCPQ_TOKEN">> = {}): Promise<void> {
+  const { values } = parseStrict({
     args: argv,
     options: {
       url: { type: "string", multiple: true },
@@ -47,23 +49,41 @@ export async function stdio(argv: string[]): Promise<void> {
     .flatMap((u) => u.split(","))
     .map((u) => u.trim())
     .filter(Boolean);
-  if (urls.length === 0) throw new Error(`--url is required\n\n${USAGE}`);
-  for (const u of urls) new URL(u);
+  if (urls.length === 0) throw new UsageError("--url is required", USAGE);
+  for (const u of urls) {
+    if (!URL.canParse(u) || !/^https?:$/.test(new URL(u).protocol))
+      throw new UsageError(`--url must be an http(s) URL such as http://127.0.0.1:8080/mcp, not ${JSON.stringify(u)}`);
+  }
   const headers: Record<string, string> = {};
   for (const h of values.header ?? []) {
     const i = h.indexOf(":");
-    if (i <= 0) throw new Error(`--header must be "Name: value", got ${JSON.stringify(h)}`);
+    if (i <= 0) throw new UsageError(`--header must be "Name: value", not ${JSON.stringify(h)}`);
     headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
   }
-  const token = values.token ?? process.env["MCPQ_TOKEN"];
+  const token = values.token ?? env.MCPQ_TOKEN;
   if (token) headers["authorization"] = `Bearer ${token}`;
   const retryTimeoutMs =
-    values["retry-timeout"] !== undefined ? Number(values["retry-timeout"]) : undefined;
+    values["retry-timeout"] !== undefined ? positiveFlag("--retry-timeout", values["retry-timeout"]) : undefined;
   await new StdioBridge({
     urls,
     headers,
     ...(retryTimeoutMs !== undefined ? { retryTimeoutMs } : {}),
   }).run();
+}
+
+/** parseArgs whose unknown-flag errors print the usage (stdout stays JSON-RPC only). */
+function parseStrict<T extends ParseArgsConfig>(config: T) {
+  try {
+    return parseArgs(config);
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err), USAGE);
+  }
+}
+
+function positiveFlag(flag: string, value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} must be a positive number of milliseconds, not ${JSON.stringify(value)}`);
+  return n;
 }
 
 interface SseEvent {

@@ -6,7 +6,7 @@ import type { EdgeConfig } from "../env.js";
  * Room kept for the request envelope (NATS headers: ids, principal, target name up to
  * MCPQ_MAX_NAME_BYTES, exposed claims) within one broker message.
  */
-export const ENVELOPE_HEADROOM_BYTES = 16 * 1024;
+const ENVELOPE_HEADROOM_BYTES = 16 * 1024;
 
 /**
  * The edge's message limit (`maxMessageBytes`) is the smaller of MCPQ_MAX_BODY_BYTES and what the

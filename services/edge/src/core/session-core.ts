@@ -4,7 +4,6 @@ import {
   CompleteParamsSchema,
   ErrorCode,
   InitializeParamsSchema,
-  LATEST_PROTOCOL_VERSION,
   McpError,
   PaginatedParamsSchema,
   ReadResourceParamsSchema,
@@ -606,9 +605,6 @@ function callerOf(session: SessionRecord, stream: StreamContext): Caller {
 const notRefused = () => false;
 const refused = () => true;
 
-/** Newest protocol revision; exported for transports that must assume one. */
-export const LATEST = LATEST_PROTOCOL_VERSION;
-
 /**
  * A routed request's budget in ms from now: the client's `_meta["io.mcpq/timeoutMs"]` (else the
  * default), never more than the cap, and never past `_meta["io.mcpq/deadline"]` (epoch ms) when
@@ -662,6 +658,6 @@ function decodeCursor(cursor: string): number {
 function localMessage(id: RequestId, result: Record<string, unknown>, json?: string): OutboundMessage {
   return { eventId: undefined, kind: "response", requestId: undefined, json: json ?? JSON.stringify({ jsonrpc: "2.0", id, result }) };
 }
-export function errorMessage(id: RequestId | null, error: { code: number; message: string; data?: unknown }): OutboundMessage {
+function errorMessage(id: RequestId | null, error: { code: number; message: string; data?: unknown }): OutboundMessage {
   return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", id, error }) };
 }

@@ -129,11 +129,6 @@ export class SocketSession implements StreamSink {
     return this.#session?.id;
   }
 
-  /** Inbound messages received but not yet processed up to dispatch. */
-  get inboundBacklog(): number {
-    return this.#waiting;
-  }
-
   /** Resolves once every message received so far has been answered (a client half-closed). */
   idle(): Promise<void> {
     return this.#outstanding === 0 || this.#closed

@@ -12,7 +12,7 @@ import { CLOSE_GRACE_MS, openSocketSession, type ListeningTransport } from "./so
 type SessionCall = grpc.ServerDuplexStream<JsonRpcFrame, JsonRpcFrame>;
 
 /** Loads `mcpq.v1.Mcp` from the .proto shipped with @mcpq/protocol. */
-export function loadMcpService(): grpc.ServiceDefinition {
+function loadMcpService(): grpc.ServiceDefinition {
   const def = protoLoader.loadSync(fileURLToPath(GRPC_PROTO_URL), {
     keepCase: true,
     defaults: true,

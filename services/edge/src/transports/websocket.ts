@@ -10,10 +10,10 @@ import { guardHttp, refusal } from "./http-guard.js";
 import { CLOSE_GRACE_MS, openSocketSession, refuseUpgrade, tickBatched } from "./socket-common.js";
 
 /** The subprotocol a client must offer (`Sec-WebSocket-Protocol: mcp`). */
-export const WS_SUBPROTOCOL = "mcp";
+const WS_SUBPROTOCOL = "mcp";
 
 /** Close codes the edge uses (RFC 6455 §7.4.1). */
-export const WS_CLOSE = {
+const WS_CLOSE = {
   /** The edge is shutting down: resume on another edge. */
   goingAway: 1001,
   /** Binary frame received: this transport carries JSON text only. */

@@ -30,7 +30,7 @@ export interface Wire {
   readonly closed: Promise<{ code?: number | string; reason?: string }>;
 }
 
-export const INIT_PARAMS = {
+const INIT_PARAMS = {
   protocolVersion: "2025-11-25",
   capabilities: {},
   clientInfo: { name: "socket-test", version: "1" },
@@ -230,7 +230,7 @@ export async function tcpWire(
 
 let grpcCtor: grpc.ServiceClientConstructor | undefined;
 /** The generated gRPC client constructor of `mcpq.v1.Mcp`. */
-export function grpcClientCtor(): grpc.ServiceClientConstructor {
+function grpcClientCtor(): grpc.ServiceClientConstructor {
   if (!grpcCtor) {
     const def = protoLoader.loadSync(fileURLToPath(GRPC_PROTO_URL), {
       keepCase: true,

@@ -11,10 +11,10 @@ import { defineCatalog, definePrompt, defineResource, defineResourceTemplate, de
  */
 
 /** A 1x1 red PNG. */
-export const TEST_IMAGE_BASE64 =
+const TEST_IMAGE_BASE64 =
   "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
 /** A minimal WAV file (RIFF header, two bytes of samples). */
-export const TEST_AUDIO_BASE64 = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=";
+const TEST_AUDIO_BASE64 = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=";
 
 /**
  * SEP-1613 / SEP-2106: listed verbatim, so `$schema`, `$defs` (with an `$anchor`),
