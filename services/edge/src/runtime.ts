@@ -64,6 +64,7 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
     {
       edgeId: config.edgeId,
       requestTimeoutMs: config.requestTimeoutMs,
+      maxQueueMs: config.maxQueueMs,
       maxRequestTimeoutMs: config.maxRequestTimeoutMs,
       maxSessionsPerPrincipal: config.maxSessionsPerPrincipal,
       pageSize: config.pageSize,
@@ -87,6 +88,8 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
       circuitFailures: config.circuitFailures,
       circuitOpenMs: config.circuitOpenMs,
       poolQueueMin: config.poolQueueMin,
+      maxQueueMs: config.maxQueueMs,
+      maxEventLoopLagMs: config.maxEventLoopLagMs,
     },
     buffers,
     overload.admission,
