@@ -78,7 +78,7 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
     metrics.core,
   );
   const buffers = new BufferBudget(config.maxBufferedBytes);
-  const overload = overloadMetrics(registry, { buffers, inFlight: () => admission.inFlight }, log.child({ component: "admission" }));
+  const overload = overloadMetrics(registry, { buffers, inFlight: () => admission.inFlight, maxEventLoopLagMs: () => admission.takeMaxEventLoopLagMs() }, log.child({ component: "admission" }));
   const admission = new EdgeAdmission(
     {
       maxInFlight: config.maxPendingRequests,

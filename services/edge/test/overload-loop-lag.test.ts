@@ -47,6 +47,8 @@ describe("event-loop-lag shedding", () => {
       const late = c.call("tools/call", echo("late"));
       stall(600);
       const m = await late;
+      // The first read after the stall sees it in the lag gauge (each scrape takes the maximum).
+      expect(await metricValue(edge.runtime.registry, "mcpq_edge_event_loop_lag_seconds")).toBeGreaterThan(0.1);
       expect(m.error?.code).toBe(ErrorCode.Overloaded);
       expect(m.error?.message).toBe(`overloaded: ${LAGGING}`);
       expect((m.error?.data as { retryAfterMs: number }).retryAfterMs).toBeGreaterThanOrEqual(1);

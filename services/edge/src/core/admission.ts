@@ -110,9 +110,9 @@ export class EdgeAdmission implements Admission {
     this.#lag = new LoopLagMonitor(limits.maxEventLoopLagMs);
   }
 
-  /** The edge's event-loop lag at the monitor's last tick (ms; 0 when the monitor is off). */
-  get eventLoopLagMs(): number {
-    return this.#lag.lastLagMs;
+  /** The edge's largest event-loop lag since the previous call (ms; 0 when the check is off). */
+  takeMaxEventLoopLagMs(): number {
+    return this.#lag.takeMaxLagMs();
   }
 
   /** Routed requests admitted and not yet finished on this edge. */
@@ -133,7 +133,7 @@ export class EdgeAdmission implements Admission {
   ): (outcome?: RouteOutcome, err?: unknown) => void {
     const now = Date.now();
     const l = this.limits;
-    const lagRetry = this.#lag.shedFor(now);
+    const lagRetry = this.#lag.shedFor();
     if (lagRetry > 0) {
       // The edge itself is behind: this request sat unread while the loop stalled, and admitting
       // it would only queue it behind the backlog. Refuse before anything is queued.

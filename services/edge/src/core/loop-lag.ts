@@ -1,3 +1,5 @@
+import { performance } from "node:perf_hooks";
+
 /** How often the lag monitor's timer is due (ms): the resolution of the measurement. */
 const TICK_MS = 20;
 /** Longest a single stall keeps the door shut after it ended (ms). */
@@ -15,27 +17,31 @@ const MAX_HOLD_MS = 5_000;
 export class LoopLagMonitor {
   #expected = 0;
   #shedUntil = 0;
-  #lastLagMs = 0;
+  #maxLagMs = 0;
   readonly #timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly thresholdMs: number) {
     if (thresholdMs <= 0) return;
-    this.#expected = Date.now() + TICK_MS;
+    this.#expected = performance.now() + TICK_MS;
     this.#timer = setInterval(() => this.#tick(), TICK_MS);
     this.#timer.unref();
   }
 
-  /** The lag measured at the last tick (ms). */
-  get lastLagMs(): number {
-    return this.#lastLagMs;
+  /** The largest lag measured since the previous call (ms), for a metrics scrape; resets it. */
+  takeMaxLagMs(): number {
+    const m = this.#maxLagMs;
+    this.#maxLagMs = 0;
+    return m;
   }
 
   /**
    * Ms the caller should wait before retrying when the edge is lagging now, else 0. Called once
-   * per routed request: two comparisons, no allocation.
+   * per routed request: two comparisons, no allocation. Monotonic clock: a wall-clock step is
+   * not a stall.
    */
-  shedFor(now: number): number {
+  shedFor(): number {
     if (this.#timer === undefined) return 0;
+    const now = performance.now();
     if (now < this.#shedUntil) return this.#shedUntil - now;
     // The tick is overdue right now: the loop is inside a stall that has not ended yet.
     const overdue = now - this.#expected;
@@ -48,9 +54,9 @@ export class LoopLagMonitor {
   }
 
   #tick(): void {
-    const now = Date.now();
+    const now = performance.now();
     const lag = Math.max(0, now - this.#expected);
-    this.#lastLagMs = lag;
+    if (lag > this.#maxLagMs) this.#maxLagMs = lag;
     this.#expected = now + TICK_MS;
     if (lag > this.thresholdMs) this.#shedUntil = now + Math.min(MAX_HOLD_MS, lag);
   }
