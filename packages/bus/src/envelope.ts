@@ -9,6 +9,8 @@ export const H = {
   request: "Mcpq-Request",
   protocolVersion: "Mcpq-Protocol-Version",
   deadline: "Mcpq-Deadline",
+  /** Epoch ms after which a worker must not start the request (the edge's queue-time bound). */
+  startBy: "Mcpq-Start-By",
   replyTo: "Mcpq-Reply-To",
   logLevel: "Mcpq-Log-Level",
   kind: "Mcpq-Kind",
@@ -48,6 +50,12 @@ export interface RequestEnvelope {
   protocolVersion: ProtocolVersion;
   /** Epoch ms after which the request must not be started and its answer is useless. */
   deadline: number;
+  /**
+   * Epoch ms after which a worker must not start the request, <= `deadline`: the edge's bound on
+   * queue time (`MCPQ_MAX_QUEUE_MS`). A worker reaching it later answers -32010 unrun (safe to
+   * retry). Undefined: `deadline` alone (an older edge, or the bound off).
+   */
+  startBy?: number | undefined;
   /** Outbound subject for the response and everything related to the request. */
   replyTo: string;
   logLevel: LogLevel | undefined;
@@ -106,6 +114,7 @@ export function setEnvelopeHeaders(h: MsgHdrs, e: EnvelopeCore): MsgHdrs {
 export function encodeEnvelope(e: RequestEnvelope): MsgHdrs {
   const h = setEnvelopeHeaders(natsHeaders(), e);
   h.append(H.replyTo, e.replyTo);
+  if (e.startBy !== undefined) h.append(H.startBy, String(e.startBy));
   if (e.clientCapabilities) h.append(H.clientCapabilities, e.clientCapabilities.join(","));
   if (e.claims) h.append(H.claims, JSON.stringify(e.claims));
   return h;
@@ -134,6 +143,7 @@ export function decodeEnvelope(h: MsgHdrs | undefined): RequestEnvelope | null {
     principal,
     replyTo,
     deadline,
+    startBy: h.has(H.startBy) ? Number(h.get(H.startBy)) || undefined : undefined,
     targetKind,
     target,
     protocolVersion: (get(H.protocolVersion) ?? "2025-11-25") as ProtocolVersion,

@@ -85,7 +85,16 @@ export interface AskOptions {
 /** Event-id tokens: unique per process, no syscall per message. Never contain "_" (the stream separator). */
 const nextEventToken = idGenerator();
 
-const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS = 60_000;
+/**
+ * Publishes a request's response outside a handler scope (a request answered without running it,
+ * e.g. refused for waiting too long): the same subject, event id and headers a scope's would have.
+ */
+export function publishResponse(bus: Bus, env: RequestEnvelope, body: unknown): Promise<void> {
+  const eventId = `${env.replyTo.slice(env.replyTo.lastIndexOf(".") + 1)}_${nextEventToken()}`;
+  return bus.js.publish(env.replyTo, JSON.stringify(body), { headers: outboundHeaders("response", eventId, env.requestId) }).then(() => undefined);
+}
+
+export const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS = 60_000;
 
 /** Builds the context of one request; related messages and the response keep their order. */
 export function createContext(

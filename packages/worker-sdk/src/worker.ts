@@ -11,6 +11,7 @@ import {
   isModernEra,
   matchUriTemplate,
   silentLogger,
+  rejection,
   toWireError,
   type CacheHint,
   type Catalog,
@@ -35,7 +36,7 @@ import {
   type RequestEnvelope,
   type Subscription,
 } from "@mcpq/bus";
-import { createContext, type HandlerContext } from "./context.js";
+import { createContext, publishResponse, type HandlerContext } from "./context.js";
 import { MRTR_METHODS, MrtrRound } from "./mrtr.js";
 import { createRequestStateSealer, paramsDigest, randomRequestStateKey, type RequestStateSealer } from "./request-state.js";
 import {
@@ -414,6 +415,22 @@ export class Worker {
       m.ack();
       return;
     }
+    if (env.startBy !== undefined && m.info.deliveryCount === 1 && Date.now() >= env.startBy) {
+      // Waited in the queue past the edge's queue-time bound: answer with the explicit, retryable
+      // refusal instead of starting it behind a backlog. Only on a first delivery, which no worker
+      // can have started, so the refusal's "safe to retry" holds (a redelivery may have run part).
+      metrics?.expired();
+      const waited = Math.max(0, Date.now() - env.receivedAt);
+      const refusal = rejection(ErrorCode.Overloaded, `request waited ${waited} ms in the queue, longer than the edge allows before a worker starts it`, QUEUED_TOO_LONG_RETRY_MS);
+      try {
+        await publishResponse(bus, env, { jsonrpc: "2.0", id: request.id, error: toWireError(refusal) });
+        m.ack();
+      } catch (err) {
+        this.#log.warn({ err }, "refusal publish failed; nak for redelivery");
+        m.nak(1_000);
+      }
+      return;
+    }
     const target = targetNames(request.method, request.params);
     const consumerSpan = this.#opts.tracing ? this.#consumerSpan(this.#opts.tracing, m, env, request) : undefined;
     const earlyKey = this.#cancelledEarly.has(internalKey(env.session, env.requestId)) ? internalKey(env.session, env.requestId) : inflightKey(env.session, request.id);
@@ -743,6 +760,8 @@ function endWithOutcome(span: Span, errorType: string, message: string | undefin
 }
 
 /** How long, and how many, cancels of requests not (yet) running here are remembered. */
+/** Retry hint of a request refused for waiting past the queue-time bound: about one queue drain. */
+const QUEUED_TOO_LONG_RETRY_MS = 1_000;
 const CANCEL_MEMORY_MS = 5 * 60_000;
 const CANCEL_MEMORY_MAX = 10_000;
 

@@ -120,6 +120,10 @@ export const EdgeEnvSchema = z.object({
   MCPQ_CIRCUIT_OPEN_MS: int(2_000),
   /** Queue-time admission: refuse requests predicted to miss their deadline once a pool has this many in flight; 0 = off. */
   MCPQ_POOL_QUEUE_MIN: int(64),
+  /** Longest admitted work may wait for a worker to start it (ms), whatever its deadline; 0 = the deadline alone. */
+  MCPQ_MAX_QUEUE_MS: int(2_000),
+  /** Event-loop lag (ms) above which new requests are refused at once (-32010 / 503); 0 = off. */
+  MCPQ_MAX_EVENT_LOOP_LAG_MS: int(1_000),
   /** Period of MCPQ_REQ stream / pool consumer polling for metrics; 0 = off. */
   MCPQ_BUS_STATS_MS: int(5_000),
   /**
@@ -243,6 +247,8 @@ function configFromEnv(e: EdgeEnv, httpPort: number, edgeId: string) {
     circuitFailures: e.MCPQ_CIRCUIT_FAILURES,
     circuitOpenMs: e.MCPQ_CIRCUIT_OPEN_MS,
     poolQueueMin: e.MCPQ_POOL_QUEUE_MIN,
+    maxQueueMs: e.MCPQ_MAX_QUEUE_MS,
+    maxEventLoopLagMs: e.MCPQ_MAX_EVENT_LOOP_LAG_MS,
     busStatsMs: e.MCPQ_BUS_STATS_MS,
     busLimits: busLimitsFromEnv(e),
     telemetry: telemetryConfigFromEnv(e, { serviceName: "mcpq-edge", instanceId: edgeId }),

@@ -13,7 +13,7 @@ const CIRCUIT_VALUE: Record<CircuitState, number> = { closed: 0, half_open: 1, o
  */
 export function overloadMetrics(
   registry: Registry,
-  sources: { buffers: BufferBudget; inFlight: () => number },
+  sources: { buffers: BufferBudget; inFlight: () => number; maxEventLoopLagMs?: () => number },
   log?: Pick<Logger, "warn" | "info">,
 ) {
   const admittedTotal = new Counter({
@@ -59,6 +59,14 @@ export function overloadMetrics(
     registers: [registry],
     collect() {
       this.set(sources.inFlight());
+    },
+  });
+  new Gauge({
+    name: "mcpq_edge_event_loop_lag_seconds",
+    help: "Largest event-loop lag measured since the previous scrape (the MCPQ_MAX_EVENT_LOOP_LAG_MS check; 0 when off)",
+    registers: [registry],
+    collect() {
+      this.set((sources.maxEventLoopLagMs?.() ?? 0) / 1000);
     },
   });
   const streamMessages = new Gauge({

@@ -105,6 +105,7 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
     {
       edgeId: config.edgeId,
       requestTimeoutMs: config.requestTimeoutMs,
+      maxQueueMs: config.maxQueueMs,
       maxRequestTimeoutMs: config.maxRequestTimeoutMs,
       maxSessionsPerPrincipal: config.maxSessionsPerPrincipal,
       pageSize: config.pageSize,
@@ -119,7 +120,7 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
     metrics.core,
   );
   const buffers = new BufferBudget(config.maxBufferedBytes);
-  const overload = overloadMetrics(registry, { buffers, inFlight: () => admission.inFlight }, log.child({ component: "admission" }));
+  const overload = overloadMetrics(registry, { buffers, inFlight: () => admission.inFlight, maxEventLoopLagMs: () => admission.takeMaxEventLoopLagMs() }, log.child({ component: "admission" }));
   const admission = new EdgeAdmission(
     {
       maxInFlight: config.maxPendingRequests,
@@ -129,6 +130,8 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
       circuitFailures: config.circuitFailures,
       circuitOpenMs: config.circuitOpenMs,
       poolQueueMin: config.poolQueueMin,
+      maxQueueMs: config.maxQueueMs,
+      maxEventLoopLagMs: config.maxEventLoopLagMs,
     },
     buffers,
     overload.admission,

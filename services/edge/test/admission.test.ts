@@ -16,6 +16,8 @@ const OFF: AdmissionLimits = {
   circuitFailures: 0,
   circuitOpenMs: 1_000,
   poolQueueMin: 0,
+  maxQueueMs: 0,
+  maxEventLoopLagMs: 0,
 };
 
 const session = (id: string, principal = "anonymous"): SessionRecord => ({

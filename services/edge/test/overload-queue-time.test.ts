@@ -1,10 +1,52 @@
 import { describe, expect } from "vitest";
-import { natsTest as it } from "@mcpq/testkit";
+import { eventually, natsTest as it } from "@mcpq/testkit";
 import { ErrorCode } from "@mcpq/protocol";
 import { stack } from "./support/stack.js";
 import { metricValue, rawSession } from "./support/raw-http.js";
+import { featuresCatalog, observed, startCatalogWorker } from "./support/features-worker.js";
 
 describe("queue-time admission", () => {
+  it("work queued longer than MCPQ_MAX_QUEUE_MS is refused unrun (-32010, retryable), not left to time out", async ({ nats }) => {
+    const MAX_QUEUE_MS = 300;
+    const s = await stack(nats, {
+      workers: [],
+      edgeEnv: { MCPQ_MAX_QUEUE_MS: String(MAX_QUEUE_MS), MCPQ_POOL_QUEUE_MIN: "0", MCPQ_TOOL_RATE_PER_SEC: "0" },
+    });
+    // One handler at a time: while the blocker runs, everything else waits in the queue.
+    const w = await startCatalogWorker(nats.url, [featuresCatalog], "queue-bound", { concurrency: 1 });
+    try {
+      const edge = s.edges[0]!;
+      await eventually(() => edge.runtime.catalog.toolPool("wait_for_cancel"), { what: "tool registered" });
+      const a = await rawSession(edge.url);
+      const blocker = await a.start("wait_for_cancel", { marker: "qb-blocker" });
+      await eventually(() => observed.started.has("qb-blocker"), { what: "blocker running" });
+      // Admitted (the edge answered the POST) behind the blocker; the client would wait 30 s.
+      const queued = await Promise.all(["qb-1", "qb-2", "qb-3"].map((marker) => a.start("wait_for_cancel", { marker })));
+      for (const q of queued) expect(q.status).toBe(200);
+      const admittedBy = Date.now();
+      // Their start-by time passes while the worker is still busy (a condition on the clock).
+      await eventually(() => Date.now() > admittedBy + MAX_QUEUE_MS, { what: "queue bound passed", intervalMs: 50 });
+      await a.notify("notifications/cancelled", { requestId: blocker.id, reason: "test" });
+      for (const q of queued) {
+        const r = await q.done;
+        expect(r.message?.error?.code).toBe(ErrorCode.Overloaded);
+        expect(r.message?.error?.message).toMatch(/^overloaded: request waited \d+ ms in the queue/);
+        expect(r.message?.error?.data?.retryAfterMs).toBeGreaterThanOrEqual(1);
+      }
+      // Never run: the worker refused them before their handler started.
+      for (const m of ["qb-1", "qb-2", "qb-3"]) expect(observed.started.has(m)).toBe(false);
+      expect(w.outcomes.filter((o) => o.method === "tools/call" && o.outcome === "ok")).toEqual([]);
+      // The pool serves again: a call that does not queue behind anything runs.
+      const next = await a.start("wait_for_cancel", { marker: "qb-after" });
+      await eventually(() => observed.started.has("qb-after"), { what: "next call running" });
+      await a.notify("notifications/cancelled", { requestId: next.id, reason: "test" });
+      await a.close();
+    } finally {
+      await w.close();
+      await s.close();
+    }
+  });
+
   it("refuses at once (503, -32010, Retry-After) what the saturated pool could not answer before its deadline", async ({ nats }) => {
     // One worker running one handler at a time: the pool's capacity is ~1 / handler time.
     const s = await stack(nats, {

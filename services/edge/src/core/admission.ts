@@ -9,6 +9,7 @@ import { ANONYMOUS } from "./security.js";
 import type { BufferBudget } from "./buffer-budget.js";
 import type { Admission, RouteOutcome } from "./session-core.js";
 import type { SessionRecord } from "./session-store.js";
+import { LoopLagMonitor } from "./loop-lag.js";
 
 /** Limits of one edge's admission control; 0 disables a limit. See docs/overload.md. */
 export interface AdmissionLimits {
@@ -30,10 +31,18 @@ export interface AdmissionLimits {
    * deadline, instead of letting it time out later. 0 disables.
    */
   poolQueueMin: number;
+  /**
+   * Longest admitted work may be predicted to wait for a worker (ms), whatever its deadline:
+   * queue-time admission refuses against min(deadline, this). 0 = the deadline alone.
+   */
+  maxQueueMs: number;
+  /** Event-loop lag above which every new routed request is refused at once (ms); 0 = off. */
+  maxEventLoopLagMs: number;
 }
 
 /** Why a request was refused; the `reason` label of `mcpq_edge_rejected_total`. */
 export type RejectReason =
+  | "event_loop_lag"
   | "expired_unread"
   | "session_in_flight"
   | "edge_in_flight"
@@ -95,8 +104,9 @@ export class EdgeAdmission implements Admission {
   readonly #circuits = new Map<string, PoolCircuit>();
   readonly #pools = new Map<string, PoolLoad>();
   readonly #sweep: NodeJS.Timeout;
-  /** Checks before all others (services/edge/src/self-heal.ts). */
+  /** Checks before all others but the loop-lag one (services/edge/src/self-heal.ts). */
   readonly gates: AdmissionGate[] = [];
+  readonly #lag: LoopLagMonitor;
 
   constructor(
     private readonly limits: Readonly<AdmissionLimits>,
@@ -106,6 +116,12 @@ export class EdgeAdmission implements Admission {
     this.#buckets = new TokenBuckets(limits.toolRatePerSec, Math.max(1, limits.toolBurst));
     this.#sweep = setInterval(() => this.#buckets.sweep(Date.now()), SWEEP_MS);
     this.#sweep.unref();
+    this.#lag = new LoopLagMonitor(limits.maxEventLoopLagMs);
+  }
+
+  /** The edge's largest event-loop lag since the previous call (ms; 0 when the check is off). */
+  takeMaxEventLoopLagMs(): number {
+    return this.#lag.takeMaxLagMs();
   }
 
   /** Routed requests admitted and not yet finished on this edge. */
@@ -126,6 +142,15 @@ export class EdgeAdmission implements Admission {
   ): (outcome?: RouteOutcome, err?: unknown) => void {
     const now = Date.now();
     const l = this.limits;
+    const lagRetry = this.#lag.shedFor();
+    if (lagRetry > 0) {
+      // The edge itself is behind: this request sat unread while the loop stalled, and admitting
+      // it would only queue it behind the backlog. Refuse before anything is queued.
+      throw this.#reject(
+        "event_loop_lag",
+        rejection(ErrorCode.Overloaded, "edge is lagging behind its clients", Math.max(BUSY_RETRY_MS, lagRetry)),
+      );
+    }
     for (const gate of this.gates) {
       const refused = gate(target.pool);
       if (refused) throw this.#reject(refused.reason, refused.error);
@@ -157,13 +182,16 @@ export class EdgeAdmission implements Admission {
     const load = this.#poolLoad(target.pool);
     if (l.poolQueueMin > 0 && load.inFlight >= l.poolQueueMin) {
       const waitMs = load.expectedWaitMs(now);
-      if (waitMs !== undefined && waitMs > timeoutMs) {
+      // Admitted work may wait at most the queue bound, however patient its client says it is.
+      const bound = l.maxQueueMs > 0 ? Math.min(timeoutMs, l.maxQueueMs) : timeoutMs;
+      if (waitMs !== undefined && waitMs > bound) {
+        const what = bound < timeoutMs ? `${bound} ms queue bound` : `${timeoutMs} ms deadline`;
         throw this.#reject(
           "pool_saturated",
           rejection(
             ErrorCode.Overloaded,
-            `worker pool ${target.pool} is saturated (predicted wait ${Math.round(waitMs)} ms exceeds the ${timeoutMs} ms deadline)`,
-            Math.max(BUSY_RETRY_MS, waitMs - timeoutMs),
+            `worker pool ${target.pool} is saturated (predicted wait ${Math.round(waitMs)} ms exceeds the ${what})`,
+            Math.max(BUSY_RETRY_MS, waitMs - bound),
           ),
         );
       }
@@ -271,6 +299,7 @@ export class EdgeAdmission implements Admission {
   /** Stops the bucket sweeper. */
   close(): void {
     clearInterval(this.#sweep);
+    this.#lag.close();
   }
 
   #poolLoad(pool: string): PoolLoad {

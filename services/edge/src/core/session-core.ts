@@ -47,6 +47,8 @@ export interface CoreConfig {
   edgeId: string;
   requestTimeoutMs: number;
   maxRequestTimeoutMs: number;
+  /** Queue-time bound (ms) stamped on each request as its start-by time; 0/absent = deadline only. */
+  maxQueueMs?: number;
   maxSessionsPerPrincipal: number;
   pageSize: number;
   serverName: string;
@@ -419,6 +421,7 @@ export class SessionCore {
         principal: session.principal,
         protocolVersion: session.protocolVersion,
         deadline,
+        startBy: this.cfg.maxQueueMs ? Math.min(deadline, now + this.cfg.maxQueueMs) : undefined,
         replyTo,
         logLevel: session.logLevel,
         targetKind: target.kind,

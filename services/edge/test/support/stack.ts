@@ -4,10 +4,18 @@ import { startStack, type NatsHandle, type StackOptions } from "@mcpq/testkit";
 import { loadEdgeConfig, startEdge, type RunningEdge } from "@mcpq/edge";
 import { loadWorkerConfig, startWorker, type RunningWorker } from "@mcpq/worker";
 
+/**
+ * Settings of in-process test edges unless a test sets them: these edges share their event loop
+ * with the test's own clients on a loaded 2-core machine, so the loop lag and queue times they
+ * see are the test process's, not an edge's (a 500-call test lagged 1.7 s). The tests of these
+ * checks (overload-loop-lag, overload-queue-time) set them explicitly.
+ */
+const SHARED_LOOP_ENV = { MCPQ_MAX_EVENT_LOOP_LAG_MS: "0", MCPQ_MAX_QUEUE_MS: "0" };
+
 /** In-process edges and workers against a real NATS (the factories testkit's startStack takes). */
 export const factories = {
   startEdge: (natsUrl: string, env: Record<string, string>): Promise<RunningEdge> =>
-    startEdge(loadEdgeConfig({ MCPQ_NATS_URL: natsUrl, MCPQ_PORT: "0", MCPQ_LOG_LEVEL: "silent", MCPQ_REGISTRY_TTL_MS: "3000", ...env })),
+    startEdge(loadEdgeConfig({ MCPQ_NATS_URL: natsUrl, MCPQ_PORT: "0", MCPQ_LOG_LEVEL: "silent", MCPQ_REGISTRY_TTL_MS: "3000", ...SHARED_LOOP_ENV, ...env })),
   startWorker: (natsUrl: string, catalogs: string[], env: Record<string, string>): Promise<RunningWorker> =>
     startWorker(loadWorkerConfig({ MCPQ_NATS_URL: natsUrl, MCPQ_CATALOGS: catalogs.join(","), MCPQ_LOG_LEVEL: "silent", MCPQ_REGISTRY_TTL_MS: "3000", ...env })),
 };

@@ -1,0 +1,63 @@
+import { performance } from "node:perf_hooks";
+
+/** How often the lag monitor's timer is due (ms): the resolution of the measurement. */
+const TICK_MS = 20;
+/** Longest a single stall keeps the door shut after it ended (ms). */
+const MAX_HOLD_MS = 5_000;
+
+/**
+ * The edge's event-loop lag, measured the way `@fastify/under-pressure` does it (a timer that is
+ * due every 20 ms; how late it runs is the lag) and read at admission on every transport. While
+ * the edge lags more than `thresholdMs`, requests read now sat unread in socket buffers for
+ * about that long: they are refused (-32010, HTTP 503) instead of admitted late. A stall of L ms
+ * keeps the door shut for L ms after it ended (the backlog it left is read in about that time,
+ * capped at 5 s), and a stall still in progress (the timer overdue at the moment a request is
+ * read, e.g. inside one long poll phase) counts too. 0 disables it (no timer).
+ */
+export class LoopLagMonitor {
+  #expected = 0;
+  #shedUntil = 0;
+  #maxLagMs = 0;
+  readonly #timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly thresholdMs: number) {
+    if (thresholdMs <= 0) return;
+    this.#expected = performance.now() + TICK_MS;
+    this.#timer = setInterval(() => this.#tick(), TICK_MS);
+    this.#timer.unref();
+  }
+
+  /** The largest lag measured since the previous call (ms), for a metrics scrape; resets it. */
+  takeMaxLagMs(): number {
+    const m = this.#maxLagMs;
+    this.#maxLagMs = 0;
+    return m;
+  }
+
+  /**
+   * Ms the caller should wait before retrying when the edge is lagging now, else 0. Called once
+   * per routed request: two comparisons, no allocation. Monotonic clock: a wall-clock step is
+   * not a stall.
+   */
+  shedFor(): number {
+    if (this.#timer === undefined) return 0;
+    const now = performance.now();
+    if (now < this.#shedUntil) return this.#shedUntil - now;
+    // The tick is overdue right now: the loop is inside a stall that has not ended yet.
+    const overdue = now - this.#expected;
+    return overdue > this.thresholdMs ? Math.min(MAX_HOLD_MS, overdue) : 0;
+  }
+
+  /** Stops the timer. */
+  close(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+  }
+
+  #tick(): void {
+    const now = performance.now();
+    const lag = Math.max(0, now - this.#expected);
+    if (lag > this.#maxLagMs) this.#maxLagMs = lag;
+    this.#expected = now + TICK_MS;
+    if (lag > this.thresholdMs) this.#shedUntil = now + Math.min(MAX_HOLD_MS, lag);
+  }
+}
