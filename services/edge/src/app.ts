@@ -51,14 +51,15 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
   // Every MCP HTTP request counts against MCPQ_MAX_CONNECTIONS while in flight (503 beyond).
   limitHttpConnections(
     app,
-    runtime,
+    runtime.connections,
     new Map([
       ["/mcp", "http"],
       ["/sse", "sse"],
       ["/messages", "http"],
     ]),
   );
-  await streamableHttp(app, { runtime, maxStreamBufferBytes: runtime.config.maxSendBufferBytes });
-  if (runtime.config.enableSse) await legacySse(app, { runtime });
-  if (runtime.config.enableWs) await websocketTransport(app, { runtime });
+  const { edge, config } = runtime;
+  await streamableHttp(app, { edge, config });
+  if (config.enableSse) await legacySse(app, { edge, config });
+  if (config.enableWs) await websocketTransport(app, { edge, config });
 };

@@ -6,6 +6,7 @@ import { BufferBudget } from "./core/buffer-budget.js";
 import { startBusStats } from "./core/bus-stats.js";
 import { CatalogView } from "./core/catalog.js";
 import { ConnectionLimiter } from "./core/connection-limiter.js";
+import { edgePort, type EdgePort } from "./core/edge-port.js";
 import { connectionMetrics } from "./connection-metrics.js";
 import { OutboundRouter } from "./core/outbound.js";
 import { SessionCore } from "./core/session-core.js";
@@ -27,6 +28,8 @@ export interface EdgeRuntime {
   connections: ConnectionLimiter;
   /** Edge-wide accounting of bytes held for clients; transports `open()` one account per stream/socket. */
   buffers: BufferBudget;
+  /** What transports are given (channels, connection and buffer accounting, their metrics). */
+  edge: EdgePort;
   /** Admission control (also set as `core.admission`); see docs/overload.md. */
   admission: EdgeAdmission;
   log: Logger;
@@ -48,16 +51,19 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
   await catalog.start();
   metrics.workers.set(catalog.workerCount);
   catalog.on("changed", () => metrics.workers.set(catalog.workerCount));
-  const router = new OutboundRouter(bus, config.maxPendingRequests, log.child({ component: "outbound" }), undefined, {
+  const router = new OutboundRouter({
+    bus,
+    maxPending: config.maxPendingRequests,
+    log: log.child({ component: "outbound" }),
     // An answered id matters only until its worker's late answer arrives, right after the
     // deadline (the worker aborts then): about as many as the session may have in flight.
     maxAnsweredPerSession: config.maxInFlightPerSession > 0 ? config.maxInFlightPerSession : undefined,
     onLateResponse: () => metrics.lateResponses.inc(),
   });
   const sessions = new SessionStore(bus, { cacheMs: config.sessionCacheMs });
-  const core = new SessionCore(
+  const core = new SessionCore({
     bus,
-    {
+    config: {
       edgeId: config.edgeId,
       requestTimeoutMs: config.requestTimeoutMs,
       maxRequestTimeoutMs: config.maxRequestTimeoutMs,
@@ -69,9 +75,9 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
     catalog,
     router,
     sessions,
-    log.child({ component: "core" }),
-    metrics.core,
-  );
+    log: log.child({ component: "core" }),
+    metrics: metrics.core,
+  });
   const buffers = new BufferBudget(config.maxBufferedBytes);
   const overload = overloadMetrics(registry, { buffers, inFlight: () => admission.inFlight }, log.child({ component: "admission" }));
   const admission = new EdgeAdmission(
@@ -90,6 +96,15 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
   core.admission = admission;
   const stopBusStats = startBusStats(bus, config.busStatsMs, overload.busStats, log.child({ component: "bus-stats" }));
   core.start();
+  const connections = new ConnectionLimiter(config.maxConnections, connectionMetrics(registry));
+  const edge = edgePort({
+    deps: { core, router, log },
+    connections,
+    buffers,
+    metrics,
+    onError: (code) => metrics.core.error(code),
+    sockets: { maxSendBufferBytes: config.maxSendBufferBytes, authTokens: config.authTokens },
+  });
   return {
     config,
     bus,
@@ -98,7 +113,8 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
     core,
     registry,
     metrics,
-    connections: new ConnectionLimiter(config.maxConnections, connectionMetrics(registry)),
+    connections,
+    edge,
     buffers,
     admission,
     log,

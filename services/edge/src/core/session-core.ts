@@ -37,7 +37,7 @@ import {
   type TargetKind,
 } from "@mcpq/bus";
 import type { CatalogView, ListKind } from "./catalog.js";
-import type { OutboundMessage, OutboundRouter } from "./outbound.js";
+import type { OutboundMessage, OutboundRouter, StreamSink } from "./outbound.js";
 import { SessionStore, type SessionRecord } from "./session-store.js";
 
 export interface CoreConfig {
@@ -81,38 +81,49 @@ export interface Admission {
   ): (outcome?: RouteOutcome, err?: unknown) => void;
 }
 
-/**
- * Where a request's related messages and response go. The transport attaches the stream's
- * reader itself (OutboundRouter.attach) before dispatching, for as long as the stream is open:
- * an answer may come through the stream after the request settled (see `finalMessage`).
- */
+/** The stream a request is dispatched on. */
 export interface StreamContext {
-  /** Stream id (hex); related messages are published to mcpq.out.<session>.<id>. */
+  /** Stream id (hex); related messages and the response are published to mcpq.out.<session>.<id>. */
   id: string;
+  /**
+   * The stream's reader, attached to the router (OutboundRouter.attach) by the channel before it
+   * dispatches and for as long as the request may still be answered: every message of the
+   * request reaches it, the response included, whether a worker or the edge produced it.
+   */
+  sink: StreamSink;
   /** The raw JSON text of the request as received, forwarded without re-serialising. */
   raw?: string;
 }
 
-/** A request accepted for processing; `response` settles with the final message (or a cancel). */
+/** A request accepted for processing. */
 export interface Dispatched {
-  response: Promise<OutboundMessage>;
   /**
-   * Routed requests: settles once the broker accepted the request, or rejects with the
-   * retryable refusal (queue full, broker unavailable) that `response` also carries as an error
-   * response. Transports that answer refusals with an HTTP status await it.
+   * Settles once the request is queued (at once for edge-answered methods), or rejects with the
+   * retryable refusal (queue full, broker unavailable): the channel answers a refusal itself
+   * (HTTP answers 503/429), nothing reaches the sink for it.
    */
-  published?: Promise<void>;
+  accepted: Promise<void>;
   /**
-   * Routed requests: the internal id a worker's answer carries. When the edge answers the
-   * request itself (deadline, cancellation), `finalMessage` claims the request's response slot
-   * with it (OutboundRouter.claim).
+   * Resolves once the request's answer was handed to the stream's sink (or parked in MCPQ_OUT
+   * for a resume), or the request was cancelled or refused; never rejects.
    */
-  requestId?: string;
+  done: Promise<void>;
 }
 
 /** Thrown into a waiting request when the client cancelled it: no response is sent. */
 export class RequestCancelled extends Error {
   override readonly name = "RequestCancelled";
+}
+
+/** What the session core runs on (built once per edge, see runtime.ts). */
+export interface SessionCoreOptions {
+  bus: Bus;
+  config: CoreConfig;
+  catalog: CatalogView;
+  router: OutboundRouter;
+  sessions: SessionStore;
+  log?: Logger;
+  metrics?: CoreMetrics;
 }
 
 /** Internal ids: unique across processes, cheap per request (not secrets). */
@@ -133,26 +144,28 @@ const PUBLISH_TIMEOUT_MS = 10_000;
 export class SessionCore {
   readonly sessions: SessionStore;
   readonly #log: Logger;
+  readonly #bus: Bus;
+  readonly #cfg: CoreConfig;
+  readonly #catalog: CatalogView;
+  readonly #router: OutboundRouter;
+  readonly #metrics: CoreMetrics | undefined;
   /** (session, client request id) -> internal request id, for cancellation. */
   readonly #byClientId = new Map<string, string>();
   admission: Admission | undefined;
 
-  constructor(
-    private readonly bus: Bus,
-    private readonly cfg: CoreConfig,
-    private readonly catalog: CatalogView,
-    private readonly router: OutboundRouter,
-    sessions: SessionStore,
-    log: Logger = silentLogger,
-    private readonly metrics?: CoreMetrics,
-  ) {
-    this.sessions = sessions;
-    this.#log = log;
+  constructor(opts: SessionCoreOptions) {
+    this.#bus = opts.bus;
+    this.#cfg = opts.config;
+    this.#catalog = opts.catalog;
+    this.#router = opts.router;
+    this.sessions = opts.sessions;
+    this.#log = opts.log ?? silentLogger;
+    this.#metrics = opts.metrics;
   }
 
   /** Subscribes to cancels and resource-update fan-out; wires list_changed to local GET streams. */
   start(): void {
-    this.bus.nc.subscribe(subjects.cancelAll, {
+    this.#bus.nc.subscribe(subjects.cancelAll, {
       callback: (_e, m) => {
         let n: CancelNotice;
         try {
@@ -161,10 +174,10 @@ export class SessionCore {
           return;
         }
         const internal = this.#byClientId.get(clientKey(n.session, n.requestId));
-        if (internal) this.router.correlator.reject(internal, new RequestCancelled(n.reason ?? "cancelled"));
+        if (internal) this.#router.correlator.reject(internal, new RequestCancelled(n.reason ?? "cancelled"));
       },
     });
-    this.bus.nc.subscribe(subjects.resourceUpdated, {
+    this.#bus.nc.subscribe(subjects.resourceUpdated, {
       queue: EDGE_QUEUE_GROUP,
       // Anyone may publish here (workers, external systems): validate, never throw.
       callback: (_e, m) => {
@@ -178,10 +191,10 @@ export class SessionCore {
         else this.#log.warn({ subject: m.subject }, "malformed resource update ignored");
       },
     });
-    this.catalog.on("changed", (kinds: ListKind[]) => {
+    this.#catalog.on("changed", (kinds: ListKind[]) => {
       for (const k of kinds) {
         const json = JSON.stringify({ jsonrpc: "2.0", method: `notifications/${k}/list_changed` });
-        this.router.broadcastLocal(STANDALONE_STREAM, json);
+        this.#router.broadcastLocal(STANDALONE_STREAM, json);
       }
     });
   }
@@ -189,9 +202,9 @@ export class SessionCore {
   /** Creates a session bound to `principal`. */
   async initialize(principal: string, req: JsonRpcRequest): Promise<{ session: SessionRecord; json: string }> {
     const params = parse(InitializeParamsSchema, req.params);
-    if (this.cfg.maxSessionsPerPrincipal > 0) {
+    if (this.#cfg.maxSessionsPerPrincipal > 0) {
       const open = await this.sessions.countForPrincipal(principal);
-      if (open >= this.cfg.maxSessionsPerPrincipal) {
+      if (open >= this.#cfg.maxSessionsPerPrincipal) {
         throw rejection(ErrorCode.RateLimited, "too many open sessions for this principal", 60_000);
       }
     }
@@ -208,7 +221,7 @@ export class SessionCore {
       lastSeenAt: now,
     };
     await this.sessions.create(session);
-    this.metrics?.sessionsCreated();
+    this.#metrics?.sessionsCreated();
     const result = {
       protocolVersion: version,
       capabilities: {
@@ -219,24 +232,25 @@ export class SessionCore {
         completions: {},
       },
       serverInfo: {
-        name: this.cfg.serverName,
+        name: this.#cfg.serverName,
         title: "mcpq",
-        version: this.cfg.serverVersion,
+        version: this.#cfg.serverVersion,
         description: "MCP served through NATS JetStream by stateless edges and independently scaled workers",
       },
-      ...(this.cfg.instructions ? { instructions: this.cfg.instructions } : {}),
+      ...(this.#cfg.instructions ? { instructions: this.#cfg.instructions } : {}),
     };
     return { session, json: JSON.stringify({ jsonrpc: "2.0", id: req.id, result }) };
   }
 
   /**
-   * Accepts a request: answers edge methods at once, or publishes routed ones to JetStream.
-   * Rejections before queuing (overload, rate limit, unknown target) throw McpError so the
-   * transport can map them to its status codes; errors after acceptance arrive as the response.
+   * Accepts a request: answers edge methods at once (to the stream's sink), or publishes routed
+   * ones to JetStream, whose answer reaches the sink through the router. Rejections before
+   * queuing (overload, rate limit, unknown target) throw McpError so the channel can map them to
+   * its status codes; a broker refusal rejects `accepted`; errors after acceptance are the response.
    */
   async dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext): Promise<Dispatched> {
     const started = performance.now();
-    const done = (outcome: string) => this.metrics?.observe(req.method, outcome, (performance.now() - started) / 1000);
+    const done = (outcome: string) => this.#metrics?.observe(req.method, outcome, (performance.now() - started) / 1000);
     switch (req.method) {
       case "tools/call":
       case "resources/read":
@@ -249,51 +263,32 @@ export class SessionCore {
         try {
           const result = await this.#local(session, req);
           done("ok");
-          return { response: Promise.resolve(localMessage(req.id, result)) };
+          stream.sink.send(localMessage(req.id, result));
         } catch (err) {
           const wire = toWireError(err);
-          this.metrics?.error(wire.code);
+          this.#metrics?.error(wire.code);
           done("error");
-          return { response: Promise.resolve(errorMessage(req.id, wire)) };
+          stream.sink.send(errorMessage(req.id, wire));
         }
+        return ANSWERED;
       }
     }
   }
 
   /**
-   * What the transport writes to end a dispatched request, once its `response` settles, when
-   * the request was routed with `stream` (its StreamContext id); null when it writes nothing:
-   * the answer goes out through the stream instead (the router delivers it to the stream's
-   * reader with its event id, in stream order), or the request was cancelled (no answer). A
-   * message with an event id is a worker's answer, which also came through the stream.
-   *
-   * One response per request id, live and across resumes on any edge: when the edge answers a
-   * routed request itself (its deadline passed: -32001), the worker may still answer it, so the
+   * Answers a routed request the edge ends itself (its deadline passed: -32001), one response
+   * per request id, live and across resumes on any edge: the worker may still answer it, so the
    * edge first claims the request's response slot in MCPQ_OUT (OutboundRouter.claim). Won: the
-   * answer is published on the stream like a worker's (retained, with its event id) and the
-   * worker's later answer is neither retained nor delivered. Lost: the worker's answer was
-   * retained first and comes through the stream instead. Unknown (NATS unavailable), or the
-   * answer could not be published: the transport writes it directly. A refusal (never queued;
-   * an ambiguous publish was claimed by #route) is written directly. A cancelled request's slot
-   * is claimed too, so a result racing the cancel is dropped (unless it was retained first).
+   * answer is published on the stream like a worker's (retained, with its event id; the router
+   * brings it to the sink in stream order) and the worker's later answer is neither retained
+   * nor delivered. Lost: the worker's answer was retained first and reaches the sink instead.
+   * Unknown (NATS unavailable), or the answer could not be published: it goes to the sink directly.
    */
-  async finalMessage(session: SessionRecord, stream: string, d: Dispatched): Promise<OutboundMessage | null> {
-    let out: OutboundMessage;
-    try {
-      out = await d.response;
-    } catch (err) {
-      if (!(err instanceof RequestCancelled) || d.requestId === undefined) throw err;
-      await this.router.claim(session.id, stream, d.requestId);
-      return null;
-    }
-    if (out.eventId !== undefined || d.requestId === undefined) return out;
-    // Everything up to the claim runs in the microtasks that follow the deadline: no worker
-    // answer can arrive unclaimed in between (the correlator no longer waits for it).
-    if (await (d.published?.then(notRefused, refused) ?? false)) return out;
-    const claim = await this.router.claim(session.id, stream, d.requestId);
-    if (claim === "lost") return null;
-    if (claim === "won" && (await this.router.publishAnswer(session.id, stream, out.json))) return null;
-    return out;
+  async #answer(session: SessionRecord, stream: StreamContext, requestId: string, out: OutboundMessage): Promise<void> {
+    const claim = await this.#router.claim(session.id, stream.id, requestId);
+    if (claim === "lost") return;
+    if (claim === "won" && (await this.#router.publishAnswer(session.id, stream.id, out.json))) return;
+    stream.sink.send(out);
   }
 
   async #local(session: SessionRecord, req: JsonRpcRequest): Promise<Record<string, unknown>> {
@@ -308,13 +303,13 @@ export class SessionCore {
         return {};
       }
       case "tools/list":
-        return this.#page("tools", this.catalog.tools(), req);
+        return this.#page("tools", this.#catalog.tools(), req);
       case "resources/list":
-        return this.#page("resources", this.catalog.resources(), req);
+        return this.#page("resources", this.#catalog.resources(), req);
       case "resources/templates/list":
-        return this.#page("resourceTemplates", this.catalog.resourceTemplates(), req);
+        return this.#page("resourceTemplates", this.#catalog.resourceTemplates(), req);
       case "prompts/list":
-        return this.#page("prompts", this.catalog.prompts(), req);
+        return this.#page("prompts", this.#catalog.prompts(), req);
       case "resources/subscribe": {
         const { uri } = parse(SubscribeParamsSchema, req.params);
         await this.sessions.subscribe(session, uri);
@@ -336,7 +331,7 @@ export class SessionCore {
     if (params?.cursor !== undefined) {
       offset = decodeCursor(params.cursor);
     }
-    const size = this.cfg.pageSize;
+    const size = this.#cfg.pageSize;
     const page = items.slice(offset, offset + size);
     const out: Record<string, unknown> = { [key]: page };
     if (offset + size < items.length) out["nextCursor"] = encodeCursor(offset + size);
@@ -346,138 +341,140 @@ export class SessionCore {
   async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, started: number): Promise<Dispatched> {
     const target = this.#target(req);
     const meta = (req.params?.["_meta"] ?? {}) as Record<string, unknown>;
-    const timeout = requestBudget(meta, Date.now(), this.cfg.requestTimeoutMs, this.cfg.maxRequestTimeoutMs);
+    const timeout = requestBudget(meta, Date.now(), this.#cfg.requestTimeoutMs, this.#cfg.maxRequestTimeoutMs);
     const release: (outcome?: RouteOutcome, err?: unknown) => void =
       this.admission?.admit(session, req, target, timeout) ?? (() => undefined);
-    let outcome: RouteOutcome = "ok";
-    let releaseRouter: (() => void) | undefined;
     try {
-      if (this.router.correlator.full) {
+      if (this.#router.correlator.full) {
         throw rejection(ErrorCode.Overloaded, "edge has too many requests in flight", 1_000);
       }
-      const requestId = nextRequestId();
-      const now = Date.now();
-      const deadline = now + timeout;
-      const replyTo = subjects.outbound(session.id, stream.id);
-      // The session's outbound subject, while the request waits (the transport holds the stream's reader).
-      releaseRouter = this.router.attach(session.id);
-      const key = clientKey(session.id, req.id);
-      this.#byClientId.set(key, requestId);
-      const timedOut = () => new McpError(ErrorCode.RequestTimeout, `Request timed out after ${timeout} ms`, { timeoutMs: timeout });
-      const response = this.router.correlator.wait(requestId, deadline, timedOut);
-      response.catch(() => undefined);
-      const headers = encodeEnvelope({
-        requestId,
-        session: session.id,
-        principal: session.principal,
-        protocolVersion: session.protocolVersion,
-        deadline,
-        replyTo,
-        logLevel: session.logLevel,
-        targetKind: target.kind,
-        target: target.name,
-        edge: this.cfg.edgeId,
-        receivedAt: now,
-        traceparent: typeof meta["traceparent"] === "string" ? (meta["traceparent"] as string) : undefined,
-        clientCapabilities: Object.keys(session.clientCapabilities ?? {}),
-      });
-      this.metrics?.inFlight(1);
-      // The publish is started here, in order with this connection's earlier publishes, but its
-      // PubAck is not awaited: a transport that processes a connection's messages in order
-      // (sockets) moves on to the next message at once. A refusal still reaches the client:
-      // `published` rejects with it (HTTP answers 503/429 from that) and `response` settles to
-      // the same error as a JSON-RPC error response.
-      const published = this.bus.js
-        .publish(subjects.request(target.pool, target.kind, target.name), stream.raw ?? JSON.stringify(req), {
-          headers,
-          msgID: requestId,
-          // Never wait on the broker past the request's deadline (nor past the client's 10 s default).
-          timeout: Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
-        })
-        .then(
-          () => undefined,
-          (err: unknown) => {
-            // A publish that only failed because the deadline came is answered as the timeout it is.
-            const mapped = Date.now() >= deadline ? timedOut() : publishFailure(err, 1_000);
-            if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
-            // The request may be queued after all: this refusal is its answer, not a worker's.
-            if (publishMayHaveLanded(err)) void this.router.claim(session.id, stream.id, requestId);
-            throw mapped;
-          },
-        );
-      published.catch(() => undefined);
-      const rr = releaseRouter;
-      let refusal: McpError | undefined;
-      const settled = published
-        .then(
-          () =>
-            response.then(
-              (msg) => {
-                this.metrics?.observe(req.method, "ok", (performance.now() - started) / 1000);
-                outcome = responseOutcome(msg.json);
-                return msg;
-              },
-              (err: unknown) => {
-                if (err instanceof RequestCancelled) {
-                  this.metrics?.observe(req.method, "cancelled", (performance.now() - started) / 1000);
-                  outcome = "cancelled";
-                  throw err;
-                }
-                const wire = toWireError(err);
-                outcome = wire.code === ErrorCode.RequestTimeout ? "timeout" : "failed";
-                this.metrics?.error(wire.code);
-                this.metrics?.observe(req.method, "error", (performance.now() - started) / 1000);
-                return errorMessage(req.id, wire);
-              },
-            ),
-          (err: McpError) => {
-            refusal = err;
-            response.catch(() => undefined);
-            this.router.correlator.reject(requestId, err);
-            return errorMessage(req.id, toWireError(err));
-          },
-        )
-        .finally(() => {
-          this.metrics?.inFlight(-1);
-          if (this.#byClientId.get(key) === requestId) this.#byClientId.delete(key);
-          rr();
-          if (refusal) release("refused", refusal);
-          else release(outcome);
-        });
-      releaseRouter = undefined;
-      return { response: settled, published, requestId };
     } catch (err) {
-      releaseRouter?.();
       release("refused", err);
       throw err;
     }
+    const requestId = nextRequestId();
+    const now = Date.now();
+    const deadline = now + timeout;
+    const key = clientKey(session.id, req.id);
+    this.#byClientId.set(key, requestId);
+    const timedOut = () => new McpError(ErrorCode.RequestTimeout, `Request timed out after ${timeout} ms`, { timeoutMs: timeout });
+    // The deadline timer and in-flight count; the answer itself reaches the sink via the router.
+    const answered = this.#router.correlator.wait(requestId, deadline, timedOut);
+    answered.catch(() => undefined);
+    const headers = encodeEnvelope({
+      requestId,
+      session: session.id,
+      principal: session.principal,
+      protocolVersion: session.protocolVersion,
+      deadline,
+      replyTo: subjects.outbound(session.id, stream.id),
+      logLevel: session.logLevel,
+      targetKind: target.kind,
+      target: target.name,
+      edge: this.#cfg.edgeId,
+      receivedAt: now,
+      traceparent: typeof meta["traceparent"] === "string" ? (meta["traceparent"] as string) : undefined,
+      clientCapabilities: Object.keys(session.clientCapabilities ?? {}),
+    });
+    this.#metrics?.inFlight(1);
+    // The publish is started here, in order with this connection's earlier publishes, but its
+    // PubAck is not awaited: a channel that processes a connection's messages in order
+    // (sockets) moves on to the next message at once. A refusal rejects `accepted`.
+    const accepted = this.#bus.js
+      .publish(subjects.request(target.pool, target.kind, target.name), stream.raw ?? JSON.stringify(req), {
+        headers,
+        msgID: requestId,
+        // Never wait on the broker past the request's deadline (nor past the client's 10 s default).
+        timeout: Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
+      })
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          // A publish that only failed because the deadline came is answered as the timeout it is.
+          const mapped = Date.now() >= deadline ? timedOut() : publishFailure(err, 1_000);
+          if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
+          // The request may be queued after all: this refusal is its answer, not a worker's.
+          if (publishMayHaveLanded(err)) void this.#router.claim(session.id, stream.id, requestId);
+          throw mapped;
+        },
+      );
+    accepted.catch(() => undefined);
+    const observe = (outcome: string) => this.#metrics?.observe(req.method, outcome, (performance.now() - started) / 1000);
+    let outcome: RouteOutcome = "ok";
+    let refusal: McpError | undefined;
+    /** What the edge must still answer once the request settled (its deadline passed), if anything. */
+    const settled: Promise<OutboundMessage | "cancelled" | undefined> = accepted
+      .then(
+        () =>
+          answered.then(
+            (msg) => {
+              observe("ok");
+              outcome = responseOutcome(msg.json);
+              return undefined;
+            },
+            (err: unknown) => {
+              if (err instanceof RequestCancelled) {
+                observe("cancelled");
+                outcome = "cancelled";
+                return "cancelled" as const;
+              }
+              const wire = toWireError(err);
+              outcome = wire.code === ErrorCode.RequestTimeout ? "timeout" : "failed";
+              this.#metrics?.error(wire.code);
+              observe("error");
+              return errorMessage(req.id, wire);
+            },
+          ),
+        (err: McpError) => {
+          refusal = err;
+          this.#router.correlator.reject(requestId, err);
+          return undefined;
+        },
+      )
+      .finally(() => {
+        this.#metrics?.inFlight(-1);
+        if (this.#byClientId.get(key) === requestId) this.#byClientId.delete(key);
+        if (refusal) release("refused", refusal);
+        else release(outcome);
+      });
+    const done = settled
+      .then((end) => {
+        // A cancelled request gets no answer; its slot is claimed so a result racing the cancel
+        // is dropped (unless it was retained first). Everything up to the claim runs in the
+        // microtasks after the deadline: no worker answer arrives unclaimed in between.
+        if (end === "cancelled") return this.#router.claim(session.id, stream.id, requestId).then(() => undefined);
+        if (end) return this.#answer(session, stream, requestId, end);
+        return undefined;
+      })
+      .catch((err: unknown) => this.#log.error({ err }, "answering a request failed"));
+    return { accepted, done };
   }
 
   #target(req: JsonRpcRequest): { kind: TargetKind; name: string; pool: string } {
     switch (req.method) {
       case "tools/call": {
         const { name } = parse(CallToolParamsSchema, req.params);
-        const pool = this.catalog.toolPool(name);
+        const pool = this.#catalog.toolPool(name);
         if (pool) return { kind: "tool", name, pool };
-        if (this.catalog.recentlyGone("tool", name)) {
+        if (this.#catalog.recentlyGone("tool", name)) {
           throw rejection(ErrorCode.Unavailable, `no worker is serving tool ${name}`, 2_000);
         }
         throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
       }
       case "resources/read": {
         const { uri } = parse(ReadResourceParamsSchema, req.params);
-        const pool = this.catalog.resourcePool(uri);
+        const pool = this.#catalog.resourcePool(uri);
         if (pool) return { kind: "resource", name: uri, pool };
-        if (this.catalog.recentlyGone("resource", uri)) {
+        if (this.#catalog.recentlyGone("resource", uri)) {
           throw rejection(ErrorCode.Unavailable, `no worker is serving resource ${uri}`, 2_000);
         }
         throw new McpError(ErrorCode.ResourceNotFound, "Resource not found", { uri });
       }
       case "prompts/get": {
         const { name } = parse(GetPromptParamsSchema, req.params);
-        const pool = this.catalog.promptPool(name);
+        const pool = this.#catalog.promptPool(name);
         if (pool) return { kind: "prompt", name, pool };
-        if (this.catalog.recentlyGone("prompt", name)) {
+        if (this.#catalog.recentlyGone("prompt", name)) {
           throw rejection(ErrorCode.Unavailable, `no worker is serving prompt ${name}`, 2_000);
         }
         throw new McpError(ErrorCode.InvalidParams, `Unknown prompt: ${name}`);
@@ -485,7 +482,7 @@ export class SessionCore {
       default: {
         const { ref } = parse(CompleteParamsSchema, req.params);
         const name = ref.type === "ref/prompt" ? ref.name : ref.uri;
-        const pool = ref.type === "ref/prompt" ? this.catalog.promptPool(ref.name) : this.catalog.templatePool(ref.uri);
+        const pool = ref.type === "ref/prompt" ? this.#catalog.promptPool(ref.name) : this.#catalog.templatePool(ref.uri);
         if (pool) return { kind: "complete", name, pool };
         throw new McpError(ErrorCode.InvalidParams, `Unknown completion reference: ${name}`);
       }
@@ -507,7 +504,7 @@ export class SessionCore {
         if (!p.success) return;
         const notice: CancelNotice = { session: session.id, principal: session.principal, requestId: p.data.requestId };
         if (p.data.reason) notice.reason = p.data.reason;
-        this.bus.nc.publish(subjects.cancel(session.principal, session.id), JSON.stringify(notice));
+        this.#bus.nc.publish(subjects.cancel(session.principal, session.id), JSON.stringify(notice));
         return;
       }
       default:
@@ -521,25 +518,25 @@ export class SessionCore {
    */
   clientResponse(session: SessionRecord, r: JsonRpcResponse): void {
     if (typeof r.id !== "string" || !r.id.startsWith("mcpq-")) return;
-    this.bus.nc.publish(subjects.clientReply(session.principal, session.id, r.id), JSON.stringify(r));
+    this.#bus.nc.publish(subjects.clientReply(session.principal, session.id, r.id), JSON.stringify(r));
   }
 
   /** Ends a session everywhere and frees what it held (subscriptions, local delivery). */
   async end(session: SessionRecord): Promise<void> {
     await this.sessions.delete(session);
-    this.router.forget(session.id);
-    for await (const k of await this.bus.kv.subscriptions.keys(`*.${session.id}`)) {
-      await this.bus.kv.subscriptions.purge(k);
+    this.#router.forget(session.id);
+    for await (const k of await this.#bus.kv.subscriptions.keys(`*.${session.id}`)) {
+      await this.#bus.kv.subscriptions.purge(k);
     }
   }
 
   async #fanOutResourceUpdate(uri: string): Promise<void> {
     try {
       const json = JSON.stringify({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri } });
-      for await (const key of await this.bus.kv.subscriptions.keys(subscriptionPrefix(uri))) {
+      for await (const key of await this.#bus.kv.subscriptions.keys(subscriptionPrefix(uri))) {
         const session = key.slice(key.indexOf(".") + 1);
         const eventId = `${STANDALONE_STREAM}_${nextEventToken()}`;
-        await this.bus.js.publish(subjects.outbound(session, STANDALONE_STREAM), json, {
+        await this.#bus.js.publish(subjects.outbound(session, STANDALONE_STREAM), json, {
           headers: outboundHeaders("notification", eventId),
         });
       }
@@ -549,8 +546,8 @@ export class SessionCore {
   }
 }
 
-const notRefused = () => false;
-const refused = () => true;
+/** What an edge-answered request's dispatch returns: answered (to the sink) already. */
+const ANSWERED: Dispatched = { accepted: Promise.resolve(), done: Promise.resolve() };
 
 /** Newest protocol revision; exported for transports that must assume one. */
 export const LATEST = LATEST_PROTOCOL_VERSION;

@@ -4,9 +4,13 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { GRPC_PROTO_URL, type JsonRpcFrame } from "@mcpq/protocol";
 import { principalOf } from "../core/security.js";
-import type { SocketCloseReason, SocketSession } from "../core/socket-session.js";
-import type { EdgeRuntime } from "../runtime.js";
-import { CLOSE_GRACE_MS, openSocketSession, type ListeningTransport } from "./socket-common.js";
+import type { EdgePort } from "../core/edge-port.js";
+import type { SocketChannel, SocketCloseReason } from "../core/socket-channel.js";
+import type { EdgeConfig } from "../env.js";
+import { CLOSE_GRACE_MS, type ListeningTransport } from "./socket-common.js";
+
+/** The settings the gRPC transport reads. */
+export type GrpcConfig = Pick<EdgeConfig, "host" | "grpcPort" | "maxBodyBytes" | "authTokens">;
 
 type SessionCall = grpc.ServerDuplexStream<JsonRpcFrame, JsonRpcFrame>;
 
@@ -34,10 +38,10 @@ const STATUS_FOR: Record<SocketCloseReason, grpc.status> = {
  * (UNAUTHENTICATED otherwise). Connection limit: RESOURCE_EXHAUSTED "too many connections";
  * slow consumer: RESOURCE_EXHAUSTED "slow consumer"; shutdown: UNAVAILABLE. Framing only.
  */
-export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTransport> {
-  const live = new Set<SocketSession>();
+export async function startGrpcTransport(edge: EdgePort, config: GrpcConfig): Promise<ListeningTransport> {
+  const live = new Set<SocketChannel>();
   const server = new grpc.Server({
-    "grpc.max_receive_message_length": rt.config.maxBodyBytes,
+    "grpc.max_receive_message_length": config.maxBodyBytes,
     "grpc.keepalive_time_ms": 30_000,
     "grpc.keepalive_timeout_ms": 10_000,
   });
@@ -52,19 +56,18 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
     const auth = call.metadata.get("authorization")[0];
     const principal = principalOf(
       typeof auth === "string" ? auth : undefined,
-      rt.config.authTokens,
+      config.authTokens,
     );
     if (principal === null)
       return fail(grpc.status.UNAUTHENTICATED, "a valid bearer token is required");
-    const release = rt.connections.tryAcquire("grpc");
+    const release = edge.connections.tryAcquire("grpc");
     if (!release) return fail(grpc.status.RESOURCE_EXHAUSTED, "too many connections");
 
     // Frames are objects to the stream: count their bytes until HTTP/2 has taken them.
     let pending = 0;
     let grace: NodeJS.Timeout | undefined;
     let ended = false;
-    const s = openSocketSession(
-      rt,
+    const s = edge.socket(
       {
         write: (json) => {
           const bytes = Buffer.byteLength(json);
@@ -99,18 +102,17 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
         pauseReading: () => call.pause(),
         resumeReading: () => call.resume(),
       },
-      "grpc",
-      principal,
+      { transport: "grpc", principal },
     );
     live.add(s);
-    rt.metrics.openStreams.inc({ transport: "grpc" });
+    edge.metrics.openStreams.inc({ transport: "grpc" });
     const done = () => {
       if (ended) return;
       ended = true;
       clearTimeout(grace);
       s.transportClosed();
       live.delete(s);
-      rt.metrics.openStreams.dec({ transport: "grpc" });
+      edge.metrics.openStreams.dec({ transport: "grpc" });
       release();
     };
     call.on("data", (frame: JsonRpcFrame) => s.receive(frame.json));
@@ -127,10 +129,10 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
   };
 
   server.addService(loadMcpService(), { Session: session });
-  const host = rt.config.host.includes(":") ? `[${rt.config.host}]` : rt.config.host;
+  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(
-      `${host}:${rt.config.grpcPort}`,
+      `${host}:${config.grpcPort}`,
       grpc.ServerCredentials.createInsecure(),
       (err, p) => (err ? reject(err) : resolve(p)),
     ),

@@ -1,18 +1,10 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { ErrorCode, McpError, type JsonRpcErrorObject } from "@mcpq/protocol";
+import { ErrorCode } from "@mcpq/protocol";
+import { refusal, type HttpRefusal } from "../core/http-errors.js";
 import { hostAllowed, originAllowed, principalOf } from "../core/security.js";
 import type { EdgeConfig } from "../env.js";
 
-/** An HTTP-level refusal with its status and JSON-RPC error body (id null). */
-export interface HttpRefusal {
-  status: number;
-  headers: Record<string, string>;
-  body: { jsonrpc: "2.0"; id: null; error: JsonRpcErrorObject };
-}
-
-export function refusal(status: number, code: number, message: string, headers: Record<string, string> = {}, data?: unknown): HttpRefusal {
-  return { status, headers, body: { jsonrpc: "2.0", id: null, error: data === undefined ? { code, message } : { code, message, data } } };
-}
+export { refusal, statusFor, type HttpRefusal } from "../core/http-errors.js";
 
 /**
  * Checks every HTTP-borne MCP request (Streamable HTTP, legacy SSE, WebSocket upgrade):
@@ -34,22 +26,4 @@ export function guardHttp(headers: IncomingHttpHeaders, cfg: Pick<EdgeConfig, "a
     });
   }
   return { principal };
-}
-
-/** HTTP status for an error thrown before a request was accepted. */
-export function statusFor(err: McpError): { status: number; headers: Record<string, string> } {
-  const retryAfterMs = (err.data as { retryAfterMs?: number } | undefined)?.retryAfterMs;
-  const retry: Record<string, string> = retryAfterMs !== undefined ? { "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) } : {};
-  switch (err.code) {
-    case ErrorCode.RateLimited:
-      return { status: 429, headers: retry };
-    case ErrorCode.Overloaded:
-    case ErrorCode.Unavailable:
-      return { status: 503, headers: retry };
-    case ErrorCode.ParseError:
-    case ErrorCode.InvalidRequest:
-      return { status: 400, headers: {} };
-    default:
-      return { status: 200, headers: {} };
-  }
 }

@@ -1,14 +1,15 @@
 import { randomBytes } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { ErrorCode } from "@mcpq/protocol";
-import type { SocketSession } from "../core/socket-session.js";
-import type { EdgeRuntime } from "../runtime.js";
+import type { EdgePort } from "../core/edge-port.js";
+import type { SocketChannel } from "../core/socket-channel.js";
+import type { EdgeConfig } from "../env.js";
 import { guardHttp, refusal, type HttpRefusal } from "./http-guard.js";
-import { openSocketSession } from "./socket-common.js";
 import { SseStream } from "./sse-stream.js";
 
 export interface LegacySseOptions {
-  runtime: EdgeRuntime;
+  edge: EdgePort;
+  config: Pick<EdgeConfig, "allowedHosts" | "allowedOrigins" | "authTokens" | "sseKeepaliveMs">;
   ssePath?: string;
   messagesPath?: string;
 }
@@ -21,24 +22,23 @@ export interface LegacySseOptions {
  * holds the GET, so POSTs must reach that edge (sticky routing); it is not resumable.
  */
 export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): Promise<void> {
-  const rt = opts.runtime;
+  const { edge, config } = opts;
   const ssePath = opts.ssePath ?? "/sse";
   const messagesPath = opts.messagesPath ?? "/messages";
-  const conns = new Map<string, { session: SocketSession; principal: string }>();
+  const conns = new Map<string, { session: SocketChannel; principal: string }>();
   const refuse = (reply: FastifyReply, r: HttpRefusal) =>
     reply.code(r.status).headers(r.headers).send(r.body);
 
   app.get(ssePath, async (req, reply) => {
-    const guard = guardHttp(req.headers, rt.config);
+    const guard = guardHttp(req.headers, config);
     if ("status" in guard) return refuse(reply, guard);
     const id = randomBytes(16).toString("base64url");
     // The socket session enforces the send-buffer bound (one place for every transport).
     const sse = new SseStream(reply.raw, {
       maxBufferedBytes: Number.POSITIVE_INFINITY,
-      keepaliveMs: rt.config.sseKeepaliveMs,
+      keepaliveMs: config.sseKeepaliveMs,
     });
-    const session = openSocketSession(
-      rt,
+    const session = edge.socket(
       {
         write: (json, eventId) =>
           sse.send({ eventId, kind: "notification", requestId: undefined, json }),
@@ -47,12 +47,10 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
         },
         close: (reason) => (reason === "slow consumer" ? sse.cutOff() : sse.end()),
       },
-      "sse",
-      guard.principal,
-      false,
+      { transport: "sse", principal: guard.principal, resumable: false },
     );
     reply.hijack();
-    rt.metrics.openStreams.inc({ transport: "sse" });
+    edge.metrics.openStreams.inc({ transport: "sse" });
     sse.open({});
     reply.raw.write(`event: endpoint\ndata: ${messagesPath}?sessionId=${id}\n\n`);
     reply.raw.on("drain", () => session.drained());
@@ -60,11 +58,11 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
     await sse.whenClosed();
     conns.delete(id);
     session.transportClosed();
-    rt.metrics.openStreams.dec({ transport: "sse" });
+    edge.metrics.openStreams.dec({ transport: "sse" });
   });
 
   app.post(messagesPath, async (req, reply) => {
-    const guard = guardHttp(req.headers, rt.config);
+    const guard = guardHttp(req.headers, config);
     if ("status" in guard) return refuse(reply, guard);
     const id = (req.query as { sessionId?: unknown }).sessionId;
     const conn = typeof id === "string" ? conns.get(id) : undefined;

@@ -1,35 +1,9 @@
 import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
-import { corkPerTurn } from "@mcpq/bus";
 import { ErrorCode } from "@mcpq/protocol";
-import type { ConnectionKind } from "../core/connection-limiter.js";
-import {
-  SocketSession,
-  type SocketCloseReason,
-  type SocketFramer,
-} from "../core/socket-session.js";
-import type { EdgeRuntime } from "../runtime.js";
+import type { SocketCloseReason } from "../core/socket-channel.js";
+import { corkPerTurn } from "../core/write-batching.js";
 import type { HttpRefusal } from "./http-guard.js";
-
-/** A socket transport's session bound to the edge runtime's core, router, limits and metrics. */
-export function openSocketSession(
-  rt: EdgeRuntime,
-  framer: SocketFramer,
-  transport: ConnectionKind,
-  principal: string | null,
-  resumable = true,
-): SocketSession {
-  return new SocketSession(rt, framer, {
-    transport,
-    principal,
-    resumable,
-    maxSendBufferBytes: rt.config.maxSendBufferBytes,
-    authTokens: rt.config.authTokens,
-    log: rt.log.child({ transport }),
-    onSlowConsumer: () => rt.metrics.slowConsumers.inc({ transport }),
-    account: rt.buffers.open(),
-  });
-}
 
 /**
  * Wraps a socket writer so that everything written during one tick (one socket read and the

@@ -3,10 +3,11 @@ import type { Duplex } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { WebSocketServer, type WebSocket } from "ws";
 import { ErrorCode } from "@mcpq/protocol";
-import type { SocketCloseReason, SocketSession } from "../core/socket-session.js";
-import type { EdgeRuntime } from "../runtime.js";
+import type { EdgePort } from "../core/edge-port.js";
+import type { SocketChannel, SocketCloseReason } from "../core/socket-channel.js";
+import type { EdgeConfig } from "../env.js";
 import { guardHttp, refusal } from "./http-guard.js";
-import { CLOSE_GRACE_MS, openSocketSession, refuseUpgrade, tickBatched } from "./socket-common.js";
+import { CLOSE_GRACE_MS, refuseUpgrade, tickBatched } from "./socket-common.js";
 
 /** The subprotocol a client must offer (`Sec-WebSocket-Protocol: mcp`). */
 export const WS_SUBPROTOCOL = "mcp";
@@ -24,7 +25,8 @@ export const WS_CLOSE = {
 } as const;
 
 export interface WebSocketOptions {
-  runtime: EdgeRuntime;
+  edge: EdgePort;
+  config: Pick<EdgeConfig, "allowedHosts" | "allowedOrigins" | "authTokens" | "maxBodyBytes">;
   path?: string;
 }
 
@@ -39,21 +41,21 @@ export async function websocketTransport(
   app: FastifyInstance,
   opts: WebSocketOptions,
 ): Promise<void> {
-  const rt = opts.runtime;
+  const { edge, config } = opts;
   const path = opts.path ?? "/ws";
   const wss = new WebSocketServer({
     noServer: true,
-    maxPayload: rt.config.maxBodyBytes,
+    maxPayload: config.maxBodyBytes,
     perMessageDeflate: false,
     handleProtocols: (offered) => (offered.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
   });
-  const live = new Set<SocketSession>();
+  const live = new Set<SocketChannel>();
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? "/", "http://edge");
     if (url.pathname !== path)
       return refuseUpgrade(socket, refusal(404, ErrorCode.InvalidRequest, "Not Found"));
-    const guard = guardHttp(req.headers, rt.config);
+    const guard = guardHttp(req.headers, config);
     if ("status" in guard) return refuseUpgrade(socket, guard);
     const offered = String(req.headers["sec-websocket-protocol"] ?? "")
       .split(",")
@@ -68,7 +70,7 @@ export async function websocketTransport(
         ),
       );
     }
-    const release = rt.connections.tryAcquire("ws");
+    const release = edge.connections.tryAcquire("ws");
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (!release) {
         ws.close(WS_CLOSE.tryAgainLater, "too many connections");
@@ -80,8 +82,7 @@ export async function websocketTransport(
 
   const serve = (ws: WebSocket, socket: Duplex, principal: string, release: () => void) => {
     let grace: NodeJS.Timeout | undefined;
-    const session = openSocketSession(
-      rt,
+    const session = edge.socket(
       {
         write: tickBatched(socket, (json) => ws.send(json)),
         get bufferedBytes() {
@@ -96,11 +97,10 @@ export async function websocketTransport(
         pauseReading: () => ws.pause(),
         resumeReading: () => ws.resume(),
       },
-      "ws",
-      principal,
+      { transport: "ws", principal },
     );
     live.add(session);
-    rt.metrics.openStreams.inc({ transport: "ws" });
+    edge.metrics.openStreams.inc({ transport: "ws" });
     socket.on("drain", () => session.drained());
     ws.on("message", (data, isBinary) => {
       if (isBinary) {
@@ -116,12 +116,12 @@ export async function websocketTransport(
         ).toString("utf8"),
       );
     });
-    ws.on("error", (err) => rt.log.debug({ err }, "websocket error"));
+    ws.on("error", (err) => edge.log.debug({ err }, "websocket error"));
     ws.once("close", () => {
       clearTimeout(grace);
       session.transportClosed();
       live.delete(session);
-      rt.metrics.openStreams.dec({ transport: "ws" });
+      edge.metrics.openStreams.dec({ transport: "ws" });
       release();
     });
   };

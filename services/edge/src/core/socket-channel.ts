@@ -5,33 +5,31 @@ import {
   RESUME_METHOD,
   SESSION_ID_META_KEY,
   ResumeParamsSchema,
-  classifyMessage,
   eventMarker,
-  parseJson,
-  salvageId,
   toWireError,
+  type ClassifiedMessage,
   type JsonRpcRequest,
-  type Logger,
   type RequestId,
   type ResumeResult,
 } from "@mcpq/protocol";
-import { STANDALONE_STREAM, type Bus } from "@mcpq/bus";
+import { STANDALONE_STREAM } from "@mcpq/bus";
+import { Channel, type ChannelDeps } from "./channel.js";
 import type { ConnectionKind } from "./connection-limiter.js";
 import { parseEventId, type OutboundMessage, type StreamSink } from "./outbound.js";
 import { principalOf } from "./security.js";
 import { SendBuffer } from "./send-buffer.js";
-import { RequestCancelled, type Dispatched, type SessionCore } from "./session-core.js";
+import { RequestCancelled, type Dispatched } from "./session-core.js";
 import type { SessionRecord } from "./session-store.js";
-import type { OutboundRouter } from "./outbound.js";
 
 /** Why the edge ends a connection; each transport says it in its own terms (docs/transports.md). */
 export type SocketCloseReason = "slow consumer" | "shutdown" | "unauthorized";
 
 /**
- * What a message-per-frame transport (WebSocket, TCP, gRPC, legacy SSE) provides: it frames
- * and writes one JSON-RPC message, reports what it holds unsent, and closes.
+ * The port a message-per-frame transport (WebSocket, TCP, gRPC, legacy SSE) gives its channel:
+ * it frames and writes one JSON-RPC message, reports what it holds unsent, closes, and pauses
+ * reading. That is all a transport does; the channel does the rest.
  */
-export interface SocketFramer {
+export interface SocketPort {
   /** Writes one JSON-RPC message. `eventId` is set for retained messages (SSE writes it as `id:`). */
   write(json: string, eventId: string | undefined): void;
   /** Bytes accepted for this connection but not yet handed to the network. */
@@ -43,7 +41,7 @@ export interface SocketFramer {
   resumeReading?(): void;
 }
 
-export interface SocketSessionOptions {
+export interface SocketChannelOptions {
   transport: ConnectionKind;
   /** The principal authenticated at connect time, or null when it comes in-band (`$/mcpq/resume`). */
   principal: string | null;
@@ -53,43 +51,38 @@ export interface SocketSessionOptions {
   maxSendBufferBytes: number;
   /** token -> principal; used when `principal` is null. */
   authTokens: ReadonlyMap<string, string>;
-  log: Logger;
   onSlowConsumer?: () => void;
   /** Edge-wide buffer accounting (BufferBudget account): told what the connection holds unsent. */
   account?: { set(bytes: number): void; close(): void };
-}
-
-/** The parts of the edge runtime a socket session uses. */
-export interface SocketRuntime {
-  core: SessionCore;
-  router: OutboundRouter;
-  bus: Bus;
 }
 
 /** Inbound messages that may wait for processing before the transport stops reading. */
 const INBOUND_HIGH_WATER = 64;
 
 /**
- * One connection of a message-per-frame transport, bound to at most one MCP session. It is the
- * connection's stream (stream id = connection id): every request sent on it is routed with
- * that stream, and the router delivers the stream's messages here in JetStream order,
- * responses included, so event ids on a connection are monotonic and a resume after the last
- * one seen loses and repeats nothing. Session-level messages (the standalone stream) arrive
- * here too. Inbound messages are processed in order up to dispatch (a cancel never overtakes
- * its request); responses are awaited concurrently.
+ * The channel of one connection of a message-per-frame transport, bound to at most one MCP
+ * session. It is the connection's stream (stream id = connection id): every request sent on it
+ * is routed with that stream, and every message of the stream reaches `send` in JetStream
+ * order, responses included, so event ids on a connection are monotonic and a resume after the
+ * last one seen loses and repeats nothing. Session-level messages (the standalone stream)
+ * arrive here too. Inbound messages are processed in order up to dispatch (a cancel never
+ * overtakes its request); responses are awaited concurrently.
  *
  * Closing the connection does not end the session: it stays resumable from any edge until it
  * idles out (MCPQ_SESSION_IDLE_TTL_MS); its messages stay in MCPQ_OUT for MCPQ_OUT_MAX_AGE_MS.
+ * The channel stays the reader of its streams until the requests it dispatched are answered,
+ * so their answers are still counted here (and edge answers parked for the resume).
  */
-export class SocketSession implements StreamSink {
+export class SocketChannel extends Channel implements StreamSink {
   readonly streamId = randomBytes(6).toString("hex");
-  readonly receivesResponses = true;
   #session: SessionRecord | undefined;
   #principal: string | null;
   #markers = false;
   #closed = false;
   readonly #releases: (() => void)[] = [];
   #chain: Promise<void> = Promise.resolve();
+  /** Set while one inbound message is processed: hands its dispatched request's completion over. */
+  #handOff: ((response: Promise<unknown>) => void) | undefined;
   #waiting = 0;
   #paused = false;
   /** Inbound messages not yet fully handled (requests: until their response is written). */
@@ -98,15 +91,17 @@ export class SocketSession implements StreamSink {
   /** The send-buffer bound (MCPQ_MAX_SEND_BUFFER_BYTES), the same rule as SSE streams'. */
   readonly #sendBuffer: SendBuffer;
 
-  constructor(
-    private readonly rt: SocketRuntime,
-    private readonly framer: SocketFramer,
-    private readonly opts: SocketSessionOptions,
-  ) {
+  readonly #port: SocketPort;
+  readonly #opts: SocketChannelOptions;
+
+  constructor(deps: ChannelDeps, port: SocketPort, opts: SocketChannelOptions) {
+    super(deps);
+    this.#port = port;
+    this.#opts = opts;
     this.#principal = opts.principal;
     this.#sendBuffer = new SendBuffer({
       maxBytes: opts.maxSendBufferBytes,
-      held: () => framer.bufferedBytes,
+      held: () => port.bufferedBytes,
       cutOff: (held) => this.#cutOff(held),
     });
   }
@@ -120,11 +115,6 @@ export class SocketSession implements StreamSink {
     return this.#session?.id;
   }
 
-  /** Inbound messages received but not yet processed up to dispatch. */
-  get inboundBacklog(): number {
-    return this.#waiting;
-  }
-
   /** Resolves once every message received so far has been answered (a client half-closed). */
   idle(): Promise<void> {
     return this.#outstanding === 0 || this.#closed
@@ -133,7 +123,13 @@ export class SocketSession implements StreamSink {
   }
 
   #done(): void {
-    if (--this.#outstanding === 0) for (const w of this.#idleWaiters.splice(0)) w();
+    if (--this.#outstanding > 0) return;
+    for (const w of this.#idleWaiters.splice(0)) w();
+    if (this.#closed) this.#releaseStreams();
+  }
+
+  #releaseStreams(): void {
+    for (const release of this.#releases.splice(0)) release();
   }
 
   /**
@@ -149,43 +145,46 @@ export class SocketSession implements StreamSink {
     };
     if (++this.#waiting >= INBOUND_HIGH_WATER && !this.#paused) {
       this.#paused = true;
-      this.framer.pauseReading?.();
+      this.#port.pauseReading?.();
     }
     this.#chain = this.#chain
       .then(() => {
-        return this.#handle(text, (response) => {
+        this.#handOff = (response) => {
           // A dispatched request stays outstanding until its response settles.
           handed = true;
           void response.finally(() => this.#done());
-        });
+        };
+        return this.inbound(text);
       })
-      .catch((err: unknown) => this.opts.log.error({ err }, "socket message failed"))
+      .catch((err: unknown) => this.deps.log.error({ err }, "socket message failed"))
       .finally(() => {
         finish();
         if (--this.#waiting < INBOUND_HIGH_WATER / 2 && this.#paused) {
           this.#paused = false;
-          this.framer.resumeReading?.();
+          this.#port.resumeReading?.();
         }
       });
   }
 
   /**
-   * Router side: one message of a stream this connection reads, in stream order. (A worker's
-   * answer to a request the edge already answered never gets here: the router drops it.)
+   * StreamSink: one message of a stream this connection reads, in stream order, responses
+   * included. (A worker's answer to a request the edge already answered never gets here: the
+   * router drops it.) An answer the edge made itself (no event id) that cannot be written,
+   * because the connection is gone or cut off, is parked on the connection's stream in MCPQ_OUT
+   * (OutboundRouter.publishAnswer), so the resumed connection receives it like any worker's.
    */
   send(msg: OutboundMessage): void {
-    if (this.#closed) return;
-    this.#write(
-      msg.json,
-      msg.eventId,
-      this.#markers && msg.eventId ? eventMarker(msg.eventId) : undefined,
-    );
+    if (this.#write(msg.json, msg.eventId, this.#markers && msg.eventId ? eventMarker(msg.eventId) : undefined)) return;
+    const session = this.#session;
+    if (msg.kind === "response" && msg.eventId === undefined && session) {
+      void this.deps.router.publishAnswer(session.id, this.streamId, msg.json);
+    }
   }
 
   /** Ends the connection from the edge's side (slow consumer, shutdown, failed auth). */
   close(reason: SocketCloseReason): void {
     if (this.#closed) return;
-    this.framer.close(reason);
+    this.#port.close(reason);
     this.transportClosed();
   }
 
@@ -193,16 +192,16 @@ export class SocketSession implements StreamSink {
   transportClosed(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.opts.account?.close();
+    this.#opts.account?.close();
     for (const w of this.#idleWaiters.splice(0)) w();
     this.#sendBuffer.close();
-    for (const release of this.#releases.splice(0)) release();
+    if (this.#outstanding === 0) this.#releaseStreams();
   }
 
   /** The transport reports progress draining its send buffer (socket `drain`). */
   drained(): void {
     if (this.#closed) return;
-    this.opts.account?.set(this.framer.bufferedBytes);
+    this.#opts.account?.set(this.#port.bufferedBytes);
     this.#sendBuffer.drained();
   }
 
@@ -221,148 +220,98 @@ export class SocketSession implements StreamSink {
    */
   #write(json: string, eventId: string | undefined, marker?: string): boolean {
     if (this.#closed || !this.#sendBuffer.admit()) return false;
-    if (marker !== undefined) this.framer.write(marker, undefined);
-    this.framer.write(json, eventId);
-    this.opts.account?.set(this.framer.bufferedBytes);
+    if (marker !== undefined) this.#port.write(marker, undefined);
+    this.#port.write(json, eventId);
+    this.#opts.account?.set(this.#port.bufferedBytes);
     return true;
   }
 
   #cutOff(held: number): void {
-    this.opts.log.warn({ transport: this.opts.transport, buffered: held }, "slow consumer cut off");
-    this.opts.onSlowConsumer?.();
+    this.deps.log.warn({ transport: this.#opts.transport, buffered: held }, "slow consumer cut off");
+    this.#opts.onSlowConsumer?.();
     this.close("slow consumer");
   }
 
-  #reply(id: RequestId | null, err: unknown): void {
-    if (!(err instanceof McpError))
-      this.opts.log.error({ err }, "unexpected error before dispatch");
-    this.#respond(id, JSON.stringify({ jsonrpc: "2.0", id, error: toWireError(err) }));
+  /** Channel: an error answer, written on the connection (parked for the resume when it cannot be). */
+  protected refuse(id: RequestId | null, err: unknown): void {
+    if (!(err instanceof McpError)) this.deps.log.error({ err }, "unexpected error before dispatch");
+    const json = JSON.stringify({ jsonrpc: "2.0", id, error: toWireError(err) });
+    if (id === null) this.#write(json, undefined);
+    else this.send({ eventId: undefined, kind: "response", requestId: undefined, json });
   }
 
-  /**
-   * Writes the edge's own answer to a request. When the connection is already gone (cut off,
-   * dropped) the answer is parked on the connection's stream in MCPQ_OUT instead
-   * (OutboundRouter.publishAnswer), so the resumed connection receives it like any worker's
-   * answer.
-   */
-  #respond(id: RequestId | null, json: string): void {
-    if (this.#write(json, undefined)) return;
-    const session = this.#session;
-    if (id === null || !session) return;
-    void this.rt.router.publishAnswer(session.id, this.streamId, json);
+  protected principal(): string | null {
+    return this.#principal;
   }
 
-  async #handle(text: string, handOff: (response: Promise<unknown>) => void): Promise<void> {
-    let value: unknown;
+  protected override unauthenticated(): McpError {
+    return new McpError(ErrorCode.Forbidden, `Unauthorized: send ${RESUME_METHOD} with an authorization first`);
+  }
+
+  protected batch(): void {
+    this.refuse(null, new McpError(ErrorCode.InvalidRequest, "Invalid Request: JSON-RPC batches are not supported on this transport"));
+  }
+
+  protected override async intercept(msg: ClassifiedMessage): Promise<boolean> {
+    if (msg.kind !== "request" || msg.message.method !== RESUME_METHOD || !this.#opts.resumable) return false;
+    await this.#resume(msg.message);
+    return true;
+  }
+
+  protected async initialize(principal: string, req: JsonRpcRequest): Promise<void> {
+    if (this.#session) return this.refuse(req.id, new McpError(ErrorCode.InvalidRequest, "Session already initialized"));
     try {
-      value = parseJson(text);
+      const { session, json } = await this.deps.core.initialize(principal, req);
+      this.#write(withSessionId(json, session.id), undefined);
+      this.#bind(session);
     } catch (err) {
-      return this.#reply(null, err);
+      this.refuse(req.id, err);
     }
-    if (Array.isArray(value)) {
-      return this.#reply(
-        null,
-        new McpError(
-          ErrorCode.InvalidRequest,
-          "Invalid Request: JSON-RPC batches are not supported on this transport",
-        ),
+  }
+
+  protected async session(principal: string, msg: ClassifiedMessage): Promise<SessionRecord | null> {
+    const session = await this.#current(principal);
+    if (!session && msg.kind === "request") {
+      this.refuse(
+        msg.message.id,
+        this.#session !== undefined
+          ? new McpError(ErrorCode.InvalidRequest, "Session not found", { reason: "session_not_found" })
+          : new McpError(ErrorCode.InvalidRequest, `Bad Request: send initialize (or ${RESUME_METHOD}) first`),
       );
     }
-    let msg;
-    try {
-      msg = classifyMessage(value);
-    } catch (err) {
-      return this.#reply(salvageId(value), err);
-    }
-    if (msg.kind === "request" && msg.message.method === RESUME_METHOD && this.opts.resumable) {
-      return this.#resume(msg.message);
-    }
-    const principal = this.#principal;
-    if (principal === null) {
-      if (msg.kind === "request") {
-        this.#reply(
-          msg.message.id,
-          new McpError(
-            ErrorCode.Forbidden,
-            `Unauthorized: send ${RESUME_METHOD} with an authorization first`,
-          ),
-        );
-      }
-      return;
-    }
-    if (msg.kind === "request" && msg.message.method === "initialize") {
-      if (this.#session)
-        return this.#reply(
-          msg.message.id,
-          new McpError(ErrorCode.InvalidRequest, "Session already initialized"),
-        );
-      try {
-        const { session, json } = await this.rt.core.initialize(principal, msg.message);
-        this.#write(withSessionId(json, session.id), undefined);
-        this.#bind(session);
-      } catch (err) {
-        this.#reply(msg.message.id, err);
-      }
-      return;
-    }
-    const session = await this.#current(principal);
-    if (!session) {
-      if (msg.kind === "request") {
-        const known = this.#session !== undefined;
-        this.#reply(
-          msg.message.id,
-          known
-            ? new McpError(ErrorCode.InvalidRequest, "Session not found", {
-                reason: "session_not_found",
-              })
-            : new McpError(
-                ErrorCode.InvalidRequest,
-                `Bad Request: send initialize (or ${RESUME_METHOD}) first`,
-              ),
-        );
-      }
-      return;
-    }
-    switch (msg.kind) {
-      case "notification":
-        return this.rt.core.notification(session, msg.message);
-      case "response":
-        return this.rt.core.clientResponse(session, msg.message);
-      default:
-        return this.#dispatch(session, msg.message, text, handOff);
-    }
+    return session;
   }
 
   /** The bound session, reloaded through the store's cache (sees log-level changes, expiry, deletion). */
   async #current(principal: string): Promise<SessionRecord | null> {
     if (!this.#session) return null;
-    const fresh = await this.rt.core.sessions.get(this.#session.id, principal);
+    const fresh = await this.deps.core.sessions.get(this.#session.id, principal);
     if (fresh) this.#session = fresh;
     return fresh;
   }
 
-  async #dispatch(
-    session: SessionRecord,
-    req: JsonRpcRequest,
-    raw: string,
-    handOff: (response: Promise<unknown>) => void,
-  ): Promise<void> {
+  /** Channel: dispatches on the connection's stream (attached since the session was bound). */
+  protected async request(session: SessionRecord, req: JsonRpcRequest, raw: string): Promise<void> {
+    // Frames read before the connection went away are still dispatched; once its streams were
+    // released, the request holds its own attachment until it is answered.
+    const hold = this.#closed && this.#releases.length === 0 ? this.deps.router.attach(session.id, this.streamId, this) : undefined;
     let d: Dispatched;
     try {
-      // No sink here: this connection is attached to its stream for its whole life.
-      d = await this.rt.core.dispatch(session, req, { id: this.streamId, raw });
+      d = await this.deps.core.dispatch(session, req, { id: this.streamId, raw, sink: this });
     } catch (err) {
-      if (!(err instanceof RequestCancelled)) this.#reply(req.id, err);
+      hold?.();
+      if (!(err instanceof RequestCancelled)) this.refuse(req.id, err);
       return;
     }
-    // The request stays outstanding until its answer is written (or handed to the stream).
-    // A deadline answer goes out through the stream after claiming the request's response slot
-    // (SessionCore.finalMessage); messages with an event id came through the router, which
-    // delivers this connection's responses itself.
-    handOff(
-      this.rt.core.finalMessage(session, this.streamId, d).then(
-        (out) => (out && out.eventId === undefined ? this.#respond(req.id, out.json) : undefined),
-        (err: unknown) => this.opts.log.error({ err }, "response failed"),
+    if (hold) void d.done.finally(hold);
+    // The request stays outstanding until its answer reached this connection (or was parked).
+    this.#handOff?.(
+      d.accepted.then(
+        () => d.done,
+        (err: unknown) => {
+          this.refuse(req.id, err);
+          return d.done;
+        },
       ),
     );
   }
@@ -371,7 +320,7 @@ export class SocketSession implements StreamSink {
     if (this.#closed) return;
     const p = ResumeParamsSchema.safeParse(req.params ?? {});
     if (!p.success)
-      return this.#reply(
+      return this.refuse(
         req.id,
         new McpError(
           ErrorCode.InvalidParams,
@@ -379,14 +328,14 @@ export class SocketSession implements StreamSink {
         ),
       );
     if (this.#session)
-      return this.#reply(
+      return this.refuse(
         req.id,
         new McpError(ErrorCode.InvalidRequest, `${RESUME_METHOD} must come before initialize`),
       );
     if (this.#principal === null) {
-      const principal = principalOf(p.data.authorization, this.opts.authTokens);
+      const principal = principalOf(p.data.authorization, this.#opts.authTokens);
       if (principal === null) {
-        this.#reply(
+        this.refuse(
           req.id,
           new McpError(ErrorCode.Forbidden, "Unauthorized: a valid bearer token is required"),
         );
@@ -403,7 +352,7 @@ export class SocketSession implements StreamSink {
           : [p.data.lastEventId];
     const positions = ids.map(parseEventId);
     if (positions.some((x) => x === null))
-      return this.#reply(
+      return this.refuse(
         req.id,
         new McpError(ErrorCode.InvalidParams, "Invalid params: malformed lastEventId"),
       );
@@ -419,9 +368,9 @@ export class SocketSession implements StreamSink {
       );
       return;
     }
-    const session = await this.rt.core.sessions.get(p.data.sessionId, this.#principal);
+    const session = await this.deps.core.sessions.get(p.data.sessionId, this.#principal);
     if (!session)
-      return this.#reply(
+      return this.refuse(
         req.id,
         new McpError(ErrorCode.InvalidRequest, "Session not found", {
           reason: "session_not_found",
@@ -440,9 +389,9 @@ export class SocketSession implements StreamSink {
     for (const pos of positions) {
       if (!pos || pos.stream === this.streamId || streams.has(pos.stream)) continue;
       streams.add(pos.stream);
-      void this.rt.router.resume(session.id, pos.stream, pos.token, this).then(
+      void this.deps.router.resume(session.id, pos.stream, pos.token, this).then(
         (release) => (this.#closed ? release() : this.#releases.push(release)),
-        (err: unknown) => this.opts.log.warn({ err }, "resume failed"),
+        (err: unknown) => this.deps.log.warn({ err }, "resume failed"),
       );
     }
   }
@@ -450,10 +399,10 @@ export class SocketSession implements StreamSink {
   #bind(session: SessionRecord): void {
     this.#session = session;
     if (this.#closed) return;
-    this.#releases.push(this.rt.router.attach(session.id, this.streamId, this));
+    this.#releases.push(this.deps.router.attach(session.id, this.streamId, this));
     // Socket clients have no GET stream: session-level messages (resource updates, list
     // changes) come on the connection.
-    this.#releases.push(this.rt.router.attach(session.id, STANDALONE_STREAM, this));
+    this.#releases.push(this.deps.router.attach(session.id, STANDALONE_STREAM, this));
   }
 }
 

@@ -1,0 +1,92 @@
+import {
+  ErrorCode,
+  McpError,
+  classifyMessage,
+  parseJson,
+  salvageId,
+  type ClassifiedMessage,
+  type JsonRpcRequest,
+  type Logger,
+  type RequestId,
+} from "@mcpq/protocol";
+import type { OutboundRouter } from "./outbound.js";
+import type { SessionCore } from "./session-core.js";
+import type { SessionRecord } from "./session-store.js";
+
+/** What every channel runs on: the session core, the router, a logger. */
+export interface ChannelDeps {
+  core: SessionCore;
+  router: OutboundRouter;
+  log: Logger;
+}
+
+/**
+ * The inbound pipeline of one client connection, the same for every transport: parse ->
+ * classify -> auth -> session -> dispatch -> reply. A socket connection is one long-lived
+ * channel (SocketChannel); a Streamable HTTP POST is one short-lived channel (HttpPostChannel).
+ * The steps that differ between them (where the principal and the session come from, how an
+ * error is answered, what a stream is) are the subclass's; the order of the steps is here only.
+ * Transports never see this: they hand a channel text and give it a port to write to.
+ */
+export abstract class Channel {
+  constructor(protected readonly deps: ChannelDeps) {}
+
+  /** One inbound message (JSON text) through the pipeline; settles once it is dispatched or answered. */
+  protected async inbound(text: string): Promise<void> {
+    let value: unknown;
+    try {
+      value = parseJson(text);
+    } catch (err) {
+      return this.refuse(null, err);
+    }
+    if (Array.isArray(value)) return this.batch(value);
+    let msg: ClassifiedMessage;
+    try {
+      msg = classifyMessage(value);
+    } catch (err) {
+      return this.refuse(salvageId(value), err);
+    }
+    if (await this.intercept(msg)) return;
+    const principal = this.principal();
+    if (principal === null) {
+      if (msg.kind === "request") this.refuse(msg.message.id, this.unauthenticated());
+      return;
+    }
+    if (msg.kind === "request" && msg.message.method === "initialize") return this.initialize(principal, msg.message);
+    const session = await this.session(principal, msg);
+    if (!session) return;
+    switch (msg.kind) {
+      case "notification":
+        await this.deps.core.notification(session, msg.message);
+        return this.accepted();
+      case "response":
+        this.deps.core.clientResponse(session, msg.message);
+        return this.accepted();
+      default:
+        return this.request(session, msg.message, text);
+    }
+  }
+
+  /** The authenticated principal; null when it must still come in-band (then requests are refused). */
+  protected abstract principal(): string | null;
+  /** The refusal of a request sent before the channel authenticated. */
+  protected unauthenticated(): McpError {
+    return new McpError(ErrorCode.Forbidden, "Unauthorized: a valid bearer token is required");
+  }
+  /** Messages a channel handles before auth (the socket resume); true when handled. */
+  protected intercept(_msg: ClassifiedMessage): Promise<boolean> | boolean {
+    return false;
+  }
+  /** A JSON-RPC batch (an array). */
+  protected abstract batch(items: unknown[]): Promise<void> | void;
+  /** `initialize`: opens a session and answers it. */
+  protected abstract initialize(principal: string, req: JsonRpcRequest): Promise<void>;
+  /** The session a message belongs to; null once the channel has answered why there is none. */
+  protected abstract session(principal: string, msg: ClassifiedMessage): Promise<SessionRecord | null>;
+  /** A notification or a client response was taken (HTTP answers 202). */
+  protected accepted(): void {}
+  /** A request: dispatch it on the channel's stream and see it answered. */
+  protected abstract request(session: SessionRecord, req: JsonRpcRequest, raw: string): Promise<void>;
+  /** Answers a message the pipeline refused (or that failed before dispatch) with `err`. */
+  protected abstract refuse(id: RequestId | null, err: unknown): void;
+}

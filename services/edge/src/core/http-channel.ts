@@ -1,0 +1,333 @@
+import {
+  DEFAULT_HTTP_PROTOCOL_VERSION,
+  ErrorCode,
+  McpError,
+  allowsBatching,
+  classifyMessage,
+  isSupportedProtocolVersion,
+  salvageId,
+  toWireError,
+  type ClassifiedMessage,
+  type JsonRpcRequest,
+  type ProtocolVersion,
+  type RequestId,
+} from "@mcpq/protocol";
+import { STANDALONE_STREAM, idGenerator } from "@mcpq/bus";
+import { Channel, type ChannelDeps } from "./channel.js";
+import { refusal, statusFor, type HttpRefusal } from "./http-errors.js";
+import { PRIMING_TOKEN, parseEventId, type OutboundMessage, type StreamSink } from "./outbound.js";
+import type { Dispatched } from "./session-core.js";
+import type { SessionRecord } from "./session-store.js";
+
+export const SESSION_HEADER = "mcp-session-id";
+
+/**
+ * An SSE stream as the HTTP transport frames it (SseStream): messages sent before `open()` are
+ * queued; `finish` sends the last message and ends the stream.
+ */
+export interface HttpStream extends StreamSink {
+  /** Writes the status line and headers, a priming event when `primingEventId` is given, and what was queued. */
+  open(headers: Record<string, string>, primingEventId?: string): void;
+  finish(msg: OutboundMessage): void;
+  end(): void;
+  /** Ends the connection after telling the client to reconnect in `retryMs` (the transport's default when undefined). */
+  closeWithRetry(retryMs: number | undefined): void;
+  whenClosed(): Promise<void>;
+}
+
+/** The port of one HTTP exchange (a POST, GET or DELETE of Streamable HTTP) the transport gives its channel. */
+export interface HttpExchange {
+  /** The authenticated principal (the transport checked Host, Origin and the bearer token). */
+  principal: string;
+  /** Header values the channel reads: `mcp-session-id`, `mcp-protocol-version`, `last-event-id`. */
+  header(name: string): string | string[] | undefined;
+  /** What the client accepts: an SSE stream, a JSON body. */
+  accepts: { sse: boolean; json: boolean };
+  /** A complete answer without a stream: status, headers and an optional JSON body. */
+  answer(status: number, headers: Record<string, string>, json?: string): void;
+  /** The exchange's SSE stream (created on first use; it queues messages until opened). */
+  stream(): HttpStream;
+}
+
+/** Stream ids are hex (no "_", the event-id separator), unique per edge process and prefix. */
+const nextStreamId = idGenerator("hex");
+
+function supportsPriming(v: ProtocolVersion): boolean {
+  return v >= "2025-11-25";
+}
+
+/**
+ * Resolves the session of a Streamable HTTP exchange that is not an initialize, or the refusal
+ * the spec prescribes: 400 without `Mcp-Session-Id` or with an unsupported
+ * `MCP-Protocol-Version`, 404 for an unknown (or another principal's) session.
+ */
+async function sessionOf(deps: ChannelDeps, x: HttpExchange): Promise<SessionRecord | HttpRefusal> {
+  const id = x.header(SESSION_HEADER);
+  if (typeof id !== "string" || id === "") {
+    return refusal(400, ErrorCode.InvalidRequest, "Bad Request: Mcp-Session-Id header is required");
+  }
+  const header = x.header("mcp-protocol-version");
+  const version = header === undefined ? DEFAULT_HTTP_PROTOCOL_VERSION : header;
+  if (typeof version !== "string" || !isSupportedProtocolVersion(version)) {
+    return refusal(400, ErrorCode.InvalidRequest, `Bad Request: unsupported MCP-Protocol-Version ${String(version)}`);
+  }
+  const session = await deps.core.sessions.get(id, x.principal);
+  return session ?? refusal(404, -32001, "Session not found");
+}
+
+function refuseWith(x: HttpExchange, r: HttpRefusal): void {
+  x.answer(r.status, r.headers, JSON.stringify(r.body));
+}
+
+/**
+ * The channel of one Streamable HTTP POST: one message (or, for 2025-03-26 and older, a batch)
+ * through the pipeline, answered as JSON or on the POST's SSE stream. The stream is the
+ * request's stream: attached to the router before dispatch, it receives the request's related
+ * messages and its response and ends with the response (or when the request ends unanswered:
+ * cancelled). A refusal before the stream opens is an HTTP status (503/429 with Retry-After,
+ * 400, 404); errors after acceptance are JSON-RPC error responses.
+ */
+export class HttpPostChannel extends Channel {
+  constructor(
+    deps: ChannelDeps,
+    private readonly x: HttpExchange,
+    private readonly onError: (code: number) => void,
+  ) {
+    super(deps);
+  }
+
+  /** Runs the POST body through the pipeline; settles once the exchange is answered. */
+  run(body: string): Promise<void> {
+    return this.inbound(body);
+  }
+
+  protected principal(): string {
+    return this.x.principal;
+  }
+
+  protected refuse(id: RequestId | null, err: unknown): void {
+    const wire = toWireError(err);
+    if (!(err instanceof McpError)) this.deps.log.error({ err }, "unexpected error before dispatch");
+    const { status, headers } = err instanceof McpError ? statusFor(err) : { status: 500, headers: {} };
+    this.onError(wire.code);
+    this.x.answer(status, headers, JSON.stringify({ jsonrpc: "2.0", id, error: wire }));
+  }
+
+  protected async initialize(principal: string, req: JsonRpcRequest): Promise<void> {
+    try {
+      const { session, json } = await this.deps.core.initialize(principal, req);
+      this.x.answer(200, { [SESSION_HEADER]: session.id }, json);
+    } catch (err) {
+      this.refuse(req.id, err);
+    }
+  }
+
+  protected async session(): Promise<SessionRecord | null> {
+    const s = await sessionOf(this.deps, this.x);
+    if ("status" in s) {
+      refuseWith(this.x, s);
+      return null;
+    }
+    return s;
+  }
+
+  protected override accepted(): void {
+    this.x.answer(202, {});
+  }
+
+  protected async request(session: SessionRecord, req: JsonRpcRequest, raw: string): Promise<void> {
+    const streamId = nextStreamId();
+    if (!this.x.accepts.sse) {
+      // JSON-only client: no related messages can be delivered; the response is the body.
+      const body = new ResponseBody();
+      const release = this.deps.router.attach(session.id, streamId, body);
+      try {
+        const d = await this.deps.core.dispatch(session, req, { id: streamId, raw, sink: body });
+        await d.accepted; // a broker refusal is a 503/429, not a 200 with an error inside
+        await d.done;
+      } catch (err) {
+        return this.refuse(req.id, err);
+      } finally {
+        release();
+      }
+      const out = body.responses[0];
+      return out ? this.x.answer(200, {}, out.json) : this.x.answer(204, {});
+    }
+    const sse = this.x.stream();
+    const sink = requestStreamSink(sse);
+    const release = this.deps.router.attach(session.id, streamId, sink);
+    let d: Dispatched;
+    try {
+      d = await this.deps.core.dispatch(session, req, { id: streamId, raw, sink });
+      await d.accepted; // a broker refusal is a 503/429 before the stream opens
+    } catch (err) {
+      release();
+      return this.refuse(req.id, err);
+    }
+    sse.open({ [SESSION_HEADER]: session.id }, supportsPriming(session.protocolVersion) ? `${streamId}_${PRIMING_TOKEN}` : undefined);
+    // The response ends the stream when it comes; a request that ends unanswered (cancelled, or
+    // an answer only parked for a resume) ends it here.
+    await d.done;
+    sse.end();
+    release();
+  }
+
+  protected async batch(items: unknown[]): Promise<void> {
+    if (items.length === 0) return this.refuse(null, new McpError(ErrorCode.InvalidRequest, "Invalid Request: empty batch"));
+    const s = await sessionOf(this.deps, this.x);
+    if ("status" in s) return refuseWith(this.x, s);
+    const session = s;
+    if (!allowsBatching(session.protocolVersion)) {
+      return this.refuse(null, new McpError(ErrorCode.InvalidRequest, `Invalid Request: JSON-RPC batches are not supported in protocol version ${session.protocolVersion}`));
+    }
+    const streamId = nextStreamId();
+    const sse = this.x.accepts.sse ? this.x.stream() : undefined;
+    const body = sse ? undefined : new ResponseBody();
+    const sink: StreamSink = sse ?? body!;
+    const release = this.deps.router.attach(session.id, streamId, sink);
+    // The order of the requests in the batch: a JSON body lists the answers in it.
+    const order: (RequestId | null)[] = [];
+    const pending: Promise<void>[] = [];
+    const answerNow = (id: RequestId | null, err: unknown) => {
+      sink.send({ eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", id, error: toWireError(err) }) });
+    };
+    for (const item of items) {
+      let m: ClassifiedMessage;
+      try {
+        m = classifyMessage(item);
+      } catch (err) {
+        order.push(salvageId(item));
+        answerNow(salvageId(item), err);
+        continue;
+      }
+      if (m.kind === "notification") await this.deps.core.notification(session, m.message);
+      else if (m.kind === "response") this.deps.core.clientResponse(session, m.message);
+      else if (m.message.method === "initialize") {
+        order.push(m.message.id);
+        answerNow(m.message.id, new McpError(ErrorCode.InvalidRequest, "initialize must not be part of a batch"));
+      } else {
+        const id = m.message.id;
+        order.push(id);
+        pending.push(
+          this.deps.core.dispatch(session, m.message, { id: streamId, sink }).then(
+            (d) =>
+              d.accepted.then(
+                () => d.done,
+                (err: unknown) => {
+                  answerNow(id, err);
+                  return d.done;
+                },
+              ),
+            (err: unknown) => answerNow(id, err),
+          ),
+        );
+      }
+    }
+    if (order.length === 0) {
+      release();
+      return this.x.answer(202, {});
+    }
+    if (body) {
+      await Promise.all(pending);
+      release();
+      return this.x.answer(200, {}, `[${body.inOrder(order).join(",")}]`);
+    }
+    sse!.open({ [SESSION_HEADER]: session.id });
+    await Promise.all(pending);
+    sse!.end();
+    release();
+  }
+}
+
+/**
+ * A Streamable HTTP GET: the session's standalone SSE stream (server messages unrelated to a
+ * request), or with `Last-Event-ID` a resumed stream replayed from MCPQ_OUT on any edge.
+ */
+export async function httpGet(deps: ChannelDeps, x: HttpExchange): Promise<void> {
+  const s = await sessionOf(deps, x);
+  if ("status" in s) return refuseWith(x, s);
+  const session = s;
+  const lastEventId = x.header("last-event-id");
+  const resumeFrom = typeof lastEventId === "string" ? parseEventId(lastEventId) : null;
+  if (typeof lastEventId === "string" && !resumeFrom) {
+    return refuseWith(x, refusal(400, ErrorCode.InvalidRequest, "Bad Request: malformed Last-Event-ID"));
+  }
+  const sse = x.stream();
+  const stream = resumeFrom?.stream ?? STANDALONE_STREAM;
+  let priming: string | undefined;
+  if (!resumeFrom && supportsPriming(session.protocolVersion)) {
+    // Prime with the newest retained event so a later resume replays only what follows it.
+    priming = (await deps.router.lastEventId(session.id, STANDALONE_STREAM)) ?? `${STANDALONE_STREAM}_${PRIMING_TOKEN}`;
+  }
+  sse.open({ [SESSION_HEADER]: session.id }, priming);
+  // A resumed request stream ends with its response; the standalone stream stays open.
+  const sink: StreamSink =
+    stream === STANDALONE_STREAM
+      ? sse
+      : {
+          get closed() {
+            return sse.closed;
+          },
+          send(m: OutboundMessage) {
+            sse.send(m);
+            if (m.kind === "response") sse.end();
+          },
+          // The replay is paced by the reader (see SendBuffer).
+          ready: () => sse.ready?.() ?? Promise.resolve(),
+          // A resumed stream is resumable again: the worker may close it once more (polling).
+          reconnect: (retryMs: number | undefined) => sse.closeWithRetry(retryMs),
+        };
+  const release = resumeFrom
+    ? await deps.router.resume(session.id, stream, resumeFrom.token, sink)
+    : deps.router.attach(session.id, stream, sink);
+  const stopKeepAlive = deps.core.sessions.keepAlive(session);
+  await sse.whenClosed();
+  stopKeepAlive();
+  release();
+}
+
+/** A Streamable HTTP DELETE: ends the session everywhere (200). */
+export async function httpDelete(deps: ChannelDeps, x: HttpExchange): Promise<void> {
+  const s = await sessionOf(deps, x);
+  if ("status" in s) return refuseWith(x, s);
+  await deps.core.end(s);
+  x.answer(200, {});
+}
+
+/**
+ * The reader of a request's POST stream: the response is the request's answer and the
+ * stream's last message.
+ */
+function requestStreamSink(sse: HttpStream): StreamSink {
+  return {
+    get closed() {
+      return sse.closed;
+    },
+    send(msg) {
+      if (msg.kind === "response") sse.finish(msg);
+      else sse.send(msg);
+    },
+    ready: () => sse.ready?.() ?? Promise.resolve(),
+    reconnect: (retryMs) => sse.reconnect?.(retryMs),
+  };
+}
+
+/** The sink of a JSON-answered POST: keeps the responses (the body), drops related messages. */
+class ResponseBody implements StreamSink {
+  readonly responses: OutboundMessage[] = [];
+  readonly closed = false;
+
+  send(msg: OutboundMessage): void {
+    if (msg.kind === "response") this.responses.push(msg);
+  }
+
+  /** The responses' JSON in the order of `ids` (a batch's request order). */
+  inOrder(ids: readonly (RequestId | null)[]): string[] {
+    const byId = new Map<string, string>();
+    for (const r of this.responses) {
+      const id = (JSON.parse(r.json) as { id?: unknown }).id;
+      byId.set(JSON.stringify(id ?? null), r.json);
+    }
+    return ids.flatMap((id) => byId.get(JSON.stringify(id ?? null)) ?? []);
+  }
+}
