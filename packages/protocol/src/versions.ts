@@ -21,3 +21,11 @@ export function negotiateProtocolVersion(requested: unknown): ProtocolVersion {
 export function allowsBatching(v: ProtocolVersion): boolean {
   return v === "2025-03-26" || v === "2024-11-05";
 }
+
+/** The first revision of the stateless era: no sessions, per-request `_meta`, MRTR, `resultType`. */
+export const MODERN_ERA_PROTOCOL_VERSION = "2026-07-28";
+
+/** True for a revision of the stateless era (2026-07-28 or later; revisions are dates, so they compare as strings). */
+export function isModernEra(protocolVersion: string | undefined): boolean {
+  return protocolVersion !== undefined && protocolVersion >= MODERN_ERA_PROTOCOL_VERSION;
+}

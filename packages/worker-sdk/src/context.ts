@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { ErrorCode, McpError, logLevelPasses, notification, type LogLevel, type ProgressToken, type RequestId } from "@mcpq/protocol";
+import { ErrorCode, McpError, isModernEra, logLevelPasses, notification, type LogLevel, type ProgressToken, type RequestId } from "@mcpq/protocol";
 import { controlHeaders, idGenerator, outboundHeaders, subjects, type Bus, type MsgHdrs, type OutboundKind, type RequestEnvelope } from "@mcpq/bus";
+import { CAPABILITY_OF, type InputMethod, type MrtrRound } from "./mrtr.js";
 
 /** What a handler can do while it runs. Everything crosses the broker to the client's session. */
 export interface HandlerContext {
@@ -12,46 +13,65 @@ export interface HandlerContext {
   readonly protocolVersion: string;
   /** The request's `_meta`, as sent by the client. */
   readonly meta: Readonly<Record<string, unknown>>;
-  /** `notifications/message` on the request's stream, when `level` passes the session's log level. */
+  /**
+   * Top-level capabilities the client declared (`sampling`, `elicitation`, `roots`, ...);
+   * undefined when the edge did not say (then the client is assumed to have them).
+   */
+  readonly clientCapabilities: readonly string[] | undefined;
+  /**
+   * `notifications/message` on the request's stream, when `level` passes the session's log level.
+   * In the 2026-07-28 era only when the request set a log level in its `_meta` (none otherwise).
+   */
   log(level: LogLevel, data: unknown, logger?: string): Promise<void>;
   /** `notifications/progress` echoing the client's progressToken; a no-op when the client sent none. */
   progress(progress: number, total?: number, message?: string): Promise<void>;
   /**
-   * Server->client `sampling/createMessage` on the request's stream; resolves with the client's
-   * result. The client's answer may be POSTed to any edge: it reaches this worker on
+   * Asks the client for an LLM completion (`sampling/createMessage`); resolves with its result.
+   *
+   * Protocol 2025-11-25 and older: a server->client request on the request's stream. The
+   * client's answer may be POSTed to any edge: it reaches this worker on
    * `mcpq.s2c.<principal-digest>.<session>.<id>`. Rejects with the client's JSON-RPC error,
    * -32601 when the client did not declare the `sampling` capability, or -32001 when no answer
    * arrives within `timeoutMs` (default 60 s, never past the request's deadline) or the request
    * is cancelled.
+   *
+   * Protocol 2026-07-28 (MRTR, `tools/call`, `resources/read`, `prompts/get` only): an input
+   * request under `key` (default `sample-<n>`, numbered in call order). Unanswered, it rejects
+   * and the round ends with an `input_required` result asking every unanswered input request of
+   * the run; the client's retry (any edge, any worker) runs the handler again and the call then
+   * resolves with the answer. Start several asks together (`Promise.all`) to ask them in one
+   * round. Rejects with -32021 when the client lacks the capability, -32602 for a malformed answer.
    */
-  sample(params: Record<string, unknown>, opts?: { timeoutMs?: number }): Promise<Record<string, unknown>>;
-  /** Server->client `elicitation/create` ({action, content}); errors as for `sample` (capability `elicitation`). */
-  elicit(params: Record<string, unknown>, opts?: { timeoutMs?: number }): Promise<Record<string, unknown>>;
-  /** Server->client `roots/list`; errors as for `sample` (capability `roots`). */
-  listRoots(opts?: { timeoutMs?: number }): Promise<Record<string, unknown>>;
+  sample(params: Record<string, unknown>, opts?: AskOptions): Promise<Record<string, unknown>>;
+  /** Asks the user (`elicitation/create`, result `{action, content}`); as `sample` (capability `elicitation`, key `elicit-<n>`). */
+  elicit(params: Record<string, unknown>, opts?: AskOptions): Promise<Record<string, unknown>>;
+  /** Asks the client's roots (`roots/list`); as `sample` (capability `roots`, key `roots-<n>`). */
+  listRoots(opts?: AskOptions): Promise<Record<string, unknown>>;
   /**
    * Asks the edge holding the request's stream to close the client's connection now, after an
    * SSE `retry: <retryMs>` (default: the edge's MCPQ_SSE_RETRY_MS). The request keeps running;
    * the client resumes with GET + Last-Event-ID (any edge) and gets everything published
    * afterwards, response included (SEP-1699 polling). Ordered with the other related messages.
-   * A no-op for clients that cannot resume (no priming event) and for socket transports.
+   * A no-op for clients that cannot resume (no priming event), for socket transports and in the
+   * 2026-07-28 era (no resumable streams there: closing a request's stream cancels it).
    */
   closeStream(opts?: { retryMs?: number }): Promise<void>;
   /** Announces `notifications/resources/updated` to every session subscribed to `uri`. */
   resourceUpdated(uri: string): void;
 }
 
+/** Options of `sample`, `elicit` and `listRoots`. */
+export interface AskOptions {
+  /** Legacy era: how long to wait for the client's answer (ms). */
+  timeoutMs?: number;
+  /** 2026-07-28 era: the input request's key in `inputRequests` (unique per request; 1-128 characters). */
+  key?: string;
+}
+
 /** Event-id tokens: unique per process, no syscall per message. Never contain "_" (the stream separator). */
 const nextEventToken = idGenerator();
 
 export const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS = 60_000;
-
-/** The client capability each server->client request needs. */
-const CAPABILITY_OF: Readonly<Record<string, string>> = {
-  "sampling/createMessage": "sampling",
-  "elicitation/create": "elicitation",
-  "roots/list": "roots",
-};
 
 /** Builds the context of one request; related messages and the response keep their order. */
 export function createContext(
@@ -62,7 +82,10 @@ export function createContext(
   signal: AbortSignal,
   /** Sees every related message and the response as they are published (recording). Must not throw. */
   onPublish?: (kind: OutboundKind, body: unknown) => void,
+  /** 2026-07-28 era, MRTR-capable method: where `sample`/`elicit`/`listRoots` become input requests. */
+  round?: MrtrRound,
 ): RequestScope {
+  const modern = isModernEra(env.protocolVersion);
   const streamId = env.replyTo.slice(env.replyTo.lastIndexOf(".") + 1);
   const progressToken = meta["progressToken"] as ProgressToken | undefined;
   let lastProgress = -Infinity;
@@ -82,7 +105,7 @@ export function createContext(
 
   const clientRequest = async (method: string, params: Record<string, unknown> | undefined, timeoutMs?: number) => {
     if (signal.aborted) throw new McpError(ErrorCode.RequestTimeout, "request was cancelled");
-    const capability = CAPABILITY_OF[method];
+    const capability = CAPABILITY_OF[method as InputMethod];
     if (capability && env.clientCapabilities && !env.clientCapabilities.includes(capability)) {
       throw new McpError(ErrorCode.MethodNotFound, `Client does not support ${method} (no ${capability} capability)`);
     }
@@ -123,6 +146,16 @@ export function createContext(
     }
   };
 
+  /** Modern era: an input request of this round (no server->client requests exist there). */
+  const ask = (method: InputMethod, params: Record<string, unknown> | undefined, opts?: AskOptions) => {
+    if (!round) {
+      return Promise.reject(
+        new McpError(ErrorCode.InternalError, `${method} is only available during tools/call, resources/read and prompts/get in protocol ${env.protocolVersion}`),
+      );
+    }
+    return round.ask(method, params, opts?.key);
+  };
+
   const ctx: HandlerContext = {
     signal,
     session: env.session,
@@ -130,7 +163,10 @@ export function createContext(
     requestId,
     protocolVersion: env.protocolVersion,
     meta,
+    clientCapabilities: env.clientCapabilities,
     async log(level, data, logger) {
+      // Modern era: no log level in the request's _meta means no logs at all.
+      if (modern && !env.logLevel) return;
       if (env.logLevel && !logLevelPasses(level, env.logLevel)) return;
       if (signal.aborted) return;
       await publish("notification", notification("notifications/message", logger ? { level, logger, data } : { level, data }));
@@ -145,11 +181,11 @@ export function createContext(
       if (message !== undefined) params["message"] = message;
       await publish("notification", notification("notifications/progress", params));
     },
-    sample: (params, opts) => clientRequest("sampling/createMessage", params, opts?.timeoutMs),
-    elicit: (params, opts) => clientRequest("elicitation/create", params, opts?.timeoutMs),
-    listRoots: (opts) => clientRequest("roots/list", undefined, opts?.timeoutMs),
+    sample: (params, opts) => (modern ? ask("sampling/createMessage", params, opts) : clientRequest("sampling/createMessage", params, opts?.timeoutMs)),
+    elicit: (params, opts) => (modern ? ask("elicitation/create", params, opts) : clientRequest("elicitation/create", params, opts?.timeoutMs)),
+    listRoots: (opts) => (modern ? ask("roots/list", undefined, opts) : clientRequest("roots/list", undefined, opts?.timeoutMs)),
     async closeStream(opts) {
-      if (signal.aborted) return;
+      if (signal.aborted || modern) return;
       const control = opts?.retryMs === undefined ? { action: "reconnect" as const } : { action: "reconnect" as const, retryMs: opts.retryMs };
       await ordered("", (eventId) => controlHeaders(control, eventId, env.requestId));
     },

@@ -7,6 +7,7 @@ import {
   GetPromptParamsSchema,
   McpError,
   ReadResourceParamsSchema,
+  isModernEra,
   matchUriTemplate,
   silentLogger,
   toWireError,
@@ -30,6 +31,8 @@ import {
   type Subscription,
 } from "@mcpq/bus";
 import { createContext, type HandlerContext } from "./context.js";
+import { MRTR_METHODS, MrtrRound } from "./mrtr.js";
+import { createRequestStateSealer, paramsDigest, randomRequestStateKey, type RequestStateSealer } from "./request-state.js";
 import {
   catalogOf,
   type CallToolResult,
@@ -85,7 +88,26 @@ export interface WorkerOptions {
    * `shadow: true`, so replay can find it, but edges never route client traffic to it.
    */
   shadow?: boolean;
+  /** Sealing of MRTR `requestState` (protocol 2026-07-28); see `RequestStateOptions`. */
+  requestState?: RequestStateOptions;
 }
+
+/**
+ * How a worker seals the `requestState` of multi round-trip requests. A retry may reach any
+ * worker of the pool, so all of them need the same `keys`: the first key seals, every key opens
+ * (rotation). Without keys a worker makes a random one, which only it can open (warned at start).
+ */
+export interface RequestStateOptions {
+  /** Shared secrets, at least 32 characters each; the first seals, all open. */
+  keys?: readonly string[];
+  /** How long a sealed state stays valid (ms). Default 10 minutes. */
+  ttlMs?: number;
+  /** Longest `requestState` accepted or produced (characters). Default 65 536. */
+  maxBytes?: number;
+}
+
+export const DEFAULT_REQUEST_STATE_TTL_MS = 10 * 60_000;
+export const DEFAULT_REQUEST_STATE_MAX_BYTES = 65_536;
 
 type Inflight = { controller: AbortController; principal: string };
 
@@ -105,6 +127,7 @@ export class Worker {
   readonly #resources = new Map<string, ResourceDefinition>();
   readonly #templates: ResourceTemplateDefinition[] = [];
   readonly #prompts = new Map<string, AnyPromptDefinition>();
+  readonly #sealer: RequestStateSealer;
   readonly #inflight = new Map<string, Inflight>();
   /**
    * Cancels for requests this worker was not running (yet): a cancel can overtake its request
@@ -132,6 +155,18 @@ export class Worker {
       for (const p of c.prompts ?? []) this.#prompts.set(p.name, p);
     }
     this.catalog = catalogOf(opts.catalogs);
+    const keys = opts.requestState?.keys?.filter((k) => k !== "") ?? [];
+    if (keys.length === 0) {
+      this.#log.warn(
+        { setting: "MCPQ_REQUEST_STATE_KEYS" },
+        "no request-state key configured: this worker seals MRTR requestState with a random key of its own, so a retry that reaches another worker is refused; give every worker of the pool the same key (MCPQ_REQUEST_STATE_KEYS)",
+      );
+    }
+    this.#sealer = createRequestStateSealer({
+      keys: keys.length > 0 ? keys : [randomRequestStateKey()],
+      ttlMs: opts.requestState?.ttlMs ?? DEFAULT_REQUEST_STATE_TTL_MS,
+      maxBytes: opts.requestState?.maxBytes ?? DEFAULT_REQUEST_STATE_MAX_BYTES,
+    });
   }
 
   get inFlight(): number {
@@ -268,22 +303,52 @@ export class Worker {
     const working = setInterval(() => m.working(), Math.max(500, Math.floor(bus.limits.ackWaitMs / 3)));
     const meta = (request.params?.["_meta"] ?? {}) as Record<string, unknown>;
     const related: Record<string, unknown>[] | undefined = this.#opts.recorder ? [] : undefined;
-    const scope = createContext(bus, env, request.id, meta, controller.signal, (kind, body) => {
-      if (related && kind === "notification" && related.length < 100) related.push(body as Record<string, unknown>);
-    });
+    const modern = isModernEra(env.protocolVersion);
+    let round: MrtrRound | undefined;
+    let roundError: unknown;
+    if (modern && MRTR_METHODS.has(request.method)) {
+      try {
+        round = this.#beginRound(env, request.method, request.params ?? {});
+      } catch (err) {
+        roundError = err;
+      }
+    }
+    const scope = createContext(
+      bus,
+      env,
+      request.id,
+      meta,
+      controller.signal,
+      (kind, body) => {
+        if (related && kind === "notification" && related.length < 100) related.push(body as Record<string, unknown>);
+      },
+      round,
+    );
     let response: { result?: Record<string, unknown>; error?: JsonRpcErrorObject } | null = null;
     let outcome: RecordEntry["outcome"] = "ok";
     try {
+      if (roundError !== undefined) throw roundError;
       const result = await abortable(this.#dispatch(request.method, request.params ?? {}, scope.ctx), controller.signal);
-      response = { result };
-      if (result["isError"] === true) outcome = "error";
+      response = { result: finishResult(result, round, modern) };
+      if (result["isError"] === true && !round?.pending) outcome = "error";
     } catch (err) {
       const cancelled = controller.signal.aborted && isCancel(controller.signal.reason);
       if (cancelled) outcome = "cancelled";
-      else {
-        outcome = err instanceof McpError && err.code === ErrorCode.RequestTimeout ? "timeout" : "error";
-        if (!(err instanceof McpError)) this.#log.error({ err, method: request.method }, "handler failed");
-        response = { error: toWireError(err) };
+      else if (round && !round.fatal && round.pending && !controller.signal.aborted && !(err instanceof McpError)) {
+        // The handler stopped at an unanswered input request: the round ends asking for it and
+        // the retry runs the handler again with the answer. A protocol error it raised (-32021
+        // for a capability the client lacks, say) is its answer instead: asking cannot help.
+        try {
+          response = { result: round.inputRequired() };
+        } catch (e) {
+          outcome = "error";
+          response = { error: toWireError(e) };
+        }
+      } else {
+        const e = round?.fatal ?? err;
+        outcome = e instanceof McpError && e.code === ErrorCode.RequestTimeout ? "timeout" : "error";
+        if (!(e instanceof McpError)) this.#log.error({ err: e, method: request.method }, "handler failed");
+        response = { error: toWireError(e) };
       }
     } finally {
       clearTimeout(timer);
@@ -326,6 +391,14 @@ export class Worker {
         this.#log.warn({ err }, "recorder failed");
       }
     }
+  }
+
+  /** Reads the MRTR fields of a modern-era request; throws -32602 for a malformed or refused state. */
+  #beginRound(env: RequestEnvelope, method: string, params: Record<string, unknown>): MrtrRound {
+    const binding = { principal: env.principal, method, target: env.target, digest: paramsDigest(params) };
+    return MrtrRound.begin(params, binding, this.#sealer, env.clientCapabilities, (reason) =>
+      this.#log.info({ method, target: env.target, reason }, "requestState refused"),
+    );
   }
 
   #replayable(request: { method: string; params?: Record<string, unknown> }): boolean {
@@ -392,7 +465,8 @@ export class Worker {
       const vars = matchUriTemplate(t.uriTemplate, uri);
       if (vars) return { contents: normaliseContents(await t.read(vars, uri, ctx), uri, t.mimeType) };
     }
-    throw new McpError(ErrorCode.ResourceNotFound, "Resource not found", { uri });
+    // 2026-07-28 standardises on -32602 (SEP-2164); older revisions keep -32002.
+    throw new McpError(isModernEra(ctx.protocolVersion) ? ErrorCode.InvalidParams : ErrorCode.ResourceNotFound, "Resource not found", { uri });
   }
 
   async #getPrompt(raw: Record<string, unknown>, ctx: HandlerContext): Promise<Record<string, unknown>> {
@@ -435,6 +509,18 @@ const CANCEL_MEMORY_MAX = 10_000;
 
 function inflightKey(session: string, id: RequestId): string {
   return `${session}\u0000${typeof id}:${id}`;
+}
+
+/**
+ * The result a handler's completed run answers with: in the 2026-07-28 era an `input_required`
+ * result when an input request is still unanswered (the handler may have caught its rejection),
+ * the round's protocol error when an answer was malformed, else the result with
+ * `resultType: "complete"`. Older revisions get the result unchanged.
+ */
+function finishResult(result: Record<string, unknown>, round: MrtrRound | undefined, modern: boolean): Record<string, unknown> {
+  if (round?.fatal) throw round.fatal;
+  if (round?.pending) return round.inputRequired();
+  return modern ? { ...result, resultType: "complete" } : result;
 }
 
 function isCancel(reason: unknown): boolean {

@@ -1,6 +1,11 @@
 import { z } from "zod";
 import { BusEnvSchema, busEnvShape, busLimitsFromEnv, parsePathPatterns, type BusLimits } from "@mcpq/bus";
-import { parseSampleSpec } from "@mcpq/worker-sdk";
+import {
+  DEFAULT_REQUEST_STATE_MAX_BYTES,
+  DEFAULT_REQUEST_STATE_TTL_MS,
+  MIN_REQUEST_STATE_KEY_LENGTH,
+  parseSampleSpec,
+} from "@mcpq/worker-sdk";
 
 /** Worker settings, parsed once at boot and frozen. The README's configuration table lists them. */
 export const WorkerEnvSchema = z.object({
@@ -24,7 +29,26 @@ export const WorkerEnvSchema = z.object({
   MCPQ_RECORD_NOTIFICATIONS: z.enum(["on", "off"]).default("off"),
   /** Shadow worker: a candidate for `mcpq replay --against`; registered, never routed client traffic. */
   MCPQ_WORKER_SHADOW: z.enum(["on", "off"]).default("off"),
+  /**
+   * Comma-separated secrets (>= 32 characters each) sealing MRTR `requestState` (protocol
+   * 2026-07-28). Every worker of a pool needs the same list: the first seals, all open (rotation).
+   * Empty: a random per-process key (a retry reaching another worker is then refused).
+   */
+  MCPQ_REQUEST_STATE_KEYS: z
+    .string()
+    .default("")
+    .refine((v) => splitList(v).every((k) => k.length >= MIN_REQUEST_STATE_KEY_LENGTH), {
+      message: `every key needs at least ${MIN_REQUEST_STATE_KEY_LENGTH} characters`,
+    }),
+  /** How long a sealed `requestState` stays valid (ms). */
+  MCPQ_REQUEST_STATE_TTL_MS: z.coerce.number().int().positive().default(DEFAULT_REQUEST_STATE_TTL_MS),
+  /** Longest `requestState` a worker accepts or produces (characters). */
+  MCPQ_REQUEST_STATE_MAX_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_REQUEST_STATE_MAX_BYTES),
 });
+
+function splitList(v: string): string[] {
+  return v.split(",").map((s) => s.trim()).filter(Boolean);
+}
 
 function parses(fn: (v: string) => unknown) {
   return (v: string, ctx: z.RefinementCtx) => {
@@ -49,6 +73,8 @@ export interface WorkerConfig {
   busLimits: BusLimits;
   record: { enabled: boolean; sample: string; redact: string[]; notifications: boolean };
   shadow: boolean;
+  /** MCPQ_REQUEST_STATE_* (never logged: the keys are secrets). */
+  requestState: { keys: string[]; ttlMs: number; maxBytes: number };
 }
 
 export function loadWorkerConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<WorkerConfig> = {}): Readonly<WorkerConfig> {
@@ -75,6 +101,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       notifications: e.MCPQ_RECORD_NOTIFICATIONS === "on",
     },
     shadow: e.MCPQ_WORKER_SHADOW === "on",
+    requestState: { keys: splitList(e.MCPQ_REQUEST_STATE_KEYS), ttlMs: e.MCPQ_REQUEST_STATE_TTL_MS, maxBytes: e.MCPQ_REQUEST_STATE_MAX_BYTES },
     ...overrides,
   };
   return Object.freeze(cfg);

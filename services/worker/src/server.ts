@@ -65,6 +65,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
     ...(config.shadow ? { shadow: true } : {}),
     concurrency: config.concurrency,
     handlerTimeoutMs: config.handlerTimeoutMs,
+    requestState: config.requestState,
     logger: log,
     metrics: workerMetrics(registry),
   });
