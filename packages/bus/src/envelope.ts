@@ -1,5 +1,5 @@
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
-import type { LogLevel, ProtocolVersion, RequestId } from "@mcpq/protocol";
+import type { AnyProtocolVersion, LogLevel, RequestId } from "@mcpq/protocol";
 import type { TargetKind } from "./subjects.js";
 
 /** Header names of the request envelope (edge -> worker) and outbound messages (worker -> edge). */
@@ -26,6 +26,9 @@ export const H = {
   outcome: "Mcpq-Outcome",
   replayable: "Mcpq-Replayable",
   traceparent: "traceparent",
+  tracestate: "tracestate",
+  /** Stateless era: the client's `_meta` clientInfo as JSON (`{"name","version"}`), when it sent one. */
+  clientInfo: "Mcpq-Client-Info",
   msgId: "Nats-Msg-Id",
   /** Top-level capability names the client declared at initialize (comma-separated). */
   clientCapabilities: "Mcpq-Client-Capabilities",
@@ -39,9 +42,14 @@ export const H = {
 export interface RequestEnvelope {
   /** Internal, globally unique id (also the JetStream dedup id). */
   requestId: string;
+  /**
+   * The session (legacy era), or for a stateless-era request a synthetic id that scopes its
+   * cancellation: `m-<edge>-<stream>` (one per HTTP request or socket connection), never stored.
+   */
   session: string;
   principal: string;
-  protocolVersion: ProtocolVersion;
+  /** The session's negotiated revision, or the stateless-era request's `_meta` protocolVersion. */
+  protocolVersion: AnyProtocolVersion;
   /** Epoch ms after which the request must not be started and its answer is useless. */
   deadline: number;
   /** Outbound subject for the response and everything related to the request. */
@@ -58,6 +66,10 @@ export interface RequestEnvelope {
    * timeout. Undefined when unknown (an older edge): the worker then assumes the client can.
    */
   clientCapabilities?: readonly string[] | undefined;
+  /** W3C `tracestate`, propagated beside `traceparent` (stateless era: from `_meta`). */
+  tracestate?: string | undefined;
+  /** Stateless era: the client's self-reported `_meta` clientInfo (display and logs only). */
+  clientInfo?: { name: string; version: string } | undefined;
 }
 
 /** Envelope fields shared by request messages and the records replay reads. */
@@ -98,6 +110,8 @@ export function encodeEnvelope(e: RequestEnvelope): MsgHdrs {
   const h = setEnvelopeHeaders(natsHeaders(), e);
   h.append(H.replyTo, e.replyTo);
   if (e.clientCapabilities) h.append(H.clientCapabilities, e.clientCapabilities.join(","));
+  if (e.tracestate) h.append(H.tracestate, e.tracestate);
+  if (e.clientInfo) h.append(H.clientInfo, JSON.stringify({ name: e.clientInfo.name, version: e.clientInfo.version }));
   return h;
 }
 
@@ -126,7 +140,7 @@ export function decodeEnvelope(h: MsgHdrs | undefined): RequestEnvelope | null {
     deadline,
     targetKind,
     target,
-    protocolVersion: (get(H.protocolVersion) ?? "2025-11-25") as ProtocolVersion,
+    protocolVersion: (get(H.protocolVersion) ?? "2025-11-25") as AnyProtocolVersion,
     logLevel: get(H.logLevel) as LogLevel | undefined,
     edge: get(H.edge) ?? "",
     receivedAt: Number(get(H.receivedAt) ?? Date.now()),
@@ -134,7 +148,19 @@ export function decodeEnvelope(h: MsgHdrs | undefined): RequestEnvelope | null {
     clientCapabilities: h.has(H.clientCapabilities)
       ? h.get(H.clientCapabilities).split(",").filter((c) => c !== "")
       : undefined,
+    tracestate: get(H.tracestate),
+    clientInfo: decodeClientInfo(get(H.clientInfo)),
   };
+}
+
+function decodeClientInfo(v: string | undefined): { name: string; version: string } | undefined {
+  if (!v) return undefined;
+  try {
+    const o = JSON.parse(v) as { name?: unknown; version?: unknown };
+    return typeof o.name === "string" && typeof o.version === "string" ? { name: o.name, version: o.version } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

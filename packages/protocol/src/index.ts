@@ -5,3 +5,4 @@ export * from "./mcp.js";
 export * from "./logger.js";
 export * from "./grpc.js";
 export * from "./socket-resume.js";
+export * from "./modern.js";

@@ -41,6 +41,8 @@ export const EdgeEnvSchema = z.object({
   MCPQ_MAX_SESSIONS_PER_PRINCIPAL: int(10_000),
   MCPQ_SESSION_CACHE_MS: int(5_000),
   MCPQ_PAGE_SIZE: int(100),
+  /** Stateless era: `ttlMs` of server/discover and list results (catalog entries may declare less). */
+  MCPQ_LIST_TTL_MS: int(60_000),
   MCPQ_SSE_KEEPALIVE_MS: int(15_000),
   MCPQ_SSE_RETRY_MS: int(1_000),
   /** Transports besides Streamable HTTP (docs/transports.md): WebSocket `/ws`, legacy SSE `/sse`, raw TCP, gRPC. */
@@ -96,6 +98,8 @@ export interface EdgeConfig {
   maxSessionsPerPrincipal: number;
   sessionCacheMs: number;
   pageSize: number;
+  /** MCPQ_LIST_TTL_MS */
+  listTtlMs: number;
   sseKeepaliveMs: number;
   sseRetryMs: number;
   enableWs: boolean;
@@ -161,6 +165,7 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     maxSessionsPerPrincipal: e.MCPQ_MAX_SESSIONS_PER_PRINCIPAL,
     sessionCacheMs: e.MCPQ_SESSION_CACHE_MS,
     pageSize: Math.max(1, e.MCPQ_PAGE_SIZE),
+    listTtlMs: e.MCPQ_LIST_TTL_MS,
     sseKeepaliveMs: e.MCPQ_SSE_KEEPALIVE_MS,
     sseRetryMs: e.MCPQ_SSE_RETRY_MS,
     enableWs: e.MCPQ_ENABLE_WS,

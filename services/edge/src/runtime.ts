@@ -69,6 +69,7 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
       maxRequestTimeoutMs: config.maxRequestTimeoutMs,
       maxSessionsPerPrincipal: config.maxSessionsPerPrincipal,
       pageSize: config.pageSize,
+      listTtlMs: config.listTtlMs,
       serverName: "mcpq",
       serverVersion: SERVER_VERSION,
     },

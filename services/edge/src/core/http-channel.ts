@@ -2,19 +2,26 @@ import {
   DEFAULT_HTTP_PROTOCOL_VERSION,
   ErrorCode,
   McpError,
+  NAMED_METHODS,
   allowsBatching,
   classifyMessage,
+  decodeHeaderValue,
+  declaredVersion,
+  headerMismatch,
   isSupportedProtocolVersion,
+  modernMeta,
   salvageId,
   toWireError,
+  type AnyProtocolVersion,
   type ClassifiedMessage,
   type JsonRpcRequest,
-  type ProtocolVersion,
+  type ModernMeta,
   type RequestId,
 } from "@mcpq/protocol";
 import { STANDALONE_STREAM, idGenerator } from "@mcpq/bus";
 import { Channel, type ChannelDeps } from "./channel.js";
 import { refusal, statusFor, type HttpRefusal } from "./http-errors.js";
+import { errorCodeOf, modernStatus, shapeModernAnswer, type AnswerShape } from "./modern-answers.js";
 import { PRIMING_TOKEN, parseEventId, type OutboundMessage, type StreamSink } from "./outbound.js";
 import type { Dispatched } from "./session-core.js";
 import type { SessionRecord } from "./session-store.js";
@@ -47,12 +54,17 @@ export interface HttpExchange {
   answer(status: number, headers: Record<string, string>, json?: string): void;
   /** The exchange's SSE stream (created on first use; it queues messages until opened). */
   stream(): HttpStream;
+  /**
+   * Runs `cb` if the client goes away before the exchange was answered in full (the connection
+   * closed first); returns the unsubscribe.
+   */
+  onAbort(cb: () => void): () => void;
 }
 
 /** Stream ids are hex (no "_", the event-id separator), unique per edge process and prefix. */
 const nextStreamId = idGenerator("hex");
 
-function supportsPriming(v: ProtocolVersion): boolean {
+function supportsPriming(v: AnyProtocolVersion): boolean {
   return v >= "2025-11-25";
 }
 
@@ -80,14 +92,80 @@ function refuseWith(x: HttpExchange, r: HttpRefusal): void {
 }
 
 /**
+ * GET and DELETE of a stateless-era client (no Mcp-Session-Id, a 2026-07-28 version header):
+ * 405, there are no GET streams or sessions to end in that era (subscriptions/listen replaces the GET).
+ */
+function statelessOnlyPost(method: string): HttpRefusal {
+  return refusal(405, ErrorCode.MethodNotFound, `Method Not Allowed: protocol 2026-07-28 has no HTTP ${method}; POST requests (subscriptions/listen replaces the GET stream)`, { allow: "POST" });
+}
+
+/** Longest header or body value quoted back in a -32020 message. */
+const QUOTE_MAX = 128;
+const quote = (v: string) => (v.length > QUOTE_MAX ? `${v.slice(0, QUOTE_MAX)}...` : v);
+
+/**
+ * Streamable HTTP request metadata (2026-07-28): `MCP-Protocol-Version` must equal the
+ * declared `_meta` version (checked before the version itself), `Mcp-Method` the method, and
+ * `Mcp-Name` (`=?base64?…?=` decoded) the body's `params.name` / `params.uri` of tools/call,
+ * prompts/get and resources/read. Anything missing or different is -32020 (HTTP 400).
+ */
+function checkedMeta(x: HttpExchange, req: JsonRpcRequest): ModernMeta {
+  const version = x.header("mcp-protocol-version");
+  const meta = modernMeta(req.params, (declared) => {
+    if (typeof version !== "string") throw headerMismatch("MCP-Protocol-Version header is required");
+    if (version !== declared) {
+      throw headerMismatch(`MCP-Protocol-Version header value '${quote(version)}' does not match body value '${quote(declared)}'`);
+    }
+  });
+  const method = x.header("mcp-method");
+  if (typeof method !== "string") throw headerMismatch("Mcp-Method header is required");
+  if (method !== req.method) throw headerMismatch(`Mcp-Method header value '${quote(method)}' does not match body value '${quote(req.method)}'`);
+  const field = NAMED_METHODS[req.method];
+  const body = field ? req.params?.[field] : undefined;
+  if (typeof body === "string") {
+    const raw = x.header("mcp-name");
+    if (typeof raw !== "string") throw headerMismatch("Mcp-Name header is required");
+    const name = decodeHeaderValue(raw.trim());
+    if (name === null) throw headerMismatch("Mcp-Name header value is not valid =?base64?…?= text");
+    if (name !== body) throw headerMismatch(`Mcp-Name header value '${quote(name)}' does not match body value '${quote(body)}'`);
+  }
+  return meta;
+}
+
+/**
+ * Whether a Streamable HTTP message is of the stateless era: never with `Mcp-Session-Id` (a
+ * legacy session), never a legacy `initialize`; otherwise when `MCP-Protocol-Version` or the
+ * `_meta` version is not a legacy revision, or the method exists only in the new era.
+ */
+export function isModernExchange(x: Pick<HttpExchange, "header">, msg?: ClassifiedMessage): boolean {
+  const sid = x.header(SESSION_HEADER);
+  if (typeof sid === "string" && sid !== "") return false;
+  const header = x.header("mcp-protocol-version");
+  if (typeof header === "string" && !isSupportedProtocolVersion(header)) return true;
+  if (!msg || msg.kind === "response") return false;
+  const declared = declaredVersion(msg.message.params);
+  if (declared !== undefined) return !isSupportedProtocolVersion(declared);
+  return msg.kind === "request" && (msg.message.method === "server/discover" || msg.message.method === "subscriptions/listen");
+}
+
+/**
  * The channel of one Streamable HTTP POST: one message (or, for 2025-03-26 and older, a batch)
  * through the pipeline, answered as JSON or on the POST's SSE stream. The stream is the
  * request's stream: attached to the router before dispatch, it receives the request's related
  * messages and its response and ends with the response (or when the request ends unanswered:
  * cancelled). A refusal before the stream opens is an HTTP status (503/429 with Retry-After,
  * 400, 404); errors after acceptance are JSON-RPC error responses.
+ *
+ * A stateless-era (2026-07-28) request has no session: its `_meta` and headers are checked,
+ * it runs on a synthetic session, its answer is JSON unless related messages come first (then
+ * SSE, without event ids: not resumable), completed with `resultType` and serverInfo, and the
+ * client closing the connection before the answer cancels it.
  */
 export class HttpPostChannel extends Channel {
+  /** The answer sink of this exchange's stateless-era request, once dispatching. */
+  #modernSink: ModernAnswerSink | undefined;
+  #modern = false;
+
   constructor(
     deps: ChannelDeps,
     private readonly x: HttpExchange,
@@ -105,12 +183,49 @@ export class HttpPostChannel extends Channel {
     return this.x.principal;
   }
 
-  protected refuse(id: RequestId | null, err: unknown): void {
+  protected refuse(id: RequestId | null, err: unknown, status?: number): void {
     const wire = toWireError(err);
     if (!(err instanceof McpError)) this.deps.log.error({ err }, "unexpected error before dispatch");
-    const { status, headers } = err instanceof McpError ? statusFor(err) : { status: 500, headers: {} };
+    const mapped = err instanceof McpError ? statusFor(err) : { status: 500, headers: {} };
     this.onError(wire.code);
-    this.x.answer(status, headers, JSON.stringify({ jsonrpc: "2.0", id, error: wire }));
+    const json = JSON.stringify({ jsonrpc: "2.0", id, error: wire });
+    const code = status ?? (this.#modern ? modernStatus(wire.code, mapped.status) : mapped.status);
+    if (this.#modernSink) return this.#modernSink.refuse(code, mapped.headers, json);
+    this.x.answer(code, mapped.headers, json);
+  }
+
+  protected override modern(msg: ClassifiedMessage): boolean {
+    return (this.#modern = isModernExchange(this.x, msg));
+  }
+
+  protected override modernMeta(req: JsonRpcRequest): ModernMeta {
+    return checkedMeta(this.x, req);
+  }
+
+  protected async modernRequest(principal: string, meta: ModernMeta, req: JsonRpcRequest, raw: string): Promise<void> {
+    const { core, router } = this.deps;
+    const streamId = nextStreamId();
+    const session = core.modernSession(principal, meta, streamId);
+    const uri = req.method === "resources/read" ? req.params?.["uri"] : undefined;
+    const shape: AnswerShape = { serverInfo: core.serverInfo };
+    if (typeof uri === "string") shape.readHint = core.readHint(uri);
+    const sink = (this.#modernSink = new ModernAnswerSink(this.x, shape));
+    const release = router.attach(core.modernOutbound, streamId, sink);
+    // Closing the request's connection is its cancellation in this era (no notifications/cancelled on HTTP).
+    const stopWatching = this.x.onAbort(() => {
+      if (!sink.answered) core.cancel(session, req.id, "the client closed the request's stream");
+    });
+    try {
+      const d = await core.dispatch(session, req, { id: streamId, raw, sink, outboundSession: core.modernOutbound });
+      await d.accepted.catch((err: unknown) => this.refuse(req.id, err));
+      await d.done;
+    } catch (err) {
+      this.refuse(req.id, err);
+    } finally {
+      stopWatching();
+      sink.end();
+      release();
+    }
   }
 
   protected async initialize(principal: string, req: JsonRpcRequest): Promise<void> {
@@ -240,10 +355,72 @@ export class HttpPostChannel extends Channel {
 }
 
 /**
+ * The sink of a stateless-era POST: completes every answer (`shapeModernAnswer`); the response
+ * is the exchange's JSON body (its status from the error code: 404, 400, ...) unless related
+ * messages came first, which open an SSE stream (no event ids) that the response then ends.
+ * Server-to-client requests never go out: in this era they are MRTR input requests inside a result.
+ */
+class ModernAnswerSink implements StreamSink {
+  #stream: HttpStream | undefined;
+  #answered = false;
+
+  constructor(
+    private readonly x: HttpExchange,
+    private readonly shape: AnswerShape,
+  ) {}
+
+  get answered(): boolean {
+    return this.#answered;
+  }
+
+  get closed(): boolean {
+    return this.#answered || (this.#stream?.closed ?? false);
+  }
+
+  send(msg: OutboundMessage): void {
+    if (this.#answered || msg.kind === "request" || msg.kind === "control") return;
+    const out = shapeModernAnswer(msg, this.shape);
+    if (out.kind === "response") {
+      this.#answered = true;
+      if (!this.#stream && !this.x.accepts.json) {
+        this.#stream = this.x.stream();
+        this.#stream.open({});
+      }
+      if (this.#stream) return this.#stream.finish(out);
+      const code = errorCodeOf(out.json);
+      return this.x.answer(code === undefined ? 200 : modernStatus(code, 200), {}, out.json);
+    }
+    if (!this.x.accepts.sse) return;
+    if (!this.#stream) {
+      this.#stream = this.x.stream();
+      this.#stream.open({});
+    }
+    this.#stream.send(out);
+  }
+
+  ready(): Promise<void> {
+    return this.#stream?.ready?.() ?? Promise.resolve();
+  }
+
+  /** A refusal: the HTTP answer while nothing went out yet, else the stream's last message. */
+  refuse(status: number, headers: Record<string, string>, json: string): void {
+    if (this.#answered) return;
+    this.#answered = true;
+    if (this.#stream) return this.#stream.finish({ eventId: undefined, kind: "response", requestId: undefined, json });
+    this.x.answer(status, headers, json);
+  }
+
+  end(): void {
+    this.#stream?.end();
+  }
+}
+
+/**
  * A Streamable HTTP GET: the session's standalone SSE stream (server messages unrelated to a
  * request), or with `Last-Event-ID` a resumed stream replayed from MCPQ_OUT on any edge.
  */
 export async function httpGet(deps: ChannelDeps, x: HttpExchange): Promise<void> {
+  if (isModernExchange(x)) return refuseWith(x, statelessOnlyPost("GET"));
   const s = await sessionOf(deps, x);
   if ("status" in s) return refuseWith(x, s);
   const session = s;
@@ -288,6 +465,7 @@ export async function httpGet(deps: ChannelDeps, x: HttpExchange): Promise<void>
 
 /** A Streamable HTTP DELETE: ends the session everywhere (200). */
 export async function httpDelete(deps: ChannelDeps, x: HttpExchange): Promise<void> {
+  if (isModernExchange(x)) return refuseWith(x, statelessOnlyPost("DELETE"));
   const s = await sessionOf(deps, x);
   if ("status" in s) return refuseWith(x, s);
   await deps.core.end(s);

@@ -13,7 +13,11 @@ import {
   CallToolParamsSchema,
   GetPromptParamsSchema,
   negotiateProtocolVersion,
+  ALL_PROTOCOL_VERSIONS,
+  MODERN_METHODS,
+  isModernEra,
   rejection,
+  type ModernMeta,
   silentLogger,
   toWireError,
   type JsonRpcNotification,
@@ -30,6 +34,7 @@ import {
   outboundHeaders,
   publishFailure,
   publishMayHaveLanded,
+  subjectToken,
   subjects,
   subscriptionPrefix,
   type Bus,
@@ -49,6 +54,14 @@ export interface CoreConfig {
   serverName: string;
   serverVersion: string;
   instructions?: string;
+  /** Stateless era: `ttlMs` of server/discover and of the list results the edge answers (MCPQ_LIST_TTL_MS). */
+  listTtlMs: number;
+}
+
+/** A stateless-era caching hint (`ttlMs`, `cacheScope`) of a result. */
+export interface CacheHint {
+  ttlMs: number;
+  cacheScope: "public" | "private";
 }
 
 /** Hooks the service backs with metrics; all optional. */
@@ -93,6 +106,12 @@ export interface StreamContext {
   sink: StreamSink;
   /** The raw JSON text of the request as received, forwarded without re-serialising. */
   raw?: string;
+  /**
+   * The session whose outbound subject carries the stream, when it is not the request's own
+   * session: stateless-era requests have a synthetic session each, but share their edge's
+   * outbound session (`SessionCore.modernOutbound`), so the edge holds one subscription for all of them.
+   */
+  outboundSession?: string;
 }
 
 /** A request accepted for processing. */
@@ -152,8 +171,14 @@ export class SessionCore {
   /** (session, client request id) -> internal request id, for cancellation. */
   readonly #byClientId = new Map<string, string>();
   admission: Admission | undefined;
+  /**
+   * The outbound session of every stateless-era stream this edge holds (`m-<edge id>`): their
+   * answers come on `mcpq.out.m-<edge>.<stream>`, one router subscription for all of them.
+   */
+  readonly modernOutbound: string;
 
   constructor(opts: SessionCoreOptions) {
+    this.modernOutbound = `m-${subjectToken(opts.config.edgeId)}`;
     this.#bus = opts.bus;
     this.#cfg = opts.config;
     this.#catalog = opts.catalog;
@@ -231,15 +256,71 @@ export class SessionCore {
         logging: {},
         completions: {},
       },
-      serverInfo: {
-        name: this.#cfg.serverName,
-        title: "mcpq",
-        version: this.#cfg.serverVersion,
-        description: "MCP served through NATS JetStream by stateless edges and independently scaled workers",
-      },
+      serverInfo: this.serverInfo,
       ...(this.#cfg.instructions ? { instructions: this.#cfg.instructions } : {}),
     };
     return { session, json: JSON.stringify({ jsonrpc: "2.0", id: req.id, result }) };
+  }
+
+  /** What this server says it is (InitializeResult.serverInfo; `_meta` serverInfo of stateless-era results). */
+  get serverInfo(): { name: string; title: string; version: string; description: string } {
+    return {
+      name: this.#cfg.serverName,
+      title: "mcpq",
+      version: this.#cfg.serverVersion,
+      description: "MCP served through NATS JetStream by stateless edges and independently scaled workers",
+    };
+  }
+
+  /**
+   * The synthetic session of one stateless-era request (or socket connection), from its
+   * validated `_meta`: never stored, no lookup. Its id `m-<edge>-<stream>` scopes the request's
+   * cancellation (workers key in-flight requests by session and JSON-RPC id); its answers travel
+   * on the edge's shared outbound session (`modernOutbound`).
+   */
+  modernSession(principal: string, meta: ModernMeta, stream: string): SessionRecord {
+    const now = Date.now();
+    const record: SessionRecord = {
+      id: `${this.modernOutbound}-${stream}`,
+      principal,
+      protocolVersion: meta.protocolVersion,
+      clientInfo: meta.clientInfo ?? {},
+      clientCapabilities: meta.clientCapabilities,
+      initialized: true,
+      createdAt: now,
+      lastSeenAt: now,
+    };
+    if (meta.logLevel) record.logLevel = meta.logLevel;
+    return record;
+  }
+
+  /**
+   * The capabilities the catalog backs now (stateless era: server/discover, and the gate on
+   * methods: a kind nobody serves is not advertised and its methods answer -32601).
+   */
+  capabilities(): Record<string, unknown> {
+    const c = this.#catalog;
+    const resources = c.resources().length > 0 || c.resourceTemplates().length > 0;
+    const out: Record<string, unknown> = {};
+    if (c.tools().length > 0) out["tools"] = { listChanged: true };
+    if (resources) out["resources"] = { subscribe: true, listChanged: true };
+    if (c.prompts().length > 0) out["prompts"] = { listChanged: true };
+    if (c.prompts().length > 0 || c.resourceTemplates().length > 0) out["completions"] = {};
+    out["logging"] = {};
+    return out;
+  }
+
+  /** The caching hint of a list result or server/discover (stateless era). */
+  listHint(): CacheHint {
+    return { ttlMs: this.#cfg.listTtlMs, cacheScope: "public" };
+  }
+
+  /**
+   * The caching hint of `resources/read` of `uri` when the worker's result carries none:
+   * never cached, and never shared across principals, unless its catalog entry says otherwise.
+   */
+  readHint(_uri: string): CacheHint {
+    return { ttlMs: 0, cacheScope: "private" };
   }
 
   /**
@@ -251,6 +332,7 @@ export class SessionCore {
   async dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext): Promise<Dispatched> {
     const started = performance.now();
     const done = (outcome: string) => this.#metrics?.observe(req.method, outcome, (performance.now() - started) / 1000);
+    if (isModernEra(session.protocolVersion)) this.#modernGate(req.method);
     switch (req.method) {
       case "tools/call":
       case "resources/read":
@@ -284,14 +366,36 @@ export class SessionCore {
    * nor delivered. Lost: the worker's answer was retained first and reaches the sink instead.
    * Unknown (NATS unavailable), or the answer could not be published: it goes to the sink directly.
    */
-  async #answer(session: SessionRecord, stream: StreamContext, requestId: string, out: OutboundMessage): Promise<void> {
-    const claim = await this.#router.claim(session.id, stream.id, requestId);
+  async #answer(outbound: string, stream: StreamContext, requestId: string, out: OutboundMessage): Promise<void> {
+    const claim = await this.#router.claim(outbound, stream.id, requestId);
     if (claim === "lost") return;
-    if (claim === "won" && (await this.#router.publishAnswer(session.id, stream.id, out.json))) return;
+    if (claim === "won" && (await this.#router.publishAnswer(outbound, stream.id, out.json))) return;
     stream.sink.send(out);
   }
 
+  /**
+   * Stateless era: only its methods exist (ping, logging/setLevel, resources/subscribe,
+   * initialize... were removed), and only those a capability the catalog backs covers:
+   * anything else is -32601 (HTTP 404).
+   */
+  #modernGate(method: string): void {
+    const caps = this.capabilities();
+    const needs: string | undefined = method.startsWith("tools/")
+      ? "tools"
+      : method.startsWith("resources/")
+        ? "resources"
+        : method.startsWith("prompts/")
+          ? "prompts"
+          : method === "completion/complete"
+            ? "completions"
+            : undefined;
+    if (!MODERN_METHODS.has(method) || (needs !== undefined && caps[needs] === undefined)) {
+      throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${method}`);
+    }
+  }
+
   async #local(session: SessionRecord, req: JsonRpcRequest): Promise<Record<string, unknown>> {
+    if (isModernEra(session.protocolVersion)) return this.#modernLocal(req);
     switch (req.method) {
       case "ping":
         return {};
@@ -325,6 +429,29 @@ export class SessionCore {
     }
   }
 
+  /** Edge-answered methods of the stateless era (the channel adds `resultType` and `_meta` serverInfo). */
+  #modernLocal(req: JsonRpcRequest): Record<string, unknown> {
+    switch (req.method) {
+      case "server/discover":
+        return {
+          supportedVersions: [...ALL_PROTOCOL_VERSIONS],
+          capabilities: this.capabilities(),
+          ...(this.#cfg.instructions ? { instructions: this.#cfg.instructions } : {}),
+          ...this.listHint(),
+        };
+      case "tools/list":
+        return { ...this.#page("tools", this.#catalog.tools(), req), ...this.listHint() };
+      case "resources/list":
+        return { ...this.#page("resources", this.#catalog.resources(), req), ...this.listHint() };
+      case "resources/templates/list":
+        return { ...this.#page("resourceTemplates", this.#catalog.resourceTemplates(), req), ...this.listHint() };
+      case "prompts/list":
+        return { ...this.#page("prompts", this.#catalog.prompts(), req), ...this.listHint() };
+      default:
+        throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${req.method}`);
+    }
+  }
+
   #page(key: string, items: readonly unknown[], req: JsonRpcRequest): Record<string, unknown> {
     const params = parse(PaginatedParamsSchema, req.params);
     let offset = 0;
@@ -339,7 +466,7 @@ export class SessionCore {
   }
 
   async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, started: number): Promise<Dispatched> {
-    const target = this.#target(req);
+    const target = this.#target(req, isModernEra(session.protocolVersion));
     const meta = (req.params?.["_meta"] ?? {}) as Record<string, unknown>;
     const timeout = requestBudget(meta, Date.now(), this.#cfg.requestTimeoutMs, this.#cfg.maxRequestTimeoutMs);
     const release: (outcome?: RouteOutcome, err?: unknown) => void =
@@ -357,6 +484,8 @@ export class SessionCore {
     const deadline = now + timeout;
     const key = clientKey(session.id, req.id);
     this.#byClientId.set(key, requestId);
+    const outbound = stream.outboundSession ?? session.id;
+    const modern = isModernEra(session.protocolVersion);
     const timedOut = () => new McpError(ErrorCode.RequestTimeout, `Request timed out after ${timeout} ms`, { timeoutMs: timeout });
     // The deadline timer and in-flight count; the answer itself reaches the sink via the router.
     const answered = this.#router.correlator.wait(requestId, deadline, timedOut);
@@ -367,14 +496,16 @@ export class SessionCore {
       principal: session.principal,
       protocolVersion: session.protocolVersion,
       deadline,
-      replyTo: subjects.outbound(session.id, stream.id),
+      replyTo: subjects.outbound(outbound, stream.id),
       logLevel: session.logLevel,
       targetKind: target.kind,
       target: target.name,
       edge: this.#cfg.edgeId,
       receivedAt: now,
-      traceparent: typeof meta["traceparent"] === "string" ? (meta["traceparent"] as string) : undefined,
+      traceparent: traceValue(meta["traceparent"]),
+      tracestate: traceValue(meta["tracestate"]),
       clientCapabilities: Object.keys(session.clientCapabilities ?? {}),
+      clientInfo: modern ? implementationOf(session.clientInfo) : undefined,
     });
     this.#metrics?.inFlight(1);
     // The publish is started here, in order with this connection's earlier publishes, but its
@@ -394,7 +525,7 @@ export class SessionCore {
           const mapped = Date.now() >= deadline ? timedOut() : publishFailure(err, 1_000);
           if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
           // The request may be queued after all: this refusal is its answer, not a worker's.
-          if (publishMayHaveLanded(err)) void this.#router.claim(session.id, stream.id, requestId);
+          if (publishMayHaveLanded(err)) void this.#router.claim(outbound, stream.id, requestId);
           throw mapped;
         },
       );
@@ -442,15 +573,15 @@ export class SessionCore {
         // A cancelled request gets no answer; its slot is claimed so a result racing the cancel
         // is dropped (unless it was retained first). Everything up to the claim runs in the
         // microtasks after the deadline: no worker answer arrives unclaimed in between.
-        if (end === "cancelled") return this.#router.claim(session.id, stream.id, requestId).then(() => undefined);
-        if (end) return this.#answer(session, stream, requestId, end);
+        if (end === "cancelled") return this.#router.claim(outbound, stream.id, requestId).then(() => undefined);
+        if (end) return this.#answer(outbound, stream, requestId, end);
         return undefined;
       })
       .catch((err: unknown) => this.#log.error({ err }, "answering a request failed"));
     return { accepted, done };
   }
 
-  #target(req: JsonRpcRequest): { kind: TargetKind; name: string; pool: string } {
+  #target(req: JsonRpcRequest, modern: boolean): { kind: TargetKind; name: string; pool: string } {
     switch (req.method) {
       case "tools/call": {
         const { name } = parse(CallToolParamsSchema, req.params);
@@ -468,7 +599,8 @@ export class SessionCore {
         if (this.#catalog.recentlyGone("resource", uri)) {
           throw rejection(ErrorCode.Unavailable, `no worker is serving resource ${uri}`, 2_000);
         }
-        throw new McpError(ErrorCode.ResourceNotFound, "Resource not found", { uri });
+        // 2026-07-28 standardises resource-not-found on -32602 (SEP-2164); older revisions keep -32002.
+        throw new McpError(modern ? ErrorCode.InvalidParams : ErrorCode.ResourceNotFound, "Resource not found", { uri });
       }
       case "prompts/get": {
         const { name } = parse(GetPromptParamsSchema, req.params);
@@ -501,15 +633,23 @@ export class SessionCore {
         return;
       case "notifications/cancelled": {
         const p = CancelledParamsSchema.safeParse(n.params);
-        if (!p.success) return;
-        const notice: CancelNotice = { session: session.id, principal: session.principal, requestId: p.data.requestId };
-        if (p.data.reason) notice.reason = p.data.reason;
-        this.#bus.nc.publish(subjects.cancel(session.principal, session.id), JSON.stringify(notice));
+        if (p.success) this.cancel(session, p.data.requestId, p.data.reason);
         return;
       }
       default:
         return;
     }
+  }
+
+  /**
+   * Cancels the request `requestId` (the client's JSON-RPC id) of `session` everywhere: the
+   * notice reaches the worker running it (which aborts the handler) and the edge waiting for
+   * it (which answers nothing and drops a result that races the cancel).
+   */
+  cancel(session: SessionRecord, requestId: RequestId, reason?: string): void {
+    const notice: CancelNotice = { session: session.id, principal: session.principal, requestId };
+    if (reason) notice.reason = reason;
+    this.#bus.nc.publish(subjects.cancel(session.principal, session.id), JSON.stringify(notice));
   }
 
   /**
@@ -565,6 +705,17 @@ export function requestBudget(meta: Record<string, unknown>, now: number, defaul
   const timeout = Math.min(Number.isFinite(asked) && asked > 0 ? asked : defaultMs, maxMs);
   const deadline = Number(meta[DEADLINE_META_KEY]);
   return Number.isFinite(deadline) && deadline > 0 ? Math.min(timeout, Math.floor(deadline - now)) : timeout;
+}
+
+const TRACE_MAX = 512;
+function traceValue(v: unknown): string | undefined {
+  return typeof v === "string" && v.length <= TRACE_MAX ? v : undefined;
+}
+
+/** A self-reported client identity fit for a header: both fields strings, bounded. */
+function implementationOf(info: Record<string, unknown>): { name: string; version: string } | undefined {
+  const { name, version } = info;
+  return typeof name === "string" && typeof version === "string" && name.length + version.length <= 512 ? { name, version } : undefined;
 }
 
 /** Classifies a worker's response for the pool's circuit: internal errors and timeouts count against it. */

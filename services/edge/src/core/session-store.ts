@@ -1,13 +1,17 @@
 import { randomBytes } from "node:crypto";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { BUCKETS, digestToken, isWrongLastSequence, subscriptionKey, type Bus, type KV } from "@mcpq/bus";
-import { ErrorCode, McpError, type LogLevel, type ProtocolVersion } from "@mcpq/protocol";
+import { ErrorCode, McpError, type AnyProtocolVersion, type LogLevel } from "@mcpq/protocol";
 
-/** A session as stored in JetStream KV; any edge can load it. */
+/**
+ * A session as stored in JetStream KV; any edge can load it. A stateless-era (2026-07-28)
+ * request gets a synthetic record instead (SessionCore.modernSession), built from its `_meta`
+ * and never stored.
+ */
 export interface SessionRecord {
   id: string;
   principal: string;
-  protocolVersion: ProtocolVersion;
+  protocolVersion: AnyProtocolVersion;
   clientInfo: Record<string, unknown>;
   clientCapabilities: Record<string, unknown>;
   logLevel?: LogLevel;

@@ -5,16 +5,20 @@ import {
   RESUME_METHOD,
   SESSION_ID_META_KEY,
   ResumeParamsSchema,
+  CancelledParamsSchema,
   eventMarker,
   toWireError,
   type ClassifiedMessage,
+  type JsonRpcNotification,
   type JsonRpcRequest,
+  type ModernMeta,
   type RequestId,
   type ResumeResult,
 } from "@mcpq/protocol";
 import { STANDALONE_STREAM } from "@mcpq/bus";
 import { Channel, type ChannelDeps } from "./channel.js";
 import type { ConnectionKind } from "./connection-limiter.js";
+import { shapeModernAnswer, type AnswerShape } from "./modern-answers.js";
 import { parseEventId, type OutboundMessage, type StreamSink } from "./outbound.js";
 import { principalOf } from "./security.js";
 import { SendBuffer } from "./send-buffer.js";
@@ -83,6 +87,10 @@ export class SocketChannel extends Channel implements StreamSink {
   #chain: Promise<void> = Promise.resolve();
   /** Set while one inbound message is processed: hands its dispatched request's completion over. */
   #handOff: ((response: Promise<unknown>) => void) | undefined;
+  /** Stateless-era requests of this connection awaiting their answer: client id -> how it is completed. */
+  readonly #modernShapes = new Map<string, AnswerShape>();
+  /** Whether this connection reads its stream on the edge's stateless-era outbound session. */
+  #modernAttached = false;
   #waiting = 0;
   #paused = false;
   /** Inbound messages not yet fully handled (requests: until their response is written). */
@@ -174,11 +182,29 @@ export class SocketChannel extends Channel implements StreamSink {
    * (OutboundRouter.publishAnswer), so the resumed connection receives it like any worker's.
    */
   send(msg: OutboundMessage): void {
+    if (msg.kind === "response" && this.#modernShapes.size > 0) msg = this.#shaped(msg);
     if (this.#write(msg.json, msg.eventId, this.#markers && msg.eventId ? eventMarker(msg.eventId) : undefined)) return;
     const session = this.#session;
     if (msg.kind === "response" && msg.eventId === undefined && session) {
       void this.deps.router.publishAnswer(session.id, this.streamId, msg.json);
     }
+  }
+
+  /** A stateless-era request's answer, completed (`resultType`, serverInfo, caching hints). */
+  #shaped(msg: OutboundMessage): OutboundMessage {
+    let id: unknown;
+    try {
+      id = (JSON.parse(msg.json) as { id?: unknown }).id;
+    } catch {
+      return msg;
+    }
+    const key = idKey(id);
+    const shape = this.#modernShapes.get(key);
+    if (!shape) return msg;
+    this.#modernShapes.delete(key);
+    const out = shapeModernAnswer(msg, shape);
+    // Stateless-era answers on a resumable connection keep their event id (its marker protocol).
+    return { ...out, eventId: msg.eventId };
   }
 
   /** Ends the connection from the edge's side (slow consumer, shutdown, failed auth). */
@@ -288,6 +314,65 @@ export class SocketChannel extends Channel implements StreamSink {
     const fresh = await this.deps.core.sessions.get(this.#session.id, principal);
     if (fresh) this.#session = fresh;
     return fresh;
+  }
+
+  /** A connection bound to a legacy session speaks that session's revision; otherwise per message. */
+  protected override modern(msg: ClassifiedMessage): boolean {
+    return this.#session === undefined && super.modern(msg);
+  }
+
+  /** The stdio rules: `notifications/cancelled` cancels a stateless-era request of this connection. */
+  protected override modernNotification(principal: string, n: JsonRpcNotification): void {
+    if (n.method !== "notifications/cancelled") return;
+    const p = CancelledParamsSchema.safeParse(n.params);
+    if (!p.success) return;
+    const { core } = this.deps;
+    const scope = core.modernSession(principal, { protocolVersion: "2026-07-28", clientCapabilities: {}, clientInfo: undefined, logLevel: undefined, traceparent: undefined, tracestate: undefined }, this.streamId);
+    core.cancel(scope, p.data.requestId, p.data.reason);
+  }
+
+  /**
+   * A stateless-era request on this connection: its synthetic session is the connection's
+   * (`m-<edge>-<connection>`, so `notifications/cancelled` finds it), its answers come on the
+   * connection's stream of the edge's stateless-era outbound session.
+   */
+  protected async modernRequest(principal: string, meta: ModernMeta, req: JsonRpcRequest, raw: string): Promise<void> {
+    const { core, router } = this.deps;
+    const session = core.modernSession(principal, meta, this.streamId);
+    let hold: (() => void) | undefined;
+    if (this.#closed) hold = router.attach(core.modernOutbound, this.streamId, this);
+    else if (!this.#modernAttached) {
+      this.#modernAttached = true;
+      this.#releases.push(router.attach(core.modernOutbound, this.streamId, this));
+    }
+    const key = idKey(req.id);
+    const shape: AnswerShape = { serverInfo: core.serverInfo };
+    const uri = req.method === "resources/read" ? req.params?.["uri"] : undefined;
+    if (typeof uri === "string") shape.readHint = core.readHint(uri);
+    this.#modernShapes.set(key, shape);
+    let d: Dispatched;
+    try {
+      d = await core.dispatch(session, req, { id: this.streamId, raw, sink: this, outboundSession: core.modernOutbound });
+    } catch (err) {
+      hold?.();
+      this.refuse(req.id, err);
+      this.#modernShapes.delete(key);
+      return;
+    }
+    this.#handOff?.(
+      d.accepted
+        .then(
+          () => d.done,
+          (err: unknown) => {
+            this.refuse(req.id, err);
+            return d.done;
+          },
+        )
+        .finally(() => {
+          this.#modernShapes.delete(key);
+          hold?.();
+        }),
+    );
   }
 
   /** Channel: dispatches on the connection's stream (attached since the session was bound). */
@@ -404,6 +489,10 @@ export class SocketChannel extends Channel implements StreamSink {
     // changes) come on the connection.
     this.#releases.push(this.deps.router.attach(session.id, STANDALONE_STREAM, this));
   }
+}
+
+function idKey(id: unknown): string {
+  return `${typeof id}:${String(id)}`;
 }
 
 /** Adds the session id to a socket transport's InitializeResult (`_meta`, see SESSION_ID_META_KEY). */

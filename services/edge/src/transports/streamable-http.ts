@@ -37,6 +37,13 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
         else void reply.type("application/json").send(json);
       },
       stream: () => (stream ??= sseStream(reply)),
+      onAbort(cb) {
+        const onClose = () => {
+          if (!reply.raw.writableFinished) cb();
+        };
+        reply.raw.once("close", onClose);
+        return () => reply.raw.off("close", onClose);
+      },
     };
   };
 
