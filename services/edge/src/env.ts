@@ -43,6 +43,8 @@ export const EdgeEnvSchema = z.object({
   MCPQ_PAGE_SIZE: int(100),
   /** Stateless era: `ttlMs` of server/discover and list results (catalog entries may declare less). */
   MCPQ_LIST_TTL_MS: int(60_000),
+  /** Stateless era: open `subscriptions/listen` streams per edge (-32010 beyond). */
+  MCPQ_MAX_LISTENERS: int(10_000),
   MCPQ_SSE_KEEPALIVE_MS: int(15_000),
   MCPQ_SSE_RETRY_MS: int(1_000),
   /** Transports besides Streamable HTTP (docs/transports.md): WebSocket `/ws`, legacy SSE `/sse`, raw TCP, gRPC. */
@@ -100,6 +102,8 @@ export interface EdgeConfig {
   pageSize: number;
   /** MCPQ_LIST_TTL_MS */
   listTtlMs: number;
+  /** MCPQ_MAX_LISTENERS */
+  maxListeners: number;
   sseKeepaliveMs: number;
   sseRetryMs: number;
   enableWs: boolean;
@@ -166,6 +170,7 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     sessionCacheMs: e.MCPQ_SESSION_CACHE_MS,
     pageSize: Math.max(1, e.MCPQ_PAGE_SIZE),
     listTtlMs: e.MCPQ_LIST_TTL_MS,
+    maxListeners: e.MCPQ_MAX_LISTENERS,
     sseKeepaliveMs: e.MCPQ_SSE_KEEPALIVE_MS,
     sseRetryMs: e.MCPQ_SSE_RETRY_MS,
     enableWs: e.MCPQ_ENABLE_WS,

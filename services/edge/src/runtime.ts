@@ -70,6 +70,7 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
       maxSessionsPerPrincipal: config.maxSessionsPerPrincipal,
       pageSize: config.pageSize,
       listTtlMs: config.listTtlMs,
+      maxListeners: config.maxListeners,
       serverName: "mcpq",
       serverVersion: SERVER_VERSION,
     },

@@ -74,6 +74,8 @@ export async function startEdge(config: Readonly<EdgeConfig>, logger?: EdgeLogge
     runtime,
     app,
     async close() {
+      // Listen streams end with their SubscriptionsListenResult before the connections close.
+      runtime.core.endListeners();
       await Promise.allSettled(listeners.map((l) => l.close()));
       await app.close();
       await runtime.close();

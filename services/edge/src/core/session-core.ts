@@ -16,8 +16,11 @@ import {
   ALL_PROTOCOL_VERSIONS,
   MODERN_METHODS,
   isModernEra,
+  ListenParamsSchema,
+  META,
   rejection,
   type ModernMeta,
+  type SubscriptionFilter,
   silentLogger,
   toWireError,
   type JsonRpcNotification,
@@ -56,6 +59,8 @@ export interface CoreConfig {
   instructions?: string;
   /** Stateless era: `ttlMs` of server/discover and of the list results the edge answers (MCPQ_LIST_TTL_MS). */
   listTtlMs: number;
+  /** Stateless era: open `subscriptions/listen` streams per edge (MCPQ_MAX_LISTENERS). */
+  maxListeners: number;
 }
 
 /** A stateless-era caching hint (`ttlMs`, `cacheScope`) of a result. */
@@ -134,6 +139,26 @@ export class RequestCancelled extends Error {
   override readonly name = "RequestCancelled";
 }
 
+/** An open `subscriptions/listen` stream. */
+interface Listener {
+  /** The synthetic session (scope) of the stream. */
+  scope: string;
+  /** The listen request's id: the subscription id every notification carries. */
+  id: RequestId;
+  /** The accepted filter. */
+  filter: SubscriptionFilter;
+  sink: StreamSink;
+  /** Ends the listener; `graceful` answers the listen request (SubscriptionsListenResult). */
+  close(graceful: boolean): void;
+}
+
+/** Which filter flag wants each list kind's list_changed. */
+const LIST_FILTER = {
+  tools: "toolsListChanged",
+  prompts: "promptsListChanged",
+  resources: "resourcesListChanged",
+} as const satisfies Record<ListKind, keyof SubscriptionFilter>;
+
 /** What the session core runs on (built once per edge, see runtime.ts). */
 export interface SessionCoreOptions {
   bus: Bus;
@@ -170,6 +195,8 @@ export class SessionCore {
   readonly #metrics: CoreMetrics | undefined;
   /** (session, client request id) -> internal request id, for cancellation. */
   readonly #byClientId = new Map<string, string>();
+  /** (scope, listen request id) -> open `subscriptions/listen` stream on this edge. */
+  readonly #listeners = new Map<string, Listener>();
   admission: Admission | undefined;
   /**
    * The outbound session of every stateless-era stream this edge holds (`m-<edge id>`): their
@@ -198,8 +225,21 @@ export class SessionCore {
         } catch {
           return;
         }
-        const internal = this.#byClientId.get(clientKey(n.session, n.requestId));
-        if (internal) this.#router.correlator.reject(internal, new RequestCancelled(n.reason ?? "cancelled"));
+        this.#cancelLocal(n.session, n.requestId, n.reason);
+      },
+    });
+    // Stateless-era listeners on this edge get every update (not one edge of the queue group):
+    // their filters live here, not in the mcpq_subs bucket.
+    this.#bus.nc.subscribe(subjects.resourceUpdated, {
+      callback: (_e, m) => {
+        if (this.#listeners.size === 0) return;
+        let uri: unknown;
+        try {
+          uri = m.json<{ uri?: unknown }>().uri;
+        } catch {
+          return;
+        }
+        if (typeof uri === "string" && uri !== "") this.#notifyListeners((f) => f.resourceSubscriptions?.includes(uri) === true, "notifications/resources/updated", { uri });
       },
     });
     this.#bus.nc.subscribe(subjects.resourceUpdated, {
@@ -220,8 +260,92 @@ export class SessionCore {
       for (const k of kinds) {
         const json = JSON.stringify({ jsonrpc: "2.0", method: `notifications/${k}/list_changed` });
         this.#router.broadcastLocal(STANDALONE_STREAM, json);
+        const wanted = LIST_FILTER[k];
+        this.#notifyListeners((f) => f[wanted] === true, `notifications/${k}/list_changed`, {});
       }
     });
+  }
+
+  /** A cancel for `requestId` of `session` seen here: a waiting routed request, or a listener. */
+  #cancelLocal(session: string, requestId: RequestId, reason: string | undefined): void {
+    const key = clientKey(session, requestId);
+    const internal = this.#byClientId.get(key);
+    if (internal) this.#router.correlator.reject(internal, new RequestCancelled(reason ?? "cancelled"));
+    this.#listeners.get(key)?.close(false);
+  }
+
+  /** Sends a notification to every open listener whose accepted filter `wants` it, tagged with its subscription id. */
+  #notifyListeners(wants: (f: SubscriptionFilter) => boolean, method: string, params: Record<string, unknown>): void {
+    for (const l of this.#listeners.values()) {
+      if (l.sink.closed) {
+        l.close(false);
+        continue;
+      }
+      if (!wants(l.filter)) continue;
+      const json = JSON.stringify({ jsonrpc: "2.0", method, params: { ...params, _meta: { [META.subscriptionId]: l.id } } });
+      l.sink.send({ eventId: undefined, kind: "notification", requestId: undefined, json });
+    }
+  }
+
+  /**
+   * `subscriptions/listen` (stateless era): acknowledges the subset of the filter this server
+   * honours (`notifications/subscriptions/acknowledged`, the stream's first message), then sends
+   * the stream every list change (from the registry, whichever worker changed it) and every
+   * `mcpq.evt.resources.updated` for a subscribed URI, each tagged with the subscription id
+   * (the listen request's id). Ends when the client closes the stream or cancels it (no
+   * answer), or the edge shuts down (a SubscriptionsListenResult). At most
+   * MCPQ_MAX_LISTENERS per edge (-32010 beyond).
+   */
+  #listen(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext): Dispatched {
+    const { notifications: want } = parse(ListenParamsSchema, req.params);
+    if (this.#listeners.size >= this.#cfg.maxListeners) throw rejection(ErrorCode.Overloaded, "too many subscriptions/listen streams on this edge", 1_000);
+    const key = clientKey(session.id, req.id);
+    if (this.#listeners.has(key)) throw new McpError(ErrorCode.InvalidRequest, "Invalid Request: a subscription with this id is already open");
+    const caps = this.capabilities();
+    const filter: SubscriptionFilter = {};
+    if (want.toolsListChanged && caps["tools"]) filter.toolsListChanged = true;
+    if (want.promptsListChanged && caps["prompts"]) filter.promptsListChanged = true;
+    if (want.resourcesListChanged && caps["resources"]) filter.resourcesListChanged = true;
+    if (want.resourceSubscriptions && want.resourceSubscriptions.length > 0 && caps["resources"]) {
+      filter.resourceSubscriptions = [...new Set(want.resourceSubscriptions)];
+    }
+    let end!: () => void;
+    const done = new Promise<void>((resolve) => (end = resolve));
+    const sink = stream.sink;
+    const listener: Listener = {
+      scope: session.id,
+      id: req.id,
+      filter,
+      sink,
+      close: (graceful) => {
+        if (this.#listeners.get(key) !== listener) return;
+        this.#listeners.delete(key);
+        if (graceful && !sink.closed) {
+          const json = JSON.stringify({ jsonrpc: "2.0", id: req.id, result: { resultType: "complete", _meta: { [META.subscriptionId]: req.id } } });
+          sink.send({ eventId: undefined, kind: "response", requestId: undefined, json });
+        }
+        end();
+      },
+    };
+    this.#listeners.set(key, listener);
+    const ack = { notifications: filter, _meta: { [META.subscriptionId]: req.id } };
+    sink.send({ eventId: undefined, kind: "notification", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", method: "notifications/subscriptions/acknowledged", params: ack }) });
+    return { accepted: Promise.resolve(), done };
+  }
+
+  /** Closes the listeners of a stateless-era scope (its connection went away); no answers. */
+  endScope(scope: string): void {
+    for (const l of [...this.#listeners.values()]) if (l.scope === scope) l.close(false);
+  }
+
+  /** Ends every listener with a SubscriptionsListenResult (graceful shutdown of the edge). */
+  endListeners(): void {
+    for (const l of [...this.#listeners.values()]) l.close(true);
+  }
+
+  /** Open `subscriptions/listen` streams on this edge. */
+  get listeners(): number {
+    return this.#listeners.size;
   }
 
   /** Creates a session bound to `principal`. */
@@ -281,7 +405,7 @@ export class SessionCore {
   modernSession(principal: string, meta: ModernMeta, stream: string): SessionRecord {
     const now = Date.now();
     const record: SessionRecord = {
-      id: `${this.modernOutbound}-${stream}`,
+      id: this.modernScope(stream),
       principal,
       protocolVersion: meta.protocolVersion,
       clientInfo: meta.clientInfo ?? {},
@@ -292,6 +416,11 @@ export class SessionCore {
     };
     if (meta.logLevel) record.logLevel = meta.logLevel;
     return record;
+  }
+
+  /** The synthetic session id (cancellation scope) of stateless-era requests on `stream`. */
+  modernScope(stream: string): string {
+    return `${this.modernOutbound}-${stream}`;
   }
 
   /**
@@ -332,7 +461,10 @@ export class SessionCore {
   async dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext): Promise<Dispatched> {
     const started = performance.now();
     const done = (outcome: string) => this.#metrics?.observe(req.method, outcome, (performance.now() - started) / 1000);
-    if (isModernEra(session.protocolVersion)) this.#modernGate(req.method);
+    if (isModernEra(session.protocolVersion)) {
+      this.#modernGate(req.method);
+      if (req.method === "subscriptions/listen") return this.#listen(session, req, stream);
+    }
     switch (req.method) {
       case "tools/call":
       case "resources/read":
@@ -647,6 +779,8 @@ export class SessionCore {
    * it (which answers nothing and drops a result that races the cancel).
    */
   cancel(session: SessionRecord, requestId: RequestId, reason?: string): void {
+    // Applied here at once too (this edge's listener or waiting request), not only when the notice comes back.
+    this.#cancelLocal(session.id, requestId, reason);
     const notice: CancelNotice = { session: session.id, principal: session.principal, requestId };
     if (reason) notice.reason = reason;
     this.#bus.nc.publish(subjects.cancel(session.principal, session.id), JSON.stringify(notice));

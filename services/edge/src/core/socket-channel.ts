@@ -219,6 +219,8 @@ export class SocketChannel extends Channel implements StreamSink {
     if (this.#closed) return;
     this.#closed = true;
     this.#opts.account?.close();
+    // Its subscriptions/listen streams end with the connection (answered by nothing).
+    if (this.#modernAttached) this.deps.core.endScope(this.deps.core.modernScope(this.streamId));
     for (const w of this.#idleWaiters.splice(0)) w();
     this.#sendBuffer.close();
     if (this.#outstanding === 0) this.#releaseStreams();
@@ -327,8 +329,7 @@ export class SocketChannel extends Channel implements StreamSink {
     const p = CancelledParamsSchema.safeParse(n.params);
     if (!p.success) return;
     const { core } = this.deps;
-    const scope = core.modernSession(principal, { protocolVersion: "2026-07-28", clientCapabilities: {}, clientInfo: undefined, logLevel: undefined, traceparent: undefined, tracestate: undefined }, this.streamId);
-    core.cancel(scope, p.data.requestId, p.data.reason);
+    core.cancel(core.modernSession(principal, NO_META, this.streamId), p.data.requestId, p.data.reason);
   }
 
   /**
@@ -490,6 +491,16 @@ export class SocketChannel extends Channel implements StreamSink {
     this.#releases.push(this.deps.router.attach(session.id, STANDALONE_STREAM, this));
   }
 }
+
+/** The `_meta` of a notification that only needs the connection's scope (a cancel). */
+const NO_META: ModernMeta = {
+  protocolVersion: "2026-07-28",
+  clientCapabilities: {},
+  clientInfo: undefined,
+  logLevel: undefined,
+  traceparent: undefined,
+  tracestate: undefined,
+};
 
 function idKey(id: unknown): string {
   return `${typeof id}:${String(id)}`;
