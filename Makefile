@@ -32,7 +32,7 @@ test: setup ## type-check tests, lint, then the full vitest suite (real nats-ser
 	pnpm lint
 	pnpm vitest run --reporter=default
 
-conformance: setup ## run the MCP conformance suite (1 worker, then 2 workers)
+conformance: setup ## run the MCP conformance suites, 2025-11-25 and 2026-07-28 (1 worker, then 2 workers)
 	scripts/conformance.sh
 
 bench: setup ## quick load benchmark

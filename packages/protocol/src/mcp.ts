@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { CatalogCacheHints } from "./cache-hints.js";
 
 /** The eight syslog levels of `logging/setLevel` and `notifications/message`, lowest first. */
 export const LOG_LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"] as const;
@@ -118,6 +119,8 @@ export interface Catalog {
   resources: ResourceDescriptor[];
   resourceTemplates: ResourceTemplateDescriptor[];
   prompts: PromptDescriptor[];
+  /** Caching hints (2026-07-28) of the entries and lists; absent from older workers. */
+  cacheHints?: CatalogCacheHints;
 }
 
 /** Tool names SHOULD be 1-128 chars of [A-Za-z0-9_.-]. */

@@ -19,6 +19,12 @@ export interface HandlerContext {
    */
   readonly clientCapabilities: readonly string[] | undefined;
   /**
+   * 2026-07-28 MRTR: how many `input_required` rounds preceded this run of the request, as its
+   * verified `requestState` says (0 on a first request or a retry without state). Undefined in
+   * the legacy era and for methods without MRTR.
+   */
+  readonly inputRound: number | undefined;
+  /**
    * `notifications/message` on the request's stream, when `level` passes the session's log level.
    * In the 2026-07-28 era only when the request set a log level in its `_meta` (none otherwise).
    */
@@ -58,6 +64,12 @@ export interface HandlerContext {
   closeStream(opts?: { retryMs?: number }): Promise<void>;
   /** Announces `notifications/resources/updated` to every session subscribed to `uri`. */
   resourceUpdated(uri: string): void;
+  /**
+   * Tells the worker its catalog definitions changed in place (an entry added, removed or
+   * changed): it re-reads them and advertises the new catalog now, and edges send
+   * `notifications/<kind>/list_changed` to the clients that listen.
+   */
+  catalogChanged(): Promise<void>;
 }
 
 /** Options of `sample`, `elicit` and `listRoots`. */
@@ -84,6 +96,8 @@ export function createContext(
   onPublish?: (kind: OutboundKind, body: unknown) => void,
   /** 2026-07-28 era, MRTR-capable method: where `sample`/`elicit`/`listRoots` become input requests. */
   round?: MrtrRound,
+  /** Re-reads and re-advertises the worker's catalog (`ctx.catalogChanged()`). */
+  onCatalogChanged: () => Promise<void> = () => Promise.resolve(),
 ): RequestScope {
   const modern = isModernEra(env.protocolVersion);
   const streamId = env.replyTo.slice(env.replyTo.lastIndexOf(".") + 1);
@@ -164,6 +178,7 @@ export function createContext(
     protocolVersion: env.protocolVersion,
     meta,
     clientCapabilities: env.clientCapabilities,
+    inputRound: round?.number,
     async log(level, data, logger) {
       // Modern era: no log level in the request's _meta means no logs at all.
       if (modern && !env.logLevel) return;
@@ -192,6 +207,7 @@ export function createContext(
     resourceUpdated(uri) {
       bus.nc.publish(subjects.resourceUpdated, JSON.stringify({ uri }));
     },
+    catalogChanged: onCatalogChanged,
   };
   return { ctx, publish };
 }

@@ -1,5 +1,9 @@
 import { z } from "zod";
 import type {
+  CacheHint,
+  CacheHintInput,
+  CacheListKind,
+  CatalogCacheHints,
   Icon,
   JsonSchemaObject,
   PromptArgumentDescriptor,
@@ -9,7 +13,7 @@ import type {
   ToolDescriptor,
   Catalog,
 } from "@mcpq/protocol";
-import { TOOL_NAME_PATTERN } from "@mcpq/protocol";
+import { TOOL_NAME_PATTERN, assertCacheHintInput, combineCacheHints, isDefaultCacheHint, resolveCacheHint } from "@mcpq/protocol";
 import type { HandlerContext } from "./context.js";
 
 /** MCP content blocks a tool or prompt may return. */
@@ -73,6 +77,8 @@ export interface ToolDefinition<I extends AnyObject = AnyObject, O extends AnyOb
     [k: string]: unknown;
   };
   icons?: Icon[];
+  /** Caching hint (2026-07-28) of this entry; it bounds the `tools/list` hint (see `CatalogDefinition.cache`). */
+  cache?: CacheHintInput;
   /**
    * Replay policy: false marks a side-effecting tool that `mcpq replay` skips unless forced.
    * Defaults to `!annotations.destructiveHint`.
@@ -92,6 +98,8 @@ export interface ResourceDefinition {
   description?: string;
   mimeType?: string;
   icons?: Icon[];
+  /** Caching hint (2026-07-28) of `resources/read` of this resource; it also bounds the `resources/list` hint. */
+  cache?: CacheHintInput;
   read: (ctx: HandlerContext) => Promise<ResourceReadOutput> | ResourceReadOutput;
 }
 export type ResourceReadOutput = ResourceContents | ResourceContents[] | { text: string } | { blob: string };
@@ -104,6 +112,8 @@ export interface ResourceTemplateDefinition {
   description?: string;
   mimeType?: string;
   icons?: Icon[];
+  /** Caching hint (2026-07-28) of `resources/read` of URIs of this template; it also bounds the `resources/templates/list` hint. */
+  cache?: CacheHintInput;
   read: (vars: Record<string, string>, uri: string, ctx: HandlerContext) => Promise<ResourceReadOutput> | ResourceReadOutput;
   complete?: Record<string, Completer>;
 }
@@ -117,6 +127,8 @@ export interface PromptDefinition<A extends AnyObject = AnyObject> {
   args?: A;
   /** Per-argument descriptions shown in `prompts/list` (zod `.describe()` also works). */
   icons?: Icon[];
+  /** Caching hint (2026-07-28) of this entry; it bounds the `prompts/list` hint. */
+  cache?: CacheHintInput;
   get: (args: z.output<A>, ctx: HandlerContext) => Promise<GetPromptResult> | GetPromptResult;
   complete?: Record<string, Completer>;
 }
@@ -126,16 +138,20 @@ export function defineTool<I extends AnyObject, O extends AnyObject | undefined 
 ): ToolDefinition<I, O> {
   if (!TOOL_NAME_PATTERN.test(def.name)) throw new Error(`tool name ${JSON.stringify(def.name)} must match ${TOOL_NAME_PATTERN}`);
   if (!def.description) throw new Error(`tool ${def.name} needs a description`);
+  assertCacheHintInput(def.cache, `tool ${def.name}`);
   return { kind: "tool", ...def };
 }
 export function defineResource(def: Omit<ResourceDefinition, "kind">): ResourceDefinition {
+  assertCacheHintInput(def.cache, `resource ${def.uri}`);
   return { kind: "resource", ...def };
 }
 export function defineResourceTemplate(def: Omit<ResourceTemplateDefinition, "kind">): ResourceTemplateDefinition {
+  assertCacheHintInput(def.cache, `resource template ${def.uriTemplate}`);
   return { kind: "resourceTemplate", ...def };
 }
 export function definePrompt<A extends AnyObject>(def: Omit<PromptDefinition<A>, "kind">): PromptDefinition<A> {
   if (!def.description) throw new Error(`prompt ${def.name} needs a description`);
+  assertCacheHintInput(def.cache, `prompt ${def.name}`);
   return { kind: "prompt", ...def };
 }
 
@@ -155,9 +171,47 @@ export interface CatalogDefinition {
   resources?: ResourceDefinition[];
   resourceTemplates?: ResourceTemplateDefinition[];
   prompts?: AnyPromptDefinition[];
+  /**
+   * Caching hints (2026-07-28), field by field: an entry's own `cache`, else this list's value
+   * here, else `default`, else `DEFAULT_CACHE_HINT` (`ttlMs: 0`, `private`). A list result is as
+   * fresh as its least fresh entry (and this catalog's list value) and private if any is.
+   */
+  cache?: { default?: CacheHintInput } & Partial<Record<CacheListKind, CacheHintInput>>;
 }
 export function defineCatalog(def: CatalogDefinition): CatalogDefinition {
+  for (const [k, v] of Object.entries(def.cache ?? {})) assertCacheHintInput(v, `catalog ${def.name} cache.${k}`);
   return def;
+}
+
+/** The resolved caching hint of one entry of `catalog` (entry, then list, then catalog default). */
+export function entryCacheHint(catalog: CatalogDefinition, kind: CacheListKind, entry: { cache?: CacheHintInput | undefined }): CacheHint {
+  return resolveCacheHint(entry.cache, catalog.cache?.[kind], catalog.cache?.default);
+}
+
+/** The registry form of the catalogs' hints: only what differs from the default, plus declared list hints. */
+export function cacheHintsOf(defs: CatalogDefinition[]): CatalogCacheHints | undefined {
+  const out: CatalogCacheHints = {};
+  let any = false;
+  const put = (kind: CacheListKind, key: string, h: CacheHint) => {
+    if (isDefaultCacheHint(h)) return;
+    (out[kind] ??= {})[key] = h;
+    any = true;
+  };
+  for (const c of defs) {
+    for (const t of c.tools ?? []) put("tools", t.name, entryCacheHint(c, "tools", t));
+    for (const r of c.resources ?? []) put("resources", r.uri, entryCacheHint(c, "resources", r));
+    for (const t of c.resourceTemplates ?? []) put("resourceTemplates", t.uriTemplate, entryCacheHint(c, "resourceTemplates", t));
+    for (const p of c.prompts ?? []) put("prompts", p.name, entryCacheHint(c, "prompts", p));
+    for (const kind of ["tools", "resources", "resourceTemplates", "prompts"] as const) {
+      if (!c.cache?.[kind] && !c.cache?.default) continue;
+      // Several catalogs in one worker: the list value is their combination (shortest, private wins).
+      const h = resolveCacheHint(c.cache[kind], c.cache.default);
+      const prev = (out.lists ??= {})[kind];
+      out.lists[kind] = prev ? combineCacheHints([prev, h]) : h;
+      any = true;
+    }
+  }
+  return any ? out : undefined;
 }
 
 function jsonSchemaOf(schema: AnyObject): JsonSchemaObject {
@@ -207,12 +261,15 @@ export function promptDescriptor(p: AnyPromptDefinition): PromptDescriptor {
 }
 
 export function catalogOf(defs: CatalogDefinition[]): Catalog {
-  return {
+  const catalog: Catalog = {
     tools: defs.flatMap((c) => (c.tools ?? []).map(toolDescriptor)),
     resources: defs.flatMap((c) => (c.resources ?? []).map(resourceDescriptor)),
     resourceTemplates: defs.flatMap((c) => (c.resourceTemplates ?? []).map(templateDescriptor)),
     prompts: defs.flatMap((c) => (c.prompts ?? []).map(promptDescriptor)),
   };
+  const cacheHints = cacheHintsOf(defs);
+  if (cacheHints) catalog.cacheHints = cacheHints;
+  return catalog;
 }
 
 function strip<T extends Record<string, unknown>>(o: T): T {

@@ -62,10 +62,13 @@ const RESPONSE_SCHEMA: Readonly<Record<InputMethod, z.ZodType>> = {
   "roots/list": z.looseObject({ roots: z.array(z.looseObject({ uri: z.string() })) }),
 };
 
-/** One input request as the sealed state remembers it: its method and a digest of its params. */
+/**
+ * One input request as the sealed state remembers it: its method. The key names the question
+ * across rounds; its params are not compared (a handler may word a question differently on a
+ * re-run, e.g. with a timestamp, and must still get its answer).
+ */
 interface AskRecord {
   m: InputMethod;
-  h: string;
 }
 interface Answer extends AskRecord {
   r: Record<string, unknown>;
@@ -77,10 +80,11 @@ interface StateData {
   q: Record<string, AskRecord>;
 }
 
+const InputMethodSchema = z.enum(["elicitation/create", "sampling/createMessage", "roots/list"]);
 const StateDataSchema = z.object({
   n: z.number().int().nonnegative(),
-  a: z.record(z.string(), z.object({ m: z.enum(["elicitation/create", "sampling/createMessage", "roots/list"]), h: z.string(), r: plainObject })),
-  q: z.record(z.string(), z.object({ m: z.enum(["elicitation/create", "sampling/createMessage", "roots/list"]), h: z.string() })),
+  a: z.record(z.string(), z.object({ m: InputMethodSchema, r: plainObject })),
+  q: z.record(z.string(), z.object({ m: InputMethodSchema })),
 });
 
 function invalid(message: string): McpError {
@@ -97,7 +101,7 @@ export class MrtrRound {
   readonly #round: number;
   /** Answers taken from this request's `inputResponses`, carried into the next state. */
   readonly #answeredNow: Record<string, Answer> = {};
-  readonly #pending = new Map<string, { method: InputMethod; params: Record<string, unknown> | undefined; h: string }>();
+  readonly #pending = new Map<string, { method: InputMethod; params: Record<string, unknown> | undefined }>();
   readonly #seen = new Map<string, string>();
   readonly #counters = new Map<InputMethod, number>();
   #fatal: McpError | undefined;
@@ -151,12 +155,17 @@ export class MrtrRound {
     return new MrtrRound(sealer, binding, capabilities, state, fresh);
   }
 
+  /** How many `input_required` rounds came before this one (from the verified state; 0 without one). */
+  get number(): number {
+    return this.#round;
+  }
+
   /** True when some input request of this run is unanswered: the round ends with `input_required`. */
   get pending(): boolean {
     return this.#pending.size > 0;
   }
 
-  /** A protocol error found while answering (an invalid response): it wins over the handler's outcome. */
+  /** An error found while asking (an invalid answer, a handler bug): it wins over the handler's outcome. */
   get fatal(): McpError | undefined {
     return this.#fatal;
   }
@@ -178,35 +187,41 @@ export class MrtrRound {
     const n = (this.#counters.get(method) ?? 0) + 1;
     this.#counters.set(method, n);
     const k = key ?? `${KEY_PREFIX[method]}-${n}`;
-    if (k.length === 0 || k.length > MAX_KEY_LENGTH) return Promise.reject(new Error(`input request key must be 1-${MAX_KEY_LENGTH} characters`));
+    if (k.length === 0 || k.length > MAX_KEY_LENGTH) return this.#fail(ErrorCode.InternalError, `input request key must be 1-${MAX_KEY_LENGTH} characters`);
     const h = createHash("sha256").update(canonicalJson({ method, params: params ?? {} })).digest("base64url").slice(0, 22);
     const seen = this.#seen.get(k);
-    if (seen !== undefined && seen !== h) return Promise.reject(new Error(`input request key ${JSON.stringify(k)} used for two different requests`));
+    if (seen !== undefined && seen !== h) return this.#fail(ErrorCode.InternalError, `input request key ${JSON.stringify(k)} used for two different requests`);
     this.#seen.set(k, h);
 
     const prior = this.#fromState[k];
-    if (prior && prior.m === method && prior.h === h) return Promise.resolve(prior.r);
+    if (prior && prior.m === method) return Promise.resolve(prior.r);
     const fresh = this.#fresh[k];
     // With a state, only answers to what the previous round asked count; without one (a first
     // round), an answer under the key is taken as it is (the client answers either way).
-    const expected = this.#prevAsked === undefined || (this.#prevAsked[k]?.m === method && this.#prevAsked[k]?.h === h);
+    const expected = this.#prevAsked === undefined || this.#prevAsked[k]?.m === method;
     if (fresh && expected) {
       const checked = RESPONSE_SCHEMA[method].safeParse(fresh);
-      if (!checked.success) {
-        this.#fatal ??= invalid(`Invalid params: inputResponses[${JSON.stringify(k)}] is not a valid ${method} result`);
-        return Promise.reject(this.#fatal);
-      }
-      this.#answeredNow[k] = { m: method, h, r: fresh };
+      if (!checked.success) return this.#fail(ErrorCode.InvalidParams, `Invalid params: inputResponses[${JSON.stringify(k)}] is not a valid ${method} result`);
+      this.#answeredNow[k] = { m: method, r: fresh };
       return Promise.resolve(fresh);
     }
     if (!this.#pending.has(k) && this.#pending.size >= MAX_INPUT_REQUESTS) {
-      return Promise.reject(new Error(`more than ${MAX_INPUT_REQUESTS} input requests in one round`));
+      return this.#fail(ErrorCode.InternalError, `more than ${MAX_INPUT_REQUESTS} input requests in one round`);
     }
-    this.#pending.set(k, { method, params, h });
+    this.#pending.set(k, { method, params });
     const signal = Promise.reject(new InputRequiredSignal(k));
     // Marked handled: a handler that never awaits its ask must not crash the process.
     signal.catch(() => undefined);
     return signal;
+  }
+
+  /**
+   * Rejects the ask and makes the error the request's answer whatever the handler does next: a
+   * malformed answer (-32602) or a handler bug (-32603) cannot be fixed by asking the client.
+   */
+  #fail(code: number, message: string): Promise<never> {
+    this.#fatal ??= new McpError(code, message);
+    return Promise.reject(this.#fatal);
   }
 
   /** The `InputRequiredResult` of this round: every unanswered input request and the sealed state. */
@@ -215,7 +230,7 @@ export class MrtrRound {
     const q: Record<string, AskRecord> = {};
     for (const [k, a] of this.#pending) {
       inputRequests[k] = { method: a.method, params: a.params ?? {} };
-      q[k] = { m: a.method, h: a.h };
+      q[k] = { m: a.method };
     }
     const data: StateData = { n: this.#round + 1, a: { ...this.#answeredNow, ...this.#fromState }, q };
     let requestState: string;

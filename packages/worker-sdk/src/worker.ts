@@ -11,6 +11,7 @@ import {
   matchUriTemplate,
   silentLogger,
   toWireError,
+  type CacheHint,
   type Catalog,
   type JsonRpcErrorObject,
   type Logger,
@@ -35,6 +36,7 @@ import { MRTR_METHODS, MrtrRound } from "./mrtr.js";
 import { createRequestStateSealer, paramsDigest, randomRequestStateKey, type RequestStateSealer } from "./request-state.js";
 import {
   catalogOf,
+  entryCacheHint,
   type CallToolResult,
   type CatalogDefinition,
   type CompletionResult,
@@ -120,7 +122,7 @@ type Inflight = { controller: AbortController; principal: string };
 export class Worker {
   readonly workerId: string;
   readonly pool: string;
-  readonly catalog: Catalog;
+  #catalog!: Catalog;
   readonly #opts: Required<Pick<WorkerOptions, "concurrency" | "handlerTimeoutMs">> & WorkerOptions;
   readonly #log: Logger;
   readonly #tools = new Map<string, AnyToolDefinition>();
@@ -128,6 +130,8 @@ export class Worker {
   readonly #templates: ResourceTemplateDefinition[] = [];
   readonly #prompts = new Map<string, AnyPromptDefinition>();
   readonly #sealer: RequestStateSealer;
+  /** `resources/read` caching hints (2026-07-28), per resource and template definition. */
+  readonly #readHints = new Map<ResourceDefinition | ResourceTemplateDefinition, CacheHint>();
   readonly #inflight = new Map<string, Inflight>();
   /**
    * Cancels for requests this worker was not running (yet): a cancel can overtake its request
@@ -148,13 +152,7 @@ export class Worker {
     this.pool = assertPoolName(opts.pool);
     this.workerId = opts.workerId ?? `w-${randomBytes(6).toString("hex")}`;
     this.#log = (opts.logger ?? silentLogger).child({ workerId: this.workerId, pool: this.pool });
-    for (const c of opts.catalogs) {
-      for (const t of c.tools ?? []) this.#tools.set(t.name, t);
-      for (const r of c.resources ?? []) this.#resources.set(r.uri, r);
-      for (const t of c.resourceTemplates ?? []) this.#templates.push(t);
-      for (const p of c.prompts ?? []) this.#prompts.set(p.name, p);
-    }
-    this.catalog = catalogOf(opts.catalogs);
+    this.#load();
     const keys = opts.requestState?.keys?.filter((k) => k !== "") ?? [];
     if (keys.length === 0) {
       this.#log.warn(
@@ -167,6 +165,42 @@ export class Worker {
       ttlMs: opts.requestState?.ttlMs ?? DEFAULT_REQUEST_STATE_TTL_MS,
       maxBytes: opts.requestState?.maxBytes ?? DEFAULT_REQUEST_STATE_MAX_BYTES,
     });
+  }
+
+  /** What this worker serves, as advertised in the registry. */
+  get catalog(): Catalog {
+    return this.#catalog;
+  }
+
+  /** (Re)reads the catalog definitions into the dispatch maps and the advertised catalog. */
+  #load(): void {
+    this.#tools.clear();
+    this.#resources.clear();
+    this.#templates.length = 0;
+    this.#prompts.clear();
+    this.#readHints.clear();
+    for (const c of this.#opts.catalogs) {
+      for (const t of c.tools ?? []) this.#tools.set(t.name, t);
+      for (const r of c.resources ?? []) {
+        this.#resources.set(r.uri, r);
+        this.#readHints.set(r, entryCacheHint(c, "resources", r));
+      }
+      for (const t of c.resourceTemplates ?? []) {
+        this.#templates.push(t);
+        this.#readHints.set(t, entryCacheHint(c, "resourceTemplates", t));
+      }
+      for (const p of c.prompts ?? []) this.#prompts.set(p.name, p);
+    }
+    this.#catalog = catalogOf(this.#opts.catalogs);
+  }
+
+  /**
+   * Re-reads the catalog definitions (entries added, removed or changed in place) and advertises
+   * the result at once; edges see the registry change and send `notifications/<kind>/list_changed`.
+   */
+  async catalogChanged(): Promise<void> {
+    this.#load();
+    await this.#advertise();
   }
 
   get inFlight(): number {
@@ -323,6 +357,7 @@ export class Worker {
         if (related && kind === "notification" && related.length < 100) related.push(body as Record<string, unknown>);
       },
       round,
+      () => this.catalogChanged(),
     );
     let response: { result?: Record<string, unknown>; error?: JsonRpcErrorObject } | null = null;
     let outcome: RecordEntry["outcome"] = "ok";
@@ -459,14 +494,18 @@ export class Worker {
 
   async #readResource(raw: Record<string, unknown>, ctx: HandlerContext): Promise<Record<string, unknown>> {
     const { uri } = parseParams(ReadResourceParamsSchema, raw);
+    const modern = isModernEra(ctx.protocolVersion);
+    // 2026-07-28: a read result carries its caching hints (the resource's, else its template's).
+    const withHints = (def: ResourceDefinition | ResourceTemplateDefinition, result: Record<string, unknown>) =>
+      modern ? { ...result, ...this.#readHints.get(def) } : result;
     const direct = this.#resources.get(uri);
-    if (direct) return { contents: normaliseContents(await direct.read(ctx), uri, direct.mimeType) };
+    if (direct) return withHints(direct, { contents: normaliseContents(await direct.read(ctx), uri, direct.mimeType) });
     for (const t of this.#templates) {
       const vars = matchUriTemplate(t.uriTemplate, uri);
-      if (vars) return { contents: normaliseContents(await t.read(vars, uri, ctx), uri, t.mimeType) };
+      if (vars) return withHints(t, { contents: normaliseContents(await t.read(vars, uri, ctx), uri, t.mimeType) });
     }
     // 2026-07-28 standardises on -32602 (SEP-2164); older revisions keep -32002.
-    throw new McpError(isModernEra(ctx.protocolVersion) ? ErrorCode.InvalidParams : ErrorCode.ResourceNotFound, "Resource not found", { uri });
+    throw new McpError(modern ? ErrorCode.InvalidParams : ErrorCode.ResourceNotFound, "Resource not found", { uri });
   }
 
   async #getPrompt(raw: Record<string, unknown>, ctx: HandlerContext): Promise<Record<string, unknown>> {

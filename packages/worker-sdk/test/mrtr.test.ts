@@ -1,7 +1,6 @@
 import { afterAll, describe, expect } from "vitest";
-import { natsTest as it, eventually } from "@mcpq/testkit";
-import { connectBus, encodeEnvelope, subjects, type Bus, type Msg } from "@mcpq/bus";
-import type { ProtocolVersion } from "@mcpq/protocol";
+import { BusClient, natsTest as it, eventually, type BusCallOptions, type BusRpcResponse } from "@mcpq/testkit";
+import { connectBus, subjects, type Bus } from "@mcpq/bus";
 import { Worker, createRequestStateSealer, defineCatalog, definePrompt, defineResource, defineTool, paramsDigest, z } from "../src/index.js";
 
 /**
@@ -9,7 +8,6 @@ import { Worker, createRequestStateSealer, defineCatalog, definePrompt, defineRe
  * stream of a real nats-server, answers read from the outbound subject, as an edge would.
  */
 
-const MODERN = "2026-07-28" as ProtocolVersion;
 const POOL = "mrtr";
 const KEY = "shared-request-state-key-for-the-mrtr-pool-0001";
 const OTHER_KEY = "a-different-request-state-key-of-another-pool-02";
@@ -68,6 +66,24 @@ const catalog = defineCatalog({
       },
     }),
     defineTool({
+      name: "stamped",
+      description: "Words its question differently on every run",
+      input: z.object({}),
+      handler: async (_a, ctx) => {
+        const r = await ctx.elicit({ message: `Deploy now (${process.hrtime.bigint()})?`, requestedSchema: nameSchema }, { key: "go" });
+        return `go=${String(r["action"])}`;
+      },
+    }),
+    defineTool({
+      name: "dupe",
+      description: "Uses one key for two different asks (a handler bug)",
+      input: z.object({}),
+      handler: async (_a, ctx) => {
+        await Promise.all([ctx.elicit({ message: "a" }, { key: "k" }), ctx.elicit({ message: "b" }, { key: "k" })]);
+        return "unreachable";
+      },
+    }),
+    defineTool({
       name: "needs_sampling",
       description: "Needs the sampling capability",
       input: z.object({}),
@@ -84,35 +100,25 @@ const catalog = defineCatalog({
       },
     }),
   ],
-  resources: [defineResource({ uri: "test://plain", name: "plain", read: () => ({ text: "plain" }) })],
+  resources: [
+    defineResource({ uri: "test://plain", name: "plain", read: () => ({ text: "plain" }) }),
+    defineResource({ uri: "test://shared", name: "shared", cache: { ttlMs: 5_000, cacheScope: "public" }, read: () => ({ text: "shared" }) }),
+  ],
 });
-
-interface Rpc {
-  id: number;
-  result?: Record<string, unknown>;
-  error?: { code: number; message: string; data?: unknown };
-}
 
 const SESSION = "mrtrSessionAAAAAAAAAAAA";
 let bus: Bus;
-const responses = new Map<number, Rpc>();
-const requestsSeen: Record<string, unknown>[] = [];
-let nextId = 1;
+let client: BusClient;
 
 afterAll(async () => {
+  client?.close();
   await bus?.close();
 });
 
 async function connect(url: string): Promise<void> {
   if (bus) return;
   bus = await connectBus({ url, name: "mrtr-test" });
-  bus.nc.subscribe(subjects.sessionOutbound(SESSION), {
-    callback: (_e, m: Msg) => {
-      const body = m.json<Record<string, unknown>>();
-      if (typeof body["method"] === "string") requestsSeen.push(body);
-      else responses.set(body["id"] as number, body as unknown as Rpc);
-    },
-  });
+  client = new BusClient(bus, POOL, SESSION);
 }
 
 function startWorker(keys: string[] = [KEY], ttlMs?: number): Promise<Worker> {
@@ -120,39 +126,10 @@ function startWorker(keys: string[] = [KEY], ttlMs?: number): Promise<Worker> {
   return w.start().then(() => w);
 }
 
-interface CallOpts {
-  version?: ProtocolVersion;
-  capabilities?: string[];
-  principal?: string;
-}
-
-/** Publishes one request as an edge would and waits for its response. */
-async function call(method: string, kind: "tool" | "prompt" | "resource", target: string, params: Record<string, unknown>, o: CallOpts = {}): Promise<Rpc> {
-  const id = nextId++;
-  const requestId = `mrtr-${id}-${Math.random().toString(36).slice(2)}`;
-  await bus.js.publish(subjects.request(POOL, kind, target), JSON.stringify({ jsonrpc: "2.0", id, method, params }), {
-    headers: encodeEnvelope({
-      requestId,
-      session: SESSION,
-      principal: o.principal ?? "alice",
-      protocolVersion: o.version ?? MODERN,
-      deadline: Date.now() + 30_000,
-      replyTo: subjects.outbound(SESSION, `s${id}`),
-      logLevel: undefined,
-      targetKind: kind,
-      target,
-      edge: "test",
-      receivedAt: Date.now(),
-      traceparent: undefined,
-      clientCapabilities: o.capabilities ?? ["sampling", "elicitation", "roots"],
-    }),
-    msgID: requestId,
-  });
-  await eventually(() => responses.has(id), { what: `response to ${method} ${target} #${id}` });
-  return responses.get(id)!;
-}
-
-const tool = (name: string, extra: Record<string, unknown> = {}, o?: CallOpts) => call("tools/call", "tool", name, { name, arguments: {}, ...extra }, o);
+type Rpc = BusRpcResponse;
+const call = (method: string, kind: "tool" | "prompt" | "resource", target: string, params: Record<string, unknown>, o?: BusCallOptions) =>
+  client.call(method, kind, target, params, o);
+const tool = (name: string, extra: Record<string, unknown> = {}, o?: BusCallOptions) => client.tool(name, extra, o);
 const accept = (content: Record<string, unknown>) => ({ action: "accept", content });
 const textOf = (r: Rpc) => (r.result?.["content"] as { text: string }[] | undefined)?.[0]?.text;
 
@@ -187,12 +164,17 @@ describe("MRTR at the worker (2026-07-28 envelopes, real JetStream)", () => {
       requestState: p1.result!["requestState"],
     });
     expect(p2.result).toMatchObject({ resultType: "complete", messages: [{ content: { text: 'ctx={"name":"docs"}' } }] });
-    // Every modern result is marked complete; read-not-found is -32602 in this era.
+    // Every modern read carries its caching hints: the declared ones, else the default.
     const read = await call("resources/read", "resource", "test://plain", { uri: "test://plain" });
-    expect(read.result).toMatchObject({ resultType: "complete", contents: [{ uri: "test://plain", text: "plain" }] });
+    expect(read.result).toEqual({ resultType: "complete", contents: [{ uri: "test://plain", text: "plain" }], ttlMs: 0, cacheScope: "private" });
+    const shared = await call("resources/read", "resource", "test://shared", { uri: "test://shared" });
+    expect(shared.result).toMatchObject({ resultType: "complete", ttlMs: 5_000, cacheScope: "public" });
+    const legacyRead = await call("resources/read", "resource", "test://shared", { uri: "test://shared" }, { protocolVersion: "2025-11-25" });
+    expect(legacyRead.result).toEqual({ contents: [{ uri: "test://shared", text: "shared" }] });
+    // Read-not-found is -32602 in this era.
     const missing = await call("resources/read", "resource", "test://nope", { uri: "test://nope" });
     expect(missing.error).toMatchObject({ code: -32602, message: "Resource not found", data: { uri: "test://nope" } });
-    expect(requestsSeen).toEqual([]); // nothing was sent as a server->client request
+    expect(client.requests).toEqual([]); // nothing was sent as a server->client request
     await w.stop();
   });
 
@@ -242,6 +224,13 @@ describe("MRTR at the worker (2026-07-28 envelopes, real JetStream)", () => {
     // A state answer cannot be overridden by a retry: step1 stays "Alice".
     const r3b = await tool("steps", { inputResponses: { step1: accept({ name: "Mallory" }), step2: accept({ name: "red" }) }, requestState: r2.result!["requestState"] });
     expect(textOf(r3b)).toBe('{"name":"Alice"} then {"name":"red"}');
+    // The key names the question: a re-run that words it differently still gets its answer.
+    const s1 = await tool("stamped");
+    const s2 = await tool("stamped", { inputResponses: { go: { action: "accept", content: {} } }, requestState: s1.result!["requestState"] });
+    expect(textOf(s2)).toBe("go=accept");
+    // One key for two different asks in one run: the handler's bug, not a question for the client.
+    const d = await tool("dupe");
+    expect(d.error).toMatchObject({ code: -32603, message: 'input request key "k" used for two different requests' });
     await w2.stop();
 
     // A worker with another key refuses the state (a pool must share its keys).
@@ -281,9 +270,11 @@ describe("MRTR at the worker (2026-07-28 envelopes, real JetStream)", () => {
 
   it("never asks for a capability the client did not declare (-32021 naming it)", async () => {
     const w = await startWorker();
-    const r = await tool("needs_sampling", {}, { capabilities: ["elicitation"] });
+    const r = await tool("needs_sampling", {}, { clientCapabilities: ["elicitation"] });
     expect(r.error).toMatchObject({ code: -32021, data: { requiredCapabilities: { sampling: {} } } });
-    const trio = await tool("trio", {}, { capabilities: ["sampling"] });
+    // An empty declaration ({} in _meta) is carried as such, not as "unknown".
+    expect((await tool("needs_sampling", {}, { clientCapabilities: [] })).error?.code).toBe(-32021);
+    const trio = await tool("trio", {}, { clientCapabilities: ["sampling"] });
     // elicitation and roots are refused before anything is asked; the handler's Promise.all fails.
     expect(trio.error?.code).toBe(-32021);
     await w.stop();
@@ -291,15 +282,15 @@ describe("MRTR at the worker (2026-07-28 envelopes, real JetStream)", () => {
 
   it("legacy era (2025-11-25): elicit is a server->client request through the edge, unchanged", async () => {
     const w = await startWorker();
-    const before = requestsSeen.length;
-    const pending = tool("greet", {}, { version: "2025-11-25" });
-    await eventually(() => requestsSeen.length > before, { what: "the elicitation/create request" });
-    const req = requestsSeen[before]!;
+    const before = client.requests.length;
+    const pending = tool("greet", {}, { protocolVersion: "2025-11-25" });
+    await eventually(() => client.requests.length > before, { what: "the elicitation/create request" });
+    const req = client.requests[before]!;
     expect(req).toMatchObject({ jsonrpc: "2.0", method: "elicitation/create", params: { message: "What is your name?" } });
     bus.nc.publish(subjects.clientReply("alice", SESSION, req["id"] as string), JSON.stringify({ jsonrpc: "2.0", id: req["id"], result: accept({ name: "Legacy" }) }));
     const r = await pending;
     expect(r.result).toEqual({ content: [{ type: "text", text: "Hello, Legacy!" }] });
-    const missing = await call("resources/read", "resource", "test://nope", { uri: "test://nope" }, { version: "2025-11-25" });
+    const missing = await call("resources/read", "resource", "test://nope", { uri: "test://nope" }, { protocolVersion: "2025-11-25" });
     expect(missing.error?.code).toBe(-32002);
     await w.stop();
   });

@@ -1,11 +1,13 @@
+import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { defineCatalog, definePrompt, defineResource, defineResourceTemplate, defineTool, z, type HandlerContext } from "@mcpq/worker-sdk";
 
 /**
- * The fixtures the official MCP conformance suite (@modelcontextprotocol/conformance 0.1.16,
- * `server --suite all`) calls, with the names, arguments and outputs of its reference
- * everything-server. `make conformance` runs the suite against a worker serving this catalog;
- * see docs/conformance.md.
+ * The fixtures the official MCP conformance suite calls, with the names, arguments and outputs of
+ * its reference everything-server: @modelcontextprotocol/conformance 0.1.16 `server --suite all`
+ * (2025-11-25) and 0.2.0-alpha.12 `server --requirements 2026-07-28` (the `test_input_required_*`
+ * MRTR fixtures and the stateless diagnostics). `make conformance` runs both suites against a
+ * worker serving this catalog; see docs/conformance.md.
  */
 
 /** A 1x1 red PNG. */
@@ -33,8 +35,21 @@ const JSON_SCHEMA_2020_12_INPUT_SCHEMA = {
 
 const noArgs = z.object({});
 
+/** A one-property elicitation form (`{ <name>: string }`, required). */
+function form(message: string, property: string, type: "string" | "boolean" = "string"): Record<string, unknown> {
+  return { message, requestedSchema: { type: "object", properties: { [property]: { type } }, required: [property] } };
+}
+
+/** The accepted content of an elicitation answer, or a note saying how the user answered. */
+function accepted(r: Record<string, unknown>): Record<string, unknown> | string {
+  return r["action"] === "accept" ? ((r["content"] as Record<string, unknown> | undefined) ?? {}) : `(${String(r["action"])})`;
+}
+
 export const conformanceCatalog = defineCatalog({
   name: "conformance",
+  // Fixed fixtures, the same for every caller: lists and reads may be cached and shared for a
+  // minute (2026-07-28 caching hints); the test://watched-resource read is never cached.
+  cache: { default: { ttlMs: 60_000, cacheScope: "public" } },
   tools: [
     defineTool({
       name: "test_simple_text",
@@ -229,6 +244,155 @@ export const conformanceCatalog = defineCatalog({
           },
         }),
     }),
+    // ---- 2026-07-28 (MRTR, SEP-2322): each ask ends the round with `input_required` until the
+    // client's retry carries the answer under the key the suite expects.
+    defineTool({
+      name: "test_input_required_result_elicitation",
+      description: "MRTR: asks the user's name (input request user_name), then greets them",
+      input: noArgs,
+      handler: async (_a, ctx) => {
+        const r = accepted(await ctx.elicit(form("What is your name?", "name"), { key: "user_name" }));
+        return `Hello, ${typeof r === "string" ? r : String(r["name"])}!`;
+      },
+    }),
+    defineTool({
+      name: "test_input_required_result_sampling",
+      description: "MRTR: asks the client's LLM the capital of France (input request capital_question)",
+      input: noArgs,
+      handler: async (_a, ctx) => {
+        const r = await ctx.sample(
+          { messages: [{ role: "user", content: { type: "text", text: "What is the capital of France?" } }], maxTokens: 100 },
+          { key: "capital_question" },
+        );
+        return `LLM response: ${textOf(r["content"]) ?? "No response"}`;
+      },
+    }),
+    defineTool({
+      name: "test_input_required_result_list_roots",
+      description: "MRTR: asks the client's roots (input request client_roots) and lists them",
+      input: noArgs,
+      handler: async (_a, ctx) => {
+        const r = await ctx.listRoots({ key: "client_roots" });
+        const roots = (r["roots"] as { uri: string }[]).map((x) => x.uri);
+        return `Client roots: ${roots.join(", ") || "(none)"}`;
+      },
+    }),
+    defineTool({
+      name: "test_input_required_result_request_state",
+      description: "MRTR: asks for confirmation with a sealed requestState; the answer says whether the state was verified",
+      input: noArgs,
+      handler: async (_a, ctx) => {
+        const r = accepted(await ctx.elicit(form("Please confirm", "ok", "boolean"), { key: "confirm" }));
+        // inputRound > 0 only when the retry carried a requestState the worker verified.
+        const state = (ctx.inputRound ?? 0) > 0 ? "state-ok" : "no-state";
+        return `${state}: confirm=${JSON.stringify(r)}`;
+      },
+    }),
+    defineTool({
+      name: "test_input_required_result_multiple_inputs",
+      description: "MRTR: asks an elicitation, a sampling and a roots request in one round",
+      input: noArgs,
+      handler: async (_a, ctx) => {
+        const [who, greeting, roots] = await Promise.all([
+          ctx.elicit(form("What is your name?", "name"), { key: "user_name" }),
+          ctx.sample({ messages: [{ role: "user", content: { type: "text", text: "Generate a greeting" } }], maxTokens: 50 }, { key: "greeting" }),
+          ctx.listRoots({ key: "client_roots" }),
+        ]);
+        const n = (roots["roots"] as unknown[]).length;
+        return `name=${JSON.stringify(accepted(who))}, greeting=${textOf(greeting["content"]) ?? ""}, roots=${n}`;
+      },
+    }),
+    defineTool({
+      name: "test_input_required_result_multi_round",
+      description: "MRTR: two rounds in sequence (step1: name, then step2: favourite colour)",
+      input: noArgs,
+      handler: async (_a, ctx) => {
+        const name = accepted(await ctx.elicit(form("Step 1: What is your name?", "name"), { key: "step1" }));
+        const color = accepted(await ctx.elicit(form("Step 2: What is your favorite color?", "color"), { key: "step2" }));
+        return `name=${JSON.stringify(name)}, color=${JSON.stringify(color)}`;
+      },
+    }),
+    defineTool({
+      name: "test_input_required_result_tampered_state",
+      description: "MRTR: asks for confirmation with an integrity-protected requestState (a tampered one is refused with -32602)",
+      input: noArgs,
+      handler: async (_a, ctx) => {
+        const r = accepted(await ctx.elicit(form("Please confirm", "ok", "boolean"), { key: "confirm" }));
+        return `integrity-ok: confirm=${JSON.stringify(r)}`;
+      },
+    }),
+    defineTool({
+      name: "test_input_required_result_capabilities",
+      description: "MRTR: asks only what the client declared (elicitation and/or sampling)",
+      input: noArgs,
+      handler: async (_a, ctx) => {
+        const caps = ctx.clientCapabilities;
+        const asks: Promise<[string, Record<string, unknown>]>[] = [];
+        if (!caps || caps.includes("elicitation")) {
+          asks.push(ctx.elicit(form("Elicitation input", "value"), { key: "elicit_input" }).then((r) => ["elicit_input", r]));
+        }
+        if (!caps || caps.includes("sampling")) {
+          const params = { messages: [{ role: "user", content: { type: "text", text: "Sample request" } }], maxTokens: 50 };
+          asks.push(ctx.sample(params, { key: "sample_input" }).then((r) => ["sample_input", r]));
+        }
+        if (asks.length === 0) return "No supported capabilities declared";
+        const got = await Promise.all(asks);
+        return `capabilities-ok: received ${got.map(([k]) => k).join(",")}`;
+      },
+    }),
+    // ---- 2026-07-28 stateless diagnostics (server-stateless).
+    defineTool({
+      name: "test_missing_capability",
+      description: "Needs the client's sampling capability (-32021 naming it when undeclared)",
+      input: noArgs,
+      handler: async (_a, ctx) => {
+        const r = await ctx.sample({ messages: [{ role: "user", content: { type: "text", text: "Say yes" } }], maxTokens: 10 }, { key: "sampling_check" });
+        return `Success: ${textOf(r["content"]) ?? ""}`;
+      },
+    }),
+    defineTool({
+      name: "test_streaming_elicitation",
+      description: "Reports progress, then asks the user (an input request in 2026-07-28, never a request on the stream)",
+      input: noArgs,
+      handler: async (_a, ctx) => {
+        await ctx.progress(50, 100, "halfway");
+        const r = accepted(await ctx.elicit(form("Streaming elicitation: continue?", "ok", "boolean"), { key: "continue" }));
+        return `Streaming complete: ${JSON.stringify(r)}`;
+      },
+    }),
+    defineTool({
+      name: "test_trigger_tool_change",
+      description: "Changes the tool list (swaps in a new test_dynamic_tool_*), so listeners get notifications/tools/list_changed",
+      input: noArgs,
+      handler: async (_a, ctx) => {
+        swapDynamic(conformanceCatalog.tools!, "test_dynamic_tool", (name) =>
+          defineTool({ name, description: "A tool added by test_trigger_tool_change", input: noArgs, handler: () => "dynamic" }),
+        );
+        await ctx.catalogChanged();
+        return "Mutation triggered";
+      },
+    }),
+    defineTool({
+      name: "test_trigger_prompt_change",
+      description: "Changes the prompt list (swaps in a new test_dynamic_prompt_*), so listeners get notifications/prompts/list_changed",
+      input: noArgs,
+      handler: async (_a, ctx) => {
+        swapDynamic(conformanceCatalog.prompts!, "test_dynamic_prompt", (name) =>
+          definePrompt({ name, description: "A prompt added by test_trigger_prompt_change", get: () => ({ messages: [] }) }),
+        );
+        await ctx.catalogChanged();
+        return "Mutation triggered";
+      },
+    }),
+    defineTool({
+      name: "test_logging_tool",
+      description: "Logs once at info (sent only when the request's _meta sets a log level)",
+      input: noArgs,
+      handler: async (_a, ctx) => {
+        await ctx.log("info", "Diagnostic trace logging activated");
+        return "Logging evaluated";
+      },
+    }),
     defineTool({
       name: "json_schema_2020_12_tool",
       description: "Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)",
@@ -265,6 +429,7 @@ export const conformanceCatalog = defineCatalog({
       title: "Watched Resource",
       description: "A resource clients can subscribe to (resources/subscribe)",
       mimeType: "text/plain",
+      cache: { ttlMs: 0 },
       read: () => ({ uri: "test://watched-resource", mimeType: "text/plain", text: "Watched resource content" }),
     }),
   ],
@@ -319,6 +484,16 @@ export const conformanceCatalog = defineCatalog({
       }),
     }),
     definePrompt({
+      name: "test_input_required_result_prompt",
+      title: "MRTR Prompt",
+      description: "MRTR: asks what context the prompt should use (input request user_context)",
+      get: async (_a, ctx) => {
+        const r = accepted(await ctx.elicit(form("What context should the prompt use?", "context"), { key: "user_context" }));
+        const context = typeof r === "string" ? r : String(r["context"]);
+        return { messages: [{ role: "user", content: { type: "text", text: `Prompt with context: ${context}` } }] };
+      },
+    }),
+    definePrompt({
       name: "test_prompt_with_image",
       title: "Prompt With Image",
       description: "A prompt that includes image content",
@@ -331,6 +506,18 @@ export const conformanceCatalog = defineCatalog({
     }),
   ],
 });
+
+/** Names this process's dynamic entries: with two workers in a pool, each change is a new name on every edge. */
+const DYNAMIC_TOKEN = randomBytes(4).toString("hex");
+let dynamicCount = 0;
+
+/** Replaces this process's dynamic entry of a list by a newly named one (at most one per process). */
+function swapDynamic<T extends { name: string }>(list: T[], prefix: string, make: (name: string) => T): void {
+  const mine = `${prefix}_${DYNAMIC_TOKEN}_`;
+  const at = list.findIndex((e) => e.name.startsWith(mine));
+  if (at >= 0) list.splice(at, 1);
+  list.push(make(`${mine}${++dynamicCount}`));
+}
 
 async function elicitText(ctx: HandlerContext, label: string, params: Record<string, unknown>): Promise<string> {
   try {
