@@ -41,8 +41,8 @@ export const EdgeEnvSchema = z.object({
   MCPQ_MAX_SESSIONS_PER_PRINCIPAL: int(10_000),
   MCPQ_SESSION_CACHE_MS: int(5_000),
   MCPQ_PAGE_SIZE: int(100),
-  /** Stateless era: `ttlMs` of server/discover and list results (catalog entries may declare less). */
-  MCPQ_LIST_TTL_MS: int(60_000),
+  /** Stateless era: `ttlMs` of server/discover results (lists and reads carry what their catalogs declare). */
+  MCPQ_DISCOVER_TTL_MS: int(60_000),
   /** Stateless era: open `subscriptions/listen` streams per edge (-32010 beyond). */
   MCPQ_MAX_LISTENERS: int(10_000),
   MCPQ_SSE_KEEPALIVE_MS: int(15_000),
@@ -100,8 +100,8 @@ export interface EdgeConfig {
   maxSessionsPerPrincipal: number;
   sessionCacheMs: number;
   pageSize: number;
-  /** MCPQ_LIST_TTL_MS */
-  listTtlMs: number;
+  /** MCPQ_DISCOVER_TTL_MS */
+  discoverTtlMs: number;
   /** MCPQ_MAX_LISTENERS */
   maxListeners: number;
   sseKeepaliveMs: number;
@@ -169,7 +169,7 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     maxSessionsPerPrincipal: e.MCPQ_MAX_SESSIONS_PER_PRINCIPAL,
     sessionCacheMs: e.MCPQ_SESSION_CACHE_MS,
     pageSize: Math.max(1, e.MCPQ_PAGE_SIZE),
-    listTtlMs: e.MCPQ_LIST_TTL_MS,
+    discoverTtlMs: e.MCPQ_DISCOVER_TTL_MS,
     maxListeners: e.MCPQ_MAX_LISTENERS,
     sseKeepaliveMs: e.MCPQ_SSE_KEEPALIVE_MS,
     sseRetryMs: e.MCPQ_SSE_RETRY_MS,

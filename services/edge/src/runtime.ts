@@ -69,7 +69,7 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
       maxRequestTimeoutMs: config.maxRequestTimeoutMs,
       maxSessionsPerPrincipal: config.maxSessionsPerPrincipal,
       pageSize: config.pageSize,
-      listTtlMs: config.listTtlMs,
+      discoverTtlMs: config.discoverTtlMs,
       maxListeners: config.maxListeners,
       serverName: "mcpq",
       serverVersion: SERVER_VERSION,

@@ -89,7 +89,9 @@ describe("stateless era (2026-07-28) over Streamable HTTP", () => {
   it("lists carry resultType and caching hints; calls, reads and prompts are answered by workers on either edge", async ({ nats }) => {
     const [u0, u1] = [await url(nats, 0), await url(nats, 1)];
     const tools = await post(u0, "tools/list", { _meta: META });
-    expect(tools.body!.result).toMatchObject({ resultType: "complete", cacheScope: "public" });
+    expect(tools.body!.result).toMatchObject({ resultType: "complete" });
+    // `example` declares no hints: the list is as fresh as its least fresh entry, and private.
+    expect(tools.body!.result).toMatchObject({ ttlMs: 0, cacheScope: "private" });
     expect((tools.body!.result!["tools"] as { name: string }[]).map((t) => t.name)).toContain("echo");
 
     const call = await post(u1, "tools/call", { name: "echo", arguments: { text: "hi" }, _meta: META }, {}, 7);

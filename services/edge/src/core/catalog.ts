@@ -1,8 +1,13 @@
 import { EventEmitter } from "node:events";
 import type { Bus } from "@mcpq/bus";
 import {
+  DEFAULT_CACHE_HINT,
+  cacheHintOf,
+  listCacheHint,
   matchUriTemplate,
   silentLogger,
+  type CacheHint,
+  type CacheListKind,
   type Catalog,
   type Logger,
   type PromptDescriptor,
@@ -33,7 +38,11 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
   readonly #entries = new Map<string, RegistryEntry>();
   #tools: ToolDescriptor[] = [];
   #resources: ResourceDescriptor[] = [];
-  #templates: (ResourceTemplateDescriptor & { pool: string })[] = [];
+  #templates: (ResourceTemplateDescriptor & { pool: string; hint: CacheHint })[] = [];
+  /** Stateless era: each list's caching hint, from the declarations of the catalogs it is made of. */
+  #listHints: Record<CacheListKind, CacheHint> = { tools: DEFAULT_CACHE_HINT, resources: DEFAULT_CACHE_HINT, resourceTemplates: DEFAULT_CACHE_HINT, prompts: DEFAULT_CACHE_HINT };
+  /** Resource URI -> the declared hint of its `resources/read`. */
+  #readHints = new Map<string, CacheHint>();
   #prompts: PromptDescriptor[] = [];
   #toolPool = new Map<string, string>();
   #resourcePool = new Map<string, string>();
@@ -104,7 +113,21 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
     return this.#resources;
   }
   resourceTemplates(): readonly ResourceTemplateDescriptor[] {
-    return this.#templates.map(({ pool: _p, ...t }) => t);
+    return this.#templates.map(({ pool: _p, hint: _h, ...t }) => t);
+  }
+
+  /**
+   * The caching hint of a list result (every page the same): as fresh as its least fresh entry
+   * and private when any entry (or a contributing catalog's list declaration) is; an
+   * undeclared entry counts as immediately stale and private (DEFAULT_CACHE_HINT).
+   */
+  listHint(kind: CacheListKind): CacheHint {
+    return this.#listHints[kind];
+  }
+
+  /** The declared hint of `resources/read` of `uri` (its resource, else the matching template). */
+  readHint(uri: string): CacheHint {
+    return this.#readHints.get(uri) ?? this.#templates.find((t) => matchUriTemplate(t.uriTemplate, uri))?.hint ?? DEFAULT_CACHE_HINT;
   }
   prompts(): readonly PromptDescriptor[] {
     return this.#prompts;
@@ -147,7 +170,15 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
     const toolPool = new Map<string, string>();
     const resources = new Map<string, ResourceDescriptor>();
     const resourcePool = new Map<string, string>();
-    const templates = new Map<string, ResourceTemplateDescriptor & { pool: string }>();
+    const templates = new Map<string, ResourceTemplateDescriptor & { pool: string; hint: CacheHint }>();
+    const readHints = new Map<string, CacheHint>();
+    /** Per list kind, the keys each contributing catalog won (hints come from the catalog that serves the entry). */
+    const sources: Record<CacheListKind, Map<RegistryEntry, string[]>> = { tools: new Map(), resources: new Map(), resourceTemplates: new Map(), prompts: new Map() };
+    const won = (kind: CacheListKind, e: RegistryEntry, key: string) => {
+      const keys = sources[kind].get(e);
+      if (keys) keys.push(key);
+      else sources[kind].set(e, [key]);
+    };
     const prompts = new Map<string, PromptDescriptor>();
     const promptPool = new Map<string, string>();
     // Deterministic: sort by key so every edge picks the same pool for a name served by two pools.
@@ -156,19 +187,28 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
         if (!tools.has(t.name)) {
           tools.set(t.name, t);
           toolPool.set(t.name, e.pool);
+          won("tools", e, t.name);
         }
       }
       for (const r of e.catalog.resources) {
         if (!resources.has(r.uri)) {
           resources.set(r.uri, r);
           resourcePool.set(r.uri, e.pool);
+          readHints.set(r.uri, cacheHintOf(e.catalog.cacheHints, "resources", r.uri));
+          won("resources", e, r.uri);
         }
       }
-      for (const t of e.catalog.resourceTemplates) if (!templates.has(t.uriTemplate)) templates.set(t.uriTemplate, { ...t, pool: e.pool });
+      for (const t of e.catalog.resourceTemplates) {
+        if (!templates.has(t.uriTemplate)) {
+          templates.set(t.uriTemplate, { ...t, pool: e.pool, hint: cacheHintOf(e.catalog.cacheHints, "resourceTemplates", t.uriTemplate) });
+          won("resourceTemplates", e, t.uriTemplate);
+        }
+      }
       for (const p of e.catalog.prompts) {
         if (!prompts.has(p.name)) {
           prompts.set(p.name, p);
           promptPool.set(p.name, e.pool);
+          won("prompts", e, p.name);
         }
       }
     }
@@ -184,6 +224,9 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
     this.#resources = [...resources.values()].sort(byName);
     this.#templates = [...templates.values()].sort(byName);
     this.#prompts = [...prompts.values()].sort(byName);
+    const hints = (kind: CacheListKind) => listCacheHint(kind, [...sources[kind]].map(([entry, keys]) => ({ hints: entry.catalog.cacheHints, keys })));
+    this.#listHints = { tools: hints("tools"), resources: hints("resources"), resourceTemplates: hints("resourceTemplates"), prompts: hints("prompts") };
+    this.#readHints = readHints;
     this.#toolPool = toolPool;
     this.#resourcePool = resourcePool;
     this.#promptPool = promptPool;

@@ -1,6 +1,5 @@
-import { ErrorCode, META } from "@mcpq/protocol";
+import { ErrorCode, META, type CacheHint } from "@mcpq/protocol";
 import type { OutboundMessage } from "./outbound.js";
-import type { CacheHint } from "./session-core.js";
 
 /** What a stateless-era answer is completed with at the edge. */
 export interface AnswerShape {

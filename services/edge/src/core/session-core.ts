@@ -19,6 +19,7 @@ import {
   ListenParamsSchema,
   META,
   rejection,
+  type CacheHint,
   type ModernMeta,
   type SubscriptionFilter,
   silentLogger,
@@ -57,17 +58,13 @@ export interface CoreConfig {
   serverName: string;
   serverVersion: string;
   instructions?: string;
-  /** Stateless era: `ttlMs` of server/discover and of the list results the edge answers (MCPQ_LIST_TTL_MS). */
-  listTtlMs: number;
+  /** Stateless era: `ttlMs` of server/discover (MCPQ_DISCOVER_TTL_MS; its result is public). */
+  discoverTtlMs: number;
   /** Stateless era: open `subscriptions/listen` streams per edge (MCPQ_MAX_LISTENERS). */
   maxListeners: number;
 }
 
-/** A stateless-era caching hint (`ttlMs`, `cacheScope`) of a result. */
-export interface CacheHint {
-  ttlMs: number;
-  cacheScope: "public" | "private";
-}
+
 
 /** Hooks the service backs with metrics; all optional. */
 export interface CoreMetrics {
@@ -439,17 +436,12 @@ export class SessionCore {
     return out;
   }
 
-  /** The caching hint of a list result or server/discover (stateless era). */
-  listHint(): CacheHint {
-    return { ttlMs: this.#cfg.listTtlMs, cacheScope: "public" };
-  }
-
   /**
-   * The caching hint of `resources/read` of `uri` when the worker's result carries none:
-   * never cached, and never shared across principals, unless its catalog entry says otherwise.
+   * The caching hint of `resources/read` of `uri` when the worker's result carries none: what
+   * its catalog entry declares, else never cached and never shared across principals.
    */
-  readHint(_uri: string): CacheHint {
-    return { ttlMs: 0, cacheScope: "private" };
+  readHint(uri: string): CacheHint {
+    return this.#catalog.readHint(uri);
   }
 
   /**
@@ -569,16 +561,18 @@ export class SessionCore {
           supportedVersions: [...ALL_PROTOCOL_VERSIONS],
           capabilities: this.capabilities(),
           ...(this.#cfg.instructions ? { instructions: this.#cfg.instructions } : {}),
-          ...this.listHint(),
+          // What it says is the same for every caller; it changes when a kind appears or goes.
+          ttlMs: this.#cfg.discoverTtlMs,
+          cacheScope: "public",
         };
       case "tools/list":
-        return { ...this.#page("tools", this.#catalog.tools(), req), ...this.listHint() };
+        return { ...this.#page("tools", this.#catalog.tools(), req), ...this.#catalog.listHint("tools") };
       case "resources/list":
-        return { ...this.#page("resources", this.#catalog.resources(), req), ...this.listHint() };
+        return { ...this.#page("resources", this.#catalog.resources(), req), ...this.#catalog.listHint("resources") };
       case "resources/templates/list":
-        return { ...this.#page("resourceTemplates", this.#catalog.resourceTemplates(), req), ...this.listHint() };
+        return { ...this.#page("resourceTemplates", this.#catalog.resourceTemplates(), req), ...this.#catalog.listHint("resourceTemplates") };
       case "prompts/list":
-        return { ...this.#page("prompts", this.#catalog.prompts(), req), ...this.listHint() };
+        return { ...this.#page("prompts", this.#catalog.prompts(), req), ...this.#catalog.listHint("prompts") };
       default:
         throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${req.method}`);
     }
