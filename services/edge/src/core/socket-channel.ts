@@ -320,7 +320,12 @@ export class SocketChannel extends Channel implements StreamSink {
 
   /** A connection bound to a legacy session speaks that session's revision; otherwise per message. */
   protected override modern(msg: ClassifiedMessage): boolean {
-    return this.#session === undefined && super.modern(msg);
+    if (this.#session !== undefined) return false;
+    // A cancel carries no `_meta`: it is of the era of the request it names.
+    if (msg.kind === "notification" && msg.message.method === "notifications/cancelled") {
+      return this.#modernShapes.has(idKey((msg.message.params as { requestId?: unknown } | undefined)?.requestId));
+    }
+    return super.modern(msg);
   }
 
   /** The stdio rules: `notifications/cancelled` cancels a stateless-era request of this connection. */
