@@ -127,15 +127,54 @@ export function headerMismatch(message: string): McpError {
  * null when the sentinel's content is not valid base64 of UTF-8.
  */
 export function decodeHeaderValue(value: string): string | null {
-  const m = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/.exec(value);
-  if (!m) return value;
+  if (!value.startsWith("=?base64?") || !value.endsWith("?=") || value.length < 11) return value;
+  const b64 = value.slice(9, -2);
+  // Strict: the alphabet, whole quanta, padding only at the end (lenient decoders accept less).
+  if (b64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) return null;
   try {
-    const binary = atob(m[1]!);
+    const binary = atob(b64);
     const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
     return null;
   }
+}
+
+/** Where a tool's `inputSchema` asks for a parameter to be mirrored into an `Mcp-Param-<name>` header. */
+export interface HeaderParam {
+  /** The property path in `arguments` (the chain of `properties` keys). */
+  path: string[];
+  /** The `x-mcp-header` name: the header is `Mcp-Param-<name>`. */
+  header: string;
+  /** The property's JSON Schema type, for comparing header text with the body value. */
+  type: string | undefined;
+}
+
+/** The `x-mcp-header` annotations of a tool's `inputSchema` (nested `properties` included; bounded). */
+export function headerParams(inputSchema: unknown, max = 32): HeaderParam[] {
+  const out: HeaderParam[] = [];
+  const walk = (schema: unknown, path: string[], depth: number) => {
+    if (depth > 8 || out.length >= max || typeof schema !== "object" || schema === null) return;
+    const props = (schema as { properties?: unknown }).properties;
+    if (typeof props !== "object" || props === null) return;
+    for (const [key, def] of Object.entries(props as Record<string, unknown>)) {
+      if (typeof def !== "object" || def === null) continue;
+      const header = (def as Record<string, unknown>)["x-mcp-header"];
+      const type = (def as { type?: unknown }).type;
+      if (typeof header === "string" && header !== "") out.push({ path: [...path, key], header, type: typeof type === "string" ? type : undefined });
+      walk(def, [...path, key], depth + 1);
+    }
+  };
+  walk(inputSchema, [], 0);
+  return out;
+}
+
+/** Whether a decoded `Mcp-Param-*` header value stands for `body` (numbers compared numerically). */
+export function headerMatchesValue(header: string, body: unknown): boolean {
+  if (typeof body === "string") return header === body;
+  if (typeof body === "number") return header.trim() !== "" && Number(header) === body;
+  if (typeof body === "boolean") return header === String(body);
+  return false;
 }
 
 /** `notifications/subscriptions/acknowledged` and `subscriptions/listen`'s filter. */

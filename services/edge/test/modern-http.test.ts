@@ -63,7 +63,7 @@ describe("stateless era (2026-07-28) over Streamable HTTP", () => {
     (ready ??= (async () => {
       s = await stack(nats, { edges: 2, workers: [{ catalogs: ["example"] }, { catalogs: ["conformance"] }] });
       features = await startCatalogWorker(nats.url, [featuresCatalog], "features");
-      for (const e of s.edges) await eventually(() => e.runtime.catalog.toolPool("wait_for_cancel") && e.runtime.catalog.toolPool("echo"), { what: "catalogs on every edge" });
+      for (const e of s.edges) await eventually(() => e.runtime.catalog.toolPool("regional") && e.runtime.catalog.toolPool("echo"), { what: "catalogs on every edge" });
       return s;
     })());
   const url = async (nats: NatsHandle, i = 0) => (await setup(nats)).edges[i]!.url;
@@ -146,6 +146,28 @@ describe("stateless era (2026-07-28) over Streamable HTTP", () => {
     expect([noName.status, noName.body?.error?.code]).toEqual([400, -32020]);
     const encoded = await post(u, "tools/call", { name: "echo", arguments: { text: "x" }, _meta: META }, { "mcp-name": `=?base64?${Buffer.from("echo").toString("base64")}?=` });
     expect(encoded.body?.result).toMatchObject({ resultType: "complete" });
+  });
+
+  it("x-mcp-header parameters: the Mcp-Param-* header must be there when the value is, and match it (base64 decoded strictly, numbers numerically)", async ({ nats }) => {
+    const u = await url(nats);
+    const regional = (args: Record<string, unknown>, headers: Record<string, string | null>) => post(u, "tools/call", { name: "regional", arguments: args, _meta: META }, headers);
+    const ok = await regional({ region: "us-west1", count: 42 }, { "mcp-param-region": "us-west1", "mcp-param-count": "42.0" });
+    expect(ok.body?.result).toMatchObject({ resultType: "complete", content: [{ text: "us-west1 42" }] });
+    const encoded = await regional({ region: "Hello, 世界" }, { "mcp-param-region": `=?base64?${Buffer.from("Hello, 世界").toString("base64")}?=` });
+    expect(encoded.body?.result).toMatchObject({ content: [{ text: "Hello, 世界 undefined" }] });
+    // Without the full sentinel the value is literal text.
+    const literal = await regional({ region: "=?base64?SGVsbG8=" }, { "mcp-param-region": "=?base64?SGVsbG8=" });
+    expect(literal.body?.result).toBeDefined();
+    for (const [args, headers] of [
+      [{ region: "a" }, {}],
+      [{ region: "a" }, { "mcp-param-region": "b" }],
+      [{ region: "Hello" }, { "mcp-param-region": "=?base64?SGVsbG8?=" }],
+      [{ region: "Hello" }, { "mcp-param-region": "=?base64?SGVs!!!bG8=?=" }],
+      [{ region: "a", count: 1 }, { "mcp-param-region": "a", "mcp-param-count": "2" }],
+    ] as [Record<string, unknown>, Record<string, string>][]) {
+      const r = await regional(args, headers);
+      expect([JSON.stringify(headers), r.status, r.body?.error?.code]).toEqual([JSON.stringify(headers), 400, -32020]);
+    }
   });
 
   it("removed and unknown methods are 404 with -32601; GET and DELETE of this era are 405; legacy initialize still opens a session", async ({ nats }) => {

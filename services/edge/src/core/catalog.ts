@@ -45,6 +45,7 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
   #readHints = new Map<string, CacheHint>();
   #prompts: PromptDescriptor[] = [];
   #toolPool = new Map<string, string>();
+  #toolByName = new Map<string, ToolDescriptor>();
   #resourcePool = new Map<string, string>();
   #promptPool = new Map<string, string>();
   /** Names served recently by a worker that has since gone: "unavailable", not "unknown". */
@@ -131,6 +132,11 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
   }
   prompts(): readonly PromptDescriptor[] {
     return this.#prompts;
+  }
+
+  /** A listed tool by name. */
+  tool(name: string): ToolDescriptor | undefined {
+    return this.#toolByName.get(name);
   }
 
   toolPool(name: string): string | undefined {
@@ -228,6 +234,7 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
     this.#listHints = { tools: hints("tools"), resources: hints("resources"), resourceTemplates: hints("resourceTemplates"), prompts: hints("prompts") };
     this.#readHints = readHints;
     this.#toolPool = toolPool;
+    this.#toolByName = tools;
     this.#resourcePool = resourcePool;
     this.#promptPool = promptPool;
     const sig = {

@@ -7,7 +7,9 @@ import {
   classifyMessage,
   decodeHeaderValue,
   declaredVersion,
+  headerMatchesValue,
   headerMismatch,
+  headerParams,
   isSupportedProtocolVersion,
   modernMeta,
   salvageId,
@@ -109,7 +111,7 @@ const quote = (v: string) => (v.length > QUOTE_MAX ? `${v.slice(0, QUOTE_MAX)}..
  * `Mcp-Name` (`=?base64?…?=` decoded) the body's `params.name` / `params.uri` of tools/call,
  * prompts/get and resources/read. Anything missing or different is -32020 (HTTP 400).
  */
-function checkedMeta(x: HttpExchange, req: JsonRpcRequest): ModernMeta {
+function checkedMeta(x: HttpExchange, req: JsonRpcRequest, inputSchemaOf: (tool: string) => unknown): ModernMeta {
   const version = x.header("mcp-protocol-version");
   const meta = modernMeta(req.params, (declared) => {
     if (typeof version !== "string") throw headerMismatch("MCP-Protocol-Version header is required");
@@ -129,7 +131,28 @@ function checkedMeta(x: HttpExchange, req: JsonRpcRequest): ModernMeta {
     if (name === null) throw headerMismatch("Mcp-Name header value is not valid =?base64?…?= text");
     if (name !== body) throw headerMismatch(`Mcp-Name header value '${quote(name)}' does not match body value '${quote(body)}'`);
   }
+  if (req.method === "tools/call" && typeof body === "string") checkParamHeaders(x, req, inputSchemaOf(body));
   return meta;
+}
+
+/**
+ * `x-mcp-header` parameters of the called tool (SEP-2243): a value present in `arguments` must
+ * come with its `Mcp-Param-<name>` header, whose (base64-decoded) text must match it; a
+ * malformed `=?base64?…?=` value is refused too. All -32020 (HTTP 400).
+ */
+function checkParamHeaders(x: HttpExchange, req: JsonRpcRequest, inputSchema: unknown): void {
+  const args = req.params?.["arguments"];
+  for (const p of headerParams(inputSchema)) {
+    let value: unknown = args;
+    for (const k of p.path) value = typeof value === "object" && value !== null ? (value as Record<string, unknown>)[k] : undefined;
+    if (value === undefined || value === null) continue;
+    const name = `Mcp-Param-${p.header}`;
+    const raw = x.header(name.toLowerCase());
+    if (typeof raw !== "string") throw headerMismatch(`${name} header is required (arguments.${p.path.join(".")} is set)`);
+    const text = decodeHeaderValue(raw.trim());
+    if (text === null) throw headerMismatch(`${name} header value is not valid =?base64?…?= text`);
+    if (!headerMatchesValue(text, value)) throw headerMismatch(`${name} header value '${quote(text)}' does not match body value '${quote(String(value))}'`);
+  }
 }
 
 /**
@@ -199,7 +222,7 @@ export class HttpPostChannel extends Channel {
   }
 
   protected override modernMeta(req: JsonRpcRequest): ModernMeta {
-    return checkedMeta(this.x, req);
+    return checkedMeta(this.x, req, (tool) => this.deps.core.toolInputSchema(tool));
   }
 
   protected async modernRequest(principal: string, meta: ModernMeta, req: JsonRpcRequest, raw: string): Promise<void> {

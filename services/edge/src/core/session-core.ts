@@ -415,6 +415,11 @@ export class SessionCore {
     return record;
   }
 
+  /** The `inputSchema` of a tool the catalog lists (for its `x-mcp-header` parameters); undefined when unknown. */
+  toolInputSchema(name: string): unknown {
+    return this.#catalog.tool(name)?.inputSchema;
+  }
+
   /** The synthetic session id (cancellation scope) of stateless-era requests on `stream`. */
   modernScope(stream: string): string {
     return `${this.modernOutbound}-${stream}`;
