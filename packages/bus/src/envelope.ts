@@ -1,5 +1,5 @@
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
-import type { AnyProtocolVersion, LogLevel, RequestId } from "@mcpq/protocol";
+import type { AnyProtocolVersion, LogLevel } from "@mcpq/protocol";
 import type { TargetKind } from "./subjects.js";
 
 /** Header names of the request envelope (edge -> worker) and outbound messages (worker -> edge). */
@@ -194,6 +194,16 @@ export function decodeControl(h: MsgHdrs | undefined): OutboundControl | null {
   return Number.isFinite(retry) && retry >= 0 ? { action: "reconnect", retryMs: retry } : { action: "reconnect" };
 }
 
+/** What the headers of one outbound message say; a missing or unknown kind is a notification. */
+export function decodeOutboundHeaders(h: MsgHdrs | undefined): { kind: OutboundKind; eventId: string | undefined; requestId: string | undefined } {
+  const kind = h?.get(H.kind);
+  return {
+    kind: kind === "response" || kind === "request" || kind === "control" ? kind : "notification",
+    eventId: h?.get(H.event) || undefined,
+    requestId: h?.get(H.request) || undefined,
+  };
+}
+
 /**
  * Headers of one outbound message. `eventId` is unique per session; it becomes the SSE id. A
  * response with its request id is deduplicated per request (see `responseMsgId`).
@@ -231,13 +241,4 @@ export function answeredHeaders(eventId: string, requestId: string): MsgHdrs {
   h.set(H.control, ANSWERED_CONTROL);
   h.set(H.msgId, responseMsgId(requestId));
   return h;
-}
-
-/** Body of a cancel broadcast. */
-export interface CancelNotice {
-  session: string;
-  principal: string;
-  /** The client's JSON-RPC id of the request being cancelled. */
-  requestId: RequestId;
-  reason?: string;
 }

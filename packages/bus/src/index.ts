@@ -1,5 +1,6 @@
 export * from "./subjects.js";
 export * from "./envelope.js";
+export * from "./contracts.js";
 export * from "./limits.js";
 export * from "./connection.js";
 export * from "./provision.js";

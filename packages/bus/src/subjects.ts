@@ -10,6 +10,8 @@ import { createHash } from "node:crypto";
  * Replies:    mcpq.s2c.<principal-key>.<session>.<token>   (core; client answers to server requests)
  * Cancels:    mcpq.cancel.<principal-key>.<session>        (core; fan-out to workers and edges)
  * Events:     mcpq.evt.resources.updated           (core; external publishers may use it)
+ *             mcpq.evt.session.changed             (core; session cache eviction between edges)
+ * Contracts of the core messages: contracts.ts; of requests and outbound messages: envelope.ts.
  */
 export const STREAMS = {
   requests: "MCPQ_REQ",
@@ -72,6 +74,7 @@ export const subjects = {
   cancel: (principal: string, session: string) => `mcpq.cancel.${digestToken(principal)}.${session}`,
   cancelAll: "mcpq.cancel.>",
   resourceUpdated: "mcpq.evt.resources.updated",
+  sessionChanged: "mcpq.evt.session.changed",
 } as const;
 
 /** Session ids of replay runs start with this; workers do not record them (no replay of replays). */

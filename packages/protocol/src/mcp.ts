@@ -11,6 +11,18 @@ export function logLevelPasses(level: LogLevel, threshold: LogLevel): boolean {
 }
 
 const Meta = z.record(z.string(), z.unknown()).optional();
+
+/**
+ * mcpq's own `_meta` keys: `sessionId` (socket InitializeResult: the session to resume),
+ * `timeoutMs` / `deadline` (a request's budget, relative or absolute epoch ms), `replayable`
+ * (a tool descriptor: false when replay must skip it).
+ */
+export const MCPQ_META = {
+  sessionId: "io.mcpq/sessionId",
+  timeoutMs: "io.mcpq/timeoutMs",
+  deadline: "io.mcpq/deadline",
+  replayable: "io.mcpq/replayable",
+} as const;
 /** Progress tokens are echoed exactly as received: a string or a number. */
 export const ProgressTokenSchema = z.union([z.string(), z.number()]);
 export type ProgressToken = z.infer<typeof ProgressTokenSchema>;

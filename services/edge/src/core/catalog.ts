@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import type { Bus } from "@mcpq/bus";
+import { registryContract, type Bus, type RegistryEntry } from "@mcpq/bus";
 import {
   DEFAULT_CACHE_HINT,
   cacheHintOf,
@@ -8,7 +8,6 @@ import {
   silentLogger,
   type CacheHint,
   type CacheListKind,
-  type Catalog,
   type Logger,
   type PromptDescriptor,
   type ResourceDescriptor,
@@ -16,15 +15,6 @@ import {
   type ToolDescriptor,
 } from "@mcpq/protocol";
 
-interface RegistryEntry {
-  workerId: string;
-  pool: string;
-  heartbeatAt: number;
-  ttlMs: number;
-  catalog: Catalog;
-  /** A candidate deployment for `mcpq replay`: registered, but never routed to by edges. */
-  shadow?: boolean;
-}
 
 export type ListKind = "tools" | "resources" | "prompts";
 
@@ -77,12 +67,9 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
     void (async () => {
       for await (const e of watcher) {
         if (e.operation === "PUT" && e.length > 0) {
-          try {
-            const entry = e.json<RegistryEntry>();
-            if (Date.now() - entry.heartbeatAt < entry.ttlMs && entry.shadow !== true) this.#entries.set(e.key, entry);
-          } catch (err) {
-            this.log.warn({ err, key: e.key }, "bad registry entry ignored");
-          }
+          const entry = registryContract.decode(e.value);
+          if (!entry) this.log.warn({ key: e.key }, "bad registry entry ignored");
+          else if (Date.now() - entry.heartbeatAt < entry.ttlMs && entry.shadow !== true) this.#entries.set(e.key, entry);
         } else {
           this.#entries.delete(e.key);
         }

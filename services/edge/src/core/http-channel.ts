@@ -20,11 +20,11 @@ import {
   type ModernMeta,
   type RequestId,
 } from "@mcpq/protocol";
-import { STANDALONE_STREAM, idGenerator } from "@mcpq/bus";
+import { STANDALONE_STREAM, idGenerator, parseEventId, primingEventId } from "@mcpq/bus";
 import { Channel, type ChannelDeps } from "./channel.js";
 import { refusal, statusFor, type HttpRefusal } from "./http-errors.js";
 import { errorCodeOf, modernStatus, shapeModernAnswer, type AnswerShape } from "./modern-answers.js";
-import { PRIMING_TOKEN, parseEventId, type OutboundMessage, type StreamSink } from "./outbound.js";
+import type { OutboundMessage, StreamSink } from "./outbound.js";
 import type { Dispatched } from "./session-core.js";
 import type { SessionRecord } from "./session-store.js";
 
@@ -302,7 +302,7 @@ export class HttpPostChannel extends Channel {
       release();
       return this.refuse(req.id, err);
     }
-    sse.open({ [SESSION_HEADER]: session.id }, supportsPriming(session.protocolVersion) ? `${streamId}_${PRIMING_TOKEN}` : undefined);
+    sse.open({ [SESSION_HEADER]: session.id }, supportsPriming(session.protocolVersion) ? primingEventId(streamId) : undefined);
     // The response ends the stream when it comes; a request that ends unanswered (cancelled, or
     // an answer only parked for a resume) ends it here.
     await d.done;
@@ -457,7 +457,7 @@ export async function httpGet(deps: ChannelDeps, x: HttpExchange): Promise<void>
   let priming: string | undefined;
   if (!resumeFrom && supportsPriming(session.protocolVersion)) {
     // Prime with the newest retained event so a later resume replays only what follows it.
-    priming = (await deps.router.lastEventId(session.id, STANDALONE_STREAM)) ?? `${STANDALONE_STREAM}_${PRIMING_TOKEN}`;
+    priming = (await deps.router.lastEventId(session.id, STANDALONE_STREAM)) ?? primingEventId(STANDALONE_STREAM);
   }
   sse.open({ [SESSION_HEADER]: session.id }, priming);
   // A resumed request stream ends with its response; the standalone stream stays open.

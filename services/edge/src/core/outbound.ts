@@ -1,11 +1,14 @@
 import {
   ANSWERED_CONTROL,
   H,
+  PRIMING_TOKEN,
   STREAMS,
   subjects,
   Correlator,
   answeredHeaders,
   decodeControl,
+  decodeOutboundHeaders,
+  eventId,
   idGenerator,
   outboundHeaders,
   type Bus,
@@ -45,16 +48,6 @@ export interface StreamSink {
   ready?(): Promise<void>;
 }
 
-/** Splits an event id into its stream and token; null when malformed. */
-export function parseEventId(id: string): { stream: string; token: string } | null {
-  const i = id.indexOf("_");
-  if (i <= 0 || i === id.length - 1) return null;
-  const stream = id.slice(0, i);
-  return /^[A-Za-z0-9-]+$/.test(stream) ? { stream, token: id.slice(i + 1) } : null;
-}
-
-/** The token a priming event carries: "replay this stream from its start". */
-export const PRIMING_TOKEN = "0";
 
 interface SessionSub {
   /** Set right after the entry is created (its callback routes into the entry). */
@@ -237,7 +230,7 @@ export class OutboundRouter {
     let outcome: ClaimOutcome;
     try {
       const ack = await this.#bus.js.publish(subjects.outbound(session, stream), "", {
-        headers: answeredHeaders(`${stream}_${nextClaimToken()}`, requestId),
+        headers: answeredHeaders(eventId(stream, nextClaimToken()), requestId),
         timeout: CLAIM_TIMEOUT_MS,
       });
       outcome = ack.duplicate ? "lost" : "won";
@@ -265,7 +258,7 @@ export class OutboundRouter {
    * false when it could not be published.
    */
   async publishAnswer(session: string, stream: string, json: string): Promise<boolean> {
-    const eventId = `${stream}_${nextAnswerToken()}`;
+    const id = eventId(stream, nextAnswerToken());
     const s = this.#sessions.get(session);
     const reader = s?.sinks.get(stream);
     // Only an open reader here needs it in stream order; registered before publishing, since the
@@ -273,13 +266,13 @@ export class OutboundRouter {
     let routed: (() => void) | undefined;
     const back =
       s && reader && !reader.closed
-        ? new Promise<void>((resolve) => (s.publishing ??= new Map()).set(eventId, (routed = resolve)))
+        ? new Promise<void>((resolve) => (s.publishing ??= new Map()).set(id, (routed = resolve)))
         : undefined;
     const release = back ? this.#hold(session) : undefined;
     let timer: NodeJS.Timeout | undefined;
     try {
       await this.#bus.js.publish(subjects.outbound(session, stream), json, {
-        headers: outboundHeaders("response", eventId),
+        headers: outboundHeaders("response", id),
       });
       if (routed) timer = setTimeout(routed, ROUTE_TIMEOUT_MS);
       await back;
@@ -289,7 +282,7 @@ export class OutboundRouter {
       return false;
     } finally {
       clearTimeout(timer);
-      s?.publishing?.delete(eventId);
+      s?.publishing?.delete(id);
       release?.();
     }
   }
@@ -359,7 +352,7 @@ export class OutboundRouter {
       // every message is either at or before `last` (replayed) or delivered live (buffered).
       const last = await this.#bus.jsm.streams.getMessage(STREAMS.outbound, { last_by_subj: subject }).catch(() => null);
       if (last) {
-        const afterId = afterToken !== null && afterToken !== PRIMING_TOKEN ? `${stream}_${afterToken}` : null;
+        const afterId = afterToken !== null && afterToken !== PRIMING_TOKEN ? eventId(stream, afterToken) : null;
         let skipping = afterId !== null;
         await this.#replay(subject, last.seq, async (msg) => {
           if (msg.eventId) seen.add(msg.eventId);
@@ -468,10 +461,5 @@ function decode(m: Msg): OutboundMessage {
 }
 
 function decodeHeaders(h: Msg["headers"], json: string): OutboundMessage {
-  return {
-    eventId: h?.get(H.event) || undefined,
-    kind: (h?.get(H.kind) || "notification") as OutboundKind,
-    requestId: h?.get(H.request) || undefined,
-    json,
-  };
+  return { ...decodeOutboundHeaders(h), json };
 }

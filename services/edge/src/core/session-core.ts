@@ -17,6 +17,7 @@ import {
   MODERN_METHODS,
   isModernEra,
   ListenParamsSchema,
+  MCPQ_META,
   META,
   rejection,
   type CacheHint,
@@ -42,7 +43,11 @@ import {
   subjects,
   subscriptionPrefix,
   type Bus,
+  cancelContract,
+  eventId,
   type CancelNotice,
+  isServerRequestId,
+  resourceUpdatedContract,
   type TargetKind,
 } from "@mcpq/bus";
 import type { CatalogView, ListKind } from "./catalog.js";
@@ -171,9 +176,6 @@ export interface SessionCoreOptions {
 const nextRequestId = idGenerator();
 const nextEventToken = idGenerator();
 
-const TIMEOUT_META_KEY = "io.mcpq/timeoutMs";
-/** Absolute deadline (epoch ms) for clients on the edge's clock; see `requestBudget`. */
-const DEADLINE_META_KEY = "io.mcpq/deadline";
 /** Upper bound on one request publish (the JetStream client's own default is 10 s). */
 const PUBLISH_TIMEOUT_MS = 10_000;
 
@@ -216,13 +218,8 @@ export class SessionCore {
   start(): void {
     this.#bus.nc.subscribe(subjects.cancelAll, {
       callback: (_e, m) => {
-        let n: CancelNotice;
-        try {
-          n = m.json<CancelNotice>();
-        } catch {
-          return;
-        }
-        this.#cancelLocal(n.session, n.requestId, n.reason);
+        const n = cancelContract.decode(m.data);
+        if (n) this.#cancelLocal(n.session, n.requestId, n.reason);
       },
     });
     // Stateless-era listeners on this edge get every update (not one edge of the queue group):
@@ -230,26 +227,16 @@ export class SessionCore {
     this.#bus.nc.subscribe(subjects.resourceUpdated, {
       callback: (_e, m) => {
         if (this.#listeners.size === 0) return;
-        let uri: unknown;
-        try {
-          uri = m.json<{ uri?: unknown }>().uri;
-        } catch {
-          return;
-        }
-        if (typeof uri === "string" && uri !== "") this.#notifyListeners((f) => f.resourceSubscriptions?.includes(uri) === true, "notifications/resources/updated", { uri });
+        const uri = resourceUpdatedContract.decode(m.data)?.uri;
+        if (uri !== undefined) this.#notifyListeners((f) => f.resourceSubscriptions?.includes(uri) === true, "notifications/resources/updated", { uri });
       },
     });
     this.#bus.nc.subscribe(subjects.resourceUpdated, {
       queue: EDGE_QUEUE_GROUP,
       // Anyone may publish here (workers, external systems): validate, never throw.
       callback: (_e, m) => {
-        let uri: unknown;
-        try {
-          uri = m.json<{ uri?: unknown }>().uri;
-        } catch {
-          uri = undefined;
-        }
-        if (typeof uri === "string" && uri !== "") void this.#fanOutResourceUpdate(uri);
+        const uri = resourceUpdatedContract.decode(m.data)?.uri;
+        if (uri !== undefined) void this.#fanOutResourceUpdate(uri);
         else this.#log.warn({ subject: m.subject }, "malformed resource update ignored");
       },
     });
@@ -782,7 +769,7 @@ export class SessionCore {
     this.#cancelLocal(session.id, requestId, reason);
     const notice: CancelNotice = { session: session.id, principal: session.principal, requestId };
     if (reason) notice.reason = reason;
-    this.#bus.nc.publish(subjects.cancel(session.principal, session.id), JSON.stringify(notice));
+    this.#bus.nc.publish(cancelContract.subject(notice), cancelContract.encode(notice));
   }
 
   /**
@@ -790,7 +777,7 @@ export class SessionCore {
    * derived from the authenticated principal and the session, never from the session id alone.
    */
   clientResponse(session: SessionRecord, r: JsonRpcResponse): void {
-    if (typeof r.id !== "string" || !r.id.startsWith("mcpq-")) return;
+    if (!isServerRequestId(r.id)) return;
     this.#bus.nc.publish(subjects.clientReply(session.principal, session.id, r.id), JSON.stringify(r));
   }
 
@@ -808,9 +795,8 @@ export class SessionCore {
       const json = JSON.stringify({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri } });
       for await (const key of await this.#bus.kv.subscriptions.keys(subscriptionPrefix(uri))) {
         const session = key.slice(key.indexOf(".") + 1);
-        const eventId = `${STANDALONE_STREAM}_${nextEventToken()}`;
         await this.#bus.js.publish(subjects.outbound(session, STANDALONE_STREAM), json, {
-          headers: outboundHeaders("notification", eventId),
+          headers: outboundHeaders("notification", eventId(STANDALONE_STREAM, nextEventToken())),
         });
       }
     } catch (err) {
@@ -834,9 +820,9 @@ export const LATEST = LATEST_PROTOCOL_VERSION;
  * deadline passed before the edge read the request (admission refuses it as overload).
  */
 export function requestBudget(meta: Record<string, unknown>, now: number, defaultMs: number, maxMs: number): number {
-  const asked = Number(meta[TIMEOUT_META_KEY]);
+  const asked = Number(meta[MCPQ_META.timeoutMs]);
   const timeout = Math.min(Number.isFinite(asked) && asked > 0 ? asked : defaultMs, maxMs);
-  const deadline = Number(meta[DEADLINE_META_KEY]);
+  const deadline = Number(meta[MCPQ_META.deadline]);
   return Number.isFinite(deadline) && deadline > 0 ? Math.min(timeout, Math.floor(deadline - now)) : timeout;
 }
 

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
-import { BUCKETS, digestToken, isWrongLastSequence, subscriptionKey, type Bus, type KV } from "@mcpq/bus";
+import { BUCKETS, digestToken, isWrongLastSequence, sessionChangedContract, subscriptionKey, type Bus, type KV } from "@mcpq/bus";
 import { ErrorCode, McpError, type AnyProtocolVersion, type LogLevel } from "@mcpq/protocol";
 
 /**
@@ -25,7 +25,6 @@ export interface SessionRecord {
 /** The stream behind the sessions KV bucket. */
 const KV_SESSIONS_STREAM = `KV_${BUCKETS.sessions}`;
 
-const EVICT_SUBJECT = "mcpq.evt.session.changed";
 
 /** Compare-and-set rounds before a session update gives up (each lost round means another write landed). */
 const MAX_CAS_ATTEMPTS = 20;
@@ -69,8 +68,10 @@ export class SessionStore {
     this.#maxCache = opts.maxCache ?? 200_000;
     this.#idleTtlMs = bus.limits.sessionIdleTtlMs;
     this.#touchEveryMs = Math.min(Math.max(1_000, Math.floor(this.#idleTtlMs / 4)), Math.max(1, Math.floor(this.#idleTtlMs / 2)));
-    bus.nc.subscribe(EVICT_SUBJECT, { callback: (_e, m) => {
-        this.#cache.delete(m.string());
+    bus.nc.subscribe(sessionChangedContract.subject, {
+      callback: (_e, m) => {
+        const id = sessionChangedContract.decode(m.data);
+        if (id !== null) this.#cache.delete(id);
       },
     });
   }
@@ -217,7 +218,7 @@ export class SessionStore {
     if (!stored) throw new SessionGone();
     Object.assign(rec, stored);
     await this.#refreshIndex(stored);
-    this.bus.nc.publish(EVICT_SUBJECT, rec.id);
+    this.bus.nc.publish(sessionChangedContract.subject, sessionChangedContract.encode(rec.id));
     // The client may send its next request to another edge as soon as this one answers: make
     // sure the eviction has reached the server first (e.g. logging/setLevel, then tools/call).
     await this.bus.nc.flush();
@@ -229,7 +230,7 @@ export class SessionStore {
     await this.#kv.purge(`s.${rec.id}`);
     // A stream purge leaves no marker, so the ended session stops counting against the cap.
     await this.bus.jsm.streams.purge(KV_SESSIONS_STREAM, { filter: `$KV.${BUCKETS.sessions}.p.${digestToken(rec.principal)}.${rec.id}` });
-    this.bus.nc.publish(EVICT_SUBJECT, rec.id);
+    this.bus.nc.publish(sessionChangedContract.subject, sessionChangedContract.encode(rec.id));
   }
 
   #remember(rec: SessionRecord): void {

@@ -15,11 +15,11 @@ import {
   type RequestId,
   type ResumeResult,
 } from "@mcpq/protocol";
-import { STANDALONE_STREAM } from "@mcpq/bus";
+import { STANDALONE_STREAM, parseEventId } from "@mcpq/bus";
 import { Channel, type ChannelDeps } from "./channel.js";
 import type { ConnectionKind } from "./connection-limiter.js";
 import { shapeModernAnswer, type AnswerShape } from "./modern-answers.js";
-import { parseEventId, type OutboundMessage, type StreamSink } from "./outbound.js";
+import type { OutboundMessage, StreamSink } from "./outbound.js";
 import { principalOf } from "./security.js";
 import { SendBuffer } from "./send-buffer.js";
 import { RequestCancelled, type Dispatched } from "./session-core.js";
