@@ -5,6 +5,7 @@
 #   node >= 20.19   (required; not installed by this script)
 #   pnpm 10.34.9    (corepack -> npm -g -> ./.mcpq/tools fallback)
 #   nats-server     (apt-get when root or passwordless sudo; otherwise explains)
+#   promtool        (optional; Debian's prometheus package, same way; tests skip without it)
 #
 # Env: MCPQ_SKIP_INSTALL=1 skips `pnpm install`, MCPQ_SKIP_BUILD=1 skips `pnpm build`.
 set -euo pipefail
@@ -104,6 +105,27 @@ if ! command -v nats-server >/dev/null 2>&1; then
   fi
 fi
 say "nats-server $(nats-server --version 2>&1 | sed 's/^nats-server: //') ok ($(command -v nats-server))"
+
+# ---------------------------------------------------------------- promtool (optional)
+# Checks and unit-tests the Prometheus rules in infra/prometheus (infra/test/prometheus.test.ts;
+# skipped there when absent). Debian ships it in the prometheus package; nothing else of that
+# package is started (no init system here; on a host with one, the service stays as packaged).
+if ! command -v promtool >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && can_sudo; then
+    say "promtool missing; installing Debian's prometheus package with apt-get"
+    if as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null &&
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; then
+      hash -r
+    else
+      warn "apt-get could not install prometheus; the promtool checks will be skipped."
+    fi
+  else
+    warn "promtool not found (Debian: apt-get install prometheus); the promtool checks will be skipped."
+  fi
+fi
+if command -v promtool >/dev/null 2>&1; then
+  say "promtool $(promtool --version 2>&1 | head -n1 | sed 's/^promtool, version //') ok ($(command -v promtool))"
+fi
 
 # ---------------------------------------------------------------- deps + build
 if [ "${MCPQ_SKIP_INSTALL:-0}" != "1" ]; then
