@@ -1,10 +1,12 @@
 import { afterAll, describe, expect } from "vitest";
 import { Client, StreamableHTTPClientTransport, type VersionNegotiationMode } from "@modelcontextprotocol/client";
+import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 import { natsTest as it, eventually, type NatsHandle, type Stack } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { stack } from "./support/stack.js";
 import { featuresCatalog, startCatalogWorker } from "./support/features-worker.js";
+import { CLI } from "./support/stdio-bridge.js";
 
 /** Workers of one pool share the key that seals MRTR requestState, so a retry may reach either. */
 const STATE_KEY = "sdk-v2-test-request-state-key-0123456789abcdef";
@@ -124,6 +126,17 @@ describe("official SDK 2.x client over Streamable HTTP, two edges and two worker
       expect(await sub.closed).toBe("local");
     });
   }
+
+  it("over the stdio bridge (`mcpq stdio --url A --url B`), auto negotiation finds the 2026-07-28 era: calls and an MRTR round trip", async ({ nats }) => {
+    const st = await setup(nats);
+    const client = new Client({ name: "sdk-v2-stdio", version: "1.0.0" }, { capabilities: { elicitation: {} }, versionNegotiation: { mode: "auto" } });
+    client.setRequestHandler("elicitation/create", async () => ({ action: "accept", content: { name: "Grace" } }));
+    clients.push(client);
+    await client.connect(new StdioClientTransport({ command: process.execPath, args: [CLI, "stdio", "--url", st.edges[0]!.url, "--url", st.edges[1]!.url], stderr: "pipe" }));
+    expect(client.getProtocolEra()).toBe("modern");
+    expect(textOf(await client.callTool({ name: "echo", arguments: { text: "stdio" } }))).toBe("stdio");
+    expect(textOf(await client.callTool({ name: "test_input_required_result_elicitation", arguments: {} }))).toBe("Hello, Grace!");
+  });
 
   it("the 1.32.2-era default (legacy negotiation) still gets a 2025 session from the same edges", async ({ nats }) => {
     const st = await setup(nats);
