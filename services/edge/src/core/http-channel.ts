@@ -22,10 +22,10 @@ import {
 } from "@mcpq/protocol";
 import { STANDALONE_STREAM, idGenerator, parseEventId, primingEventId } from "@mcpq/bus";
 import { Channel, type ChannelDeps } from "./channel.js";
-import { refusal, statusFor, type HttpRefusal } from "./http-errors.js";
-import { errorCodeOf, modernStatus, shapeModernAnswer, type AnswerShape } from "./modern-answers.js";
+import { modernStatus, refusal, statusFor, type HttpRefusal } from "./http-errors.js";
+import { errorCodeOf, shapeModernAnswer, type AnswerShape } from "./modern-answers.js";
 import type { OutboundMessage, StreamSink } from "./outbound.js";
-import type { Dispatched } from "./session-core.js";
+import { errorMessage, type Dispatched } from "./session-core.js";
 import type { SessionRecord } from "./session-store.js";
 
 export const SESSION_HEADER = "mcp-session-id";
@@ -211,7 +211,7 @@ export class HttpPostChannel extends Channel {
     if (!(err instanceof McpError)) this.deps.log.error({ err }, "unexpected error before dispatch");
     const mapped = err instanceof McpError ? statusFor(err) : { status: 500, headers: {} };
     this.onError(wire.code);
-    const json = JSON.stringify({ jsonrpc: "2.0", id, error: wire });
+    const { json } = errorMessage(id, err);
     const code = status ?? (this.#modern ? modernStatus(wire.code, mapped.status) : mapped.status);
     if (this.#modernSink) return this.#modernSink.refuse(code, mapped.headers, json);
     this.x.answer(code, mapped.headers, json);
@@ -327,7 +327,7 @@ export class HttpPostChannel extends Channel {
     const order: (RequestId | null)[] = [];
     const pending: Promise<void>[] = [];
     const answerNow = (id: RequestId | null, err: unknown) => {
-      sink.send({ eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", id, error: toWireError(err) }) });
+      sink.send(errorMessage(id, err));
     };
     for (const item of items) {
       let m: ClassifiedMessage;

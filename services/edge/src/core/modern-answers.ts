@@ -40,25 +40,6 @@ export function shapeModernAnswer(msg: OutboundMessage, shape: AnswerShape): Out
   return { ...msg, eventId: undefined, json: JSON.stringify(v) };
 }
 
-/**
- * The HTTP status of a stateless-era error answered without a stream (Streamable HTTP,
- * 2026-07-28): -32601 is 404; header mismatch, missing client capability and unsupported
- * version are 400; others follow `fallback` (the legacy mapping: 429/503 for refusals, 400
- * for malformed requests, else 200).
- */
-export function modernStatus(code: number, fallback: number): number {
-  switch (code) {
-    case ErrorCode.MethodNotFound:
-      return 404;
-    case ErrorCode.HeaderMismatch:
-    case ErrorCode.MissingRequiredClientCapability:
-    case ErrorCode.UnsupportedProtocolVersion:
-      return 400;
-    default:
-      return fallback;
-  }
-}
-
 /** The error code of a JSON-RPC response text, if it is an error (results stay unparsed). */
 export function errorCodeOf(json: string): number | undefined {
   if (!json.includes('"error"')) return undefined;

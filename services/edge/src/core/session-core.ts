@@ -25,6 +25,8 @@ import {
   type SubscriptionFilter,
   silentLogger,
   toWireError,
+  errorResponse,
+  resultResponse,
   type JsonRpcNotification,
   type JsonRpcRequest,
   type JsonRpcResponse,
@@ -463,10 +465,9 @@ export class SessionCore {
           done("ok");
           stream.sink.send(localMessage(req.id, result));
         } catch (err) {
-          const wire = toWireError(err);
-          this.#metrics?.error(wire.code);
+          this.#metrics?.error(toWireError(err).code);
           done("error");
-          stream.sink.send(errorMessage(req.id, wire));
+          stream.sink.send(errorMessage(req.id, err));
         }
         return ANSWERED;
       }
@@ -667,11 +668,11 @@ export class SessionCore {
                 outcome = "cancelled";
                 return "cancelled" as const;
               }
-              const wire = toWireError(err);
-              outcome = wire.code === ErrorCode.RequestTimeout ? "timeout" : "failed";
-              this.#metrics?.error(wire.code);
+              const code = toWireError(err).code;
+              outcome = code === ErrorCode.RequestTimeout ? "timeout" : "failed";
+              this.#metrics?.error(code);
               observe("error");
-              return errorMessage(req.id, wire);
+              return errorMessage(req.id, err);
             },
           ),
         (err: McpError) => {
@@ -873,8 +874,13 @@ function decodeCursor(cursor: string): number {
 }
 
 function localMessage(id: RequestId, result: Record<string, unknown>): OutboundMessage {
-  return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", id, result }) };
+  return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify(resultResponse(id, result)) };
 }
-export function errorMessage(id: RequestId | null, error: { code: number; message: string; data?: unknown }): OutboundMessage {
-  return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", id, error }) };
+
+/**
+ * The one JSON-RPC error answer the edge makes, as the stream message it is: `err` as its wire
+ * form (an McpError as is, anything else -32603 "Internal error" without internals).
+ */
+export function errorMessage(id: RequestId | null, err: unknown): OutboundMessage {
+  return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify(errorResponse(id, toWireError(err))) };
 }

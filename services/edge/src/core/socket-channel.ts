@@ -7,7 +7,6 @@ import {
   ResumeParamsSchema,
   CancelledParamsSchema,
   eventMarker,
-  toWireError,
   type ClassifiedMessage,
   type JsonRpcNotification,
   type JsonRpcRequest,
@@ -22,7 +21,7 @@ import { shapeModernAnswer, type AnswerShape } from "./modern-answers.js";
 import type { OutboundMessage, StreamSink } from "./outbound.js";
 import { principalOf } from "./security.js";
 import { SendBuffer } from "./send-buffer.js";
-import { RequestCancelled, type Dispatched } from "./session-core.js";
+import { RequestCancelled, errorMessage, type Dispatched } from "./session-core.js";
 import type { SessionRecord } from "./session-store.js";
 
 /** Why the edge ends a connection; each transport says it in its own terms (docs/transports.md). */
@@ -263,9 +262,9 @@ export class SocketChannel extends Channel implements StreamSink {
   /** Channel: an error answer, written on the connection (parked for the resume when it cannot be). */
   protected refuse(id: RequestId | null, err: unknown): void {
     if (!(err instanceof McpError)) this.deps.log.error({ err }, "unexpected error before dispatch");
-    const json = JSON.stringify({ jsonrpc: "2.0", id, error: toWireError(err) });
-    if (id === null) this.#write(json, undefined);
-    else this.send({ eventId: undefined, kind: "response", requestId: undefined, json });
+    const answer = errorMessage(id, err);
+    if (id === null) this.#write(answer.json, undefined);
+    else this.send(answer);
   }
 
   protected principal(): string | null {
