@@ -227,6 +227,10 @@ export class HttpPostChannel extends Channel {
 
   protected async modernRequest(principal: string, meta: ModernMeta, req: JsonRpcRequest, raw: string): Promise<void> {
     const { core, router } = this.deps;
+    if (req.method === "subscriptions/listen" && !this.x.accepts.sse) {
+      // Its notifications can only go out on an SSE stream.
+      return this.refuse(req.id, new McpError(ErrorCode.InvalidRequest, "Not Acceptable: subscriptions/listen needs Accept: text/event-stream"), 406);
+    }
     const streamId = nextStreamId();
     const session = core.modernSession(principal, meta, streamId);
     const uri = req.method === "resources/read" ? req.params?.["uri"] : undefined;
