@@ -1,5 +1,7 @@
 import { z } from "zod";
 import type { Catalog } from "@mcpq/protocol";
+import type { Bus } from "./connection.js";
+import { encodeEnvelope, type RequestEnvelope } from "./envelope.js";
 import { subjects } from "./subjects.js";
 
 /**
@@ -8,6 +10,24 @@ import { subjects } from "./subjects.js";
  * (validate) what anyone may publish; a malformed message decodes to null and is ignored, never
  * thrown. The model is record.ts (MCPQ_REC).
  */
+
+// ---------------------------------------------------------------- requests
+
+/**
+ * The request contract (edge -> worker): `body` (the JSON-RPC request text, forwarded as the
+ * client sent it) on `mcpq.req.<pool>.<kind>.<target>` in MCPQ_REQ, the envelope as headers
+ * (`encodeEnvelope`; workers validate it with `decodeEnvelope` and term what fails), the internal
+ * request id as JetStream message id (a re-publish within the duplicate window is stored once).
+ * Resolves on the PubAck, waiting at most `timeoutMs`; rejects with the publish error (map it
+ * with `publishFailure`). Its answer comes on `env.replyTo`. Used by edges and by `mcpq replay`.
+ */
+export async function publishRequest(bus: Pick<Bus, "js">, pool: string, env: RequestEnvelope, body: string, timeoutMs?: number): Promise<void> {
+  await bus.js.publish(subjects.request(pool, env.targetKind, env.target), body, {
+    headers: encodeEnvelope(env),
+    msgID: env.requestId,
+    ...(timeoutMs === undefined ? {} : { timeout: timeoutMs }),
+  });
+}
 
 // ---------------------------------------------------------------- event ids
 

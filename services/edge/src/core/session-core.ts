@@ -37,7 +37,8 @@ import {
   EDGE_QUEUE_GROUP,
   idGenerator,
   STANDALONE_STREAM,
-  encodeEnvelope,
+  publishRequest,
+  type RequestEnvelope,
   outboundHeaders,
   publishFailure,
   publishMayHaveLanded,
@@ -609,7 +610,7 @@ export class SessionCore {
     // The deadline timer and in-flight count; the answer itself reaches the sink via the router.
     const answered = this.#router.correlator.wait(requestId, deadline, timedOut);
     answered.catch(() => undefined);
-    const headers = encodeEnvelope({
+    const envelope: RequestEnvelope = {
       requestId,
       session: session.id,
       principal: session.principal,
@@ -625,18 +626,13 @@ export class SessionCore {
       tracestate: traceValue(meta["tracestate"]),
       clientCapabilities: Object.keys(session.clientCapabilities ?? {}),
       clientInfo: modern ? implementationOf(session.clientInfo) : undefined,
-    });
+    };
     this.#metrics?.inFlight(1);
     // The publish is started here, in order with this connection's earlier publishes, but its
     // PubAck is not awaited: a channel that processes a connection's messages in order
     // (sockets) moves on to the next message at once. A refusal rejects `accepted`.
-    const accepted = this.#bus.js
-      .publish(subjects.request(target.pool, target.kind, target.name), stream.raw ?? JSON.stringify(req), {
-        headers,
-        msgID: requestId,
-        // Never wait on the broker past the request's deadline (nor past the client's 10 s default).
-        timeout: Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
-      })
+    // Never wait on the broker past the request's deadline (nor past the client's 10 s default).
+    const accepted = publishRequest(this.#bus, target.pool, envelope, stream.raw ?? JSON.stringify(req), Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())))
       .then(
         () => undefined,
         (err: unknown) => {
