@@ -139,8 +139,8 @@ export interface Dispatched {
   done: Promise<void>;
 }
 
-/** Thrown into a waiting request when the client cancelled it: no response is sent. */
-export class RequestCancelled extends Error {
+/** Rejects a waiting request's deadline timer when the client cancelled it: no response is sent. */
+class RequestCancelled extends Error {
   override readonly name = "RequestCancelled";
 }
 

@@ -21,7 +21,7 @@ import { shapeModernAnswer, type AnswerShape } from "./modern-answers.js";
 import type { OutboundMessage, StreamSink } from "./outbound.js";
 import { principalOf } from "./security.js";
 import { SendBuffer } from "./send-buffer.js";
-import { RequestCancelled, errorMessage, type Dispatched } from "./session-core.js";
+import { errorMessage, type Dispatched } from "./session-core.js";
 import type { SessionRecord } from "./session-store.js";
 
 /** Why the edge ends a connection; each transport says it in its own terms (docs/transports.md). */
@@ -390,7 +390,7 @@ export class SocketChannel extends Channel implements StreamSink {
       d = await this.deps.core.dispatch(session, req, { id: this.streamId, raw, sink: this });
     } catch (err) {
       hold?.();
-      if (!(err instanceof RequestCancelled)) this.refuse(req.id, err);
+      this.refuse(req.id, err);
       return;
     }
     if (hold) void d.done.finally(hold);
