@@ -2,7 +2,7 @@ import { afterAll, describe, expect } from "vitest";
 import { natsTest as it, eventually, type NatsHandle, type Stack } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
-import { stack } from "./support/stack.js";
+import { factories, stack } from "./support/stack.js";
 import { featuresCatalog, lateCatalog, observed, startCatalogWorker } from "./support/features-worker.js";
 import { RpcClient, grpcWire, tcpWire, text, wsWire, type Message } from "./support/socket-client.js";
 import { StdioPeer } from "./support/stdio-bridge.js";
@@ -113,6 +113,17 @@ describe("stateless era: subscriptions/listen, sockets and stdio", () => {
 
     await l.close();
     await eventually(() => e1.runtime.core.listeners === 0, { what: "listener gone with its stream" });
+  });
+
+  it("an edge shutting down ends its listen streams gracefully: a SubscriptionsListenResult tagged with the subscription id", async ({ nats }) => {
+    await setup(nats);
+    const edge = await factories.startEdge(nats.url, {});
+    const l = await listen(edge.url, { toolsListChanged: true }, "bye");
+    await eventually(() => l.messages.length >= 1, { what: "acknowledgement" });
+    await edge.close();
+    await eventually(() => l.messages.some((m) => m.id === "bye"), { what: "final result" });
+    expect(l.messages.find((m) => m.id === "bye")?.result).toMatchObject({ resultType: "complete", _meta: { [SUB]: "bye" } });
+    await l.close();
   });
 
   it("WebSocket, TCP and gRPC carry stateless-era requests: discover, call, notifications/cancelled, listen", async ({ nats }) => {
