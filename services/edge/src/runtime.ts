@@ -1,4 +1,4 @@
-import { connectBus, type Bus } from "@mcpq/bus";
+import { connectBus, INBOX_PREFIX, type Bus } from "@mcpq/bus";
 import { createMetricsRegistry, type Registry } from "@mcpq/observability";
 import type { Logger } from "@mcpq/protocol";
 import { EdgeAdmission } from "./core/admission.js";
@@ -41,6 +41,10 @@ export const SERVER_VERSION = "0.1.0";
 export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logger): Promise<EdgeRuntime> {
   const bus = await connectBus({
     url: config.natsUrl,
+    auth: config.natsAuth,
+    inboxPrefix: INBOX_PREFIX.edge,
+    provision: config.provision,
+    log: log.child({ component: "provision" }),
     name: `edge-${config.edgeId}`,
     limits: config.busLimits,
     batchWrites: config.natsWriteBatching,
