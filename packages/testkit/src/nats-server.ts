@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import {
+  findNatsServer as findBinary,
   startLocalCluster as launchCluster,
   startLocalNats as launchNats,
   type LocalCluster,
@@ -26,6 +27,11 @@ const binary = () => ({
   bin: process.env["MCPQ_NATS_SERVER_BIN"],
   searchPath: process.env["PATH"],
 });
+
+/** The nats-server binary tests would start (MCPQ_NATS_SERVER_BIN, PATH, the standard dirs); null when none. */
+export function findNatsServer(): string | null {
+  return findBinary(binary());
+}
 
 /** The launcher's `startLocalNats` (random ports, temp store, JetStream ready) with the test binary lookup. */
 export function startLocalNats(opts: LocalNatsOptions = {}): Promise<LocalNats> {
