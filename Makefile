@@ -7,7 +7,7 @@ SHELL := bash
 # puts nats-server (often missing from a non-root PATH).
 export PATH := $(CURDIR)/.mcpq/tools/node_modules/.bin:$(PATH):/usr/local/sbin:/usr/sbin
 
-.PHONY: help setup build dev test conformance bench bench-compare lint format typecheck \
+.PHONY: help setup build dev test fuzz conformance bench bench-compare lint format typecheck \
 	clean distclean compose-check
 
 help: ## list targets
@@ -32,6 +32,13 @@ test: setup ## type-check tests, lint, then the full vitest suite (real nats-ser
 	pnpm lint
 	pnpm vitest run --reporter=default
 
+# The seeded slice of the same fuzz target runs in `make test` (500 inputs, fixed seed).
+FUZZ_INPUTS ?= 12000
+FUZZ_SEED ?= $(shell date +%s)
+fuzz: setup ## fuzz every transport against a real stack (FUZZ_INPUTS=12000, FUZZ_SEED=<now>); figures in .fuzz/report.json
+	MCPQ_FUZZ_INPUTS=$(FUZZ_INPUTS) MCPQ_FUZZ_SEED=$(FUZZ_SEED) MCPQ_FUZZ_REPORT=$(CURDIR)/.fuzz/report.json \
+		pnpm vitest run --reporter=default services/edge/test/fuzz.test.ts
+
 conformance: setup ## run the MCP conformance suites, 2025-11-25 and 2026-07-28 (1 worker, then 2 workers)
 	scripts/conformance.sh
 
@@ -51,7 +58,7 @@ typecheck: ## type-check all projects: src (tsc -b), tests and loadtests
 	pnpm typecheck
 
 clean: ## remove build outputs and test/conformance artifacts
-	rm -rf packages/*/dist services/*/dist loadtests/dist infra/dist .conformance coverage
+	rm -rf packages/*/dist services/*/dist loadtests/dist infra/dist .conformance .fuzz coverage
 	find . -name '*.tsbuildinfo' -not -path '*/node_modules/*' -not -path './.mcpq/*' -delete
 
 distclean: clean ## clean + node_modules and the .mcpq tool cache (node22, conformance, pnpm)

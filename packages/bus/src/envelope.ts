@@ -30,6 +30,8 @@ export const H = {
   /** Stateless era: the client's `_meta` clientInfo as JSON (`{"name","version"}`), when it sent one. */
   clientInfo: "Mcpq-Client-Info",
   msgId: "Nats-Msg-Id",
+  /** Token claims the edge's authorization policy exposes to workers (JSON object); never the token. */
+  claims: "Mcpq-Claims",
   /** Top-level capability names the client declared at initialize (comma-separated). */
   clientCapabilities: "Mcpq-Client-Capabilities",
   /** On a `control` outbound message: what the edge holding the stream should do. */
@@ -70,6 +72,8 @@ export interface RequestEnvelope {
   tracestate?: string | undefined;
   /** Stateless era: the client's self-reported `_meta` clientInfo (display and logs only). */
   clientInfo?: { name: string; version: string } | undefined;
+  /** The caller's token claims the edge's policy exposes (`exposeClaims`); undefined when none. */
+  claims?: Readonly<Record<string, unknown>> | undefined;
 }
 
 /** Envelope fields shared by request messages and the records replay reads. */
@@ -112,6 +116,7 @@ export function encodeEnvelope(e: RequestEnvelope): MsgHdrs {
   if (e.clientCapabilities) h.append(H.clientCapabilities, e.clientCapabilities.join(","));
   if (e.tracestate) h.append(H.tracestate, e.tracestate);
   if (e.clientInfo) h.append(H.clientInfo, JSON.stringify({ name: e.clientInfo.name, version: e.clientInfo.version }));
+  if (e.claims) h.append(H.claims, JSON.stringify(e.claims));
   return h;
 }
 
@@ -150,6 +155,7 @@ export function decodeEnvelope(h: MsgHdrs | undefined): RequestEnvelope | null {
       : undefined,
     tracestate: get(H.tracestate),
     clientInfo: decodeClientInfo(get(H.clientInfo)),
+    claims: decodeClaims(get(H.claims)),
   };
 }
 
@@ -241,4 +247,14 @@ export function answeredHeaders(eventId: string, requestId: string): MsgHdrs {
   h.set(H.control, ANSWERED_CONTROL);
   h.set(H.msgId, responseMsgId(requestId));
   return h;
+}
+
+function decodeClaims(v: string | undefined): Record<string, unknown> | undefined {
+  if (!v) return undefined;
+  try {
+    const o: unknown = JSON.parse(v);
+    return o && typeof o === "object" && !Array.isArray(o) ? (o as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
 }

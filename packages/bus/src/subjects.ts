@@ -32,17 +32,35 @@ export type TargetKind = "tool" | "resource" | "prompt" | "complete";
 const SAFE = /^[A-Za-z0-9_-]+$/;
 
 /**
+ * Longest subject token `subjectToken` produces. Client-chosen names (tool names, resource URIs,
+ * client answer ids) end up in subjects, and nats-server drops a connection whose control line
+ * (`PUB <subject> <reply> <sizes>`) passes 4,096 bytes: one long URI would cut every session
+ * sharing the edge's NATS connection off. Longer encodings keep a readable prefix and end in a
+ * digest of the whole name, so distinct names stay distinct and every subject stays short.
+ */
+export const MAX_SUBJECT_TOKEN = 160;
+const DIGEST_MARK = "~~";
+
+/**
  * Encodes an arbitrary name (tool names may contain dots) as one subject token:
- * [A-Za-z0-9_-] pass through, every other UTF-8 byte becomes `~XX`.
+ * [A-Za-z0-9_-] pass through, every other UTF-8 byte becomes `~XX`. Encodings longer than
+ * MAX_SUBJECT_TOKEN become `<prefix>~~<digest>` (a digest of the full name), at most that long.
  */
 export function subjectToken(name: string): string {
-  if (SAFE.test(name)) return name;
-  let out = "";
-  for (const byte of Buffer.from(name, "utf8")) {
-    const c = String.fromCharCode(byte);
-    out += /[A-Za-z0-9_-]/.test(c) ? c : `~${byte.toString(16).padStart(2, "0")}`;
+  let out: string;
+  if (SAFE.test(name)) {
+    out = name;
+  } else {
+    out = "";
+    for (const byte of Buffer.from(name, "utf8")) {
+      const c = String.fromCharCode(byte);
+      out += /[A-Za-z0-9_-]/.test(c) ? c : `~${byte.toString(16).padStart(2, "0")}`;
+      if (out.length > MAX_SUBJECT_TOKEN) break;
+    }
   }
-  return out;
+  if (out.length <= MAX_SUBJECT_TOKEN) return out;
+  const digest = digestToken(name);
+  return `${out.slice(0, MAX_SUBJECT_TOKEN - DIGEST_MARK.length - digest.length)}${DIGEST_MARK}${digest}`;
 }
 
 /** Short stable digest used where a value must become a subject token (principals, URIs). */

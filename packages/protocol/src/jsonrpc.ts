@@ -90,11 +90,36 @@ function invalid(err: z.ZodError): McpError {
  * @throws McpError -32700 on malformed JSON.
  */
 export function parseJson(text: string): unknown {
+  // Deeper documents parse, but every recursive walk after (validation, serialisation) would
+  // overflow the stack on them: a 10,000-level client answer was an HTTP 500.
+  if (text.length > MAX_JSON_DEPTH && nestingExceeds(text, MAX_JSON_DEPTH)) {
+    throw new McpError(ErrorCode.ParseError, `Parse error: JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
+  }
   try {
     return JSON.parse(text) as unknown;
   } catch {
     throw new McpError(ErrorCode.ParseError, "Parse error: body is not valid JSON");
   }
+}
+
+/** Deepest object/array nesting `parseJson` accepts (-32700 beyond). */
+export const MAX_JSON_DEPTH = 512;
+
+/** Whether `text` nests objects/arrays deeper than `max` (brackets inside strings ignored). */
+function nestingExceeds(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
 }
 
 /** Best-effort id of a message that failed validation, so the error can still be correlated. */

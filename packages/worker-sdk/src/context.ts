@@ -9,6 +9,8 @@ export interface HandlerContext {
   readonly signal: AbortSignal;
   readonly session: string;
   readonly principal: string;
+  /** The caller's token claims the edge's authorization policy exposes (`exposeClaims`); empty otherwise. Never the token. */
+  readonly claims: Readonly<Record<string, unknown>>;
   readonly requestId: RequestId;
   readonly protocolVersion: string;
   /** The request's `_meta`, as sent by the client. */
@@ -174,6 +176,7 @@ export function createContext(
     signal,
     session: env.session,
     principal: env.principal,
+    claims: env.claims ?? {},
     requestId,
     protocolVersion: env.protocolVersion,
     meta,

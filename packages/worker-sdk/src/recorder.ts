@@ -77,6 +77,12 @@ export interface RecorderOptions {
    * `**` applies everywhere. `authorization` keys and bearer tokens are always masked.
    */
   redact?: readonly string[];
+  /**
+   * Targets (tool or prompt names, resource URIs; `*` wildcards) whose records keep values under
+   * common secret keys (see `isSecretKey`) in clear, for tools whose `token` or `password`
+   * arguments are not secrets. `authorization` keys and bearer tokens stay masked regardless.
+   */
+  keepSecretsFor?: readonly string[];
   /** Also store the notifications sent before the response (progress, logs). Default false. */
   notifications?: boolean;
   /** Record publishes awaiting their PubAck; beyond this, records are dropped (counted). Default 512. */
@@ -97,6 +103,18 @@ export interface Recorder {
 
 /** Keys whose values are always masked, at any depth. */
 const ALWAYS_MASKED_KEYS = /^(authorization|proxy-authorization)$/i;
+/**
+ * Common secret keys, masked by default at any depth (case, `-`, `_` and spaces ignored; a key
+ * that ends in one of these counts too: `db_password`, `clientSecret`, `x-api-key`,
+ * `refresh_token`). A replay store kept `"password":"hunter2"` for its whole retention when
+ * redaction was opt-in.
+ */
+const SECRET_KEY_SUFFIX = /(password|passwd|passphrase|secret|token|apikey|accesskey|privatekey|authorization|cookie|credentials?|sessionid)$/;
+
+/** Whether `key` names a common secret (masked in records unless the target opted out). */
+export function isSecretKey(key: string): boolean {
+  return SECRET_KEY_SUFFIX.test(key.toLowerCase().replace(/[-_\s]/g, ""));
+}
 const BEARER = /\b(Bearer)\s+[A-Za-z0-9\-._~+/]+=*/gi;
 
 /**
@@ -115,6 +133,7 @@ export function createRecorder(opts: RecorderOptions): Recorder {
   const rules =
     typeof opts.sample === "string" ? parseSampleSpec(opts.sample) : (opts.sample ?? []);
   const redact = parsePathPatterns(opts.redact ?? []);
+  const keepSecrets = parseSampleSpec((opts.keepSecretsFor ?? []).map((t) => `${t}=1`).join(","));
   const maxInFlight = opts.maxInFlight ?? 512;
   const maxBytes = bus.limits.maxMessageBytes * 2;
   const random = opts.random ?? Math.random;
@@ -137,7 +156,8 @@ export function createRecorder(opts: RecorderOptions): Recorder {
       warn({ maxInFlight }, "record dropped: too many record publishes awaiting a PubAck");
       return count("dropped");
     }
-    const record = toRecord(entry, { redact, notifications: opts.notifications === true });
+    const secrets = !keepSecrets.some((r) => r.re.test(entry.envelope.target));
+    const record = toRecord(entry, { redact, notifications: opts.notifications === true, secrets });
     let data = JSON.stringify(record);
     if (data.length > maxBytes && record.notifications) {
       delete record.notifications;
@@ -183,7 +203,7 @@ export function createRecorder(opts: RecorderOptions): Recorder {
  */
 export function toRecord(
   entry: RecordEntry,
-  opts: { redact: readonly PathPattern[]; notifications: boolean },
+  opts: { redact: readonly PathPattern[]; notifications: boolean; secrets?: boolean },
 ): RequestRecord {
   const env = entry.envelope;
   const params =
@@ -208,9 +228,10 @@ export function toRecord(
   if (params) masked.push(...maskAtPaths(params, paramPatterns, REDACTED).map(under("params")));
   if (response)
     masked.push(...maskAtPaths(response, responsePatterns, REDACTED).map(under("response")));
-  if (params) masked.push(...maskSecrets(params, "params"));
-  if (response) masked.push(...maskSecrets(response, "response"));
-  notifications?.forEach((n, i) => masked.push(...maskSecrets(n, `notifications[${i}]`)));
+  const secretKeys = opts.secrets !== false;
+  if (params) masked.push(...maskSecrets(params, "params", secretKeys));
+  if (response) masked.push(...maskSecrets(response, "response", secretKeys));
+  notifications?.forEach((n, i) => masked.push(...maskSecrets(n, `notifications[${i}]`, secretKeys)));
 
   const record: RequestRecord = {
     v: RECORD_VERSION,
@@ -246,8 +267,11 @@ function startsWithResponseKey(p: PathPattern): boolean {
   return s?.k === "key" && (s.key === "result" || s.key === "error");
 }
 
-/** Masks `authorization` keys and bearer tokens anywhere under `root` (in place); returns the locations. */
-function maskSecrets(root: unknown, label: string): string[] {
+/**
+ * Masks `authorization` keys, bearer tokens and (with `secretKeys`) values under common secret
+ * keys anywhere under `root` (in place); returns the locations.
+ */
+function maskSecrets(root: unknown, label: string, secretKeys: boolean): string[] {
   const out: string[] = [];
   const walk = (node: unknown, path: string) => {
     if (node === null || typeof node !== "object") return;
@@ -255,7 +279,7 @@ function maskSecrets(root: unknown, label: string): string[] {
     for (const k of Object.keys(obj)) {
       const here = Array.isArray(node) ? `${path}[${k}]` : `${path}.${k}`;
       const v = obj[k];
-      if (!Array.isArray(node) && ALWAYS_MASKED_KEYS.test(k) && v !== REDACTED) {
+      if (!Array.isArray(node) && (ALWAYS_MASKED_KEYS.test(k) || (secretKeys && isSecretKey(k))) && v !== REDACTED) {
         obj[k] = REDACTED;
         out.push(here);
       } else if (typeof v === "string") {

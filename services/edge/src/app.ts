@@ -1,6 +1,8 @@
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
 import { ErrorCode } from "@mcpq/protocol";
 import type { EdgeRuntime } from "./runtime.js";
+import { httpFallbacks } from "./transports/http-fallbacks.js";
+import { oauthMetadata } from "./transports/oauth-metadata.js";
 import { limitHttpConnections } from "./transports/http-limits.js";
 import { legacySse } from "./transports/legacy-sse.js";
 import { streamableHttp } from "./transports/streamable-http.js";
@@ -35,6 +37,8 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
     return reply.code(status).type("application/json").send({ jsonrpc: "2.0", id: null, error: { code, message } });
   });
 
+  httpFallbacks(app, { sse: runtime.config.enableSse, virtualServers: [...(runtime.core.policy?.servers.keys() ?? [])] });
+
   app.get("/healthz", async () => ({ status: "ok" }));
 
   app.get("/readyz", async (_req, reply) => {
@@ -49,6 +53,7 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
   });
 
   // Every MCP HTTP request counts against MCPQ_MAX_CONNECTIONS while in flight (503 beyond).
+  const virtualServers = runtime.core.policy?.servers ?? new Map();
   limitHttpConnections(
     app,
     runtime.connections,
@@ -56,10 +61,16 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
       ["/mcp", "http"],
       ["/sse", "sse"],
       ["/messages", "http"],
+      ...[...virtualServers.keys()].map((n): [string, "http"] => [`/mcp/${n}`, "http"]),
     ]),
   );
+  await oauthMetadata(app, runtime);
   const { edge, config } = runtime;
   await streamableHttp(app, { edge, config });
+  // Virtual servers: named subsets of the catalog, each at its own path (MCPQ_POLICY_FILE `servers`).
+  for (const [name, view] of virtualServers) {
+    await streamableHttp(app, { edge, config, path: `/mcp/${name}`, view });
+  }
   if (config.enableSse) await legacySse(app, { edge, config });
   if (config.enableWs) await websocketTransport(app, { edge, config });
 };

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { busAuthFromEnv, busEnvShape, busLimitsFromEnv, type BusAuth, type BusLimits } from "@mcpq/bus";
+import type { OAuthConfig } from "./core/auth.js";
 
 const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
 const list = (def: string) =>
@@ -35,7 +36,10 @@ export const EdgeEnvSchema = z.object({
   MCPQ_ALLOWED_ORIGINS: list("http://localhost:*,http://127.0.0.1:*,http://[::1]:*,https://localhost:*"),
   /** `token=principal` pairs; when set, every request needs `Authorization: Bearer <token>`. */
   MCPQ_AUTH_TOKENS: z.string().default(""),
+  /** Request body / message limit; never more than the broker's max_payload less envelope room (found at start-up). */
   MCPQ_MAX_BODY_BYTES: int(4 * 1024 * 1024),
+  /** Longest tool/prompt name or resource URI (UTF-8 bytes) a request may name (-32602 beyond); 0 = no bound. */
+  MCPQ_MAX_NAME_BYTES: int(2_048),
   MCPQ_REQUEST_TIMEOUT_MS: int(30_000),
   MCPQ_MAX_REQUEST_TIMEOUT_MS: int(300_000),
   MCPQ_MAX_SESSIONS_PER_PRINCIPAL: int(10_000),
@@ -58,6 +62,45 @@ export const EdgeEnvSchema = z.object({
   MCPQ_GRPC_PORT: z.coerce.number().int().nonnegative().optional(),
   /** Open client connections per edge across all transports (HTTP requests in flight, sockets, streams); 0 = unlimited. */
   MCPQ_MAX_CONNECTIONS: int(10_000),
+  /** Connections one client address may hold open at once (MCPQ_MAX_CONNECTIONS stays for the rest); 0 = no per-client bound. */
+  MCPQ_MAX_CONNECTIONS_PER_CLIENT: int(1_000),
+  /** Time a client has to send an HTTP request's headers (Node headersTimeout). */
+  MCPQ_HTTP_HEADERS_TIMEOUT_MS: int(10_000),
+  /** Time a client has to send a whole HTTP request, body included (Node requestTimeout); 0 = none. */
+  MCPQ_HTTP_REQUEST_TIMEOUT_MS: int(30_000),
+  /**
+   * How long an idle keep-alive HTTP connection stays open between requests. Longer than clients'
+   * own idle limits (undici 4 s, load balancers 60 s), so a client never reuses a connection the
+   * edge is closing at that moment (a reset request).
+   */
+  MCPQ_HTTP_KEEPALIVE_TIMEOUT_MS: int(72_000),
+  /** WebSocket/TCP/gRPC: time a new connection has to initialize or resume a session; 0 = none. */
+  MCPQ_SOCKET_HANDSHAKE_TIMEOUT_MS: int(10_000),
+  /** WebSocket/TCP/gRPC: a connection with nothing in flight that sends nothing for this long is closed (resumable); 0 = never. */
+  MCPQ_SOCKET_IDLE_TIMEOUT_MS: int(300_000),
+  /** OAuth 2.1 resource server (docs/security.md): the authorization server's issuer; unset = OAuth off. */
+  MCPQ_OAUTH_ISSUER: z.string().url().optional(),
+  /** The issuer's JWKS; unset = discovered from its metadata. */
+  MCPQ_OAUTH_JWKS_URL: z.string().url().optional(),
+  /** This server's canonical resource URI (token audience, RFC 8707/9728), e.g. https://mcp.example.com/mcp. */
+  MCPQ_RESOURCE_URL: z.string().url().optional(),
+  /** Scopes every token needs (403 insufficient_scope otherwise), space- or comma-separated. */
+  MCPQ_OAUTH_REQUIRED_SCOPES: z.string().default(""),
+  /** Scopes advertised in the protected-resource metadata (default: the required ones). */
+  MCPQ_OAUTH_SCOPES_SUPPORTED: z.string().default(""),
+  MCPQ_OAUTH_PRINCIPAL_CLAIM: z.string().default("sub"),
+  MCPQ_OAUTH_CLOCK_TOLERANCE_S: int(30),
+  MCPQ_OAUTH_JWKS_CACHE_MS: int(600_000),
+  /** Least time between key-set refetches caused by an unknown key id (key rotation). */
+  MCPQ_OAUTH_JWKS_COOLDOWN_MS: int(30_000),
+  /** RFC 7662 introspection endpoint for opaque tokens (with the edge's client credentials). */
+  MCPQ_OAUTH_INTROSPECTION_URL: z.string().url().optional(),
+  MCPQ_OAUTH_CLIENT_ID: z.string().default(""),
+  MCPQ_OAUTH_CLIENT_SECRET: z.string().default(""),
+  MCPQ_OAUTH_INTROSPECTION_CACHE_MS: int(30_000),
+  MCPQ_OAUTH_HTTP_TIMEOUT_MS: int(5_000),
+  /** Authorization policy file (JSON, docs/security.md): which callers may use which tools, resources, prompts. */
+  MCPQ_POLICY_FILE: z.string().optional(),
   /** Bytes one connection or stream may leave unsent before its reader is cut off as a slow consumer. */
   MCPQ_MAX_SEND_BUFFER_BYTES: int(8 * 1024 * 1024),
   /** Global in-flight cap: routed requests this edge may have waiting at once (-32010 / 503 beyond). */
@@ -70,7 +113,7 @@ export const EdgeEnvSchema = z.object({
   MCPQ_TOOL_RATE_BURST: int(400),
   /** Edge-wide budget for bytes held in send buffers and outbound queues (-32010 / 503 beyond); 0 = off. */
   MCPQ_MAX_BUFFERED_BYTES: int(128 * 1024 * 1024),
-  /** Consecutive timeouts / internal errors from one pool that open its circuit; 0 = no breaker. */
+  /** Consecutive timeouts / internal errors of this many different callers that open a pool's circuit (one caller's never do); 0 = no breaker. */
   MCPQ_CIRCUIT_FAILURES: int(5),
   /** How long an open circuit fails fast (-32012 / 503) before a half-open probe (doubles per failed probe, max 30 s). */
   MCPQ_CIRCUIT_OPEN_MS: int(2_000),
@@ -99,6 +142,12 @@ export interface EdgeConfig {
   /** token -> principal; empty means unauthenticated mode (principal "anonymous"). */
   authTokens: ReadonlyMap<string, string>;
   maxBodyBytes: number;
+  /**
+   * Largest single JSON-RPC message: MCPQ_MAX_BODY_BYTES, lowered at start-up to what the broker
+   * accepts (see core/broker-limits.ts).
+   */
+  maxMessageBytes: number;
+  maxNameBytes: number;
   requestTimeoutMs: number;
   maxRequestTimeoutMs: number;
   maxSessionsPerPrincipal: number;
@@ -119,6 +168,15 @@ export interface EdgeConfig {
   grpcPort: number;
   /** 0 = unlimited. */
   maxConnections: number;
+  maxConnectionsPerClient: number;
+  httpHeadersTimeoutMs: number;
+  httpRequestTimeoutMs: number;
+  httpKeepAliveTimeoutMs: number;
+  socketHandshakeTimeoutMs: number;
+  socketIdleTimeoutMs: number;
+  /** Set when MCPQ_OAUTH_ISSUER is. */
+  oauth: OAuthConfig | undefined;
+  policyFile: string | undefined;
   maxSendBufferBytes: number;
   maxPendingRequests: number;
   maxInFlightPerSession: number;
@@ -150,6 +208,39 @@ export function parseAuthTokens(spec: string): Map<string, string> {
   return out;
 }
 
+const scopeList = (s: string) => s.split(/[\s,]+/).filter(Boolean);
+
+function oauthFromEnv(e: EdgeEnv): OAuthConfig | undefined {
+  if (!e.MCPQ_OAUTH_ISSUER) return undefined;
+  if (!e.MCPQ_RESOURCE_URL) throw new Error("invalid edge environment: MCPQ_RESOURCE_URL is required with MCPQ_OAUTH_ISSUER (the token audience)");
+  const required = scopeList(e.MCPQ_OAUTH_REQUIRED_SCOPES);
+  const supported = scopeList(e.MCPQ_OAUTH_SCOPES_SUPPORTED);
+  if (e.MCPQ_OAUTH_INTROSPECTION_URL && !e.MCPQ_OAUTH_CLIENT_ID) {
+    throw new Error("invalid edge environment: MCPQ_OAUTH_CLIENT_ID is required with MCPQ_OAUTH_INTROSPECTION_URL");
+  }
+  return {
+    issuer: e.MCPQ_OAUTH_ISSUER,
+    jwksUrl: e.MCPQ_OAUTH_JWKS_URL,
+    resource: e.MCPQ_RESOURCE_URL,
+    requiredScopes: required,
+    scopesSupported: supported.length > 0 ? supported : required,
+    principalClaim: e.MCPQ_OAUTH_PRINCIPAL_CLAIM,
+    clockToleranceSec: e.MCPQ_OAUTH_CLOCK_TOLERANCE_S,
+    jwksCacheMs: e.MCPQ_OAUTH_JWKS_CACHE_MS,
+    jwksCooldownMs: e.MCPQ_OAUTH_JWKS_COOLDOWN_MS,
+    introspection: e.MCPQ_OAUTH_INTROSPECTION_URL
+      ? {
+          url: e.MCPQ_OAUTH_INTROSPECTION_URL,
+          clientId: e.MCPQ_OAUTH_CLIENT_ID,
+          clientSecret: e.MCPQ_OAUTH_CLIENT_SECRET,
+          cacheMs: e.MCPQ_OAUTH_INTROSPECTION_CACHE_MS,
+          maxCached: 10_000,
+        }
+      : undefined,
+    httpTimeoutMs: e.MCPQ_OAUTH_HTTP_TIMEOUT_MS,
+  };
+}
+
 /** Parses an environment (default: process.env) into a frozen config; throws listing every bad key. */
 export function loadEdgeConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<EdgeConfig> = {}): Readonly<EdgeConfig> {
   const r = EdgeEnvSchema.safeParse(env);
@@ -170,6 +261,8 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     allowedOrigins: e.MCPQ_ALLOWED_ORIGINS,
     authTokens: parseAuthTokens(e.MCPQ_AUTH_TOKENS),
     maxBodyBytes: e.MCPQ_MAX_BODY_BYTES,
+    maxMessageBytes: e.MCPQ_MAX_BODY_BYTES,
+    maxNameBytes: e.MCPQ_MAX_NAME_BYTES,
     requestTimeoutMs: e.MCPQ_REQUEST_TIMEOUT_MS,
     maxRequestTimeoutMs: e.MCPQ_MAX_REQUEST_TIMEOUT_MS,
     maxSessionsPerPrincipal: e.MCPQ_MAX_SESSIONS_PER_PRINCIPAL,
@@ -189,6 +282,14 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     tcpPort: e.MCPQ_TCP_PORT ?? derivedPort(overrides.port ?? e.MCPQ_PORT, TCP_PORT_OFFSET),
     grpcPort: e.MCPQ_GRPC_PORT ?? derivedPort(overrides.port ?? e.MCPQ_PORT, GRPC_PORT_OFFSET),
     maxConnections: e.MCPQ_MAX_CONNECTIONS,
+    maxConnectionsPerClient: e.MCPQ_MAX_CONNECTIONS_PER_CLIENT,
+    httpHeadersTimeoutMs: e.MCPQ_HTTP_HEADERS_TIMEOUT_MS,
+    httpRequestTimeoutMs: e.MCPQ_HTTP_REQUEST_TIMEOUT_MS,
+    httpKeepAliveTimeoutMs: e.MCPQ_HTTP_KEEPALIVE_TIMEOUT_MS,
+    socketHandshakeTimeoutMs: e.MCPQ_SOCKET_HANDSHAKE_TIMEOUT_MS,
+    socketIdleTimeoutMs: e.MCPQ_SOCKET_IDLE_TIMEOUT_MS,
+    oauth: oauthFromEnv(e),
+    policyFile: e.MCPQ_POLICY_FILE,
     maxSendBufferBytes: e.MCPQ_MAX_SEND_BUFFER_BYTES,
     maxPendingRequests: e.MCPQ_MAX_PENDING_REQUESTS,
     maxInFlightPerSession: e.MCPQ_MAX_IN_FLIGHT_PER_SESSION,

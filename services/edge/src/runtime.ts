@@ -2,6 +2,9 @@ import { connectBus, INBOX_PREFIX, type Bus } from "@mcpq/bus";
 import { createMetricsRegistry, type Registry } from "@mcpq/observability";
 import type { Logger } from "@mcpq/protocol";
 import { EdgeAdmission } from "./core/admission.js";
+import { EdgeAuth } from "./core/auth.js";
+import { withBrokerLimits } from "./core/broker-limits.js";
+import { loadPolicyFile } from "./core/policy.js";
 import { BufferBudget } from "./core/buffer-budget.js";
 import { startBusStats } from "./core/bus-stats.js";
 import { CatalogView } from "./core/catalog.js";
@@ -32,23 +35,29 @@ export interface EdgeRuntime {
   edge: EdgePort;
   /** Admission control (also set as `core.admission`); see docs/overload.md. */
   admission: EdgeAdmission;
+  /** Bearer credentials (static tokens, OAuth JWT / introspection); see core/auth.ts. */
+  auth: EdgeAuth;
   log: Logger;
   close(): Promise<void>;
 }
 
 export const SERVER_VERSION = "0.1.0";
 
-export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logger): Promise<EdgeRuntime> {
+export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: Logger): Promise<EdgeRuntime> {
   const bus = await connectBus({
-    url: config.natsUrl,
-    auth: config.natsAuth,
+    url: configured.natsUrl,
+    auth: configured.natsAuth,
     inboxPrefix: INBOX_PREFIX.edge,
-    provision: config.provision,
+    provision: configured.provision,
     log: log.child({ component: "provision" }),
-    name: `edge-${config.edgeId}`,
-    limits: config.busLimits,
-    batchWrites: config.natsWriteBatching,
+    name: `edge-${configured.edgeId}`,
+    limits: configured.busLimits,
+    batchWrites: configured.natsWriteBatching,
   });
+  // A message the broker would refuse must be refused at the door (413 / a clear error), not
+  // accepted and failed with -32603 after the publish: the body limit is the broker's real one.
+  const config = withBrokerLimits(configured, bus, log);
+  const policy = config.policyFile ? await loadPolicyFile(config.policyFile) : undefined;
   const registry = createMetricsRegistry("mcpq_edge", { edge: config.edgeId });
   const metrics = edgeMetrics(registry);
   const catalog = new CatalogView(bus, log.child({ component: "catalog" }));
@@ -75,6 +84,7 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
       pageSize: config.pageSize,
       discoverTtlMs: config.discoverTtlMs,
       maxListeners: config.maxListeners,
+      maxNameBytes: config.maxNameBytes,
       serverName: "mcpq",
       serverVersion: SERVER_VERSION,
     },
@@ -100,16 +110,23 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
     overload.admission,
   );
   core.admission = admission;
+  core.policy = policy;
   const stopBusStats = startBusStats(bus, config.busStatsMs, overload.busStats, log.child({ component: "bus-stats" }));
   core.start();
-  const connections = new ConnectionLimiter(config.maxConnections, connectionMetrics(registry));
+  const connections = new ConnectionLimiter(config.maxConnections, connectionMetrics(registry), undefined, config.maxConnectionsPerClient);
+  const auth = new EdgeAuth({ staticTokens: config.authTokens, oauth: config.oauth });
   const edge = edgePort({
     deps: { core, router, log },
     connections,
     buffers,
     metrics,
     onError: (code) => metrics.core.error(code),
-    sockets: { maxSendBufferBytes: config.maxSendBufferBytes, authTokens: config.authTokens },
+    auth,
+    sockets: {
+      maxSendBufferBytes: config.maxSendBufferBytes,
+      socketHandshakeTimeoutMs: config.socketHandshakeTimeoutMs,
+      socketIdleTimeoutMs: config.socketIdleTimeoutMs,
+    },
   });
   return {
     config,
@@ -121,6 +138,7 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
     metrics,
     connections,
     edge,
+    auth,
     buffers,
     admission,
     log,

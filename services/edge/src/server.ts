@@ -39,10 +39,20 @@ export async function startEdge(config: Readonly<EdgeConfig>, logger?: EdgeLogge
     loggerInstance: log,
     // Per-request access logs would dominate the hot path; metrics carry that information.
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: config.maxBodyBytes,
+    // A whole body (a batch may hold several messages); each message is held to maxMessageBytes.
+    bodyLimit: runtime.config.maxBodyBytes,
     forceCloseConnections: true,
     // Large accept backlog: refuse at the application level (503) rather than in the kernel.
     return503OnClosing: true,
+    // A client must send its headers, then its whole request, in bounded time (slowloris: a
+    // half-sent chunked POST or a Content-Length larger than the body held a slot forever).
+    requestTimeout: config.httpRequestTimeoutMs,
+    keepAliveTimeout: config.httpKeepAliveTimeoutMs,
+    http: {
+      headersTimeout: config.httpRequestTimeoutMs > 0 ? Math.min(config.httpHeadersTimeoutMs, config.httpRequestTimeoutMs) : config.httpHeadersTimeoutMs,
+      // How often Node looks for connections past those timeouts.
+      connectionsCheckingInterval: Math.max(100, Math.min(1_000, config.httpHeadersTimeoutMs || 1_000, config.httpRequestTimeoutMs || 1_000)),
+    },
   });
   await app.register(edgeApp, { runtime });
   await app.listen({ host: config.host, port: config.port, backlog: 4096 });

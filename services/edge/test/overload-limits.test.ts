@@ -276,11 +276,11 @@ describe("edge admission control: every limit refuses explicitly and retryably",
     }
   });
 
-  it("circuit breaker: N consecutive internal errors or timeouts open a pool's circuit (-32012, 503), a half-open probe closes it", async ({
+  it("circuit breaker: internal errors or timeouts of N different callers in a row open a pool's circuit (-32012, 503), one caller's never do; a half-open probe closes it", async ({
     nats,
   }) => {
     const s = await stack(nats, {
-      edgeEnv: { MCPQ_CIRCUIT_FAILURES: "3", MCPQ_CIRCUIT_OPEN_MS: "200" },
+      edgeEnv: { MCPQ_CIRCUIT_FAILURES: "3", MCPQ_CIRCUIT_OPEN_MS: "200", MCPQ_AUTH_TOKENS: "t1=p1,t2=p2,t3=p3" },
     });
     // Same limits as the stack's services (support/stack.ts), so provisioning converges.
     const bus = await connectBus({
@@ -321,9 +321,16 @@ describe("edge admission control: every limit refuses explicitly and retryably",
       await eventually(() => rt.catalog.toolPool("flaky") === "flaky", {
         what: "flaky pool visible",
       });
-      const a = await rawSession(s.edges[0]!.url);
-      for (let i = 0; i < 3; i++)
+      const a = await rawSession(s.edges[0]!.url, { authorization: "Bearer t1" });
+      const b = await rawSession(s.edges[0]!.url, { authorization: "Bearer t2" });
+      const c = await rawSession(s.edges[0]!.url, { authorization: "Bearer t3" });
+      const callers = [a, b, c];
+      // One caller's failures, however many, fail only its own calls (issue 14 hole 6).
+      for (let i = 0; i < 6; i++)
         expect((await a.call("flaky", {})).message?.error?.code).toBe(ErrorCode.InternalError);
+      expect(rt.admission.circuitState("flaky")).toBe("closed");
+      for (let i = 0; i < 3; i++)
+        expect((await callers[i]!.call("flaky", {})).message?.error?.code).toBe(ErrorCode.InternalError);
       expect(rt.admission.circuitState("flaky")).toBe("open");
       const before = runs;
       expectRefusal(
@@ -353,7 +360,7 @@ describe("edge admission control: every limit refuses explicitly and retryably",
       // Timeouts count too (a pool whose workers stopped answering).
       mode = "hang";
       for (let i = 0; i < 3; i++)
-        expect((await a.call("flaky", {}, { "io.mcpq/timeoutMs": 150 })).message?.error?.code).toBe(
+        expect((await callers[i]!.call("flaky", {}, { "io.mcpq/timeoutMs": 150 })).message?.error?.code).toBe(
           ErrorCode.RequestTimeout,
         );
       expectRefusal(

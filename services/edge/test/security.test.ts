@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { hostAllowed, originAllowed, principalOf } from "../src/core/security.js";
+import { EdgeAuth } from "../src/core/auth.js";
+import { duplicateHost, hostAllowed, originAllowed } from "../src/core/security.js";
 import { loadEdgeConfig, parseAuthTokens } from "../src/env.js";
 
 const ORIGINS = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*", "https://app.example.com"];
@@ -29,14 +30,21 @@ describe("Host / Origin validation (DNS rebinding)", () => {
 });
 
 describe("principals", () => {
-  it("is anonymous without tokens and requires a known bearer token with them", () => {
-    expect(principalOf(undefined, new Map())).toBe("anonymous");
-    const tokens = parseAuthTokens("s3cret=alice, other=bob");
-    expect(principalOf("Bearer s3cret", tokens)).toBe("alice");
-    expect(principalOf("bearer other", tokens)).toBe("bob");
-    expect(principalOf("Bearer nope", tokens)).toBeNull();
-    expect(principalOf(undefined, tokens)).toBeNull();
+  it("is anonymous (keyed per client address) without tokens and requires a known bearer token with them", async () => {
+    const open = new EdgeAuth({ staticTokens: new Map() });
+    expect(await open.authenticate(undefined, "10.0.0.1")).toMatchObject({ principal: "anonymous", quotaKey: "anonymous@10.0.0.1", anonymous: true });
+    expect(await open.authenticate(undefined, "10.0.0.2")).toMatchObject({ quotaKey: "anonymous@10.0.0.2" });
+    const auth = new EdgeAuth({ staticTokens: parseAuthTokens("s3cret=alice, other=bob") });
+    expect(await auth.authenticate("Bearer s3cret", "a")).toMatchObject({ principal: "alice", quotaKey: "alice" });
+    expect(await auth.authenticate("bearer other", "a")).toMatchObject({ principal: "bob" });
+    expect(await auth.authenticate("Bearer nope", "a")).toMatchObject({ status: 401, error: "invalid_token" });
+    expect(await auth.authenticate(undefined, "a")).toMatchObject({ status: 401 });
+    expect(await auth.authenticate("Basic x", "a")).toMatchObject({ status: 401, error: "invalid_request" });
     expect(() => parseAuthTokens("justatoken")).toThrow(/token=principal/);
+  });
+  it("refuses a request carrying two Host headers", () => {
+    expect(duplicateHost(["Host", "a", "Accept", "x", "host", "b"])).toBe(true);
+    expect(duplicateHost(["Host", "a", "Accept", "x"])).toBe(false);
   });
 });
 

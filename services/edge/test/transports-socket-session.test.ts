@@ -24,7 +24,10 @@ describe("socket session: answers produced after the connection is gone are park
       bufferedBytes: 0,
       close: () => undefined,
     };
-    const session = s.edges[0]!.runtime.edge.socket(framer, { transport: "tcp", principal: "anonymous" });
+    const session = s.edges[0]!.runtime.edge.socket(framer, {
+      transport: "tcp",
+      caller: { principal: "anonymous", quotaKey: "anonymous@test", anonymous: true, scopes: [], claims: {} },
+    });
     session.receive(
       JSON.stringify({ jsonrpc: "2.0", id: "r", method: "$/mcpq/resume", params: {} }),
     );

@@ -25,6 +25,8 @@ export const WorkerEnvSchema = z.object({
   MCPQ_RECORD_SAMPLE: z.string().default("").superRefine(parses((v) => parseSampleSpec(v))),
   /** Comma-separated JSON paths masked before storing, relative to params (`arguments.password`) or the response (`result.x`). */
   MCPQ_RECORD_REDACT: z.string().default("").superRefine(parses((v) => parsePathPatterns(v.split(",")))),
+  /** Targets (`*` wildcards) whose records keep values under common secret keys (password, token, api_key, …) in clear; masked by default. */
+  MCPQ_RECORD_KEEP_SECRETS: z.string().default(""),
   /** Also record the notifications (progress, logs) sent before each response. */
   MCPQ_RECORD_NOTIFICATIONS: z.enum(["on", "off"]).default("off"),
   /** Shadow worker: a candidate for `mcpq replay --against`; registered, never routed client traffic. */
@@ -75,7 +77,7 @@ export interface WorkerConfig {
   logLevel: string;
   metricsPort: number;
   busLimits: BusLimits;
-  record: { enabled: boolean; sample: string; redact: string[]; notifications: boolean };
+  record: { enabled: boolean; sample: string; redact: string[]; keepSecretsFor: string[]; notifications: boolean };
   shadow: boolean;
   /** MCPQ_REQUEST_STATE_* (never logged: the keys are secrets). */
   requestState: { keys: string[]; ttlMs: number; maxBytes: number };
@@ -104,6 +106,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       enabled: e.MCPQ_RECORD === "on",
       sample: e.MCPQ_RECORD_SAMPLE,
       redact: e.MCPQ_RECORD_REDACT.split(",").map((s) => s.trim()).filter(Boolean),
+      keepSecretsFor: e.MCPQ_RECORD_KEEP_SECRETS.split(",").map((s) => s.trim()).filter(Boolean),
       notifications: e.MCPQ_RECORD_NOTIFICATIONS === "on",
     },
     shadow: e.MCPQ_WORKER_SHADOW === "on",

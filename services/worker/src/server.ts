@@ -56,6 +56,7 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
         bus,
         sample: config.record.sample,
         redact: config.record.redact,
+        keepSecretsFor: config.record.keepSecretsFor,
         notifications: config.record.notifications,
         logger: log,
         metrics: recorderMetrics(registry),

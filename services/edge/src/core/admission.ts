@@ -210,6 +210,8 @@ export class EdgeAdmission implements Admission {
     this.#perSession.set(session.id, mine + 1);
     this.metrics?.admitted(target.kind);
     let done = false;
+    // Failures are attributed to the caller (principal, or anonymous client address): see PoolCircuit.
+    const caller = session.quotaKey ?? session.principal;
     return (outcome = "ok", err) => {
       if (done) return;
       done = true;
@@ -227,7 +229,7 @@ export class EdgeAdmission implements Admission {
       }
       if (!circuit) return;
       if (outcome !== "timeout") {
-        circuit.record(outcome, probe, Date.now(), l);
+        circuit.record(outcome, probe, Date.now(), l, caller);
         return;
       }
       // A timeout says the pool is failing only when it answered nothing else while this request
@@ -238,7 +240,7 @@ export class EdgeAdmission implements Admission {
       const waited = Date.now() - admittedAt;
       setImmediate(() => {
         const stalled = load.completions === completionsAtAdmit && waited >= MIN_STALL_MS;
-        circuit.record(stalled ? "timeout" : "cancelled", probe, Date.now(), l);
+        circuit.record(stalled ? "timeout" : "cancelled", probe, Date.now(), l, caller);
       });
     };
   }
@@ -328,7 +330,13 @@ class TokenBuckets {
  */
 class PoolCircuit {
   state: CircuitState = "closed";
-  #failures = 0;
+  /**
+   * Callers whose requests failed in the current streak. The circuit opens once `circuitFailures`
+   * different callers failed in a row: one caller's bad input (an argument that makes the tool
+   * fail, e.g. `add(1e308, 1e308)` overflowing its output schema) fails only its own calls and
+   * never opens the pool's circuit for everyone. A pool that is really down fails everyone's.
+   */
+  readonly #failedCallers = new Set<string>();
   #openUntil = 0;
   #openMs = 0;
   #probeSince: number | undefined;
@@ -357,18 +365,18 @@ class PoolCircuit {
     return true;
   }
 
-  record(outcome: RouteOutcome, probe: boolean, now: number, l: Readonly<AdmissionLimits>): void {
+  record(outcome: RouteOutcome, probe: boolean, now: number, l: Readonly<AdmissionLimits>, caller: string): void {
     switch (outcome) {
       case "ok":
-        this.#failures = 0;
+        this.#failedCallers.clear();
         this.#openMs = 0;
         this.#probeSince = undefined;
         this.#set("closed");
         return;
       case "failed":
       case "timeout":
-        this.#failures++;
-        if (probe || (this.state === "closed" && this.#failures >= l.circuitFailures)) {
+        if (this.#failedCallers.size < l.circuitFailures) this.#failedCallers.add(caller);
+        if (probe || (this.state === "closed" && this.#failedCallers.size >= l.circuitFailures)) {
           this.#openMs =
             this.#openMs === 0 ? l.circuitOpenMs : Math.min(MAX_OPEN_MS, this.#openMs * 2);
           this.#openUntil = now + this.#openMs;

@@ -47,6 +47,7 @@ export abstract class Channel {
       return this.refuse(null, err);
     }
     if (Array.isArray(value)) return this.batch(value);
+    if (this.oversize(text)) return;
     let msg: ClassifiedMessage;
     try {
       msg = classifyMessage(value);
@@ -119,6 +120,11 @@ export abstract class Channel {
   protected modernNotification(_principal: string, _n: JsonRpcNotification): Promise<void> | void {}
   /** A stateless-era request with its validated `_meta`: dispatch it on a synthetic session. */
   protected abstract modernRequest(principal: string, meta: ModernMeta, req: JsonRpcRequest, raw: string): Promise<void>;
+
+  /** A single message over the transport's message limit: answered here (true) before anything runs. */
+  protected oversize(_text: string): boolean {
+    return false;
+  }
 
   /** The authenticated principal; null when it must still come in-band (then requests are refused). */
   protected abstract principal(): string | null;

@@ -1,9 +1,11 @@
 import type { Logger } from "@mcpq/protocol";
+import type { EdgeAuth } from "./auth.js";
 import type { BufferBudget } from "./buffer-budget.js";
 import type { ChannelDeps } from "./channel.js";
 import type { ConnectionKind, ConnectionLimiter } from "./connection-limiter.js";
 import { HttpPostChannel, httpDelete, httpGet, type HttpExchange } from "./http-channel.js";
 import { SocketChannel, type SocketPort } from "./socket-channel.js";
+import type { Caller } from "./auth.js";
 
 /** Gauges and counters labelled by transport that transports move themselves. */
 export interface TransportMetrics {
@@ -15,8 +17,9 @@ export interface TransportMetrics {
 export interface SocketSettings {
   /** Bytes a connection may hold unsent before it is cut off (MCPQ_MAX_SEND_BUFFER_BYTES). */
   maxSendBufferBytes: number;
-  /** token -> principal, for in-band authentication (`$/mcpq/resume`). */
-  authTokens: ReadonlyMap<string, string>;
+  /** MCPQ_SOCKET_HANDSHAKE_TIMEOUT_MS / MCPQ_SOCKET_IDLE_TIMEOUT_MS (socket-timeouts.ts). */
+  socketHandshakeTimeoutMs: number;
+  socketIdleTimeoutMs: number;
 }
 
 /**
@@ -29,12 +32,15 @@ export interface EdgePort {
   readonly connections: ConnectionLimiter;
   readonly buffers: BufferBudget;
   readonly metrics: TransportMetrics;
+  /** Bearer credentials (static tokens, OAuth): what HTTP guards and in-band authentication check. */
+  readonly auth: EdgeAuth;
   /**
-   * Opens the channel of one socket connection. `principal` is the one authenticated at
-   * connect time, or null when it comes in-band (`$/mcpq/resume`); `resumable` (default true)
-   * offers `$/mcpq/resume` and event markers (not on legacy SSE).
+   * Opens the channel of one socket connection. `caller` is the one authenticated at connect
+   * time, or null when it comes in-band (`$/mcpq/resume`, checked against `address` as the
+   * anonymous quota key); `resumable` (default true) offers `$/mcpq/resume` and event markers
+   * (not on legacy SSE).
    */
-  socket(port: SocketPort, opts: { transport: ConnectionKind; principal: string | null; resumable?: boolean }): SocketChannel;
+  socket(port: SocketPort, opts: { transport: ConnectionKind; caller: Caller | null; address?: string | undefined; resumable?: boolean }): SocketChannel;
   /** One Streamable HTTP POST through its channel; settles once answered (the SSE stream ended). */
   post(x: HttpExchange, body: string): Promise<void>;
   /** One Streamable HTTP GET (standalone or resumed stream); settles when the stream closed. */
@@ -48,6 +54,7 @@ export interface EdgePortOptions {
   connections: ConnectionLimiter;
   buffers: BufferBudget;
   metrics: TransportMetrics;
+  auth: EdgeAuth;
   /** Counts an error code answered before dispatch (the request error metric). */
   onError: (code: number) => void;
   sockets: SocketSettings;
@@ -61,13 +68,19 @@ export function edgePort(o: EdgePortOptions): EdgePort {
     connections: o.connections,
     buffers: o.buffers,
     metrics: o.metrics,
-    socket(port, { transport, principal, resumable = true }) {
+    auth: o.auth,
+    socket(port, { transport, caller, address, resumable = true }) {
       return new SocketChannel({ ...deps, log: deps.log.child({ transport }) }, port, {
         transport,
-        principal,
+        caller,
         resumable,
         maxSendBufferBytes: o.sockets.maxSendBufferBytes,
-        authTokens: o.sockets.authTokens,
+        authenticate: (authorization) => o.auth.authenticate(authorization, address),
+        // gRPC has HTTP/2 keepalive for dead peers, and a quiet call may be a client waiting for
+        // notifications: only the handshake clock. WebSocket pongs count as activity (websocket.ts).
+        ...(transport === "sse"
+          ? {}
+          : { timeouts: { handshakeMs: o.sockets.socketHandshakeTimeoutMs, idleMs: transport === "grpc" ? 0 : o.sockets.socketIdleTimeoutMs } }),
         onSlowConsumer: () => o.metrics.slowConsumers.inc({ transport }),
         account: o.buffers.open(),
       });

@@ -21,7 +21,10 @@ import {
   type RequestId,
 } from "@mcpq/protocol";
 import { STANDALONE_STREAM, idGenerator, parseEventId, primingEventId } from "@mcpq/bus";
+import type { Caller } from "./auth.js";
+import { overMessageLimit } from "./broker-limits.js";
 import { Channel, type ChannelDeps } from "./channel.js";
+import type { TargetView } from "./policy.js";
 import { modernStatus, refusal, statusFor, type HttpRefusal } from "./http-errors.js";
 import { errorCodeOf, shapeModernAnswer, type AnswerShape } from "./modern-answers.js";
 import type { OutboundMessage, StreamSink } from "./outbound.js";
@@ -48,6 +51,12 @@ export interface HttpStream extends StreamSink {
 export interface HttpExchange {
   /** The authenticated principal (the transport checked Host, Origin and the bearer token). */
   principal: string;
+  /** Who it is (its credential's principal, quota key, scopes, claims). */
+  caller: Caller;
+  /** The virtual server the exchange came through (`/mcp/<name>`): its subset of the catalog. */
+  view?: TargetView;
+  /** Longest single JSON-RPC message accepted (bytes; the broker's limit; 0 = none). */
+  maxMessageBytes: number;
   /** Header values the channel reads: `mcp-session-id`, `mcp-protocol-version`, `last-event-id`. */
   header(name: string): string | string[] | undefined;
   /** What the client accepts: an SSE stream, a JSON body. */
@@ -206,6 +215,13 @@ export class HttpPostChannel extends Channel {
     return this.x.principal;
   }
 
+  /** 413 for one message the broker could not carry (refused at the door, not after a failed publish). */
+  protected override oversize(text: string): boolean {
+    if (!overMessageLimit(text, this.x.maxMessageBytes)) return false;
+    refuseWith(this.x, refusal(413, ErrorCode.InvalidRequest, "Payload Too Large", {}, { maxBytes: this.x.maxMessageBytes }));
+    return true;
+  }
+
   protected refuse(id: RequestId | null, err: unknown, status?: number): void {
     const wire = toWireError(err);
     if (!(err instanceof McpError)) this.deps.log.error({ err }, "unexpected error before dispatch");
@@ -215,6 +231,11 @@ export class HttpPostChannel extends Channel {
     const code = status ?? (this.#modern ? modernStatus(wire.code, mapped.status) : mapped.status);
     if (this.#modernSink) return this.#modernSink.refuse(code, mapped.headers, json);
     this.x.answer(code, mapped.headers, json);
+  }
+
+  /** The request's caller and virtual server, for the core's policy checks. */
+  #who(): { caller: Caller; view?: TargetView } {
+    return this.x.view ? { caller: this.x.caller, view: this.x.view } : { caller: this.x.caller };
   }
 
   protected override modern(msg: ClassifiedMessage): boolean {
@@ -243,7 +264,7 @@ export class HttpPostChannel extends Channel {
       if (!sink.answered) core.cancel(session, req.id, "the client closed the request's stream");
     });
     try {
-      const d = await core.dispatch(session, req, { id: streamId, raw, sink, outboundSession: core.modernOutbound });
+      const d = await core.dispatch(session, req, { id: streamId, raw, sink, outboundSession: core.modernOutbound, ...this.#who() });
       await d.accepted.catch((err: unknown) => this.refuse(req.id, err));
       await d.done;
     } catch (err) {
@@ -257,7 +278,7 @@ export class HttpPostChannel extends Channel {
 
   protected async initialize(principal: string, req: JsonRpcRequest): Promise<void> {
     try {
-      const { session, json } = await this.deps.core.initialize(principal, req);
+      const { session, json } = await this.deps.core.initialize(principal, req, this.x.caller);
       this.x.answer(200, { [SESSION_HEADER]: session.id }, json);
     } catch (err) {
       this.refuse(req.id, err);
@@ -284,7 +305,7 @@ export class HttpPostChannel extends Channel {
       const body = new ResponseBody();
       const release = this.deps.router.attach(session.id, streamId, body);
       try {
-        const d = await this.deps.core.dispatch(session, req, { id: streamId, raw, sink: body });
+        const d = await this.deps.core.dispatch(session, req, { id: streamId, raw, sink: body, ...this.#who() });
         await d.accepted; // a broker refusal is a 503/429, not a 200 with an error inside
         await d.done;
       } catch (err) {
@@ -300,7 +321,7 @@ export class HttpPostChannel extends Channel {
     const release = this.deps.router.attach(session.id, streamId, sink);
     let d: Dispatched;
     try {
-      d = await this.deps.core.dispatch(session, req, { id: streamId, raw, sink });
+      d = await this.deps.core.dispatch(session, req, { id: streamId, raw, sink, ...this.#who() });
       await d.accepted; // a broker refusal is a 503/429 before the stream opens
     } catch (err) {
       release();
@@ -336,6 +357,9 @@ export class HttpPostChannel extends Channel {
     for (const item of items) {
       let m: ClassifiedMessage;
       try {
+        if (overMessageLimit(JSON.stringify(item), this.x.maxMessageBytes)) {
+          throw new McpError(ErrorCode.InvalidRequest, `Invalid Request: message larger than ${this.x.maxMessageBytes} bytes`);
+        }
         m = classifyMessage(item);
       } catch (err) {
         order.push(salvageId(item));
@@ -351,7 +375,7 @@ export class HttpPostChannel extends Channel {
         const id = m.message.id;
         order.push(id);
         pending.push(
-          this.deps.core.dispatch(session, m.message, { id: streamId, sink }).then(
+          this.deps.core.dispatch(session, m.message, { id: streamId, sink, ...this.#who() }).then(
             (d) =>
               d.accepted.then(
                 () => d.done,

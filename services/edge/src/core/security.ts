@@ -1,6 +1,6 @@
 /**
- * Host and Origin checks (DNS-rebinding protection) and bearer-token principals.
- * Transport-neutral: callers pass header values, get a decision.
+ * Host and Origin checks (DNS-rebinding protection). Transport-neutral: callers pass header
+ * values, get a decision. Bearer credentials are checked by EdgeAuth (auth.ts).
  */
 export function hostAllowed(host: string | undefined, allowed: readonly string[]): boolean {
   if (allowed.includes("*")) return true;
@@ -42,12 +42,13 @@ function stripPort(h: string): string {
 export const ANONYMOUS = "anonymous";
 
 /**
- * Resolves the principal of a request. With tokens configured, a missing or unknown bearer token
- * yields null (the caller answers 401). Session ids are never accepted as credentials.
+ * Whether a request carries more than one Host header (rawHeaders is name, value, name, ...).
+ * Node keeps the first and drops the rest, so a proxy and this edge could each act on a
+ * different one: such a request is refused.
  */
-export function principalOf(authorization: string | undefined, tokens: ReadonlyMap<string, string>): string | null {
-  if (tokens.size === 0) return ANONYMOUS;
-  const m = /^Bearer\s+(.+)$/i.exec(authorization ?? "");
-  if (!m) return null;
-  return tokens.get(m[1]!.trim()) ?? null;
+export function duplicateHost(rawHeaders: readonly string[] | undefined): boolean {
+  if (!rawHeaders) return false;
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === "host" && ++n > 1) return true;
+  return false;
 }

@@ -56,6 +56,9 @@ import {
 import type { CatalogView, ListKind } from "./catalog.js";
 import type { OutboundMessage, OutboundRouter, StreamSink } from "./outbound.js";
 import { SessionStore, type SessionRecord } from "./session-store.js";
+import type { Caller } from "./auth.js";
+import type { AccessPolicy, ListedKind, TargetView } from "./policy.js";
+import { checkTargetName, requestedName } from "./subject-safety.js";
 
 export interface CoreConfig {
   edgeId: string;
@@ -70,6 +73,8 @@ export interface CoreConfig {
   discoverTtlMs: number;
   /** Stateless era: open `subscriptions/listen` streams per edge (MCPQ_MAX_LISTENERS). */
   maxListeners: number;
+  /** MCPQ_MAX_NAME_BYTES: longest tool/prompt name or resource URI accepted (0 = no bound). */
+  maxNameBytes?: number;
 }
 
 
@@ -122,6 +127,10 @@ export interface StreamContext {
    * outbound session (`SessionCore.modernOutbound`), so the edge holds one subscription for all of them.
    */
   outboundSession?: string;
+  /** Who sent it (this request's credential; for sockets the connection's). */
+  caller?: Caller | undefined;
+  /** The virtual server the request came through (`/mcp/<name>`): its subset of the catalog. */
+  view?: TargetView | undefined;
 }
 
 /** A request accepted for processing. */
@@ -205,6 +214,8 @@ export class SessionCore {
    * answers come on `mcpq.out.m-<edge>.<stream>`, one router subscription for all of them.
    */
   readonly modernOutbound: string;
+  /** Authorization policy (MCPQ_POLICY_FILE); undefined = every caller may use everything. */
+  policy: AccessPolicy | undefined;
 
   constructor(opts: SessionCoreOptions) {
     this.modernOutbound = `m-${subjectToken(opts.config.edgeId)}`;
@@ -336,10 +347,12 @@ export class SessionCore {
   }
 
   /** Creates a session bound to `principal`. */
-  async initialize(principal: string, req: JsonRpcRequest): Promise<{ session: SessionRecord; json: string }> {
+  async initialize(principal: string, req: JsonRpcRequest, caller?: Caller): Promise<{ session: SessionRecord; json: string }> {
     const params = parse(InitializeParamsSchema, req.params);
+    // Anonymous sessions are counted per client address, not all under one principal.
+    const quotaKey = caller && caller.quotaKey !== principal ? caller.quotaKey : undefined;
     if (this.#cfg.maxSessionsPerPrincipal > 0) {
-      const open = await this.sessions.countForPrincipal(principal);
+      const open = await this.sessions.countForPrincipal(quotaKey ?? principal);
       if (open >= this.#cfg.maxSessionsPerPrincipal) {
         throw rejection(ErrorCode.RateLimited, "too many open sessions for this principal", 60_000);
       }
@@ -349,6 +362,7 @@ export class SessionCore {
     const session: SessionRecord = {
       id: SessionStore.newId(),
       principal,
+      ...(quotaKey ? { quotaKey } : {}),
       protocolVersion: version,
       clientInfo: params.clientInfo,
       clientCapabilities: params.capabilities,
@@ -448,6 +462,13 @@ export class SessionCore {
   async dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext): Promise<Dispatched> {
     const started = performance.now();
     const done = (outcome: string) => this.#metrics?.observe(req.method, outcome, (performance.now() - started) / 1000);
+    const named = requestedName(req.method, req.params);
+    if (named) {
+      checkTargetName(named.kind, named.name, this.#cfg.maxNameBytes ?? 0);
+      // Before the catalog is consulted: a forbidden target is refused like a missing one.
+      this.policy?.check(callerOf(session, stream), named.kind, named.name, named.promptRef);
+      stream.view?.check(callerOf(session, stream), named.kind, named.name, named.promptRef);
+    }
     if (isModernEra(session.protocolVersion)) {
       this.#modernGate(req.method);
       if (req.method === "subscriptions/listen") return this.#listen(session, req, stream);
@@ -462,7 +483,7 @@ export class SessionCore {
         throw new McpError(ErrorCode.InvalidRequest, "Session already initialized");
       default: {
         try {
-          const result = await this.#local(session, req);
+          const result = await this.#local(session, req, callerOf(session, stream), stream.view);
           done("ok");
           stream.sink.send(localMessage(req.id, result));
         } catch (err) {
@@ -512,8 +533,8 @@ export class SessionCore {
     }
   }
 
-  async #local(session: SessionRecord, req: JsonRpcRequest): Promise<Record<string, unknown>> {
-    if (isModernEra(session.protocolVersion)) return this.#modernLocal(req);
+  async #local(session: SessionRecord, req: JsonRpcRequest, caller: Caller, view: TargetView | undefined): Promise<Record<string, unknown>> {
+    if (isModernEra(session.protocolVersion)) return this.#modernLocal(req, caller, view);
     switch (req.method) {
       case "ping":
         return {};
@@ -525,13 +546,13 @@ export class SessionCore {
         return {};
       }
       case "tools/list":
-        return this.#page("tools", this.#catalog.tools(), req);
+        return this.#page("tools", this.#visible(caller, view, "tools", this.#catalog.tools()), req);
       case "resources/list":
-        return this.#page("resources", this.#catalog.resources(), req);
+        return this.#page("resources", this.#visible(caller, view, "resources", this.#catalog.resources()), req);
       case "resources/templates/list":
-        return this.#page("resourceTemplates", this.#catalog.resourceTemplates(), req);
+        return this.#page("resourceTemplates", this.#visible(caller, view, "resourceTemplates", this.#catalog.resourceTemplates()), req);
       case "prompts/list":
-        return this.#page("prompts", this.#catalog.prompts(), req);
+        return this.#page("prompts", this.#visible(caller, view, "prompts", this.#catalog.prompts()), req);
       case "resources/subscribe": {
         const { uri } = parse(SubscribeParamsSchema, req.params);
         await this.sessions.subscribe(session, uri);
@@ -548,7 +569,8 @@ export class SessionCore {
   }
 
   /** Edge-answered methods of the stateless era (the channel adds `resultType` and `_meta` serverInfo). */
-  #modernLocal(req: JsonRpcRequest): Record<string, unknown> {
+  #modernLocal(req: JsonRpcRequest, caller: Caller, view: TargetView | undefined): Record<string, unknown> {
+    const c = this.#catalog;
     switch (req.method) {
       case "server/discover":
         return {
@@ -560,16 +582,22 @@ export class SessionCore {
           cacheScope: "public",
         };
       case "tools/list":
-        return { ...this.#page("tools", this.#catalog.tools(), req), ...this.#catalog.listHint("tools") };
+        return { ...this.#page("tools", this.#visible(caller, view, "tools", c.tools()), req), ...c.listHint("tools") };
       case "resources/list":
-        return { ...this.#page("resources", this.#catalog.resources(), req), ...this.#catalog.listHint("resources") };
+        return { ...this.#page("resources", this.#visible(caller, view, "resources", c.resources()), req), ...c.listHint("resources") };
       case "resources/templates/list":
-        return { ...this.#page("resourceTemplates", this.#catalog.resourceTemplates(), req), ...this.#catalog.listHint("resourceTemplates") };
+        return { ...this.#page("resourceTemplates", this.#visible(caller, view, "resourceTemplates", c.resourceTemplates()), req), ...c.listHint("resourceTemplates") };
       case "prompts/list":
-        return { ...this.#page("prompts", this.#catalog.prompts(), req), ...this.#catalog.listHint("prompts") };
+        return { ...this.#page("prompts", this.#visible(caller, view, "prompts", c.prompts()), req), ...c.listHint("prompts") };
       default:
         throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${req.method}`);
     }
+  }
+
+  /** A list as the caller may see it through `view` (everything without a policy or view). */
+  #visible<T>(caller: Caller, view: TargetView | undefined, kind: ListedKind, items: readonly T[]): readonly T[] {
+    const allowed = this.policy ? this.policy.filter(caller, kind, items) : items;
+    return view ? view.filter(caller, kind, allowed) : allowed;
   }
 
   #page(key: string, items: readonly unknown[], req: JsonRpcRequest): Record<string, unknown> {
@@ -626,6 +654,7 @@ export class SessionCore {
       tracestate: traceValue(meta["tracestate"]),
       clientCapabilities: Object.keys(session.clientCapabilities ?? {}),
       clientInfo: modern ? implementationOf(session.clientInfo) : undefined,
+      claims: this.policy?.exposed(stream.caller),
     };
     this.#metrics?.inFlight(1);
     // The publish is started here, in order with this connection's earlier publishes, but its
@@ -804,6 +833,11 @@ export class SessionCore {
 
 /** What an edge-answered request's dispatch returns: answered (to the sink) already. */
 const ANSWERED: Dispatched = { accepted: Promise.resolve(), done: Promise.resolve() };
+
+/** The request's caller; a session's own principal when the transport passed none. */
+function callerOf(session: SessionRecord, stream: StreamContext): Caller {
+  return stream.caller ?? { principal: session.principal, quotaKey: session.quotaKey ?? session.principal, anonymous: false, scopes: [], claims: {} };
+}
 
 /** Newest protocol revision; exported for transports that must assume one. */
 export const LATEST = LATEST_PROTOCOL_VERSION;

@@ -1,5 +1,4 @@
 import { randomBytes } from "node:crypto";
-import { AckPolicy, DeliverPolicy } from "@nats-io/jetstream";
 import { BUCKETS, digestToken, isWrongLastSequence, sessionChangedContract, subscriptionKey, type Bus, type KV } from "@mcpq/bus";
 import { ErrorCode, McpError, type AnyProtocolVersion, type LogLevel } from "@mcpq/protocol";
 
@@ -11,6 +10,8 @@ import { ErrorCode, McpError, type AnyProtocolVersion, type LogLevel } from "@mc
 export interface SessionRecord {
   id: string;
   principal: string;
+  /** The key the session is counted under when it is not the principal (anonymous: per client address). */
+  quotaKey?: string;
   protocolVersion: AnyProtocolVersion;
   clientInfo: Record<string, unknown>;
   clientCapabilities: Record<string, unknown>;
@@ -82,28 +83,22 @@ export class SessionStore {
   }
 
   /**
-   * Open sessions of a principal, counted by the server: an ephemeral consumer over the
-   * principal's index keys (last value per key) reports how many there are, so initialize costs
-   * O(1) round trips however many sessions exist (listing keys made a flood quadratic). Ended
-   * sessions' index keys are purged without a marker (see `delete`) so they are not counted.
+   * Open sessions of a principal (or of an anonymous client: see `quotaKey`), counted by the
+   * server: stream info filtered to the principal's index keys lists each live key once
+   * (expired ones have aged out; ended ones are purged without a marker, see `delete`). It
+   * creates nothing on the server: a temporary consumer per initialize made nats-server's memory
+   * grow with every initialize, refused ones included.
    */
   async countForPrincipal(principal: string): Promise<number> {
-    const jsm = this.bus.jsm;
-    const ci = await jsm.consumers.add(KV_SESSIONS_STREAM, {
-      filter_subject: `$KV.${BUCKETS.sessions}.p.${digestToken(principal)}.*`,
-      deliver_policy: DeliverPolicy.LastPerSubject,
-      ack_policy: AckPolicy.None,
-      headers_only: true,
-      mem_storage: true,
-      inactive_threshold: 5_000_000_000,
+    const si = await this.bus.jsm.streams.info(KV_SESSIONS_STREAM, {
+      subjects_filter: `$KV.${BUCKETS.sessions}.p.${digestToken(principal)}.*`,
     });
-    void jsm.consumers.delete(KV_SESSIONS_STREAM, ci.name).catch(() => undefined);
-    return ci.num_pending;
+    return si.state.subjects ? Object.keys(si.state.subjects).length : 0;
   }
 
   async create(rec: SessionRecord): Promise<void> {
     await this.#kv.put(`s.${rec.id}`, JSON.stringify(rec));
-    await this.#kv.put(`p.${digestToken(rec.principal)}.${rec.id}`, "");
+    await this.#kv.put(indexKey(rec), "");
     this.#remember(rec);
   }
 
@@ -145,7 +140,7 @@ export class SessionStore {
   }
 
   async #refreshIndex(rec: SessionRecord): Promise<void> {
-    await this.#kv.put(`p.${digestToken(rec.principal)}.${rec.id}`, "");
+    await this.#kv.put(indexKey(rec), "");
     // The record lists its subscriptions, so refreshing them needs no scan of the bucket.
     for (const uri of rec.subscriptions ?? []) await this.#putSubscription(rec, uri);
   }
@@ -229,7 +224,7 @@ export class SessionStore {
     this.#cache.delete(rec.id);
     await this.#kv.purge(`s.${rec.id}`);
     // A stream purge leaves no marker, so the ended session stops counting against the cap.
-    await this.bus.jsm.streams.purge(KV_SESSIONS_STREAM, { filter: `$KV.${BUCKETS.sessions}.p.${digestToken(rec.principal)}.${rec.id}` });
+    await this.bus.jsm.streams.purge(KV_SESSIONS_STREAM, { filter: `$KV.${BUCKETS.sessions}.${indexKey(rec)}` });
     this.bus.nc.publish(sessionChangedContract.subject, sessionChangedContract.encode(rec.id));
   }
 
@@ -240,4 +235,9 @@ export class SessionStore {
     }
     this.#cache.set(rec.id, { rec, at: Date.now() });
   }
+}
+
+/** The per-principal (or per anonymous client) index key of a session, counted at initialize. */
+function indexKey(rec: SessionRecord): string {
+  return `p.${digestToken(rec.quotaKey ?? rec.principal)}.${rec.id}`;
 }

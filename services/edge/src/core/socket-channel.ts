@@ -19,13 +19,14 @@ import { Channel, type ChannelDeps } from "./channel.js";
 import type { ConnectionKind } from "./connection-limiter.js";
 import { shapeModernAnswer, type AnswerShape } from "./modern-answers.js";
 import type { OutboundMessage, StreamSink } from "./outbound.js";
-import { principalOf } from "./security.js";
+import { isAuthFailure, type Caller } from "./auth.js";
+import { SocketTimeouts } from "./socket-timeouts.js";
 import { SendBuffer } from "./send-buffer.js";
 import { errorMessage, type Dispatched } from "./session-core.js";
 import type { SessionRecord } from "./session-store.js";
 
 /** Why the edge ends a connection; each transport says it in its own terms (docs/transports.md). */
-export type SocketCloseReason = "slow consumer" | "shutdown" | "unauthorized";
+export type SocketCloseReason = "slow consumer" | "shutdown" | "unauthorized" | "timeout";
 
 /**
  * The port a message-per-frame transport (WebSocket, TCP, gRPC, legacy SSE) gives its channel:
@@ -46,14 +47,16 @@ export interface SocketPort {
 
 export interface SocketChannelOptions {
   transport: ConnectionKind;
-  /** The principal authenticated at connect time, or null when it comes in-band (`$/mcpq/resume`). */
-  principal: string | null;
+  /** The caller authenticated at connect time, or null when it comes in-band (`$/mcpq/resume`). */
+  caller: Caller | null;
   /** Whether `$/mcpq/resume` and `$/mcpq/event` markers are offered (not on legacy SSE, which has `id:`). */
   resumable: boolean;
   /** Bytes the connection may hold unsent before it is cut off as a slow consumer. */
   maxSendBufferBytes: number;
-  /** token -> principal; used when `principal` is null. */
-  authTokens: ReadonlyMap<string, string>;
+  /** Checks an in-band credential (`$/mcpq/resume` `authorization`); used when `caller` is null. */
+  authenticate(authorization: string | undefined): Promise<Caller | { status: number; description: string }>;
+  /** Handshake and idle clocks (socket-timeouts.ts); none on legacy SSE (HTTP has its own). */
+  timeouts?: { handshakeMs: number; idleMs: number };
   onSlowConsumer?: () => void;
   /** Edge-wide buffer accounting (BufferBudget account): told what the connection holds unsent. */
   account?: { set(bytes: number): void; close(): void };
@@ -80,6 +83,8 @@ export class SocketChannel extends Channel implements StreamSink {
   readonly streamId = randomBytes(6).toString("hex");
   #session: SessionRecord | undefined;
   #principal: string | null;
+  #caller: Caller | null;
+  readonly #timeouts: SocketTimeouts | undefined;
   #markers = false;
   #closed = false;
   readonly #releases: (() => void)[] = [];
@@ -105,7 +110,11 @@ export class SocketChannel extends Channel implements StreamSink {
     super(deps);
     this.#port = port;
     this.#opts = opts;
-    this.#principal = opts.principal;
+    this.#caller = opts.caller;
+    this.#principal = opts.caller?.principal ?? null;
+    this.#timeouts = opts.timeouts
+      ? new SocketTimeouts(opts.timeouts, () => this.#outstanding > 0, () => this.close("timeout"))
+      : undefined;
     this.#sendBuffer = new SendBuffer({
       maxBytes: opts.maxSendBufferBytes,
       held: () => port.bufferedBytes,
@@ -145,6 +154,7 @@ export class SocketChannel extends Channel implements StreamSink {
    * dispatched: their answers cannot go out here, but they stay resumable.
    */
   receive(text: string): void {
+    this.#timeouts?.activity();
     this.#outstanding++;
     let handed = false;
     const finish = () => {
@@ -217,12 +227,18 @@ export class SocketChannel extends Channel implements StreamSink {
   transportClosed(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#timeouts?.stop();
     this.#opts.account?.close();
     // Its subscriptions/listen streams end with the connection (answered by nothing).
     if (this.#modernAttached) this.deps.core.endScope(this.deps.core.modernScope(this.streamId));
     for (const w of this.#idleWaiters.splice(0)) w();
     this.#sendBuffer.close();
     if (this.#outstanding === 0) this.#releaseStreams();
+  }
+
+  /** The peer showed it is alive without a message (a WebSocket pong): the idle clock restarts. */
+  noteActivity(): void {
+    this.#timeouts?.activity();
   }
 
   /** The transport reports progress draining its send buffer (socket `drain`). */
@@ -249,6 +265,7 @@ export class SocketChannel extends Channel implements StreamSink {
     if (this.#closed || !this.#sendBuffer.admit()) return false;
     if (marker !== undefined) this.#port.write(marker, undefined);
     this.#port.write(json, eventId);
+    this.#timeouts?.activity();
     this.#opts.account?.set(this.#port.bufferedBytes);
     return true;
   }
@@ -288,7 +305,7 @@ export class SocketChannel extends Channel implements StreamSink {
   protected async initialize(principal: string, req: JsonRpcRequest): Promise<void> {
     if (this.#session) return this.refuse(req.id, new McpError(ErrorCode.InvalidRequest, "Session already initialized"));
     try {
-      const { session, json } = await this.deps.core.initialize(principal, req);
+      const { session, json } = await this.deps.core.initialize(principal, req, this.#caller ?? undefined);
       this.#write(withSessionId(json, session.id), undefined);
       this.#bind(session);
     } catch (err) {
@@ -357,7 +374,7 @@ export class SocketChannel extends Channel implements StreamSink {
     this.#modernShapes.set(key, shape);
     let d: Dispatched;
     try {
-      d = await core.dispatch(session, req, { id: this.streamId, raw, sink: this, outboundSession: core.modernOutbound });
+      d = await core.dispatch(session, req, { id: this.streamId, raw, sink: this, outboundSession: core.modernOutbound, caller: this.#caller ?? undefined });
     } catch (err) {
       hold?.();
       this.refuse(req.id, err);
@@ -387,7 +404,7 @@ export class SocketChannel extends Channel implements StreamSink {
     const hold = this.#closed && this.#releases.length === 0 ? this.deps.router.attach(session.id, this.streamId, this) : undefined;
     let d: Dispatched;
     try {
-      d = await this.deps.core.dispatch(session, req, { id: this.streamId, raw, sink: this });
+      d = await this.deps.core.dispatch(session, req, { id: this.streamId, raw, sink: this, caller: this.#caller ?? undefined });
     } catch (err) {
       hold?.();
       this.refuse(req.id, err);
@@ -423,8 +440,8 @@ export class SocketChannel extends Channel implements StreamSink {
         new McpError(ErrorCode.InvalidRequest, `${RESUME_METHOD} must come before initialize`),
       );
     if (this.#principal === null) {
-      const principal = principalOf(p.data.authorization, this.#opts.authTokens);
-      if (principal === null) {
+      const caller = await this.#opts.authenticate(p.data.authorization);
+      if (isAuthFailure(caller as Caller)) {
         this.refuse(
           req.id,
           new McpError(ErrorCode.Forbidden, "Unauthorized: a valid bearer token is required"),
@@ -432,7 +449,8 @@ export class SocketChannel extends Channel implements StreamSink {
         this.close("unauthorized");
         return;
       }
-      this.#principal = principal;
+      this.#caller = caller as Caller;
+      this.#principal = this.#caller.principal;
     }
     const ids =
       p.data.lastEventId === undefined
@@ -488,6 +506,7 @@ export class SocketChannel extends Channel implements StreamSink {
 
   #bind(session: SessionRecord): void {
     this.#session = session;
+    this.#timeouts?.bound();
     if (this.#closed) return;
     this.#releases.push(this.deps.router.attach(session.id, this.streamId, this));
     // Socket clients have no GET stream: session-level messages (resource updates, list

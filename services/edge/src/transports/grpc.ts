@@ -3,14 +3,15 @@ import { fileURLToPath } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { GRPC_PROTO_URL, type JsonRpcFrame } from "@mcpq/protocol";
-import { principalOf } from "../core/security.js";
+import { isAuthFailure, type Caller } from "../core/auth.js";
 import type { EdgePort } from "../core/edge-port.js";
 import type { SocketChannel, SocketCloseReason } from "../core/socket-channel.js";
 import type { EdgeConfig } from "../env.js";
+import { listenGrpc } from "./grpc-listener.js";
 import { CLOSE_GRACE_MS, type ListeningTransport } from "./socket-common.js";
 
 /** The settings the gRPC transport reads. */
-export type GrpcConfig = Pick<EdgeConfig, "host" | "grpcPort" | "maxBodyBytes" | "authTokens">;
+export type GrpcConfig = Pick<EdgeConfig, "host" | "grpcPort" | "maxMessageBytes" | "socketIdleTimeoutMs" | "socketHandshakeTimeoutMs" | "maxConnectionsPerClient">;
 
 type SessionCall = grpc.ServerDuplexStream<JsonRpcFrame, JsonRpcFrame>;
 
@@ -30,6 +31,7 @@ const STATUS_FOR: Record<SocketCloseReason, grpc.status> = {
   "slow consumer": grpc.status.RESOURCE_EXHAUSTED,
   shutdown: grpc.status.UNAVAILABLE,
   unauthorized: grpc.status.UNAUTHENTICATED,
+  timeout: grpc.status.DEADLINE_EXCEEDED,
 };
 
 /**
@@ -40,13 +42,24 @@ const STATUS_FOR: Record<SocketCloseReason, grpc.status> = {
  */
 export async function startGrpcTransport(edge: EdgePort, config: GrpcConfig): Promise<ListeningTransport> {
   const live = new Set<SocketChannel>();
+  // Set once listening; calls only arrive after that.
+  const port: { listener?: Awaited<ReturnType<typeof listenGrpc>> } = {};
   const server = new grpc.Server({
-    "grpc.max_receive_message_length": config.maxBodyBytes,
+    "grpc.max_receive_message_length": config.maxMessageBytes,
     "grpc.keepalive_time_ms": 30_000,
     "grpc.keepalive_timeout_ms": 10_000,
+    // An HTTP/2 connection with no call open is closed (slowloris), and one that never
+    // completes its handshake is dropped by grpc-js's own connection timeout.
+    ...(config.socketIdleTimeoutMs > 0 ? { "grpc.max_connection_idle_ms": config.socketIdleTimeoutMs } : {}),
   });
 
   const session = (call: SessionCall) => {
+    void open(call).catch((err: unknown) => {
+      edge.log.error({ err }, "grpc session failed");
+      call.emit("error", { code: grpc.status.INTERNAL, details: "internal error", metadata: new grpc.Metadata() });
+    });
+  };
+  const open = async (call: SessionCall) => {
     let failed = false;
     const fail = (code: grpc.status, details: string) => {
       if (failed) return;
@@ -54,13 +67,15 @@ export async function startGrpcTransport(edge: EdgePort, config: GrpcConfig): Pr
       call.emit("error", { code, details, metadata: new grpc.Metadata() });
     };
     const auth = call.metadata.get("authorization")[0];
-    const principal = principalOf(
-      typeof auth === "string" ? auth : undefined,
-      config.authTokens,
-    );
-    if (principal === null)
-      return fail(grpc.status.UNAUTHENTICATED, "a valid bearer token is required");
-    const release = edge.connections.tryAcquire("grpc");
+    port.listener?.callStarted(call.getPeer());
+    const address = peerAddress(call.getPeer());
+    const caller = await edge.auth.authenticate(typeof auth === "string" ? auth : undefined, address);
+    if (isAuthFailure(caller))
+      return fail(
+        caller.status === 403 ? grpc.status.PERMISSION_DENIED : grpc.status.UNAUTHENTICATED,
+        caller.status === 403 ? caller.description : "a valid bearer token is required",
+      );
+    const release = edge.connections.tryAcquire("grpc", address);
     if (!release) return fail(grpc.status.RESOURCE_EXHAUSTED, "too many connections");
 
     // Frames are objects to the stream: count their bytes until HTTP/2 has taken them.
@@ -102,7 +117,7 @@ export async function startGrpcTransport(edge: EdgePort, config: GrpcConfig): Pr
         pauseReading: () => call.pause(),
         resumeReading: () => call.resume(),
       },
-      { transport: "grpc", principal },
+      { transport: "grpc", caller: caller satisfies Caller, address },
     );
     live.add(s);
     edge.metrics.openStreams.inc({ transport: "grpc" });
@@ -129,18 +144,13 @@ export async function startGrpcTransport(edge: EdgePort, config: GrpcConfig): Pr
   };
 
   server.addService(loadMcpService(), { Session: session });
-  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      `${host}:${config.grpcPort}`,
-      grpc.ServerCredentials.createInsecure(),
-      (err, p) => (err ? reject(err) : resolve(p)),
-    ),
-  );
+  const listener = (port.listener = await listenGrpc(server, edge.log, config));
   return {
-    port,
+    port: listener.port,
     async close() {
       for (const s of live) s.close("shutdown");
+      // Stops accepting; the shutdown below ends the calls still open.
+      void listener.close();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           server.forceShutdown();
@@ -166,4 +176,10 @@ function resetStream(call: SessionCall): void {
   ).call?.stream;
   if (stream && !stream.closed && typeof stream.close === "function")
     stream.close(http2.NGHTTP2_CANCEL);
+}
+
+/** The client address in a grpc-js peer string (`ipv4:127.0.0.1:5000`, `ipv6:[::1]:5000`). */
+function peerAddress(peer: string): string {
+  const m = /^(?:ipv4:|ipv6:)?\[?([^\]]+?)\]?:\d+$/.exec(peer);
+  return m ? m[1]! : peer;
 }

@@ -18,7 +18,7 @@ export function limitHttpConnections(
     const path = req.routeOptions.url;
     const kind = path === undefined ? undefined : routes.get(path);
     if (!kind) return;
-    const release = connections.tryAcquire(kind);
+    const release = connections.tryAcquire(kind, req.socket.remoteAddress);
     if (!release) {
       const retryAfterMs = connections.retryAfterMs;
       return reply

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { ErrorCode } from "@mcpq/protocol";
+import { overMessageLimit } from "../core/broker-limits.js";
 import type { EdgePort } from "../core/edge-port.js";
 import type { SocketChannel } from "../core/socket-channel.js";
 import type { EdgeConfig } from "../env.js";
@@ -9,7 +10,7 @@ import { SseStream } from "./sse-stream.js";
 
 export interface LegacySseOptions {
   edge: EdgePort;
-  config: Pick<EdgeConfig, "allowedHosts" | "allowedOrigins" | "authTokens" | "sseKeepaliveMs">;
+  config: Pick<EdgeConfig, "allowedHosts" | "allowedOrigins" | "sseKeepaliveMs" | "maxMessageBytes">;
   ssePath?: string;
   messagesPath?: string;
 }
@@ -30,7 +31,7 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
     reply.code(r.status).headers(r.headers).send(r.body);
 
   app.get(ssePath, async (req, reply) => {
-    const guard = guardHttp(req.headers, config);
+    const guard = await guardHttp(req, { config, auth: edge.auth });
     if ("status" in guard) return refuse(reply, guard);
     const id = randomBytes(16).toString("base64url");
     // The socket session enforces the send-buffer bound (one place for every transport).
@@ -47,7 +48,7 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
         },
         close: (reason) => (reason === "slow consumer" ? sse.cutOff() : sse.end()),
       },
-      { transport: "sse", principal: guard.principal, resumable: false },
+      { transport: "sse", caller: guard.caller, address: req.socket.remoteAddress, resumable: false },
     );
     reply.hijack();
     edge.metrics.openStreams.inc({ transport: "sse" });
@@ -62,7 +63,7 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
   });
 
   app.post(messagesPath, async (req, reply) => {
-    const guard = guardHttp(req.headers, config);
+    const guard = await guardHttp(req, { config, auth: edge.auth });
     if ("status" in guard) return refuse(reply, guard);
     const id = (req.query as { sessionId?: unknown }).sessionId;
     const conn = typeof id === "string" ? conns.get(id) : undefined;
@@ -72,6 +73,9 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
     }
     if (typeof req.body !== "string" || req.body === "") {
       return refuse(reply, refusal(400, ErrorCode.ParseError, "Parse error: empty body"));
+    }
+    if (overMessageLimit(req.body, config.maxMessageBytes)) {
+      return refuse(reply, refusal(413, ErrorCode.InvalidRequest, "Payload Too Large", {}, { maxBytes: config.maxMessageBytes }));
     }
     conn.session.receive(req.body);
     return reply.code(202).type("text/plain").send("Accepted");

@@ -56,7 +56,13 @@ export function closeLine(
               message: "Edge shutting down: resume the session on another edge",
               data: { retryAfterMs },
             }
-          : { code: ErrorCode.Forbidden, message: "Unauthorized" };
+          : reason === "timeout"
+            ? {
+                code: ErrorCode.InvalidRequest,
+                message: "Timeout: no session was opened in time, or the connection was idle; resume the session on a new connection",
+                data: { reason: "timeout" },
+              }
+            : { code: ErrorCode.Forbidden, message: "Unauthorized" };
   return JSON.stringify({ jsonrpc: "2.0", id: null, error });
 }
 

@@ -78,7 +78,8 @@ export class SseStream implements StreamSink {
     this.res.writeHead(200, {
       "content-type": "text/event-stream",
       "cache-control": "no-cache, no-transform",
-      connection: "keep-alive",
+      // A client that sent `Connection: close` is answered so (Node then closes after the stream).
+      connection: this.res.shouldKeepAlive ? "keep-alive" : "close",
       "x-accel-buffering": "no",
       ...headers,
     });

@@ -2,6 +2,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ErrorCode } from "@mcpq/protocol";
 import type { EdgePort } from "../core/edge-port.js";
 import type { HttpExchange, HttpStream } from "../core/http-channel.js";
+import type { TargetView } from "../core/policy.js";
+import type { Caller } from "../core/auth.js";
 import type { EdgeConfig } from "../env.js";
 import { guardHttp, refusal, type HttpRefusal } from "./http-guard.js";
 import { SseStream } from "./sse-stream.js";
@@ -9,8 +11,10 @@ import { SseStream } from "./sse-stream.js";
 /** Options of the Streamable HTTP transport. */
 export interface StreamableHttpOptions {
   edge: EdgePort;
-  config: Pick<EdgeConfig, "allowedHosts" | "allowedOrigins" | "authTokens" | "sseKeepaliveMs" | "sseRetryMs" | "maxSendBufferBytes">;
+  config: Pick<EdgeConfig, "allowedHosts" | "allowedOrigins" | "sseKeepaliveMs" | "sseRetryMs" | "maxSendBufferBytes" | "maxMessageBytes">;
   path?: string;
+  /** A virtual server's subset of the catalog (`/mcp/<name>`, docs/security.md). */
+  view?: TargetView;
 }
 
 /**
@@ -25,10 +29,14 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
   const refuse = (reply: FastifyReply, r: HttpRefusal) => reply.code(r.status).headers(r.headers).send(r.body);
 
   /** The exchange port of one request: headers in, a plain answer or an SSE stream out. */
-  const exchange = (req: FastifyRequest, reply: FastifyReply, principal: string, accepts: HttpExchange["accepts"]): HttpExchange => {
+  const guard = { config, auth: edge.auth };
+  const exchange = (req: FastifyRequest, reply: FastifyReply, caller: Caller, accepts: HttpExchange["accepts"]): HttpExchange => {
     let stream: HttpStream | undefined;
     return {
-      principal,
+      principal: caller.principal,
+      caller,
+      maxMessageBytes: config.maxMessageBytes,
+      ...(opts.view ? { view: opts.view } : {}),
       accepts,
       header: (name) => req.headers[name],
       answer(status, headers, json) {
@@ -76,32 +84,32 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
   };
 
   app.post(path, async (req, reply) => {
-    const guard = guardHttp(req.headers, config);
-    if ("status" in guard) return refuse(reply, guard);
-    const accept = String(req.headers.accept ?? "");
+    const auth = await guardHttp(req, guard);
+    if ("status" in auth) return refuse(reply, auth);
+    const accept = String(req.headers.accept ?? "").toLowerCase(); // media types are case-insensitive
     const sse = accept.includes("text/event-stream") || accept.includes("*/*");
     const json = accept.includes("application/json") || accept.includes("*/*");
     if (!sse && !json) {
       return refuse(reply, refusal(406, ErrorCode.InvalidRequest, "Not Acceptable: Accept must include application/json or text/event-stream"));
     }
-    await edge.post(exchange(req, reply, guard.principal, { sse, json }), req.body as string);
+    await edge.post(exchange(req, reply, auth.caller, { sse, json }), req.body as string);
     return reply;
   });
 
   app.get(path, async (req, reply) => {
-    const guard = guardHttp(req.headers, config);
-    if ("status" in guard) return refuse(reply, guard);
-    if (!String(req.headers.accept ?? "").includes("text/event-stream")) {
+    const auth = await guardHttp(req, guard);
+    if ("status" in auth) return refuse(reply, auth);
+    if (!String(req.headers.accept ?? "").toLowerCase().includes("text/event-stream")) {
       return refuse(reply, refusal(406, ErrorCode.InvalidRequest, "Not Acceptable: GET requires Accept: text/event-stream"));
     }
-    await edge.get(exchange(req, reply, guard.principal, { sse: true, json: false }));
+    await edge.get(exchange(req, reply, auth.caller, { sse: true, json: false }));
     return reply;
   });
 
   app.delete(path, async (req, reply) => {
-    const guard = guardHttp(req.headers, config);
-    if ("status" in guard) return refuse(reply, guard);
-    await edge.delete(exchange(req, reply, guard.principal, { sse: false, json: true }));
+    const auth = await guardHttp(req, guard);
+    if ("status" in auth) return refuse(reply, auth);
+    await edge.delete(exchange(req, reply, auth.caller, { sse: false, json: true }));
     return reply;
   });
 }

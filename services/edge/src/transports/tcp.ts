@@ -1,29 +1,32 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { StringDecoder } from "node:string_decoder";
 import { ErrorCode } from "@mcpq/protocol";
-import { ANONYMOUS } from "../core/security.js";
+import { looksLikeHttp } from "./tcp-guard.js";
 import type { EdgePort } from "../core/edge-port.js";
 import type { SocketChannel } from "../core/socket-channel.js";
 import type { EdgeConfig } from "../env.js";
 import { CLOSE_GRACE_MS, closeLine, tickBatched, type ListeningTransport } from "./socket-common.js";
 
 /** The settings the TCP transport reads. */
-export type TcpConfig = Pick<EdgeConfig, "host" | "tcpPort" | "maxBodyBytes" | "authTokens">;
+export type TcpConfig = Pick<EdgeConfig, "host" | "tcpPort" | "maxMessageBytes">;
 
 /**
  * MCP over raw TCP: newline-delimited JSON-RPC (one message per `\n`-terminated UTF-8 line,
- * `\r\n` tolerated). With MCPQ_AUTH_TOKENS set the first message must be `$/mcpq/resume` with
- * `authorization: "Bearer <token>"`. Refusals and edge-side closes are a JSON-RPC error line
- * with id null, then the socket ends. Framing only; the socket session does the rest.
+ * `\r\n` tolerated). With credentials required (MCPQ_AUTH_TOKENS or OAuth) the first message
+ * must be `$/mcpq/resume` with `authorization: "Bearer <token>"`. TCP has no Host or Origin
+ * header to check, so a first line that looks like HTTP (a browser page posting to the port) is
+ * answered `400` and the socket closed before anything runs. Refusals and edge-side closes are a
+ * JSON-RPC error line with id null, then the socket ends. Framing only; the socket session does
+ * the rest.
  */
 export async function startTcpTransport(edge: EdgePort, config: TcpConfig): Promise<ListeningTransport> {
   const live = new Map<Socket, SocketChannel>();
-  const maxLine = config.maxBodyBytes;
+  const maxLine = config.maxMessageBytes;
   const retryAfterMs = edge.connections.retryAfterMs;
 
   const server: Server = createServer({ noDelay: true }, (socket) => {
     socket.on("error", (err) => edge.log.debug({ err }, "tcp socket error"));
-    const release = edge.connections.tryAcquire("tcp");
+    const release = edge.connections.tryAcquire("tcp", socket.remoteAddress);
     if (!release) {
       socket.end(`${closeLine("too many connections", retryAfterMs)}\n`);
       return;
@@ -44,13 +47,15 @@ export async function startTcpTransport(edge: EdgePort, config: TcpConfig): Prom
         pauseReading: () => socket.pause(),
         resumeReading: () => socket.resume(),
       },
-      { transport: "tcp", principal: config.authTokens.size > 0 ? null : ANONYMOUS },
+      // Anonymous mode: the caller is known at once (keyed by the client's address).
+      { transport: "tcp", caller: edge.auth.anonymous(socket.remoteAddress) ?? null, address: socket.remoteAddress },
     );
     live.set(socket, session);
     edge.metrics.openStreams.inc({ transport: "tcp" });
 
     const decoder = new StringDecoder("utf8");
     let partial = "";
+    let first = true;
     const tooLarge = () => {
       partial = "";
       socket.removeAllListeners("data");
@@ -66,6 +71,15 @@ export async function startTcpTransport(edge: EdgePort, config: TcpConfig): Prom
         }),
       );
     };
+    const refuseHttp = () => {
+      partial = "";
+      socket.removeAllListeners("data");
+      session.transportClosed();
+      const body = JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: ErrorCode.InvalidRequest, message: "Bad Request: this port speaks newline-delimited JSON-RPC, not HTTP" } });
+      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      grace = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+      grace.unref();
+    };
     socket.on("data", (chunk: Buffer) => {
       let text = partial + decoder.write(chunk);
       let nl: number;
@@ -73,9 +87,13 @@ export async function startTcpTransport(edge: EdgePort, config: TcpConfig): Prom
         const line = text.slice(0, nl).replace(/\r$/, "");
         text = text.slice(nl + 1);
         if (line.length > maxLine) return tooLarge();
-        if (line.trim() !== "") session.receive(line);
+        if (line.trim() === "") continue;
+        if (first && looksLikeHttp(line)) return refuseHttp();
+        first = false;
+        session.receive(line);
       }
       partial = text;
+      if (first && looksLikeHttp(partial)) return refuseHttp();
       if (partial.length > maxLine) tooLarge();
     });
     socket.on("drain", () => session.drained());

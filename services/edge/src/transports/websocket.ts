@@ -3,6 +3,7 @@ import type { Duplex } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { WebSocketServer, type WebSocket } from "ws";
 import { ErrorCode } from "@mcpq/protocol";
+import type { Caller } from "../core/auth.js";
 import type { EdgePort } from "../core/edge-port.js";
 import type { SocketChannel, SocketCloseReason } from "../core/socket-channel.js";
 import type { EdgeConfig } from "../env.js";
@@ -26,7 +27,7 @@ export const WS_CLOSE = {
 
 export interface WebSocketOptions {
   edge: EdgePort;
-  config: Pick<EdgeConfig, "allowedHosts" | "allowedOrigins" | "authTokens" | "maxBodyBytes">;
+  config: Pick<EdgeConfig, "allowedHosts" | "allowedOrigins" | "maxMessageBytes" | "socketIdleTimeoutMs">;
   path?: string;
 }
 
@@ -45,18 +46,25 @@ export async function websocketTransport(
   const path = opts.path ?? "/ws";
   const wss = new WebSocketServer({
     noServer: true,
-    maxPayload: config.maxBodyBytes,
+    maxPayload: config.maxMessageBytes,
     perMessageDeflate: false,
     handleProtocols: (offered) => (offered.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
   });
   const live = new Set<SocketChannel>();
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    void upgrade(req, socket, head).catch((err: unknown) => {
+      edge.log.error({ err }, "websocket upgrade failed");
+      socket.destroy();
+    });
+  };
+  const upgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? "/", "http://edge");
     if (url.pathname !== path)
       return refuseUpgrade(socket, refusal(404, ErrorCode.InvalidRequest, "Not Found"));
-    const guard = guardHttp(req.headers, config);
+    const guard = await guardHttp(req, { config, auth: edge.auth });
     if ("status" in guard) return refuseUpgrade(socket, guard);
+    if (socket.destroyed) return;
     const offered = String(req.headers["sec-websocket-protocol"] ?? "")
       .split(",")
       .map((s) => s.trim());
@@ -70,17 +78,17 @@ export async function websocketTransport(
         ),
       );
     }
-    const release = edge.connections.tryAcquire("ws");
+    const release = edge.connections.tryAcquire("ws", req.socket.remoteAddress);
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (!release) {
         ws.close(WS_CLOSE.tryAgainLater, "too many connections");
         return;
       }
-      serve(ws, socket, guard.principal, release);
+      serve(ws, req, socket, guard.caller, release);
     });
   };
 
-  const serve = (ws: WebSocket, socket: Duplex, principal: string, release: () => void) => {
+  const serve = (ws: WebSocket, req: IncomingMessage, socket: Duplex, caller: Caller, release: () => void) => {
     let grace: NodeJS.Timeout | undefined;
     const session = edge.socket(
       {
@@ -89,7 +97,7 @@ export async function websocketTransport(
           return ws.bufferedAmount;
         },
         close: (reason: SocketCloseReason) => {
-          ws.close(reason === "shutdown" ? WS_CLOSE.goingAway : WS_CLOSE.policyViolation, reason);
+          ws.close(reason === "shutdown" || reason === "timeout" ? WS_CLOSE.goingAway : WS_CLOSE.policyViolation, reason);
           // A reader that stopped reading never completes the closing handshake.
           grace = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
           grace.unref();
@@ -97,7 +105,7 @@ export async function websocketTransport(
         pauseReading: () => ws.pause(),
         resumeReading: () => ws.resume(),
       },
-      { transport: "ws", principal },
+      { transport: "ws", caller, address: req.socket.remoteAddress },
     );
     live.add(session);
     edge.metrics.openStreams.inc({ transport: "ws" });
@@ -117,7 +125,14 @@ export async function websocketTransport(
       );
     });
     ws.on("error", (err) => edge.log.debug({ err }, "websocket error"));
+    // A live client answers pings (every client library does, unasked), so a quiet but live
+    // connection never idles out; a dead or silent peer does (MCPQ_SOCKET_IDLE_TIMEOUT_MS).
+    const idleMs = config.socketIdleTimeoutMs;
+    const heartbeat = idleMs > 0 ? setInterval(() => ws.ping(), Math.max(50, Math.floor(idleMs / 3))) : undefined;
+    heartbeat?.unref();
+    ws.on("pong", () => session.noteActivity());
     ws.once("close", () => {
+      clearInterval(heartbeat);
       clearTimeout(grace);
       session.transportClosed();
       live.delete(session);

@@ -1,0 +1,34 @@
+import type { Bus } from "@mcpq/bus";
+import type { Logger } from "@mcpq/protocol";
+import type { EdgeConfig } from "../env.js";
+
+/**
+ * Room kept for the request envelope (NATS headers: ids, principal, target name up to
+ * MCPQ_MAX_NAME_BYTES, exposed claims) within one broker message.
+ */
+export const ENVELOPE_HEADROOM_BYTES = 16 * 1024;
+
+/**
+ * The edge's message limit (`maxMessageBytes`) is the smaller of MCPQ_MAX_BODY_BYTES and what the
+ * broker accepts: nats-server's `max_payload` (1 MiB unless configured; see `nc.info`) less the
+ * envelope's room. A larger message is refused at the edge (HTTP 413, a batch item's -32600,
+ * WebSocket close 1009, a TCP error line, gRPC RESOURCE_EXHAUSTED), never accepted and failed
+ * after the publish. An HTTP body (a batch) may still be up to MCPQ_MAX_BODY_BYTES.
+ */
+export function withBrokerLimits(cfg: Readonly<EdgeConfig>, bus: Bus, log: Logger): Readonly<EdgeConfig> {
+  const maxPayload = bus.nc.info?.max_payload;
+  if (!maxPayload || maxPayload <= 0) return cfg;
+  const brokerLimit = Math.max(1024, maxPayload - ENVELOPE_HEADROOM_BYTES);
+  if (cfg.maxMessageBytes > 0 && cfg.maxMessageBytes <= brokerLimit) return cfg;
+  log.warn(
+    { configured: cfg.maxMessageBytes, brokerMaxPayload: maxPayload, effective: brokerLimit },
+    "MCPQ_MAX_BODY_BYTES exceeds the broker's max_payload; single messages are held to the broker's limit",
+  );
+  return Object.freeze({ ...cfg, maxMessageBytes: brokerLimit });
+}
+
+/** Whether one message's text is over `limit` UTF-8 bytes (0 = no limit). */
+export function overMessageLimit(text: string, limit: number): boolean {
+  if (limit <= 0 || text.length * 3 <= limit) return false;
+  return text.length > limit || Buffer.byteLength(text, "utf8") > limit;
+}
