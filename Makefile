@@ -7,7 +7,7 @@ SHELL := bash
 # puts nats-server (often missing from a non-root PATH).
 export PATH := $(CURDIR)/.mcpq/tools/node_modules/.bin:$(PATH):/usr/local/sbin:/usr/sbin
 
-.PHONY: help setup build dev test fuzz conformance bench bench-compare lint format typecheck \
+.PHONY: help setup build dev test fuzz conformance bench bench-compare chaos lint format typecheck \
 	clean distclean compose-check
 
 help: ## list targets
@@ -47,6 +47,9 @@ bench: setup ## quick load benchmark
 
 bench-compare: ## compare the latest bench results with the baselines
 	pnpm --filter @mcpq/loadtests bench-compare
+
+chaos: setup ## chaos benchmark: NATS node/leader kill, partition, broker restart, worker and edge kill -9 under load (docs/chaos.md)
+	pnpm --filter @mcpq/loadtests chaos
 
 lint: ## eslint over the repo
 	pnpm lint

@@ -19,19 +19,15 @@ import { probeKubectl, render, validateObject, type K8sObject } from "./k8s-mode
 import { natsServerBin } from "./tools.js";
 
 const k8sDir = fileURLToPath(new URL("../k8s", import.meta.url));
+/** The built mcpq CLI (`make test` builds first). */
+const cliMain = fileURLToPath(new URL("../../services/cli/dist/main.js", import.meta.url));
 const overlays = readdirSync(join(k8sDir, "overlays"));
 
 /**
- * Settings the manifests use that other changes in flight add (broker credentials, replicas,
- * the worker's health/metrics bind address). Drop each from here once its env.ts has it.
+ * Settings the manifests use that another change in flight adds (the worker's health/metrics
+ * bind address). Drop each from here once its env.ts has it.
  */
-const PENDING_SETTINGS = new Set([
-  "MCPQ_NATS_USER",
-  "MCPQ_NATS_PASSWORD",
-  "MCPQ_NATS_CREDS",
-  "MCPQ_REPLICAS",
-  "MCPQ_WORKER_METRICS_HOST",
-]);
+const PENDING_SETTINGS = new Set(["MCPQ_WORKER_METRICS_HOST"]);
 const KNOWN_SETTINGS = new Set([...Object.keys(EdgeEnvSchema.shape), ...Object.keys(WorkerEnvSchema.shape)]);
 
 /** Secrets the production overlay expects to exist already (never committed). */
@@ -42,7 +38,7 @@ const EXTERNAL_SECRETS: Record<string, string[]> = {
 interface EnvVar {
   name: string;
   value?: string;
-  valueFrom?: { secretKeyRef?: { name: string; key: string }; configMapKeyRef?: { name: string; key: string } };
+  valueFrom?: { secretKeyRef?: { name: string; key: string; optional?: boolean }; configMapKeyRef?: { name: string; key: string } };
 }
 interface HttpProbe {
   httpGet?: { path: string; port: string | number };
@@ -134,7 +130,8 @@ describe.skipIf(!kubectl.ok)(`Kubernetes manifests (${kubectl.ok ? kubectl.versi
             if (f.secretRef) refs.push({ kind: "secret", name: f.secretRef.name });
           }
           for (const e of c.env ?? []) {
-            if (e.valueFrom?.secretKeyRef) refs.push({ kind: "secret", name: e.valueFrom.secretKeyRef.name });
+            // An optional reference may name a Secret that does not exist (the variable is then unset).
+            if (e.valueFrom?.secretKeyRef && !e.valueFrom.secretKeyRef.optional) refs.push({ kind: "secret", name: e.valueFrom.secretKeyRef.name });
             if (e.valueFrom?.configMapKeyRef) refs.push({ kind: "cm", name: e.valueFrom.configMapKeyRef.name });
           }
         }
@@ -278,7 +275,7 @@ describe.skipIf(!kubectl.ok)(`Kubernetes manifests (${kubectl.ok ? kubectl.versi
       for (const s of secrets as (K8sObject & { data?: Record<string, string> })[]) for (const k of Object.keys(s.data ?? {})) if (k.startsWith("MCPQ_")) names.add(k);
       for (const n of [...names].filter((x) => x.startsWith("MCPQ_"))) {
         // Variables NATS itself reads for its auth include are not mcpq settings.
-        if (["MCPQ_EDGE_PASSWORD", "MCPQ_WORKER_PASSWORD"].includes(n)) continue;
+        if (/^MCPQ_NATS_[A-Z0-9_]+_PASSWORD$/.test(n) && n !== "MCPQ_NATS_PASSWORD") continue;
         expect(KNOWN_SETTINGS.has(n) || PENDING_SETTINGS.has(n), `${n} is not a setting in services/*/src/env.ts`).toBe(true);
       }
     });
@@ -305,8 +302,12 @@ describe.skipIf(!kubectl.ok)(`Kubernetes manifests (${kubectl.ok ? kubectl.versi
       try {
         writeFileSync(join(dir, "nats.conf"), conf);
         const auth = secrets.find((s) => s.metadata.name.startsWith("nats-auth-")) as (K8sObject & { data: Record<string, string> }) | undefined;
-        // Production's auth include is created out of band: a minimal one stands in for it.
-        writeFileSync(join(dir, "auth.conf"), auth ? Buffer.from(auth.data["auth.conf"]!, "base64") : "authorization { users: [] }\n");
+        // Production's auth include is created out of band, the documented way: the roles'
+        // least-privilege users from `mcpq nats --auth --print-config` (docs/deploy.md).
+        const include = auth
+          ? Buffer.from(auth.data["auth.conf"]!, "base64")
+          : execFileSync(process.execPath, [cliMain, "nats", "--auth", "--print-config"], { stdio: ["ignore", "pipe", "pipe"] });
+        writeFileSync(join(dir, "auth.conf"), include);
         const podEnv: Record<string, string> = { POD_NAME: "nats-0" };
         for (const e of nats.spec.template.spec.containers[0]!.env ?? []) podEnv[e.name] = e.value ?? "stand-in";
         // Exits non-zero (execFileSync throws, with the server's message) on any config error,

@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { findNatsServer } from "@mcpq/testkit";
 
-/** The nats-server binary the test kit would start (MCPQ_NATS_SERVER_BIN, PATH, /usr/sbin). */
+/** The nats-server binary the test kit would start: MCPQ_NATS_SERVER_BIN, PATH, the standard dirs. */
 export function natsServerBin(): string | null {
   return findNatsServer();
 }

@@ -16,6 +16,11 @@ export interface Bus {
   /** Whether the server was a JetStream cluster at connect (what provisioning needs to know: `ProvisionOptions.clustered`). */
   readonly clustered: boolean;
   readonly kv: { sessions: KV; registry: KV; subscriptions: KV };
+  /**
+   * False from a disconnect until the client reconnected (and once closed): the broker-connected
+   * gauges and readiness probes read it.
+   */
+  readonly connected: boolean;
   close(): Promise<void>;
 }
 
@@ -68,6 +73,13 @@ export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
     const p = { log: opts.log ?? silentLogger, clustered: Boolean(nc.info?.cluster) };
     if (opts.provision !== false) await provision(jsm, limits, p);
     const kv = await provisionBuckets(js, jsm, limits, { ...p, create: opts.provision !== false });
+    let connected = true;
+    void (async () => {
+      for await (const st of nc.status()) {
+        if (st.type === "disconnect") connected = false;
+        else if (st.type === "reconnect") connected = true;
+      }
+    })().catch(() => undefined);
     return {
       nc,
       js,
@@ -75,6 +87,9 @@ export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
       limits,
       clustered: p.clustered,
       kv,
+      get connected() {
+        return connected && !nc.isClosed();
+      },
       async close() {
         await nc.drain().catch(() => nc.close());
       },

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { Catalog } from "@mcpq/protocol";
 import type { Bus } from "./connection.js";
+import type { MsgHdrs } from "@nats-io/transport-node";
 import { encodeEnvelope, type RequestEnvelope } from "./envelope.js";
 import { subjects } from "./subjects.js";
 
@@ -21,9 +22,17 @@ import { subjects } from "./subjects.js";
  * Resolves on the PubAck, waiting at most `timeoutMs`; rejects with the publish error (map it
  * with `publishFailure`). Its answer comes on `env.replyTo`. Used by edges and by `mcpq replay`.
  */
-export async function publishRequest(bus: Pick<Bus, "js">, pool: string, env: RequestEnvelope, body: string, timeoutMs?: number): Promise<void> {
+export async function publishRequest(
+  bus: Pick<Bus, "js">,
+  pool: string,
+  env: RequestEnvelope,
+  body: string,
+  timeoutMs?: number,
+  /** The envelope headers when the caller built them already (`encodeEnvelope(env)`, maybe with trace context added). */
+  headers: MsgHdrs = encodeEnvelope(env),
+): Promise<void> {
   await bus.js.publish(subjects.request(pool, env.targetKind, env.target), body, {
-    headers: encodeEnvelope(env),
+    headers,
     msgID: env.requestId,
     ...(timeoutMs === undefined ? {} : { timeout: timeoutMs }),
   });
@@ -82,6 +91,12 @@ export const CancelNoticeSchema = z.object({
   principal: z.string().max(1024),
   /** The client's JSON-RPC id of the request being cancelled. */
   requestId: z.union([z.string().max(1024), z.number()]),
+  /**
+   * The request's internal id (envelope `requestId`), when the sender knows only that: an edge
+   * that answered the request itself because of a fault (services/edge/src/self-heal.ts).
+   * Workers then match it instead of `requestId`.
+   */
+  internalId: z.string().max(256).optional(),
   reason: z.string().max(1024).optional(),
 });
 export type CancelNotice = z.infer<typeof CancelNoticeSchema>;

@@ -42,6 +42,11 @@ export class Correlator<T> {
     return true;
   }
 
+  /** Whether `id` is still waiting. */
+  has(id: string): boolean {
+    return this.#pending.has(id);
+  }
+
   reject(id: string, err: unknown): boolean {
     const p = this.#pending.get(id);
     if (!p) return false;

@@ -36,6 +36,12 @@ export const busEnvShape = {
   MCPQ_MAX_ACK_PENDING: int(DEFAULT_BUS_LIMITS.maxAckPending),
   MCPQ_MAX_DELIVER: int(DEFAULT_BUS_LIMITS.maxDeliver),
   /**
+   * Self-heal (self-heal.ts): how often edges and workers check that every stream, bucket and
+   * consumer they use exists and re-provision what is missing (ms); also after every reconnect.
+   * 0 = only after reconnects.
+   */
+  MCPQ_HEAL_CHECK_MS: int(2_000),
+  /**
    * `off`: create and change no stream or bucket, only use them (a worker holding the
    * least-privilege `worker` credential, which may not; the edges provision).
    */

@@ -25,6 +25,7 @@ export const H = {
   durationMs: "Mcpq-Duration-Ms",
   outcome: "Mcpq-Outcome",
   replayable: "Mcpq-Replayable",
+  /** W3C trace context (the client's, or the edge's producer span when tracing is on). */
   traceparent: "traceparent",
   tracestate: "tracestate",
   /** Stateless era: the client's `_meta` clientInfo as JSON (`{"name","version"}`), when it sent one. */
@@ -62,14 +63,13 @@ export interface RequestEnvelope {
   edge: string;
   receivedAt: number;
   traceparent: string | undefined;
+  tracestate?: string | undefined;
   /**
    * Top-level capabilities the client declared (`sampling`, `elicitation`, `roots`, ...), so a
    * worker refuses a server->client request the client cannot answer instead of waiting for a
    * timeout. Undefined when unknown (an older edge): the worker then assumes the client can.
    */
   clientCapabilities?: readonly string[] | undefined;
-  /** W3C `tracestate`, propagated beside `traceparent` (stateless era: from `_meta`). */
-  tracestate?: string | undefined;
   /** Stateless era: the client's self-reported `_meta` clientInfo (display and logs only). */
   clientInfo?: { name: string; version: string } | undefined;
   /** The caller's token claims the edge's policy exposes (`exposeClaims`); undefined when none. */
@@ -89,6 +89,7 @@ export interface EnvelopeCore {
   edge: string;
   receivedAt: number;
   traceparent?: string | undefined;
+  tracestate?: string | undefined;
 }
 
 /** Writes the shared envelope fields into fresh headers `h` (the one encoding of them; see `decodeEnvelope`). */
@@ -107,6 +108,7 @@ export function setEnvelopeHeaders(h: MsgHdrs, e: EnvelopeCore): MsgHdrs {
   h.append(H.edge, e.edge);
   h.append(H.receivedAt, String(e.receivedAt));
   if (e.traceparent) h.append(H.traceparent, e.traceparent);
+  if (e.traceparent && e.tracestate) h.append(H.tracestate, e.tracestate);
   return h;
 }
 
@@ -114,7 +116,6 @@ export function encodeEnvelope(e: RequestEnvelope): MsgHdrs {
   const h = setEnvelopeHeaders(natsHeaders(), e);
   h.append(H.replyTo, e.replyTo);
   if (e.clientCapabilities) h.append(H.clientCapabilities, e.clientCapabilities.join(","));
-  if (e.tracestate) h.append(H.tracestate, e.tracestate);
   if (e.clientInfo) h.append(H.clientInfo, JSON.stringify({ name: e.clientInfo.name, version: e.clientInfo.version }));
   if (e.claims) h.append(H.claims, JSON.stringify(e.claims));
   return h;
@@ -150,10 +151,10 @@ export function decodeEnvelope(h: MsgHdrs | undefined): RequestEnvelope | null {
     edge: get(H.edge) ?? "",
     receivedAt: Number(get(H.receivedAt) ?? Date.now()),
     traceparent: get(H.traceparent),
+    tracestate: get(H.tracestate),
     clientCapabilities: h.has(H.clientCapabilities)
       ? h.get(H.clientCapabilities).split(",").filter((c) => c !== "")
       : undefined,
-    tracestate: get(H.tracestate),
     clientInfo: decodeClientInfo(get(H.clientInfo)),
     claims: decodeClaims(get(H.claims)),
   };

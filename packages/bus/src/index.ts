@@ -18,3 +18,5 @@ export type { KV, KvEntry } from "@nats-io/kv";
 export * from "./env-schema.js";
 export * from "./ids.js";
 export { corkPerTurn } from "./write-batching.js";
+export * from "./self-heal.js";
+export * from "./liveness.js";

@@ -68,7 +68,9 @@ export const DEFAULT_BUS_LIMITS: Readonly<BusLimits> = Object.freeze({
   outboundStorage: "memory",
   recordMaxAgeMs: 24 * 60 * 60_000,
   recordMaxBytes: 1024 * 1024 * 1024,
-  ackWaitMs: 30_000,
+  // Short: a dead worker's request reaches another worker well before a 30 s deadline. Workers
+  // extend it with `working()` every third of it while a handler runs or waits for a slot.
+  ackWaitMs: 5_000,
   maxAckPending: 1_000,
   maxDeliver: 5,
   sessionIdleTtlMs: 30 * 60_000,

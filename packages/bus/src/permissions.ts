@@ -107,10 +107,13 @@ function permissionsOf(role: BrokerRole, opts: { pool?: string }): NatsPermissio
             subjects.cancelAll,
             "mcpq.s2c.>",
             "mcpq.evt.>",
+            // Cluster-wide rate limits: the tokens this edge granted (shared-limits.ts).
+            subjects.limitsUsage,
           ],
         },
         subscribe: {
-          allow: [`${INBOX_PREFIX.edge}.>`, subjects.outboundAll, subjects.cancelAll, "mcpq.evt.>"],
+          // Worker liveness beats and the other edges' granted tokens (docs/chaos.md).
+          allow: [`${INBOX_PREFIX.edge}.>`, subjects.outboundAll, subjects.cancelAll, "mcpq.evt.>", subjects.livenessAll, subjects.limitsUsage],
         },
       };
     case "worker": {
@@ -133,6 +136,8 @@ function permissionsOf(role: BrokerRole, opts: { pool?: string }): NatsPermissio
             subjects.outboundAll,
             subjects.recordsAll,
             subjects.resourceUpdated,
+            // Its liveness beats (liveness.ts), under its own pool only.
+            `mcpq.live.${pool}.*`,
           ],
         },
         subscribe: {

@@ -13,6 +13,8 @@ import { createHash } from "node:crypto";
  * Events:     mcpq.evt.resources.updated           (core; external publishers may use it)
  *             mcpq.evt.session.changed             (core; session cache eviction between edges)
  * Contracts of the core messages: contracts.ts; of requests and outbound messages: envelope.ts.
+ * Liveness:   mcpq.live.<pool>.<worker>            (core; worker beats, watched by edges)
+ * Limits:     mcpq.limits.usage                    (core; edges' token use, cluster-wide limits)
  */
 export const STREAMS = {
   requests: "MCPQ_REQ",
@@ -104,6 +106,11 @@ export const subjects = {
   cancelAll: "mcpq.cancel.>",
   resourceUpdated: "mcpq.evt.resources.updated",
   sessionChanged: "mcpq.evt.session.changed",
+  /** Core liveness beats of one worker (see liveness.ts); edges watch `livenessAll`. */
+  liveness: (pool: string, workerId: string) => `mcpq.live.${pool}.${subjectToken(workerId)}`,
+  livenessAll: "mcpq.live.>",
+  /** Core: each edge's recent rate-limit token use, so every edge charges it (shared-limits.ts). */
+  limitsUsage: "mcpq.limits.usage",
 } as const;
 
 /** Session ids of replay runs start with this; workers do not record them (no replay of replays). */

@@ -1,4 +1,4 @@
-import { pino, type Logger as PinoLogger, type LoggerOptions } from "pino";
+import { pino, type DestinationStream, type Logger as PinoLogger, type LoggerOptions } from "pino";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 /** Paths pino masks wherever they appear in a log object (secrets never reach logs). */
@@ -15,15 +15,20 @@ export const REDACT_PATHS = [
 ];
 
 /** The service logger: JSON to stdout, secrets redacted, errors under `err`. */
-export function createLogger(opts: { name: string; level?: string; pretty?: boolean } & LoggerOptions): PinoLogger {
+export function createLogger(
+  opts: { name: string; level?: string; pretty?: boolean } & LoggerOptions,
+  /** Where lines go instead of stdout (tests capture them). */
+  destination?: DestinationStream,
+): PinoLogger {
   const { name, level, ...rest } = opts;
-  return pino({
+  const options: LoggerOptions = {
     name,
     level: level ?? "info",
     redact: { paths: REDACT_PATHS, censor: "[redacted]" },
     serializers: { err: pino.stdSerializers.err },
     ...rest,
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 /** A registry with default process metrics (including process_resident_memory_bytes). */
@@ -35,12 +40,16 @@ export function createMetricsRegistry(prefix: string, labels: Record<string, str
   return registry;
 }
 
-/** Request metrics every service exposes: count, latency, in-flight, errors by code. */
+/**
+ * Request metrics every service exposes: count, latency, in-flight, errors by code. `method`
+ * values must go through `methodLabel` (bounded); `outcome` is one of ok, tool_error, error,
+ * rejected, cancelled (see docs/observability.md for how they add up).
+ */
 export function requestMetrics(registry: Registry, prefix: string) {
   return {
     requests: new Counter({
       name: `${prefix}_requests_total`,
-      help: "JSON-RPC requests handled, by method and outcome",
+      help: "JSON-RPC requests handled, by method and outcome (ok, tool_error, error, rejected, cancelled)",
       labelNames: ["method", "outcome"] as const,
       registers: [registry],
     }),
@@ -68,3 +77,8 @@ export type RequestMetrics = ReturnType<typeof requestMetrics>;
 
 export { Counter, Gauge, Histogram, Registry };
 export type { PinoLogger };
+
+export * from "./labels.js";
+export * from "./semconv.js";
+export * from "./tracing.js";
+export * from "./telemetry-env.js";

@@ -6,6 +6,8 @@ export {
   DEFAULT_REQUEST_STATE_TTL_MS,
   type WorkerOptions,
   type WorkerMetrics,
+  type WorkerTracing,
+  type HandledDetail,
   type RecordEntry,
   type RequestStateOptions,
 } from "./worker.js";

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type TextMapPropagator, type Tracer } from "@opentelemetry/api";
 import {
   CallToolParamsSchema,
   CompleteParamsSchema,
@@ -18,6 +19,7 @@ import {
   type RequestId,
 } from "@mcpq/protocol";
 import {
+  BUCKETS,
   STREAMS,
   decodeEnvelope,
   ensurePoolConsumer,
@@ -25,6 +27,8 @@ import {
   registryKey,
   subjects,
   assertPoolName,
+  startLivenessBeats,
+  SelfHeal,
   type Bus,
   type CancelNotice,
   type JsMsg,
@@ -48,12 +52,34 @@ import {
   type AnyPromptDefinition,
 } from "./define.js";
 
+/**
+ * What a finished request was, for per-tool metrics: the tool or prompt it named (raw names;
+ * the service bounds label values) and the semantic-convention `error.type` ("" on success,
+ * `tool_error` for an isError result, `cancelled`, else the JSON-RPC error code).
+ */
+export interface HandledDetail {
+  tool?: string | undefined;
+  prompt?: string | undefined;
+  errorType: string;
+}
+
 /** Counters a worker reports; services back them with prom-client. */
 export interface WorkerMetrics {
   inFlight(n: number): void;
-  handled(method: string, outcome: "ok" | "error" | "cancelled" | "timeout", seconds: number): void;
+  handled(method: string, outcome: "ok" | "error" | "cancelled" | "timeout", seconds: number, detail: HandledDetail): void;
   expired(): void;
   redelivered(): void;
+  /** Time the request waited in MCPQ_REQ: from its publish (the stream's timestamp) to this worker starting it. */
+  queueWait?(seconds: number): void;
+}
+
+/**
+ * Tracing a worker does when given one (the service owns the SDK): a consumer span per
+ * delivered request, continued from the W3C context in its NATS headers, and a handler span.
+ */
+export interface WorkerTracing {
+  tracer: Tracer;
+  propagator: TextMapPropagator;
 }
 
 /** One finished request as handed to the recorder (replay). */
@@ -83,6 +109,7 @@ export interface WorkerOptions {
   workerId?: string;
   logger?: Logger;
   metrics?: WorkerMetrics;
+  tracing?: WorkerTracing;
   /** Called after each response is published (recording for replay). Must not throw. */
   recorder?: (entry: RecordEntry) => void;
   /**
@@ -90,6 +117,19 @@ export interface WorkerOptions {
    * `shadow: true`, so replay can find it, but edges never route client traffic to it.
    */
   shadow?: boolean;
+  /**
+   * Liveness beat interval (ms, core NATS): edges judge the worker dead after four missed
+   * beats, far sooner than the registry TTL. Default 500; 0 = no beats (edges then fall back to
+   * the registry TTL for this worker).
+   */
+  livenessMs?: number;
+  /**
+   * Period of the self-heal check of streams, buckets and the pool consumer (ms); they are also
+   * checked after every reconnect. Default 2000; 0 = only after reconnects.
+   */
+  healCheckMs?: number;
+  /** false: self-heal only checks streams and buckets, never creates them (MCPQ_PROVISION=off). */
+  provision?: boolean;
   /** Sealing of MRTR `requestState` (protocol 2026-07-28); see `RequestStateOptions`. */
   requestState?: RequestStateOptions;
 }
@@ -133,6 +173,8 @@ export class Worker {
   /** `resources/read` caching hints (2026-07-28), per resource and template definition. */
   readonly #readHints = new Map<ResourceDefinition | ResourceTemplateDefinition, CacheHint>();
   readonly #inflight = new Map<string, Inflight>();
+  /** Internal request id (envelope) -> its #inflight key, for cancels that name only that. */
+  readonly #byInternal = new Map<string, string>();
   /**
    * Cancels for requests this worker was not running (yet): a cancel can overtake its request
    * while it still waits in MCPQ_REQ. Remembered briefly (bounded) so the request is then dropped
@@ -145,6 +187,8 @@ export class Worker {
   #cancelSub: Subscription | undefined;
   #messages: { stop(): void; close(): Promise<void | Error> } | undefined;
   #loop: Promise<void> | undefined;
+  #heal: SelfHeal | undefined;
+  #stopBeats: ((opts?: { silent?: boolean }) => void) | undefined;
   #slotWaiters: (() => void)[] = [];
 
   constructor(opts: WorkerOptions) {
@@ -207,7 +251,12 @@ export class Worker {
     return this.#running;
   }
 
-  /** Provisions the pool consumer, advertises the catalog and starts pulling. */
+  /**
+   * Provisions the pool consumer, advertises the catalog and starts pulling. Self-heal keeps
+   * them in place: after a reconnect or when a stream, bucket or the consumer was lost (memory
+   * storage across a broker restart, a purge), they are provisioned again, the catalog is
+   * advertised at once and pulling resumes on the new consumer, without a restart.
+   */
   async start(): Promise<void> {
     const { bus } = this.#opts;
     await ensurePoolConsumer(bus.jsm, this.pool, bus.limits);
@@ -226,16 +275,61 @@ export class Worker {
     const beat = Math.max(250, Math.floor(bus.limits.registryTtlMs / 3));
     this.#heartbeat = setInterval(() => void this.#advertise(), beat);
     this.#heartbeat.unref();
+    await this.#consume();
+    const livenessMs = this.#opts.livenessMs ?? 500;
+    if (livenessMs > 0 && !this.#opts.shadow) this.#stopBeats = startLivenessBeats(bus.nc, this.pool, this.workerId, livenessMs);
+    const consumer = poolConsumer(this.pool);
+    this.#heal = new SelfHeal(bus, {
+      checkMs: this.#opts.healCheckMs ?? 2_000,
+      provision: this.#opts.provision !== false,
+      // Without provisioning rights a worker may look up only what it uses (docs/broker.md roles).
+      ...(this.#opts.provision === false ? { streams: [STREAMS.requests, `KV_${BUCKETS.registry}`] } : {}),
+      log: this.#log,
+      consumers: () => [{ stream: STREAMS.requests, name: consumer, ensure: () => ensurePoolConsumer(bus.jsm, this.pool, bus.limits) }],
+    });
+    this.#heal.on("reconnected", () => void this.#advertise());
+    this.#heal.on("healed", (r) => {
+      if (r.recreated.includes(`KV_${BUCKETS.registry}`) || r.missing.includes(`KV_${BUCKETS.registry}`)) void this.#advertise();
+      const lost = [...r.recreated, ...r.missing, ...r.moved];
+      if (lost.includes(STREAMS.requests) || lost.includes(`${STREAMS.requests}/${consumer}`)) {
+        // The consumer the pull loop reads died with the stream: pull from the new one now
+        // rather than after the client's missed-heartbeat detection (tens of seconds).
+        void this.#consume().catch((err: unknown) => this.#log.warn({ err }, "could not resume pulling; the next check retries"));
+      }
+    });
+    await this.#heal.start();
+    this.#log.info({ tools: this.catalog.tools.length, concurrency: this.#opts.concurrency }, "worker started");
+  }
+
+  /** The worker's self-heal (its `report` is the latest round of checks). */
+  get heal(): SelfHeal | undefined {
+    return this.#heal;
+  }
+
+  /** (Re)starts the pull loop on the pool consumer, replacing a previous one. */
+  async #consume(): Promise<void> {
+    if (this.#stopped) return;
+    const { bus } = this.#opts;
     const consumer = await bus.js.consumers.get(STREAMS.requests, poolConsumer(this.pool));
-    const messages = await consumer.consume({ max_messages: this.#opts.concurrency });
+    // Pulls expire after 5 s (not the client's 30 s): a pull parked on a consumer leader that died
+    // is replaced within seconds even when self-heal has not noticed the move yet.
+    const messages = await consumer.consume({ max_messages: this.#opts.concurrency, expires: 5_000 });
+    const previous = this.#messages;
     this.#messages = messages;
-    this.#loop = (async () => {
+    previous?.stop();
+    const workingEvery = Math.max(250, Math.floor(bus.limits.ackWaitMs / 3));
+    const loop = (async () => {
       for await (const m of messages) {
-        if (this.#running >= this.#opts.concurrency) await new Promise<void>((r) => this.#slotWaiters.push(r));
+        if (this.#running >= this.#opts.concurrency) {
+          // Waiting for a slot counts against ack_wait too: keep the claim on this request.
+          const keep = setInterval(() => m.working(), workingEvery);
+          await new Promise<void>((r) => this.#slotWaiters.push(r));
+          clearInterval(keep);
+        }
         void this.#handle(m);
       }
     })().catch((err: unknown) => this.#log.error({ err }, "consume loop ended"));
-    this.#log.info({ tools: this.catalog.tools.length, concurrency: this.#opts.concurrency }, "worker started");
+    this.#loop = previous ? Promise.all([this.#loop, loop]).then(() => undefined) : loop;
   }
 
   /**
@@ -245,6 +339,7 @@ export class Worker {
   async stop(graceMs = 10_000): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#heal?.stop();
     clearInterval(this.#heartbeat);
     await this.#opts.bus.kv.registry.delete(registryKey(this.pool, this.workerId)).catch(() => undefined);
     this.#messages?.stop();
@@ -252,6 +347,8 @@ export class Worker {
     while (this.#running > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
     this.#cancelSub?.unsubscribe();
     await this.#loop;
+    // Beats until running handlers are done, so edges do not fail calls that are finishing.
+    this.#stopBeats?.();
   }
 
   /** Announces `notifications/resources/updated` for `uri` to all subscribed sessions. */
@@ -276,7 +373,8 @@ export class Worker {
 
   #onCancel(n: CancelNotice): void {
     if (typeof n?.session !== "string" || typeof n.principal !== "string") return;
-    const key = inflightKey(n.session, n.requestId);
+    const byInternal = typeof n.internalId === "string";
+    const key = byInternal ? (this.#byInternal.get(n.internalId!) ?? internalKey(n.session, n.internalId!)) : inflightKey(n.session, n.requestId);
     const f = this.#inflight.get(key);
     if (f) {
       if (f.principal === n.principal) f.controller.abort(new McpError(ErrorCode.RequestTimeout, "cancelled"));
@@ -308,6 +406,7 @@ export class Worker {
       return;
     }
     if (m.info.deliveryCount > 1) metrics?.redelivered();
+    metrics?.queueWait?.(Math.max(0, Date.now() - m.info.timestampNanos / 1e6) / 1000);
     let request: { id: RequestId; method: string; params?: Record<string, unknown> };
     try {
       request = JSON.parse(m.string()) as typeof request;
@@ -315,11 +414,15 @@ export class Worker {
       m.ack();
       return;
     }
-    const early = this.#cancelledEarly.get(inflightKey(env.session, request.id));
+    const target = targetNames(request.method, request.params);
+    const consumerSpan = this.#opts.tracing ? this.#consumerSpan(this.#opts.tracing, m, env, request) : undefined;
+    const earlyKey = this.#cancelledEarly.has(internalKey(env.session, env.requestId)) ? internalKey(env.session, env.requestId) : inflightKey(env.session, request.id);
+    const early = this.#cancelledEarly.get(earlyKey);
     if (early && early.principal === env.principal && early.until > Date.now()) {
       // Cancelled while queued: the edge already ended the client's wait; nothing to answer.
-      this.#cancelledEarly.delete(inflightKey(env.session, request.id));
-      metrics?.handled(request.method, "cancelled", 0);
+      this.#cancelledEarly.delete(earlyKey);
+      metrics?.handled(request.method, "cancelled", 0, { ...target, errorType: "cancelled" });
+      consumerSpan?.end();
       m.ack();
       return;
     }
@@ -329,12 +432,13 @@ export class Worker {
     const key = inflightKey(env.session, request.id);
     const controller = new AbortController();
     this.#inflight.set(key, { controller, principal: env.principal });
+    this.#byInternal.set(env.requestId, key);
     const budget = Math.min(this.#opts.handlerTimeoutMs, env.deadline - startedAt);
     const timer = setTimeout(
       () => controller.abort(new McpError(ErrorCode.RequestTimeout, `Request timed out after ${budget} ms`)),
       budget,
     );
-    const working = setInterval(() => m.working(), Math.max(500, Math.floor(bus.limits.ackWaitMs / 3)));
+    const working = setInterval(() => m.working(), Math.max(250, Math.floor(bus.limits.ackWaitMs / 3)));
     const meta = (request.params?.["_meta"] ?? {}) as Record<string, unknown>;
     const related: Record<string, unknown>[] | undefined = this.#opts.recorder ? [] : undefined;
     const modern = isModernEra(env.protocolVersion);
@@ -361,15 +465,29 @@ export class Worker {
     );
     let response: { result?: Record<string, unknown>; error?: JsonRpcErrorObject } | null = null;
     let outcome: RecordEntry["outcome"] = "ok";
+    let errorType = "";
+    const handlerSpan =
+      consumerSpan?.isRecording() && this.#opts.tracing
+        ? this.#opts.tracing.tracer.startSpan(
+            target.tool ?? target.prompt ? `${request.method} ${target.tool ?? target.prompt}` : request.method,
+            { kind: SpanKind.INTERNAL, attributes: handlerAttributes(env, request, target) },
+            trace.setSpan(ROOT_CONTEXT, consumerSpan),
+          )
+        : undefined;
     try {
       if (roundError !== undefined) throw roundError;
       const result = await abortable(this.#dispatch(request.method, request.params ?? {}, scope.ctx), controller.signal);
       response = { result: finishResult(result, round, modern) };
-      if (result["isError"] === true && !round?.pending) outcome = "error";
+      if (result["isError"] === true && !round?.pending) {
+        outcome = "error";
+        errorType = "tool_error";
+      }
     } catch (err) {
       const cancelled = controller.signal.aborted && isCancel(controller.signal.reason);
-      if (cancelled) outcome = "cancelled";
-      else if (round && !round.fatal && round.pending && !controller.signal.aborted && !(err instanceof McpError)) {
+      if (cancelled) {
+        outcome = "cancelled";
+        errorType = "cancelled";
+      } else if (round && !round.fatal && round.pending && !controller.signal.aborted && !(err instanceof McpError)) {
         // The handler stopped at an unanswered input request: the round ends asking for it and
         // the retry runs the handler again with the answer. A protocol error it raised (-32021
         // for a capability the client lacks, say) is its answer instead: asking cannot help.
@@ -377,20 +495,26 @@ export class Worker {
           response = { result: round.inputRequired() };
         } catch (e) {
           outcome = "error";
-          response = { error: toWireError(e) };
+          const wire = toWireError(e);
+          response = { error: wire };
+          errorType = String(wire.code);
         }
       } else {
         const e = round?.fatal ?? err;
         outcome = e instanceof McpError && e.code === ErrorCode.RequestTimeout ? "timeout" : "error";
         if (!(e instanceof McpError)) this.#log.error({ err: e, method: request.method }, "handler failed");
         else if (e === round?.fatal && e.code === ErrorCode.InternalError) this.#log.error({ err: e, method: request.method }, "handler misused input requests");
-        response = { error: toWireError(e) };
+        const wire = toWireError(e);
+        response = { error: wire };
+        errorType = String(wire.code);
       }
     } finally {
       clearTimeout(timer);
       clearInterval(working);
       this.#inflight.delete(key);
+      this.#byInternal.delete(env.requestId);
     }
+    if (handlerSpan) endWithOutcome(handlerSpan, errorType, response?.error?.message);
     let acked = false;
     try {
       if (outcome !== "cancelled" && response) {
@@ -405,8 +529,12 @@ export class Worker {
     } finally {
       this.#running--;
       metrics?.inFlight(this.#running);
-      metrics?.handled(request.method, outcome, (Date.now() - startedAt) / 1000);
+      metrics?.handled(request.method, outcome, (Date.now() - startedAt) / 1000, { ...target, errorType });
       this.#slotWaiters.shift()?.();
+      if (consumerSpan) {
+        if (!acked) consumerSpan.setStatus({ code: SpanStatusCode.ERROR, message: "response not stored; nak" });
+        consumerSpan.end();
+      }
     }
     // Only what a client actually got is recorded; a nak'ed request is recorded on its redelivery.
     if (this.#opts.recorder && acked) {
@@ -427,6 +555,34 @@ export class Worker {
         this.#log.warn({ err }, "recorder failed");
       }
     }
+  }
+
+  /** The CONSUMER span of one delivery, continued from the edge's producer span (NATS headers). */
+  #consumerSpan(t: WorkerTracing, m: JsMsg, env: RequestEnvelope, request: { id: RequestId; method: string }): Span {
+    const h = m.headers;
+    const parent = h
+      ? t.propagator.extract(ROOT_CONTEXT, h, {
+          keys: (c) => c.keys(),
+          get: (c, k) => c.get(k) || undefined,
+        })
+      : ROOT_CONTEXT;
+    const span = t.tracer.startSpan(`process mcpq.req.${this.pool}`, { kind: SpanKind.CONSUMER }, parent);
+    // Attributes only when sampled (the edge's decision travels in the traceparent flags).
+    if (span.isRecording()) {
+      span.setAttributes({
+          "messaging.system": "nats",
+          "messaging.operation.name": "process",
+          "messaging.operation.type": "process",
+          "messaging.destination.name": m.subject,
+          "messaging.consumer.group.name": this.pool,
+          "messaging.message.id": env.requestId,
+          "messaging.message.body.size": m.data.length,
+          "mcpq.delivery.count": m.info.deliveryCount,
+          "mcp.method.name": request.method,
+          "mcp.session.id": env.session,
+      });
+    }
+    return span;
   }
 
   /** Reads the MRTR fields of a modern-era request; throws -32602 for a malformed or refused state. */
@@ -543,9 +699,57 @@ export class Worker {
   }
 }
 
+/** The tool or prompt a routed request names (raw; the service bounds label values). */
+function targetNames(method: string, params: Record<string, unknown> | undefined): { tool?: string; prompt?: string } {
+  const name = params?.["name"];
+  if (method === "tools/call" && typeof name === "string") return { tool: name };
+  if (method === "prompts/get" && typeof name === "string") return { prompt: name };
+  if (method === "completion/complete") {
+    const ref = params?.["ref"] as { type?: unknown; name?: unknown } | undefined;
+    if (ref?.type === "ref/prompt" && typeof ref.name === "string") return { prompt: ref.name };
+  }
+  return {};
+}
+
+/** MCP semantic-convention attributes of the handler span (attribute names copied as strings). */
+function handlerAttributes(
+  env: RequestEnvelope,
+  request: { id: RequestId; method: string; params?: Record<string, unknown> },
+  target: { tool?: string; prompt?: string },
+): Record<string, string> {
+  const a: Record<string, string> = {
+    "mcp.method.name": request.method,
+    "mcp.session.id": env.session,
+    "mcp.protocol.version": env.protocolVersion,
+    "jsonrpc.request.id": String(request.id),
+  };
+  if (target.tool) {
+    a["gen_ai.tool.name"] = target.tool;
+    a["gen_ai.operation.name"] = "execute_tool";
+  }
+  if (target.prompt) a["gen_ai.prompt.name"] = target.prompt;
+  const uri = request.params?.["uri"];
+  if (request.method === "resources/read" && typeof uri === "string") a["mcp.resource.uri"] = uri;
+  return a;
+}
+
+function endWithOutcome(span: Span, errorType: string, message: string | undefined): void {
+  if (errorType !== "" && errorType !== "cancelled") {
+    span.setAttribute("error.type", errorType);
+    if (errorType !== "tool_error") span.setAttribute("rpc.response.status_code", errorType);
+    span.setStatus({ code: SpanStatusCode.ERROR, ...(message ? { message } : {}) });
+  }
+  span.end();
+}
+
 /** How long, and how many, cancels of requests not (yet) running here are remembered. */
 const CANCEL_MEMORY_MS = 5 * 60_000;
 const CANCEL_MEMORY_MAX = 10_000;
+
+/** Where a cancel naming only the internal id is remembered until its request arrives. */
+function internalKey(session: string, internalId: string): string {
+  return `${session}\u0001${internalId}`;
+}
 
 function inflightKey(session: string, id: RequestId): string {
   return `${session}\u0000${typeof id}:${id}`;

@@ -12,6 +12,7 @@ Commands:
   worker  [--catalog NAME[,NAME]] [--pool NAME] [--shadow]   a worker serving catalogs (--shadow: replay candidate, never routed)
   nats    [--port 4222] [--store DIR] [--cluster N]       a local JetStream server or N-node cluster (nats --help)
   replay  [--since 15m] [--against POOL] [--diff] [--export FILE]   re-run recorded traffic, diff answers (replay --help)
+  status  [--edge URL]... [--watch] [--json]              pools, workers, queue, rates, circuits (status --help)
 
 Every command reads MCPQ_NATS_URL (default nats://127.0.0.1:4222); see README for all settings.`;
 
@@ -53,6 +54,10 @@ async function run(argv: string[]): Promise<void> {
     case "replay": {
       const { replay } = await import("./commands/replay.js");
       return replay(rest);
+    }
+    case "status": {
+      const { status } = await import("./commands/status.js");
+      return status(rest);
     }
     case "nats": {
       const { nats } = await import("./commands/nats.js");

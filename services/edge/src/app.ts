@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
-import { ErrorCode } from "@mcpq/protocol";
+import { ErrorCode, McpError, salvageId, toWireError } from "@mcpq/protocol";
+import { statusFor } from "./transports/http-guard.js";
 import type { EdgeRuntime } from "./runtime.js";
 import { httpFallbacks } from "./transports/http-fallbacks.js";
 import { oauthMetadata } from "./transports/oauth-metadata.js";
@@ -10,6 +11,17 @@ import { websocketTransport } from "./transports/websocket.js";
 
 export interface EdgeAppOptions {
   runtime: EdgeRuntime;
+}
+
+/** The JSON-RPC id of a single-request body, when it can be read (null otherwise). */
+function bodyId(body: unknown): string | number | null {
+  if (typeof body !== "string") return null;
+  try {
+    const v = JSON.parse(body) as unknown;
+    return Array.isArray(v) ? null : salvageId(v);
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -23,8 +35,15 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
   app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, body, done) => done(null, body));
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
+    // A retryable refusal thrown before dispatch (broker unavailable during a session lookup):
+    // the documented 503/429 + Retry-After with the request's id, never a 500.
+    if (err instanceof McpError) return reply.code(statusFor(err).status).headers(statusFor(err).headers).type("application/json").send({ jsonrpc: "2.0", id: bodyId(req.body), error: toWireError(err) });
     const status = err.statusCode ?? 500;
-    if (status >= 500) req.log.error({ err }, "request failed");
+    if (status >= 500) {
+      req.log.error({ err }, "request failed");
+      // E.g. the session lookup failed while the broker is down: answered -32603, counted once.
+      runtime.telemetry.transportError(methodOf(req.body), err);
+    }
     const message =
       status === 413
         ? "Payload Too Large"
@@ -37,14 +56,29 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
     return reply.code(status).type("application/json").send({ jsonrpc: "2.0", id: null, error: { code, message } });
   });
 
+  // Refusals before any JSON-RPC processing (bad token, Host or Origin) get an access log line.
+  app.addHook("onResponse", async (req, reply) => {
+    if (reply.statusCode === 401 || reply.statusCode === 403) {
+      runtime.telemetry.httpRefusal(reply.statusCode, { method: req.method, path: req.routeOptions.url ?? "" });
+    }
+  });
   httpFallbacks(app, { sse: runtime.config.enableSse, virtualServers: [...(runtime.core.policy?.servers.keys() ?? [])] });
 
   app.get("/healthz", async () => ({ status: "ok" }));
 
   app.get("/readyz", async (_req, reply) => {
     const natsOk = !runtime.bus.nc.isClosed() && runtime.bus.nc.info !== undefined;
-    const checks = { nats: natsOk, streams: runtime.catalog.ready, workers: runtime.catalog.workerCount };
-    const ready = natsOk && runtime.catalog.ready && runtime.catalog.workerCount > 0;
+    // Streams, buckets and the pool consumers as the last self-heal round found them on the
+    // broker (every MCPQ_HEAL_CHECK_MS and after reconnects), not as this process created them.
+    const broker = runtime.healing.readiness();
+    const checks = {
+      nats: natsOk && broker.broker,
+      streams: broker.streams,
+      consumers: broker.consumers,
+      registry: runtime.catalog.ready,
+      workers: runtime.catalog.workerCount,
+    };
+    const ready = checks.nats && broker.streams && broker.consumers && runtime.catalog.ready && runtime.catalog.workerCount > 0;
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", checks });
   });
 
@@ -74,3 +108,14 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
   if (config.enableSse) await legacySse(app, { edge, config });
   if (config.enableWs) await websocketTransport(app, { edge, config });
 };
+
+/** The JSON-RPC method of a raw request body, for counting a request that failed before dispatch. */
+function methodOf(body: unknown): string | undefined {
+  if (typeof body !== "string") return undefined;
+  try {
+    const m = (JSON.parse(body) as { method?: unknown }).method;
+    return typeof m === "string" ? m : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { busAuthFromEnv, busEnvShape, busLimitsFromEnv, type BusAuth, type BusLimits } from "@mcpq/bus";
+import { telemetryConfigFromEnv, telemetryEnvShape, type TelemetryConfig } from "@mcpq/observability";
 import type { OAuthConfig } from "./core/auth.js";
 
 const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
@@ -26,6 +27,7 @@ const flag = (def: boolean) =>
  */
 export const EdgeEnvSchema = z.object({
   ...busEnvShape,
+  ...telemetryEnvShape,
   MCPQ_HOST: z.string().default("127.0.0.1"),
   MCPQ_PORT: int(8080),
   MCPQ_EDGE_ID: z.string().regex(/^[A-Za-z0-9_-]+$/).optional(),
@@ -121,6 +123,17 @@ export const EdgeEnvSchema = z.object({
   MCPQ_POOL_QUEUE_MIN: int(64),
   /** Period of MCPQ_REQ stream / pool consumer polling for metrics; 0 = off. */
   MCPQ_BUS_STATS_MS: int(5_000),
+  /**
+   * Longest a client waits on an unresponsive broker: a broker operation unanswered this long
+   * triggers a probe, and a failed probe (same bound) answers -32010 (HTTP 503 + Retry-After);
+   * a disconnected broker is refused at once. See services/edge/src/broker-health.ts.
+   */
+  MCPQ_BROKER_UNAVAILABLE_MS: z.coerce.number().int().positive().default(1_000),
+  /**
+   * Cluster-wide tools/call rate limits: how often each edge tells the others (core NATS) how
+   * many tokens it granted per principal, so every edge charges them (ms); 0 = per-edge limits.
+   */
+  MCPQ_SHARED_LIMITS_MS: int(250),
 });
 export type EdgeEnv = z.infer<typeof EdgeEnvSchema>;
 
@@ -188,6 +201,14 @@ export interface EdgeConfig {
   poolQueueMin: number;
   busStatsMs: number;
   busLimits: BusLimits;
+  /** OTEL_*, MCPQ_ACCESS_LOG_*, MCPQ_METRICS_MAX_NAMES (docs/observability.md). */
+  telemetry: TelemetryConfig;
+  /** MCPQ_BROKER_UNAVAILABLE_MS */
+  brokerUnavailableMs: number;
+  /** MCPQ_HEAL_CHECK_MS */
+  healCheckMs: number;
+  /** MCPQ_SHARED_LIMITS_MS */
+  sharedLimitsMs: number;
 }
 
 const TCP_PORT_OFFSET = 8090 - 8080;
@@ -248,6 +269,7 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     throw new Error(`invalid edge environment: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
   }
   const e = r.data;
+  const edgeId = overrides.edgeId ?? e.MCPQ_EDGE_ID ?? `e-${randomBytes(5).toString("hex")}`;
   const cfg: EdgeConfig = {
     natsUrl: e.MCPQ_NATS_URL,
     natsAuth: busAuthFromEnv(e),
@@ -255,7 +277,7 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     natsWriteBatching: e.MCPQ_NATS_WRITE_BATCHING === "on",
     host: e.MCPQ_HOST,
     port: e.MCPQ_PORT,
-    edgeId: e.MCPQ_EDGE_ID ?? `e-${randomBytes(5).toString("hex")}`,
+    edgeId,
     logLevel: e.MCPQ_LOG_LEVEL,
     allowedHosts: e.MCPQ_ALLOWED_HOSTS,
     allowedOrigins: e.MCPQ_ALLOWED_ORIGINS,
@@ -301,6 +323,10 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     poolQueueMin: e.MCPQ_POOL_QUEUE_MIN,
     busStatsMs: e.MCPQ_BUS_STATS_MS,
     busLimits: busLimitsFromEnv(e),
+    telemetry: telemetryConfigFromEnv(e, { serviceName: "mcpq-edge", instanceId: edgeId }),
+    brokerUnavailableMs: e.MCPQ_BROKER_UNAVAILABLE_MS,
+    healCheckMs: e.MCPQ_HEAL_CHECK_MS,
+    sharedLimitsMs: e.MCPQ_SHARED_LIMITS_MS,
     ...overrides,
   };
   return Object.freeze(cfg);

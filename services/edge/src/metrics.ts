@@ -13,14 +13,8 @@ export function edgeMetrics(registry: Registry) {
     help: "Worker answers dropped because an edge had already answered the request (deadline, cancellation)",
     registers: [registry],
   });
+  // Request counts, latencies and errors are recorded by the request telemetry (request-telemetry.ts).
   const core: CoreMetrics = {
-    observe(method, outcome, seconds) {
-      req.requests.inc({ method, outcome });
-      req.latency.observe({ method }, seconds);
-    },
-    error(code) {
-      req.errors.inc({ code: String(code) });
-    },
     inFlight(delta) {
       req.inFlight.inc(delta);
     },

@@ -1,5 +1,5 @@
 import { connectBus, INBOX_PREFIX, type Bus } from "@mcpq/bus";
-import { createMetricsRegistry, type Registry } from "@mcpq/observability";
+import { Counter, Gauge, createMetricsRegistry, startTracing, type Registry } from "@mcpq/observability";
 import type { Logger } from "@mcpq/protocol";
 import { EdgeAdmission } from "./core/admission.js";
 import { EdgeAuth } from "./core/auth.js";
@@ -17,6 +17,9 @@ import { SessionStore } from "./core/session-store.js";
 import type { EdgeConfig } from "./env.js";
 import { edgeMetrics, type EdgeMetrics } from "./metrics.js";
 import { overloadMetrics } from "./overload-metrics.js";
+import { edgeTelemetry, type EdgeTelemetry } from "./request-telemetry.js";
+import { EdgeHealing } from "./self-heal.js";
+import { SharedRateLimits } from "./shared-limits.js";
 
 /** Everything an edge runs on, built once and shared by all transports. */
 export interface EdgeRuntime {
@@ -35,6 +38,12 @@ export interface EdgeRuntime {
   edge: EdgePort;
   /** Admission control (also set as `core.admission`); see docs/overload.md. */
   admission: EdgeAdmission;
+  /** Request telemetry (also `core.observer`): spans, per-tool metrics, access log. */
+  telemetry: EdgeTelemetry;
+  /** Broker health, self-heal and worker liveness (services/edge/src/self-heal.ts). */
+  healing: EdgeHealing;
+  /** Cluster-wide tools/call rate limits (undefined when off). */
+  sharedLimits: SharedRateLimits | undefined;
   /** Bearer credentials (static tokens, OAuth JWT / introspection); see core/auth.ts. */
   auth: EdgeAuth;
   log: Logger;
@@ -62,6 +71,26 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
   const metrics = edgeMetrics(registry);
   const catalog = new CatalogView(bus, log.child({ component: "catalog" }));
   await catalog.start();
+  const faultAnswers = new Counter({
+    name: "mcpq_edge_fault_answers_total",
+    help: "Waiting requests the edge answered itself because of a fault: no_live_worker (-32012, the pool's last worker died), request_lost (-32010, the broker lost the queued request)",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+  const healed = new Counter({
+    name: "mcpq_edge_self_heal_total",
+    help: "Streams, buckets (KV_<name>) and consumers (<stream>/<consumer>) self-heal found missing or re-created",
+    labelNames: ["what"] as const,
+    registers: [registry],
+  });
+  const healing = new EdgeHealing(bus, catalog, {
+    unavailableMs: config.brokerUnavailableMs,
+    healCheckMs: config.healCheckMs,
+    log: log.child({ component: "self-heal" }),
+    onFaultAnswer: (reason) => faultAnswers.inc({ reason }),
+    onHealed: (what) => healed.inc({ what }),
+  });
+  await healing.start();
   metrics.workers.set(catalog.workerCount);
   catalog.on("changed", () => metrics.workers.set(catalog.workerCount));
   const router = new OutboundRouter({
@@ -73,9 +102,12 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
     maxAnsweredPerSession: config.maxInFlightPerSession > 0 ? config.maxInFlightPerSession : undefined,
     onLateResponse: () => metrics.lateResponses.inc(),
   });
-  const sessions = new SessionStore(bus, { cacheMs: config.sessionCacheMs });
+  healing.correlator = router.correlator;
+  // The session store and core reach the broker through the guarded view: while it is down
+  // they refuse with -32010 at once instead of waiting for the client library's timeouts.
+  const sessions = new SessionStore(healing.bus, { cacheMs: config.sessionCacheMs });
   const core = new SessionCore({
-    bus,
+    bus: healing.bus,
     config: {
       edgeId: config.edgeId,
       requestTimeoutMs: config.requestTimeoutMs,
@@ -109,7 +141,36 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
     buffers,
     overload.admission,
   );
+  admission.gates.push((pool) => healing.gate(pool));
   core.admission = admission;
+  const tracing = config.telemetry.tracing ? startTracing(config.telemetry.tracing) : undefined;
+  const telemetry = edgeTelemetry({
+    config: config.telemetry,
+    registry,
+    requests: metrics.requests,
+    catalog,
+    rejected: (reason) => overload.admission.rejected(reason),
+    log: log.child({ component: "access" }),
+    tracing,
+  });
+  core.observer = telemetry.observer;
+  new Gauge({
+    name: "mcpq_edge_broker_connected",
+    help: "1 while the edge's NATS connection is up, 0 from a disconnect until it reconnected",
+    registers: [registry],
+    collect() {
+      this.set(bus.connected ? 1 : 0);
+    },
+  });
+  const shared =
+    config.sharedLimitsMs > 0 && config.toolRatePerSec > 0
+      ? new SharedRateLimits(bus.nc, admission, {
+          edgeId: config.edgeId,
+          intervalMs: config.sharedLimitsMs,
+          refillMs: (Math.max(1, config.toolRateBurst) / config.toolRatePerSec) * 1000,
+        })
+      : undefined;
+  shared?.start();
   core.policy = policy;
   const stopBusStats = startBusStats(bus, config.busStatsMs, overload.busStats, log.child({ component: "bus-stats" }));
   core.start();
@@ -120,7 +181,7 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
     connections,
     buffers,
     metrics,
-    onError: (code) => metrics.core.error(code),
+    onError: (err, method) => telemetry.transportError(method, err),
     auth,
     sockets: {
       maxSendBufferBytes: config.maxSendBufferBytes,
@@ -141,12 +202,18 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
     auth,
     buffers,
     admission,
+    telemetry,
+    healing,
+    sharedLimits: shared,
     log,
     async close() {
       stopBusStats();
+      shared?.stop();
+      healing.stop();
       admission.close();
       catalog.stop();
       await bus.close();
+      await tracing?.shutdown().catch(() => undefined);
     },
   };
 }

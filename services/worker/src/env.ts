@@ -1,5 +1,7 @@
+import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { BusEnvSchema, busAuthFromEnv, busEnvShape, busLimitsFromEnv, parsePathPatterns, type BusAuth, type BusLimits } from "@mcpq/bus";
+import { telemetryConfigFromEnv, telemetryEnvShape, type TelemetryConfig } from "@mcpq/observability";
 import {
   DEFAULT_REQUEST_STATE_MAX_BYTES,
   DEFAULT_REQUEST_STATE_TTL_MS,
@@ -10,6 +12,7 @@ import {
 /** Worker settings, parsed once at boot and frozen. The README's configuration table lists them. */
 export const WorkerEnvSchema = z.object({
   ...busEnvShape,
+  ...telemetryEnvShape,
   /** Comma-separated catalog names to serve (see services/worker/src/catalogs). */
   MCPQ_CATALOGS: z.string().default("example"),
   /** Pool name; defaults to the sorted catalog names joined by "_", so equal catalogs share a pool. */
@@ -17,8 +20,12 @@ export const WorkerEnvSchema = z.object({
   MCPQ_WORKER_CONCURRENCY: z.coerce.number().int().positive().default(64),
   MCPQ_HANDLER_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
   MCPQ_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
-  /** Port for the worker's /metrics endpoint on 127.0.0.1; 0 disables it. */
+  /** Port of the worker's HTTP listener (/metrics, /healthz, /readyz); 0 disables it. */
   MCPQ_WORKER_METRICS_PORT: z.coerce.number().int().nonnegative().default(0),
+  /** Interface of that listener (loopback unless a scraper elsewhere needs it, e.g. compose). */
+  MCPQ_WORKER_METRICS_HOST: z.string().default("127.0.0.1"),
+  /** Period of the pool consumer's lag polling (mcpq_worker_consumer_lag_messages); 0 = off. */
+  MCPQ_WORKER_LAG_POLL_MS: z.coerce.number().int().nonnegative().default(5_000),
   /** Record each finished request and its response in MCPQ_REC for `mcpq replay` (docs/replay.md). */
   MCPQ_RECORD: z.enum(["on", "off"]).default("on"),
   /** Per-target sampling, e.g. `*=1,echo=0.1` (rate in [0, 1]; an exact name beats a wildcard). */
@@ -31,6 +38,8 @@ export const WorkerEnvSchema = z.object({
   MCPQ_RECORD_NOTIFICATIONS: z.enum(["on", "off"]).default("off"),
   /** Shadow worker: a candidate for `mcpq replay --against`; registered, never routed client traffic. */
   MCPQ_WORKER_SHADOW: z.enum(["on", "off"]).default("off"),
+  /** Liveness beat interval (ms, core NATS); edges judge the worker dead after 4 missed beats. 0 = off. */
+  MCPQ_WORKER_LIVENESS_MS: z.coerce.number().int().nonnegative().default(500),
   /**
    * Comma-separated secrets (>= 32 characters each) sealing MRTR `requestState` (protocol
    * 2026-07-28). Every worker of a pool needs the same list: the first seals, all open (rotation).
@@ -76,9 +85,18 @@ export interface WorkerConfig {
   handlerTimeoutMs: number;
   logLevel: string;
   metricsPort: number;
+  metricsHost: string;
+  lagPollMs: number;
+  /** Worker id (also `service.instance.id` of its spans). */
+  workerId: string;
+  telemetry: TelemetryConfig;
   busLimits: BusLimits;
   record: { enabled: boolean; sample: string; redact: string[]; keepSecretsFor: string[]; notifications: boolean };
   shadow: boolean;
+  /** MCPQ_WORKER_LIVENESS_MS */
+  livenessMs: number;
+  /** MCPQ_HEAL_CHECK_MS */
+  healCheckMs: number;
   /** MCPQ_REQUEST_STATE_* (never logged: the keys are secrets). */
   requestState: { keys: string[]; ttlMs: number; maxBytes: number };
 }
@@ -90,6 +108,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
   }
   const e = r.data;
   const catalogs = overrides.catalogs ?? e.MCPQ_CATALOGS.split(",").map((s) => s.trim()).filter(Boolean);
+  const workerId = overrides.workerId ?? `w-${randomBytes(6).toString("hex")}`;
   const cfg: WorkerConfig = {
     natsUrl: e.MCPQ_NATS_URL,
     natsAuth: busAuthFromEnv(e),
@@ -101,6 +120,10 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     handlerTimeoutMs: e.MCPQ_HANDLER_TIMEOUT_MS,
     logLevel: e.MCPQ_LOG_LEVEL,
     metricsPort: e.MCPQ_WORKER_METRICS_PORT,
+    metricsHost: e.MCPQ_WORKER_METRICS_HOST,
+    lagPollMs: e.MCPQ_WORKER_LAG_POLL_MS,
+    workerId,
+    telemetry: telemetryConfigFromEnv(e, { serviceName: "mcpq-worker", instanceId: workerId }),
     busLimits: busLimitsFromEnv(BusEnvSchema.parse(env)),
     record: {
       enabled: e.MCPQ_RECORD === "on",
@@ -110,6 +133,8 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       notifications: e.MCPQ_RECORD_NOTIFICATIONS === "on",
     },
     shadow: e.MCPQ_WORKER_SHADOW === "on",
+    livenessMs: e.MCPQ_WORKER_LIVENESS_MS,
+    healCheckMs: e.MCPQ_HEAL_CHECK_MS,
     requestState: { keys: splitList(e.MCPQ_REQUEST_STATE_KEYS), ttlMs: e.MCPQ_REQUEST_STATE_TTL_MS, maxBytes: e.MCPQ_REQUEST_STATE_MAX_BYTES },
     ...overrides,
   };

@@ -50,8 +50,10 @@ describe("a worker killed mid-call", () => {
         body: JSON.stringify({ jsonrpc: "2.0", id: 42, method: "tools/call", params: { name: "countdown", arguments: { steps: 12, delayMs: 150 }, _meta: { progressToken: "p1" } } }),
       });
       await eventually(() => progressed >= 2, { what: "worker A made progress" });
-      a.kill("SIGKILL");
+      // B is alive before A dies: the pool keeps a live worker, so the edge waits for the
+      // redelivery (with no live worker left it would answer -32012 at once: worker-death.test.ts).
       const b = await factories.startWorker(nats.url, ["example"], env);
+      a.kill("SIGKILL");
       const messages = await sseMessages(await call);
       const responses = messages.filter((m) => m["id"] === 42);
       expect(responses).toHaveLength(1);

@@ -45,7 +45,14 @@ export type RejectReason =
   | "stream_full"
   | "target_queue_full"
   | "broker_unavailable"
+  /** No live worker serves the target (counted by the edge's request telemetry). */
+  | "no_worker"
+  /** The pool's workers all died (its liveness signal lapsed; see self-heal.ts). */
+  | "no_live_worker"
   | "other";
+
+/** A check run first on every routed request (broker down, pool without live worker): the refusal, if any. */
+export type AdmissionGate = (pool: string) => { reason: RejectReason; error: McpError } | undefined;
 
 export type CircuitState = "closed" | "open" | "half_open";
 
@@ -88,6 +95,8 @@ export class EdgeAdmission implements Admission {
   readonly #circuits = new Map<string, PoolCircuit>();
   readonly #pools = new Map<string, PoolLoad>();
   readonly #sweep: NodeJS.Timeout;
+  /** Checks before all others (services/edge/src/self-heal.ts). */
+  readonly gates: AdmissionGate[] = [];
 
   constructor(
     private readonly limits: Readonly<AdmissionLimits>,
@@ -117,6 +126,10 @@ export class EdgeAdmission implements Admission {
   ): (outcome?: RouteOutcome, err?: unknown) => void {
     const now = Date.now();
     const l = this.limits;
+    for (const gate of this.gates) {
+      const refused = gate(target.pool);
+      if (refused) throw this.#reject(refused.reason, refused.error);
+    }
     if (timeoutMs <= 0) {
       // The client's absolute deadline passed while the request waited to be read: this edge is
       // behind its clients. Shed it without queueing (never run, safe to retry).
@@ -194,7 +207,9 @@ export class EdgeAdmission implements Admission {
     if (req.method === "tools/call" && l.toolRatePerSec > 0) {
       // Anonymous mode has no identity to be fair between; each session is its own principal.
       const key = session.principal === ANONYMOUS ? `s:${session.id}` : `p:${session.principal}`;
+      this.shared?.before(key);
       const retryAfter = this.#buckets.take(key, now);
+      if (retryAfter === 0) this.shared?.granted(key);
       if (retryAfter > 0) {
         throw this.#reject(
           "rate_limited",
@@ -243,6 +258,14 @@ export class EdgeAdmission implements Admission {
         circuit.record(stalled ? "timeout" : "cancelled", probe, Date.now(), l, caller);
       });
     };
+  }
+
+  /** Cluster-wide limits (shared-limits.ts): settles other edges' use of `key`, sees each grant. */
+  shared: { before(key: string): void; granted(key: string): void } | undefined;
+
+  /** Takes `n` tokens from `key`'s bucket that another edge granted (cluster-wide limits). */
+  charge(key: string, n: number): void {
+    if (this.limits.toolRatePerSec > 0) this.#buckets.charge(key, n, Date.now());
   }
 
   /** Stops the bucket sweeper. */
@@ -312,6 +335,19 @@ class TokenBuckets {
       return 0;
     }
     return Math.max(1, Math.ceil(((1 - b.tokens) * 1000) / this.rate));
+  }
+
+  /** Takes `n` tokens granted elsewhere; the balance may go down to -burst (a debt refilled first). */
+  charge(key: string, n: number, now: number): void {
+    let b = this.#b.get(key);
+    if (!b) {
+      b = { tokens: this.burst, at: now };
+      this.#b.set(key, b);
+    } else {
+      b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) * this.rate) / 1000);
+      b.at = now;
+    }
+    b.tokens = Math.max(-this.burst, b.tokens - n);
   }
 
   sweep(now: number): void {

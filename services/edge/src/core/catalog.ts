@@ -59,6 +59,10 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
   get ready(): boolean {
     return this.#ready;
   }
+  /** Pools with a registered (non-shadow) worker. */
+  pools(): string[] {
+    return [...new Set([...this.#entries.values()].map((e) => e.pool))];
+  }
 
   async start(): Promise<void> {
     const watcher = await this.bus.kv.registry.watch();

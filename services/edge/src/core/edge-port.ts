@@ -55,8 +55,8 @@ export interface EdgePortOptions {
   buffers: BufferBudget;
   metrics: TransportMetrics;
   auth: EdgeAuth;
-  /** Counts an error code answered before dispatch (the request error metric). */
-  onError: (code: number) => void;
+  /** Telemetry of an error answered before dispatch (the request error metric, access log). */
+  onError: (err: unknown, method: string | undefined) => void;
   sockets: SocketSettings;
 }
 

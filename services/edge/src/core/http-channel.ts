@@ -197,11 +197,14 @@ export class HttpPostChannel extends Channel {
   /** The answer sink of this exchange's stateless-era request, once dispatching. */
   #modernSink: ModernAnswerSink | undefined;
   #modern = false;
+  /** The method of the message being handled, for telemetry of a refusal. */
+  #method: string | undefined;
 
   constructor(
     deps: ChannelDeps,
     private readonly x: HttpExchange,
-    private readonly onError: (code: number) => void,
+    /** Telemetry of an error answered before dispatch (the method when it is known). */
+    private readonly onError: (err: unknown, method: string | undefined) => void,
   ) {
     super(deps);
   }
@@ -226,7 +229,7 @@ export class HttpPostChannel extends Channel {
     const wire = toWireError(err);
     if (!(err instanceof McpError)) this.deps.log.error({ err }, "unexpected error before dispatch");
     const mapped = err instanceof McpError ? statusFor(err) : { status: 500, headers: {} };
-    this.onError(wire.code);
+    this.onError(err, this.#method);
     const { json } = errorMessage(id, err);
     const code = status ?? (this.#modern ? modernStatus(wire.code, mapped.status) : mapped.status);
     if (this.#modernSink) return this.#modernSink.refuse(code, mapped.headers, json);
@@ -239,6 +242,7 @@ export class HttpPostChannel extends Channel {
   }
 
   protected override modern(msg: ClassifiedMessage): boolean {
+    if (msg.kind !== "response") this.#method = msg.message.method;
     return (this.#modern = isModernExchange(this.x, msg));
   }
 

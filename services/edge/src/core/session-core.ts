@@ -37,6 +37,7 @@ import {
   EDGE_QUEUE_GROUP,
   idGenerator,
   STANDALONE_STREAM,
+  encodeEnvelope,
   publishRequest,
   type RequestEnvelope,
   outboundHeaders,
@@ -55,6 +56,7 @@ import {
 } from "@mcpq/bus";
 import type { CatalogView, ListKind } from "./catalog.js";
 import type { OutboundMessage, OutboundRouter, StreamSink } from "./outbound.js";
+import type { RequestObservation, RequestObserver } from "./request-observer.js";
 import { SessionStore, type SessionRecord } from "./session-store.js";
 import type { Caller } from "./auth.js";
 import type { AccessPolicy, ListedKind, TargetView } from "./policy.js";
@@ -77,12 +79,8 @@ export interface CoreConfig {
   maxNameBytes?: number;
 }
 
-
-
-/** Hooks the service backs with metrics; all optional. */
+/** Hooks the service backs with metrics (request outcomes go to `SessionCore.observer`). */
 export interface CoreMetrics {
-  observe(method: string, outcome: string, seconds: number): void;
-  error(code: number): void;
   inFlight(delta: number): void;
   sessionsCreated(): void;
 }
@@ -149,7 +147,7 @@ export interface Dispatched {
 }
 
 /** Rejects a waiting request's deadline timer when the client cancelled it: no response is sent. */
-class RequestCancelled extends Error {
+export class RequestCancelled extends Error {
   override readonly name = "RequestCancelled";
 }
 
@@ -214,6 +212,8 @@ export class SessionCore {
    * answers come on `mcpq.out.m-<edge>.<stream>`, one router subscription for all of them.
    */
   readonly modernOutbound: string;
+  /** Per-request telemetry (spans, metrics, access log); see services/edge/src/request-telemetry.ts. */
+  observer: RequestObserver | undefined;
   /** Authorization policy (MCPQ_POLICY_FILE); undefined = every caller may use everything. */
   policy: AccessPolicy | undefined;
 
@@ -348,6 +348,18 @@ export class SessionCore {
 
   /** Creates a session bound to `principal`. */
   async initialize(principal: string, req: JsonRpcRequest, caller?: Caller): Promise<{ session: SessionRecord; json: string }> {
+    const obs = this.observer?.begin({ principal }, req);
+    try {
+      const out = await this.#initialize(principal, req, caller);
+      obs?.answered({ response: Promise.resolve(localMessage(req.id, {}, out.json)) });
+      return out;
+    } catch (err) {
+      obs?.refused(err);
+      throw err;
+    }
+  }
+
+  async #initialize(principal: string, req: JsonRpcRequest, caller?: Caller): Promise<{ session: SessionRecord; json: string }> {
     const params = parse(InitializeParamsSchema, req.params);
     // Anonymous sessions are counted per client address, not all under one principal.
     const quotaKey = caller && caller.quotaKey !== principal ? caller.quotaKey : undefined;
@@ -460,8 +472,20 @@ export class SessionCore {
    * its status codes; a broker refusal rejects `accepted`; errors after acceptance are the response.
    */
   async dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext): Promise<Dispatched> {
-    const started = performance.now();
-    const done = (outcome: string) => this.#metrics?.observe(req.method, outcome, (performance.now() - started) / 1000);
+    const obs = this.observer?.begin(session, req);
+    let r: Observed;
+    try {
+      r = await this.#dispatch(session, req, stream, obs);
+    } catch (err) {
+      obs?.refused(err);
+      throw err;
+    }
+    obs?.answered({ response: r.response, published: r.dispatched.accepted });
+    return r.dispatched;
+  }
+
+  /** `dispatch`, with what the observer watches: the answer as a promise (a cancel rejects it). */
+  async #dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, obs: RequestObservation | undefined): Promise<Observed> {
     const named = requestedName(req.method, req.params);
     if (named) {
       checkTargetName(named.kind, named.name, this.#cfg.maxNameBytes ?? 0);
@@ -471,27 +495,28 @@ export class SessionCore {
     }
     if (isModernEra(session.protocolVersion)) {
       this.#modernGate(req.method);
-      if (req.method === "subscriptions/listen") return this.#listen(session, req, stream);
+      if (req.method === "subscriptions/listen") {
+        const listening = this.#listen(session, req, stream);
+        return { dispatched: listening, response: listening.done.then(() => localMessage(req.id, {})) };
+      }
     }
     switch (req.method) {
       case "tools/call":
       case "resources/read":
       case "prompts/get":
       case "completion/complete":
-        return this.#route(session, req, stream, started);
+        return this.#route(session, req, stream, obs);
       case "initialize":
         throw new McpError(ErrorCode.InvalidRequest, "Session already initialized");
       default: {
+        let msg: OutboundMessage;
         try {
-          const result = await this.#local(session, req, callerOf(session, stream), stream.view);
-          done("ok");
-          stream.sink.send(localMessage(req.id, result));
+          msg = localMessage(req.id, await this.#local(session, req, callerOf(session, stream), stream.view));
         } catch (err) {
-          this.#metrics?.error(toWireError(err).code);
-          done("error");
-          stream.sink.send(errorMessage(req.id, err));
+          msg = errorMessage(req.id, err);
         }
-        return ANSWERED;
+        stream.sink.send(msg);
+        return { dispatched: ANSWERED, response: Promise.resolve(msg) };
       }
     }
   }
@@ -613,8 +638,9 @@ export class SessionCore {
     return out;
   }
 
-  async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, started: number): Promise<Dispatched> {
+  async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, obs: RequestObservation | undefined): Promise<Observed> {
     const target = this.#target(req, isModernEra(session.protocolVersion));
+    obs?.routed(target);
     const meta = (req.params?.["_meta"] ?? {}) as Record<string, unknown>;
     const timeout = requestBudget(meta, Date.now(), this.#cfg.requestTimeoutMs, this.#cfg.maxRequestTimeoutMs);
     const release: (outcome?: RouteOutcome, err?: unknown) => void =
@@ -657,14 +683,17 @@ export class SessionCore {
       claims: this.policy?.exposed(stream.caller),
     };
     this.#metrics?.inFlight(1);
+    const headers = encodeEnvelope(envelope);
+    const publishDone = obs?.publishing(headers, subjects.request(target.pool, target.kind, target.name), requestId);
     // The publish is started here, in order with this connection's earlier publishes, but its
     // PubAck is not awaited: a channel that processes a connection's messages in order
     // (sockets) moves on to the next message at once. A refusal rejects `accepted`.
     // Never wait on the broker past the request's deadline (nor past the client's 10 s default).
-    const accepted = publishRequest(this.#bus, target.pool, envelope, stream.raw ?? JSON.stringify(req), Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())))
+    const accepted = publishRequest(this.#bus, target.pool, envelope, stream.raw ?? JSON.stringify(req), Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())), headers)
       .then(
-        () => undefined,
+        () => publishDone?.(),
         (err: unknown) => {
+          publishDone?.(err);
           // A publish that only failed because the deadline came is answered as the timeout it is.
           const mapped = Date.now() >= deadline ? timedOut() : publishFailure(err, 1_000);
           if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
@@ -674,7 +703,6 @@ export class SessionCore {
         },
       );
     accepted.catch(() => undefined);
-    const observe = (outcome: string) => this.#metrics?.observe(req.method, outcome, (performance.now() - started) / 1000);
     let outcome: RouteOutcome = "ok";
     let refusal: McpError | undefined;
     /** What the edge must still answer once the request settled (its deadline passed), if anything. */
@@ -683,20 +711,15 @@ export class SessionCore {
         () =>
           answered.then(
             (msg) => {
-              observe("ok");
               outcome = responseOutcome(msg.json);
               return undefined;
             },
             (err: unknown) => {
               if (err instanceof RequestCancelled) {
-                observe("cancelled");
                 outcome = "cancelled";
                 return "cancelled" as const;
               }
-              const code = toWireError(err).code;
-              outcome = code === ErrorCode.RequestTimeout ? "timeout" : "failed";
-              this.#metrics?.error(code);
-              observe("error");
+              outcome = toWireError(err).code === ErrorCode.RequestTimeout ? "timeout" : "failed";
               return errorMessage(req.id, err);
             },
           ),
@@ -722,7 +745,17 @@ export class SessionCore {
         return undefined;
       })
       .catch((err: unknown) => this.#log.error({ err }, "answering a request failed"));
-    return { accepted, done };
+    // For the observer: the worker's answer, or the edge's (deadline, refusal); a cancel rejects.
+    const response = accepted.then(
+      () =>
+        answered.then(
+          (msg) => msg,
+          (err: unknown) => (err instanceof RequestCancelled ? Promise.reject(err) : errorMessage(req.id, err)),
+        ),
+      (err: unknown) => errorMessage(req.id, err),
+    );
+    response.catch(() => undefined);
+    return { dispatched: { accepted, done }, response };
   }
 
   #target(req: JsonRpcRequest, modern: boolean): { kind: TargetKind; name: string; pool: string } {
@@ -831,6 +864,12 @@ export class SessionCore {
   }
 }
 
+/** A dispatched request and, for the observer, its answer (a cancel rejects it). */
+interface Observed {
+  dispatched: Dispatched;
+  response: Promise<OutboundMessage>;
+}
+
 /** What an edge-answered request's dispatch returns: answered (to the sink) already. */
 const ANSWERED: Dispatched = { accepted: Promise.resolve(), done: Promise.resolve() };
 
@@ -903,8 +942,8 @@ function decodeCursor(cursor: string): number {
   throw new McpError(ErrorCode.InvalidParams, "Invalid cursor");
 }
 
-function localMessage(id: RequestId, result: Record<string, unknown>): OutboundMessage {
-  return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify(resultResponse(id, result)) };
+function localMessage(id: RequestId, result: Record<string, unknown>, json?: string): OutboundMessage {
+  return { eventId: undefined, kind: "response", requestId: undefined, json: json ?? JSON.stringify(resultResponse(id, result)) };
 }
 
 /**

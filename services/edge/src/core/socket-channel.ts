@@ -314,7 +314,14 @@ export class SocketChannel extends Channel implements StreamSink {
   }
 
   protected async session(principal: string, msg: ClassifiedMessage): Promise<SessionRecord | null> {
-    const session = await this.#current(principal);
+    let session: SessionRecord | null;
+    try {
+      session = await this.#current(principal);
+    } catch (err) {
+      // The broker could not be asked (a -32010 refusal): answer it rather than drop it.
+      if (msg.kind === "request") this.refuse(msg.message.id, err);
+      return null;
+    }
     if (!session && msg.kind === "request") {
       this.refuse(
         msg.message.id,

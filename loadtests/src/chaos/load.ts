@@ -1,0 +1,201 @@
+/**
+ * The chaos load: S sessions of the official MCP SDK client (Streamable HTTP, through the
+ * balancer), each keeping K `echo` calls in flight, and a ledger that classifies every call by
+ * what the client saw:
+ *
+ * - ok:        the result, with the text that was sent (correct)
+ * - refused:   an explicit retryable refusal (HTTP 503/429, or JSON-RPC -32010/-32011/-32012)
+ * - timeout:   the edge's -32001 at the call's deadline (an answer, but not a refusal)
+ * - unaccepted: the connection failed before any edge answered (the edge never took it)
+ * - lost:      no answer by the client's own timeout, well past the deadline (must be 0)
+ * - wrong:     any other answer (a 500, a wrong result) (must be 0)
+ *
+ * A second response for a call the client already settled is counted as a duplicate (the SDK
+ * reports it through `onerror`: "Received a response for an unknown message ID"). A session
+ * whose client failed to reconnect is re-created (counted), so the load keeps going.
+ */
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { McpError } from "@modelcontextprotocol/sdk/types.js";
+
+export type CallClass = "ok" | "refused" | "timeout" | "unaccepted" | "lost" | "wrong";
+
+export interface Ledger {
+  sent: number;
+  counts: Record<CallClass, number>;
+  duplicates: number;
+  /** Sessions re-created because their client could not go on (not a lost request). */
+  sessionsRecreated: number;
+  /** Sessions that continued through the whole run on their first session id. */
+  sessionsSurvived: number;
+  sessions: number;
+  /** Start and end time (epoch ms) and class of every call, for recovery times. */
+  timeline: { startedAt: number; at: number; cls: CallClass }[];
+  /** Up to 20 samples of `wrong` answers, for the report. */
+  wrongSamples: string[];
+  /** Refusals by `<code> <data.reason>` (what the edge said), for the report. */
+  refusals: Record<string, number>;
+}
+
+export interface LoadOptions {
+  url: string;
+  sessions: number;
+  inFlight: number;
+  /** Deadline each call states (`io.mcpq/timeoutMs`). */
+  deadlineMs: number;
+  /** Pause between a refused call and the next one on that slot (ms). */
+  backoffMs?: number;
+  /** Pause between a successful call and the next one on that slot (ms); 0 = closed loop. */
+  thinkMs?: number;
+}
+
+export interface RunningLoad {
+  ledger: Ledger;
+  /** Stops issuing calls and waits until every call in flight has its answer (or is lost). */
+  stop(): Promise<Ledger>;
+}
+
+const REFUSAL_CODES = new Set([-32010, -32011, -32012]);
+
+/** Starts the load; sessions initialize first (retrying refusals). */
+export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
+  const ledger: Ledger = {
+    sent: 0,
+    counts: { ok: 0, refused: 0, timeout: 0, unaccepted: 0, lost: 0, wrong: 0 },
+    duplicates: 0,
+    sessionsRecreated: 0,
+    sessionsSurvived: 0,
+    sessions: o.sessions,
+    timeline: [],
+    wrongSamples: [],
+    refusals: {},
+  };
+  let stopping = false;
+  const record = (startedAt: number, cls: CallClass, detail?: string) => {
+    ledger.counts[cls]++;
+    ledger.timeline.push({ startedAt, at: Date.now(), cls });
+    if (cls === "wrong" && detail && ledger.wrongSamples.length < 20) ledger.wrongSamples.push(detail);
+    if (cls === "refused" && detail && (ledger.refusals[detail] !== undefined || Object.keys(ledger.refusals).length < 50)) {
+      ledger.refusals[detail] = (ledger.refusals[detail] ?? 0) + 1;
+    }
+  };
+  const connectClient = async (): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> => {
+    for (;;) {
+      const client = new Client({ name: "mcpq-chaos", version: "1" }, { capabilities: {} });
+      client.onerror = (e) => {
+        if (/unknown message ID/i.test(e.message)) ledger.duplicates++;
+      };
+      const transport = new StreamableHTTPClientTransport(new URL(o.url), {
+        reconnectionOptions: { initialReconnectionDelay: 50, maxReconnectionDelay: 1_000, reconnectionDelayGrowFactor: 1.5, maxRetries: 60 },
+      });
+      try {
+        await client.connect(transport, { timeout: 10_000 });
+        return { client, transport };
+      } catch {
+        await client.close().catch(() => undefined);
+        if (stopping) throw new Error("stopping");
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  };
+
+  const session = async (s: number) => {
+    let c = await connectClient();
+    let survived = true;
+    let seq = 0;
+    const slot = async (k: number) => {
+      while (!stopping) {
+        const text = `s${s}-k${k}-${seq++}`;
+        const client = c.client;
+        ledger.sent++;
+        const startedAt = Date.now();
+        let cls: CallClass;
+        let detail: string | undefined;
+        try {
+          const r = await client.callTool(
+            { name: "echo", arguments: { text }, _meta: { "io.mcpq/timeoutMs": o.deadlineMs } },
+            undefined,
+            // The client's own timeout is far past the deadline: only a request nobody answered reaches it.
+            { timeout: o.deadlineMs * 2 + 10_000 },
+          );
+          const got = (r.content as { type: string; text?: string }[] | undefined)?.[0]?.text;
+          cls = got === text && r.isError !== true ? "ok" : "wrong";
+          if (cls === "wrong") detail = JSON.stringify(r).slice(0, 300);
+        } catch (err) {
+          ({ cls, detail } = classify(err));
+        }
+        record(startedAt, cls, detail);
+        if (cls === "lost" || (cls === "wrong" && /session|404/i.test(detail ?? ""))) {
+          // This client cannot go on: start a new session (the old one's state is the edge's).
+          if (client === c.client && !stopping) {
+            survived = false;
+            ledger.sessionsRecreated++;
+            await c.client.close().catch(() => undefined);
+            c = await connectClient().catch(() => c);
+          }
+        }
+        const pause = cls === "ok" ? (o.thinkMs ?? 0) : (o.backoffMs ?? 100);
+        if (pause > 0 && !stopping) await new Promise((r) => setTimeout(r, pause));
+      }
+    };
+    await Promise.all(Array.from({ length: o.inFlight }, (_, k) => slot(k)));
+    if (survived) ledger.sessionsSurvived++;
+    await c.client.close().catch(() => undefined);
+  };
+  const done = Promise.all(Array.from({ length: o.sessions }, (_, s) => session(s).catch(() => undefined)));
+  return {
+    ledger,
+    async stop() {
+      stopping = true;
+      await done;
+      return ledger;
+    },
+  };
+}
+
+function classify(err: unknown): { cls: CallClass; detail?: string } {
+  if (err instanceof StreamableHTTPError) {
+    if (err.code === 503 || err.code === 429) {
+      const code = /"code":(-?\d+)/.exec(err.message)?.[1] ?? "?";
+      const reason = /"reason":"([^"]*)"/.exec(err.message)?.[1] ?? "";
+      return { cls: "refused", detail: `HTTP ${err.code} ${code} ${reason}`.trim() };
+    }
+    return { cls: "wrong", detail: `HTTP ${err.code}: ${err.message.slice(0, 200)}` };
+  }
+  if (err instanceof McpError) {
+    if (REFUSAL_CODES.has(err.code)) {
+      const reason = (err.data as { reason?: unknown } | undefined)?.reason;
+      return { cls: "refused", detail: `${err.code} ${typeof reason === "string" ? reason : ""}`.trim() };
+    }
+    if (err.code === -32001) {
+      // The SDK's own timeout says "Request timed out" with data.timeout; the edge's names its budget.
+      const data = err.data as { timeout?: unknown; timeoutMs?: unknown } | undefined;
+      return data && "timeout" in data && !("timeoutMs" in data) ? { cls: "lost" } : { cls: "timeout" };
+    }
+    return { cls: "wrong", detail: `${err.code}: ${err.message.slice(0, 200)}` };
+  }
+  const msg = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  if (/fetch failed|ECONNREFUSED|ECONNRESET|socket|terminated|other side closed|network/i.test(msg)) return { cls: "unaccepted", detail: msg };
+  return { cls: "wrong", detail: msg.slice(0, 300) };
+}
+
+/**
+ * Time from `from` until calls succeeded again for good: the end of the last failed call that
+ * was followed by a success (0 when none failed), in ms; null when no call succeeded after
+ * `from`. Failures after the last success (calls still out when the load stopped) are left out.
+ */
+export function recoveryMs(ledger: Ledger, from: number): number | null {
+  const after = ledger.timeline.filter((t) => t.at >= from);
+  const oks = after.filter((t) => t.cls === "ok").map((t) => t.at);
+  if (oks.length === 0) return null;
+  const lastOk = Math.max(...oks);
+  const bad = after.filter((t) => t.cls !== "ok" && t.at <= lastOk).map((t) => t.at);
+  return bad.length === 0 ? 0 : Math.max(...bad) - from;
+}
+
+/** The longest call that was in flight at `at` (ms from its start to its answer), or 0. */
+export function longestAcross(ledger: Ledger, at: number): number {
+  let max = 0;
+  for (const t of ledger.timeline) if (t.startedAt <= at && t.at >= at) max = Math.max(max, t.at - t.startedAt);
+  return max;
+}

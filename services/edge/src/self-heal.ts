@@ -1,0 +1,192 @@
+import {
+  BUCKETS,
+  LivenessView,
+  SelfHeal,
+  STREAMS,
+  decodeEnvelope,
+  ensurePoolConsumer,
+  poolConsumer,
+  subjects,
+  type CancelNotice,
+  type MsgHdrs,
+  type Bus,
+  type Correlator,
+  type HealReport,
+} from "@mcpq/bus";
+import { ErrorCode, rejection, type Logger, type McpError } from "@mcpq/protocol";
+import { BrokerHealth, guardedBus } from "./broker-health.js";
+import type { CatalogView } from "./core/catalog.js";
+import type { RejectReason } from "./core/admission.js";
+
+export interface EdgeHealingOptions {
+  /** MCPQ_BROKER_UNAVAILABLE_MS (see BrokerHealth). */
+  unavailableMs: number;
+  /** MCPQ_HEAL_CHECK_MS (see SelfHeal). */
+  healCheckMs: number;
+  log: Logger;
+  /** Counts requests this edge answered because of a fault (`no_live_worker`, `request_lost`). */
+  onFaultAnswer?: (reason: "no_live_worker" | "request_lost") => void;
+  /** Counts what self-heal found missing or re-created (stream, bucket or consumer names). */
+  onHealed?: (what: string) => void;
+}
+
+/** Reason of the -32012 an edge answers for a pool whose every worker stopped beating. */
+export const NO_LIVE_WORKER_REASON = "no live worker";
+/** Reason of the -32010 for requests that were queued in a stream the broker lost. */
+export const REQUEST_LOST_REASON = "the broker lost the queued request (restart); it may be retried";
+
+/** A routed request as published: when (disconnect epoch), and its envelope, to cancel it. */
+interface Tracked {
+  epoch: number;
+  headers: MsgHdrs | undefined;
+}
+
+const REQUEST_PREFIX = "mcpq.req.";
+
+/** Requests this edge tracks per pool while they wait, to answer them when the pool dies. */
+const MAX_TRACKED_BEFORE_PRUNE = 4_096;
+
+/**
+ * An edge's self-healing, wired around the session core without changing it:
+ *
+ * - `health` (BrokerHealth): refuses with -32010 at once while the broker is down; `bus` is the
+ *   guarded view the session store and core use.
+ * - `heal` (SelfHeal): re-provisions lost streams, buckets and the pool consumers of pools in
+ *   the catalog; restarts the registry watch when the registry bucket was re-created (a watcher
+ *   on a re-created stream would wait for sequence numbers the new stream has not reached).
+ * - worker liveness (LivenessView): a pool whose every worker stopped beating is refused with
+ *   -32012 and its requests waiting here are answered -32012 at once, instead of at their
+ *   deadline; requests queued in a stream the broker lost (memory storage across a restart)
+ *   are answered -32010 once the loss is detected.
+ *
+ * `gate(pool)` is the admission hook; `readiness()` feeds /readyz.
+ */
+export class EdgeHealing {
+  readonly health: BrokerHealth;
+  readonly bus: Bus;
+  readonly heal: SelfHeal;
+  readonly liveness: LivenessView;
+  readonly #waiting = new Map<string, Map<string, Tracked>>();
+  /** Counts this edge's disconnects; a tracked request remembers the epoch it was published in. */
+  #epoch = 0;
+  #epochAtLastRound = 0;
+  correlator: Correlator<unknown> | undefined;
+
+  constructor(
+    private readonly raw: Bus,
+    private readonly catalog: CatalogView,
+    private readonly opts: EdgeHealingOptions,
+  ) {
+    this.health = new BrokerHealth(raw, { unavailableMs: opts.unavailableMs, log: opts.log });
+    this.bus = guardedBus(raw, this.health, (subject, o) => this.#track(subject, o));
+    this.liveness = new LivenessView(raw.nc);
+    this.heal = new SelfHeal(raw, {
+      checkMs: opts.healCheckMs,
+      log: opts.log,
+      consumers: () =>
+        this.catalog.pools().map((pool) => ({
+          stream: STREAMS.requests,
+          name: poolConsumer(pool),
+          ensure: () => ensurePoolConsumer(raw.jsm, pool, raw.limits),
+        })),
+    });
+  }
+
+  async start(): Promise<void> {
+    this.health.start();
+    this.liveness.start();
+    this.liveness.on("dead", (pool) => {
+      this.opts.log.warn({ pool }, "every worker of the pool stopped beating; answering its waiting requests -32012");
+      this.#fail(pool, () => rejection(ErrorCode.Unavailable, `${NO_LIVE_WORKER_REASON} in pool ${pool}`, 2_000), undefined, "no_live_worker");
+    });
+    void (async () => {
+      for await (const s of this.raw.nc.status()) if (s.type === "disconnect") this.#epoch++;
+    })().catch(() => undefined);
+    this.heal.on("healed", (r) => this.#healed(r));
+    this.heal.on("checked", () => (this.#epochAtLastRound = this.#epoch));
+    await this.heal.start();
+  }
+
+  stop(): void {
+    this.heal.stop();
+    this.liveness.stop();
+    this.health.stop();
+  }
+
+  /** Admission gate: the refusal for a request to `pool` now, if any. */
+  gate(pool: string): { reason: RejectReason; error: McpError } | undefined {
+    if (!this.health.up) return { reason: "broker_unavailable", error: this.health.refusal() };
+    if (!this.liveness.alive(pool)) {
+      return { reason: "no_live_worker", error: rejection(ErrorCode.Unavailable, `${NO_LIVE_WORKER_REASON} in pool ${pool}`, 2_000) };
+    }
+    return undefined;
+  }
+
+  /** What /readyz reports about the broker: reachable, and every stream, bucket and consumer exists. */
+  readiness(): { broker: boolean; streams: boolean; consumers: boolean } {
+    const r = this.heal.report;
+    return { broker: this.health.up, streams: r?.streams ?? false, consumers: r?.consumers ?? false };
+  }
+
+  #healed(r: HealReport): void {
+    for (const what of new Set([...r.missing, ...r.recreated])) this.opts.onHealed?.(what);
+    const lost = (n: string) => r.recreated.includes(n) || r.missing.includes(n);
+    if (lost(`KV_${BUCKETS.registry}`)) {
+      this.opts.log.info({ bucket: BUCKETS.registry }, "registry bucket re-created; restarting the registry watch");
+      this.catalog.stop();
+      void this.catalog.start().catch((err: unknown) => this.opts.log.warn({ err }, "registry watch restart failed"));
+    }
+    if (lost(STREAMS.requests) || lost(STREAMS.outbound)) {
+      // Requests queued (or answers stored) in the lost stream will never be answered. After a
+      // reconnect, those published since it went to the new stream; otherwise (deleted while
+      // connected) every waiting request is affected.
+      const before = this.#epoch !== this.#epochAtLastRound ? this.#epoch : undefined;
+      for (const pool of [...this.#waiting.keys()]) {
+        this.#fail(pool, () => rejection(ErrorCode.Overloaded, REQUEST_LOST_REASON, 1_000), before, "request_lost");
+      }
+    }
+  }
+
+  #track(subject: string, o: { msgID?: string; headers?: MsgHdrs } | undefined): void {
+    const msgId = o?.msgID;
+    if (msgId === undefined || !subject.startsWith(REQUEST_PREFIX)) return;
+    const end = subject.indexOf(".", REQUEST_PREFIX.length);
+    const pool = end < 0 ? subject.slice(REQUEST_PREFIX.length) : subject.slice(REQUEST_PREFIX.length, end);
+    let ids = this.#waiting.get(pool);
+    if (!ids) this.#waiting.set(pool, (ids = new Map()));
+    // Answered and refused requests are not removed one by one (hot path): once the map is
+    // large, everything the correlator no longer waits for is dropped (amortised O(1)).
+    if (ids.size >= MAX_TRACKED_BEFORE_PRUNE && this.correlator) {
+      for (const id of ids.keys()) if (!this.correlator.has(id)) ids.delete(id);
+    }
+    // Only the envelope headers are kept, never the body (requests can be megabytes).
+    ids.set(msgId, { epoch: this.#epoch, headers: o?.headers });
+  }
+
+  /**
+   * The client has its answer: a worker that receives the request later (a new worker of the
+   * pool, or redelivery) drops it unrun, like a request cancelled while queued.
+   */
+  #cancel(t: Tracked): void {
+    const env = decodeEnvelope(t.headers);
+    if (!env) return;
+    // Named by the internal id: the client's id is in the body, which is not kept.
+    const notice: CancelNotice = { session: env.session, principal: env.principal, requestId: env.requestId, internalId: env.requestId, reason: "answered by the edge" };
+    this.raw.nc.publish(subjects.cancel(env.principal, env.session), JSON.stringify(notice));
+  }
+
+  /** Answers the tracked requests of `pool` (published in an epoch before `beforeEpoch`, if given). */
+  #fail(pool: string, err: () => McpError, beforeEpoch: number | undefined, reason: "no_live_worker" | "request_lost"): void {
+    const ids = this.#waiting.get(pool);
+    if (!ids || !this.correlator) return;
+    for (const [id, t] of ids) {
+      if (beforeEpoch !== undefined && t.epoch >= beforeEpoch) continue;
+      ids.delete(id);
+      if (this.correlator.reject(id, err())) {
+        this.opts.onFaultAnswer?.(reason);
+        this.#cancel(t);
+      }
+    }
+    if (ids.size === 0) this.#waiting.delete(pool);
+  }
+}
