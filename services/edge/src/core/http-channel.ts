@@ -289,8 +289,15 @@ export class HttpPostChannel extends Channel {
     }
   }
 
-  protected async session(): Promise<SessionRecord | null> {
-    const s = await sessionOf(this.deps, this.x);
+  protected async session(_principal: string, msg: ClassifiedMessage): Promise<SessionRecord | null> {
+    let s: SessionRecord | HttpRefusal;
+    try {
+      s = await sessionOf(this.deps, this.x);
+    } catch (err) {
+      // The broker could not be asked (a -32010 refusal while it is down): answered and counted here.
+      this.refuse(msg.kind === "request" ? msg.message.id : null, err);
+      return null;
+    }
     if ("status" in s) {
       refuseWith(this.x, s);
       return null;
