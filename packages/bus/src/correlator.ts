@@ -1,6 +1,7 @@
 /**
- * Correlates responses to waiting requests on one process, with a deadline per entry and a
- * hard cap on how many may wait (a full correlator is an overload signal, never unbounded).
+ * The requests one process has in flight: a deadline timer per entry and a hard cap on how many
+ * may wait (a full correlator is an overload signal, never unbounded). It is told when a request
+ * is answered (the value is the answer, for the caller's bookkeeping); it never delivers answers.
  */
 export class Correlator<T> {
   readonly #pending = new Map<string, { resolve: (v: T) => void; reject: (e: unknown) => void; timer: NodeJS.Timeout }>();

@@ -1,5 +1,5 @@
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
-import type { LogLevel, ProtocolVersion, RequestId } from "@mcpq/protocol";
+import type { AnyProtocolVersion, LogLevel } from "@mcpq/protocol";
 import type { TargetKind } from "./subjects.js";
 
 /** Header names of the request envelope (edge -> worker) and outbound messages (worker -> edge). */
@@ -30,6 +30,8 @@ export const H = {
   /** W3C trace context (the client's, or the edge's producer span when tracing is on). */
   traceparent: "traceparent",
   tracestate: "tracestate",
+  /** Stateless era: the client's `_meta` clientInfo as JSON (`{"name","version"}`), when it sent one. */
+  clientInfo: "Mcpq-Client-Info",
   msgId: "Nats-Msg-Id",
   /** Token claims the edge's authorization policy exposes to workers (JSON object); never the token. */
   claims: "Mcpq-Claims",
@@ -45,9 +47,14 @@ export const H = {
 export interface RequestEnvelope {
   /** Internal, globally unique id (also the JetStream dedup id). */
   requestId: string;
+  /**
+   * The session (legacy era), or for a stateless-era request a synthetic id that scopes its
+   * cancellation: `m-<edge>-<stream>` (one per HTTP request or socket connection), never stored.
+   */
   session: string;
   principal: string;
-  protocolVersion: ProtocolVersion;
+  /** The session's negotiated revision, or the stateless-era request's `_meta` protocolVersion. */
+  protocolVersion: AnyProtocolVersion;
   /** Epoch ms after which the request must not be started and its answer is useless. */
   deadline: number;
   /**
@@ -71,6 +78,8 @@ export interface RequestEnvelope {
    * timeout. Undefined when unknown (an older edge): the worker then assumes the client can.
    */
   clientCapabilities?: readonly string[] | undefined;
+  /** Stateless era: the client's self-reported `_meta` clientInfo (display and logs only). */
+  clientInfo?: { name: string; version: string } | undefined;
   /** The caller's token claims the edge's policy exposes (`exposeClaims`); undefined when none. */
   claims?: Readonly<Record<string, unknown>> | undefined;
 }
@@ -116,6 +125,7 @@ export function encodeEnvelope(e: RequestEnvelope): MsgHdrs {
   h.append(H.replyTo, e.replyTo);
   if (e.startBy !== undefined) h.append(H.startBy, String(e.startBy));
   if (e.clientCapabilities) h.append(H.clientCapabilities, e.clientCapabilities.join(","));
+  if (e.clientInfo) h.append(H.clientInfo, JSON.stringify({ name: e.clientInfo.name, version: e.clientInfo.version }));
   if (e.claims) h.append(H.claims, JSON.stringify(e.claims));
   return h;
 }
@@ -146,7 +156,7 @@ export function decodeEnvelope(h: MsgHdrs | undefined): RequestEnvelope | null {
     startBy: h.has(H.startBy) ? Number(h.get(H.startBy)) || undefined : undefined,
     targetKind,
     target,
-    protocolVersion: (get(H.protocolVersion) ?? "2025-11-25") as ProtocolVersion,
+    protocolVersion: (get(H.protocolVersion) ?? "2025-11-25") as AnyProtocolVersion,
     logLevel: get(H.logLevel) as LogLevel | undefined,
     edge: get(H.edge) ?? "",
     receivedAt: Number(get(H.receivedAt) ?? Date.now()),
@@ -155,8 +165,19 @@ export function decodeEnvelope(h: MsgHdrs | undefined): RequestEnvelope | null {
     clientCapabilities: h.has(H.clientCapabilities)
       ? h.get(H.clientCapabilities).split(",").filter((c) => c !== "")
       : undefined,
+    clientInfo: decodeClientInfo(get(H.clientInfo)),
     claims: decodeClaims(get(H.claims)),
   };
+}
+
+function decodeClientInfo(v: string | undefined): { name: string; version: string } | undefined {
+  if (!v) return undefined;
+  try {
+    const o = JSON.parse(v) as { name?: unknown; version?: unknown };
+    return typeof o.name === "string" && typeof o.version === "string" ? { name: o.name, version: o.version } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -188,6 +209,16 @@ export function decodeControl(h: MsgHdrs | undefined): OutboundControl | null {
   if (!h || h.get(H.control) !== "reconnect") return null;
   const retry = Number(h.get(H.retryMs) || Number.NaN);
   return Number.isFinite(retry) && retry >= 0 ? { action: "reconnect", retryMs: retry } : { action: "reconnect" };
+}
+
+/** What the headers of one outbound message say; a missing or unknown kind is a notification. */
+export function decodeOutboundHeaders(h: MsgHdrs | undefined): { kind: OutboundKind; eventId: string | undefined; requestId: string | undefined } {
+  const kind = h?.get(H.kind);
+  return {
+    kind: kind === "response" || kind === "request" || kind === "control" ? kind : "notification",
+    eventId: h?.get(H.event) || undefined,
+    requestId: h?.get(H.request) || undefined,
+  };
 }
 
 /**
@@ -227,21 +258,6 @@ export function answeredHeaders(eventId: string, requestId: string): MsgHdrs {
   h.set(H.control, ANSWERED_CONTROL);
   h.set(H.msgId, responseMsgId(requestId));
   return h;
-}
-
-/** Body of a cancel broadcast. */
-export interface CancelNotice {
-  session: string;
-  principal: string;
-  /** The client's JSON-RPC id of the request being cancelled. */
-  requestId: RequestId;
-  /**
-   * The request's internal id (envelope `requestId`), when the sender knows only that: an edge
-   * that answered the request itself because of a fault (services/edge/src/self-heal.ts).
-   * Workers then match it instead of `requestId`.
-   */
-  internalId?: string;
-  reason?: string;
 }
 
 function decodeClaims(v: string | undefined): Record<string, unknown> | undefined {

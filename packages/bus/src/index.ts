@@ -24,7 +24,6 @@ export {
   decodeEnvelope,
   encodeEnvelope,
   outboundHeaders,
-  type CancelNotice,
   type OutboundKind,
   type RequestEnvelope,
 } from "./envelope.js";
@@ -82,6 +81,7 @@ export {
 export { idGenerator } from "./ids.js";
 ;
 export { brokerUsers,   type BrokerUser,  } from "./permissions.js";
+export * from "./contracts.js";
 export { corkPerTurn } from "./write-batching.js";
 /** Types of `connectBus`'s options and of the shared settings, for services to name. @public */
 export type { BusLimits } from "./limits.js";
@@ -98,3 +98,4 @@ export { busAuthFromEnv } from "./env-schema.js";
 export type { BusAuth } from "./auth.js";
 export { SelfHeal, type HealReport, type HealedConsumer, type SelfHealOptions } from "./self-heal.js";
 export { LIVENESS_MISSES, LivenessView, startLivenessBeats, type LivenessBeat } from "./liveness.js";
+export { decodeOutboundHeaders } from "./envelope.js";

@@ -11,6 +11,8 @@ import { createHash } from "node:crypto";
  * Replies:    mcpq.s2c.<principal-key>.<session>.<token>   (core; client answers to server requests)
  * Cancels:    mcpq.cancel.<principal-key>.<session>        (core; fan-out to workers and edges)
  * Events:     mcpq.evt.resources.updated           (core; external publishers may use it)
+ *             mcpq.evt.session.changed             (core; session cache eviction between edges)
+ * Contracts of the core messages: contracts.ts; of requests and outbound messages: envelope.ts.
  * Liveness:   mcpq.live.<pool>.<worker>            (core; worker beats, watched by edges)
  * Limits:     mcpq.limits.usage                    (core; edges' token use, cluster-wide limits)
  */
@@ -103,6 +105,7 @@ export const subjects = {
   cancel: (principal: string, session: string) => `mcpq.cancel.${digestToken(principal)}.${session}`,
   cancelAll: "mcpq.cancel.>",
   resourceUpdated: "mcpq.evt.resources.updated",
+  sessionChanged: "mcpq.evt.session.changed",
   /** Core liveness beats of one worker (see liveness.ts); edges watch `livenessAll`. */
   liveness: (pool: string, workerId: string) => `mcpq.live.${pool}.${subjectToken(workerId)}`,
   livenessAll: "mcpq.live.>",

@@ -27,6 +27,12 @@ export const ErrorCode = {
   Forbidden: -32013,
   /** MCP 2025-11-25: URL elicitation required. */
   UrlElicitationRequired: -32042,
+  /** MCP 2026-07-28: a request metadata header is missing, malformed or does not match the body (HTTP 400). */
+  HeaderMismatch: -32020,
+  /** MCP 2026-07-28: the request needs a client capability its `_meta` did not declare (HTTP 400). */
+  MissingRequiredClientCapability: -32021,
+  /** MCP 2026-07-28: the request's protocol version is not one the server speaks; `data: {supported, requested}` (HTTP 400). */
+  UnsupportedProtocolVersion: -32022,
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

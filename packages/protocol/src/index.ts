@@ -7,7 +7,9 @@ export {
 } from "./errors.js";
 export {
   classifyMessage,
+  errorResponse,
   notification,
+  resultResponse,
   parseJson,
   salvageId,
   type ClassifiedMessage,
@@ -79,3 +81,7 @@ export {
   type ResumeResult,
 } from "./socket-resume.js";
 export { deepFreeze, type DeepReadonly } from "./freeze.js";
+export * from "./modern.js";
+export { type AnyProtocolVersion } from "./versions.js";
+export { ALL_PROTOCOL_VERSIONS } from "./versions.js";
+export { MCPQ_META } from "./mcp.js";

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { ErrorCode, McpError } from "./errors.js";
+import { ErrorCode, McpError, type JsonRpcErrorObject } from "./errors.js";
 
 /** JSON-RPC ids: strings or integers (MCP forbids null ids on requests). */
 const RequestIdSchema = z.union([z.string(), z.number().int()]);
@@ -125,6 +125,16 @@ export function salvageId(value: unknown): RequestId | null {
   if (typeof value !== "object" || value === null) return null;
   const id = (value as { id?: unknown }).id;
   return typeof id === "string" || (typeof id === "number" && Number.isInteger(id)) ? id : null;
+}
+
+/** A JSON-RPC result response (the one place one is built). */
+export function resultResponse(id: RequestId, result: Record<string, unknown>): JsonRpcResultResponse {
+  return { jsonrpc: "2.0", id, result };
+}
+
+/** A JSON-RPC error response (the one place one is built; `error` is already a wire error). */
+export function errorResponse(id: RequestId | null, error: JsonRpcErrorObject): JsonRpcErrorResponse {
+  return { jsonrpc: "2.0", id, error };
 }
 
 export function notification(method: string, params?: Record<string, unknown>): JsonRpcNotification {

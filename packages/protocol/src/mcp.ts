@@ -4,13 +4,25 @@ import type { CatalogCacheHints } from "./cache-hints.js";
 /** The eight syslog levels of `logging/setLevel` and `notifications/message`, lowest first. */
 const LOG_LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
-const LogLevelSchema = z.enum(LOG_LEVELS);
+export const LogLevelSchema = z.enum(LOG_LEVELS);
 /** True when a message at `level` passes a session whose threshold is `threshold`. */
 export function logLevelPasses(level: LogLevel, threshold: LogLevel): boolean {
   return LOG_LEVELS.indexOf(level) >= LOG_LEVELS.indexOf(threshold);
 }
 
 const Meta = z.record(z.string(), z.unknown()).optional();
+
+/**
+ * mcpq's own `_meta` keys: `sessionId` (socket InitializeResult: the session to resume),
+ * `timeoutMs` / `deadline` (a request's budget, relative or absolute epoch ms), `replayable`
+ * (a tool descriptor: false when replay must skip it).
+ */
+export const MCPQ_META = {
+  sessionId: "io.mcpq/sessionId",
+  timeoutMs: "io.mcpq/timeoutMs",
+  deadline: "io.mcpq/deadline",
+  replayable: "io.mcpq/replayable",
+} as const;
 /** Progress tokens are echoed exactly as received: a string or a number. */
 export type ProgressToken = string | number;
 

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { MCPQ_META } from "./mcp.js";
 
 /**
  * mcpq's resumption extension for message-per-frame transports (WebSocket, raw TCP, gRPC).
@@ -46,7 +47,7 @@ export interface ResumeResult {
  * Socket transports have no response headers: the InitializeResult carries the new session's id
  * in `_meta["io.mcpq/sessionId"]`, which a client passes to `$/mcpq/resume` after a reconnect.
  */
-export const SESSION_ID_META_KEY = "io.mcpq/sessionId";
+export const SESSION_ID_META_KEY = MCPQ_META.sessionId;
 
 /** The `$/mcpq/event` marker for one event id, as JSON text. */
 export function eventMarker(eventId: string): string {

@@ -5,13 +5,14 @@ import {
   REPLAY_PRINCIPAL,
   RecordedResponseSchema,
   assertPoolName,
-  encodeEnvelope,
   publishFailure,
+  publishRequest,
   replaySession,
   subjects,
   type Bus,
   type CancelNotice,
   type RecordedResponse,
+  type RequestEnvelope,
   type RequestRecord,
   type Subscription,
 } from "@mcpq/bus";
@@ -109,7 +110,7 @@ export class ReplayClient {
     this.#waiting.set(requestId, { resolve, notifications });
     const body: Record<string, unknown> = { jsonrpc: "2.0", id: n, method: rec.request.method };
     if (rec.request.params !== undefined) body["params"] = rec.request.params;
-    const headers = encodeEnvelope({
+    const envelope: RequestEnvelope = {
       requestId,
       session: this.session,
       principal: REPLAY_PRINCIPAL,
@@ -122,16 +123,12 @@ export class ReplayClient {
       edge: this.session,
       receivedAt: Date.now(),
       traceparent: undefined,
-    });
+    };
     try {
       // A full queue is an explicit, retryable refusal: back off until the deadline, like a client would.
       for (;;) {
         try {
-          await this.#bus.js.publish(
-            subjects.request(pool, rec.targetKind, rec.target),
-            JSON.stringify(body),
-            { headers, msgID: requestId },
-          );
+          await publishRequest(this.#bus, pool, envelope, JSON.stringify(body));
           break;
         } catch (err) {
           const mapped = publishFailure(err, 250);

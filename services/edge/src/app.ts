@@ -90,7 +90,7 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
   const virtualServers = runtime.core.policy?.servers ?? new Map();
   limitHttpConnections(
     app,
-    runtime,
+    runtime.connections,
     new Map([
       ["/mcp", "http"],
       ["/sse", "sse"],
@@ -99,13 +99,14 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
     ]),
   );
   await oauthMetadata(app, runtime);
-  await streamableHttp(app, { runtime, maxStreamBufferBytes: runtime.config.maxSendBufferBytes });
+  const { edge, config } = runtime;
+  await streamableHttp(app, { edge, config });
   // Virtual servers: named subsets of the catalog, each at its own path (MCPQ_POLICY_FILE `servers`).
   for (const [name, view] of virtualServers) {
-    await streamableHttp(app, { runtime, path: `/mcp/${name}`, view, maxStreamBufferBytes: runtime.config.maxSendBufferBytes });
+    await streamableHttp(app, { edge, config, path: `/mcp/${name}`, view });
   }
-  if (runtime.config.enableSse) await legacySse(app, { runtime });
-  if (runtime.config.enableWs) await websocketTransport(app, { runtime });
+  if (config.enableSse) await legacySse(app, { edge, config });
+  if (config.enableWs) await websocketTransport(app, { edge, config });
 };
 
 /** The JSON-RPC method of a raw request body, for counting a request that failed before dispatch. */

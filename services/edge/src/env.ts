@@ -50,6 +50,10 @@ export const EdgeEnvSchema = z.object({
   MCPQ_MAX_SESSIONS_PER_PRINCIPAL: int(10_000),
   MCPQ_SESSION_CACHE_MS: int(5_000),
   MCPQ_PAGE_SIZE: int(100),
+  /** Stateless era: `ttlMs` of server/discover results (lists and reads carry what their catalogs declare). */
+  MCPQ_DISCOVER_TTL_MS: int(60_000),
+  /** Stateless era: open `subscriptions/listen` streams per edge (-32010 beyond). */
+  MCPQ_MAX_LISTENERS: int(10_000),
   MCPQ_SSE_KEEPALIVE_MS: int(15_000),
   MCPQ_SSE_RETRY_MS: int(1_000),
   /** Transports besides Streamable HTTP (docs/transports.md): WebSocket `/ws`, legacy SSE `/sse`, raw TCP, gRPC. */
@@ -218,6 +222,8 @@ function configFromEnv(e: EdgeEnv, httpPort: number, edgeId: string) {
     maxSessionsPerPrincipal: e.MCPQ_MAX_SESSIONS_PER_PRINCIPAL,
     sessionCacheMs: e.MCPQ_SESSION_CACHE_MS,
     pageSize: Math.max(1, e.MCPQ_PAGE_SIZE),
+    discoverTtlMs: e.MCPQ_DISCOVER_TTL_MS,
+    maxListeners: e.MCPQ_MAX_LISTENERS,
     sseKeepaliveMs: e.MCPQ_SSE_KEEPALIVE_MS,
     sseRetryMs: e.MCPQ_SSE_RETRY_MS,
     enableWs: e.MCPQ_ENABLE_WS,

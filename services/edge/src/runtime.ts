@@ -9,6 +9,7 @@ import { BufferBudget } from "./core/buffer-budget.js";
 import { startBusStats } from "./core/bus-stats.js";
 import { CatalogView } from "./core/catalog.js";
 import { ConnectionLimiter } from "./core/connection-limiter.js";
+import { edgePort, type EdgePort } from "./core/edge-port.js";
 import { connectionMetrics } from "./connection-metrics.js";
 import { OutboundRouter } from "./core/outbound.js";
 import { SessionCore } from "./core/session-core.js";
@@ -33,6 +34,8 @@ export interface EdgeRuntime {
   connections: ConnectionLimiter;
   /** Edge-wide accounting of bytes held for clients; transports `open()` one account per stream/socket. */
   buffers: BufferBudget;
+  /** What transports are given (channels, connection and buffer accounting, their metrics). */
+  edge: EdgePort;
   /** Admission control (also set as `core.admission`); see docs/overload.md. */
   admission: EdgeAdmission;
   /** Request telemetry (also `core.observer`): spans, per-tool metrics, access log. */
@@ -90,7 +93,10 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
   await healing.start();
   metrics.workers.set(catalog.workerCount);
   catalog.on("changed", () => metrics.workers.set(catalog.workerCount));
-  const router = new OutboundRouter(bus, config.maxPendingRequests, log.child({ component: "outbound" }), undefined, {
+  const router = new OutboundRouter({
+    bus,
+    maxPending: config.maxPendingRequests,
+    log: log.child({ component: "outbound" }),
     // An answered id matters only until its worker's late answer arrives, right after the
     // deadline (the worker aborts then): about as many as the session may have in flight.
     maxAnsweredPerSession: config.maxInFlightPerSession > 0 ? config.maxInFlightPerSession : undefined,
@@ -100,15 +106,17 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
   // The session store and core reach the broker through the guarded view: while it is down
   // they refuse with -32010 at once instead of waiting for the client library's timeouts.
   const sessions = new SessionStore(healing.bus, { cacheMs: config.sessionCacheMs });
-  const core = new SessionCore(
-    healing.bus,
-    {
+  const core = new SessionCore({
+    bus: healing.bus,
+    config: {
       edgeId: config.edgeId,
       requestTimeoutMs: config.requestTimeoutMs,
       maxQueueMs: config.maxQueueMs,
       maxRequestTimeoutMs: config.maxRequestTimeoutMs,
       maxSessionsPerPrincipal: config.maxSessionsPerPrincipal,
       pageSize: config.pageSize,
+      discoverTtlMs: config.discoverTtlMs,
+      maxListeners: config.maxListeners,
       maxNameBytes: config.maxNameBytes,
       serverName: "mcpq",
       serverVersion: SERVER_VERSION,
@@ -116,9 +124,9 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
     catalog,
     router,
     sessions,
-    log.child({ component: "core" }),
-    metrics.core,
-  );
+    log: log.child({ component: "core" }),
+    metrics: metrics.core,
+  });
   const buffers = new BufferBudget(config.maxBufferedBytes);
   const overload = overloadMetrics(registry, { buffers, inFlight: () => admission.inFlight, maxEventLoopLagMs: () => admission.takeMaxEventLoopLagMs() }, log.child({ component: "admission" }));
   const admission = new EdgeAdmission(
@@ -169,6 +177,21 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
   core.policy = policy;
   const stopBusStats = startBusStats(bus, config.busStatsMs, overload.busStats, log.child({ component: "bus-stats" }));
   core.start();
+  const connections = new ConnectionLimiter(config.maxConnections, connectionMetrics(registry), undefined, config.maxConnectionsPerClient);
+  const auth = new EdgeAuth({ staticTokens: config.authTokens, oauth: config.oauth });
+  const edge = edgePort({
+    deps: { core, router, log },
+    connections,
+    buffers,
+    metrics,
+    onError: (err, method) => telemetry.transportError(method, err),
+    auth,
+    sockets: {
+      maxSendBufferBytes: config.maxSendBufferBytes,
+      socketHandshakeTimeoutMs: config.socketHandshakeTimeoutMs,
+      socketIdleTimeoutMs: config.socketIdleTimeoutMs,
+    },
+  });
   return {
     config,
     bus,
@@ -177,8 +200,9 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
     core,
     registry,
     metrics,
-    connections: new ConnectionLimiter(config.maxConnections, connectionMetrics(registry), undefined, config.maxConnectionsPerClient),
-    auth: new EdgeAuth({ staticTokens: config.authTokens, oauth: config.oauth }),
+    connections,
+    edge,
+    auth,
     buffers,
     admission,
     telemetry,

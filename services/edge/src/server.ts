@@ -8,6 +8,9 @@ import { startGrpcTransport } from "./transports/grpc.js";
 import type { ListeningTransport } from "./transports/socket-common.js";
 import { startTcpTransport } from "./transports/tcp.js";
 
+/** A logger both the edge (`Logger`) and fastify can use; a pino logger is one. */
+export type EdgeLogger = FastifyBaseLogger & Logger;
+
 /** A running edge: its URL and a graceful stop. */
 export interface RunningEdge {
   url: string;
@@ -29,11 +32,11 @@ export interface RunningEdge {
  * Builds the runtime, mounts the app and listens (127.0.0.1 unless configured). `close()` stops
  * accepting, ends open streams and drains the NATS connection.
  */
-export async function startEdge(config: Readonly<EdgeConfig>, logger?: Logger): Promise<RunningEdge> {
-  const log = logger ?? (createLogger({ name: "mcpq-edge", level: config.logLevel }) as unknown as Logger);
+export async function startEdge(config: Readonly<EdgeConfig>, logger?: EdgeLogger): Promise<RunningEdge> {
+  const log: EdgeLogger = logger ?? createLogger({ name: "mcpq-edge", level: config.logLevel });
   const runtime = await createEdgeRuntime(config, log.child({ edge: config.edgeId }));
   const app = Fastify({
-    loggerInstance: log as unknown as FastifyBaseLogger,
+    loggerInstance: log,
     // Per-request access logs would dominate the hot path; metrics carry that information.
     logController: new LogController({ disableRequestLogging: true }),
     // A whole body (a batch may hold several messages); each message is held to maxMessageBytes.
@@ -60,8 +63,8 @@ export async function startEdge(config: Readonly<EdgeConfig>, logger?: Logger): 
   let tcp: ListeningTransport | undefined;
   let grpc: ListeningTransport | undefined;
   try {
-    if (config.enableTcp) listeners.push((tcp = await startTcpTransport(runtime)));
-    if (config.enableGrpc) listeners.push((grpc = await startGrpcTransport(runtime)));
+    if (config.enableTcp) listeners.push((tcp = await startTcpTransport(runtime.edge, config)));
+    if (config.enableGrpc) listeners.push((grpc = await startGrpcTransport(runtime.edge, config)));
   } catch (err) {
     await Promise.allSettled(listeners.map((l) => l.close()));
     await app.close();
@@ -81,6 +84,8 @@ export async function startEdge(config: Readonly<EdgeConfig>, logger?: Logger): 
     runtime,
     app,
     async close() {
+      // Listen streams end with their SubscriptionsListenResult before the connections close.
+      runtime.core.endListeners();
       await Promise.allSettled(listeners.map((l) => l.close()));
       await app.close();
       await runtime.close();

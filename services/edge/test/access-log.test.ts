@@ -1,7 +1,6 @@
 import { describe, expect, afterAll } from "vitest";
 import { natsTest as it, eventually, type Stack } from "@mcpq/testkit";
 import { createLogger } from "@mcpq/observability";
-import type { Logger } from "@mcpq/protocol";
 import { loadEdgeConfig, startEdge, type RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { sdkClient, stack } from "./support/stack.js";
@@ -21,7 +20,7 @@ async function capturedEdge(natsUrl: string, env: Record<string, string>) {
         lines.push(JSON.parse(s) as Record<string, unknown>);
       },
     },
-  ) as unknown as Logger;
+  );
   const edge = await startEdge(loadEdgeConfig({ MCPQ_NATS_URL: natsUrl, MCPQ_PORT: "0", MCPQ_REGISTRY_TTL_MS: "3000", ...env }), log);
   return { edge, lines, raw };
 }

@@ -50,7 +50,7 @@ describe("edge admission control: every limit refuses explicitly and retryably",
       );
       // Transport-neutral: the core throws the same McpError every transport frames as JSON-RPC.
       const rec = (await rt.core.sessions.get(a.id, "anonymous"))!;
-      const err = await rt.core.dispatch(rec, echoReq(99, "core"), { id: "0a" }).then(
+      const err = await rt.core.dispatch(rec, echoReq(99, "core"), { id: "0a", sink: { closed: false, send: () => undefined } }).then(
         () => null,
         (e: unknown) => e,
       );

@@ -1,14 +1,13 @@
 import { describe, expect, afterAll } from "vitest";
 import { natsTest as it, eventually, type Stack } from "@mcpq/testkit";
-import { silentLogger } from "@mcpq/protocol";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
-import { SocketSession, type SocketFramer } from "../src/core/socket-session.js";
+import type { SocketPort } from "../src/core/socket-channel.js";
 import { stack } from "./support/stack.js";
 import { RpcClient, wsWire } from "./support/socket-client.js";
 
 /**
- * The socket session on a real runtime, driven through a recording framer (the one seam faked
+ * The socket channel on a real runtime, driven through a recording port (the one seam faked
  * here) so the order "connection gone, then the edge answers" is deterministic.
  */
 describe("socket session: answers produced after the connection is gone are parked for the resume", () => {
@@ -20,18 +19,14 @@ describe("socket session: answers produced after the connection is gone are park
   }) => {
     s = await stack(nats, { edges: 2 });
     const written: string[] = [];
-    const framer: SocketFramer = {
+    const framer: SocketPort = {
       write: (json) => void written.push(json),
       bufferedBytes: 0,
       close: () => undefined,
     };
-    const session = new SocketSession(s.edges[0]!.runtime, framer, {
+    const session = s.edges[0]!.runtime.edge.socket(framer, {
       transport: "tcp",
       caller: { principal: "anonymous", quotaKey: "anonymous@test", anonymous: true, scopes: [], claims: {} },
-      resumable: true,
-      maxSendBufferBytes: 1 << 20,
-      authenticate: () => Promise.resolve({ status: 401, description: "no" }),
-      log: silentLogger,
     });
     session.receive(
       JSON.stringify({ jsonrpc: "2.0", id: "r", method: "$/mcpq/resume", params: {} }),

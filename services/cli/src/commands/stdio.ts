@@ -3,6 +3,7 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { UsageError } from "../args.js";
 import type { CliEnv } from "../env.js";
 import type { Readable, Writable } from "node:stream";
+import { ErrorCode, NAMED_METHODS, declaredVersion, isSupportedProtocolVersion } from "@mcpq/protocol";
 
 const USAGE = `mcpq stdio — bridge a stdio MCP client to mcpq edges over Streamable HTTP
 
@@ -14,8 +15,12 @@ Usage: mcpq stdio --url URL [--url URL ...] [--header "Name: value"] [--token TO
   --retry-timeout  how long to keep retrying edges before giving up on a message (default 60000 ms)
 
 Reads newline-delimited JSON-RPC on stdin, writes the edge's messages to stdout (one per line),
-logs to stderr. When an edge goes away mid-request the bridge resumes the request's stream on
-the next edge (Mcp-Session-Id + Last-Event-ID), so nothing is lost or repeated.`;
+logs to stderr. Both protocol eras: a 2025 client's session (initialize) is kept on the edges,
+and when an edge goes away mid-request the bridge resumes the request's stream on the next edge
+(Mcp-Session-Id + Last-Event-ID), so nothing is lost or repeated. A 2026-07-28 client's requests
+(per-request _meta, no initialize) are each one POST with their metadata headers; its
+notifications/cancelled closes that request's stream (the HTTP cancel), and a
+subscriptions/listen stream broken by a lost edge is reopened on the next one.`;
 
 export interface StdioBridgeOptions {
   /** Edge MCP endpoints, tried in order; the bridge moves on when one stops answering. */
@@ -127,6 +132,8 @@ export class StdioBridge {
   readonly #streams = new Set<Promise<void>>();
   readonly #abort = new AbortController();
   #standalone = false;
+  /** Stateless-era requests in flight: client id -> what closes their stream (the HTTP cancel). */
+  readonly #modern = new Map<string, AbortController>();
 
   constructor(opts: StdioBridgeOptions) {
     this.#urls = opts.urls;
@@ -146,7 +153,7 @@ export class StdioBridge {
       try {
         msg = JSON.parse(line) as Message;
       } catch {
-        this.#emit({ jsonrpc: "2.0", id: null, error: { code: -32700, message: "Parse error" } });
+        this.#emit({ jsonrpc: "2.0", id: null, error: { code: ErrorCode.ParseError, message: "Parse error" } });
         continue;
       }
       this.#chain = this.#chain
@@ -155,6 +162,8 @@ export class StdioBridge {
     }
     await this.#chain;
     await this.#endSession();
+    // The client is gone: its stateless-era requests (and listen streams) end with it.
+    for (const ctl of this.#modern.values()) ctl.abort();
     this.#abort.abort();
     await Promise.allSettled([...this.#streams]);
   }
@@ -165,6 +174,7 @@ export class StdioBridge {
 
   /** One stdin message: resolves once an edge has accepted it (its answer may still stream). */
   async #forward(msg: Message, raw: string): Promise<void> {
+    if (isModern(msg) || this.#cancelsModern(msg)) return this.#forwardModern(msg, raw);
     const isRequest = typeof msg.method === "string" && msg.id !== undefined && msg.id !== null;
     let res: Response;
     let urlIndex: number;
@@ -213,6 +223,83 @@ export class StdioBridge {
     this.#track(this.#answer(msg.id, res, urlIndex));
   }
 
+  /** A `notifications/cancelled` for a stateless-era request of this bridge (it carries no `_meta`). */
+  #cancelsModern(msg: Message): boolean {
+    return msg.method === "notifications/cancelled" && this.#modern.has(idKey((msg["params"] as { requestId?: unknown } | undefined)?.requestId));
+  }
+
+  /**
+   * A stateless-era (2026-07-28) message: requests are one POST each with their request
+   * metadata headers and no session; `notifications/cancelled` for one of them closes its
+   * stream instead of being sent (on HTTP the closed stream is the cancel).
+   */
+  async #forwardModern(msg: Message, raw: string): Promise<void> {
+    if (msg.method === "notifications/cancelled") {
+      const requestId = (msg["params"] as { requestId?: unknown } | undefined)?.requestId;
+      const ctl = this.#modern.get(idKey(requestId));
+      if (ctl) {
+        ctl.abort();
+        return;
+      }
+    }
+    const isRequest = typeof msg.method === "string" && msg.id !== undefined && msg.id !== null;
+    const ctl = new AbortController();
+    if (isRequest) this.#modern.set(idKey(msg.id), ctl);
+    const send = async (): Promise<{ res: Response; urlIndex: number } | null> => {
+      try {
+        return await this.#fetch(() => ({ method: "POST", headers: modernHeaders(msg, this.#headers), body: raw }), undefined, ctl.signal);
+      } catch (err) {
+        if (ctl.signal.aborted) return null;
+        if (isRequest) this.#emit(lostError(msg.id, err instanceof EdgesUnreachable ? "no edge reachable" : String(err)));
+        else this.#log(`could not deliver ${String(msg.method)}: ${String(err)}`);
+        return null;
+      }
+    };
+    if (!isRequest) {
+      const sent = await send();
+      if (!sent) return;
+      if (sent.res.status >= 400) this.#log(`edge refused ${String(msg.method)}: HTTP ${sent.res.status} ${await sent.res.text().catch(() => "")}`);
+      else await sent.res.body?.cancel();
+      return;
+    }
+    // Not awaited in stdin order: the edge sends nothing until the request's first message (its
+    // answer may be a plain JSON body with an HTTP status), and a later cancel must not wait for it.
+    this.#track(
+      (async () => {
+        const first = await send();
+        if (!first) return;
+        let { res, urlIndex } = first;
+        for (;;) {
+          if ((res.headers.get("content-type") ?? "").includes("text/event-stream")) {
+            let answered = false;
+            let broken = false;
+            try {
+              await this.#relay(res, { retryMs: 0 }, (data) => {
+                if (isResponseTo(data, msg.id)) answered = true;
+              });
+            } catch {
+              broken = true;
+            }
+            if (answered || ctl.signal.aborted || this.#abort.signal.aborted) return;
+            // Streams of this era are not resumable: a listen stream is reopened (it only
+            // delivers what happens from now on); any other request's outcome is unknown.
+            if (broken) this.#failed(urlIndex);
+            if (msg.method !== "subscriptions/listen") return this.#emit(lostError(msg.id, "the edge closed the stream before the answer"));
+            const again = await send();
+            if (!again) return;
+            ({ res, urlIndex } = again);
+            continue;
+          }
+          const text = (await res.text()).trim();
+          if (text === "") {
+            if (res.status >= 400) this.#emit(errorFor(msg.id, ErrorCode.InternalError, `HTTP ${res.status}`));
+          } else this.#emit(res.ok ? text : withId(text, msg.id, res.status));
+          return;
+        }
+      })().finally(() => this.#modern.delete(idKey(msg.id))),
+    );
+  }
+
   #track(p: Promise<void>): void {
     const t = p
       .catch((err: unknown) => this.#log(`stream failed: ${String(err)}`))
@@ -227,7 +314,7 @@ export class StdioBridge {
       const text = (await first.text()).trim();
       if (text === "") {
         // 202/204: nothing to deliver (e.g. the request was cancelled).
-        if (first.status >= 400) this.#emit(errorFor(id, -32603, `HTTP ${first.status}`));
+        if (first.status >= 400) this.#emit(errorFor(id, ErrorCode.InternalError, `HTTP ${first.status}`));
         return;
       }
       this.#emit(first.ok ? text : withId(text, id, first.status));
@@ -366,19 +453,21 @@ export class StdioBridge {
   async #fetch(
     init: () => RequestInit,
     usable: (r: Response) => boolean = (r) => r.status !== 502 && r.status !== 504,
+    cancel?: AbortSignal,
   ): Promise<{ res: Response; urlIndex: number }> {
     const deadline = Date.now() + this.#retryTimeoutMs;
+    const signal = cancel ? AbortSignal.any([this.#abort.signal, cancel]) : this.#abort.signal;
     for (let attempt = 0; ; attempt++) {
       const urlIndex = this.#current;
       const url = this.#urls[urlIndex]!;
       let problem: string;
       try {
-        const res = await fetch(url, { ...init(), signal: this.#abort.signal });
+        const res = await fetch(url, { ...init(), signal });
         if (usable(res)) return { res, urlIndex };
         problem = `HTTP ${res.status}`;
         await res.body?.cancel();
       } catch (err) {
-        if (this.#abort.signal.aborted) throw err;
+        if (signal.aborted) throw err;
         problem = String((err as { cause?: unknown }).cause ?? err);
       }
       this.#failed(urlIndex);
@@ -387,7 +476,7 @@ export class StdioBridge {
         this.#log(`${url}: ${problem}; trying ${this.#urls[this.#current]}`);
       // Each URL once quickly, then back off (capped) while every edge is down.
       const round = Math.floor(attempt / this.#urls.length);
-      await sleep(round === 0 ? 50 : Math.min(100 * 2 ** round, 2_000), this.#abort.signal);
+      await sleep(round === 0 ? 50 : Math.min(100 * 2 ** round, 2_000), signal);
     }
   }
 }
@@ -451,7 +540,7 @@ function withId(text: string, id: unknown, status: number): string {
   } catch {
     // not JSON
   }
-  return JSON.stringify(errorFor(id, -32603, `HTTP ${status}`));
+  return JSON.stringify(errorFor(id, ErrorCode.InternalError, `HTTP ${status}`));
 }
 
 function errorFor(id: unknown, code: number, message: string): Record<string, unknown> {
@@ -459,7 +548,39 @@ function errorFor(id: unknown, code: number, message: string): Record<string, un
 }
 
 function lostError(id: unknown, why: string): Record<string, unknown> {
-  return errorFor(id, -32603, `Connection to mcpq lost (${why}); the request's outcome is unknown`);
+  return errorFor(id, ErrorCode.InternalError, `Connection to mcpq lost (${why}); the request's outcome is unknown`);
+}
+
+/**
+ * A stateless-era (2026-07-28) message: it declares a non-legacy revision in `_meta`, or is
+ * `server/discover` (the stdio era probe) or `subscriptions/listen`.
+ */
+function isModern(msg: Message): boolean {
+  const declared = declaredVersion(msg["params"]);
+  if (declared !== undefined) return !isSupportedProtocolVersion(declared);
+  return msg.method === "server/discover" || msg.method === "subscriptions/listen";
+}
+
+/** Header-safe: visible ASCII and inner spaces only, and not the sentinel itself. */
+function headerValue(v: string): string {
+  const safe = /^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/.test(v) && !/^=\?base64\?.*\?=$/.test(v);
+  return safe ? v : `=?base64?${Buffer.from(v, "utf8").toString("base64")}?=`;
+}
+
+/** The Streamable HTTP request metadata headers of a stateless-era message (MCP-Protocol-Version, Mcp-Method, Mcp-Name). */
+function modernHeaders(msg: Message, base: Record<string, string>): Record<string, string> {
+  const h: Record<string, string> = { ...base, "content-type": "application/json", accept: "application/json, text/event-stream" };
+  const version = declaredVersion(msg["params"]);
+  if (version !== undefined && headerValue(version) === version) h["mcp-protocol-version"] = version;
+  if (typeof msg.method === "string") h["mcp-method"] = headerValue(msg.method);
+  const field = typeof msg.method === "string" ? NAMED_METHODS[msg.method] : undefined;
+  const name = field ? (msg["params"] as Record<string, unknown> | undefined)?.[field] : undefined;
+  if (typeof name === "string") h["mcp-name"] = headerValue(name);
+  return h;
+}
+
+function idKey(id: unknown): string {
+  return `${typeof id}:${String(id)}`;
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

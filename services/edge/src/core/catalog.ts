@@ -1,9 +1,13 @@
 import { EventEmitter } from "node:events";
-import type { Bus } from "@mcpq/bus";
+import { registryContract, type Bus, type RegistryEntry } from "@mcpq/bus";
 import {
+  DEFAULT_CACHE_HINT,
+  cacheHintOf,
+  listCacheHint,
   matchUriTemplate,
   silentLogger,
-  type Catalog,
+  type CacheHint,
+  type CacheListKind,
   type Logger,
   type PromptDescriptor,
   type ResourceDescriptor,
@@ -11,15 +15,6 @@ import {
   type ToolDescriptor,
 } from "@mcpq/protocol";
 
-interface RegistryEntry {
-  workerId: string;
-  pool: string;
-  heartbeatAt: number;
-  ttlMs: number;
-  catalog: Catalog;
-  /** A candidate deployment for `mcpq replay`: registered, but never routed to by edges. */
-  shadow?: boolean;
-}
 
 export type ListKind = "tools" | "resources" | "prompts";
 
@@ -33,9 +28,14 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
   readonly #entries = new Map<string, RegistryEntry>();
   #tools: ToolDescriptor[] = [];
   #resources: ResourceDescriptor[] = [];
-  #templates: (ResourceTemplateDescriptor & { pool: string })[] = [];
+  #templates: (ResourceTemplateDescriptor & { pool: string; hint: CacheHint })[] = [];
+  /** Stateless era: each list's caching hint, from the declarations of the catalogs it is made of. */
+  #listHints: Record<CacheListKind, CacheHint> = { tools: DEFAULT_CACHE_HINT, resources: DEFAULT_CACHE_HINT, resourceTemplates: DEFAULT_CACHE_HINT, prompts: DEFAULT_CACHE_HINT };
+  /** Resource URI -> the declared hint of its `resources/read`. */
+  #readHints = new Map<string, CacheHint>();
   #prompts: PromptDescriptor[] = [];
   #toolPool = new Map<string, string>();
+  #toolByName = new Map<string, ToolDescriptor>();
   #resourcePool = new Map<string, string>();
   #promptPool = new Map<string, string>();
   /** Names served recently by a worker that has since gone: "unavailable", not "unknown". */
@@ -71,12 +71,9 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
     void (async () => {
       for await (const e of watcher) {
         if (e.operation === "PUT" && e.length > 0) {
-          try {
-            const entry = e.json<RegistryEntry>();
-            if (Date.now() - entry.heartbeatAt < entry.ttlMs && entry.shadow !== true) this.#entries.set(e.key, entry);
-          } catch (err) {
-            this.log.warn({ err, key: e.key }, "bad registry entry ignored");
-          }
+          const entry = registryContract.decode(e.value);
+          if (!entry) this.log.warn({ key: e.key }, "bad registry entry ignored");
+          else if (Date.now() - entry.heartbeatAt < entry.ttlMs && entry.shadow !== true) this.#entries.set(e.key, entry);
         } else {
           this.#entries.delete(e.key);
         }
@@ -108,10 +105,29 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
     return this.#resources;
   }
   resourceTemplates(): readonly ResourceTemplateDescriptor[] {
-    return this.#templates.map(({ pool: _p, ...t }) => t);
+    return this.#templates.map(({ pool: _p, hint: _h, ...t }) => t);
+  }
+
+  /**
+   * The caching hint of a list result (every page the same): as fresh as its least fresh entry
+   * and private when any entry (or a contributing catalog's list declaration) is; an
+   * undeclared entry counts as immediately stale and private (DEFAULT_CACHE_HINT).
+   */
+  listHint(kind: CacheListKind): CacheHint {
+    return this.#listHints[kind];
+  }
+
+  /** The declared hint of `resources/read` of `uri` (its resource, else the matching template). */
+  readHint(uri: string): CacheHint {
+    return this.#readHints.get(uri) ?? this.#templates.find((t) => matchUriTemplate(t.uriTemplate, uri))?.hint ?? DEFAULT_CACHE_HINT;
   }
   prompts(): readonly PromptDescriptor[] {
     return this.#prompts;
+  }
+
+  /** A listed tool by name. */
+  tool(name: string): ToolDescriptor | undefined {
+    return this.#toolByName.get(name);
   }
 
   toolPool(name: string): string | undefined {
@@ -151,7 +167,15 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
     const toolPool = new Map<string, string>();
     const resources = new Map<string, ResourceDescriptor>();
     const resourcePool = new Map<string, string>();
-    const templates = new Map<string, ResourceTemplateDescriptor & { pool: string }>();
+    const templates = new Map<string, ResourceTemplateDescriptor & { pool: string; hint: CacheHint }>();
+    const readHints = new Map<string, CacheHint>();
+    /** Per list kind, the keys each contributing catalog won (hints come from the catalog that serves the entry). */
+    const sources: Record<CacheListKind, Map<RegistryEntry, string[]>> = { tools: new Map(), resources: new Map(), resourceTemplates: new Map(), prompts: new Map() };
+    const won = (kind: CacheListKind, e: RegistryEntry, key: string) => {
+      const keys = sources[kind].get(e);
+      if (keys) keys.push(key);
+      else sources[kind].set(e, [key]);
+    };
     const prompts = new Map<string, PromptDescriptor>();
     const promptPool = new Map<string, string>();
     // Deterministic: sort by key so every edge picks the same pool for a name served by two pools.
@@ -160,19 +184,28 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
         if (!tools.has(t.name)) {
           tools.set(t.name, t);
           toolPool.set(t.name, e.pool);
+          won("tools", e, t.name);
         }
       }
       for (const r of e.catalog.resources) {
         if (!resources.has(r.uri)) {
           resources.set(r.uri, r);
           resourcePool.set(r.uri, e.pool);
+          readHints.set(r.uri, cacheHintOf(e.catalog.cacheHints, "resources", r.uri));
+          won("resources", e, r.uri);
         }
       }
-      for (const t of e.catalog.resourceTemplates) if (!templates.has(t.uriTemplate)) templates.set(t.uriTemplate, { ...t, pool: e.pool });
+      for (const t of e.catalog.resourceTemplates) {
+        if (!templates.has(t.uriTemplate)) {
+          templates.set(t.uriTemplate, { ...t, pool: e.pool, hint: cacheHintOf(e.catalog.cacheHints, "resourceTemplates", t.uriTemplate) });
+          won("resourceTemplates", e, t.uriTemplate);
+        }
+      }
       for (const p of e.catalog.prompts) {
         if (!prompts.has(p.name)) {
           prompts.set(p.name, p);
           promptPool.set(p.name, e.pool);
+          won("prompts", e, p.name);
         }
       }
     }
@@ -188,7 +221,11 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
     this.#resources = [...resources.values()].sort(byName);
     this.#templates = [...templates.values()].sort(byName);
     this.#prompts = [...prompts.values()].sort(byName);
+    const hints = (kind: CacheListKind) => listCacheHint(kind, [...sources[kind]].map(([entry, keys]) => ({ hints: entry.catalog.cacheHints, keys })));
+    this.#listHints = { tools: hints("tools"), resources: hints("resources"), resourceTemplates: hints("resourceTemplates"), prompts: hints("prompts") };
+    this.#readHints = readHints;
     this.#toolPool = toolPool;
+    this.#toolByName = tools;
     this.#resourcePool = resourcePool;
     this.#promptPool = promptPool;
     const sig = {

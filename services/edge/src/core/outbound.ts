@@ -1,11 +1,14 @@
 import {
   ANSWERED_CONTROL,
   H,
+  PRIMING_TOKEN,
   STREAMS,
   subjects,
   Correlator,
   answeredHeaders,
   decodeControl,
+  decodeOutboundHeaders,
+  eventId,
   idGenerator,
   outboundHeaders,
   type Bus,
@@ -25,19 +28,15 @@ export interface OutboundMessage {
   json: string;
 }
 
-/** Where a transport receives a stream's messages. */
+/**
+ * Where a stream's messages go: every message of the stream, the response included, in broker
+ * order (the router delivers what comes through `mcpq.out.<session>.<stream>`; the core hands
+ * its own answers, which never went through the broker, to the same sink).
+ */
 export interface StreamSink {
   send(msg: OutboundMessage): void;
   /** True once the sink can take no more (closed or cut off as a slow consumer). */
   readonly closed: boolean;
-  /**
-   * When true the sink also receives responses that settle a request waiting on this edge, in
-   * stream order (socket transports, whose one stream carries many requests, and resumed
-   * streams). Otherwise the waiting request's transport writes the response itself. Responses
-   * that no request waits for here (an edge's own published answer, a worker's answer that won
-   * a claim after the wait ended) always reach `send`.
-   */
-  readonly receivesResponses?: boolean;
   /**
    * A worker asked for the client to reconnect (`ctx.closeStream()`, an outbound `control`
    * message): end this connection after telling the client to come back in `retryMs` (the
@@ -49,16 +48,6 @@ export interface StreamSink {
   ready?(): Promise<void>;
 }
 
-/** Splits an event id into its stream and token; null when malformed. */
-export function parseEventId(id: string): { stream: string; token: string } | null {
-  const i = id.indexOf("_");
-  if (i <= 0 || i === id.length - 1) return null;
-  const stream = id.slice(0, i);
-  return /^[A-Za-z0-9-]+$/.test(stream) ? { stream, token: id.slice(i + 1) } : null;
-}
-
-/** The token a priming event carries: "replay this stream from its start". */
-export const PRIMING_TOKEN = "0";
 
 interface SessionSub {
   /** Set right after the entry is created (its callback routes into the entry). */
@@ -80,6 +69,12 @@ interface SessionSub {
 export type ClaimOutcome = "won" | "lost" | "unknown";
 
 export interface OutboundRouterOptions {
+  bus: Bus;
+  /** Requests this edge may have in flight at once (the correlator's cap; MCPQ_MAX_PENDING_REQUESTS). */
+  maxPending: number;
+  log?: Logger;
+  /** How long a session's subscription outlives its last use (ms). Default 30 s. */
+  lingerMs?: number;
   /**
    * Request ids per session remembered as answered by an edge, so a worker's late answer to
    * them is dropped live (oldest forgotten first). Default 1024.
@@ -100,11 +95,12 @@ const nextClaimToken = idGenerator();
 const nextAnswerToken = idGenerator();
 
 /**
- * Delivers messages published on `mcpq.out.<session>.<stream>` to local transports. One NATS
+ * Delivers messages published on `mcpq.out.<session>.<stream>` to local streams. One NATS
  * subscription per session with local activity (lingering briefly after the last use, so a busy
- * session does not subscribe per request). Responses settle the waiting request through the
- * correlator; related messages go to the stream's sink; anything without a local reader stays in
- * the MCPQ_OUT stream for resumption on any edge.
+ * session does not subscribe per request). Every message of a stream, responses included, goes
+ * to the stream's sink in broker order; a response also tells the correlator that its request
+ * is answered (which stops the request's deadline timer: the correlator carries no data).
+ * Anything without a local reader stays in the MCPQ_OUT stream for resumption on any edge.
  */
 export class OutboundRouter {
   readonly #sessions = new Map<string, SessionSub>();
@@ -113,14 +109,15 @@ export class OutboundRouter {
   readonly #maxAnswered: number;
   readonly #onLateResponse: (() => void) | undefined;
 
-  constructor(
-    private readonly bus: Bus,
-    maxPending: number,
-    private readonly log: Logger = silentLogger,
-    private readonly lingerMs = 30_000,
-    opts: OutboundRouterOptions = {},
-  ) {
-    this.correlator = new Correlator<OutboundMessage>(maxPending);
+  readonly #bus: Bus;
+  readonly #log: Logger;
+  readonly #lingerMs: number;
+
+  constructor(opts: OutboundRouterOptions) {
+    this.#bus = opts.bus;
+    this.#log = opts.log ?? silentLogger;
+    this.#lingerMs = opts.lingerMs ?? 30_000;
+    this.correlator = new Correlator<OutboundMessage>(opts.maxPending);
     this.#maxAnswered = Math.max(1, opts.maxAnsweredPerSession ?? 1024);
     this.#onLateResponse = opts.onLateResponse;
   }
@@ -130,16 +127,29 @@ export class OutboundRouter {
   }
 
   /**
-   * Ensures this edge receives the session's outbound messages until the returned release runs.
-   * When `sink` is given it receives the messages of `stream`.
+   * Makes `sink` the reader of `stream` of `session` (and this edge a reader of the session's
+   * outbound subject) until the returned release runs. A channel attaches each stream it
+   * dispatches on for as long as requests on it may still be answered.
    */
-  attach(session: string, stream?: string, sink?: StreamSink): () => void {
+  attach(session: string, stream: string, sink: StreamSink): () => void {
+    return this.#hold(session, stream, sink);
+  }
+
+  /** The newest retained event id of `stream` (a priming id a later resume replays after); undefined when none. */
+  async lastEventId(session: string, stream: string): Promise<string | undefined> {
+    const last = await this.#bus.jsm.streams
+      .getMessage(STREAMS.outbound, { last_by_subj: subjects.outbound(session, stream) })
+      .catch(() => null);
+    return last?.header.get(H.event) || undefined;
+  }
+
+  #hold(session: string, stream?: string, sink?: StreamSink): () => void {
     let s = this.#sessions.get(session);
     if (!s) {
       const entry: SessionSub = { sub: undefined, refs: 0, sinks: new Map(), sinkRefs: new Map(), linger: undefined };
-      entry.sub = this.bus.nc.subscribe(subjects.sessionOutbound(session), {
+      entry.sub = this.#bus.nc.subscribe(subjects.sessionOutbound(session), {
         callback: (err, m) => {
-          if (err) this.log.warn({ err }, "outbound subscription error");
+          if (err) this.#log.warn({ err }, "outbound subscription error");
           else this.#route(entry, m);
         },
       });
@@ -172,7 +182,7 @@ export class OutboundRouter {
             entry.sub?.unsubscribe();
             this.#sessions.delete(session);
           }
-        }, this.lingerMs);
+        }, this.#lingerMs);
         entry.linger.unref();
       }
     };
@@ -213,19 +223,19 @@ export class OutboundRouter {
    * Worker answers this edge receives while the claim is in flight wait for its outcome.
    */
   async claim(session: string, stream: string, requestId: string): Promise<ClaimOutcome> {
-    const release = this.attach(session);
+    const release = this.#hold(session);
     const s = this.#sessions.get(session)!;
     const held: { stream: string; msg: OutboundMessage }[] = [];
     (s.claiming ??= new Map()).set(requestId, held);
     let outcome: ClaimOutcome;
     try {
-      const ack = await this.bus.js.publish(subjects.outbound(session, stream), "", {
-        headers: answeredHeaders(`${stream}_${nextClaimToken()}`, requestId),
+      const ack = await this.#bus.js.publish(subjects.outbound(session, stream), "", {
+        headers: answeredHeaders(eventId(stream, nextClaimToken()), requestId),
         timeout: CLAIM_TIMEOUT_MS,
       });
       outcome = ack.duplicate ? "lost" : "won";
     } catch (err) {
-      this.log.warn({ err, stream }, "could not claim an answered request's response");
+      this.#log.warn({ err, stream }, "could not claim an answered request's response");
       outcome = "unknown";
     }
     s.claiming.delete(requestId);
@@ -248,7 +258,7 @@ export class OutboundRouter {
    * false when it could not be published.
    */
   async publishAnswer(session: string, stream: string, json: string): Promise<boolean> {
-    const eventId = `${stream}_${nextAnswerToken()}`;
+    const id = eventId(stream, nextAnswerToken());
     const s = this.#sessions.get(session);
     const reader = s?.sinks.get(stream);
     // Only an open reader here needs it in stream order; registered before publishing, since the
@@ -256,23 +266,23 @@ export class OutboundRouter {
     let routed: (() => void) | undefined;
     const back =
       s && reader && !reader.closed
-        ? new Promise<void>((resolve) => (s.publishing ??= new Map()).set(eventId, (routed = resolve)))
+        ? new Promise<void>((resolve) => (s.publishing ??= new Map()).set(id, (routed = resolve)))
         : undefined;
-    const release = back ? this.attach(session) : undefined;
+    const release = back ? this.#hold(session) : undefined;
     let timer: NodeJS.Timeout | undefined;
     try {
-      await this.bus.js.publish(subjects.outbound(session, stream), json, {
-        headers: outboundHeaders("response", eventId),
+      await this.#bus.js.publish(subjects.outbound(session, stream), json, {
+        headers: outboundHeaders("response", id),
       });
       if (routed) timer = setTimeout(routed, ROUTE_TIMEOUT_MS);
       await back;
       return true;
     } catch (err) {
-      this.log.warn({ err, stream }, "could not publish an answer of the edge for resumption");
+      this.#log.warn({ err, stream }, "could not publish an answer of the edge for resumption");
       return false;
     } finally {
       clearTimeout(timer);
-      s?.publishing?.delete(eventId);
+      s?.publishing?.delete(id);
       release?.();
     }
   }
@@ -297,8 +307,8 @@ export class OutboundRouter {
   }
 
   #deliver(sinks: Map<string, StreamSink>, stream: string, msg: OutboundMessage): void {
+    if (msg.kind === "response" && msg.requestId) this.correlator.resolve(msg.requestId, msg);
     const sink = sinks.get(stream);
-    if (msg.kind === "response" && msg.requestId && this.correlator.resolve(msg.requestId, msg) && !sink?.receivesResponses) return;
     if (sink && !sink.closed) sink.send(msg);
   }
 
@@ -326,9 +336,6 @@ export class OutboundRouter {
       get closed() {
         return sink.closed;
       },
-      // The reader of a resumed stream is never the transport that sent the request: it must
-      // get the response from here even when the request still waits on this edge.
-      receivesResponses: true,
       send(msg) {
         if (replaying) buffered.push(msg);
         else if (!msg.eventId || !seen.has(msg.eventId)) sink.send(msg);
@@ -343,9 +350,9 @@ export class OutboundRouter {
       const subject = subjects.outbound(session, stream);
       // The live subscription above is registered before this request reaches the server, so
       // every message is either at or before `last` (replayed) or delivered live (buffered).
-      const last = await this.bus.jsm.streams.getMessage(STREAMS.outbound, { last_by_subj: subject }).catch(() => null);
+      const last = await this.#bus.jsm.streams.getMessage(STREAMS.outbound, { last_by_subj: subject }).catch(() => null);
       if (last) {
-        const afterId = afterToken !== null && afterToken !== PRIMING_TOKEN ? `${stream}_${afterToken}` : null;
+        const afterId = afterToken !== null && afterToken !== PRIMING_TOKEN ? eventId(stream, afterToken) : null;
         let skipping = afterId !== null;
         await this.#replay(subject, last.seq, async (msg) => {
           if (msg.eventId) seen.add(msg.eventId);
@@ -368,7 +375,7 @@ export class OutboundRouter {
         }
       }
     } catch (err) {
-      this.log.warn({ err, stream }, "replay failed");
+      this.#log.warn({ err, stream }, "replay failed");
     } finally {
       // Live messages that arrived meanwhile follow at the reader's pace; any that arrive while
       // these go out queue behind them, so the stream order holds.
@@ -411,7 +418,7 @@ export class OutboundRouter {
     for (let attempt = 1; ; attempt++) {
       try {
         // `next_by_subj` is in the server's msg-get API (2.9+); the client's type omits it.
-        return await this.bus.jsm.streams.getMessage(STREAMS.outbound, { seq, next_by_subj: subject } as unknown as { seq: number });
+        return await this.#bus.jsm.streams.getMessage(STREAMS.outbound, { seq, next_by_subj: subject } as unknown as { seq: number });
       } catch (err) {
         if (attempt >= REPLAY_GET_ATTEMPTS) throw err;
       }
@@ -454,10 +461,5 @@ function decode(m: Msg): OutboundMessage {
 }
 
 function decodeHeaders(h: Msg["headers"], json: string): OutboundMessage {
-  return {
-    eventId: h?.get(H.event) || undefined,
-    kind: (h?.get(H.kind) || "notification") as OutboundKind,
-    requestId: h?.get(H.request) || undefined,
-    json,
-  };
+  return { ...decodeOutboundHeaders(h), json };
 }

@@ -12,9 +12,20 @@ import {
   CallToolParamsSchema,
   GetPromptParamsSchema,
   negotiateProtocolVersion,
+  ALL_PROTOCOL_VERSIONS,
+  MODERN_METHODS,
+  isModernEra,
+  ListenParamsSchema,
+  MCPQ_META,
+  META,
   rejection,
+  type CacheHint,
+  type ModernMeta,
+  type SubscriptionFilter,
   silentLogger,
   toWireError,
+  errorResponse,
+  resultResponse,
   type JsonRpcNotification,
   type JsonRpcRequest,
   type JsonRpcResponse,
@@ -26,17 +37,24 @@ import {
   idGenerator,
   STANDALONE_STREAM,
   encodeEnvelope,
+  publishRequest,
+  type RequestEnvelope,
   outboundHeaders,
   publishFailure,
   publishMayHaveLanded,
+  subjectToken,
   subjects,
   subscriptionPrefix,
   type Bus,
+  cancelContract,
+  eventId,
   type CancelNotice,
+  isServerRequestId,
+  resourceUpdatedContract,
   type TargetKind,
 } from "@mcpq/bus";
 import type { CatalogView, ListKind } from "./catalog.js";
-import type { OutboundMessage, OutboundRouter } from "./outbound.js";
+import type { OutboundMessage, OutboundRouter, StreamSink } from "./outbound.js";
 import type { RequestObservation, RequestObserver } from "./request-observer.js";
 import { SessionStore, type SessionRecord } from "./session-store.js";
 import type { Caller } from "./auth.js";
@@ -54,6 +72,10 @@ export interface CoreConfig {
   serverName: string;
   serverVersion: string;
   instructions?: string;
+  /** Stateless era: `ttlMs` of server/discover (MCPQ_DISCOVER_TTL_MS; its result is public). */
+  discoverTtlMs: number;
+  /** Stateless era: open `subscriptions/listen` streams per edge (MCPQ_MAX_LISTENERS). */
+  maxListeners: number;
   /** MCPQ_MAX_NAME_BYTES: longest tool/prompt name or resource URI accepted (0 = no bound). */
   maxNameBytes?: number;
 }
@@ -86,51 +108,85 @@ export interface Admission {
   ): (outcome?: RouteOutcome, err?: unknown) => void;
 }
 
-/**
- * Where a request's related messages and response go. The transport attaches the stream's
- * reader itself (OutboundRouter.attach) before dispatching, for as long as the stream is open:
- * an answer may come through the stream after the request settled (see `finalMessage`).
- */
+/** The stream a request is dispatched on. */
 export interface StreamContext {
-  /** Stream id (hex); related messages are published to mcpq.out.<session>.<id>. */
+  /** Stream id (hex); related messages and the response are published to mcpq.out.<session>.<id>. */
   id: string;
+  /**
+   * The stream's reader, attached to the router (OutboundRouter.attach) by the channel before it
+   * dispatches and for as long as the request may still be answered: every message of the
+   * request reaches it, the response included, whether a worker or the edge produced it.
+   */
+  sink: StreamSink;
   /** The raw JSON text of the request as received, forwarded without re-serialising. */
   raw?: string;
+  /**
+   * The session whose outbound subject carries the stream, when it is not the request's own
+   * session: stateless-era requests have a synthetic session each, but share their edge's
+   * outbound session (`SessionCore.modernOutbound`), so the edge holds one subscription for all of them.
+   */
+  outboundSession?: string;
   /** Who sent it (this request's credential; for sockets the connection's). */
   caller?: Caller | undefined;
   /** The virtual server the request came through (`/mcp/<name>`): its subset of the catalog. */
   view?: TargetView | undefined;
 }
 
-/** A request accepted for processing; `response` settles with the final message (or a cancel). */
+/** A request accepted for processing. */
 export interface Dispatched {
-  response: Promise<OutboundMessage>;
   /**
-   * Routed requests: settles once the broker accepted the request, or rejects with the
-   * retryable refusal (queue full, broker unavailable) that `response` also carries as an error
-   * response. Transports that answer refusals with an HTTP status await it.
+   * Settles once the request is queued (at once for edge-answered methods), or rejects with the
+   * retryable refusal (queue full, broker unavailable): the channel answers a refusal itself
+   * (HTTP answers 503/429), nothing reaches the sink for it.
    */
-  published?: Promise<void>;
+  accepted: Promise<void>;
   /**
-   * Routed requests: the internal id a worker's answer carries. When the edge answers the
-   * request itself (deadline, cancellation), `finalMessage` claims the request's response slot
-   * with it (OutboundRouter.claim).
+   * Resolves once the request's answer was handed to the stream's sink (or parked in MCPQ_OUT
+   * for a resume), or the request was cancelled or refused; never rejects.
    */
-  requestId?: string;
+  done: Promise<void>;
 }
 
-/** Thrown into a waiting request when the client cancelled it: no response is sent. */
+/** Rejects a waiting request's deadline timer when the client cancelled it: no response is sent. */
 export class RequestCancelled extends Error {
   override readonly name = "RequestCancelled";
+}
+
+/** An open `subscriptions/listen` stream. */
+interface Listener {
+  /** The synthetic session (scope) of the stream. */
+  scope: string;
+  /** The listen request's id: the subscription id every notification carries. */
+  id: RequestId;
+  /** The accepted filter. */
+  filter: SubscriptionFilter;
+  sink: StreamSink;
+  /** Ends the listener; `graceful` answers the listen request (SubscriptionsListenResult). */
+  close(graceful: boolean): void;
+}
+
+/** Which filter flag wants each list kind's list_changed. */
+const LIST_FILTER = {
+  tools: "toolsListChanged",
+  prompts: "promptsListChanged",
+  resources: "resourcesListChanged",
+} as const satisfies Record<ListKind, keyof SubscriptionFilter>;
+
+/** What the session core runs on (built once per edge, see runtime.ts). */
+export interface SessionCoreOptions {
+  bus: Bus;
+  config: CoreConfig;
+  catalog: CatalogView;
+  router: OutboundRouter;
+  sessions: SessionStore;
+  log?: Logger;
+  metrics?: CoreMetrics;
 }
 
 /** Internal ids: unique across processes, cheap per request (not secrets). */
 const nextRequestId = idGenerator();
 const nextEventToken = idGenerator();
 
-const TIMEOUT_META_KEY = "io.mcpq/timeoutMs";
-/** Absolute deadline (epoch ms) for clients on the edge's clock; see `requestBudget`. */
-const DEADLINE_META_KEY = "io.mcpq/deadline";
 /** Upper bound on one request publish (the JetStream client's own default is 10 s). */
 const PUBLISH_TIMEOUT_MS = 10_000;
 
@@ -142,61 +198,153 @@ const PUBLISH_TIMEOUT_MS = 10_000;
 export class SessionCore {
   readonly sessions: SessionStore;
   readonly #log: Logger;
+  readonly #bus: Bus;
+  readonly #cfg: CoreConfig;
+  readonly #catalog: CatalogView;
+  readonly #router: OutboundRouter;
+  readonly #metrics: CoreMetrics | undefined;
   /** (session, client request id) -> internal request id, for cancellation. */
   readonly #byClientId = new Map<string, string>();
+  /** (scope, listen request id) -> open `subscriptions/listen` stream on this edge. */
+  readonly #listeners = new Map<string, Listener>();
   admission: Admission | undefined;
+  /**
+   * The outbound session of every stateless-era stream this edge holds (`m-<edge id>`): their
+   * answers come on `mcpq.out.m-<edge>.<stream>`, one router subscription for all of them.
+   */
+  readonly modernOutbound: string;
   /** Per-request telemetry (spans, metrics, access log); see services/edge/src/request-telemetry.ts. */
   observer: RequestObserver | undefined;
   /** Authorization policy (MCPQ_POLICY_FILE); undefined = every caller may use everything. */
   policy: AccessPolicy | undefined;
 
-  constructor(
-    private readonly bus: Bus,
-    private readonly cfg: CoreConfig,
-    private readonly catalog: CatalogView,
-    private readonly router: OutboundRouter,
-    sessions: SessionStore,
-    log: Logger = silentLogger,
-    private readonly metrics?: CoreMetrics,
-  ) {
-    this.sessions = sessions;
-    this.#log = log;
+  constructor(opts: SessionCoreOptions) {
+    this.modernOutbound = `m-${subjectToken(opts.config.edgeId)}`;
+    this.#bus = opts.bus;
+    this.#cfg = opts.config;
+    this.#catalog = opts.catalog;
+    this.#router = opts.router;
+    this.sessions = opts.sessions;
+    this.#log = opts.log ?? silentLogger;
+    this.#metrics = opts.metrics;
   }
 
   /** Subscribes to cancels and resource-update fan-out; wires list_changed to local GET streams. */
   start(): void {
-    this.bus.nc.subscribe(subjects.cancelAll, {
+    this.#bus.nc.subscribe(subjects.cancelAll, {
       callback: (_e, m) => {
-        let n: CancelNotice;
-        try {
-          n = m.json<CancelNotice>();
-        } catch {
-          return;
-        }
-        const internal = this.#byClientId.get(clientKey(n.session, n.requestId));
-        if (internal) this.router.correlator.reject(internal, new RequestCancelled(n.reason ?? "cancelled"));
+        const n = cancelContract.decode(m.data);
+        if (n) this.#cancelLocal(n.session, n.requestId, n.reason);
       },
     });
-    this.bus.nc.subscribe(subjects.resourceUpdated, {
+    // Stateless-era listeners on this edge get every update (not one edge of the queue group):
+    // their filters live here, not in the mcpq_subs bucket.
+    this.#bus.nc.subscribe(subjects.resourceUpdated, {
+      callback: (_e, m) => {
+        if (this.#listeners.size === 0) return;
+        const uri = resourceUpdatedContract.decode(m.data)?.uri;
+        if (uri !== undefined) this.#notifyListeners((f) => f.resourceSubscriptions?.includes(uri) === true, "notifications/resources/updated", { uri });
+      },
+    });
+    this.#bus.nc.subscribe(subjects.resourceUpdated, {
       queue: EDGE_QUEUE_GROUP,
       // Anyone may publish here (workers, external systems): validate, never throw.
       callback: (_e, m) => {
-        let uri: unknown;
-        try {
-          uri = m.json<{ uri?: unknown }>().uri;
-        } catch {
-          uri = undefined;
-        }
-        if (typeof uri === "string" && uri !== "") void this.#fanOutResourceUpdate(uri);
+        const uri = resourceUpdatedContract.decode(m.data)?.uri;
+        if (uri !== undefined) void this.#fanOutResourceUpdate(uri);
         else this.#log.warn({ subject: m.subject }, "malformed resource update ignored");
       },
     });
-    this.catalog.on("changed", (kinds: ListKind[]) => {
+    this.#catalog.on("changed", (kinds: ListKind[]) => {
       for (const k of kinds) {
         const json = JSON.stringify({ jsonrpc: "2.0", method: `notifications/${k}/list_changed` });
-        this.router.broadcastLocal(STANDALONE_STREAM, json);
+        this.#router.broadcastLocal(STANDALONE_STREAM, json);
+        const wanted = LIST_FILTER[k];
+        this.#notifyListeners((f) => f[wanted] === true, `notifications/${k}/list_changed`, {});
       }
     });
+  }
+
+  /** A cancel for `requestId` of `session` seen here: a waiting routed request, or a listener. */
+  #cancelLocal(session: string, requestId: RequestId, reason: string | undefined): void {
+    const key = clientKey(session, requestId);
+    const internal = this.#byClientId.get(key);
+    if (internal) this.#router.correlator.reject(internal, new RequestCancelled(reason ?? "cancelled"));
+    this.#listeners.get(key)?.close(false);
+  }
+
+  /** Sends a notification to every open listener whose accepted filter `wants` it, tagged with its subscription id. */
+  #notifyListeners(wants: (f: SubscriptionFilter) => boolean, method: string, params: Record<string, unknown>): void {
+    for (const l of this.#listeners.values()) {
+      if (l.sink.closed) {
+        l.close(false);
+        continue;
+      }
+      if (!wants(l.filter)) continue;
+      const json = JSON.stringify({ jsonrpc: "2.0", method, params: { ...params, _meta: { [META.subscriptionId]: l.id } } });
+      l.sink.send({ eventId: undefined, kind: "notification", requestId: undefined, json });
+    }
+  }
+
+  /**
+   * `subscriptions/listen` (stateless era): acknowledges the subset of the filter this server
+   * honours (`notifications/subscriptions/acknowledged`, the stream's first message), then sends
+   * the stream every list change (from the registry, whichever worker changed it) and every
+   * `mcpq.evt.resources.updated` for a subscribed URI, each tagged with the subscription id
+   * (the listen request's id). Ends when the client closes the stream or cancels it (no
+   * answer), or the edge shuts down (a SubscriptionsListenResult). At most
+   * MCPQ_MAX_LISTENERS per edge (-32010 beyond).
+   */
+  #listen(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext): Dispatched {
+    const { notifications: want } = parse(ListenParamsSchema, req.params);
+    if (this.#listeners.size >= this.#cfg.maxListeners) throw rejection(ErrorCode.Overloaded, "too many subscriptions/listen streams on this edge", 1_000);
+    const key = clientKey(session.id, req.id);
+    if (this.#listeners.has(key)) throw new McpError(ErrorCode.InvalidRequest, "Invalid Request: a subscription with this id is already open");
+    const caps = this.capabilities();
+    const filter: SubscriptionFilter = {};
+    if (want.toolsListChanged && caps["tools"]) filter.toolsListChanged = true;
+    if (want.promptsListChanged && caps["prompts"]) filter.promptsListChanged = true;
+    if (want.resourcesListChanged && caps["resources"]) filter.resourcesListChanged = true;
+    if (want.resourceSubscriptions && want.resourceSubscriptions.length > 0 && caps["resources"]) {
+      filter.resourceSubscriptions = [...new Set(want.resourceSubscriptions)];
+    }
+    let end!: () => void;
+    const done = new Promise<void>((resolve) => (end = resolve));
+    const sink = stream.sink;
+    const listener: Listener = {
+      scope: session.id,
+      id: req.id,
+      filter,
+      sink,
+      close: (graceful) => {
+        if (this.#listeners.get(key) !== listener) return;
+        this.#listeners.delete(key);
+        if (graceful && !sink.closed) {
+          const json = JSON.stringify({ jsonrpc: "2.0", id: req.id, result: { resultType: "complete", _meta: { [META.subscriptionId]: req.id } } });
+          sink.send({ eventId: undefined, kind: "response", requestId: undefined, json });
+        }
+        end();
+      },
+    };
+    this.#listeners.set(key, listener);
+    const ack = { notifications: filter, _meta: { [META.subscriptionId]: req.id } };
+    sink.send({ eventId: undefined, kind: "notification", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", method: "notifications/subscriptions/acknowledged", params: ack }) });
+    return { accepted: Promise.resolve(), done };
+  }
+
+  /** Closes the listeners of a stateless-era scope (its connection went away); no answers. */
+  endScope(scope: string): void {
+    for (const l of [...this.#listeners.values()]) if (l.scope === scope) l.close(false);
+  }
+
+  /** Ends every listener with a SubscriptionsListenResult (graceful shutdown of the edge). */
+  endListeners(): void {
+    for (const l of [...this.#listeners.values()]) l.close(true);
+  }
+
+  /** Open `subscriptions/listen` streams on this edge. */
+  get listeners(): number {
+    return this.#listeners.size;
   }
 
   /** Creates a session bound to `principal`. */
@@ -216,9 +364,9 @@ export class SessionCore {
     const params = parse(InitializeParamsSchema, req.params);
     // Anonymous sessions are counted per client address, not all under one principal.
     const quotaKey = caller && caller.quotaKey !== principal ? caller.quotaKey : undefined;
-    if (this.cfg.maxSessionsPerPrincipal > 0) {
+    if (this.#cfg.maxSessionsPerPrincipal > 0) {
       const open = await this.sessions.countForPrincipal(quotaKey ?? principal);
-      if (open >= this.cfg.maxSessionsPerPrincipal) {
+      if (open >= this.#cfg.maxSessionsPerPrincipal) {
         throw rejection(ErrorCode.RateLimited, "too many open sessions for this principal", 60_000);
       }
     }
@@ -236,7 +384,7 @@ export class SessionCore {
       lastSeenAt: now,
     };
     await this.sessions.create(session);
-    this.metrics?.sessionsCreated();
+    this.#metrics?.sessionsCreated();
     const result = {
       protocolVersion: version,
       capabilities: {
@@ -246,42 +394,112 @@ export class SessionCore {
         logging: {},
         completions: {},
       },
-      serverInfo: {
-        name: this.cfg.serverName,
-        title: "mcpq",
-        version: this.cfg.serverVersion,
-        description: "MCP served through NATS JetStream by stateless edges and independently scaled workers",
-      },
-      ...(this.cfg.instructions ? { instructions: this.cfg.instructions } : {}),
+      serverInfo: this.serverInfo,
+      ...(this.#cfg.instructions ? { instructions: this.#cfg.instructions } : {}),
     };
     return { session, json: JSON.stringify({ jsonrpc: "2.0", id: req.id, result }) };
   }
 
+  /** What this server says it is (InitializeResult.serverInfo; `_meta` serverInfo of stateless-era results). */
+  get serverInfo(): { name: string; title: string; version: string; description: string } {
+    return {
+      name: this.#cfg.serverName,
+      title: "mcpq",
+      version: this.#cfg.serverVersion,
+      description: "MCP served through NATS JetStream by stateless edges and independently scaled workers",
+    };
+  }
+
   /**
-   * Accepts a request: answers edge methods at once, or publishes routed ones to JetStream.
-   * Rejections before queuing (overload, rate limit, unknown target) throw McpError so the
-   * transport can map them to its status codes; errors after acceptance arrive as the response.
+   * The synthetic session of one stateless-era request (or socket connection), from its
+   * validated `_meta`: never stored, no lookup. Its id `m-<edge>-<stream>` scopes the request's
+   * cancellation (workers key in-flight requests by session and JSON-RPC id); its answers travel
+   * on the edge's shared outbound session (`modernOutbound`).
+   */
+  modernSession(principal: string, meta: ModernMeta, stream: string): SessionRecord {
+    const now = Date.now();
+    const record: SessionRecord = {
+      id: this.modernScope(stream),
+      principal,
+      protocolVersion: meta.protocolVersion,
+      clientInfo: meta.clientInfo ?? {},
+      clientCapabilities: meta.clientCapabilities,
+      initialized: true,
+      createdAt: now,
+      lastSeenAt: now,
+    };
+    if (meta.logLevel) record.logLevel = meta.logLevel;
+    return record;
+  }
+
+  /** The `inputSchema` of a tool the catalog lists (for its `x-mcp-header` parameters); undefined when unknown. */
+  toolInputSchema(name: string): unknown {
+    return this.#catalog.tool(name)?.inputSchema;
+  }
+
+  /** The synthetic session id (cancellation scope) of stateless-era requests on `stream`. */
+  modernScope(stream: string): string {
+    return `${this.modernOutbound}-${stream}`;
+  }
+
+  /**
+   * The capabilities the catalog backs now (stateless era: server/discover, and the gate on
+   * methods: a kind nobody serves is not advertised and its methods answer -32601).
+   */
+  capabilities(): Record<string, unknown> {
+    const c = this.#catalog;
+    const resources = c.resources().length > 0 || c.resourceTemplates().length > 0;
+    const out: Record<string, unknown> = {};
+    if (c.tools().length > 0) out["tools"] = { listChanged: true };
+    if (resources) out["resources"] = { subscribe: true, listChanged: true };
+    if (c.prompts().length > 0) out["prompts"] = { listChanged: true };
+    if (c.prompts().length > 0 || c.resourceTemplates().length > 0) out["completions"] = {};
+    out["logging"] = {};
+    return out;
+  }
+
+  /**
+   * The caching hint of `resources/read` of `uri` when the worker's result carries none: what
+   * its catalog entry declares, else never cached and never shared across principals.
+   */
+  readHint(uri: string): CacheHint {
+    return this.#catalog.readHint(uri);
+  }
+
+  /**
+   * Accepts a request: answers edge methods at once (to the stream's sink), or publishes routed
+   * ones to JetStream, whose answer reaches the sink through the router. Rejections before
+   * queuing (overload, rate limit, unknown target) throw McpError so the channel can map them to
+   * its status codes; a broker refusal rejects `accepted`; errors after acceptance are the response.
    */
   async dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext): Promise<Dispatched> {
     const obs = this.observer?.begin(session, req);
-    let d: Dispatched;
+    let r: Observed;
     try {
-      d = await this.#dispatch(session, req, stream, obs);
+      r = await this.#dispatch(session, req, stream, obs);
     } catch (err) {
       obs?.refused(err);
       throw err;
     }
-    obs?.answered(d);
-    return d;
+    obs?.answered({ response: r.response, published: r.dispatched.accepted });
+    return r.dispatched;
   }
 
-  async #dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, obs: RequestObservation | undefined): Promise<Dispatched> {
+  /** `dispatch`, with what the observer watches: the answer as a promise (a cancel rejects it). */
+  async #dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, obs: RequestObservation | undefined): Promise<Observed> {
     const named = requestedName(req.method, req.params);
     if (named) {
-      checkTargetName(named.kind, named.name, this.cfg.maxNameBytes ?? 0);
+      checkTargetName(named.kind, named.name, this.#cfg.maxNameBytes ?? 0);
       // Before the catalog is consulted: a forbidden target is refused like a missing one.
       this.policy?.check(callerOf(session, stream), named.kind, named.name, named.promptRef);
       stream.view?.check(callerOf(session, stream), named.kind, named.name, named.promptRef);
+    }
+    if (isModernEra(session.protocolVersion)) {
+      this.#modernGate(req.method);
+      if (req.method === "subscriptions/listen") {
+        const listening = this.#listen(session, req, stream);
+        return { dispatched: listening, response: listening.done.then(() => localMessage(req.id, {})) };
+      }
     }
     switch (req.method) {
       case "tools/call":
@@ -292,53 +510,57 @@ export class SessionCore {
       case "initialize":
         throw new McpError(ErrorCode.InvalidRequest, "Session already initialized");
       default: {
+        let msg: OutboundMessage;
         try {
-          const result = await this.#local(session, req, callerOf(session, stream), stream.view);
-          return { response: Promise.resolve(localMessage(req.id, result)) };
+          msg = localMessage(req.id, await this.#local(session, req, callerOf(session, stream), stream.view));
         } catch (err) {
-          return { response: Promise.resolve(errorMessage(req.id, toWireError(err))) };
+          msg = errorMessage(req.id, err);
         }
+        stream.sink.send(msg);
+        return { dispatched: ANSWERED, response: Promise.resolve(msg) };
       }
     }
   }
 
   /**
-   * What the transport writes to end a dispatched request, once its `response` settles, when
-   * the request was routed with `stream` (its StreamContext id); null when it writes nothing:
-   * the answer goes out through the stream instead (the router delivers it to the stream's
-   * reader with its event id, in stream order), or the request was cancelled (no answer). A
-   * message with an event id is a worker's answer, which also came through the stream.
-   *
-   * One response per request id, live and across resumes on any edge: when the edge answers a
-   * routed request itself (its deadline passed: -32001), the worker may still answer it, so the
+   * Answers a routed request the edge ends itself (its deadline passed: -32001), one response
+   * per request id, live and across resumes on any edge: the worker may still answer it, so the
    * edge first claims the request's response slot in MCPQ_OUT (OutboundRouter.claim). Won: the
-   * answer is published on the stream like a worker's (retained, with its event id) and the
-   * worker's later answer is neither retained nor delivered. Lost: the worker's answer was
-   * retained first and comes through the stream instead. Unknown (NATS unavailable), or the
-   * answer could not be published: the transport writes it directly. A refusal (never queued;
-   * an ambiguous publish was claimed by #route) is written directly. A cancelled request's slot
-   * is claimed too, so a result racing the cancel is dropped (unless it was retained first).
+   * answer is published on the stream like a worker's (retained, with its event id; the router
+   * brings it to the sink in stream order) and the worker's later answer is neither retained
+   * nor delivered. Lost: the worker's answer was retained first and reaches the sink instead.
+   * Unknown (NATS unavailable), or the answer could not be published: it goes to the sink directly.
    */
-  async finalMessage(session: SessionRecord, stream: string, d: Dispatched): Promise<OutboundMessage | null> {
-    let out: OutboundMessage;
-    try {
-      out = await d.response;
-    } catch (err) {
-      if (!(err instanceof RequestCancelled) || d.requestId === undefined) throw err;
-      await this.router.claim(session.id, stream, d.requestId);
-      return null;
+  async #answer(outbound: string, stream: StreamContext, requestId: string, out: OutboundMessage): Promise<void> {
+    const claim = await this.#router.claim(outbound, stream.id, requestId);
+    if (claim === "lost") return;
+    if (claim === "won" && (await this.#router.publishAnswer(outbound, stream.id, out.json))) return;
+    stream.sink.send(out);
+  }
+
+  /**
+   * Stateless era: only its methods exist (ping, logging/setLevel, resources/subscribe,
+   * initialize... were removed), and only those a capability the catalog backs covers:
+   * anything else is -32601 (HTTP 404).
+   */
+  #modernGate(method: string): void {
+    const caps = this.capabilities();
+    const needs: string | undefined = method.startsWith("tools/")
+      ? "tools"
+      : method.startsWith("resources/")
+        ? "resources"
+        : method.startsWith("prompts/")
+          ? "prompts"
+          : method === "completion/complete"
+            ? "completions"
+            : undefined;
+    if (!MODERN_METHODS.has(method) || (needs !== undefined && caps[needs] === undefined)) {
+      throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${method}`);
     }
-    if (out.eventId !== undefined || d.requestId === undefined) return out;
-    // Everything up to the claim runs in the microtasks that follow the deadline: no worker
-    // answer can arrive unclaimed in between (the correlator no longer waits for it).
-    if (await (d.published?.then(notRefused, refused) ?? false)) return out;
-    const claim = await this.router.claim(session.id, stream, d.requestId);
-    if (claim === "lost") return null;
-    if (claim === "won" && (await this.router.publishAnswer(session.id, stream, out.json))) return null;
-    return out;
   }
 
   async #local(session: SessionRecord, req: JsonRpcRequest, caller: Caller, view: TargetView | undefined): Promise<Record<string, unknown>> {
+    if (isModernEra(session.protocolVersion)) return this.#modernLocal(req, caller, view);
     switch (req.method) {
       case "ping":
         return {};
@@ -350,13 +572,13 @@ export class SessionCore {
         return {};
       }
       case "tools/list":
-        return this.#page("tools", this.#visible(caller, view, "tools", this.catalog.tools()), req);
+        return this.#page("tools", this.#visible(caller, view, "tools", this.#catalog.tools()), req);
       case "resources/list":
-        return this.#page("resources", this.#visible(caller, view, "resources", this.catalog.resources()), req);
+        return this.#page("resources", this.#visible(caller, view, "resources", this.#catalog.resources()), req);
       case "resources/templates/list":
-        return this.#page("resourceTemplates", this.#visible(caller, view, "resourceTemplates", this.catalog.resourceTemplates()), req);
+        return this.#page("resourceTemplates", this.#visible(caller, view, "resourceTemplates", this.#catalog.resourceTemplates()), req);
       case "prompts/list":
-        return this.#page("prompts", this.#visible(caller, view, "prompts", this.catalog.prompts()), req);
+        return this.#page("prompts", this.#visible(caller, view, "prompts", this.#catalog.prompts()), req);
       case "resources/subscribe": {
         const { uri } = parse(SubscribeParamsSchema, req.params);
         await this.sessions.subscribe(session, uri);
@@ -367,6 +589,32 @@ export class SessionCore {
         await this.sessions.unsubscribe(session, uri);
         return {};
       }
+      default:
+        throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${req.method}`);
+    }
+  }
+
+  /** Edge-answered methods of the stateless era (the channel adds `resultType` and `_meta` serverInfo). */
+  #modernLocal(req: JsonRpcRequest, caller: Caller, view: TargetView | undefined): Record<string, unknown> {
+    const c = this.#catalog;
+    switch (req.method) {
+      case "server/discover":
+        return {
+          supportedVersions: [...ALL_PROTOCOL_VERSIONS],
+          capabilities: this.capabilities(),
+          ...(this.#cfg.instructions ? { instructions: this.#cfg.instructions } : {}),
+          // What it says is the same for every caller; it changes when a kind appears or goes.
+          ttlMs: this.#cfg.discoverTtlMs,
+          cacheScope: "public",
+        };
+      case "tools/list":
+        return { ...this.#page("tools", this.#visible(caller, view, "tools", c.tools()), req), ...c.listHint("tools") };
+      case "resources/list":
+        return { ...this.#page("resources", this.#visible(caller, view, "resources", c.resources()), req), ...c.listHint("resources") };
+      case "resources/templates/list":
+        return { ...this.#page("resourceTemplates", this.#visible(caller, view, "resourceTemplates", c.resourceTemplates()), req), ...c.listHint("resourceTemplates") };
+      case "prompts/list":
+        return { ...this.#page("prompts", this.#visible(caller, view, "prompts", c.prompts()), req), ...c.listHint("prompts") };
       default:
         throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${req.method}`);
     }
@@ -384,151 +632,160 @@ export class SessionCore {
     if (params?.cursor !== undefined) {
       offset = decodeCursor(params.cursor);
     }
-    const size = this.cfg.pageSize;
+    const size = this.#cfg.pageSize;
     const page = items.slice(offset, offset + size);
     const out: Record<string, unknown> = { [key]: page };
     if (offset + size < items.length) out["nextCursor"] = encodeCursor(offset + size);
     return out;
   }
 
-  async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, obs: RequestObservation | undefined): Promise<Dispatched> {
-    const target = this.#target(req);
+  async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, obs: RequestObservation | undefined): Promise<Observed> {
+    const target = this.#target(req, isModernEra(session.protocolVersion));
     obs?.routed(target);
     const meta = (req.params?.["_meta"] ?? {}) as Record<string, unknown>;
-    const timeout = requestBudget(meta, Date.now(), this.cfg.requestTimeoutMs, this.cfg.maxRequestTimeoutMs);
+    const timeout = requestBudget(meta, Date.now(), this.#cfg.requestTimeoutMs, this.#cfg.maxRequestTimeoutMs);
     const release: (outcome?: RouteOutcome, err?: unknown) => void =
       this.admission?.admit(session, req, target, timeout) ?? (() => undefined);
-    let outcome: RouteOutcome = "ok";
-    let releaseRouter: (() => void) | undefined;
     try {
-      if (this.router.correlator.full) {
+      if (this.#router.correlator.full) {
         throw rejection(ErrorCode.Overloaded, "edge has too many requests in flight", 1_000);
       }
-      const requestId = nextRequestId();
-      const now = Date.now();
-      const deadline = now + timeout;
-      const replyTo = subjects.outbound(session.id, stream.id);
-      // The session's outbound subject, while the request waits (the transport holds the stream's reader).
-      releaseRouter = this.router.attach(session.id);
-      const key = clientKey(session.id, req.id);
-      this.#byClientId.set(key, requestId);
-      const timedOut = () => new McpError(ErrorCode.RequestTimeout, `Request timed out after ${timeout} ms`, { timeoutMs: timeout });
-      const response = this.router.correlator.wait(requestId, deadline, timedOut);
-      response.catch(() => undefined);
-      const headers = encodeEnvelope({
-        requestId,
-        session: session.id,
-        principal: session.principal,
-        protocolVersion: session.protocolVersion,
-        deadline,
-        startBy: this.cfg.maxQueueMs ? Math.min(deadline, now + this.cfg.maxQueueMs) : undefined,
-        replyTo,
-        logLevel: session.logLevel,
-        targetKind: target.kind,
-        target: target.name,
-        edge: this.cfg.edgeId,
-        receivedAt: now,
-        traceparent: typeof meta["traceparent"] === "string" ? (meta["traceparent"] as string) : undefined,
-        tracestate: typeof meta["tracestate"] === "string" ? (meta["tracestate"] as string) : undefined,
-        clientCapabilities: Object.keys(session.clientCapabilities ?? {}),
-        claims: this.policy?.exposed(stream.caller),
-      });
-      this.metrics?.inFlight(1);
-      const subject = subjects.request(target.pool, target.kind, target.name);
-      const publishDone = obs?.publishing(headers, subject, requestId);
-      // The publish is started here, in order with this connection's earlier publishes, but its
-      // PubAck is not awaited: a transport that processes a connection's messages in order
-      // (sockets) moves on to the next message at once. A refusal still reaches the client:
-      // `published` rejects with it (HTTP answers 503/429 from that) and `response` settles to
-      // the same error as a JSON-RPC error response.
-      const published = this.bus.js
-        .publish(subject, stream.raw ?? JSON.stringify(req), {
-          headers,
-          msgID: requestId,
-          // Never wait on the broker past the request's deadline (nor past the client's 10 s default).
-          timeout: Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
-        })
-        .then(
-          () => publishDone?.(),
-          (err: unknown) => {
-            publishDone?.(err);
-            // A publish that only failed because the deadline came is answered as the timeout it is.
-            const mapped = Date.now() >= deadline ? timedOut() : publishFailure(err, 1_000);
-            if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
-            // The request may be queued after all: this refusal is its answer, not a worker's.
-            if (publishMayHaveLanded(err)) void this.router.claim(session.id, stream.id, requestId);
-            throw mapped;
-          },
-        );
-      published.catch(() => undefined);
-      const rr = releaseRouter;
-      let refusal: McpError | undefined;
-      const settled = published
-        .then(
-          () =>
-            response.then(
-              (msg) => {
-                outcome = responseOutcome(msg.json);
-                return msg;
-              },
-              (err: unknown) => {
-                if (err instanceof RequestCancelled) {
-                  outcome = "cancelled";
-                  throw err;
-                }
-                const wire = toWireError(err);
-                outcome = wire.code === ErrorCode.RequestTimeout ? "timeout" : "failed";
-                return errorMessage(req.id, wire);
-              },
-            ),
-          (err: McpError) => {
-            refusal = err;
-            response.catch(() => undefined);
-            this.router.correlator.reject(requestId, err);
-            return errorMessage(req.id, toWireError(err));
-          },
-        )
-        .finally(() => {
-          this.metrics?.inFlight(-1);
-          if (this.#byClientId.get(key) === requestId) this.#byClientId.delete(key);
-          rr();
-          if (refusal) release("refused", refusal);
-          else release(outcome);
-        });
-      releaseRouter = undefined;
-      return { response: settled, published, requestId };
     } catch (err) {
-      releaseRouter?.();
       release("refused", err);
       throw err;
     }
+    const requestId = nextRequestId();
+    const now = Date.now();
+    const deadline = now + timeout;
+    const key = clientKey(session.id, req.id);
+    this.#byClientId.set(key, requestId);
+    const outbound = stream.outboundSession ?? session.id;
+    const modern = isModernEra(session.protocolVersion);
+    const timedOut = () => new McpError(ErrorCode.RequestTimeout, `Request timed out after ${timeout} ms`, { timeoutMs: timeout });
+    // The deadline timer and in-flight count; the answer itself reaches the sink via the router.
+    const answered = this.#router.correlator.wait(requestId, deadline, timedOut);
+    answered.catch(() => undefined);
+    const envelope: RequestEnvelope = {
+      requestId,
+      session: session.id,
+      principal: session.principal,
+      protocolVersion: session.protocolVersion,
+      deadline,
+      startBy: this.#cfg.maxQueueMs ? Math.min(deadline, now + this.#cfg.maxQueueMs) : undefined,
+      replyTo: subjects.outbound(outbound, stream.id),
+      logLevel: session.logLevel,
+      targetKind: target.kind,
+      target: target.name,
+      edge: this.#cfg.edgeId,
+      receivedAt: now,
+      traceparent: traceValue(meta["traceparent"]),
+      tracestate: traceValue(meta["tracestate"]),
+      clientCapabilities: Object.keys(session.clientCapabilities ?? {}),
+      clientInfo: modern ? implementationOf(session.clientInfo) : undefined,
+      claims: this.policy?.exposed(stream.caller),
+    };
+    this.#metrics?.inFlight(1);
+    const headers = encodeEnvelope(envelope);
+    const publishDone = obs?.publishing(headers, subjects.request(target.pool, target.kind, target.name), requestId);
+    // The publish is started here, in order with this connection's earlier publishes, but its
+    // PubAck is not awaited: a channel that processes a connection's messages in order
+    // (sockets) moves on to the next message at once. A refusal rejects `accepted`.
+    // Never wait on the broker past the request's deadline (nor past the client's 10 s default).
+    const accepted = publishRequest(this.#bus, target.pool, envelope, stream.raw ?? JSON.stringify(req), Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())), headers)
+      .then(
+        () => publishDone?.(),
+        (err: unknown) => {
+          publishDone?.(err);
+          // A publish that only failed because the deadline came is answered as the timeout it is.
+          const mapped = Date.now() >= deadline ? timedOut() : publishFailure(err, 1_000);
+          if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
+          // The request may be queued after all: this refusal is its answer, not a worker's.
+          if (publishMayHaveLanded(err)) void this.#router.claim(outbound, stream.id, requestId);
+          throw mapped;
+        },
+      );
+    accepted.catch(() => undefined);
+    let outcome: RouteOutcome = "ok";
+    let refusal: McpError | undefined;
+    /** What the edge must still answer once the request settled (its deadline passed), if anything. */
+    const settled: Promise<OutboundMessage | "cancelled" | undefined> = accepted
+      .then(
+        () =>
+          answered.then(
+            (msg) => {
+              outcome = responseOutcome(msg.json);
+              return undefined;
+            },
+            (err: unknown) => {
+              if (err instanceof RequestCancelled) {
+                outcome = "cancelled";
+                return "cancelled" as const;
+              }
+              outcome = toWireError(err).code === ErrorCode.RequestTimeout ? "timeout" : "failed";
+              return errorMessage(req.id, err);
+            },
+          ),
+        (err: McpError) => {
+          refusal = err;
+          this.#router.correlator.reject(requestId, err);
+          return undefined;
+        },
+      )
+      .finally(() => {
+        this.#metrics?.inFlight(-1);
+        if (this.#byClientId.get(key) === requestId) this.#byClientId.delete(key);
+        if (refusal) release("refused", refusal);
+        else release(outcome);
+      });
+    const done = settled
+      .then((end) => {
+        // A cancelled request gets no answer; its slot is claimed so a result racing the cancel
+        // is dropped (unless it was retained first). Everything up to the claim runs in the
+        // microtasks after the deadline: no worker answer arrives unclaimed in between.
+        if (end === "cancelled") return this.#router.claim(outbound, stream.id, requestId).then(() => undefined);
+        if (end) return this.#answer(outbound, stream, requestId, end);
+        return undefined;
+      })
+      .catch((err: unknown) => this.#log.error({ err }, "answering a request failed"));
+    // For the observer: the worker's answer, or the edge's (deadline, refusal); a cancel rejects.
+    const response = accepted.then(
+      () =>
+        answered.then(
+          (msg) => msg,
+          (err: unknown) => (err instanceof RequestCancelled ? Promise.reject(err) : errorMessage(req.id, err)),
+        ),
+      (err: unknown) => errorMessage(req.id, err),
+    );
+    response.catch(() => undefined);
+    return { dispatched: { accepted, done }, response };
   }
 
-  #target(req: JsonRpcRequest): { kind: TargetKind; name: string; pool: string } {
+  #target(req: JsonRpcRequest, modern: boolean): { kind: TargetKind; name: string; pool: string } {
     switch (req.method) {
       case "tools/call": {
         const { name } = parse(CallToolParamsSchema, req.params);
-        const pool = this.catalog.toolPool(name);
+        const pool = this.#catalog.toolPool(name);
         if (pool) return { kind: "tool", name, pool };
-        if (this.catalog.recentlyGone("tool", name)) {
+        if (this.#catalog.recentlyGone("tool", name)) {
           throw rejection(ErrorCode.Unavailable, `no worker is serving tool ${name}`, 2_000);
         }
         throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
       }
       case "resources/read": {
         const { uri } = parse(ReadResourceParamsSchema, req.params);
-        const pool = this.catalog.resourcePool(uri);
+        const pool = this.#catalog.resourcePool(uri);
         if (pool) return { kind: "resource", name: uri, pool };
-        if (this.catalog.recentlyGone("resource", uri)) {
+        if (this.#catalog.recentlyGone("resource", uri)) {
           throw rejection(ErrorCode.Unavailable, `no worker is serving resource ${uri}`, 2_000);
         }
-        throw new McpError(ErrorCode.ResourceNotFound, "Resource not found", { uri });
+        // 2026-07-28 standardises resource-not-found on -32602 (SEP-2164); older revisions keep -32002.
+        throw new McpError(modern ? ErrorCode.InvalidParams : ErrorCode.ResourceNotFound, "Resource not found", { uri });
       }
       case "prompts/get": {
         const { name } = parse(GetPromptParamsSchema, req.params);
-        const pool = this.catalog.promptPool(name);
+        const pool = this.#catalog.promptPool(name);
         if (pool) return { kind: "prompt", name, pool };
-        if (this.catalog.recentlyGone("prompt", name)) {
+        if (this.#catalog.recentlyGone("prompt", name)) {
           throw rejection(ErrorCode.Unavailable, `no worker is serving prompt ${name}`, 2_000);
         }
         throw new McpError(ErrorCode.InvalidParams, `Unknown prompt: ${name}`);
@@ -536,7 +793,7 @@ export class SessionCore {
       default: {
         const { ref } = parse(CompleteParamsSchema, req.params);
         const name = ref.type === "ref/prompt" ? ref.name : ref.uri;
-        const pool = ref.type === "ref/prompt" ? this.catalog.promptPool(ref.name) : this.catalog.templatePool(ref.uri);
+        const pool = ref.type === "ref/prompt" ? this.#catalog.promptPool(ref.name) : this.#catalog.templatePool(ref.uri);
         if (pool) return { kind: "complete", name, pool };
         throw new McpError(ErrorCode.InvalidParams, `Unknown completion reference: ${name}`);
       }
@@ -555,10 +812,7 @@ export class SessionCore {
         return;
       case "notifications/cancelled": {
         const p = CancelledParamsSchema.safeParse(n.params);
-        if (!p.success) return;
-        const notice: CancelNotice = { session: session.id, principal: session.principal, requestId: p.data.requestId };
-        if (p.data.reason) notice.reason = p.data.reason;
-        this.bus.nc.publish(subjects.cancel(session.principal, session.id), JSON.stringify(notice));
+        if (p.success) this.cancel(session, p.data.requestId, p.data.reason);
         return;
       }
       default:
@@ -567,31 +821,43 @@ export class SessionCore {
   }
 
   /**
+   * Cancels the request `requestId` (the client's JSON-RPC id) of `session` everywhere: the
+   * notice reaches the worker running it (which aborts the handler) and the edge waiting for
+   * it (which answers nothing and drops a result that races the cancel).
+   */
+  cancel(session: SessionRecord, requestId: RequestId, reason?: string): void {
+    // Applied here at once too (this edge's listener or waiting request), not only when the notice comes back.
+    this.#cancelLocal(session.id, requestId, reason);
+    const notice: CancelNotice = { session: session.id, principal: session.principal, requestId };
+    if (reason) notice.reason = reason;
+    this.#bus.nc.publish(cancelContract.subject(notice), cancelContract.encode(notice));
+  }
+
+  /**
    * A client's answer to a server->client request: routed to the waiting worker on a subject
    * derived from the authenticated principal and the session, never from the session id alone.
    */
   clientResponse(session: SessionRecord, r: JsonRpcResponse): void {
-    if (typeof r.id !== "string" || !r.id.startsWith("mcpq-")) return;
-    this.bus.nc.publish(subjects.clientReply(session.principal, session.id, r.id), JSON.stringify(r));
+    if (!isServerRequestId(r.id)) return;
+    this.#bus.nc.publish(subjects.clientReply(session.principal, session.id, r.id), JSON.stringify(r));
   }
 
   /** Ends a session everywhere and frees what it held (subscriptions, local delivery). */
   async end(session: SessionRecord): Promise<void> {
     await this.sessions.delete(session);
-    this.router.forget(session.id);
-    for await (const k of await this.bus.kv.subscriptions.keys(`*.${session.id}`)) {
-      await this.bus.kv.subscriptions.purge(k);
+    this.#router.forget(session.id);
+    for await (const k of await this.#bus.kv.subscriptions.keys(`*.${session.id}`)) {
+      await this.#bus.kv.subscriptions.purge(k);
     }
   }
 
   async #fanOutResourceUpdate(uri: string): Promise<void> {
     try {
       const json = JSON.stringify({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri } });
-      for await (const key of await this.bus.kv.subscriptions.keys(subscriptionPrefix(uri))) {
+      for await (const key of await this.#bus.kv.subscriptions.keys(subscriptionPrefix(uri))) {
         const session = key.slice(key.indexOf(".") + 1);
-        const eventId = `${STANDALONE_STREAM}_${nextEventToken()}`;
-        await this.bus.js.publish(subjects.outbound(session, STANDALONE_STREAM), json, {
-          headers: outboundHeaders("notification", eventId),
+        await this.#bus.js.publish(subjects.outbound(session, STANDALONE_STREAM), json, {
+          headers: outboundHeaders("notification", eventId(STANDALONE_STREAM, nextEventToken())),
         });
       }
     } catch (err) {
@@ -600,13 +866,20 @@ export class SessionCore {
   }
 }
 
+/** A dispatched request and, for the observer, its answer (a cancel rejects it). */
+interface Observed {
+  dispatched: Dispatched;
+  response: Promise<OutboundMessage>;
+}
+
+/** What an edge-answered request's dispatch returns: answered (to the sink) already. */
+const ANSWERED: Dispatched = { accepted: Promise.resolve(), done: Promise.resolve() };
+
 /** The request's caller; a session's own principal when the transport passed none. */
 function callerOf(session: SessionRecord, stream: StreamContext): Caller {
   return stream.caller ?? { principal: session.principal, quotaKey: session.quotaKey ?? session.principal, anonymous: false, scopes: [], claims: {} };
 }
 
-const notRefused = () => false;
-const refused = () => true;
 
 /**
  * A routed request's budget in ms from now: the client's `_meta["io.mcpq/timeoutMs"]` (else the
@@ -617,10 +890,21 @@ const refused = () => true;
  * deadline passed before the edge read the request (admission refuses it as overload).
  */
 export function requestBudget(meta: Record<string, unknown>, now: number, defaultMs: number, maxMs: number): number {
-  const asked = Number(meta[TIMEOUT_META_KEY]);
+  const asked = Number(meta[MCPQ_META.timeoutMs]);
   const timeout = Math.min(Number.isFinite(asked) && asked > 0 ? asked : defaultMs, maxMs);
-  const deadline = Number(meta[DEADLINE_META_KEY]);
+  const deadline = Number(meta[MCPQ_META.deadline]);
   return Number.isFinite(deadline) && deadline > 0 ? Math.min(timeout, Math.floor(deadline - now)) : timeout;
+}
+
+const TRACE_MAX = 512;
+function traceValue(v: unknown): string | undefined {
+  return typeof v === "string" && v.length <= TRACE_MAX ? v : undefined;
+}
+
+/** A self-reported client identity fit for a header: both fields strings, bounded. */
+function implementationOf(info: Record<string, unknown>): { name: string; version: string } | undefined {
+  const { name, version } = info;
+  return typeof name === "string" && typeof version === "string" && name.length + version.length <= 512 ? { name, version } : undefined;
 }
 
 /** Classifies a worker's response for the pool's circuit: internal errors and timeouts count against it. */
@@ -659,8 +943,13 @@ function decodeCursor(cursor: string): number {
 }
 
 function localMessage(id: RequestId, result: Record<string, unknown>, json?: string): OutboundMessage {
-  return { eventId: undefined, kind: "response", requestId: undefined, json: json ?? JSON.stringify({ jsonrpc: "2.0", id, result }) };
+  return { eventId: undefined, kind: "response", requestId: undefined, json: json ?? JSON.stringify(resultResponse(id, result)) };
 }
-function errorMessage(id: RequestId | null, error: { code: number; message: string; data?: unknown }): OutboundMessage {
-  return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", id, error }) };
+
+/**
+ * The one JSON-RPC error answer the edge makes, as the stream message it is: `err` as its wire
+ * form (an McpError as is, anything else -32603 "Internal error" without internals).
+ */
+export function errorMessage(id: RequestId | null, err: unknown): OutboundMessage {
+  return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify(errorResponse(id, toWireError(err))) };
 }

@@ -1,14 +1,18 @@
 import { randomBytes } from "node:crypto";
-import { BUCKETS, digestToken, isWrongLastSequence, subscriptionKey, type Bus, type KV } from "@mcpq/bus";
-import { ErrorCode, McpError, type LogLevel, type ProtocolVersion } from "@mcpq/protocol";
+import { BUCKETS, digestToken, isWrongLastSequence, sessionChangedContract, subscriptionKey, type Bus, type KV } from "@mcpq/bus";
+import { ErrorCode, McpError, type AnyProtocolVersion, type LogLevel } from "@mcpq/protocol";
 
-/** A session as stored in JetStream KV; any edge can load it. */
+/**
+ * A session as stored in JetStream KV; any edge can load it. A stateless-era (2026-07-28)
+ * request gets a synthetic record instead (SessionCore.modernSession), built from its `_meta`
+ * and never stored.
+ */
 export interface SessionRecord {
   id: string;
   principal: string;
   /** The key the session is counted under when it is not the principal (anonymous: per client address). */
   quotaKey?: string;
-  protocolVersion: ProtocolVersion;
+  protocolVersion: AnyProtocolVersion;
   clientInfo: Record<string, unknown>;
   clientCapabilities: Record<string, unknown>;
   logLevel?: LogLevel;
@@ -22,7 +26,6 @@ export interface SessionRecord {
 /** The stream behind the sessions KV bucket. */
 const KV_SESSIONS_STREAM = `KV_${BUCKETS.sessions}`;
 
-const EVICT_SUBJECT = "mcpq.evt.session.changed";
 
 /** Compare-and-set rounds before a session update gives up (each lost round means another write landed). */
 const MAX_CAS_ATTEMPTS = 20;
@@ -66,8 +69,10 @@ export class SessionStore {
     this.#maxCache = opts.maxCache ?? 200_000;
     this.#idleTtlMs = bus.limits.sessionIdleTtlMs;
     this.#touchEveryMs = Math.min(Math.max(1_000, Math.floor(this.#idleTtlMs / 4)), Math.max(1, Math.floor(this.#idleTtlMs / 2)));
-    bus.nc.subscribe(EVICT_SUBJECT, { callback: (_e, m) => {
-        this.#cache.delete(m.string());
+    bus.nc.subscribe(sessionChangedContract.subject, {
+      callback: (_e, m) => {
+        const id = sessionChangedContract.decode(m.data);
+        if (id !== null) this.#cache.delete(id);
       },
     });
   }
@@ -208,7 +213,7 @@ export class SessionStore {
     if (!stored) throw new SessionGone();
     Object.assign(rec, stored);
     await this.#refreshIndex(stored);
-    this.bus.nc.publish(EVICT_SUBJECT, rec.id);
+    this.bus.nc.publish(sessionChangedContract.subject, sessionChangedContract.encode(rec.id));
     // The client may send its next request to another edge as soon as this one answers: make
     // sure the eviction has reached the server first (e.g. logging/setLevel, then tools/call).
     await this.bus.nc.flush();
@@ -220,7 +225,7 @@ export class SessionStore {
     await this.#kv.purge(`s.${rec.id}`);
     // A stream purge leaves no marker, so the ended session stops counting against the cap.
     await this.bus.jsm.streams.purge(KV_SESSIONS_STREAM, { filter: `$KV.${BUCKETS.sessions}.${indexKey(rec)}` });
-    this.bus.nc.publish(EVICT_SUBJECT, rec.id);
+    this.bus.nc.publish(sessionChangedContract.subject, sessionChangedContract.encode(rec.id));
   }
 
   #remember(rec: SessionRecord): void {

@@ -1,7 +1,8 @@
 import { createServer, type Socket } from "node:net";
 import * as grpc from "@grpc/grpc-js";
 import { ConnectionLimiter } from "../core/connection-limiter.js";
-import type { EdgeRuntime } from "../runtime.js";
+import type { Logger } from "@mcpq/protocol";
+import type { EdgeConfig } from "../env.js";
 
 /**
  * The gRPC port's own TCP listener, handing accepted connections to grpc-js
@@ -15,14 +16,15 @@ import type { EdgeRuntime } from "../runtime.js";
  */
 export async function listenGrpc(
   server: grpc.Server,
-  rt: EdgeRuntime,
+  log: Logger,
+  config: Pick<EdgeConfig, "host" | "grpcPort" | "socketHandshakeTimeoutMs" | "maxConnectionsPerClient">,
 ): Promise<{ port: number; callStarted(peer: string): void; close(): Promise<void> }> {
   const clocks = new Map<string, NodeJS.Timeout>();
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const perClient = new ConnectionLimiter(0, undefined, undefined, rt.config.maxConnectionsPerClient);
+  const perClient = new ConnectionLimiter(0, undefined, undefined, config.maxConnectionsPerClient);
   const sockets = new Set<Socket>();
   const tcp = createServer({ noDelay: true }, (socket) => {
-    socket.on("error", (err) => rt.log.debug({ err }, "grpc socket error"));
+    socket.on("error", (err) => log.debug({ err }, "grpc socket error"));
     const release = perClient.tryAcquire("grpc", socket.remoteAddress);
     if (!release) {
       socket.destroy();
@@ -36,8 +38,8 @@ export async function listenGrpc(
       clocks.delete(key);
       release();
     });
-    if (rt.config.socketHandshakeTimeoutMs > 0) {
-      const clock = setTimeout(() => socket.destroy(), rt.config.socketHandshakeTimeoutMs);
+    if (config.socketHandshakeTimeoutMs > 0) {
+      const clock = setTimeout(() => socket.destroy(), config.socketHandshakeTimeoutMs);
       clock.unref();
       clocks.set(key, clock);
     }
@@ -45,14 +47,14 @@ export async function listenGrpc(
   });
   await new Promise<void>((resolve, reject) => {
     tcp.once("error", reject);
-    tcp.listen({ host: rt.config.host, port: rt.config.grpcPort, backlog: 4096 }, () => {
+    tcp.listen({ host: config.host, port: config.grpcPort, backlog: 4096 }, () => {
       tcp.off("error", reject);
       resolve();
     });
   });
   const addr = tcp.address();
   return {
-    port: typeof addr === "object" && addr ? addr.port : rt.config.grpcPort,
+    port: typeof addr === "object" && addr ? addr.port : config.grpcPort,
     callStarted(peer) {
       const m = /^(?:ipv[46]:)?\[?(.+?)\]?:(\d+)$/.exec(peer);
       const key = m ? peerKey(m[1], Number(m[2])) : peer;

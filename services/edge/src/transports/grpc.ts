@@ -4,10 +4,14 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { GRPC_PROTO_URL, type JsonRpcFrame } from "@mcpq/protocol";
 import { isAuthFailure, type Caller } from "../core/auth.js";
-import type { SocketCloseReason, SocketSession } from "../core/socket-session.js";
-import type { EdgeRuntime } from "../runtime.js";
+import type { EdgePort } from "../core/edge-port.js";
+import type { SocketChannel, SocketCloseReason } from "../core/socket-channel.js";
+import type { EdgeConfig } from "../env.js";
 import { listenGrpc } from "./grpc-listener.js";
-import { CLOSE_GRACE_MS, openSocketSession, type ListeningTransport } from "./socket-common.js";
+import { CLOSE_GRACE_MS, type ListeningTransport } from "./socket-common.js";
+
+/** The settings the gRPC transport reads. */
+export type GrpcConfig = Pick<EdgeConfig, "host" | "grpcPort" | "maxMessageBytes" | "socketIdleTimeoutMs" | "socketHandshakeTimeoutMs" | "maxConnectionsPerClient">;
 
 type SessionCall = grpc.ServerDuplexStream<JsonRpcFrame, JsonRpcFrame>;
 
@@ -36,22 +40,22 @@ const STATUS_FOR: Record<SocketCloseReason, grpc.status> = {
  * (UNAUTHENTICATED otherwise). Connection limit: RESOURCE_EXHAUSTED "too many connections";
  * slow consumer: RESOURCE_EXHAUSTED "slow consumer"; shutdown: UNAVAILABLE. Framing only.
  */
-export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTransport> {
-  const live = new Set<SocketSession>();
+export async function startGrpcTransport(edge: EdgePort, config: GrpcConfig): Promise<ListeningTransport> {
+  const live = new Set<SocketChannel>();
   // Set once listening; calls only arrive after that.
   const port: { listener?: Awaited<ReturnType<typeof listenGrpc>> } = {};
   const server = new grpc.Server({
-    "grpc.max_receive_message_length": rt.config.maxMessageBytes,
+    "grpc.max_receive_message_length": config.maxMessageBytes,
     "grpc.keepalive_time_ms": 30_000,
     "grpc.keepalive_timeout_ms": 10_000,
     // An HTTP/2 connection with no call open is closed (slowloris), and one that never
     // completes its handshake is dropped by grpc-js's own connection timeout.
-    ...(rt.config.socketIdleTimeoutMs > 0 ? { "grpc.max_connection_idle_ms": rt.config.socketIdleTimeoutMs } : {}),
+    ...(config.socketIdleTimeoutMs > 0 ? { "grpc.max_connection_idle_ms": config.socketIdleTimeoutMs } : {}),
   });
 
   const session = (call: SessionCall) => {
     void open(call).catch((err: unknown) => {
-      rt.log.error({ err }, "grpc session failed");
+      edge.log.error({ err }, "grpc session failed");
       call.emit("error", { code: grpc.status.INTERNAL, details: "internal error", metadata: new grpc.Metadata() });
     });
   };
@@ -65,21 +69,20 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
     const auth = call.metadata.get("authorization")[0];
     port.listener?.callStarted(call.getPeer());
     const address = peerAddress(call.getPeer());
-    const caller = await rt.auth.authenticate(typeof auth === "string" ? auth : undefined, address);
+    const caller = await edge.auth.authenticate(typeof auth === "string" ? auth : undefined, address);
     if (isAuthFailure(caller))
       return fail(
         caller.status === 403 ? grpc.status.PERMISSION_DENIED : grpc.status.UNAUTHENTICATED,
         caller.status === 403 ? caller.description : "a valid bearer token is required",
       );
-    const release = rt.connections.tryAcquire("grpc", address);
+    const release = edge.connections.tryAcquire("grpc", address);
     if (!release) return fail(grpc.status.RESOURCE_EXHAUSTED, "too many connections");
 
     // Frames are objects to the stream: count their bytes until HTTP/2 has taken them.
     let pending = 0;
     let grace: NodeJS.Timeout | undefined;
     let ended = false;
-    const s = openSocketSession(
-      rt,
+    const s = edge.socket(
       {
         write: (json) => {
           const bytes = Buffer.byteLength(json);
@@ -114,20 +117,17 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
         pauseReading: () => call.pause(),
         resumeReading: () => call.resume(),
       },
-      "grpc",
-      caller satisfies Caller,
-      true,
-      address,
+      { transport: "grpc", caller: caller satisfies Caller, address },
     );
     live.add(s);
-    rt.metrics.openStreams.inc({ transport: "grpc" });
+    edge.metrics.openStreams.inc({ transport: "grpc" });
     const done = () => {
       if (ended) return;
       ended = true;
       clearTimeout(grace);
       s.transportClosed();
       live.delete(s);
-      rt.metrics.openStreams.dec({ transport: "grpc" });
+      edge.metrics.openStreams.dec({ transport: "grpc" });
       release();
     };
     call.on("data", (frame: JsonRpcFrame) => s.receive(frame.json));
@@ -144,7 +144,7 @@ export async function startGrpcTransport(rt: EdgeRuntime): Promise<ListeningTran
   };
 
   server.addService(loadMcpService(), { Session: session });
-  const listener = (port.listener = await listenGrpc(server, rt));
+  const listener = (port.listener = await listenGrpc(server, edge.log, config));
   return {
     port: listener.port,
     async close() {

@@ -1,19 +1,11 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { ErrorCode, McpError, type JsonRpcErrorObject } from "@mcpq/protocol";
+import { ErrorCode } from "@mcpq/protocol";
 import { isAuthFailure, resourceMetadataUrl, type Caller, type EdgeAuth } from "../core/auth.js";
+import { refusal, type HttpRefusal } from "../core/http-errors.js";
 import { duplicateHost, hostAllowed, originAllowed } from "../core/security.js";
 import type { EdgeConfig } from "../env.js";
 
-/** An HTTP-level refusal with its status and JSON-RPC error body (id null). */
-export interface HttpRefusal {
-  status: number;
-  headers: Record<string, string>;
-  body: { jsonrpc: "2.0"; id: null; error: JsonRpcErrorObject };
-}
-
-export function refusal(status: number, code: number, message: string, headers: Record<string, string> = {}, data?: unknown): HttpRefusal {
-  return { status, headers, body: { jsonrpc: "2.0", id: null, error: data === undefined ? { code, message } : { code, message, data } } };
-}
+export { refusal, statusFor, type HttpRefusal } from "../core/http-errors.js";
 
 /** What `guardHttp` reads of a request (a fastify request or a raw upgrade request). */
 export interface GuardedRequest {
@@ -55,22 +47,4 @@ export async function guardHttp(req: GuardedRequest, rt: GuardRuntime): Promise<
     return refusal(r.status, ErrorCode.Forbidden, message, { "www-authenticate": rt.auth.challenge(r, meta) });
   }
   return { principal: r.principal, caller: r };
-}
-
-/** HTTP status for an error thrown before a request was accepted. */
-export function statusFor(err: McpError): { status: number; headers: Record<string, string> } {
-  const retryAfterMs = (err.data as { retryAfterMs?: number } | undefined)?.retryAfterMs;
-  const retry: Record<string, string> = retryAfterMs !== undefined ? { "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) } : {};
-  switch (err.code) {
-    case ErrorCode.RateLimited:
-      return { status: 429, headers: retry };
-    case ErrorCode.Overloaded:
-    case ErrorCode.Unavailable:
-      return { status: 503, headers: retry };
-    case ErrorCode.ParseError:
-    case ErrorCode.InvalidRequest:
-      return { status: 400, headers: {} };
-    default:
-      return { status: 200, headers: {} };
-  }
 }

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { ErrorCode } from "@mcpq/protocol";
 import type { ConnectionKind } from "../core/connection-limiter.js";
-import type { EdgeRuntime } from "../runtime.js";
+import type { ConnectionLimiter } from "../core/connection-limiter.js";
 
 /**
  * Counts every MCP HTTP request while it is in flight (a long-lived SSE stream for its whole
@@ -11,16 +11,16 @@ import type { EdgeRuntime } from "../runtime.js";
  */
 export function limitHttpConnections(
   app: FastifyInstance,
-  rt: EdgeRuntime,
+  connections: ConnectionLimiter,
   routes: ReadonlyMap<string, ConnectionKind>,
 ): void {
   app.addHook("onRequest", async (req, reply) => {
     const path = req.routeOptions.url;
     const kind = path === undefined ? undefined : routes.get(path);
     if (!kind) return;
-    const release = rt.connections.tryAcquire(kind, req.socket.remoteAddress);
+    const release = connections.tryAcquire(kind, req.socket.remoteAddress);
     if (!release) {
-      const retryAfterMs = rt.connections.retryAfterMs;
+      const retryAfterMs = connections.retryAfterMs;
       return reply
         .code(503)
         .header("retry-after", String(Math.max(1, Math.ceil(retryAfterMs / 1000))))

@@ -2,14 +2,15 @@ import { randomBytes } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { ErrorCode } from "@mcpq/protocol";
 import { overMessageLimit } from "../core/broker-limits.js";
-import type { SocketSession } from "../core/socket-session.js";
-import type { EdgeRuntime } from "../runtime.js";
+import type { EdgePort } from "../core/edge-port.js";
+import type { SocketChannel } from "../core/socket-channel.js";
+import type { EdgeConfig } from "../env.js";
 import { guardHttp, refusal, type HttpRefusal } from "./http-guard.js";
-import { openSocketSession } from "./socket-common.js";
 import { SseStream } from "./sse-stream.js";
 
 export interface LegacySseOptions {
-  runtime: EdgeRuntime;
+  edge: EdgePort;
+  config: Pick<EdgeConfig, "allowedHosts" | "allowedOrigins" | "sseKeepaliveMs" | "maxMessageBytes">;
   ssePath?: string;
   messagesPath?: string;
 }
@@ -22,24 +23,23 @@ export interface LegacySseOptions {
  * holds the GET, so POSTs must reach that edge (sticky routing); it is not resumable.
  */
 export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): Promise<void> {
-  const rt = opts.runtime;
+  const { edge, config } = opts;
   const ssePath = opts.ssePath ?? "/sse";
   const messagesPath = opts.messagesPath ?? "/messages";
-  const conns = new Map<string, { session: SocketSession; principal: string }>();
+  const conns = new Map<string, { session: SocketChannel; principal: string }>();
   const refuse = (reply: FastifyReply, r: HttpRefusal) =>
     reply.code(r.status).headers(r.headers).send(r.body);
 
   app.get(ssePath, async (req, reply) => {
-    const guard = await guardHttp(req, rt);
+    const guard = await guardHttp(req, { config, auth: edge.auth });
     if ("status" in guard) return refuse(reply, guard);
     const id = randomBytes(16).toString("base64url");
     // The socket session enforces the send-buffer bound (one place for every transport).
     const sse = new SseStream(reply.raw, {
       maxBufferedBytes: Number.POSITIVE_INFINITY,
-      keepaliveMs: rt.config.sseKeepaliveMs,
+      keepaliveMs: config.sseKeepaliveMs,
     });
-    const session = openSocketSession(
-      rt,
+    const session = edge.socket(
       {
         write: (json, eventId) =>
           sse.send({ eventId, kind: "notification", requestId: undefined, json }),
@@ -48,12 +48,10 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
         },
         close: (reason) => (reason === "slow consumer" ? sse.cutOff() : sse.end()),
       },
-      "sse",
-      guard.caller,
-      false,
+      { transport: "sse", caller: guard.caller, address: req.socket.remoteAddress, resumable: false },
     );
     reply.hijack();
-    rt.metrics.openStreams.inc({ transport: "sse" });
+    edge.metrics.openStreams.inc({ transport: "sse" });
     sse.open({});
     reply.raw.write(`event: endpoint\ndata: ${messagesPath}?sessionId=${id}\n\n`);
     reply.raw.on("drain", () => session.drained());
@@ -61,11 +59,11 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
     await sse.whenClosed();
     conns.delete(id);
     session.transportClosed();
-    rt.metrics.openStreams.dec({ transport: "sse" });
+    edge.metrics.openStreams.dec({ transport: "sse" });
   });
 
   app.post(messagesPath, async (req, reply) => {
-    const guard = await guardHttp(req, rt);
+    const guard = await guardHttp(req, { config, auth: edge.auth });
     if ("status" in guard) return refuse(reply, guard);
     const id = (req.query as { sessionId?: unknown }).sessionId;
     const conn = typeof id === "string" ? conns.get(id) : undefined;
@@ -76,8 +74,8 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
     if (typeof req.body !== "string" || req.body === "") {
       return refuse(reply, refusal(400, ErrorCode.ParseError, "Parse error: empty body"));
     }
-    if (overMessageLimit(req.body, rt.config.maxMessageBytes)) {
-      return refuse(reply, refusal(413, ErrorCode.InvalidRequest, "Payload Too Large", {}, { maxBytes: rt.config.maxMessageBytes }));
+    if (overMessageLimit(req.body, config.maxMessageBytes)) {
+      return refuse(reply, refusal(413, ErrorCode.InvalidRequest, "Payload Too Large", {}, { maxBytes: config.maxMessageBytes }));
     }
     conn.session.receive(req.body);
     return reply.code(202).type("text/plain").send("Accepted");

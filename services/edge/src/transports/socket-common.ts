@@ -1,47 +1,9 @@
 import { STATUS_CODES } from "node:http";
 import type { Duplex } from "node:stream";
-import { corkPerTurn } from "@mcpq/bus";
 import { ErrorCode } from "@mcpq/protocol";
-import type { Caller } from "../core/auth.js";
-import type { ConnectionKind } from "../core/connection-limiter.js";
-import {
-  SocketSession,
-  type SocketCloseReason,
-  type SocketFramer,
-} from "../core/socket-session.js";
-import type { EdgeRuntime } from "../runtime.js";
+import type { SocketCloseReason } from "../core/socket-channel.js";
+import { corkPerTurn } from "../core/write-batching.js";
 import type { HttpRefusal } from "./http-guard.js";
-
-/** A socket transport's session bound to the edge runtime's core, router, limits and metrics. */
-export function openSocketSession(
-  rt: EdgeRuntime,
-  framer: SocketFramer,
-  transport: ConnectionKind,
-  caller: Caller | null,
-  resumable = true,
-  /** The client's address (the anonymous quota key of an in-band authentication). */
-  address?: string,
-): SocketSession {
-  return new SocketSession(rt, framer, {
-    transport,
-    caller,
-    resumable,
-    maxSendBufferBytes: rt.config.maxSendBufferBytes,
-    authenticate: (authorization) => rt.auth.authenticate(authorization, address),
-    // gRPC has HTTP/2 keepalive for dead peers, and a quiet call may be a client waiting for
-    // notifications: only the handshake clock. WebSocket pongs count as activity (websocket.ts).
-    timeouts:
-      transport === "sse"
-        ? undefined
-        : {
-            handshakeMs: rt.config.socketHandshakeTimeoutMs,
-            idleMs: transport === "grpc" ? 0 : rt.config.socketIdleTimeoutMs,
-          },
-    log: rt.log.child({ transport }),
-    onSlowConsumer: () => rt.metrics.slowConsumers.inc({ transport }),
-    account: rt.buffers.open(),
-  });
-}
 
 /**
  * Wraps a socket writer so that everything written during one tick (one socket read and the

@@ -210,24 +210,3 @@ export class SseStream implements StreamSink {
 function frameOf(m: OutboundMessage): string {
   return m.eventId ? `id: ${m.eventId}\nevent: message\ndata: ${m.json}\n\n` : `event: message\ndata: ${m.json}\n\n`;
 }
-
-/**
- * The reader of a request's POST stream, attached for as long as the stream is open: a response
- * that comes through the stream is the request's answer and the stream's last message. (A
- * worker's answer that settles the waiting request is written by the transport instead; through
- * the stream come the edge's own deadline answer and a worker's answer that won the request's
- * response slot after the wait ended: see SessionCore.finalMessage.)
- */
-export function requestStreamSink(sse: SseStream): StreamSink {
-  return {
-    get closed() {
-      return sse.closed;
-    },
-    send(msg) {
-      if (msg.kind === "response") sse.finish(msg);
-      else sse.send(msg);
-    },
-    ready: () => sse.ready(),
-    reconnect: (retryMs) => sse.reconnect(retryMs),
-  };
-}

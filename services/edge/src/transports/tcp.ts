@@ -2,15 +2,13 @@ import { createServer, type Server, type Socket } from "node:net";
 import { StringDecoder } from "node:string_decoder";
 import { ErrorCode } from "@mcpq/protocol";
 import { looksLikeHttp } from "./tcp-guard.js";
-import type { SocketSession } from "../core/socket-session.js";
-import type { EdgeRuntime } from "../runtime.js";
-import {
-  CLOSE_GRACE_MS,
-  closeLine,
-  openSocketSession,
-  tickBatched,
-  type ListeningTransport,
-} from "./socket-common.js";
+import type { EdgePort } from "../core/edge-port.js";
+import type { SocketChannel } from "../core/socket-channel.js";
+import type { EdgeConfig } from "../env.js";
+import { CLOSE_GRACE_MS, closeLine, tickBatched, type ListeningTransport } from "./socket-common.js";
+
+/** The settings the TCP transport reads. */
+export type TcpConfig = Pick<EdgeConfig, "host" | "tcpPort" | "maxMessageBytes">;
 
 /**
  * MCP over raw TCP: newline-delimited JSON-RPC (one message per `\n`-terminated UTF-8 line,
@@ -21,14 +19,14 @@ import {
  * JSON-RPC error line with id null, then the socket ends. Framing only; the socket session does
  * the rest.
  */
-export async function startTcpTransport(rt: EdgeRuntime): Promise<ListeningTransport> {
-  const live = new Map<Socket, SocketSession>();
-  const maxLine = rt.config.maxMessageBytes;
-  const retryAfterMs = rt.connections.retryAfterMs;
+export async function startTcpTransport(edge: EdgePort, config: TcpConfig): Promise<ListeningTransport> {
+  const live = new Map<Socket, SocketChannel>();
+  const maxLine = config.maxMessageBytes;
+  const retryAfterMs = edge.connections.retryAfterMs;
 
   const server: Server = createServer({ noDelay: true }, (socket) => {
-    socket.on("error", (err) => rt.log.debug({ err }, "tcp socket error"));
-    const release = rt.connections.tryAcquire("tcp", socket.remoteAddress);
+    socket.on("error", (err) => edge.log.debug({ err }, "tcp socket error"));
+    const release = edge.connections.tryAcquire("tcp", socket.remoteAddress);
     if (!release) {
       socket.end(`${closeLine("too many connections", retryAfterMs)}\n`);
       return;
@@ -39,8 +37,7 @@ export async function startTcpTransport(rt: EdgeRuntime): Promise<ListeningTrans
       grace = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
       grace.unref();
     };
-    const session = openSocketSession(
-      rt,
+    const session = edge.socket(
       {
         write: tickBatched(socket, (json) => void socket.write(`${json}\n`)),
         get bufferedBytes() {
@@ -50,14 +47,11 @@ export async function startTcpTransport(rt: EdgeRuntime): Promise<ListeningTrans
         pauseReading: () => socket.pause(),
         resumeReading: () => socket.resume(),
       },
-      "tcp",
       // Anonymous mode: the caller is known at once (keyed by the client's address).
-      rt.auth.anonymous(socket.remoteAddress) ?? null,
-      true,
-      socket.remoteAddress,
+      { transport: "tcp", caller: edge.auth.anonymous(socket.remoteAddress) ?? null, address: socket.remoteAddress },
     );
     live.set(socket, session);
-    rt.metrics.openStreams.inc({ transport: "tcp" });
+    edge.metrics.openStreams.inc({ transport: "tcp" });
 
     const decoder = new StringDecoder("utf8");
     let partial = "";
@@ -107,21 +101,21 @@ export async function startTcpTransport(rt: EdgeRuntime): Promise<ListeningTrans
       clearTimeout(grace);
       session.transportClosed();
       live.delete(socket);
-      rt.metrics.openStreams.dec({ transport: "tcp" });
+      edge.metrics.openStreams.dec({ transport: "tcp" });
       release();
     });
   });
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen({ host: rt.config.host, port: rt.config.tcpPort, backlog: 4096 }, () => {
+    server.listen({ host: config.host, port: config.tcpPort, backlog: 4096 }, () => {
       server.off("error", reject);
       resolve();
     });
   });
   const addr = server.address();
   return {
-    port: typeof addr === "object" && addr ? addr.port : rt.config.tcpPort,
+    port: typeof addr === "object" && addr ? addr.port : config.tcpPort,
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const [socket, session] of live) {

@@ -4,10 +4,11 @@ import type { FastifyInstance } from "fastify";
 import { WebSocketServer, type WebSocket } from "ws";
 import { ErrorCode } from "@mcpq/protocol";
 import type { Caller } from "../core/auth.js";
-import type { SocketCloseReason, SocketSession } from "../core/socket-session.js";
-import type { EdgeRuntime } from "../runtime.js";
+import type { EdgePort } from "../core/edge-port.js";
+import type { SocketChannel, SocketCloseReason } from "../core/socket-channel.js";
+import type { EdgeConfig } from "../env.js";
 import { guardHttp, refusal } from "./http-guard.js";
-import { CLOSE_GRACE_MS, openSocketSession, refuseUpgrade, tickBatched } from "./socket-common.js";
+import { CLOSE_GRACE_MS, refuseUpgrade, tickBatched } from "./socket-common.js";
 
 /** The subprotocol a client must offer (`Sec-WebSocket-Protocol: mcp`). */
 const WS_SUBPROTOCOL = "mcp";
@@ -25,7 +26,8 @@ const WS_CLOSE = {
 } as const;
 
 export interface WebSocketOptions {
-  runtime: EdgeRuntime;
+  edge: EdgePort;
+  config: Pick<EdgeConfig, "allowedHosts" | "allowedOrigins" | "maxMessageBytes" | "socketIdleTimeoutMs">;
   path?: string;
 }
 
@@ -40,19 +42,19 @@ export async function websocketTransport(
   app: FastifyInstance,
   opts: WebSocketOptions,
 ): Promise<void> {
-  const rt = opts.runtime;
+  const { edge, config } = opts;
   const path = opts.path ?? "/ws";
   const wss = new WebSocketServer({
     noServer: true,
-    maxPayload: rt.config.maxMessageBytes,
+    maxPayload: config.maxMessageBytes,
     perMessageDeflate: false,
     handleProtocols: (offered) => (offered.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
   });
-  const live = new Set<SocketSession>();
+  const live = new Set<SocketChannel>();
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     void upgrade(req, socket, head).catch((err: unknown) => {
-      rt.log.error({ err }, "websocket upgrade failed");
+      edge.log.error({ err }, "websocket upgrade failed");
       socket.destroy();
     });
   };
@@ -60,7 +62,7 @@ export async function websocketTransport(
     const url = new URL(req.url ?? "/", "http://edge");
     if (url.pathname !== path)
       return refuseUpgrade(socket, refusal(404, ErrorCode.InvalidRequest, "Not Found"));
-    const guard = await guardHttp(req, rt);
+    const guard = await guardHttp(req, { config, auth: edge.auth });
     if ("status" in guard) return refuseUpgrade(socket, guard);
     if (socket.destroyed) return;
     const offered = String(req.headers["sec-websocket-protocol"] ?? "")
@@ -76,7 +78,7 @@ export async function websocketTransport(
         ),
       );
     }
-    const release = rt.connections.tryAcquire("ws", req.socket.remoteAddress);
+    const release = edge.connections.tryAcquire("ws", req.socket.remoteAddress);
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (!release) {
         ws.close(WS_CLOSE.tryAgainLater, "too many connections");
@@ -88,8 +90,7 @@ export async function websocketTransport(
 
   const serve = (ws: WebSocket, req: IncomingMessage, socket: Duplex, caller: Caller, release: () => void) => {
     let grace: NodeJS.Timeout | undefined;
-    const session = openSocketSession(
-      rt,
+    const session = edge.socket(
       {
         write: tickBatched(socket, (json) => ws.send(json)),
         get bufferedBytes() {
@@ -104,13 +105,10 @@ export async function websocketTransport(
         pauseReading: () => ws.pause(),
         resumeReading: () => ws.resume(),
       },
-      "ws",
-      caller,
-      true,
-      req.socket.remoteAddress,
+      { transport: "ws", caller, address: req.socket.remoteAddress },
     );
     live.add(session);
-    rt.metrics.openStreams.inc({ transport: "ws" });
+    edge.metrics.openStreams.inc({ transport: "ws" });
     socket.on("drain", () => session.drained());
     ws.on("message", (data, isBinary) => {
       if (isBinary) {
@@ -126,10 +124,10 @@ export async function websocketTransport(
         ).toString("utf8"),
       );
     });
-    ws.on("error", (err) => rt.log.debug({ err }, "websocket error"));
+    ws.on("error", (err) => edge.log.debug({ err }, "websocket error"));
     // A live client answers pings (every client library does, unasked), so a quiet but live
     // connection never idles out; a dead or silent peer does (MCPQ_SOCKET_IDLE_TIMEOUT_MS).
-    const idleMs = rt.config.socketIdleTimeoutMs;
+    const idleMs = config.socketIdleTimeoutMs;
     const heartbeat = idleMs > 0 ? setInterval(() => ws.ping(), Math.max(50, Math.floor(idleMs / 3))) : undefined;
     heartbeat?.unref();
     ws.on("pong", () => session.noteActivity());
@@ -138,7 +136,7 @@ export async function websocketTransport(
       clearTimeout(grace);
       session.transportClosed();
       live.delete(session);
-      rt.metrics.openStreams.dec({ transport: "ws" });
+      edge.metrics.openStreams.dec({ transport: "ws" });
       release();
     });
   };

@@ -64,6 +64,12 @@ export const featuresCatalog = defineCatalog({
       },
     }),
     defineTool({
+      name: "regional",
+      description: "Echoes its region and count; both are mirrored into Mcp-Param-* headers (x-mcp-header, 2026-07-28).",
+      input: z.object({ region: z.string().meta({ "x-mcp-header": "Region" }), count: z.number().int().optional().meta({ "x-mcp-header": "Count" }) }),
+      handler: ({ region, count }) => `${region} ${String(count)}`,
+    }),
+    defineTool({
       name: "structured",
       title: "Structured sum",
       description: "Returns only structuredContent; the worker mirrors it as text.",
