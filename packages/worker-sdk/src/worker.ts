@@ -383,6 +383,7 @@ export class Worker {
         const e = round?.fatal ?? err;
         outcome = e instanceof McpError && e.code === ErrorCode.RequestTimeout ? "timeout" : "error";
         if (!(e instanceof McpError)) this.#log.error({ err: e, method: request.method }, "handler failed");
+        else if (e === round?.fatal && e.code === ErrorCode.InternalError) this.#log.error({ err: e, method: request.method }, "handler misused input requests");
         response = { error: toWireError(e) };
       }
     } finally {

@@ -16,12 +16,17 @@ export const TEST_IMAGE_BASE64 =
 /** A minimal WAV file (RIFF header, two bytes of samples). */
 export const TEST_AUDIO_BASE64 = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=";
 
-/** SEP-1613: listed verbatim, so `$schema`, `$defs` and `additionalProperties` survive. */
+/**
+ * SEP-1613 / SEP-2106: listed verbatim, so `$schema`, `$defs` (with an `$anchor`),
+ * `additionalProperties`, `allOf`/`anyOf` and `if`/`then`/`else` survive (the fixture of the
+ * 0.2.0 suite's json-schema-2020-12 scenario; the 0.1.16 one checks a subset of it).
+ */
 const JSON_SCHEMA_2020_12_INPUT_SCHEMA = {
   $schema: "https://json-schema.org/draft/2020-12/schema",
   type: "object" as const,
   $defs: {
     address: {
+      $anchor: "addressDef",
       type: "object",
       properties: { street: { type: "string" }, city: { type: "string" } },
     },
@@ -29,7 +34,14 @@ const JSON_SCHEMA_2020_12_INPUT_SCHEMA = {
   properties: {
     name: { type: "string" },
     address: { $ref: "#/$defs/address" },
+    contactMethod: { type: "string", enum: ["phone", "email"] },
+    phone: { type: "string" },
+    email: { type: "string" },
   },
+  allOf: [{ anyOf: [{ required: ["phone"] }, { required: ["email"] }] }],
+  if: { properties: { contactMethod: { const: "phone" } }, required: ["contactMethod"] },
+  then: { required: ["phone"] },
+  else: { required: ["email"] },
   additionalProperties: false,
 };
 
@@ -394,12 +406,32 @@ export const conformanceCatalog = defineCatalog({
       },
     }),
     defineTool({
+      name: "test_custom_headers",
+      description: "A tool with x-mcp-header annotations: a 2026-07-28 client mirrors these arguments as Mcp-Param-* headers (SEP-2243)",
+      input: z.object({ region: z.string(), priority: z.number().int(), verbose: z.boolean().nullish(), query: z.string() }),
+      // Listed verbatim: the x-mcp-header annotations must reach clients and edges untouched.
+      inputJsonSchema: {
+        type: "object",
+        properties: {
+          region: { type: "string", description: "Plain ASCII string value", "x-mcp-header": "Region" },
+          priority: { type: "integer", description: "Integer numeric value", "x-mcp-header": "Priority" },
+          verbose: { type: "boolean", description: "Boolean value", "x-mcp-header": "Verbose" },
+          query: { type: "string", description: "No x-mcp-header annotation: never mirrored" },
+        },
+        required: ["region", "priority", "query"],
+      },
+      handler: ({ region, priority }) => `Custom headers test completed: region=${region}, priority=${priority}`,
+    }),
+    defineTool({
       name: "json_schema_2020_12_tool",
       description: "Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)",
       input: z
         .object({
           name: z.string().optional(),
           address: z.object({ street: z.string().optional(), city: z.string().optional() }).strict().optional(),
+          contactMethod: z.enum(["phone", "email"]).optional(),
+          phone: z.string().optional(),
+          email: z.string().optional(),
         })
         .strict(),
       inputJsonSchema: JSON_SCHEMA_2020_12_INPUT_SCHEMA,
