@@ -6,8 +6,10 @@ import {
   type JetStreamManager,
   type StreamConfig,
 } from "@nats-io/jetstream";
+import { Kvm, type KV } from "@nats-io/kv";
+import type { JetStreamClient } from "@nats-io/jetstream";
 import type { BusLimits } from "./limits.js";
-import { STREAMS, subjects } from "./subjects.js";
+import { BUCKETS, STREAMS, subjects } from "./subjects.js";
 
 const ns = (ms: number) => ms * 1_000_000;
 const storage = (s: "file" | "memory") => (s === "memory" ? StorageType.Memory : StorageType.File);
@@ -85,4 +87,29 @@ export async function provision(jsm: JetStreamManager, limits: BusLimits): Promi
 function isNotFound(err: unknown): boolean {
   if (err instanceof JetStreamApiError) return err.code === 404 || /not found/i.test(err.message);
   return err instanceof Error && /not found/i.test(err.message);
+}
+
+/** Bounds of the edges' shared response-cache bucket (edge env MCPQ_CACHE_L2_*). */
+export interface CacheBucketOptions {
+  /** Bytes the bucket may hold; the oldest entries are discarded beyond it. */
+  maxBytes: number;
+  /** No entry outlives this (ms): the bucket's max_age; shorter per-entry expiry is checked on read. */
+  maxAgeMs: number;
+  storage: "file" | "memory";
+  /** Largest single entry (bytes). */
+  maxValueBytes: number;
+}
+
+/**
+ * Creates (or opens, converging its bounds) the `mcpq_cache` KV bucket the edges share as the
+ * response cache's L2. One revision per key; keys are digests (see services/edge/src/cache).
+ */
+export async function openCacheBucket(js: JetStreamClient, o: CacheBucketOptions): Promise<KV> {
+  return new Kvm(js).create(BUCKETS.cache, {
+    history: 1,
+    ttl: o.maxAgeMs,
+    max_bytes: o.maxBytes,
+    maxValueSize: o.maxValueBytes,
+    storage: storage(o.storage),
+  });
 }

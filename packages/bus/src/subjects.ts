@@ -11,6 +11,7 @@ import { createHash } from "node:crypto";
  * Cancels:    mcpq.cancel.<principal-key>.<session>        (core; fan-out to workers and edges)
  * Events:     mcpq.evt.resources.updated           (core; external publishers may use it)
  *             mcpq.evt.session.changed             (core; session cache eviction between edges)
+ *             mcpq.evt.cache.invalidate            (core; edge response-cache eviction by tag)
  * Contracts of the core messages: contracts.ts; of requests and outbound messages: envelope.ts.
  */
 export const STREAMS = {
@@ -23,6 +24,8 @@ export const BUCKETS = {
   sessions: "mcpq_sessions",
   registry: "mcpq_registry",
   subscriptions: "mcpq_subs",
+  /** The edges' shared response cache (L2); provisioned by edges only (`openCacheBucket`). */
+  cache: "mcpq_cache",
 } as const;
 
 /** Kinds of routed work; each gets its own subject so pools and consumers can be split by kind. */
@@ -75,7 +78,11 @@ export const subjects = {
   cancelAll: "mcpq.cancel.>",
   resourceUpdated: "mcpq.evt.resources.updated",
   sessionChanged: "mcpq.evt.session.changed",
+  cacheInvalidate: "mcpq.evt.cache.invalidate",
 } as const;
+
+/** Queue group in which one edge purges the shared cache bucket per invalidation. */
+export const EDGE_CACHE_QUEUE_GROUP = "mcpq-edge-cache";
 
 /** Session ids of replay runs start with this; workers do not record them (no replay of replays). */
 export const REPLAY_SESSION_PREFIX = "replay-";

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { busEnvShape, busLimitsFromEnv, type BusLimits } from "@mcpq/bus";
+import type { ResponseCacheConfig } from "./cache/response-cache.js";
 
 const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
 const list = (def: string) =>
@@ -78,6 +79,24 @@ export const EdgeEnvSchema = z.object({
   MCPQ_POOL_QUEUE_MIN: int(64),
   /** Period of MCPQ_REQ stream / pool consumer polling for metrics; 0 = off. */
   MCPQ_BUS_STATS_MS: int(5_000),
+  /** Edge response cache (docs/caching.md): `off` answers every request from a worker. */
+  MCPQ_CACHE: z.enum(["on", "off"]).default("on"),
+  /** L1 (per edge, LRU): most entries (0 = no L1) and bytes. */
+  MCPQ_CACHE_L1_MAX_ENTRIES: int(10_000),
+  MCPQ_CACHE_L1_MAX_BYTES: int(64 * 1024 * 1024),
+  /** L2 (the shared `mcpq_cache` KV bucket): `off` = L1 only; its byte bound and storage. */
+  MCPQ_CACHE_L2: z.enum(["on", "off"]).default("on"),
+  MCPQ_CACHE_L2_MAX_BYTES: int(256 * 1024 * 1024),
+  MCPQ_CACHE_L2_STORAGE: z.enum(["file", "memory"]).default("memory"),
+  /** Upper bound of one L2 lookup; slower counts as a miss. */
+  MCPQ_CACHE_L2_TIMEOUT_MS: int(100),
+  /** Caps every declared ttlMs; also the L2 bucket's max_age. */
+  MCPQ_CACHE_MAX_TTL_MS: int(10 * 60_000),
+  /** Results larger than this (bytes of JSON) are not cached. */
+  MCPQ_CACHE_MAX_ENTRY_BYTES: int(256 * 1024),
+  /** Single-flight: distinct keys with a miss in flight, and requests waiting on one. */
+  MCPQ_CACHE_MAX_FLIGHTS: int(10_000),
+  MCPQ_CACHE_MAX_WAITERS: int(1_000),
 });
 export type EdgeEnv = z.infer<typeof EdgeEnvSchema>;
 
@@ -125,7 +144,14 @@ export interface EdgeConfig {
   circuitOpenMs: number;
   poolQueueMin: number;
   busStatsMs: number;
+  /** MCPQ_CACHE_*: undefined when MCPQ_CACHE=off. */
+  cache: EdgeCacheConfig | undefined;
   busLimits: BusLimits;
+}
+
+/** The response cache's settings (MCPQ_CACHE_*). */
+export interface EdgeCacheConfig extends ResponseCacheConfig {
+  l2: { maxBytes: number; storage: "file" | "memory" } | undefined;
 }
 
 const TCP_PORT_OFFSET = 8090 - 8080;
@@ -193,6 +219,19 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
     circuitOpenMs: e.MCPQ_CIRCUIT_OPEN_MS,
     poolQueueMin: e.MCPQ_POOL_QUEUE_MIN,
     busStatsMs: e.MCPQ_BUS_STATS_MS,
+    cache:
+      e.MCPQ_CACHE === "off"
+        ? undefined
+        : {
+            l1MaxEntries: e.MCPQ_CACHE_L1_MAX_ENTRIES,
+            l1MaxBytes: e.MCPQ_CACHE_L1_MAX_BYTES,
+            maxEntryBytes: e.MCPQ_CACHE_MAX_ENTRY_BYTES,
+            maxTtlMs: Math.max(1, e.MCPQ_CACHE_MAX_TTL_MS),
+            maxFlights: e.MCPQ_CACHE_MAX_FLIGHTS,
+            maxWaiters: e.MCPQ_CACHE_MAX_WAITERS,
+            l2TimeoutMs: Math.max(1, e.MCPQ_CACHE_L2_TIMEOUT_MS),
+            l2: e.MCPQ_CACHE_L2 === "off" ? undefined : { maxBytes: e.MCPQ_CACHE_L2_MAX_BYTES, storage: e.MCPQ_CACHE_L2_STORAGE },
+          },
     busLimits: busLimitsFromEnv(e),
     ...overrides,
   };

@@ -1,4 +1,6 @@
-import { connectBus, type Bus } from "@mcpq/bus";
+import { connectBus, openCacheBucket, type Bus } from "@mcpq/bus";
+import { cacheMetrics } from "./cache/cache-metrics.js";
+import { ResponseCache } from "./cache/response-cache.js";
 import { createMetricsRegistry, type Registry } from "@mcpq/observability";
 import type { Logger } from "@mcpq/protocol";
 import { EdgeAdmission } from "./core/admission.js";
@@ -30,6 +32,8 @@ export interface EdgeRuntime {
   buffers: BufferBudget;
   /** What transports are given (channels, connection and buffer accounting, their metrics). */
   edge: EdgePort;
+  /** The response cache (also set as `core.cache`) when MCPQ_CACHE is on; see docs/caching.md. */
+  cache: ResponseCache | undefined;
   /** Admission control (also set as `core.admission`); see docs/overload.md. */
   admission: EdgeAdmission;
   log: Logger;
@@ -96,6 +100,8 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
     overload.admission,
   );
   core.admission = admission;
+  const cache = config.cache ? await createCache(config, bus, catalog, registry, log) : undefined;
+  core.cache = cache;
   const stopBusStats = startBusStats(bus, config.busStatsMs, overload.busStats, log.child({ component: "bus-stats" }));
   core.start();
   const connections = new ConnectionLimiter(config.maxConnections, connectionMetrics(registry));
@@ -119,12 +125,26 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
     edge,
     buffers,
     admission,
+    cache,
     log,
     async close() {
       stopBusStats();
+      cache?.stop();
       admission.close();
       catalog.stop();
       await bus.close();
     },
   };
+}
+
+async function createCache(config: Readonly<EdgeConfig>, bus: Bus, catalog: CatalogView, registry: Registry, log: Logger): Promise<ResponseCache> {
+  const c = config.cache!;
+  const l2 = c.l2
+    ? await openCacheBucket(bus.js, { maxBytes: c.l2.maxBytes, maxAgeMs: c.maxTtlMs, storage: c.l2.storage, maxValueBytes: c.maxEntryBytes + 32 })
+    : undefined;
+  // L2 gauges come from the bucket's status when scraped.
+  const metrics = cacheMetrics(registry, () => cache.collectL2());
+  const cache = new ResponseCache({ config: c, bus, catalog, l2, log: log.child({ component: "cache" }), metrics });
+  cache.start();
+  return cache;
 }

@@ -136,6 +136,21 @@ export interface Dispatched {
   done: Promise<void>;
 }
 
+/**
+ * Routes the request to a worker (`SessionCore`'s own path); `onAnswer` sees the JSON text of
+ * the worker's response when one arrives for it.
+ */
+export type RouteToWorker = (onAnswer?: (json: string) => void) => Promise<Dispatched>;
+
+/**
+ * The response cache's hook (services/edge/src/cache): consulted for `tools/call`,
+ * `resources/read` and `prompts/get` instead of routing them directly; it answers a hit on the
+ * stream's sink or calls `route`.
+ */
+export interface ResultCache {
+  dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, route: RouteToWorker): Promise<Dispatched>;
+}
+
 /** Thrown into a waiting request when the client cancelled it: no response is sent. */
 export class RequestCancelled extends Error {
   override readonly name = "RequestCancelled";
@@ -197,6 +212,8 @@ export class SessionCore {
   /** (scope, listen request id) -> open `subscriptions/listen` stream on this edge. */
   readonly #listeners = new Map<string, Listener>();
   admission: Admission | undefined;
+  /** The edge response cache (MCPQ_CACHE), when on. */
+  cache: ResultCache | undefined;
   /**
    * The outbound session of every stateless-era stream this edge holds (`m-<edge id>`): their
    * answers come on `mcpq.out.m-<edge>.<stream>`, one router subscription for all of them.
@@ -453,6 +470,8 @@ export class SessionCore {
       case "tools/call":
       case "resources/read":
       case "prompts/get":
+        if (this.cache) return this.cache.dispatch(session, req, stream, (onAnswer) => this.#route(session, req, stream, started, onAnswer));
+        return this.#route(session, req, stream, started);
       case "completion/complete":
         return this.#route(session, req, stream, started);
       case "initialize":
@@ -583,7 +602,7 @@ export class SessionCore {
     return out;
   }
 
-  async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, started: number): Promise<Dispatched> {
+  async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, started: number, onAnswer?: (json: string) => void): Promise<Dispatched> {
     const target = this.#target(req, isModernEra(session.protocolVersion));
     const meta = (req.params?.["_meta"] ?? {}) as Record<string, unknown>;
     const timeout = requestBudget(meta, Date.now(), this.#cfg.requestTimeoutMs, this.#cfg.maxRequestTimeoutMs);
@@ -659,6 +678,7 @@ export class SessionCore {
             (msg) => {
               observe("ok");
               outcome = responseOutcome(msg.json);
+              onAnswer?.(msg.json);
               return undefined;
             },
             (err: unknown) => {
