@@ -54,8 +54,8 @@ interface Entry {
 interface Plan {
   /** The L1 key (the full key, or its digest when long). */
   key: string;
-  /** The L2 key: `<pool>.<entry digest>.<target digest>.<key digest>` (prefix filters purge by entry or URI). */
-  l2Key: string;
+  /** The L2 key: `<pool>.<entry digest>.<target digest>.<key digest>` (prefix filters purge by entry or URI); built on an L1 miss only. */
+  l2Key(): string;
   pool: string;
   matched: MatchedPolicy;
   uri: string | undefined;
@@ -174,7 +174,12 @@ export class ResponseCache implements ResultCache {
     return this.#l1?.size ?? 0;
   }
 
-  /** Looks a key up in L1 (exported for the benchmark's lookup timing). */
+  /** The L1 key of a request, when it is cacheable (for the benchmark's raw lookup timing). */
+  lookupKey(session: SessionRecord, req: JsonRpcRequest): string | undefined {
+    return this.#plan(session, req)?.key;
+  }
+
+  /** Looks a key up in L1 (for the benchmark's raw lookup timing; no metrics). */
   l1Get(key: string): string | undefined {
     return this.#l1?.get(key)?.json;
   }
@@ -313,7 +318,7 @@ export class ResponseCache implements ResultCache {
     const era = isModernEra(session.protocolVersion) ? "m" : "l";
     const raw = `${era}\u0000${kind}\u0000${name}\u0000${canonicalJson(args)}\u0000${scope}\u0000${poolName}@${pool.version}`;
     const key = raw.length <= MAX_RAW_KEY ? raw : `#${createHash("sha256").update(raw).digest("base64url")}`;
-    const l2Key = `${poolName}.${digestToken(matched.entryId)}.${digestToken(name)}.${createHash("sha256").update(raw).digest("base64url")}`;
+    const l2Key = () => `${poolName}.${digestToken(matched.entryId)}.${digestToken(name)}.${createHash("sha256").update(raw).digest("base64url")}`;
     return { key, l2Key, pool: poolName, matched, uri: kind === "resource" ? name : undefined, ttlMs: Math.min(matched.policy.ttlMs, this.#cfg.maxTtlMs) };
   }
 
@@ -341,7 +346,7 @@ export class ResponseCache implements ResultCache {
     let timer: NodeJS.Timeout | undefined;
     try {
       const got = await Promise.race([
-        l2.get(plan.l2Key),
+        l2.get(plan.l2Key()),
         new Promise<null>((resolve) => {
           timer = setTimeout(() => resolve(null), this.#cfg.l2TimeoutMs);
         }),
@@ -393,7 +398,7 @@ export class ResponseCache implements ResultCache {
     this.#l1Set(plan, json, expiresAt);
     const l2 = this.#l2;
     if (l2) {
-      l2.put(plan.l2Key, encodeL2(expiresAt, json)).then(
+      l2.put(plan.l2Key(), encodeL2(expiresAt, json)).then(
         () => this.#m?.stores.inc({ layer: "l2" }),
         (err: unknown) => this.#log.debug({ err }, "shared response cache store failed"),
       );
