@@ -18,6 +18,41 @@ const as = (token: string) => ({ headers: { authorization: `Bearer ${token}` } }
 
 type Edges = [RunningEdge, RunningEdge, RunningEdge];
 
+const V = "2026-07-28";
+const MODERN_META = {
+  "io.modelcontextprotocol/protocolVersion": V,
+  "io.modelcontextprotocol/clientInfo": { name: "cache-test", version: "1.0.0" },
+  "io.modelcontextprotocol/clientCapabilities": { elicitation: {} },
+};
+
+/** One stateless-era (2026-07-28) POST with conformant headers; returns the JSON-RPC result. */
+async function modern(url: string, method: string, params: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const name = method === "resources/read" ? params["uri"] : params["name"];
+  const res = await fetch(url, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      authorization: "Bearer tok-alice",
+      "mcp-protocol-version": V,
+      "mcp-method": method,
+      "mcp-name": String(name),
+    },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params: { ...params, _meta: MODERN_META } }),
+  });
+  const text = await res.text();
+  const body = (res.headers.get("content-type") ?? "").includes("text/event-stream")
+    ? text
+        .split("\n")
+        .filter((l) => l.startsWith("data: ") && l.length > 6)
+        .map((l) => JSON.parse(l.slice(6)) as Record<string, unknown>)
+        .find((e) => "result" in e || "error" in e)
+    : (JSON.parse(text) as Record<string, unknown>);
+  if (!body || !("result" in body)) throw new Error(`no result: ${res.status} ${text}`);
+  return body["result"] as Record<string, unknown>;
+}
+const textOf = (r: Record<string, unknown>) => (r["content"] as { text: string }[])[0]!.text;
+
 describe("edge response cache", () => {
   let s: Stack<RunningEdge, RunningWorker> | undefined;
   const closers: (() => Promise<unknown>)[] = [];
@@ -179,6 +214,33 @@ describe("edge response cache", () => {
     expect(await call(nats, 0, "with_progress", {}, undefined, bypass)).toBe("progress#4");
     expect(await call(nats, 0, "with_progress", {}, undefined, bypass)).toBe("progress#5");
     expect(await call(nats, 0, "with_progress")).toBe("progress#3");
+  });
+
+  it("2026-07-28: hits are shaped like a worker's answer and keyed by era; input_required results and retries are never cached", async ({ nats }) => {
+    const [e0] = await setup(nats);
+    const first = await modern(e0.url, "tools/call", { name: "cached_echo", arguments: { x: "m" } });
+    const again = await modern(e0.url, "tools/call", { name: "cached_echo", arguments: { x: "m" } });
+    expect(textOf(first)).toBe("m#1");
+    expect(again).toEqual(first);
+    expect(again["resultType"]).toBe("complete");
+    expect((again["_meta"] as Record<string, unknown>)["io.modelcontextprotocol/serverInfo"]).toBeDefined();
+    // The legacy era has its own entry (results differ in shape).
+    expect(await call(nats, 0, "cached_echo", { x: "m" })).toBe("m#2");
+    // resources/read hits carry the declared hint.
+    const read = await modern(e0.url, "resources/read", { uri: "cache://counter" });
+    expect(await modern(e0.url, "resources/read", { uri: "cache://counter" })).toEqual(read);
+    expect(read).toMatchObject({ resultType: "complete", ttlMs: 3_600_000, cacheScope: "public" });
+    // input_required is not stored: the same first round runs again.
+    const r1 = await modern(e0.url, "tools/call", { name: "asks", arguments: {} });
+    expect(r1["resultType"]).toBe("input_required");
+    const r1b = await modern(e0.url, "tools/call", { name: "asks", arguments: {} });
+    expect(r1b["resultType"]).toBe("input_required");
+    expect(ran("asks")).toBe(2);
+    // A retry carrying answers goes to a worker every time (its result depends on them).
+    const key = Object.keys(r1["inputRequests"] as object)[0]!;
+    const retry = { name: "asks", arguments: {}, inputResponses: { [key]: { action: "accept", content: { name: "Z" } } }, requestState: r1["requestState"] };
+    expect(textOf(await modern(e0.url, "tools/call", retry))).toBe('asked#3:{"name":"Z"}');
+    expect(textOf(await modern(e0.url, "tools/call", retry))).toBe('asked#4:{"name":"Z"}');
   });
 
   it("invalidation by URI (ctx.resourceUpdated) and by tag (ctx.invalidate) reaches every edge and L2", async ({ nats }) => {

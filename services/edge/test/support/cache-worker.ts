@@ -97,6 +97,17 @@ export const cacheCatalog: CatalogDefinition = defineCatalog({
       },
     }),
     defineTool({
+      name: "asks",
+      description: "Opted in; asks the user (2026-07-28: an input_required round first).",
+      input: z.object({}),
+      cache: { edge: true, ttlMs: HOUR, cacheScope: "public" },
+      handler: async (_a, ctx) => {
+        const n = run("asks");
+        const answer = await ctx.elicit({ message: "name?", requestedSchema: { type: "object", properties: { name: { type: "string" } } } });
+        return `asked#${n}:${JSON.stringify(answer["content"] ?? null)}`;
+      },
+    }),
+    defineTool({
       name: "touch",
       description: "ctx.resourceUpdated(cache://counter).",
       input: z.object({}),
