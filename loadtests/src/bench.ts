@@ -21,7 +21,8 @@
 import { cpSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs, bool, num, str } from "./lib/args.js";
-import { installExitHooks, startNats, type NatsHandle } from "./lib/procs.js";
+import type { LocalNats } from "@mcpq/nats-launcher";
+import { installExitHooks, startNats } from "./lib/procs.js";
 import { captureEnvironment, printResult, type Report, type WorkloadResult } from "./lib/report.js";
 import { renderMarkdown, renderSvg } from "./lib/render.js";
 import {
@@ -156,7 +157,7 @@ if (why) {
   log(`  SKIP mcpq: ${why}`);
   skipped.push({ workload_id: "mcpq-*", reason: why });
 } else {
-  let nats: NatsHandle | undefined;
+  let nats: LocalNats | undefined;
   let stack: Running | undefined;
   try {
     nats = await startNats(logDir);

@@ -85,7 +85,7 @@ async function micro(natsUrl: string): Promise<Record<string, unknown>> {
     const b = await bus(name);
     const view = new CatalogView(b);
     await view.start();
-    const l2 = await openCacheBucket(b.js, { maxBytes: 256 * 1024 * 1024, maxAgeMs: cfg.maxTtlMs, storage: "memory", maxValueBytes: cfg.maxEntryBytes + 32 });
+    const l2 = await openCacheBucket(b, { maxBytes: 256 * 1024 * 1024, maxAgeMs: cfg.maxTtlMs, storage: "memory", maxValueBytes: cfg.maxEntryBytes + 32 });
     const cache = new ResponseCache({ config: cfg, bus: b, catalog: view, l2 });
     cache.start();
     return { cache, view, bus: b };
@@ -108,7 +108,7 @@ async function micro(natsUrl: string): Promise<Record<string, unknown>> {
   for (let i = 0; i < N; i++) await a.cache.dispatch(session, req(text(i), i), stream, route(text(i)));
   // Wait for the L2 writes (not on the answer path).
   for (;;) {
-    const st = await (await openCacheBucket(w.js, { maxBytes: 256 * 1024 * 1024, maxAgeMs: CFG.maxTtlMs, storage: "memory", maxValueBytes: CFG.maxEntryBytes + 32 })).status();
+    const st = await (await openCacheBucket(w, { maxBytes: 256 * 1024 * 1024, maxAgeMs: CFG.maxTtlMs, storage: "memory", maxValueBytes: CFG.maxEntryBytes + 32 })).status();
     if (st.values >= N) break;
     await new Promise((r) => setTimeout(r, 50));
   }

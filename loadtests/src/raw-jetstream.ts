@@ -161,7 +161,7 @@ export async function runRawJetStream(o: RawJsOpts): Promise<WorkloadResult[]> {
   if (!url) {
     nats = await startNats();
     url = nats.url;
-    natsPid = nats.proc.pid;
+    natsPid = nats.pid;
     log(`  raw-jetstream: started nats-server ${url} (pid ${natsPid})`);
   }
   assertLoopback(new URL(url.replace(/^nats:/, "http:")).hostname);

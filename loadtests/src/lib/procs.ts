@@ -3,9 +3,9 @@
  * wait for readiness, and guarantee every child is killed when we exit
  * (normal exit, exception, SIGINT/SIGTERM/SIGHUP).
  */
-import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, createWriteStream, type WriteStream } from "node:fs";
-import { createServer } from "node:net";
+import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { mkdtempSync, rmSync, createWriteStream, type WriteStream } from "node:fs";
+import { findNatsServer, startLocalNats, type LocalNats } from "@mcpq/nats-launcher";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -75,17 +75,27 @@ export function removeTempDir(d: string): void {
   rmSync(d, { recursive: true, force: true });
 }
 
-/** A free TCP port on 127.0.0.1 (bind port 0, read, close). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
+/** A free TCP port on 127.0.0.1 (the launcher's). */
+export { freePort } from "@mcpq/nats-launcher";
+
+/**
+ * A private nats-server with JetStream on a random loopback port and a temp store (the one
+ * launcher, @mcpq/nats-launcher); its log goes to `<logDir>/nats-server.log`. The launcher kills
+ * it if the bench exits without stopping it.
+ */
+export function startNats(logDir?: string): Promise<LocalNats> {
+  return startLocalNats({
+    bin: process.env.NATS_SERVER_BIN ?? process.env.MCPQ_NATS_SERVER_BIN,
+    searchPath: process.env.PATH,
+    logFile: logDir ? join(logDir, "nats-server.log") : undefined,
+  });
+}
+
+/** The nats-server binary the bench runs (NATS_SERVER_BIN, MCPQ_NATS_SERVER_BIN, PATH, /usr/sbin). */
+export function benchNatsServer(): string | null {
+  return findNatsServer({
+    bin: process.env.NATS_SERVER_BIN ?? process.env.MCPQ_NATS_SERVER_BIN,
+    searchPath: process.env.PATH,
   });
 }
 
@@ -198,49 +208,3 @@ export function tcpOpen(port: number, host = "127.0.0.1"): Promise<boolean> {
   );
 }
 
-export function findNatsServer(): string | null {
-  if (process.env.NATS_SERVER_BIN && existsSync(process.env.NATS_SERVER_BIN))
-    return process.env.NATS_SERVER_BIN;
-  if (existsSync("/usr/sbin/nats-server")) return "/usr/sbin/nats-server";
-  const r = spawnSync("sh", ["-c", "command -v nats-server"], { encoding: "utf8" });
-  const p = r.stdout?.trim();
-  return p ? p : null;
-}
-
-export interface NatsHandle {
-  url: string;
-  port: number;
-  proc: Managed;
-  storeDir: string;
-  stop(): Promise<void>;
-}
-
-/** Start a private nats-server with JetStream on a random loopback port and a temp store. */
-export async function startNats(logDir?: string): Promise<NatsHandle> {
-  const bin = findNatsServer();
-  if (!bin)
-    throw new Error(
-      "nats-server not found (looked at $NATS_SERVER_BIN, /usr/sbin/nats-server, PATH)",
-    );
-  const port = await freePort();
-  const storeDir = makeTempDir("mcpq-lt-nats-");
-  const proc = startProcess(
-    "nats-server",
-    bin,
-    ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDir],
-    {
-      logFile: logDir ? join(logDir, "nats-server.log") : undefined,
-    },
-  );
-  await waitUntil("nats-server", () => tcpOpen(port), 10_000, proc);
-  return {
-    url: `nats://127.0.0.1:${port}`,
-    port,
-    proc,
-    storeDir,
-    async stop() {
-      await proc.stop("SIGTERM");
-      removeTempDir(storeDir);
-    },
-  };
-}

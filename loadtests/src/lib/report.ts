@@ -2,7 +2,8 @@
 import { spawnSync } from "node:child_process";
 import { cpus, hostname, loadavg, totalmem } from "node:os";
 import type { LatencyHistogram } from "./histogram.js";
-import { findNatsServer } from "./procs.js";
+import { readServerVersion } from "@mcpq/nats-launcher";
+import { benchNatsServer } from "./procs.js";
 
 export type TargetName = "mcpq" | "sdk-reference" | "raw-jetstream";
 
@@ -64,10 +65,13 @@ export function openFilesLimit(): number | null {
 export function captureEnvironment(): Environment {
   const c = cpus();
   let nats: string | null = null;
-  const bin = findNatsServer();
+  const bin = benchNatsServer();
   if (bin) {
-    const r = spawnSync(bin, ["--version"], { encoding: "utf8" });
-    nats = (r.stdout || r.stderr || "").trim() || null;
+    try {
+      nats = `nats-server: v${readServerVersion(bin).text}`;
+    } catch (e) {
+      nats = (e as Error).message;
+    }
   }
   let git: string | null = null;
   try {

@@ -17,8 +17,8 @@ import {
   startProcess,
   waitUntil,
   type Managed,
-  type NatsHandle,
 } from "./procs.js";
+import type { LocalNats } from "@mcpq/nats-launcher";
 import type { Target } from "./target.js";
 
 export const LOADTESTS_DIR = resolve(fileURLToPath(new URL("../..", import.meta.url)));
@@ -65,7 +65,7 @@ export function mcpqUnavailable(): string | null {
   return null;
 }
 
-export async function startMcpq(nats: NatsHandle, logDir?: string): Promise<Running> {
+export async function startMcpq(nats: LocalNats, logDir?: string): Promise<Running> {
   const cli = mcpqCliPath();
   const port = await freePort();
   const env = { ...process.env, MCPQ_NATS_URL: nats.url };
@@ -107,7 +107,7 @@ export async function startMcpq(nats: NatsHandle, logDir?: string): Promise<Runn
         pid: edge.pid,
         metricsUrl: `${base}${process.env.MCPQ_LT_METRICS_PATH ?? "/metrics"}`,
       },
-      siblings: { worker: worker.pid, nats: nats.proc.pid },
+      siblings: { worker: worker.pid, ...(nats.pid !== undefined ? { nats: nats.pid } : {}) },
     };
     await waitForEcho(target, 30_000);
     return { target, procs: [edge, worker], stop: stopAll };

@@ -1,8 +1,10 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
+import { silentLogger, type Logger } from "@mcpq/protocol";
+import { connectionAuthOptions, type BusAuth } from "./auth.js";
 import { DEFAULT_BUS_LIMITS, type BusLimits } from "./limits.js";
-import { provision } from "./provision.js";
+import { provision, provisionBuckets } from "./provision.js";
 import { batchWrites } from "./write-batching.js";
 
 /** One NATS connection with its JetStream handles and provisioned buckets. */
@@ -11,6 +13,8 @@ export interface Bus {
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   readonly limits: Readonly<BusLimits>;
+  /** Whether the server was a JetStream cluster at connect (what provisioning needs to know: `ProvisionOptions.clustered`). */
+  readonly clustered: boolean;
   readonly kv: { sessions: KV; registry: KV; subscriptions: KV };
   close(): Promise<void>;
 }
@@ -20,8 +24,20 @@ export interface ConnectBusOptions {
   /** Connection name shown by the server (e.g. `edge-<id>`). */
   name: string;
   limits?: Partial<BusLimits>;
-  /** Provision streams/buckets (idempotent). Default true. */
+  /**
+   * Provision streams and buckets (idempotent; reconciles replicas and limits). Default true.
+   * false: create nothing, only open the buckets (read-only clients such as replay).
+   */
   provision?: boolean;
+  /**
+   * Prefix of this connection's reply inboxes (request replies, JetStream API answers, pull
+   * deliveries): `INBOX_PREFIX[role]`, so a role's credential needs only its own. Default `_INBOX`.
+   */
+  inboxPrefix?: string | undefined;
+  /** Credentials and TLS (MCPQ_NATS_USER/PASSWORD/TOKEN/NKEY_SEED/CREDS/TLS_*). */
+  auth?: BusAuth | undefined;
+  /** Where provisioning says what it changed or could not change. Default: silent. */
+  log?: Logger | undefined;
   /** Coalesce socket writes per event-loop iteration (`batchWrites`). Default true. */
   batchWrites?: boolean;
 }
@@ -33,7 +49,9 @@ export interface ConnectBusOptions {
 export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
   const limits = Object.freeze({ ...DEFAULT_BUS_LIMITS, ...opts.limits });
   const nc = await connect({
+    ...connectionAuthOptions(opts.auth),
     servers: opts.url.split(","),
+    ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
     name: opts.name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
@@ -46,33 +64,16 @@ export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
   try {
     const jsm = await jetstreamManager(nc);
     const js = jetstream(nc, { timeout: 10_000 });
-    if (opts.provision !== false) await provision(jsm, limits);
-    const kvm = new Kvm(js);
-    const kv = {
-      sessions: await kvm.create("mcpq_sessions", {
-        history: 1,
-        ttl: limits.sessionIdleTtlMs,
-        storage: "file" as never,
-        max_bytes: 256 * 1024 * 1024,
-      }),
-      registry: await kvm.create("mcpq_registry", {
-        history: 1,
-        ttl: limits.registryTtlMs,
-        storage: "memory" as never,
-        max_bytes: 64 * 1024 * 1024,
-      }),
-      subscriptions: await kvm.create("mcpq_subs", {
-        history: 1,
-        ttl: limits.sessionIdleTtlMs,
-        storage: "file" as never,
-        max_bytes: 64 * 1024 * 1024,
-      }),
-    };
+    // A clustered server names its cluster in INFO; a single one cannot hold replicas.
+    const p = { log: opts.log ?? silentLogger, clustered: Boolean(nc.info?.cluster) };
+    if (opts.provision !== false) await provision(jsm, limits, p);
+    const kv = await provisionBuckets(js, jsm, limits, { ...p, create: opts.provision !== false });
     return {
       nc,
       js,
       jsm,
       limits,
+      clustered: p.clustered,
       kv,
       async close() {
         await nc.drain().catch(() => nc.close());

@@ -3,6 +3,8 @@ export * from "./envelope.js";
 export * from "./contracts.js";
 export * from "./limits.js";
 export * from "./connection.js";
+export { busAuthProblems, type BusAuth } from "./auth.js";
+export { brokerUsers, rolePermissions, type BrokerRole, type BrokerUser, type NatsPermissions } from "./permissions.js";
 export * from "./provision.js";
 export * from "./pool.js";
 export * from "./correlator.js";

@@ -5,7 +5,8 @@ import { createHash } from "node:crypto";
  *
  * Requests:   mcpq.req.<pool>.<kind>.<target>      (stream MCPQ_REQ, work queue, bounded)
  * Outbound:   mcpq.out.<session>.<stream>          (stream MCPQ_OUT, resumability window)
- *             mcpq.out.replay-<id>.<n>             (same stream; one `mcpq replay` run's answers)
+ *             mcpq.out.replay.<id>.<n>             (same stream; one `mcpq replay` run's answers, under
+ *                                                  one token so a replay credential reads only these)
  * Records:    mcpq.rec.<pool>.<kind>.<target>      (stream MCPQ_REC, replay window)
  * Replies:    mcpq.s2c.<principal-key>.<session>.<token>   (core; client answers to server requests)
  * Cancels:    mcpq.cancel.<principal-key>.<session>        (core; fan-out to workers and edges)
@@ -24,9 +25,10 @@ export const BUCKETS = {
   sessions: "mcpq_sessions",
   registry: "mcpq_registry",
   subscriptions: "mcpq_subs",
-  /** The edges' shared response cache (L2); provisioned by edges only (`openCacheBucket`). */
-  cache: "mcpq_cache",
 } as const;
+
+/** The edges' shared response cache (L2); provisioned by edges only (`openCacheBucket`), so not in BUCKETS. */
+export const CACHE_BUCKET = "mcpq_cache";
 
 /** Kinds of routed work; each gets its own subject so pools and consumers can be split by kind. */
 export type TargetKind = "tool" | "resource" | "prompt" | "complete";
@@ -58,6 +60,12 @@ export function assertPoolName(pool: string): string {
   return pool;
 }
 
+/** A replay id as a subject token (validated like its session id). */
+const replayToken = (replayId: string): string => {
+  replaySession(replayId);
+  return replayId;
+};
+
 export const subjects = {
   requestsAll: "mcpq.req.>",
   outboundAll: "mcpq.out.>",
@@ -68,8 +76,12 @@ export const subjects = {
   /** Filter over MCPQ_REC; an omitted token is a wildcard (`*`). */
   recordFilter: (pool?: string, kind?: TargetKind, target?: string) =>
     `mcpq.rec.${pool ?? "*"}.${kind ?? "*"}.${target === undefined ? "*" : subjectToken(target)}`,
-  /** Outbound subjects of one replay run (`mcpq replay`): its own session, never a live client's. */
-  replayOutbound: (replayId: string) => `mcpq.out.${replaySession(replayId)}.>`,
+  /** Outbound subjects of one replay run (`mcpq replay`): its own subjects, never a live client's session's. */
+  replayOutbound: (replayId: string) => `mcpq.out.replay.${replayToken(replayId)}.>`,
+  /** Where a replayed request's answer goes (the envelope's replyTo). */
+  replayReply: (replayId: string, n: string) => `mcpq.out.replay.${replayToken(replayId)}.${subjectToken(n)}`,
+  /** Every replay run's answers (the replay role's subscribe permission). */
+  replayOutboundAll: "mcpq.out.replay.>",
   outbound: (session: string, stream: string) => `mcpq.out.${session}.${stream}`,
   sessionOutbound: (session: string) => `mcpq.out.${session}.>`,
   clientReply: (principal: string, session: string, token: string) =>
@@ -99,6 +111,17 @@ export function isReplaySession(session: string): boolean {
 
 /** The standalone GET stream of a session (server-initiated messages unrelated to a request). */
 export const STANDALONE_STREAM = "g";
+
+/**
+ * Inbox prefixes per role (replies to requests, JetStream API answers, pull deliveries): each role
+ * is allowed to subscribe to its own only, so an edge cannot read a worker's deliveries.
+ */
+export const INBOX_PREFIX = {
+  edge: "_INBOX_edge",
+  /** A pool's workers: `_INBOX_worker.<pool>`. */
+  worker: (pool: string) => `_INBOX_worker.${assertPoolName(pool)}`,
+  replay: "_INBOX_replay",
+} as const;
 
 /** Durable consumer name of a worker pool. */
 export const poolConsumer = (pool: string) => `pool-${pool}`;

@@ -38,7 +38,7 @@ export interface ReplayClientOptions {
 /**
  * Publishes recorded requests to a pool's request subjects as a dedicated replay session
  * (`replay-<id>`, principal `mcpq-replay`) and collects the answers from that session's own
- * outbound subjects (`mcpq.out.replay-<id>.<n>`) — never through a live client's session.
+ * outbound subjects (`mcpq.out.replay.<id>.<n>`) — never through a live client's session.
  * Each request gets a fresh JSON-RPC id and internal request id. Server->client requests
  * (sampling, elicitation, roots) are answered at once with -32601: a replay has no client.
  */
@@ -115,7 +115,7 @@ export class ReplayClient {
       principal: REPLAY_PRINCIPAL,
       protocolVersion: rec.protocolVersion as ProtocolVersion,
       deadline,
-      replyTo: subjects.outbound(this.session, String(n)),
+      replyTo: subjects.replayReply(this.id, String(n)),
       logLevel: rec.logLevel as never,
       targetKind: rec.targetKind,
       target: rec.target,

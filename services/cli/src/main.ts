@@ -10,7 +10,7 @@ Commands:
   edge    [--port N]                                      an edge (Streamable HTTP on 127.0.0.1)
   stdio   --url URL [--url URL2]                          bridge a stdio MCP client to edges, with failover (stdio --help)
   worker  [--catalog NAME[,NAME]] [--pool NAME] [--shadow]   a worker serving catalogs (--shadow: replay candidate, never routed)
-  nats    [--port 4222] [--store DIR]                     a local JetStream server for development
+  nats    [--port 4222] [--store DIR] [--cluster N]       a local JetStream server or N-node cluster (nats --help)
   replay  [--since 15m] [--against POOL] [--diff] [--export FILE]   re-run recorded traffic, diff answers (replay --help)
 
 Every command reads MCPQ_NATS_URL (default nats://127.0.0.1:4222); see README for all settings.`;
@@ -55,14 +55,8 @@ async function run(argv: string[]): Promise<void> {
       return replay(rest);
     }
     case "nats": {
-      const { values } = parseArgs({ args: rest, options: { port: { type: "string", default: "4222" }, store: { type: "string", default: ".mcpq/nats" } } });
-      const { startLocalNats } = await import("@mcpq/testkit/nats");
-      const nats = await startLocalNats({ port: Number(values.port), storeDir: values.store, inheritStdio: true });
-      console.error(`mcpq nats: JetStream on ${nats.url} (store ${values.store}); Ctrl-C stops it`);
-      const stop = () => void nats.stop().then(() => process.exit(0));
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
-      return;
+      const { nats } = await import("./commands/nats.js");
+      return nats(rest);
     }
     case undefined:
     case "help":

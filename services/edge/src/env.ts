@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
-import { busEnvShape, busLimitsFromEnv, type BusLimits } from "@mcpq/bus";
+import { busAuthFromEnv, busEnvShape, busLimitsFromEnv, type BusAuth, type BusLimits } from "@mcpq/bus";
 import type { ResponseCacheConfig } from "./cache/response-cache.js";
 
 const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
@@ -103,6 +103,10 @@ export type EdgeEnv = z.infer<typeof EdgeEnvSchema>;
 /** Resolved, validated edge configuration. */
 export interface EdgeConfig {
   natsUrl: string;
+  /** MCPQ_NATS_USER/PASSWORD/TOKEN/NKEY_SEED/CREDS/TLS_* (docs/broker.md); undefined = anonymous. */
+  natsAuth: BusAuth | undefined;
+  /** MCPQ_PROVISION: create/reconcile streams and buckets at connect. */
+  provision: boolean;
   /** MCPQ_NATS_WRITE_BATCHING */
   natsWriteBatching: boolean;
   host: string;
@@ -181,6 +185,8 @@ export function loadEdgeConfig(env: Record<string, string | undefined> = process
   const e = r.data;
   const cfg: EdgeConfig = {
     natsUrl: e.MCPQ_NATS_URL,
+    natsAuth: busAuthFromEnv(e),
+    provision: e.MCPQ_PROVISION === "on",
     natsWriteBatching: e.MCPQ_NATS_WRITE_BATCHING === "on",
     host: e.MCPQ_HOST,
     port: e.MCPQ_PORT,

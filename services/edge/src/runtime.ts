@@ -1,4 +1,4 @@
-import { connectBus, openCacheBucket, type Bus } from "@mcpq/bus";
+import { connectBus, INBOX_PREFIX, openCacheBucket, type Bus } from "@mcpq/bus";
 import { cacheMetrics } from "./cache/cache-metrics.js";
 import { ResponseCache } from "./cache/response-cache.js";
 import { createMetricsRegistry, type Registry } from "@mcpq/observability";
@@ -45,6 +45,10 @@ export const SERVER_VERSION = "0.1.0";
 export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logger): Promise<EdgeRuntime> {
   const bus = await connectBus({
     url: config.natsUrl,
+    auth: config.natsAuth,
+    inboxPrefix: INBOX_PREFIX.edge,
+    provision: config.provision,
+    log: log.child({ component: "provision" }),
     name: `edge-${config.edgeId}`,
     limits: config.busLimits,
     batchWrites: config.natsWriteBatching,
@@ -140,7 +144,7 @@ export async function createEdgeRuntime(config: Readonly<EdgeConfig>, log: Logge
 async function createCache(config: Readonly<EdgeConfig>, bus: Bus, catalog: CatalogView, registry: Registry, log: Logger): Promise<ResponseCache> {
   const c = config.cache!;
   const l2 = c.l2
-    ? await openCacheBucket(bus.js, { maxBytes: c.l2.maxBytes, maxAgeMs: c.maxTtlMs, storage: c.l2.storage, maxValueBytes: c.maxEntryBytes + 32 })
+    ? await openCacheBucket(bus, { maxBytes: c.l2.maxBytes, maxAgeMs: c.maxTtlMs, storage: c.l2.storage, maxValueBytes: c.maxEntryBytes + 32 }, { log })
     : undefined;
   // L2 gauges come from the bucket's status when scraped.
   const metrics = cacheMetrics(registry, () => cache.collectL2());

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { BusEnvSchema, busEnvShape, busLimitsFromEnv, parsePathPatterns, type BusLimits } from "@mcpq/bus";
+import { BusEnvSchema, busAuthFromEnv, busEnvShape, busLimitsFromEnv, parsePathPatterns, type BusAuth, type BusLimits } from "@mcpq/bus";
 import {
   DEFAULT_REQUEST_STATE_MAX_BYTES,
   DEFAULT_REQUEST_STATE_TTL_MS,
@@ -62,6 +62,10 @@ function parses(fn: (v: string) => unknown) {
 
 export interface WorkerConfig {
   natsUrl: string;
+  /** MCPQ_NATS_USER/PASSWORD/TOKEN/NKEY_SEED/CREDS/TLS_* (docs/broker.md); undefined = anonymous. */
+  natsAuth: BusAuth | undefined;
+  /** MCPQ_PROVISION: create/reconcile streams and buckets at connect (off with the `worker` credential). */
+  provision: boolean;
   /** MCPQ_NATS_WRITE_BATCHING */
   natsWriteBatching: boolean;
   catalogs: string[];
@@ -86,6 +90,8 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
   const catalogs = overrides.catalogs ?? e.MCPQ_CATALOGS.split(",").map((s) => s.trim()).filter(Boolean);
   const cfg: WorkerConfig = {
     natsUrl: e.MCPQ_NATS_URL,
+    natsAuth: busAuthFromEnv(e),
+    provision: e.MCPQ_PROVISION === "on",
     natsWriteBatching: e.MCPQ_NATS_WRITE_BATCHING === "on",
     catalogs,
     pool: e.MCPQ_POOL ?? [...catalogs].sort().join("_"),

@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:http";
-import { connectBus } from "@mcpq/bus";
+import { connectBus, INBOX_PREFIX } from "@mcpq/bus";
 import { Gauge, Counter, Histogram, createLogger, createMetricsRegistry, type Registry } from "@mcpq/observability";
 import type { Logger } from "@mcpq/protocol";
 import { Worker, createRecorder, type CatalogDefinition, type RecorderMetrics, type WorkerMetrics } from "@mcpq/worker-sdk";
@@ -42,6 +42,10 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
   const log = logger ?? (createLogger({ name: "mcpq-worker", level: config.logLevel }) as unknown as Logger);
   const bus = await connectBus({
     url: config.natsUrl,
+    auth: config.natsAuth,
+    inboxPrefix: INBOX_PREFIX.worker(config.pool),
+    provision: config.provision,
+    log: log.child({ component: "provision" }),
     name: `worker-${config.pool}`,
     limits: config.busLimits,
     batchWrites: config.natsWriteBatching,

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { connect as tcpConnect } from "node:net";
-import { startLocalNats, type NatsHandle } from "@mcpq/testkit/nats";
+import { startLocalNats, type LocalNats } from "@mcpq/nats-launcher";
 
 const MAIN = fileURLToPath(new URL("../main.js", import.meta.url));
 
@@ -11,13 +11,14 @@ const MAIN = fileURLToPath(new URL("../main.js", import.meta.url));
  */
 export async function dev(opts: { port: number; catalogs: string; storeDir: string }): Promise<void> {
   const natsUrl = process.env["MCPQ_NATS_URL"] ?? "nats://127.0.0.1:4222";
-  const u = new URL(natsUrl.replace(/^nats:/, "http:"));
+  // A cluster URL list: probe (and, when nothing answers, start a server on) the first one.
+  const u = new URL(natsUrl.split(",")[0]!.trim().replace(/^nats:/, "http:"));
   const natsPort = Number(u.port || 4222);
-  let nats: NatsHandle | undefined;
+  let nats: LocalNats | undefined;
   if (await reachable(u.hostname, natsPort)) {
     console.error(`mcpq dev: using the NATS server already at ${natsUrl}`);
   } else {
-    nats = await startLocalNats({ port: natsPort, storeDir: opts.storeDir });
+    nats = await startLocalNats({ port: natsPort, storeDir: opts.storeDir, bin: process.env["MCPQ_NATS_SERVER_BIN"], searchPath: process.env["PATH"] });
     console.error(`mcpq dev: nats-server with JetStream on ${nats.url} (store ${opts.storeDir})`);
   }
   const env = { ...process.env, MCPQ_NATS_URL: natsUrl };

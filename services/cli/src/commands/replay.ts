@@ -2,6 +2,8 @@ import { readFile, writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import {
   BusEnvSchema,
+  busAuthFromEnv,
+  INBOX_PREFIX,
   busLimitsFromEnv,
   connectBus,
   type Bus,
@@ -271,6 +273,8 @@ async function connect(): Promise<Bus> {
   // provision: false — a CLI must never reconfigure the deployment's streams.
   return connectBus({
     url: env.MCPQ_NATS_URL,
+    auth: busAuthFromEnv(env),
+    inboxPrefix: INBOX_PREFIX.replay,
     name: "mcpq-replay",
     limits: busLimitsFromEnv(env),
     provision: false,
