@@ -135,9 +135,10 @@ describe("edge response cache", () => {
 
   it("expiry per layer: past its ttlMs an entry is a miss in L1 and in L2 (per-entry expiry checked on read)", async ({ nats }) => {
     const [e0, , e2] = await setup(nats);
-    const stored = Date.now();
     const stores = await metric(e0, "mcpq_edge_cache_stores_total", { layer: "l2" });
     expect(await call(nats, 0, "short_lived", { x: "e" })).toBe("e#1");
+    // The entry was stored (expiry = store time + ttl) before its answer reached the client.
+    const stored = Date.now();
     await l2Stored(e0, stores + 1);
     // Wait for the condition "the entry's ttl has passed" (no assertion on durations).
     await eventually(() => Date.now() > stored + 400, { what: "ttl to pass" });
@@ -148,9 +149,9 @@ describe("edge response cache", () => {
     const staleAfter = (await metric(e0, "mcpq_edge_cache_stale_total", { layer: "l2" })) + (await metric(e2, "mcpq_edge_cache_stale_total", { layer: "l2" }));
     expect(staleAfter).toBeGreaterThan(staleBefore);
     // L2-only edge: a fresh entry hits, an expired one misses.
-    const second = Date.now();
     const storesBefore = await metric(e0, "mcpq_edge_cache_stores_total", { layer: "l2" });
     expect(await call(nats, 0, "short_lived", { x: "f" })).toBe("f#1");
+    const second = Date.now();
     await l2Stored(e0, storesBefore + 1);
     await eventually(() => Date.now() > second + 400, { what: "ttl to pass" });
     expect(await call(nats, 2, "short_lived", { x: "f" })).toBe("f#2");
