@@ -59,6 +59,8 @@ export interface ClosedLoopOpts {
   timeoutMs?: number;
   payloadBytes?: number;
   tag?: string;
+  /** The text of request `seq` (default: unique per request, `makeText`); the cache scenario sets hit rates with it. */
+  textFor?: (seq: number) => string;
   onResult?: ResultHook;
   /** polled after every completion; return true to stop early */
   stop?: () => boolean;
@@ -92,7 +94,8 @@ export async function closedLoop(
     for (;;) {
       const start = performance.now();
       if (start >= tEnd || stopped) return;
-      const text = makeText(tag, seq++, payload);
+      const n = seq++;
+      const text = o.textFor ? o.textFor(n) : makeText(tag, n, payload);
       const out = await s.callEcho(text, timeout);
       const end = performance.now();
       const lat = (end - start) * 1000;

@@ -124,6 +124,23 @@ export const resourceUpdatedContract = {
   decode: (data: Uint8Array | string): ResourceUpdated | null => decodeJson(ResourceUpdatedSchema, data),
 } as const;
 
+// ---------------------------------------------------------------- cache invalidation
+
+/**
+ * Evicts edge response-cache entries: `{"tags":[...]}` every entry whose declaration carries one
+ * of the tags (worker SDK `ctx.invalidate`). Core NATS on `mcpq.evt.cache.invalidate`; every
+ * edge evicts its L1, one edge (queue group) purges the shared L2. Resource URIs are evicted
+ * from `mcpq.evt.resources.updated` (the resource-update contract), not from here.
+ */
+export const CacheInvalidateSchema = z.object({ tags: z.array(z.string().min(1).max(128)).min(1).max(64) }).loose();
+export type CacheInvalidate = z.infer<typeof CacheInvalidateSchema>;
+
+export const cacheInvalidateContract = {
+  subject: subjects.cacheInvalidate,
+  encode: (n: CacheInvalidate): string => JSON.stringify(n),
+  decode: (data: Uint8Array | string): CacheInvalidate | null => decodeJson(CacheInvalidateSchema, data),
+} as const;
+
 // ---------------------------------------------------------------- session changed
 
 /**
@@ -144,6 +161,13 @@ export const sessionChangedContract = {
 const Named = z.object({ name: z.string().min(1) }).loose();
 const HintSchema = z.object({ ttlMs: z.number().int().nonnegative(), cacheScope: z.enum(["public", "private"]) });
 const HintMap = z.record(z.string(), HintSchema);
+const EdgePolicySchema = z.object({
+  ttlMs: z.number().int().positive(),
+  scope: z.enum(["public", "principal"]),
+  tags: z.array(z.string().min(1).max(128)).max(16).optional(),
+  allowProgress: z.boolean().optional(),
+});
+const EdgePolicyMap = z.record(z.string(), EdgePolicySchema);
 
 /**
  * One worker's entry in the `mcpq_registry` KV bucket, key `<pool>.<workerId>` (`registryKey`),
@@ -162,7 +186,15 @@ export const RegistryEntrySchema = z.object({
       resourceTemplates: z.array(z.object({ uriTemplate: z.string().min(1), name: z.string() }).loose()),
       prompts: z.array(Named),
       cacheHints: z
-        .object({ tools: HintMap, resources: HintMap, resourceTemplates: HintMap, prompts: HintMap, lists: z.record(z.string(), HintSchema) })
+        .object({
+          tools: HintMap,
+          resources: HintMap,
+          resourceTemplates: HintMap,
+          prompts: HintMap,
+          lists: z.record(z.string(), HintSchema),
+          // Edge response-cache policies (optional: older workers publish none, older edges ignore them).
+          edge: z.object({ tools: EdgePolicyMap, resources: EdgePolicyMap, resourceTemplates: EdgePolicyMap, prompts: EdgePolicyMap }).partial(),
+        })
         .partial()
         .optional(),
     })

@@ -99,3 +99,5 @@ export type { BusAuth } from "./auth.js";
 export { SelfHeal, type HealReport, type HealedConsumer, type SelfHealOptions } from "./self-heal.js";
 export { LIVENESS_MISSES, LivenessView, startLivenessBeats, type LivenessBeat } from "./liveness.js";
 export { decodeOutboundHeaders } from "./envelope.js";
+export { openCacheBucket } from "./provision.js";
+export { EDGE_CACHE_QUEUE_GROUP } from "./subjects.js";

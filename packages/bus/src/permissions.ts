@@ -1,5 +1,6 @@
 import {
   BUCKETS,
+  CACHE_BUCKET,
   INBOX_PREFIX,
   REPLAY_PRINCIPAL,
   STREAMS,
@@ -24,6 +25,7 @@ const ALL_STREAMS = [
   STREAMS.outbound,
   STREAMS.records,
   ...Object.values(BUCKETS).map(kvStream),
+  kvStream(CACHE_BUCKET),
 ];
 
 /** Creating, inspecting and updating mcpq's own streams and buckets (provisioning), by name. */
@@ -65,10 +67,10 @@ function kvRead(bucket: string): string[] {
  *
  * - `edge`: provisions mcpq's streams and buckets; publishes requests (`mcpq.req.>`), outbound
  *   messages it makes itself, cancels, client replies and session events; reads and writes the
- *   sessions and subscriptions buckets; reads the registry and MCPQ_OUT (priming, resumption).
+ *   sessions, subscriptions and response-cache buckets; reads the registry and MCPQ_OUT (priming, resumption).
  * - `worker` (one pool, or every pool with `pool` omitted): pulls its pool's requests through its
  *   pool consumer and acks them, publishes answers and notifications (`mcpq.out.>`), records
- *   (`mcpq.rec.>`), resource-updated events, and its own registry entries; hears cancels and
+ *   (`mcpq.rec.>`), resource-updated and cache-invalidation events, and its own registry entries; hears cancels and
  *   client replies. It cannot read sessions, publish requests, or create or change a stream.
  * - `replay`: reads records (MCPQ_REC) and the registry, re-sends recorded requests
  *   (`mcpq.req.>`) as the replay principal and hears only replay runs' answers
@@ -100,8 +102,11 @@ function permissionsOf(role: BrokerRole, opts: { pool?: string }): NatsPermissio
             ...kvRead(BUCKETS.sessions),
             ...kvRead(BUCKETS.subscriptions),
             ...kvRead(BUCKETS.registry),
+            // The response cache's L2 (get, put, keys, purge).
+            ...kvRead(CACHE_BUCKET),
             `$KV.${BUCKETS.sessions}.>`,
             `$KV.${BUCKETS.subscriptions}.>`,
+            `$KV.${CACHE_BUCKET}.>`,
             subjects.requestsAll,
             subjects.outboundAll,
             subjects.cancelAll,
@@ -138,6 +143,7 @@ function permissionsOf(role: BrokerRole, opts: { pool?: string }): NatsPermissio
             subjects.resourceUpdated,
             // Its liveness beats (liveness.ts), under its own pool only.
             `mcpq.live.${pool}.*`,
+            subjects.cacheInvalidate,
           ],
         },
         subscribe: {

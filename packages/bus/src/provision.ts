@@ -11,7 +11,7 @@ import {
 import { Kvm, type KV, type KvOptions } from "@nats-io/kv";
 import { silentLogger, type Logger } from "@mcpq/protocol";
 import type { BusLimits, StorageChoice } from "./limits.js";
-import { BUCKETS, STREAMS, subjects } from "./subjects.js";
+import { BUCKETS, CACHE_BUCKET, STREAMS, subjects } from "./subjects.js";
 
 const ns = (ms: number) => ms * 1_000_000;
 const storage = (s: StorageChoice) => (s === "memory" ? StorageType.Memory : StorageType.File);
@@ -265,7 +265,7 @@ export async function provision(
 async function provisionBucket(
   js: JetStreamClient,
   jsm: JetStreamManager,
-  b: McpqBucketConfig,
+  b: Omit<McpqBucketConfig, "key">,
   opts: ProvisionOptions & { create?: boolean } = {},
 ): Promise<KV> {
   const kvm = new Kvm(js);
@@ -343,5 +343,44 @@ function replicaError(
   return new Error(
     `cannot create stream ${want.name} with ${want.num_replicas} replicas: ${why} (MCPQ_REPLICAS, or the stream's own *_REPLICAS, must not exceed the JetStream cluster's size; 1 on a single server)`,
     { cause },
+  );
+}
+
+/** Bounds of the edges' shared response-cache bucket (edge env MCPQ_CACHE_L2_*). */
+export interface CacheBucketOptions {
+  /** Bytes the bucket may hold; the oldest entries are discarded beyond it. */
+  maxBytes: number;
+  /** No entry outlives this (ms): the bucket's max_age; shorter per-entry expiry is checked on read. */
+  maxAgeMs: number;
+  storage: StorageChoice;
+  /** Largest single entry (bytes). */
+  maxValueBytes: number;
+}
+
+/**
+ * Creates (or opens, reconciling its bounds and replicas like the other buckets: MCPQ_KV_REPLICAS,
+ * else MCPQ_REPLICAS) the `mcpq_cache` KV bucket the edges share as the response cache's L2.
+ * One revision per key; keys are digests (see services/edge/src/cache). Edges only.
+ */
+export async function openCacheBucket(
+  bus: { js: JetStreamClient; jsm: JetStreamManager; limits: Readonly<BusLimits>; clustered?: boolean },
+  o: CacheBucketOptions,
+  opts: ProvisionOptions = {},
+): Promise<KV> {
+  return provisionBucket(
+    bus.js,
+    bus.jsm,
+    {
+      bucket: CACHE_BUCKET,
+      options: {
+        history: 1,
+        ttl: o.maxAgeMs,
+        max_bytes: o.maxBytes,
+        maxValueSize: o.maxValueBytes,
+        storage: storage(o.storage),
+        replicas: replicasOf(bus.limits.kvReplicas, bus.limits),
+      },
+    },
+    { clustered: bus.clustered, ...opts },
   );
 }

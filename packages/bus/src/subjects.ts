@@ -12,6 +12,7 @@ import { createHash } from "node:crypto";
  * Cancels:    mcpq.cancel.<principal-key>.<session>        (core; fan-out to workers and edges)
  * Events:     mcpq.evt.resources.updated           (core; external publishers may use it)
  *             mcpq.evt.session.changed             (core; session cache eviction between edges)
+ *             mcpq.evt.cache.invalidate            (core; edge response-cache eviction by tag)
  * Contracts of the core messages: contracts.ts; of requests and outbound messages: envelope.ts.
  * Liveness:   mcpq.live.<pool>.<worker>            (core; worker beats, watched by edges)
  * Limits:     mcpq.limits.usage                    (core; edges' token use, cluster-wide limits)
@@ -27,6 +28,9 @@ export const BUCKETS = {
   registry: "mcpq_registry",
   subscriptions: "mcpq_subs",
 } as const;
+
+/** The edges' shared response cache (L2); provisioned by edges only (`openCacheBucket`), so not in BUCKETS. */
+export const CACHE_BUCKET = "mcpq_cache";
 
 /** Kinds of routed work; each gets its own subject so pools and consumers can be split by kind. */
 export type TargetKind = "tool" | "resource" | "prompt" | "complete";
@@ -111,7 +115,11 @@ export const subjects = {
   livenessAll: "mcpq.live.>",
   /** Core: each edge's recent rate-limit token use, so every edge charges it (shared-limits.ts). */
   limitsUsage: "mcpq.limits.usage",
+  cacheInvalidate: "mcpq.evt.cache.invalidate",
 } as const;
+
+/** Queue group in which one edge purges the shared cache bucket per invalidation. */
+export const EDGE_CACHE_QUEUE_GROUP = "mcpq-edge-cache";
 
 /** Session ids of replay runs start with this; workers do not record them (no replay of replays). */
 const REPLAY_SESSION_PREFIX = "replay-";

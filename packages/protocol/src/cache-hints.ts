@@ -20,6 +20,37 @@ export interface CacheHint {
 /** What a definition may declare; unset fields fall back to the list's, then the catalog's, then the default. */
 export type CacheHintInput = Partial<CacheHint>;
 
+/**
+ * What one catalog entry (tool, resource, resource template, prompt) may declare: its hint, and
+ * whether mcpq's edges may answer repeated requests for it from their response cache
+ * (`edge: true`, see docs/caching.md). The same `ttlMs`/`cacheScope` drive both: an edge keeps
+ * a result for `ttlMs` (0 = never), and a `private` one only for the principal it was made for.
+ */
+export interface EntryCacheInput extends CacheHintInput {
+  /** Opt in to edge caching of `tools/call`, `resources/read`, `prompts/get` results of this entry. */
+  edge?: boolean;
+  /** Invalidation tags: `ctx.invalidate(tags)` evicts every cached result of entries carrying one. */
+  tags?: string[];
+  /** Cache (and serve from cache) requests that carry a progress token (they get no progress then). */
+  allowProgress?: boolean;
+}
+
+/** Tags per entry, and their length, are bounded: they travel in every registry entry. */
+export const MAX_CACHE_TAGS = 16;
+export const MAX_CACHE_TAG_LENGTH = 128;
+
+/**
+ * The edge-cache policy of one entry as a worker publishes it in its registry entry
+ * (`CatalogCacheHints.edge`): only entries that opted in with a `ttlMs` above 0.
+ * `scope` `principal` (a `private` hint) keys results by the caller's principal id.
+ */
+export interface EdgeCachePolicy {
+  ttlMs: number;
+  scope: "public" | "principal";
+  tags?: string[];
+  allowProgress?: boolean;
+}
+
 /** Used where nothing was declared: immediately stale, never shared across callers. */
 export const DEFAULT_CACHE_HINT: Readonly<CacheHint> = Object.freeze({ ttlMs: 0, cacheScope: "private" });
 
@@ -38,6 +69,8 @@ export interface CatalogCacheHints {
   resourceTemplates?: Record<string, CacheHint>;
   prompts?: Record<string, CacheHint>;
   lists?: Partial<Record<CacheListKind, CacheHint>>;
+  /** Entries edges may answer from their response cache, keyed like the hints (absent: none). */
+  edge?: Partial<Record<CacheListKind, Record<string, EdgeCachePolicy>>>;
 }
 
 /** Checks a declared hint (a programming error when invalid: thrown at definition time). */
@@ -48,6 +81,22 @@ export function assertCacheHintInput(h: CacheHintInput | undefined, where: strin
   }
   if (h.cacheScope !== undefined && h.cacheScope !== "public" && h.cacheScope !== "private") {
     throw new Error(`${where}: cache.cacheScope must be "public" or "private" (got ${JSON.stringify(h.cacheScope)})`);
+  }
+}
+
+/** Checks an entry's declaration: its hint and the edge-cache fields. */
+export function assertEntryCacheInput(h: EntryCacheInput | undefined, where: string): void {
+  assertCacheHintInput(h, where);
+  if (!h) return;
+  if (h.edge !== undefined && typeof h.edge !== "boolean") throw new Error(`${where}: cache.edge must be a boolean`);
+  if (h.allowProgress !== undefined && typeof h.allowProgress !== "boolean") throw new Error(`${where}: cache.allowProgress must be a boolean`);
+  if (h.tags !== undefined) {
+    if (!Array.isArray(h.tags) || h.tags.length > MAX_CACHE_TAGS) throw new Error(`${where}: cache.tags must be an array of at most ${MAX_CACHE_TAGS} strings`);
+    for (const t of h.tags) {
+      if (typeof t !== "string" || t.length === 0 || t.length > MAX_CACHE_TAG_LENGTH) {
+        throw new Error(`${where}: cache.tags entries must be strings of 1-${MAX_CACHE_TAG_LENGTH} characters`);
+      }
+    }
   }
 }
 

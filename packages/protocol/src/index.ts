@@ -85,3 +85,6 @@ export * from "./modern.js";
 export { type AnyProtocolVersion } from "./versions.js";
 export { ALL_PROTOCOL_VERSIONS } from "./versions.js";
 export { MCPQ_META } from "./mcp.js";
+export { type EdgeCachePolicy } from "./cache-hints.js";
+export { type EntryCacheInput } from "./cache-hints.js";
+export { assertEntryCacheInput } from "./cache-hints.js";

@@ -22,6 +22,8 @@ export const MCPQ_META = {
   timeoutMs: "io.mcpq/timeoutMs",
   deadline: "io.mcpq/deadline",
   replayable: "io.mcpq/replayable",
+  /** Request `_meta`: `"bypass"` skips the edge response cache (neither served from it nor stored). */
+  cache: "io.mcpq/cache",
 } as const;
 /** Progress tokens are echoed exactly as received: a string or a number. */
 export type ProgressToken = string | number;

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { ErrorCode, McpError, isModernEra, logLevelPasses, notification, type LogLevel, type ProgressToken, type RequestId } from "@mcpq/protocol";
-import { controlHeaders, idGenerator, outboundHeaders, subjects, type Bus, type MsgHdrs, type OutboundKind, type RequestEnvelope } from "@mcpq/bus";
+import { cacheInvalidateContract, controlHeaders, idGenerator, outboundHeaders, subjects, type Bus, type MsgHdrs, type OutboundKind, type RequestEnvelope } from "@mcpq/bus";
 import { CAPABILITY_OF, type InputMethod, type MrtrRound } from "./mrtr.js";
 
 /** What a handler can do while it runs. Everything crosses the broker to the client's session. */
@@ -64,8 +64,16 @@ export interface HandlerContext {
    * 2026-07-28 era (no resumable streams there: closing a request's stream cancels it).
    */
   closeStream(opts?: { retryMs?: number }): Promise<void>;
-  /** Announces `notifications/resources/updated` to every session subscribed to `uri`. */
+  /**
+   * Announces `notifications/resources/updated` to every session subscribed to `uri`; edges also
+   * evict their cached `resources/read` results of `uri` (every edge, and the shared L2).
+   */
   resourceUpdated(uri: string): void;
+  /**
+   * Evicts, on every edge and in the shared L2, the cached results of every entry whose
+   * `cache.tags` holds one of `tags` (docs/caching.md). 1-64 tags of 1-128 characters.
+   */
+  invalidate(tags: string[]): void;
   /**
    * Tells the worker its catalog definitions changed in place (an entry added, removed or
    * changed): it re-reads them and advertises the new catalog now, and edges send
@@ -219,6 +227,9 @@ export function createContext(
     resourceUpdated(uri) {
       bus.nc.publish(subjects.resourceUpdated, JSON.stringify({ uri }));
     },
+    invalidate(tags) {
+      publishInvalidation(bus, tags);
+    },
     catalogChanged: onCatalogChanged,
   };
   return { ctx, publish };
@@ -229,4 +240,13 @@ export interface RequestScope {
   ctx: HandlerContext;
   /** Publishes on the request's stream after everything published before it (awaits the PubAck). */
   publish(kind: OutboundKind, body: unknown): Promise<void>;
+}
+
+/** Publishes a tag invalidation; malformed tag lists are a programming error (thrown). */
+export function publishInvalidation(bus: Bus, tags: string[]): void {
+  const n = { tags: [...new Set(tags)] };
+  if (!cacheInvalidateContract.decode(cacheInvalidateContract.encode(n))) {
+    throw new Error("invalidate: 1-64 tags of 1-128 characters");
+  }
+  bus.nc.publish(cacheInvalidateContract.subject, cacheInvalidateContract.encode(n));
 }

@@ -4,6 +4,8 @@ import type {
   CacheHintInput,
   CacheListKind,
   CatalogCacheHints,
+  EdgeCachePolicy,
+  EntryCacheInput,
   Icon,
   JsonSchemaObject,
   PromptArgumentDescriptor,
@@ -13,7 +15,7 @@ import type {
   ToolDescriptor,
   Catalog,
 } from "@mcpq/protocol";
-import { TOOL_NAME_PATTERN, assertCacheHintInput, combineCacheHints, isDefaultCacheHint, resolveCacheHint } from "@mcpq/protocol";
+import { TOOL_NAME_PATTERN, assertCacheHintInput, assertEntryCacheInput, combineCacheHints, isDefaultCacheHint, resolveCacheHint } from "@mcpq/protocol";
 import type { HandlerContext } from "./context.js";
 
 /** MCP content blocks a tool or prompt may return. */
@@ -77,8 +79,12 @@ export interface ToolDefinition<I extends AnyObject = AnyObject, O extends AnyOb
     [k: string]: unknown;
   };
   icons?: Icon[];
-  /** Caching hint (2026-07-28) of this entry; it bounds the `tools/list` hint (see `CatalogDefinition.cache`). */
-  cache?: CacheHintInput;
+  /**
+   * Caching hint (2026-07-28) of this entry; it bounds the `tools/list` hint (see
+   * `CatalogDefinition.cache`). With `edge: true` (and a `ttlMs` above 0) edges answer repeated
+   * identical calls from their response cache for `ttlMs` (docs/caching.md).
+   */
+  cache?: EntryCacheInput;
   /**
    * Replay policy: false marks a side-effecting tool that `mcpq replay` skips unless forced.
    * Defaults to `!annotations.destructiveHint`.
@@ -98,8 +104,8 @@ export interface ResourceDefinition {
   description?: string;
   mimeType?: string;
   icons?: Icon[];
-  /** Caching hint (2026-07-28) of `resources/read` of this resource; it also bounds the `resources/list` hint. */
-  cache?: CacheHintInput;
+  /** Caching hint (2026-07-28) of `resources/read` of this resource; it also bounds the `resources/list` hint. `edge: true`: edge-cached (docs/caching.md). */
+  cache?: EntryCacheInput;
   read: (ctx: HandlerContext) => Promise<ResourceReadOutput> | ResourceReadOutput;
 }
 export type ResourceReadOutput = ResourceContents | ResourceContents[] | { text: string } | { blob: string };
@@ -112,8 +118,8 @@ export interface ResourceTemplateDefinition {
   description?: string;
   mimeType?: string;
   icons?: Icon[];
-  /** Caching hint (2026-07-28) of `resources/read` of URIs of this template; it also bounds the `resources/templates/list` hint. */
-  cache?: CacheHintInput;
+  /** Caching hint (2026-07-28) of `resources/read` of URIs of this template; it also bounds the `resources/templates/list` hint. `edge: true`: edge-cached. */
+  cache?: EntryCacheInput;
   read: (vars: Record<string, string>, uri: string, ctx: HandlerContext) => Promise<ResourceReadOutput> | ResourceReadOutput;
   complete?: Record<string, Completer>;
 }
@@ -127,8 +133,8 @@ export interface PromptDefinition<A extends AnyObject = AnyObject> {
   args?: A;
   /** Per-argument descriptions shown in `prompts/list` (zod `.describe()` also works). */
   icons?: Icon[];
-  /** Caching hint (2026-07-28) of this entry; it bounds the `prompts/list` hint. */
-  cache?: CacheHintInput;
+  /** Caching hint (2026-07-28) of this entry; it bounds the `prompts/list` hint. `edge: true`: `prompts/get` is edge-cached. */
+  cache?: EntryCacheInput;
   get: (args: z.output<A>, ctx: HandlerContext) => Promise<GetPromptResult> | GetPromptResult;
   complete?: Record<string, Completer>;
 }
@@ -138,20 +144,20 @@ export function defineTool<I extends AnyObject, O extends AnyObject | undefined 
 ): ToolDefinition<I, O> {
   if (!TOOL_NAME_PATTERN.test(def.name)) throw new Error(`tool name ${JSON.stringify(def.name)} must match ${TOOL_NAME_PATTERN}`);
   if (!def.description) throw new Error(`tool ${def.name} needs a description`);
-  assertCacheHintInput(def.cache, `tool ${def.name}`);
+  assertEntryCacheInput(def.cache, `tool ${def.name}`);
   return { kind: "tool", ...def };
 }
 export function defineResource(def: Omit<ResourceDefinition, "kind">): ResourceDefinition {
-  assertCacheHintInput(def.cache, `resource ${def.uri}`);
+  assertEntryCacheInput(def.cache, `resource ${def.uri}`);
   return { kind: "resource", ...def };
 }
 export function defineResourceTemplate(def: Omit<ResourceTemplateDefinition, "kind">): ResourceTemplateDefinition {
-  assertCacheHintInput(def.cache, `resource template ${def.uriTemplate}`);
+  assertEntryCacheInput(def.cache, `resource template ${def.uriTemplate}`);
   return { kind: "resourceTemplate", ...def };
 }
 export function definePrompt<A extends AnyObject>(def: Omit<PromptDefinition<A>, "kind">): PromptDefinition<A> {
   if (!def.description) throw new Error(`prompt ${def.name} needs a description`);
-  assertCacheHintInput(def.cache, `prompt ${def.name}`);
+  assertEntryCacheInput(def.cache, `prompt ${def.name}`);
   return { kind: "prompt", ...def };
 }
 
@@ -192,16 +198,22 @@ export function entryCacheHint(catalog: CatalogDefinition, kind: CacheListKind, 
 function cacheHintsOf(defs: CatalogDefinition[]): CatalogCacheHints | undefined {
   const out: CatalogCacheHints = {};
   let any = false;
-  const put = (kind: CacheListKind, key: string, h: CacheHint) => {
+  const put = (kind: CacheListKind, key: string, entry: { cache?: EntryCacheInput | undefined }, c: CatalogDefinition) => {
+    const h = entryCacheHint(c, kind, entry);
+    const edge = edgePolicyOf(h, entry.cache);
+    if (edge) {
+      ((out.edge ??= {})[kind] ??= {})[key] = edge;
+      any = true;
+    }
     if (isDefaultCacheHint(h)) return;
     (out[kind] ??= {})[key] = h;
     any = true;
   };
   for (const c of defs) {
-    for (const t of c.tools ?? []) put("tools", t.name, entryCacheHint(c, "tools", t));
-    for (const r of c.resources ?? []) put("resources", r.uri, entryCacheHint(c, "resources", r));
-    for (const t of c.resourceTemplates ?? []) put("resourceTemplates", t.uriTemplate, entryCacheHint(c, "resourceTemplates", t));
-    for (const p of c.prompts ?? []) put("prompts", p.name, entryCacheHint(c, "prompts", p));
+    for (const t of c.tools ?? []) put("tools", t.name, t, c);
+    for (const r of c.resources ?? []) put("resources", r.uri, r, c);
+    for (const t of c.resourceTemplates ?? []) put("resourceTemplates", t.uriTemplate, t, c);
+    for (const p of c.prompts ?? []) put("prompts", p.name, p, c);
     for (const kind of ["tools", "resources", "resourceTemplates", "prompts"] as const) {
       if (!c.cache?.[kind] && !c.cache?.default) continue;
       // Several catalogs in one worker: the list value is their combination (shortest, private wins).
@@ -212,6 +224,18 @@ function cacheHintsOf(defs: CatalogDefinition[]): CatalogCacheHints | undefined 
     }
   }
   return any ? out : undefined;
+}
+
+/**
+ * The edge-cache policy of an entry that opted in (`cache.edge: true`) with a resolved `ttlMs`
+ * above 0: the same ttl and scope as its 2026-07-28 hint (`private` = per principal).
+ */
+function edgePolicyOf(h: CacheHint, input: EntryCacheInput | undefined): EdgeCachePolicy | undefined {
+  if (input?.edge !== true || h.ttlMs <= 0) return undefined;
+  const p: EdgeCachePolicy = { ttlMs: h.ttlMs, scope: h.cacheScope === "public" ? "public" : "principal" };
+  if (input.tags && input.tags.length > 0) p.tags = [...new Set(input.tags)];
+  if (input.allowProgress) p.allowProgress = true;
+  return p;
 }
 
 function jsonSchemaOf(schema: AnyObject): JsonSchemaObject {

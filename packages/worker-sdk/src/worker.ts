@@ -36,7 +36,7 @@ import {
   type RequestEnvelope,
   type Subscription,
 } from "@mcpq/bus";
-import { createContext, publishResponse, type HandlerContext } from "./context.js";
+import { createContext, publishInvalidation, publishResponse, type HandlerContext } from "./context.js";
 import { MRTR_METHODS, MrtrRound } from "./mrtr.js";
 import { createRequestStateSealer, paramsDigest, randomRequestStateKey, type RequestStateSealer } from "./request-state.js";
 import {
@@ -355,6 +355,11 @@ export class Worker {
   /** Announces `notifications/resources/updated` for `uri` to all subscribed sessions. */
   resourceUpdated(uri: string): void {
     this.#opts.bus.nc.publish(subjects.resourceUpdated, JSON.stringify({ uri }));
+  }
+
+  /** Evicts edge-cached results of entries tagged with any of `tags` (as `ctx.invalidate`). */
+  invalidate(tags: string[]): void {
+    publishInvalidation(this.#opts.bus, tags);
   }
 
   async #advertise(): Promise<void> {

@@ -4,6 +4,7 @@ import { busAuthFromEnv, busEnvShape, busLimitsFromEnv } from "@mcpq/bus";
 import { telemetryConfigFromEnv, telemetryEnvShape } from "@mcpq/observability";
 import { deepFreeze, type DeepReadonly } from "@mcpq/protocol";
 import type { OAuthConfig } from "./core/auth.js";
+import type { ResponseCacheConfig } from "./cache/response-cache.js";
 
 const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
 /** A TCP port, 0-65535 (0 = random), named with its variable when out of range. */
@@ -141,9 +142,32 @@ export const EdgeEnvSchema = z.object({
    * many tokens it granted per principal, so every edge charges them (ms); 0 = per-edge limits.
    */
   MCPQ_SHARED_LIMITS_MS: int(250),
+  /** Edge response cache (docs/caching.md): `off` answers every request from a worker. */
+  MCPQ_CACHE: z.enum(["on", "off"]).default("on"),
+  /** L1 (per edge, LRU): most entries (0 = no L1) and bytes. */
+  MCPQ_CACHE_L1_MAX_ENTRIES: int(10_000),
+  MCPQ_CACHE_L1_MAX_BYTES: int(64 * 1024 * 1024),
+  /** L2 (the shared `mcpq_cache` KV bucket): `off` = L1 only; its byte bound and storage. */
+  MCPQ_CACHE_L2: z.enum(["on", "off"]).default("on"),
+  MCPQ_CACHE_L2_MAX_BYTES: int(256 * 1024 * 1024),
+  MCPQ_CACHE_L2_STORAGE: z.enum(["file", "memory"]).default("memory"),
+  /** Upper bound of one L2 lookup; slower counts as a miss. */
+  MCPQ_CACHE_L2_TIMEOUT_MS: int(100),
+  /** Caps every declared ttlMs; also the L2 bucket's max_age. */
+  MCPQ_CACHE_MAX_TTL_MS: int(10 * 60_000),
+  /** Results larger than this (bytes of JSON) are not cached. */
+  MCPQ_CACHE_MAX_ENTRY_BYTES: int(256 * 1024),
+  /** Single-flight: distinct keys with a miss in flight, and requests waiting on one. */
+  MCPQ_CACHE_MAX_FLIGHTS: int(10_000),
+  MCPQ_CACHE_MAX_WAITERS: int(1_000),
 });
 type EdgeEnv = z.infer<typeof EdgeEnvSchema>;
 
+
+/** The response cache's settings (MCPQ_CACHE_*). */
+export interface EdgeCacheConfig extends ResponseCacheConfig {
+  l2: { maxBytes: number; storage: "file" | "memory" } | undefined;
+}
 
 const TCP_PORT_OFFSET = 8090 - 8080;
 const GRPC_PORT_OFFSET = 50051 - 8080;
@@ -256,6 +280,19 @@ function configFromEnv(e: EdgeEnv, httpPort: number, edgeId: string) {
     maxQueueMs: e.MCPQ_MAX_QUEUE_MS,
     maxEventLoopLagMs: e.MCPQ_MAX_EVENT_LOOP_LAG_MS,
     busStatsMs: e.MCPQ_BUS_STATS_MS,
+    cache:
+      e.MCPQ_CACHE === "off"
+        ? undefined
+        : {
+            l1MaxEntries: e.MCPQ_CACHE_L1_MAX_ENTRIES,
+            l1MaxBytes: e.MCPQ_CACHE_L1_MAX_BYTES,
+            maxEntryBytes: e.MCPQ_CACHE_MAX_ENTRY_BYTES,
+            maxTtlMs: Math.max(1, e.MCPQ_CACHE_MAX_TTL_MS),
+            maxFlights: e.MCPQ_CACHE_MAX_FLIGHTS,
+            maxWaiters: e.MCPQ_CACHE_MAX_WAITERS,
+            l2TimeoutMs: Math.max(1, e.MCPQ_CACHE_L2_TIMEOUT_MS),
+            l2: e.MCPQ_CACHE_L2 === "off" ? undefined : { maxBytes: e.MCPQ_CACHE_L2_MAX_BYTES, storage: e.MCPQ_CACHE_L2_STORAGE },
+          },
     busLimits: busLimitsFromEnv(e),
     telemetry: telemetryConfigFromEnv(e, { serviceName: "mcpq-edge", instanceId: edgeId }),
     /** MCPQ_BROKER_UNAVAILABLE_MS */

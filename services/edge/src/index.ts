@@ -4,3 +4,5 @@ export { loadEdgeConfig, EdgeEnvSchema } from "./env.js";
 export type { EdgeConfig } from "./env.js";
 /** @public */
 export type { EdgeRuntime } from "./runtime.js";
+export { ResponseCache, type ResponseCacheConfig } from "./cache/response-cache.js";
+export { CatalogView } from "./core/catalog.js";

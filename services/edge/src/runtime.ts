@@ -1,5 +1,7 @@
-import { connectBus, INBOX_PREFIX, type Bus } from "@mcpq/bus";
+import { connectBus, INBOX_PREFIX, openCacheBucket, type Bus } from "@mcpq/bus";
 import { Counter, Gauge, createMetricsRegistry, startTracing, type Registry } from "@mcpq/observability";
+import { cacheMetrics } from "./cache/cache-metrics.js";
+import { ResponseCache } from "./cache/response-cache.js";
 import type { Logger } from "@mcpq/protocol";
 import { EdgeAdmission } from "./core/admission.js";
 import { EdgeAuth } from "./core/auth.js";
@@ -36,6 +38,8 @@ export interface EdgeRuntime {
   buffers: BufferBudget;
   /** What transports are given (channels, connection and buffer accounting, their metrics). */
   edge: EdgePort;
+  /** The response cache (also set as `core.cache`) when MCPQ_CACHE is on; see docs/caching.md. */
+  cache: ResponseCache | undefined;
   /** Admission control (also set as `core.admission`); see docs/overload.md. */
   admission: EdgeAdmission;
   /** Request telemetry (also `core.observer`): spans, per-tool metrics, access log. */
@@ -175,6 +179,8 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
       : undefined;
   shared?.start();
   core.policy = policy;
+  const cache = config.cache ? await createCache(config, bus, catalog, registry, log) : undefined;
+  core.cache = cache;
   const stopBusStats = startBusStats(bus, config.busStatsMs, overload.busStats, log.child({ component: "bus-stats" }));
   core.start();
   const connections = new ConnectionLimiter(config.maxConnections, connectionMetrics(registry), undefined, config.maxConnectionsPerClient);
@@ -208,9 +214,11 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
     telemetry,
     healing,
     sharedLimits: shared,
+    cache,
     log,
     async close() {
       stopBusStats();
+      cache?.stop();
       shared?.stop();
       healing.stop();
       admission.close();
@@ -219,4 +227,16 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
       await tracing?.shutdown().catch(() => undefined);
     },
   };
+}
+
+async function createCache(config: Readonly<EdgeConfig>, bus: Bus, catalog: CatalogView, registry: Registry, log: Logger): Promise<ResponseCache> {
+  const c = config.cache!;
+  const l2 = c.l2
+    ? await openCacheBucket(bus, { maxBytes: c.l2.maxBytes, maxAgeMs: c.maxTtlMs, storage: c.l2.storage, maxValueBytes: c.maxEntryBytes + 32 }, { log })
+    : undefined;
+  // L2 gauges come from the bucket's status when scraped.
+  const metrics = cacheMetrics(registry, () => cache.collectL2());
+  const cache = new ResponseCache({ config: c, bus, catalog, l2, log: log.child({ component: "cache" }), metrics });
+  cache.start();
+  return cache;
 }

@@ -24,7 +24,7 @@ export type ListKind = "tools" | "resources" | "prompts";
  * TTL are dropped locally even if the broker has not expired them yet. Emits `changed` with the
  * list kinds whose content changed (for `notifications/<kind>/list_changed`).
  */
-export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
+export class CatalogView extends EventEmitter<{ changed: [ListKind[]]; rebuilt: [] }> {
   readonly #entries = new Map<string, RegistryEntry>();
   #tools: ToolDescriptor[] = [];
   #resources: ResourceDescriptor[] = [];
@@ -51,6 +51,11 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
     private readonly goneMemoryMs = 10 * 60_000,
   ) {
     super();
+  }
+
+  /** The live, routed registry entries by key (read-only; replaced content emits `rebuilt`). */
+  get entries(): ReadonlyMap<string, RegistryEntry> {
+    return this.#entries;
   }
 
   get workerCount(): number {
@@ -236,5 +241,6 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]] }> {
     const changed = (Object.keys(sig) as ListKind[]).filter((k) => sig[k] !== this.#signature[k]);
     this.#signature = sig;
     if (changed.length > 0 && this.#ready) this.emit("changed", changed);
+    this.emit("rebuilt");
   }
 }

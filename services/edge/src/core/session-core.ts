@@ -147,7 +147,22 @@ export interface Dispatched {
   done: Promise<void>;
 }
 
-/** Rejects a waiting request's deadline timer when the client cancelled it: no response is sent. */
+/**
+ * Routes the request to a worker (`SessionCore`'s own path); `onAnswer` sees the JSON text of
+ * the worker's response when one arrives for it.
+ */
+export type RouteToWorker = (onAnswer?: (json: string) => void) => Promise<Dispatched>;
+
+/**
+ * The response cache's hook (services/edge/src/cache): consulted for `tools/call`,
+ * `resources/read` and `prompts/get` instead of routing them directly; it answers a hit on the
+ * stream's sink or calls `route`.
+ */
+export interface ResultCache {
+  dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, route: RouteToWorker): Promise<Dispatched>;
+}
+
+/** Thrown into a waiting request when the client cancelled it: no response is sent. */
 export class RequestCancelled extends Error {
   override readonly name = "RequestCancelled";
 }
@@ -208,6 +223,8 @@ export class SessionCore {
   /** (scope, listen request id) -> open `subscriptions/listen` stream on this edge. */
   readonly #listeners = new Map<string, Listener>();
   admission: Admission | undefined;
+  /** The edge response cache (MCPQ_CACHE), when on. */
+  cache: ResultCache | undefined;
   /**
    * The outbound session of every stateless-era stream this edge holds (`m-<edge id>`): their
    * answers come on `mcpq.out.m-<edge>.<stream>`, one router subscription for all of them.
@@ -505,6 +522,16 @@ export class SessionCore {
       case "tools/call":
       case "resources/read":
       case "prompts/get":
+        if (this.cache) {
+          let routed: Observed | undefined;
+          const dispatched = await this.cache.dispatch(session, req, stream, async (onAnswer) => {
+            routed = await this.#route(session, req, stream, obs, onAnswer);
+            return routed.dispatched;
+          });
+          // A hit was answered on the stream's sink by the cache: the observer counts it as answered.
+          return routed ?? { dispatched, response: dispatched.done.then(() => localMessage(req.id, {})) };
+        }
+        return this.#route(session, req, stream, obs);
       case "completion/complete":
         return this.#route(session, req, stream, obs);
       case "initialize":
@@ -639,7 +666,7 @@ export class SessionCore {
     return out;
   }
 
-  async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, obs: RequestObservation | undefined): Promise<Observed> {
+  async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, obs: RequestObservation | undefined, onAnswer?: (json: string) => void): Promise<Observed> {
     const target = this.#target(req, isModernEra(session.protocolVersion));
     obs?.routed(target);
     const meta = (req.params?.["_meta"] ?? {}) as Record<string, unknown>;
@@ -714,6 +741,7 @@ export class SessionCore {
           answered.then(
             (msg) => {
               outcome = responseOutcome(msg.json);
+              onAnswer?.(msg.json);
               return undefined;
             },
             (err: unknown) => {

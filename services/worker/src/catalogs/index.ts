@@ -1,4 +1,5 @@
 import type { CatalogDefinition } from "@mcpq/worker-sdk";
+import { benchCatalog } from "./bench.js";
 import { conformanceCatalog } from "./conformance.js";
 import { exampleCatalog } from "./example.js";
 
@@ -6,6 +7,7 @@ import { exampleCatalog } from "./example.js";
 export const CATALOGS: Readonly<Record<string, CatalogDefinition>> = Object.freeze({
   example: exampleCatalog,
   conformance: conformanceCatalog,
+  bench: benchCatalog,
 });
 
 export function resolveCatalogs(names: readonly string[]): CatalogDefinition[] {
