@@ -25,7 +25,7 @@ export const FAULTS: Record<FaultName, string> = {
   "edge-kill": "one of two edges killed -9 (clients fail over through the balancer)",
 };
 
-export interface FaultTiming {
+interface FaultTiming {
   /** Load before the fault (ms). */
   beforeMs: number;
   /** How long a killed node stays down before its restart (ms). */

@@ -18,7 +18,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
 
-export type CallClass = "ok" | "refused" | "timeout" | "unaccepted" | "lost" | "wrong";
+type CallClass = "ok" | "refused" | "timeout" | "unaccepted" | "lost" | "wrong";
 
 export interface Ledger {
   sent: number;

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { mcpqCliPath, REPO_DIR } from "../lib/stack.js";
 import { freePort, httpOk, startProcess, waitUntil, type Managed } from "../lib/procs.js";
 
-export interface ChaosProc {
+interface ChaosProc {
   name: string;
   proc: Managed;
   /** HTTP port (edges). */
@@ -28,7 +28,7 @@ export interface ChaosStack {
 }
 
 /** Settings every chaos process gets (short TTLs so the scenario is brief; same on all). */
-export const CHAOS_ENV: Record<string, string> = {
+const CHAOS_ENV: Record<string, string> = {
   MCPQ_LOG_LEVEL: "warn",
   MCPQ_REGISTRY_TTL_MS: "3000",
   MCPQ_SSE_RETRY_MS: "100",

@@ -4,9 +4,8 @@
  * (normal exit, exception, SIGINT/SIGTERM/SIGHUP).
  */
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
-import { mkdtempSync, rmSync, createWriteStream, type WriteStream } from "node:fs";
+import { rmSync, createWriteStream, type WriteStream } from "node:fs";
 import { findNatsServer, startLocalNats, type LocalNats } from "@mcpq/nats-launcher";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export interface Managed {
@@ -62,17 +61,6 @@ export function installExitHooks(): void {
     killAllSync();
     process.exit(1);
   });
-}
-
-export function makeTempDir(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
-  tempDirs.add(d);
-  return d;
-}
-
-export function removeTempDir(d: string): void {
-  tempDirs.delete(d);
-  rmSync(d, { recursive: true, force: true });
 }
 
 /** A free TCP port on 127.0.0.1 (the launcher's). */

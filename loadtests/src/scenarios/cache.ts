@@ -24,7 +24,7 @@ export interface CacheOpts {
 const HOT = 64;
 
 /** The text of request `seq` at hit rate `rate`: deterministic, so every target sees the same sequence. */
-export function cacheText(rate: number, seq: number): string {
+function cacheText(rate: number, seq: number): string {
   const hot = (seq * 7919) % 100 < Math.round(rate * 100);
   return hot ? `hot:${seq % HOT}` : `cold:${seq}:${process.pid}:${Date.now()}`;
 }

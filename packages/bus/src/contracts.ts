@@ -72,7 +72,7 @@ export function parseEventId(id: string): { stream: string; token: string } | nu
  * this; the client's answer to one is routed to `subjects.clientReply(principal, session, id)`,
  * any other client response is dropped.
  */
-export const SERVER_REQUEST_ID_PREFIX = "mcpq-";
+const SERVER_REQUEST_ID_PREFIX = "mcpq-";
 
 export function isServerRequestId(id: unknown): id is string {
   return typeof id === "string" && id.startsWith(SERVER_REQUEST_ID_PREFIX);
@@ -85,7 +85,7 @@ export function isServerRequestId(id: unknown): id is string {
  * (`subjects.cancel`); every edge and worker listens on `subjects.cancelAll`. Core NATS (no
  * stream): a worker not running the request remembers it briefly (a cancel may overtake its request).
  */
-export const CancelNoticeSchema = z.object({
+const CancelNoticeSchema = z.object({
   /** The session, or a stateless-era request's synthetic scope (`m-<edge>-<stream>`). */
   session: z.string().min(1).max(512),
   principal: z.string().max(1024),
@@ -115,7 +115,7 @@ export const cancelContract = {
  * (`ctx.resourceUpdated`), so may any process; edges fan it out to subscribed sessions (one edge
  * of the queue group per update) and to their own stateless-era listeners (every edge).
  */
-export const ResourceUpdatedSchema = z.object({ uri: z.string().min(1).max(2048) }).loose();
+const ResourceUpdatedSchema = z.object({ uri: z.string().min(1).max(2048) }).loose();
 export type ResourceUpdated = z.infer<typeof ResourceUpdatedSchema>;
 
 export const resourceUpdatedContract = {
@@ -132,7 +132,7 @@ export const resourceUpdatedContract = {
  * edge evicts its L1, one edge (queue group) purges the shared L2. Resource URIs are evicted
  * from `mcpq.evt.resources.updated` (the resource-update contract), not from here.
  */
-export const CacheInvalidateSchema = z.object({ tags: z.array(z.string().min(1).max(128)).min(1).max(64) }).loose();
+const CacheInvalidateSchema = z.object({ tags: z.array(z.string().min(1).max(128)).min(1).max(64) }).loose();
 export type CacheInvalidate = z.infer<typeof CacheInvalidateSchema>;
 
 export const cacheInvalidateContract = {
@@ -174,7 +174,7 @@ const EdgePolicyMap = z.record(z.string(), EdgePolicySchema);
  * TTL MCPQ_REGISTRY_TTL_MS, refreshed by the worker's heartbeat. Edges watch the bucket and
  * route by it; an entry whose heartbeat is older than its TTL is ignored.
  */
-export const RegistryEntrySchema = z.object({
+const RegistryEntrySchema = z.object({
   workerId: z.string().min(1),
   pool: z.string().min(1),
   heartbeatAt: z.number(),

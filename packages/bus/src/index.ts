@@ -92,12 +92,12 @@ export type { BusEnv } from "./env-schema.js";
 export { INBOX_PREFIX, MAX_SUBJECT_TOKEN,  subjectToken } from "./subjects.js";
 ;
 ;
-export { bucketConfigs, provision, streamConfigs } from "./provision.js";
+export {  provision,  } from "./provision.js";
 export { busAuthFromEnv } from "./env-schema.js";
 /** The broker credentials type services' configs carry (`natsAuth`). @public */
 export type { BusAuth } from "./auth.js";
-export { SelfHeal, type HealReport, type HealedConsumer, type SelfHealOptions } from "./self-heal.js";
-export { LIVENESS_MISSES, LivenessView, startLivenessBeats, type LivenessBeat } from "./liveness.js";
+export { SelfHeal, type HealReport,   } from "./self-heal.js";
+export {  LivenessView, startLivenessBeats,  } from "./liveness.js";
 export { decodeOutboundHeaders } from "./envelope.js";
 export { openCacheBucket } from "./provision.js";
 export { EDGE_CACHE_QUEUE_GROUP } from "./subjects.js";

@@ -13,7 +13,7 @@ export interface LivenessBeat {
 }
 
 /** Beats a worker is judged dead after missing (dead after `LIVENESS_MISSES × everyMs` of silence: 2 s by default). */
-export const LIVENESS_MISSES = 4;
+const LIVENESS_MISSES = 4;
 
 /**
  * Publishes a worker's liveness beat now and every `everyMs` on `mcpq.live.<pool>.<worker>`

@@ -5,7 +5,7 @@ import type { Bus } from "./connection.js";
 import { bucketConfigs, provision, provisionBuckets, streamConfigs } from "./provision.js";
 
 /** A consumer its owner provisions and self-heal re-creates when it is gone (a worker's pool consumer). */
-export interface HealedConsumer {
+interface HealedConsumer {
   stream: string;
   name: string;
   /** Creates (or updates) the consumer; idempotent. */

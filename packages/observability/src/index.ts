@@ -80,28 +80,28 @@ export type { PinoLogger };
 
 export {
   BoundedLabel,
-  DEFAULT_MAX_LABEL_NAMES,
-  OPERATION_LABELS,
-  OTHER_LABEL,
+  
+  
+  
   methodLabel,
   operationDurationHistogram,
-  type OperationLabels,
+  
 } from "./labels.js";
 export { ATTR, TOOL_ERROR, mcpSpanName, requestAttributes, targetOf } from "./semconv.js";
 export {
-  contextFromHeaders,
+  
   contextFromMeta,
   injectIntoHeaders,
-  otelEnvShape,
+  
   startTracing,
-  tracingConfigFromEnv,
-  type Context,
-  type OtelEnv,
-  type Span,
-  type SpanExporter,
-  type TextMapPropagator,
-  type Tracer,
+  
+  
+  
+  
+  
+  
+  
   type Tracing,
-  type TracingConfig,
+  
 } from "./tracing.js";
 export { telemetryConfigFromEnv, telemetryEnvShape, type TelemetryConfig } from "./telemetry-env.js";

@@ -2,7 +2,7 @@ import { Histogram, type Registry } from "prom-client";
 import { CLIENT_REQUEST_METHODS } from "@mcpq/protocol";
 
 /** The one label value every name outside the known set (or beyond the bound) collapses to. */
-export const OTHER_LABEL = "_other";
+const OTHER_LABEL = "_other";
 
 /** Default bound on distinct tool/prompt label values per metric (MCPQ_METRICS_MAX_NAMES). */
 export const DEFAULT_MAX_LABEL_NAMES = 200;
@@ -41,7 +41,6 @@ export class BoundedLabel {
 
 /** Label names of `mcp_server_operation_duration_seconds` (the convention's attributes, Prometheus-style). */
 export const OPERATION_LABELS = ["mcp_method_name", "gen_ai_tool_name", "gen_ai_prompt_name", "error_type", "service"] as const;
-export type OperationLabels = Record<(typeof OPERATION_LABELS)[number], string>;
 
 /**
  * `mcp.server.operation.duration` of the MCP semantic conventions as a Prometheus histogram,

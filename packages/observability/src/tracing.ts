@@ -197,10 +197,6 @@ interface HeaderLike {
   set(k: string, v: string): void;
   keys(): string[];
 }
-const headerGetter: TextMapGetter<HeaderLike> = {
-  keys: (h) => h.keys(),
-  get: (h, k) => h.get(k) || undefined,
-};
 const headerSetter: TextMapSetter<HeaderLike> = { set: (h, k, v) => h.set(k, v) };
 
 /**
@@ -212,14 +208,9 @@ export function contextFromMeta(propagator: TextMapPropagator, meta: Record<stri
   return propagator.extract(ROOT_CONTEXT, meta, recordGetter);
 }
 
-/** The trace context carried in NATS headers (W3C `traceparent` / `tracestate`). */
-export function contextFromHeaders(propagator: TextMapPropagator, h: HeaderLike | undefined): Context {
-  return h ? propagator.extract(ROOT_CONTEXT, h, headerGetter) : ROOT_CONTEXT;
-}
-
 /** Writes `span`'s context into NATS headers, replacing a forwarded client `traceparent`. */
 export function injectIntoHeaders(propagator: TextMapPropagator, span: Span, h: HeaderLike): void {
   propagator.inject(trace.setSpan(ROOT_CONTEXT, span), h, headerSetter);
 }
 
-export type { Context, Span, SpanExporter, TextMapPropagator, Tracer };
+export type { Context, Span, SpanExporter, TextMapPropagator,  };

@@ -36,8 +36,8 @@ export interface EntryCacheInput extends CacheHintInput {
 }
 
 /** Tags per entry, and their length, are bounded: they travel in every registry entry. */
-export const MAX_CACHE_TAGS = 16;
-export const MAX_CACHE_TAG_LENGTH = 128;
+const MAX_CACHE_TAGS = 16;
+const MAX_CACHE_TAG_LENGTH = 128;
 
 /**
  * The edge-cache policy of one entry as a worker publishes it in its registry entry

@@ -52,7 +52,7 @@ export interface ModernMeta {
 }
 
 /** The `_meta` value of a request's params, when it is an object. */
-export function requestMeta(params: unknown): Record<string, unknown> | undefined {
+function requestMeta(params: unknown): Record<string, unknown> | undefined {
   const meta = typeof params === "object" && params !== null ? (params as { _meta?: unknown })._meta : undefined;
   return typeof meta === "object" && meta !== null && !Array.isArray(meta) ? (meta as Record<string, unknown>) : undefined;
 }
@@ -110,7 +110,7 @@ export function modernMeta(params: unknown, checkDeclared?: (version: string) =>
 }
 
 /** -32022: the requested version is not one mcpq speaks; `data` lists what it does speak. */
-export function unsupportedVersion(requested: string): McpError {
+function unsupportedVersion(requested: string): McpError {
   return new McpError(ErrorCode.UnsupportedProtocolVersion, "Unsupported protocol version", {
     supported: [...ALL_PROTOCOL_VERSIONS],
     requested,
@@ -178,7 +178,7 @@ export function headerMatchesValue(header: string, body: unknown): boolean {
 }
 
 /** `notifications/subscriptions/acknowledged` and `subscriptions/listen`'s filter. */
-export const SubscriptionFilterSchema = z
+const SubscriptionFilterSchema = z
   .object({
     toolsListChanged: z.boolean().optional(),
     promptsListChanged: z.boolean().optional(),

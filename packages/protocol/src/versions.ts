@@ -26,7 +26,7 @@ export function allowsBatching(v: string): boolean {
 const MODERN_ERA_PROTOCOL_VERSION = "2026-07-28";
 
 /** Stateless-era revisions mcpq speaks (per request, no session), newest first. */
-export const MODERN_PROTOCOL_VERSIONS = ["2026-07-28"] as const;
+const MODERN_PROTOCOL_VERSIONS = ["2026-07-28"] as const;
 export type ModernProtocolVersion = (typeof MODERN_PROTOCOL_VERSIONS)[number];
 /** A revision of either era. */
 export type AnyProtocolVersion = ProtocolVersion | ModernProtocolVersion;

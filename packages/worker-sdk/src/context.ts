@@ -102,7 +102,7 @@ export function publishResponse(bus: Bus, env: RequestEnvelope, body: unknown): 
   return bus.js.publish(env.replyTo, JSON.stringify(body), { headers: outboundHeaders("response", eventId, env.requestId) }).then(() => undefined);
 }
 
-export const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS = 60_000;
+const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS = 60_000;
 
 /** Builds the context of one request; related messages and the response keep their order. */
 export function createContext(

@@ -15,8 +15,8 @@ export {
   DEFAULT_REQUEST_STATE_MAX_BYTES,
   DEFAULT_REQUEST_STATE_TTL_MS,
   type WorkerMetrics,
-  type WorkerTracing,
-  type HandledDetail,
+  
+  
   type RecordEntry,
 } from "./worker.js";
 export {

@@ -58,7 +58,7 @@ import {
  * the service bounds label values) and the semantic-convention `error.type` ("" on success,
  * `tool_error` for an isError result, `cancelled`, else the JSON-RPC error code).
  */
-export interface HandledDetail {
+interface HandledDetail {
   tool?: string | undefined;
   prompt?: string | undefined;
   errorType: string;

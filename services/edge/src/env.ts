@@ -4,7 +4,6 @@ import { busAuthFromEnv, busEnvShape, busLimitsFromEnv } from "@mcpq/bus";
 import { telemetryConfigFromEnv, telemetryEnvShape } from "@mcpq/observability";
 import { deepFreeze, type DeepReadonly } from "@mcpq/protocol";
 import type { OAuthConfig } from "./core/auth.js";
-import type { ResponseCacheConfig } from "./cache/response-cache.js";
 
 const int = (def: number) => z.coerce.number().int().nonnegative().default(def);
 /** A TCP port, 0-65535 (0 = random), named with its variable when out of range. */
@@ -163,11 +162,6 @@ export const EdgeEnvSchema = z.object({
 });
 type EdgeEnv = z.infer<typeof EdgeEnvSchema>;
 
-
-/** The response cache's settings (MCPQ_CACHE_*). */
-export interface EdgeCacheConfig extends ResponseCacheConfig {
-  l2: { maxBytes: number; storage: "file" | "memory" } | undefined;
-}
 
 const TCP_PORT_OFFSET = 8090 - 8080;
 const GRPC_PORT_OFFSET = 50051 - 8080;

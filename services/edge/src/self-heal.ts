@@ -31,9 +31,9 @@ export interface EdgeHealingOptions {
 }
 
 /** Reason of the -32012 an edge answers for a pool whose every worker stopped beating. */
-export const NO_LIVE_WORKER_REASON = "no live worker";
+const NO_LIVE_WORKER_REASON = "no live worker";
 /** Reason of the -32010 for requests that were queued in a stream the broker lost. */
-export const REQUEST_LOST_REASON = "the broker lost the queued request (restart); it may be retried";
+const REQUEST_LOST_REASON = "the broker lost the queued request (restart); it may be retried";
 
 /** A routed request as published: when (disconnect epoch), and its envelope, to cancel it. */
 interface Tracked {

@@ -183,7 +183,22 @@ describe("EdgeAdmission (unit)", () => {
   });
 
   describe("circuit breaker (per pool)", () => {
-    const fail = (a: EdgeAdmission, pool = "example") => a.admit(session("s1"), call, { ...echo, pool }, 30_000)("failed");
+    // Each failure from another caller: one caller's failures alone never open a circuit.
+    let failures = 0;
+    const fail = (a: EdgeAdmission, pool = "example") => {
+      failures++;
+      a.admit(session(`f${failures}`, `caller-${failures}`), call, { ...echo, pool }, 30_000)("failed");
+    };
+
+    it("one caller's failures do not open the circuit", () => {
+      const a = make({ circuitFailures: 3, circuitOpenMs: 2_000 });
+      for (let i = 0; i < 10; i++) a.admit(session("s1", "alice"), call, echo, 30_000)("failed");
+      expect(a.circuitState("example")).toBe("closed");
+      // Two more callers failing make three different callers in a row.
+      fail(a);
+      fail(a);
+      expect(a.circuitState("example")).toBe("open");
+    });
 
     it("opens after N consecutive failures, refuses with -32012 until the open interval ends, then lets one probe through", () => {
       const a = make({ circuitFailures: 3, circuitOpenMs: 2_000 });

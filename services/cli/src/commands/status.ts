@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { STREAMS, connectBus, type Bus } from "@mcpq/bus";
 
-export const STATUS_USAGE = `mcpq status — pools, workers, queue, rates and circuits at a glance (no Grafana needed)
+const STATUS_USAGE = `mcpq status — pools, workers, queue, rates and circuits at a glance (no Grafana needed)
 
 Usage: mcpq status [--edge URL]... [--watch] [--interval 2s] [--json]
 
@@ -16,7 +16,7 @@ consumers, the worker registry; and each edge's Prometheus /metrics for request 
 rates, errors and circuit states. Exit status 4 when the broker is unreachable.`;
 
 /** One pool as the broker sees it. */
-export interface PoolStatus {
+interface PoolStatus {
   pool: string;
   workers: number;
   shadowWorkers: number;
@@ -32,7 +32,7 @@ export interface PoolStatus {
 }
 
 /** One edge as its /metrics shows it, with rates between two samples. */
-export interface EdgeStatus {
+interface EdgeStatus {
   url: string;
   reachable: boolean;
   brokerConnected?: boolean;
@@ -46,7 +46,7 @@ export interface EdgeStatus {
   workersSeen?: number;
 }
 
-export interface StatusSnapshot {
+interface StatusSnapshot {
   at: string;
   broker: string;
   queue: { messages: number; bytes: number };
@@ -57,7 +57,7 @@ export interface StatusSnapshot {
 type Sample = { name: string; labels: Record<string, string>; value: number };
 
 /** Parses the Prometheus text exposition format (what prom-client serves). */
-export function parsePrometheus(text: string): Sample[] {
+function parsePrometheus(text: string): Sample[] {
   const out: Sample[] = [];
   for (const line of text.split("\n")) {
     if (line === "" || line.startsWith("#")) continue;
@@ -115,7 +115,7 @@ const CIRCUIT: PoolStatus["circuit"][] = ["closed", "half_open", "open"];
  * One snapshot: broker state now, edge rates over `intervalMs` (two scrapes of each edge).
  * Registry entries whose heartbeat is older than their TTL do not count as live workers.
  */
-export async function collectStatus(bus: Bus, brokerUrl: string, edges: string[], intervalMs: number): Promise<StatusSnapshot> {
+async function collectStatus(bus: Bus, brokerUrl: string, edges: string[], intervalMs: number): Promise<StatusSnapshot> {
   const first = await Promise.all(edges.map(scrape));
   const started = Date.now();
   const si = await bus.jsm.streams.info(STREAMS.requests);
@@ -202,7 +202,7 @@ function nonZero(m: Record<string, number> | undefined): string {
 }
 
 /** The terminal view of a snapshot. */
-export function renderStatus(s: StatusSnapshot): string {
+function renderStatus(s: StatusSnapshot): string {
   const live = s.pools.reduce((n, p) => n + p.workers, 0);
   const lines = [
     `mcpq status  ${s.at}  broker ${s.broker}`,

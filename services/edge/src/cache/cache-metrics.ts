@@ -1,8 +1,5 @@
 import { Counter, Gauge, type Registry } from "@mcpq/observability";
 
-/** Layers of the response cache, as the `layer` label says them. */
-export type CacheLayer = "l1" | "l2";
-
 /** Prometheus metrics of the edge response cache (`mcpq_edge_cache_*`, see docs/caching.md). */
 export function cacheMetrics(registry: Registry, collectL2: () => Promise<void> = () => Promise.resolve()) {
   const lookups = new Counter({

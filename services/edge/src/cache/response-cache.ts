@@ -458,9 +458,17 @@ export class ResponseCache implements ResultCache {
 
   /** Publishes L2 gauges from the bucket's status (on scrape). */
   async collectL2(): Promise<void> {
-    if (!this.#l2) return;
+    // A scrape never waits on the broker: skipped while it is away, bounded like an L2 lookup.
+    if (!this.#l2 || !this.#bus.connected) return;
+    const l2 = this.#l2;
     try {
-      const s = await this.#l2.status();
+      let timer: NodeJS.Timeout | undefined;
+      const s = await Promise.race([
+        l2.status(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error("L2 status timed out")), this.#cfg.l2TimeoutMs);
+        }),
+      ]).finally(() => clearTimeout(timer));
       this.#m?.entries.set({ layer: "l2" }, s.values);
       this.#m?.bytes.set({ layer: "l2" }, s.size);
     } catch {

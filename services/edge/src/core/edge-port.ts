@@ -8,13 +8,13 @@ import { SocketChannel, type SocketPort } from "./socket-channel.js";
 import type { Caller } from "./auth.js";
 
 /** Gauges and counters labelled by transport that transports move themselves. */
-export interface TransportMetrics {
+interface TransportMetrics {
   openStreams: { inc(labels: { transport: string }): void; dec(labels: { transport: string }): void };
   slowConsumers: { inc(labels: { transport: string }): void };
 }
 
 /** The socket-channel settings an edge applies to every socket transport. */
-export interface SocketSettings {
+interface SocketSettings {
   /** Bytes a connection may hold unsent before it is cut off (MCPQ_MAX_SEND_BUFFER_BYTES). */
   maxSendBufferBytes: number;
   /** MCPQ_SOCKET_HANDSHAKE_TIMEOUT_MS / MCPQ_SOCKET_IDLE_TIMEOUT_MS (socket-timeouts.ts). */

@@ -31,7 +31,7 @@ import type { OutboundMessage, StreamSink } from "./outbound.js";
 import { errorMessage, type Dispatched } from "./session-core.js";
 import type { SessionRecord } from "./session-store.js";
 
-export const SESSION_HEADER = "mcp-session-id";
+const SESSION_HEADER = "mcp-session-id";
 
 /**
  * An SSE stream as the HTTP transport frames it (SseStream): messages sent before `open()` are
@@ -169,7 +169,7 @@ function checkParamHeaders(x: HttpExchange, req: JsonRpcRequest, inputSchema: un
  * legacy session), never a legacy `initialize`; otherwise when `MCP-Protocol-Version` or the
  * `_meta` version is not a legacy revision, or the method exists only in the new era.
  */
-export function isModernExchange(x: Pick<HttpExchange, "header">, msg?: ClassifiedMessage): boolean {
+function isModernExchange(x: Pick<HttpExchange, "header">, msg?: ClassifiedMessage): boolean {
   const sid = x.header(SESSION_HEADER);
   if (typeof sid === "string" && sid !== "") return false;
   const header = x.header("mcp-protocol-version");

@@ -5,7 +5,7 @@ import { defineCatalog, definePrompt, defineResource, defineTool, z, type Catalo
  * `executions` (same process as the in-process workers), so "a hit did not reach the worker"
  * is seen where it happens, not inferred from timing.
  */
-export const executions = new Map<string, number>();
+const executions = new Map<string, number>();
 const run = (what: string): number => {
   const n = (executions.get(what) ?? 0) + 1;
   executions.set(what, n);
