@@ -29,9 +29,10 @@ dev: setup ## run nats-server + edge (127.0.0.1:$PORT, default 8080) + one worke
 # setup already ran `pnpm build` (tsc -b type-checks every built src/), so only the test code
 # is left to check (with the loadtests/src files the tests import): `typecheck:tests`, not the
 # whole `typecheck`, which also re-runs tsc -b and checks all of loadtests/src.
-test: setup ## type-check tests, lint, unused exports/files (knip), then the full vitest suite (real nats-server, real sockets)
+test: setup ## type-check tests, lint, format check (prettier), unused exports/files (knip), then the full vitest suite (real nats-server, real sockets)
 	pnpm typecheck:tests
 	pnpm lint
+	pnpm format:check
 	pnpm knip
 	pnpm vitest run --reporter=default
 
@@ -60,7 +61,7 @@ lint: ## eslint over the repo
 knip: ## unused exports and files across the workspace (knip.json; `/** @public */` marks deliberate API)
 	pnpm knip
 
-format: ## prettier --write over the repo
+format: ## prettier --write over the repo (`make test` runs prettier --check)
 	pnpm format
 
 typecheck: ## type-check all projects: src (tsc -b), tests and loadtests

@@ -103,7 +103,8 @@ function toPort(v: unknown): Port {
 
 /** Short syntax SOURCE:TARGET[:MODE] or the long object; bind sources made repo-relative. */
 function toMount(v: unknown): Mount {
-  const rel = (src: string) => (src.startsWith(repoRoot) ? `./${src.slice(repoRoot.length).replace(/^\//, "")}` : src);
+  const rel = (src: string) =>
+    src.startsWith(repoRoot) ? `./${src.slice(repoRoot.length).replace(/^\//, "")}` : src;
   if (isObj(v)) return { source: rel(String(v.source ?? "")), target: String(v.target) };
   const [source = "", target = ""] = String(v).split(":");
   return { source: rel(source), target };
@@ -139,11 +140,19 @@ const NATS_CONF = "./infra/nats/compose-cluster.conf";
 function assertTopology(services: Service[]): void {
   const byName = new Map(services.map((s) => [s.name, s]));
   const nats = services.filter((s) => s.image !== undefined && OFFICIAL_NATS.test(s.image));
-  expect(nats.map((s) => s.name).sort(), "three NATS nodes from the official nats image").toEqual(NATS_NODES);
+  expect(nats.map((s) => s.name).sort(), "three NATS nodes from the official nats image").toEqual(
+    NATS_NODES,
+  );
   const dataVolumes = new Set<string>();
   for (const n of nats) {
-    expect(n.command, `${n.name} loads the cluster config`).toEqual(["--config", "/etc/nats/nats.conf"]);
-    expect(n.volumes, `${n.name} mounts the shared node config`).toContainEqual({ source: NATS_CONF, target: "/etc/nats/nats.conf" });
+    expect(n.command, `${n.name} loads the cluster config`).toEqual([
+      "--config",
+      "/etc/nats/nats.conf",
+    ]);
+    expect(n.volumes, `${n.name} mounts the shared node config`).toContainEqual({
+      source: NATS_CONF,
+      target: "/etc/nats/nats.conf",
+    });
     expect(n.env.NATS_SERVER_NAME, `${n.name} has its own server_name`).toBe(n.name);
     const data = n.volumes.find((v) => v.target === "/data");
     expect(data, `${n.name} keeps its JetStream store in a volume`).toBeDefined();
@@ -180,12 +189,22 @@ function assertTopology(services: Service[]): void {
     expect(url, `${s.name} sets MCPQ_NATS_URL`).toBeTruthy();
     const urls = url!.split(",").map((u) => new URL(u));
     for (const u of urls) expect(u.protocol, `${s.name} MCPQ_NATS_URL scheme`).toBe("nats:");
-    expect(urls.map((u) => `${u.hostname}:${u.port}`), `${s.name} lists every NATS node`).toEqual(NATS_NODES.map((n) => `${n}:4222`));
-    expect(s.env.MCPQ_REPLICAS, `${s.name} replicates streams and buckets over the three nodes`).toBe("3");
+    expect(
+      urls.map((u) => `${u.hostname}:${u.port}`),
+      `${s.name} lists every NATS node`,
+    ).toEqual(NATS_NODES.map((n) => `${n}:4222`));
+    expect(
+      s.env.MCPQ_REPLICAS,
+      `${s.name} replicates streams and buckets over the three nodes`,
+    ).toBe("3");
     expect([...s.dependsOn].sort(), `${s.name} waits for the NATS nodes`).toEqual(NATS_NODES);
     const otel = new URL(s.env.OTEL_EXPORTER_OTLP_ENDPOINT ?? "http://unset");
-    expect(`${otel.protocol}//${otel.host}`, `${s.name} sends OTLP/HTTP to the collector`).toBe("http://otel-collector:4318");
-    expect(s.env.OTEL_SERVICE_NAME, `${s.name} names itself for tracing`).toMatch(/^mcpq-(edge|worker)$/);
+    expect(`${otel.protocol}//${otel.host}`, `${s.name} sends OTLP/HTTP to the collector`).toBe(
+      "http://otel-collector:4318",
+    );
+    expect(s.env.OTEL_SERVICE_NAME, `${s.name} names itself for tracing`).toMatch(
+      /^mcpq-(edge|worker)$/,
+    );
   }
   for (const s of edges) {
     expect(s.env.MCPQ_HOST, `${s.name} listens on all interfaces inside the container`).toBe(
@@ -196,42 +215,76 @@ function assertTopology(services: Service[]): void {
   // Prometheus: the official image, the repo's config and rules, and exactly the edges' HTTP
   // ports and the workers' metrics ports as targets.
   const prom = byName.get("prometheus");
-  expect(prom?.image, "prometheus uses the official image").toMatch(/^(?:docker\.io\/)?prom\/prometheus:v[\d.]+$/);
+  expect(prom?.image, "prometheus uses the official image").toMatch(
+    /^(?:docker\.io\/)?prom\/prometheus:v[\d.]+$/,
+  );
   expect(prom!.volumes).toContainEqual({ source: "./infra/prometheus", target: "/etc/prometheus" });
-  const promConfig = parseYaml(readFileSync(join(repoRoot, "infra/prometheus/prometheus.yml"), "utf8")) as {
+  const promConfig = parseYaml(
+    readFileSync(join(repoRoot, "infra/prometheus/prometheus.yml"), "utf8"),
+  ) as {
     rule_files: string[];
     scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[];
   };
   expect(promConfig.rule_files.sort()).toEqual(["alerts.rules.yml", "recording.rules.yml"]);
-  const targets = (job: string) => promConfig.scrape_configs.find((c) => c.job_name === job)?.static_configs.flatMap((c) => c.targets).sort();
-  const edgePort = (s: Service) => s.command[s.command.indexOf("--port") + 1] ?? s.env.MCPQ_PORT ?? "8080";
-  expect(targets("mcpq-edge"), "Prometheus scrapes every edge").toEqual(edges.map((s) => `${s.name}:${edgePort(s)}`).sort());
+  const targets = (job: string) =>
+    promConfig.scrape_configs
+      .find((c) => c.job_name === job)
+      ?.static_configs.flatMap((c) => c.targets)
+      .sort();
+  const edgePort = (s: Service) =>
+    s.command[s.command.indexOf("--port") + 1] ?? s.env.MCPQ_PORT ?? "8080";
+  expect(targets("mcpq-edge"), "Prometheus scrapes every edge").toEqual(
+    edges.map((s) => `${s.name}:${edgePort(s)}`).sort(),
+  );
   for (const w of workers) {
     expect(Number(w.env.MCPQ_WORKER_METRICS_PORT), `${w.name} exposes /metrics`).toBeGreaterThan(0);
-    expect(w.env.MCPQ_WORKER_METRICS_HOST, `${w.name} /metrics reachable from Prometheus`).toBe("0.0.0.0");
+    expect(w.env.MCPQ_WORKER_METRICS_HOST, `${w.name} /metrics reachable from Prometheus`).toBe(
+      "0.0.0.0",
+    );
   }
-  expect(targets("mcpq-worker"), "Prometheus scrapes every worker").toEqual(workers.map((s) => `${s.name}:${s.env.MCPQ_WORKER_METRICS_PORT}`).sort());
+  expect(targets("mcpq-worker"), "Prometheus scrapes every worker").toEqual(
+    workers.map((s) => `${s.name}:${s.env.MCPQ_WORKER_METRICS_PORT}`).sort(),
+  );
 
   // Grafana: official image, provisioned datasource (the prometheus service) and dashboards.
   const grafana = byName.get("grafana");
-  expect(grafana?.image, "grafana uses the official image").toMatch(/^(?:docker\.io\/)?grafana\/grafana(?:-oss)?:[\d.]+$/);
-  expect(grafana!.volumes).toContainEqual({ source: "./infra/grafana/provisioning", target: "/etc/grafana/provisioning" });
-  const datasources = parseYaml(readFileSync(join(repoRoot, "infra/grafana/provisioning/datasources/prometheus.yml"), "utf8")) as {
+  expect(grafana?.image, "grafana uses the official image").toMatch(
+    /^(?:docker\.io\/)?grafana\/grafana(?:-oss)?:[\d.]+$/,
+  );
+  expect(grafana!.volumes).toContainEqual({
+    source: "./infra/grafana/provisioning",
+    target: "/etc/grafana/provisioning",
+  });
+  const datasources = parseYaml(
+    readFileSync(join(repoRoot, "infra/grafana/provisioning/datasources/prometheus.yml"), "utf8"),
+  ) as {
     datasources: { type: string; url: string }[];
   };
-  expect(datasources.datasources).toContainEqual(expect.objectContaining({ type: "prometheus", url: "http://prometheus:9090" }));
-  const providers = parseYaml(readFileSync(join(repoRoot, "infra/grafana/provisioning/dashboards/mcpq.yml"), "utf8")) as {
+  expect(datasources.datasources).toContainEqual(
+    expect.objectContaining({ type: "prometheus", url: "http://prometheus:9090" }),
+  );
+  const providers = parseYaml(
+    readFileSync(join(repoRoot, "infra/grafana/provisioning/dashboards/mcpq.yml"), "utf8"),
+  ) as {
     providers: { options: { path: string } }[];
   };
   const dashMount = grafana!.volumes.find((v) => v.source === "./infra/grafana/dashboards");
-  expect(dashMount?.target, "the dashboard provider reads the mounted dashboards").toBe(providers.providers[0]!.options.path);
+  expect(dashMount?.target, "the dashboard provider reads the mounted dashboards").toBe(
+    providers.providers[0]!.options.path,
+  );
 
   // OpenTelemetry collector: official image, OTLP/HTTP receiver on 4318.
   const otel = byName.get("otel-collector");
-  expect(otel?.image, "the collector uses an official image").toMatch(/^(?:docker\.io\/)?otel\/opentelemetry-collector(?:-contrib)?:[\d.]+$/);
+  expect(otel?.image, "the collector uses an official image").toMatch(
+    /^(?:docker\.io\/)?otel\/opentelemetry-collector(?:-contrib)?:[\d.]+$/,
+  );
   const mount = otel!.volumes.find((v) => v.source === "./infra/otel/collector.yaml");
-  expect(otel!.command.join(" "), "the collector loads the mounted config").toContain(`--config=${mount?.target}`);
-  const collector = parseYaml(readFileSync(join(repoRoot, "infra/otel/collector.yaml"), "utf8")) as {
+  expect(otel!.command.join(" "), "the collector loads the mounted config").toContain(
+    `--config=${mount?.target}`,
+  );
+  const collector = parseYaml(
+    readFileSync(join(repoRoot, "infra/otel/collector.yaml"), "utf8"),
+  ) as {
     receivers: { otlp: { protocols: { http: { endpoint: string } } } };
     service: { pipelines: Record<string, { receivers: string[] }> };
   };
@@ -306,14 +359,17 @@ describe("docker-compose.yml", () => {
   });
 
   const natsBin = natsServerBin();
-  it.skipIf(!natsBin)(`nats-server -t accepts the node config with each node's environment${natsBin ? "" : " (skipped: nats-server not found)"}`, () => {
-    for (const n of NATS_NODES) {
-      execFileSync(natsBin!, ["-t", "-c", join(repoRoot, NATS_CONF)], {
-        stdio: ["ignore", "pipe", "pipe"],
-        env: { PATH: process.env.PATH ?? "", NATS_SERVER_NAME: n },
-      });
-    }
-  });
+  it.skipIf(!natsBin)(
+    `nats-server -t accepts the node config with each node's environment${natsBin ? "" : " (skipped: nats-server not found)"}`,
+    () => {
+      for (const n of NATS_NODES) {
+        execFileSync(natsBin!, ["-t", "-c", join(repoRoot, NATS_CONF)], {
+          stdio: ["ignore", "pipe", "pipe"],
+          env: { PATH: process.env.PATH ?? "", NATS_SERVER_NAME: n },
+        });
+      }
+    },
+  );
 
   it("port parser handles the short syntax variants", () => {
     expect(toPort("127.0.0.1:8080:8080")).toEqual({

@@ -44,7 +44,12 @@ const MODELS: Record<string, Validating> = {
  */
 function asApiServerReads(obj: K8sObject): K8sObject {
   if (obj.kind !== "Secret" || typeof obj.data !== "object" || obj.data === null) return obj;
-  const data = Object.fromEntries(Object.entries(obj.data as Record<string, string>).map(([k, v]) => [k, v.replace(/[\r\n]/g, "")]));
+  const data = Object.fromEntries(
+    Object.entries(obj.data as Record<string, string>).map(([k, v]) => [
+      k,
+      v.replace(/[\r\n]/g, ""),
+    ]),
+  );
   return { ...obj, data };
 }
 
@@ -56,7 +61,10 @@ export function validateObject(obj: K8sObject): void {
   try {
     new Model(asApiServerReads(obj) as never).validate();
   } catch (err) {
-    throw new Error(`${key} ${obj.metadata.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw new Error(
+      `${key} ${obj.metadata.name}: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
   }
 }
 
@@ -65,19 +73,36 @@ export type Probe = { ok: true; version: string } | { ok: false; reason: string 
 /** Whether `kubectl kustomize` can run here (no cluster is contacted). */
 export function probeKubectl(): Probe {
   try {
-    const out = execFileSync("kubectl", ["version", "--client", "--output=json"], { encoding: "utf8", stdio: "pipe" });
-    const v = JSON.parse(out) as { kustomizeVersion?: string; clientVersion?: { gitVersion?: string } };
+    const out = execFileSync("kubectl", ["version", "--client", "--output=json"], {
+      encoding: "utf8",
+      stdio: "pipe",
+    });
+    const v = JSON.parse(out) as {
+      kustomizeVersion?: string;
+      clientVersion?: { gitVersion?: string };
+    };
     // kubectl reports its built-in kustomize from 1.24 on (kustomize v4.5.4); older ones cannot render `labels:`.
-    if (!v.kustomizeVersion) return { ok: false, reason: "kubectl reports no built-in kustomize: need kubectl >= 1.24" };
-    return { ok: true, version: `kubectl ${v.clientVersion?.gitVersion ?? "?"}, kustomize ${v.kustomizeVersion}` };
+    if (!v.kustomizeVersion)
+      return { ok: false, reason: "kubectl reports no built-in kustomize: need kubectl >= 1.24" };
+    return {
+      ok: true,
+      version: `kubectl ${v.clientVersion?.gitVersion ?? "?"}, kustomize ${v.kustomizeVersion}`,
+    };
   } catch {
-    return { ok: false, reason: "kubectl not found on PATH (need kubectl >= 1.24 with its built-in kustomize)" };
+    return {
+      ok: false,
+      reason: "kubectl not found on PATH (need kubectl >= 1.24 with its built-in kustomize)",
+    };
   }
 }
 
 /** Renders one kustomization directory with the real kustomize and parses every document. */
 export function render(dir: string): K8sObject[] {
-  const out = execFileSync("kubectl", ["kustomize", dir], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 });
+  const out = execFileSync("kubectl", ["kustomize", dir], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+    timeout: 60_000,
+  });
   return parseAllDocuments(out)
     .map((d) => d.toJS() as unknown)
     .filter((o): o is K8sObject => typeof o === "object" && o !== null);

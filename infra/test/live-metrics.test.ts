@@ -27,7 +27,8 @@ function parseExposition(text: string): Map<string, Set<string>> {
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s/.exec(line);
     if (!m) continue;
     const labels = out.get(m[1]!) ?? new Set<string>();
-    for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*"/g)) labels.add(l[1]!);
+    for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*"/g))
+      labels.add(l[1]!);
     out.set(m[1]!, labels);
   }
   return out;
@@ -38,7 +39,11 @@ function usedLabels(expr: string): string[] {
   const names = new Set<string>();
   const noStrings = expr.replace(/"(?:[^"\\]|\\.)*"/g, '""');
   for (const m of noStrings.matchAll(/\b(?:by|without|on|ignoring)\s*\(([^)]*)\)/g)) {
-    for (const l of m[1]!.split(",").map((s) => s.trim()).filter(Boolean)) names.add(l);
+    for (const l of m[1]!
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean))
+      names.add(l);
   }
   for (const m of noStrings.matchAll(/\{([^}]*)\}/g)) {
     for (const l of m[1]!.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g)) names.add(l[1]!);
@@ -49,16 +54,24 @@ function usedLabels(expr: string): string[] {
 
 const infra = new URL("..", import.meta.url);
 type Rule = { record?: string; alert?: string; expr: string };
-const rules = ["recording.rules.yml", "alerts.rules.yml"].flatMap(
-  (f) => (parseYaml(readFileSync(new URL(`prometheus/${f}`, infra), "utf8")) as { groups: { rules: Rule[] }[] }).groups.flatMap((g) => g.rules),
+const rules = ["recording.rules.yml", "alerts.rules.yml"].flatMap((f) =>
+  (
+    parseYaml(readFileSync(new URL(`prometheus/${f}`, infra), "utf8")) as {
+      groups: { rules: Rule[] }[];
+    }
+  ).groups.flatMap((g) => g.rules),
 );
 const recorded = new Set(rules.flatMap((r) => (r.record ? [r.record] : [])));
-const dashboard = JSON.parse(readFileSync(new URL("grafana/dashboards/mcpq.json", infra), "utf8")) as {
+const dashboard = JSON.parse(
+  readFileSync(new URL("grafana/dashboards/mcpq.json", infra), "utf8"),
+) as {
   panels: { title: string; targets?: { expr: string }[] }[];
 };
 const queries = [
   ...rules.map((r) => ({ what: r.record ?? r.alert!, expr: r.expr })),
-  ...dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => ({ what: `panel "${p.title}"`, expr: t.expr }))),
+  ...dashboard.panels.flatMap((p) =>
+    (p.targets ?? []).map((t) => ({ what: `panel "${p.title}"`, expr: t.expr })),
+  ),
 ];
 
 describe("rules and dashboard against a live edge and worker", () => {
@@ -67,24 +80,52 @@ describe("rules and dashboard against a live edge and worker", () => {
     const s = await startStack(
       nats,
       {
-        startEdge: (natsUrl, env) => startEdge(loadEdgeConfig({ MCPQ_NATS_URL: natsUrl, MCPQ_PORT: "0", MCPQ_LOG_LEVEL: "silent", ...env })),
+        startEdge: (natsUrl, env) =>
+          startEdge(
+            loadEdgeConfig({
+              MCPQ_NATS_URL: natsUrl,
+              MCPQ_PORT: "0",
+              MCPQ_LOG_LEVEL: "silent",
+              ...env,
+            }),
+          ),
         startWorker: (natsUrl, catalogs, env) =>
-          startWorker(loadWorkerConfig({ MCPQ_NATS_URL: natsUrl, MCPQ_CATALOGS: catalogs.join(","), MCPQ_LOG_LEVEL: "silent", ...env })),
+          startWorker(
+            loadWorkerConfig({
+              MCPQ_NATS_URL: natsUrl,
+              MCPQ_CATALOGS: catalogs.join(","),
+              MCPQ_LOG_LEVEL: "silent",
+              ...env,
+            }),
+          ),
       },
       {
         // One tools/call token and (practically) no refill: the second routed call is refused
         // (rate_limited); the unknown tool is answered -32602 before the bucket.
-        edgeEnv: { MCPQ_BUS_STATS_MS: "100", MCPQ_TOOL_RATE_PER_SEC: "0.001", MCPQ_TOOL_RATE_BURST: "1" },
-        workers: [{ catalogs: ["example"], env: { MCPQ_WORKER_METRICS_PORT: String(workerMetricsPort) } }],
+        edgeEnv: {
+          MCPQ_BUS_STATS_MS: "100",
+          MCPQ_TOOL_RATE_PER_SEC: "0.001",
+          MCPQ_TOOL_RATE_BURST: "1",
+        },
+        workers: [
+          { catalogs: ["example"], env: { MCPQ_WORKER_METRICS_PORT: String(workerMetricsPort) } },
+        ],
       },
     );
     try {
       const edgeUrl = new URL(s.edges[0]!.url);
-      const client = new Client({ name: "mcpq-infra-test", version: "1.0.0" }, { capabilities: {} });
+      const client = new Client(
+        { name: "mcpq-infra-test", version: "1.0.0" },
+        { capabilities: {} },
+      );
       await client.connect(new StreamableHTTPClientTransport(edgeUrl));
       await client.callTool({ name: "echo", arguments: { text: "metrics" } });
-      await expect(client.callTool({ name: "nope", arguments: {} })).rejects.toMatchObject({ code: -32602 });
-      await expect(client.callTool({ name: "echo", arguments: { text: "refused" } })).rejects.toMatchObject({ code: expect.any(Number) });
+      await expect(client.callTool({ name: "nope", arguments: {} })).rejects.toMatchObject({
+        code: -32602,
+      });
+      await expect(
+        client.callTool({ name: "echo", arguments: { text: "refused" } }),
+      ).rejects.toMatchObject({ code: expect.any(Number) });
       await client.close();
 
       const scrape = async (url: string) => parseExposition(await (await fetch(url)).text());
@@ -99,9 +140,13 @@ describe("rules and dashboard against a live edge and worker", () => {
       const worker = await scrape(`http://127.0.0.1:${workerMetricsPort}/metrics`);
       const exposed = new Map<string, Set<string>>();
       for (const src of [edge, worker]) {
-        for (const [name, labels] of src) exposed.set(name, new Set([...(exposed.get(name) ?? []), ...labels]));
+        for (const [name, labels] of src)
+          exposed.set(name, new Set([...(exposed.get(name) ?? []), ...labels]));
       }
-      expect(exposed.get("mcpq_edge_rejected_total"), "the third call was refused and counted").toBeDefined();
+      expect(
+        exposed.get("mcpq_edge_rejected_total"),
+        "the third call was refused and counted",
+      ).toBeDefined();
 
       const unchecked = new Set<string>();
       for (const q of queries) {
@@ -119,7 +164,10 @@ describe("rules and dashboard against a live edge and worker", () => {
           ).toBe(true);
         }
       }
-      if (unchecked.size) console.warn(`[live-metrics.test] no samples here (labels unchecked): ${[...unchecked].sort().join(", ")}`);
+      if (unchecked.size)
+        console.warn(
+          `[live-metrics.test] no samples here (labels unchecked): ${[...unchecked].sort().join(", ")}`,
+        );
     } finally {
       await s.close();
     }

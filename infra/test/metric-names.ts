@@ -33,7 +33,9 @@ function sourceFiles(dir: string, out: string[] = []): string[] {
 }
 
 const series = (name: string, kind: string) =>
-  kind === "Histogram" || kind === "histogram" ? [`${name}_bucket`, `${name}_sum`, `${name}_count`] : [name];
+  kind === "Histogram" || kind === "histogram"
+    ? [`${name}_bucket`, `${name}_sum`, `${name}_count`]
+    : [name];
 
 /** Metric names declared in the code (without the pending ones). */
 async function declaredMetrics(): Promise<Set<string>> {
@@ -52,15 +54,21 @@ async function declaredMetrics(): Promise<Set<string>> {
   const prefixes = new Set<string>();
   for (const f of files) {
     const text = readFileSync(f, "utf8");
-    for (const m of text.matchAll(/new (Counter|Gauge|Histogram|Summary)\(\{\s*name:\s*"([a-zA-Z_:][a-zA-Z0-9_:]*)"/g)) {
+    for (const m of text.matchAll(
+      /new (Counter|Gauge|Histogram|Summary)\(\{\s*name:\s*"([a-zA-Z_:][a-zA-Z0-9_:]*)"/g,
+    )) {
       for (const s of series(m[2]!, m[1]!)) names.add(s);
     }
-    for (const m of text.matchAll(/new (Counter|Gauge|Histogram|Summary)\(\{\s*name:\s*`\$\{prefix\}_([a-z0-9_]+)`/g)) {
+    for (const m of text.matchAll(
+      /new (Counter|Gauge|Histogram|Summary)\(\{\s*name:\s*`\$\{prefix\}_([a-z0-9_]+)`/g,
+    )) {
       templated.push({ kind: m[1]!, suffix: m[2]! });
     }
-    for (const m of text.matchAll(/requestMetrics\(\s*\w+\s*,\s*"([a-z0-9_]+)"\s*\)/g)) prefixes.add(m[1]!);
+    for (const m of text.matchAll(/requestMetrics\(\s*\w+\s*,\s*"([a-z0-9_]+)"\s*\)/g))
+      prefixes.add(m[1]!);
   }
-  for (const p of prefixes) for (const t of templated) for (const s of series(`${p}_${t.suffix}`, t.kind)) names.add(s);
+  for (const p of prefixes)
+    for (const t of templated) for (const s of series(`${p}_${t.suffix}`, t.kind)) names.add(s);
   const observability = join(repoRoot, "packages/observability");
   if (/collectDefaultMetrics\(/.test(readFileSync(join(observability, "src/index.ts"), "utf8"))) {
     // prom-client is that package's dependency, not the root's: load it from there.
@@ -70,7 +78,8 @@ async function declaredMetrics(): Promise<Set<string>> {
     };
     const registry = new promClient.Registry();
     promClient.collectDefaultMetrics({ register: registry });
-    for (const m of await registry.getMetricsAsJSON()) for (const s of series(m.name, String(m.type))) names.add(s);
+    for (const m of await registry.getMetricsAsJSON())
+      for (const s of series(m.name, String(m.type))) names.add(s);
   }
   return names;
 }
@@ -78,18 +87,34 @@ async function declaredMetrics(): Promise<Set<string>> {
 /** Declared metrics plus the pending ones: what a rule or panel may reference. */
 export async function knownMetrics(): Promise<Set<string>> {
   const names = await declaredMetrics();
-  for (const [n, kind] of Object.entries(PENDING_METRICS)) for (const s of series(n, kind)) names.add(s);
+  for (const [n, kind] of Object.entries(PENDING_METRICS))
+    for (const s of series(n, kind)) names.add(s);
   return names;
 }
 
 export async function pendingMetricsMissing(): Promise<string[]> {
   const declared = await declaredMetrics();
-  return Object.keys(PENDING_METRICS).filter((n) => !declared.has(n) && !declared.has(`${n}_bucket`));
+  return Object.keys(PENDING_METRICS).filter(
+    (n) => !declared.has(n) && !declared.has(`${n}_bucket`),
+  );
 }
 
 const PROMQL_WORDS = new Set([
-  "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset",
-  "inf", "nan", "e", "le",
+  "by",
+  "without",
+  "on",
+  "ignoring",
+  "group_left",
+  "group_right",
+  "bool",
+  "and",
+  "or",
+  "unless",
+  "offset",
+  "inf",
+  "nan",
+  "e",
+  "le",
 ]);
 
 /**

@@ -34,8 +34,10 @@ interface Rule {
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
 }
-const rules: Rule[] = ruleFiles.flatMap(
-  (f) => (parseYaml(readFileSync(f, "utf8")) as { groups: { rules: Rule[] }[] }).groups.flatMap((g) => g.rules),
+const rules: Rule[] = ruleFiles.flatMap((f) =>
+  (parseYaml(readFileSync(f, "utf8")) as { groups: { rules: Rule[] }[] }).groups.flatMap(
+    (g) => g.rules,
+  ),
 );
 const recorded = new Set(rules.flatMap((r) => (r.record ? [r.record] : [])));
 const alerts = rules.filter((r) => r.alert);
@@ -47,10 +49,16 @@ if (!promtool) console.warn(`[prometheus.test] skipping the promtool checks: ${n
 /** Runs promtool; on failure the error carries promtool's own output. */
 function runPromtool(args: string[]): string {
   try {
-    return execFileSync(promtool!, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 120_000 });
+    return execFileSync(promtool!, args, {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: 120_000,
+    });
   } catch (err) {
     const e = err as { stdout?: string; stderr?: string };
-    throw new Error(`promtool ${args.join(" ")} failed:\n${e.stdout ?? ""}${e.stderr ?? ""}`, { cause: err });
+    throw new Error(`promtool ${args.join(" ")} failed:\n${e.stdout ?? ""}${e.stderr ?? ""}`, {
+      cause: err,
+    });
   }
 }
 
@@ -69,20 +77,30 @@ const dashboard = JSON.parse(readFileSync(dashboardFile, "utf8")) as {
   templating: { list: { name: string; type: string; query: string }[] };
 };
 const queryPanels = dashboard.panels.filter((p) => p.type !== "row");
-const panelExprs = queryPanels.flatMap((p) => (p.targets ?? []).map((t) => ({ panel: p.title, expr: t.expr })));
+const panelExprs = queryPanels.flatMap((p) =>
+  (p.targets ?? []).map((t) => ({ panel: p.title, expr: t.expr })),
+);
 
 describe("Prometheus rules", () => {
-  it.skipIf(!promtool)(`promtool check rules / check config accept them${promtool ? "" : ` (skipped: ${noPromtool})`}`, () => {
-    const out = runPromtool(["check", "rules", ...ruleFiles]);
-    expect(out).toContain(`SUCCESS: ${recorded.size} rules found`);
-    expect(out).toContain(`SUCCESS: ${alerts.length} rules found`);
-    // The compose Prometheus config loads both rule files.
-    expect(runPromtool(["check", "config", join(promDir, "prometheus.yml")])).toContain("SUCCESS: 2 rule files found");
-  });
+  it.skipIf(!promtool)(
+    `promtool check rules / check config accept them${promtool ? "" : ` (skipped: ${noPromtool})`}`,
+    () => {
+      const out = runPromtool(["check", "rules", ...ruleFiles]);
+      expect(out).toContain(`SUCCESS: ${recorded.size} rules found`);
+      expect(out).toContain(`SUCCESS: ${alerts.length} rules found`);
+      // The compose Prometheus config loads both rule files.
+      expect(runPromtool(["check", "config", join(promDir, "prometheus.yml")])).toContain(
+        "SUCCESS: 2 rule files found",
+      );
+    },
+  );
 
-  it.skipIf(!promtool)(`promtool test rules: every alert's unit tests pass${promtool ? "" : ` (skipped: ${noPromtool})`}`, () => {
-    expect(runPromtool(["test", "rules", testFile])).toContain("SUCCESS");
-  });
+  it.skipIf(!promtool)(
+    `promtool test rules: every alert's unit tests pass${promtool ? "" : ` (skipped: ${noPromtool})`}`,
+    () => {
+      expect(runPromtool(["test", "rules", testFile])).toContain("SUCCESS");
+    },
+  );
 
   it("every alert has a severity tier, all four tiers are used, and each alert has a unit test", () => {
     for (const a of alerts) {
@@ -94,8 +112,13 @@ describe("Prometheus rules", () => {
     const tests = parseYaml(readFileSync(testFile, "utf8")) as {
       tests: { alert_rule_test?: { alertname: string; exp_alerts: unknown[] }[] }[];
     };
-    const firing = new Set(tests.tests.flatMap((t) => (t.alert_rule_test ?? []).filter((c) => c.exp_alerts.length > 0).map((c) => c.alertname)));
-    for (const a of alerts) expect(firing, `${a.alert} has a promtool case where it fires`).toContain(a.alert);
+    const firing = new Set(
+      tests.tests.flatMap((t) =>
+        (t.alert_rule_test ?? []).filter((c) => c.exp_alerts.length > 0).map((c) => c.alertname),
+      ),
+    );
+    for (const a of alerts)
+      expect(firing, `${a.alert} has a promtool case where it fires`).toContain(a.alert);
   });
 
   it("the alerts cover what an operator must hear about", () => {
@@ -112,17 +135,27 @@ describe("Prometheus rules", () => {
   it("rules read only metrics the code declares, or recording rules", async () => {
     const known = await knownMetrics();
     const missing = await pendingMetricsMissing();
-    if (missing.length) console.warn(`[prometheus.test] metrics used ahead of the code that adds them: ${missing.join(", ")}`);
+    if (missing.length)
+      console.warn(
+        `[prometheus.test] metrics used ahead of the code that adds them: ${missing.join(", ")}`,
+      );
     for (const r of rules) {
       for (const s of referencedSeries(r.expr)) {
-        expect(known.has(s) || recorded.has(s), `${r.record ?? r.alert} reads ${s}, which nothing exposes`).toBe(true);
+        expect(
+          known.has(s) || recorded.has(s),
+          `${r.record ?? r.alert} reads ${s}, which nothing exposes`,
+        ).toBe(true);
       }
     }
   });
 
   it("the series-name extraction sees through matchers, grouping and functions", () => {
-    expect(referencedSeries('histogram_quantile(0.99, sum by (le, pool) (rate(x_bucket{a="b"}[5m])))')).toEqual(["x_bucket"]);
-    expect(referencedSeries("a:b:c / clamp_min(d + e_total, 1e-9) unless on (pool) (f > 0)").sort()).toEqual(["a:b:c", "d", "e_total", "f"]);
+    expect(
+      referencedSeries('histogram_quantile(0.99, sum by (le, pool) (rate(x_bucket{a="b"}[5m])))'),
+    ).toEqual(["x_bucket"]);
+    expect(
+      referencedSeries("a:b:c / clamp_min(d + e_total, 1e-9) unless on (pool) (f > 0)").sort(),
+    ).toEqual(["a:b:c", "d", "e_total", "f"]);
   });
 });
 
@@ -130,7 +163,10 @@ describe("Grafana dashboard", () => {
   it("has unique panel ids, non-overlapping positions, and every query uses the datasource variable", () => {
     const ids = dashboard.panels.map((p) => p.id);
     expect(new Set(ids).size).toBe(ids.length);
-    expect(dashboard.templating.list.find((v) => v.name === "datasource")).toMatchObject({ type: "datasource", query: "prometheus" });
+    expect(dashboard.templating.list.find((v) => v.name === "datasource")).toMatchObject({
+      type: "datasource",
+      query: "prometheus",
+    });
     const cells = new Map<string, string>();
     for (const p of dashboard.panels) {
       const g = p.gridPos;
@@ -146,7 +182,8 @@ describe("Grafana dashboard", () => {
     for (const p of queryPanels) {
       expect(p.datasource?.uid, p.title).toBe("${datasource}");
       expect(p.targets?.length, `${p.title} has queries`).toBeGreaterThan(0);
-      for (const t of p.targets ?? []) expect(t.datasource?.uid ?? p.datasource?.uid, p.title).toBe("${datasource}");
+      for (const t of p.targets ?? [])
+        expect(t.datasource?.uid ?? p.datasource?.uid, p.title).toBe("${datasource}");
     }
   });
 
@@ -155,7 +192,11 @@ describe("Grafana dashboard", () => {
     for (const { panel, expr } of panelExprs) {
       const read = referencedSeries(expr);
       expect(read.length, `${panel}: ${expr}`).toBeGreaterThan(0);
-      for (const s of read) expect(known.has(s) || recorded.has(s), `panel "${panel}" reads ${s}, which nothing exposes`).toBe(true);
+      for (const s of read)
+        expect(
+          known.has(s) || recorded.has(s),
+          `panel "${panel}" reads ${s}, which nothing exposes`,
+        ).toBe(true);
     }
   });
 
@@ -175,15 +216,23 @@ describe("Grafana dashboard", () => {
     }
   });
 
-  it.skipIf(!promtool)(`every panel query parses (promtool)${promtool ? "" : ` (skipped: ${noPromtool})`}`, () => {
-    const dir = mkdtempSync(join(tmpdir(), "mcpq-dash-"));
-    try {
-      const file = join(dir, "panels.rules.yml");
-      const asRules = panelExprs.map((p, i) => ({ record: `dashboard:panel_${i}`, expr: p.expr }));
-      writeFileSync(file, JSON.stringify({ groups: [{ name: "dashboard", rules: asRules }] }));
-      expect(runPromtool(["check", "rules", file])).toContain(`SUCCESS: ${asRules.length} rules found`);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  it.skipIf(!promtool)(
+    `every panel query parses (promtool)${promtool ? "" : ` (skipped: ${noPromtool})`}`,
+    () => {
+      const dir = mkdtempSync(join(tmpdir(), "mcpq-dash-"));
+      try {
+        const file = join(dir, "panels.rules.yml");
+        const asRules = panelExprs.map((p, i) => ({
+          record: `dashboard:panel_${i}`,
+          expr: p.expr,
+        }));
+        writeFileSync(file, JSON.stringify({ groups: [{ name: "dashboard", rules: asRules }] }));
+        expect(runPromtool(["check", "rules", file])).toContain(
+          `SUCCESS: ${asRules.length} rules found`,
+        );
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 });

@@ -14,7 +14,13 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { cacheInvalidateContract, connectBus, openCacheBucket, registryContract, type Bus } from "@mcpq/bus";
+import {
+  cacheInvalidateContract,
+  connectBus,
+  openCacheBucket,
+  registryContract,
+  type Bus,
+} from "@mcpq/bus";
 import { CatalogView, ResponseCache, type ResponseCacheConfig } from "@mcpq/edge";
 import { bool, num, parseArgs } from "./lib/args.js";
 import { installExitHooks, startNats } from "./lib/procs.js";
@@ -35,15 +41,30 @@ function pct(sorted: number[], p: number): number {
 }
 function summary(samplesNs: number[]): { p50_us: number; p99_us: number; n: number } {
   const s = [...samplesNs].sort((a, b) => a - b);
-  return { p50_us: Math.round(pct(s, 0.5) / 10) / 100, p99_us: Math.round(pct(s, 0.99) / 10) / 100, n: s.length };
+  return {
+    p50_us: Math.round(pct(s, 0.5) / 10) / 100,
+    p99_us: Math.round(pct(s, 0.99) / 10) / 100,
+    n: s.length,
+  };
 }
 
-async function throughput(natsHandle: Awaited<ReturnType<typeof startNats>>): Promise<WorkloadResult[]> {
+async function throughput(
+  natsHandle: Awaited<ReturnType<typeof startNats>>,
+): Promise<WorkloadResult[]> {
   const out: WorkloadResult[] = [];
   log("SDK reference server");
   const ref = await startReferenceServer();
   try {
-    for (const rate of RATES) out.push(await runCache(ref.target, { hitRate: rate, concurrency: C, durationMs, label: "sdk-reference", log }));
+    for (const rate of RATES)
+      out.push(
+        await runCache(ref.target, {
+          hitRate: rate,
+          concurrency: C,
+          durationMs,
+          label: "sdk-reference",
+          log,
+        }),
+      );
   } finally {
     await ref.stop();
   }
@@ -53,7 +74,16 @@ async function throughput(natsHandle: Awaited<ReturnType<typeof startNats>>): Pr
     process.env.MCPQ_CACHE = mode;
     const m = await startMcpq(natsHandle);
     try {
-      for (const rate of RATES) out.push(await runCache(m.target, { hitRate: rate, concurrency: C, durationMs, label: `mcpq-cache-${mode}`, log }));
+      for (const rate of RATES)
+        out.push(
+          await runCache(m.target, {
+            hitRate: rate,
+            concurrency: C,
+            durationMs,
+            label: `mcpq-cache-${mode}`,
+            log,
+          }),
+        );
     } finally {
       await m.stop();
     }
@@ -62,7 +92,15 @@ async function throughput(natsHandle: Awaited<ReturnType<typeof startNats>>): Pr
   return out;
 }
 
-const CFG: ResponseCacheConfig = { l1MaxEntries: 100_000, l1MaxBytes: 256 * 1024 * 1024, maxEntryBytes: 256 * 1024, maxTtlMs: 600_000, maxFlights: 10_000, maxWaiters: 1_000, l2TimeoutMs: 1_000 };
+const CFG: ResponseCacheConfig = {
+  l1MaxEntries: 100_000,
+  l1MaxBytes: 256 * 1024 * 1024,
+  maxEntryBytes: 256 * 1024,
+  maxTtlMs: 600_000,
+  maxFlights: 10_000,
+  maxWaiters: 1_000,
+  l2TimeoutMs: 1_000,
+};
 
 async function micro(natsUrl: string): Promise<Record<string, unknown>> {
   const buses: Bus[] = [];
@@ -78,14 +116,30 @@ async function micro(natsUrl: string): Promise<Record<string, unknown>> {
     resources: [],
     resourceTemplates: [],
     prompts: [],
-    cacheHints: { edge: { tools: { echo: { ttlMs: 600_000, scope: "public" as const, tags: ["bench"] } } } },
+    cacheHints: {
+      edge: { tools: { echo: { ttlMs: 600_000, scope: "public" as const, tags: ["bench"] } } },
+    },
   };
-  await w.kv.registry.put("micro.w1", registryContract.encode({ workerId: "w1", pool: "micro", heartbeatAt: Date.now(), ttlMs: 600_000, catalog }));
+  await w.kv.registry.put(
+    "micro.w1",
+    registryContract.encode({
+      workerId: "w1",
+      pool: "micro",
+      heartbeatAt: Date.now(),
+      ttlMs: 600_000,
+      catalog,
+    }),
+  );
   const edge = async (name: string, cfg: ResponseCacheConfig) => {
     const b = await bus(name);
     const view = new CatalogView(b);
     await view.start();
-    const l2 = await openCacheBucket(b, { maxBytes: 256 * 1024 * 1024, maxAgeMs: cfg.maxTtlMs, storage: "memory", maxValueBytes: cfg.maxEntryBytes + 32 });
+    const l2 = await openCacheBucket(b, {
+      maxBytes: 256 * 1024 * 1024,
+      maxAgeMs: cfg.maxTtlMs,
+      storage: "memory",
+      maxValueBytes: cfg.maxEntryBytes + 32,
+    });
     const cache = new ResponseCache({ config: cfg, bus: b, catalog: view, l2 });
     cache.start();
     return { cache, view, bus: b };
@@ -93,11 +147,26 @@ async function micro(natsUrl: string): Promise<Record<string, unknown>> {
   const a = await edge("micro-edge-a", CFG);
   const b = await edge("micro-edge-b", CFG);
   const l2only = await edge("micro-edge-l2", { ...CFG, l1MaxEntries: 0 });
-  const session = { id: "s-micro", principal: "p", protocolVersion: "2025-11-25" as const, clientInfo: {}, clientCapabilities: {}, initialized: true, createdAt: 0, lastSeenAt: 0 };
+  const session = {
+    id: "s-micro",
+    principal: "p",
+    protocolVersion: "2025-11-25" as const,
+    clientInfo: {},
+    clientCapabilities: {},
+    initialized: true,
+    createdAt: 0,
+    lastSeenAt: 0,
+  };
   let sent = 0;
   const stream = { id: "x", sink: { closed: false, send: () => void sent++ } };
-  const req = (text: string, id: number) => ({ jsonrpc: "2.0" as const, id, method: "tools/call", params: { name: "echo", arguments: { text } } });
-  const answer = (text: string) => JSON.stringify({ jsonrpc: "2.0", id: 1, result: { content: [{ type: "text", text }] } });
+  const req = (text: string, id: number) => ({
+    jsonrpc: "2.0" as const,
+    id,
+    method: "tools/call",
+    params: { name: "echo", arguments: { text } },
+  });
+  const answer = (text: string) =>
+    JSON.stringify({ jsonrpc: "2.0", id: 1, result: { content: [{ type: "text", text }] } });
   const routed = { accepted: Promise.resolve(), done: Promise.resolve() };
   const route = (text: string) => (onAnswer?: (json: string) => void) => {
     onAnswer?.(answer(text));
@@ -105,10 +174,18 @@ async function micro(natsUrl: string): Promise<Record<string, unknown>> {
   };
   const N = 10_000;
   const text = (i: number) => `hot:${i}:${"x".repeat(16)}`;
-  for (let i = 0; i < N; i++) await a.cache.dispatch(session, req(text(i), i), stream, route(text(i)));
+  for (let i = 0; i < N; i++)
+    await a.cache.dispatch(session, req(text(i), i), stream, route(text(i)));
   // Wait for the L2 writes (not on the answer path).
   for (;;) {
-    const st = await (await openCacheBucket(w, { maxBytes: 256 * 1024 * 1024, maxAgeMs: CFG.maxTtlMs, storage: "memory", maxValueBytes: CFG.maxEntryBytes + 32 })).status();
+    const st = await (
+      await openCacheBucket(w, {
+        maxBytes: 256 * 1024 * 1024,
+        maxAgeMs: CFG.maxTtlMs,
+        storage: "memory",
+        maxValueBytes: CFG.maxEntryBytes + 32,
+      })
+    ).status();
     if (st.values >= N) break;
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -127,7 +204,9 @@ async function micro(natsUrl: string): Promise<Record<string, unknown>> {
   const l1 = summary(await timeHits(a.cache, 100_000));
   const l2 = summary(await timeHits(l2only.cache, 5_000));
   // Raw L1 lookup (the LRU get on a built key), beside the full dispatch path.
-  const rawKeys = Array.from({ length: 1000 }, (_, i) => a.cache.lookupKey(session, req(text(i), i))!);
+  const rawKeys = Array.from({ length: 1000 }, (_, i) =>
+    a.cache.lookupKey(session, req(text(i), i))!,
+  );
   const rawSamples: number[] = [];
   for (let i = 0; i < 100_000; i++) {
     const t0 = process.hrtime.bigint();
@@ -139,7 +218,8 @@ async function micro(natsUrl: string): Promise<Record<string, unknown>> {
   // Tag invalidation, local (edge A with N entries): the eviction sweep itself.
   const tagLocal: number[] = [];
   for (let k = 0; k < 5; k++) {
-    for (let i = 0; i < N; i++) await a.cache.dispatch(session, req(text(i), i), stream, route(text(i)));
+    for (let i = 0; i < N; i++)
+      await a.cache.dispatch(session, req(text(i), i), stream, route(text(i)));
     const t0 = process.hrtime.bigint();
     a.cache.evictTags(["bench"]);
     tagLocal.push(Number(process.hrtime.bigint() - t0));
@@ -147,10 +227,14 @@ async function micro(natsUrl: string): Promise<Record<string, unknown>> {
   // Propagation: a worker publishes the tag invalidation; time until edge B's L1 is empty.
   const prop: number[] = [];
   for (let k = 0; k < 50; k++) {
-    for (let i = 0; i < 100; i++) await b.cache.dispatch(session, req(text(i), i), stream, route(text(i)));
+    for (let i = 0; i < 100; i++)
+      await b.cache.dispatch(session, req(text(i), i), stream, route(text(i)));
     if (b.cache.l1Size === 0) throw new Error("edge B did not fill");
     const t0 = process.hrtime.bigint();
-    w.nc.publish(cacheInvalidateContract.subject, cacheInvalidateContract.encode({ tags: ["bench"] }));
+    w.nc.publish(
+      cacheInvalidateContract.subject,
+      cacheInvalidateContract.encode({ tags: ["bench"] }),
+    );
     while (b.cache.l1Size > 0) await new Promise((r) => setImmediate(r));
     prop.push(Number(process.hrtime.bigint() - t0));
   }
@@ -163,7 +247,8 @@ async function micro(natsUrl: string): Promise<Record<string, unknown>> {
   const M = 50_000;
   gc();
   const h0 = process.memoryUsage().heapUsed;
-  for (let i = 0; i < M; i++) await solo.dispatch(session, req(`m:${i}`, i), stream, route(`m:${i}`));
+  for (let i = 0; i < M; i++)
+    await solo.dispatch(session, req(`m:${i}`, i), stream, route(`m:${i}`));
   gc();
   const h1 = process.memoryUsage().heapUsed;
   const perEntry = Math.round((h1 - h0) / M);
@@ -192,14 +277,31 @@ try {
   const microFigures = await micro(nats.url);
   log(JSON.stringify(microFigures, null, 2));
   const results = bool(args, "skip-throughput") ? [] : await throughput(nats);
-  const dir = join(LOADTESTS_DIR, "results", `cache-${new Date().toISOString().replace(/[:.]/g, "-")}`);
+  const dir = join(
+    LOADTESTS_DIR,
+    "results",
+    `cache-${new Date().toISOString().replace(/[:.]/g, "-")}`,
+  );
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, "report.json"), JSON.stringify({ concurrency: C, duration_ms: durationMs, micro: microFigures, results }, null, 2));
+  writeFileSync(
+    join(dir, "report.json"),
+    JSON.stringify(
+      { concurrency: C, duration_ms: durationMs, micro: microFigures, results },
+      null,
+      2,
+    ),
+  );
   log("\n| variant | hit rate | msg/s | p50 µs | p99 µs | L1 hit ratio measured |");
   log("| --- | --- | --- | --- | --- | --- |");
   for (const r of results) {
-    const x = r.extra as { variant: string; hit_rate_offered: number; l1_hit_ratio_measured: number | null };
-    log(`| ${x.variant} | ${x.hit_rate_offered * 100} % | ${r.throughput_msg_per_s} | ${r.latency_p50_us} | ${r.latency_p99_us} | ${x.l1_hit_ratio_measured === null ? "-" : `${(x.l1_hit_ratio_measured * 100).toFixed(1)} %`} |`);
+    const x = r.extra as {
+      variant: string;
+      hit_rate_offered: number;
+      l1_hit_ratio_measured: number | null;
+    };
+    log(
+      `| ${x.variant} | ${x.hit_rate_offered * 100} % | ${r.throughput_msg_per_s} | ${r.latency_p50_us} | ${r.latency_p99_us} | ${x.l1_hit_ratio_measured === null ? "-" : `${(x.l1_hit_ratio_measured * 100).toFixed(1)} %`} |`,
+    );
   }
   log(`\nreport: ${dir}/report.json`);
 } finally {

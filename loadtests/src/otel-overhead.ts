@@ -45,7 +45,11 @@ if (reason) {
 }
 
 /** Counts spans in OTLP/HTTP JSON exports (a resourceSpans[].scopeSpans[].spans[] walk). */
-async function startCountingReceiver(): Promise<{ url: string; spans: () => number; close(): Promise<void> }> {
+async function startCountingReceiver(): Promise<{
+  url: string;
+  spans: () => number;
+  close(): Promise<void>;
+}> {
   let spans = 0;
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -55,7 +59,8 @@ async function startCountingReceiver(): Promise<{ url: string; spans: () => numb
         const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
           resourceSpans?: { scopeSpans?: { spans?: unknown[] }[] }[];
         };
-        for (const rs of body.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) spans += ss.spans?.length ?? 0;
+        for (const rs of body.resourceSpans ?? [])
+          for (const ss of rs.scopeSpans ?? []) spans += ss.spans?.length ?? 0;
         res.writeHead(200, { "content-type": "application/json" }).end("{}");
       } catch {
         res.writeHead(400).end();
@@ -64,13 +69,21 @@ async function startCountingReceiver(): Promise<{ url: string; spans: () => numb
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as { port: number }).port;
-  return { url: `http://127.0.0.1:${port}`, spans: () => spans, close: () => new Promise((r) => server.close(() => r())) };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    spans: () => spans,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
 }
 
 const receiver = await startCountingReceiver();
 const ACCESS_OFF = { MCPQ_ACCESS_LOG_LEVEL: "off" };
 // JSON so the receiver can count spans (protobuf, the default, measured the same per span).
-const TRACED = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_TRACES_SAMPLER: "parentbased_traceidratio" };
+const TRACED = {
+  OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+  OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+  OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+};
 const MODES: { id: string; env: Record<string, string> }[] = [
   { id: "tracing-off", env: { ...ACCESS_OFF } },
   { id: "tracing-100pct", env: { ...ACCESS_OFF, ...TRACED, OTEL_TRACES_SAMPLER_ARG: "1" } },
@@ -79,14 +92,22 @@ const MODES: { id: string; env: Record<string, string> }[] = [
   // A/A control: the same settings as "off" on both sides, showing the pairing's own bias and noise.
   { id: "control-off-vs-off", env: { ...ACCESS_OFF } },
 ];
-const OTEL_KEYS = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "MCPQ_ACCESS_LOG_LEVEL"];
+const OTEL_KEYS = [
+  "OTEL_EXPORTER_OTLP_ENDPOINT",
+  "OTEL_EXPORTER_OTLP_PROTOCOL",
+  "OTEL_TRACES_SAMPLER",
+  "OTEL_TRACES_SAMPLER_ARG",
+  "MCPQ_ACCESS_LOG_LEVEL",
+];
 
 const stamp = new Date().toISOString().replace(/[:.]/g, "-");
 const outDir = join(outRoot, `otel-overhead-${stamp}`);
 const logDir = join(outDir, "logs");
 mkdirSync(logDir, { recursive: true });
 const env = captureEnvironment();
-log(`otel overhead (paired): C=${C}, ${durationMs / 1000} s per run, ${rate} msg/s fixed rate, ${rounds} rounds; ${env.cores} × ${env.cpu_model}; load ${env.load_avg_at_start.join("/")}`);
+log(
+  `otel overhead (paired): C=${C}, ${durationMs / 1000} s per run, ${rate} msg/s fixed rate, ${rounds} rounds; ${env.cores} × ${env.cpu_model}; load ${env.load_avg_at_start.join("/")}`,
+);
 
 type Stack = Awaited<ReturnType<typeof startMcpq>>;
 type Nats = Awaited<ReturnType<typeof startNats>>;
@@ -103,7 +124,9 @@ async function stackWith(nats: Nats, modeEnv: Record<string, string>): Promise<S
 }
 
 function pidsOf(st: Stack): number[] {
-  return [st.target.proc.pid, ...Object.values(st.target.siblings ?? {})].filter((p): p is number => typeof p === "number");
+  return [st.target.proc.pid, ...Object.values(st.target.siblings ?? {})].filter(
+    (p): p is number => typeof p === "number",
+  );
 }
 
 /** CPU µs per call of a stack's processes over a run, net of their idle CPU (% of one core). */
@@ -151,11 +174,27 @@ try {
       });
       try {
         const sat = await Promise.all(
-          [off, on].map((st) => runSaturation(st.target, { transport: "http", concurrencies: [C], durationMs, warmupMs: 1000, log }).then((r) => r[0]!)),
+          [off, on].map((st) =>
+            runSaturation(st.target, {
+              transport: "http",
+              concurrencies: [C],
+              durationMs,
+              warmupMs: 1000,
+              log,
+            }).then((r) => r[0]!),
+          ),
         );
         const idle = await idleCpu([off, on], durationMs / 2);
         const fixed = await Promise.all(
-          [off, on].map((st) => runBaseline(st.target, { transport: "http", sessions: 10, ratePerSession: rate / 10, durationMs, log })),
+          [off, on].map((st) =>
+            runBaseline(st.target, {
+              transport: "http",
+              sessions: 10,
+              ratePerSession: rate / 10,
+              durationMs,
+              log,
+            }),
+          ),
         );
         const pair: Pair = {
           mode: mode.id,
@@ -166,7 +205,10 @@ try {
           cpu_mode: cpuPerCall(stackCpu(fixed[1]!), idle[1]!, fixed[1]!.throughput_msg_per_s),
           p99_off: fixed[0]!.latency_p99_us,
           p99_mode: fixed[1]!.latency_p99_us,
-          errors: [...sat, ...fixed].reduce((a, r) => a + Object.values(r.errors_by_code).reduce((x, y) => x + y, 0), 0),
+          errors: [...sat, ...fixed].reduce(
+            (a, r) => a + Object.values(r.errors_by_code).reduce((x, y) => x + y, 0),
+            0,
+          ),
           spans: 0,
         };
         await Promise.all([off.stop(), on.stop()]);
@@ -197,16 +239,28 @@ const pct = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(1)} %`;
 const summary = MODES.slice(1).map((m) => {
   const mine = pairs.filter((p) => p.mode === m.id);
   const tputCost = median(mine.map((p) => (1 - p.sat_mode / p.sat_off) * 100));
-  const cpuCost = median(mine.filter((p) => p.cpu_off && p.cpu_mode).map((p) => (p.cpu_mode! / p.cpu_off! - 1) * 100));
-  const p99 = median(mine.filter((p) => p.p99_off && p.p99_mode).map((p) => (p.p99_mode! / p.p99_off! - 1) * 100));
+  const cpuCost = median(
+    mine.filter((p) => p.cpu_off && p.cpu_mode).map((p) => (p.cpu_mode! / p.cpu_off! - 1) * 100),
+  );
+  const p99 = median(
+    mine.filter((p) => p.p99_off && p.p99_mode).map((p) => (p.p99_mode! / p.p99_off! - 1) * 100),
+  );
   return {
     mode: m.id,
     throughput_cost_pct: Math.round(tputCost * 10) / 10,
     cpu_per_call_cost_pct: Math.round(cpuCost * 10) / 10,
     p99_change_pct: Math.round(p99 * 10) / 10,
-    saturation_msg_per_s: { off: Math.round(median(mine.map((p) => p.sat_off))), mode: Math.round(median(mine.map((p) => p.sat_mode))) },
-    cpu_us_per_call: { off: Math.round(median(mine.map((p) => p.cpu_off ?? 0))), mode: Math.round(median(mine.map((p) => p.cpu_mode ?? 0))) },
-    per_round_throughput_cost_pct: mine.map((p) => Math.round((1 - p.sat_mode / p.sat_off) * 1000) / 10),
+    saturation_msg_per_s: {
+      off: Math.round(median(mine.map((p) => p.sat_off))),
+      mode: Math.round(median(mine.map((p) => p.sat_mode))),
+    },
+    cpu_us_per_call: {
+      off: Math.round(median(mine.map((p) => p.cpu_off ?? 0))),
+      mode: Math.round(median(mine.map((p) => p.cpu_mode ?? 0))),
+    },
+    per_round_throughput_cost_pct: mine.map(
+      (p) => Math.round((1 - p.sat_mode / p.sat_off) * 1000) / 10,
+    ),
     spans_per_pair: Math.round(median(mine.map((p) => p.spans))),
     errors: mine.reduce((a, p) => a + p.errors, 0),
   };
@@ -220,7 +274,14 @@ const lines = [
   ),
 ];
 const md = `# Observability overhead (paired, concurrent; HTTP; ${durationMs / 1000} s runs × ${rounds} rounds; medians)\n\n${lines.join("\n")}\n\nMachine: ${env.cores} × ${env.cpu_model}, node ${env.node_version}, ${env.nats_server_version ?? "nats ?"}, load at start ${env.load_avg_at_start.join("/")}.\n`;
-writeFileSync(join(outDir, "otel-overhead.json"), JSON.stringify({ environment: env, C, rate, duration_s: durationMs / 1000, rounds, pairs, summary }, null, 2));
+writeFileSync(
+  join(outDir, "otel-overhead.json"),
+  JSON.stringify(
+    { environment: env, C, rate, duration_s: durationMs / 1000, rounds, pairs, summary },
+    null,
+    2,
+  ),
+);
 writeFileSync(join(outDir, "otel-overhead.md"), md);
 process.stdout.write(md);
 log(`wrote ${outDir}`);

@@ -10,18 +10,36 @@ import { mcpqCliPath } from "../src/lib/stack.js";
 import { benchNatsServer } from "../src/lib/procs.js";
 import { netnsUnavailable } from "../src/chaos/netns.js";
 
-const missing = !existsSync(mcpqCliPath()) ? `mcpq CLI not built (${mcpqCliPath()})` : !benchNatsServer() ? "nats-server not found" : null;
+const missing = !existsSync(mcpqCliPath())
+  ? `mcpq CLI not built (${mcpqCliPath()})`
+  : !benchNatsServer()
+    ? "nats-server not found"
+    : null;
 
 // A short pause after each answer keeps the suite's CPU use moderate (the load is about
 // correctness here; the benchmark runs closed loop).
-const LOAD = { sessions: 8, inFlight: 4, thinkMs: 25, deadlineMs: 20_000, beforeMs: 1_500, downMs: 1_500, afterMs: 1_000, untilRecoveredMs: 90_000 };
+const LOAD = {
+  sessions: 8,
+  inFlight: 4,
+  thinkMs: 25,
+  deadlineMs: 20_000,
+  beforeMs: 1_500,
+  downMs: 1_500,
+  afterMs: 1_000,
+  untilRecoveredMs: 90_000,
+};
 
 function expectClean(r: FaultResult): void {
   const c = r.ledger.counts;
   // Calls before the fault and after the repair were answered correctly.
   expect(c.ok).toBeGreaterThan(0);
   expect(r.recovered, "calls succeed again after the repair").toBe(true);
-  expect({ lost: c.lost, wrong: c.wrong, duplicated: r.ledger.duplicates, samples: r.ledger.wrongSamples }).toEqual({ lost: 0, wrong: 0, duplicated: 0, samples: [] });
+  expect({
+    lost: c.lost,
+    wrong: c.wrong,
+    duplicated: r.ledger.duplicates,
+    samples: r.ledger.wrongSamples,
+  }).toEqual({ lost: 0, wrong: 0, duplicated: 0, samples: [] });
   expect(r.ledger.sessionsRecreated).toBe(0);
   expect(r.survived).toEqual({ subscription: true, registry: true });
   expect(c.ok + c.refused + c.timeout + c.unaccepted).toBe(r.ledger.sent);
@@ -30,41 +48,48 @@ function expectClean(r: FaultResult): void {
 const run = (fault: FaultName) => runFault(fault, LOAD);
 const noNetns = missing ?? netnsUnavailable();
 
-describe.skipIf(missing !== null)(`chaos under load (8 sessions × 4 in flight)${missing ? ` — skipped: ${missing}` : ""}`, () => {
-  it("single NATS node killed -9 and restarted: edges and workers heal themselves (memory streams re-created)", async () => {
-    const r = await run("broker-restart");
-    expectClean(r);
-    // Calls during the outage were refused explicitly, never timed out.
-    expect(r.ledger.counts.refused).toBeGreaterThan(0);
-    expect(r.ledger.counts.timeout).toBe(0);
-  }, 240_000);
+describe.skipIf(missing !== null)(
+  `chaos under load (8 sessions × 4 in flight)${missing ? ` — skipped: ${missing}` : ""}`,
+  () => {
+    it("single NATS node killed -9 and restarted: edges and workers heal themselves (memory streams re-created)", async () => {
+      const r = await run("broker-restart");
+      expectClean(r);
+      // Calls during the outage were refused explicitly, never timed out.
+      expect(r.ledger.counts.refused).toBeGreaterThan(0);
+      expect(r.ledger.counts.timeout).toBe(0);
+    }, 240_000);
 
-  it("3-node cluster (R3): the MCPQ_REQ stream leader killed -9, then restarted: nothing lost, nothing duplicated", async () => {
-    const r = await run("leader-kill");
-    expectClean(r);
-  }, 240_000);
+    it("3-node cluster (R3): the MCPQ_REQ stream leader killed -9, then restarted: nothing lost, nothing duplicated", async () => {
+      const r = await run("leader-kill");
+      expectClean(r);
+    }, 240_000);
 
-  it("3-node cluster (R3): a follower killed -9, then restarted", async () => {
-    const r = await run("node-kill");
-    expectClean(r);
-  }, 240_000);
+    it("3-node cluster (R3): a follower killed -9, then restarted", async () => {
+      const r = await run("node-kill");
+      expectClean(r);
+    }, 240_000);
 
-  // Network namespaces (root, `ip netns`, iptables): the node stays up and its clients still reach
-  // it, but it cannot reach its peers. Skipped with the reason where namespaces are unavailable.
-  it.skipIf(noNetns !== null)(`3-node cluster (R3): the stream leader partitioned from its peers, then reconnected${noNetns ? ` — skipped: ${noNetns}` : ""}`, async () => {
-    const r = await run("partition");
-    expectClean(r);
-  }, 240_000);
+    // Network namespaces (root, `ip netns`, iptables): the node stays up and its clients still reach
+    // it, but it cannot reach its peers. Skipped with the reason where namespaces are unavailable.
+    it.skipIf(noNetns !== null)(
+      `3-node cluster (R3): the stream leader partitioned from its peers, then reconnected${noNetns ? ` — skipped: ${noNetns}` : ""}`,
+      async () => {
+        const r = await run("partition");
+        expectClean(r);
+      },
+      240_000,
+    );
 
-  it("one of two workers killed -9: its requests are redelivered to the other", async () => {
-    const r = await run("worker-kill");
-    expectClean(r);
-    expect(r.ledger.counts.timeout).toBe(0);
-  }, 240_000);
+    it("one of two workers killed -9: its requests are redelivered to the other", async () => {
+      const r = await run("worker-kill");
+      expectClean(r);
+      expect(r.ledger.counts.timeout).toBe(0);
+    }, 240_000);
 
-  it("one of two edges killed -9: clients fail over through the balancer and keep their sessions", async () => {
-    const r = await run("edge-kill");
-    expectClean(r);
-    expect(r.ledger.counts.timeout).toBe(0);
-  }, 240_000);
-});
+    it("one of two edges killed -9: clients fail over through the balancer and keep their sessions", async () => {
+      const r = await run("edge-kill");
+      expectClean(r);
+      expect(r.ledger.counts.timeout).toBe(0);
+    }, 240_000);
+  },
+);

@@ -14,13 +14,15 @@ import { startNetnsCluster, type NetnsCluster } from "./netns.js";
 import { startChaosStack, type ChaosStack } from "./stack.js";
 import { longestAcross, recoveryMs, startLoad, type Ledger } from "./load.js";
 
-export type FaultName = "broker-restart" | "node-kill" | "leader-kill" | "partition" | "worker-kill" | "edge-kill";
+export type FaultName =
+  "broker-restart" | "node-kill" | "leader-kill" | "partition" | "worker-kill" | "edge-kill";
 
 export const FAULTS: Record<FaultName, string> = {
   "broker-restart": "single NATS node killed -9 and restarted (memory streams lost; self-heal)",
   "node-kill": "3-node cluster: a follower node killed -9, restarted",
   "leader-kill": "3-node cluster: the MCPQ_REQ stream leader killed -9, restarted",
-  partition: "3-node cluster in network namespaces: the MCPQ_REQ leader cut off from its peers (its clients still reach it), then reconnected",
+  partition:
+    "3-node cluster in network namespaces: the MCPQ_REQ leader cut off from its peers (its clients still reach it), then reconnected",
   "worker-kill": "one of two workers of the pool killed -9",
   "edge-kill": "one of two edges killed -9 (clients fail over through the balancer)",
 };
@@ -93,7 +95,10 @@ async function updateArrives(url: string, updates: string[]): Promise<boolean> {
 
 async function listsTools(c: Client): Promise<boolean> {
   for (let i = 0; i < 50; i++) {
-    const names: string[] = await c.listTools().then((r) => r.tools.map((t) => t.name), () => []);
+    const names: string[] = await c.listTools().then(
+      (r) => r.tools.map((t) => t.name),
+      () => [],
+    );
     if (names.includes("echo")) return true;
     await sleep(200);
   }
@@ -103,7 +108,10 @@ async function listsTools(c: Client): Promise<boolean> {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The node (index) leading `stream`, from the JetStream API. */
-async function streamLeader(nats: { url: string; names: string[] }, stream: string): Promise<number> {
+async function streamLeader(
+  nats: { url: string; names: string[] },
+  stream: string,
+): Promise<number> {
   const nc = await connect({ servers: nats.url.split(","), name: "chaos-probe" });
   try {
     const jsm = await jetstreamManager(nc);
@@ -120,7 +128,8 @@ async function streamLeader(nats: { url: string; names: string[] }, stream: stri
 export async function runFault(fault: FaultName, o: FaultOptions): Promise<FaultResult> {
   const say = o.say ?? (() => undefined);
   const cluster = fault === "node-kill" || fault === "leader-kill" || fault === "partition";
-  const split: NetnsCluster | undefined = fault === "partition" ? await startNetnsCluster(o.logDir) : undefined;
+  const split: NetnsCluster | undefined =
+    fault === "partition" ? await startNetnsCluster(o.logDir) : undefined;
   const nats: NatsNodes | NetnsCluster = split ?? (await startNatsNodes(cluster ? 3 : 1, o.logDir));
   let stack: ChaosStack | undefined;
   try {
@@ -131,14 +140,34 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
       env,
       logDir: o.logDir,
     });
-    say(`${fault}: stack up (${nats.names.length} NATS node(s), ${stack.edges.length} edge(s), ${stack.workers.length} worker(s))`);
+    say(
+      `${fault}: stack up (${nats.names.length} NATS node(s), ${stack.edges.length} edge(s), ${stack.workers.length} worker(s))`,
+    );
     // A session with a resource subscription, made before the fault.
     const watcher = new Client({ name: "chaos-watcher", version: "1" }, { capabilities: {} });
     const updates: string[] = [];
-    watcher.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => void updates.push(n.params.uri));
-    await watcher.connect(new StreamableHTTPClientTransport(new URL(stack.url), { reconnectionOptions: { initialReconnectionDelay: 50, maxReconnectionDelay: 1_000, reconnectionDelayGrowFactor: 1.5, maxRetries: 120 } }));
+    watcher.setNotificationHandler(
+      ResourceUpdatedNotificationSchema,
+      (n) => void updates.push(n.params.uri),
+    );
+    await watcher.connect(
+      new StreamableHTTPClientTransport(new URL(stack.url), {
+        reconnectionOptions: {
+          initialReconnectionDelay: 50,
+          maxReconnectionDelay: 1_000,
+          reconnectionDelayGrowFactor: 1.5,
+          maxRetries: 120,
+        },
+      }),
+    );
     await watcher.subscribeResource({ uri: WATCHED });
-    const load = await startLoad({ url: stack.url, sessions: o.sessions, inFlight: o.inFlight, deadlineMs: o.deadlineMs, thinkMs: o.thinkMs });
+    const load = await startLoad({
+      url: stack.url,
+      sessions: o.sessions,
+      inFlight: o.inFlight,
+      deadlineMs: o.deadlineMs,
+      thinkMs: o.thinkMs,
+    });
     await sleep(o.beforeMs);
     let victim = "";
     const injectedAt = Date.now();
@@ -198,7 +227,10 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
     }
     const wasRecovered = recovered();
     const ledger = await load.stop();
-    const survived = { subscription: await updateArrives(nats.url, updates), registry: await listsTools(watcher) };
+    const survived = {
+      subscription: await updateArrives(nats.url, updates),
+      registry: await listsTools(watcher),
+    };
     await watcher.close().catch(() => undefined);
     return {
       fault,

@@ -15,7 +15,10 @@
  * whose client failed to reconnect is re-created (counted), so the load keeps going.
  */
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import {
+  StreamableHTTPClientTransport,
+  StreamableHTTPError,
+} from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
 
 type CallClass = "ok" | "refused" | "timeout" | "unaccepted" | "lost" | "wrong";
@@ -74,19 +77,32 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
   const record = (startedAt: number, cls: CallClass, detail?: string) => {
     ledger.counts[cls]++;
     ledger.timeline.push({ startedAt, at: Date.now(), cls });
-    if (cls === "wrong" && detail && ledger.wrongSamples.length < 20) ledger.wrongSamples.push(detail);
-    if (cls === "refused" && detail && (ledger.refusals[detail] !== undefined || Object.keys(ledger.refusals).length < 50)) {
+    if (cls === "wrong" && detail && ledger.wrongSamples.length < 20)
+      ledger.wrongSamples.push(detail);
+    if (
+      cls === "refused" &&
+      detail &&
+      (ledger.refusals[detail] !== undefined || Object.keys(ledger.refusals).length < 50)
+    ) {
       ledger.refusals[detail] = (ledger.refusals[detail] ?? 0) + 1;
     }
   };
-  const connectClient = async (): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> => {
+  const connectClient = async (): Promise<{
+    client: Client;
+    transport: StreamableHTTPClientTransport;
+  }> => {
     for (;;) {
       const client = new Client({ name: "mcpq-chaos", version: "1" }, { capabilities: {} });
       client.onerror = (e) => {
         if (/unknown message ID/i.test(e.message)) ledger.duplicates++;
       };
       const transport = new StreamableHTTPClientTransport(new URL(o.url), {
-        reconnectionOptions: { initialReconnectionDelay: 50, maxReconnectionDelay: 1_000, reconnectionDelayGrowFactor: 1.5, maxRetries: 60 },
+        reconnectionOptions: {
+          initialReconnectionDelay: 50,
+          maxReconnectionDelay: 1_000,
+          reconnectionDelayGrowFactor: 1.5,
+          maxRetries: 60,
+        },
       });
       try {
         await client.connect(transport, { timeout: 10_000 });
@@ -142,7 +158,9 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
     if (survived) ledger.sessionsSurvived++;
     await c.client.close().catch(() => undefined);
   };
-  const done = Promise.all(Array.from({ length: o.sessions }, (_, s) => session(s).catch(() => undefined)));
+  const done = Promise.all(
+    Array.from({ length: o.sessions }, (_, s) => session(s).catch(() => undefined)),
+  );
   return {
     ledger,
     async stop() {
@@ -165,17 +183,23 @@ function classify(err: unknown): { cls: CallClass; detail?: string } {
   if (err instanceof McpError) {
     if (REFUSAL_CODES.has(err.code)) {
       const reason = (err.data as { reason?: unknown } | undefined)?.reason;
-      return { cls: "refused", detail: `${err.code} ${typeof reason === "string" ? reason : ""}`.trim() };
+      return {
+        cls: "refused",
+        detail: `${err.code} ${typeof reason === "string" ? reason : ""}`.trim(),
+      };
     }
     if (err.code === -32001) {
       // The SDK's own timeout says "Request timed out" with data.timeout; the edge's names its budget.
       const data = err.data as { timeout?: unknown; timeoutMs?: unknown } | undefined;
-      return data && "timeout" in data && !("timeoutMs" in data) ? { cls: "lost" } : { cls: "timeout" };
+      return data && "timeout" in data && !("timeoutMs" in data)
+        ? { cls: "lost" }
+        : { cls: "timeout" };
     }
     return { cls: "wrong", detail: `${err.code}: ${err.message.slice(0, 200)}` };
   }
   const msg = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
-  if (/fetch failed|ECONNREFUSED|ECONNRESET|socket|terminated|other side closed|network/i.test(msg)) return { cls: "unaccepted", detail: msg };
+  if (/fetch failed|ECONNREFUSED|ECONNRESET|socket|terminated|other side closed|network/i.test(msg))
+    return { cls: "unaccepted", detail: msg };
   return { cls: "wrong", detail: msg.slice(0, 300) };
 }
 
@@ -196,6 +220,7 @@ export function recoveryMs(ledger: Ledger, from: number): number | null {
 /** The longest call that was in flight at `at` (ms from its start to its answer), or 0. */
 export function longestAcross(ledger: Ledger, at: number): number {
   let max = 0;
-  for (const t of ledger.timeline) if (t.startedAt <= at && t.at >= at) max = Math.max(max, t.at - t.startedAt);
+  for (const t of ledger.timeline)
+    if (t.startedAt <= at && t.at >= at) max = Math.max(max, t.at - t.startedAt);
   return max;
 }

@@ -17,12 +17,19 @@ export interface NatsNodes {
   stop(): Promise<void>;
 }
 
-const binOpts = () => ({ bin: process.env.NATS_SERVER_BIN ?? process.env.MCPQ_NATS_SERVER_BIN, searchPath: process.env.PATH });
+const binOpts = () => ({
+  bin: process.env.NATS_SERVER_BIN ?? process.env.MCPQ_NATS_SERVER_BIN,
+  searchPath: process.env.PATH,
+});
 
 /** Starts `count` nodes (1 = a plain JetStream server; more = a cluster named mcpq). */
 export async function startNatsNodes(count: number, logDir?: string): Promise<NatsNodes> {
   if (count === 1) {
-    const n = await startLocalNats({ ...binOpts(), serverName: "n0", logFile: logDir ? `${logDir}/nats-n0.log` : undefined });
+    const n = await startLocalNats({
+      ...binOpts(),
+      serverName: "n0",
+      logFile: logDir ? `${logDir}/nats-n0.log` : undefined,
+    });
     return {
       names: ["n0"],
       url: n.url,

@@ -37,14 +37,19 @@ const run = (args: string[]) => execFileSync("ip", args, { stdio: ["ignore", "ig
 /** Why the partition case cannot run here, or null when it can. */
 export function netnsUnavailable(): string | null {
   if (process.platform !== "linux") return "network namespaces need Linux";
-  if (typeof process.getuid === "function" && process.getuid() !== 0) return "network namespaces need root";
+  if (typeof process.getuid === "function" && process.getuid() !== 0)
+    return "network namespaces need root";
   if (!benchNatsServer()) return "nats-server not found";
   const probe = `mqprobe${randomBytes(2).toString("hex")}`;
   const add = spawnSync("ip", ["netns", "add", probe], { encoding: "utf8" });
-  if (add.status !== 0) return `ip netns add failed: ${(add.stderr || add.error?.message || "").trim()}`;
-  const ipt = spawnSync("ip", ["netns", "exec", probe, "iptables", "-L", "-n"], { encoding: "utf8" });
+  if (add.status !== 0)
+    return `ip netns add failed: ${(add.stderr || add.error?.message || "").trim()}`;
+  const ipt = spawnSync("ip", ["netns", "exec", probe, "iptables", "-L", "-n"], {
+    encoding: "utf8",
+  });
   spawnSync("ip", ["netns", "del", probe]);
-  if (ipt.status !== 0) return `iptables in a namespace failed: ${(ipt.stderr || ipt.error?.message || "").trim()}`;
+  if (ipt.status !== 0)
+    return `iptables in a namespace failed: ${(ipt.stderr || ipt.error?.message || "").trim()}`;
   return null;
 }
 
@@ -82,26 +87,80 @@ export async function startNetnsCluster(logDir?: string): Promise<NetnsCluster> 
       run(["netns", "exec", n, "ip", "link", "set", `${p}p${i}`, "up"]);
     });
     ns.forEach((n, i) => {
-      const routes = [0, 1, 2].filter((j) => j !== i).map((j) => `nats://${ip(j)}:6222`).join(",");
-      const args = ["netns", "exec", n, bin, "-js", "-a", ip(i), "-p", "4222", "-sd", stores[i]!, "--server_name", `n${i}`, "--cluster_name", "mcpq", "--cluster", `nats://${ip(i)}:6222`, "--routes", routes];
-      procs.push(startProcess(`nats-n${i}`, "ip", args, { logFile: logDir ? join(logDir, `n${i}.log`) : undefined }));
+      const routes = [0, 1, 2]
+        .filter((j) => j !== i)
+        .map((j) => `nats://${ip(j)}:6222`)
+        .join(",");
+      const args = [
+        "netns",
+        "exec",
+        n,
+        bin,
+        "-js",
+        "-a",
+        ip(i),
+        "-p",
+        "4222",
+        "-sd",
+        stores[i]!,
+        "--server_name",
+        `n${i}`,
+        "--cluster_name",
+        "mcpq",
+        "--cluster",
+        `nats://${ip(i)}:6222`,
+        "--routes",
+        routes,
+      ];
+      procs.push(
+        startProcess(`nats-n${i}`, "ip", args, {
+          logFile: logDir ? join(logDir, `n${i}.log`) : undefined,
+        }),
+      );
     });
-    for (let i = 0; i < 3; i++) await waitUntil(`nats n${i}`, () => tcpOpen(4222, ip(i)), 30_000, procs[i]);
+    for (let i = 0; i < 3; i++)
+      await waitUntil(`nats n${i}`, () => tcpOpen(4222, ip(i)), 30_000, procs[i]);
     const url = [0, 1, 2].map((i) => `nats://${ip(i)}:4222`).join(",");
     // Ready when the JetStream meta layer answers (a meta leader was elected).
-    await waitUntil("cluster meta leader", async () => {
-      const nc = await connect({ servers: url.split(","), timeout: 2_000 });
-      try {
-        await (await jetstreamManager(nc, { timeout: 2_000 })).getAccountInfo();
-        return true;
-      } finally {
-        await nc.close();
-      }
-    }, 60_000);
+    await waitUntil(
+      "cluster meta leader",
+      async () => {
+        const nc = await connect({ servers: url.split(","), timeout: 2_000 });
+        try {
+          await (await jetstreamManager(nc, { timeout: 2_000 })).getAccountInfo();
+          return true;
+        } finally {
+          await nc.close();
+        }
+      },
+      60_000,
+    );
     const rules = (i: number, op: "-A" | "-D") => {
       for (const j of [0, 1, 2].filter((k) => k !== i)) {
-        execFileSync("ip", ["netns", "exec", ns[i]!, "iptables", op, "INPUT", "-s", ip(j), "-j", "DROP"]);
-        execFileSync("ip", ["netns", "exec", ns[i]!, "iptables", op, "OUTPUT", "-d", ip(j), "-j", "DROP"]);
+        execFileSync("ip", [
+          "netns",
+          "exec",
+          ns[i]!,
+          "iptables",
+          op,
+          "INPUT",
+          "-s",
+          ip(j),
+          "-j",
+          "DROP",
+        ]);
+        execFileSync("ip", [
+          "netns",
+          "exec",
+          ns[i]!,
+          "iptables",
+          op,
+          "OUTPUT",
+          "-d",
+          ip(j),
+          "-j",
+          "DROP",
+        ]);
       }
     };
     return {

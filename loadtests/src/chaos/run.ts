@@ -20,8 +20,12 @@ import { FAULTS, runFault, type FaultName, type FaultResult } from "./faults.js"
 import { netnsUnavailable } from "./netns.js";
 
 const { flags } = parseArgs();
-const faults = (str(flags, "faults", Object.keys(FAULTS).join(",")).split(",").filter(Boolean)) as FaultName[];
-for (const f of faults) if (!(f in FAULTS)) throw new Error(`unknown fault ${f}; known: ${Object.keys(FAULTS).join(", ")}`);
+const faults = str(flags, "faults", Object.keys(FAULTS).join(","))
+  .split(",")
+  .filter(Boolean) as FaultName[];
+for (const f of faults)
+  if (!(f in FAULTS))
+    throw new Error(`unknown fault ${f}; known: ${Object.keys(FAULTS).join(", ")}`);
 const unavailable = mcpqUnavailable();
 if (unavailable) {
   process.stderr.write(`${unavailable}\n`);
@@ -57,7 +61,9 @@ for (const f of faults) {
 const secs = (ms: number | null) => (ms === null ? "never" : `${(ms / 1000).toFixed(2)} s`);
 function line(r: FaultResult): string {
   const c = r.ledger.counts;
-  const why = Object.entries(r.ledger.refusals).map(([k, n]) => `${n}× ${k}`).join("; ");
+  const why = Object.entries(r.ledger.refusals)
+    .map(([k, n]) => `${n}× ${k}`)
+    .join("; ");
   return `${why ? `refusals: ${why}; ` : ""}subscription survived ${r.survived.subscription}, registry ${r.survived.registry}; accepted ${r.ledger.sent - c.unaccepted}, ok ${c.ok}, refused ${c.refused}, timeout ${c.timeout}, lost ${c.lost}, wrong ${c.wrong}, duplicated ${r.ledger.duplicates}`;
 }
 const rows = results.map((r) => {
@@ -74,9 +80,23 @@ const table = [
   ...skipped.map((s) => `\nskipped: ${s}`),
 ].join("\n");
 process.stdout.write(`${table}\n`);
-const out = str(flags, "out") ?? join(LOADTESTS_DIR, "results", `chaos-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
+const out =
+  str(flags, "out") ??
+  join(LOADTESTS_DIR, "results", `chaos-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
 mkdirSync(dirname(out), { recursive: true });
-writeFileSync(out, JSON.stringify({ opts: { ...opts, say: undefined }, results: results.map((r) => ({ ...r, ledger: { ...r.ledger, timeline: undefined } })) }, null, 2));
+writeFileSync(
+  out,
+  JSON.stringify(
+    {
+      opts: { ...opts, say: undefined },
+      results: results.map((r) => ({ ...r, ledger: { ...r.ledger, timeline: undefined } })),
+    },
+    null,
+    2,
+  ),
+);
 process.stderr.write(`[chaos] report: ${out}\n`);
-const bad = results.some((r) => r.ledger.counts.lost > 0 || r.ledger.counts.wrong > 0 || r.ledger.duplicates > 0);
+const bad = results.some(
+  (r) => r.ledger.counts.lost > 0 || r.ledger.counts.wrong > 0 || r.ledger.duplicates > 0,
+);
 process.exit(bad && !bool(flags, "no-fail") ? 1 : 0);

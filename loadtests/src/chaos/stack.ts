@@ -41,7 +41,10 @@ const CHAOS_ENV: Record<string, string> = {
   MCPQ_TOOL_RATE_PER_SEC: "0",
 };
 
-export async function startChaosStack(natsUrl: string, opts: { edges: number; workers: number; env?: Record<string, string>; logDir?: string }): Promise<ChaosStack> {
+export async function startChaosStack(
+  natsUrl: string,
+  opts: { edges: number; workers: number; env?: Record<string, string>; logDir?: string },
+): Promise<ChaosStack> {
   const cli = mcpqCliPath();
   const env = { ...process.env, ...CHAOS_ENV, ...opts.env, MCPQ_NATS_URL: natsUrl };
   const edges: ChaosProc[] = [];
@@ -51,7 +54,11 @@ export async function startChaosStack(natsUrl: string, opts: { edges: number; wo
   const startEdge = async (): Promise<ChaosProc> => {
     const port = await freePort();
     const name = `edge-${++n}`;
-    const proc = startProcess(name, process.execPath, [cli, "edge", "--port", String(port)], { env, cwd: REPO_DIR, logFile: log(name) });
+    const proc = startProcess(name, process.execPath, [cli, "edge", "--port", String(port)], {
+      env,
+      cwd: REPO_DIR,
+      logFile: log(name),
+    });
     await waitUntil(name, () => httpOk(`http://127.0.0.1:${port}/readyz`), 60_000, proc);
     const e = { name, proc, port };
     edges.push(e);
@@ -59,14 +66,22 @@ export async function startChaosStack(natsUrl: string, opts: { edges: number; wo
   };
   const startWorker = async (): Promise<ChaosProc> => {
     const name = `worker-${++n}`;
-    const proc = startProcess(name, process.execPath, [cli, "worker", "--catalog", "example"], { env, cwd: REPO_DIR, logFile: log(name) });
+    const proc = startProcess(name, process.execPath, [cli, "worker", "--catalog", "example"], {
+      env,
+      cwd: REPO_DIR,
+      logFile: log(name),
+    });
     const w = { name, proc };
     workers.push(w);
     return w;
   };
   for (let i = 0; i < opts.workers; i++) await startWorker();
   for (let i = 0; i < opts.edges; i++) await startEdge();
-  const lb = await startBalancer(() => edges.filter((e) => e.proc.child.exitCode === null && e.proc.child.signalCode === null).map((e) => e.port!));
+  const lb = await startBalancer(() =>
+    edges
+      .filter((e) => e.proc.child.exitCode === null && e.proc.child.signalCode === null)
+      .map((e) => e.port!),
+  );
   return {
     edges,
     workers,
@@ -85,7 +100,9 @@ export async function startChaosStack(natsUrl: string, opts: { edges: number; wo
 }
 
 /** A TCP balancer: each connection goes to the first live upstream that accepts it. */
-async function startBalancer(upstreams: () => number[]): Promise<{ port: number; close(): Promise<void> }> {
+async function startBalancer(
+  upstreams: () => number[],
+): Promise<{ port: number; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
     sockets.add(client);

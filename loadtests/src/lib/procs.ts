@@ -195,4 +195,3 @@ export function tcpOpen(port: number, host = "127.0.0.1"): Promise<boolean> {
       }),
   );
 }
-

@@ -11,13 +11,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Pool } from "undici";
 import { HttpMcpSession, parseMcpUrl } from "../client/http.js";
-import {
-  freePort,
-  httpOk,
-  startProcess,
-  waitUntil,
-  type Managed,
-} from "./procs.js";
+import { freePort, httpOk, startProcess, waitUntil, type Managed } from "./procs.js";
 import type { LocalNats } from "@mcpq/nats-launcher";
 import type { Target } from "./target.js";
 

@@ -29,14 +29,17 @@ function cacheText(rate: number, seq: number): string {
   return hot ? `hot:${seq % HOT}` : `cold:${seq}:${process.pid}:${Date.now()}`;
 }
 
-async function lookups(metricsUrl: string | undefined): Promise<{ hit: number; miss: number } | null> {
+async function lookups(
+  metricsUrl: string | undefined,
+): Promise<{ hit: number; miss: number } | null> {
   if (!metricsUrl) return null;
   try {
     const text = await (await fetch(metricsUrl)).text();
     let hit = 0;
     let miss = 0;
     for (const line of text.split("\n")) {
-      if (!line.startsWith("mcpq_edge_cache_lookups_total{") || !line.includes('layer="l1"')) continue;
+      if (!line.startsWith("mcpq_edge_cache_lookups_total{") || !line.includes('layer="l1"'))
+        continue;
       const v = Number(line.slice(line.lastIndexOf(" ") + 1));
       if (line.includes('outcome="hit"')) hit += v;
       else miss += v;
@@ -80,7 +83,10 @@ export async function runCache(target: Target, o: CacheOpts): Promise<WorkloadRe
   await set.close();
   const after = await lookups(target.proc?.metricsUrl);
   const b = before as { hit: number; miss: number } | null;
-  const measured = b && after && after.hit + after.miss > b.hit + b.miss ? (after.hit - b.hit) / (after.hit + after.miss - b.hit - b.miss) : null;
+  const measured =
+    b && after && after.hit + after.miss > b.hit + b.miss
+      ? (after.hit - b.hit) / (after.hit + after.miss - b.hit - b.miss)
+      : null;
   const r = makeResult({
     workload_id: id,
     target: target.name,
@@ -94,8 +100,16 @@ export async function runCache(target: Target, o: CacheOpts): Promise<WorkloadRe
     errors_by_code: st.errors_by_code,
     edge_rss_bytes: rss.peak,
     cpu_pct: c.cpu_pct,
-    extra: { ...c.extra, variant: o.label, hit_rate_offered: o.hitRate, l1_hit_ratio_measured: measured, outcomes: st.outcomes },
+    extra: {
+      ...c.extra,
+      variant: o.label,
+      hit_rate_offered: o.hitRate,
+      l1_hit_ratio_measured: measured,
+      outcomes: st.outcomes,
+    },
   });
-  log(`    ${id}: ${outcomeLine(st)}${measured === null ? "" : ` (L1 hit ratio ${(measured * 100).toFixed(1)} %)`}`);
+  log(
+    `    ${id}: ${outcomeLine(st)}${measured === null ? "" : ` (L1 hit ratio ${(measured * 100).toFixed(1)} %)`}`,
+  );
   return r;
 }

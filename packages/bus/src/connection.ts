@@ -1,5 +1,10 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import {
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+} from "@nats-io/jetstream";
 import type { KV } from "@nats-io/kv";
 import { silentLogger, type Logger } from "@mcpq/protocol";
 import { connectionAuthOptions, type BusAuth } from "./auth.js";

@@ -102,7 +102,8 @@ const CancelNoticeSchema = z.object({
 export type CancelNotice = z.infer<typeof CancelNoticeSchema>;
 
 export const cancelContract = {
-  subject: (n: Pick<CancelNotice, "principal" | "session">) => subjects.cancel(n.principal, n.session),
+  subject: (n: Pick<CancelNotice, "principal" | "session">) =>
+    subjects.cancel(n.principal, n.session),
   all: subjects.cancelAll,
   encode: (n: CancelNotice): string => JSON.stringify(n),
   decode: (data: Uint8Array | string): CancelNotice | null => decodeJson(CancelNoticeSchema, data),
@@ -121,7 +122,8 @@ export type ResourceUpdated = z.infer<typeof ResourceUpdatedSchema>;
 export const resourceUpdatedContract = {
   subject: subjects.resourceUpdated,
   encode: (uri: string): string => JSON.stringify({ uri }),
-  decode: (data: Uint8Array | string): ResourceUpdated | null => decodeJson(ResourceUpdatedSchema, data),
+  decode: (data: Uint8Array | string): ResourceUpdated | null =>
+    decodeJson(ResourceUpdatedSchema, data),
 } as const;
 
 // ---------------------------------------------------------------- cache invalidation
@@ -132,13 +134,16 @@ export const resourceUpdatedContract = {
  * edge evicts its L1, one edge (queue group) purges the shared L2. Resource URIs are evicted
  * from `mcpq.evt.resources.updated` (the resource-update contract), not from here.
  */
-const CacheInvalidateSchema = z.object({ tags: z.array(z.string().min(1).max(128)).min(1).max(64) }).loose();
+const CacheInvalidateSchema = z
+  .object({ tags: z.array(z.string().min(1).max(128)).min(1).max(64) })
+  .loose();
 export type CacheInvalidate = z.infer<typeof CacheInvalidateSchema>;
 
 export const cacheInvalidateContract = {
   subject: subjects.cacheInvalidate,
   encode: (n: CacheInvalidate): string => JSON.stringify(n),
-  decode: (data: Uint8Array | string): CacheInvalidate | null => decodeJson(CacheInvalidateSchema, data),
+  decode: (data: Uint8Array | string): CacheInvalidate | null =>
+    decodeJson(CacheInvalidateSchema, data),
 } as const;
 
 // ---------------------------------------------------------------- session changed
@@ -159,7 +164,10 @@ export const sessionChangedContract = {
 // ---------------------------------------------------------------- registry entries
 
 const Named = z.object({ name: z.string().min(1) }).loose();
-const HintSchema = z.object({ ttlMs: z.number().int().nonnegative(), cacheScope: z.enum(["public", "private"]) });
+const HintSchema = z.object({
+  ttlMs: z.number().int().nonnegative(),
+  cacheScope: z.enum(["public", "private"]),
+});
 const HintMap = z.record(z.string(), HintSchema);
 const EdgePolicySchema = z.object({
   ttlMs: z.number().int().positive(),
@@ -183,7 +191,9 @@ const RegistryEntrySchema = z.object({
     .object({
       tools: z.array(Named),
       resources: z.array(z.object({ uri: z.string().min(1), name: z.string() }).loose()),
-      resourceTemplates: z.array(z.object({ uriTemplate: z.string().min(1), name: z.string() }).loose()),
+      resourceTemplates: z.array(
+        z.object({ uriTemplate: z.string().min(1), name: z.string() }).loose(),
+      ),
       prompts: z.array(Named),
       cacheHints: z
         .object({
@@ -193,7 +203,14 @@ const RegistryEntrySchema = z.object({
           prompts: HintMap,
           lists: z.record(z.string(), HintSchema),
           // Edge response-cache policies (optional: older workers publish none, older edges ignore them).
-          edge: z.object({ tools: EdgePolicyMap, resources: EdgePolicyMap, resourceTemplates: EdgePolicyMap, prompts: EdgePolicyMap }).partial(),
+          edge: z
+            .object({
+              tools: EdgePolicyMap,
+              resources: EdgePolicyMap,
+              resourceTemplates: EdgePolicyMap,
+              prompts: EdgePolicyMap,
+            })
+            .partial(),
         })
         .partial()
         .optional(),
@@ -203,11 +220,14 @@ const RegistryEntrySchema = z.object({
   shadow: z.boolean().optional(),
 });
 /** A registry entry, its catalog as the protocol types it (the schema checks its structure). */
-export type RegistryEntry = Omit<z.infer<typeof RegistryEntrySchema>, "catalog"> & { catalog: Catalog };
+export type RegistryEntry = Omit<z.infer<typeof RegistryEntrySchema>, "catalog"> & {
+  catalog: Catalog;
+};
 
 export const registryContract = {
   encode: (e: RegistryEntry): string => JSON.stringify(e),
-  decode: (data: Uint8Array | string): RegistryEntry | null => decodeJson(RegistryEntrySchema, data) as RegistryEntry | null,
+  decode: (data: Uint8Array | string): RegistryEntry | null =>
+    decodeJson(RegistryEntrySchema, data) as RegistryEntry | null,
 } as const;
 
 function decodeJson<T extends z.ZodType>(schema: T, data: Uint8Array | string): z.output<T> | null {

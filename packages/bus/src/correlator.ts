@@ -4,7 +4,10 @@
  * is answered (the value is the answer, for the caller's bookkeeping); it never delivers answers.
  */
 export class Correlator<T> {
-  readonly #pending = new Map<string, { resolve: (v: T) => void; reject: (e: unknown) => void; timer: NodeJS.Timeout }>();
+  readonly #pending = new Map<
+    string,
+    { resolve: (v: T) => void; reject: (e: unknown) => void; timer: NodeJS.Timeout }
+  >();
 
   constructor(private readonly maxPending: number) {}
 
@@ -23,10 +26,13 @@ export class Correlator<T> {
   wait(id: string, deadline: number, onTimeout: () => unknown): Promise<T> {
     if (this.#pending.has(id)) throw new Error(`duplicate correlation id ${id}`);
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        reject(onTimeout());
-      }, Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          this.#pending.delete(id);
+          reject(onTimeout());
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       timer.unref?.();
       this.#pending.set(id, { resolve, reject, timer });
     });

@@ -125,7 +125,11 @@ export function encodeEnvelope(e: RequestEnvelope): MsgHdrs {
   h.append(H.replyTo, e.replyTo);
   if (e.startBy !== undefined) h.append(H.startBy, String(e.startBy));
   if (e.clientCapabilities) h.append(H.clientCapabilities, e.clientCapabilities.join(","));
-  if (e.clientInfo) h.append(H.clientInfo, JSON.stringify({ name: e.clientInfo.name, version: e.clientInfo.version }));
+  if (e.clientInfo)
+    h.append(
+      H.clientInfo,
+      JSON.stringify({ name: e.clientInfo.name, version: e.clientInfo.version }),
+    );
   if (e.claims) h.append(H.claims, JSON.stringify(e.claims));
   return h;
 }
@@ -144,7 +148,15 @@ export function decodeEnvelope(h: MsgHdrs | undefined): RequestEnvelope | null {
   const deadline = Number(get(H.deadline));
   const targetKind = get(H.targetKind) as TargetKind | undefined;
   const target = get(H.target);
-  if (!requestId || !session || !principal || !replyTo || !Number.isFinite(deadline) || !targetKind || target === undefined) {
+  if (
+    !requestId ||
+    !session ||
+    !principal ||
+    !replyTo ||
+    !Number.isFinite(deadline) ||
+    !targetKind ||
+    target === undefined
+  ) {
     return null;
   }
   return {
@@ -163,7 +175,10 @@ export function decodeEnvelope(h: MsgHdrs | undefined): RequestEnvelope | null {
     traceparent: get(H.traceparent),
     tracestate: get(H.tracestate),
     clientCapabilities: h.has(H.clientCapabilities)
-      ? h.get(H.clientCapabilities).split(",").filter((c) => c !== "")
+      ? h
+          .get(H.clientCapabilities)
+          .split(",")
+          .filter((c) => c !== "")
       : undefined,
     clientInfo: decodeClientInfo(get(H.clientInfo)),
     claims: decodeClaims(get(H.claims)),
@@ -174,7 +189,9 @@ function decodeClientInfo(v: string | undefined): { name: string; version: strin
   if (!v) return undefined;
   try {
     const o = JSON.parse(v) as { name?: unknown; version?: unknown };
-    return typeof o.name === "string" && typeof o.version === "string" ? { name: o.name, version: o.version } : undefined;
+    return typeof o.name === "string" && typeof o.version === "string"
+      ? { name: o.name, version: o.version }
+      : undefined;
   } catch {
     return undefined;
   }
@@ -197,10 +214,15 @@ export type OutboundKind = "response" | "notification" | "request" | "control";
 export type OutboundControl = { action: "reconnect"; retryMs?: number };
 
 /** Headers of a `control` outbound message (published in order with the request's other messages). */
-export function controlHeaders(control: OutboundControl, eventId: string, requestId?: string): MsgHdrs {
+export function controlHeaders(
+  control: OutboundControl,
+  eventId: string,
+  requestId?: string,
+): MsgHdrs {
   const h = outboundHeaders("control", eventId, requestId);
   h.set(H.control, control.action);
-  if (control.retryMs !== undefined) h.set(H.retryMs, String(Math.max(0, Math.round(control.retryMs))));
+  if (control.retryMs !== undefined)
+    h.set(H.retryMs, String(Math.max(0, Math.round(control.retryMs))));
   return h;
 }
 
@@ -208,11 +230,17 @@ export function controlHeaders(control: OutboundControl, eventId: string, reques
 export function decodeControl(h: MsgHdrs | undefined): OutboundControl | null {
   if (!h || h.get(H.control) !== "reconnect") return null;
   const retry = Number(h.get(H.retryMs) || Number.NaN);
-  return Number.isFinite(retry) && retry >= 0 ? { action: "reconnect", retryMs: retry } : { action: "reconnect" };
+  return Number.isFinite(retry) && retry >= 0
+    ? { action: "reconnect", retryMs: retry }
+    : { action: "reconnect" };
 }
 
 /** What the headers of one outbound message say; a missing or unknown kind is a notification. */
-export function decodeOutboundHeaders(h: MsgHdrs | undefined): { kind: OutboundKind; eventId: string | undefined; requestId: string | undefined } {
+export function decodeOutboundHeaders(h: MsgHdrs | undefined): {
+  kind: OutboundKind;
+  eventId: string | undefined;
+  requestId: string | undefined;
+} {
   const kind = h?.get(H.kind);
   return {
     kind: kind === "response" || kind === "request" || kind === "control" ? kind : "notification",
@@ -264,7 +292,9 @@ function decodeClaims(v: string | undefined): Record<string, unknown> | undefine
   if (!v) return undefined;
   try {
     const o: unknown = JSON.parse(v);
-    return o && typeof o === "object" && !Array.isArray(o) ? (o as Record<string, unknown>) : undefined;
+    return o && typeof o === "object" && !Array.isArray(o)
+      ? (o as Record<string, unknown>)
+      : undefined;
   } catch {
     return undefined;
   }

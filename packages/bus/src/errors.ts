@@ -35,7 +35,15 @@ export function isWrongLastSequence(err: unknown): boolean {
 }
 
 /** nats.js error classes (by `name`) that mean the broker did not answer the publish. */
-const UNREACHABLE = new Set(["TimeoutError", "JetStreamNotEnabled", "NoResponders", "RequestError", "ClosedConnectionError", "DrainingConnectionError", "ConnectionError"]);
+const UNREACHABLE = new Set([
+  "TimeoutError",
+  "JetStreamNotEnabled",
+  "NoResponders",
+  "RequestError",
+  "ClosedConnectionError",
+  "DrainingConnectionError",
+  "ConnectionError",
+]);
 
 /**
  * Maps a failed JetStream publish to the client-facing error. JetStream API errors are matched
@@ -53,14 +61,28 @@ export function publishFailure(err: unknown, retryAfterMs: number): McpError {
   if (/per subject/i.test(msg) && (apiCode === 10077 || Number.isNaN(apiCode))) {
     return rejection(ErrorCode.Overloaded, TARGET_QUEUE_FULL_REASON, retryAfterMs);
   }
-  if (JS_FULL_CODES.has(apiCode) || /maximum (messages|bytes)|resource limits|insufficient (storage |memory )?resources|too many requests/i.test(msg)) {
+  if (
+    JS_FULL_CODES.has(apiCode) ||
+    /maximum (messages|bytes)|resource limits|insufficient (storage |memory )?resources|too many requests/i.test(
+      msg,
+    )
+  ) {
     return rejection(ErrorCode.Overloaded, QUEUE_FULL_REASON, retryAfterMs);
   }
   if (apiCode === JS_TOO_LARGE_CODE || /message size exceeds maximum/i.test(msg)) {
-    return new McpError(ErrorCode.InvalidRequest, "Request too large for the request queue", undefined, { cause: err });
+    return new McpError(
+      ErrorCode.InvalidRequest,
+      "Request too large for the request queue",
+      undefined,
+      { cause: err },
+    );
   }
   const unavailable = JS_UNAVAILABLE_CODES.has(apiCode) || api?.status === 503;
-  if (unavailable || UNREACHABLE.has(name) || /no responders|timeout|disconnect|closed|not enabled|temporarily unavailable/i.test(msg)) {
+  if (
+    unavailable ||
+    UNREACHABLE.has(name) ||
+    /no responders|timeout|disconnect|closed|not enabled|temporarily unavailable/i.test(msg)
+  ) {
     return rejection(ErrorCode.Overloaded, BROKER_UNAVAILABLE_REASON, retryAfterMs);
   }
   return new McpError(ErrorCode.InternalError, "Internal error", undefined, { cause: err });

@@ -27,19 +27,10 @@ export {
   type OutboundKind,
   type RequestEnvelope,
 } from "./envelope.js";
-export {
-  DEFAULT_BUS_LIMITS,
-} from "./limits.js";
-export {
-  connectBus,
-  type Bus,
-} from "./connection.js";
-export {
-  ensurePoolConsumer,
-} from "./pool.js";
-export {
-  Correlator,
-} from "./correlator.js";
+export { DEFAULT_BUS_LIMITS } from "./limits.js";
+export { connectBus, type Bus } from "./connection.js";
+export { ensurePoolConsumer } from "./pool.js";
+export { Correlator } from "./correlator.js";
 export {
   BROKER_UNAVAILABLE_REASON,
   QUEUE_FULL_REASON,
@@ -73,14 +64,9 @@ export {
 export type { Msg, MsgHdrs, NatsConnection, Subscription } from "@nats-io/transport-node";
 export type { JsMsg } from "@nats-io/jetstream";
 export type { KV } from "@nats-io/kv";
-export {
-  BusEnvSchema,
-  busEnvShape,
-  busLimitsFromEnv,
-} from "./env-schema.js";
+export { BusEnvSchema, busEnvShape, busLimitsFromEnv } from "./env-schema.js";
 export { idGenerator } from "./ids.js";
-;
-export { brokerUsers,   type BrokerUser,  } from "./permissions.js";
+export { brokerUsers, type BrokerUser } from "./permissions.js";
 export * from "./contracts.js";
 export { corkPerTurn } from "./write-batching.js";
 /** Types of `connectBus`'s options and of the shared settings, for services to name. @public */
@@ -89,15 +75,13 @@ export type { BusLimits } from "./limits.js";
 export type { ConnectBusOptions } from "./connection.js";
 /** @public */
 export type { BusEnv } from "./env-schema.js";
-export { INBOX_PREFIX, MAX_SUBJECT_TOKEN,  subjectToken } from "./subjects.js";
-;
-;
-export {  provision,  } from "./provision.js";
+export { INBOX_PREFIX, MAX_SUBJECT_TOKEN, subjectToken } from "./subjects.js";
+export { provision } from "./provision.js";
 export { busAuthFromEnv } from "./env-schema.js";
 /** The broker credentials type services' configs carry (`natsAuth`). @public */
 export type { BusAuth } from "./auth.js";
-export { SelfHeal, type HealReport,   } from "./self-heal.js";
-export {  LivenessView, startLivenessBeats,  } from "./liveness.js";
+export { SelfHeal, type HealReport } from "./self-heal.js";
+export { LivenessView, startLivenessBeats } from "./liveness.js";
 export { decodeOutboundHeaders } from "./envelope.js";
 export { openCacheBucket } from "./provision.js";
 export { EDGE_CACHE_QUEUE_GROUP } from "./subjects.js";

@@ -21,7 +21,12 @@ const LIVENESS_MISSES = 4;
  * killed worker within `LIVENESS_MISSES × everyMs`, not the registry TTL. The returned stop
  * sends a final `bye` beat (graceful stop) unless `silent`.
  */
-export function startLivenessBeats(nc: NatsConnection, pool: string, workerId: string, everyMs: number): (opts?: { silent?: boolean }) => void {
+export function startLivenessBeats(
+  nc: NatsConnection,
+  pool: string,
+  workerId: string,
+  everyMs: number,
+): (opts?: { silent?: boolean }) => void {
   const subject = subjects.liveness(pool, workerId);
   const beat = (bye?: true) => {
     if (nc.isClosed()) return;
@@ -50,7 +55,10 @@ export function startLivenessBeats(nc: NatsConnection, pool: string, workerId: s
  * worker heard from, dropped `forgetMs` after its last beat.
  */
 export class LivenessView extends EventEmitter<{ dead: [string]; alive: [string] }> {
-  readonly #workers = new Map<string, { pool: string; at: number; everyMs: number; bye: boolean }>();
+  readonly #workers = new Map<
+    string,
+    { pool: string; at: number; everyMs: number; bye: boolean }
+  >();
   readonly #dead = new Set<string>();
   #sub: Subscription | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -74,7 +82,8 @@ export class LivenessView extends EventEmitter<{ dead: [string]; alive: [string]
         } catch {
           return;
         }
-        if (typeof b?.pool !== "string" || typeof b.workerId !== "string" || !(b.everyMs > 0)) return;
+        if (typeof b?.pool !== "string" || typeof b.workerId !== "string" || !(b.everyMs > 0))
+          return;
         this.#beat(b);
       },
     });
@@ -110,7 +119,12 @@ export class LivenessView extends EventEmitter<{ dead: [string]; alive: [string]
   #beat(b: LivenessBeat): void {
     const key = `${b.pool}\u0000${b.workerId}`;
     if (!this.#workers.has(key) && this.#workers.size >= (this.opts.maxWorkers ?? 100_000)) return;
-    this.#workers.set(key, { pool: b.pool, at: Date.now(), everyMs: b.everyMs, bye: b.bye === true });
+    this.#workers.set(key, {
+      pool: b.pool,
+      at: Date.now(),
+      everyMs: b.everyMs,
+      bye: b.bye === true,
+    });
     if (b.bye) this.#sweep();
     else if (this.#dead.delete(b.pool)) this.emit("alive", b.pool);
   }

@@ -118,7 +118,14 @@ function permissionsOf(role: BrokerRole, opts: { pool?: string }): NatsPermissio
         },
         subscribe: {
           // Worker liveness beats and the other edges' granted tokens (docs/chaos.md).
-          allow: [`${INBOX_PREFIX.edge}.>`, subjects.outboundAll, subjects.cancelAll, "mcpq.evt.>", subjects.livenessAll, subjects.limitsUsage],
+          allow: [
+            `${INBOX_PREFIX.edge}.>`,
+            subjects.outboundAll,
+            subjects.cancelAll,
+            "mcpq.evt.>",
+            subjects.livenessAll,
+            subjects.limitsUsage,
+          ],
         },
       };
     case "worker": {

@@ -1,4 +1,9 @@
-import { AckPolicy, DeliverPolicy, JetStreamApiError, type JetStreamManager } from "@nats-io/jetstream";
+import {
+  AckPolicy,
+  DeliverPolicy,
+  JetStreamApiError,
+  type JetStreamManager,
+} from "@nats-io/jetstream";
 import type { BusLimits } from "./limits.js";
 import { STREAMS, poolConsumer, subjects } from "./subjects.js";
 
@@ -6,7 +11,11 @@ import { STREAMS, poolConsumer, subjects } from "./subjects.js";
  * Creates or updates the durable pull consumer of a worker pool. All workers of the pool share
  * it, so the broker spreads requests over them; `max_ack_pending` bounds the pool's in-flight work.
  */
-export async function ensurePoolConsumer(jsm: JetStreamManager, pool: string, limits: BusLimits): Promise<string> {
+export async function ensurePoolConsumer(
+  jsm: JetStreamManager,
+  pool: string,
+  limits: BusLimits,
+): Promise<string> {
   const name = poolConsumer(pool);
   const cfg = {
     durable_name: name,
@@ -23,7 +32,11 @@ export async function ensurePoolConsumer(jsm: JetStreamManager, pool: string, li
     const { durable_name: _d, deliver_policy: _p, filter_subject: _f, ...update } = cfg;
     await jsm.consumers.update(STREAMS.requests, name, update);
   } catch (err) {
-    if (!(err instanceof JetStreamApiError) && !(err instanceof Error && /not found/i.test(err.message))) throw err;
+    if (
+      !(err instanceof JetStreamApiError) &&
+      !(err instanceof Error && /not found/i.test(err.message))
+    )
+      throw err;
     try {
       await jsm.consumers.add(STREAMS.requests, cfg);
     } catch (addErr) {

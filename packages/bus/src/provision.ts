@@ -363,7 +363,12 @@ export interface CacheBucketOptions {
  * One revision per key; keys are digests (see services/edge/src/cache). Edges only.
  */
 export async function openCacheBucket(
-  bus: { js: JetStreamClient; jsm: JetStreamManager; limits: Readonly<BusLimits>; clustered?: boolean },
+  bus: {
+    js: JetStreamClient;
+    jsm: JetStreamManager;
+    limits: Readonly<BusLimits>;
+    clustered?: boolean;
+  },
   o: CacheBucketOptions,
   opts: ProvisionOptions = {},
 ): Promise<KV> {

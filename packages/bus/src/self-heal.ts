@@ -1,5 +1,11 @@
 import { EventEmitter } from "node:events";
-import { JetStreamApiError, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import {
+  JetStreamApiError,
+  jetstream,
+  jetstreamManager,
+  type JetStreamClient,
+  type JetStreamManager,
+} from "@nats-io/jetstream";
 import { silentLogger, type Logger } from "@mcpq/protocol";
 import type { Bus } from "./connection.js";
 import { bucketConfigs, provision, provisionBuckets, streamConfigs } from "./provision.js";
@@ -72,7 +78,11 @@ export interface HealReport {
  * `checked` after every round; `reconnected` after the first round that follows a reconnect (the
  * topology is back: re-register now).
  */
-export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [HealReport]; reconnected: [HealReport] }> {
+export class SelfHeal extends EventEmitter<{
+  checked: [HealReport];
+  healed: [HealReport];
+  reconnected: [HealReport];
+}> {
   readonly #log: Logger;
   readonly #created = new Map<string, string>();
   readonly #leaders = new Map<string, string>();
@@ -112,7 +122,10 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
         if (s.type === "disconnect") this.#connected = false;
         else if (s.type === "reconnect") {
           this.#connected = true;
-          this.#log.info({ server: s.server }, "broker reconnected; checking streams, buckets and consumers");
+          this.#log.info(
+            { server: s.server },
+            "broker reconnected; checking streams, buckets and consumers",
+          );
           // A fresh round now, not after a round that started before the reconnect.
           void this.#fresh().then((r) => this.emit("reconnected", r));
         }
@@ -177,7 +190,9 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
         if (created === null) missing.push(n);
       }
       if (missing.length > 0 && this.opts.provision === false) {
-        throw new Error(`missing ${missing.join(", ")}; not re-creating them (provisioning is off here)`);
+        throw new Error(
+          `missing ${missing.join(", ")}; not re-creating them (provisioning is off here)`,
+        );
       }
       if (missing.length > 0) {
         this.#log.warn({ missing }, "broker lost streams or buckets; provisioning them again");
@@ -201,13 +216,22 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
         let info = await this.#consumerInfo(c.stream, c.name);
         if (info === null) {
           missing.push(key);
-          this.#log.warn({ stream: c.stream, consumer: c.name }, "consumer lost; creating it again");
+          this.#log.warn(
+            { stream: c.stream, consumer: c.name },
+            "consumer lost; creating it again",
+          );
           await c.ensure();
           info = await this.#consumerInfo(c.stream, c.name);
         }
         // Re-created by another process since the last round: pull loops on it must restart.
         const before = this.#created.get(key);
-        if (info !== null && before !== undefined && before !== info.created && !missing.includes(key)) recreated.push(key);
+        if (
+          info !== null &&
+          before !== undefined &&
+          before !== info.created &&
+          !missing.includes(key)
+        )
+          recreated.push(key);
         if (info !== null) this.#created.set(key, info.created);
         const leaderBefore = this.#leaders.get(key);
         if (info?.leader !== undefined) {
@@ -256,7 +280,10 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
   }
 
   /** The consumer's creation time and leader (clustered), or null when it does not exist. */
-  async #consumerInfo(stream: string, name: string): Promise<{ created: string; leader: string | undefined } | null> {
+  async #consumerInfo(
+    stream: string,
+    name: string,
+  ): Promise<{ created: string; leader: string | undefined } | null> {
     try {
       const info = await (this.#jsm ?? this.bus.jsm).consumers.info(stream, name);
       return { created: info.created, leader: info.cluster?.leader };
@@ -268,6 +295,7 @@ export class SelfHeal extends EventEmitter<{ checked: [HealReport]; healed: [Hea
 }
 
 function isNotFound(err: unknown): boolean {
-  if (err instanceof JetStreamApiError) return err.code === 10059 || err.code === 10014 || err.status === 404;
+  if (err instanceof JetStreamApiError)
+    return err.code === 10059 || err.code === 10014 || err.status === 404;
   return err instanceof Error && /not found/i.test(err.message);
 }

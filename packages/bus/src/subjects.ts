@@ -76,7 +76,8 @@ export function digestToken(value: string): string {
 
 /** Pool names become subject tokens; they must already be safe. */
 export function assertPoolName(pool: string): string {
-  if (!SAFE.test(pool)) throw new Error(`invalid pool name ${JSON.stringify(pool)}: use [A-Za-z0-9_-]`);
+  if (!SAFE.test(pool))
+    throw new Error(`invalid pool name ${JSON.stringify(pool)}: use [A-Za-z0-9_-]`);
   return pool;
 }
 
@@ -90,23 +91,27 @@ export const subjects = {
   requestsAll: "mcpq.req.>",
   outboundAll: "mcpq.out.>",
   recordsAll: "mcpq.rec.>",
-  request: (pool: string, kind: TargetKind, target: string) => `mcpq.req.${pool}.${kind}.${subjectToken(target)}`,
+  request: (pool: string, kind: TargetKind, target: string) =>
+    `mcpq.req.${pool}.${kind}.${subjectToken(target)}`,
   poolRequests: (pool: string) => `mcpq.req.${pool}.>`,
-  record: (pool: string, kind: TargetKind, target: string) => `mcpq.rec.${pool}.${kind}.${subjectToken(target)}`,
+  record: (pool: string, kind: TargetKind, target: string) =>
+    `mcpq.rec.${pool}.${kind}.${subjectToken(target)}`,
   /** Filter over MCPQ_REC; an omitted token is a wildcard (`*`). */
   recordFilter: (pool?: string, kind?: TargetKind, target?: string) =>
     `mcpq.rec.${pool ?? "*"}.${kind ?? "*"}.${target === undefined ? "*" : subjectToken(target)}`,
   /** Outbound subjects of one replay run (`mcpq replay`): its own subjects, never a live client's session's. */
   replayOutbound: (replayId: string) => `mcpq.out.replay.${replayToken(replayId)}.>`,
   /** Where a replayed request's answer goes (the envelope's replyTo). */
-  replayReply: (replayId: string, n: string) => `mcpq.out.replay.${replayToken(replayId)}.${subjectToken(n)}`,
+  replayReply: (replayId: string, n: string) =>
+    `mcpq.out.replay.${replayToken(replayId)}.${subjectToken(n)}`,
   /** Every replay run's answers (the replay role's subscribe permission). */
   replayOutboundAll: "mcpq.out.replay.>",
   outbound: (session: string, stream: string) => `mcpq.out.${session}.${stream}`,
   sessionOutbound: (session: string) => `mcpq.out.${session}.>`,
   clientReply: (principal: string, session: string, token: string) =>
     `mcpq.s2c.${digestToken(principal)}.${session}.${subjectToken(token)}`,
-  cancel: (principal: string, session: string) => `mcpq.cancel.${digestToken(principal)}.${session}`,
+  cancel: (principal: string, session: string) =>
+    `mcpq.cancel.${digestToken(principal)}.${session}`,
   cancelAll: "mcpq.cancel.>",
   resourceUpdated: "mcpq.evt.resources.updated",
   sessionChanged: "mcpq.evt.session.changed",
@@ -127,7 +132,8 @@ const REPLAY_SESSION_PREFIX = "replay-";
 export const REPLAY_PRINCIPAL = "mcpq-replay";
 /** Session id of one replay run; `replayId` must be a safe token. */
 export function replaySession(replayId: string): string {
-  if (!SAFE.test(replayId)) throw new Error(`invalid replay id ${JSON.stringify(replayId)}: use [A-Za-z0-9_-]`);
+  if (!SAFE.test(replayId))
+    throw new Error(`invalid replay id ${JSON.stringify(replayId)}: use [A-Za-z0-9_-]`);
   return `${REPLAY_SESSION_PREFIX}${replayId}`;
 }
 export function isReplaySession(session: string): boolean {

@@ -18,7 +18,9 @@ describe("ensurePoolConsumer: one durable consumer per pool on mcpq.req.<pool>.>
   let bus: Bus | undefined;
   afterAll(async () => bus?.close());
 
-  it("creates pool-<pool> with the pool's filter and the bounded delivery settings", async ({ nats }) => {
+  it("creates pool-<pool> with the pool's filter and the bounded delivery settings", async ({
+    nats,
+  }) => {
     bus = await connectBus({ url: nats.url, name: "pool-test" });
     const limits = { ...DEFAULT_BUS_LIMITS, ackWaitMs: 12_000, maxAckPending: 33, maxDeliver: 4 };
     const name = await ensurePoolConsumer(bus.jsm, "alpha", limits);
@@ -37,9 +39,19 @@ describe("ensurePoolConsumer: one durable consumer per pool on mcpq.req.<pool>.>
 
   it("updates the existing consumer in place when the limits change (same name, new bounds)", async () => {
     const b = bus!;
-    await ensurePoolConsumer(b.jsm, "alpha", { ...DEFAULT_BUS_LIMITS, ackWaitMs: 5_000, maxAckPending: 7, maxDeliver: 2 });
+    await ensurePoolConsumer(b.jsm, "alpha", {
+      ...DEFAULT_BUS_LIMITS,
+      ackWaitMs: 5_000,
+      maxAckPending: 7,
+      maxDeliver: 2,
+    });
     const info = await b.jsm.consumers.info(STREAMS.requests, "pool-alpha");
-    expect(info.config).toMatchObject({ filter_subject: "mcpq.req.alpha.>", ack_wait: 5_000 * 1_000_000, max_ack_pending: 7, max_deliver: 2 });
+    expect(info.config).toMatchObject({
+      filter_subject: "mcpq.req.alpha.>",
+      ack_wait: 5_000 * 1_000_000,
+      max_ack_pending: 7,
+      max_deliver: 2,
+    });
     const names: string[] = [];
     for await (const c of b.jsm.consumers.list(STREAMS.requests)) names.push(c.name);
     expect(names.filter((n) => n === "pool-alpha")).toHaveLength(1);
@@ -47,7 +59,9 @@ describe("ensurePoolConsumer: one durable consumer per pool on mcpq.req.<pool>.>
 
   it("concurrent first calls (workers of one pool starting together) end with one consumer", async () => {
     const b = bus!;
-    const names = await Promise.all(Array.from({ length: 6 }, () => ensurePoolConsumer(b.jsm, "racing", DEFAULT_BUS_LIMITS)));
+    const names = await Promise.all(
+      Array.from({ length: 6 }, () => ensurePoolConsumer(b.jsm, "racing", DEFAULT_BUS_LIMITS)),
+    );
     expect(new Set(names)).toEqual(new Set(["pool-racing"]));
     const all: string[] = [];
     for await (const c of b.jsm.consumers.list(STREAMS.requests)) all.push(c.name);
@@ -60,7 +74,8 @@ describe("ensurePoolConsumer: one durable consumer per pool on mcpq.req.<pool>.>
     await b.js.publish(subjects.request("alpha", "tool", "echo"), "{}");
     await b.js.publish(subjects.request("alpha", "prompt", "greet"), "{}");
     await b.js.publish(subjects.request("beta", "tool", "echo"), "{}");
-    const pending = async (n: string) => (await b.jsm.consumers.info(STREAMS.requests, n)).num_pending;
+    const pending = async (n: string) =>
+      (await b.jsm.consumers.info(STREAMS.requests, n)).num_pending;
     expect(await pending("pool-alpha")).toBe(2);
     expect(await pending("pool-beta")).toBe(1);
   });
@@ -98,6 +113,8 @@ describe("busLimitsFromEnv", () => {
   it("refuses a negative or non-numeric bound, naming the variable", () => {
     const r = BusEnvSchema.safeParse({ MCPQ_MAX_ACK_PENDING: "-1", MCPQ_OUT_STORAGE: "disk" });
     expect(r.success).toBe(false);
-    expect(r.error!.issues.map((i) => i.path.join("."))).toEqual(expect.arrayContaining(["MCPQ_MAX_ACK_PENDING", "MCPQ_OUT_STORAGE"]));
+    expect(r.error!.issues.map((i) => i.path.join("."))).toEqual(
+      expect.arrayContaining(["MCPQ_MAX_ACK_PENDING", "MCPQ_OUT_STORAGE"]),
+    );
   });
 });

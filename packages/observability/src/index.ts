@@ -1,5 +1,12 @@
 import { pino, type DestinationStream, type Logger as PinoLogger, type LoggerOptions } from "pino";
-import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import {
+  AggregatorRegistry,
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  collectDefaultMetrics,
+} from "prom-client";
 
 /** Paths pino masks wherever they appear in a log object (secrets never reach logs). */
 const REDACT_PATHS = [
@@ -78,30 +85,11 @@ export type RequestMetrics = ReturnType<typeof requestMetrics>;
 export { AggregatorRegistry, Counter, Gauge, Histogram, Registry };
 export type { PinoLogger };
 
-export {
-  BoundedLabel,
-  
-  
-  
-  methodLabel,
-  operationDurationHistogram,
-  
-} from "./labels.js";
+export { BoundedLabel, methodLabel, operationDurationHistogram } from "./labels.js";
 export { ATTR, TOOL_ERROR, mcpSpanName, requestAttributes, targetOf } from "./semconv.js";
+export { contextFromMeta, injectIntoHeaders, startTracing, type Tracing } from "./tracing.js";
 export {
-  
-  contextFromMeta,
-  injectIntoHeaders,
-  
-  startTracing,
-  
-  
-  
-  
-  
-  
-  
-  type Tracing,
-  
-} from "./tracing.js";
-export { telemetryConfigFromEnv, telemetryEnvShape, type TelemetryConfig } from "./telemetry-env.js";
+  telemetryConfigFromEnv,
+  telemetryEnvShape,
+  type TelemetryConfig,
+} from "./telemetry-env.js";

@@ -7,7 +7,6 @@ const OTHER_LABEL = "_other";
 /** Default bound on distinct tool/prompt label values per metric (MCPQ_METRICS_MAX_NAMES). */
 export const DEFAULT_MAX_LABEL_NAMES = 200;
 
-
 /**
  * The `method` / `mcp_method_name` label of a request: the method when MCP defines it as a
  * client request, else `_other`, so a client sending arbitrary method names cannot grow a
@@ -40,7 +39,13 @@ export class BoundedLabel {
 }
 
 /** Label names of `mcp_server_operation_duration_seconds` (the convention's attributes, Prometheus-style). */
-export const OPERATION_LABELS = ["mcp_method_name", "gen_ai_tool_name", "gen_ai_prompt_name", "error_type", "service"] as const;
+export const OPERATION_LABELS = [
+  "mcp_method_name",
+  "gen_ai_tool_name",
+  "gen_ai_prompt_name",
+  "error_type",
+  "service",
+] as const;
 
 /**
  * `mcp.server.operation.duration` of the MCP semantic conventions as a Prometheus histogram,
@@ -48,7 +53,9 @@ export const OPERATION_LABELS = ["mcp_method_name", "gen_ai_tool_name", "gen_ai_
  * error_type, service}`; `service` is `edge` (receipt to answer) or `worker` (handler run).
  * `error_type` is "" on success, `tool_error` for an isError result, else the JSON-RPC code.
  */
-export function operationDurationHistogram(registry: Registry): Histogram<(typeof OPERATION_LABELS)[number]> {
+export function operationDurationHistogram(
+  registry: Registry,
+): Histogram<(typeof OPERATION_LABELS)[number]> {
   return new Histogram({
     name: "mcp_server_operation_duration_seconds",
     help: "MCP server operation duration (mcp.server.operation.duration) by method, tool/prompt and error type; service=edge is receipt to answer, service=worker the handler run",

@@ -33,7 +33,10 @@ export const TOOL_ERROR = "tool_error";
  * The convention's span name: `{mcp.method.name} {target}` with the tool or prompt name as the
  * low-cardinality target, else the method alone (resource URIs stay out of names).
  */
-export function mcpSpanName(method: string, target: { tool?: string | undefined; prompt?: string | undefined }): string {
+export function mcpSpanName(
+  method: string,
+  target: { tool?: string | undefined; prompt?: string | undefined },
+): string {
   const t = target.tool ?? target.prompt;
   return t ? `${method} ${t}` : method;
 }

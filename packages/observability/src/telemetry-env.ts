@@ -29,7 +29,11 @@ export interface TelemetryConfig {
 }
 
 export function telemetryConfigFromEnv(
-  env: OtelEnv & { MCPQ_ACCESS_LOG_LEVEL: TelemetryConfig["accessLog"]["level"]; MCPQ_ACCESS_LOG_SAMPLE: number; MCPQ_METRICS_MAX_NAMES: number },
+  env: OtelEnv & {
+    MCPQ_ACCESS_LOG_LEVEL: TelemetryConfig["accessLog"]["level"];
+    MCPQ_ACCESS_LOG_SAMPLE: number;
+    MCPQ_METRICS_MAX_NAMES: number;
+  },
   defaults: { serviceName: string; instanceId: string },
 ): TelemetryConfig {
   return {

@@ -42,7 +42,14 @@ export const otelEnvShape = {
   OTEL_EXPORTER_OTLP_PROTOCOL: z.enum(["http/protobuf", "http/json"]).optional(),
   OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: z.enum(["http/protobuf", "http/json"]).optional(),
   OTEL_TRACES_SAMPLER: z
-    .enum(["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"])
+    .enum([
+      "always_on",
+      "always_off",
+      "traceidratio",
+      "parentbased_always_on",
+      "parentbased_always_off",
+      "parentbased_traceidratio",
+    ])
     .default("parentbased_always_on"),
   OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).optional(),
   OTEL_SERVICE_NAME: z.string().min(1).optional(),
@@ -87,14 +94,20 @@ export function tracingConfigFromEnv(
   if (env.OTEL_SDK_DISABLED === "true" || env.OTEL_TRACES_EXPORTER === "none") return undefined;
   const url =
     env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ??
-    (env.OTEL_EXPORTER_OTLP_ENDPOINT ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, "")}/v1/traces` : undefined);
+    (env.OTEL_EXPORTER_OTLP_ENDPOINT
+      ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, "")}/v1/traces`
+      : undefined);
   if (!url) return undefined;
   return {
     serviceName: env.OTEL_SERVICE_NAME ?? defaults.serviceName,
     instanceId: defaults.instanceId,
     url,
-    headers: { ...parseKeyValues(env.OTEL_EXPORTER_OTLP_HEADERS), ...parseKeyValues(env.OTEL_EXPORTER_OTLP_TRACES_HEADERS) },
-    protocol: env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? "http/protobuf",
+    headers: {
+      ...parseKeyValues(env.OTEL_EXPORTER_OTLP_HEADERS),
+      ...parseKeyValues(env.OTEL_EXPORTER_OTLP_TRACES_HEADERS),
+    },
+    protocol:
+      env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? env.OTEL_EXPORTER_OTLP_PROTOCOL ?? "http/protobuf",
     timeoutMs: env.OTEL_EXPORTER_OTLP_TIMEOUT,
     sampler: env.OTEL_TRACES_SAMPLER,
     samplerArg: env.OTEL_TRACES_SAMPLER_ARG ?? 1,
@@ -141,7 +154,11 @@ export interface Tracing {
  */
 export function startTracing(cfg: TracingConfig, exporter?: SpanExporter): Tracing {
   const opts = { url: cfg.url, headers: cfg.headers, timeoutMillis: cfg.timeoutMs };
-  const exp = exporter ?? (cfg.protocol === "http/json" ? new OTLPJsonTraceExporter(opts) : new OTLPProtoTraceExporter(opts));
+  const exp =
+    exporter ??
+    (cfg.protocol === "http/json"
+      ? new OTLPJsonTraceExporter(opts)
+      : new OTLPProtoTraceExporter(opts));
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({
       ...cfg.resourceAttributes,
@@ -203,7 +220,10 @@ const headerSetter: TextMapSetter<HeaderLike> = { set: (h, k, v) => h.set(k, v) 
  * The remote parent a client stated in `params._meta` (`traceparent`, `tracestate`; SEP-414),
  * or ROOT_CONTEXT when absent or malformed (the propagator validates the format).
  */
-export function contextFromMeta(propagator: TextMapPropagator, meta: Record<string, unknown> | undefined): Context {
+export function contextFromMeta(
+  propagator: TextMapPropagator,
+  meta: Record<string, unknown> | undefined,
+): Context {
   if (!meta || typeof meta["traceparent"] !== "string") return ROOT_CONTEXT;
   return propagator.extract(ROOT_CONTEXT, meta, recordGetter);
 }
@@ -213,4 +233,4 @@ export function injectIntoHeaders(propagator: TextMapPropagator, span: Span, h: 
   propagator.inject(trace.setSpan(ROOT_CONTEXT, span), h, headerSetter);
 }
 
-export type { Context, Span, SpanExporter, TextMapPropagator,  };
+export type { Context, Span, SpanExporter, TextMapPropagator };

@@ -52,7 +52,10 @@ export interface EdgeCachePolicy {
 }
 
 /** Used where nothing was declared: immediately stale, never shared across callers. */
-export const DEFAULT_CACHE_HINT: Readonly<CacheHint> = Object.freeze({ ttlMs: 0, cacheScope: "private" });
+export const DEFAULT_CACHE_HINT: Readonly<CacheHint> = Object.freeze({
+  ttlMs: 0,
+  cacheScope: "private",
+});
 
 /** The catalog lists that carry hints (and whose entries do). */
 export type CacheListKind = "tools" | "resources" | "resourceTemplates" | "prompts";
@@ -80,7 +83,9 @@ export function assertCacheHintInput(h: CacheHintInput | undefined, where: strin
     throw new Error(`${where}: cache.ttlMs must be an integer >= 0 (got ${String(h.ttlMs)})`);
   }
   if (h.cacheScope !== undefined && h.cacheScope !== "public" && h.cacheScope !== "private") {
-    throw new Error(`${where}: cache.cacheScope must be "public" or "private" (got ${JSON.stringify(h.cacheScope)})`);
+    throw new Error(
+      `${where}: cache.cacheScope must be "public" or "private" (got ${JSON.stringify(h.cacheScope)})`,
+    );
   }
 }
 
@@ -88,13 +93,18 @@ export function assertCacheHintInput(h: CacheHintInput | undefined, where: strin
 export function assertEntryCacheInput(h: EntryCacheInput | undefined, where: string): void {
   assertCacheHintInput(h, where);
   if (!h) return;
-  if (h.edge !== undefined && typeof h.edge !== "boolean") throw new Error(`${where}: cache.edge must be a boolean`);
-  if (h.allowProgress !== undefined && typeof h.allowProgress !== "boolean") throw new Error(`${where}: cache.allowProgress must be a boolean`);
+  if (h.edge !== undefined && typeof h.edge !== "boolean")
+    throw new Error(`${where}: cache.edge must be a boolean`);
+  if (h.allowProgress !== undefined && typeof h.allowProgress !== "boolean")
+    throw new Error(`${where}: cache.allowProgress must be a boolean`);
   if (h.tags !== undefined) {
-    if (!Array.isArray(h.tags) || h.tags.length > MAX_CACHE_TAGS) throw new Error(`${where}: cache.tags must be an array of at most ${MAX_CACHE_TAGS} strings`);
+    if (!Array.isArray(h.tags) || h.tags.length > MAX_CACHE_TAGS)
+      throw new Error(`${where}: cache.tags must be an array of at most ${MAX_CACHE_TAGS} strings`);
     for (const t of h.tags) {
       if (typeof t !== "string" || t.length === 0 || t.length > MAX_CACHE_TAG_LENGTH) {
-        throw new Error(`${where}: cache.tags entries must be strings of 1-${MAX_CACHE_TAG_LENGTH} characters`);
+        throw new Error(
+          `${where}: cache.tags entries must be strings of 1-${MAX_CACHE_TAG_LENGTH} characters`,
+        );
       }
     }
   }
@@ -108,7 +118,10 @@ export function resolveCacheHint(...layers: (CacheHintInput | undefined)[]): Cac
     ttlMs ??= l?.ttlMs;
     cacheScope ??= l?.cacheScope;
   }
-  return { ttlMs: ttlMs ?? DEFAULT_CACHE_HINT.ttlMs, cacheScope: cacheScope ?? DEFAULT_CACHE_HINT.cacheScope };
+  return {
+    ttlMs: ttlMs ?? DEFAULT_CACHE_HINT.ttlMs,
+    cacheScope: cacheScope ?? DEFAULT_CACHE_HINT.cacheScope,
+  };
 }
 
 export function isDefaultCacheHint(h: CacheHint): boolean {
@@ -116,7 +129,11 @@ export function isDefaultCacheHint(h: CacheHint): boolean {
 }
 
 /** The hint of one entry (`key`: name, URI or URI template) in a registry catalog's hints. */
-export function cacheHintOf(hints: CatalogCacheHints | undefined, kind: CacheListKind, key: string): CacheHint {
+export function cacheHintOf(
+  hints: CatalogCacheHints | undefined,
+  kind: CacheListKind,
+  key: string,
+): CacheHint {
   return hints?.[kind]?.[key] ?? DEFAULT_CACHE_HINT;
 }
 
@@ -124,7 +141,10 @@ export function cacheHintOf(hints: CatalogCacheHints | undefined, kind: CacheLis
  * One hint for a result made of several parts (a list of entries from several catalogs): as
  * fresh as its least fresh part, and private when any part is. `empty` when there are no parts.
  */
-export function combineCacheHints(parts: Iterable<CacheHint>, empty: CacheHint = DEFAULT_CACHE_HINT): CacheHint {
+export function combineCacheHints(
+  parts: Iterable<CacheHint>,
+  empty: CacheHint = DEFAULT_CACHE_HINT,
+): CacheHint {
   let ttlMs = Infinity;
   let priv = false;
   let any = false;

@@ -85,13 +85,20 @@ export function rejection(
   retryAfterMs: number,
 ): McpError {
   const label =
-    code === ErrorCode.RateLimited ? "rate limited" : code === ErrorCode.Overloaded ? "overloaded" : "unavailable";
+    code === ErrorCode.RateLimited
+      ? "rate limited"
+      : code === ErrorCode.Overloaded
+        ? "overloaded"
+        : "unavailable";
   // Refusals are the expected, high-rate answer under overload and never reach a log with their
   // stack; capturing one cost more than the rest of a refusal (8 % of an edge's CPU in a storm).
   const limit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0;
   try {
-    return new McpError(code, `${label}: ${reason}`, { reason, retryAfterMs: Math.max(0, Math.ceil(retryAfterMs)) });
+    return new McpError(code, `${label}: ${reason}`, {
+      reason,
+      retryAfterMs: Math.max(0, Math.ceil(retryAfterMs)),
+    });
   } finally {
     Error.stackTraceLimit = limit;
   }
@@ -103,7 +110,12 @@ export function rejection(
  */
 export function toWireError(err: unknown): JsonRpcErrorObject {
   if (err instanceof McpError) return err.toJSON();
-  if (isWireErrorLike(err)) return { code: err.code, message: err.message, ...(err.data === undefined ? {} : { data: err.data }) };
+  if (isWireErrorLike(err))
+    return {
+      code: err.code,
+      message: err.message,
+      ...(err.data === undefined ? {} : { data: err.data }),
+    };
   return { code: ErrorCode.InternalError, message: "Internal error" };
 }
 

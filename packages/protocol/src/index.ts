@@ -1,10 +1,4 @@
-export {
-  ErrorCode,
-  McpError,
-  rejection,
-  toWireError,
-  type JsonRpcErrorObject,
-} from "./errors.js";
+export { ErrorCode, McpError, rejection, toWireError, type JsonRpcErrorObject } from "./errors.js";
 export {
   classifyMessage,
   errorResponse,
@@ -64,14 +58,8 @@ export {
   type CacheListKind,
   type CatalogCacheHints,
 } from "./cache-hints.js";
-export {
-  silentLogger,
-  type Logger,
-} from "./logger.js";
-export {
-  GRPC_PROTO_URL,
-  type JsonRpcFrame,
-} from "./grpc.js";
+export { silentLogger, type Logger } from "./logger.js";
+export { GRPC_PROTO_URL, type JsonRpcFrame } from "./grpc.js";
 export {
   EVENT_METHOD,
   RESUME_METHOD,

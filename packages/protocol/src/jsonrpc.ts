@@ -74,13 +74,19 @@ export function classifyMessage(value: unknown): ClassifiedMessage {
     if (r.success) return { kind: "response", message: r.data };
     throw invalid(r.error);
   }
-  throw new McpError(ErrorCode.InvalidRequest, "Invalid Request: not a request, notification or response");
+  throw new McpError(
+    ErrorCode.InvalidRequest,
+    "Invalid Request: not a request, notification or response",
+  );
 }
 
 function invalid(err: z.ZodError): McpError {
   const first = err.issues[0];
   const where = first && first.path.length > 0 ? ` at ${first.path.join(".")}` : "";
-  return new McpError(ErrorCode.InvalidRequest, `Invalid Request${where}: ${first?.message ?? "malformed"}`);
+  return new McpError(
+    ErrorCode.InvalidRequest,
+    `Invalid Request${where}: ${first?.message ?? "malformed"}`,
+  );
 }
 
 /**
@@ -91,7 +97,10 @@ export function parseJson(text: string): unknown {
   // Deeper documents parse, but every recursive walk after (validation, serialisation) would
   // overflow the stack on them: a 10,000-level client answer was an HTTP 500.
   if (text.length > MAX_JSON_DEPTH && nestingExceeds(text, MAX_JSON_DEPTH)) {
-    throw new McpError(ErrorCode.ParseError, `Parse error: JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
+    throw new McpError(
+      ErrorCode.ParseError,
+      `Parse error: JSON nested deeper than ${MAX_JSON_DEPTH} levels`,
+    );
   }
   try {
     return JSON.parse(text) as unknown;
@@ -110,7 +119,8 @@ function nestingExceeds(text: string, max: number): boolean {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x7b || c === 0x5b) {
@@ -128,15 +138,24 @@ export function salvageId(value: unknown): RequestId | null {
 }
 
 /** A JSON-RPC result response (the one place one is built). */
-export function resultResponse(id: RequestId, result: Record<string, unknown>): JsonRpcResultResponse {
+export function resultResponse(
+  id: RequestId,
+  result: Record<string, unknown>,
+): JsonRpcResultResponse {
   return { jsonrpc: "2.0", id, result };
 }
 
 /** A JSON-RPC error response (the one place one is built; `error` is already a wire error). */
-export function errorResponse(id: RequestId | null, error: JsonRpcErrorObject): JsonRpcErrorResponse {
+export function errorResponse(
+  id: RequestId | null,
+  error: JsonRpcErrorObject,
+): JsonRpcErrorResponse {
   return { jsonrpc: "2.0", id, error };
 }
 
-export function notification(method: string, params?: Record<string, unknown>): JsonRpcNotification {
+export function notification(
+  method: string,
+  params?: Record<string, unknown>,
+): JsonRpcNotification {
   return params === undefined ? { jsonrpc: "2.0", method } : { jsonrpc: "2.0", method, params };
 }

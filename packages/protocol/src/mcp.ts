@@ -2,7 +2,16 @@ import { z } from "zod";
 import type { CatalogCacheHints } from "./cache-hints.js";
 
 /** The eight syslog levels of `logging/setLevel` and `notifications/message`, lowest first. */
-const LOG_LEVELS = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"] as const;
+const LOG_LEVELS = [
+  "debug",
+  "info",
+  "notice",
+  "warning",
+  "error",
+  "critical",
+  "alert",
+  "emergency",
+] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const LogLevelSchema = z.enum(LOG_LEVELS);
 /** True when a message at `level` passes a session whose threshold is `threshold`. */
@@ -41,16 +50,28 @@ export const InitializeParamsSchema = z
   })
   .loose();
 
-export const PaginatedParamsSchema = z.object({ cursor: z.string().optional(), _meta: Meta }).loose().optional();
+export const PaginatedParamsSchema = z
+  .object({ cursor: z.string().optional(), _meta: Meta })
+  .loose()
+  .optional();
 
 export const CallToolParamsSchema = z
-  .object({ name: z.string().min(1), arguments: z.record(z.string(), z.unknown()).optional(), _meta: Meta, task: z.unknown().optional() })
+  .object({
+    name: z.string().min(1),
+    arguments: z.record(z.string(), z.unknown()).optional(),
+    _meta: Meta,
+    task: z.unknown().optional(),
+  })
   .loose();
 
 export const ReadResourceParamsSchema = z.object({ uri: z.string().min(1), _meta: Meta }).loose();
 export const SubscribeParamsSchema = z.object({ uri: z.string().min(1), _meta: Meta }).loose();
 export const GetPromptParamsSchema = z
-  .object({ name: z.string().min(1), arguments: z.record(z.string(), z.string()).optional(), _meta: Meta })
+  .object({
+    name: z.string().min(1),
+    arguments: z.record(z.string(), z.string()).optional(),
+    _meta: Meta,
+  })
   .loose();
 export const SetLevelParamsSchema = z.object({ level: LogLevelSchema, _meta: Meta }).loose();
 export const CompleteParamsSchema = z
@@ -60,7 +81,10 @@ export const CompleteParamsSchema = z
       z.object({ type: z.literal("ref/resource"), uri: z.string() }).loose(),
     ]),
     argument: z.object({ name: z.string(), value: z.string() }),
-    context: z.object({ arguments: z.record(z.string(), z.string()).optional() }).loose().optional(),
+    context: z
+      .object({ arguments: z.record(z.string(), z.string()).optional() })
+      .loose()
+      .optional(),
     _meta: Meta,
   })
   .loose();

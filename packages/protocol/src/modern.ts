@@ -1,7 +1,11 @@
 import { z } from "zod";
 import { ErrorCode, McpError } from "./errors.js";
 import { LogLevelSchema, type LogLevel } from "./mcp.js";
-import { ALL_PROTOCOL_VERSIONS, isModernProtocolVersion, type ModernProtocolVersion } from "./versions.js";
+import {
+  ALL_PROTOCOL_VERSIONS,
+  isModernProtocolVersion,
+  type ModernProtocolVersion,
+} from "./versions.js";
 
 /**
  * The stateless era (MCP 2026-07-28): every request carries what a server needs in
@@ -37,7 +41,9 @@ export const NAMED_METHODS: Readonly<Record<string, "name" | "uri">> = {
   "resources/read": "uri",
 };
 
-const ImplementationSchema = z.object({ name: z.string().max(256), version: z.string().max(256) }).loose();
+const ImplementationSchema = z
+  .object({ name: z.string().max(256), version: z.string().max(256) })
+  .loose();
 
 /** What a stateless-era request's `_meta` says about its client (validated; see `modernMeta`). */
 export interface ModernMeta {
@@ -53,8 +59,13 @@ export interface ModernMeta {
 
 /** The `_meta` value of a request's params, when it is an object. */
 function requestMeta(params: unknown): Record<string, unknown> | undefined {
-  const meta = typeof params === "object" && params !== null ? (params as { _meta?: unknown })._meta : undefined;
-  return typeof meta === "object" && meta !== null && !Array.isArray(meta) ? (meta as Record<string, unknown>) : undefined;
+  const meta =
+    typeof params === "object" && params !== null
+      ? (params as { _meta?: unknown })._meta
+      : undefined;
+  return typeof meta === "object" && meta !== null && !Array.isArray(meta)
+    ? (meta as Record<string, unknown>)
+    : undefined;
 }
 
 /** The protocol version a request's `_meta` declares, if any (unvalidated). */
@@ -79,11 +90,17 @@ export function modernMeta(params: unknown, checkDeclared?: (version: string) =>
   if (!meta) throw new McpError(ErrorCode.InvalidParams, "Invalid params: _meta is required");
   const version = meta[META.protocolVersion];
   if (typeof version !== "string") {
-    throw new McpError(ErrorCode.InvalidParams, `Invalid params: _meta["${META.protocolVersion}"] is required`);
+    throw new McpError(
+      ErrorCode.InvalidParams,
+      `Invalid params: _meta["${META.protocolVersion}"] is required`,
+    );
   }
   const caps = meta[META.clientCapabilities];
   if (typeof caps !== "object" || caps === null || Array.isArray(caps)) {
-    throw new McpError(ErrorCode.InvalidParams, `Invalid params: _meta["${META.clientCapabilities}"] must be an object`);
+    throw new McpError(
+      ErrorCode.InvalidParams,
+      `Invalid params: _meta["${META.clientCapabilities}"] must be an object`,
+    );
   }
   checkDeclared?.(version);
   if (!isModernProtocolVersion(version)) throw unsupportedVersion(version);
@@ -92,7 +109,11 @@ export function modernMeta(params: unknown, checkDeclared?: (version: string) =>
   let logLevel: LogLevel | undefined;
   if (rawLevel !== undefined) {
     const l = LogLevelSchema.safeParse(rawLevel);
-    if (!l.success) throw new McpError(ErrorCode.InvalidParams, `Invalid params: _meta["${META.logLevel}"] is not a log level`);
+    if (!l.success)
+      throw new McpError(
+        ErrorCode.InvalidParams,
+        `Invalid params: _meta["${META.logLevel}"] is not a log level`,
+      );
     logLevel = l.data;
   }
   const trace = (k: string) => {
@@ -161,7 +182,12 @@ export function headerParams(inputSchema: unknown, max = 32): HeaderParam[] {
       if (typeof def !== "object" || def === null) continue;
       const header = (def as Record<string, unknown>)["x-mcp-header"];
       const type = (def as { type?: unknown }).type;
-      if (typeof header === "string" && header !== "") out.push({ path: [...path, key], header, type: typeof type === "string" ? type : undefined });
+      if (typeof header === "string" && header !== "")
+        out.push({
+          path: [...path, key],
+          header,
+          type: typeof type === "string" ? type : undefined,
+        });
       walk(def, [...path, key], depth + 1);
     }
   };

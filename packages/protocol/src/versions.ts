@@ -1,5 +1,10 @@
 /** MCP protocol revisions mcpq speaks, newest first. */
-const SUPPORTED_PROTOCOL_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"] as const;
+const SUPPORTED_PROTOCOL_VERSIONS = [
+  "2025-11-25",
+  "2025-06-18",
+  "2025-03-26",
+  "2024-11-05",
+] as const;
 export type ProtocolVersion = (typeof SUPPORTED_PROTOCOL_VERSIONS)[number];
 const LATEST_PROTOCOL_VERSION: ProtocolVersion = "2025-11-25";
 /** Streamable HTTP: a missing MCP-Protocol-Version header means this revision. */
@@ -31,7 +36,10 @@ export type ModernProtocolVersion = (typeof MODERN_PROTOCOL_VERSIONS)[number];
 /** A revision of either era. */
 export type AnyProtocolVersion = ProtocolVersion | ModernProtocolVersion;
 /** Every revision mcpq speaks, newest first (`server/discover` supportedVersions, -32022 `data.supported`). */
-export const ALL_PROTOCOL_VERSIONS: readonly AnyProtocolVersion[] = [...MODERN_PROTOCOL_VERSIONS, ...SUPPORTED_PROTOCOL_VERSIONS];
+export const ALL_PROTOCOL_VERSIONS: readonly AnyProtocolVersion[] = [
+  ...MODERN_PROTOCOL_VERSIONS,
+  ...SUPPORTED_PROTOCOL_VERSIONS,
+];
 
 export function isModernProtocolVersion(v: unknown): v is ModernProtocolVersion {
   return typeof v === "string" && (MODERN_PROTOCOL_VERSIONS as readonly string[]).includes(v);

@@ -16,9 +16,13 @@ import {
 describe("JSON-RPC classification", () => {
   it("classifies requests, notifications and responses", () => {
     expect(classifyMessage({ jsonrpc: "2.0", id: 1, method: "ping" }).kind).toBe("request");
-    expect(classifyMessage({ jsonrpc: "2.0", method: "notifications/initialized" }).kind).toBe("notification");
+    expect(classifyMessage({ jsonrpc: "2.0", method: "notifications/initialized" }).kind).toBe(
+      "notification",
+    );
     expect(classifyMessage({ jsonrpc: "2.0", id: "a", result: {} }).kind).toBe("response");
-    expect(classifyMessage({ jsonrpc: "2.0", id: 3, error: { code: -1, message: "x" } }).kind).toBe("response");
+    expect(classifyMessage({ jsonrpc: "2.0", id: 3, error: { code: -1, message: "x" } }).kind).toBe(
+      "response",
+    );
   });
 
   it.each([
@@ -31,11 +35,15 @@ describe("JSON-RPC classification", () => {
     ["an empty method", { jsonrpc: "2.0", id: 1, method: "" }],
     ["neither method nor result", { jsonrpc: "2.0", id: 1 }],
   ])("rejects %s with -32600", (_label, value) => {
-    expect(() => classifyMessage(value)).toThrowError(expect.objectContaining({ code: ErrorCode.InvalidRequest }));
+    expect(() => classifyMessage(value)).toThrowError(
+      expect.objectContaining({ code: ErrorCode.InvalidRequest }),
+    );
   });
 
   it("maps malformed JSON to -32700", () => {
-    expect(() => parseJson("{nope")).toThrowError(expect.objectContaining({ code: ErrorCode.ParseError }));
+    expect(() => parseJson("{nope")).toThrowError(
+      expect.objectContaining({ code: ErrorCode.ParseError }),
+    );
     expect(parseJson('{"a":1}')).toEqual({ a: 1 });
   });
 
@@ -47,7 +55,8 @@ describe("JSON-RPC classification", () => {
 
 describe("version negotiation", () => {
   it("echoes a supported version and answers the latest otherwise", () => {
-    for (const v of ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"]) expect(negotiateProtocolVersion(v)).toBe(v);
+    for (const v of ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"])
+      expect(negotiateProtocolVersion(v)).toBe(v);
     expect(negotiateProtocolVersion("2099-01-01")).toBe("2025-11-25");
     expect(negotiateProtocolVersion(undefined)).toBe("2025-11-25");
   });
@@ -61,7 +70,11 @@ describe("version negotiation", () => {
 
 describe("error mapping", () => {
   it("passes protocol errors through and hides everything else", () => {
-    expect(toWireError(new McpError(-32602, "bad", { field: "x" }))).toEqual({ code: -32602, message: "bad", data: { field: "x" } });
+    expect(toWireError(new McpError(-32602, "bad", { field: "x" }))).toEqual({
+      code: -32602,
+      message: "bad",
+      data: { field: "x" },
+    });
     const internal = new Error("db password=hunter2 at /srv/x.ts:12");
     const wire = toWireError(internal);
     expect(wire).toEqual({ code: -32603, message: "Internal error" });
@@ -71,7 +84,11 @@ describe("error mapping", () => {
     const r = rejection(ErrorCode.RateLimited, "tool calls per second", 1234.2);
     expect(r.retryable).toBe(true);
     expect(r.message).toBe("rate limited: tool calls per second");
-    expect(r.toJSON()).toEqual({ code: -32011, message: "rate limited: tool calls per second", data: { reason: "tool calls per second", retryAfterMs: 1235 } });
+    expect(r.toJSON()).toEqual({
+      code: -32011,
+      message: "rate limited: tool calls per second",
+      data: { reason: "tool calls per second", retryAfterMs: 1235 },
+    });
     expect(rejection(ErrorCode.Overloaded, "queue full", 10).message).toMatch(/^overloaded/);
     expect(new McpError(ErrorCode.InvalidParams, "x").retryable).toBe(false);
   });
@@ -79,7 +96,9 @@ describe("error mapping", () => {
 
 describe("helpers", () => {
   it("matches URI templates", () => {
-    expect(matchUriTemplate("test://template/{id}/data", "test://template/123/data")).toEqual({ id: "123" });
+    expect(matchUriTemplate("test://template/{id}/data", "test://template/123/data")).toEqual({
+      id: "123",
+    });
     expect(matchUriTemplate("test://template/{id}/data", "test://template/1/2/data")).toBeNull();
     expect(matchUriTemplate("file:///{+path}", "file:///a/b.txt")).toEqual({ path: "a/b.txt" });
   });

@@ -1,4 +1,11 @@
-import { encodeEnvelope, subjects, type Bus, type Msg, type Subscription, type TargetKind } from "@mcpq/bus";
+import {
+  encodeEnvelope,
+  subjects,
+  type Bus,
+  type Msg,
+  type Subscription,
+  type TargetKind,
+} from "@mcpq/bus";
 import type { LogLevel, ProtocolVersion, RequestId } from "@mcpq/protocol";
 import { eventually } from "./stack.js";
 
@@ -39,40 +46,57 @@ export class BusClient {
       callback: (_e, m: Msg) => {
         if (m.data.length === 0) return; // control messages
         const body = m.json<Record<string, unknown>>();
-        if (typeof body["method"] === "string") (body["id"] === undefined ? this.notifications : this.requests).push(body);
+        if (typeof body["method"] === "string")
+          (body["id"] === undefined ? this.notifications : this.requests).push(body);
         else this.#responses.set(body["id"] as RequestId, body as unknown as BusRpcResponse);
       },
     });
   }
 
   /** Publishes one request as an edge would and waits for its response. */
-  async call(method: string, kind: TargetKind, target: string, params: Record<string, unknown>, o: BusCallOptions = {}): Promise<BusRpcResponse> {
+  async call(
+    method: string,
+    kind: TargetKind,
+    target: string,
+    params: Record<string, unknown>,
+    o: BusCallOptions = {},
+  ): Promise<BusRpcResponse> {
     const id = this.#nextId++;
     const requestId = `bc-${id}-${Math.random().toString(36).slice(2)}`;
-    await this.bus.js.publish(subjects.request(this.pool, kind, target), JSON.stringify({ jsonrpc: "2.0", id, method, params }), {
-      headers: encodeEnvelope({
-        requestId,
-        session: this.session,
-        principal: o.principal ?? "alice",
-        protocolVersion: o.protocolVersion ?? ("2026-07-28" as ProtocolVersion),
-        deadline: Date.now() + (o.deadlineMs ?? 30_000),
-        replyTo: subjects.outbound(this.session, `s${id}`),
-        logLevel: o.logLevel,
-        targetKind: kind,
-        target,
-        edge: "bus-client",
-        receivedAt: Date.now(),
-        traceparent: undefined,
-        clientCapabilities: o.clientCapabilities ?? ["sampling", "elicitation", "roots"],
-      }),
-      msgID: requestId,
+    await this.bus.js.publish(
+      subjects.request(this.pool, kind, target),
+      JSON.stringify({ jsonrpc: "2.0", id, method, params }),
+      {
+        headers: encodeEnvelope({
+          requestId,
+          session: this.session,
+          principal: o.principal ?? "alice",
+          protocolVersion: o.protocolVersion ?? ("2026-07-28" as ProtocolVersion),
+          deadline: Date.now() + (o.deadlineMs ?? 30_000),
+          replyTo: subjects.outbound(this.session, `s${id}`),
+          logLevel: o.logLevel,
+          targetKind: kind,
+          target,
+          edge: "bus-client",
+          receivedAt: Date.now(),
+          traceparent: undefined,
+          clientCapabilities: o.clientCapabilities ?? ["sampling", "elicitation", "roots"],
+        }),
+        msgID: requestId,
+      },
+    );
+    await eventually(() => this.#responses.has(id), {
+      what: `response to ${method} ${target} #${id}`,
     });
-    await eventually(() => this.#responses.has(id), { what: `response to ${method} ${target} #${id}` });
     return this.#responses.get(id)!;
   }
 
   /** `tools/call` of `name` (arguments `{}` unless `extra` sets them, plus any other params). */
-  tool(name: string, extra: Record<string, unknown> = {}, o?: BusCallOptions): Promise<BusRpcResponse> {
+  tool(
+    name: string,
+    extra: Record<string, unknown> = {},
+    o?: BusCallOptions,
+  ): Promise<BusRpcResponse> {
     return this.call("tools/call", "tool", name, { name, arguments: {}, ...extra }, o);
   }
 

@@ -4,18 +4,11 @@ export {
   freePort,
   startLocalNats,
   startLocalCluster,
-  
   type NatsHandle,
   type LocalNats,
   type LocalCluster,
-  
 } from "./nats-server.js";
-export {
-  eventually,
-  startStack,
-  type Stack,
-  type StackOptions,
-} from "./stack.js";
+export { eventually, startStack, type Stack, type StackOptions } from "./stack.js";
 export { BusClient, type BusCallOptions, type BusRpcResponse } from "./bus-client.js";
 export { natsTest } from "./fixtures.js";
 export { replayFixtures } from "./replay-fixtures.js";

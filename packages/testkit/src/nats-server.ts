@@ -9,7 +9,7 @@ import {
   type LocalNatsOptions,
 } from "@mcpq/nats-launcher";
 
-export { freePort,  type LocalCluster, type LocalNats } from "@mcpq/nats-launcher";
+export { freePort, type LocalCluster, type LocalNats } from "@mcpq/nats-launcher";
 
 /** A NATS server with JetStream for tests. */
 export interface NatsHandle {

@@ -32,7 +32,12 @@ export interface OtlpReceiver {
   close(): Promise<void>;
 }
 
-type AnyValue = { stringValue?: string; intValue?: number | string; boolValue?: boolean; doubleValue?: number };
+type AnyValue = {
+  stringValue?: string;
+  intValue?: number | string;
+  boolValue?: boolean;
+  doubleValue?: number;
+};
 type KeyValue = { key: string; value?: AnyValue };
 
 function flatten(kvs: KeyValue[] | undefined): Record<string, string | number | boolean> {
@@ -51,14 +56,17 @@ function flatten(kvs: KeyValue[] | undefined): Record<string, string | number | 
  * Starts a receiver that accepts OTLP/HTTP JSON exports (what @opentelemetry/exporter-trace-otlp-http
  * sends) and answers 200 `{}`. Bodies are bounded (`maxBodyBytes`, 413 beyond).
  */
-export async function startOtlpReceiver(opts: { keepSpans?: boolean; maxBodyBytes?: number } = {}): Promise<OtlpReceiver> {
+export async function startOtlpReceiver(
+  opts: { keepSpans?: boolean; maxBodyBytes?: number } = {},
+): Promise<OtlpReceiver> {
   const keep = opts.keepSpans ?? true;
   const maxBody = opts.maxBodyBytes ?? 32 * 1024 * 1024;
   const spans: ReceivedSpan[] = [];
   let count = 0;
   let protobufExports = 0;
   const server: Server = createServer((req, res) => {
-    if (req.method !== "POST" || !req.url?.startsWith("/v1/traces")) return void res.writeHead(404).end();
+    if (req.method !== "POST" || !req.url?.startsWith("/v1/traces"))
+      return void res.writeHead(404).end();
     const chunks: Buffer[] = [];
     let size = 0;
     req.on("data", (c: Buffer) => {
@@ -80,7 +88,10 @@ export async function startOtlpReceiver(opts: { keepSpans?: boolean; maxBodyByte
       }
       try {
         const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
-          resourceSpans?: { resource?: { attributes?: KeyValue[] }; scopeSpans?: { spans?: Record<string, unknown>[] }[] }[];
+          resourceSpans?: {
+            resource?: { attributes?: KeyValue[] };
+            scopeSpans?: { spans?: Record<string, unknown>[] }[];
+          }[];
         };
         for (const rs of body.resourceSpans ?? []) {
           const resource = flatten(rs.resource?.attributes);

@@ -51,7 +51,8 @@ export async function startStack<E extends EdgeLike, W extends WorkerLike>(
     return w;
   };
   for (const w of opts.workers ?? [{ catalogs: ["example"] }]) await addWorker(w.catalogs, w.env);
-  for (let i = 0; i < (opts.edges ?? 1); i++) edges.push(await f.startEdge(nats.url, opts.edgeEnv ?? {}));
+  for (let i = 0; i < (opts.edges ?? 1); i++)
+    edges.push(await f.startEdge(nats.url, opts.edgeEnv ?? {}));
   return {
     nats,
     edges,
@@ -65,7 +66,10 @@ export async function startStack<E extends EdgeLike, W extends WorkerLike>(
 }
 
 /** Polls `check` until it returns a truthy value (bounded; no timing assertions, just waiting). */
-export async function eventually<T>(check: () => T | Promise<T>, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<NonNullable<T>> {
+export async function eventually<T>(
+  check: () => T | Promise<T>,
+  opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+): Promise<NonNullable<T>> {
   const until = Date.now() + (opts.timeoutMs ?? 10_000);
   let last: unknown;
   for (;;) {
@@ -75,7 +79,10 @@ export async function eventually<T>(check: () => T | Promise<T>, opts: { timeout
     } catch (err) {
       last = err;
     }
-    if (Date.now() > until) throw new Error(`gave up waiting for ${opts.what ?? "condition"}${last ? `: ${String(last)}` : ""}`);
+    if (Date.now() > until)
+      throw new Error(
+        `gave up waiting for ${opts.what ?? "condition"}${last ? `: ${String(last)}` : ""}`,
+      );
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 25));
   }
 }

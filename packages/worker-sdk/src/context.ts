@@ -1,6 +1,25 @@
 import { randomBytes } from "node:crypto";
-import { ErrorCode, McpError, isModernEra, logLevelPasses, notification, type LogLevel, type ProgressToken, type RequestId } from "@mcpq/protocol";
-import { cacheInvalidateContract, controlHeaders, idGenerator, outboundHeaders, subjects, type Bus, type MsgHdrs, type OutboundKind, type RequestEnvelope } from "@mcpq/bus";
+import {
+  ErrorCode,
+  McpError,
+  isModernEra,
+  logLevelPasses,
+  notification,
+  type LogLevel,
+  type ProgressToken,
+  type RequestId,
+} from "@mcpq/protocol";
+import {
+  cacheInvalidateContract,
+  controlHeaders,
+  idGenerator,
+  outboundHeaders,
+  subjects,
+  type Bus,
+  type MsgHdrs,
+  type OutboundKind,
+  type RequestEnvelope,
+} from "@mcpq/bus";
 import { CAPABILITY_OF, type InputMethod, type MrtrRound } from "./mrtr.js";
 
 /** What a handler can do while it runs. Everything crosses the broker to the client's session. */
@@ -99,7 +118,11 @@ const nextEventToken = idGenerator();
  */
 export function publishResponse(bus: Bus, env: RequestEnvelope, body: unknown): Promise<void> {
   const eventId = `${env.replyTo.slice(env.replyTo.lastIndexOf(".") + 1)}_${nextEventToken()}`;
-  return bus.js.publish(env.replyTo, JSON.stringify(body), { headers: outboundHeaders("response", eventId, env.requestId) }).then(() => undefined);
+  return bus.js
+    .publish(env.replyTo, JSON.stringify(body), {
+      headers: outboundHeaders("response", eventId, env.requestId),
+    })
+    .then(() => undefined);
 }
 
 const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS = 60_000;
@@ -133,39 +156,71 @@ export function createContext(
   };
   const publish = (kind: OutboundKind, body: unknown): Promise<void> => {
     onPublish?.(kind, body);
-    return ordered(JSON.stringify(body), (eventId) => outboundHeaders(kind, eventId, env.requestId));
+    return ordered(JSON.stringify(body), (eventId) =>
+      outboundHeaders(kind, eventId, env.requestId),
+    );
   };
 
-  const clientRequest = async (method: string, params: Record<string, unknown> | undefined, timeoutMs?: number) => {
+  const clientRequest = async (
+    method: string,
+    params: Record<string, unknown> | undefined,
+    timeoutMs?: number,
+  ) => {
     if (signal.aborted) throw new McpError(ErrorCode.RequestTimeout, "request was cancelled");
     const capability = CAPABILITY_OF[method as InputMethod];
     if (capability && env.clientCapabilities && !env.clientCapabilities.includes(capability)) {
-      throw new McpError(ErrorCode.MethodNotFound, `Client does not support ${method} (no ${capability} capability)`);
+      throw new McpError(
+        ErrorCode.MethodNotFound,
+        `Client does not support ${method} (no ${capability} capability)`,
+      );
     }
     const token = randomBytes(12).toString("base64url");
     const id = `mcpq-${token}`;
     const sub = bus.nc.subscribe(subjects.clientReply(env.principal, env.session, id), { max: 1 });
-    const limit = Math.min(timeoutMs ?? DEFAULT_CLIENT_REQUEST_TIMEOUT_MS, Math.max(0, env.deadline - Date.now()));
+    const limit = Math.min(
+      timeoutMs ?? DEFAULT_CLIENT_REQUEST_TIMEOUT_MS,
+      Math.max(0, env.deadline - Date.now()),
+    );
     let timer: NodeJS.Timeout | undefined;
     let onAbort: (() => void) | undefined;
     try {
       // The reply subscription exists before the request can reach the client (same connection, in order).
-      await publish("request", params === undefined ? { jsonrpc: "2.0", id, method } : { jsonrpc: "2.0", id, method, params });
+      await publish(
+        "request",
+        params === undefined
+          ? { jsonrpc: "2.0", id, method }
+          : { jsonrpc: "2.0", id, method, params },
+      );
       return await new Promise<Record<string, unknown>>((resolve, reject) => {
         timer = setTimeout(() => {
           // Tell the client to stop working on it (spec: the requester SHOULD cancel what it gave up on).
-          if (!signal.aborted) void publish("notification", notification("notifications/cancelled", { requestId: id, reason: "timeout" })).catch(() => undefined);
-          reject(new McpError(ErrorCode.RequestTimeout, `${method}: client did not answer in ${limit} ms`));
+          if (!signal.aborted)
+            void publish(
+              "notification",
+              notification("notifications/cancelled", { requestId: id, reason: "timeout" }),
+            ).catch(() => undefined);
+          reject(
+            new McpError(
+              ErrorCode.RequestTimeout,
+              `${method}: client did not answer in ${limit} ms`,
+            ),
+          );
         }, limit);
-        onAbort = () => reject(new McpError(ErrorCode.RequestTimeout, `${method}: request was cancelled`));
+        onAbort = () =>
+          reject(new McpError(ErrorCode.RequestTimeout, `${method}: request was cancelled`));
         signal.addEventListener("abort", onAbort, { once: true });
         void (async () => {
           for await (const m of sub) {
-            let msg: { result?: Record<string, unknown>; error?: { code: number; message: string; data?: unknown } };
+            let msg: {
+              result?: Record<string, unknown>;
+              error?: { code: number; message: string; data?: unknown };
+            };
             try {
               msg = m.json();
             } catch {
-              return reject(new McpError(ErrorCode.InternalError, `${method}: malformed client answer`));
+              return reject(
+                new McpError(ErrorCode.InternalError, `${method}: malformed client answer`),
+              );
             }
             if (msg.error) reject(new McpError(msg.error.code, msg.error.message, msg.error.data));
             else resolve(msg.result ?? {});
@@ -180,10 +235,17 @@ export function createContext(
   };
 
   /** Modern era: an input request of this round (no server->client requests exist there). */
-  const ask = (method: InputMethod, params: Record<string, unknown> | undefined, opts?: AskOptions) => {
+  const ask = (
+    method: InputMethod,
+    params: Record<string, unknown> | undefined,
+    opts?: AskOptions,
+  ) => {
     if (!round) {
       return Promise.reject(
-        new McpError(ErrorCode.InternalError, `${method} is only available during tools/call, resources/read and prompts/get in protocol ${env.protocolVersion}`),
+        new McpError(
+          ErrorCode.InternalError,
+          `${method} is only available during tools/call, resources/read and prompts/get in protocol ${env.protocolVersion}`,
+        ),
       );
     }
     return round.ask(method, params, opts?.key);
@@ -204,7 +266,10 @@ export function createContext(
       if (modern && !env.logLevel) return;
       if (env.logLevel && !logLevelPasses(level, env.logLevel)) return;
       if (signal.aborted) return;
-      await publish("notification", notification("notifications/message", logger ? { level, logger, data } : { level, data }));
+      await publish(
+        "notification",
+        notification("notifications/message", logger ? { level, logger, data } : { level, data }),
+      );
     },
     async progress(progress, total, message) {
       if (progressToken === undefined || signal.aborted) return;
@@ -216,12 +281,24 @@ export function createContext(
       if (message !== undefined) params["message"] = message;
       await publish("notification", notification("notifications/progress", params));
     },
-    sample: (params, opts) => (modern ? ask("sampling/createMessage", params, opts) : clientRequest("sampling/createMessage", params, opts?.timeoutMs)),
-    elicit: (params, opts) => (modern ? ask("elicitation/create", params, opts) : clientRequest("elicitation/create", params, opts?.timeoutMs)),
-    listRoots: (opts) => (modern ? ask("roots/list", undefined, opts) : clientRequest("roots/list", undefined, opts?.timeoutMs)),
+    sample: (params, opts) =>
+      modern
+        ? ask("sampling/createMessage", params, opts)
+        : clientRequest("sampling/createMessage", params, opts?.timeoutMs),
+    elicit: (params, opts) =>
+      modern
+        ? ask("elicitation/create", params, opts)
+        : clientRequest("elicitation/create", params, opts?.timeoutMs),
+    listRoots: (opts) =>
+      modern
+        ? ask("roots/list", undefined, opts)
+        : clientRequest("roots/list", undefined, opts?.timeoutMs),
     async closeStream(opts) {
       if (signal.aborted || modern) return;
-      const control = opts?.retryMs === undefined ? { action: "reconnect" as const } : { action: "reconnect" as const, retryMs: opts.retryMs };
+      const control =
+        opts?.retryMs === undefined
+          ? { action: "reconnect" as const }
+          : { action: "reconnect" as const, retryMs: opts.retryMs };
       await ordered("", (eventId) => controlHeaders(control, eventId, env.requestId));
     },
     resourceUpdated(uri) {

@@ -15,15 +15,34 @@ import type {
   ToolDescriptor,
   Catalog,
 } from "@mcpq/protocol";
-import { TOOL_NAME_PATTERN, assertCacheHintInput, assertEntryCacheInput, combineCacheHints, isDefaultCacheHint, resolveCacheHint } from "@mcpq/protocol";
+import {
+  TOOL_NAME_PATTERN,
+  assertCacheHintInput,
+  assertEntryCacheInput,
+  combineCacheHints,
+  isDefaultCacheHint,
+  resolveCacheHint,
+} from "@mcpq/protocol";
 import type { HandlerContext } from "./context.js";
 
 /** MCP content blocks a tool or prompt may return. */
 export type ContentBlock =
-  | { type: "text"; text: string; annotations?: Record<string, unknown>; _meta?: Record<string, unknown> }
+  | {
+      type: "text";
+      text: string;
+      annotations?: Record<string, unknown>;
+      _meta?: Record<string, unknown>;
+    }
   | { type: "image"; data: string; mimeType: string; annotations?: Record<string, unknown> }
   | { type: "audio"; data: string; mimeType: string; annotations?: Record<string, unknown> }
-  | { type: "resource_link"; uri: string; name: string; title?: string; description?: string; mimeType?: string }
+  | {
+      type: "resource_link";
+      uri: string;
+      name: string;
+      title?: string;
+      description?: string;
+      mimeType?: string;
+    }
   | { type: "resource"; resource: ResourceContents; annotations?: Record<string, unknown> };
 
 export type ResourceContents =
@@ -52,14 +71,18 @@ export interface CompletionResult {
   hasMore?: boolean;
 }
 /** Completes one argument: receives the partial value and the other arguments already given. */
-export type Completer = (value: string, context: { arguments: Record<string, string> }, ctx: HandlerContext) =>
-  | Promise<string[] | CompletionResult>
-  | string[]
-  | CompletionResult;
+export type Completer = (
+  value: string,
+  context: { arguments: Record<string, string> },
+  ctx: HandlerContext,
+) => Promise<string[] | CompletionResult> | string[] | CompletionResult;
 
 type AnyObject = z.ZodObject<z.ZodRawShape>;
 
-export interface ToolDefinition<I extends AnyObject = AnyObject, O extends AnyObject | undefined = undefined> {
+export interface ToolDefinition<
+  I extends AnyObject = AnyObject,
+  O extends AnyObject | undefined = undefined,
+> {
   readonly kind: "tool";
   name: string;
   title?: string;
@@ -108,7 +131,8 @@ export interface ResourceDefinition {
   cache?: EntryCacheInput;
   read: (ctx: HandlerContext) => Promise<ResourceReadOutput> | ResourceReadOutput;
 }
-export type ResourceReadOutput = ResourceContents | ResourceContents[] | { text: string } | { blob: string };
+export type ResourceReadOutput =
+  ResourceContents | ResourceContents[] | { text: string } | { blob: string };
 
 export interface ResourceTemplateDefinition {
   readonly kind: "resourceTemplate";
@@ -120,7 +144,11 @@ export interface ResourceTemplateDefinition {
   icons?: Icon[];
   /** Caching hint (2026-07-28) of `resources/read` of URIs of this template; it also bounds the `resources/templates/list` hint. `edge: true`: edge-cached. */
   cache?: EntryCacheInput;
-  read: (vars: Record<string, string>, uri: string, ctx: HandlerContext) => Promise<ResourceReadOutput> | ResourceReadOutput;
+  read: (
+    vars: Record<string, string>,
+    uri: string,
+    ctx: HandlerContext,
+  ) => Promise<ResourceReadOutput> | ResourceReadOutput;
   complete?: Record<string, Completer>;
 }
 
@@ -142,7 +170,8 @@ export interface PromptDefinition<A extends AnyObject = AnyObject> {
 export function defineTool<I extends AnyObject, O extends AnyObject | undefined = undefined>(
   def: Omit<ToolDefinition<I, O>, "kind">,
 ): ToolDefinition<I, O> {
-  if (!TOOL_NAME_PATTERN.test(def.name)) throw new Error(`tool name ${JSON.stringify(def.name)} must match ${TOOL_NAME_PATTERN}`);
+  if (!TOOL_NAME_PATTERN.test(def.name))
+    throw new Error(`tool name ${JSON.stringify(def.name)} must match ${TOOL_NAME_PATTERN}`);
   if (!def.description) throw new Error(`tool ${def.name} needs a description`);
   assertEntryCacheInput(def.cache, `tool ${def.name}`);
   return { kind: "tool", ...def };
@@ -151,11 +180,15 @@ export function defineResource(def: Omit<ResourceDefinition, "kind">): ResourceD
   assertEntryCacheInput(def.cache, `resource ${def.uri}`);
   return { kind: "resource", ...def };
 }
-export function defineResourceTemplate(def: Omit<ResourceTemplateDefinition, "kind">): ResourceTemplateDefinition {
+export function defineResourceTemplate(
+  def: Omit<ResourceTemplateDefinition, "kind">,
+): ResourceTemplateDefinition {
   assertEntryCacheInput(def.cache, `resource template ${def.uriTemplate}`);
   return { kind: "resourceTemplate", ...def };
 }
-export function definePrompt<A extends AnyObject>(def: Omit<PromptDefinition<A>, "kind">): PromptDefinition<A> {
+export function definePrompt<A extends AnyObject>(
+  def: Omit<PromptDefinition<A>, "kind">,
+): PromptDefinition<A> {
   if (!def.description) throw new Error(`prompt ${def.name} needs a description`);
   assertEntryCacheInput(def.cache, `prompt ${def.name}`);
   return { kind: "prompt", ...def };
@@ -185,12 +218,17 @@ export interface CatalogDefinition {
   cache?: { default?: CacheHintInput } & Partial<Record<CacheListKind, CacheHintInput>>;
 }
 export function defineCatalog(def: CatalogDefinition): CatalogDefinition {
-  for (const [k, v] of Object.entries(def.cache ?? {})) assertCacheHintInput(v, `catalog ${def.name} cache.${k}`);
+  for (const [k, v] of Object.entries(def.cache ?? {}))
+    assertCacheHintInput(v, `catalog ${def.name} cache.${k}`);
   return def;
 }
 
 /** The resolved caching hint of one entry of `catalog` (entry, then list, then catalog default). */
-export function entryCacheHint(catalog: CatalogDefinition, kind: CacheListKind, entry: { cache?: CacheHintInput | undefined }): CacheHint {
+export function entryCacheHint(
+  catalog: CatalogDefinition,
+  kind: CacheListKind,
+  entry: { cache?: CacheHintInput | undefined },
+): CacheHint {
   return resolveCacheHint(entry.cache, catalog.cache?.[kind], catalog.cache?.default);
 }
 
@@ -198,7 +236,12 @@ export function entryCacheHint(catalog: CatalogDefinition, kind: CacheListKind, 
 function cacheHintsOf(defs: CatalogDefinition[]): CatalogCacheHints | undefined {
   const out: CatalogCacheHints = {};
   let any = false;
-  const put = (kind: CacheListKind, key: string, entry: { cache?: EntryCacheInput | undefined }, c: CatalogDefinition) => {
+  const put = (
+    kind: CacheListKind,
+    key: string,
+    entry: { cache?: EntryCacheInput | undefined },
+    c: CatalogDefinition,
+  ) => {
     const h = entryCacheHint(c, kind, entry);
     const edge = edgePolicyOf(h, entry.cache);
     if (edge) {
@@ -230,16 +273,26 @@ function cacheHintsOf(defs: CatalogDefinition[]): CatalogCacheHints | undefined 
  * The edge-cache policy of an entry that opted in (`cache.edge: true`) with a resolved `ttlMs`
  * above 0: the same ttl and scope as its 2026-07-28 hint (`private` = per principal).
  */
-function edgePolicyOf(h: CacheHint, input: EntryCacheInput | undefined): EdgeCachePolicy | undefined {
+function edgePolicyOf(
+  h: CacheHint,
+  input: EntryCacheInput | undefined,
+): EdgeCachePolicy | undefined {
   if (input?.edge !== true || h.ttlMs <= 0) return undefined;
-  const p: EdgeCachePolicy = { ttlMs: h.ttlMs, scope: h.cacheScope === "public" ? "public" : "principal" };
+  const p: EdgeCachePolicy = {
+    ttlMs: h.ttlMs,
+    scope: h.cacheScope === "public" ? "public" : "principal",
+  };
   if (input.tags && input.tags.length > 0) p.tags = [...new Set(input.tags)];
   if (input.allowProgress) p.allowProgress = true;
   return p;
 }
 
 function jsonSchemaOf(schema: AnyObject): JsonSchemaObject {
-  const js = z.toJSONSchema(schema, { target: "draft-2020-12", io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+  const js = z.toJSONSchema(schema, {
+    target: "draft-2020-12",
+    io: "input",
+    unrepresentable: "any",
+  }) as Record<string, unknown>;
   delete js["$schema"];
   return { ...js, type: "object" } as JsonSchemaObject;
 }
@@ -260,7 +313,14 @@ export function toolDescriptor(t: AnyToolDefinition): ToolDescriptor {
 }
 
 function resourceDescriptor(r: ResourceDefinition): ResourceDescriptor {
-  return strip({ uri: r.uri, name: r.name, title: r.title, description: r.description, mimeType: r.mimeType, icons: r.icons });
+  return strip({
+    uri: r.uri,
+    name: r.name,
+    title: r.title,
+    description: r.description,
+    mimeType: r.mimeType,
+    icons: r.icons,
+  });
 }
 function templateDescriptor(r: ResourceTemplateDefinition): ResourceTemplateDescriptor {
   return strip({
@@ -281,7 +341,13 @@ function promptDescriptor(p: AnyPromptDefinition): PromptDescriptor {
       args.push(a);
     }
   }
-  return strip({ name: p.name, title: p.title, description: p.description, arguments: args.length ? args : undefined, icons: p.icons });
+  return strip({
+    name: p.name,
+    title: p.title,
+    description: p.description,
+    arguments: args.length ? args : undefined,
+    icons: p.icons,
+  });
 }
 
 export function catalogOf(defs: CatalogDefinition[]): Catalog {

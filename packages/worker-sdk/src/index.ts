@@ -15,8 +15,6 @@ export {
   DEFAULT_REQUEST_STATE_MAX_BYTES,
   DEFAULT_REQUEST_STATE_TTL_MS,
   type WorkerMetrics,
-  
-  
   type RecordEntry,
 } from "./worker.js";
 export {
@@ -24,7 +22,13 @@ export {
   createRequestStateSealer,
   paramsDigest,
 } from "./request-state.js";
-export { createRecorder, parseSampleSpec, sampleRate, toRecord, type RecorderMetrics } from "./recorder.js";
+export {
+  createRecorder,
+  parseSampleSpec,
+  sampleRate,
+  toRecord,
+  type RecorderMetrics,
+} from "./recorder.js";
 /**
  * Types of the SDK's public signatures (handler results, options), for worker authors to name;
  * nothing in this repository needs to import them by name. @public
@@ -55,4 +59,9 @@ export type { AskOptions } from "./context.js";
 /** @public */
 export type { RequestStateOptions } from "./worker.js";
 /** Types of `createRequestStateSealer`'s options and result. @public */
-export type { RequestStateBinding, RequestStateRefusal, RequestStateSealer, RequestStateSealerOptions } from "./request-state.js";
+export type {
+  RequestStateBinding,
+  RequestStateRefusal,
+  RequestStateSealer,
+  RequestStateSealerOptions,
+} from "./request-state.js";

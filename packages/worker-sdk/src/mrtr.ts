@@ -1,7 +1,12 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { ErrorCode, McpError } from "@mcpq/protocol";
-import { RequestStateError, canonicalJson, type RequestStateBinding, type RequestStateSealer } from "./request-state.js";
+import {
+  RequestStateError,
+  canonicalJson,
+  type RequestStateBinding,
+  type RequestStateSealer,
+} from "./request-state.js";
 
 /**
  * Multi round-trip requests (MCP 2026-07-28 MRTR) on the worker side.
@@ -17,7 +22,11 @@ import { RequestStateError, canonicalJson, type RequestStateBinding, type Reques
  */
 
 /** The requests for which MRTR is allowed (InputRequiredResult on anything else is forbidden). */
-export const MRTR_METHODS: ReadonlySet<string> = new Set(["tools/call", "resources/read", "prompts/get"]);
+export const MRTR_METHODS: ReadonlySet<string> = new Set([
+  "tools/call",
+  "resources/read",
+  "prompts/get",
+]);
 
 export type InputMethod = "elicitation/create" | "sampling/createMessage" | "roots/list";
 
@@ -53,7 +62,10 @@ class InputRequiredSignal extends Error {
 const plainObject = z.record(z.string(), z.unknown());
 /** Result shapes per input method (loose: extra fields are the client's business). */
 const RESPONSE_SCHEMA: Readonly<Record<InputMethod, z.ZodType>> = {
-  "elicitation/create": z.looseObject({ action: z.enum(["accept", "decline", "cancel"]), content: plainObject.optional() }),
+  "elicitation/create": z.looseObject({
+    action: z.enum(["accept", "decline", "cancel"]),
+    content: plainObject.optional(),
+  }),
   "sampling/createMessage": z.looseObject({
     role: z.enum(["user", "assistant"]),
     content: z.union([plainObject, z.array(plainObject)]),
@@ -101,7 +113,10 @@ export class MrtrRound {
   readonly #round: number;
   /** Answers taken from this request's `inputResponses`, carried into the next state. */
   readonly #answeredNow: Record<string, Answer> = {};
-  readonly #pending = new Map<string, { method: InputMethod; params: Record<string, unknown> | undefined }>();
+  readonly #pending = new Map<
+    string,
+    { method: InputMethod; params: Record<string, unknown> | undefined }
+  >();
   readonly #seen = new Map<string, string>();
   readonly #counters = new Map<InputMethod, number>();
   #fatal: McpError | undefined;
@@ -135,13 +150,17 @@ export class MrtrRound {
     let fresh: Record<string, Record<string, unknown>> = {};
     if (rawResponses !== undefined) {
       const r = z.record(z.string(), plainObject).safeParse(rawResponses);
-      if (!r.success) throw invalid("Invalid params: inputResponses must be an object mapping each input request key to its result object");
+      if (!r.success)
+        throw invalid(
+          "Invalid params: inputResponses must be an object mapping each input request key to its result object",
+        );
       fresh = r.data;
     }
     let state: StateData | undefined;
     const rawState = params["requestState"];
     if (rawState !== undefined) {
-      if (typeof rawState !== "string") throw invalid("Invalid params: requestState must be a string");
+      if (typeof rawState !== "string")
+        throw invalid("Invalid params: requestState must be a string");
       try {
         const parsed = StateDataSchema.safeParse(sealer.open(rawState, binding));
         if (!parsed.success) throw new RequestStateError("malformed");
@@ -175,22 +194,41 @@ export class MrtrRound {
    * answered `key`; rejects with -32021 when the client lacks the capability, with -32602 when the
    * answer is malformed, and otherwise with `InputRequiredSignal` (the request is then asked).
    */
-  ask(method: InputMethod, params: Record<string, unknown> | undefined, key?: string): Promise<Record<string, unknown>> {
+  ask(
+    method: InputMethod,
+    params: Record<string, unknown> | undefined,
+    key?: string,
+  ): Promise<Record<string, unknown>> {
     const capability = CAPABILITY_OF[method];
     if (this.capabilities && !this.capabilities.includes(capability)) {
       return Promise.reject(
-        new McpError(MISSING_REQUIRED_CLIENT_CAPABILITY, `Client does not support ${method} (no ${capability} capability)`, {
-          requiredCapabilities: { [capability]: {} },
-        }),
+        new McpError(
+          MISSING_REQUIRED_CLIENT_CAPABILITY,
+          `Client does not support ${method} (no ${capability} capability)`,
+          {
+            requiredCapabilities: { [capability]: {} },
+          },
+        ),
       );
     }
     const n = (this.#counters.get(method) ?? 0) + 1;
     this.#counters.set(method, n);
     const k = key ?? `${KEY_PREFIX[method]}-${n}`;
-    if (k.length === 0 || k.length > MAX_KEY_LENGTH) return this.#fail(ErrorCode.InternalError, `input request key must be 1-${MAX_KEY_LENGTH} characters`);
-    const h = createHash("sha256").update(canonicalJson({ method, params: params ?? {} })).digest("base64url").slice(0, 22);
+    if (k.length === 0 || k.length > MAX_KEY_LENGTH)
+      return this.#fail(
+        ErrorCode.InternalError,
+        `input request key must be 1-${MAX_KEY_LENGTH} characters`,
+      );
+    const h = createHash("sha256")
+      .update(canonicalJson({ method, params: params ?? {} }))
+      .digest("base64url")
+      .slice(0, 22);
     const seen = this.#seen.get(k);
-    if (seen !== undefined && seen !== h) return this.#fail(ErrorCode.InternalError, `input request key ${JSON.stringify(k)} used for two different requests`);
+    if (seen !== undefined && seen !== h)
+      return this.#fail(
+        ErrorCode.InternalError,
+        `input request key ${JSON.stringify(k)} used for two different requests`,
+      );
     this.#seen.set(k, h);
 
     const prior = this.#fromState[k];
@@ -201,12 +239,19 @@ export class MrtrRound {
     const expected = this.#prevAsked === undefined || this.#prevAsked[k]?.m === method;
     if (fresh && expected) {
       const checked = RESPONSE_SCHEMA[method].safeParse(fresh);
-      if (!checked.success) return this.#fail(ErrorCode.InvalidParams, `Invalid params: inputResponses[${JSON.stringify(k)}] is not a valid ${method} result`);
+      if (!checked.success)
+        return this.#fail(
+          ErrorCode.InvalidParams,
+          `Invalid params: inputResponses[${JSON.stringify(k)}] is not a valid ${method} result`,
+        );
       this.#answeredNow[k] = { m: method, r: fresh };
       return Promise.resolve(fresh);
     }
     if (!this.#pending.has(k) && this.#pending.size >= MAX_INPUT_REQUESTS) {
-      return this.#fail(ErrorCode.InternalError, `more than ${MAX_INPUT_REQUESTS} input requests in one round`);
+      return this.#fail(
+        ErrorCode.InternalError,
+        `more than ${MAX_INPUT_REQUESTS} input requests in one round`,
+      );
     }
     this.#pending.set(k, { method, params });
     const signal = Promise.reject(new InputRequiredSignal(k));
@@ -232,12 +277,17 @@ export class MrtrRound {
       inputRequests[k] = { method: a.method, params: a.params ?? {} };
       q[k] = { m: a.method };
     }
-    const data: StateData = { n: this.#round + 1, a: { ...this.#answeredNow, ...this.#fromState }, q };
+    const data: StateData = {
+      n: this.#round + 1,
+      a: { ...this.#answeredNow, ...this.#fromState },
+      q,
+    };
     let requestState: string;
     try {
       requestState = this.sealer.seal(this.binding, data);
     } catch (err) {
-      if (err instanceof RequestStateError) throw new McpError(ErrorCode.InternalError, "Request state too large");
+      if (err instanceof RequestStateError)
+        throw new McpError(ErrorCode.InternalError, "Request state too large");
       throw err;
     }
     return { resultType: "input_required", inputRequests, requestState };

@@ -109,7 +109,8 @@ const ALWAYS_MASKED_KEYS = /^(authorization|proxy-authorization)$/i;
  * `refresh_token`). A replay store kept `"password":"hunter2"` for its whole retention when
  * redaction was opt-in.
  */
-const SECRET_KEY_SUFFIX = /(password|passwd|passphrase|secret|token|apikey|accesskey|privatekey|authorization|cookie|credentials?|sessionid)$/;
+const SECRET_KEY_SUFFIX =
+  /(password|passwd|passphrase|secret|token|apikey|accesskey|privatekey|authorization|cookie|credentials?|sessionid)$/;
 
 /** Whether `key` names a common secret (masked in records unless the target opted out). */
 function isSecretKey(key: string): boolean {
@@ -231,7 +232,9 @@ export function toRecord(
   const secretKeys = opts.secrets !== false;
   if (params) masked.push(...maskSecrets(params, "params", secretKeys));
   if (response) masked.push(...maskSecrets(response, "response", secretKeys));
-  notifications?.forEach((n, i) => masked.push(...maskSecrets(n, `notifications[${i}]`, secretKeys)));
+  notifications?.forEach((n, i) =>
+    masked.push(...maskSecrets(n, `notifications[${i}]`, secretKeys)),
+  );
 
   const record: RequestRecord = {
     v: RECORD_VERSION,
@@ -279,7 +282,11 @@ function maskSecrets(root: unknown, label: string, secretKeys: boolean): string[
     for (const k of Object.keys(obj)) {
       const here = Array.isArray(node) ? `${path}[${k}]` : `${path}.${k}`;
       const v = obj[k];
-      if (!Array.isArray(node) && (ALWAYS_MASKED_KEYS.test(k) || (secretKeys && isSecretKey(k))) && v !== REDACTED) {
+      if (
+        !Array.isArray(node) &&
+        (ALWAYS_MASKED_KEYS.test(k) || (secretKeys && isSecretKey(k))) &&
+        v !== REDACTED
+      ) {
         obj[k] = REDACTED;
         out.push(here);
       } else if (typeof v === "string") {

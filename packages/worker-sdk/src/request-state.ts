@@ -28,7 +28,8 @@ export interface RequestStateBinding {
 }
 
 /** Why a token was refused; the wire error is the same for all (no oracle for an attacker). */
-export type RequestStateRefusal = "malformed" | "unknown-key" | "tampered" | "mismatch" | "expired" | "too-large";
+export type RequestStateRefusal =
+  "malformed" | "unknown-key" | "tampered" | "mismatch" | "expired" | "too-large";
 
 export class RequestStateError extends Error {
   constructor(readonly reason: RequestStateRefusal) {
@@ -68,7 +69,9 @@ function deriveKey(secret: string): Key {
   if (secret.length < MIN_REQUEST_STATE_KEY_LENGTH) {
     throw new Error(`request-state keys need at least ${MIN_REQUEST_STATE_KEY_LENGTH} characters`);
   }
-  const key = Buffer.from(hkdfSync("sha256", Buffer.from(secret, "utf8"), Buffer.alloc(0), "mcpq request-state v1", 32));
+  const key = Buffer.from(
+    hkdfSync("sha256", Buffer.from(secret, "utf8"), Buffer.alloc(0), "mcpq request-state v1", 32),
+  );
   // The key id reveals nothing usable about the key (a hash of the derived key, truncated).
   const kid = createHash("sha256").update(key).digest("base64url").slice(0, 8);
   return { kid, key };
@@ -93,7 +96,12 @@ export function createRequestStateSealer(opts: RequestStateSealerOptions): Reque
       const aad = `${PREFIX}.${signer.kid}`;
       const cipher = createCipheriv("aes-256-gcm", signer.key, iv);
       cipher.setAAD(Buffer.from(aad));
-      const body = Buffer.concat([iv, cipher.update(payload, "utf8"), cipher.final(), cipher.getAuthTag()]);
+      const body = Buffer.concat([
+        iv,
+        cipher.update(payload, "utf8"),
+        cipher.final(),
+        cipher.getAuthTag(),
+      ]);
       const token = `${aad}.${body.toString("base64url")}`;
       if (token.length > opts.maxBytes) throw new RequestStateError("too-large");
       return token;
@@ -101,28 +109,38 @@ export function createRequestStateSealer(opts: RequestStateSealerOptions): Reque
     open(token, binding, now = Date.now()) {
       if (token.length > opts.maxBytes) throw new RequestStateError("too-large");
       const parts = token.split(".");
-      if (parts.length !== 3 || parts[0] !== PREFIX || !B64URL.test(parts[2]!)) throw new RequestStateError("malformed");
+      if (parts.length !== 3 || parts[0] !== PREFIX || !B64URL.test(parts[2]!))
+        throw new RequestStateError("malformed");
       const key = byKid.get(parts[1]!);
       if (!key) throw new RequestStateError("unknown-key");
       const body = Buffer.from(parts[2]!, "base64url");
       // Buffer's decoder skips stray characters; only a canonical encoding is accepted.
-      if (body.length < IV_BYTES + TAG_BYTES || body.toString("base64url") !== parts[2]) throw new RequestStateError("malformed");
+      if (body.length < IV_BYTES + TAG_BYTES || body.toString("base64url") !== parts[2])
+        throw new RequestStateError("malformed");
       let payload: { b?: unknown; exp?: unknown; d?: unknown };
       try {
         const decipher = createDecipheriv("aes-256-gcm", key.key, body.subarray(0, IV_BYTES));
         decipher.setAAD(Buffer.from(`${PREFIX}.${key.kid}`));
         decipher.setAuthTag(body.subarray(body.length - TAG_BYTES));
-        const plain = Buffer.concat([decipher.update(body.subarray(IV_BYTES, body.length - TAG_BYTES)), decipher.final()]);
+        const plain = Buffer.concat([
+          decipher.update(body.subarray(IV_BYTES, body.length - TAG_BYTES)),
+          decipher.final(),
+        ]);
         payload = JSON.parse(plain.toString("utf8")) as typeof payload;
       } catch {
         throw new RequestStateError("tampered");
       }
       const expected = bindingTuple(binding);
       const bound = payload.b;
-      if (!Array.isArray(bound) || bound.length !== expected.length || expected.some((v, i) => bound[i] !== v)) {
+      if (
+        !Array.isArray(bound) ||
+        bound.length !== expected.length ||
+        expected.some((v, i) => bound[i] !== v)
+      ) {
         throw new RequestStateError("mismatch");
       }
-      if (typeof payload.exp !== "number" || now >= payload.exp) throw new RequestStateError("expired");
+      if (typeof payload.exp !== "number" || now >= payload.exp)
+        throw new RequestStateError("expired");
       return payload.d;
     },
   };

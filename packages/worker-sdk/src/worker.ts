@@ -1,6 +1,14 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span, type TextMapPropagator, type Tracer } from "@opentelemetry/api";
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Span,
+  type TextMapPropagator,
+  type Tracer,
+} from "@opentelemetry/api";
 import {
   CallToolParamsSchema,
   CompleteParamsSchema,
@@ -36,9 +44,19 @@ import {
   type RequestEnvelope,
   type Subscription,
 } from "@mcpq/bus";
-import { createContext, publishInvalidation, publishResponse, type HandlerContext } from "./context.js";
+import {
+  createContext,
+  publishInvalidation,
+  publishResponse,
+  type HandlerContext,
+} from "./context.js";
 import { MRTR_METHODS, MrtrRound } from "./mrtr.js";
-import { createRequestStateSealer, paramsDigest, randomRequestStateKey, type RequestStateSealer } from "./request-state.js";
+import {
+  createRequestStateSealer,
+  paramsDigest,
+  randomRequestStateKey,
+  type RequestStateSealer,
+} from "./request-state.js";
 import {
   catalogOf,
   entryCacheHint,
@@ -67,7 +85,12 @@ interface HandledDetail {
 /** Counters a worker reports; services back them with prom-client. */
 export interface WorkerMetrics {
   inFlight(n: number): void;
-  handled(method: string, outcome: "ok" | "error" | "cancelled" | "timeout", seconds: number, detail: HandledDetail): void;
+  handled(
+    method: string,
+    outcome: "ok" | "error" | "cancelled" | "timeout",
+    seconds: number,
+    detail: HandledDetail,
+  ): void;
   expired(): void;
   redelivered(): void;
   /** Time the request waited in MCPQ_REQ: from its publish (the stream's timestamp) to this worker starting it. */
@@ -278,28 +301,46 @@ export class Worker {
     this.#heartbeat.unref();
     await this.#consume();
     const livenessMs = this.#opts.livenessMs ?? 500;
-    if (livenessMs > 0 && !this.#opts.shadow) this.#stopBeats = startLivenessBeats(bus.nc, this.pool, this.workerId, livenessMs);
+    if (livenessMs > 0 && !this.#opts.shadow)
+      this.#stopBeats = startLivenessBeats(bus.nc, this.pool, this.workerId, livenessMs);
     const consumer = poolConsumer(this.pool);
     this.#heal = new SelfHeal(bus, {
       checkMs: this.#opts.healCheckMs ?? 2_000,
       provision: this.#opts.provision !== false,
       // Without provisioning rights a worker may look up only what it uses (docs/broker.md roles).
-      ...(this.#opts.provision === false ? { streams: [STREAMS.requests, `KV_${BUCKETS.registry}`] } : {}),
+      ...(this.#opts.provision === false
+        ? { streams: [STREAMS.requests, `KV_${BUCKETS.registry}`] }
+        : {}),
       log: this.#log,
-      consumers: () => [{ stream: STREAMS.requests, name: consumer, ensure: () => ensurePoolConsumer(bus.jsm, this.pool, bus.limits) }],
+      consumers: () => [
+        {
+          stream: STREAMS.requests,
+          name: consumer,
+          ensure: () => ensurePoolConsumer(bus.jsm, this.pool, bus.limits),
+        },
+      ],
     });
     this.#heal.on("reconnected", () => void this.#advertise());
     this.#heal.on("healed", (r) => {
-      if (r.recreated.includes(`KV_${BUCKETS.registry}`) || r.missing.includes(`KV_${BUCKETS.registry}`)) void this.#advertise();
+      if (
+        r.recreated.includes(`KV_${BUCKETS.registry}`) ||
+        r.missing.includes(`KV_${BUCKETS.registry}`)
+      )
+        void this.#advertise();
       const lost = [...r.recreated, ...r.missing, ...r.moved];
       if (lost.includes(STREAMS.requests) || lost.includes(`${STREAMS.requests}/${consumer}`)) {
         // The consumer the pull loop reads died with the stream: pull from the new one now
         // rather than after the client's missed-heartbeat detection (tens of seconds).
-        void this.#consume().catch((err: unknown) => this.#log.warn({ err }, "could not resume pulling; the next check retries"));
+        void this.#consume().catch((err: unknown) =>
+          this.#log.warn({ err }, "could not resume pulling; the next check retries"),
+        );
       }
     });
     await this.#heal.start();
-    this.#log.info({ tools: this.catalog.tools.length, concurrency: this.#opts.concurrency }, "worker started");
+    this.#log.info(
+      { tools: this.catalog.tools.length, concurrency: this.#opts.concurrency },
+      "worker started",
+    );
   }
 
   /** The worker's self-heal (its `report` is the latest round of checks). */
@@ -314,7 +355,10 @@ export class Worker {
     const consumer = await bus.js.consumers.get(STREAMS.requests, poolConsumer(this.pool));
     // Pulls expire after 5 s (not the client's 30 s): a pull parked on a consumer leader that died
     // is replaced within seconds even when self-heal has not noticed the move yet.
-    const messages = await consumer.consume({ max_messages: this.#opts.concurrency, expires: 5_000 });
+    const messages = await consumer.consume({
+      max_messages: this.#opts.concurrency,
+      expires: 5_000,
+    });
     const previous = this.#messages;
     this.#messages = messages;
     previous?.stop();
@@ -342,7 +386,9 @@ export class Worker {
     this.#stopped = true;
     this.#heal?.stop();
     clearInterval(this.#heartbeat);
-    await this.#opts.bus.kv.registry.delete(registryKey(this.pool, this.workerId)).catch(() => undefined);
+    await this.#opts.bus.kv.registry
+      .delete(registryKey(this.pool, this.workerId))
+      .catch(() => undefined);
     this.#messages?.stop();
     const until = Date.now() + graceMs;
     while (this.#running > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
@@ -380,17 +426,21 @@ export class Worker {
   #onCancel(n: CancelNotice): void {
     if (typeof n?.session !== "string" || typeof n.principal !== "string") return;
     const byInternal = typeof n.internalId === "string";
-    const key = byInternal ? (this.#byInternal.get(n.internalId!) ?? internalKey(n.session, n.internalId!)) : inflightKey(n.session, n.requestId);
+    const key = byInternal
+      ? (this.#byInternal.get(n.internalId!) ?? internalKey(n.session, n.internalId!))
+      : inflightKey(n.session, n.requestId);
     const f = this.#inflight.get(key);
     if (f) {
-      if (f.principal === n.principal) f.controller.abort(new McpError(ErrorCode.RequestTimeout, "cancelled"));
+      if (f.principal === n.principal)
+        f.controller.abort(new McpError(ErrorCode.RequestTimeout, "cancelled"));
       return;
     }
     const now = Date.now();
     if (this.#cancelledEarly.size >= CANCEL_MEMORY_MAX) {
       for (const [k, v] of this.#cancelledEarly) if (v.until <= now) this.#cancelledEarly.delete(k);
       const oldest = this.#cancelledEarly.keys().next().value;
-      if (this.#cancelledEarly.size >= CANCEL_MEMORY_MAX && oldest !== undefined) this.#cancelledEarly.delete(oldest);
+      if (this.#cancelledEarly.size >= CANCEL_MEMORY_MAX && oldest !== undefined)
+        this.#cancelledEarly.delete(oldest);
     }
     this.#cancelledEarly.set(key, { principal: n.principal, until: now + CANCEL_MEMORY_MS });
   }
@@ -426,9 +476,17 @@ export class Worker {
       // can have started, so the refusal's "safe to retry" holds (a redelivery may have run part).
       metrics?.expired();
       const waited = Math.max(0, Date.now() - env.receivedAt);
-      const refusal = rejection(ErrorCode.Overloaded, `request waited ${waited} ms in the queue, longer than the edge allows before a worker starts it`, QUEUED_TOO_LONG_RETRY_MS);
+      const refusal = rejection(
+        ErrorCode.Overloaded,
+        `request waited ${waited} ms in the queue, longer than the edge allows before a worker starts it`,
+        QUEUED_TOO_LONG_RETRY_MS,
+      );
       try {
-        await publishResponse(bus, env, { jsonrpc: "2.0", id: request.id, error: toWireError(refusal) });
+        await publishResponse(bus, env, {
+          jsonrpc: "2.0",
+          id: request.id,
+          error: toWireError(refusal),
+        });
         m.ack();
       } catch (err) {
         this.#log.warn({ err }, "refusal publish failed; nak for redelivery");
@@ -437,8 +495,12 @@ export class Worker {
       return;
     }
     const target = targetNames(request.method, request.params);
-    const consumerSpan = this.#opts.tracing ? this.#consumerSpan(this.#opts.tracing, m, env, request) : undefined;
-    const earlyKey = this.#cancelledEarly.has(internalKey(env.session, env.requestId)) ? internalKey(env.session, env.requestId) : inflightKey(env.session, request.id);
+    const consumerSpan = this.#opts.tracing
+      ? this.#consumerSpan(this.#opts.tracing, m, env, request)
+      : undefined;
+    const earlyKey = this.#cancelledEarly.has(internalKey(env.session, env.requestId))
+      ? internalKey(env.session, env.requestId)
+      : inflightKey(env.session, request.id);
     const early = this.#cancelledEarly.get(earlyKey);
     if (early && early.principal === env.principal && early.until > Date.now()) {
       // Cancelled while queued: the edge already ended the client's wait; nothing to answer.
@@ -457,10 +519,16 @@ export class Worker {
     this.#byInternal.set(env.requestId, key);
     const budget = Math.min(this.#opts.handlerTimeoutMs, env.deadline - startedAt);
     const timer = setTimeout(
-      () => controller.abort(new McpError(ErrorCode.RequestTimeout, `Request timed out after ${budget} ms`)),
+      () =>
+        controller.abort(
+          new McpError(ErrorCode.RequestTimeout, `Request timed out after ${budget} ms`),
+        ),
       budget,
     );
-    const working = setInterval(() => m.working(), Math.max(250, Math.floor(bus.limits.ackWaitMs / 3)));
+    const working = setInterval(
+      () => m.working(),
+      Math.max(250, Math.floor(bus.limits.ackWaitMs / 3)),
+    );
     const meta = (request.params?.["_meta"] ?? {}) as Record<string, unknown>;
     const related: Record<string, unknown>[] | undefined = this.#opts.recorder ? [] : undefined;
     const modern = isModernEra(env.protocolVersion);
@@ -480,7 +548,8 @@ export class Worker {
       meta,
       controller.signal,
       (kind, body) => {
-        if (related && kind === "notification" && related.length < 100) related.push(body as Record<string, unknown>);
+        if (related && kind === "notification" && related.length < 100)
+          related.push(body as Record<string, unknown>);
       },
       round,
       () => this.catalogChanged(),
@@ -491,14 +560,19 @@ export class Worker {
     const handlerSpan =
       consumerSpan?.isRecording() && this.#opts.tracing
         ? this.#opts.tracing.tracer.startSpan(
-            target.tool ?? target.prompt ? `${request.method} ${target.tool ?? target.prompt}` : request.method,
+            (target.tool ?? target.prompt)
+              ? `${request.method} ${target.tool ?? target.prompt}`
+              : request.method,
             { kind: SpanKind.INTERNAL, attributes: handlerAttributes(env, request, target) },
             trace.setSpan(ROOT_CONTEXT, consumerSpan),
           )
         : undefined;
     try {
       if (roundError !== undefined) throw roundError;
-      const result = await abortable(this.#dispatch(request.method, request.params ?? {}, scope.ctx), controller.signal);
+      const result = await abortable(
+        this.#dispatch(request.method, request.params ?? {}, scope.ctx),
+        controller.signal,
+      );
       response = { result: finishResult(result, round, modern) };
       if (result["isError"] === true && !round?.pending) {
         outcome = "error";
@@ -509,7 +583,13 @@ export class Worker {
       if (cancelled) {
         outcome = "cancelled";
         errorType = "cancelled";
-      } else if (round && !round.fatal && round.pending && !controller.signal.aborted && !(err instanceof McpError)) {
+      } else if (
+        round &&
+        !round.fatal &&
+        round.pending &&
+        !controller.signal.aborted &&
+        !(err instanceof McpError)
+      ) {
         // The handler stopped at an unanswered input request: the round ends asking for it and
         // the retry runs the handler again with the answer. A protocol error it raised (-32021
         // for a capability the client lacks, say) is its answer instead: asking cannot help.
@@ -523,9 +603,12 @@ export class Worker {
         }
       } else {
         const e = round?.fatal ?? err;
-        outcome = e instanceof McpError && e.code === ErrorCode.RequestTimeout ? "timeout" : "error";
-        if (!(e instanceof McpError)) this.#log.error({ err: e, method: request.method }, "handler failed");
-        else if (e === round?.fatal && e.code === ErrorCode.InternalError) this.#log.error({ err: e, method: request.method }, "handler misused input requests");
+        outcome =
+          e instanceof McpError && e.code === ErrorCode.RequestTimeout ? "timeout" : "error";
+        if (!(e instanceof McpError))
+          this.#log.error({ err: e, method: request.method }, "handler failed");
+        else if (e === round?.fatal && e.code === ErrorCode.InternalError)
+          this.#log.error({ err: e, method: request.method }, "handler misused input requests");
         const wire = toWireError(e);
         response = { error: wire };
         errorType = String(wire.code);
@@ -551,10 +634,17 @@ export class Worker {
     } finally {
       this.#running--;
       metrics?.inFlight(this.#running);
-      metrics?.handled(request.method, outcome, (Date.now() - startedAt) / 1000, { ...target, errorType });
+      metrics?.handled(request.method, outcome, (Date.now() - startedAt) / 1000, {
+        ...target,
+        errorType,
+      });
       this.#slotWaiters.shift()?.();
       if (consumerSpan) {
-        if (!acked) consumerSpan.setStatus({ code: SpanStatusCode.ERROR, message: "response not stored; nak" });
+        if (!acked)
+          consumerSpan.setStatus({
+            code: SpanStatusCode.ERROR,
+            message: "response not stored; nak",
+          });
         consumerSpan.end();
       }
     }
@@ -580,7 +670,12 @@ export class Worker {
   }
 
   /** The CONSUMER span of one delivery, continued from the edge's producer span (NATS headers). */
-  #consumerSpan(t: WorkerTracing, m: JsMsg, env: RequestEnvelope, request: { id: RequestId; method: string }): Span {
+  #consumerSpan(
+    t: WorkerTracing,
+    m: JsMsg,
+    env: RequestEnvelope,
+    request: { id: RequestId; method: string },
+  ): Span {
     const h = m.headers;
     const parent = h
       ? t.propagator.extract(ROOT_CONTEXT, h, {
@@ -588,20 +683,24 @@ export class Worker {
           get: (c, k) => c.get(k) || undefined,
         })
       : ROOT_CONTEXT;
-    const span = t.tracer.startSpan(`process mcpq.req.${this.pool}`, { kind: SpanKind.CONSUMER }, parent);
+    const span = t.tracer.startSpan(
+      `process mcpq.req.${this.pool}`,
+      { kind: SpanKind.CONSUMER },
+      parent,
+    );
     // Attributes only when sampled (the edge's decision travels in the traceparent flags).
     if (span.isRecording()) {
       span.setAttributes({
-          "messaging.system": "nats",
-          "messaging.operation.name": "process",
-          "messaging.operation.type": "process",
-          "messaging.destination.name": m.subject,
-          "messaging.consumer.group.name": this.pool,
-          "messaging.message.id": env.requestId,
-          "messaging.message.body.size": m.data.length,
-          "mcpq.delivery.count": m.info.deliveryCount,
-          "mcp.method.name": request.method,
-          "mcp.session.id": env.session,
+        "messaging.system": "nats",
+        "messaging.operation.name": "process",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": m.subject,
+        "messaging.consumer.group.name": this.pool,
+        "messaging.message.id": env.requestId,
+        "messaging.message.body.size": m.data.length,
+        "mcpq.delivery.count": m.info.deliveryCount,
+        "mcp.method.name": request.method,
+        "mcp.session.id": env.session,
       });
     }
     return span;
@@ -609,7 +708,12 @@ export class Worker {
 
   /** Reads the MRTR fields of a modern-era request; throws -32602 for a malformed or refused state. */
   #beginRound(env: RequestEnvelope, method: string, params: Record<string, unknown>): MrtrRound {
-    const binding = { principal: env.principal, method, target: env.target, digest: paramsDigest(params) };
+    const binding = {
+      principal: env.principal,
+      method,
+      target: env.target,
+      digest: paramsDigest(params),
+    };
     return MrtrRound.begin(params, binding, this.#sealer, env.clientCapabilities, (reason) =>
       this.#log.info({ method, target: env.target, reason }, "requestState refused"),
     );
@@ -621,7 +725,11 @@ export class Worker {
     return t ? (t.replayable ?? !t.annotations?.destructiveHint) : true;
   }
 
-  async #dispatch(method: string, params: Record<string, unknown>, ctx: HandlerContext): Promise<Record<string, unknown>> {
+  async #dispatch(
+    method: string,
+    params: Record<string, unknown>,
+    ctx: HandlerContext,
+  ): Promise<Record<string, unknown>> {
     switch (method) {
       case "tools/call":
         return this.#callTool(params, ctx);
@@ -636,14 +744,22 @@ export class Worker {
     }
   }
 
-  async #callTool(raw: Record<string, unknown>, ctx: HandlerContext): Promise<Record<string, unknown>> {
+  async #callTool(
+    raw: Record<string, unknown>,
+    ctx: HandlerContext,
+  ): Promise<Record<string, unknown>> {
     const params = parseParams(CallToolParamsSchema, raw);
     const tool = this.#tools.get(params.name);
     if (!tool) throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${params.name}`);
     const args = tool.input.safeParse(params.arguments ?? {});
     if (!args.success) {
       return {
-        content: [{ type: "text", text: `Invalid arguments for tool ${tool.name}: ${z.prettifyError(args.error)}` }],
+        content: [
+          {
+            type: "text",
+            text: `Invalid arguments for tool ${tool.name}: ${z.prettifyError(args.error)}`,
+          },
+        ],
         isError: true,
       };
     }
@@ -657,11 +773,18 @@ export class Worker {
       return { content: [{ type: "text", text: message }], isError: true };
     }
     const result: CallToolResult =
-      typeof out === "string" ? { content: [{ type: "text", text: out }] } : Array.isArray(out) ? { content: out } : out;
+      typeof out === "string"
+        ? { content: [{ type: "text", text: out }] }
+        : Array.isArray(out)
+          ? { content: out }
+          : out;
     if (tool.output && !result.isError) {
       const checked = tool.output.safeParse(result.structuredContent);
       if (!checked.success) {
-        this.#log.error({ tool: tool.name, issues: checked.error.issues }, "structuredContent violates outputSchema");
+        this.#log.error(
+          { tool: tool.name, issues: checked.error.issues },
+          "structuredContent violates outputSchema",
+        );
         throw new McpError(ErrorCode.InternalError, "Internal error");
       }
       if (!result.content || result.content.length === 0) {
@@ -671,23 +794,41 @@ export class Worker {
     return result as unknown as Record<string, unknown>;
   }
 
-  async #readResource(raw: Record<string, unknown>, ctx: HandlerContext): Promise<Record<string, unknown>> {
+  async #readResource(
+    raw: Record<string, unknown>,
+    ctx: HandlerContext,
+  ): Promise<Record<string, unknown>> {
     const { uri } = parseParams(ReadResourceParamsSchema, raw);
     const modern = isModernEra(ctx.protocolVersion);
     // 2026-07-28: a read result carries its caching hints (the resource's, else its template's).
-    const withHints = (def: ResourceDefinition | ResourceTemplateDefinition, result: Record<string, unknown>) =>
-      modern ? { ...result, ...this.#readHints.get(def) } : result;
+    const withHints = (
+      def: ResourceDefinition | ResourceTemplateDefinition,
+      result: Record<string, unknown>,
+    ) => (modern ? { ...result, ...this.#readHints.get(def) } : result);
     const direct = this.#resources.get(uri);
-    if (direct) return withHints(direct, { contents: normaliseContents(await direct.read(ctx), uri, direct.mimeType) });
+    if (direct)
+      return withHints(direct, {
+        contents: normaliseContents(await direct.read(ctx), uri, direct.mimeType),
+      });
     for (const t of this.#templates) {
       const vars = matchUriTemplate(t.uriTemplate, uri);
-      if (vars) return withHints(t, { contents: normaliseContents(await t.read(vars, uri, ctx), uri, t.mimeType) });
+      if (vars)
+        return withHints(t, {
+          contents: normaliseContents(await t.read(vars, uri, ctx), uri, t.mimeType),
+        });
     }
     // 2026-07-28 standardises on -32602 (SEP-2164); older revisions keep -32002.
-    throw new McpError(modern ? ErrorCode.InvalidParams : ErrorCode.ResourceNotFound, "Resource not found", { uri });
+    throw new McpError(
+      modern ? ErrorCode.InvalidParams : ErrorCode.ResourceNotFound,
+      "Resource not found",
+      { uri },
+    );
   }
 
-  async #getPrompt(raw: Record<string, unknown>, ctx: HandlerContext): Promise<Record<string, unknown>> {
+  async #getPrompt(
+    raw: Record<string, unknown>,
+    ctx: HandlerContext,
+  ): Promise<Record<string, unknown>> {
     const params = parseParams(GetPromptParamsSchema, raw);
     const prompt = this.#prompts.get(params.name);
     if (!prompt) throw new McpError(ErrorCode.InvalidParams, `Unknown prompt: ${params.name}`);
@@ -695,34 +836,49 @@ export class Worker {
     if (prompt.args) {
       const parsed = prompt.args.safeParse(args);
       if (!parsed.success) {
-        throw new McpError(ErrorCode.InvalidParams, `Invalid arguments for prompt ${prompt.name}: ${z.prettifyError(parsed.error)}`);
+        throw new McpError(
+          ErrorCode.InvalidParams,
+          `Invalid arguments for prompt ${prompt.name}: ${z.prettifyError(parsed.error)}`,
+        );
       }
       args = parsed.data;
     }
     return (await prompt.get(args as never, ctx)) as unknown as Record<string, unknown>;
   }
 
-  async #complete(raw: Record<string, unknown>, ctx: HandlerContext): Promise<Record<string, unknown>> {
+  async #complete(
+    raw: Record<string, unknown>,
+    ctx: HandlerContext,
+  ): Promise<Record<string, unknown>> {
     const params = parseParams(CompleteParamsSchema, raw);
     const completers =
       params.ref.type === "ref/prompt"
         ? this.#prompts.get(params.ref.name)?.complete
-        : this.#templates.find((t) => t.uriTemplate === (params.ref as { uri: string }).uri)?.complete;
+        : this.#templates.find((t) => t.uriTemplate === (params.ref as { uri: string }).uri)
+            ?.complete;
     const fn = completers?.[params.argument.name];
     if (!fn) return { completion: { values: [] } };
-    const out = await fn(params.argument.value, { arguments: params.context?.arguments ?? {} }, ctx);
+    const out = await fn(
+      params.argument.value,
+      { arguments: params.context?.arguments ?? {} },
+      ctx,
+    );
     const res: CompletionResult = Array.isArray(out) ? { values: out } : out;
     // The spec caps a completion response at 100 values.
     const values = res.values.slice(0, 100);
     const completion: Record<string, unknown> = { values };
     if (res.total !== undefined) completion["total"] = res.total;
-    if (res.hasMore !== undefined || res.values.length > 100) completion["hasMore"] = res.hasMore ?? true;
+    if (res.hasMore !== undefined || res.values.length > 100)
+      completion["hasMore"] = res.hasMore ?? true;
     return { completion };
   }
 }
 
 /** The tool or prompt a routed request names (raw; the service bounds label values). */
-function targetNames(method: string, params: Record<string, unknown> | undefined): { tool?: string; prompt?: string } {
+function targetNames(
+  method: string,
+  params: Record<string, unknown> | undefined,
+): { tool?: string; prompt?: string } {
   const name = params?.["name"];
   if (method === "tools/call" && typeof name === "string") return { tool: name };
   if (method === "prompts/get" && typeof name === "string") return { prompt: name };
@@ -785,7 +941,11 @@ function inflightKey(session: string, id: RequestId): string {
  * the round's protocol error when an answer was malformed, else the result with
  * `resultType: "complete"`. Older revisions get the result unchanged.
  */
-function finishResult(result: Record<string, unknown>, round: MrtrRound | undefined, modern: boolean): Record<string, unknown> {
+function finishResult(
+  result: Record<string, unknown>,
+  round: MrtrRound | undefined,
+  modern: boolean,
+): Record<string, unknown> {
   if (round?.fatal) throw round.fatal;
   if (round?.pending) return round.inputRequired();
   return modern ? { ...result, resultType: "complete" } : result;
@@ -797,7 +957,8 @@ function isCancel(reason: unknown): boolean {
 
 function parseParams<T extends z.ZodType>(schema: T, raw: unknown): z.output<T> {
   const r = schema.safeParse(raw);
-  if (!r.success) throw new McpError(ErrorCode.InvalidParams, `Invalid params: ${z.prettifyError(r.error)}`);
+  if (!r.success)
+    throw new McpError(ErrorCode.InvalidParams, `Invalid params: ${z.prettifyError(r.error)}`);
   return r.data;
 }
 
@@ -823,6 +984,8 @@ function normaliseContents(out: ResourceReadOutput, uri: string, mimeType?: stri
   const list = Array.isArray(out) ? out : [out];
   return list.map((c) => {
     const withUri = "uri" in c ? c : { uri, ...c };
-    return mimeType && !("mimeType" in withUri && withUri.mimeType) ? { ...withUri, mimeType } : withUri;
+    return mimeType && !("mimeType" in withUri && withUri.mimeType)
+      ? { ...withUri, mimeType }
+      : withUri;
   });
 }

@@ -99,15 +99,36 @@ describe("recorder: default secret redaction (issue 14 hole 8)", () => {
   it("masks common secret keys at any depth with no redact list configured, unless the target opted out", () => {
     const params = {
       name: "login",
-      arguments: { user: "ada", password: "hunter2", nested: { api_key: "k-1", clientSecret: "s-1", "X-Api-Key": "k-2", Cookie: "c=1" }, max_tokens: 5 },
+      arguments: {
+        user: "ada",
+        password: "hunter2",
+        nested: { api_key: "k-1", clientSecret: "s-1", "X-Api-Key": "k-2", Cookie: "c=1" },
+        max_tokens: 5,
+      },
     };
-    const r = toRecord(entry(params, { content: [], structuredContent: { refresh_token: "rt-1" } }), { redact: [], notifications: false });
+    const r = toRecord(
+      entry(params, { content: [], structuredContent: { refresh_token: "rt-1" } }),
+      { redact: [], notifications: false },
+    );
     const text = JSON.stringify(r);
-    for (const secret of ["hunter2", "k-1", "s-1", "k-2", "c=1", "rt-1"]) expect(text).not.toContain(secret);
-    expect(r.request.params).toMatchObject({ arguments: { user: "ada", password: REDACTED, max_tokens: 5 } });
-    expect(r.redacted).toEqual(expect.arrayContaining(["params.arguments.password", "response.result.structuredContent.refresh_token"]));
+    for (const secret of ["hunter2", "k-1", "s-1", "k-2", "c=1", "rt-1"])
+      expect(text).not.toContain(secret);
+    expect(r.request.params).toMatchObject({
+      arguments: { user: "ada", password: REDACTED, max_tokens: 5 },
+    });
+    expect(r.redacted).toEqual(
+      expect.arrayContaining([
+        "params.arguments.password",
+        "response.result.structuredContent.refresh_token",
+      ]),
+    );
     // Opted out (a tool whose `token` argument is not a secret): kept; authorization still masked.
-    const kept = toRecord(entry({ ...params, arguments: { ...params.arguments, authorization: "Basic x" } }), { redact: [], notifications: false, secrets: false });
-    expect(kept.request.params).toMatchObject({ arguments: { password: "hunter2", authorization: REDACTED } });
+    const kept = toRecord(
+      entry({ ...params, arguments: { ...params.arguments, authorization: "Basic x" } }),
+      { redact: [], notifications: false, secrets: false },
+    );
+    expect(kept.request.params).toMatchObject({
+      arguments: { password: "hunter2", authorization: REDACTED },
+    });
   });
 });

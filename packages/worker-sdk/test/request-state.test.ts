@@ -1,9 +1,20 @@
 import { describe, expect, it } from "vitest";
-import { RequestStateError, canonicalJson, createRequestStateSealer, paramsDigest, type RequestStateBinding } from "../src/request-state.js";
+import {
+  RequestStateError,
+  canonicalJson,
+  createRequestStateSealer,
+  paramsDigest,
+  type RequestStateBinding,
+} from "../src/request-state.js";
 
 const KEY_A = "a".repeat(16) + "-first-shared-secret-key";
 const KEY_B = "b".repeat(16) + "-second-shared-secret-key";
-const binding: RequestStateBinding = { principal: "alice", method: "tools/call", target: "deploy", digest: paramsDigest({ name: "deploy", arguments: { env: "prod" } }) };
+const binding: RequestStateBinding = {
+  principal: "alice",
+  method: "tools/call",
+  target: "deploy",
+  digest: paramsDigest({ name: "deploy", arguments: { env: "prod" } }),
+};
 
 function refusal(fn: () => unknown): string {
   try {
@@ -38,7 +49,9 @@ describe("requestState sealing", () => {
     const [p, kid, body] = t.split(".") as [string, string, string];
     const bytes = Buffer.from(body, "base64url");
     bytes[20] = bytes[20]! ^ 0x01;
-    expect(refusal(() => sealer.open(`${p}.${kid}.${bytes.toString("base64url")}`, binding))).toBe("tampered");
+    expect(refusal(() => sealer.open(`${p}.${kid}.${bytes.toString("base64url")}`, binding))).toBe(
+      "tampered",
+    );
     expect(refusal(() => sealer.open(`${p}.AAAAAAAA.${body}`, binding))).toBe("unknown-key");
     expect(refusal(() => sealer.open("ms2." + kid + "." + body, binding))).toBe("malformed");
     expect(refusal(() => sealer.open("not a state", binding))).toBe("malformed");
@@ -61,7 +74,11 @@ describe("requestState sealing", () => {
 
   it("rotates: the first key seals, every key opens; a dropped key's tokens are refused", () => {
     const old = createRequestStateSealer({ keys: [KEY_A], ttlMs: 60_000, maxBytes: 4096 });
-    const rolling = createRequestStateSealer({ keys: [KEY_B, KEY_A], ttlMs: 60_000, maxBytes: 4096 });
+    const rolling = createRequestStateSealer({
+      keys: [KEY_B, KEY_A],
+      ttlMs: 60_000,
+      maxBytes: 4096,
+    });
     const done = createRequestStateSealer({ keys: [KEY_B], ttlMs: 60_000, maxBytes: 4096 });
     const fromOld = old.seal(binding, { v: "old" });
     const fromRolling = rolling.seal(binding, { v: "new" });
@@ -75,13 +92,25 @@ describe("requestState sealing", () => {
     const small = createRequestStateSealer({ keys: [KEY_A], ttlMs: 60_000, maxBytes: 200 });
     expect(refusal(() => small.seal(binding, { blob: "x".repeat(300) }))).toBe("too-large");
     expect(refusal(() => small.open("ms1." + "A".repeat(300), binding))).toBe("too-large");
-    expect(() => createRequestStateSealer({ keys: ["short"], ttlMs: 1, maxBytes: 100 })).toThrow(/at least 32/);
+    expect(() => createRequestStateSealer({ keys: ["short"], ttlMs: 1, maxBytes: 100 })).toThrow(
+      /at least 32/,
+    );
   });
 
   it("digests params canonically and without the MRTR fields and _meta", () => {
-    expect(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: null } })).toBe('{"a":{"c":null,"d":[1,{"y":2,"z":1}]},"b":1}');
+    expect(canonicalJson({ b: 1, a: { d: [1, { z: 1, y: 2 }], c: null } })).toBe(
+      '{"a":{"c":null,"d":[1,{"y":2,"z":1}]},"b":1}',
+    );
     const d = paramsDigest({ name: "t", arguments: { x: 1, y: 2 } });
-    expect(paramsDigest({ arguments: { y: 2, x: 1 }, name: "t", inputResponses: { k: {} }, requestState: "s", _meta: { a: 1 } })).toBe(d);
+    expect(
+      paramsDigest({
+        arguments: { y: 2, x: 1 },
+        name: "t",
+        inputResponses: { k: {} },
+        requestState: "s",
+        _meta: { a: 1 },
+      }),
+    ).toBe(d);
     expect(paramsDigest({ name: "t", arguments: { x: 2, y: 2 } })).not.toBe(d);
   });
 });

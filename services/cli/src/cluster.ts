@@ -12,7 +12,10 @@ const METRICS_TIMEOUT_MS = 10_000;
 export function processesFlag(value: string): number {
   if (value === "auto") return availableParallelism();
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > 256) throw new UsageError(`--processes must be an integer 1-256 or "auto", not ${JSON.stringify(value)}`);
+  if (!Number.isInteger(n) || n < 1 || n > 256)
+    throw new UsageError(
+      `--processes must be an integer 1-256 or "auto", not ${JSON.stringify(value)}`,
+    );
   return n;
 }
 
@@ -35,7 +38,13 @@ export async function runPrimary(what: string, n: number): Promise<void> {
     if (msg?.type !== METRICS_REQ) return;
     aggregator.clusterMetrics().then(
       (text) => w.isConnected() && w.send({ type: METRICS_RES, id: msg.id, text }),
-      (err: unknown) => w.isConnected() && w.send({ type: METRICS_RES, id: msg.id, error: err instanceof Error ? err.message : String(err) }),
+      (err: unknown) =>
+        w.isConnected() &&
+        w.send({
+          type: METRICS_RES,
+          id: msg.id,
+          error: err instanceof Error ? err.message : String(err),
+        }),
     );
   });
   let stopping = false;
@@ -56,13 +65,17 @@ export async function runPrimary(what: string, n: number): Promise<void> {
   };
   cluster.on("exit", (w, code, signal) => {
     if (stopping) return;
-    console.error(`mcpq ${what}: process ${w.id} (pid ${w.process.pid}) exited (${signal ?? code}); stopping the others`);
+    console.error(
+      `mcpq ${what}: process ${w.id} (pid ${w.process.pid}) exited (${signal ?? code}); stopping the others`,
+    );
     void stop(1);
   });
   process.once("SIGINT", () => void stop(0));
   process.once("SIGTERM", () => void stop(0));
   for (let i = 0; i < n; i++) cluster.fork();
-  console.error(`mcpq ${what}: ${n} processes (pid ${process.pid} is the primary; they share their listening ports)`);
+  console.error(
+    `mcpq ${what}: ${n} processes (pid ${process.pid} is the primary; they share their listening ports)`,
+  );
 }
 
 /**
@@ -78,15 +91,18 @@ export function shareMetrics(registry: Registry): void {
   const own = registry.metrics.bind(registry);
   const waiting = new Map<number, { resolve: (t: string) => void; timer: NodeJS.Timeout }>();
   let next = 0;
-  process.on("message", (msg: { type?: unknown; id?: unknown; text?: unknown; error?: unknown }) => {
-    if (msg?.type !== METRICS_RES || typeof msg.id !== "number") return;
-    const w = waiting.get(msg.id);
-    if (!w) return;
-    waiting.delete(msg.id);
-    clearTimeout(w.timer);
-    if (typeof msg.text === "string") w.resolve(msg.text);
-    else void own().then(w.resolve);
-  });
+  process.on(
+    "message",
+    (msg: { type?: unknown; id?: unknown; text?: unknown; error?: unknown }) => {
+      if (msg?.type !== METRICS_RES || typeof msg.id !== "number") return;
+      const w = waiting.get(msg.id);
+      if (!w) return;
+      waiting.delete(msg.id);
+      clearTimeout(w.timer);
+      if (typeof msg.text === "string") w.resolve(msg.text);
+      else void own().then(w.resolve);
+    },
+  );
   registry.metrics = () =>
     new Promise<string>((resolve) => {
       const id = next++;

@@ -2,7 +2,12 @@ import { z } from "zod";
 import { deepFreeze } from "@mcpq/protocol";
 
 /** A TCP port: an integer 0-65535 (0 = a random free port). */
-const port = () => z.coerce.number({ error: "expected a port number 0-65535" }).int("expected a port number 0-65535").min(0, "expected a port number 0-65535").max(65_535, "expected a port number 0-65535");
+const port = () =>
+  z.coerce
+    .number({ error: "expected a port number 0-65535" })
+    .int("expected a port number 0-65535")
+    .min(0, "expected a port number 0-65535")
+    .max(65_535, "expected a port number 0-65535");
 
 /**
  * One NATS server URL (`nats://host:port`, `tls://…`, `ws(s)://…`) or a bare `host[:port]`, as
@@ -29,13 +34,19 @@ const CliEnvSchema = z.object({
   MCPQ_NATS_URL: z
     .string()
     .default("nats://127.0.0.1:4222")
-    .refine((v) => v.split(",").every((s) => isNatsUrl(s.trim())), "expected comma-separated NATS URLs such as nats://127.0.0.1:4222"),
+    .refine(
+      (v) => v.split(",").every((s) => isNatsUrl(s.trim())),
+      "expected comma-separated NATS URLs such as nats://127.0.0.1:4222",
+    ),
   /** `mcpq dev`: the edge's HTTP port when `--port` is not given (the edge itself reads it too). */
   MCPQ_PORT: port().optional(),
   /** `mcpq dev`: catalogs when `--catalog` is not given (one worker, and pool, per catalog). */
   MCPQ_CATALOGS: z.string().optional(),
   /** `mcpq worker` / `mcpq dev`: an explicit pool instead of one named after the catalogs. */
-  MCPQ_POOL: z.string().regex(/^[A-Za-z0-9_-]+$/, "expected letters, digits, _ or -").optional(),
+  MCPQ_POOL: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/, "expected letters, digits, _ or -")
+    .optional(),
   /** `mcpq stdio`: bearer token when `--token` is not given. */
   MCPQ_TOKEN: z.string().optional(),
   /** `mcpq replay` and boot errors: print the stack of an unexpected error. */
@@ -44,7 +55,9 @@ const CliEnvSchema = z.object({
 export type CliEnv = z.infer<typeof CliEnvSchema>;
 
 /** Parses the CLI's environment; throws one Error naming every bad variable and its value. */
-export function loadCliEnv(env: Record<string, string | undefined> = process.env): Readonly<CliEnv> {
+export function loadCliEnv(
+  env: Record<string, string | undefined> = process.env,
+): Readonly<CliEnv> {
   const r = CliEnvSchema.safeParse(env);
   if (!r.success) {
     const bad = r.error.issues.map((i) => {

@@ -50,7 +50,9 @@ async function run(argv: string[]): Promise<void> {
   const load = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
   if (!load) throw new UsageError(`unknown command ${JSON.stringify(cmd)}`, USAGE);
   const env = loadCliEnv(process.env);
-  await (await load())(rest, env);
+  await (
+    await load()
+  )(rest, env);
 }
 
 const cmd = process.argv[2] ?? "";

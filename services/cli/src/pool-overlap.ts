@@ -25,7 +25,8 @@ export function findOverlaps(mine: AdvertisedPool, others: Iterable<AdvertisedPo
   const served = new Map<string, Set<string>>();
   for (const o of others) {
     if (o.shadow === true || o.pool === mine.pool) continue;
-    const add = (key: string) => (served.get(key) ?? served.set(key, new Set()).get(key)!).add(o.pool);
+    const add = (key: string) =>
+      (served.get(key) ?? served.set(key, new Set()).get(key)!).add(o.pool);
     for (const t of o.catalog.tools ?? []) add(`tool\u0000${t.name}`);
     for (const p of o.catalog.prompts ?? []) add(`prompt\u0000${p.name}`);
     for (const r of o.catalog.resources ?? []) add(`resource\u0000${r.uri}`);

@@ -17,10 +17,29 @@ describe("mcpq edge|worker on a taken port", () => {
   afterAll(async () => Promise.all(held.map((s) => new Promise((r) => s.close(r)))));
 
   it.for([
-    ["the HTTP port", (p: number) => ({ args: ["edge", "--port", String(p)], env: { MCPQ_TCP_PORT: "0", MCPQ_GRPC_PORT: "0" } }), /port \d+ is the HTTP port \(--port \/ MCPQ_PORT\)/],
-    ["the TCP port", (p: number) => ({ args: ["edge", "--port", "0"], env: { MCPQ_TCP_PORT: String(p) } }), /port \d+ is the TCP port \(MCPQ_TCP_PORT/],
-    ["the gRPC port", (p: number) => ({ args: ["edge", "--port", "0"], env: { MCPQ_GRPC_PORT: String(p) } }), /port \d+ is the gRPC port \(MCPQ_GRPC_PORT/],
-    ["the worker's metrics port", (p: number) => ({ args: ["worker"], env: { MCPQ_WORKER_METRICS_PORT: String(p) } }), /port \d+ is the metrics port \(MCPQ_WORKER_METRICS_PORT\)/],
+    [
+      "the HTTP port",
+      (p: number) => ({
+        args: ["edge", "--port", String(p)],
+        env: { MCPQ_TCP_PORT: "0", MCPQ_GRPC_PORT: "0" },
+      }),
+      /port \d+ is the HTTP port \(--port \/ MCPQ_PORT\)/,
+    ],
+    [
+      "the TCP port",
+      (p: number) => ({ args: ["edge", "--port", "0"], env: { MCPQ_TCP_PORT: String(p) } }),
+      /port \d+ is the TCP port \(MCPQ_TCP_PORT/,
+    ],
+    [
+      "the gRPC port",
+      (p: number) => ({ args: ["edge", "--port", "0"], env: { MCPQ_GRPC_PORT: String(p) } }),
+      /port \d+ is the gRPC port \(MCPQ_GRPC_PORT/,
+    ],
+    [
+      "the worker's metrics port",
+      (p: number) => ({ args: ["worker"], env: { MCPQ_WORKER_METRICS_PORT: String(p) } }),
+      /port \d+ is the metrics port \(MCPQ_WORKER_METRICS_PORT\)/,
+    ],
   ] as const)("%s: exits 1 naming it", async ([, call, message], { nats }) => {
     const { port, server } = await holdPort();
     held.push(server);

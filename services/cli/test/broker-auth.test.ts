@@ -20,7 +20,11 @@ import { runCli, sdkClient } from "./support/replay-stack.js";
 
 const MAIN = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 // The loop-lag check off: these in-process edges share the test's event loop (see services/edge/test/support/stack.ts).
-const QUIET = { MCPQ_LOG_LEVEL: "silent", MCPQ_REGISTRY_TTL_MS: "3000", MCPQ_MAX_EVENT_LOOP_LAG_MS: "0" };
+const QUIET = {
+  MCPQ_LOG_LEVEL: "silent",
+  MCPQ_REGISTRY_TTL_MS: "3000",
+  MCPQ_MAX_EVENT_LOOP_LAG_MS: "0",
+};
 
 let dir: string;
 let server: ChildProcess;

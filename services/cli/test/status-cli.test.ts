@@ -13,32 +13,49 @@ describe("mcpq status: pools, live workers, queue and edge rates from the broker
     await Promise.allSettled(workers.map((w) => w.close()));
   });
 
-  it("shows each pool with its live worker count, and the edge's traffic and refusals", async ({ nats }) => {
+  it("shows each pool with its live worker count, and the edge's traffic and refusals", async ({
+    nats,
+  }) => {
     workers.push(await startTestWorker(nats.url, "example"));
     workers.push(await startTestWorker(nats.url, "example"));
     workers.push(await startTestWorker(nats.url, "conformance", { MCPQ_CATALOGS: "conformance" }));
     edge = await startTestEdge(nats.url);
-    await eventually(() => edge.runtime.catalog.workerCount === 3, { what: "three workers in the registry" });
+    await eventually(() => edge.runtime.catalog.workerCount === 3, {
+      what: "three workers in the registry",
+    });
     const { client } = await sdkClient(edge.url);
     await client.callTool({ name: "echo", arguments: { text: "x" } });
-    await expect(client.callTool({ name: "nope", arguments: {} })).rejects.toMatchObject({ code: -32602 });
+    await expect(client.callTool({ name: "nope", arguments: {} })).rejects.toMatchObject({
+      code: -32602,
+    });
 
-    const json = await runCli(["status", "--edge", edge.url, "--json", "--interval", "0.2"], { MCPQ_NATS_URL: nats.url });
+    const json = await runCli(["status", "--edge", edge.url, "--json", "--interval", "0.2"], {
+      MCPQ_NATS_URL: nats.url,
+    });
     expect(json.stderr).toBe("");
     expect(json.code).toBe(0);
     const snap = JSON.parse(json.stdout) as {
       pools: { pool: string; workers: number; tools: number; circuit: string }[];
       edges: { reachable: boolean; brokerConnected: boolean }[];
     };
-    expect(snap.pools.find((p) => p.pool === "example")).toMatchObject({ workers: 2, tools: 4, circuit: "closed" });
+    expect(snap.pools.find((p) => p.pool === "example")).toMatchObject({
+      workers: 2,
+      tools: 4,
+      circuit: "closed",
+    });
     expect(snap.pools.find((p) => p.pool === "conformance")).toMatchObject({ workers: 1 });
-    expect(snap.edges).toEqual([expect.objectContaining({ reachable: true, brokerConnected: true })]);
+    expect(snap.edges).toEqual([
+      expect.objectContaining({ reachable: true, brokerConnected: true }),
+    ]);
 
     // The table, with traffic flowing while it samples.
     const load = (async () => {
-      for (let i = 0; i < 40; i++) await client.callTool({ name: "echo", arguments: { text: String(i) } });
+      for (let i = 0; i < 40; i++)
+        await client.callTool({ name: "echo", arguments: { text: String(i) } });
     })();
-    const table = await runCli(["status", "--edge", edge.url, "--interval", "1"], { MCPQ_NATS_URL: nats.url });
+    const table = await runCli(["status", "--edge", edge.url, "--interval", "1"], {
+      MCPQ_NATS_URL: nats.url,
+    });
     await load;
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/POOLS \(2 pools, 3 live workers\)/);
@@ -50,10 +67,14 @@ describe("mcpq status: pools, live workers, queue and edge rates from the broker
   });
 
   it("an unreachable edge is shown as such; an unreachable broker exits 4", async ({ nats }) => {
-    const r = await runCli(["status", "--edge", "http://127.0.0.1:1/mcp", "--interval", "0.1"], { MCPQ_NATS_URL: nats.url });
+    const r = await runCli(["status", "--edge", "http://127.0.0.1:1/mcp", "--interval", "0.1"], {
+      MCPQ_NATS_URL: nats.url,
+    });
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/http:\/\/127\.0\.0\.1:1\/mcp\s+unreachable/);
-    const down = await runCli(["status", "--interval", "0.1"], { MCPQ_NATS_URL: "nats://127.0.0.1:1" });
+    const down = await runCli(["status", "--interval", "0.1"], {
+      MCPQ_NATS_URL: "nats://127.0.0.1:1",
+    });
     expect(down.code).toBe(4);
     expect(down.stderr).toMatch(/cannot reach the broker/);
   });

@@ -28,16 +28,26 @@ function bodyId(body: unknown): string | number | null {
  * The edge as a fastify plugin (no listen): MCP transports plus /healthz, /readyz, /metrics.
  * One error handler hides 5xx details; every MCP error body is JSON-RPC.
  */
-export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyInstance, { runtime }) => {
+export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (
+  app: FastifyInstance,
+  { runtime },
+) => {
   // Bodies stay raw strings: we parse once ourselves to answer -32700 precisely, and forward
   // the original text to workers without re-serialising.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, body, done) => done(null, body));
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, body, done) =>
+    done(null, body),
+  );
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
     // A retryable refusal thrown before dispatch (broker unavailable during a session lookup):
     // the documented 503/429 + Retry-After with the request's id, never a 500.
-    if (err instanceof McpError) return reply.code(statusFor(err).status).headers(statusFor(err).headers).type("application/json").send({ jsonrpc: "2.0", id: bodyId(req.body), error: toWireError(err) });
+    if (err instanceof McpError)
+      return reply
+        .code(statusFor(err).status)
+        .headers(statusFor(err).headers)
+        .type("application/json")
+        .send({ jsonrpc: "2.0", id: bodyId(req.body), error: toWireError(err) });
     const status = err.statusCode ?? 500;
     if (status >= 500) {
       req.log.error({ err }, "request failed");
@@ -52,17 +62,31 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
           : status < 500
             ? "Bad Request"
             : "Internal error";
-    const code = status === 400 && err.code === "FST_ERR_CTP_EMPTY_JSON_BODY" ? ErrorCode.ParseError : status >= 500 ? ErrorCode.InternalError : ErrorCode.InvalidRequest;
-    return reply.code(status).type("application/json").send({ jsonrpc: "2.0", id: null, error: { code, message } });
+    const code =
+      status === 400 && err.code === "FST_ERR_CTP_EMPTY_JSON_BODY"
+        ? ErrorCode.ParseError
+        : status >= 500
+          ? ErrorCode.InternalError
+          : ErrorCode.InvalidRequest;
+    return reply
+      .code(status)
+      .type("application/json")
+      .send({ jsonrpc: "2.0", id: null, error: { code, message } });
   });
 
   // Refusals before any JSON-RPC processing (bad token, Host or Origin) get an access log line.
   app.addHook("onResponse", async (req, reply) => {
     if (reply.statusCode === 401 || reply.statusCode === 403) {
-      runtime.telemetry.httpRefusal(reply.statusCode, { method: req.method, path: req.routeOptions.url ?? "" });
+      runtime.telemetry.httpRefusal(reply.statusCode, {
+        method: req.method,
+        path: req.routeOptions.url ?? "",
+      });
     }
   });
-  httpFallbacks(app, { sse: runtime.config.enableSse, virtualServers: [...(runtime.core.policy?.servers.keys() ?? [])] });
+  httpFallbacks(app, {
+    sse: runtime.config.enableSse,
+    virtualServers: [...(runtime.core.policy?.servers.keys() ?? [])],
+  });
 
   app.get("/healthz", async () => ({ status: "ok" }));
 
@@ -78,7 +102,12 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (app: FastifyIn
       registry: runtime.catalog.ready,
       workers: runtime.catalog.workerCount,
     };
-    const ready = checks.nats && broker.streams && broker.consumers && runtime.catalog.ready && runtime.catalog.workerCount > 0;
+    const ready =
+      checks.nats &&
+      broker.streams &&
+      broker.consumers &&
+      runtime.catalog.ready &&
+      runtime.catalog.workerCount > 0;
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "not ready", checks });
   });
 

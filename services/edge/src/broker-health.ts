@@ -1,4 +1,10 @@
-import { BROKER_UNAVAILABLE_REASON, STREAMS, publishFailure, type Bus, type MsgHdrs } from "@mcpq/bus";
+import {
+  BROKER_UNAVAILABLE_REASON,
+  STREAMS,
+  publishFailure,
+  type Bus,
+  type MsgHdrs,
+} from "@mcpq/bus";
 import { ErrorCode, McpError, rejection, silentLogger, type Logger } from "@mcpq/protocol";
 
 export interface BrokerHealthOptions {
@@ -74,7 +80,11 @@ export class BrokerHealth {
 
   /** The refusal clients get while the broker is unavailable. */
   refusal(): McpError {
-    return rejection(ErrorCode.Overloaded, BROKER_UNAVAILABLE_REASON, this.opts.retryAfterMs ?? 1_000);
+    return rejection(
+      ErrorCode.Overloaded,
+      BROKER_UNAVAILABLE_REASON,
+      this.opts.retryAfterMs ?? 1_000,
+    );
   }
 
   /**
@@ -94,7 +104,13 @@ export class BrokerHealth {
             // (account info would need the meta leader, whose election does not stop publishes).
             this.bus.jsm.streams.info(STREAMS.requests).then(() => "ok" as const),
             // Judged after the next I/O poll: a stalled process may have the answer unread.
-            new Promise<"timeout">((r) => (timer = setTimeout(() => setImmediate(() => r("timeout")), this.opts.unavailableMs))),
+            new Promise<"timeout">(
+              (r) =>
+                (timer = setTimeout(
+                  () => setImmediate(() => r("timeout")),
+                  this.opts.unavailableMs,
+                )),
+            ),
           ]);
           // Unanswered, but the connection kept delivering messages: the broker is slow (or this
           // process is), not gone; refusing everything would turn load into an outage.
@@ -126,7 +142,10 @@ export class BrokerHealth {
    * Per operation: a counter, a Set entry and one promise (no timer).
    */
   guard<T>(op: () => Promise<T>, kind: "kv" | "publish" = "kv"): Promise<T> {
-    if (!this.#up) return Promise.reject(kind === "kv" ? this.refusal() : new BrokerUnreachable("broker disconnected"));
+    if (!this.#up)
+      return Promise.reject(
+        kind === "kv" ? this.refusal() : new BrokerUnreachable("broker disconnected"),
+      );
     if (this.#inFlight++ === 0) this.#lastAnswer = Date.now();
     if (this.#watch === undefined) this.#watchdog();
     const p = op().then(
@@ -144,7 +163,12 @@ export class BrokerHealth {
       },
     );
     return new Promise<T>((resolve, reject) => {
-      const abandon = () => reject(kind === "kv" ? this.refusal() : new BrokerUnreachable("broker disconnected; timed out waiting for the publish ack"));
+      const abandon = () =>
+        reject(
+          kind === "kv"
+            ? this.refusal()
+            : new BrokerUnreachable("broker disconnected; timed out waiting for the publish ack"),
+        );
       this.#waiting.add(abandon);
       p.then(
         (v) => {
@@ -185,13 +209,17 @@ export class BrokerHealth {
   #set(up: boolean, why: string): void {
     clearTimeout(this.#retry);
     if (!up && !this.#stopped) {
-      this.#retry = setTimeout(() => void this.probe(), Math.max(50, Math.floor(this.opts.unavailableMs / 4)));
+      this.#retry = setTimeout(
+        () => void this.probe(),
+        Math.max(50, Math.floor(this.opts.unavailableMs / 4)),
+      );
       this.#retry.unref();
     }
     if (up === this.#up) return;
     this.#up = up;
     if (up) this.#log.info({ why }, "broker available again");
-    else this.#log.warn({ why }, "broker unavailable; refusing requests with -32010 until it is back");
+    else
+      this.#log.warn({ why }, "broker unavailable; refusing requests with -32010 until it is back");
     this.opts.onChange?.(up);
     if (!up) for (const abandon of [...this.#waiting]) abandon();
   }
@@ -211,13 +239,19 @@ function unreachable(err: unknown): boolean {
 const SYNC_METHODS = new Set(["list", "names", "codec"]);
 
 /** Wraps every method of `target` (and of the named nested objects) with `guard`. */
-function guarded<T extends object>(target: T, guard: <R>(op: () => Promise<R>) => Promise<R>, nested: string[] = []): T {
+function guarded<T extends object>(
+  target: T,
+  guard: <R>(op: () => Promise<R>) => Promise<R>,
+  nested: string[] = [],
+): T {
   return new Proxy(target, {
     get(t, prop, receiver) {
       const v = Reflect.get(t, prop, receiver) as unknown;
-      if (typeof prop === "string" && nested.includes(prop) && v && typeof v === "object") return guarded(v, guard);
+      if (typeof prop === "string" && nested.includes(prop) && v && typeof v === "object")
+        return guarded(v, guard);
       if (typeof v !== "function" || (typeof prop === "string" && SYNC_METHODS.has(prop))) return v;
-      return (...args: unknown[]) => guard(() => Promise.resolve((v as (...a: unknown[]) => unknown).apply(t, args)));
+      return (...args: unknown[]) =>
+        guard(() => Promise.resolve((v as (...a: unknown[]) => unknown).apply(t, args)));
     },
   });
 }
@@ -229,14 +263,21 @@ function guarded<T extends object>(target: T, guard: <R>(op: () => Promise<R>) =
  * (mapped by the caller's `publishFailure`), and `onPublish` sees each request publish (for
  * liveness tracking). The registry, NATS connection and other handles pass through unchanged.
  */
-export function guardedBus(bus: Bus, health: BrokerHealth, onPublish?: (subject: string, opts: { msgID?: string; headers?: MsgHdrs } | undefined) => void): Bus {
+export function guardedBus(
+  bus: Bus,
+  health: BrokerHealth,
+  onPublish?: (subject: string, opts: { msgID?: string; headers?: MsgHdrs } | undefined) => void,
+): Bus {
   const kvGuard = <R>(op: () => Promise<R>) => health.guard(op, "kv");
   const js = new Proxy(bus.js, {
     get(t, prop, receiver) {
       const v = Reflect.get(t, prop, receiver) as unknown;
       if (prop !== "publish" || typeof v !== "function") return v;
       return (subject: string, data: unknown, opts?: { msgID?: string; headers?: MsgHdrs }) => {
-        const p = health.guard(() => (v as (...a: unknown[]) => Promise<unknown>).call(t, subject, data, opts), "publish");
+        const p = health.guard(
+          () => (v as (...a: unknown[]) => Promise<unknown>).call(t, subject, data, opts),
+          "publish",
+        );
         onPublish?.(subject, opts);
         return p;
       };

@@ -33,12 +33,19 @@ export const EdgeEnvSchema = z.object({
   ...telemetryEnvShape,
   MCPQ_HOST: z.string().default("127.0.0.1"),
   MCPQ_PORT: port().default(8080),
-  MCPQ_EDGE_ID: z.string().regex(/^[A-Za-z0-9_-]+$/).optional(),
-  MCPQ_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  MCPQ_EDGE_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .optional(),
+  MCPQ_LOG_LEVEL: z
+    .enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"])
+    .default("info"),
   /** Host header allow-list (DNS-rebinding protection); `*` disables the check. Ports are ignored. */
   MCPQ_ALLOWED_HOSTS: list("localhost,127.0.0.1,[::1]"),
   /** Origin allow-list; entries may end in `:*` for any port; `*` allows all. */
-  MCPQ_ALLOWED_ORIGINS: list("http://localhost:*,http://127.0.0.1:*,http://[::1]:*,https://localhost:*"),
+  MCPQ_ALLOWED_ORIGINS: list(
+    "http://localhost:*,http://127.0.0.1:*,http://[::1]:*,https://localhost:*",
+  ),
   /** `token=principal` pairs; when set, every request needs `Authorization: Bearer <token>`. */
   MCPQ_AUTH_TOKENS: z.string().default(""),
   /** Request body / message limit; never more than the broker's max_payload less envelope room (found at start-up). */
@@ -162,7 +169,6 @@ export const EdgeEnvSchema = z.object({
 });
 type EdgeEnv = z.infer<typeof EdgeEnvSchema>;
 
-
 const TCP_PORT_OFFSET = 8090 - 8080;
 const GRPC_PORT_OFFSET = 50051 - 8080;
 function derivedPort(httpPort: number, offset: number): number {
@@ -173,9 +179,13 @@ function derivedPort(httpPort: number, offset: number): number {
 
 export function parseAuthTokens(spec: string): Map<string, string> {
   const out = new Map<string, string>();
-  for (const pair of spec.split(",").map((s) => s.trim()).filter(Boolean)) {
+  for (const pair of spec
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const i = pair.lastIndexOf("=");
-    if (i <= 0 || i === pair.length - 1) throw new Error("MCPQ_AUTH_TOKENS entries must be token=principal");
+    if (i <= 0 || i === pair.length - 1)
+      throw new Error("MCPQ_AUTH_TOKENS entries must be token=principal");
     out.set(pair.slice(0, i), pair.slice(i + 1));
   }
   return out;
@@ -185,11 +195,16 @@ const scopeList = (s: string) => s.split(/[\s,]+/).filter(Boolean);
 
 function oauthFromEnv(e: EdgeEnv): OAuthConfig | undefined {
   if (!e.MCPQ_OAUTH_ISSUER) return undefined;
-  if (!e.MCPQ_RESOURCE_URL) throw new Error("invalid edge environment: MCPQ_RESOURCE_URL is required with MCPQ_OAUTH_ISSUER (the token audience)");
+  if (!e.MCPQ_RESOURCE_URL)
+    throw new Error(
+      "invalid edge environment: MCPQ_RESOURCE_URL is required with MCPQ_OAUTH_ISSUER (the token audience)",
+    );
   const required = scopeList(e.MCPQ_OAUTH_REQUIRED_SCOPES);
   const supported = scopeList(e.MCPQ_OAUTH_SCOPES_SUPPORTED);
   if (e.MCPQ_OAUTH_INTROSPECTION_URL && !e.MCPQ_OAUTH_CLIENT_ID) {
-    throw new Error("invalid edge environment: MCPQ_OAUTH_CLIENT_ID is required with MCPQ_OAUTH_INTROSPECTION_URL");
+    throw new Error(
+      "invalid edge environment: MCPQ_OAUTH_CLIENT_ID is required with MCPQ_OAUTH_INTROSPECTION_URL",
+    );
   }
   return {
     issuer: e.MCPQ_OAUTH_ISSUER,
@@ -285,7 +300,10 @@ function configFromEnv(e: EdgeEnv, httpPort: number, edgeId: string) {
             maxFlights: e.MCPQ_CACHE_MAX_FLIGHTS,
             maxWaiters: e.MCPQ_CACHE_MAX_WAITERS,
             l2TimeoutMs: Math.max(1, e.MCPQ_CACHE_L2_TIMEOUT_MS),
-            l2: e.MCPQ_CACHE_L2 === "off" ? undefined : { maxBytes: e.MCPQ_CACHE_L2_MAX_BYTES, storage: e.MCPQ_CACHE_L2_STORAGE },
+            l2:
+              e.MCPQ_CACHE_L2 === "off"
+                ? undefined
+                : { maxBytes: e.MCPQ_CACHE_L2_MAX_BYTES, storage: e.MCPQ_CACHE_L2_STORAGE },
           },
     busLimits: busLimitsFromEnv(e),
     telemetry: telemetryConfigFromEnv(e, { serviceName: "mcpq-edge", instanceId: edgeId }),
@@ -302,10 +320,15 @@ function configFromEnv(e: EdgeEnv, httpPort: number, edgeId: string) {
 export type EdgeConfig = DeepReadonly<ReturnType<typeof configFromEnv>>;
 
 /** Parses an environment (default: process.env) into a deep-frozen config; throws listing every bad key. */
-export function loadEdgeConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<EdgeConfig> = {}): EdgeConfig {
+export function loadEdgeConfig(
+  env: Record<string, string | undefined> = process.env,
+  overrides: Partial<EdgeConfig> = {},
+): EdgeConfig {
   const r = EdgeEnvSchema.safeParse(env);
   if (!r.success) {
-    throw new Error(`invalid edge environment: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+    throw new Error(
+      `invalid edge environment: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
+    );
   }
   const e = r.data;
   const edgeId = overrides.edgeId ?? e.MCPQ_EDGE_ID ?? `e-${randomBytes(5).toString("hex")}`;

@@ -106,7 +106,10 @@ export function overloadMetrics(
       circuitState.set({ pool }, CIRCUIT_VALUE[state]);
       if (state === "open") {
         circuitOpened.inc({ pool });
-        log?.warn({ pool }, "circuit opened: the pool's workers are failing or absent; refusing its requests");
+        log?.warn(
+          { pool },
+          "circuit opened: the pool's workers are failing or absent; refusing its requests",
+        );
       } else if (state === "closed") log?.info({ pool }, "circuit closed: the pool answers again");
     },
   };

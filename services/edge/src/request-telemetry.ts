@@ -32,7 +32,11 @@ import type { SessionRecord } from "./core/session-store.js";
 export type RequestOutcome = "ok" | "tool_error" | "error" | "rejected" | "cancelled";
 
 /** Codes of retryable refusals: nothing was queued, the client may retry (`rejection()`). */
-const REFUSAL_CODES: ReadonlySet<number> = new Set([ErrorCode.Overloaded, ErrorCode.RateLimited, ErrorCode.Unavailable]);
+const REFUSAL_CODES: ReadonlySet<number> = new Set([
+  ErrorCode.Overloaded,
+  ErrorCode.RateLimited,
+  ErrorCode.Unavailable,
+]);
 
 /** Longest tool/prompt name an access log line carries (names come from clients). */
 const MAX_LOGGED_NAME = 128;
@@ -57,7 +61,11 @@ export interface EdgeTelemetry {
    * session lookup failed with the broker down) or that dispatch refused; counted once: errors
    * the observer already counted are skipped.
    */
-  transportError(method: string | undefined, err: unknown, session?: { id: string; principal: string }): void;
+  transportError(
+    method: string | undefined,
+    err: unknown,
+    session?: { id: string; principal: string },
+  ): void;
   /** An HTTP refusal before any JSON-RPC processing (401 Unauthorized, 403): access log only. */
   httpRefusal(status: number, info: { method: string; path: string }): void;
   readonly tracing: Tracing | undefined;
@@ -75,14 +83,19 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
   const { config, requests, catalog, log, tracing } = opts;
   const operation = operationDurationHistogram(opts.registry);
   const tools = new BoundedLabel(config.maxLabelNames, (n) => catalog.toolPool(n) !== undefined);
-  const prompts = new BoundedLabel(config.maxLabelNames, (n) => catalog.promptPool(n) !== undefined);
+  const prompts = new BoundedLabel(
+    config.maxLabelNames,
+    (n) => catalog.promptPool(n) !== undefined,
+  );
   // Codes come from workers too (a tool may throw any McpError): bounded like names.
   const codes = new BoundedLabel(config.maxLabelNames, () => true);
   const accessLevel = config.accessLog.level;
   const sample = config.accessLog.sample;
-  const logLine = accessLevel === "off" ? undefined : (log[accessLevel] as Logger["info"]).bind(log);
+  const logLine =
+    accessLevel === "off" ? undefined : (log[accessLevel] as Logger["info"]).bind(log);
   // Refusals before any JSON-RPC processing (a bad token) matter for security: at least info.
-  const refusalLine = accessLevel === "off" ? undefined : (accessLevel === "warn" ? log.warn : log.info).bind(log);
+  const refusalLine =
+    accessLevel === "off" ? undefined : (accessLevel === "warn" ? log.warn : log.info).bind(log);
   /** Errors already counted by an observation (a transport reports them again on its way out). */
   const counted = new WeakSet<object>();
 
@@ -103,7 +116,12 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
         mcp_method_name: m,
         gen_ai_tool_name: tools.value(target.tool),
         gen_ai_prompt_name: prompts.value(target.prompt),
-        error_type: outcome === "tool_error" ? TOOL_ERROR : outcome === "cancelled" ? "cancelled" : (codeLabel ?? ""),
+        error_type:
+          outcome === "tool_error"
+            ? TOOL_ERROR
+            : outcome === "cancelled"
+              ? "cancelled"
+              : (codeLabel ?? ""),
         service: "edge",
       },
       seconds,
@@ -129,10 +147,20 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
       if (tracing) {
         const meta = req.params?.["_meta"] as Record<string, unknown> | undefined;
         const known = {
-          tool: this.#target.tool !== undefined && catalog.toolPool(this.#target.tool) ? this.#target.tool : undefined,
-          prompt: this.#target.prompt !== undefined && catalog.promptPool(this.#target.prompt) ? this.#target.prompt : undefined,
+          tool:
+            this.#target.tool !== undefined && catalog.toolPool(this.#target.tool)
+              ? this.#target.tool
+              : undefined,
+          prompt:
+            this.#target.prompt !== undefined && catalog.promptPool(this.#target.prompt)
+              ? this.#target.prompt
+              : undefined,
         };
-        const span = tracing.tracer.startSpan(mcpSpanName(methodLabel(req.method), known), { kind: SpanKind.SERVER }, contextFromMeta(tracing.propagator, meta));
+        const span = tracing.tracer.startSpan(
+          mcpSpanName(methodLabel(req.method), known),
+          { kind: SpanKind.SERVER },
+          contextFromMeta(tracing.propagator, meta),
+        );
         // Attributes only for sampled spans: an unsampled request costs one id pair and a header.
         if (span.isRecording()) {
           span.setAttributes(requestAttributes(req.method, req.params, req.id));
@@ -182,7 +210,10 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
       };
     }
 
-    answered(d: { response: Promise<OutboundMessage>; published?: Promise<void> | undefined }): void {
+    answered(d: {
+      response: Promise<OutboundMessage>;
+      published?: Promise<void> | undefined;
+    }): void {
       // A refusal of the publish is also thrown to the transport, which reports it again.
       d.published?.catch((err: unknown) => {
         if (typeof err === "object" && err !== null) counted.add(err);
@@ -193,10 +224,16 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
           this.#finish(outcome, code, message, true);
         },
         (err: unknown) => {
-          if (err instanceof RequestCancelled) this.#finish("cancelled", undefined, undefined, false);
+          if (err instanceof RequestCancelled)
+            this.#finish("cancelled", undefined, undefined, false);
           else {
             const wire = toWireError(err);
-            this.#finish(REFUSAL_CODES.has(wire.code) ? "rejected" : "error", wire.code, wire.message, false);
+            this.#finish(
+              REFUSAL_CODES.has(wire.code) ? "rejected" : "error",
+              wire.code,
+              wire.message,
+              false,
+            );
           }
         },
       );
@@ -206,11 +243,26 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
       if (typeof err === "object" && err !== null) counted.add(err);
       const wire = toWireError(err);
       // A target no live worker serves is refused before admission sees it.
-      if (wire.code === ErrorCode.Unavailable && this.#routed === undefined && err instanceof McpError) opts.rejected("no_worker");
-      this.#finish(REFUSAL_CODES.has(wire.code) ? "rejected" : "error", wire.code, wire.message, false);
+      if (
+        wire.code === ErrorCode.Unavailable &&
+        this.#routed === undefined &&
+        err instanceof McpError
+      )
+        opts.rejected("no_worker");
+      this.#finish(
+        REFUSAL_CODES.has(wire.code) ? "rejected" : "error",
+        wire.code,
+        wire.message,
+        false,
+      );
     }
 
-    #finish(outcome: RequestOutcome, code: number | undefined, message: string | undefined, delivered: boolean): void {
+    #finish(
+      outcome: RequestOutcome,
+      code: number | undefined,
+      message: string | undefined,
+      delivered: boolean,
+    ): void {
       if (this.#done) return;
       this.#done = true;
       const seconds = (performance.now() - this.#started) / 1000;
@@ -248,8 +300,12 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
       }
       access({
         method: methodLabel(this.req.method),
-        ...(this.#target.tool !== undefined ? { tool: this.#target.tool.slice(0, MAX_LOGGED_NAME) } : {}),
-        ...(this.#target.prompt !== undefined ? { prompt: this.#target.prompt.slice(0, MAX_LOGGED_NAME) } : {}),
+        ...(this.#target.tool !== undefined
+          ? { tool: this.#target.tool.slice(0, MAX_LOGGED_NAME) }
+          : {}),
+        ...(this.#target.prompt !== undefined
+          ? { prompt: this.#target.prompt.slice(0, MAX_LOGGED_NAME) }
+          : {}),
         outcome,
         ...(code !== undefined ? { code } : {}),
         durationMs: Math.round(seconds * 1e4) / 10,
@@ -280,7 +336,10 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
     },
     httpRefusal(status, info) {
       if (refusalLine && (sample >= 1 || Math.random() < sample)) {
-        refusalLine({ status, httpMethod: info.method, path: info.path, outcome: "rejected" }, "request");
+        refusalLine(
+          { status, httpMethod: info.method, path: info.path, outcome: "rejected" },
+          "request",
+        );
       }
     },
   };
@@ -294,7 +353,10 @@ const noop = () => undefined;
  * member is whichever of `"error":` / `"result":` comes first (it follows `jsonrpc` and `id`).
  * Only error responses and tool results that carry an `isError` key are parsed.
  */
-export function classifyAnswer(method: string, json: string): { outcome: RequestOutcome; code?: number; message?: string } {
+export function classifyAnswer(
+  method: string,
+  json: string,
+): { outcome: RequestOutcome; code?: number; message?: string } {
   const e = json.indexOf('"error":');
   const r = json.indexOf('"result":');
   if (e !== -1 && (r === -1 || e < r)) {
@@ -306,11 +368,17 @@ export function classifyAnswer(method: string, json: string): { outcome: Request
     }
     const code = typeof msg.error?.code === "number" ? msg.error.code : ErrorCode.InternalError;
     const message = typeof msg.error?.message === "string" ? msg.error.message : undefined;
-    return { outcome: REFUSAL_CODES.has(code) ? "rejected" : "error", code, ...(message ? { message } : {}) };
+    return {
+      outcome: REFUSAL_CODES.has(code) ? "rejected" : "error",
+      code,
+      ...(message ? { message } : {}),
+    };
   }
   if (method !== "tools/call" || !json.includes('"isError"')) return { outcome: "ok" };
   try {
-    return (JSON.parse(json) as { result?: { isError?: unknown } }).result?.isError === true ? { outcome: "tool_error" } : { outcome: "ok" };
+    return (JSON.parse(json) as { result?: { isError?: unknown } }).result?.isError === true
+      ? { outcome: "tool_error" }
+      : { outcome: "ok" };
   } catch {
     return { outcome: "ok" };
   }
@@ -325,5 +393,7 @@ function errorName(err: unknown): string {
 function traceIdField(span: Span | undefined, req: JsonRpcRequest): { traceId?: string } {
   if (span) return { traceId: span.spanContext().traceId };
   const tp = (req.params?.["_meta"] as Record<string, unknown> | undefined)?.["traceparent"];
-  return typeof tp === "string" && /^[0-9a-f]{2}-[0-9a-f]{32}-/.test(tp) ? { traceId: tp.slice(3, 35) } : {};
+  return typeof tp === "string" && /^[0-9a-f]{2}-[0-9a-f]{32}-/.test(tp)
+    ? { traceId: tp.slice(3, 35) }
+    : {};
 }

@@ -1,5 +1,11 @@
 import { connectBus, INBOX_PREFIX, openCacheBucket, type Bus } from "@mcpq/bus";
-import { Counter, Gauge, createMetricsRegistry, startTracing, type Registry } from "@mcpq/observability";
+import {
+  Counter,
+  Gauge,
+  createMetricsRegistry,
+  startTracing,
+  type Registry,
+} from "@mcpq/observability";
 import { cacheMetrics } from "./cache/cache-metrics.js";
 import { ResponseCache } from "./cache/response-cache.js";
 import type { Logger } from "@mcpq/protocol";
@@ -56,7 +62,10 @@ export interface EdgeRuntime {
 
 const SERVER_VERSION = "0.1.0";
 
-export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: Logger): Promise<EdgeRuntime> {
+export async function createEdgeRuntime(
+  configured: Readonly<EdgeConfig>,
+  log: Logger,
+): Promise<EdgeRuntime> {
   const bus = await connectBus({
     url: configured.natsUrl,
     auth: configured.natsAuth,
@@ -103,7 +112,8 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
     log: log.child({ component: "outbound" }),
     // An answered id matters only until its worker's late answer arrives, right after the
     // deadline (the worker aborts then): about as many as the session may have in flight.
-    maxAnsweredPerSession: config.maxInFlightPerSession > 0 ? config.maxInFlightPerSession : undefined,
+    maxAnsweredPerSession:
+      config.maxInFlightPerSession > 0 ? config.maxInFlightPerSession : undefined,
     onLateResponse: () => metrics.lateResponses.inc(),
   });
   healing.correlator = router.correlator;
@@ -132,7 +142,15 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
     metrics: metrics.core,
   });
   const buffers = new BufferBudget(config.maxBufferedBytes);
-  const overload = overloadMetrics(registry, { buffers, inFlight: () => admission.inFlight, maxEventLoopLagMs: () => admission.takeMaxEventLoopLagMs() }, log.child({ component: "admission" }));
+  const overload = overloadMetrics(
+    registry,
+    {
+      buffers,
+      inFlight: () => admission.inFlight,
+      maxEventLoopLagMs: () => admission.takeMaxEventLoopLagMs(),
+    },
+    log.child({ component: "admission" }),
+  );
   const admission = new EdgeAdmission(
     {
       maxInFlight: config.maxPendingRequests,
@@ -181,9 +199,19 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
   core.policy = policy;
   const cache = config.cache ? await createCache(config, bus, catalog, registry, log) : undefined;
   core.cache = cache;
-  const stopBusStats = startBusStats(bus, config.busStatsMs, overload.busStats, log.child({ component: "bus-stats" }));
+  const stopBusStats = startBusStats(
+    bus,
+    config.busStatsMs,
+    overload.busStats,
+    log.child({ component: "bus-stats" }),
+  );
   core.start();
-  const connections = new ConnectionLimiter(config.maxConnections, connectionMetrics(registry), undefined, config.maxConnectionsPerClient);
+  const connections = new ConnectionLimiter(
+    config.maxConnections,
+    connectionMetrics(registry),
+    undefined,
+    config.maxConnectionsPerClient,
+  );
   const auth = new EdgeAuth({ staticTokens: config.authTokens, oauth: config.oauth });
   const edge = edgePort({
     deps: { core, router, log },
@@ -229,14 +257,36 @@ export async function createEdgeRuntime(configured: Readonly<EdgeConfig>, log: L
   };
 }
 
-async function createCache(config: Readonly<EdgeConfig>, bus: Bus, catalog: CatalogView, registry: Registry, log: Logger): Promise<ResponseCache> {
+async function createCache(
+  config: Readonly<EdgeConfig>,
+  bus: Bus,
+  catalog: CatalogView,
+  registry: Registry,
+  log: Logger,
+): Promise<ResponseCache> {
   const c = config.cache!;
   const l2 = c.l2
-    ? await openCacheBucket(bus, { maxBytes: c.l2.maxBytes, maxAgeMs: c.maxTtlMs, storage: c.l2.storage, maxValueBytes: c.maxEntryBytes + 32 }, { log })
+    ? await openCacheBucket(
+        bus,
+        {
+          maxBytes: c.l2.maxBytes,
+          maxAgeMs: c.maxTtlMs,
+          storage: c.l2.storage,
+          maxValueBytes: c.maxEntryBytes + 32,
+        },
+        { log },
+      )
     : undefined;
   // L2 gauges come from the bucket's status when scraped.
   const metrics = cacheMetrics(registry, () => cache.collectL2());
-  const cache = new ResponseCache({ config: c, bus, catalog, l2, log: log.child({ component: "cache" }), metrics });
+  const cache = new ResponseCache({
+    config: c,
+    bus,
+    catalog,
+    l2,
+    log: log.child({ component: "cache" }),
+    metrics,
+  });
   cache.start();
   return cache;
 }

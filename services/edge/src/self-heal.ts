@@ -96,8 +96,16 @@ export class EdgeHealing {
     this.health.start();
     this.liveness.start();
     this.liveness.on("dead", (pool) => {
-      this.opts.log.warn({ pool }, "every worker of the pool stopped beating; answering its waiting requests -32012");
-      this.#fail(pool, () => rejection(ErrorCode.Unavailable, `${NO_LIVE_WORKER_REASON} in pool ${pool}`, 2_000), undefined, "no_live_worker");
+      this.opts.log.warn(
+        { pool },
+        "every worker of the pool stopped beating; answering its waiting requests -32012",
+      );
+      this.#fail(
+        pool,
+        () => rejection(ErrorCode.Unavailable, `${NO_LIVE_WORKER_REASON} in pool ${pool}`, 2_000),
+        undefined,
+        "no_live_worker",
+      );
     });
     void (async () => {
       for await (const s of this.raw.nc.status()) if (s.type === "disconnect") this.#epoch++;
@@ -117,7 +125,10 @@ export class EdgeHealing {
   gate(pool: string): { reason: RejectReason; error: McpError } | undefined {
     if (!this.health.up) return { reason: "broker_unavailable", error: this.health.refusal() };
     if (!this.liveness.alive(pool)) {
-      return { reason: "no_live_worker", error: rejection(ErrorCode.Unavailable, `${NO_LIVE_WORKER_REASON} in pool ${pool}`, 2_000) };
+      return {
+        reason: "no_live_worker",
+        error: rejection(ErrorCode.Unavailable, `${NO_LIVE_WORKER_REASON} in pool ${pool}`, 2_000),
+      };
     }
     return undefined;
   }
@@ -125,16 +136,25 @@ export class EdgeHealing {
   /** What /readyz reports about the broker: reachable, and every stream, bucket and consumer exists. */
   readiness(): { broker: boolean; streams: boolean; consumers: boolean } {
     const r = this.heal.report;
-    return { broker: this.health.up, streams: r?.streams ?? false, consumers: r?.consumers ?? false };
+    return {
+      broker: this.health.up,
+      streams: r?.streams ?? false,
+      consumers: r?.consumers ?? false,
+    };
   }
 
   #healed(r: HealReport): void {
     for (const what of new Set([...r.missing, ...r.recreated])) this.opts.onHealed?.(what);
     const lost = (n: string) => r.recreated.includes(n) || r.missing.includes(n);
     if (lost(`KV_${BUCKETS.registry}`)) {
-      this.opts.log.info({ bucket: BUCKETS.registry }, "registry bucket re-created; restarting the registry watch");
+      this.opts.log.info(
+        { bucket: BUCKETS.registry },
+        "registry bucket re-created; restarting the registry watch",
+      );
       this.catalog.stop();
-      void this.catalog.start().catch((err: unknown) => this.opts.log.warn({ err }, "registry watch restart failed"));
+      void this.catalog
+        .start()
+        .catch((err: unknown) => this.opts.log.warn({ err }, "registry watch restart failed"));
     }
     if (lost(STREAMS.requests) || lost(STREAMS.outbound)) {
       // Requests queued (or answers stored) in the lost stream will never be answered. After a
@@ -142,7 +162,12 @@ export class EdgeHealing {
       // connected) every waiting request is affected.
       const before = this.#epoch !== this.#epochAtLastRound ? this.#epoch : undefined;
       for (const pool of [...this.#waiting.keys()]) {
-        this.#fail(pool, () => rejection(ErrorCode.Overloaded, REQUEST_LOST_REASON, 1_000), before, "request_lost");
+        this.#fail(
+          pool,
+          () => rejection(ErrorCode.Overloaded, REQUEST_LOST_REASON, 1_000),
+          before,
+          "request_lost",
+        );
       }
     }
   }
@@ -151,7 +176,8 @@ export class EdgeHealing {
     const msgId = o?.msgID;
     if (msgId === undefined || !subject.startsWith(REQUEST_PREFIX)) return;
     const end = subject.indexOf(".", REQUEST_PREFIX.length);
-    const pool = end < 0 ? subject.slice(REQUEST_PREFIX.length) : subject.slice(REQUEST_PREFIX.length, end);
+    const pool =
+      end < 0 ? subject.slice(REQUEST_PREFIX.length) : subject.slice(REQUEST_PREFIX.length, end);
     let ids = this.#waiting.get(pool);
     if (!ids) this.#waiting.set(pool, (ids = new Map()));
     // Answered and refused requests are not removed one by one (hot path): once the map is
@@ -171,12 +197,23 @@ export class EdgeHealing {
     const env = decodeEnvelope(t.headers);
     if (!env) return;
     // Named by the internal id: the client's id is in the body, which is not kept.
-    const notice: CancelNotice = { session: env.session, principal: env.principal, requestId: env.requestId, internalId: env.requestId, reason: "answered by the edge" };
+    const notice: CancelNotice = {
+      session: env.session,
+      principal: env.principal,
+      requestId: env.requestId,
+      internalId: env.requestId,
+      reason: "answered by the edge",
+    };
     this.raw.nc.publish(subjects.cancel(env.principal, env.session), JSON.stringify(notice));
   }
 
   /** Answers the tracked requests of `pool` (published in an epoch before `beforeEpoch`, if given). */
-  #fail(pool: string, err: () => McpError, beforeEpoch: number | undefined, reason: "no_live_worker" | "request_lost"): void {
+  #fail(
+    pool: string,
+    err: () => McpError,
+    beforeEpoch: number | undefined,
+    reason: "no_live_worker" | "request_lost",
+  ): void {
     const ids = this.#waiting.get(pool);
     if (!ids || !this.correlator) return;
     for (const [id, t] of ids) {

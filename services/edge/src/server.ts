@@ -32,7 +32,10 @@ export interface RunningEdge {
  * Builds the runtime, mounts the app and listens (127.0.0.1 unless configured). `close()` stops
  * accepting, ends open streams and drains the NATS connection.
  */
-export async function startEdge(config: Readonly<EdgeConfig>, logger?: EdgeLogger): Promise<RunningEdge> {
+export async function startEdge(
+  config: Readonly<EdgeConfig>,
+  logger?: EdgeLogger,
+): Promise<RunningEdge> {
   const log: EdgeLogger = logger ?? createLogger({ name: "mcpq-edge", level: config.logLevel });
   const runtime = await createEdgeRuntime(config, log.child({ edge: config.edgeId }));
   const app = Fastify({
@@ -49,9 +52,15 @@ export async function startEdge(config: Readonly<EdgeConfig>, logger?: EdgeLogge
     requestTimeout: config.httpRequestTimeoutMs,
     keepAliveTimeout: config.httpKeepAliveTimeoutMs,
     http: {
-      headersTimeout: config.httpRequestTimeoutMs > 0 ? Math.min(config.httpHeadersTimeoutMs, config.httpRequestTimeoutMs) : config.httpHeadersTimeoutMs,
+      headersTimeout:
+        config.httpRequestTimeoutMs > 0
+          ? Math.min(config.httpHeadersTimeoutMs, config.httpRequestTimeoutMs)
+          : config.httpHeadersTimeoutMs,
       // How often Node looks for connections past those timeouts.
-      connectionsCheckingInterval: Math.max(100, Math.min(1_000, config.httpHeadersTimeoutMs || 1_000, config.httpRequestTimeoutMs || 1_000)),
+      connectionsCheckingInterval: Math.max(
+        100,
+        Math.min(1_000, config.httpHeadersTimeoutMs || 1_000, config.httpRequestTimeoutMs || 1_000),
+      ),
     },
   });
   await app.register(edgeApp, { runtime });
@@ -73,7 +82,17 @@ export async function startEdge(config: Readonly<EdgeConfig>, logger?: EdgeLogge
   }
   const wsUrl = config.enableWs ? `ws://${host}:${port}/ws` : undefined;
   const sseUrl = config.enableSse ? `http://${host}:${port}/sse` : undefined;
-  log.info({ url: `http://${host}:${port}/mcp`, wsUrl, sseUrl, tcpPort: tcp?.port, grpcPort: grpc?.port, edgeId: config.edgeId }, "edge listening");
+  log.info(
+    {
+      url: `http://${host}:${port}/mcp`,
+      wsUrl,
+      sseUrl,
+      tcpPort: tcp?.port,
+      grpcPort: grpc?.port,
+      edgeId: config.edgeId,
+    },
+    "edge listening",
+  );
   return {
     url: `http://${host}:${port}/mcp`,
     port,

@@ -54,7 +54,10 @@ export class SharedRateLimits {
   ) {}
 
   start(): void {
-    this.admission.shared = { before: (key) => void this.#digest(key), granted: (key) => this.#granted(key) };
+    this.admission.shared = {
+      before: (key) => void this.#digest(key),
+      granted: (key) => this.#granted(key),
+    };
     this.#sub = this.nc.subscribe(subjects.limitsUsage, {
       callback: (_e, m) => {
         let msg: UsageMessage;
@@ -65,7 +68,12 @@ export class SharedRateLimits {
         }
         if (msg?.edge === this.opts.edgeId || !Array.isArray(msg.used)) return;
         for (const u of msg.used) {
-          if (!Array.isArray(u) || typeof u[0] !== "string" || !(typeof u[1] === "number" && u[1] > 0)) continue;
+          if (
+            !Array.isArray(u) ||
+            typeof u[0] !== "string" ||
+            !(typeof u[1] === "number" && u[1] > 0)
+          )
+            continue;
           this.#remote(u[0], Math.min(u[1], 1e6));
         }
       },

@@ -21,7 +21,15 @@ async function capturedEdge(natsUrl: string, env: Record<string, string>) {
       },
     },
   );
-  const edge = await startEdge(loadEdgeConfig({ MCPQ_NATS_URL: natsUrl, MCPQ_PORT: "0", MCPQ_REGISTRY_TTL_MS: "3000", ...env }), log);
+  const edge = await startEdge(
+    loadEdgeConfig({
+      MCPQ_NATS_URL: natsUrl,
+      MCPQ_PORT: "0",
+      MCPQ_REGISTRY_TTL_MS: "3000",
+      ...env,
+    }),
+    log,
+  );
   return { edge, lines, raw };
 }
 
@@ -33,12 +41,19 @@ describe("access log: one line per request, never arguments or tokens", () => {
     await s?.close();
   });
 
-  it("logs method, tool, outcome, duration, principal, session and trace id; 401s too", async ({ nats }) => {
+  it("logs method, tool, outcome, duration, principal, session and trace id; 401s too", async ({
+    nats,
+  }) => {
     s = await stack(nats, { edges: 0 });
-    const { edge, lines, raw } = await capturedEdge(nats.url, { MCPQ_AUTH_TOKENS: `${TOKEN}=alice`, MCPQ_ACCESS_LOG_LEVEL: "info" });
+    const { edge, lines, raw } = await capturedEdge(nats.url, {
+      MCPQ_AUTH_TOKENS: `${TOKEN}=alice`,
+      MCPQ_ACCESS_LOG_LEVEL: "info",
+    });
     edges.push(edge);
     await eventually(() => edge.runtime.catalog.toolPool("echo"), { what: "the echo tool" });
-    const { client, transport } = await sdkClient(edge.url, { headers: { authorization: `Bearer ${TOKEN}` } });
+    const { client, transport } = await sdkClient(edge.url, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
     await client.callTool({
       name: "echo",
       arguments: { text: SECRET_ARG },
@@ -46,11 +61,18 @@ describe("access log: one line per request, never arguments or tokens", () => {
     });
     const unauthorized = await fetch(edge.url, {
       method: "POST",
-      headers: { "content-type": "application/json", accept: "application/json, text/event-stream", authorization: "Bearer wrong-token" },
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        authorization: "Bearer wrong-token",
+      },
       body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "ping" }),
     });
     expect(unauthorized.status).toBe(401);
-    const call = await eventually(() => lines.find((l) => l["msg"] === "request" && l["tool"] === "echo"), { what: "the call's access line" });
+    const call = await eventually(
+      () => lines.find((l) => l["msg"] === "request" && l["tool"] === "echo"),
+      { what: "the call's access line" },
+    );
     expect(call).toMatchObject({
       level: 30,
       method: "tools/call",
@@ -60,7 +82,10 @@ describe("access log: one line per request, never arguments or tokens", () => {
       traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
     });
     expect(call["durationMs"]).toEqual(expect.any(Number));
-    const refused = await eventually(() => lines.find((l) => l["msg"] === "request" && l["status"] === 401), { what: "the 401's access line" });
+    const refused = await eventually(
+      () => lines.find((l) => l["msg"] === "request" && l["status"] === 401),
+      { what: "the 401's access line" },
+    );
     expect(refused).toMatchObject({ httpMethod: "POST", path: "/mcp", outcome: "rejected" });
     const all = raw.join("");
     expect(all).not.toContain(SECRET_ARG);
@@ -69,21 +94,32 @@ describe("access log: one line per request, never arguments or tokens", () => {
     await client.close();
   });
 
-  it("by default (level debug under MCPQ_LOG_LEVEL=info) only refusals are logged", async ({ nats }) => {
+  it("by default (level debug under MCPQ_LOG_LEVEL=info) only refusals are logged", async ({
+    nats,
+  }) => {
     const { edge, lines } = await capturedEdge(nats.url, { MCPQ_AUTH_TOKENS: `${TOKEN}=alice` });
     edges.push(edge);
     await eventually(() => edge.runtime.catalog.toolPool("echo"), { what: "the echo tool" });
     const { client } = await sdkClient(edge.url, { headers: { authorization: `Bearer ${TOKEN}` } });
     await client.callTool({ name: "echo", arguments: { text: "x" } });
     await client.close();
-    const res = await fetch(edge.url, { method: "POST", headers: { "content-type": "application/json", accept: "application/json" }, body: "{}" });
+    const res = await fetch(edge.url, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json" },
+      body: "{}",
+    });
     expect(res.status).toBe(401);
-    await eventually(() => lines.find((l) => l["msg"] === "request" && l["status"] === 401), { what: "the 401's line" });
+    await eventually(() => lines.find((l) => l["msg"] === "request" && l["status"] === 401), {
+      what: "the 401's line",
+    });
     expect(lines.filter((l) => l["msg"] === "request" && l["status"] === undefined)).toEqual([]);
   });
 
   it("MCPQ_ACCESS_LOG_LEVEL=off (or sample 0) writes no access lines", async ({ nats }) => {
-    const envs: Record<string, string>[] = [{ MCPQ_ACCESS_LOG_LEVEL: "off" }, { MCPQ_ACCESS_LOG_LEVEL: "info", MCPQ_ACCESS_LOG_SAMPLE: "0" }];
+    const envs: Record<string, string>[] = [
+      { MCPQ_ACCESS_LOG_LEVEL: "off" },
+      { MCPQ_ACCESS_LOG_LEVEL: "info", MCPQ_ACCESS_LOG_SAMPLE: "0" },
+    ];
     for (const env of envs) {
       const { edge, lines } = await capturedEdge(nats.url, env);
       edges.push(edge);

@@ -1,6 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { ErrorCode, McpError, type JsonRpcRequest } from "@mcpq/protocol";
-import { EdgeAdmission, type AdmissionLimits, type CircuitState, type RejectReason } from "../src/core/admission.js";
+import {
+  EdgeAdmission,
+  type AdmissionLimits,
+  type CircuitState,
+  type RejectReason,
+} from "../src/core/admission.js";
 import { BufferBudget } from "../src/core/buffer-budget.js";
 import type { SessionRecord } from "../src/core/session-store.js";
 
@@ -30,8 +35,18 @@ const session = (id: string, principal = "anonymous"): SessionRecord => ({
   createdAt: 0,
   lastSeenAt: 0,
 });
-const call: JsonRpcRequest = { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "echo" } };
-const read: JsonRpcRequest = { jsonrpc: "2.0", id: 2, method: "resources/read", params: { uri: "x://y" } };
+const call: JsonRpcRequest = {
+  jsonrpc: "2.0",
+  id: 1,
+  method: "tools/call",
+  params: { name: "echo" },
+};
+const read: JsonRpcRequest = {
+  jsonrpc: "2.0",
+  id: 2,
+  method: "resources/read",
+  params: { uri: "x://y" },
+};
 const echo = { kind: "tool" as const, name: "echo", pool: "example" };
 
 /** The refusal an admit() call threw, or undefined when it was admitted. */
@@ -44,7 +59,8 @@ function refusal(fn: () => unknown): McpError | undefined {
     throw err;
   }
 }
-const reasonOf = (e: McpError | undefined) => (e?.data as { reason?: string; retryAfterMs?: number } | undefined);
+const reasonOf = (e: McpError | undefined) =>
+  e?.data as { reason?: string; retryAfterMs?: number } | undefined;
 
 describe("EdgeAdmission (unit)", () => {
   let admission: EdgeAdmission | undefined;
@@ -107,19 +123,24 @@ describe("EdgeAdmission (unit)", () => {
       const a = make({ toolRatePerSec: 1, toolBurst: 1 });
       a.admit(session("s1", "alice"), call, echo, 30_000)();
       // Another session of the same principal shares alice's bucket.
-      expect(refusal(() => a.admit(session("s2", "alice"), call, echo, 30_000))?.code).toBe(ErrorCode.RateLimited);
+      expect(refusal(() => a.admit(session("s2", "alice"), call, echo, 30_000))?.code).toBe(
+        ErrorCode.RateLimited,
+      );
       // bob has his own.
       a.admit(session("s3", "bob"), call, echo, 30_000)();
       // Anonymous: keyed by session.
       a.admit(session("a1"), call, echo, 30_000)();
       a.admit(session("a2"), call, echo, 30_000)();
-      expect(refusal(() => a.admit(session("a1"), call, echo, 30_000))?.code).toBe(ErrorCode.RateLimited);
+      expect(refusal(() => a.admit(session("a1"), call, echo, 30_000))?.code).toBe(
+        ErrorCode.RateLimited,
+      );
     });
 
     it("applies to tools/call only, and not at all with rate 0", () => {
       const a = make({ toolRatePerSec: 1, toolBurst: 1 });
       const s = session("s1", "alice");
-      for (let i = 0; i < 5; i++) a.admit(s, read, { kind: "resource", name: "x://y", pool: "example" }, 30_000)();
+      for (let i = 0; i < 5; i++)
+        a.admit(s, read, { kind: "resource", name: "x://y", pool: "example" }, 30_000)();
       a.admit(s, call, echo, 30_000)();
       admission?.close();
       const off = make({ toolRatePerSec: 0, toolBurst: 1 });
@@ -146,7 +167,9 @@ describe("EdgeAdmission (unit)", () => {
     it("refuses beyond the per-session cap (-32011) without affecting other sessions", () => {
       const a = make({ maxInFlightPerSession: 1 });
       a.admit(session("s1"), call, echo, 30_000);
-      expect(refusal(() => a.admit(session("s1"), call, echo, 30_000))?.code).toBe(ErrorCode.RateLimited);
+      expect(refusal(() => a.admit(session("s1"), call, echo, 30_000))?.code).toBe(
+        ErrorCode.RateLimited,
+      );
       a.admit(session("s2"), call, echo, 30_000);
       expect(rejected).toEqual(["session_in_flight"]);
     });
@@ -156,7 +179,9 @@ describe("EdgeAdmission (unit)", () => {
       // s1 takes 5 slots, s2 one: 6 of 8 in flight (75 %), two sessions -> a share of 4.
       for (let i = 0; i < 5; i++) a.admit(session("s1"), call, echo, 30_000);
       a.admit(session("s2"), call, echo, 30_000);
-      expect(refusal(() => a.admit(session("s1"), call, echo, 30_000))?.data).toMatchObject({ reason: expect.stringMatching(/fair share/) });
+      expect(refusal(() => a.admit(session("s1"), call, echo, 30_000))?.data).toMatchObject({
+        reason: expect.stringMatching(/fair share/),
+      });
       // s2 (1 < 4) and a new session are still admitted.
       a.admit(session("s2"), call, echo, 30_000);
       a.admit(session("s3"), call, echo, 30_000);
@@ -168,7 +193,9 @@ describe("EdgeAdmission (unit)", () => {
       const a = make({}, budget);
       const acct = budget.open();
       acct.set(101);
-      expect(refusal(() => a.admit(session("s1"), call, echo, 30_000))?.code).toBe(ErrorCode.Overloaded);
+      expect(refusal(() => a.admit(session("s1"), call, echo, 30_000))?.code).toBe(
+        ErrorCode.Overloaded,
+      );
       acct.set(100);
       a.admit(session("s1"), call, echo, 30_000);
       expect(rejected).toEqual(["buffered_bytes"]);
@@ -187,7 +214,12 @@ describe("EdgeAdmission (unit)", () => {
     let failures = 0;
     const fail = (a: EdgeAdmission, pool = "example") => {
       failures++;
-      a.admit(session(`f${failures}`, `caller-${failures}`), call, { ...echo, pool }, 30_000)("failed");
+      a.admit(
+        session(`f${failures}`, `caller-${failures}`),
+        call,
+        { ...echo, pool },
+        30_000,
+      )("failed");
     };
 
     it("one caller's failures do not open the circuit", () => {
@@ -216,7 +248,9 @@ describe("EdgeAdmission (unit)", () => {
       const probe = a.admit(session("s2"), call, echo, 30_000);
       expect(a.circuitState("example")).toBe("half_open");
       // One probe at a time.
-      expect(refusal(() => a.admit(session("s3"), call, echo, 30_000))?.code).toBe(ErrorCode.Unavailable);
+      expect(refusal(() => a.admit(session("s3"), call, echo, 30_000))?.code).toBe(
+        ErrorCode.Unavailable,
+      );
       probe("ok");
       expect(a.circuitState("example")).toBe("closed");
       a.admit(session("s3"), call, echo, 30_000)();

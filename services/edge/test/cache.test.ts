@@ -26,7 +26,11 @@ const MODERN_META = {
 };
 
 /** One stateless-era (2026-07-28) POST with conformant headers; returns the JSON-RPC result. */
-async function modern(url: string, method: string, params: Record<string, unknown>): Promise<Record<string, unknown>> {
+async function modern(
+  url: string,
+  method: string,
+  params: Record<string, unknown>,
+): Promise<Record<string, unknown>> {
   const name = method === "resources/read" ? params["uri"] : params["name"];
   const res = await fetch(url, {
     method: "POST",
@@ -38,7 +42,12 @@ async function modern(url: string, method: string, params: Record<string, unknow
       "mcp-method": method,
       "mcp-name": String(name),
     },
-    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params: { ...params, _meta: MODERN_META } }),
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: 1,
+      method,
+      params: { ...params, _meta: MODERN_META },
+    }),
   });
   const text = await res.text();
   const body = (res.headers.get("content-type") ?? "").includes("text/event-stream")
@@ -61,18 +70,28 @@ describe("edge response cache", () => {
   const setup = (nats: NatsHandle) =>
     (ready ??= (async () => {
       s = await stack(nats, { edges: 2, workers: [], edgeEnv: { MCPQ_AUTH_TOKENS: AUTH } });
-      const l2only = await factories.startEdge(nats.url, { MCPQ_AUTH_TOKENS: AUTH, MCPQ_CACHE_L1_MAX_ENTRIES: "0" });
+      const l2only = await factories.startEdge(nats.url, {
+        MCPQ_AUTH_TOKENS: AUTH,
+        MCPQ_CACHE_L1_MAX_ENTRIES: "0",
+      });
       closers.push(() => l2only.close());
       const w = await startCatalogWorker(nats.url, [cacheCatalog], "cache");
       closers.push(() => w.close());
       const edges: Edges = [s.edges[0]!, s.edges[1]!, l2only];
-      for (const e of edges) await eventually(() => e.runtime.catalog.toolPool("cached_echo"), { what: "catalog on every edge" });
+      for (const e of edges)
+        await eventually(() => e.runtime.catalog.toolPool("cached_echo"), {
+          what: "catalog on every edge",
+        });
       return edges;
     })());
 
   const clients = new Map<string, Client>();
   /** One SDK client per (edge, principal), reused. */
-  const client = async (nats: NatsHandle, edge: 0 | 1 | 2, token = "tok-alice"): Promise<Client> => {
+  const client = async (
+    nats: NatsHandle,
+    edge: 0 | 1 | 2,
+    token = "tok-alice",
+  ): Promise<Client> => {
     const k = `${edge}/${token}`;
     let c = clients.get(k);
     if (!c) {
@@ -83,7 +102,14 @@ describe("edge response cache", () => {
     }
     return c;
   };
-  const call = async (nats: NatsHandle, edge: 0 | 1 | 2, name: string, args: Record<string, unknown> = {}, token?: string, extra: Record<string, unknown> = {}) => {
+  const call = async (
+    nats: NatsHandle,
+    edge: 0 | 1 | 2,
+    name: string,
+    args: Record<string, unknown> = {},
+    token?: string,
+    extra: Record<string, unknown> = {},
+  ) => {
     const r = await (await client(nats, edge, token)).callTool({ name, arguments: args, ...extra });
     return (r.content as { text: string }[])[0]!.text;
   };
@@ -91,31 +117,51 @@ describe("edge response cache", () => {
     const r = await (await client(nats, edge)).readResource({ uri: "cache://counter" });
     return (r.contents[0] as { text: string }).text;
   };
-  const metric = async (e: RunningEdge, name: string, labels: Record<string, string> = {}): Promise<number> => {
+  const metric = async (
+    e: RunningEdge,
+    name: string,
+    labels: Record<string, string> = {},
+  ): Promise<number> => {
     const m = await e.runtime.registry.getSingleMetric(name)?.get();
-    return (m?.values ?? []).filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((a, v) => a + v.value, 0);
+    return (m?.values ?? [])
+      .filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))
+      .reduce((a, v) => a + v.value, 0);
   };
   /** Waits until `edge` stored `n` results in the shared L2 (the store is not on the answer's path). */
-  const l2Stored = async (e: RunningEdge, n: number) => eventually(async () => (await metric(e, "mcpq_edge_cache_stores_total", { layer: "l2" })) >= n, { what: "L2 store" });
+  const l2Stored = async (e: RunningEdge, n: number) =>
+    eventually(
+      async () => (await metric(e, "mcpq_edge_cache_stores_total", { layer: "l2" })) >= n,
+      { what: "L2 store" },
+    );
 
   afterAll(async () => {
     await Promise.allSettled(closers.map((c) => c()));
     await s?.close();
   });
 
-  it("L1 hit on the same edge and L2 hit on another edge never reach the worker; other arguments miss", async ({ nats }) => {
+  it("L1 hit on the same edge and L2 hit on another edge never reach the worker; other arguments miss", async ({
+    nats,
+  }) => {
     const [e0, e1, e2] = await setup(nats);
     expect(await call(nats, 0, "cached_echo", { x: "a" })).toBe("a#1");
     expect(await call(nats, 0, "cached_echo", { x: "a" })).toBe("a#1");
-    expect(await metric(e0, "mcpq_edge_cache_lookups_total", { layer: "l1", outcome: "hit" })).toBeGreaterThanOrEqual(1);
+    expect(
+      await metric(e0, "mcpq_edge_cache_lookups_total", { layer: "l1", outcome: "hit" }),
+    ).toBeGreaterThanOrEqual(1);
     await l2Stored(e0, 1);
     // Edge 2 has no L1: this is an L2 hit; edge 1 fills its L1 from L2.
     expect(await call(nats, 2, "cached_echo", { x: "a" })).toBe("a#1");
     expect(await call(nats, 1, "cached_echo", { x: "a" })).toBe("a#1");
-    expect(await metric(e2, "mcpq_edge_cache_lookups_total", { layer: "l2", outcome: "hit" })).toBe(1);
-    expect(await metric(e1, "mcpq_edge_cache_lookups_total", { layer: "l2", outcome: "hit" })).toBe(1);
+    expect(await metric(e2, "mcpq_edge_cache_lookups_total", { layer: "l2", outcome: "hit" })).toBe(
+      1,
+    );
+    expect(await metric(e1, "mcpq_edge_cache_lookups_total", { layer: "l2", outcome: "hit" })).toBe(
+      1,
+    );
     expect(await call(nats, 1, "cached_echo", { x: "a" })).toBe("a#1");
-    expect(await metric(e1, "mcpq_edge_cache_lookups_total", { layer: "l1", outcome: "hit" })).toBe(1);
+    expect(await metric(e1, "mcpq_edge_cache_lookups_total", { layer: "l1", outcome: "hit" })).toBe(
+      1,
+    );
     expect(ran("echo:a")).toBe(1);
     // Different arguments are a different key.
     expect(await call(nats, 1, "cached_echo", { x: "b" })).toBe("b#1");
@@ -126,14 +172,22 @@ describe("edge response cache", () => {
     expect(await read(nats, 2)).toBe("read#1");
     expect(await read(nats, 0)).toBe("read#1");
     const prompt = async (edge: 0 | 1 | 2) =>
-      ((await (await client(nats, edge)).getPrompt({ name: "cached_prompt", arguments: { topic: "t" } })).messages[0]!.content as { text: string }).text;
+      (
+        (
+          await (
+            await client(nats, edge)
+          ).getPrompt({ name: "cached_prompt", arguments: { topic: "t" } })
+        ).messages[0]!.content as { text: string }
+      ).text;
     expect(await prompt(0)).toBe("t#1");
     expect(await prompt(0)).toBe("t#1");
     expect(ran("prompt:t")).toBe(1);
     expect(await metric(e0, "mcpq_edge_cache_entries", { layer: "l1" })).toBeGreaterThanOrEqual(3);
   });
 
-  it("expiry per layer: past its ttlMs an entry is a miss in L1 and in L2 (per-entry expiry checked on read)", async ({ nats }) => {
+  it("expiry per layer: past its ttlMs an entry is a miss in L1 and in L2 (per-entry expiry checked on read)", async ({
+    nats,
+  }) => {
     const [e0, , e2] = await setup(nats);
     const stores = await metric(e0, "mcpq_edge_cache_stores_total", { layer: "l2" });
     expect(await call(nats, 0, "short_lived", { x: "e" })).toBe("e#1");
@@ -142,11 +196,15 @@ describe("edge response cache", () => {
     await l2Stored(e0, stores + 1);
     // Wait for the condition "the entry's ttl has passed" (no assertion on durations).
     await eventually(() => Date.now() > stored + 400, { what: "ttl to pass" });
-    const staleBefore = (await metric(e0, "mcpq_edge_cache_stale_total", { layer: "l2" })) + (await metric(e2, "mcpq_edge_cache_stale_total", { layer: "l2" }));
+    const staleBefore =
+      (await metric(e0, "mcpq_edge_cache_stale_total", { layer: "l2" })) +
+      (await metric(e2, "mcpq_edge_cache_stale_total", { layer: "l2" }));
     // Edge 0: L1 expired; L2 holds the entry (bucket max_age is longer) but it is past its expiry.
     expect(await call(nats, 0, "short_lived", { x: "e" })).toBe("e#2");
     expect(ran("short:e")).toBe(2);
-    const staleAfter = (await metric(e0, "mcpq_edge_cache_stale_total", { layer: "l2" })) + (await metric(e2, "mcpq_edge_cache_stale_total", { layer: "l2" }));
+    const staleAfter =
+      (await metric(e0, "mcpq_edge_cache_stale_total", { layer: "l2" })) +
+      (await metric(e2, "mcpq_edge_cache_stale_total", { layer: "l2" }));
     expect(staleAfter).toBeGreaterThan(staleBefore);
     // L2-only edge: a fresh entry hits, an expired one misses.
     const storesBefore = await metric(e0, "mcpq_edge_cache_stores_total", { layer: "l2" });
@@ -157,7 +215,9 @@ describe("edge response cache", () => {
     expect(await call(nats, 2, "short_lived", { x: "f" })).toBe("f#2");
   });
 
-  it("principal scope: a private entry is never served to another principal, on any edge or layer", async ({ nats }) => {
+  it("principal scope: a private entry is never served to another principal, on any edge or layer", async ({
+    nats,
+  }) => {
     const [e0] = await setup(nats);
     const stores = await metric(e0, "mcpq_edge_cache_stores_total", { layer: "l2" });
     expect(await call(nats, 0, "whoami", {}, "tok-alice")).toBe("alice#1");
@@ -178,21 +238,30 @@ describe("edge response cache", () => {
     }
   });
 
-  it("single-flight: N concurrent identical calls on one edge make one worker execution", async ({ nats }) => {
+  it("single-flight: N concurrent identical calls on one edge make one worker execution", async ({
+    nats,
+  }) => {
     const [e0] = await setup(nats);
     const c = await client(nats, 0);
     const before = await metric(e0, "mcpq_edge_cache_coalesced_total");
     const N = 8;
     const calls = Array.from({ length: N }, () => c.callTool({ name: "gated", arguments: {} }));
     // All N reached the edge (one in flight to the worker, N-1 waiting on it) before the worker answers.
-    await eventually(async () => (await metric(e0, "mcpq_edge_cache_coalesced_total")) - before === N - 1 && ran("gated") === 1, { what: "N-1 coalesced" });
+    await eventually(
+      async () =>
+        (await metric(e0, "mcpq_edge_cache_coalesced_total")) - before === N - 1 &&
+        ran("gated") === 1,
+      { what: "N-1 coalesced" },
+    );
     gate.open();
     const texts = (await Promise.all(calls)).map((r) => (r.content as { text: string }[])[0]!.text);
     expect(texts).toEqual(Array.from({ length: N }, () => "gated#1"));
     expect(ran("gated")).toBe(1);
   });
 
-  it("nothing uncacheable is cached: not opted in, isError, thrown errors, progress tokens, client bypass", async ({ nats }) => {
+  it("nothing uncacheable is cached: not opted in, isError, thrown errors, progress tokens, client bypass", async ({
+    nats,
+  }) => {
     await setup(nats);
     for (let i = 1; i <= 2; i++) expect(await call(nats, 0, "hinted_only")).toBe(`hinted#${i}`);
     for (let i = 1; i <= 2; i++) expect(await call(nats, 0, "failing")).toBe(`failed#${i}`);
@@ -204,7 +273,11 @@ describe("edge response cache", () => {
       expect(r).toContain(`thrown#${i}`);
     }
     for (let i = 1; i <= 2; i++) {
-      const r = await (await client(nats, 0)).callTool({ name: "with_progress", arguments: {} }, undefined, { onprogress: () => undefined });
+      const r = await (
+        await client(nats, 0)
+      ).callTool({ name: "with_progress", arguments: {} }, undefined, {
+        onprogress: () => undefined,
+      });
       expect((r.content as { text: string }[])[0]!.text).toBe(`progress#${i}`);
     }
     // The same tool without a progress token is cached...
@@ -217,14 +290,24 @@ describe("edge response cache", () => {
     expect(await call(nats, 0, "with_progress")).toBe("progress#3");
   });
 
-  it("2026-07-28: hits are shaped like a worker's answer and keyed by era; input_required results and retries are never cached", async ({ nats }) => {
+  it("2026-07-28: hits are shaped like a worker's answer and keyed by era; input_required results and retries are never cached", async ({
+    nats,
+  }) => {
     const [e0] = await setup(nats);
-    const first = await modern(e0.url, "tools/call", { name: "cached_echo", arguments: { x: "m" } });
-    const again = await modern(e0.url, "tools/call", { name: "cached_echo", arguments: { x: "m" } });
+    const first = await modern(e0.url, "tools/call", {
+      name: "cached_echo",
+      arguments: { x: "m" },
+    });
+    const again = await modern(e0.url, "tools/call", {
+      name: "cached_echo",
+      arguments: { x: "m" },
+    });
     expect(textOf(first)).toBe("m#1");
     expect(again).toEqual(first);
     expect(again["resultType"]).toBe("complete");
-    expect((again["_meta"] as Record<string, unknown>)["io.modelcontextprotocol/serverInfo"]).toBeDefined();
+    expect(
+      (again["_meta"] as Record<string, unknown>)["io.modelcontextprotocol/serverInfo"],
+    ).toBeDefined();
     // The legacy era has its own entry (results differ in shape).
     expect(await call(nats, 0, "cached_echo", { x: "m" })).toBe("m#2");
     // resources/read hits carry the declared hint.
@@ -239,22 +322,34 @@ describe("edge response cache", () => {
     expect(ran("asks")).toBe(2);
     // A retry carrying answers goes to a worker every time (its result depends on them).
     const key = Object.keys(r1["inputRequests"] as object)[0]!;
-    const retry = { name: "asks", arguments: {}, inputResponses: { [key]: { action: "accept", content: { name: "Z" } } }, requestState: r1["requestState"] };
+    const retry = {
+      name: "asks",
+      arguments: {},
+      inputResponses: { [key]: { action: "accept", content: { name: "Z" } } },
+      requestState: r1["requestState"],
+    };
     expect(textOf(await modern(e0.url, "tools/call", retry))).toBe('asked#3:{"name":"Z"}');
     expect(textOf(await modern(e0.url, "tools/call", retry))).toBe('asked#4:{"name":"Z"}');
   });
 
-  it("invalidation by URI (ctx.resourceUpdated) and by tag (ctx.invalidate) reaches every edge and L2", async ({ nats }) => {
+  it("invalidation by URI (ctx.resourceUpdated) and by tag (ctx.invalidate) reaches every edge and L2", async ({
+    nats,
+  }) => {
     await setup(nats);
     // Every edge holds cache://counter (edge 0/1 in L1, edge 2 in L2).
     const first = await read(nats, 0);
-    await eventually(async () => (await read(nats, 1)) === first && (await read(nats, 2)) === first, { what: "same value everywhere" });
+    await eventually(
+      async () => (await read(nats, 1)) === first && (await read(nats, 2)) === first,
+      { what: "same value everywhere" },
+    );
     const n = ran("counter");
     // Touched on edge 0. Edge 2 (L2 only) first: until L2 is purged it keeps serving the old
     // value; then edge 1, whose L1 keeps the old value until the eviction reaches it.
     await call(nats, 0, "touch");
     await eventually(async () => (await read(nats, 2)) !== first, { what: "L2 purged the URI" });
-    await eventually(async () => (await read(nats, 1)) !== first, { what: "edge 1 evicted the URI" });
+    await eventually(async () => (await read(nats, 1)) !== first, {
+      what: "edge 1 evicted the URI",
+    });
     expect(ran("counter")).toBeGreaterThan(n);
 
     // Tag "echo": cached_echo entries in edge 1's L1 and in L2.
@@ -265,20 +360,34 @@ describe("edge response cache", () => {
     expect(await call(nats, 1, "cached_echo", { x: "tag" })).toBe(before);
     expect(await call(nats, 2, "cached_echo", { x: "tag" })).toBe(before);
     await call(nats, 0, "invalidate_echo");
-    await eventually(async () => (await call(nats, 2, "cached_echo", { x: "tag" })) !== before, { what: "L2 purged tag echo" });
-    await eventually(async () => (await call(nats, 1, "cached_echo", { x: "tag" })) !== before, { what: "edge 1 evicted tag echo" });
+    await eventually(async () => (await call(nats, 2, "cached_echo", { x: "tag" })) !== before, {
+      what: "L2 purged tag echo",
+    });
+    await eventually(async () => (await call(nats, 1, "cached_echo", { x: "tag" })) !== before, {
+      what: "edge 1 evicted tag echo",
+    });
   });
 
-  it("a worker with a new catalog joining the pool evicts the pool's entries on every edge", async ({ nats }) => {
+  it("a worker with a new catalog joining the pool evicts the pool's entries on every edge", async ({
+    nats,
+  }) => {
     const edges = await setup(nats);
     const v1 = await call(nats, 1, "cached_echo", { x: "ver" });
     expect(await call(nats, 1, "cached_echo", { x: "ver" })).toBe(v1);
     const runs = ran("echo:ver");
     const w2 = await startCatalogWorker(nats.url, [cacheCatalogV2], "cache");
     closers.push(() => w2.close());
-    for (const e of edges) await eventually(() => e.runtime.catalog.toolPool("v2_only"), { what: "v2 catalog on every edge" });
+    for (const e of edges)
+      await eventually(() => e.runtime.catalog.toolPool("v2_only"), {
+        what: "v2 catalog on every edge",
+      });
     expect(await call(nats, 1, "cached_echo", { x: "ver" })).not.toBe(v1);
     expect(ran("echo:ver")).toBe(runs + 1);
-    expect(await metric(edges[1], "mcpq_edge_cache_evictions_total", { layer: "l1", reason: "invalidated" })).toBeGreaterThan(0);
+    expect(
+      await metric(edges[1], "mcpq_edge_cache_evictions_total", {
+        layer: "l1",
+        reason: "invalidated",
+      }),
+    ).toBeGreaterThan(0);
   });
 });

@@ -45,7 +45,9 @@ describe("self-healing after broker faults (single node)", () => {
     const raw = await rawInitialize(edge.url, { protocolVersion: "2025-11-25" });
     const ws = new RpcClient(await wsWire(edge.wsUrl!));
     await ws.initialize();
-    expect(await ws.request("tools/call", { name: "echo", arguments: { text: "ws before" } })).toMatchObject({ content: [{ text: "ws before" }] });
+    expect(
+      await ws.request("tools/call", { name: "echo", arguments: { text: "ws before" } }),
+    ).toMatchObject({ content: [{ text: "ws before" }] });
 
     await nats.kill("SIGKILL");
     await eventually(() => !edge.runtime.healing.health.up, { what: "edge sees the broker down" });
@@ -53,18 +55,38 @@ describe("self-healing after broker faults (single node)", () => {
     // A new session: initialize is refused with the documented retryable 503, not a 500.
     const init = await fetch(edge.url, {
       method: "POST",
-      headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
-      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "t", version: "1" } } }),
+      headers: {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+      },
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 1,
+        method: "initialize",
+        params: {
+          protocolVersion: "2025-11-25",
+          capabilities: {},
+          clientInfo: { name: "t", version: "1" },
+        },
+      }),
     });
     expect(init.status).toBe(503);
     expect(Number(init.headers.get("retry-after"))).toBeGreaterThan(0);
-    expect(await init.json()).toMatchObject({ id: 1, error: { code: -32010, data: { reason: "broker unavailable" } } });
+    expect(await init.json()).toMatchObject({
+      id: 1,
+      error: { code: -32010, data: { reason: "broker unavailable" } },
+    });
 
     // A call on a live session, over HTTP.
     const call = await fetch(edge.url, {
       method: "POST",
       headers: raw.headers,
-      body: JSON.stringify({ jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "echo", arguments: { text: "x" } } }),
+      body: JSON.stringify({
+        jsonrpc: "2.0",
+        id: 2,
+        method: "tools/call",
+        params: { name: "echo", arguments: { text: "x" } },
+      }),
     });
     expect(call.status).toBe(503);
     expect(call.headers.get("retry-after")).not.toBeNull();
@@ -83,7 +105,11 @@ describe("self-healing after broker faults (single node)", () => {
     const wsCall = await ws.call("tools/call", { name: "echo", arguments: { text: "ws during" } });
     expect(wsCall.error).toMatchObject({ code: -32010, data: { reason: "broker unavailable" } });
     const ws2 = new RpcClient(await wsWire(edge.wsUrl!));
-    const wsInit = await ws2.call("initialize", { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "t", version: "1" } });
+    const wsInit = await ws2.call("initialize", {
+      protocolVersion: "2025-11-25",
+      capabilities: {},
+      clientInfo: { name: "t", version: "1" },
+    });
     expect(wsInit.error).toMatchObject({ code: -32010 });
 
     // The SDK client sees an explicit refusal too (HTTP 503), never a hang.
@@ -91,14 +117,26 @@ describe("self-healing after broker faults (single node)", () => {
 
     await nats.restart(); // same port and store
     // Same client, same session: calls succeed again once edge and worker have healed.
-    await eventually(async () => (await echo(client, "after")).isError !== true, { what: "calls succeed after the restart", timeoutMs: 60_000 });
+    await eventually(async () => (await echo(client, "after")).isError !== true, {
+      what: "calls succeed after the restart",
+      timeoutMs: 60_000,
+    });
     expect((await echo(client, "after 2")).content).toEqual([{ type: "text", text: "after 2" }]);
-    expect(await ws.request("tools/call", { name: "echo", arguments: { text: "ws after" } })).toMatchObject({ content: [{ text: "ws after" }] });
+    expect(
+      await ws.request("tools/call", { name: "echo", arguments: { text: "ws after" } }),
+    ).toMatchObject({ content: [{ text: "ws after" }] });
     const lost = heals.flatMap((h) => [...h.missing, ...h.recreated]);
-    expect(lost).toEqual(expect.arrayContaining([STREAMS.requests, STREAMS.outbound, `KV_${BUCKETS.registry}`]));
+    expect(lost).toEqual(
+      expect.arrayContaining([STREAMS.requests, STREAMS.outbound, `KV_${BUCKETS.registry}`]),
+    );
     // The worker re-registered without a restart; /readyz checks the broker's streams and consumers.
-    await eventually(async () => (await fetch(`http://127.0.0.1:${edge.port}/readyz`)).status === 200, { what: "ready again" });
-    const ready = (await (await fetch(`http://127.0.0.1:${edge.port}/readyz`)).json()) as { checks: Record<string, unknown> };
+    await eventually(
+      async () => (await fetch(`http://127.0.0.1:${edge.port}/readyz`)).status === 200,
+      { what: "ready again" },
+    );
+    const ready = (await (await fetch(`http://127.0.0.1:${edge.port}/readyz`)).json()) as {
+      checks: Record<string, unknown>;
+    };
     expect(ready.checks).toMatchObject({ nats: true, streams: true, consumers: true, workers: 1 });
     expect((await client.listTools()).tools.map((t) => t.name)).toContain("echo");
     ws.wire.close();
@@ -113,18 +151,38 @@ describe("self-healing after broker faults (single node)", () => {
     try {
       heals.length = 0;
       await admin.jsm.consumers.delete(STREAMS.requests, poolConsumer(worker.worker.pool));
-      await eventually(async () => (await echo(client, "b")).isError !== true, { what: "calls after the consumer was deleted", timeoutMs: 60_000 });
-      expect(heals.flatMap((h) => h.missing)).toContain(`${STREAMS.requests}/${poolConsumer(worker.worker.pool)}`);
+      await eventually(async () => (await echo(client, "b")).isError !== true, {
+        what: "calls after the consumer was deleted",
+        timeoutMs: 60_000,
+      });
+      expect(heals.flatMap((h) => h.missing)).toContain(
+        `${STREAMS.requests}/${poolConsumer(worker.worker.pool)}`,
+      );
 
       heals.length = 0;
       await admin.jsm.streams.delete(STREAMS.requests);
       await admin.jsm.streams.delete(`KV_${BUCKETS.registry}`);
-      await eventually(() => heals.some((h) => [...h.missing, ...h.recreated].includes(`KV_${BUCKETS.registry}`)), { what: "registry loss noticed" });
-      await eventually(async () => (await admin.jsm.consumers.info(STREAMS.requests, poolConsumer(worker.worker.pool))) !== undefined, { what: "consumer re-created", timeoutMs: 60_000 });
-      await eventually(async () => (await echo(client, "c")).isError !== true, { what: "calls after the stream was deleted", timeoutMs: 60_000 });
+      await eventually(
+        () => heals.some((h) => [...h.missing, ...h.recreated].includes(`KV_${BUCKETS.registry}`)),
+        { what: "registry loss noticed" },
+      );
+      await eventually(
+        async () =>
+          (await admin.jsm.consumers.info(STREAMS.requests, poolConsumer(worker.worker.pool))) !==
+          undefined,
+        { what: "consumer re-created", timeoutMs: 60_000 },
+      );
+      await eventually(async () => (await echo(client, "c")).isError !== true, {
+        what: "calls after the stream was deleted",
+        timeoutMs: 60_000,
+      });
       // The worker re-registered in the new bucket and the edge's registry watch follows it.
-      await eventually(async () => (await admin.kv.registry.status()).values >= 1, { what: "worker re-registered" });
-      await eventually(() => edge.runtime.catalog.workerCount === 1, { what: "edge sees the worker again" });
+      await eventually(async () => (await admin.kv.registry.status()).values >= 1, {
+        what: "worker re-registered",
+      });
+      await eventually(() => edge.runtime.catalog.workerCount === 1, {
+        what: "edge sees the worker again",
+      });
       expect((await echo(client, "d")).content).toEqual([{ type: "text", text: "d" }]);
     } finally {
       await admin.close();

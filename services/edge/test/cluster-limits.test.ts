@@ -22,7 +22,12 @@ describe("cluster-wide rate limits across two edges", () => {
   it("a principal's burst spent on edge A is not granted again on edge B", async ({ nats }) => {
     s = await stack(nats, {
       edges: 2,
-      edgeEnv: { MCPQ_AUTH_TOKENS: "tok-a=alice,tok-b=bob", MCPQ_TOOL_RATE_PER_SEC: RATE, MCPQ_TOOL_RATE_BURST: String(BURST), MCPQ_SHARED_LIMITS_MS: "100" },
+      edgeEnv: {
+        MCPQ_AUTH_TOKENS: "tok-a=alice,tok-b=bob",
+        MCPQ_TOOL_RATE_PER_SEC: RATE,
+        MCPQ_TOOL_RATE_BURST: String(BURST),
+        MCPQ_SHARED_LIMITS_MS: "100",
+      },
     });
     const [a, b] = s.edges;
     const onA = await sdkClient(a!.url, { headers: alice });
@@ -36,7 +41,9 @@ describe("cluster-wide rate limits across two edges", () => {
     for (let i = 0; i < BURST + 1; i++) fromA.push(await call(onA));
     expect(fromA).toEqual([...Array<string>(BURST).fill("ok"), "limited"]);
     // Edge B has been told about the BURST tokens edge A granted.
-    await eventually(() => (b!.runtime.sharedLimits?.charged ?? 0) >= BURST, { what: "edge B charged A's grants" });
+    await eventually(() => (b!.runtime.sharedLimits?.charged ?? 0) >= BURST, {
+      what: "edge B charged A's grants",
+    });
     expect(await call(onB)).toBe("limited");
     // Another principal has its own bucket.
     const bob = await sdkClient(b!.url, { headers: { authorization: "Bearer tok-b" } });
@@ -48,13 +55,21 @@ describe("cluster-wide rate limits across two edges", () => {
     const [a, b] = s!.edges;
     const edges = [a!, b!];
     // bob (tok-b) spent 1 token on edge B above; spend the rest alternately through both edges.
-    const clients = [await sdkClient(a!.url, { headers: { authorization: "Bearer tok-b" } }), await sdkClient(b!.url, { headers: { authorization: "Bearer tok-b" } })];
-    await eventually(() => (a!.runtime.sharedLimits?.charged ?? 0) >= 1, { what: "edge A charged bob's first grant" });
+    const clients = [
+      await sdkClient(a!.url, { headers: { authorization: "Bearer tok-b" } }),
+      await sdkClient(b!.url, { headers: { authorization: "Bearer tok-b" } }),
+    ];
+    await eventually(() => (a!.runtime.sharedLimits?.charged ?? 0) >= 1, {
+      what: "edge A charged bob's first grant",
+    });
     const expected = edges.map((e) => e.runtime.sharedLimits!.charged);
     let ok = 0;
     for (let i = 0; i < BURST * 2; i++) {
       const me = i % 2;
-      const granted = await clients[me]!.client.callTool({ name: "echo", arguments: { text: "x" } }).then(
+      const granted = await clients[me]!.client.callTool({
+        name: "echo",
+        arguments: { text: "x" },
+      }).then(
         () => true,
         () => false,
       );
@@ -63,7 +78,9 @@ describe("cluster-wide rate limits across two edges", () => {
       // The other edge hears of this grant before the next call: no race between the two buckets.
       const other = 1 - me;
       expected[other]!++;
-      await eventually(() => edges[other]!.runtime.sharedLimits!.charged >= expected[other]!, { what: "grant reported to the other edge" });
+      await eventually(() => edges[other]!.runtime.sharedLimits!.charged >= expected[other]!, {
+        what: "grant reported to the other edge",
+      });
     }
     expect(ok).toBe(BURST - 1);
     await Promise.all(clients.map((c) => c.client.close()));

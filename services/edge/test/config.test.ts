@@ -14,7 +14,10 @@ describe("service configs: parsed once, deep-frozen, bad values named", () => {
   });
 
   it("the worker config is frozen all the way down", () => {
-    const cfg = loadWorkerConfig({ MCPQ_CATALOGS: "example", MCPQ_RECORD_REDACT: "arguments.password" });
+    const cfg = loadWorkerConfig({
+      MCPQ_CATALOGS: "example",
+      MCPQ_RECORD_REDACT: "arguments.password",
+    });
     expect(Object.isFrozen(cfg.record)).toBe(true);
     expect(Object.isFrozen(cfg.record.redact)).toBe(true);
     expect(Object.isFrozen(cfg.catalogs)).toBe(true);
@@ -30,7 +33,9 @@ describe("service configs: parsed once, deep-frozen, bad values named", () => {
   });
 
   it("the worker refuses an out-of-range metrics port naming the variable", () => {
-    expect(() => loadWorkerConfig({ MCPQ_WORKER_METRICS_PORT: "99999" })).toThrow(/MCPQ_WORKER_METRICS_PORT: expected a port number/);
+    expect(() => loadWorkerConfig({ MCPQ_WORKER_METRICS_PORT: "99999" })).toThrow(
+      /MCPQ_WORKER_METRICS_PORT: expected a port number/,
+    );
   });
 
   it("deepFreeze leaves class instances (Maps) alone and returns its argument", () => {

@@ -14,7 +14,10 @@ describe("Streamable HTTP end to end (official SDK client -> edge -> JetStream -
     const tools = await client.listTools();
     expect(tools.tools.map((t) => t.name)).toEqual(["add", "countdown", "echo", "sleep"]);
     const add = tools.tools.find((t) => t.name === "add")!;
-    expect(add.outputSchema).toMatchObject({ type: "object", properties: { sum: { type: "number" } } });
+    expect(add.outputSchema).toMatchObject({
+      type: "object",
+      properties: { sum: { type: "number" } },
+    });
     expect(await client.callTool({ name: "echo", arguments: { text: "héllo ✓" } })).toEqual({
       content: [{ type: "text", text: "héllo ✓" }],
     });
@@ -23,11 +26,23 @@ describe("Streamable HTTP end to end (official SDK client -> edge -> JetStream -
       structuredContent: { sum: 42 },
     });
     const res = await client.readResource({ uri: "mcpq://example/readme" });
-    expect(res.contents[0]).toMatchObject({ uri: "mcpq://example/readme", mimeType: "text/markdown" });
+    expect(res.contents[0]).toMatchObject({
+      uri: "mcpq://example/readme",
+      mimeType: "text/markdown",
+    });
     const tpl = await client.readResource({ uri: "mcpq://example/items/7" });
-    expect(JSON.parse((tpl.contents[0] as { text: string }).text)).toEqual({ id: "7", name: "Item 7" });
-    const prompt = await client.getPrompt({ name: "greet", arguments: { name: "Ada", style: "formal" } });
-    expect(prompt.messages[0]!.content).toEqual({ type: "text", text: "Write a formal greeting for Ada." });
+    expect(JSON.parse((tpl.contents[0] as { text: string }).text)).toEqual({
+      id: "7",
+      name: "Item 7",
+    });
+    const prompt = await client.getPrompt({
+      name: "greet",
+      arguments: { name: "Ada", style: "formal" },
+    });
+    expect(prompt.messages[0]!.content).toEqual({
+      type: "text",
+      text: "Write a formal greeting for Ada.",
+    });
     await client.close();
   });
 
@@ -36,8 +51,12 @@ describe("Streamable HTTP end to end (official SDK client -> edge -> JetStream -
     const bad = await client.callTool({ name: "add", arguments: { a: "two", b: 1 } });
     expect(bad.isError).toBe(true);
     expect((bad.content as { text: string }[])[0]!.text).toMatch(/Invalid arguments for tool add/);
-    await expect(client.callTool({ name: "nope", arguments: {} })).rejects.toMatchObject({ code: -32602 });
-    await expect(client.readResource({ uri: "mcpq://missing" })).rejects.toMatchObject({ code: -32002 });
+    await expect(client.callTool({ name: "nope", arguments: {} })).rejects.toMatchObject({
+      code: -32602,
+    });
+    await expect(client.readResource({ uri: "mcpq://missing" })).rejects.toMatchObject({
+      code: -32002,
+    });
     await client.close();
   });
 
@@ -55,11 +74,18 @@ describe("Streamable HTTP end to end (official SDK client -> edge -> JetStream -
   });
 
   it("20 sessions x 25 concurrent calls each get their own answers (no cross-talk)", async () => {
-    const sessions = await Promise.all(Array.from({ length: 20 }, (_, i) => sdkClient(s.edges[i % 2]!.url)));
+    const sessions = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => sdkClient(s.edges[i % 2]!.url)),
+    );
     const results = await Promise.all(
       sessions.flatMap(({ client }, si) =>
         Array.from({ length: 25 }, (_, ci) =>
-          client.callTool({ name: "echo", arguments: { text: `s${si}-c${ci}` } }).then((r) => ({ expected: `s${si}-c${ci}`, got: (r.content as { text: string }[])[0]!.text })),
+          client
+            .callTool({ name: "echo", arguments: { text: `s${si}-c${ci}` } })
+            .then((r) => ({
+              expected: `s${si}-c${ci}`,
+              got: (r.content as { text: string }[])[0]!.text,
+            })),
         ),
       ),
     );
@@ -71,7 +97,9 @@ describe("Streamable HTTP end to end (official SDK client -> edge -> JetStream -
   it("a worker that stops heartbeating disappears from tools/list", async () => {
     const extra = await s.addWorker(["example"], { MCPQ_POOL: "extra" });
     const { client } = await sdkClient(s.edges[0]!.url);
-    await eventually(() => s.edges[0]!.runtime.catalog.workerCount === 2, { what: "second worker registered" });
+    await eventually(() => s.edges[0]!.runtime.catalog.workerCount === 2, {
+      what: "second worker registered",
+    });
     await extra.close();
     await eventually(() => s.edges[0]!.runtime.catalog.workerCount === 1, { what: "worker gone" });
     expect((await client.listTools()).tools).toHaveLength(4);

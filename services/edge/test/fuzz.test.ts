@@ -10,7 +10,12 @@ import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { stack } from "./support/stack.js";
 import { connect as tcpConnect } from "node:net";
-import { fuzzInputs, leaksInternals, rawHttpInputs, type FuzzInput } from "./support/fuzz-inputs.js";
+import {
+  fuzzInputs,
+  leaksInternals,
+  rawHttpInputs,
+  type FuzzInput,
+} from "./support/fuzz-inputs.js";
 import { grpcWire, tcpWire, wsWire, type Wire } from "./support/socket-client.js";
 
 const TOTAL = Number(process.env["MCPQ_FUZZ_INPUTS"] ?? 500);
@@ -27,8 +32,16 @@ const TRANSPORTS = ["http", "sse", "ws", "tcp", "grpc"] as const;
 const RAW_HTTP = Math.ceil(TOTAL / 10);
 type Transport = (typeof TRANSPORTS)[number];
 
-const INIT = { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "fuzz", version: "1" } };
-const V2024 = { protocolVersion: "2024-11-05", capabilities: {}, clientInfo: { name: "fuzz", version: "1" } };
+const INIT = {
+  protocolVersion: "2025-11-25",
+  capabilities: {},
+  clientInfo: { name: "fuzz", version: "1" },
+};
+const V2024 = {
+  protocolVersion: "2024-11-05",
+  capabilities: {},
+  clientInfo: { name: "fuzz", version: "1" },
+};
 
 interface Tally {
   inputs: number;
@@ -46,7 +59,9 @@ function replyClass(text: string): string {
     const m = JSON.parse(text) as { result?: unknown; error?: { code?: unknown }; method?: string };
     if (m.error) return `error:${String(m.error.code)}`;
     if (m.result !== undefined) return "result";
-    return m.method ? `server:${m.method.startsWith("notifications/") ? "notification" : "request"}` : "other";
+    return m.method
+      ? `server:${m.method.startsWith("notifications/") ? "notification" : "request"}`
+      : "other";
   } catch {
     return "unparseable";
   }
@@ -54,9 +69,16 @@ function replyClass(text: string): string {
 
 describe(`fuzz: ${TOTAL} generated inputs over five transports (seed ${SEED})`, () => {
   let s: Stack<RunningEdge, RunningWorker>;
-  const results = new Map<Transport | "http-raw", Tally>([...TRANSPORTS, "http-raw" as const].map((t) => [t, tally()]));
+  const results = new Map<Transport | "http-raw", Tally>(
+    [...TRANSPORTS, "http-raw" as const].map((t) => [t, tally()]),
+  );
   afterAll(async () => {
-    const figures = Object.fromEntries([...results].map(([t, r]) => [t, { inputs: r.inputs, byInputClass: r.byInputClass, outcomes: r.outcomes }]));
+    const figures = Object.fromEntries(
+      [...results].map(([t, r]) => [
+        t,
+        { inputs: r.inputs, byInputClass: r.byInputClass, outcomes: r.outcomes },
+      ]),
+    );
     console.log(`fuzz figures (seed ${SEED}):\n${JSON.stringify(figures, null, 1)}`);
     if (REPORT) {
       await mkdir(REPORT.replace(/\/[^/]+$/, ""), { recursive: true });
@@ -66,7 +88,8 @@ describe(`fuzz: ${TOTAL} generated inputs over five transports (seed ${SEED})`, 
   });
 
   const inputs = fuzzInputs(TOTAL, SEED);
-  const share = (t: Transport): FuzzInput[] => inputs.filter((_x, i) => TRANSPORTS[i % TRANSPORTS.length] === t);
+  const share = (t: Transport): FuzzInput[] =>
+    inputs.filter((_x, i) => TRANSPORTS[i % TRANSPORTS.length] === t);
   const setup = async (nats: { url: string }) =>
     (s ??= await stack(nats as never, {
       edgeEnv: {
@@ -77,113 +100,188 @@ describe(`fuzz: ${TOTAL} generated inputs over five transports (seed ${SEED})`, 
       },
     }));
 
-  it("Streamable HTTP: every POST answers below 500, without internals", TEST_TIMEOUT, async ({ nats }) => {
-    const edge = (await setup(nats)).edges[0]!;
-    const r = results.get("http")!;
-    const init = await fetch(edge.url, { method: "POST", headers: { "content-type": "application/json", accept: "application/json, text/event-stream" }, body: JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { ...INIT, protocolVersion: "2025-03-26" } }) });
-    const sid = init.headers.get("mcp-session-id")!;
-    await init.text();
-    const headers = { "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-session-id": sid, "mcp-protocol-version": "2025-03-26" };
-    const work = share("http");
-    // A few in parallel, as real clients send.
-    const lanes = 4;
-    await Promise.all(
-      Array.from({ length: lanes }, async (_v, lane) => {
-        for (let i = lane; i < work.length; i += lanes) {
-          const input = work[i]!;
-          r.inputs++;
-          bump(r.byInputClass, input.cls);
-          // Some inputs also get odd headers: no session, a bad version, JSON-only Accept.
-          const h = { ...headers } as Record<string, string>;
-          if (i % 17 === 0) delete h["mcp-session-id"];
-          if (i % 19 === 0) h["mcp-protocol-version"] = "1999-01-01";
-          if (i % 7 === 0) h.accept = "application/json";
-          const res = await fetch(edge.url, { method: "POST", headers: h, body: input.text, signal: AbortSignal.timeout(HANG_MS) });
-          const body = await res.text();
-          bump(r.outcomes, `http:${res.status}`);
-          // The JSON-RPC answers inside (a JSON body, or an SSE stream's data lines).
-          const datas = body.startsWith("{") || body.startsWith("[") ? [body] : body.split("\n").filter((l) => l.startsWith("data: {")).map((l) => l.slice(6));
-          for (const d of datas) bump(r.outcomes, `reply:${replyClass(d)}`);
-          if (res.status >= 500) r.fatal.push(`${res.status} for ${input.cls}: ${input.text.slice(0, 200)}`);
-          if (leaksInternals(body)) r.leaks.push(body.slice(0, 300));
-        }
-      }),
-    );
-    expect(r.fatal).toEqual([]);
-    expect(r.leaks).toEqual([]);
-    const echo = await fetch(edge.url, { method: "POST", headers, body: JSON.stringify({ jsonrpc: "2.0", id: "after", method: "tools/call", params: { name: "echo", arguments: { text: "still correct" } } }) });
-    const text = await echo.text();
-    expect(text).toContain('"text":"still correct"');
-  });
+  it(
+    "Streamable HTTP: every POST answers below 500, without internals",
+    TEST_TIMEOUT,
+    async ({ nats }) => {
+      const edge = (await setup(nats)).edges[0]!;
+      const r = results.get("http")!;
+      const init = await fetch(edge.url, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+        },
+        body: JSON.stringify({
+          jsonrpc: "2.0",
+          id: 0,
+          method: "initialize",
+          params: { ...INIT, protocolVersion: "2025-03-26" },
+        }),
+      });
+      const sid = init.headers.get("mcp-session-id")!;
+      await init.text();
+      const headers = {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+        "mcp-session-id": sid,
+        "mcp-protocol-version": "2025-03-26",
+      };
+      const work = share("http");
+      // A few in parallel, as real clients send.
+      const lanes = 4;
+      await Promise.all(
+        Array.from({ length: lanes }, async (_v, lane) => {
+          for (let i = lane; i < work.length; i += lanes) {
+            const input = work[i]!;
+            r.inputs++;
+            bump(r.byInputClass, input.cls);
+            // Some inputs also get odd headers: no session, a bad version, JSON-only Accept.
+            const h = { ...headers } as Record<string, string>;
+            if (i % 17 === 0) delete h["mcp-session-id"];
+            if (i % 19 === 0) h["mcp-protocol-version"] = "1999-01-01";
+            if (i % 7 === 0) h.accept = "application/json";
+            const res = await fetch(edge.url, {
+              method: "POST",
+              headers: h,
+              body: input.text,
+              signal: AbortSignal.timeout(HANG_MS),
+            });
+            const body = await res.text();
+            bump(r.outcomes, `http:${res.status}`);
+            // The JSON-RPC answers inside (a JSON body, or an SSE stream's data lines).
+            const datas =
+              body.startsWith("{") || body.startsWith("[")
+                ? [body]
+                : body
+                    .split("\n")
+                    .filter((l) => l.startsWith("data: {"))
+                    .map((l) => l.slice(6));
+            for (const d of datas) bump(r.outcomes, `reply:${replyClass(d)}`);
+            if (res.status >= 500)
+              r.fatal.push(`${res.status} for ${input.cls}: ${input.text.slice(0, 200)}`);
+            if (leaksInternals(body)) r.leaks.push(body.slice(0, 300));
+          }
+        }),
+      );
+      expect(r.fatal).toEqual([]);
+      expect(r.leaks).toEqual([]);
+      const echo = await fetch(edge.url, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({
+          jsonrpc: "2.0",
+          id: "after",
+          method: "tools/call",
+          params: { name: "echo", arguments: { text: "still correct" } },
+        }),
+      });
+      const text = await echo.text();
+      expect(text).toContain('"text":"still correct"');
+    },
+  );
 
-  it("legacy HTTP+SSE: every POST /messages answers below 500; answers on the stream carry no internals", TEST_TIMEOUT, async ({ nats }) => {
-    const edge = (await setup(nats)).edges[0]!;
-    const r = results.get("sse")!;
-    const ctl = new AbortController();
-    const stream = await fetch(edge.sseUrl!, { headers: { accept: "text/event-stream" }, signal: ctl.signal });
-    const received: string[] = [];
-    let endpoint: string | undefined;
-    const waiters = new Map<string, () => void>();
-    // The endpoint event's data is not JSON: read the raw stream.
-    const reader = (async () => {
-      const decoder = new TextDecoder();
-      let buf = "";
-      for await (const chunk of stream.body!) {
-        buf += decoder.decode(chunk, { stream: true });
-        let i: number;
-        while ((i = buf.indexOf("\n\n")) >= 0) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
-          if (block.includes("event: endpoint")) endpoint = data;
-          else if (data) {
-            received.push(data);
-            const id = (JSON.parse(data) as { id?: unknown }).id;
-            if (typeof id === "string") waiters.get(id)?.();
+  it(
+    "legacy HTTP+SSE: every POST /messages answers below 500; answers on the stream carry no internals",
+    TEST_TIMEOUT,
+    async ({ nats }) => {
+      const edge = (await setup(nats)).edges[0]!;
+      const r = results.get("sse")!;
+      const ctl = new AbortController();
+      const stream = await fetch(edge.sseUrl!, {
+        headers: { accept: "text/event-stream" },
+        signal: ctl.signal,
+      });
+      const received: string[] = [];
+      let endpoint: string | undefined;
+      const waiters = new Map<string, () => void>();
+      // The endpoint event's data is not JSON: read the raw stream.
+      const reader = (async () => {
+        const decoder = new TextDecoder();
+        let buf = "";
+        for await (const chunk of stream.body!) {
+          buf += decoder.decode(chunk, { stream: true });
+          let i: number;
+          while ((i = buf.indexOf("\n\n")) >= 0) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const data = block
+              .split("\n")
+              .filter((l) => l.startsWith("data:"))
+              .map((l) => l.slice(5).trim())
+              .join("\n");
+            if (block.includes("event: endpoint")) endpoint = data;
+            else if (data) {
+              received.push(data);
+              const id = (JSON.parse(data) as { id?: unknown }).id;
+              if (typeof id === "string") waiters.get(id)?.();
+            }
           }
         }
+      })().catch(() => undefined);
+      const base = new URL(edge.sseUrl!).origin;
+      const until = Date.now() + HANG_MS;
+      while (!endpoint && Date.now() < until) await new Promise((res) => setTimeout(res, 10));
+      expect(endpoint).toBeDefined();
+      const post = (body: string) =>
+        fetch(`${base}${endpoint}`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body,
+          signal: AbortSignal.timeout(HANG_MS),
+        });
+      const answered = (id: string) => new Promise<void>((resolve) => waiters.set(id, resolve));
+      const a0 = answered("init");
+      await (
+        await post(
+          JSON.stringify({ jsonrpc: "2.0", id: "init", method: "initialize", params: V2024 }),
+        )
+      ).text();
+      await a0;
+      await (
+        await post(JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }))
+      ).text();
+      const work = share("sse");
+      for (let i = 0; i < work.length; i++) {
+        const input = work[i]!;
+        r.inputs++;
+        bump(r.byInputClass, input.cls);
+        const res = await post(input.text);
+        const body = await res.text();
+        bump(r.outcomes, `http:${res.status}`);
+        if (res.status >= 500)
+          r.fatal.push(`${res.status} for ${input.cls}: ${input.text.slice(0, 200)}`);
+        if (leaksInternals(body)) r.leaks.push(body);
+        if (i % BATCH === BATCH - 1) {
+          const id = `sentinel-${i}`;
+          const got = answered(id);
+          await (await post(JSON.stringify({ jsonrpc: "2.0", id, method: "ping" }))).text();
+          await got;
+        }
       }
-    })().catch(() => undefined);
-    const base = new URL(edge.sseUrl!).origin;
-    const until = Date.now() + HANG_MS;
-    while (!endpoint && Date.now() < until) await new Promise((res) => setTimeout(res, 10));
-    expect(endpoint).toBeDefined();
-    const post = (body: string) => fetch(`${base}${endpoint}`, { method: "POST", headers: { "content-type": "application/json" }, body, signal: AbortSignal.timeout(HANG_MS) });
-    const answered = (id: string) => new Promise<void>((resolve) => waiters.set(id, resolve));
-    const a0 = answered("init");
-    await (await post(JSON.stringify({ jsonrpc: "2.0", id: "init", method: "initialize", params: V2024 }))).text();
-    await a0;
-    await (await post(JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }))).text();
-    const work = share("sse");
-    for (let i = 0; i < work.length; i++) {
-      const input = work[i]!;
-      r.inputs++;
-      bump(r.byInputClass, input.cls);
-      const res = await post(input.text);
-      const body = await res.text();
-      bump(r.outcomes, `http:${res.status}`);
-      if (res.status >= 500) r.fatal.push(`${res.status} for ${input.cls}: ${input.text.slice(0, 200)}`);
-      if (leaksInternals(body)) r.leaks.push(body);
-      if (i % BATCH === BATCH - 1) {
-        const id = `sentinel-${i}`;
-        const got = answered(id);
-        await (await post(JSON.stringify({ jsonrpc: "2.0", id, method: "ping" }))).text();
-        await got;
+      const done = answered("after");
+      await (
+        await post(
+          JSON.stringify({
+            jsonrpc: "2.0",
+            id: "after",
+            method: "tools/call",
+            params: { name: "echo", arguments: { text: "still correct" } },
+          }),
+        )
+      ).text();
+      await done;
+      for (const m of received) {
+        bump(r.outcomes, `reply:${replyClass(m)}`);
+        if (leaksInternals(m)) r.leaks.push(m.slice(0, 300));
       }
-    }
-    const done = answered("after");
-    await (await post(JSON.stringify({ jsonrpc: "2.0", id: "after", method: "tools/call", params: { name: "echo", arguments: { text: "still correct" } } }))).text();
-    await done;
-    for (const m of received) {
-      bump(r.outcomes, `reply:${replyClass(m)}`);
-      if (leaksInternals(m)) r.leaks.push(m.slice(0, 300));
-    }
-    expect(received.some((m) => m.includes('"text":"still correct"'))).toBe(true);
-    ctl.abort();
-    await reader;
-    expect(r.fatal).toEqual([]);
-    expect(r.leaks).toEqual([]);
-  });
+      expect(received.some((m) => m.includes('"text":"still correct"'))).toBe(true);
+      ctl.abort();
+      await reader;
+      expect(r.fatal).toEqual([]);
+      expect(r.leaks).toEqual([]);
+    },
+  );
 
   /** Runs one socket transport: batches of inputs, each followed by a sentinel that must come back. */
   async function socketRun(t: "ws" | "tcp" | "grpc", open: () => Promise<Wire>): Promise<void> {
@@ -215,7 +313,13 @@ describe(`fuzz: ${TOTAL} generated inputs over five transports (seed ${SEED})`, 
         send(JSON.stringify(msg));
       });
     const connect = async () => {
-      const c: Conn = { wire: await open(), closed: false, ending: false, received: [], waiters: new Map() };
+      const c: Conn = {
+        wire: await open(),
+        closed: false,
+        ending: false,
+        received: [],
+        waiters: new Map(),
+      };
       conn = c;
       c.wire.onMessage((text) => {
         c.received.push(text);
@@ -230,11 +334,20 @@ describe(`fuzz: ${TOTAL} generated inputs over five transports (seed ${SEED})`, 
       });
       void c.wire.closed.then((why) => {
         c.closed = true;
-        if (!c.ending) bump(r.outcomes, `closed:${String(why.code ?? why.reason?.slice(0, 80) ?? "")}`);
-        if (why.code === 13 || why.code === 1011) r.fatal.push(`${t} closed with ${String(why.code)}`);
+        if (!c.ending)
+          bump(r.outcomes, `closed:${String(why.code ?? why.reason?.slice(0, 80) ?? "")}`);
+        if (why.code === 13 || why.code === 1011)
+          r.fatal.push(`${t} closed with ${String(why.code)}`);
         for (const fn of c.waiters.values()) fn();
       });
-      if ((await roundTrip("init", { jsonrpc: "2.0", id: "init", method: "initialize", params: INIT })) !== "answered") {
+      if (
+        (await roundTrip("init", {
+          jsonrpc: "2.0",
+          id: "init",
+          method: "initialize",
+          params: INIT,
+        })) !== "answered"
+      ) {
         throw new Error(`${t}: initialize not answered`);
       }
       send(JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }));
@@ -254,61 +367,93 @@ describe(`fuzz: ${TOTAL} generated inputs over five transports (seed ${SEED})`, 
         if (outcome !== "answered") await connect();
       }
     }
-    expect(await roundTrip("after", { jsonrpc: "2.0", id: "after", method: "tools/call", params: { name: "echo", arguments: { text: "still correct" } } })).toBe("answered");
-    expect(conn.received.find((m) => m.includes('"id":"after"'))).toContain('"text":"still correct"');
+    expect(
+      await roundTrip("after", {
+        jsonrpc: "2.0",
+        id: "after",
+        method: "tools/call",
+        params: { name: "echo", arguments: { text: "still correct" } },
+      }),
+    ).toBe("answered");
+    expect(conn.received.find((m) => m.includes('"id":"after"'))).toContain(
+      '"text":"still correct"',
+    );
     conn.ending = true;
     conn.wire.close();
     expect(r.fatal).toEqual([]);
     expect(r.leaks).toEqual([]);
   }
 
-  it("WebSocket: no hang, no internal failure, no internals on the wire; echo still correct", TEST_TIMEOUT, async ({ nats }) => {
-    const edge = (await setup(nats)).edges[0]!;
-    await socketRun("ws", () => wsWire(edge.wsUrl!));
-  });
+  it(
+    "WebSocket: no hang, no internal failure, no internals on the wire; echo still correct",
+    TEST_TIMEOUT,
+    async ({ nats }) => {
+      const edge = (await setup(nats)).edges[0]!;
+      await socketRun("ws", () => wsWire(edge.wsUrl!));
+    },
+  );
 
-  it("TCP: no hang, no internal failure, no internals on the wire; echo still correct", TEST_TIMEOUT, async ({ nats }) => {
-    const edge = (await setup(nats)).edges[0]!;
-    await socketRun("tcp", () => tcpWire(edge.tcpPort!));
-  });
+  it(
+    "TCP: no hang, no internal failure, no internals on the wire; echo still correct",
+    TEST_TIMEOUT,
+    async ({ nats }) => {
+      const edge = (await setup(nats)).edges[0]!;
+      await socketRun("tcp", () => tcpWire(edge.tcpPort!));
+    },
+  );
 
-  it("gRPC: no hang, no INTERNAL status, no internals on the wire; echo still correct", TEST_TIMEOUT, async ({ nats }) => {
-    const edge = (await setup(nats)).edges[0]!;
-    await socketRun("grpc", () => Promise.resolve(grpcWire(edge.grpcPort!)));
-  });
+  it(
+    "gRPC: no hang, no INTERNAL status, no internals on the wire; echo still correct",
+    TEST_TIMEOUT,
+    async ({ nats }) => {
+      const edge = (await setup(nats)).edges[0]!;
+      await socketRun("grpc", () => Promise.resolve(grpcWire(edge.grpcPort!)));
+    },
+  );
 
-  it("raw HTTP/1.1: mutated request lines, headers and framing never get a 5xx or internals", TEST_TIMEOUT, async ({ nats }) => {
-    const edge = (await setup(nats)).edges[0]!;
-    const r = results.get("http-raw")!;
-    const requests = rawHttpInputs(RAW_HTTP, SEED + 7, `127.0.0.1:${edge.port}`);
-    const lanes = 8;
-    await Promise.all(
-      Array.from({ length: lanes }, async (_v, lane) => {
-        for (let i = lane; i < requests.length; i += lanes) {
-          r.inputs++;
-          bump(r.byInputClass, "raw-http");
-          const sock = tcpConnect({ host: "127.0.0.1", port: edge.port });
-          sock.on("error", () => undefined);
-          let answer = "";
-          sock.setEncoding("latin1");
-          sock.on("data", (d: string) => (answer += d));
-          const gone = new Promise<void>((resolve) => sock.once("close", () => resolve()));
-          sock.once("connect", () => sock.end(requests[i]!, "latin1"));
-          let timer: NodeJS.Timeout | undefined;
-          const hung = await Promise.race([gone.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), HANG_MS)))]);
-          clearTimeout(timer);
-          sock.destroy();
-          if (hung) r.fatal.push(`raw http: no answer or close for ${JSON.stringify(requests[i]!.slice(0, 120))}`);
-          const status = /^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? "none";
-          bump(r.outcomes, `http:${status}`);
-          if (status.startsWith("5")) r.fatal.push(`${status} for ${JSON.stringify(requests[i]!.slice(0, 200))}`);
-          if (leaksInternals(answer)) r.leaks.push(answer.slice(0, 300));
-        }
-      }),
-    );
-    expect(r.fatal).toEqual([]);
-    expect(r.leaks).toEqual([]);
-  });
+  it(
+    "raw HTTP/1.1: mutated request lines, headers and framing never get a 5xx or internals",
+    TEST_TIMEOUT,
+    async ({ nats }) => {
+      const edge = (await setup(nats)).edges[0]!;
+      const r = results.get("http-raw")!;
+      const requests = rawHttpInputs(RAW_HTTP, SEED + 7, `127.0.0.1:${edge.port}`);
+      const lanes = 8;
+      await Promise.all(
+        Array.from({ length: lanes }, async (_v, lane) => {
+          for (let i = lane; i < requests.length; i += lanes) {
+            r.inputs++;
+            bump(r.byInputClass, "raw-http");
+            const sock = tcpConnect({ host: "127.0.0.1", port: edge.port });
+            sock.on("error", () => undefined);
+            let answer = "";
+            sock.setEncoding("latin1");
+            sock.on("data", (d: string) => (answer += d));
+            const gone = new Promise<void>((resolve) => sock.once("close", () => resolve()));
+            sock.once("connect", () => sock.end(requests[i]!, "latin1"));
+            let timer: NodeJS.Timeout | undefined;
+            const hung = await Promise.race([
+              gone.then(() => false),
+              new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), HANG_MS))),
+            ]);
+            clearTimeout(timer);
+            sock.destroy();
+            if (hung)
+              r.fatal.push(
+                `raw http: no answer or close for ${JSON.stringify(requests[i]!.slice(0, 120))}`,
+              );
+            const status = /^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? "none";
+            bump(r.outcomes, `http:${status}`);
+            if (status.startsWith("5"))
+              r.fatal.push(`${status} for ${JSON.stringify(requests[i]!.slice(0, 200))}`);
+            if (leaksInternals(answer)) r.leaks.push(answer.slice(0, 300));
+          }
+        }),
+      );
+      expect(r.fatal).toEqual([]);
+      expect(r.leaks).toEqual([]);
+    },
+  );
 
   it("the edge is still healthy and connected to NATS", TEST_TIMEOUT, async ({ nats }) => {
     const edge = (await setup(nats)).edges[0]!;

@@ -15,11 +15,26 @@ import { rawSession } from "./support/raw-http.js";
 import { rawInitialize } from "./support/raw-init.js";
 import { RpcClient, grpcWire, tcpWire, wsWire } from "./support/socket-client.js";
 
-const INIT = { jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "h", version: "1" } } };
-const JSON_HEADERS = { "content-type": "application/json", accept: "application/json, text/event-stream" };
+const INIT = {
+  jsonrpc: "2.0",
+  id: 0,
+  method: "initialize",
+  params: {
+    protocolVersion: "2025-11-25",
+    capabilities: {},
+    clientInfo: { name: "h", version: "1" },
+  },
+};
+const JSON_HEADERS = {
+  "content-type": "application/json",
+  accept: "application/json, text/event-stream",
+};
 
 /** A raw TCP connection from `localAddress` (any 127/8 address reaches the edge on Linux). */
-async function rawTcp(port: number, localAddress = "127.0.0.1"): Promise<Socket & { text: () => string; gone: Promise<void> }> {
+async function rawTcp(
+  port: number,
+  localAddress = "127.0.0.1",
+): Promise<Socket & { text: () => string; gone: Promise<void> }> {
   const sock = tcpConnect({ host: "127.0.0.1", port, localAddress });
   await new Promise<void>((resolve, reject) => {
     sock.once("connect", () => resolve());
@@ -34,7 +49,12 @@ async function rawTcp(port: number, localAddress = "127.0.0.1"): Promise<Socket 
 }
 
 /** POST from a chosen local address (to act as a different client) with node:http. */
-function postFrom(url: string, localAddress: string, body: string, headers: Record<string, string> = JSON_HEADERS): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+function postFrom(
+  url: string,
+  localAddress: string,
+  body: string,
+  headers: Record<string, string> = JSON_HEADERS,
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(url, { method: "POST", headers, localAddress }, (res) => {
       let b = "";
@@ -51,7 +71,9 @@ describe("slowloris: timeouts on every transport and a per-client connection cap
   let edge: RunningEdge;
   afterAll(() => edge?.close());
 
-  it("a half-sent chunked POST, a short body under a long Content-Length and unfinished headers are cut off; the slots come back", async ({ nats }) => {
+  it("a half-sent chunked POST, a short body under a long Content-Length and unfinished headers are cut off; the slots come back", async ({
+    nats,
+  }) => {
     await stack(nats, { edges: 0 });
     edge = await factories.startEdge(nats.url, {
       MCPQ_HTTP_REQUEST_TIMEOUT_MS: "400",
@@ -62,15 +84,22 @@ describe("slowloris: timeouts on every transport and a per-client connection cap
     });
     const { port } = edge;
     const chunked = await rawTcp(port);
-    chunked.write(`POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nAccept: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"jso`);
+    chunked.write(
+      `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nAccept: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"jso`,
+    );
     const short = await rawTcp(port);
-    short.write(`POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: 1000\r\n\r\n{"jsonrpc"`);
+    short.write(
+      `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: 1000\r\n\r\n{"jsonrpc"`,
+    );
     const headers = await rawTcp(port);
     headers.write(`POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n`);
     await Promise.all([chunked.gone, short.gone, headers.gone]);
     await eventually(() => edge.runtime.connections.open === 0, { what: "slots released" });
     // The edge still answers.
-    expect((await fetch(edge.url, { method: "POST", headers: JSON_HEADERS, body: JSON.stringify(INIT) })).status).toBe(200);
+    expect(
+      (await fetch(edge.url, { method: "POST", headers: JSON_HEADERS, body: JSON.stringify(INIT) }))
+        .status,
+    ).toBe(200);
   });
 
   it("idle TCP, WebSocket and gRPC connections that never open a session are closed with a reason", async () => {
@@ -87,11 +116,15 @@ describe("slowloris: timeouts on every transport and a per-client connection cap
     // A connection that does open a session in time stays.
     const ok = new RpcClient(await tcpWire(edge.tcpPort!));
     await ok.initialize();
-    expect(await ok.request("tools/call", { name: "echo", arguments: { text: "t" } })).toEqual({ content: [{ type: "text", text: "t" }] });
+    expect(await ok.request("tools/call", { name: "echo", arguments: { text: "t" } })).toEqual({
+      content: [{ type: "text", text: "t" }],
+    });
     ok.wire.close();
   });
 
-  it("a bound connection that goes silent with nothing in flight is closed, and its session resumes on a new one", async ({ nats }) => {
+  it("a bound connection that goes silent with nothing in flight is closed, and its session resumes on a new one", async ({
+    nats,
+  }) => {
     const idle = await factories.startEdge(nats.url, { MCPQ_SOCKET_IDLE_TIMEOUT_MS: "300" });
     try {
       const c = new RpcClient(await tcpWire(idle.tcpPort!));
@@ -101,14 +134,18 @@ describe("slowloris: timeouts on every transport and a per-client connection cap
       again.sessionId = c.sessionId;
       const r = await again.resume(again.wire, c.sessionId!);
       expect(r.result).toMatchObject({ sessionId: c.sessionId });
-      expect(await again.request("tools/call", { name: "echo", arguments: { text: "back" } })).toEqual({ content: [{ type: "text", text: "back" }] });
+      expect(
+        await again.request("tools/call", { name: "echo", arguments: { text: "back" } }),
+      ).toEqual({ content: [{ type: "text", text: "back" }] });
       again.wire.close();
     } finally {
       await idle.close();
     }
   });
 
-  it("WebSocket: a live but quiet client (it answers pings) stays; one that stops answering is closed", async ({ nats }) => {
+  it("WebSocket: a live but quiet client (it answers pings) stays; one that stops answering is closed", async ({
+    nats,
+  }) => {
     const idle = await factories.startEdge(nats.url, { MCPQ_SOCKET_IDLE_TIMEOUT_MS: "300" });
     try {
       const live = await wsWire(idle.wsUrl!);
@@ -118,12 +155,16 @@ describe("slowloris: timeouts on every transport and a per-client connection cap
       live.ws.on("ping", () => void pings++);
       // Ten pings span more than three idle periods; the connection is still there, and works.
       await eventually(() => pings >= 10, { what: "ten pings", timeoutMs: 30_000 });
-      expect(await c.request("tools/call", { name: "echo", arguments: { text: "alive" } })).toEqual({ content: [{ type: "text", text: "alive" }] });
+      expect(await c.request("tools/call", { name: "echo", arguments: { text: "alive" } })).toEqual(
+        { content: [{ type: "text", text: "alive" }] },
+      );
       live.close();
       const deaf = new WebSocket(idle.wsUrl!, ["mcp"], { autoPong: false });
       await new Promise<void>((resolve) => deaf.once("open", () => resolve()));
       const closed = new Promise<number>((resolve) => deaf.once("close", (code) => resolve(code)));
-      deaf.send(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: INIT.params }));
+      deaf.send(
+        JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: INIT.params }),
+      );
       expect(await closed).toBe(1001);
     } finally {
       await idle.close();
@@ -138,7 +179,10 @@ describe("slowloris: timeouts on every transport and a per-client connection cap
     await fifth.gone;
     expect(fifth.text()).toMatch(/too many connections/);
     // Another address is not affected by the first one's connections.
-    const fromOther = await postFrom(edge.url, "127.0.0.2", JSON.stringify(INIT), { ...JSON_HEADERS, host: `127.0.0.1:${edge.port}` });
+    const fromOther = await postFrom(edge.url, "127.0.0.2", JSON.stringify(INIT), {
+      ...JSON_HEADERS,
+      host: `127.0.0.1:${edge.port}`,
+    });
     expect(fromOther.status).toBe(200);
     for (const s of held) s.destroy();
     await eventually(() => edge.runtime.connections.open === 0, { what: "released" });
@@ -149,16 +193,21 @@ describe("anonymous mode and raw TCP (hole 5)", () => {
   let s: Stack<RunningEdge, RunningWorker>;
   afterAll(() => s?.close());
 
-  it("anonymous sessions are capped per client address: one client at its cap does not lock out another", async ({ nats }) => {
+  it("anonymous sessions are capped per client address: one client at its cap does not lock out another", async ({
+    nats,
+  }) => {
     s = await stack(nats, { edgeEnv: { MCPQ_MAX_SESSIONS_PER_PRINCIPAL: "2" } });
     const url = s.edges[0]!.url;
     const host = { ...JSON_HEADERS, host: new URL(url).host };
-    for (let i = 0; i < 2; i++) expect((await postFrom(url, "127.0.0.3", JSON.stringify(INIT), host)).status).toBe(200);
+    for (let i = 0; i < 2; i++)
+      expect((await postFrom(url, "127.0.0.3", JSON.stringify(INIT), host)).status).toBe(200);
     expect((await postFrom(url, "127.0.0.3", JSON.stringify(INIT), host)).status).toBe(429);
     expect((await postFrom(url, "127.0.0.4", JSON.stringify(INIT), host)).status).toBe(200);
   });
 
-  it("a browser-style HTTP request to the TCP port is refused with 400 before anything runs", async ({ nats }) => {
+  it("a browser-style HTTP request to the TCP port is refused with 400 before anything runs", async ({
+    nats,
+  }) => {
     const edge = s.edges[0]!;
     const monitor = await connect({ servers: nats.url });
     let published = 0;
@@ -167,9 +216,16 @@ describe("anonymous mode and raw TCP (hole 5)", () => {
     const sock = await rawTcp(edge.tcpPort!);
     const lines = [
       JSON.stringify(INIT),
-      JSON.stringify({ jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "echo", arguments: { text: "pwned" } } }),
+      JSON.stringify({
+        jsonrpc: "2.0",
+        id: 1,
+        method: "tools/call",
+        params: { name: "echo", arguments: { text: "pwned" } },
+      }),
     ].join("\n");
-    sock.write(`POST / HTTP/1.1\r\nHost: 127.0.0.1:${edge.tcpPort}\r\nOrigin: http://evil.example\r\nContent-Type: text/plain\r\nContent-Length: ${lines.length}\r\n\r\n${lines}\n`);
+    sock.write(
+      `POST / HTTP/1.1\r\nHost: 127.0.0.1:${edge.tcpPort}\r\nOrigin: http://evil.example\r\nContent-Type: text/plain\r\nContent-Length: ${lines.length}\r\n\r\n${lines}\n`,
+    );
     await sock.gone;
     expect(sock.text()).toMatch(/^HTTP\/1\.1 400 /);
     expect(sock.text()).not.toContain("protocolVersion");
@@ -196,39 +252,95 @@ describe("one caller, the broker's limit and small defects (holes 6, 7, 9)", () 
   let s: Stack<RunningEdge, RunningWorker>;
   afterAll(() => s?.close());
 
-  it("add(1e308, 1e308) from one caller fails its own calls only: the pool's circuit stays closed for everyone", async ({ nats }) => {
-    s = await stack(nats, { edgeEnv: { MCPQ_CIRCUIT_FAILURES: "3", MCPQ_AUTH_TOKENS: "bad=mallory,good=alice" } });
+  it("add(1e308, 1e308) from one caller fails its own calls only: the pool's circuit stays closed for everyone", async ({
+    nats,
+  }) => {
+    s = await stack(nats, {
+      edgeEnv: { MCPQ_CIRCUIT_FAILURES: "3", MCPQ_AUTH_TOKENS: "bad=mallory,good=alice" },
+    });
     const rt = s.edges[0]!.runtime;
     const bad = await rawSession(s.edges[0]!.url, { authorization: "Bearer bad" });
-    for (let i = 0; i < 10; i++) expect((await bad.call("add", { a: 1e308, b: 1e308 })).message?.error?.code).toBe(ErrorCode.InternalError);
+    for (let i = 0; i < 10; i++)
+      expect((await bad.call("add", { a: 1e308, b: 1e308 })).message?.error?.code).toBe(
+        ErrorCode.InternalError,
+      );
     expect(rt.admission.circuitState("example")).toBe("closed");
     const good = await rawSession(s.edges[0]!.url, { authorization: "Bearer good" });
-    expect((await good.call("add", { a: 1, b: 2 })).message?.result?.["structuredContent"]).toEqual({ sum: 3 });
+    expect((await good.call("add", { a: 1, b: 2 })).message?.result?.["structuredContent"]).toEqual(
+      { sum: 3 },
+    );
   });
 
-  it("a message over the broker's max_payload is 413 with a JSON-RPC body, not 200 -32603; the limit is discovered from the server", async ({ nats }) => {
+  it("a message over the broker's max_payload is 413 with a JSON-RPC body, not 200 -32603; the limit is discovered from the server", async ({
+    nats,
+  }) => {
     const maxPayload = s.edges[0]!.runtime.bus.nc.info!.max_payload;
     // A body limit above the broker's: what holds single messages back is the discovered limit.
-    const edge = await factories.startEdge(nats.url, { MCPQ_MAX_BODY_BYTES: String(3 * maxPayload), MCPQ_AUTH_TOKENS: "good=alice" });
+    const edge = await factories.startEdge(nats.url, {
+      MCPQ_MAX_BODY_BYTES: String(3 * maxPayload),
+      MCPQ_AUTH_TOKENS: "good=alice",
+    });
     try {
       expect(edge.runtime.config.maxMessageBytes).toBeLessThan(maxPayload);
       expect(edge.runtime.config.maxBodyBytes).toBe(3 * maxPayload);
       const session = await rawSession(edge.url, { authorization: "Bearer good" });
-      const big = JSON.stringify({ jsonrpc: "2.0", id: 9, method: "tools/call", params: { name: "echo", arguments: { text: "x".repeat(maxPayload + 1024) } } });
-      const res = await fetch(edge.url, { method: "POST", headers: { ...JSON_HEADERS, authorization: "Bearer good", "mcp-session-id": session.id, "mcp-protocol-version": "2025-06-18" }, body: big });
+      const big = JSON.stringify({
+        jsonrpc: "2.0",
+        id: 9,
+        method: "tools/call",
+        params: { name: "echo", arguments: { text: "x".repeat(maxPayload + 1024) } },
+      });
+      const res = await fetch(edge.url, {
+        method: "POST",
+        headers: {
+          ...JSON_HEADERS,
+          authorization: "Bearer good",
+          "mcp-session-id": session.id,
+          "mcp-protocol-version": "2025-06-18",
+        },
+        body: big,
+      });
       expect(res.status).toBe(413);
-      expect(((await res.json()) as { error: { message: string; data: { maxBytes: number } } }).error).toMatchObject({ message: "Payload Too Large", data: { maxBytes: edge.runtime.config.maxMessageBytes } });
+      expect(
+        ((await res.json()) as { error: { message: string; data: { maxBytes: number } } }).error,
+      ).toMatchObject({
+        message: "Payload Too Large",
+        data: { maxBytes: edge.runtime.config.maxMessageBytes },
+      });
       // In a batch (2025-03-26), the oversized item alone is refused; the others are answered.
-      const v = await rawInitialize(edge.url, { protocolVersion: "2025-03-26", headers: { authorization: "Bearer good" } });
+      const v = await rawInitialize(edge.url, {
+        protocolVersion: "2025-03-26",
+        headers: { authorization: "Bearer good" },
+      });
       const batch = JSON.stringify([
-        { jsonrpc: "2.0", id: "big", method: "tools/call", params: { name: "echo", arguments: { text: "x".repeat(maxPayload) } } },
-        { jsonrpc: "2.0", id: "small", method: "tools/call", params: { name: "echo", arguments: { text: "fits" } } },
+        {
+          jsonrpc: "2.0",
+          id: "big",
+          method: "tools/call",
+          params: { name: "echo", arguments: { text: "x".repeat(maxPayload) } },
+        },
+        {
+          jsonrpc: "2.0",
+          id: "small",
+          method: "tools/call",
+          params: { name: "echo", arguments: { text: "fits" } },
+        },
       ]);
-      const br = await fetch(edge.url, { method: "POST", headers: { ...v.headers, accept: "application/json" }, body: batch });
+      const br = await fetch(edge.url, {
+        method: "POST",
+        headers: { ...v.headers, accept: "application/json" },
+        body: batch,
+      });
       expect(br.status).toBe(200);
-      const answers = (await br.json()) as { id: string; result?: unknown; error?: { code: number } }[];
+      const answers = (await br.json()) as {
+        id: string;
+        result?: unknown;
+        error?: { code: number };
+      }[];
       expect(answers.find((a) => a.id === "big")?.error?.code).toBe(ErrorCode.InvalidRequest);
-      expect(answers.find((a) => a.id === "small")?.result).toEqual({ content: [{ type: "text", text: "fits" }] });
+      expect(answers.find((a) => a.id === "small")?.result).toEqual({
+        content: [{ type: "text", text: "fits" }],
+      });
       // Just under the limit still works.
       const fits = "y".repeat(edge.runtime.config.maxMessageBytes - 400);
       expect((await session.call("echo", { text: fits })).message?.result).toBeDefined();
@@ -244,31 +356,55 @@ describe("one caller, the broker's limit and small defects (holes 6, 7, 9)", () 
   it("small defects: deep nesting, other methods, two Host headers, upper-case Accept, Connection: close", async () => {
     const edge = s.edges[0]!;
     const session = await rawSession(edge.url, { authorization: "Bearer good" });
-    const headers = { ...JSON_HEADERS, authorization: "Bearer good", "mcp-session-id": session.id, "mcp-protocol-version": "2025-06-18" };
+    const headers = {
+      ...JSON_HEADERS,
+      authorization: "Bearer good",
+      "mcp-session-id": session.id,
+      "mcp-protocol-version": "2025-06-18",
+    };
     const deep = `{"jsonrpc":"2.0","id":"mcpq-1","result":${'{"a":'.repeat(20_000)}1${"}".repeat(20_000)}}`;
     const nested = await fetch(edge.url, { method: "POST", headers, body: deep });
     expect(nested.status).toBe(400);
-    expect(((await nested.json()) as { error: { code: number } }).error.code).toBe(ErrorCode.ParseError);
+    expect(((await nested.json()) as { error: { code: number } }).error.code).toBe(
+      ErrorCode.ParseError,
+    );
     for (const method of ["PUT", "PATCH", "OPTIONS"]) {
       const r = await fetch(edge.url, { method, headers: { "content-type": "application/json" } });
       expect(r.status).toBe(405);
       expect(r.headers.get("allow")).toBe("GET, POST, DELETE");
       const text = await r.text();
       expect(text).not.toContain("FST_");
-      expect(JSON.parse(text)).toMatchObject({ jsonrpc: "2.0", id: null, error: { code: ErrorCode.InvalidRequest } });
+      expect(JSON.parse(text)).toMatchObject({
+        jsonrpc: "2.0",
+        id: null,
+        error: { code: ErrorCode.InvalidRequest },
+      });
     }
     // Two Host headers: refused (a proxy and the edge could each act on a different one).
     const sock = await rawTcp(edge.port);
-    sock.write(`POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\nAuthorization: Bearer good\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: ${JSON.stringify(INIT).length}\r\nConnection: close\r\n\r\n${JSON.stringify(INIT)}`);
+    sock.write(
+      `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\nAuthorization: Bearer good\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: ${JSON.stringify(INIT).length}\r\nConnection: close\r\n\r\n${JSON.stringify(INIT)}`,
+    );
     await sock.gone;
     expect(sock.text()).toMatch(/^HTTP\/1\.1 400 /);
     // Media types are case-insensitive.
-    const upper = await fetch(edge.url, { method: "POST", headers: { ...headers, accept: "APPLICATION/JSON" }, body: JSON.stringify({ jsonrpc: "2.0", id: 3, method: "ping" }) });
+    const upper = await fetch(edge.url, {
+      method: "POST",
+      headers: { ...headers, accept: "APPLICATION/JSON" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 3, method: "ping" }),
+    });
     expect(upper.status).toBe(200);
     // An SSE answer to a client that said `Connection: close` says so and closes.
     const sse = await rawTcp(edge.port);
-    const ping = JSON.stringify({ jsonrpc: "2.0", id: 4, method: "tools/call", params: { name: "echo", arguments: { text: "bye" } } });
-    sse.write(`POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${edge.port}\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\nAuthorization: Bearer good\r\nMcp-Session-Id: ${session.id}\r\nMcp-Protocol-Version: 2025-06-18\r\nContent-Length: ${ping.length}\r\nConnection: close\r\n\r\n${ping}`);
+    const ping = JSON.stringify({
+      jsonrpc: "2.0",
+      id: 4,
+      method: "tools/call",
+      params: { name: "echo", arguments: { text: "bye" } },
+    });
+    sse.write(
+      `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${edge.port}\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\nAuthorization: Bearer good\r\nMcp-Session-Id: ${session.id}\r\nMcp-Protocol-Version: 2025-06-18\r\nContent-Length: ${ping.length}\r\nConnection: close\r\n\r\n${ping}`,
+    );
     await sse.gone;
     expect(sse.text()).toMatch(/^HTTP\/1\.1 200 /);
     expect(sse.text().toLowerCase()).toContain("connection: close");

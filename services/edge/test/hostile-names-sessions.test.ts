@@ -27,7 +27,9 @@ describe("hostile names and initialize floods against a real stack", () => {
   let s: Stack<RunningEdge, RunningWorker>;
   afterAll(() => s?.close());
 
-  it("a 5 KB resource URI is -32602 before anything is published; unbounded, it is served on a short subject and the edge's NATS connection survives", async ({ nats }) => {
+  it("a 5 KB resource URI is -32602 before anything is published; unbounded, it is served on a short subject and the edge's NATS connection survives", async ({
+    nats,
+  }) => {
     s = await stack(nats, { edges: 2, edgeEnv: { MCPQ_MAX_NAME_BYTES: "2048" } });
     const bounded = await rawSession(s.edges[0]!.url);
     const longUri = `mcpq://example/items/${"x".repeat(5_000)}`;
@@ -43,8 +45,12 @@ describe("hostile names and initialize floods against a real stack", () => {
     await bounded.close();
   });
 
-  it("with no name bound, a long URI and a long client answer id travel on bounded subjects and other sessions keep working", async ({ nats }) => {
-    const edge = await import("./support/stack.js").then((m) => m.factories.startEdge(nats.url, { MCPQ_MAX_NAME_BYTES: "0" }));
+  it("with no name bound, a long URI and a long client answer id travel on bounded subjects and other sessions keep working", async ({
+    nats,
+  }) => {
+    const edge = await import("./support/stack.js").then((m) =>
+      m.factories.startEdge(nats.url, { MCPQ_MAX_NAME_BYTES: "0" }),
+    );
     try {
       const a = await rawSession(edge.url);
       const b = await rawSession(edge.url);
@@ -54,13 +60,22 @@ describe("hostile names and initialize floods against a real stack", () => {
       // A client "answer" to a server request with a 10 KB id: routed on a bounded subject.
       const res = await fetch(edge.url, {
         method: "POST",
-        headers: { "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-session-id": a.id, "mcp-protocol-version": "2025-06-18" },
+        headers: {
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+          "mcp-session-id": a.id,
+          "mcp-protocol-version": "2025-06-18",
+        },
         body: JSON.stringify({ jsonrpc: "2.0", id: `mcpq-${"z".repeat(10_000)}`, result: {} }),
       });
       expect(res.status).toBe(202);
       expect(edge.runtime.bus.nc.isClosed()).toBe(false);
-      expect((await b.call("echo", { text: "b" })).message?.result).toEqual({ content: [{ type: "text", text: "b" }] });
-      expect((await a.call("echo", { text: "a" })).message?.result).toEqual({ content: [{ type: "text", text: "a" }] });
+      expect((await b.call("echo", { text: "b" })).message?.result).toEqual({
+        content: [{ type: "text", text: "b" }],
+      });
+      expect((await a.call("echo", { text: "a" })).message?.result).toEqual({
+        content: [{ type: "text", text: "a" }],
+      });
       await a.close();
       await b.close();
     } finally {
@@ -68,13 +83,18 @@ describe("hostile names and initialize floods against a real stack", () => {
     }
   });
 
-  it("initialize counts open sessions without creating a consumer on the server, and the cap still holds", async ({ nats }) => {
-    const edge = await import("./support/stack.js").then((m) => m.factories.startEdge(nats.url, { MCPQ_MAX_SESSIONS_PER_PRINCIPAL: "5" }));
+  it("initialize counts open sessions without creating a consumer on the server, and the cap still holds", async ({
+    nats,
+  }) => {
+    const edge = await import("./support/stack.js").then((m) =>
+      m.factories.startEdge(nats.url, { MCPQ_MAX_SESSIONS_PER_PRINCIPAL: "5" }),
+    );
     const monitor = await connect({ servers: nats.url });
     let consumerCreates = 0;
     const sub = monitor.subscribe("$JS.API.CONSUMER.>", {
       callback: (_e, m) => {
-        if (m.subject.includes(".CREATE.") || m.subject.includes(".DURABLE.CREATE.")) consumerCreates++;
+        if (m.subject.includes(".CREATE.") || m.subject.includes(".DURABLE.CREATE."))
+          consumerCreates++;
       },
     });
     await monitor.flush();
@@ -84,8 +104,20 @@ describe("hostile names and initialize floods against a real stack", () => {
       // The sixth is over the cap: 429, still without a consumer.
       const sixth = await fetch(edge.url, {
         method: "POST",
-        headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
-        body: JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "x", version: "1" } } }),
+        headers: {
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+        },
+        body: JSON.stringify({
+          jsonrpc: "2.0",
+          id: 0,
+          method: "initialize",
+          params: {
+            protocolVersion: "2025-06-18",
+            capabilities: {},
+            clientInfo: { name: "x", version: "1" },
+          },
+        }),
       });
       expect(sixth.status).toBe(429);
       await edge.runtime.bus.nc.flush();

@@ -42,20 +42,28 @@ describe("edge metrics: requests, outcomes, errors and refusals add up", () => {
   let s: Stack<RunningEdge, RunningWorker>;
   afterAll(() => s?.close());
 
-  it("an unknown tool counts as a tools/call request with error -32602 and tool `_other`", async ({ nats }) => {
+  it("an unknown tool counts as a tools/call request with error -32602 and tool `_other`", async ({
+    nats,
+  }) => {
     s = await stack(nats, { edges: 1 });
     const r = s.edges[0]!.runtime.registry;
     const { client } = await sdkClient(s.edges[0]!.url);
     // The session's initialize counted like any request.
-    expect(await sum(r, "mcpq_edge_requests_total", { method: "initialize", outcome: "ok" })).toBe(1);
+    expect(await sum(r, "mcpq_edge_requests_total", { method: "initialize", outcome: "ok" })).toBe(
+      1,
+    );
     const before = await snapshot(r);
-    await expect(client.callTool({ name: "no-such-tool", arguments: {} })).rejects.toMatchObject({ code: -32602 });
+    await expect(client.callTool({ name: "no-such-tool", arguments: {} })).rejects.toMatchObject({
+      code: -32602,
+    });
     const after = await snapshot(r);
     expect(after.requests - before.requests).toBe(1);
     expect(after.errorOutcomes - before.errorOutcomes).toBe(1);
     expect(after.errors - before.errors).toBe(1);
     expect(after.operations - before.operations).toBe(1);
-    expect(await sum(r, "mcpq_edge_requests_total", { method: "tools/call", outcome: "error" })).toBe(1);
+    expect(
+      await sum(r, "mcpq_edge_requests_total", { method: "tools/call", outcome: "error" }),
+    ).toBe(1);
     expect(await sum(r, "mcpq_edge_errors_total", { code: "-32602" })).toBe(1);
     expect(
       await sum(r, "mcp_server_operation_duration_seconds_count", {
@@ -72,20 +80,58 @@ describe("edge metrics: requests, outcomes, errors and refusals add up", () => {
     const r = s.edges[0]!.runtime.registry;
     const w = s.workers[0]!.registry;
     const { client } = await sdkClient(s.edges[0]!.url);
-    const okBefore = await sum(r, "mcpq_edge_requests_total", { method: "tools/call", outcome: "ok" });
+    const okBefore = await sum(r, "mcpq_edge_requests_total", {
+      method: "tools/call",
+      outcome: "ok",
+    });
     const bad = await client.callTool({ name: "add", arguments: { a: "two", b: 1 } });
     expect(bad.isError).toBe(true);
-    expect(await sum(r, "mcpq_edge_requests_total", { method: "tools/call", outcome: "tool_error" })).toBe(1);
-    expect(await sum(r, "mcpq_edge_requests_total", { method: "tools/call", outcome: "ok" })).toBe(okBefore);
-    expect(await sum(r, "mcp_server_operation_duration_seconds_count", { gen_ai_tool_name: "add", error_type: "tool_error", service: "edge" })).toBe(1);
-    await eventually(async () => (await sum(w, "mcpq_worker_requests_total", { method: "tools/call", outcome: "tool_error" })) === 1, {
-      what: "the worker's tool_error count",
-    });
-    expect(await sum(w, "mcp_server_operation_duration_seconds_count", { gen_ai_tool_name: "add", error_type: "tool_error", service: "worker" })).toBe(1);
+    expect(
+      await sum(r, "mcpq_edge_requests_total", { method: "tools/call", outcome: "tool_error" }),
+    ).toBe(1);
+    expect(await sum(r, "mcpq_edge_requests_total", { method: "tools/call", outcome: "ok" })).toBe(
+      okBefore,
+    );
+    expect(
+      await sum(r, "mcp_server_operation_duration_seconds_count", {
+        gen_ai_tool_name: "add",
+        error_type: "tool_error",
+        service: "edge",
+      }),
+    ).toBe(1);
+    await eventually(
+      async () =>
+        (await sum(w, "mcpq_worker_requests_total", {
+          method: "tools/call",
+          outcome: "tool_error",
+        })) === 1,
+      {
+        what: "the worker's tool_error count",
+      },
+    );
+    expect(
+      await sum(w, "mcp_server_operation_duration_seconds_count", {
+        gen_ai_tool_name: "add",
+        error_type: "tool_error",
+        service: "worker",
+      }),
+    ).toBe(1);
     // A good call: ok on both sides, labelled by the tool.
     await client.callTool({ name: "echo", arguments: { text: "x" } });
-    expect(await sum(r, "mcp_server_operation_duration_seconds_count", { gen_ai_tool_name: "echo", error_type: "", service: "edge" })).toBe(1);
-    await eventually(async () => (await sum(w, "mcp_server_operation_duration_seconds_count", { gen_ai_tool_name: "echo", service: "worker" })) === 1);
+    expect(
+      await sum(r, "mcp_server_operation_duration_seconds_count", {
+        gen_ai_tool_name: "echo",
+        error_type: "",
+        service: "edge",
+      }),
+    ).toBe(1);
+    await eventually(
+      async () =>
+        (await sum(w, "mcp_server_operation_duration_seconds_count", {
+          gen_ai_tool_name: "echo",
+          service: "worker",
+        })) === 1,
+    );
     expect(await sum(w, "mcpq_worker_queue_wait_seconds_count")).toBeGreaterThanOrEqual(2);
     await client.close();
   });
@@ -99,7 +145,9 @@ describe("edge metrics: requests, outcomes, errors and refusals add up", () => {
     }
     await raw.close();
     const r = edge.runtime.registry;
-    expect(await sum(r, "mcpq_edge_requests_total", { method: "_other", outcome: "error" })).toBe(3);
+    expect(await sum(r, "mcpq_edge_requests_total", { method: "_other", outcome: "error" })).toBe(
+      3,
+    );
     expect(await sum(r, "mcpq_edge_requests_total", { method: "x/one" })).toBe(0);
   });
 
@@ -107,9 +155,13 @@ describe("edge metrics: requests, outcomes, errors and refusals add up", () => {
     const edge = s.edges[0]!;
     const r = edge.runtime.registry;
     const gone = await s.addWorker(["conformance"]);
-    await eventually(() => edge.runtime.catalog.toolPool("test_simple_text"), { what: "the conformance tool in the registry" });
+    await eventually(() => edge.runtime.catalog.toolPool("test_simple_text"), {
+      what: "the conformance tool in the registry",
+    });
     await gone.close();
-    await eventually(() => edge.runtime.catalog.toolPool("test_simple_text") === undefined, { what: "the tool gone" });
+    await eventually(() => edge.runtime.catalog.toolPool("test_simple_text") === undefined, {
+      what: "the tool gone",
+    });
     const raw = await rawSession(edge.url);
     const before = await snapshot(r);
     const refused = await raw.call("test_simple_text", {});
@@ -141,29 +193,42 @@ describe("edge metrics: requests, outcomes, errors and refusals add up", () => {
   });
 
   // Each request waits for the session lookup's JetStream timeout (10 s) while the broker is down.
-  it("during a broker outage every failed request is counted once", { timeout: 120_000 }, async () => {
-    const own = await startNats();
-    const edge = await factories.startEdge(own.url, { MCPQ_SESSION_CACHE_MS: "0", MCPQ_REQUEST_TIMEOUT_MS: "2000" });
-    try {
-      const r = edge.runtime.registry;
-      const raw = await rawSession(edge.url);
-      expect(await sum(r, "mcpq_edge_broker_connected")).toBe(1);
-      if (own.kill) own.kill();
-      else await own.stop();
-      await eventually(async () => (await sum(r, "mcpq_edge_broker_connected")) === 0, { what: "the broker gauge at 0" });
-      const before = await snapshot(r);
-      const statuses: number[] = [];
-      for (let i = 0; i < 3; i++) {
-        statuses.push((await raw.call("echo", { text: String(i) })).status);
+  it(
+    "during a broker outage every failed request is counted once",
+    { timeout: 120_000 },
+    async () => {
+      const own = await startNats();
+      const edge = await factories.startEdge(own.url, {
+        MCPQ_SESSION_CACHE_MS: "0",
+        MCPQ_REQUEST_TIMEOUT_MS: "2000",
+      });
+      try {
+        const r = edge.runtime.registry;
+        const raw = await rawSession(edge.url);
+        expect(await sum(r, "mcpq_edge_broker_connected")).toBe(1);
+        if (own.kill) own.kill();
+        else await own.stop();
+        await eventually(async () => (await sum(r, "mcpq_edge_broker_connected")) === 0, {
+          what: "the broker gauge at 0",
+        });
+        const before = await snapshot(r);
+        const statuses: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          statuses.push((await raw.call("echo", { text: String(i) })).status);
+        }
+        expect(statuses.every((st) => st >= 500)).toBe(true);
+        const after = await snapshot(r);
+        expect(after.requests - before.requests).toBe(3);
+        expect(after.errors - before.errors).toBe(3);
+        expect(
+          after.errorOutcomes +
+            after.rejectedOutcomes -
+            (before.errorOutcomes + before.rejectedOutcomes),
+        ).toBe(3);
+      } finally {
+        await edge.close().catch(() => undefined);
+        await own.stop().catch(() => undefined);
       }
-      expect(statuses.every((st) => st >= 500)).toBe(true);
-      const after = await snapshot(r);
-      expect(after.requests - before.requests).toBe(3);
-      expect(after.errors - before.errors).toBe(3);
-      expect(after.errorOutcomes + after.rejectedOutcomes - (before.errorOutcomes + before.rejectedOutcomes)).toBe(3);
-    } finally {
-      await edge.close().catch(() => undefined);
-      await own.stop().catch(() => undefined);
-    }
-  });
+    },
+  );
 });

@@ -50,10 +50,15 @@ describe("edge admission control: every limit refuses explicitly and retryably",
       );
       // Transport-neutral: the core throws the same McpError every transport frames as JSON-RPC.
       const rec = (await rt.core.sessions.get(a.id, "anonymous"))!;
-      const err = await rt.core.dispatch(rec, echoReq(99, "core"), { id: "0a", sink: { closed: false, send: () => undefined } }).then(
-        () => null,
-        (e: unknown) => e,
-      );
+      const err = await rt.core
+        .dispatch(rec, echoReq(99, "core"), {
+          id: "0a",
+          sink: { closed: false, send: () => undefined },
+        })
+        .then(
+          () => null,
+          (e: unknown) => e,
+        );
       expect(err).toBeInstanceOf(McpError);
       expect(err).toMatchObject({ code: ErrorCode.RateLimited, data: { retryAfterMs: 1000 } });
       // Fairness: another session of the same principal is not held back by a's cap.
@@ -280,7 +285,11 @@ describe("edge admission control: every limit refuses explicitly and retryably",
     nats,
   }) => {
     const s = await stack(nats, {
-      edgeEnv: { MCPQ_CIRCUIT_FAILURES: "3", MCPQ_CIRCUIT_OPEN_MS: "200", MCPQ_AUTH_TOKENS: "t1=p1,t2=p2,t3=p3" },
+      edgeEnv: {
+        MCPQ_CIRCUIT_FAILURES: "3",
+        MCPQ_CIRCUIT_OPEN_MS: "200",
+        MCPQ_AUTH_TOKENS: "t1=p1,t2=p2,t3=p3",
+      },
     });
     // Same limits as the stack's services (support/stack.ts), so provisioning converges.
     const bus = await connectBus({
@@ -330,7 +339,9 @@ describe("edge admission control: every limit refuses explicitly and retryably",
         expect((await a.call("flaky", {})).message?.error?.code).toBe(ErrorCode.InternalError);
       expect(rt.admission.circuitState("flaky")).toBe("closed");
       for (let i = 0; i < 3; i++)
-        expect((await callers[i]!.call("flaky", {})).message?.error?.code).toBe(ErrorCode.InternalError);
+        expect((await callers[i]!.call("flaky", {})).message?.error?.code).toBe(
+          ErrorCode.InternalError,
+        );
       expect(rt.admission.circuitState("flaky")).toBe("open");
       const before = runs;
       expectRefusal(
@@ -360,9 +371,9 @@ describe("edge admission control: every limit refuses explicitly and retryably",
       // Timeouts count too (a pool whose workers stopped answering).
       mode = "hang";
       for (let i = 0; i < 3; i++)
-        expect((await callers[i]!.call("flaky", {}, { "io.mcpq/timeoutMs": 150 })).message?.error?.code).toBe(
-          ErrorCode.RequestTimeout,
-        );
+        expect(
+          (await callers[i]!.call("flaky", {}, { "io.mcpq/timeoutMs": 150 })).message?.error?.code,
+        ).toBe(ErrorCode.RequestTimeout);
       expectRefusal(
         await a.call("flaky", {}),
         503,

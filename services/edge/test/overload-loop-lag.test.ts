@@ -35,26 +35,40 @@ async function untilServed(call: () => Promise<Message>): Promise<Message> {
 }
 
 describe("event-loop-lag shedding", () => {
-  it("a request read after the edge stalled is refused (-32010) at the door, and the edge recovers (raw TCP)", async ({ nats }) => {
-    const s = await stack(nats, { edgeEnv: { MCPQ_MAX_EVENT_LOOP_LAG_MS: "100", MCPQ_TOOL_RATE_PER_SEC: "0" } });
+  it("a request read after the edge stalled is refused (-32010) at the door, and the edge recovers (raw TCP)", async ({
+    nats,
+  }) => {
+    const s = await stack(nats, {
+      edgeEnv: { MCPQ_MAX_EVENT_LOOP_LAG_MS: "100", MCPQ_TOOL_RATE_PER_SEC: "0" },
+    });
     try {
       const edge = s.edges[0]!;
       const c = new RpcClient(await tcpWire(edge.tcpPort!));
       await c.initialize(false);
       expect((await untilServed(() => c.call("tools/call", echo("before")))).result).toBeDefined();
-      const admitted = await metricValue(edge.runtime.registry, "mcpq_edge_admitted_total", { kind: "tool" });
+      const admitted = await metricValue(edge.runtime.registry, "mcpq_edge_admitted_total", {
+        kind: "tool",
+      });
       // Written to the socket now (net.Socket writes synchronously), read only after the stall.
       const late = c.call("tools/call", echo("late"));
       stall(600);
       const m = await late;
       // The first read after the stall sees it in the lag gauge (each scrape takes the maximum).
-      expect(await metricValue(edge.runtime.registry, "mcpq_edge_event_loop_lag_seconds")).toBeGreaterThan(0.1);
+      expect(
+        await metricValue(edge.runtime.registry, "mcpq_edge_event_loop_lag_seconds"),
+      ).toBeGreaterThan(0.1);
       expect(m.error?.code).toBe(ErrorCode.Overloaded);
       expect(m.error?.message).toBe(`overloaded: ${LAGGING}`);
       expect((m.error?.data as { retryAfterMs: number }).retryAfterMs).toBeGreaterThanOrEqual(1);
       // Nothing was queued for it.
-      expect(await metricValue(edge.runtime.registry, "mcpq_edge_admitted_total", { kind: "tool" })).toBe(admitted);
-      expect(await metricValue(edge.runtime.registry, "mcpq_edge_rejected_total", { reason: "event_loop_lag" })).toBeGreaterThanOrEqual(1);
+      expect(
+        await metricValue(edge.runtime.registry, "mcpq_edge_admitted_total", { kind: "tool" }),
+      ).toBe(admitted);
+      expect(
+        await metricValue(edge.runtime.registry, "mcpq_edge_rejected_total", {
+          reason: "event_loop_lag",
+        }),
+      ).toBeGreaterThanOrEqual(1);
       const after = await untilServed(() => c.call("tools/call", echo("after")));
       expect(after.result).toEqual({ content: [{ type: "text", text: "after" }] });
       c.wire.close();
@@ -64,15 +78,24 @@ describe("event-loop-lag shedding", () => {
   });
 
   it("over Streamable HTTP the refusal is 503 + Retry-After", async ({ nats }) => {
-    const s = await stack(nats, { edgeEnv: { MCPQ_MAX_EVENT_LOOP_LAG_MS: "100", MCPQ_TOOL_RATE_PER_SEC: "0" } });
+    const s = await stack(nats, {
+      edgeEnv: { MCPQ_MAX_EVENT_LOOP_LAG_MS: "100", MCPQ_TOOL_RATE_PER_SEC: "0" },
+    });
     try {
       const edge = s.edges[0]!;
       const { headers } = await rawInitialize(edge.url, { protocolVersion: "2025-06-18" });
       const url = new URL(edge.url);
-      const body = JSON.stringify({ jsonrpc: "2.0", id: 7, method: "tools/call", params: echo("late") });
+      const body = JSON.stringify({
+        jsonrpc: "2.0",
+        id: 7,
+        method: "tools/call",
+        params: echo("late"),
+      });
       // A raw socket, so the whole request is in the edge's socket buffer before the stall.
       const sock = tcpConnect({ host: url.hostname, port: Number(url.port) });
-      await new Promise<void>((resolve, reject) => sock.once("connect", resolve).once("error", reject));
+      await new Promise<void>((resolve, reject) =>
+        sock.once("connect", resolve).once("error", reject),
+      );
       let text = "";
       sock.setEncoding("utf8").on("data", (d: string) => (text += d));
       const closed = new Promise<void>((resolve) => sock.once("close", () => resolve()));

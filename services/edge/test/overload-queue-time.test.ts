@@ -6,31 +6,48 @@ import { metricValue, rawSession } from "./support/raw-http.js";
 import { featuresCatalog, observed, startCatalogWorker } from "./support/features-worker.js";
 
 describe("queue-time admission", () => {
-  it("work queued longer than MCPQ_MAX_QUEUE_MS is refused unrun (-32010, retryable), not left to time out", async ({ nats }) => {
+  it("work queued longer than MCPQ_MAX_QUEUE_MS is refused unrun (-32010, retryable), not left to time out", async ({
+    nats,
+  }) => {
     const MAX_QUEUE_MS = 300;
     const s = await stack(nats, {
       workers: [],
-      edgeEnv: { MCPQ_MAX_QUEUE_MS: String(MAX_QUEUE_MS), MCPQ_POOL_QUEUE_MIN: "0", MCPQ_TOOL_RATE_PER_SEC: "0" },
+      edgeEnv: {
+        MCPQ_MAX_QUEUE_MS: String(MAX_QUEUE_MS),
+        MCPQ_POOL_QUEUE_MIN: "0",
+        MCPQ_TOOL_RATE_PER_SEC: "0",
+      },
     });
     // One handler at a time: while the blocker runs, everything else waits in the queue.
-    const w = await startCatalogWorker(nats.url, [featuresCatalog], "queue-bound", { concurrency: 1 });
+    const w = await startCatalogWorker(nats.url, [featuresCatalog], "queue-bound", {
+      concurrency: 1,
+    });
     try {
       const edge = s.edges[0]!;
-      await eventually(() => edge.runtime.catalog.toolPool("wait_for_cancel"), { what: "tool registered" });
+      await eventually(() => edge.runtime.catalog.toolPool("wait_for_cancel"), {
+        what: "tool registered",
+      });
       const a = await rawSession(edge.url);
       const blocker = await a.start("wait_for_cancel", { marker: "qb-blocker" });
       await eventually(() => observed.started.has("qb-blocker"), { what: "blocker running" });
       // Admitted (the edge answered the POST) behind the blocker; the client would wait 30 s.
-      const queued = await Promise.all(["qb-1", "qb-2", "qb-3"].map((marker) => a.start("wait_for_cancel", { marker })));
+      const queued = await Promise.all(
+        ["qb-1", "qb-2", "qb-3"].map((marker) => a.start("wait_for_cancel", { marker })),
+      );
       for (const q of queued) expect(q.status).toBe(200);
       const admittedBy = Date.now();
       // Their start-by time passes while the worker is still busy (a condition on the clock).
-      await eventually(() => Date.now() > admittedBy + MAX_QUEUE_MS, { what: "queue bound passed", intervalMs: 50 });
+      await eventually(() => Date.now() > admittedBy + MAX_QUEUE_MS, {
+        what: "queue bound passed",
+        intervalMs: 50,
+      });
       await a.notify("notifications/cancelled", { requestId: blocker.id, reason: "test" });
       for (const q of queued) {
         const r = await q.done;
         expect(r.message?.error?.code).toBe(ErrorCode.Overloaded);
-        expect(r.message?.error?.message).toMatch(/^overloaded: request waited \d+ ms in the queue/);
+        expect(r.message?.error?.message).toMatch(
+          /^overloaded: request waited \d+ ms in the queue/,
+        );
         expect(r.message?.error?.data?.retryAfterMs).toBeGreaterThanOrEqual(1);
       }
       // Never run: the worker refused them before their handler started.
@@ -47,7 +64,9 @@ describe("queue-time admission", () => {
     }
   });
 
-  it("refuses at once (503, -32010, Retry-After) what the saturated pool could not answer before its deadline", async ({ nats }) => {
+  it("refuses at once (503, -32010, Retry-After) what the saturated pool could not answer before its deadline", async ({
+    nats,
+  }) => {
     // One worker running one handler at a time: the pool's capacity is ~1 / handler time.
     const s = await stack(nats, {
       edgeEnv: { MCPQ_POOL_QUEUE_MIN: "2", MCPQ_TOOL_RATE_PER_SEC: "0" },
@@ -59,7 +78,9 @@ describe("queue-time admission", () => {
       for (let i = 0; i < 3; i++) expect((await a.call("sleep", { ms: 300 })).status).toBe(200);
       // 12 calls at once, each willing to wait 1 s: only about three can finish in time.
       const replies = await Promise.all(
-        Array.from({ length: 12 }, () => a.call("sleep", { ms: 300 }, { "io.mcpq/timeoutMs": 1000 })),
+        Array.from({ length: 12 }, () =>
+          a.call("sleep", { ms: 300 }, { "io.mcpq/timeoutMs": 1000 }),
+        ),
       );
       const ok = replies.filter((r) => r.status === 200 && r.message?.result);
       const refused = replies.filter((r) => r.status === 503);
@@ -72,16 +93,26 @@ describe("queue-time admission", () => {
         expect(r.message?.error?.code).toBe(ErrorCode.Overloaded);
         expect(r.message?.error?.message).toMatch(/^overloaded: worker pool .* is saturated/);
       }
-      expect(await metricValue(s.edges[0]!.runtime.registry, "mcpq_edge_rejected_total", { reason: "pool_saturated" })).toBe(refused.length);
+      expect(
+        await metricValue(s.edges[0]!.runtime.registry, "mcpq_edge_rejected_total", {
+          reason: "pool_saturated",
+        }),
+      ).toBe(refused.length);
       await a.close();
     } finally {
       await s.close();
     }
   });
 
-  it("timeouts while the pool keeps answering are overload, not failure: the circuit stays closed", async ({ nats }) => {
+  it("timeouts while the pool keeps answering are overload, not failure: the circuit stays closed", async ({
+    nats,
+  }) => {
     const s = await stack(nats, {
-      edgeEnv: { MCPQ_POOL_QUEUE_MIN: "0", MCPQ_TOOL_RATE_PER_SEC: "0", MCPQ_CIRCUIT_FAILURES: "2" },
+      edgeEnv: {
+        MCPQ_POOL_QUEUE_MIN: "0",
+        MCPQ_TOOL_RATE_PER_SEC: "0",
+        MCPQ_CIRCUIT_FAILURES: "2",
+      },
       workerEnv: { MCPQ_WORKER_CONCURRENCY: "1" },
     });
     try {

@@ -56,7 +56,8 @@ describe("a full MCPQ_REQ stream", () => {
       );
       // Stream and consumer stats come from separate broker calls: wait for both.
       await eventually(
-        async () => (await metricValue(rt.registry, "mcpq_edge_pool_ack_pending", { pool: "example" })) >= 1,
+        async () =>
+          (await metricValue(rt.registry, "mcpq_edge_pool_ack_pending", { pool: "example" })) >= 1,
         { what: "ack-pending gauge" },
       );
 
@@ -134,7 +135,11 @@ describe("a full MCPQ_REQ stream", () => {
       const rt = s.edges[0]!.runtime;
       const c = new RpcClient(await wsWire(s.edges[0]!.wsUrl!));
       await c.initialize();
-      const blocker = c.call("tools/call", { name: "sleep", arguments: { ms: 120_000 } }, "blocker");
+      const blocker = c.call(
+        "tools/call",
+        { name: "sleep", arguments: { ms: 120_000 } },
+        "blocker",
+      );
       // The socket's messages are handled in order without waiting for each PubAck, so these
       // are all sent at once; echo's queue holds two, the rest are refused.
       const echoes: Promise<Message>[] = [];

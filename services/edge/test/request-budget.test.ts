@@ -19,7 +19,8 @@ describe("requestBudget (unit)", () => {
   });
 
   it("ignores a malformed timeoutMs (text, zero, negative, null)", () => {
-    for (const v of ["soon", 0, -5, null, Number.NaN, Number.POSITIVE_INFINITY]) expect(budget({ "io.mcpq/timeoutMs": v })).toBe(30_000);
+    for (const v of ["soon", 0, -5, null, Number.NaN, Number.POSITIVE_INFINITY])
+      expect(budget({ "io.mcpq/timeoutMs": v })).toBe(30_000);
   });
 
   it("an absolute deadline shortens the budget, the earlier of the two winning", () => {
@@ -32,6 +33,7 @@ describe("requestBudget (unit)", () => {
   it("a deadline already past gives zero or less (admission sheds it); a malformed one is ignored", () => {
     expect(budget({ "io.mcpq/deadline": NOW })).toBe(0);
     expect(budget({ "io.mcpq/deadline": NOW - 5_000 })).toBe(-5_000);
-    for (const v of ["tomorrow", 0, -1, null]) expect(budget({ "io.mcpq/deadline": v })).toBe(30_000);
+    for (const v of ["tomorrow", 0, -1, null])
+      expect(budget({ "io.mcpq/deadline": v })).toBe(30_000);
   });
 });

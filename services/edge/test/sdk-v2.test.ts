@@ -1,5 +1,9 @@
 import { afterAll, describe, expect } from "vitest";
-import { Client, StreamableHTTPClientTransport, type VersionNegotiationMode } from "@modelcontextprotocol/client";
+import {
+  Client,
+  StreamableHTTPClientTransport,
+  type VersionNegotiationMode,
+} from "@modelcontextprotocol/client";
 import { StdioClientTransport } from "@modelcontextprotocol/client/stdio";
 import { natsTest as it, eventually, type NatsHandle, type Stack } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
@@ -23,7 +27,10 @@ function alternating(urls: string[]): { fetch: typeof fetch; hits: string[] } {
     hits,
     fetch: (input, init) => {
       const url = urls[next++ % urls.length]!;
-      const method = (init?.headers as Record<string, string> | undefined)?.["mcp-method"] ?? new Headers(init?.headers).get("mcp-method") ?? "";
+      const method =
+        (init?.headers as Record<string, string> | undefined)?.["mcp-method"] ??
+        new Headers(init?.headers).get("mcp-method") ??
+        "";
       hits.push(`${url} ${method}`);
       return fetch(url, init);
     },
@@ -35,18 +42,26 @@ async function connect(urls: string[], mode: VersionNegotiationMode) {
     { name: "sdk-v2-test", version: "1.0.0" },
     { capabilities: { elicitation: {}, sampling: {} }, versionNegotiation: { mode } },
   );
-  client.setRequestHandler("elicitation/create", async () => ({ action: "accept", content: { name: "Ada" } }));
+  client.setRequestHandler("elicitation/create", async () => ({
+    action: "accept",
+    content: { name: "Ada" },
+  }));
   client.setRequestHandler("sampling/createMessage", async () => ({
     model: "test-model",
     role: "assistant",
     content: { type: "text", text: "Paris" },
   }));
   const routed = alternating(urls);
-  await client.connect(new StreamableHTTPClientTransport(new URL(urls[0]!), { fetch: routed.fetch }));
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(urls[0]!), { fetch: routed.fetch }),
+  );
   return { client, hits: routed.hits };
 }
 
-const textOf = (r: { content?: unknown }) => ((r.content as { type: string; text?: string }[] | undefined) ?? []).find((c) => c.type === "text")?.text;
+const textOf = (r: { content?: unknown }) =>
+  ((r.content as { type: string; text?: string }[] | undefined) ?? []).find(
+    (c) => c.type === "text",
+  )?.text;
 
 /**
  * The official TypeScript SDK 2.x client (the 2026-07-28 era) against two edges and two workers
@@ -62,12 +77,20 @@ describe("official SDK 2.x client over Streamable HTTP, two edges and two worker
     (ready ??= (async () => {
       s = await stack(nats, {
         edges: 2,
-        workers: [{ catalogs: ["example", "conformance"] }, { catalogs: ["example", "conformance"] }],
+        workers: [
+          { catalogs: ["example", "conformance"] },
+          { catalogs: ["example", "conformance"] },
+        ],
         workerEnv: { MCPQ_REQUEST_STATE_KEYS: STATE_KEY },
       });
       features = await startCatalogWorker(nats.url, [featuresCatalog], "features");
       for (const e of s.edges) {
-        await eventually(() => e.runtime.catalog.workerCount === 3 && e.runtime.catalog.toolPool("touch_resource") !== undefined, { what: "three workers on every edge" });
+        await eventually(
+          () =>
+            e.runtime.catalog.workerCount === 3 &&
+            e.runtime.catalog.toolPool("touch_resource") !== undefined,
+          { what: "three workers on every edge" },
+        );
       }
       return s;
     })());
@@ -82,7 +105,9 @@ describe("official SDK 2.x client over Streamable HTTP, two edges and two worker
     ["auto", "auto"],
     ["pinned 2026-07-28", { pin: "2026-07-28" }],
   ] as [string, VersionNegotiationMode][]) {
-    it(`${label}: discover, list, call, read, prompt; elicitation and sampling MRTR retried on the other edge; listen gets a worker's update`, async ({ nats }) => {
+    it(`${label}: discover, list, call, read, prompt; elicitation and sampling MRTR retried on the other edge; listen gets a worker's update`, async ({
+      nats,
+    }) => {
       const st = await setup(nats);
       const urls = st.edges.map((e) => e.url);
       const { client, hits } = await connect(urls, mode);
@@ -93,8 +118,12 @@ describe("official SDK 2.x client over Streamable HTTP, two edges and two worker
       expect(client.getServerCapabilities()?.tools).toBeDefined();
 
       const tools = await client.listTools();
-      expect(tools.tools.map((t) => t.name)).toEqual(expect.arrayContaining(["echo", "test_input_required_result_elicitation"]));
-      expect(textOf(await client.callTool({ name: "echo", arguments: { text: label } }))).toBe(label);
+      expect(tools.tools.map((t) => t.name)).toEqual(
+        expect.arrayContaining(["echo", "test_input_required_result_elicitation"]),
+      );
+      expect(textOf(await client.callTool({ name: "echo", arguments: { text: label } }))).toBe(
+        label,
+      );
       const resources = await client.listResources();
       const first = resources.resources[0]!;
       const read = await client.readResource({ uri: first.uri });
@@ -104,41 +133,78 @@ describe("official SDK 2.x client over Streamable HTTP, two edges and two worker
 
       // MRTR: the first round answers input_required, the client fulfils it and retries.
       hits.length = 0;
-      expect(textOf(await client.callTool({ name: "test_input_required_result_elicitation", arguments: {} }))).toBe("Hello, Ada!");
+      expect(
+        textOf(
+          await client.callTool({ name: "test_input_required_result_elicitation", arguments: {} }),
+        ),
+      ).toBe("Hello, Ada!");
       const rounds = hits.filter((h) => h.endsWith(" tools/call"));
       expect(rounds).toHaveLength(2);
       expect(rounds[0]!.split(" ")[0]).not.toBe(rounds[1]!.split(" ")[0]);
       hits.length = 0;
-      expect(textOf(await client.callTool({ name: "test_input_required_result_sampling", arguments: {} }))).toBe("LLM response: Paris");
+      expect(
+        textOf(
+          await client.callTool({ name: "test_input_required_result_sampling", arguments: {} }),
+        ),
+      ).toBe("LLM response: Paris");
       const samplingRounds = hits.filter((h) => h.endsWith(" tools/call"));
       expect(samplingRounds).toHaveLength(2);
       expect(samplingRounds[0]!.split(" ")[0]).not.toBe(samplingRounds[1]!.split(" ")[0]);
 
       // subscriptions/listen on one edge; the update is published by a worker behind the other.
       const updates: string[] = [];
-      client.setNotificationHandler("notifications/resources/updated", (n) => void updates.push(n.params.uri));
+      client.setNotificationHandler(
+        "notifications/resources/updated",
+        (n) => void updates.push(n.params.uri),
+      );
       const uri = `test://sdk-v2/${label.replace(/\W/g, "-")}`;
       const sub = await client.listen({ resourceSubscriptions: [uri] });
       expect(sub.honoredFilter.resourceSubscriptions).toEqual([uri]);
-      expect(textOf(await client.callTool({ name: "touch_resource", arguments: { uri } }))).toBe(`touched ${uri}`);
-      await eventually(() => updates.includes(uri), { what: "resource update on the listen stream" });
+      expect(textOf(await client.callTool({ name: "touch_resource", arguments: { uri } }))).toBe(
+        `touched ${uri}`,
+      );
+      await eventually(() => updates.includes(uri), {
+        what: "resource update on the listen stream",
+      });
       await sub.close();
       expect(await sub.closed).toBe("local");
     });
   }
 
-  it("over the stdio bridge (`mcpq stdio --url A --url B`), auto negotiation finds the 2026-07-28 era: calls and an MRTR round trip", async ({ nats }) => {
+  it("over the stdio bridge (`mcpq stdio --url A --url B`), auto negotiation finds the 2026-07-28 era: calls and an MRTR round trip", async ({
+    nats,
+  }) => {
     const st = await setup(nats);
-    const client = new Client({ name: "sdk-v2-stdio", version: "1.0.0" }, { capabilities: { elicitation: {} }, versionNegotiation: { mode: "auto" } });
-    client.setRequestHandler("elicitation/create", async () => ({ action: "accept", content: { name: "Grace" } }));
+    const client = new Client(
+      { name: "sdk-v2-stdio", version: "1.0.0" },
+      { capabilities: { elicitation: {} }, versionNegotiation: { mode: "auto" } },
+    );
+    client.setRequestHandler("elicitation/create", async () => ({
+      action: "accept",
+      content: { name: "Grace" },
+    }));
     clients.push(client);
-    await client.connect(new StdioClientTransport({ command: process.execPath, args: [CLI, "stdio", "--url", st.edges[0]!.url, "--url", st.edges[1]!.url], stderr: "pipe" }));
+    await client.connect(
+      new StdioClientTransport({
+        command: process.execPath,
+        args: [CLI, "stdio", "--url", st.edges[0]!.url, "--url", st.edges[1]!.url],
+        stderr: "pipe",
+      }),
+    );
     expect(client.getProtocolEra()).toBe("modern");
-    expect(textOf(await client.callTool({ name: "echo", arguments: { text: "stdio" } }))).toBe("stdio");
-    expect(textOf(await client.callTool({ name: "test_input_required_result_elicitation", arguments: {} }))).toBe("Hello, Grace!");
+    expect(textOf(await client.callTool({ name: "echo", arguments: { text: "stdio" } }))).toBe(
+      "stdio",
+    );
+    expect(
+      textOf(
+        await client.callTool({ name: "test_input_required_result_elicitation", arguments: {} }),
+      ),
+    ).toBe("Hello, Grace!");
   });
 
-  it("the 1.32.2-era default (legacy negotiation) still gets a 2025 session from the same edges", async ({ nats }) => {
+  it("the 1.32.2-era default (legacy negotiation) still gets a 2025 session from the same edges", async ({
+    nats,
+  }) => {
     const st = await setup(nats);
     const client = new Client({ name: "sdk-v2-legacy", version: "1.0.0" }, {});
     clients.push(client);
@@ -146,6 +212,8 @@ describe("official SDK 2.x client over Streamable HTTP, two edges and two worker
     await client.connect(transport);
     expect(client.getProtocolEra()).toBe("legacy");
     expect(transport.sessionId).toBeTruthy();
-    expect(textOf(await client.callTool({ name: "echo", arguments: { text: "legacy" } }))).toBe("legacy");
+    expect(textOf(await client.callTool({ name: "echo", arguments: { text: "legacy" } }))).toBe(
+      "legacy",
+    );
   });
 });

@@ -3,7 +3,12 @@ import { EdgeAuth } from "../src/core/auth.js";
 import { duplicateHost, hostAllowed, originAllowed } from "../src/core/security.js";
 import { loadEdgeConfig, parseAuthTokens } from "../src/env.js";
 
-const ORIGINS = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*", "https://app.example.com"];
+const ORIGINS = [
+  "http://localhost:*",
+  "http://127.0.0.1:*",
+  "http://[::1]:*",
+  "https://app.example.com",
+];
 
 describe("Host / Origin validation (DNS rebinding)", () => {
   it("allows loopback hosts on any port and refuses others", () => {
@@ -32,14 +37,29 @@ describe("Host / Origin validation (DNS rebinding)", () => {
 describe("principals", () => {
   it("is anonymous (keyed per client address) without tokens and requires a known bearer token with them", async () => {
     const open = new EdgeAuth({ staticTokens: new Map() });
-    expect(await open.authenticate(undefined, "10.0.0.1")).toMatchObject({ principal: "anonymous", quotaKey: "anonymous@10.0.0.1", anonymous: true });
-    expect(await open.authenticate(undefined, "10.0.0.2")).toMatchObject({ quotaKey: "anonymous@10.0.0.2" });
+    expect(await open.authenticate(undefined, "10.0.0.1")).toMatchObject({
+      principal: "anonymous",
+      quotaKey: "anonymous@10.0.0.1",
+      anonymous: true,
+    });
+    expect(await open.authenticate(undefined, "10.0.0.2")).toMatchObject({
+      quotaKey: "anonymous@10.0.0.2",
+    });
     const auth = new EdgeAuth({ staticTokens: parseAuthTokens("s3cret=alice, other=bob") });
-    expect(await auth.authenticate("Bearer s3cret", "a")).toMatchObject({ principal: "alice", quotaKey: "alice" });
+    expect(await auth.authenticate("Bearer s3cret", "a")).toMatchObject({
+      principal: "alice",
+      quotaKey: "alice",
+    });
     expect(await auth.authenticate("bearer other", "a")).toMatchObject({ principal: "bob" });
-    expect(await auth.authenticate("Bearer nope", "a")).toMatchObject({ status: 401, error: "invalid_token" });
+    expect(await auth.authenticate("Bearer nope", "a")).toMatchObject({
+      status: 401,
+      error: "invalid_token",
+    });
     expect(await auth.authenticate(undefined, "a")).toMatchObject({ status: 401 });
-    expect(await auth.authenticate("Basic x", "a")).toMatchObject({ status: 401, error: "invalid_request" });
+    expect(await auth.authenticate("Basic x", "a")).toMatchObject({
+      status: 401,
+      error: "invalid_request",
+    });
     expect(() => parseAuthTokens("justatoken")).toThrow(/token=principal/);
   });
   it("refuses a request carrying two Host headers", () => {
@@ -64,6 +84,8 @@ describe("listener ports", () => {
     expect(loadEdgeConfig({ MCPQ_PORT: "8081" })).toMatchObject({ tcpPort: 8091, grpcPort: 50052 });
     expect(loadEdgeConfig({ MCPQ_PORT: "42341" })).toMatchObject({ tcpPort: 42351, grpcPort: 0 });
     expect(loadEdgeConfig({ MCPQ_PORT: "0" })).toMatchObject({ tcpPort: 0, grpcPort: 0 });
-    expect(loadEdgeConfig({ MCPQ_PORT: "8081", MCPQ_TCP_PORT: "9000", MCPQ_GRPC_PORT: "9001" })).toMatchObject({ tcpPort: 9000, grpcPort: 9001 });
+    expect(
+      loadEdgeConfig({ MCPQ_PORT: "8081", MCPQ_TCP_PORT: "9000", MCPQ_GRPC_PORT: "9001" }),
+    ).toMatchObject({ tcpPort: 9000, grpcPort: 9001 });
   });
 });

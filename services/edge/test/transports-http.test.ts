@@ -7,7 +7,6 @@ import type { RunningWorker } from "@mcpq/worker";
 import { factories, sdkClient, stack } from "./support/stack.js";
 import { fourConcurrentCalls, servesExampleCatalog } from "./support/sdk-scenario.js";
 
-
 /**
  * Four concurrent calls (one with progress) through an SDK client. With `exact` false only a
  * prefix of the progress is required: the SDK runs notification handlers a microtask late but

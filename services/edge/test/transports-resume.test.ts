@@ -13,7 +13,10 @@ function sseReader(res: Response, ctl: AbortController) {
 }
 
 async function session(url: string) {
-  const { sessionId: id, headers } = await rawInitialize(url, { protocolVersion: VERSION, clientName: "resume" });
+  const { sessionId: id, headers } = await rawInitialize(url, {
+    protocolVersion: VERSION,
+    clientName: "resume",
+  });
   return {
     id,
     headers,
@@ -81,7 +84,10 @@ describe("resumability: GET + Last-Event-ID replays exactly the missed events of
     ]);
     await Promise.all([a.done, b.done]);
     for (const st of [a, b]) {
-      expect(st.events[0]).toEqual({ id: expect.stringMatching(/^[0-9a-f]+_0$/), retry: expect.any(Number) });
+      expect(st.events[0]).toEqual({
+        id: expect.stringMatching(/^[0-9a-f]+_0$/),
+        retry: expect.any(Number),
+      });
       const stream = st.events[0]!.id!.split("_")[0];
       for (const e of st.events) expect(e.id?.split("_")[0]).toBe(stream);
     }

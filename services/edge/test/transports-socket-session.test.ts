@@ -26,7 +26,13 @@ describe("socket session: answers produced after the connection is gone are park
     };
     const session = s.edges[0]!.runtime.edge.socket(framer, {
       transport: "tcp",
-      caller: { principal: "anonymous", quotaKey: "anonymous@test", anonymous: true, scopes: [], claims: {} },
+      caller: {
+        principal: "anonymous",
+        quotaKey: "anonymous@test",
+        anonymous: true,
+        scopes: [],
+        claims: {},
+      },
     });
     session.receive(
       JSON.stringify({ jsonrpc: "2.0", id: "r", method: "$/mcpq/resume", params: {} }),

@@ -17,12 +17,22 @@ export const WorkerEnvSchema = z.object({
   /** Comma-separated catalog names to serve (see services/worker/src/catalogs). */
   MCPQ_CATALOGS: z.string().default("example"),
   /** Pool name; defaults to the sorted catalog names joined by "_", so equal catalogs share a pool. */
-  MCPQ_POOL: z.string().regex(/^[A-Za-z0-9_-]+$/).optional(),
+  MCPQ_POOL: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .optional(),
   MCPQ_WORKER_CONCURRENCY: z.coerce.number().int().positive().default(64),
   MCPQ_HANDLER_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
-  MCPQ_LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  MCPQ_LOG_LEVEL: z
+    .enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"])
+    .default("info"),
   /** Port of the worker's HTTP listener (/metrics, /healthz, /readyz); 0 disables it. */
-  MCPQ_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65_535, "expected a port number 0-65535").default(0),
+  MCPQ_WORKER_METRICS_PORT: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(65_535, "expected a port number 0-65535")
+    .default(0),
   /** Interface of that listener (loopback unless a scraper elsewhere needs it, e.g. compose). */
   MCPQ_WORKER_METRICS_HOST: z.string().default("127.0.0.1"),
   /** Period of the pool consumer's lag polling (mcpq_worker_consumer_lag_messages); 0 = off. */
@@ -30,9 +40,15 @@ export const WorkerEnvSchema = z.object({
   /** Record each finished request and its response in MCPQ_REC for `mcpq replay` (docs/replay.md). */
   MCPQ_RECORD: z.enum(["on", "off"]).default("on"),
   /** Per-target sampling, e.g. `*=1,echo=0.1` (rate in [0, 1]; an exact name beats a wildcard). */
-  MCPQ_RECORD_SAMPLE: z.string().default("").superRefine(parses((v) => parseSampleSpec(v))),
+  MCPQ_RECORD_SAMPLE: z
+    .string()
+    .default("")
+    .superRefine(parses((v) => parseSampleSpec(v))),
   /** Comma-separated JSON paths masked before storing, relative to params (`arguments.password`) or the response (`result.x`). */
-  MCPQ_RECORD_REDACT: z.string().default("").superRefine(parses((v) => parsePathPatterns(v.split(",")))),
+  MCPQ_RECORD_REDACT: z
+    .string()
+    .default("")
+    .superRefine(parses((v) => parsePathPatterns(v.split(",")))),
   /** Targets (`*` wildcards) whose records keep values under common secret keys (password, token, api_key, …) in clear; masked by default. */
   MCPQ_RECORD_KEEP_SECRETS: z.string().default(""),
   /** Also record the notifications (progress, logs) sent before each response. */
@@ -53,13 +69,24 @@ export const WorkerEnvSchema = z.object({
       message: `every key needs at least ${MIN_REQUEST_STATE_KEY_LENGTH} characters`,
     }),
   /** How long a sealed `requestState` stays valid (ms). */
-  MCPQ_REQUEST_STATE_TTL_MS: z.coerce.number().int().positive().default(DEFAULT_REQUEST_STATE_TTL_MS),
+  MCPQ_REQUEST_STATE_TTL_MS: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(DEFAULT_REQUEST_STATE_TTL_MS),
   /** Longest `requestState` a worker accepts or produces (characters). */
-  MCPQ_REQUEST_STATE_MAX_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_REQUEST_STATE_MAX_BYTES),
+  MCPQ_REQUEST_STATE_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(DEFAULT_REQUEST_STATE_MAX_BYTES),
 });
 
 function splitList(v: string): string[] {
-  return v.split(",").map((s) => s.trim()).filter(Boolean);
+  return v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 function parses(fn: (v: string) => unknown) {
@@ -99,8 +126,12 @@ function configFromEnv(e: WorkerEnv, catalogs: readonly string[], workerId: stri
     record: {
       enabled: e.MCPQ_RECORD === "on",
       sample: e.MCPQ_RECORD_SAMPLE,
-      redact: e.MCPQ_RECORD_REDACT.split(",").map((s) => s.trim()).filter(Boolean),
-      keepSecretsFor: e.MCPQ_RECORD_KEEP_SECRETS.split(",").map((s) => s.trim()).filter(Boolean),
+      redact: e.MCPQ_RECORD_REDACT.split(",")
+        .map((s) => s.trim())
+        .filter(Boolean),
+      keepSecretsFor: e.MCPQ_RECORD_KEEP_SECRETS.split(",")
+        .map((s) => s.trim())
+        .filter(Boolean),
       notifications: e.MCPQ_RECORD_NOTIFICATIONS === "on",
     },
     shadow: e.MCPQ_WORKER_SHADOW === "on",
@@ -109,7 +140,11 @@ function configFromEnv(e: WorkerEnv, catalogs: readonly string[], workerId: stri
     /** MCPQ_HEAL_CHECK_MS */
     healCheckMs: e.MCPQ_HEAL_CHECK_MS,
     /** MCPQ_REQUEST_STATE_* (never logged: the keys are secrets). */
-    requestState: { keys: splitList(e.MCPQ_REQUEST_STATE_KEYS), ttlMs: e.MCPQ_REQUEST_STATE_TTL_MS, maxBytes: e.MCPQ_REQUEST_STATE_MAX_BYTES },
+    requestState: {
+      keys: splitList(e.MCPQ_REQUEST_STATE_KEYS),
+      ttlMs: e.MCPQ_REQUEST_STATE_TTL_MS,
+      maxBytes: e.MCPQ_REQUEST_STATE_MAX_BYTES,
+    },
   };
 }
 
@@ -117,13 +152,22 @@ function configFromEnv(e: WorkerEnv, catalogs: readonly string[], workerId: stri
 export type WorkerConfig = DeepReadonly<ReturnType<typeof configFromEnv>>;
 
 /** Parses an environment (default: process.env) into a deep-frozen config; throws listing every bad key. */
-export function loadWorkerConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<WorkerConfig> = {}): WorkerConfig {
+export function loadWorkerConfig(
+  env: Record<string, string | undefined> = process.env,
+  overrides: Partial<WorkerConfig> = {},
+): WorkerConfig {
   const r = WorkerEnvSchema.safeParse(env);
   if (!r.success) {
-    throw new Error(`invalid worker environment: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+    throw new Error(
+      `invalid worker environment: ${r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
+    );
   }
   const e = r.data;
-  const catalogs = overrides.catalogs ?? e.MCPQ_CATALOGS.split(",").map((s) => s.trim()).filter(Boolean);
+  const catalogs =
+    overrides.catalogs ??
+    e.MCPQ_CATALOGS.split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
   const workerId = overrides.workerId ?? `w-${randomBytes(6).toString("hex")}`;
   return deepFreeze({ ...configFromEnv(e, catalogs, workerId), ...overrides });
 }

@@ -13,7 +13,13 @@ import {
   type Registry,
 } from "@mcpq/observability";
 import type { Logger } from "@mcpq/protocol";
-import { Worker, createRecorder, type CatalogDefinition, type RecorderMetrics, type WorkerMetrics } from "@mcpq/worker-sdk";
+import {
+  Worker,
+  createRecorder,
+  type CatalogDefinition,
+  type RecorderMetrics,
+  type WorkerMetrics,
+} from "@mcpq/worker-sdk";
 import { resolveCatalogs } from "./catalogs/index.js";
 import { loadWorkerConfig, type WorkerConfig } from "./env.js";
 
@@ -31,7 +37,11 @@ export interface RunningWorker {
  * The worker's metrics. Method labels are bounded by `methodLabel`, tool/prompt names to those
  * the worker's catalogs define (at most `maxNames`; anything else `_other`).
  */
-function workerMetrics(registry: Registry, known: { tools: Set<string>; prompts: Set<string> }, maxNames: number): WorkerMetrics {
+function workerMetrics(
+  registry: Registry,
+  known: { tools: Set<string>; prompts: Set<string> },
+  maxNames: number,
+): WorkerMetrics {
   const operation = operationDurationHistogram(registry);
   const tools = new BoundedLabel(maxNames, (n) => known.tools.has(n));
   const prompts = new BoundedLabel(maxNames, (n) => known.prompts.has(n));
@@ -42,16 +52,42 @@ function workerMetrics(registry: Registry, known: { tools: Set<string>; prompts:
     registers: [registry],
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
   });
-  const inFlight = new Gauge({ name: "mcpq_worker_concurrency_in_use", help: "Handlers running now", registers: [registry] });
-  const handled = new Counter({ name: "mcpq_worker_requests_total", help: "Requests handled by outcome", labelNames: ["method", "outcome"] as const, registers: [registry] });
-  const latency = new Histogram({ name: "mcpq_worker_handler_seconds", help: "Handler time", labelNames: ["method"] as const, registers: [registry], buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30] });
-  const expired = new Counter({ name: "mcpq_worker_deadline_expired_total", help: "Requests dropped unrun because their deadline passed", registers: [registry] });
-  const redelivered = new Counter({ name: "mcpq_worker_redeliveries_total", help: "Requests received again after another delivery was not acked", registers: [registry] });
+  const inFlight = new Gauge({
+    name: "mcpq_worker_concurrency_in_use",
+    help: "Handlers running now",
+    registers: [registry],
+  });
+  const handled = new Counter({
+    name: "mcpq_worker_requests_total",
+    help: "Requests handled by outcome",
+    labelNames: ["method", "outcome"] as const,
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: "mcpq_worker_handler_seconds",
+    help: "Handler time",
+    labelNames: ["method"] as const,
+    registers: [registry],
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+  });
+  const expired = new Counter({
+    name: "mcpq_worker_deadline_expired_total",
+    help: "Requests dropped unrun because their deadline passed",
+    registers: [registry],
+  });
+  const redelivered = new Counter({
+    name: "mcpq_worker_redeliveries_total",
+    help: "Requests received again after another delivery was not acked",
+    registers: [registry],
+  });
   return {
     inFlight: (n) => inFlight.set(n),
     handled: (method, outcome, s, detail) => {
       const m = methodLabel(method);
-      handled.inc({ method: m, outcome: detail.errorType === "tool_error" ? "tool_error" : outcome });
+      handled.inc({
+        method: m,
+        outcome: detail.errorType === "tool_error" ? "tool_error" : outcome,
+      });
       latency.observe({ method: m }, s);
       operation.observe(
         {
@@ -71,7 +107,12 @@ function workerMetrics(registry: Registry, known: { tools: Set<string>; prompts:
 }
 
 function recorderMetrics(registry: Registry): RecorderMetrics {
-  const records = new Counter({ name: "mcpq_worker_records_total", help: "Finished requests by what recording did with them (stored, sampled_out, dropped, failed)", labelNames: ["result"] as const, registers: [registry] });
+  const records = new Counter({
+    name: "mcpq_worker_records_total",
+    help: "Finished requests by what recording did with them (stored, sampled_out, dropped, failed)",
+    labelNames: ["result"] as const,
+    registers: [registry],
+  });
   return { record: (result) => records.inc({ result }) };
 }
 
@@ -79,8 +120,13 @@ function recorderMetrics(registry: Registry): RecorderMetrics {
  * Connects, starts a Worker for the configured catalogs (or `opts.catalogs`, e.g. a test-local
  * catalog), records finished requests to MCPQ_REC unless MCPQ_RECORD=off, optionally serves /metrics.
  */
-export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logger, opts: { catalogs?: CatalogDefinition[] } = {}): Promise<RunningWorker> {
-  const log = logger ?? (createLogger({ name: "mcpq-worker", level: config.logLevel }) as unknown as Logger);
+export async function startWorker(
+  config: Readonly<WorkerConfig>,
+  logger?: Logger,
+  opts: { catalogs?: CatalogDefinition[] } = {},
+): Promise<RunningWorker> {
+  const log =
+    logger ?? (createLogger({ name: "mcpq-worker", level: config.logLevel }) as unknown as Logger);
   const bus = await connectBus({
     url: config.natsUrl,
     auth: config.natsAuth,
@@ -135,7 +181,9 @@ export async function startWorker(config: Readonly<WorkerConfig>, logger?: Logge
     server = createServer((req, res) => {
       const path = (req.url ?? "").split("?")[0];
       if (path === "/metrics") {
-        void registry.metrics().then((body) => res.writeHead(200, { "content-type": registry.contentType }).end(body));
+        void registry
+          .metrics()
+          .then((body) => res.writeHead(200, { "content-type": registry.contentType }).end(body));
         return;
       }
       if (path === "/healthz") return void json(res, 200, { status: "ok" });
@@ -200,10 +248,24 @@ function brokerMetrics(registry: Registry, bus: Bus): void {
  * (requests not yet delivered to any worker of the pool) and `mcpq_worker_consumer_ack_pending`
  * (delivered, not yet acked). A failed poll (broker down) leaves the last values.
  */
-function pollConsumerLag(registry: Registry, bus: Bus, pool: string, periodMs: number, log: Logger): () => void {
+function pollConsumerLag(
+  registry: Registry,
+  bus: Bus,
+  pool: string,
+  periodMs: number,
+  log: Logger,
+): () => void {
   if (periodMs <= 0) return () => undefined;
-  const lag = new Gauge({ name: "mcpq_worker_consumer_lag_messages", help: "Requests of this pool not yet delivered to a worker (polled consumer num_pending)", registers: [registry] });
-  const ackPending = new Gauge({ name: "mcpq_worker_consumer_ack_pending", help: "Requests of this pool delivered and not yet acked (polled)", registers: [registry] });
+  const lag = new Gauge({
+    name: "mcpq_worker_consumer_lag_messages",
+    help: "Requests of this pool not yet delivered to a worker (polled consumer num_pending)",
+    registers: [registry],
+  });
+  const ackPending = new Gauge({
+    name: "mcpq_worker_consumer_ack_pending",
+    help: "Requests of this pool delivered and not yet acked (polled)",
+    registers: [registry],
+  });
   let busy = false;
   const poll = async () => {
     if (busy) return;

@@ -13,13 +13,20 @@ async function sseMessages(res: Response): Promise<Record<string, unknown>[]> {
   const text = await res.text();
   return text
     .split("\n\n")
-    .map((ev) => ev.split("\n").find((l) => l.startsWith("data: "))?.slice(6))
+    .map((ev) =>
+      ev
+        .split("\n")
+        .find((l) => l.startsWith("data: "))
+        ?.slice(6),
+    )
     .filter((d): d is string => Boolean(d && d.trim()))
     .map((d) => JSON.parse(d) as Record<string, unknown>);
 }
 
 describe("a worker killed mid-call", () => {
-  it("the request is redelivered to another worker and the client receives exactly one response", async ({ nats }) => {
+  it("the request is redelivered to another worker and the client receives exactly one response", async ({
+    nats,
+  }) => {
     const env = { MCPQ_ACK_WAIT_MS: ACK_WAIT, MCPQ_REGISTRY_TTL_MS: "3000" };
     const edge = await factories.startEdge(nats.url, env);
     // Worker A is a real process so it can die with SIGKILL, acks and all.
@@ -29,9 +36,28 @@ describe("a worker killed mid-call", () => {
       stdio: "ignore",
     });
     try {
-      await eventually(() => edge.runtime.catalog.workerCount === 1, { what: "worker A registered", timeoutMs: 20_000 });
-      const headers = { "content-type": "application/json", accept: "application/json, text/event-stream" };
-      const initRes = await fetch(edge.url, { method: "POST", headers, body: JSON.stringify({ jsonrpc: "2.0", id: 0, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "t", version: "1" } } }) });
+      await eventually(() => edge.runtime.catalog.workerCount === 1, {
+        what: "worker A registered",
+        timeoutMs: 20_000,
+      });
+      const headers = {
+        "content-type": "application/json",
+        accept: "application/json, text/event-stream",
+      };
+      const initRes = await fetch(edge.url, {
+        method: "POST",
+        headers,
+        body: JSON.stringify({
+          jsonrpc: "2.0",
+          id: 0,
+          method: "initialize",
+          params: {
+            protocolVersion: "2025-11-25",
+            capabilities: {},
+            clientInfo: { name: "t", version: "1" },
+          },
+        }),
+      });
       const sid = initRes.headers.get("mcp-session-id")!;
 
       // Watch the session's outbound subject to see progress and count responses published.
@@ -47,7 +73,16 @@ describe("a worker killed mid-call", () => {
       const call = fetch(edge.url, {
         method: "POST",
         headers: { ...headers, "mcp-session-id": sid, "mcp-protocol-version": "2025-11-25" },
-        body: JSON.stringify({ jsonrpc: "2.0", id: 42, method: "tools/call", params: { name: "countdown", arguments: { steps: 12, delayMs: 150 }, _meta: { progressToken: "p1" } } }),
+        body: JSON.stringify({
+          jsonrpc: "2.0",
+          id: 42,
+          method: "tools/call",
+          params: {
+            name: "countdown",
+            arguments: { steps: 12, delayMs: 150 },
+            _meta: { progressToken: "p1" },
+          },
+        }),
       });
       await eventually(() => progressed >= 2, { what: "worker A made progress" });
       // B is alive before A dies: the pool keeps a live worker, so the edge waits for the
@@ -57,9 +92,14 @@ describe("a worker killed mid-call", () => {
       const messages = await sseMessages(await call);
       const responses = messages.filter((m) => m["id"] === 42);
       expect(responses).toHaveLength(1);
-      expect(responses[0]).toMatchObject({ result: { content: [{ type: "text", text: "done after 12 steps" }] } });
+      expect(responses[0]).toMatchObject({
+        result: { content: [{ type: "text", text: "done after 12 steps" }] },
+      });
       // The request left the work queue only after worker B acked it (after publishing).
-      await eventually(async () => (await bus.jsm.streams.info(STREAMS.requests)).state.messages === 0, { what: "request acked" });
+      await eventually(
+        async () => (await bus.jsm.streams.info(STREAMS.requests)).state.messages === 0,
+        { what: "request acked" },
+      );
       // A flush round trip: everything the server sent this observer before it has arrived.
       await bus.nc.flush();
       expect(responsesPublished).toBe(1);

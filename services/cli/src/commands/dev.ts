@@ -27,20 +27,32 @@ that (loopback) port. \`make dev PORT=8081 CATALOGS=example\` passes --port and 
  * starts; Ctrl-C or SIGTERM stops every child, and one child's exit stops the rest.
  */
 export async function run(argv: string[], env: Readonly<CliEnv>): Promise<void> {
-  const v = parseFlags(argv, { port: { type: "string" }, catalog: { type: "string" }, store: { type: "string" } }, USAGE);
+  const v = parseFlags(
+    argv,
+    { port: { type: "string" }, catalog: { type: "string" }, store: { type: "string" } },
+    USAGE,
+  );
   if (!v) return;
   const port = v.port !== undefined ? portFlag("--port", v.port) : (env.MCPQ_PORT ?? 8080);
-  const catalogs = v.catalog !== undefined ? listFlag("--catalog", v.catalog) : listFlag("MCPQ_CATALOGS", env.MCPQ_CATALOGS ?? DEFAULT_CATALOGS);
+  const catalogs =
+    v.catalog !== undefined
+      ? listFlag("--catalog", v.catalog)
+      : listFlag("MCPQ_CATALOGS", env.MCPQ_CATALOGS ?? DEFAULT_CATALOGS);
   const storeDir = v.store ?? ".mcpq/nats";
 
   // The children parse the same environment; check it here so a mistake is reported once, first.
-  const [{ loadEdgeConfig }, { loadWorkerConfig, resolveCatalogs }] = await Promise.all([import("@mcpq/edge"), import("@mcpq/worker")]);
+  const [{ loadEdgeConfig }, { loadWorkerConfig, resolveCatalogs }] = await Promise.all([
+    import("@mcpq/edge"),
+    import("@mcpq/worker"),
+  ]);
   loadEdgeConfig(process.env, { port });
   loadWorkerConfig(process.env, { catalogs });
   try {
     resolveCatalogs(catalogs);
   } catch (err) {
-    throw new UsageError(`${v.catalog !== undefined ? "--catalog" : "MCPQ_CATALOGS"}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new UsageError(
+      `${v.catalog !== undefined ? "--catalog" : "MCPQ_CATALOGS"}: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
 
   const natsUrl = env.MCPQ_NATS_URL;
@@ -49,9 +61,16 @@ export async function run(argv: string[], env: Readonly<CliEnv>): Promise<void> 
   if (!target || (await reachable(target.host, target.port))) {
     console.error(`mcpq dev: using the NATS server already at ${natsUrl}`);
   } else if (!target.loopback) {
-    throw new Error(`no NATS server answers at MCPQ_NATS_URL=${JSON.stringify(natsUrl)}; mcpq dev starts one only on a loopback address (e.g. nats://127.0.0.1:4222)`);
+    throw new Error(
+      `no NATS server answers at MCPQ_NATS_URL=${JSON.stringify(natsUrl)}; mcpq dev starts one only on a loopback address (e.g. nats://127.0.0.1:4222)`,
+    );
   } else {
-    nats = await startLocalNats({ port: target.port, storeDir, bin: process.env["MCPQ_NATS_SERVER_BIN"], searchPath: process.env["PATH"] });
+    nats = await startLocalNats({
+      port: target.port,
+      storeDir,
+      bin: process.env["MCPQ_NATS_SERVER_BIN"],
+      searchPath: process.env["PATH"],
+    });
     console.error(`mcpq dev: nats-server with JetStream on ${nats.url} (store ${storeDir})`);
   }
   const childEnv = { ...process.env, MCPQ_NATS_URL: natsUrl };
@@ -61,7 +80,13 @@ export async function run(argv: string[], env: Readonly<CliEnv>): Promise<void> 
     if (stopping) return;
     stopping = true;
     for (const c of children) c.kill("SIGTERM");
-    await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once("exit", r)) : undefined)));
+    await Promise.all(
+      children.map((c) =>
+        c.exitCode === null && c.signalCode === null
+          ? new Promise((r) => c.once("exit", r))
+          : undefined,
+      ),
+    );
     await nats?.stop();
     process.exit(code);
   };
@@ -70,7 +95,9 @@ export async function run(argv: string[], env: Readonly<CliEnv>): Promise<void> 
     children.push(c);
     c.once("exit", (code, signal) => {
       if (!stopping) {
-        console.error(`mcpq dev: '${args.join(" ")}' exited (${signal ?? code}); stopping everything`);
+        console.error(
+          `mcpq dev: '${args.join(" ")}' exited (${signal ?? code}); stopping everything`,
+        );
         void stop(1);
       }
     });
@@ -83,16 +110,27 @@ export async function run(argv: string[], env: Readonly<CliEnv>): Promise<void> 
   else for (const c of catalogs) start(["worker", "--catalog", c]);
   start(["edge", "--port", String(port)]);
   const pools = env.MCPQ_POOL ? `pool ${env.MCPQ_POOL}` : `pools ${catalogs.join(", ")}`;
-  const where = port === 0 ? "on a random port (see the edge's \"edge listening\" line)" : `http://127.0.0.1:${port}/mcp`;
+  const where =
+    port === 0
+      ? 'on a random port (see the edge\'s "edge listening" line)'
+      : `http://127.0.0.1:${port}/mcp`;
   console.error(`mcpq dev: MCP endpoint ${where}; workers in ${pools} (Ctrl-C stops all)`);
 }
 
 /** Host and port of a NATS URL (of a cluster URL list: its first, where dev probes and may start one). */
-function natsTarget(natsUrls: string): { host: string; port: number; loopback: boolean } | undefined {
+function natsTarget(
+  natsUrls: string,
+): { host: string; port: number; loopback: boolean } | undefined {
   const natsUrl = natsUrls.split(",")[0]!.trim();
-  const u = new URL(/^[a-z]+:\/\//i.test(natsUrl) ? natsUrl.replace(/^[a-z]+:/i, "http:") : `http://${natsUrl}`);
+  const u = new URL(
+    /^[a-z]+:\/\//i.test(natsUrl) ? natsUrl.replace(/^[a-z]+:/i, "http:") : `http://${natsUrl}`,
+  );
   const host = u.hostname.replace(/^\[|\]$/g, "");
-  return { host, port: Number(u.port || 4222), loopback: ["127.0.0.1", "localhost", "::1"].includes(host) };
+  return {
+    host,
+    port: Number(u.port || 4222),
+    loopback: ["127.0.0.1", "localhost", "::1"].includes(host),
+  };
 }
 
 function reachable(host: string, port: number): Promise<boolean> {

@@ -1,5 +1,11 @@
 import { explainBootError, parseFlags, portFlag } from "../args.js";
-import { clusterIndex, isClusterWorker, processesFlag, runPrimary, shareMetrics } from "../cluster.js";
+import {
+  clusterIndex,
+  isClusterWorker,
+  processesFlag,
+  runPrimary,
+  shareMetrics,
+} from "../cluster.js";
 import type { CliEnv } from "../env.js";
 
 export const USAGE = `mcpq edge — an edge: Streamable HTTP, WebSocket, HTTP+SSE, TCP and gRPC on 127.0.0.1
@@ -20,7 +26,11 @@ variable (README, "Edge"). Runs until SIGINT/SIGTERM.`;
 
 /** `mcpq edge`: the edge service in this process, with --port/--host over MCPQ_PORT/MCPQ_HOST. */
 export async function run(argv: string[], env: Readonly<CliEnv>): Promise<void> {
-  const v = parseFlags(argv, { port: { type: "string" }, host: { type: "string" }, processes: { type: "string" } }, USAGE);
+  const v = parseFlags(
+    argv,
+    { port: { type: "string" }, host: { type: "string" }, processes: { type: "string" } },
+    USAGE,
+  );
   if (!v) return;
   const overrides: { port?: number; host?: string; edgeId?: string } = {};
   if (v.port !== undefined) overrides.port = portFlag("--port", v.port);
@@ -30,7 +40,8 @@ export async function run(argv: string[], env: Readonly<CliEnv>): Promise<void> 
   const config = loadEdgeConfig(process.env, overrides);
   if (processes > 1 && !isClusterWorker()) return runPrimary("edge", processes);
   // Every process of a cluster needs its own edge id (replies and claims are addressed by it).
-  if (isClusterWorker() && process.env["MCPQ_EDGE_ID"]) overrides.edgeId = `${config.edgeId}-${clusterIndex()}`;
+  if (isClusterWorker() && process.env["MCPQ_EDGE_ID"])
+    overrides.edgeId = `${config.edgeId}-${clusterIndex()}`;
   let running;
   try {
     running = await main(overrides);

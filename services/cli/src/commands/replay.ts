@@ -75,7 +75,10 @@ Reads MCPQ_NATS_URL (default nats://127.0.0.1:4222). See docs/replay.md.`;
 export const REPLAY_EXIT = { same: 0, differs: 1, usage: 2, empty: 3, cannotRun: 4 } as const;
 
 /** `mcpq replay ...`; sets `process.exitCode` (see `REPLAY_EXIT`). Progress on stderr, summary on stdout. */
-export async function replay(argv: string[], env: Readonly<Pick<CliEnv, "MCPQ_DEBUG">> = {}): Promise<void> {
+export async function replay(
+  argv: string[],
+  env: Readonly<Pick<CliEnv, "MCPQ_DEBUG">> = {},
+): Promise<void> {
   let args: ReturnType<typeof parse>;
   let selection: ResolvedSelection;
   try {
@@ -158,8 +161,7 @@ export async function replay(argv: string[], env: Readonly<Pick<CliEnv, "MCPQ_DE
     }
     const known = err instanceof NoWorkersError || err instanceof NoRecordsStreamError;
     console.error(`mcpq replay: ${err instanceof Error ? err.message : String(err)}`);
-    if (!known && err instanceof Error && err.stack && env.MCPQ_DEBUG)
-      console.error(err.stack);
+    if (!known && err instanceof Error && err.stack && env.MCPQ_DEBUG) console.error(err.stack);
     process.exitCode = REPLAY_EXIT.cannotRun;
   } finally {
     await bus?.close();
@@ -230,7 +232,9 @@ async function buildSelection(v: Values): Promise<ResolvedSelection> {
     try {
       raw = JSON.parse(await readFile(v.selection, "utf8")) as unknown;
     } catch (err) {
-      throw new UsageError(`--selection ${v.selection}: ${err instanceof Error ? err.message : String(err)}`);
+      throw new UsageError(
+        `--selection ${v.selection}: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
     const r = SelectionSchema.safeParse(raw);
     if (!r.success)

@@ -83,7 +83,11 @@ function total(samples: Sample[], name: string, by?: string): Record<string, num
   return out;
 }
 
-function rates(a: Record<string, number>, b: Record<string, number>, seconds: number): Record<string, number> {
+function rates(
+  a: Record<string, number>,
+  b: Record<string, number>,
+  seconds: number,
+): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(b)) {
     const r = Math.max(0, v - (a[k] ?? 0)) / seconds;
@@ -115,7 +119,12 @@ const CIRCUIT: PoolStatus["circuit"][] = ["closed", "half_open", "open"];
  * One snapshot: broker state now, edge rates over `intervalMs` (two scrapes of each edge).
  * Registry entries whose heartbeat is older than their TTL do not count as live workers.
  */
-async function collectStatus(bus: Bus, brokerUrl: string, edges: string[], intervalMs: number): Promise<StatusSnapshot> {
+async function collectStatus(
+  bus: Bus,
+  brokerUrl: string,
+  edges: string[],
+  intervalMs: number,
+): Promise<StatusSnapshot> {
   const first = await Promise.all(edges.map(scrape));
   const started = Date.now();
   const si = await bus.jsm.streams.info(STREAMS.requests);
@@ -123,7 +132,16 @@ async function collectStatus(bus: Bus, brokerUrl: string, edges: string[], inter
   const pool = (name: string): PoolStatus => {
     let p = pools.get(name);
     if (!p) {
-      p = { pool: name, workers: 0, shadowWorkers: 0, tools: 0, queued: 0, running: 0, waitingPulls: 0, circuit: "unknown" };
+      p = {
+        pool: name,
+        workers: 0,
+        shadowWorkers: 0,
+        tools: 0,
+        queued: 0,
+        running: 0,
+        waitingPulls: 0,
+        circuit: "unknown",
+      };
       pools.set(name, p);
     }
     return p;
@@ -138,18 +156,32 @@ async function collectStatus(bus: Bus, brokerUrl: string, edges: string[], inter
   for await (const key of await bus.kv.registry.keys()) {
     const e = await bus.kv.registry.get(key).catch(() => null);
     if (!e || e.operation !== "PUT") continue;
-    let entry: { pool?: unknown; heartbeatAt?: unknown; ttlMs?: unknown; shadow?: unknown; catalog?: { tools?: unknown[] } };
+    let entry: {
+      pool?: unknown;
+      heartbeatAt?: unknown;
+      ttlMs?: unknown;
+      shadow?: unknown;
+      catalog?: { tools?: unknown[] };
+    };
     try {
       entry = e.json();
     } catch {
       continue;
     }
-    if (typeof entry.pool !== "string" || typeof entry.heartbeatAt !== "number" || typeof entry.ttlMs !== "number") continue;
+    if (
+      typeof entry.pool !== "string" ||
+      typeof entry.heartbeatAt !== "number" ||
+      typeof entry.ttlMs !== "number"
+    )
+      continue;
     if (now - entry.heartbeatAt >= entry.ttlMs) continue;
     const p = pool(entry.pool);
     if (entry.shadow === true) p.shadowWorkers++;
     else p.workers++;
-    p.tools = Math.max(p.tools, Array.isArray(entry.catalog?.tools) ? entry.catalog.tools.length : 0);
+    p.tools = Math.max(
+      p.tools,
+      Array.isArray(entry.catalog?.tools) ? entry.catalog.tools.length : 0,
+    );
   }
   const wait = intervalMs - (Date.now() - started);
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
@@ -162,23 +194,37 @@ async function collectStatus(bus: Bus, brokerUrl: string, edges: string[], inter
     for (const [p, state] of Object.entries(total(b, "mcpq_edge_circuit_state", "pool"))) {
       const ps = pool(p);
       const s = CIRCUIT[Math.round(state)] ?? "unknown";
-      if (ps.circuit === "unknown" || CIRCUIT.indexOf(s) > CIRCUIT.indexOf(ps.circuit)) ps.circuit = s;
+      if (ps.circuit === "unknown" || CIRCUIT.indexOf(s) > CIRCUIT.indexOf(ps.circuit))
+        ps.circuit = s;
     }
-    const outcomes = rates(total(a, "mcpq_edge_requests_total", "outcome"), total(b, "mcpq_edge_requests_total", "outcome"), seconds);
+    const outcomes = rates(
+      total(a, "mcpq_edge_requests_total", "outcome"),
+      total(b, "mcpq_edge_requests_total", "outcome"),
+      seconds,
+    );
     return {
       url,
       reachable: true,
       brokerConnected: (total(b, "mcpq_edge_broker_connected")[""] ?? 0) >= 1,
       requestsPerSec: Math.round(Object.values(outcomes).reduce((x, y) => x + y, 0) * 100) / 100,
       outcomesPerSec: outcomes,
-      refusalsPerSec: rates(total(a, "mcpq_edge_rejected_total", "reason"), total(b, "mcpq_edge_rejected_total", "reason"), seconds),
-      errorsPerSec: rates(total(a, "mcpq_edge_errors_total", "code"), total(b, "mcpq_edge_errors_total", "code"), seconds),
+      refusalsPerSec: rates(
+        total(a, "mcpq_edge_rejected_total", "reason"),
+        total(b, "mcpq_edge_rejected_total", "reason"),
+        seconds,
+      ),
+      errorsPerSec: rates(
+        total(a, "mcpq_edge_errors_total", "code"),
+        total(b, "mcpq_edge_errors_total", "code"),
+        seconds,
+      ),
       inFlight: total(b, "mcpq_edge_admission_in_flight")[""] ?? 0,
       openStreams: Object.values(total(b, "mcpq_edge_open_streams")).reduce((x, y) => x + y, 0),
       workersSeen: total(b, "mcpq_edge_registry_workers")[""] ?? 0,
     };
   });
-  for (const p of pools.values()) if (p.circuit === "unknown" && edgeStatus.some((e) => e.reachable)) p.circuit = "closed";
+  for (const p of pools.values())
+    if (p.circuit === "unknown" && edgeStatus.some((e) => e.reachable)) p.circuit = "closed";
   return {
     at: new Date().toISOString(),
     broker: brokerUrl,
@@ -190,7 +236,15 @@ async function collectStatus(bus: Bus, brokerUrl: string, edges: string[], inter
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
-  return rows.map((r) => "  " + r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join("  ")).join("\n");
+  return rows
+    .map(
+      (r) =>
+        "  " +
+        r
+          .map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!)))
+          .join("  "),
+    )
+    .join("\n");
 }
 
 function nonZero(m: Record<string, number> | undefined): string {
@@ -211,7 +265,16 @@ function renderStatus(s: StatusSnapshot): string {
     s.pools.length
       ? table([
           ["pool", "workers", "shadow", "tools", "queued", "running", "idle-pulls", "circuit"],
-          ...s.pools.map((p) => [p.pool, String(p.workers), String(p.shadowWorkers), String(p.tools), String(p.queued), String(p.running), String(p.waitingPulls), p.circuit]),
+          ...s.pools.map((p) => [
+            p.pool,
+            String(p.workers),
+            String(p.shadowWorkers),
+            String(p.tools),
+            String(p.queued),
+            String(p.running),
+            String(p.waitingPulls),
+            p.circuit,
+          ]),
         ])
       : "  (no pools: no worker has started)",
     "",
@@ -220,7 +283,17 @@ function renderStatus(s: StatusSnapshot): string {
     `EDGES (${s.edges.filter((e) => e.reachable).length}/${s.edges.length} reachable)`,
     s.edges.length
       ? table([
-          ["edge", "broker", "req/s", "ok/s", "tool_err/s", "error/s", "rejected/s", "in-flight", "streams"],
+          [
+            "edge",
+            "broker",
+            "req/s",
+            "ok/s",
+            "tool_err/s",
+            "error/s",
+            "rejected/s",
+            "in-flight",
+            "streams",
+          ],
           ...s.edges.map((e) =>
             e.reachable
               ? [
@@ -240,7 +313,12 @@ function renderStatus(s: StatusSnapshot): string {
       : "  (none given: --edge URL)",
   ];
   for (const e of s.edges.filter((x) => x.reachable)) {
-    lines.push("", `  ${e.url}`, `    refusals: ${nonZero(e.refusalsPerSec)}`, `    errors:   ${nonZero(e.errorsPerSec)}`);
+    lines.push(
+      "",
+      `  ${e.url}`,
+      `    refusals: ${nonZero(e.refusalsPerSec)}`,
+      `    errors:   ${nonZero(e.errorsPerSec)}`,
+    );
   }
   return lines.join("\n");
 }
@@ -263,12 +341,21 @@ export async function status(argv: string[]): Promise<void> {
   }
   const intervalS = Number(String(values.interval).replace(/s$/, ""));
   if (!Number.isFinite(intervalS) || intervalS <= 0 || intervalS > 3600) {
-    console.error(`mcpq status: --interval must be a number of seconds in (0, 3600]\n\n${STATUS_USAGE}`);
+    console.error(
+      `mcpq status: --interval must be a number of seconds in (0, 3600]\n\n${STATUS_USAGE}`,
+    );
     process.exitCode = 2;
     return;
   }
-  const fromEnv = (process.env["MCPQ_STATUS_EDGES"] ?? "").split(",").map((x) => x.trim()).filter(Boolean);
-  const edges = values.edge?.length ? values.edge : fromEnv.length ? fromEnv : ["http://127.0.0.1:8080"];
+  const fromEnv = (process.env["MCPQ_STATUS_EDGES"] ?? "")
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+  const edges = values.edge?.length
+    ? values.edge
+    : fromEnv.length
+      ? fromEnv
+      : ["http://127.0.0.1:8080"];
   for (const e of edges) {
     try {
       new URL(e);
@@ -283,7 +370,9 @@ export async function status(argv: string[]): Promise<void> {
   try {
     bus = await connectBus({ url, name: "mcpq-status", provision: false, batchWrites: false });
   } catch (err) {
-    console.error(`mcpq status: cannot reach the broker at ${url}: ${err instanceof Error ? err.message : String(err)}`);
+    console.error(
+      `mcpq status: cannot reach the broker at ${url}: ${err instanceof Error ? err.message : String(err)}`,
+    );
     process.exitCode = 4;
     return;
   }

@@ -3,7 +3,12 @@ import { parseArgs, type ParseArgsConfig } from "node:util";
 import { UsageError } from "../args.js";
 import type { CliEnv } from "../env.js";
 import type { Readable, Writable } from "node:stream";
-import { ErrorCode, NAMED_METHODS, declaredVersion, isSupportedProtocolVersion } from "@mcpq/protocol";
+import {
+  ErrorCode,
+  NAMED_METHODS,
+  declaredVersion,
+  isSupportedProtocolVersion,
+} from "@mcpq/protocol";
 
 const USAGE = `mcpq stdio — bridge a stdio MCP client to mcpq edges over Streamable HTTP
 
@@ -35,7 +40,10 @@ export interface StdioBridgeOptions {
 }
 
 /** `mcpq stdio` entry point. */
-export async function stdio(argv: string[], env: Readonly<Pick<CliEnv, "MCPQ_TOKEN">> = {}): Promise<void> {
+export async function stdio(
+  argv: string[],
+  env: Readonly<Pick<CliEnv, "MCPQ_TOKEN">> = {},
+): Promise<void> {
   const { values } = parseStrict({
     args: argv,
     options: {
@@ -57,7 +65,9 @@ export async function stdio(argv: string[], env: Readonly<Pick<CliEnv, "MCPQ_TOK
   if (urls.length === 0) throw new UsageError("--url is required", USAGE);
   for (const u of urls) {
     if (!URL.canParse(u) || !/^https?:$/.test(new URL(u).protocol))
-      throw new UsageError(`--url must be an http(s) URL such as http://127.0.0.1:8080/mcp, not ${JSON.stringify(u)}`);
+      throw new UsageError(
+        `--url must be an http(s) URL such as http://127.0.0.1:8080/mcp, not ${JSON.stringify(u)}`,
+      );
   }
   const headers: Record<string, string> = {};
   for (const h of values.header ?? []) {
@@ -68,7 +78,9 @@ export async function stdio(argv: string[], env: Readonly<Pick<CliEnv, "MCPQ_TOK
   const token = values.token ?? env.MCPQ_TOKEN;
   if (token) headers["authorization"] = `Bearer ${token}`;
   const retryTimeoutMs =
-    values["retry-timeout"] !== undefined ? positiveFlag("--retry-timeout", values["retry-timeout"]) : undefined;
+    values["retry-timeout"] !== undefined
+      ? positiveFlag("--retry-timeout", values["retry-timeout"])
+      : undefined;
   await new StdioBridge({
     urls,
     headers,
@@ -87,7 +99,10 @@ function parseStrict<T extends ParseArgsConfig>(config: T) {
 
 function positiveFlag(flag: string, value: string): number {
   const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n) || n <= 0) throw new UsageError(`${flag} must be a positive number of milliseconds, not ${JSON.stringify(value)}`);
+  if (value.trim() === "" || !Number.isFinite(n) || n <= 0)
+    throw new UsageError(
+      `${flag} must be a positive number of milliseconds, not ${JSON.stringify(value)}`,
+    );
   return n;
 }
 
@@ -153,7 +168,11 @@ export class StdioBridge {
       try {
         msg = JSON.parse(line) as Message;
       } catch {
-        this.#emit({ jsonrpc: "2.0", id: null, error: { code: ErrorCode.ParseError, message: "Parse error" } });
+        this.#emit({
+          jsonrpc: "2.0",
+          id: null,
+          error: { code: ErrorCode.ParseError, message: "Parse error" },
+        });
         continue;
       }
       this.#chain = this.#chain
@@ -225,7 +244,10 @@ export class StdioBridge {
 
   /** A `notifications/cancelled` for a stateless-era request of this bridge (it carries no `_meta`). */
   #cancelsModern(msg: Message): boolean {
-    return msg.method === "notifications/cancelled" && this.#modern.has(idKey((msg["params"] as { requestId?: unknown } | undefined)?.requestId));
+    return (
+      msg.method === "notifications/cancelled" &&
+      this.#modern.has(idKey((msg["params"] as { requestId?: unknown } | undefined)?.requestId))
+    );
   }
 
   /**
@@ -247,10 +269,17 @@ export class StdioBridge {
     if (isRequest) this.#modern.set(idKey(msg.id), ctl);
     const send = async (): Promise<{ res: Response; urlIndex: number } | null> => {
       try {
-        return await this.#fetch(() => ({ method: "POST", headers: modernHeaders(msg, this.#headers), body: raw }), undefined, ctl.signal);
+        return await this.#fetch(
+          () => ({ method: "POST", headers: modernHeaders(msg, this.#headers), body: raw }),
+          undefined,
+          ctl.signal,
+        );
       } catch (err) {
         if (ctl.signal.aborted) return null;
-        if (isRequest) this.#emit(lostError(msg.id, err instanceof EdgesUnreachable ? "no edge reachable" : String(err)));
+        if (isRequest)
+          this.#emit(
+            lostError(msg.id, err instanceof EdgesUnreachable ? "no edge reachable" : String(err)),
+          );
         else this.#log(`could not deliver ${String(msg.method)}: ${String(err)}`);
         return null;
       }
@@ -258,7 +287,10 @@ export class StdioBridge {
     if (!isRequest) {
       const sent = await send();
       if (!sent) return;
-      if (sent.res.status >= 400) this.#log(`edge refused ${String(msg.method)}: HTTP ${sent.res.status} ${await sent.res.text().catch(() => "")}`);
+      if (sent.res.status >= 400)
+        this.#log(
+          `edge refused ${String(msg.method)}: HTTP ${sent.res.status} ${await sent.res.text().catch(() => "")}`,
+        );
       else await sent.res.body?.cancel();
       return;
     }
@@ -284,7 +316,8 @@ export class StdioBridge {
             // Streams of this era are not resumable: a listen stream is reopened (it only
             // delivers what happens from now on); any other request's outcome is unknown.
             if (broken) this.#failed(urlIndex);
-            if (msg.method !== "subscriptions/listen") return this.#emit(lostError(msg.id, "the edge closed the stream before the answer"));
+            if (msg.method !== "subscriptions/listen")
+              return this.#emit(lostError(msg.id, "the edge closed the stream before the answer"));
             const again = await send();
             if (!again) return;
             ({ res, urlIndex } = again);
@@ -292,7 +325,8 @@ export class StdioBridge {
           }
           const text = (await res.text()).trim();
           if (text === "") {
-            if (res.status >= 400) this.#emit(errorFor(msg.id, ErrorCode.InternalError, `HTTP ${res.status}`));
+            if (res.status >= 400)
+              this.#emit(errorFor(msg.id, ErrorCode.InternalError, `HTTP ${res.status}`));
           } else this.#emit(res.ok ? text : withId(text, msg.id, res.status));
           return;
         }
@@ -314,7 +348,8 @@ export class StdioBridge {
       const text = (await first.text()).trim();
       if (text === "") {
         // 202/204: nothing to deliver (e.g. the request was cancelled).
-        if (first.status >= 400) this.#emit(errorFor(id, ErrorCode.InternalError, `HTTP ${first.status}`));
+        if (first.status >= 400)
+          this.#emit(errorFor(id, ErrorCode.InternalError, `HTTP ${first.status}`));
         return;
       }
       this.#emit(first.ok ? text : withId(text, id, first.status));
@@ -409,7 +444,11 @@ export class StdioBridge {
    * (last event id, server-requested retry); `onMessage` sees each message's data. Throws when
    * the connection breaks mid-stream.
    */
-  async #relay(res: Response, pos: StreamPosition, onMessage?: (data: string) => void): Promise<void> {
+  async #relay(
+    res: Response,
+    pos: StreamPosition,
+    onMessage?: (data: string) => void,
+  ): Promise<void> {
     for await (const ev of sseEvents(res.body)) {
       if (ev.id) pos.lastEventId = ev.id;
       if (ev.retry !== undefined) pos.retryMs = ev.retry;
@@ -548,7 +587,11 @@ function errorFor(id: unknown, code: number, message: string): Record<string, un
 }
 
 function lostError(id: unknown, why: string): Record<string, unknown> {
-  return errorFor(id, ErrorCode.InternalError, `Connection to mcpq lost (${why}); the request's outcome is unknown`);
+  return errorFor(
+    id,
+    ErrorCode.InternalError,
+    `Connection to mcpq lost (${why}); the request's outcome is unknown`,
+  );
 }
 
 /**
@@ -569,9 +612,14 @@ function headerValue(v: string): string {
 
 /** The Streamable HTTP request metadata headers of a stateless-era message (MCP-Protocol-Version, Mcp-Method, Mcp-Name). */
 function modernHeaders(msg: Message, base: Record<string, string>): Record<string, string> {
-  const h: Record<string, string> = { ...base, "content-type": "application/json", accept: "application/json, text/event-stream" };
+  const h: Record<string, string> = {
+    ...base,
+    "content-type": "application/json",
+    accept: "application/json, text/event-stream",
+  };
   const version = declaredVersion(msg["params"]);
-  if (version !== undefined && headerValue(version) === version) h["mcp-protocol-version"] = version;
+  if (version !== undefined && headerValue(version) === version)
+    h["mcp-protocol-version"] = version;
   if (typeof msg.method === "string") h["mcp-method"] = headerValue(msg.method);
   const field = typeof msg.method === "string" ? NAMED_METHODS[msg.method] : undefined;
   const name = field ? (msg["params"] as Record<string, unknown> | undefined)?.[field] : undefined;

@@ -1,6 +1,12 @@
 import { UsageError, explainBootError, listFlag, parseFlags } from "../args.js";
 import type { CliEnv } from "../env.js";
-import { clusterIndex, isClusterWorker, processesFlag, runPrimary, shareMetrics } from "../cluster.js";
+import {
+  clusterIndex,
+  isClusterWorker,
+  processesFlag,
+  runPrimary,
+  shareMetrics,
+} from "../cluster.js";
 import { findOverlaps, overlapWarning, readRegistry } from "../pool-overlap.js";
 
 export const USAGE = `mcpq worker — a worker serving named catalogs of tools, resources and prompts
@@ -23,7 +29,16 @@ after its running handlers finish.`;
 
 /** `mcpq worker`: the worker service in this process, with flags over MCPQ_CATALOGS/MCPQ_POOL. */
 export async function run(argv: string[], env: Readonly<CliEnv>): Promise<void> {
-  const v = parseFlags(argv, { catalog: { type: "string" }, pool: { type: "string" }, shadow: { type: "boolean" }, processes: { type: "string" } }, USAGE);
+  const v = parseFlags(
+    argv,
+    {
+      catalog: { type: "string" },
+      pool: { type: "string" },
+      shadow: { type: "boolean" },
+      processes: { type: "string" },
+    },
+    USAGE,
+  );
   if (!v) return;
   const overrides: { catalogs?: string[]; pool?: string; shadow?: boolean } = {};
   if (v.catalog !== undefined) overrides.catalogs = listFlag("--catalog", v.catalog);
@@ -48,12 +63,18 @@ export async function run(argv: string[], env: Readonly<CliEnv>): Promise<void> 
   try {
     running = await main(overrides);
   } catch (err) {
-    throw explainBootError(err, { natsUrl: env.MCPQ_NATS_URL, ports: { [config.metricsPort]: "the metrics port (MCPQ_WORKER_METRICS_PORT)" } });
+    throw explainBootError(err, {
+      natsUrl: env.MCPQ_NATS_URL,
+      ports: { [config.metricsPort]: "the metrics port (MCPQ_WORKER_METRICS_PORT)" },
+    });
   }
   if (isClusterWorker()) shareMetrics(running.registry);
   // One warning per command, not one per process.
   if (config.shadow || (clusterIndex() ?? 1) !== 1) return;
   const others = await readRegistry(running.bus).catch(() => []);
-  const warning = overlapWarning(config.pool, findOverlaps({ pool: config.pool, catalog: running.worker.catalog }, others));
+  const warning = overlapWarning(
+    config.pool,
+    findOverlaps({ pool: config.pool, catalog: running.worker.catalog }, others),
+  );
   if (warning) console.error(warning);
 }

@@ -1,7 +1,10 @@
 import { Counter, Gauge, type Registry } from "@mcpq/observability";
 
 /** Prometheus metrics of the edge response cache (`mcpq_edge_cache_*`, see docs/caching.md). */
-export function cacheMetrics(registry: Registry, collectL2: () => Promise<void> = () => Promise.resolve()) {
+export function cacheMetrics(
+  registry: Registry,
+  collectL2: () => Promise<void> = () => Promise.resolve(),
+) {
   const lookups = new Counter({
     name: "mcpq_edge_cache_lookups_total",
     help: "Response-cache lookups of cacheable requests by layer and outcome (hit, miss)",
@@ -20,7 +23,12 @@ export function cacheMetrics(registry: Registry, collectL2: () => Promise<void> 
     labelNames: ["layer", "reason"] as const,
     registers: [registry],
   });
-  const stores = new Counter({ name: "mcpq_edge_cache_stores_total", help: "Results stored per layer", labelNames: ["layer"] as const, registers: [registry] });
+  const stores = new Counter({
+    name: "mcpq_edge_cache_stores_total",
+    help: "Results stored per layer",
+    labelNames: ["layer"] as const,
+    registers: [registry],
+  });
   const coalesced = new Counter({
     name: "mcpq_edge_cache_coalesced_total",
     help: "Requests that waited for an identical in-flight request on this edge (single-flight) instead of calling a worker",

@@ -50,22 +50,41 @@ export class PolicyIndex {
     };
     for (const [pool, list] of byPool) {
       const catalogs = [...new Set(list.map((e) => JSON.stringify(e.catalog)))].sort();
-      const version = createHash("sha256").update(catalogs.join("\n")).digest("base64url").slice(0, 16);
-      const pp: PoolPolicies = { version, tools: new Map(), resources: new Map(), templates: [], prompts: new Map() };
+      const version = createHash("sha256")
+        .update(catalogs.join("\n"))
+        .digest("base64url")
+        .slice(0, 16);
+      const pp: PoolPolicies = {
+        version,
+        tools: new Map(),
+        resources: new Map(),
+        templates: [],
+        prompts: new Map(),
+      };
       const templates = new Map<string, EdgeCachePolicy>();
       // First worker (in key order) declaring an entry wins, as routing picks one catalog per name.
       for (const e of list) {
         const edge = e.catalog.cacheHints?.edge;
         if (!edge) continue;
-        for (const [name, p] of Object.entries(edge.tools ?? {})) if (!pp.tools.has(name)) pp.tools.set(name, p);
-        for (const [uri, p] of Object.entries(edge.resources ?? {})) if (!pp.resources.has(uri)) pp.resources.set(uri, p);
-        for (const [t, p] of Object.entries(edge.resourceTemplates ?? {})) if (!templates.has(t)) templates.set(t, p);
-        for (const [name, p] of Object.entries(edge.prompts ?? {})) if (!pp.prompts.has(name)) pp.prompts.set(name, p);
+        for (const [name, p] of Object.entries(edge.tools ?? {}))
+          if (!pp.tools.has(name)) pp.tools.set(name, p);
+        for (const [uri, p] of Object.entries(edge.resources ?? {}))
+          if (!pp.resources.has(uri)) pp.resources.set(uri, p);
+        for (const [t, p] of Object.entries(edge.resourceTemplates ?? {}))
+          if (!templates.has(t)) templates.set(t, p);
+        for (const [name, p] of Object.entries(edge.prompts ?? {}))
+          if (!pp.prompts.has(name)) pp.prompts.set(name, p);
       }
       const names = new Map<string, string>();
-      for (const e of list) for (const t of e.catalog.resourceTemplates) if (!names.has(t.uriTemplate)) names.set(t.uriTemplate, t.name);
+      for (const e of list)
+        for (const t of e.catalog.resourceTemplates)
+          if (!names.has(t.uriTemplate)) names.set(t.uriTemplate, t.name);
       pp.templates = [...templates]
-        .map(([uriTemplate, policy]) => ({ uriTemplate, policy, name: names.get(uriTemplate) ?? "" }))
+        .map(([uriTemplate, policy]) => ({
+          uriTemplate,
+          policy,
+          name: names.get(uriTemplate) ?? "",
+        }))
         .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
         .map(({ uriTemplate, policy }) => ({ uriTemplate, policy }));
       for (const [n, p] of pp.tools) tag(p, `t:${n}`);
@@ -75,7 +94,8 @@ export class PolicyIndex {
       pools.set(pool, pp);
     }
     const changed: string[] = [];
-    for (const [pool, pp] of this.#pools) if (pools.get(pool)?.version !== pp.version) changed.push(pool);
+    for (const [pool, pp] of this.#pools)
+      if (pools.get(pool)?.version !== pp.version) changed.push(pool);
     this.#pools = pools;
     this.#tags = tags;
     return changed;

@@ -12,10 +12,24 @@ import {
   type KV,
   type TargetKind,
 } from "@mcpq/bus";
-import { ErrorCode, MCPQ_META, McpError, isModernEra, silentLogger, toWireError, type JsonRpcRequest, type Logger } from "@mcpq/protocol";
+import {
+  ErrorCode,
+  MCPQ_META,
+  McpError,
+  isModernEra,
+  silentLogger,
+  toWireError,
+  type JsonRpcRequest,
+  type Logger,
+} from "@mcpq/protocol";
 import type { CatalogView } from "../core/catalog.js";
 import type { SessionRecord } from "../core/session-store.js";
-import type { Dispatched, ResultCache, RouteToWorker, StreamContext } from "../core/session-core.js";
+import type {
+  Dispatched,
+  ResultCache,
+  RouteToWorker,
+  StreamContext,
+} from "../core/session-core.js";
 import type { CacheMetrics } from "./cache-metrics.js";
 import { PolicyIndex, canonicalJson, type MatchedPolicy } from "./policies.js";
 
@@ -97,7 +111,14 @@ export class ResponseCache implements ResultCache {
   #epoch = 0;
   readonly #subs: { unsubscribe(): void }[] = [];
 
-  constructor(opts: { config: ResponseCacheConfig; bus: Bus; catalog: CatalogView; l2?: KV | undefined; log?: Logger; metrics?: CacheMetrics }) {
+  constructor(opts: {
+    config: ResponseCacheConfig;
+    bus: Bus;
+    catalog: CatalogView;
+    l2?: KV | undefined;
+    log?: Logger;
+    metrics?: CacheMetrics;
+  }) {
     this.#cfg = opts.config;
     this.#bus = opts.bus;
     this.#catalog = opts.catalog;
@@ -157,7 +178,10 @@ export class ResponseCache implements ResultCache {
           queue: EDGE_CACHE_QUEUE_GROUP,
           callback: (_e, m) => {
             const n = cacheInvalidateContract.decode(m.data);
-            if (n) void this.#purgeL2([...this.#index.entriesTagged(n.tags)].map((id) => `*.${digestToken(id)}.>`));
+            if (n)
+              void this.#purgeL2(
+                [...this.#index.entriesTagged(n.tags)].map((id) => `*.${digestToken(id)}.>`),
+              );
           },
         }),
       );
@@ -189,7 +213,12 @@ export class ResponseCache implements ResultCache {
    * answers a hit on the stream's sink, coalesces an identical miss in flight, or routes the
    * request to a worker (`route`), storing its answer when it is cacheable.
    */
-  async dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, route: RouteToWorker): Promise<Dispatched> {
+  async dispatch(
+    session: SessionRecord,
+    req: JsonRpcRequest,
+    stream: StreamContext,
+    route: RouteToWorker,
+  ): Promise<Dispatched> {
     const plan = this.#plan(session, req);
     if (!plan) return route();
     const hit = this.#l1Lookup(plan.key);
@@ -205,7 +234,12 @@ export class ResponseCache implements ResultCache {
         if (json !== undefined) this.#send(stream, req, json);
         else await this.#routeForWaiter(req, stream, route);
       });
-      return { accepted: Promise.resolve(), done: done.catch((err: unknown) => this.#log.error({ err }, "answering a coalesced request failed")) };
+      return {
+        accepted: Promise.resolve(),
+        done: done.catch((err: unknown) =>
+          this.#log.error({ err }, "answering a coalesced request failed"),
+        ),
+      };
     }
     if (flying || this.#flights.size >= this.#cfg.maxFlights) return route();
     const flight = this.#flight(plan.key);
@@ -254,7 +288,8 @@ export class ResponseCache implements ResultCache {
     const doomed: string[] = [];
     for (const [k, e] of l1.entries()) if (pred(e)) doomed.push(k);
     for (const k of doomed) l1.delete(k);
-    if (doomed.length > 0) this.#m?.evictions.inc({ layer: "l1", reason: "invalidated" }, doomed.length);
+    if (doomed.length > 0)
+      this.#m?.evictions.inc({ layer: "l1", reason: "invalidated" }, doomed.length);
     this.#gauges();
   }
 
@@ -301,10 +336,20 @@ export class ResponseCache implements ResultCache {
         return undefined;
     }
     if (typeof name !== "string") return undefined;
-    const poolName = kind === "tool" ? this.#catalog.toolPool(name) : kind === "prompt" ? this.#catalog.promptPool(name) : this.#catalog.resourcePool(name);
+    const poolName =
+      kind === "tool"
+        ? this.#catalog.toolPool(name)
+        : kind === "prompt"
+          ? this.#catalog.promptPool(name)
+          : this.#catalog.resourcePool(name);
     const pool = poolName === undefined ? undefined : this.#index.pool(poolName);
     if (!pool || poolName === undefined) return undefined;
-    const matched = kind === "tool" ? this.#index.tool(pool, name) : kind === "prompt" ? this.#index.prompt(pool, name) : this.#index.resource(pool, name);
+    const matched =
+      kind === "tool"
+        ? this.#index.tool(pool, name)
+        : kind === "prompt"
+          ? this.#index.prompt(pool, name)
+          : this.#index.resource(pool, name);
     if (!matched) return undefined;
     const meta = params["_meta"];
     const m = typeof meta === "object" && meta !== null ? (meta as Record<string, unknown>) : {};
@@ -317,18 +362,34 @@ export class ResponseCache implements ResultCache {
     // The era is part of the key: results differ in shape (resultType) between eras.
     const era = isModernEra(session.protocolVersion) ? "m" : "l";
     const raw = `${era}\u0000${kind}\u0000${name}\u0000${canonicalJson(args)}\u0000${scope}\u0000${poolName}@${pool.version}`;
-    const key = raw.length <= MAX_RAW_KEY ? raw : `#${createHash("sha256").update(raw).digest("base64url")}`;
-    const l2Key = () => `${poolName}.${digestToken(matched.entryId)}.${digestToken(name)}.${createHash("sha256").update(raw).digest("base64url")}`;
-    return { key, l2Key, pool: poolName, matched, uri: kind === "resource" ? name : undefined, ttlMs: Math.min(matched.policy.ttlMs, this.#cfg.maxTtlMs) };
+    const key =
+      raw.length <= MAX_RAW_KEY ? raw : `#${createHash("sha256").update(raw).digest("base64url")}`;
+    const l2Key = () =>
+      `${poolName}.${digestToken(matched.entryId)}.${digestToken(name)}.${createHash("sha256").update(raw).digest("base64url")}`;
+    return {
+      key,
+      l2Key,
+      pool: poolName,
+      matched,
+      uri: kind === "resource" ? name : undefined,
+      ttlMs: Math.min(matched.policy.ttlMs, this.#cfg.maxTtlMs),
+    };
   }
 
   /** Why a request for a cacheable entry must skip the cache, if it must. */
-  #bypass(session: SessionRecord, params: Record<string, unknown>, meta: Record<string, unknown>, matched: MatchedPolicy): string | undefined {
+  #bypass(
+    session: SessionRecord,
+    params: Record<string, unknown>,
+    meta: Record<string, unknown>,
+    matched: MatchedPolicy,
+  ): string | undefined {
     if (meta[MCPQ_META.cache] === "bypass") return "client";
     if (isReplaySession(session.id) || session.principal === REPLAY_PRINCIPAL) return "replay";
     // 2026-07-28 MRTR retries answer input requests: their result depends on the answers.
-    if (params["inputResponses"] !== undefined || params["requestState"] !== undefined) return "input";
-    if (meta["progressToken"] !== undefined && matched.policy.allowProgress !== true) return "progress";
+    if (params["inputResponses"] !== undefined || params["requestState"] !== undefined)
+      return "input";
+    if (meta["progressToken"] !== undefined && matched.policy.allowProgress !== true)
+      return "progress";
     return undefined;
   }
 
@@ -385,7 +446,8 @@ export class ResponseCache implements ResultCache {
     try {
       const v = JSON.parse(answer) as { result?: unknown; error?: unknown };
       const r = v.result;
-      if (v.error !== undefined || typeof r !== "object" || r === null || Array.isArray(r)) return undefined;
+      if (v.error !== undefined || typeof r !== "object" || r === null || Array.isArray(r))
+        return undefined;
       const rr = r as Record<string, unknown>;
       if (rr["isError"] === true) return undefined;
       if (rr["resultType"] !== undefined && rr["resultType"] !== "complete") return undefined;
@@ -411,7 +473,14 @@ export class ResponseCache implements ResultCache {
     if (!l1) return;
     const ttl = expiresAt - Date.now();
     if (ttl <= 0) return;
-    const e: Entry = { json, pool: plan.pool, entryId: plan.matched.entryId, uri: plan.uri, tags: plan.matched.policy.tags, expiresAt };
+    const e: Entry = {
+      json,
+      pool: plan.pool,
+      entryId: plan.matched.entryId,
+      uri: plan.uri,
+      tags: plan.matched.policy.tags,
+      expiresAt,
+    };
     const size = entrySize(plan.key, e);
     if (size > this.#cfg.l1MaxBytes) return;
     l1.set(plan.key, e, { ttl, size });
@@ -441,19 +510,36 @@ export class ResponseCache implements ResultCache {
   }
 
   /** A waiter whose flight ended without a cacheable result: it calls a worker itself and answers any refusal on its sink. */
-  async #routeForWaiter(req: JsonRpcRequest, stream: StreamContext, route: RouteToWorker): Promise<void> {
+  async #routeForWaiter(
+    req: JsonRpcRequest,
+    stream: StreamContext,
+    route: RouteToWorker,
+  ): Promise<void> {
     try {
       const d = await route();
       await d.accepted;
       await d.done;
     } catch (err) {
-      const wire = err instanceof McpError ? toWireError(err) : toWireError(new McpError(ErrorCode.InternalError, "Internal error"));
-      stream.sink.send({ eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", id: req.id, error: wire }) });
+      const wire =
+        err instanceof McpError
+          ? toWireError(err)
+          : toWireError(new McpError(ErrorCode.InternalError, "Internal error"));
+      stream.sink.send({
+        eventId: undefined,
+        kind: "response",
+        requestId: undefined,
+        json: JSON.stringify({ jsonrpc: "2.0", id: req.id, error: wire }),
+      });
     }
   }
 
   #send(stream: StreamContext, req: JsonRpcRequest, json: string): void {
-    stream.sink.send({ eventId: undefined, kind: "response", requestId: undefined, json: `{"jsonrpc":"2.0","id":${JSON.stringify(req.id)},"result":${json}}` });
+    stream.sink.send({
+      eventId: undefined,
+      kind: "response",
+      requestId: undefined,
+      json: `{"jsonrpc":"2.0","id":${JSON.stringify(req.id)},"result":${json}}`,
+    });
   }
 
   /** Publishes L2 gauges from the bucket's status (on scrape). */

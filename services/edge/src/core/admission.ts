@@ -148,7 +148,11 @@ export class EdgeAdmission implements Admission {
       // it would only queue it behind the backlog. Refuse before anything is queued.
       throw this.#reject(
         "event_loop_lag",
-        rejection(ErrorCode.Overloaded, "edge is lagging behind its clients", Math.max(BUSY_RETRY_MS, lagRetry)),
+        rejection(
+          ErrorCode.Overloaded,
+          "edge is lagging behind its clients",
+          Math.max(BUSY_RETRY_MS, lagRetry),
+        ),
       );
     }
     for (const gate of this.gates) {
@@ -430,7 +434,13 @@ class PoolCircuit {
     return true;
   }
 
-  record(outcome: RouteOutcome, probe: boolean, now: number, l: Readonly<AdmissionLimits>, caller: string): void {
+  record(
+    outcome: RouteOutcome,
+    probe: boolean,
+    now: number,
+    l: Readonly<AdmissionLimits>,
+    caller: string,
+  ): void {
     switch (outcome) {
       case "ok":
         this.#failedCallers.clear();
@@ -462,7 +472,6 @@ class PoolCircuit {
   }
 }
 
-
 /**
  * This edge's load on one pool: requests in flight and the rate at which they complete, measured
  * over 250 ms windows (EWMA). By Little's law the wait of a new request is about in-flight / rate.
@@ -484,7 +493,8 @@ class PoolLoad {
     const dt = now - this.#windowStart;
     if (dt >= 250) {
       const r = (this.#count * 1000) / dt;
-      this.#rate = this.#rate === 0 || now - this.#updatedAt > 2_000 ? r : 0.7 * this.#rate + 0.3 * r;
+      this.#rate =
+        this.#rate === 0 || now - this.#updatedAt > 2_000 ? r : 0.7 * this.#rate + 0.3 * r;
       this.#count = 0;
       this.#windowStart = now;
       this.#updatedAt = now;

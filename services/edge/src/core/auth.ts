@@ -1,5 +1,11 @@
 import { ANONYMOUS } from "./security.js";
-import { createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTPayload } from "jose";
+import {
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwtVerify,
+  type JWTPayload,
+} from "jose";
 
 /**
  * Who is calling, as every transport hands it to the core: the principal sessions belong to,
@@ -61,7 +67,9 @@ export interface OAuthConfig {
   /** Least time between two key-set fetches triggered by an unknown `kid` (rotation), ms. */
   jwksCooldownMs: number;
   /** RFC 7662 introspection for opaque (non-JWT) tokens; unset = opaque tokens are refused. */
-  introspection?: { url: string; clientId: string; clientSecret: string; cacheMs: number; maxCached: number } | undefined;
+  introspection?:
+    | { url: string; clientId: string; clientSecret: string; cacheMs: number; maxCached: number }
+    | undefined;
   /** Bound on one key-set fetch or introspection call (ms). */
   httpTimeoutMs: number;
 }
@@ -106,27 +114,48 @@ export class EdgeAuth {
   /** The anonymous caller from `address` when no credentials are required; undefined otherwise. */
   anonymous(address: string | undefined): Caller | undefined {
     if (this.required) return undefined;
-    return { principal: ANONYMOUS, quotaKey: `${ANONYMOUS}@${address ?? "unknown"}`, anonymous: true, scopes: [], claims: {} };
+    return {
+      principal: ANONYMOUS,
+      quotaKey: `${ANONYMOUS}@${address ?? "unknown"}`,
+      anonymous: true,
+      scopes: [],
+      claims: {},
+    };
   }
 
   /** Authenticates one request or connection. `address` is the client's address (anonymous quota key). */
-  async authenticate(authorization: string | undefined, address: string | undefined): Promise<Caller | AuthFailure> {
+  async authenticate(
+    authorization: string | undefined,
+    address: string | undefined,
+  ): Promise<Caller | AuthFailure> {
     const anon = this.anonymous(address);
     if (anon) return anon;
     if (authorization === undefined || authorization === "") {
       return { status: 401, description: "a bearer token is required" };
     }
     const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-    if (!m) return { status: 401, error: "invalid_request", description: "malformed Authorization header" };
+    if (!m)
+      return {
+        status: 401,
+        error: "invalid_request",
+        description: "malformed Authorization header",
+      };
     const token = m[1]!;
     const principal = this.#static.get(token);
-    if (principal !== undefined) return { principal, quotaKey: principal, anonymous: false, scopes: [], claims: {} };
+    if (principal !== undefined)
+      return { principal, quotaKey: principal, anonymous: false, scopes: [], claims: {} };
     if (!this.#oauth) return { status: 401, error: "invalid_token", description: "unknown token" };
-    const result = looksLikeJwt(token) ? await this.#verifyJwt(token, this.#oauth) : await this.#introspect(token, this.#oauth);
+    const result = looksLikeJwt(token)
+      ? await this.#verifyJwt(token, this.#oauth)
+      : await this.#introspect(token, this.#oauth);
     if (isAuthFailure(result)) return result;
     const missing = this.#oauth.requiredScopes.filter((s) => !result.scopes.includes(s));
     if (missing.length > 0) {
-      return { status: 403, error: "insufficient_scope", description: `the token lacks the scope ${missing.join(" ")}` };
+      return {
+        status: 403,
+        error: "insufficient_scope",
+        description: `the token lacks the scope ${missing.join(" ")}`,
+      };
     }
     return result;
   }
@@ -137,10 +166,17 @@ export class EdgeAuth {
    */
   challenge(f: AuthFailure, resourceMetadataUrl: string | undefined): string {
     const parts: string[] = [];
-    if (this.#oauth && resourceMetadataUrl) parts.push(`resource_metadata="${resourceMetadataUrl}"`);
-    const scopes = this.#oauth?.requiredScopes.length ? this.#oauth.requiredScopes : this.#oauth?.scopesSupported;
+    if (this.#oauth && resourceMetadataUrl)
+      parts.push(`resource_metadata="${resourceMetadataUrl}"`);
+    const scopes = this.#oauth?.requiredScopes.length
+      ? this.#oauth.requiredScopes
+      : this.#oauth?.scopesSupported;
     if (scopes && scopes.length > 0) parts.push(`scope="${scopes.join(" ")}"`);
-    if (f.error) parts.push(`error="${f.error}"`, `error_description="${f.description.replace(/["\\]/g, "")}"`);
+    if (f.error)
+      parts.push(
+        `error="${f.error}"`,
+        `error_description="${f.description.replace(/["\\]/g, "")}"`,
+      );
     if (!this.#oauth) parts.unshift('realm="mcpq"');
     return `Bearer ${parts.join(", ")}`;
   }
@@ -180,7 +216,11 @@ export class EdgeAuth {
   #caller(claims: Record<string, unknown>, o: OAuthConfig): Caller | AuthFailure {
     const principal = claims[o.principalClaim];
     if (typeof principal !== "string" || principal === "") {
-      return { status: 401, error: "invalid_token", description: `the token has no ${o.principalClaim} claim` };
+      return {
+        status: 401,
+        error: "invalid_token",
+        description: `the token has no ${o.principalClaim} claim`,
+      };
     }
     return { principal, quotaKey: principal, anonymous: false, scopes: scopesOf(claims), claims };
   }
@@ -203,7 +243,11 @@ export class EdgeAuth {
     return result;
   }
 
-  async #introspectNow(token: string, o: OAuthConfig, intro: NonNullable<OAuthConfig["introspection"]>): Promise<Caller | AuthFailure> {
+  async #introspectNow(
+    token: string,
+    o: OAuthConfig,
+    intro: NonNullable<OAuthConfig["introspection"]>,
+  ): Promise<Caller | AuthFailure> {
     let body: Record<string, unknown>;
     try {
       const res = await fetch(intro.url, {
@@ -216,12 +260,14 @@ export class EdgeAuth {
         body: new URLSearchParams({ token, token_type_hint: "access_token" }).toString(),
         signal: AbortSignal.timeout(o.httpTimeoutMs),
       });
-      if (!res.ok) return { status: 401, error: "invalid_token", description: "token introspection failed" };
+      if (!res.ok)
+        return { status: 401, error: "invalid_token", description: "token introspection failed" };
       body = (await res.json()) as Record<string, unknown>;
     } catch {
       return { status: 401, error: "invalid_token", description: "token introspection failed" };
     }
-    if (body["active"] !== true) return { status: 401, error: "invalid_token", description: "the token is not active" };
+    if (body["active"] !== true)
+      return { status: 401, error: "invalid_token", description: "the token is not active" };
     const now = Date.now() / 1000;
     if (typeof body["exp"] === "number" && body["exp"] + o.clockToleranceSec < now) {
       return { status: 401, error: "invalid_token", description: "the token has expired" };
@@ -230,12 +276,20 @@ export class EdgeAuth {
       return { status: 401, error: "invalid_token", description: "the token is not yet valid" };
     }
     if (body["iss"] !== undefined && body["iss"] !== o.issuer) {
-      return { status: 401, error: "invalid_token", description: "the token was issued by another issuer" };
+      return {
+        status: 401,
+        error: "invalid_token",
+        description: "the token was issued by another issuer",
+      };
     }
     const aud = body["aud"];
     const auds = Array.isArray(aud) ? aud : aud === undefined ? [] : [aud];
     if (!auds.includes(o.resource)) {
-      return { status: 401, error: "invalid_token", description: "the token is not meant for this resource" };
+      return {
+        status: 401,
+        error: "invalid_token",
+        description: "the token is not meant for this resource",
+      };
     }
     return this.#caller(body, o);
   }
@@ -268,8 +322,10 @@ function jwtFailure(err: unknown): string {
     if (err.claim === "nbf") return "the token is not yet valid";
     return `the token's ${err.claim} claim is invalid`;
   }
-  if (err instanceof joseErrors.JWKSNoMatchingKey) return "the token was signed with an unknown key";
-  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return "the token's signature is invalid";
+  if (err instanceof joseErrors.JWKSNoMatchingKey)
+    return "the token was signed with an unknown key";
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed)
+    return "the token's signature is invalid";
   return "the token is invalid";
 }
 
@@ -283,7 +339,10 @@ async function discoverJwksUrl(issuer: string, timeoutMs: number): Promise<strin
   ];
   for (const url of candidates) {
     try {
-      const res = await fetch(url, { headers: { accept: "application/json" }, signal: AbortSignal.timeout(timeoutMs) });
+      const res = await fetch(url, {
+        headers: { accept: "application/json" },
+        signal: AbortSignal.timeout(timeoutMs),
+      });
       if (!res.ok) continue;
       const meta = (await res.json()) as { jwks_uri?: unknown; issuer?: unknown };
       if (typeof meta.jwks_uri === "string") return meta.jwks_uri;

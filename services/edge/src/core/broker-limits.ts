@@ -15,7 +15,11 @@ const ENVELOPE_HEADROOM_BYTES = 16 * 1024;
  * WebSocket close 1009, a TCP error line, gRPC RESOURCE_EXHAUSTED), never accepted and failed
  * after the publish. An HTTP body (a batch) may still be up to MCPQ_MAX_BODY_BYTES.
  */
-export function withBrokerLimits(cfg: Readonly<EdgeConfig>, bus: Bus, log: Logger): Readonly<EdgeConfig> {
+export function withBrokerLimits(
+  cfg: Readonly<EdgeConfig>,
+  bus: Bus,
+  log: Logger,
+): Readonly<EdgeConfig> {
   const maxPayload = bus.nc.info?.max_payload;
   if (!maxPayload || maxPayload <= 0) return cfg;
   const brokerLimit = Math.max(1024, maxPayload - ENVELOPE_HEADROOM_BYTES);

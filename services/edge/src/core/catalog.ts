@@ -15,7 +15,6 @@ import {
   type ToolDescriptor,
 } from "@mcpq/protocol";
 
-
 export type ListKind = "tools" | "resources" | "prompts";
 
 /**
@@ -30,7 +29,12 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]]; rebuilt: 
   #resources: ResourceDescriptor[] = [];
   #templates: (ResourceTemplateDescriptor & { pool: string; hint: CacheHint })[] = [];
   /** Stateless era: each list's caching hint, from the declarations of the catalogs it is made of. */
-  #listHints: Record<CacheListKind, CacheHint> = { tools: DEFAULT_CACHE_HINT, resources: DEFAULT_CACHE_HINT, resourceTemplates: DEFAULT_CACHE_HINT, prompts: DEFAULT_CACHE_HINT };
+  #listHints: Record<CacheListKind, CacheHint> = {
+    tools: DEFAULT_CACHE_HINT,
+    resources: DEFAULT_CACHE_HINT,
+    resourceTemplates: DEFAULT_CACHE_HINT,
+    prompts: DEFAULT_CACHE_HINT,
+  };
   /** Resource URI -> the declared hint of its `resources/read`. */
   #readHints = new Map<string, CacheHint>();
   #prompts: PromptDescriptor[] = [];
@@ -78,7 +82,8 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]]; rebuilt: 
         if (e.operation === "PUT" && e.length > 0) {
           const entry = registryContract.decode(e.value);
           if (!entry) this.log.warn({ key: e.key }, "bad registry entry ignored");
-          else if (Date.now() - entry.heartbeatAt < entry.ttlMs && entry.shadow !== true) this.#entries.set(e.key, entry);
+          else if (Date.now() - entry.heartbeatAt < entry.ttlMs && entry.shadow !== true)
+            this.#entries.set(e.key, entry);
         } else {
           this.#entries.delete(e.key);
         }
@@ -88,7 +93,11 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]]; rebuilt: 
     })().catch((err: unknown) => this.log.error({ err }, "registry watch ended"));
     // The watcher replays current values first; wait until it has caught up.
     const until = Date.now() + 2_000;
-    while (initial && Date.now() < until && (await this.bus.kv.registry.status()).values > this.#entries.size) {
+    while (
+      initial &&
+      Date.now() < until &&
+      (await this.bus.kv.registry.status()).values > this.#entries.size
+    ) {
       await new Promise((r) => setTimeout(r, 10));
     }
     initial = false;
@@ -124,7 +133,11 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]]; rebuilt: 
 
   /** The declared hint of `resources/read` of `uri` (its resource, else the matching template). */
   readHint(uri: string): CacheHint {
-    return this.#readHints.get(uri) ?? this.#templates.find((t) => matchUriTemplate(t.uriTemplate, uri))?.hint ?? DEFAULT_CACHE_HINT;
+    return (
+      this.#readHints.get(uri) ??
+      this.#templates.find((t) => matchUriTemplate(t.uriTemplate, uri))?.hint ??
+      DEFAULT_CACHE_HINT
+    );
   }
   prompts(): readonly PromptDescriptor[] {
     return this.#prompts;
@@ -143,7 +156,10 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]]; rebuilt: 
   }
   /** Pool serving `uri`: an exact resource first, then the first matching template. */
   resourcePool(uri: string): string | undefined {
-    return this.#resourcePool.get(uri) ?? this.#templates.find((t) => matchUriTemplate(t.uriTemplate, uri))?.pool;
+    return (
+      this.#resourcePool.get(uri) ??
+      this.#templates.find((t) => matchUriTemplate(t.uriTemplate, uri))?.pool
+    );
   }
   templatePool(uriTemplate: string): string | undefined {
     return this.#templates.find((t) => t.uriTemplate === uriTemplate)?.pool;
@@ -167,15 +183,27 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]]; rebuilt: 
   }
 
   #rebuild(): void {
-    const before = { tools: new Set(this.#toolPool.keys()), prompts: new Set(this.#promptPool.keys()), resources: new Set(this.#resourcePool.keys()) };
+    const before = {
+      tools: new Set(this.#toolPool.keys()),
+      prompts: new Set(this.#promptPool.keys()),
+      resources: new Set(this.#resourcePool.keys()),
+    };
     const tools = new Map<string, ToolDescriptor>();
     const toolPool = new Map<string, string>();
     const resources = new Map<string, ResourceDescriptor>();
     const resourcePool = new Map<string, string>();
-    const templates = new Map<string, ResourceTemplateDescriptor & { pool: string; hint: CacheHint }>();
+    const templates = new Map<
+      string,
+      ResourceTemplateDescriptor & { pool: string; hint: CacheHint }
+    >();
     const readHints = new Map<string, CacheHint>();
     /** Per list kind, the keys each contributing catalog won (hints come from the catalog that serves the entry). */
-    const sources: Record<CacheListKind, Map<RegistryEntry, string[]>> = { tools: new Map(), resources: new Map(), resourceTemplates: new Map(), prompts: new Map() };
+    const sources: Record<CacheListKind, Map<RegistryEntry, string[]>> = {
+      tools: new Map(),
+      resources: new Map(),
+      resourceTemplates: new Map(),
+      prompts: new Map(),
+    };
     const won = (kind: CacheListKind, e: RegistryEntry, key: string) => {
       const keys = sources[kind].get(e);
       if (keys) keys.push(key);
@@ -202,7 +230,11 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]]; rebuilt: 
       }
       for (const t of e.catalog.resourceTemplates) {
         if (!templates.has(t.uriTemplate)) {
-          templates.set(t.uriTemplate, { ...t, pool: e.pool, hint: cacheHintOf(e.catalog.cacheHints, "resourceTemplates", t.uriTemplate) });
+          templates.set(t.uriTemplate, {
+            ...t,
+            pool: e.pool,
+            hint: cacheHintOf(e.catalog.cacheHints, "resourceTemplates", t.uriTemplate),
+          });
           won("resourceTemplates", e, t.uriTemplate);
         }
       }
@@ -217,17 +249,28 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]]; rebuilt: 
     const now = Date.now();
     for (const n of before.tools) if (!toolPool.has(n)) this.#gone.set(`tool:${n}`, now);
     for (const n of before.prompts) if (!promptPool.has(n)) this.#gone.set(`prompt:${n}`, now);
-    for (const n of before.resources) if (!resourcePool.has(n)) this.#gone.set(`resource:${n}`, now);
+    for (const n of before.resources)
+      if (!resourcePool.has(n)) this.#gone.set(`resource:${n}`, now);
     for (const n of toolPool.keys()) this.#gone.delete(`tool:${n}`);
     for (const n of promptPool.keys()) this.#gone.delete(`prompt:${n}`);
     for (const n of resourcePool.keys()) this.#gone.delete(`resource:${n}`);
-    const byName = <T extends { name: string }>(a: T, b: T) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    const byName = <T extends { name: string }>(a: T, b: T) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
     this.#tools = [...tools.values()].sort(byName);
     this.#resources = [...resources.values()].sort(byName);
     this.#templates = [...templates.values()].sort(byName);
     this.#prompts = [...prompts.values()].sort(byName);
-    const hints = (kind: CacheListKind) => listCacheHint(kind, [...sources[kind]].map(([entry, keys]) => ({ hints: entry.catalog.cacheHints, keys })));
-    this.#listHints = { tools: hints("tools"), resources: hints("resources"), resourceTemplates: hints("resourceTemplates"), prompts: hints("prompts") };
+    const hints = (kind: CacheListKind) =>
+      listCacheHint(
+        kind,
+        [...sources[kind]].map(([entry, keys]) => ({ hints: entry.catalog.cacheHints, keys })),
+      );
+    this.#listHints = {
+      tools: hints("tools"),
+      resources: hints("resources"),
+      resourceTemplates: hints("resourceTemplates"),
+      prompts: hints("prompts"),
+    };
     this.#readHints = readHints;
     this.#toolPool = toolPool;
     this.#toolByName = tools;

@@ -61,7 +61,8 @@ export abstract class Channel {
       return;
     }
     if (this.modern(msg)) return this.#modern(principal, msg, text);
-    if (msg.kind === "request" && msg.message.method === "initialize") return this.initialize(principal, msg.message);
+    if (msg.kind === "request" && msg.message.method === "initialize")
+      return this.initialize(principal, msg.message);
     const session = await this.session(principal, msg);
     if (!session) return;
     switch (msg.kind) {
@@ -83,7 +84,10 @@ export abstract class Channel {
         // Input for a request comes back in the retry's `inputResponses` (MRTR), never as a response.
         return this.refuse(
           msg.message.id,
-          new McpError(ErrorCode.InvalidRequest, "Invalid Request: clients send no responses in protocol 2026-07-28"),
+          new McpError(
+            ErrorCode.InvalidRequest,
+            "Invalid Request: clients send no responses in protocol 2026-07-28",
+          ),
           400,
         );
       case "notification":
@@ -110,7 +114,10 @@ export abstract class Channel {
     if (msg.kind === "response") return false;
     const declared = declaredVersion(msg.message.params);
     if (declared !== undefined) return !isSupportedProtocolVersion(declared);
-    return msg.kind === "request" && (msg.message.method === "server/discover" || msg.message.method === "subscriptions/listen");
+    return (
+      msg.kind === "request" &&
+      (msg.message.method === "server/discover" || msg.message.method === "subscriptions/listen")
+    );
   }
   /** Validates a stateless-era request's `_meta` (and, on HTTP, its metadata headers). */
   protected modernMeta(req: JsonRpcRequest): ModernMeta {
@@ -119,7 +126,12 @@ export abstract class Channel {
   /** A stateless-era notification (on HTTP there is none the server acts on: a closed stream is the cancel). */
   protected modernNotification(_principal: string, _n: JsonRpcNotification): Promise<void> | void {}
   /** A stateless-era request with its validated `_meta`: dispatch it on a synthetic session. */
-  protected abstract modernRequest(principal: string, meta: ModernMeta, req: JsonRpcRequest, raw: string): Promise<void>;
+  protected abstract modernRequest(
+    principal: string,
+    meta: ModernMeta,
+    req: JsonRpcRequest,
+    raw: string,
+  ): Promise<void>;
 
   /** A single message over the transport's message limit: answered here (true) before anything runs. */
   protected oversize(_text: string): boolean {
@@ -141,11 +153,18 @@ export abstract class Channel {
   /** `initialize`: opens a session and answers it. */
   protected abstract initialize(principal: string, req: JsonRpcRequest): Promise<void>;
   /** The session a message belongs to; null once the channel has answered why there is none. */
-  protected abstract session(principal: string, msg: ClassifiedMessage): Promise<SessionRecord | null>;
+  protected abstract session(
+    principal: string,
+    msg: ClassifiedMessage,
+  ): Promise<SessionRecord | null>;
   /** A notification or a client response was taken (HTTP answers 202). */
   protected accepted(): void {}
   /** A request: dispatch it on the channel's stream and see it answered. */
-  protected abstract request(session: SessionRecord, req: JsonRpcRequest, raw: string): Promise<void>;
+  protected abstract request(
+    session: SessionRecord,
+    req: JsonRpcRequest,
+    raw: string,
+  ): Promise<void>;
   /**
    * Answers a message the pipeline refused (or that failed before dispatch) with `err`;
    * `status` is the HTTP status where the transport has one (else it follows from the code).

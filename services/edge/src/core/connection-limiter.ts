@@ -47,8 +47,14 @@ export class ConnectionLimiter {
    * is at its limit and the caller must refuse the connection.
    */
   tryAcquire(kind: ConnectionKind, client?: string): (() => void) | null {
-    const mine = client === undefined || this.maxPerClient === 0 ? undefined : (this.#byClient.get(client) ?? 0);
-    if ((this.max > 0 && this.#open >= this.max) || (mine !== undefined && mine >= this.maxPerClient)) {
+    const mine =
+      client === undefined || this.maxPerClient === 0
+        ? undefined
+        : (this.#byClient.get(client) ?? 0);
+    if (
+      (this.max > 0 && this.#open >= this.max) ||
+      (mine !== undefined && mine >= this.maxPerClient)
+    ) {
       this.metrics?.refused(kind);
       return null;
     }

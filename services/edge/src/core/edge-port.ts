@@ -9,7 +9,10 @@ import type { Caller } from "./auth.js";
 
 /** Gauges and counters labelled by transport that transports move themselves. */
 interface TransportMetrics {
-  openStreams: { inc(labels: { transport: string }): void; dec(labels: { transport: string }): void };
+  openStreams: {
+    inc(labels: { transport: string }): void;
+    dec(labels: { transport: string }): void;
+  };
   slowConsumers: { inc(labels: { transport: string }): void };
 }
 
@@ -40,7 +43,15 @@ export interface EdgePort {
    * anonymous quota key); `resumable` (default true) offers `$/mcpq/resume` and event markers
    * (not on legacy SSE).
    */
-  socket(port: SocketPort, opts: { transport: ConnectionKind; caller: Caller | null; address?: string | undefined; resumable?: boolean }): SocketChannel;
+  socket(
+    port: SocketPort,
+    opts: {
+      transport: ConnectionKind;
+      caller: Caller | null;
+      address?: string | undefined;
+      resumable?: boolean;
+    },
+  ): SocketChannel;
   /** One Streamable HTTP POST through its channel; settles once answered (the SSE stream ended). */
   post(x: HttpExchange, body: string): Promise<void>;
   /** One Streamable HTTP GET (standalone or resumed stream); settles when the stream closed. */
@@ -80,7 +91,12 @@ export function edgePort(o: EdgePortOptions): EdgePort {
         // notifications: only the handshake clock. WebSocket pongs count as activity (websocket.ts).
         ...(transport === "sse"
           ? {}
-          : { timeouts: { handshakeMs: o.sockets.socketHandshakeTimeoutMs, idleMs: transport === "grpc" ? 0 : o.sockets.socketIdleTimeoutMs } }),
+          : {
+              timeouts: {
+                handshakeMs: o.sockets.socketHandshakeTimeoutMs,
+                idleMs: transport === "grpc" ? 0 : o.sockets.socketIdleTimeoutMs,
+              },
+            }),
         onSlowConsumer: () => o.metrics.slowConsumers.inc({ transport }),
         account: o.buffers.open(),
       });

@@ -92,7 +92,11 @@ async function sessionOf(deps: ChannelDeps, x: HttpExchange): Promise<SessionRec
   const header = x.header("mcp-protocol-version");
   const version = header === undefined ? DEFAULT_HTTP_PROTOCOL_VERSION : header;
   if (typeof version !== "string" || !isSupportedProtocolVersion(version)) {
-    return refusal(400, ErrorCode.InvalidRequest, `Bad Request: unsupported MCP-Protocol-Version ${String(version)}`);
+    return refusal(
+      400,
+      ErrorCode.InvalidRequest,
+      `Bad Request: unsupported MCP-Protocol-Version ${String(version)}`,
+    );
   }
   const session = await deps.core.sessions.get(id, x.principal);
   return session ?? refusal(404, -32001, "Session not found");
@@ -107,7 +111,12 @@ function refuseWith(x: HttpExchange, r: HttpRefusal): void {
  * 405, there are no GET streams or sessions to end in that era (subscriptions/listen replaces the GET).
  */
 function statelessOnlyPost(method: string): HttpRefusal {
-  return refusal(405, ErrorCode.MethodNotFound, `Method Not Allowed: protocol 2026-07-28 has no HTTP ${method}; POST requests (subscriptions/listen replaces the GET stream)`, { allow: "POST" });
+  return refusal(
+    405,
+    ErrorCode.MethodNotFound,
+    `Method Not Allowed: protocol 2026-07-28 has no HTTP ${method}; POST requests (subscriptions/listen replaces the GET stream)`,
+    { allow: "POST" },
+  );
 }
 
 /** Longest header or body value quoted back in a -32020 message. */
@@ -120,17 +129,27 @@ const quote = (v: string) => (v.length > QUOTE_MAX ? `${v.slice(0, QUOTE_MAX)}..
  * `Mcp-Name` (`=?base64?…?=` decoded) the body's `params.name` / `params.uri` of tools/call,
  * prompts/get and resources/read. Anything missing or different is -32020 (HTTP 400).
  */
-function checkedMeta(x: HttpExchange, req: JsonRpcRequest, inputSchemaOf: (tool: string) => unknown): ModernMeta {
+function checkedMeta(
+  x: HttpExchange,
+  req: JsonRpcRequest,
+  inputSchemaOf: (tool: string) => unknown,
+): ModernMeta {
   const version = x.header("mcp-protocol-version");
   const meta = modernMeta(req.params, (declared) => {
-    if (typeof version !== "string") throw headerMismatch("MCP-Protocol-Version header is required");
+    if (typeof version !== "string")
+      throw headerMismatch("MCP-Protocol-Version header is required");
     if (version !== declared) {
-      throw headerMismatch(`MCP-Protocol-Version header value '${quote(version)}' does not match body value '${quote(declared)}'`);
+      throw headerMismatch(
+        `MCP-Protocol-Version header value '${quote(version)}' does not match body value '${quote(declared)}'`,
+      );
     }
   });
   const method = x.header("mcp-method");
   if (typeof method !== "string") throw headerMismatch("Mcp-Method header is required");
-  if (method !== req.method) throw headerMismatch(`Mcp-Method header value '${quote(method)}' does not match body value '${quote(req.method)}'`);
+  if (method !== req.method)
+    throw headerMismatch(
+      `Mcp-Method header value '${quote(method)}' does not match body value '${quote(req.method)}'`,
+    );
   const field = NAMED_METHODS[req.method];
   const body = field ? req.params?.[field] : undefined;
   if (typeof body === "string") {
@@ -138,9 +157,13 @@ function checkedMeta(x: HttpExchange, req: JsonRpcRequest, inputSchemaOf: (tool:
     if (typeof raw !== "string") throw headerMismatch("Mcp-Name header is required");
     const name = decodeHeaderValue(raw.trim());
     if (name === null) throw headerMismatch("Mcp-Name header value is not valid =?base64?…?= text");
-    if (name !== body) throw headerMismatch(`Mcp-Name header value '${quote(name)}' does not match body value '${quote(body)}'`);
+    if (name !== body)
+      throw headerMismatch(
+        `Mcp-Name header value '${quote(name)}' does not match body value '${quote(body)}'`,
+      );
   }
-  if (req.method === "tools/call" && typeof body === "string") checkParamHeaders(x, req, inputSchemaOf(body));
+  if (req.method === "tools/call" && typeof body === "string")
+    checkParamHeaders(x, req, inputSchemaOf(body));
   return meta;
 }
 
@@ -153,14 +176,22 @@ function checkParamHeaders(x: HttpExchange, req: JsonRpcRequest, inputSchema: un
   const args = req.params?.["arguments"];
   for (const p of headerParams(inputSchema)) {
     let value: unknown = args;
-    for (const k of p.path) value = typeof value === "object" && value !== null ? (value as Record<string, unknown>)[k] : undefined;
+    for (const k of p.path)
+      value =
+        typeof value === "object" && value !== null
+          ? (value as Record<string, unknown>)[k]
+          : undefined;
     if (value === undefined || value === null) continue;
     const name = `Mcp-Param-${p.header}`;
     const raw = x.header(name.toLowerCase());
-    if (typeof raw !== "string") throw headerMismatch(`${name} header is required (arguments.${p.path.join(".")} is set)`);
+    if (typeof raw !== "string")
+      throw headerMismatch(`${name} header is required (arguments.${p.path.join(".")} is set)`);
     const text = decodeHeaderValue(raw.trim());
     if (text === null) throw headerMismatch(`${name} header value is not valid =?base64?…?= text`);
-    if (!headerMatchesValue(text, value)) throw headerMismatch(`${name} header value '${quote(text)}' does not match body value '${quote(String(value))}'`);
+    if (!headerMatchesValue(text, value))
+      throw headerMismatch(
+        `${name} header value '${quote(text)}' does not match body value '${quote(String(value))}'`,
+      );
   }
 }
 
@@ -177,7 +208,10 @@ function isModernExchange(x: Pick<HttpExchange, "header">, msg?: ClassifiedMessa
   if (!msg || msg.kind === "response") return false;
   const declared = declaredVersion(msg.message.params);
   if (declared !== undefined) return !isSupportedProtocolVersion(declared);
-  return msg.kind === "request" && (msg.message.method === "server/discover" || msg.message.method === "subscriptions/listen");
+  return (
+    msg.kind === "request" &&
+    (msg.message.method === "server/discover" || msg.message.method === "subscriptions/listen")
+  );
 }
 
 /**
@@ -221,13 +255,23 @@ export class HttpPostChannel extends Channel {
   /** 413 for one message the broker could not carry (refused at the door, not after a failed publish). */
   protected override oversize(text: string): boolean {
     if (!overMessageLimit(text, this.x.maxMessageBytes)) return false;
-    refuseWith(this.x, refusal(413, ErrorCode.InvalidRequest, "Payload Too Large", {}, { maxBytes: this.x.maxMessageBytes }));
+    refuseWith(
+      this.x,
+      refusal(
+        413,
+        ErrorCode.InvalidRequest,
+        "Payload Too Large",
+        {},
+        { maxBytes: this.x.maxMessageBytes },
+      ),
+    );
     return true;
   }
 
   protected refuse(id: RequestId | null, err: unknown, status?: number): void {
     const wire = toWireError(err);
-    if (!(err instanceof McpError)) this.deps.log.error({ err }, "unexpected error before dispatch");
+    if (!(err instanceof McpError))
+      this.deps.log.error({ err }, "unexpected error before dispatch");
     const mapped = err instanceof McpError ? statusFor(err) : { status: 500, headers: {} };
     this.onError(err, this.#method);
     const { json } = errorMessage(id, err);
@@ -250,11 +294,23 @@ export class HttpPostChannel extends Channel {
     return checkedMeta(this.x, req, (tool) => this.deps.core.toolInputSchema(tool));
   }
 
-  protected async modernRequest(principal: string, meta: ModernMeta, req: JsonRpcRequest, raw: string): Promise<void> {
+  protected async modernRequest(
+    principal: string,
+    meta: ModernMeta,
+    req: JsonRpcRequest,
+    raw: string,
+  ): Promise<void> {
     const { core, router } = this.deps;
     if (req.method === "subscriptions/listen" && !this.x.accepts.sse) {
       // Its notifications can only go out on an SSE stream.
-      return this.refuse(req.id, new McpError(ErrorCode.InvalidRequest, "Not Acceptable: subscriptions/listen needs Accept: text/event-stream"), 406);
+      return this.refuse(
+        req.id,
+        new McpError(
+          ErrorCode.InvalidRequest,
+          "Not Acceptable: subscriptions/listen needs Accept: text/event-stream",
+        ),
+        406,
+      );
     }
     const streamId = nextStreamId();
     const session = core.modernSession(principal, meta, streamId);
@@ -268,7 +324,13 @@ export class HttpPostChannel extends Channel {
       if (!sink.answered) core.cancel(session, req.id, "the client closed the request's stream");
     });
     try {
-      const d = await core.dispatch(session, req, { id: streamId, raw, sink, outboundSession: core.modernOutbound, ...this.#who() });
+      const d = await core.dispatch(session, req, {
+        id: streamId,
+        raw,
+        sink,
+        outboundSession: core.modernOutbound,
+        ...this.#who(),
+      });
       await d.accepted.catch((err: unknown) => this.refuse(req.id, err));
       await d.done;
     } catch (err) {
@@ -289,7 +351,10 @@ export class HttpPostChannel extends Channel {
     }
   }
 
-  protected async session(_principal: string, msg: ClassifiedMessage): Promise<SessionRecord | null> {
+  protected async session(
+    _principal: string,
+    msg: ClassifiedMessage,
+  ): Promise<SessionRecord | null> {
     let s: SessionRecord | HttpRefusal;
     try {
       s = await sessionOf(this.deps, this.x);
@@ -316,7 +381,12 @@ export class HttpPostChannel extends Channel {
       const body = new ResponseBody();
       const release = this.deps.router.attach(session.id, streamId, body);
       try {
-        const d = await this.deps.core.dispatch(session, req, { id: streamId, raw, sink: body, ...this.#who() });
+        const d = await this.deps.core.dispatch(session, req, {
+          id: streamId,
+          raw,
+          sink: body,
+          ...this.#who(),
+        });
         await d.accepted; // a broker refusal is a 503/429, not a 200 with an error inside
         await d.done;
       } catch (err) {
@@ -338,7 +408,10 @@ export class HttpPostChannel extends Channel {
       release();
       return this.refuse(req.id, err);
     }
-    sse.open({ [SESSION_HEADER]: session.id }, supportsPriming(session.protocolVersion) ? primingEventId(streamId) : undefined);
+    sse.open(
+      { [SESSION_HEADER]: session.id },
+      supportsPriming(session.protocolVersion) ? primingEventId(streamId) : undefined,
+    );
     // The response ends the stream when it comes; a request that ends unanswered (cancelled, or
     // an answer only parked for a resume) ends it here.
     await d.done;
@@ -347,12 +420,22 @@ export class HttpPostChannel extends Channel {
   }
 
   protected async batch(items: unknown[]): Promise<void> {
-    if (items.length === 0) return this.refuse(null, new McpError(ErrorCode.InvalidRequest, "Invalid Request: empty batch"));
+    if (items.length === 0)
+      return this.refuse(
+        null,
+        new McpError(ErrorCode.InvalidRequest, "Invalid Request: empty batch"),
+      );
     const s = await sessionOf(this.deps, this.x);
     if ("status" in s) return refuseWith(this.x, s);
     const session = s;
     if (!allowsBatching(session.protocolVersion)) {
-      return this.refuse(null, new McpError(ErrorCode.InvalidRequest, `Invalid Request: JSON-RPC batches are not supported in protocol version ${session.protocolVersion}`));
+      return this.refuse(
+        null,
+        new McpError(
+          ErrorCode.InvalidRequest,
+          `Invalid Request: JSON-RPC batches are not supported in protocol version ${session.protocolVersion}`,
+        ),
+      );
     }
     const streamId = nextStreamId();
     const sse = this.x.accepts.sse ? this.x.stream() : undefined;
@@ -369,7 +452,10 @@ export class HttpPostChannel extends Channel {
       let m: ClassifiedMessage;
       try {
         if (overMessageLimit(JSON.stringify(item), this.x.maxMessageBytes)) {
-          throw new McpError(ErrorCode.InvalidRequest, `Invalid Request: message larger than ${this.x.maxMessageBytes} bytes`);
+          throw new McpError(
+            ErrorCode.InvalidRequest,
+            `Invalid Request: message larger than ${this.x.maxMessageBytes} bytes`,
+          );
         }
         m = classifyMessage(item);
       } catch (err) {
@@ -381,7 +467,10 @@ export class HttpPostChannel extends Channel {
       else if (m.kind === "response") this.deps.core.clientResponse(session, m.message);
       else if (m.message.method === "initialize") {
         order.push(m.message.id);
-        answerNow(m.message.id, new McpError(ErrorCode.InvalidRequest, "initialize must not be part of a batch"));
+        answerNow(
+          m.message.id,
+          new McpError(ErrorCode.InvalidRequest, "initialize must not be part of a batch"),
+        );
       } else {
         const id = m.message.id;
         order.push(id);
@@ -468,7 +557,13 @@ class ModernAnswerSink implements StreamSink {
   refuse(status: number, headers: Record<string, string>, json: string): void {
     if (this.#answered) return;
     this.#answered = true;
-    if (this.#stream) return this.#stream.finish({ eventId: undefined, kind: "response", requestId: undefined, json });
+    if (this.#stream)
+      return this.#stream.finish({
+        eventId: undefined,
+        kind: "response",
+        requestId: undefined,
+        json,
+      });
     this.x.answer(status, headers, json);
   }
 
@@ -489,14 +584,19 @@ export async function httpGet(deps: ChannelDeps, x: HttpExchange): Promise<void>
   const lastEventId = x.header("last-event-id");
   const resumeFrom = typeof lastEventId === "string" ? parseEventId(lastEventId) : null;
   if (typeof lastEventId === "string" && !resumeFrom) {
-    return refuseWith(x, refusal(400, ErrorCode.InvalidRequest, "Bad Request: malformed Last-Event-ID"));
+    return refuseWith(
+      x,
+      refusal(400, ErrorCode.InvalidRequest, "Bad Request: malformed Last-Event-ID"),
+    );
   }
   const sse = x.stream();
   const stream = resumeFrom?.stream ?? STANDALONE_STREAM;
   let priming: string | undefined;
   if (!resumeFrom && supportsPriming(session.protocolVersion)) {
     // Prime with the newest retained event so a later resume replays only what follows it.
-    priming = (await deps.router.lastEventId(session.id, STANDALONE_STREAM)) ?? primingEventId(STANDALONE_STREAM);
+    priming =
+      (await deps.router.lastEventId(session.id, STANDALONE_STREAM)) ??
+      primingEventId(STANDALONE_STREAM);
   }
   sse.open({ [SESSION_HEADER]: session.id }, priming);
   // A resumed request stream ends with its response; the standalone stream stays open.

@@ -7,8 +7,22 @@ export interface HttpRefusal {
   body: { jsonrpc: "2.0"; id: null; error: JsonRpcErrorObject };
 }
 
-export function refusal(status: number, code: number, message: string, headers: Record<string, string> = {}, data?: unknown): HttpRefusal {
-  return { status, headers, body: { jsonrpc: "2.0", id: null, error: data === undefined ? { code, message } : { code, message, data } } };
+export function refusal(
+  status: number,
+  code: number,
+  message: string,
+  headers: Record<string, string> = {},
+  data?: unknown,
+): HttpRefusal {
+  return {
+    status,
+    headers,
+    body: {
+      jsonrpc: "2.0",
+      id: null,
+      error: data === undefined ? { code, message } : { code, message, data },
+    },
+  };
 }
 
 /**
@@ -33,7 +47,10 @@ export function modernStatus(code: number, fallback: number): number {
 /** HTTP status for an error thrown before a request was accepted (legacy mapping; see `modernStatus`). */
 export function statusFor(err: McpError): { status: number; headers: Record<string, string> } {
   const retryAfterMs = (err.data as { retryAfterMs?: number } | undefined)?.retryAfterMs;
-  const retry: Record<string, string> = retryAfterMs !== undefined ? { "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) } : {};
+  const retry: Record<string, string> =
+    retryAfterMs !== undefined
+      ? { "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))) }
+      : {};
   switch (err.code) {
     case ErrorCode.RateLimited:
       return { status: 429, headers: retry };

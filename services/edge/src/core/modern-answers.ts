@@ -18,7 +18,8 @@ export interface AnswerShape {
  * are dropped: stateless-era streams are not resumable, so SSE carries no `id:`.
  */
 export function shapeModernAnswer(msg: OutboundMessage, shape: AnswerShape): OutboundMessage {
-  if (msg.kind !== "response") return msg.eventId === undefined ? msg : { ...msg, eventId: undefined };
+  if (msg.kind !== "response")
+    return msg.eventId === undefined ? msg : { ...msg, eventId: undefined };
   let v: { result?: unknown; error?: { code?: unknown } };
   try {
     v = JSON.parse(msg.json) as typeof v;
@@ -32,8 +33,12 @@ export function shapeModernAnswer(msg: OutboundMessage, shape: AnswerShape): Out
       r["ttlMs"] = shape.readHint.ttlMs;
       r["cacheScope"] = shape.readHint.cacheScope;
     }
-    const meta = typeof r["_meta"] === "object" && r["_meta"] !== null ? (r["_meta"] as Record<string, unknown>) : {};
-    if (meta[META.serverInfo] === undefined) r["_meta"] = { ...meta, [META.serverInfo]: shape.serverInfo };
+    const meta =
+      typeof r["_meta"] === "object" && r["_meta"] !== null
+        ? (r["_meta"] as Record<string, unknown>)
+        : {};
+    if (meta[META.serverInfo] === undefined)
+      r["_meta"] = { ...meta, [META.serverInfo]: shape.serverInfo };
   } else if (v.error && v.error.code === ErrorCode.ResourceNotFound) {
     v.error.code = ErrorCode.InvalidParams;
   }

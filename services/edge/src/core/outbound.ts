@@ -48,7 +48,6 @@ export interface StreamSink {
   ready?(): Promise<void>;
 }
 
-
 interface SessionSub {
   /** Set right after the entry is created (its callback routes into the entry). */
   sub: Subscription | undefined;
@@ -146,7 +145,13 @@ export class OutboundRouter {
   #hold(session: string, stream?: string, sink?: StreamSink): () => void {
     let s = this.#sessions.get(session);
     if (!s) {
-      const entry: SessionSub = { sub: undefined, refs: 0, sinks: new Map(), sinkRefs: new Map(), linger: undefined };
+      const entry: SessionSub = {
+        sub: undefined,
+        refs: 0,
+        sinks: new Map(),
+        sinkRefs: new Map(),
+        linger: undefined,
+      };
       entry.sub = this.#bus.nc.subscribe(subjects.sessionOutbound(session), {
         callback: (err, m) => {
           if (err) this.#log.warn({ err }, "outbound subscription error");
@@ -174,7 +179,8 @@ export class OutboundRouter {
         // The sink stays while another attachment (e.g. another request of the same batch) holds it.
         const held = entry.sinkRefs.get(stream);
         if (held?.sink === sink && --held.n === 0) entry.sinkRefs.delete(stream);
-        if (!entry.sinkRefs.has(stream) && entry.sinks.get(stream) === sink) entry.sinks.delete(stream);
+        if (!entry.sinkRefs.has(stream) && entry.sinks.get(stream) === sink)
+          entry.sinks.delete(stream);
       }
       if (--entry.refs === 0) {
         entry.linger = setTimeout(() => {
@@ -192,7 +198,8 @@ export class OutboundRouter {
   broadcastLocal(stream: string, json: string): void {
     for (const s of this.#sessions.values()) {
       const sink = s.sinks.get(stream);
-      if (sink && !sink.closed) sink.send({ eventId: undefined, kind: "notification", requestId: undefined, json });
+      if (sink && !sink.closed)
+        sink.send({ eventId: undefined, kind: "notification", requestId: undefined, json });
     }
   }
 
@@ -294,7 +301,8 @@ export class OutboundRouter {
       if (m.headers?.get(H.control) === ANSWERED_CONTROL) return this.#claimed(s, msg.requestId);
       const control = decodeControl(m.headers);
       const sink = s.sinks.get(stream);
-      if (control?.action === "reconnect" && sink && !sink.closed) sink.reconnect?.(control.retryMs);
+      if (control?.action === "reconnect" && sink && !sink.closed)
+        sink.reconnect?.(control.retryMs);
       return;
     }
     if (msg.kind === "response" && msg.requestId) {
@@ -317,7 +325,8 @@ export class OutboundRouter {
    * edge's own claims are decided by their publish ack, not by seeing them come back.)
    */
   #claimed(s: SessionSub, requestId: string | undefined): void {
-    if (!requestId || s.claiming?.has(requestId) || s.answered?.get(requestId) !== undefined) return;
+    if (!requestId || s.claiming?.has(requestId) || s.answered?.get(requestId) !== undefined)
+      return;
     (s.answered ??= new AnsweredIds(this.#maxAnswered)).set(requestId, true);
   }
 
@@ -326,7 +335,12 @@ export class OutboundRouter {
    * subscribes live first, replays retained messages from MCPQ_OUT in order, then hands over to
    * live delivery without gaps or duplicates. Returns the release function.
    */
-  async resume(session: string, stream: string, afterToken: string | null, sink: StreamSink): Promise<() => void> {
+  async resume(
+    session: string,
+    stream: string,
+    afterToken: string | null,
+    sink: StreamSink,
+  ): Promise<() => void> {
     const seen = new Set<string>();
     const buffered: OutboundMessage[] = [];
     let replaying = true;
@@ -350,9 +364,12 @@ export class OutboundRouter {
       const subject = subjects.outbound(session, stream);
       // The live subscription above is registered before this request reaches the server, so
       // every message is either at or before `last` (replayed) or delivered live (buffered).
-      const last = await this.#bus.jsm.streams.getMessage(STREAMS.outbound, { last_by_subj: subject }).catch(() => null);
+      const last = await this.#bus.jsm.streams
+        .getMessage(STREAMS.outbound, { last_by_subj: subject })
+        .catch(() => null);
       if (last) {
-        const afterId = afterToken !== null && afterToken !== PRIMING_TOKEN ? eventId(stream, afterToken) : null;
+        const afterId =
+          afterToken !== null && afterToken !== PRIMING_TOKEN ? eventId(stream, afterToken) : null;
         let skipping = afterId !== null;
         await this.#replay(subject, last.seq, async (msg) => {
           if (msg.eventId) seen.add(msg.eventId);
@@ -400,7 +417,11 @@ export class OutboundRouter {
    * time with one read ahead: no consumer to create or lose heartbeats on, and the next message
    * is fetched only as fast as the sink takes them (`onMsg` awaits its room).
    */
-  async #replay(subject: string, lastSeq: number, onMsg: (msg: OutboundMessage) => Promise<void>): Promise<void> {
+  async #replay(
+    subject: string,
+    lastSeq: number,
+    onMsg: (msg: OutboundMessage) => Promise<void>,
+  ): Promise<void> {
     let next = this.#next(subject, 1);
     for (;;) {
       const m = await next;
@@ -418,7 +439,10 @@ export class OutboundRouter {
     for (let attempt = 1; ; attempt++) {
       try {
         // `next_by_subj` is in the server's msg-get API (2.9+); the client's type omits it.
-        return await this.#bus.jsm.streams.getMessage(STREAMS.outbound, { seq, next_by_subj: subject } as unknown as { seq: number });
+        return await this.#bus.jsm.streams.getMessage(STREAMS.outbound, {
+          seq,
+          next_by_subj: subject,
+        } as unknown as { seq: number });
       } catch (err) {
         if (attempt >= REPLAY_GET_ATTEMPTS) throw err;
       }

@@ -84,7 +84,10 @@ export class AccessPolicy implements TargetView {
   constructor(file: PolicyFile) {
     this.#open = file.rules === undefined;
     this.servers = new Map(
-      Object.entries(file.servers).map(([name, sv]) => [name, new AccessPolicy({ rules: [{ ...sv }], exposeClaims: [], servers: {} })]),
+      Object.entries(file.servers).map(([name, sv]) => [
+        name,
+        new AccessPolicy({ rules: [{ ...sv }], exposeClaims: [], servers: {} }),
+      ]),
     );
     this.#rules = (file.rules ?? []).map((r) => ({
       principals: r.principals?.map(glob),
@@ -102,7 +105,15 @@ export class AccessPolicy implements TargetView {
     if (this.#open) return true;
     const rules = this.#rulesFor(caller);
     const field: keyof Pick<CompiledRule, "tools" | "resources" | "prompts"> =
-      kind === "tool" ? "tools" : kind === "prompt" ? "prompts" : kind === "complete" ? (completionRefIsPrompt ? "prompts" : "resources") : "resources";
+      kind === "tool"
+        ? "tools"
+        : kind === "prompt"
+          ? "prompts"
+          : kind === "complete"
+            ? completionRefIsPrompt
+              ? "prompts"
+              : "resources"
+            : "resources";
     return rules.some((r) => r[field].some((re) => re.test(name)));
   }
 
@@ -111,7 +122,8 @@ export class AccessPolicy implements TargetView {
     if (this.#open) return [...items];
     const rules = this.#rulesFor(caller);
     const field = kind === "tools" ? "tools" : kind === "prompts" ? "prompts" : "resources";
-    const key = kind === "resources" ? "uri" : kind === "resourceTemplates" ? "uriTemplate" : "name";
+    const key =
+      kind === "resources" ? "uri" : kind === "resourceTemplates" ? "uriTemplate" : "name";
     return items.filter((item) => {
       const v = (item as Record<string, unknown>)[key];
       return typeof v === "string" && rules.some((r) => r[field].some((re) => re.test(v)));
@@ -140,7 +152,8 @@ export class AccessPolicy implements TargetView {
   exposed(caller: Caller | undefined): Record<string, unknown> | undefined {
     if (!caller || this.exposeClaims.length === 0) return undefined;
     const out: Record<string, unknown> = {};
-    for (const k of this.exposeClaims) if (caller.claims[k] !== undefined) out[k] = caller.claims[k];
+    for (const k of this.exposeClaims)
+      if (caller.claims[k] !== undefined) out[k] = caller.claims[k];
     return Object.keys(out).length > 0 ? out : undefined;
   }
 
@@ -172,7 +185,13 @@ function applies(r: CompiledRule, c: Caller): boolean {
 
 /** `*` matches any run of characters; everything else is literal; the whole name must match. */
 function glob(p: string): RegExp {
-  return new RegExp(`^${p.split("*").map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`, "s");
+  return new RegExp(
+    `^${p
+      .split("*")
+      .map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))
+      .join(".*")}$`,
+    "s",
+  );
 }
 
 /** Reads and validates a policy file; a bad file fails the edge's start with every problem listed. */

@@ -10,7 +10,10 @@ import type { SessionRecord } from "./session-store.js";
  */
 export interface RequestObserver {
   /** `session` is only the principal for `initialize` (the session exists once it succeeded). */
-  begin(session: SessionRecord | { principal: string; id?: undefined }, req: JsonRpcRequest): RequestObservation;
+  begin(
+    session: SessionRecord | { principal: string; id?: undefined },
+    req: JsonRpcRequest,
+  ): RequestObservation;
 }
 
 /** One request's observation; see `RequestObserver`. */

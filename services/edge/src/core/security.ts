@@ -25,7 +25,11 @@ export function originAllowed(origin: string | undefined, allowed: readonly stri
     const m = /^(https?:)\/\/(\[[^\]]+\]|[^:/]+)(?::(\*|\d+))?$/.exec(a.toLowerCase());
     if (!m) return false;
     const [, s, h, p] = m;
-    if (s !== scheme || h !== (hostname.startsWith("[") ? hostname : u.host.startsWith("[") ? `[${hostname}]` : hostname)) {
+    if (
+      s !== scheme ||
+      h !==
+        (hostname.startsWith("[") ? hostname : u.host.startsWith("[") ? `[${hostname}]` : hostname)
+    ) {
       return false;
     }
     return p === "*" || (p ?? (s === "https:" ? "443" : "80")) === port;
@@ -49,6 +53,7 @@ export const ANONYMOUS = "anonymous";
 export function duplicateHost(rawHeaders: readonly string[] | undefined): boolean {
   if (!rawHeaders) return false;
   let n = 0;
-  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === "host" && ++n > 1) return true;
+  for (let i = 0; i < rawHeaders.length; i += 2)
+    if (rawHeaders[i]!.toLowerCase() === "host" && ++n > 1) return true;
   return false;
 }

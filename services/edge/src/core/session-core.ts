@@ -159,7 +159,12 @@ export type RouteToWorker = (onAnswer?: (json: string) => void) => Promise<Dispa
  * stream's sink or calls `route`.
  */
 export interface ResultCache {
-  dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, route: RouteToWorker): Promise<Dispatched>;
+  dispatch(
+    session: SessionRecord,
+    req: JsonRpcRequest,
+    stream: StreamContext,
+    route: RouteToWorker,
+  ): Promise<Dispatched>;
 }
 
 /** Thrown into a waiting request when the client cancelled it: no response is sent. */
@@ -260,7 +265,12 @@ export class SessionCore {
       callback: (_e, m) => {
         if (this.#listeners.size === 0) return;
         const uri = resourceUpdatedContract.decode(m.data)?.uri;
-        if (uri !== undefined) this.#notifyListeners((f) => f.resourceSubscriptions?.includes(uri) === true, "notifications/resources/updated", { uri });
+        if (uri !== undefined)
+          this.#notifyListeners(
+            (f) => f.resourceSubscriptions?.includes(uri) === true,
+            "notifications/resources/updated",
+            { uri },
+          );
       },
     });
     this.#bus.nc.subscribe(subjects.resourceUpdated, {
@@ -286,19 +296,28 @@ export class SessionCore {
   #cancelLocal(session: string, requestId: RequestId, reason: string | undefined): void {
     const key = clientKey(session, requestId);
     const internal = this.#byClientId.get(key);
-    if (internal) this.#router.correlator.reject(internal, new RequestCancelled(reason ?? "cancelled"));
+    if (internal)
+      this.#router.correlator.reject(internal, new RequestCancelled(reason ?? "cancelled"));
     this.#listeners.get(key)?.close(false);
   }
 
   /** Sends a notification to every open listener whose accepted filter `wants` it, tagged with its subscription id. */
-  #notifyListeners(wants: (f: SubscriptionFilter) => boolean, method: string, params: Record<string, unknown>): void {
+  #notifyListeners(
+    wants: (f: SubscriptionFilter) => boolean,
+    method: string,
+    params: Record<string, unknown>,
+  ): void {
     for (const l of this.#listeners.values()) {
       if (l.sink.closed) {
         l.close(false);
         continue;
       }
       if (!wants(l.filter)) continue;
-      const json = JSON.stringify({ jsonrpc: "2.0", method, params: { ...params, _meta: { [META.subscriptionId]: l.id } } });
+      const json = JSON.stringify({
+        jsonrpc: "2.0",
+        method,
+        params: { ...params, _meta: { [META.subscriptionId]: l.id } },
+      });
       l.sink.send({ eventId: undefined, kind: "notification", requestId: undefined, json });
     }
   }
@@ -314,9 +333,18 @@ export class SessionCore {
    */
   #listen(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext): Dispatched {
     const { notifications: want } = parse(ListenParamsSchema, req.params);
-    if (this.#listeners.size >= this.#cfg.maxListeners) throw rejection(ErrorCode.Overloaded, "too many subscriptions/listen streams on this edge", 1_000);
+    if (this.#listeners.size >= this.#cfg.maxListeners)
+      throw rejection(
+        ErrorCode.Overloaded,
+        "too many subscriptions/listen streams on this edge",
+        1_000,
+      );
     const key = clientKey(session.id, req.id);
-    if (this.#listeners.has(key)) throw new McpError(ErrorCode.InvalidRequest, "Invalid Request: a subscription with this id is already open");
+    if (this.#listeners.has(key))
+      throw new McpError(
+        ErrorCode.InvalidRequest,
+        "Invalid Request: a subscription with this id is already open",
+      );
     const caps = this.capabilities();
     const filter: SubscriptionFilter = {};
     if (want.toolsListChanged && caps["tools"]) filter.toolsListChanged = true;
@@ -337,7 +365,11 @@ export class SessionCore {
         if (this.#listeners.get(key) !== listener) return;
         this.#listeners.delete(key);
         if (graceful && !sink.closed) {
-          const json = JSON.stringify({ jsonrpc: "2.0", id: req.id, result: { resultType: "complete", _meta: { [META.subscriptionId]: req.id } } });
+          const json = JSON.stringify({
+            jsonrpc: "2.0",
+            id: req.id,
+            result: { resultType: "complete", _meta: { [META.subscriptionId]: req.id } },
+          });
           sink.send({ eventId: undefined, kind: "response", requestId: undefined, json });
         }
         end();
@@ -345,7 +377,16 @@ export class SessionCore {
     };
     this.#listeners.set(key, listener);
     const ack = { notifications: filter, _meta: { [META.subscriptionId]: req.id } };
-    sink.send({ eventId: undefined, kind: "notification", requestId: undefined, json: JSON.stringify({ jsonrpc: "2.0", method: "notifications/subscriptions/acknowledged", params: ack }) });
+    sink.send({
+      eventId: undefined,
+      kind: "notification",
+      requestId: undefined,
+      json: JSON.stringify({
+        jsonrpc: "2.0",
+        method: "notifications/subscriptions/acknowledged",
+        params: ack,
+      }),
+    });
     return { accepted: Promise.resolve(), done };
   }
 
@@ -365,7 +406,11 @@ export class SessionCore {
   }
 
   /** Creates a session bound to `principal`. */
-  async initialize(principal: string, req: JsonRpcRequest, caller?: Caller): Promise<{ session: SessionRecord; json: string }> {
+  async initialize(
+    principal: string,
+    req: JsonRpcRequest,
+    caller?: Caller,
+  ): Promise<{ session: SessionRecord; json: string }> {
     const obs = this.observer?.begin({ principal }, req);
     try {
       const out = await this.#initialize(principal, req, caller);
@@ -377,7 +422,11 @@ export class SessionCore {
     }
   }
 
-  async #initialize(principal: string, req: JsonRpcRequest, caller?: Caller): Promise<{ session: SessionRecord; json: string }> {
+  async #initialize(
+    principal: string,
+    req: JsonRpcRequest,
+    caller?: Caller,
+  ): Promise<{ session: SessionRecord; json: string }> {
     const params = parse(InitializeParamsSchema, req.params);
     // Anonymous sessions are counted per client address, not all under one principal.
     const quotaKey = caller && caller.quotaKey !== principal ? caller.quotaKey : undefined;
@@ -423,7 +472,8 @@ export class SessionCore {
       name: this.#cfg.serverName,
       title: "mcpq",
       version: this.#cfg.serverVersion,
-      description: "MCP served through NATS JetStream by stateless edges and independently scaled workers",
+      description:
+        "MCP served through NATS JetStream by stateless edges and independently scaled workers",
     };
   }
 
@@ -489,7 +539,11 @@ export class SessionCore {
    * queuing (overload, rate limit, unknown target) throw McpError so the channel can map them to
    * its status codes; a broker refusal rejects `accepted`; errors after acceptance are the response.
    */
-  async dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext): Promise<Dispatched> {
+  async dispatch(
+    session: SessionRecord,
+    req: JsonRpcRequest,
+    stream: StreamContext,
+  ): Promise<Dispatched> {
     const obs = this.observer?.begin(session, req);
     let r: Observed;
     try {
@@ -503,7 +557,12 @@ export class SessionCore {
   }
 
   /** `dispatch`, with what the observer watches: the answer as a promise (a cancel rejects it). */
-  async #dispatch(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, obs: RequestObservation | undefined): Promise<Observed> {
+  async #dispatch(
+    session: SessionRecord,
+    req: JsonRpcRequest,
+    stream: StreamContext,
+    obs: RequestObservation | undefined,
+  ): Promise<Observed> {
     const named = requestedName(req.method, req.params);
     if (named) {
       checkTargetName(named.kind, named.name, this.#cfg.maxNameBytes ?? 0);
@@ -515,7 +574,10 @@ export class SessionCore {
       this.#modernGate(req.method);
       if (req.method === "subscriptions/listen") {
         const listening = this.#listen(session, req, stream);
-        return { dispatched: listening, response: listening.done.then(() => localMessage(req.id, {})) };
+        return {
+          dispatched: listening,
+          response: listening.done.then(() => localMessage(req.id, {})),
+        };
       }
     }
     switch (req.method) {
@@ -529,7 +591,9 @@ export class SessionCore {
             return routed.dispatched;
           });
           // A hit was answered on the stream's sink by the cache: the observer counts it as answered.
-          return routed ?? { dispatched, response: dispatched.done.then(() => localMessage(req.id, {})) };
+          return (
+            routed ?? { dispatched, response: dispatched.done.then(() => localMessage(req.id, {})) }
+          );
         }
         return this.#route(session, req, stream, obs);
       case "completion/complete":
@@ -539,7 +603,10 @@ export class SessionCore {
       default: {
         let msg: OutboundMessage;
         try {
-          msg = localMessage(req.id, await this.#local(session, req, callerOf(session, stream), stream.view));
+          msg = localMessage(
+            req.id,
+            await this.#local(session, req, callerOf(session, stream), stream.view),
+          );
         } catch (err) {
           msg = errorMessage(req.id, err);
         }
@@ -558,10 +625,16 @@ export class SessionCore {
    * nor delivered. Lost: the worker's answer was retained first and reaches the sink instead.
    * Unknown (NATS unavailable), or the answer could not be published: it goes to the sink directly.
    */
-  async #answer(outbound: string, stream: StreamContext, requestId: string, out: OutboundMessage): Promise<void> {
+  async #answer(
+    outbound: string,
+    stream: StreamContext,
+    requestId: string,
+    out: OutboundMessage,
+  ): Promise<void> {
     const claim = await this.#router.claim(outbound, stream.id, requestId);
     if (claim === "lost") return;
-    if (claim === "won" && (await this.#router.publishAnswer(outbound, stream.id, out.json))) return;
+    if (claim === "won" && (await this.#router.publishAnswer(outbound, stream.id, out.json)))
+      return;
     stream.sink.send(out);
   }
 
@@ -586,7 +659,12 @@ export class SessionCore {
     }
   }
 
-  async #local(session: SessionRecord, req: JsonRpcRequest, caller: Caller, view: TargetView | undefined): Promise<Record<string, unknown>> {
+  async #local(
+    session: SessionRecord,
+    req: JsonRpcRequest,
+    caller: Caller,
+    view: TargetView | undefined,
+  ): Promise<Record<string, unknown>> {
     if (isModernEra(session.protocolVersion)) return this.#modernLocal(req, caller, view);
     switch (req.method) {
       case "ping":
@@ -599,13 +677,29 @@ export class SessionCore {
         return {};
       }
       case "tools/list":
-        return this.#page("tools", this.#visible(caller, view, "tools", this.#catalog.tools()), req);
+        return this.#page(
+          "tools",
+          this.#visible(caller, view, "tools", this.#catalog.tools()),
+          req,
+        );
       case "resources/list":
-        return this.#page("resources", this.#visible(caller, view, "resources", this.#catalog.resources()), req);
+        return this.#page(
+          "resources",
+          this.#visible(caller, view, "resources", this.#catalog.resources()),
+          req,
+        );
       case "resources/templates/list":
-        return this.#page("resourceTemplates", this.#visible(caller, view, "resourceTemplates", this.#catalog.resourceTemplates()), req);
+        return this.#page(
+          "resourceTemplates",
+          this.#visible(caller, view, "resourceTemplates", this.#catalog.resourceTemplates()),
+          req,
+        );
       case "prompts/list":
-        return this.#page("prompts", this.#visible(caller, view, "prompts", this.#catalog.prompts()), req);
+        return this.#page(
+          "prompts",
+          this.#visible(caller, view, "prompts", this.#catalog.prompts()),
+          req,
+        );
       case "resources/subscribe": {
         const { uri } = parse(SubscribeParamsSchema, req.params);
         await this.sessions.subscribe(session, uri);
@@ -622,7 +716,11 @@ export class SessionCore {
   }
 
   /** Edge-answered methods of the stateless era (the channel adds `resultType` and `_meta` serverInfo). */
-  #modernLocal(req: JsonRpcRequest, caller: Caller, view: TargetView | undefined): Record<string, unknown> {
+  #modernLocal(
+    req: JsonRpcRequest,
+    caller: Caller,
+    view: TargetView | undefined,
+  ): Record<string, unknown> {
     const c = this.#catalog;
     switch (req.method) {
       case "server/discover":
@@ -635,20 +733,41 @@ export class SessionCore {
           cacheScope: "public",
         };
       case "tools/list":
-        return { ...this.#page("tools", this.#visible(caller, view, "tools", c.tools()), req), ...c.listHint("tools") };
+        return {
+          ...this.#page("tools", this.#visible(caller, view, "tools", c.tools()), req),
+          ...c.listHint("tools"),
+        };
       case "resources/list":
-        return { ...this.#page("resources", this.#visible(caller, view, "resources", c.resources()), req), ...c.listHint("resources") };
+        return {
+          ...this.#page("resources", this.#visible(caller, view, "resources", c.resources()), req),
+          ...c.listHint("resources"),
+        };
       case "resources/templates/list":
-        return { ...this.#page("resourceTemplates", this.#visible(caller, view, "resourceTemplates", c.resourceTemplates()), req), ...c.listHint("resourceTemplates") };
+        return {
+          ...this.#page(
+            "resourceTemplates",
+            this.#visible(caller, view, "resourceTemplates", c.resourceTemplates()),
+            req,
+          ),
+          ...c.listHint("resourceTemplates"),
+        };
       case "prompts/list":
-        return { ...this.#page("prompts", this.#visible(caller, view, "prompts", c.prompts()), req), ...c.listHint("prompts") };
+        return {
+          ...this.#page("prompts", this.#visible(caller, view, "prompts", c.prompts()), req),
+          ...c.listHint("prompts"),
+        };
       default:
         throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${req.method}`);
     }
   }
 
   /** A list as the caller may see it through `view` (everything without a policy or view). */
-  #visible<T>(caller: Caller, view: TargetView | undefined, kind: ListedKind, items: readonly T[]): readonly T[] {
+  #visible<T>(
+    caller: Caller,
+    view: TargetView | undefined,
+    kind: ListedKind,
+    items: readonly T[],
+  ): readonly T[] {
     const allowed = this.policy ? this.policy.filter(caller, kind, items) : items;
     return view ? view.filter(caller, kind, allowed) : allowed;
   }
@@ -666,11 +785,22 @@ export class SessionCore {
     return out;
   }
 
-  async #route(session: SessionRecord, req: JsonRpcRequest, stream: StreamContext, obs: RequestObservation | undefined, onAnswer?: (json: string) => void): Promise<Observed> {
+  async #route(
+    session: SessionRecord,
+    req: JsonRpcRequest,
+    stream: StreamContext,
+    obs: RequestObservation | undefined,
+    onAnswer?: (json: string) => void,
+  ): Promise<Observed> {
     const target = this.#target(req, isModernEra(session.protocolVersion));
     obs?.routed(target);
     const meta = (req.params?.["_meta"] ?? {}) as Record<string, unknown>;
-    const timeout = requestBudget(meta, Date.now(), this.#cfg.requestTimeoutMs, this.#cfg.maxRequestTimeoutMs);
+    const timeout = requestBudget(
+      meta,
+      Date.now(),
+      this.#cfg.requestTimeoutMs,
+      this.#cfg.maxRequestTimeoutMs,
+    );
     const release: (outcome?: RouteOutcome, err?: unknown) => void =
       this.admission?.admit(session, req, target, timeout) ?? (() => undefined);
     try {
@@ -688,7 +818,10 @@ export class SessionCore {
     this.#byClientId.set(key, requestId);
     const outbound = stream.outboundSession ?? session.id;
     const modern = isModernEra(session.protocolVersion);
-    const timedOut = () => new McpError(ErrorCode.RequestTimeout, `Request timed out after ${timeout} ms`, { timeoutMs: timeout });
+    const timedOut = () =>
+      new McpError(ErrorCode.RequestTimeout, `Request timed out after ${timeout} ms`, {
+        timeoutMs: timeout,
+      });
     // The deadline timer and in-flight count; the answer itself reaches the sink via the router.
     const answered = this.#router.correlator.wait(requestId, deadline, timedOut);
     answered.catch(() => undefined);
@@ -713,24 +846,34 @@ export class SessionCore {
     };
     this.#metrics?.inFlight(1);
     const headers = encodeEnvelope(envelope);
-    const publishDone = obs?.publishing(headers, subjects.request(target.pool, target.kind, target.name), requestId);
+    const publishDone = obs?.publishing(
+      headers,
+      subjects.request(target.pool, target.kind, target.name),
+      requestId,
+    );
     // The publish is started here, in order with this connection's earlier publishes, but its
     // PubAck is not awaited: a channel that processes a connection's messages in order
     // (sockets) moves on to the next message at once. A refusal rejects `accepted`.
     // Never wait on the broker past the request's deadline (nor past the client's 10 s default).
-    const accepted = publishRequest(this.#bus, target.pool, envelope, stream.raw ?? JSON.stringify(req), Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())), headers)
-      .then(
-        () => publishDone?.(),
-        (err: unknown) => {
-          publishDone?.(err);
-          // A publish that only failed because the deadline came is answered as the timeout it is.
-          const mapped = Date.now() >= deadline ? timedOut() : publishFailure(err, 1_000);
-          if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
-          // The request may be queued after all: this refusal is its answer, not a worker's.
-          if (publishMayHaveLanded(err)) void this.#router.claim(outbound, stream.id, requestId);
-          throw mapped;
-        },
-      );
+    const accepted = publishRequest(
+      this.#bus,
+      target.pool,
+      envelope,
+      stream.raw ?? JSON.stringify(req),
+      Math.max(1, Math.min(PUBLISH_TIMEOUT_MS, deadline - Date.now())),
+      headers,
+    ).then(
+      () => publishDone?.(),
+      (err: unknown) => {
+        publishDone?.(err);
+        // A publish that only failed because the deadline came is answered as the timeout it is.
+        const mapped = Date.now() >= deadline ? timedOut() : publishFailure(err, 1_000);
+        if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
+        // The request may be queued after all: this refusal is its answer, not a worker's.
+        if (publishMayHaveLanded(err)) void this.#router.claim(outbound, stream.id, requestId);
+        throw mapped;
+      },
+    );
     accepted.catch(() => undefined);
     let outcome: RouteOutcome = "ok";
     let refusal: McpError | undefined;
@@ -770,7 +913,8 @@ export class SessionCore {
         // A cancelled request gets no answer; its slot is claimed so a result racing the cancel
         // is dropped (unless it was retained first). Everything up to the claim runs in the
         // microtasks after the deadline: no worker answer arrives unclaimed in between.
-        if (end === "cancelled") return this.#router.claim(outbound, stream.id, requestId).then(() => undefined);
+        if (end === "cancelled")
+          return this.#router.claim(outbound, stream.id, requestId).then(() => undefined);
         if (end) return this.#answer(outbound, stream, requestId, end);
         return undefined;
       })
@@ -780,7 +924,8 @@ export class SessionCore {
       () =>
         answered.then(
           (msg) => msg,
-          (err: unknown) => (err instanceof RequestCancelled ? Promise.reject(err) : errorMessage(req.id, err)),
+          (err: unknown) =>
+            err instanceof RequestCancelled ? Promise.reject(err) : errorMessage(req.id, err),
         ),
       (err: unknown) => errorMessage(req.id, err),
     );
@@ -807,7 +952,11 @@ export class SessionCore {
           throw rejection(ErrorCode.Unavailable, `no worker is serving resource ${uri}`, 2_000);
         }
         // 2026-07-28 standardises resource-not-found on -32602 (SEP-2164); older revisions keep -32002.
-        throw new McpError(modern ? ErrorCode.InvalidParams : ErrorCode.ResourceNotFound, "Resource not found", { uri });
+        throw new McpError(
+          modern ? ErrorCode.InvalidParams : ErrorCode.ResourceNotFound,
+          "Resource not found",
+          { uri },
+        );
       }
       case "prompts/get": {
         const { name } = parse(GetPromptParamsSchema, req.params);
@@ -821,7 +970,10 @@ export class SessionCore {
       default: {
         const { ref } = parse(CompleteParamsSchema, req.params);
         const name = ref.type === "ref/prompt" ? ref.name : ref.uri;
-        const pool = ref.type === "ref/prompt" ? this.#catalog.promptPool(ref.name) : this.#catalog.templatePool(ref.uri);
+        const pool =
+          ref.type === "ref/prompt"
+            ? this.#catalog.promptPool(ref.name)
+            : this.#catalog.templatePool(ref.uri);
         if (pool) return { kind: "complete", name, pool };
         throw new McpError(ErrorCode.InvalidParams, `Unknown completion reference: ${name}`);
       }
@@ -867,7 +1019,10 @@ export class SessionCore {
    */
   clientResponse(session: SessionRecord, r: JsonRpcResponse): void {
     if (!isServerRequestId(r.id)) return;
-    this.#bus.nc.publish(subjects.clientReply(session.principal, session.id, r.id), JSON.stringify(r));
+    this.#bus.nc.publish(
+      subjects.clientReply(session.principal, session.id, r.id),
+      JSON.stringify(r),
+    );
   }
 
   /** Ends a session everywhere and frees what it held (subscriptions, local delivery). */
@@ -881,7 +1036,11 @@ export class SessionCore {
 
   async #fanOutResourceUpdate(uri: string): Promise<void> {
     try {
-      const json = JSON.stringify({ jsonrpc: "2.0", method: "notifications/resources/updated", params: { uri } });
+      const json = JSON.stringify({
+        jsonrpc: "2.0",
+        method: "notifications/resources/updated",
+        params: { uri },
+      });
       for await (const key of await this.#bus.kv.subscriptions.keys(subscriptionPrefix(uri))) {
         const session = key.slice(key.indexOf(".") + 1);
         await this.#bus.js.publish(subjects.outbound(session, STANDALONE_STREAM), json, {
@@ -905,9 +1064,16 @@ const ANSWERED: Dispatched = { accepted: Promise.resolve(), done: Promise.resolv
 
 /** The request's caller; a session's own principal when the transport passed none. */
 function callerOf(session: SessionRecord, stream: StreamContext): Caller {
-  return stream.caller ?? { principal: session.principal, quotaKey: session.quotaKey ?? session.principal, anonymous: false, scopes: [], claims: {} };
+  return (
+    stream.caller ?? {
+      principal: session.principal,
+      quotaKey: session.quotaKey ?? session.principal,
+      anonymous: false,
+      scopes: [],
+      claims: {},
+    }
+  );
 }
-
 
 /**
  * A routed request's budget in ms from now: the client's `_meta["io.mcpq/timeoutMs"]` (else the
@@ -917,11 +1083,18 @@ function callerOf(session: SessionRecord, stream: StreamContext): Caller {
  * host, or synchronised clocks) can state the absolute deadline instead. Zero or less means the
  * deadline passed before the edge read the request (admission refuses it as overload).
  */
-export function requestBudget(meta: Record<string, unknown>, now: number, defaultMs: number, maxMs: number): number {
+export function requestBudget(
+  meta: Record<string, unknown>,
+  now: number,
+  defaultMs: number,
+  maxMs: number,
+): number {
   const asked = Number(meta[MCPQ_META.timeoutMs]);
   const timeout = Math.min(Number.isFinite(asked) && asked > 0 ? asked : defaultMs, maxMs);
   const deadline = Number(meta[MCPQ_META.deadline]);
-  return Number.isFinite(deadline) && deadline > 0 ? Math.min(timeout, Math.floor(deadline - now)) : timeout;
+  return Number.isFinite(deadline) && deadline > 0
+    ? Math.min(timeout, Math.floor(deadline - now))
+    : timeout;
 }
 
 const TRACE_MAX = 512;
@@ -930,9 +1103,15 @@ function traceValue(v: unknown): string | undefined {
 }
 
 /** A self-reported client identity fit for a header: both fields strings, bounded. */
-function implementationOf(info: Record<string, unknown>): { name: string; version: string } | undefined {
+function implementationOf(
+  info: Record<string, unknown>,
+): { name: string; version: string } | undefined {
   const { name, version } = info;
-  return typeof name === "string" && typeof version === "string" && name.length + version.length <= 512 ? { name, version } : undefined;
+  return typeof name === "string" &&
+    typeof version === "string" &&
+    name.length + version.length <= 512
+    ? { name, version }
+    : undefined;
 }
 
 /** Classifies a worker's response for the pool's circuit: internal errors and timeouts count against it. */
@@ -941,7 +1120,11 @@ function responseOutcome(json: string): RouteOutcome {
   if (!json.includes('"error"')) return "ok";
   try {
     const code = (JSON.parse(json) as { error?: { code?: unknown } }).error?.code;
-    return code === ErrorCode.InternalError ? "failed" : code === ErrorCode.RequestTimeout ? "timeout" : "ok";
+    return code === ErrorCode.InternalError
+      ? "failed"
+      : code === ErrorCode.RequestTimeout
+        ? "timeout"
+        : "ok";
   } catch {
     return "ok";
   }
@@ -953,7 +1136,8 @@ function clientKey(session: string, id: RequestId): string {
 
 function parse<T extends z.ZodType>(schema: T, raw: unknown): z.output<T> {
   const r = schema.safeParse(raw);
-  if (!r.success) throw new McpError(ErrorCode.InvalidParams, `Invalid params: ${z.prettifyError(r.error)}`);
+  if (!r.success)
+    throw new McpError(ErrorCode.InvalidParams, `Invalid params: ${z.prettifyError(r.error)}`);
   return r.data;
 }
 
@@ -970,8 +1154,17 @@ function decodeCursor(cursor: string): number {
   throw new McpError(ErrorCode.InvalidParams, "Invalid cursor");
 }
 
-function localMessage(id: RequestId, result: Record<string, unknown>, json?: string): OutboundMessage {
-  return { eventId: undefined, kind: "response", requestId: undefined, json: json ?? JSON.stringify(resultResponse(id, result)) };
+function localMessage(
+  id: RequestId,
+  result: Record<string, unknown>,
+  json?: string,
+): OutboundMessage {
+  return {
+    eventId: undefined,
+    kind: "response",
+    requestId: undefined,
+    json: json ?? JSON.stringify(resultResponse(id, result)),
+  };
 }
 
 /**
@@ -979,5 +1172,10 @@ function localMessage(id: RequestId, result: Record<string, unknown>, json?: str
  * form (an McpError as is, anything else -32603 "Internal error" without internals).
  */
 export function errorMessage(id: RequestId | null, err: unknown): OutboundMessage {
-  return { eventId: undefined, kind: "response", requestId: undefined, json: JSON.stringify(errorResponse(id, toWireError(err))) };
+  return {
+    eventId: undefined,
+    kind: "response",
+    requestId: undefined,
+    json: JSON.stringify(errorResponse(id, toWireError(err))),
+  };
 }

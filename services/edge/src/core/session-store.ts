@@ -1,5 +1,13 @@
 import { randomBytes } from "node:crypto";
-import { BUCKETS, digestToken, isWrongLastSequence, sessionChangedContract, subscriptionKey, type Bus, type KV } from "@mcpq/bus";
+import {
+  BUCKETS,
+  digestToken,
+  isWrongLastSequence,
+  sessionChangedContract,
+  subscriptionKey,
+  type Bus,
+  type KV,
+} from "@mcpq/bus";
 import { ErrorCode, McpError, type AnyProtocolVersion, type LogLevel } from "@mcpq/protocol";
 
 /**
@@ -25,7 +33,6 @@ export interface SessionRecord {
 
 /** The stream behind the sessions KV bucket. */
 const KV_SESSIONS_STREAM = `KV_${BUCKETS.sessions}`;
-
 
 /** Compare-and-set rounds before a session update gives up (each lost round means another write landed). */
 const MAX_CAS_ATTEMPTS = 20;
@@ -68,7 +75,10 @@ export class SessionStore {
     this.#cacheMs = opts.cacheMs;
     this.#maxCache = opts.maxCache ?? 200_000;
     this.#idleTtlMs = bus.limits.sessionIdleTtlMs;
-    this.#touchEveryMs = Math.min(Math.max(1_000, Math.floor(this.#idleTtlMs / 4)), Math.max(1, Math.floor(this.#idleTtlMs / 2)));
+    this.#touchEveryMs = Math.min(
+      Math.max(1_000, Math.floor(this.#idleTtlMs / 4)),
+      Math.max(1, Math.floor(this.#idleTtlMs / 2)),
+    );
     bus.nc.subscribe(sessionChangedContract.subject, {
       callback: (_e, m) => {
         const id = sessionChangedContract.decode(m.data);
@@ -111,7 +121,10 @@ export class SessionStore {
     const now = Date.now();
     const hit = this.#cache.get(id);
     // A cached record never outlives the idle TTL: past it the session may have expired in KV.
-    let rec: SessionRecord | null = hit && now - hit.at < this.#cacheMs && now - hit.rec.lastSeenAt < this.#idleTtlMs ? hit.rec : null;
+    let rec: SessionRecord | null =
+      hit && now - hit.at < this.#cacheMs && now - hit.rec.lastSeenAt < this.#idleTtlMs
+        ? hit.rec
+        : null;
     if (!rec) {
       const e = await this.#kv.get(`s.${id}`);
       if (!e || e.operation !== "PUT" || e.length === 0) {
@@ -151,7 +164,11 @@ export class SessionStore {
    * effect. Returns the record as written, or null when the session no longer exists. Without
    * `retry`, a concurrent write wins and null is returned (it refreshed the TTL already).
    */
-  async #change(id: string, apply: (r: SessionRecord) => void, opts: { retry: boolean }): Promise<SessionRecord | null> {
+  async #change(
+    id: string,
+    apply: (r: SessionRecord) => void,
+    opts: { retry: boolean },
+  ): Promise<SessionRecord | null> {
     for (let attempt = 0; ; attempt++) {
       const e = await this.#kv.get(`s.${id}`);
       if (!e || e.operation !== "PUT" || e.length === 0) {
@@ -185,12 +202,16 @@ export class SessionStore {
   async unsubscribe(rec: SessionRecord, uri: string): Promise<void> {
     await this.bus.kv.subscriptions.purge(subscriptionKey(uri, rec.id));
     await this.update(rec, (r) => {
-      if (r.subscriptions?.includes(uri)) r.subscriptions = r.subscriptions.filter((u) => u !== uri);
+      if (r.subscriptions?.includes(uri))
+        r.subscriptions = r.subscriptions.filter((u) => u !== uri);
     });
   }
 
   #putSubscription(rec: SessionRecord, uri: string): Promise<number> {
-    return this.bus.kv.subscriptions.put(subscriptionKey(uri, rec.id), JSON.stringify({ uri, principal: rec.principal }));
+    return this.bus.kv.subscriptions.put(
+      subscriptionKey(uri, rec.id),
+      JSON.stringify({ uri, principal: rec.principal }),
+    );
   }
 
   /**
@@ -198,7 +219,10 @@ export class SessionStore {
    * requests, yet is not idle). Returns the stop function.
    */
   keepAlive(rec: SessionRecord): () => void {
-    const timer = setInterval(() => void this.touch(rec).catch(() => undefined), this.#touchEveryMs);
+    const timer = setInterval(
+      () => void this.touch(rec).catch(() => undefined),
+      this.#touchEveryMs,
+    );
     timer.unref();
     return () => clearInterval(timer);
   }
@@ -224,7 +248,9 @@ export class SessionStore {
     this.#cache.delete(rec.id);
     await this.#kv.purge(`s.${rec.id}`);
     // A stream purge leaves no marker, so the ended session stops counting against the cap.
-    await this.bus.jsm.streams.purge(KV_SESSIONS_STREAM, { filter: `$KV.${BUCKETS.sessions}.${indexKey(rec)}` });
+    await this.bus.jsm.streams.purge(KV_SESSIONS_STREAM, {
+      filter: `$KV.${BUCKETS.sessions}.${indexKey(rec)}`,
+    });
     this.bus.nc.publish(sessionChangedContract.subject, sessionChangedContract.encode(rec.id));
   }
 

@@ -54,7 +54,9 @@ export interface SocketChannelOptions {
   /** Bytes the connection may hold unsent before it is cut off as a slow consumer. */
   maxSendBufferBytes: number;
   /** Checks an in-band credential (`$/mcpq/resume` `authorization`); used when `caller` is null. */
-  authenticate(authorization: string | undefined): Promise<Caller | { status: number; description: string }>;
+  authenticate(
+    authorization: string | undefined,
+  ): Promise<Caller | { status: number; description: string }>;
   /** Handshake and idle clocks (socket-timeouts.ts); none on legacy SSE (HTTP has its own). */
   timeouts?: { handshakeMs: number; idleMs: number };
   onSlowConsumer?: () => void;
@@ -113,7 +115,11 @@ export class SocketChannel extends Channel implements StreamSink {
     this.#caller = opts.caller;
     this.#principal = opts.caller?.principal ?? null;
     this.#timeouts = opts.timeouts
-      ? new SocketTimeouts(opts.timeouts, () => this.#outstanding > 0, () => this.close("timeout"))
+      ? new SocketTimeouts(
+          opts.timeouts,
+          () => this.#outstanding > 0,
+          () => this.close("timeout"),
+        )
       : undefined;
     this.#sendBuffer = new SendBuffer({
       maxBytes: opts.maxSendBufferBytes,
@@ -192,7 +198,14 @@ export class SocketChannel extends Channel implements StreamSink {
    */
   send(msg: OutboundMessage): void {
     if (msg.kind === "response" && this.#modernShapes.size > 0) msg = this.#shaped(msg);
-    if (this.#write(msg.json, msg.eventId, this.#markers && msg.eventId ? eventMarker(msg.eventId) : undefined)) return;
+    if (
+      this.#write(
+        msg.json,
+        msg.eventId,
+        this.#markers && msg.eventId ? eventMarker(msg.eventId) : undefined,
+      )
+    )
+      return;
     const session = this.#session;
     if (msg.kind === "response" && msg.eventId === undefined && session) {
       void this.deps.router.publishAnswer(session.id, this.streamId, msg.json);
@@ -271,14 +284,18 @@ export class SocketChannel extends Channel implements StreamSink {
   }
 
   #cutOff(held: number): void {
-    this.deps.log.warn({ transport: this.#opts.transport, buffered: held }, "slow consumer cut off");
+    this.deps.log.warn(
+      { transport: this.#opts.transport, buffered: held },
+      "slow consumer cut off",
+    );
     this.#opts.onSlowConsumer?.();
     this.close("slow consumer");
   }
 
   /** Channel: an error answer, written on the connection (parked for the resume when it cannot be). */
   protected refuse(id: RequestId | null, err: unknown): void {
-    if (!(err instanceof McpError)) this.deps.log.error({ err }, "unexpected error before dispatch");
+    if (!(err instanceof McpError))
+      this.deps.log.error({ err }, "unexpected error before dispatch");
     const answer = errorMessage(id, err);
     if (id === null) this.#write(answer.json, undefined);
     else this.send(answer);
@@ -289,23 +306,41 @@ export class SocketChannel extends Channel implements StreamSink {
   }
 
   protected override unauthenticated(): McpError {
-    return new McpError(ErrorCode.Forbidden, `Unauthorized: send ${RESUME_METHOD} with an authorization first`);
+    return new McpError(
+      ErrorCode.Forbidden,
+      `Unauthorized: send ${RESUME_METHOD} with an authorization first`,
+    );
   }
 
   protected batch(): void {
-    this.refuse(null, new McpError(ErrorCode.InvalidRequest, "Invalid Request: JSON-RPC batches are not supported on this transport"));
+    this.refuse(
+      null,
+      new McpError(
+        ErrorCode.InvalidRequest,
+        "Invalid Request: JSON-RPC batches are not supported on this transport",
+      ),
+    );
   }
 
   protected override async intercept(msg: ClassifiedMessage): Promise<boolean> {
-    if (msg.kind !== "request" || msg.message.method !== RESUME_METHOD || !this.#opts.resumable) return false;
+    if (msg.kind !== "request" || msg.message.method !== RESUME_METHOD || !this.#opts.resumable)
+      return false;
     await this.#resume(msg.message);
     return true;
   }
 
   protected async initialize(principal: string, req: JsonRpcRequest): Promise<void> {
-    if (this.#session) return this.refuse(req.id, new McpError(ErrorCode.InvalidRequest, "Session already initialized"));
+    if (this.#session)
+      return this.refuse(
+        req.id,
+        new McpError(ErrorCode.InvalidRequest, "Session already initialized"),
+      );
     try {
-      const { session, json } = await this.deps.core.initialize(principal, req, this.#caller ?? undefined);
+      const { session, json } = await this.deps.core.initialize(
+        principal,
+        req,
+        this.#caller ?? undefined,
+      );
       this.#write(withSessionId(json, session.id), undefined);
       this.#bind(session);
     } catch (err) {
@@ -313,7 +348,10 @@ export class SocketChannel extends Channel implements StreamSink {
     }
   }
 
-  protected async session(principal: string, msg: ClassifiedMessage): Promise<SessionRecord | null> {
+  protected async session(
+    principal: string,
+    msg: ClassifiedMessage,
+  ): Promise<SessionRecord | null> {
     let session: SessionRecord | null;
     try {
       session = await this.#current(principal);
@@ -326,8 +364,13 @@ export class SocketChannel extends Channel implements StreamSink {
       this.refuse(
         msg.message.id,
         this.#session !== undefined
-          ? new McpError(ErrorCode.InvalidRequest, "Session not found", { reason: "session_not_found" })
-          : new McpError(ErrorCode.InvalidRequest, `Bad Request: send initialize (or ${RESUME_METHOD}) first`),
+          ? new McpError(ErrorCode.InvalidRequest, "Session not found", {
+              reason: "session_not_found",
+            })
+          : new McpError(
+              ErrorCode.InvalidRequest,
+              `Bad Request: send initialize (or ${RESUME_METHOD}) first`,
+            ),
       );
     }
     return session;
@@ -346,7 +389,9 @@ export class SocketChannel extends Channel implements StreamSink {
     if (this.#session !== undefined) return false;
     // A cancel carries no `_meta`: it is of the era of the request it names.
     if (msg.kind === "notification" && msg.message.method === "notifications/cancelled") {
-      return this.#modernShapes.has(idKey((msg.message.params as { requestId?: unknown } | undefined)?.requestId));
+      return this.#modernShapes.has(
+        idKey((msg.message.params as { requestId?: unknown } | undefined)?.requestId),
+      );
     }
     return super.modern(msg);
   }
@@ -357,7 +402,11 @@ export class SocketChannel extends Channel implements StreamSink {
     const p = CancelledParamsSchema.safeParse(n.params);
     if (!p.success) return;
     const { core } = this.deps;
-    core.cancel(core.modernSession(principal, NO_META, this.streamId), p.data.requestId, p.data.reason);
+    core.cancel(
+      core.modernSession(principal, NO_META, this.streamId),
+      p.data.requestId,
+      p.data.reason,
+    );
   }
 
   /**
@@ -365,7 +414,12 @@ export class SocketChannel extends Channel implements StreamSink {
    * (`m-<edge>-<connection>`, so `notifications/cancelled` finds it), its answers come on the
    * connection's stream of the edge's stateless-era outbound session.
    */
-  protected async modernRequest(principal: string, meta: ModernMeta, req: JsonRpcRequest, raw: string): Promise<void> {
+  protected async modernRequest(
+    principal: string,
+    meta: ModernMeta,
+    req: JsonRpcRequest,
+    raw: string,
+  ): Promise<void> {
     const { core, router } = this.deps;
     const session = core.modernSession(principal, meta, this.streamId);
     let hold: (() => void) | undefined;
@@ -381,7 +435,13 @@ export class SocketChannel extends Channel implements StreamSink {
     this.#modernShapes.set(key, shape);
     let d: Dispatched;
     try {
-      d = await core.dispatch(session, req, { id: this.streamId, raw, sink: this, outboundSession: core.modernOutbound, caller: this.#caller ?? undefined });
+      d = await core.dispatch(session, req, {
+        id: this.streamId,
+        raw,
+        sink: this,
+        outboundSession: core.modernOutbound,
+        caller: this.#caller ?? undefined,
+      });
     } catch (err) {
       hold?.();
       this.refuse(req.id, err);
@@ -408,10 +468,18 @@ export class SocketChannel extends Channel implements StreamSink {
   protected async request(session: SessionRecord, req: JsonRpcRequest, raw: string): Promise<void> {
     // Frames read before the connection went away are still dispatched; once its streams were
     // released, the request holds its own attachment until it is answered.
-    const hold = this.#closed && this.#releases.length === 0 ? this.deps.router.attach(session.id, this.streamId, this) : undefined;
+    const hold =
+      this.#closed && this.#releases.length === 0
+        ? this.deps.router.attach(session.id, this.streamId, this)
+        : undefined;
     let d: Dispatched;
     try {
-      d = await this.deps.core.dispatch(session, req, { id: this.streamId, raw, sink: this, caller: this.#caller ?? undefined });
+      d = await this.deps.core.dispatch(session, req, {
+        id: this.streamId,
+        raw,
+        sink: this,
+        caller: this.#caller ?? undefined,
+      });
     } catch (err) {
       hold?.();
       this.refuse(req.id, err);

@@ -26,15 +26,25 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
  */
 export function checkTargetName(kind: NameKind, name: string, maxBytes: number): void {
   if (maxBytes > 0 && name.length > maxBytes / 3 && Buffer.byteLength(name, "utf8") > maxBytes) {
-    throw new McpError(ErrorCode.InvalidParams, `Invalid params: ${LABEL[kind]} longer than ${maxBytes} bytes`, { maxBytes });
+    throw new McpError(
+      ErrorCode.InvalidParams,
+      `Invalid params: ${LABEL[kind]} longer than ${maxBytes} bytes`,
+      { maxBytes },
+    );
   }
   if (CONTROL.test(name)) {
-    throw new McpError(ErrorCode.InvalidParams, `Invalid params: ${LABEL[kind]} contains control characters`);
+    throw new McpError(
+      ErrorCode.InvalidParams,
+      `Invalid params: ${LABEL[kind]} contains control characters`,
+    );
   }
 }
 
 /** The client-chosen name a routed request targets, read without validating the rest of params. */
-export function requestedName(method: string, params: Record<string, unknown> | undefined): { kind: NameKind; name: string; promptRef?: boolean } | undefined {
+export function requestedName(
+  method: string,
+  params: Record<string, unknown> | undefined,
+): { kind: NameKind; name: string; promptRef?: boolean } | undefined {
   const p = params ?? {};
   switch (method) {
     case "tools/call":
@@ -49,7 +59,9 @@ export function requestedName(method: string, params: Record<string, unknown> | 
     case "completion/complete": {
       const ref = p["ref"] as { type?: unknown; name?: unknown; uri?: unknown } | undefined;
       const v = ref?.type === "ref/prompt" ? ref.name : ref?.uri;
-      return typeof v === "string" ? { kind: "complete", name: v, promptRef: ref?.type === "ref/prompt" } : undefined;
+      return typeof v === "string"
+        ? { kind: "complete", name: v, promptRef: ref?.type === "ref/prompt" }
+        : undefined;
     }
     default:
       return undefined;

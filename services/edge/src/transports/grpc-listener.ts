@@ -17,7 +17,10 @@ import type { EdgeConfig } from "../env.js";
 export async function listenGrpc(
   server: grpc.Server,
   log: Logger,
-  config: Pick<EdgeConfig, "host" | "grpcPort" | "socketHandshakeTimeoutMs" | "maxConnectionsPerClient">,
+  config: Pick<
+    EdgeConfig,
+    "host" | "grpcPort" | "socketHandshakeTimeoutMs" | "maxConnectionsPerClient"
+  >,
 ): Promise<{ port: number; callStarted(peer: string): void; close(): Promise<void> }> {
   const clocks = new Map<string, NodeJS.Timeout>();
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());

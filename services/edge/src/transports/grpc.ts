@@ -11,7 +11,15 @@ import { listenGrpc } from "./grpc-listener.js";
 import { CLOSE_GRACE_MS, type ListeningTransport } from "./socket-common.js";
 
 /** The settings the gRPC transport reads. */
-export type GrpcConfig = Pick<EdgeConfig, "host" | "grpcPort" | "maxMessageBytes" | "socketIdleTimeoutMs" | "socketHandshakeTimeoutMs" | "maxConnectionsPerClient">;
+export type GrpcConfig = Pick<
+  EdgeConfig,
+  | "host"
+  | "grpcPort"
+  | "maxMessageBytes"
+  | "socketIdleTimeoutMs"
+  | "socketHandshakeTimeoutMs"
+  | "maxConnectionsPerClient"
+>;
 
 type SessionCall = grpc.ServerDuplexStream<JsonRpcFrame, JsonRpcFrame>;
 
@@ -40,7 +48,10 @@ const STATUS_FOR: Record<SocketCloseReason, grpc.status> = {
  * (UNAUTHENTICATED otherwise). Connection limit: RESOURCE_EXHAUSTED "too many connections";
  * slow consumer: RESOURCE_EXHAUSTED "slow consumer"; shutdown: UNAVAILABLE. Framing only.
  */
-export async function startGrpcTransport(edge: EdgePort, config: GrpcConfig): Promise<ListeningTransport> {
+export async function startGrpcTransport(
+  edge: EdgePort,
+  config: GrpcConfig,
+): Promise<ListeningTransport> {
   const live = new Set<SocketChannel>();
   // Set once listening; calls only arrive after that.
   const port: { listener?: Awaited<ReturnType<typeof listenGrpc>> } = {};
@@ -50,13 +61,19 @@ export async function startGrpcTransport(edge: EdgePort, config: GrpcConfig): Pr
     "grpc.keepalive_timeout_ms": 10_000,
     // An HTTP/2 connection with no call open is closed (slowloris), and one that never
     // completes its handshake is dropped by grpc-js's own connection timeout.
-    ...(config.socketIdleTimeoutMs > 0 ? { "grpc.max_connection_idle_ms": config.socketIdleTimeoutMs } : {}),
+    ...(config.socketIdleTimeoutMs > 0
+      ? { "grpc.max_connection_idle_ms": config.socketIdleTimeoutMs }
+      : {}),
   });
 
   const session = (call: SessionCall) => {
     void open(call).catch((err: unknown) => {
       edge.log.error({ err }, "grpc session failed");
-      call.emit("error", { code: grpc.status.INTERNAL, details: "internal error", metadata: new grpc.Metadata() });
+      call.emit("error", {
+        code: grpc.status.INTERNAL,
+        details: "internal error",
+        metadata: new grpc.Metadata(),
+      });
     });
   };
   const open = async (call: SessionCall) => {
@@ -69,7 +86,10 @@ export async function startGrpcTransport(edge: EdgePort, config: GrpcConfig): Pr
     const auth = call.metadata.get("authorization")[0];
     port.listener?.callStarted(call.getPeer());
     const address = peerAddress(call.getPeer());
-    const caller = await edge.auth.authenticate(typeof auth === "string" ? auth : undefined, address);
+    const caller = await edge.auth.authenticate(
+      typeof auth === "string" ? auth : undefined,
+      address,
+    );
     if (isAuthFailure(caller))
       return fail(
         caller.status === 403 ? grpc.status.PERMISSION_DENIED : grpc.status.UNAUTHENTICATED,

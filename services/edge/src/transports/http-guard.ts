@@ -28,7 +28,10 @@ export interface GuardRuntime {
  * credential (EdgeAuth): 401 with `WWW-Authenticate` (naming the protected-resource metadata
  * when OAuth is on), or 403 `insufficient_scope`. Returns the caller, or the refusal to send.
  */
-export async function guardHttp(req: GuardedRequest, rt: GuardRuntime): Promise<{ principal: string; caller: Caller } | HttpRefusal> {
+export async function guardHttp(
+  req: GuardedRequest,
+  rt: GuardRuntime,
+): Promise<{ principal: string; caller: Caller } | HttpRefusal> {
   const headers = req.headers;
   if (duplicateHost(req.rawHeaders ?? req.raw?.rawHeaders)) {
     return refusal(400, ErrorCode.InvalidRequest, "Bad Request: more than one Host header");
@@ -43,8 +46,11 @@ export async function guardHttp(req: GuardedRequest, rt: GuardRuntime): Promise<
   const r = await rt.auth.authenticate(headers.authorization, req.socket?.remoteAddress);
   if (isAuthFailure(r)) {
     const meta = rt.auth.oauth ? resourceMetadataUrl(rt.auth.oauth.resource) : undefined;
-    const message = r.status === 403 ? `Forbidden: ${r.description}` : `Unauthorized: ${r.description}`;
-    return refusal(r.status, ErrorCode.Forbidden, message, { "www-authenticate": rt.auth.challenge(r, meta) });
+    const message =
+      r.status === 403 ? `Forbidden: ${r.description}` : `Unauthorized: ${r.description}`;
+    return refusal(r.status, ErrorCode.Forbidden, message, {
+      "www-authenticate": rt.auth.challenge(r, meta),
+    });
   }
   return { principal: r.principal, caller: r };
 }

@@ -10,7 +10,10 @@ import { SseStream } from "./sse-stream.js";
 
 export interface LegacySseOptions {
   edge: EdgePort;
-  config: Pick<EdgeConfig, "allowedHosts" | "allowedOrigins" | "sseKeepaliveMs" | "maxMessageBytes">;
+  config: Pick<
+    EdgeConfig,
+    "allowedHosts" | "allowedOrigins" | "sseKeepaliveMs" | "maxMessageBytes"
+  >;
   ssePath?: string;
   messagesPath?: string;
 }
@@ -48,7 +51,12 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
         },
         close: (reason) => (reason === "slow consumer" ? sse.cutOff() : sse.end()),
       },
-      { transport: "sse", caller: guard.caller, address: req.socket.remoteAddress, resumable: false },
+      {
+        transport: "sse",
+        caller: guard.caller,
+        address: req.socket.remoteAddress,
+        resumable: false,
+      },
     );
     reply.hijack();
     edge.metrics.openStreams.inc({ transport: "sse" });
@@ -75,7 +83,16 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
       return refuse(reply, refusal(400, ErrorCode.ParseError, "Parse error: empty body"));
     }
     if (overMessageLimit(req.body, config.maxMessageBytes)) {
-      return refuse(reply, refusal(413, ErrorCode.InvalidRequest, "Payload Too Large", {}, { maxBytes: config.maxMessageBytes }));
+      return refuse(
+        reply,
+        refusal(
+          413,
+          ErrorCode.InvalidRequest,
+          "Payload Too Large",
+          {},
+          { maxBytes: config.maxMessageBytes },
+        ),
+      );
     }
     conn.session.receive(req.body);
     return reply.code(202).type("text/plain").send("Accepted");

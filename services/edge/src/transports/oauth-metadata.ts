@@ -20,8 +20,13 @@ export async function oauthMetadata(app: FastifyInstance, rt: EdgeRuntime): Prom
     resource_name: "mcpq",
   };
   const path = new URL(o.resource).pathname.replace(/\/$/, "");
-  const paths = new Set(["/.well-known/oauth-protected-resource", `/.well-known/oauth-protected-resource${path}`]);
+  const paths = new Set([
+    "/.well-known/oauth-protected-resource",
+    `/.well-known/oauth-protected-resource${path}`,
+  ]);
   for (const p of paths) {
-    app.get(p, async (_req, reply) => reply.header("cache-control", "max-age=300").type("application/json").send(body));
+    app.get(p, async (_req, reply) =>
+      reply.header("cache-control", "max-age=300").type("application/json").send(body),
+    );
   }
 }

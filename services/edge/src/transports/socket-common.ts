@@ -11,7 +11,10 @@ import type { HttpRefusal } from "./http-guard.js";
  * and uncorked when the tick's callbacks and microtasks are done. Under load a connection's
  * answers come in bursts, and a syscall per answer was half of an edge's CPU in a storm.
  */
-export function tickBatched(socket: { cork(): void; uncork(): void }, write: (text: string) => void): (text: string) => void {
+export function tickBatched(
+  socket: { cork(): void; uncork(): void },
+  write: (text: string) => void,
+): (text: string) => void {
   const beforeWrite = corkPerTurn(socket, process.nextTick);
   return (text) => {
     beforeWrite();
@@ -59,7 +62,8 @@ export function closeLine(
           : reason === "timeout"
             ? {
                 code: ErrorCode.InvalidRequest,
-                message: "Timeout: no session was opened in time, or the connection was idle; resume the session on a new connection",
+                message:
+                  "Timeout: no session was opened in time, or the connection was idle; resume the session on a new connection",
                 data: { reason: "timeout" },
               }
             : { code: ErrorCode.Forbidden, message: "Unauthorized" };

@@ -208,5 +208,7 @@ export class SseStream implements StreamSink {
 }
 
 function frameOf(m: OutboundMessage): string {
-  return m.eventId ? `id: ${m.eventId}\nevent: message\ndata: ${m.json}\n\n` : `event: message\ndata: ${m.json}\n\n`;
+  return m.eventId
+    ? `id: ${m.eventId}\nevent: message\ndata: ${m.json}\n\n`
+    : `event: message\ndata: ${m.json}\n\n`;
 }

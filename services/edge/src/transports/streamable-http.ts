@@ -11,7 +11,15 @@ import { SseStream } from "./sse-stream.js";
 /** Options of the Streamable HTTP transport. */
 export interface StreamableHttpOptions {
   edge: EdgePort;
-  config: Pick<EdgeConfig, "allowedHosts" | "allowedOrigins" | "sseKeepaliveMs" | "sseRetryMs" | "maxSendBufferBytes" | "maxMessageBytes">;
+  config: Pick<
+    EdgeConfig,
+    | "allowedHosts"
+    | "allowedOrigins"
+    | "sseKeepaliveMs"
+    | "sseRetryMs"
+    | "maxSendBufferBytes"
+    | "maxMessageBytes"
+  >;
   path?: string;
   /** A virtual server's subset of the catalog (`/mcp/<name>`, docs/security.md). */
   view?: TargetView;
@@ -23,14 +31,23 @@ export interface StreamableHttpOptions {
  * resumed SSE stream; DELETE -> end session. Only framing lives here (Host/Origin/bearer
  * checks, Accept, the SSE stream over the raw response); each exchange's channel does the rest.
  */
-export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpOptions): Promise<void> {
+export async function streamableHttp(
+  app: FastifyInstance,
+  opts: StreamableHttpOptions,
+): Promise<void> {
   const { edge, config } = opts;
   const path = opts.path ?? "/mcp";
-  const refuse = (reply: FastifyReply, r: HttpRefusal) => reply.code(r.status).headers(r.headers).send(r.body);
+  const refuse = (reply: FastifyReply, r: HttpRefusal) =>
+    reply.code(r.status).headers(r.headers).send(r.body);
 
   /** The exchange port of one request: headers in, a plain answer or an SSE stream out. */
   const guard = { config, auth: edge.auth };
-  const exchange = (req: FastifyRequest, reply: FastifyReply, caller: Caller, accepts: HttpExchange["accepts"]): HttpExchange => {
+  const exchange = (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    caller: Caller,
+    accepts: HttpExchange["accepts"],
+  ): HttpExchange => {
     let stream: HttpStream | undefined;
     return {
       principal: caller.principal,
@@ -90,7 +107,14 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
     const sse = accept.includes("text/event-stream") || accept.includes("*/*");
     const json = accept.includes("application/json") || accept.includes("*/*");
     if (!sse && !json) {
-      return refuse(reply, refusal(406, ErrorCode.InvalidRequest, "Not Acceptable: Accept must include application/json or text/event-stream"));
+      return refuse(
+        reply,
+        refusal(
+          406,
+          ErrorCode.InvalidRequest,
+          "Not Acceptable: Accept must include application/json or text/event-stream",
+        ),
+      );
     }
     await edge.post(exchange(req, reply, auth.caller, { sse, json }), req.body as string);
     return reply;
@@ -99,8 +123,19 @@ export async function streamableHttp(app: FastifyInstance, opts: StreamableHttpO
   app.get(path, async (req, reply) => {
     const auth = await guardHttp(req, guard);
     if ("status" in auth) return refuse(reply, auth);
-    if (!String(req.headers.accept ?? "").toLowerCase().includes("text/event-stream")) {
-      return refuse(reply, refusal(406, ErrorCode.InvalidRequest, "Not Acceptable: GET requires Accept: text/event-stream"));
+    if (
+      !String(req.headers.accept ?? "")
+        .toLowerCase()
+        .includes("text/event-stream")
+    ) {
+      return refuse(
+        reply,
+        refusal(
+          406,
+          ErrorCode.InvalidRequest,
+          "Not Acceptable: GET requires Accept: text/event-stream",
+        ),
+      );
     }
     await edge.get(exchange(req, reply, auth.caller, { sse: true, json: false }));
     return reply;

@@ -5,7 +5,12 @@ import { looksLikeHttp } from "./tcp-guard.js";
 import type { EdgePort } from "../core/edge-port.js";
 import type { SocketChannel } from "../core/socket-channel.js";
 import type { EdgeConfig } from "../env.js";
-import { CLOSE_GRACE_MS, closeLine, tickBatched, type ListeningTransport } from "./socket-common.js";
+import {
+  CLOSE_GRACE_MS,
+  closeLine,
+  tickBatched,
+  type ListeningTransport,
+} from "./socket-common.js";
 
 /** The settings the TCP transport reads. */
 export type TcpConfig = Pick<EdgeConfig, "host" | "tcpPort" | "maxMessageBytes">;
@@ -19,7 +24,10 @@ export type TcpConfig = Pick<EdgeConfig, "host" | "tcpPort" | "maxMessageBytes">
  * JSON-RPC error line with id null, then the socket ends. Framing only; the socket session does
  * the rest.
  */
-export async function startTcpTransport(edge: EdgePort, config: TcpConfig): Promise<ListeningTransport> {
+export async function startTcpTransport(
+  edge: EdgePort,
+  config: TcpConfig,
+): Promise<ListeningTransport> {
   const live = new Map<Socket, SocketChannel>();
   const maxLine = config.maxMessageBytes;
   const retryAfterMs = edge.connections.retryAfterMs;
@@ -48,7 +56,11 @@ export async function startTcpTransport(edge: EdgePort, config: TcpConfig): Prom
         resumeReading: () => socket.resume(),
       },
       // Anonymous mode: the caller is known at once (keyed by the client's address).
-      { transport: "tcp", caller: edge.auth.anonymous(socket.remoteAddress) ?? null, address: socket.remoteAddress },
+      {
+        transport: "tcp",
+        caller: edge.auth.anonymous(socket.remoteAddress) ?? null,
+        address: socket.remoteAddress,
+      },
     );
     live.set(socket, session);
     edge.metrics.openStreams.inc({ transport: "tcp" });
@@ -75,8 +87,17 @@ export async function startTcpTransport(edge: EdgePort, config: TcpConfig): Prom
       partial = "";
       socket.removeAllListeners("data");
       session.transportClosed();
-      const body = JSON.stringify({ jsonrpc: "2.0", id: null, error: { code: ErrorCode.InvalidRequest, message: "Bad Request: this port speaks newline-delimited JSON-RPC, not HTTP" } });
-      socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      const body = JSON.stringify({
+        jsonrpc: "2.0",
+        id: null,
+        error: {
+          code: ErrorCode.InvalidRequest,
+          message: "Bad Request: this port speaks newline-delimited JSON-RPC, not HTTP",
+        },
+      });
+      socket.end(
+        `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
       grace = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
       grace.unref();
     };

@@ -27,7 +27,10 @@ const WS_CLOSE = {
 
 export interface WebSocketOptions {
   edge: EdgePort;
-  config: Pick<EdgeConfig, "allowedHosts" | "allowedOrigins" | "maxMessageBytes" | "socketIdleTimeoutMs">;
+  config: Pick<
+    EdgeConfig,
+    "allowedHosts" | "allowedOrigins" | "maxMessageBytes" | "socketIdleTimeoutMs"
+  >;
   path?: string;
 }
 
@@ -88,7 +91,13 @@ export async function websocketTransport(
     });
   };
 
-  const serve = (ws: WebSocket, req: IncomingMessage, socket: Duplex, caller: Caller, release: () => void) => {
+  const serve = (
+    ws: WebSocket,
+    req: IncomingMessage,
+    socket: Duplex,
+    caller: Caller,
+    release: () => void,
+  ) => {
     let grace: NodeJS.Timeout | undefined;
     const session = edge.socket(
       {
@@ -97,7 +106,12 @@ export async function websocketTransport(
           return ws.bufferedAmount;
         },
         close: (reason: SocketCloseReason) => {
-          ws.close(reason === "shutdown" || reason === "timeout" ? WS_CLOSE.goingAway : WS_CLOSE.policyViolation, reason);
+          ws.close(
+            reason === "shutdown" || reason === "timeout"
+              ? WS_CLOSE.goingAway
+              : WS_CLOSE.policyViolation,
+            reason,
+          );
           // A reader that stopped reading never completes the closing handshake.
           grace = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
           grace.unref();
@@ -128,7 +142,8 @@ export async function websocketTransport(
     // A live client answers pings (every client library does, unasked), so a quiet but live
     // connection never idles out; a dead or silent peer does (MCPQ_SOCKET_IDLE_TIMEOUT_MS).
     const idleMs = config.socketIdleTimeoutMs;
-    const heartbeat = idleMs > 0 ? setInterval(() => ws.ping(), Math.max(50, Math.floor(idleMs / 3))) : undefined;
+    const heartbeat =
+      idleMs > 0 ? setInterval(() => ws.ping(), Math.max(50, Math.floor(idleMs / 3))) : undefined;
     heartbeat?.unref();
     ws.on("pong", () => session.noteActivity());
     ws.once("close", () => {

@@ -1,4 +1,11 @@
-import { defineCatalog, definePrompt, defineResource, defineTool, z, type CatalogDefinition } from "@mcpq/worker-sdk";
+import {
+  defineCatalog,
+  definePrompt,
+  defineResource,
+  defineTool,
+  z,
+  type CatalogDefinition,
+} from "@mcpq/worker-sdk";
 
 /**
  * A test-only catalog for the edge response cache. Every handler counts its executions in
@@ -64,11 +71,15 @@ export const cacheCatalog: CatalogDefinition = defineCatalog({
       description: "Opted in, but answers an isError result.",
       input: z.object({}),
       cache: { edge: true, ttlMs: HOUR, cacheScope: "public" },
-      handler: () => ({ content: [{ type: "text" as const, text: `failed#${run("failing")}` }], isError: true }),
+      handler: () => ({
+        content: [{ type: "text" as const, text: `failed#${run("failing")}` }],
+        isError: true,
+      }),
     }),
     defineTool({
       name: "throwing",
-      description: "Opted in, but throws (a JSON-RPC error... or an isError result, whichever the SDK makes).",
+      description:
+        "Opted in, but throws (a JSON-RPC error... or an isError result, whichever the SDK makes).",
       input: z.object({}),
       cache: { edge: true, ttlMs: HOUR, cacheScope: "public" },
       handler: () => {
@@ -103,7 +114,10 @@ export const cacheCatalog: CatalogDefinition = defineCatalog({
       cache: { edge: true, ttlMs: HOUR, cacheScope: "public" },
       handler: async (_a, ctx) => {
         const n = run("asks");
-        const answer = await ctx.elicit({ message: "name?", requestedSchema: { type: "object", properties: { name: { type: "string" } } } });
+        const answer = await ctx.elicit({
+          message: "name?",
+          requestedSchema: { type: "object", properties: { name: { type: "string" } } },
+        });
         return `asked#${n}:${JSON.stringify(answer["content"] ?? null)}`;
       },
     }),
@@ -140,7 +154,11 @@ export const cacheCatalog: CatalogDefinition = defineCatalog({
       description: "Edge-cached prompt.",
       args: z.object({ topic: z.string() }),
       cache: { edge: true, ttlMs: HOUR, cacheScope: "public" },
-      get: ({ topic }) => ({ messages: [{ role: "user", content: { type: "text", text: `${topic}#${run(`prompt:${topic}`)}` } }] }),
+      get: ({ topic }) => ({
+        messages: [
+          { role: "user", content: { type: "text", text: `${topic}#${run(`prompt:${topic}`)}` } },
+        ],
+      }),
     }),
   ],
 });
@@ -150,6 +168,11 @@ export const cacheCatalogV2: CatalogDefinition = {
   ...cacheCatalog,
   tools: [
     ...(cacheCatalog.tools ?? []),
-    defineTool({ name: "v2_only", description: "Only in version 2.", input: z.object({}), handler: () => "v2" }),
+    defineTool({
+      name: "v2_only",
+      description: "Only in version 2.",
+      input: z.object({}),
+      handler: () => "v2",
+    }),
   ],
 };

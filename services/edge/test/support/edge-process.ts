@@ -30,7 +30,10 @@ export async function spawnEdge(
   }
 }
 
-async function trySpawnEdge(natsUrl: string, env: Record<string, string>): Promise<EdgeProcess | null> {
+async function trySpawnEdge(
+  natsUrl: string,
+  env: Record<string, string>,
+): Promise<EdgeProcess | null> {
   const port = await freePort();
   const proc = spawn(process.execPath, [CLI, "edge", "--port", String(port)], {
     env: {

@@ -1,5 +1,14 @@
 import { DEFAULT_BUS_LIMITS, connectBus } from "@mcpq/bus";
-import { Worker, defineCatalog, definePrompt, defineResource, defineTool, z, type CatalogDefinition, type WorkerMetrics } from "@mcpq/worker-sdk";
+import {
+  Worker,
+  defineCatalog,
+  definePrompt,
+  defineResource,
+  defineTool,
+  z,
+  type CatalogDefinition,
+  type WorkerMetrics,
+} from "@mcpq/worker-sdk";
 
 /**
  * A test-only catalog exercising the handler context from the worker's side. Its tools record
@@ -11,7 +20,8 @@ export const observed = {
   aborted: new Set<string>(),
 };
 
-const PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+const PNG =
+  "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
 const WAV = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=";
 
 export const featuresCatalog = defineCatalog({
@@ -19,7 +29,8 @@ export const featuresCatalog = defineCatalog({
   tools: [
     defineTool({
       name: "wait_for_cancel",
-      description: "Records `marker` as started, then waits until the request is aborted (records it as aborted).",
+      description:
+        "Records `marker` as started, then waits until the request is aborted (records it as aborted).",
       input: z.object({ marker: z.string() }),
       handler: ({ marker }, ctx) => {
         observed.started.add(marker);
@@ -38,7 +49,8 @@ export const featuresCatalog = defineCatalog({
       description: "Logs one message at each of debug, info, warning and error (data = the level).",
       input: z.object({}),
       handler: async (_args, ctx) => {
-        for (const level of ["debug", "info", "warning", "error"] as const) await ctx.log(level, level, "features");
+        for (const level of ["debug", "info", "warning", "error"] as const)
+          await ctx.log(level, level, "features");
         return "logged";
       },
     }),
@@ -65,8 +77,12 @@ export const featuresCatalog = defineCatalog({
     }),
     defineTool({
       name: "regional",
-      description: "Echoes its region and count; both are mirrored into Mcp-Param-* headers (x-mcp-header, 2026-07-28).",
-      input: z.object({ region: z.string().meta({ "x-mcp-header": "Region" }), count: z.number().int().optional().meta({ "x-mcp-header": "Count" }) }),
+      description:
+        "Echoes its region and count; both are mirrored into Mcp-Param-* headers (x-mcp-header, 2026-07-28).",
+      input: z.object({
+        region: z.string().meta({ "x-mcp-header": "Region" }),
+        count: z.number().int().optional().meta({ "x-mcp-header": "Count" }),
+      }),
       handler: ({ region, count }) => `${region} ${String(count)}`,
     }),
     defineTool({
@@ -92,24 +108,48 @@ export const featuresCatalog = defineCatalog({
       annotations: { title: "Rich", readOnlyHint: true, openWorldHint: false },
       icons: [{ src: "https://example.com/icon.png", mimeType: "image/png", sizes: ["48x48"] }],
       handler: () => [
-        { type: "resource_link", uri: "test://static-text", name: "static-text", mimeType: "text/plain" },
+        {
+          type: "resource_link",
+          uri: "test://static-text",
+          name: "static-text",
+          mimeType: "text/plain",
+        },
         { type: "image", data: PNG, mimeType: "image/png" },
         { type: "audio", data: WAV, mimeType: "audio/wav" },
-        { type: "resource", resource: { uri: "test://embedded", mimeType: "application/octet-stream", blob: PNG } },
+        {
+          type: "resource",
+          resource: { uri: "test://embedded", mimeType: "application/octet-stream", blob: PNG },
+        },
       ],
     }),
     defineTool({
       name: "ask",
-      description: "Sends one server->client request (`method`) and returns the outcome as text (error code and message when it fails).",
-      input: z.object({ method: z.enum(["sample", "elicit", "roots"]), timeoutMs: z.number().int().positive().optional() }),
+      description:
+        "Sends one server->client request (`method`) and returns the outcome as text (error code and message when it fails).",
+      input: z.object({
+        method: z.enum(["sample", "elicit", "roots"]),
+        timeoutMs: z.number().int().positive().optional(),
+      }),
       handler: async ({ method, timeoutMs }, ctx) => {
         const opts = timeoutMs === undefined ? {} : { timeoutMs };
         try {
           const r =
             method === "sample"
-              ? await ctx.sample({ messages: [{ role: "user", content: { type: "text", text: "hi" } }], maxTokens: 10 }, opts)
+              ? await ctx.sample(
+                  {
+                    messages: [{ role: "user", content: { type: "text", text: "hi" } }],
+                    maxTokens: 10,
+                  },
+                  opts,
+                )
               : method === "elicit"
-                ? await ctx.elicit({ message: "name?", requestedSchema: { type: "object", properties: { name: { type: "string" } } } }, opts)
+                ? await ctx.elicit(
+                    {
+                      message: "name?",
+                      requestedSchema: { type: "object", properties: { name: { type: "string" } } },
+                    },
+                    opts,
+                  )
                 : await ctx.listRoots(opts);
           return `ok ${JSON.stringify(r)}`;
         } catch (err) {
@@ -124,9 +164,29 @@ export const featuresCatalog = defineCatalog({
 /** A catalog that joins later (list_changed tests). */
 export const lateCatalog = defineCatalog({
   name: "late",
-  tools: [defineTool({ name: "late_tool", description: "Served by a worker that joined later.", input: z.object({}), handler: () => "late" })],
-  resources: [defineResource({ uri: "test://late", name: "late", description: "A late resource", read: () => ({ text: "late" }) })],
-  prompts: [definePrompt({ name: "late_prompt", description: "A late prompt", get: () => ({ messages: [] }) })],
+  tools: [
+    defineTool({
+      name: "late_tool",
+      description: "Served by a worker that joined later.",
+      input: z.object({}),
+      handler: () => "late",
+    }),
+  ],
+  resources: [
+    defineResource({
+      uri: "test://late",
+      name: "late",
+      description: "A late resource",
+      read: () => ({ text: "late" }),
+    }),
+  ],
+  prompts: [
+    definePrompt({
+      name: "late_prompt",
+      description: "A late prompt",
+      get: () => ({ messages: [] }),
+    }),
+  ],
 });
 
 /** Outcomes a worker reported through its metrics hook, per method. */
@@ -139,7 +199,11 @@ export async function startCatalogWorker(
   pool: string,
   opts: { concurrency?: number } = {},
 ): Promise<{ worker: Worker; outcomes: Outcomes; close(): Promise<void> }> {
-  const bus = await connectBus({ url: natsUrl, name: `test-worker-${pool}`, limits: { ...DEFAULT_BUS_LIMITS, registryTtlMs: 3000 } });
+  const bus = await connectBus({
+    url: natsUrl,
+    name: `test-worker-${pool}`,
+    limits: { ...DEFAULT_BUS_LIMITS, registryTtlMs: 3000 },
+  });
   const outcomes: Outcomes = [];
   const metrics: WorkerMetrics = {
     inFlight: () => undefined,
@@ -147,7 +211,13 @@ export async function startCatalogWorker(
     expired: () => undefined,
     redelivered: () => undefined,
   };
-  const worker = new Worker({ bus, pool, catalogs, metrics, ...(opts.concurrency ? { concurrency: opts.concurrency } : {}) });
+  const worker = new Worker({
+    bus,
+    pool,
+    catalogs,
+    metrics,
+    ...(opts.concurrency ? { concurrency: opts.concurrency } : {}),
+  });
   await worker.start();
   return {
     worker,

@@ -45,7 +45,10 @@ export async function rawSession(
   url: string,
   headers: Record<string, string> = {},
 ): Promise<RawSession> {
-  const { sessionId: id, headers: h } = await rawInitialize(url, { protocolVersion: VERSION, headers });
+  const { sessionId: id, headers: h } = await rawInitialize(url, {
+    protocolVersion: VERSION,
+    headers,
+  });
   let next = 1;
   const post = (body: unknown) =>
     fetch(url, { method: "POST", headers: h, body: JSON.stringify(body) });

@@ -10,9 +10,18 @@ export interface RawInit {
 /** Initializes over Streamable HTTP with plain fetch (no SDK), for tests that check the wire. */
 export async function rawInitialize(
   url: string,
-  opts: { protocolVersion: string; capabilities?: Record<string, unknown>; headers?: Record<string, string>; clientName?: string },
+  opts: {
+    protocolVersion: string;
+    capabilities?: Record<string, unknown>;
+    headers?: Record<string, string>;
+    clientName?: string;
+  },
 ): Promise<RawInit> {
-  const base = { "content-type": "application/json", accept: "application/json, text/event-stream", ...opts.headers };
+  const base = {
+    "content-type": "application/json",
+    accept: "application/json, text/event-stream",
+    ...opts.headers,
+  };
   const init = await fetch(url, {
     method: "POST",
     headers: base,
@@ -27,8 +36,14 @@ export async function rawInitialize(
       },
     }),
   });
-  if (init.status !== 200) throw new Error(`initialize failed: ${init.status} ${await init.text()}`);
+  if (init.status !== 200)
+    throw new Error(`initialize failed: ${init.status} ${await init.text()}`);
   const sessionId = init.headers.get("mcp-session-id")!;
-  const protocolVersion = ((await init.json()) as { result: { protocolVersion: string } }).result.protocolVersion;
-  return { sessionId, protocolVersion, headers: { ...base, "mcp-session-id": sessionId, "mcp-protocol-version": protocolVersion } };
+  const protocolVersion = ((await init.json()) as { result: { protocolVersion: string } }).result
+    .protocolVersion;
+  return {
+    sessionId,
+    protocolVersion,
+    headers: { ...base, "mcp-session-id": sessionId, "mcp-protocol-version": protocolVersion },
+  };
 }

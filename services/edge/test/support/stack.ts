@@ -15,9 +15,30 @@ const SHARED_LOOP_ENV = { MCPQ_MAX_EVENT_LOOP_LAG_MS: "0", MCPQ_MAX_QUEUE_MS: "0
 /** In-process edges and workers against a real NATS (the factories testkit's startStack takes). */
 export const factories = {
   startEdge: (natsUrl: string, env: Record<string, string>): Promise<RunningEdge> =>
-    startEdge(loadEdgeConfig({ MCPQ_NATS_URL: natsUrl, MCPQ_PORT: "0", MCPQ_LOG_LEVEL: "silent", MCPQ_REGISTRY_TTL_MS: "3000", ...SHARED_LOOP_ENV, ...env })),
-  startWorker: (natsUrl: string, catalogs: string[], env: Record<string, string>): Promise<RunningWorker> =>
-    startWorker(loadWorkerConfig({ MCPQ_NATS_URL: natsUrl, MCPQ_CATALOGS: catalogs.join(","), MCPQ_LOG_LEVEL: "silent", MCPQ_REGISTRY_TTL_MS: "3000", ...env })),
+    startEdge(
+      loadEdgeConfig({
+        MCPQ_NATS_URL: natsUrl,
+        MCPQ_PORT: "0",
+        MCPQ_LOG_LEVEL: "silent",
+        MCPQ_REGISTRY_TTL_MS: "3000",
+        ...SHARED_LOOP_ENV,
+        ...env,
+      }),
+    ),
+  startWorker: (
+    natsUrl: string,
+    catalogs: string[],
+    env: Record<string, string>,
+  ): Promise<RunningWorker> =>
+    startWorker(
+      loadWorkerConfig({
+        MCPQ_NATS_URL: natsUrl,
+        MCPQ_CATALOGS: catalogs.join(","),
+        MCPQ_LOG_LEVEL: "silent",
+        MCPQ_REGISTRY_TTL_MS: "3000",
+        ...env,
+      }),
+    ),
 };
 
 export function stack(nats: NatsHandle, opts: StackOptions = {}) {
@@ -25,8 +46,19 @@ export function stack(nats: NatsHandle, opts: StackOptions = {}) {
 }
 
 /** The official SDK client over Streamable HTTP. */
-export async function sdkClient(url: string, opts: { sessionId?: string; name?: string; capabilities?: Record<string, unknown>; headers?: Record<string, string> } = {}) {
-  const client = new Client({ name: opts.name ?? "mcpq-test", version: "1.0.0" }, { capabilities: opts.capabilities ?? {} });
+export async function sdkClient(
+  url: string,
+  opts: {
+    sessionId?: string;
+    name?: string;
+    capabilities?: Record<string, unknown>;
+    headers?: Record<string, string>;
+  } = {},
+) {
+  const client = new Client(
+    { name: opts.name ?? "mcpq-test", version: "1.0.0" },
+    { capabilities: opts.capabilities ?? {} },
+  );
   const transportOpts: ConstructorParameters<typeof StreamableHTTPClientTransport>[1] = {};
   if (opts.sessionId) transportOpts.sessionId = opts.sessionId;
   if (opts.headers) transportOpts.requestInit = { headers: opts.headers };

@@ -10,7 +10,8 @@ export const benchCatalog = defineCatalog({
     defineTool({
       name: "echo",
       title: "Echo (edge-cached)",
-      description: "Returns the given text unchanged, as one text content item; edge-cached for 10 minutes.",
+      description:
+        "Returns the given text unchanged, as one text content item; edge-cached for 10 minutes.",
       input: z.object({ text: z.string().describe("Text to echo back") }),
       annotations: { readOnlyHint: true, idempotentHint: true },
       cache: { edge: true, ttlMs: 600_000, cacheScope: "public", tags: ["bench"] },

@@ -1,6 +1,14 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { defineCatalog, definePrompt, defineResource, defineResourceTemplate, defineTool, z, type HandlerContext } from "@mcpq/worker-sdk";
+import {
+  defineCatalog,
+  definePrompt,
+  defineResource,
+  defineResourceTemplate,
+  defineTool,
+  z,
+  type HandlerContext,
+} from "@mcpq/worker-sdk";
 
 /**
  * The fixtures the official MCP conformance suite calls, with the names, arguments and outputs of
@@ -48,13 +56,22 @@ const JSON_SCHEMA_2020_12_INPUT_SCHEMA = {
 const noArgs = z.object({});
 
 /** A one-property elicitation form (`{ <name>: string }`, required). */
-function form(message: string, property: string, type: "string" | "boolean" = "string"): Record<string, unknown> {
-  return { message, requestedSchema: { type: "object", properties: { [property]: { type } }, required: [property] } };
+function form(
+  message: string,
+  property: string,
+  type: "string" | "boolean" = "string",
+): Record<string, unknown> {
+  return {
+    message,
+    requestedSchema: { type: "object", properties: { [property]: { type } }, required: [property] },
+  };
 }
 
 /** The accepted content of an elicitation answer, or a note saying how the user answered. */
 function accepted(r: Record<string, unknown>): Record<string, unknown> | string {
-  return r["action"] === "accept" ? ((r["content"] as Record<string, unknown> | undefined) ?? {}) : `(${String(r["action"])})`;
+  return r["action"] === "accept"
+    ? ((r["content"] as Record<string, unknown> | undefined) ?? {})
+    : `(${String(r["action"])})`;
 }
 
 export const conformanceCatalog = defineCatalog({
@@ -88,7 +105,11 @@ export const conformanceCatalog = defineCatalog({
       handler: () => [
         {
           type: "resource",
-          resource: { uri: "test://embedded-resource", mimeType: "text/plain", text: "This is an embedded resource content." },
+          resource: {
+            uri: "test://embedded-resource",
+            mimeType: "text/plain",
+            text: "This is an embedded resource content.",
+          },
         },
       ],
     }),
@@ -161,7 +182,10 @@ export const conformanceCatalog = defineCatalog({
       input: z.object({ prompt: z.string().describe("The prompt to send to the LLM") }),
       handler: async ({ prompt }, ctx) => {
         try {
-          const result = await ctx.sample({ messages: [{ role: "user", content: { type: "text", text: prompt } }], maxTokens: 100 });
+          const result = await ctx.sample({
+            messages: [{ role: "user", content: { type: "text", text: prompt } }],
+            maxTokens: 100,
+          });
           return `LLM response: ${textOf(result["content"]) ?? "No response"}`;
         } catch (err) {
           return `Sampling not supported or error: ${messageOf(err)}`;
@@ -198,7 +222,12 @@ export const conformanceCatalog = defineCatalog({
               name: { type: "string", description: "User name", default: "John Doe" },
               age: { type: "integer", description: "User age", default: 30 },
               score: { type: "number", description: "User score", default: 95.5 },
-              status: { type: "string", description: "User status", enum: ["active", "inactive", "pending"], default: "active" },
+              status: {
+                type: "string",
+                description: "User status",
+                enum: ["active", "inactive", "pending"],
+                default: "active",
+              },
               verified: { type: "boolean", description: "Verification status", default: true },
             },
             required: [],
@@ -215,7 +244,11 @@ export const conformanceCatalog = defineCatalog({
           requestedSchema: {
             type: "object",
             properties: {
-              untitledSingle: { type: "string", description: "Select one option", enum: ["option1", "option2", "option3"] },
+              untitledSingle: {
+                type: "string",
+                description: "Select one option",
+                enum: ["option1", "option2", "option3"],
+              },
               titledSingle: {
                 type: "string",
                 description: "Select one option with titles",
@@ -263,17 +296,25 @@ export const conformanceCatalog = defineCatalog({
       description: "MRTR: asks the user's name (input request user_name), then greets them",
       input: noArgs,
       handler: async (_a, ctx) => {
-        const r = accepted(await ctx.elicit(form("What is your name?", "name"), { key: "user_name" }));
+        const r = accepted(
+          await ctx.elicit(form("What is your name?", "name"), { key: "user_name" }),
+        );
         return `Hello, ${typeof r === "string" ? r : String(r["name"])}!`;
       },
     }),
     defineTool({
       name: "test_input_required_result_sampling",
-      description: "MRTR: asks the client's LLM the capital of France (input request capital_question)",
+      description:
+        "MRTR: asks the client's LLM the capital of France (input request capital_question)",
       input: noArgs,
       handler: async (_a, ctx) => {
         const r = await ctx.sample(
-          { messages: [{ role: "user", content: { type: "text", text: "What is the capital of France?" } }], maxTokens: 100 },
+          {
+            messages: [
+              { role: "user", content: { type: "text", text: "What is the capital of France?" } },
+            ],
+            maxTokens: 100,
+          },
           { key: "capital_question" },
         );
         return `LLM response: ${textOf(r["content"]) ?? "No response"}`;
@@ -291,10 +332,13 @@ export const conformanceCatalog = defineCatalog({
     }),
     defineTool({
       name: "test_input_required_result_request_state",
-      description: "MRTR: asks for confirmation with a sealed requestState; the answer says whether the state was verified",
+      description:
+        "MRTR: asks for confirmation with a sealed requestState; the answer says whether the state was verified",
       input: noArgs,
       handler: async (_a, ctx) => {
-        const r = accepted(await ctx.elicit(form("Please confirm", "ok", "boolean"), { key: "confirm" }));
+        const r = accepted(
+          await ctx.elicit(form("Please confirm", "ok", "boolean"), { key: "confirm" }),
+        );
         // inputRound > 0 only when the retry carried a requestState the worker verified.
         const state = (ctx.inputRound ?? 0) > 0 ? "state-ok" : "no-state";
         return `${state}: confirm=${JSON.stringify(r)}`;
@@ -307,7 +351,13 @@ export const conformanceCatalog = defineCatalog({
       handler: async (_a, ctx) => {
         const [who, greeting, roots] = await Promise.all([
           ctx.elicit(form("What is your name?", "name"), { key: "user_name" }),
-          ctx.sample({ messages: [{ role: "user", content: { type: "text", text: "Generate a greeting" } }], maxTokens: 50 }, { key: "greeting" }),
+          ctx.sample(
+            {
+              messages: [{ role: "user", content: { type: "text", text: "Generate a greeting" } }],
+              maxTokens: 50,
+            },
+            { key: "greeting" },
+          ),
           ctx.listRoots({ key: "client_roots" }),
         ]);
         const n = (roots["roots"] as unknown[]).length;
@@ -319,17 +369,24 @@ export const conformanceCatalog = defineCatalog({
       description: "MRTR: two rounds in sequence (step1: name, then step2: favourite colour)",
       input: noArgs,
       handler: async (_a, ctx) => {
-        const name = accepted(await ctx.elicit(form("Step 1: What is your name?", "name"), { key: "step1" }));
-        const color = accepted(await ctx.elicit(form("Step 2: What is your favorite color?", "color"), { key: "step2" }));
+        const name = accepted(
+          await ctx.elicit(form("Step 1: What is your name?", "name"), { key: "step1" }),
+        );
+        const color = accepted(
+          await ctx.elicit(form("Step 2: What is your favorite color?", "color"), { key: "step2" }),
+        );
         return `name=${JSON.stringify(name)}, color=${JSON.stringify(color)}`;
       },
     }),
     defineTool({
       name: "test_input_required_result_tampered_state",
-      description: "MRTR: asks for confirmation with an integrity-protected requestState (a tampered one is refused with -32602)",
+      description:
+        "MRTR: asks for confirmation with an integrity-protected requestState (a tampered one is refused with -32602)",
       input: noArgs,
       handler: async (_a, ctx) => {
-        const r = accepted(await ctx.elicit(form("Please confirm", "ok", "boolean"), { key: "confirm" }));
+        const r = accepted(
+          await ctx.elicit(form("Please confirm", "ok", "boolean"), { key: "confirm" }),
+        );
         return `integrity-ok: confirm=${JSON.stringify(r)}`;
       },
     }),
@@ -341,10 +398,17 @@ export const conformanceCatalog = defineCatalog({
         const caps = ctx.clientCapabilities;
         const asks: Promise<[string, Record<string, unknown>]>[] = [];
         if (!caps || caps.includes("elicitation")) {
-          asks.push(ctx.elicit(form("Elicitation input", "value"), { key: "elicit_input" }).then((r) => ["elicit_input", r]));
+          asks.push(
+            ctx
+              .elicit(form("Elicitation input", "value"), { key: "elicit_input" })
+              .then((r) => ["elicit_input", r]),
+          );
         }
         if (!caps || caps.includes("sampling")) {
-          const params = { messages: [{ role: "user", content: { type: "text", text: "Sample request" } }], maxTokens: 50 };
+          const params = {
+            messages: [{ role: "user", content: { type: "text", text: "Sample request" } }],
+            maxTokens: 50,
+          };
           asks.push(ctx.sample(params, { key: "sample_input" }).then((r) => ["sample_input", r]));
         }
         if (asks.length === 0) return "No supported capabilities declared";
@@ -358,27 +422,44 @@ export const conformanceCatalog = defineCatalog({
       description: "Needs the client's sampling capability (-32021 naming it when undeclared)",
       input: noArgs,
       handler: async (_a, ctx) => {
-        const r = await ctx.sample({ messages: [{ role: "user", content: { type: "text", text: "Say yes" } }], maxTokens: 10 }, { key: "sampling_check" });
+        const r = await ctx.sample(
+          {
+            messages: [{ role: "user", content: { type: "text", text: "Say yes" } }],
+            maxTokens: 10,
+          },
+          { key: "sampling_check" },
+        );
         return `Success: ${textOf(r["content"]) ?? ""}`;
       },
     }),
     defineTool({
       name: "test_streaming_elicitation",
-      description: "Reports progress, then asks the user (an input request in 2026-07-28, never a request on the stream)",
+      description:
+        "Reports progress, then asks the user (an input request in 2026-07-28, never a request on the stream)",
       input: noArgs,
       handler: async (_a, ctx) => {
         await ctx.progress(50, 100, "halfway");
-        const r = accepted(await ctx.elicit(form("Streaming elicitation: continue?", "ok", "boolean"), { key: "continue" }));
+        const r = accepted(
+          await ctx.elicit(form("Streaming elicitation: continue?", "ok", "boolean"), {
+            key: "continue",
+          }),
+        );
         return `Streaming complete: ${JSON.stringify(r)}`;
       },
     }),
     defineTool({
       name: "test_trigger_tool_change",
-      description: "Changes the tool list (swaps in a new test_dynamic_tool_*), so listeners get notifications/tools/list_changed",
+      description:
+        "Changes the tool list (swaps in a new test_dynamic_tool_*), so listeners get notifications/tools/list_changed",
       input: noArgs,
       handler: async (_a, ctx) => {
         swapDynamic(conformanceCatalog.tools!, "test_dynamic_tool", (name) =>
-          defineTool({ name, description: "A tool added by test_trigger_tool_change", input: noArgs, handler: () => "dynamic" }),
+          defineTool({
+            name,
+            description: "A tool added by test_trigger_tool_change",
+            input: noArgs,
+            handler: () => "dynamic",
+          }),
         );
         await ctx.catalogChanged();
         return "Mutation triggered";
@@ -386,11 +467,16 @@ export const conformanceCatalog = defineCatalog({
     }),
     defineTool({
       name: "test_trigger_prompt_change",
-      description: "Changes the prompt list (swaps in a new test_dynamic_prompt_*), so listeners get notifications/prompts/list_changed",
+      description:
+        "Changes the prompt list (swaps in a new test_dynamic_prompt_*), so listeners get notifications/prompts/list_changed",
       input: noArgs,
       handler: async (_a, ctx) => {
         swapDynamic(conformanceCatalog.prompts!, "test_dynamic_prompt", (name) =>
-          definePrompt({ name, description: "A prompt added by test_trigger_prompt_change", get: () => ({ messages: [] }) }),
+          definePrompt({
+            name,
+            description: "A prompt added by test_trigger_prompt_change",
+            get: () => ({ messages: [] }),
+          }),
         );
         await ctx.catalogChanged();
         return "Mutation triggered";
@@ -407,20 +493,35 @@ export const conformanceCatalog = defineCatalog({
     }),
     defineTool({
       name: "test_custom_headers",
-      description: "A tool with x-mcp-header annotations: a 2026-07-28 client mirrors these arguments as Mcp-Param-* headers (SEP-2243)",
-      input: z.object({ region: z.string(), priority: z.number().int(), verbose: z.boolean().nullish(), query: z.string() }),
+      description:
+        "A tool with x-mcp-header annotations: a 2026-07-28 client mirrors these arguments as Mcp-Param-* headers (SEP-2243)",
+      input: z.object({
+        region: z.string(),
+        priority: z.number().int(),
+        verbose: z.boolean().nullish(),
+        query: z.string(),
+      }),
       // Listed verbatim: the x-mcp-header annotations must reach clients and edges untouched.
       inputJsonSchema: {
         type: "object",
         properties: {
-          region: { type: "string", description: "Plain ASCII string value", "x-mcp-header": "Region" },
-          priority: { type: "integer", description: "Integer numeric value", "x-mcp-header": "Priority" },
+          region: {
+            type: "string",
+            description: "Plain ASCII string value",
+            "x-mcp-header": "Region",
+          },
+          priority: {
+            type: "integer",
+            description: "Integer numeric value",
+            "x-mcp-header": "Priority",
+          },
           verbose: { type: "boolean", description: "Boolean value", "x-mcp-header": "Verbose" },
           query: { type: "string", description: "No x-mcp-header annotation: never mirrored" },
         },
         required: ["region", "priority", "query"],
       },
-      handler: ({ region, priority }) => `Custom headers test completed: region=${region}, priority=${priority}`,
+      handler: ({ region, priority }) =>
+        `Custom headers test completed: region=${region}, priority=${priority}`,
     }),
     defineTool({
       name: "json_schema_2020_12_tool",
@@ -428,7 +529,10 @@ export const conformanceCatalog = defineCatalog({
       input: z
         .object({
           name: z.string().optional(),
-          address: z.object({ street: z.string().optional(), city: z.string().optional() }).strict().optional(),
+          address: z
+            .object({ street: z.string().optional(), city: z.string().optional() })
+            .strict()
+            .optional(),
           contactMethod: z.enum(["phone", "email"]).optional(),
           phone: z.string().optional(),
           email: z.string().optional(),
@@ -445,7 +549,11 @@ export const conformanceCatalog = defineCatalog({
       title: "Static Text Resource",
       description: "A static text resource for testing",
       mimeType: "text/plain",
-      read: () => ({ uri: "test://static-text", mimeType: "text/plain", text: "This is the content of the static text resource." }),
+      read: () => ({
+        uri: "test://static-text",
+        mimeType: "text/plain",
+        text: "This is the content of the static text resource.",
+      }),
     }),
     defineResource({
       uri: "test://static-binary",
@@ -462,7 +570,11 @@ export const conformanceCatalog = defineCatalog({
       description: "A resource clients can subscribe to (resources/subscribe)",
       mimeType: "text/plain",
       cache: { ttlMs: 0 },
-      read: () => ({ uri: "test://watched-resource", mimeType: "text/plain", text: "Watched resource content" }),
+      read: () => ({
+        uri: "test://watched-resource",
+        mimeType: "text/plain",
+        text: "Watched resource content",
+      }),
     }),
   ],
   resourceTemplates: [
@@ -484,15 +596,30 @@ export const conformanceCatalog = defineCatalog({
       name: "test_simple_prompt",
       title: "Simple Test Prompt",
       description: "A simple prompt without arguments",
-      get: () => ({ messages: [{ role: "user", content: { type: "text", text: "This is a simple prompt for testing." } }] }),
+      get: () => ({
+        messages: [
+          { role: "user", content: { type: "text", text: "This is a simple prompt for testing." } },
+        ],
+      }),
     }),
     definePrompt({
       name: "test_prompt_with_arguments",
       title: "Prompt With Arguments",
       description: "A prompt with required arguments",
-      args: z.object({ arg1: z.string().describe("First test argument"), arg2: z.string().describe("Second test argument") }),
+      args: z.object({
+        arg1: z.string().describe("First test argument"),
+        arg2: z.string().describe("Second test argument"),
+      }),
       get: ({ arg1, arg2 }) => ({
-        messages: [{ role: "user", content: { type: "text", text: `Prompt with arguments: arg1='${arg1}', arg2='${arg2}'` } }],
+        messages: [
+          {
+            role: "user",
+            content: {
+              type: "text",
+              text: `Prompt with arguments: arg1='${arg1}', arg2='${arg2}'`,
+            },
+          },
+        ],
       }),
       // The suite completes arg1 of this prompt; any values (even none) pass.
       complete: {
@@ -509,9 +636,19 @@ export const conformanceCatalog = defineCatalog({
         messages: [
           {
             role: "user",
-            content: { type: "resource", resource: { uri: resourceUri, mimeType: "text/plain", text: "Embedded resource content for testing." } },
+            content: {
+              type: "resource",
+              resource: {
+                uri: resourceUri,
+                mimeType: "text/plain",
+                text: "Embedded resource content for testing.",
+              },
+            },
           },
-          { role: "user", content: { type: "text", text: "Please process the embedded resource above." } },
+          {
+            role: "user",
+            content: { type: "text", text: "Please process the embedded resource above." },
+          },
         ],
       }),
     }),
@@ -520,9 +657,17 @@ export const conformanceCatalog = defineCatalog({
       title: "MRTR Prompt",
       description: "MRTR: asks what context the prompt should use (input request user_context)",
       get: async (_a, ctx) => {
-        const r = accepted(await ctx.elicit(form("What context should the prompt use?", "context"), { key: "user_context" }));
+        const r = accepted(
+          await ctx.elicit(form("What context should the prompt use?", "context"), {
+            key: "user_context",
+          }),
+        );
         const context = typeof r === "string" ? r : String(r["context"]);
-        return { messages: [{ role: "user", content: { type: "text", text: `Prompt with context: ${context}` } }] };
+        return {
+          messages: [
+            { role: "user", content: { type: "text", text: `Prompt with context: ${context}` } },
+          ],
+        };
       },
     }),
     definePrompt({
@@ -531,7 +676,10 @@ export const conformanceCatalog = defineCatalog({
       description: "A prompt that includes image content",
       get: () => ({
         messages: [
-          { role: "user", content: { type: "image", data: TEST_IMAGE_BASE64, mimeType: "image/png" } },
+          {
+            role: "user",
+            content: { type: "image", data: TEST_IMAGE_BASE64, mimeType: "image/png" },
+          },
           { role: "user", content: { type: "text", text: "Please analyze the image above." } },
         ],
       }),
@@ -544,14 +692,22 @@ const DYNAMIC_TOKEN = randomBytes(4).toString("hex");
 let dynamicCount = 0;
 
 /** Replaces this process's dynamic entry of a list by a newly named one (at most one per process). */
-function swapDynamic<T extends { name: string }>(list: T[], prefix: string, make: (name: string) => T): void {
+function swapDynamic<T extends { name: string }>(
+  list: T[],
+  prefix: string,
+  make: (name: string) => T,
+): void {
   const mine = `${prefix}_${DYNAMIC_TOKEN}_`;
   const at = list.findIndex((e) => e.name.startsWith(mine));
   if (at >= 0) list.splice(at, 1);
   list.push(make(`${mine}${++dynamicCount}`));
 }
 
-async function elicitText(ctx: HandlerContext, label: string, params: Record<string, unknown>): Promise<string> {
+async function elicitText(
+  ctx: HandlerContext,
+  label: string,
+  params: Record<string, unknown>,
+): Promise<string> {
   try {
     const r = await ctx.elicit(params);
     return `${label}: action=${String(r["action"])}, content=${JSON.stringify(r["content"] ?? {})}`;

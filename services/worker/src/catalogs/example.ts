@@ -1,5 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { defineCatalog, definePrompt, defineResource, defineResourceTemplate, defineTool, z } from "@mcpq/worker-sdk";
+import {
+  defineCatalog,
+  definePrompt,
+  defineResource,
+  defineResourceTemplate,
+  defineTool,
+  z,
+} from "@mcpq/worker-sdk";
 
 /** The example catalog `make dev` serves: small, deterministic tools that show each feature. */
 export const exampleCatalog = defineCatalog({
@@ -20,13 +27,20 @@ export const exampleCatalog = defineCatalog({
       input: z.object({ a: z.number(), b: z.number() }),
       output: z.object({ sum: z.number() }),
       annotations: { readOnlyHint: true, idempotentHint: true },
-      handler: ({ a, b }) => ({ content: [{ type: "text", text: String(a + b) }], structuredContent: { sum: a + b } }),
+      handler: ({ a, b }) => ({
+        content: [{ type: "text", text: String(a + b) }],
+        structuredContent: { sum: a + b },
+      }),
     }),
     defineTool({
       name: "countdown",
       title: "Countdown with progress",
-      description: "Counts down `steps` times, `delayMs` apart, reporting progress and logging each step; honours cancellation.",
-      input: z.object({ steps: z.number().int().min(1).max(1000).default(5), delayMs: z.number().int().min(0).max(60_000).default(100) }),
+      description:
+        "Counts down `steps` times, `delayMs` apart, reporting progress and logging each step; honours cancellation.",
+      input: z.object({
+        steps: z.number().int().min(1).max(1000).default(5),
+        delayMs: z.number().int().min(0).max(60_000).default(100),
+      }),
       handler: async ({ steps, delayMs }, ctx) => {
         for (let i = 1; i <= steps; i++) {
           await sleep(delayMs, undefined, { signal: ctx.signal });
@@ -72,9 +86,17 @@ export const exampleCatalog = defineCatalog({
       name: "greet",
       title: "Greeting",
       description: "Writes a greeting for a person in a given style.",
-      args: z.object({ name: z.string().describe("Who to greet"), style: z.string().optional().describe("formal or casual") }),
+      args: z.object({
+        name: z.string().describe("Who to greet"),
+        style: z.string().optional().describe("formal or casual"),
+      }),
       get: ({ name, style }) => ({
-        messages: [{ role: "user", content: { type: "text", text: `Write a ${style ?? "casual"} greeting for ${name}.` } }],
+        messages: [
+          {
+            role: "user",
+            content: { type: "text", text: `Write a ${style ?? "casual"} greeting for ${name}.` },
+          },
+        ],
       }),
       complete: { style: (value) => ["formal", "casual"].filter((v) => v.startsWith(value)) },
     }),

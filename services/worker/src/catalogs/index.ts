@@ -13,7 +13,10 @@ export const CATALOGS: Readonly<Record<string, CatalogDefinition>> = Object.free
 export function resolveCatalogs(names: readonly string[]): CatalogDefinition[] {
   return names.map((n) => {
     const c = CATALOGS[n];
-    if (!c) throw new Error(`unknown catalog ${JSON.stringify(n)}; known: ${Object.keys(CATALOGS).join(", ")}`);
+    if (!c)
+      throw new Error(
+        `unknown catalog ${JSON.stringify(n)}; known: ${Object.keys(CATALOGS).join(", ")}`,
+      );
     return c;
   });
 }
