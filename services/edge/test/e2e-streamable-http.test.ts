@@ -80,12 +80,10 @@ describe("Streamable HTTP end to end (official SDK client -> edge -> JetStream -
     const results = await Promise.all(
       sessions.flatMap(({ client }, si) =>
         Array.from({ length: 25 }, (_, ci) =>
-          client
-            .callTool({ name: "echo", arguments: { text: `s${si}-c${ci}` } })
-            .then((r) => ({
-              expected: `s${si}-c${ci}`,
-              got: (r.content as { text: string }[])[0]!.text,
-            })),
+          client.callTool({ name: "echo", arguments: { text: `s${si}-c${ci}` } }).then((r) => ({
+            expected: `s${si}-c${ci}`,
+            got: (r.content as { text: string }[])[0]!.text,
+          })),
         ),
       ),
     );
