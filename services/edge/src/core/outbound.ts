@@ -309,6 +309,10 @@ export class OutboundRouter {
       const held = s.claiming?.get(msg.requestId);
       if (held) return void held.push({ stream, msg });
       if (s.answered?.get(msg.requestId) === true) return this.#onLateResponse?.();
+      // One response per request id on live delivery too: a worker's publish retried after a
+      // stream-leader change (or a redelivered request's second answer) reaches this core
+      // subscription again even when MCPQ_OUT's dedup window keeps only one copy.
+      (s.answered ??= new AnsweredIds(this.#maxAnswered)).set(msg.requestId, true);
     }
     this.#deliver(s.sinks, stream, msg);
     if (s.publishing?.size && msg.eventId) s.publishing.get(msg.eventId)?.();
