@@ -4,7 +4,7 @@
  * the edges that sends each new connection to the first edge that accepts it (clients fail
  * over by reconnecting).
  */
-import { createServer, connect, type Socket } from "node:net";
+import { startProxy } from "@mcpq/testkit/net";
 import { join } from "node:path";
 import { mcpqCliPath, REPO_DIR } from "../lib/stack.js";
 import { freePort, httpOk, startProcess, waitUntil, type Managed } from "../lib/procs.js";
@@ -77,7 +77,7 @@ export async function startChaosStack(
   };
   for (let i = 0; i < opts.workers; i++) await startWorker();
   for (let i = 0; i < opts.edges; i++) await startEdge();
-  const lb = await startBalancer(() =>
+  const lb = await startProxy(() =>
     edges
       .filter((e) => e.proc.child.exitCode === null && e.proc.child.signalCode === null)
       .map((e) => e.port!),
@@ -95,51 +95,6 @@ export async function startChaosStack(
     async stop() {
       await lb.close();
       await Promise.all([...edges, ...workers].map((p) => p.proc.stop("SIGTERM", 5_000)));
-    },
-  };
-}
-
-/** A TCP balancer: each connection goes to the first live upstream that accepts it. */
-async function startBalancer(
-  upstreams: () => number[],
-): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const server = createServer((client) => {
-    sockets.add(client);
-    client.on("close", () => sockets.delete(client));
-    client.on("error", () => undefined);
-    client.pause();
-    const ports = upstreams();
-    const tryNext = (i: number) => {
-      if (i >= ports.length) return client.destroy();
-      const up = connect({ host: "127.0.0.1", port: ports[i]! });
-      let connected = false;
-      up.once("error", () => {
-        if (!connected) tryNext(i + 1);
-      });
-      up.once("connect", () => {
-        connected = true;
-        sockets.add(up);
-        up.on("error", () => client.destroy());
-        up.on("close", () => {
-          sockets.delete(up);
-          client.destroy();
-        });
-        client.on("close", () => up.destroy());
-        client.pipe(up);
-        up.pipe(client);
-        client.resume();
-      });
-    };
-    tryNext(0);
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const addr = server.address();
-  return {
-    port: typeof addr === "object" && addr ? addr.port : 0,
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
     },
   };
 }

@@ -17,3 +17,4 @@ export type { ReplayFixturesOptions } from "./replay-fixtures.js";
 /** Types of `startStack`'s parameters, for tests to name. @public */
 export type { EdgeLike, StackFactories, WorkerLike } from "./stack.js";
 export { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "./otlp-receiver.js";
+export { startProxy } from "./tcp-proxy.js";

@@ -6,7 +6,7 @@ import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { stack } from "./support/stack.js";
 import { spawnEdge } from "./support/edge-process.js";
-import { startProxy } from "./support/tcp-proxy.js";
+import { startProxy } from "@mcpq/testkit";
 import { RpcClient, progressOf, text, wsWire } from "./support/socket-client.js";
 import { StdioPeer } from "./support/stdio-bridge.js";
 
