@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { NatsLaunchError } from "./errors.js";
 import { trackChild } from "./cleanup.js";
 import { assertPortFree } from "./ports.js";
@@ -168,12 +168,14 @@ export class ServerProcess {
   /**
    * Sends `signal` (default SIGKILL: no shutdown, store left as it is); waits for the exit when
    * the signal ends the server (KILL, TERM, INT, QUIT). SIGSTOP/SIGCONT (a hung node) and reload
-   * or lame-duck signals (HUP, USR2) return once sent.
+   * or lame-duck signals (HUP, USR2) return once sent; SIGSTOP returns once the process is
+   * stopped (Linux /proc state T, at most 1 s), since the signal is delivered asynchronously.
    */
   async kill(signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
     if (!this.running) return;
     this.#child?.kill(signal);
     if (TERMINATING.has(signal)) await this.#exited;
+    else if (signal === "SIGSTOP" && this.#child?.pid) await waitStopped(this.#child.pid);
   }
 
   /** SIGTERM (graceful shutdown), SIGKILL after `graceMs`; releases the store lock. */
@@ -189,5 +191,14 @@ export class ServerProcess {
     this.#lock = undefined;
     await new Promise<void>((r) => (this.#log ? this.#log.end(() => r()) : r()));
     this.#log = undefined;
+  }
+}
+
+/** Waits until `pid` is in the stopped state (/proc/<pid>/stat field 3 is T); gives up after 1 s or without /proc. */
+async function waitStopped(pid: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
+    if (stat === undefined || /\) [Tt] /.test(stat)) return;
+    await new Promise((r) => setTimeout(r, 5));
   }
 }
