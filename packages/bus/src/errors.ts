@@ -34,6 +34,19 @@ export function isWrongLastSequence(err: unknown): boolean {
   return /wrong last sequence/i.test(err instanceof Error ? err.message : String(err));
 }
 
+/**
+ * Whether a JetStream API call failed only for now: its request timed out, or the meta leader or
+ * the stream's leader is being elected (10008 JSClusterNotAvailErr, 503, no responders). Such a
+ * call may be repeated; an idempotent one (info, reconcile) should be.
+ */
+export function isTransientApiFailure(err: unknown): boolean {
+  if (err instanceof JetStreamApiError)
+    return err.code === 10008 || err.status === 503 || /temporarily unavailable/i.test(err.message);
+  const name = err instanceof Error ? err.name : "";
+  const msg = err instanceof Error ? err.message : String(err);
+  return name === "TimeoutError" || name === "NoResponders" || /timeout|no responders/i.test(msg);
+}
+
 /** nats.js error classes (by `name`) that mean the broker did not answer the publish. */
 const UNREACHABLE = new Set([
   "TimeoutError",

@@ -4,7 +4,9 @@ import {
   JetStreamApiError,
   type JetStreamManager,
 } from "@nats-io/jetstream";
+import { silentLogger } from "@mcpq/protocol";
 import type { BusLimits } from "./limits.js";
+import { whileTransient } from "./provision.js";
 import { STREAMS, poolConsumer, subjects } from "./subjects.js";
 
 /**
@@ -17,7 +19,13 @@ export async function ensurePoolConsumer(
   limits: BusLimits,
 ): Promise<string> {
   const name = poolConsumer(pool);
-  const cfg = {
+  const cfg = poolConsumerConfig(pool, name, limits);
+  await whileTransient(`consumer ${name}`, silentLogger, () => reconcileConsumer(jsm, name, cfg));
+  return name;
+}
+
+function poolConsumerConfig(pool: string, name: string, limits: BusLimits) {
+  return {
     durable_name: name,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
@@ -27,6 +35,13 @@ export async function ensurePoolConsumer(
     max_deliver: limits.maxDeliver,
     max_waiting: 512,
   };
+}
+
+async function reconcileConsumer(
+  jsm: JetStreamManager,
+  name: string,
+  cfg: ReturnType<typeof poolConsumerConfig>,
+): Promise<void> {
   try {
     await jsm.consumers.info(STREAMS.requests, name);
     const { durable_name: _d, deliver_policy: _p, filter_subject: _f, ...update } = cfg;
@@ -44,5 +59,4 @@ export async function ensurePoolConsumer(
       await jsm.consumers.info(STREAMS.requests, name);
     }
   }
-  return name;
 }

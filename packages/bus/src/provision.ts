@@ -10,6 +10,7 @@ import {
 } from "@nats-io/jetstream";
 import { Kvm, type KV, type KvOptions } from "@nats-io/kv";
 import { silentLogger, type Logger } from "@mcpq/protocol";
+import { isTransientApiFailure } from "./errors.js";
 import type { BusLimits, StorageChoice } from "./limits.js";
 import { BUCKETS, CACHE_BUCKET, STREAMS, subjects } from "./subjects.js";
 
@@ -17,6 +18,35 @@ const ns = (ms: number) => ms * 1_000_000;
 const storage = (s: StorageChoice) => (s === "memory" ? StorageType.Memory : StorageType.File);
 /** A per-stream replica count, or MCPQ_REPLICAS when it is 0. */
 const replicasOf = (own: number, l: BusLimits) => (own > 0 ? own : l.replicas);
+
+/** How many times one provisioning step is tried when the API only fails for now. */
+const API_ATTEMPTS = 6;
+
+/**
+ * Runs one idempotent provisioning step (read the current state, change what differs), again
+ * while the JetStream API fails only for now — a timeout or a leader election, which a cluster
+ * scaling a stream or losing a node goes through — backing off 250 ms, 500 ms, … (about 15 s in
+ * all). A step that timed out may have been applied: it starts again from reading the state.
+ */
+export async function whileTransient<T>(
+  what: string,
+  log: Logger,
+  fn: () => Promise<T>,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (attempt >= API_ATTEMPTS || !isTransientApiFailure(err)) throw err;
+      const waitMs = 250 * 2 ** (attempt - 1);
+      log.warn(
+        { what, attempt, waitMs, err: err instanceof Error ? err.message : String(err) },
+        `provisioning ${what}: the JetStream API failed for now; trying again in ${waitMs} ms`,
+      );
+      await new Promise((r) => setTimeout(r, waitMs));
+    }
+  }
+}
 
 /** How provisioning reports and what it knows of the server. */
 export interface ProvisionOptions {
@@ -253,7 +283,9 @@ export async function provision(
   limits: BusLimits,
   opts: ProvisionOptions = {},
 ): Promise<void> {
-  for (const cfg of streamConfigs(limits)) await provisionStream(jsm, cfg, opts);
+  const log = opts.log ?? silentLogger;
+  for (const cfg of streamConfigs(limits))
+    await whileTransient(`stream ${cfg.name}`, log, () => provisionStream(jsm, cfg, opts));
 }
 
 /**
@@ -309,7 +341,11 @@ export async function provisionBuckets(
   opts: ProvisionOptions & { create?: boolean } = {},
 ): Promise<Record<McpqBucketConfig["key"], KV>> {
   const out: Partial<Record<McpqBucketConfig["key"], KV>> = {};
-  for (const b of bucketConfigs(limits)) out[b.key] = await provisionBucket(js, jsm, b, opts);
+  const log = opts.log ?? silentLogger;
+  for (const b of bucketConfigs(limits))
+    out[b.key] = await whileTransient(`bucket ${b.bucket}`, log, () =>
+      provisionBucket(js, jsm, b, opts),
+    );
   return out as Record<McpqBucketConfig["key"], KV>;
 }
 
