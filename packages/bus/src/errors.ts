@@ -1,12 +1,5 @@
 import { JetStreamApiError } from "@nats-io/jetstream";
-import { ErrorCode, McpError, rejection } from "@mcpq/protocol";
-
-/** `data.reason` of the rejection for a publish refused because MCPQ_REQ is at its limits. */
-export const QUEUE_FULL_REASON = "request queue is full";
-/** `data.reason` when the target's own share of MCPQ_REQ (max_msgs_per_subject) is used up. */
-export const TARGET_QUEUE_FULL_REASON = "request queue for this target is full";
-/** `data.reason` of the rejection for a publish that JetStream could not take at all. */
-export const BROKER_UNAVAILABLE_REASON = "broker unavailable";
+import { Fault } from "@mcpq/protocol";
 
 /**
  * JetStream API error codes (`err_code` of a publish ack) that mean "the broker cannot take more
@@ -36,12 +29,12 @@ export function isWrongLastSequence(err: unknown): boolean {
 
 /**
  * Whether a JetStream API call failed only for now: its request timed out, or the meta leader or
- * the stream's leader is being elected (10008 JSClusterNotAvailErr, 503, no responders). Such a
+ * the stream's leader is being elected (10008 JSClusterNotAvailErr, no responders). Such a
  * call may be repeated; an idempotent one (info, reconcile) should be.
  */
 export function isTransientApiFailure(err: unknown): boolean {
   if (err instanceof JetStreamApiError)
-    return err.code === 10008 || err.status === 503 || /temporarily unavailable/i.test(err.message);
+    return err.code === 10008 || /temporarily unavailable/i.test(err.message);
   const name = err instanceof Error ? err.name : "";
   const msg = err instanceof Error ? err.message : String(err);
   return name === "TimeoutError" || name === "NoResponders" || /timeout|no responders/i.test(msg);
@@ -59,20 +52,22 @@ const UNREACHABLE = new Set([
 ]);
 
 /**
- * Maps a failed JetStream publish to the client-facing error. JetStream API errors are matched
- * by `err_code` (nats.js `JetStreamApiError.code`), falling back to the description text for
- * other clients: a full stream or exhausted broker storage is a retryable overload (-32010,
- * `data.reason` = QUEUE_FULL_REASON); an unreachable or disabled JetStream (timeout, no
- * responders, closed connection) is a retryable overload with BROKER_UNAVAILABLE_REASON; a
- * message over the stream's size limit is -32600; anything else is -32603 (cause kept for logs).
+ * Classifies a failed JetStream publish as a fault (the edge's error table says what a client
+ * sees). JetStream API errors are matched by `err_code` (nats.js `JetStreamApiError.code`),
+ * falling back to the description text for other clients: the target's per-subject share used
+ * up is `target_queue_full`; a full stream or exhausted broker storage `stream_full`; a message
+ * over the stream's size limit `too_large`; an unreachable or disabled JetStream (timeout, no
+ * responders, closed connection) `broker_unavailable`; anything else `internal` (cause kept).
  */
-export function publishFailure(err: unknown, retryAfterMs: number): McpError {
+export function publishFailure(err: unknown, retryAfterMs?: number): Fault {
+  if (err instanceof Fault) return err;
   const api = err instanceof JetStreamApiError ? err : undefined;
   const apiCode = api ? api.code : NaN;
   const name = err instanceof Error ? err.name : "";
   const msg = err instanceof Error ? err.message : String(err);
+  const fault = (kind: Fault["kind"]) => new Fault(kind, msg, { retryAfterMs, cause: err });
   if (/per subject/i.test(msg) && (apiCode === 10077 || Number.isNaN(apiCode))) {
-    return rejection(ErrorCode.Overloaded, TARGET_QUEUE_FULL_REASON, retryAfterMs);
+    return fault("target_queue_full");
   }
   if (
     JS_FULL_CODES.has(apiCode) ||
@@ -80,15 +75,10 @@ export function publishFailure(err: unknown, retryAfterMs: number): McpError {
       msg,
     )
   ) {
-    return rejection(ErrorCode.Overloaded, QUEUE_FULL_REASON, retryAfterMs);
+    return fault("stream_full");
   }
   if (apiCode === JS_TOO_LARGE_CODE || /message size exceeds maximum/i.test(msg)) {
-    return new McpError(
-      ErrorCode.InvalidRequest,
-      "Request too large for the request queue",
-      undefined,
-      { cause: err },
-    );
+    return fault("too_large");
   }
   const unavailable = JS_UNAVAILABLE_CODES.has(apiCode) || api?.status === 503;
   if (
@@ -96,9 +86,9 @@ export function publishFailure(err: unknown, retryAfterMs: number): McpError {
     UNREACHABLE.has(name) ||
     /no responders|timeout|disconnect|closed|not enabled|temporarily unavailable/i.test(msg)
   ) {
-    return rejection(ErrorCode.Overloaded, BROKER_UNAVAILABLE_REASON, retryAfterMs);
+    return fault("broker_unavailable");
   }
-  return new McpError(ErrorCode.InternalError, "Internal error", undefined, { cause: err });
+  return fault("internal");
 }
 
 /**

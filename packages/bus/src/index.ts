@@ -1,6 +1,9 @@
 export {
   BUCKETS,
+  EDGE_CACHE_QUEUE_GROUP,
   EDGE_QUEUE_GROUP,
+  INBOX_PREFIX,
+  MAX_SUBJECT_TOKEN,
   REPLAY_PRINCIPAL,
   STANDALONE_STREAM,
   STREAMS,
@@ -12,6 +15,7 @@ export {
   replaySession,
   subjects,
   subscriptionKey,
+  subjectToken,
   subscriptionPrefix,
   type TargetKind,
 } from "./subjects.js";
@@ -21,6 +25,7 @@ export {
   answeredHeaders,
   controlHeaders,
   decodeControl,
+  decodeOutboundHeaders,
   decodeEnvelope,
   encodeEnvelope,
   outboundHeaders,
@@ -30,15 +35,9 @@ export {
 export { DEFAULT_BUS_LIMITS } from "./limits.js";
 export { connectBus, type Bus } from "./connection.js";
 export { ensurePoolConsumer } from "./pool.js";
+export { openCacheBucket, provision } from "./provision.js";
 export { Correlator } from "./correlator.js";
-export {
-  BROKER_UNAVAILABLE_REASON,
-  QUEUE_FULL_REASON,
-  TARGET_QUEUE_FULL_REASON,
-  isWrongLastSequence,
-  publishFailure,
-  publishMayHaveLanded,
-} from "./errors.js";
+export { isWrongLastSequence, publishFailure, publishMayHaveLanded } from "./errors.js";
 export {
   RECORD_VERSION,
   REDACTED,
@@ -64,10 +63,24 @@ export {
 export type { Msg, MsgHdrs, NatsConnection, Subscription } from "@nats-io/transport-node";
 export type { JsMsg } from "@nats-io/jetstream";
 export type { KV } from "@nats-io/kv";
-export { BusEnvSchema, busEnvShape, busLimitsFromEnv } from "./env-schema.js";
+export { BusEnvSchema, busAuthFromEnv, busEnvShape, busLimitsFromEnv } from "./env-schema.js";
 export { idGenerator } from "./ids.js";
 export { brokerUsers, type BrokerUser } from "./permissions.js";
-export * from "./contracts.js";
+export {
+  PRIMING_TOKEN,
+  cacheInvalidateContract,
+  cancelContract,
+  eventId,
+  isServerRequestId,
+  parseEventId,
+  primingEventId,
+  publishRequest,
+  registryContract,
+  resourceUpdatedContract,
+  sessionChangedContract,
+  type CancelNotice,
+  type RegistryEntry,
+} from "./contracts.js";
 export { corkPerTurn } from "./write-batching.js";
 /** Types of `connectBus`'s options and of the shared settings, for services to name. @public */
 export type { BusLimits } from "./limits.js";
@@ -75,13 +88,7 @@ export type { BusLimits } from "./limits.js";
 export type { ConnectBusOptions } from "./connection.js";
 /** @public */
 export type { BusEnv } from "./env-schema.js";
-export { INBOX_PREFIX, MAX_SUBJECT_TOKEN, subjectToken } from "./subjects.js";
-export { provision } from "./provision.js";
-export { busAuthFromEnv } from "./env-schema.js";
 /** The broker credentials type services' configs carry (`natsAuth`). @public */
 export type { BusAuth } from "./auth.js";
 export { SelfHeal, type HealReport } from "./self-heal.js";
 export { LivenessView, startLivenessBeats } from "./liveness.js";
-export { decodeOutboundHeaders } from "./envelope.js";
-export { openCacheBucket } from "./provision.js";
-export { EDGE_CACHE_QUEUE_GROUP } from "./subjects.js";

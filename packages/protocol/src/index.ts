@@ -1,4 +1,5 @@
 export { ErrorCode, McpError, rejection, toWireError, type JsonRpcErrorObject } from "./errors.js";
+export { Cancelled, FAULT_KINDS, Fault, isFault, type FaultKind } from "./faults.js";
 export {
   classifyMessage,
   errorResponse,
@@ -13,11 +14,13 @@ export {
   type RequestId,
 } from "./jsonrpc.js";
 export {
+  ALL_PROTOCOL_VERSIONS,
   DEFAULT_HTTP_PROTOCOL_VERSION,
   allowsBatching,
   isModernEra,
   isSupportedProtocolVersion,
   negotiateProtocolVersion,
+  type AnyProtocolVersion,
   type ProtocolVersion,
 } from "./versions.js";
 export {
@@ -32,6 +35,7 @@ export {
   SubscribeParamsSchema,
   TOOL_NAME_PATTERN,
   CLIENT_REQUEST_METHODS,
+  MCPQ_META,
   logLevelPasses,
   matchUriTemplate,
   type Catalog,
@@ -48,6 +52,7 @@ export {
 export {
   DEFAULT_CACHE_HINT,
   assertCacheHintInput,
+  assertEntryCacheInput,
   cacheHintOf,
   combineCacheHints,
   isDefaultCacheHint,
@@ -57,6 +62,8 @@ export {
   type CacheHintInput,
   type CacheListKind,
   type CatalogCacheHints,
+  type EdgeCachePolicy,
+  type EntryCacheInput,
 } from "./cache-hints.js";
 export { silentLogger, type Logger } from "./logger.js";
 export { GRPC_PROTO_URL, type JsonRpcFrame } from "./grpc.js";
@@ -69,10 +76,17 @@ export {
   type ResumeResult,
 } from "./socket-resume.js";
 export { deepFreeze, type DeepReadonly } from "./freeze.js";
-export * from "./modern.js";
-export { type AnyProtocolVersion } from "./versions.js";
-export { ALL_PROTOCOL_VERSIONS } from "./versions.js";
-export { MCPQ_META } from "./mcp.js";
-export { type EdgeCachePolicy } from "./cache-hints.js";
-export { type EntryCacheInput } from "./cache-hints.js";
-export { assertEntryCacheInput } from "./cache-hints.js";
+export {
+  ListenParamsSchema,
+  META,
+  MODERN_METHODS,
+  NAMED_METHODS,
+  declaredVersion,
+  decodeHeaderValue,
+  headerMatchesValue,
+  headerMismatch,
+  headerParams,
+  modernMeta,
+  type ModernMeta,
+  type SubscriptionFilter,
+} from "./modern.js";

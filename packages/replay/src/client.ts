@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { ErrorCode, type ProtocolVersion } from "@mcpq/protocol";
+import { ErrorCode, type FaultKind, type ProtocolVersion } from "@mcpq/protocol";
 import {
   H,
   REPLAY_PRINCIPAL,
@@ -18,6 +18,13 @@ import {
 } from "@mcpq/bus";
 
 /** What one replayed request produced. */
+/** Publish refusals a retry can get past (the broker is full or unreachable for now). */
+const RETRYABLE_PUBLISH: ReadonlySet<FaultKind> = new Set([
+  "stream_full",
+  "target_queue_full",
+  "broker_unavailable",
+]);
+
 export interface ReplayAnswer {
   /** The final response (`{result}` / `{error}`), or null when none arrived (see `failure`). */
   response: RecordedResponse | null;
@@ -131,16 +138,14 @@ export class ReplayClient {
           await publishRequest(this.#bus, pool, envelope, JSON.stringify(body));
           break;
         } catch (err) {
-          const mapped = publishFailure(err, 250);
-          const wait = Number(
-            (mapped.data as { retryAfterMs?: number } | undefined)?.retryAfterMs ?? 250,
-          );
-          if (mapped.code !== ErrorCode.Overloaded || Date.now() + wait >= deadline) {
+          const fault = publishFailure(err, 250);
+          const wait = fault.retryAfterMs ?? 250;
+          if (!RETRYABLE_PUBLISH.has(fault.kind) || Date.now() + wait >= deadline) {
             return {
               response: null,
               notifications,
               durationMs: performance.now() - started,
-              failure: `publish refused: ${mapped.message}`,
+              failure: `publish refused: ${fault.kind} (${fault.message})`,
             };
           }
           await new Promise((r) => setTimeout(r, wait));

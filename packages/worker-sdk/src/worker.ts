@@ -20,6 +20,8 @@ import {
   matchUriTemplate,
   silentLogger,
   rejection,
+  Cancelled,
+  isFault,
   toWireError,
   type CacheHint,
   type Catalog,
@@ -36,6 +38,8 @@ import {
   registryKey,
   subjects,
   assertPoolName,
+  cancelContract,
+  registryContract,
   startLivenessBeats,
   SelfHeal,
   type Bus,
@@ -284,15 +288,10 @@ export class Worker {
   async start(): Promise<void> {
     const { bus } = this.#opts;
     await ensurePoolConsumer(bus.jsm, this.pool, bus.limits);
-    this.#cancelSub = bus.nc.subscribe(subjects.cancelAll, {
+    this.#cancelSub = bus.nc.subscribe(cancelContract.all, {
       callback: (_e, m) => {
-        let notice: CancelNotice;
-        try {
-          notice = m.json<CancelNotice>();
-        } catch {
-          return;
-        }
-        this.#onCancel(notice);
+        const notice = cancelContract.decode(m.data);
+        if (notice) this.#onCancel(notice);
       },
     });
     await this.#advertise();
@@ -419,20 +418,18 @@ export class Worker {
       ...(this.#opts.shadow ? { shadow: true } : {}),
     };
     await this.#opts.bus.kv.registry
-      .put(registryKey(this.pool, this.workerId), JSON.stringify(entry))
+      .put(registryKey(this.pool, this.workerId), registryContract.encode(entry))
       .catch((err: unknown) => this.#log.warn({ err }, "registry heartbeat failed"));
   }
 
   #onCancel(n: CancelNotice): void {
-    if (typeof n?.session !== "string" || typeof n.principal !== "string") return;
-    const byInternal = typeof n.internalId === "string";
-    const key = byInternal
-      ? (this.#byInternal.get(n.internalId!) ?? internalKey(n.session, n.internalId!))
-      : inflightKey(n.session, n.requestId);
+    const key =
+      n.internalId !== undefined
+        ? (this.#byInternal.get(n.internalId) ?? internalKey(n.session, n.internalId))
+        : inflightKey(n.session, n.requestId);
     const f = this.#inflight.get(key);
     if (f) {
-      if (f.principal === n.principal)
-        f.controller.abort(new McpError(ErrorCode.RequestTimeout, "cancelled"));
+      if (f.principal === n.principal) f.controller.abort(new Cancelled(n.reason));
       return;
     }
     const now = Date.now();
@@ -579,7 +576,7 @@ export class Worker {
         errorType = "tool_error";
       }
     } catch (err) {
-      const cancelled = controller.signal.aborted && isCancel(controller.signal.reason);
+      const cancelled = controller.signal.aborted && isFault(controller.signal.reason, "cancelled");
       if (cancelled) {
         outcome = "cancelled";
         errorType = "cancelled";
@@ -949,10 +946,6 @@ function finishResult(
   if (round?.fatal) throw round.fatal;
   if (round?.pending) return round.inputRequired();
   return modern ? { ...result, resultType: "complete" } : result;
-}
-
-function isCancel(reason: unknown): boolean {
-  return reason instanceof McpError && reason.message === "cancelled";
 }
 
 function parseParams<T extends z.ZodType>(schema: T, raw: unknown): z.output<T> {

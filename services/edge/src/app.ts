@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyPluginAsync } from "fastify";
-import { ErrorCode, McpError, salvageId, toWireError } from "@mcpq/protocol";
-import { statusFor } from "./transports/http-guard.js";
+import { ErrorCode, errorResponse, salvageId } from "@mcpq/protocol";
+import { isUnexpected, statusFor, wireError } from "./core/http-errors.js";
 import type { EdgeRuntime } from "./runtime.js";
 import { httpFallbacks } from "./transports/http-fallbacks.js";
 import { oauthMetadata } from "./transports/oauth-metadata.js";
@@ -42,12 +42,14 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, req, reply) => {
     // A retryable refusal thrown before dispatch (broker unavailable during a session lookup):
     // the documented 503/429 + Retry-After with the request's id, never a 500.
-    if (err instanceof McpError)
+    if (!isUnexpected(err)) {
+      const { status, headers } = statusFor(err);
       return reply
-        .code(statusFor(err).status)
-        .headers(statusFor(err).headers)
+        .code(status)
+        .headers(headers)
         .type("application/json")
-        .send({ jsonrpc: "2.0", id: bodyId(req.body), error: toWireError(err) });
+        .send(errorResponse(bodyId(req.body), wireError(err).toJSON()));
+    }
     const status = err.statusCode ?? 500;
     if (status >= 500) {
       req.log.error({ err }, "request failed");

@@ -1,11 +1,5 @@
-import {
-  BROKER_UNAVAILABLE_REASON,
-  STREAMS,
-  publishFailure,
-  type Bus,
-  type MsgHdrs,
-} from "@mcpq/bus";
-import { ErrorCode, McpError, rejection, silentLogger, type Logger } from "@mcpq/protocol";
+import { STREAMS, publishFailure, type Bus, type MsgHdrs } from "@mcpq/bus";
+import { Fault, McpError, silentLogger, type Logger } from "@mcpq/protocol";
 
 export interface BrokerHealthOptions {
   /**
@@ -78,13 +72,11 @@ export class BrokerHealth {
     clearInterval(this.#watch);
   }
 
-  /** The refusal clients get while the broker is unavailable. */
-  refusal(): McpError {
-    return rejection(
-      ErrorCode.Overloaded,
-      BROKER_UNAVAILABLE_REASON,
-      this.opts.retryAfterMs ?? 1_000,
-    );
+  /** The refusal clients get while the broker is unavailable (-32010 through the error table). */
+  refusal(): Fault {
+    return new Fault("broker_unavailable", "broker unavailable", {
+      retryAfterMs: this.opts.retryAfterMs ?? 1_000,
+    });
   }
 
   /**
@@ -227,10 +219,8 @@ export class BrokerHealth {
 
 /** Whether a failed broker operation means the broker (or the asset) cannot be reached now. */
 function unreachable(err: unknown): boolean {
-  if (err instanceof McpError) return false;
-  const mapped = publishFailure(err, 0);
-  const reason = (mapped.data as { reason?: unknown } | undefined)?.reason;
-  if (mapped.code === ErrorCode.Overloaded && reason === BROKER_UNAVAILABLE_REASON) return true;
+  if (err instanceof McpError || err instanceof Fault) return false;
+  if (publishFailure(err).kind === "broker_unavailable") return true;
   // A bucket's stream lost (memory storage across a restart) until self-heal re-creates it.
   return err instanceof Error && /stream not found|no responders/i.test(err.message);
 }

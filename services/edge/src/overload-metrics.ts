@@ -24,7 +24,7 @@ export function overloadMetrics(
   });
   const rejectedTotal = new Counter({
     name: "mcpq_edge_rejected_total",
-    help: "Requests refused with a retryable error, by reason (expired_unread, pool_saturated, session_in_flight, edge_in_flight, fair_share, buffered_bytes, rate_limited, circuit_open, stream_full, target_queue_full, broker_unavailable, no_worker, no_live_worker, other)",
+    help: "Requests refused with a retryable error, by reason (expired_unread, pool_saturated, session_in_flight, edge_in_flight, fair_share, buffered_bytes, rate_limited, circuit_open, stream_full, target_queue_full, broker_unavailable, no_worker, other)",
     labelNames: ["reason"] as const,
     registers: [registry],
   });

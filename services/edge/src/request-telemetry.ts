@@ -15,12 +15,19 @@ import {
   type TelemetryConfig,
   type Tracing,
 } from "@mcpq/observability";
-import { ErrorCode, McpError, toWireError, type JsonRpcRequest, type Logger } from "@mcpq/protocol";
+import {
+  ErrorCode,
+  Fault,
+  McpError,
+  isFault,
+  type JsonRpcRequest,
+  type Logger,
+} from "@mcpq/protocol";
 import type { MsgHdrs, TargetKind } from "@mcpq/bus";
 import type { CatalogView } from "./core/catalog.js";
 import type { OutboundMessage } from "./core/outbound.js";
 import type { RequestObservation, RequestObserver } from "./core/request-observer.js";
-import { RequestCancelled } from "./core/session-core.js";
+import { wireError } from "./core/http-errors.js";
 import type { SessionRecord } from "./core/session-store.js";
 
 /**
@@ -224,10 +231,9 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
           this.#finish(outcome, code, message, true);
         },
         (err: unknown) => {
-          if (err instanceof RequestCancelled)
-            this.#finish("cancelled", undefined, undefined, false);
+          if (isFault(err, "cancelled")) this.#finish("cancelled", undefined, undefined, false);
           else {
-            const wire = toWireError(err);
+            const wire = wireError(err);
             this.#finish(
               REFUSAL_CODES.has(wire.code) ? "rejected" : "error",
               wire.code,
@@ -241,14 +247,9 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
 
     refused(err: unknown): void {
       if (typeof err === "object" && err !== null) counted.add(err);
-      const wire = toWireError(err);
+      const wire = wireError(err);
       // A target no live worker serves is refused before admission sees it.
-      if (
-        wire.code === ErrorCode.Unavailable &&
-        this.#routed === undefined &&
-        err instanceof McpError
-      )
-        opts.rejected("no_worker");
+      if (isFault(err, "no_worker") && this.#routed === undefined) opts.rejected("no_worker");
       this.#finish(
         REFUSAL_CODES.has(wire.code) ? "rejected" : "error",
         wire.code,
@@ -324,7 +325,7 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
         if (counted.has(err)) return;
         counted.add(err);
       }
-      const wire = toWireError(err);
+      const wire = wireError(err);
       const outcome: RequestOutcome = REFUSAL_CODES.has(wire.code) ? "rejected" : "error";
       record(method ?? "", {}, outcome, wire.code, 0);
       access({
@@ -386,6 +387,7 @@ export function classifyAnswer(
 
 function errorName(err: unknown): string {
   if (err instanceof McpError) return String(err.code);
+  if (err instanceof Fault) return err.kind;
   return err instanceof Error ? err.name : "error";
 }
 

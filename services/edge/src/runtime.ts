@@ -86,7 +86,7 @@ export async function createEdgeRuntime(
   await catalog.start();
   const faultAnswers = new Counter({
     name: "mcpq_edge_fault_answers_total",
-    help: "Waiting requests the edge answered itself because of a fault: no_live_worker (-32012, the pool's last worker died), request_lost (-32010, the broker lost the queued request)",
+    help: "Waiting requests the edge answered itself because of a fault: no_worker (-32012, the pool's last worker died), request_lost (-32010, the broker lost the queued request)",
     labelNames: ["reason"] as const,
     registers: [registry],
   });

@@ -6,17 +6,16 @@ import {
   decodeEnvelope,
   ensurePoolConsumer,
   poolConsumer,
-  subjects,
+  cancelContract,
   type CancelNotice,
   type MsgHdrs,
   type Bus,
   type Correlator,
   type HealReport,
 } from "@mcpq/bus";
-import { ErrorCode, rejection, type Logger, type McpError } from "@mcpq/protocol";
+import { Fault, type FaultKind, type Logger } from "@mcpq/protocol";
 import { BrokerHealth, guardedBus } from "./broker-health.js";
 import type { CatalogView } from "./core/catalog.js";
-import type { RejectReason } from "./core/admission.js";
 
 export interface EdgeHealingOptions {
   /** MCPQ_BROKER_UNAVAILABLE_MS (see BrokerHealth). */
@@ -24,16 +23,15 @@ export interface EdgeHealingOptions {
   /** MCPQ_HEAL_CHECK_MS (see SelfHeal). */
   healCheckMs: number;
   log: Logger;
-  /** Counts requests this edge answered because of a fault (`no_live_worker`, `request_lost`). */
-  onFaultAnswer?: (reason: "no_live_worker" | "request_lost") => void;
+  /** Counts requests this edge answered because of a fault (`no_worker`, `request_lost`). */
+  onFaultAnswer?: (reason: FaultKind) => void;
   /** Counts what self-heal found missing or re-created (stream, bucket or consumer names). */
   onHealed?: (what: string) => void;
 }
 
-/** Reason of the -32012 an edge answers for a pool whose every worker stopped beating. */
-const NO_LIVE_WORKER_REASON = "no live worker";
-/** Reason of the -32010 for requests that were queued in a stream the broker lost. */
-const REQUEST_LOST_REASON = "the broker lost the queued request (restart); it may be retried";
+/** The -32012 for a pool whose every worker stopped beating. */
+const noLiveWorker = (pool: string) =>
+  new Fault("no_worker", `no live worker in pool ${pool}`, { retryAfterMs: 2_000 });
 
 /** A routed request as published: when (disconnect epoch), and its envelope, to cancel it. */
 interface Tracked {
@@ -100,12 +98,7 @@ export class EdgeHealing {
         { pool },
         "every worker of the pool stopped beating; answering its waiting requests -32012",
       );
-      this.#fail(
-        pool,
-        () => rejection(ErrorCode.Unavailable, `${NO_LIVE_WORKER_REASON} in pool ${pool}`, 2_000),
-        undefined,
-        "no_live_worker",
-      );
+      this.#fail(pool, () => noLiveWorker(pool), undefined);
     });
     void (async () => {
       for await (const s of this.raw.nc.status()) if (s.type === "disconnect") this.#epoch++;
@@ -122,14 +115,9 @@ export class EdgeHealing {
   }
 
   /** Admission gate: the refusal for a request to `pool` now, if any. */
-  gate(pool: string): { reason: RejectReason; error: McpError } | undefined {
-    if (!this.health.up) return { reason: "broker_unavailable", error: this.health.refusal() };
-    if (!this.liveness.alive(pool)) {
-      return {
-        reason: "no_live_worker",
-        error: rejection(ErrorCode.Unavailable, `${NO_LIVE_WORKER_REASON} in pool ${pool}`, 2_000),
-      };
-    }
+  gate(pool: string): Fault | undefined {
+    if (!this.health.up) return this.health.refusal();
+    if (!this.liveness.alive(pool)) return noLiveWorker(pool);
     return undefined;
   }
 
@@ -164,9 +152,8 @@ export class EdgeHealing {
       for (const pool of [...this.#waiting.keys()]) {
         this.#fail(
           pool,
-          () => rejection(ErrorCode.Overloaded, REQUEST_LOST_REASON, 1_000),
+          () => new Fault("request_lost", "queued in a lost stream", { retryAfterMs: 1_000 }),
           before,
-          "request_lost",
         );
       }
     }
@@ -204,23 +191,19 @@ export class EdgeHealing {
       internalId: env.requestId,
       reason: "answered by the edge",
     };
-    this.raw.nc.publish(subjects.cancel(env.principal, env.session), JSON.stringify(notice));
+    this.raw.nc.publish(cancelContract.subject(notice), cancelContract.encode(notice));
   }
 
   /** Answers the tracked requests of `pool` (published in an epoch before `beforeEpoch`, if given). */
-  #fail(
-    pool: string,
-    err: () => McpError,
-    beforeEpoch: number | undefined,
-    reason: "no_live_worker" | "request_lost",
-  ): void {
+  #fail(pool: string, err: () => Fault, beforeEpoch: number | undefined): void {
     const ids = this.#waiting.get(pool);
     if (!ids || !this.correlator) return;
     for (const [id, t] of ids) {
       if (beforeEpoch !== undefined && t.epoch >= beforeEpoch) continue;
       ids.delete(id);
-      if (this.correlator.reject(id, err())) {
-        this.opts.onFaultAnswer?.(reason);
+      const fault = err();
+      if (this.correlator.reject(id, fault)) {
+        this.opts.onFaultAnswer?.(fault.kind);
         this.#cancel(t);
       }
     }

@@ -3,7 +3,7 @@
 import { afterEach, describe, expect } from "vitest";
 import { natsTest as it } from "@mcpq/testkit";
 import { connectBus, isWrongLastSequence, type Bus } from "@mcpq/bus";
-import { SessionGone, SessionStore, type SessionRecord } from "../src/core/session-store.js";
+import { SessionStore, type SessionRecord } from "../src/core/session-store.js";
 
 const buses: Bus[] = [];
 afterEach(async () => {
@@ -78,7 +78,7 @@ describe("session store", () => {
       b.update(stale, (r) => {
         r.logLevel = "info";
       }),
-    ).rejects.toBeInstanceOf(SessionGone);
+    ).rejects.toMatchObject({ name: "Fault", kind: "session_gone" });
   });
 
   it("concurrent changes from two edges all land; the broker's lost-race refusal is recognised", async ({

@@ -7,7 +7,10 @@ import {
   ErrorCode,
   NAMED_METHODS,
   declaredVersion,
+  errorResponse,
   isSupportedProtocolVersion,
+  type JsonRpcErrorObject,
+  type RequestId,
 } from "@mcpq/protocol";
 
 const USAGE = `mcpq stdio — bridge a stdio MCP client to mcpq edges over Streamable HTTP
@@ -168,11 +171,7 @@ export class StdioBridge {
       try {
         msg = JSON.parse(line) as Message;
       } catch {
-        this.#emit({
-          jsonrpc: "2.0",
-          id: null,
-          error: { code: ErrorCode.ParseError, message: "Parse error" },
-        });
+        this.#emit(errorResponse(null, { code: ErrorCode.ParseError, message: "Parse error" }));
         continue;
       }
       this.#chain = this.#chain
@@ -574,19 +573,23 @@ function oneLine(data: string): string {
 /** An HTTP error body (JSON-RPC, id null) re-addressed to the request it answers. */
 function withId(text: string, id: unknown, status: number): string {
   try {
-    const m = JSON.parse(text) as { error?: unknown; id?: unknown };
-    if (m.error) return JSON.stringify({ jsonrpc: "2.0", id, error: m.error });
+    const m = JSON.parse(text) as { error?: JsonRpcErrorObject; id?: unknown };
+    if (m.error) return JSON.stringify(errorResponse(idOf(id), m.error));
   } catch {
     // not JSON
   }
   return JSON.stringify(errorFor(id, ErrorCode.InternalError, `HTTP ${status}`));
 }
 
-function errorFor(id: unknown, code: number, message: string): Record<string, unknown> {
-  return { jsonrpc: "2.0", id, error: { code, message } };
+/** A client's message id as JSON-RPC allows it in an error answer (anything else: null). */
+const idOf = (id: unknown): RequestId | null =>
+  typeof id === "string" || typeof id === "number" ? id : null;
+
+function errorFor(id: unknown, code: number, message: string) {
+  return errorResponse(idOf(id), { code, message });
 }
 
-function lostError(id: unknown, why: string): Record<string, unknown> {
+function lostError(id: unknown, why: string) {
   return errorFor(
     id,
     ErrorCode.InternalError,

@@ -13,16 +13,14 @@ import {
   type TargetKind,
 } from "@mcpq/bus";
 import {
-  ErrorCode,
   MCPQ_META,
-  McpError,
   isModernEra,
   silentLogger,
-  toWireError,
   type JsonRpcRequest,
   type Logger,
 } from "@mcpq/protocol";
 import type { CatalogView } from "../core/catalog.js";
+import { errorMessage } from "../core/http-errors.js";
 import type { SessionRecord } from "../core/session-store.js";
 import type {
   Dispatched,
@@ -520,16 +518,7 @@ export class ResponseCache implements ResultCache {
       await d.accepted;
       await d.done;
     } catch (err) {
-      const wire =
-        err instanceof McpError
-          ? toWireError(err)
-          : toWireError(new McpError(ErrorCode.InternalError, "Internal error"));
-      stream.sink.send({
-        eventId: undefined,
-        kind: "response",
-        requestId: undefined,
-        json: JSON.stringify({ jsonrpc: "2.0", id: req.id, error: wire }),
-      });
+      stream.sink.send(errorMessage(req.id, err));
     }
   }
 

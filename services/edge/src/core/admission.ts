@@ -1,10 +1,12 @@
-import { ErrorCode, McpError, rejection, type JsonRpcRequest } from "@mcpq/protocol";
 import {
-  BROKER_UNAVAILABLE_REASON,
-  QUEUE_FULL_REASON,
-  TARGET_QUEUE_FULL_REASON,
-  type TargetKind,
-} from "@mcpq/bus";
+  ErrorCode,
+  Fault,
+  McpError,
+  rejection,
+  type FaultKind,
+  type JsonRpcRequest,
+} from "@mcpq/protocol";
+import type { TargetKind } from "@mcpq/bus";
 import { ANONYMOUS } from "./security.js";
 import type { BufferBudget } from "./buffer-budget.js";
 import type { Admission, RouteOutcome } from "./session-core.js";
@@ -51,17 +53,12 @@ export type RejectReason =
   | "rate_limited"
   | "circuit_open"
   | "pool_saturated"
-  | "stream_full"
-  | "target_queue_full"
-  | "broker_unavailable"
-  /** No live worker serves the target (counted by the edge's request telemetry). */
-  | "no_worker"
-  /** The pool's workers all died (its liveness signal lapsed; see self-heal.ts). */
-  | "no_live_worker"
+  /** A fault's own kind: the broker refused the publish, or no worker serves the target. */
+  | Extract<FaultKind, "stream_full" | "target_queue_full" | "broker_unavailable" | "no_worker">
   | "other";
 
 /** A check run first on every routed request (broker down, pool without live worker): the refusal, if any. */
-export type AdmissionGate = (pool: string) => { reason: RejectReason; error: McpError } | undefined;
+export type AdmissionGate = (pool: string) => Fault | undefined;
 
 export type CircuitState = "closed" | "open" | "half_open";
 
@@ -157,7 +154,7 @@ export class EdgeAdmission implements Admission {
     }
     for (const gate of this.gates) {
       const refused = gate(target.pool);
-      if (refused) throw this.#reject(refused.reason, refused.error);
+      if (refused) throw this.#reject(refusalReason(refused), refused);
     }
     if (timeoutMs <= 0) {
       // The client's absolute deadline passed while the request waited to be read: this edge is
@@ -324,20 +321,27 @@ export class EdgeAdmission implements Admission {
     return c;
   }
 
-  #reject(reason: RejectReason, err: McpError): McpError {
+  #reject<E extends McpError | Fault>(reason: RejectReason, err: E): E {
     this.metrics?.rejected(reason);
     return err;
   }
 }
 
-/** The label for a request refused after admission (its publish failed), from the thrown error. */
+/** The label for a refusal after admission (its publish failed) or at a gate: a fault's kind. */
 function refusalReason(err: unknown): RejectReason {
-  if (!(err instanceof McpError)) return "other";
-  const reason = (err.data as { reason?: unknown } | undefined)?.reason;
-  if (reason === QUEUE_FULL_REASON) return "stream_full";
-  if (reason === TARGET_QUEUE_FULL_REASON) return "target_queue_full";
-  if (reason === BROKER_UNAVAILABLE_REASON) return "broker_unavailable";
-  if (err.code === ErrorCode.Overloaded) return "edge_in_flight";
+  if (err instanceof Fault) {
+    switch (err.kind) {
+      case "stream_full":
+      case "target_queue_full":
+      case "broker_unavailable":
+      case "no_worker":
+        return err.kind;
+      default:
+        return "other";
+    }
+  }
+  // The edge's own in-flight bound, checked after admission (the correlator is full).
+  if (err instanceof McpError && err.code === ErrorCode.Overloaded) return "edge_in_flight";
   return "other";
 }
 

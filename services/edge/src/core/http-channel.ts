@@ -13,7 +13,6 @@ import {
   isSupportedProtocolVersion,
   modernMeta,
   salvageId,
-  toWireError,
   type AnyProtocolVersion,
   type ClassifiedMessage,
   type JsonRpcRequest,
@@ -25,10 +24,18 @@ import type { Caller } from "./auth.js";
 import { overMessageLimit } from "./broker-limits.js";
 import { Channel, type ChannelDeps } from "./channel.js";
 import type { TargetView } from "./policy.js";
-import { modernStatus, refusal, statusFor, type HttpRefusal } from "./http-errors.js";
+import {
+  errorMessage,
+  isUnexpected,
+  modernStatus,
+  refusal,
+  statusFor,
+  wireError,
+  type HttpRefusal,
+} from "./http-errors.js";
 import { errorCodeOf, shapeModernAnswer, type AnswerShape } from "./modern-answers.js";
 import type { OutboundMessage, StreamSink } from "./outbound.js";
-import { errorMessage, type Dispatched } from "./session-core.js";
+import type { Dispatched } from "./session-core.js";
 import type { SessionRecord } from "./session-store.js";
 
 const SESSION_HEADER = "mcp-session-id";
@@ -269,10 +276,9 @@ export class HttpPostChannel extends Channel {
   }
 
   protected refuse(id: RequestId | null, err: unknown, status?: number): void {
-    const wire = toWireError(err);
-    if (!(err instanceof McpError))
-      this.deps.log.error({ err }, "unexpected error before dispatch");
-    const mapped = err instanceof McpError ? statusFor(err) : { status: 500, headers: {} };
+    const wire = wireError(err);
+    if (isUnexpected(err)) this.deps.log.error({ err }, "unexpected error before dispatch");
+    const mapped = statusFor(err);
     this.onError(err, this.#method);
     const { json } = errorMessage(id, err);
     const code = status ?? (this.#modern ? modernStatus(wire.code, mapped.status) : mapped.status);

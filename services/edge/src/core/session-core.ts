@@ -4,7 +4,10 @@ import {
   CompleteParamsSchema,
   ErrorCode,
   InitializeParamsSchema,
+  Cancelled,
+  Fault,
   McpError,
+  isFault,
   PaginatedParamsSchema,
   ReadResourceParamsSchema,
   SetLevelParamsSchema,
@@ -23,8 +26,6 @@ import {
   type ModernMeta,
   type SubscriptionFilter,
   silentLogger,
-  toWireError,
-  errorResponse,
   resultResponse,
   type JsonRpcNotification,
   type JsonRpcRequest,
@@ -57,6 +58,7 @@ import type { CatalogView, ListKind } from "./catalog.js";
 import type { OutboundMessage, OutboundRouter, StreamSink } from "./outbound.js";
 import type { RequestObservation, RequestObserver } from "./request-observer.js";
 import { SessionStore, type SessionRecord } from "./session-store.js";
+import { errorMessage, wireError } from "./http-errors.js";
 import type { Caller } from "./auth.js";
 import type { AccessPolicy, ListedKind, TargetView } from "./policy.js";
 import { checkTargetName, requestedName } from "./subject-safety.js";
@@ -165,11 +167,6 @@ export interface ResultCache {
     stream: StreamContext,
     route: RouteToWorker,
   ): Promise<Dispatched>;
-}
-
-/** Thrown into a waiting request when the client cancelled it: no response is sent. */
-export class RequestCancelled extends Error {
-  override readonly name = "RequestCancelled";
 }
 
 /** An open `subscriptions/listen` stream. */
@@ -296,8 +293,7 @@ export class SessionCore {
   #cancelLocal(session: string, requestId: RequestId, reason: string | undefined): void {
     const key = clientKey(session, requestId);
     const internal = this.#byClientId.get(key);
-    if (internal)
-      this.#router.correlator.reject(internal, new RequestCancelled(reason ?? "cancelled"));
+    if (internal) this.#router.correlator.reject(internal, new Cancelled(reason));
     this.#listeners.get(key)?.close(false);
   }
 
@@ -868,7 +864,7 @@ export class SessionCore {
         publishDone?.(err);
         // A publish that only failed because the deadline came is answered as the timeout it is.
         const mapped = Date.now() >= deadline ? timedOut() : publishFailure(err, 1_000);
-        if (mapped.code === ErrorCode.InternalError) this.#log.error({ err }, "publish failed");
+        if (isFault(mapped, "internal")) this.#log.error({ err }, "publish failed");
         // The request may be queued after all: this refusal is its answer, not a worker's.
         if (publishMayHaveLanded(err)) void this.#router.claim(outbound, stream.id, requestId);
         throw mapped;
@@ -876,7 +872,7 @@ export class SessionCore {
     );
     accepted.catch(() => undefined);
     let outcome: RouteOutcome = "ok";
-    let refusal: McpError | undefined;
+    let refusal: McpError | Fault | undefined;
     /** What the edge must still answer once the request settled (its deadline passed), if anything. */
     const settled: Promise<OutboundMessage | "cancelled" | undefined> = accepted
       .then(
@@ -888,15 +884,15 @@ export class SessionCore {
               return undefined;
             },
             (err: unknown) => {
-              if (err instanceof RequestCancelled) {
+              if (isFault(err, "cancelled")) {
                 outcome = "cancelled";
                 return "cancelled" as const;
               }
-              outcome = toWireError(err).code === ErrorCode.RequestTimeout ? "timeout" : "failed";
+              outcome = wireError(err).code === ErrorCode.RequestTimeout ? "timeout" : "failed";
               return errorMessage(req.id, err);
             },
           ),
-        (err: McpError) => {
+        (err: McpError | Fault) => {
           refusal = err;
           this.#router.correlator.reject(requestId, err);
           return undefined;
@@ -925,7 +921,7 @@ export class SessionCore {
         answered.then(
           (msg) => msg,
           (err: unknown) =>
-            err instanceof RequestCancelled ? Promise.reject(err) : errorMessage(req.id, err),
+            isFault(err, "cancelled") ? Promise.reject(err) : errorMessage(req.id, err),
         ),
       (err: unknown) => errorMessage(req.id, err),
     );
@@ -940,7 +936,7 @@ export class SessionCore {
         const pool = this.#catalog.toolPool(name);
         if (pool) return { kind: "tool", name, pool };
         if (this.#catalog.recentlyGone("tool", name)) {
-          throw rejection(ErrorCode.Unavailable, `no worker is serving tool ${name}`, 2_000);
+          throw new Fault("no_worker", `no worker is serving tool ${name}`);
         }
         throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${name}`);
       }
@@ -949,7 +945,7 @@ export class SessionCore {
         const pool = this.#catalog.resourcePool(uri);
         if (pool) return { kind: "resource", name: uri, pool };
         if (this.#catalog.recentlyGone("resource", uri)) {
-          throw rejection(ErrorCode.Unavailable, `no worker is serving resource ${uri}`, 2_000);
+          throw new Fault("no_worker", `no worker is serving resource ${uri}`);
         }
         // 2026-07-28 standardises resource-not-found on -32602 (SEP-2164); older revisions keep -32002.
         throw new McpError(
@@ -963,7 +959,7 @@ export class SessionCore {
         const pool = this.#catalog.promptPool(name);
         if (pool) return { kind: "prompt", name, pool };
         if (this.#catalog.recentlyGone("prompt", name)) {
-          throw rejection(ErrorCode.Unavailable, `no worker is serving prompt ${name}`, 2_000);
+          throw new Fault("no_worker", `no worker is serving prompt ${name}`);
         }
         throw new McpError(ErrorCode.InvalidParams, `Unknown prompt: ${name}`);
       }
@@ -1164,18 +1160,5 @@ function localMessage(
     kind: "response",
     requestId: undefined,
     json: json ?? JSON.stringify(resultResponse(id, result)),
-  };
-}
-
-/**
- * The one JSON-RPC error answer the edge makes, as the stream message it is: `err` as its wire
- * form (an McpError as is, anything else -32603 "Internal error" without internals).
- */
-export function errorMessage(id: RequestId | null, err: unknown): OutboundMessage {
-  return {
-    eventId: undefined,
-    kind: "response",
-    requestId: undefined,
-    json: JSON.stringify(errorResponse(id, toWireError(err))),
   };
 }

@@ -8,7 +8,7 @@ import {
   type Bus,
   type KV,
 } from "@mcpq/bus";
-import { ErrorCode, McpError, type AnyProtocolVersion, type LogLevel } from "@mcpq/protocol";
+import { Fault, type AnyProtocolVersion, type LogLevel } from "@mcpq/protocol";
 
 /**
  * A session as stored in JetStream KV; any edge can load it. A stateless-era (2026-07-28)
@@ -48,11 +48,7 @@ function casBackoff(attempt: number): Promise<void> {
 }
 
 /** The session ended (deleted or expired) while it was being changed: the client sees "Session not found". */
-export class SessionGone extends McpError {
-  constructor() {
-    super(ErrorCode.InvalidRequest, "Session not found");
-  }
-}
+const sessionGone = () => new Fault("session_gone", "the session ended while it was changed");
 
 /**
  * Sessions live in KV (`s.<id>`, plus `p.<principal-digest>.<id>` for per-principal caps); the
@@ -230,11 +226,11 @@ export class SessionStore {
   /**
    * Changes the session: `apply` runs on the stored record (compare-and-set, retried when
    * another edge wrote in between) and the result is copied into `rec`. Every edge's cache of
-   * the session is evicted. Throws SessionGone when the session ended meanwhile.
+   * the session is evicted. Throws a `session_gone` fault when the session ended meanwhile.
    */
   async update(rec: SessionRecord, apply: (r: SessionRecord) => void): Promise<void> {
     const stored = await this.#change(rec.id, apply, { retry: true });
-    if (!stored) throw new SessionGone();
+    if (!stored) throw sessionGone();
     Object.assign(rec, stored);
     await this.#refreshIndex(stored);
     this.bus.nc.publish(sessionChangedContract.subject, sessionChangedContract.encode(rec.id));

@@ -22,7 +22,8 @@ import type { OutboundMessage, StreamSink } from "./outbound.js";
 import { isAuthFailure, type Caller } from "./auth.js";
 import { SocketTimeouts } from "./socket-timeouts.js";
 import { SendBuffer } from "./send-buffer.js";
-import { errorMessage, type Dispatched } from "./session-core.js";
+import type { Dispatched } from "./session-core.js";
+import { errorMessage, isUnexpected } from "./http-errors.js";
 import type { SessionRecord } from "./session-store.js";
 
 /** Why the edge ends a connection; each transport says it in its own terms (docs/transports.md). */
@@ -294,8 +295,7 @@ export class SocketChannel extends Channel implements StreamSink {
 
   /** Channel: an error answer, written on the connection (parked for the resume when it cannot be). */
   protected refuse(id: RequestId | null, err: unknown): void {
-    if (!(err instanceof McpError))
-      this.deps.log.error({ err }, "unexpected error before dispatch");
+    if (isUnexpected(err)) this.deps.log.error({ err }, "unexpected error before dispatch");
     const answer = errorMessage(id, err);
     if (id === null) this.#write(answer.json, undefined);
     else this.send(answer);

@@ -5,7 +5,7 @@ import { refusal, type HttpRefusal } from "../core/http-errors.js";
 import { duplicateHost, hostAllowed, originAllowed } from "../core/security.js";
 import type { EdgeConfig } from "../env.js";
 
-export { refusal, statusFor, type HttpRefusal } from "../core/http-errors.js";
+export { refusal, type HttpRefusal } from "../core/http-errors.js";
 
 /** What `guardHttp` reads of a request (a fastify request or a raw upgrade request). */
 export interface GuardedRequest {
