@@ -19,6 +19,8 @@ export const FAULT_KINDS = [
   "request_lost",
   /** No worker serves the target now: all of its workers are gone, or the pool's liveness stopped. */
   "no_worker",
+  /** No worker took the queued request before its start-by time (the edge's MCPQ_MAX_QUEUE_MS). */
+  "not_started",
   /** The client cancelled the request (notifications/cancelled, or its stream went away). */
   "cancelled",
   /** The session ended (deleted or expired) while a request was using it. */

@@ -31,6 +31,7 @@ import {
 } from "@mcpq/protocol";
 import {
   BUCKETS,
+  H,
   STREAMS,
   decodeEnvelope,
   ensurePoolConsumer,
@@ -367,13 +368,35 @@ export class Worker {
         if (this.#running >= this.#opts.concurrency) {
           // Waiting for a slot counts against ack_wait too: keep the claim on this request.
           const keep = setInterval(() => m.working(), workingEvery);
-          await new Promise<void>((r) => this.#slotWaiters.push(r));
+          await this.#slotOrStartBy(m);
           clearInterval(keep);
         }
+        // Past its start-by time (a first delivery), #handle refuses it unrun without a slot.
         void this.#handle(m);
       }
     })().catch((err: unknown) => this.#log.error({ err }, "consume loop ended"));
     this.#loop = previous ? Promise.all([this.#loop, loop]).then(() => undefined) : loop;
+  }
+
+  /**
+   * Waits for a free slot, or until the request's start-by time (the edge's MCPQ_MAX_QUEUE_MS)
+   * passes on a first delivery: a pulled request is refused then, not held until a long handler
+   * frees a slot. The requests behind it in the pull buffer follow at once (theirs passed too).
+   */
+  async #slotOrStartBy(m: JsMsg): Promise<void> {
+    const startBy = m.info.deliveryCount === 1 ? Number(m.headers?.get(H.startBy)) : NaN;
+    let free!: () => void;
+    const freed = new Promise<void>((r) => this.#slotWaiters.push((free = r)));
+    if (!(startBy > 0)) return freed;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((r) => {
+      // +1 ms: a timer may fire within the millisecond before its due time.
+      timer = setTimeout(r, Math.max(0, startBy - Date.now() + 1));
+    });
+    await Promise.race([freed, late]);
+    clearTimeout(timer);
+    const i = this.#slotWaiters.indexOf(free);
+    if (i >= 0) this.#slotWaiters.splice(i, 1);
   }
 
   /**

@@ -250,13 +250,17 @@ function guarded<T extends object>(
  * A view of `bus` for the session core and store: session/subscription KV operations and
  * JetStream management calls are guarded (refused with -32010 while the broker is down, or
  * after `unavailableMs` unanswered and a failed probe); publishes are guarded as `publish`
- * (mapped by the caller's `publishFailure`), and `onPublish` sees each request publish (for
- * liveness tracking). The registry, NATS connection and other handles pass through unchanged.
+ * (mapped by the caller's `publishFailure`), and `onPublish` sees each request publish and its
+ * PubAck (for liveness and queue-time tracking). The registry, NATS connection and other handles pass through unchanged.
  */
 export function guardedBus(
   bus: Bus,
   health: BrokerHealth,
-  onPublish?: (subject: string, opts: { msgID?: string; headers?: MsgHdrs } | undefined) => void,
+  onPublish?: (
+    subject: string,
+    opts: { msgID?: string; headers?: MsgHdrs } | undefined,
+    acked: Promise<unknown>,
+  ) => void,
 ): Bus {
   const kvGuard = <R>(op: () => Promise<R>) => health.guard(op, "kv");
   const js = new Proxy(bus.js, {
@@ -268,7 +272,7 @@ export function guardedBus(
           () => (v as (...a: unknown[]) => Promise<unknown>).call(t, subject, data, opts),
           "publish",
         );
-        onPublish?.(subject, opts);
+        onPublish?.(subject, opts, p);
         return p;
       };
     },

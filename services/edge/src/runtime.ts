@@ -86,7 +86,7 @@ export async function createEdgeRuntime(
   await catalog.start();
   const faultAnswers = new Counter({
     name: "mcpq_edge_fault_answers_total",
-    help: "Waiting requests the edge answered itself because of a fault: no_worker (-32012, the pool's last worker died), request_lost (-32010, the broker lost the queued request)",
+    help: "Waiting requests the edge answered itself because of a fault: no_worker (-32012, the pool's last worker died), request_lost (-32010, the broker lost the queued request), not_started (-32010, no worker took it before its start-by time)",
     labelNames: ["reason"] as const,
     registers: [registry],
   });
@@ -99,6 +99,7 @@ export async function createEdgeRuntime(
   const healing = new EdgeHealing(bus, catalog, {
     unavailableMs: config.brokerUnavailableMs,
     healCheckMs: config.healCheckMs,
+    maxQueueMs: config.maxQueueMs,
     log: log.child({ component: "self-heal" }),
     onFaultAnswer: (reason) => faultAnswers.inc({ reason }),
     onHealed: (what) => healed.inc({ what }),

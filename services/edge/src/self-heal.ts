@@ -1,5 +1,6 @@
 import {
   BUCKETS,
+  H,
   LivenessView,
   SelfHeal,
   STREAMS,
@@ -22,6 +23,11 @@ export interface EdgeHealingOptions {
   unavailableMs: number;
   /** MCPQ_HEAL_CHECK_MS (see SelfHeal). */
   healCheckMs: number;
+  /**
+   * MCPQ_MAX_QUEUE_MS: a request still queued (delivered to no worker) at its start-by time is
+   * answered -32010 by the edge and cancelled; 0 = off (the deadline alone).
+   */
+  maxQueueMs?: number;
   log: Logger;
   /** Counts requests this edge answered because of a fault (`no_worker`, `request_lost`). */
   onFaultAnswer?: (reason: FaultKind) => void;
@@ -37,6 +43,12 @@ const noLiveWorker = (pool: string) =>
 interface Tracked {
   epoch: number;
   headers: MsgHdrs | undefined;
+  /** Its `Mcpq-Start-By` (NaN when it has none). */
+  startBy: number;
+  /** Its MCPQ_REQ sequence, once the PubAck came. */
+  seq?: number;
+  /** A worker was delivered it: past its start-by, it is the worker's to refuse or run. */
+  delivered?: boolean;
 }
 
 const REQUEST_PREFIX = "mcpq.req.";
@@ -68,6 +80,9 @@ export class EdgeHealing {
   /** Counts this edge's disconnects; a tracked request remembers the epoch it was published in. */
   #epoch = 0;
   #epochAtLastRound = 0;
+  #sweep: NodeJS.Timeout | undefined;
+  /** Pools whose consumer is being asked for its delivered sequence now. */
+  readonly #asking = new Set<string>();
   correlator: Correlator<unknown> | undefined;
 
   constructor(
@@ -76,7 +91,7 @@ export class EdgeHealing {
     private readonly opts: EdgeHealingOptions,
   ) {
     this.health = new BrokerHealth(raw, { unavailableMs: opts.unavailableMs, log: opts.log });
-    this.bus = guardedBus(raw, this.health, (subject, o) => this.#track(subject, o));
+    this.bus = guardedBus(raw, this.health, (subject, o, acked) => this.#track(subject, o, acked));
     this.liveness = new LivenessView(raw.nc);
     this.heal = new SelfHeal(raw, {
       checkMs: opts.healCheckMs,
@@ -106,9 +121,16 @@ export class EdgeHealing {
     this.heal.on("healed", (r) => this.#healed(r));
     this.heal.on("checked", () => (this.#epochAtLastRound = this.#epoch));
     await this.heal.start();
+    const maxQueueMs = this.opts.maxQueueMs ?? 0;
+    if (maxQueueMs > 0) {
+      const every = Math.min(1_000, Math.max(50, Math.floor(maxQueueMs / 4)));
+      this.#sweep = setInterval(() => this.#sweepQueued(), every);
+      this.#sweep.unref();
+    }
   }
 
   stop(): void {
+    clearInterval(this.#sweep);
     this.heal.stop();
     this.liveness.stop();
     this.health.stop();
@@ -159,7 +181,11 @@ export class EdgeHealing {
     }
   }
 
-  #track(subject: string, o: { msgID?: string; headers?: MsgHdrs } | undefined): void {
+  #track(
+    subject: string,
+    o: { msgID?: string; headers?: MsgHdrs } | undefined,
+    acked: Promise<unknown>,
+  ): void {
     const msgId = o?.msgID;
     if (msgId === undefined || !subject.startsWith(REQUEST_PREFIX)) return;
     const end = subject.indexOf(".", REQUEST_PREFIX.length);
@@ -173,7 +199,73 @@ export class EdgeHealing {
       for (const id of ids.keys()) if (!this.correlator.has(id)) ids.delete(id);
     }
     // Only the envelope headers are kept, never the body (requests can be megabytes).
-    ids.set(msgId, { epoch: this.#epoch, headers: o?.headers });
+    const t: Tracked = {
+      epoch: this.#epoch,
+      headers: o?.headers,
+      startBy: Number(o?.headers?.get(H.startBy) || NaN),
+    };
+    ids.set(msgId, t);
+    if (t.startBy > 0)
+      acked.then(
+        (ack) => (t.seq = (ack as { seq?: number }).seq),
+        () => undefined,
+      );
+  }
+
+  /**
+   * Requests past their start-by time that no worker was delivered yet (their MCPQ_REQ sequence
+   * is beyond the pool consumer's delivered sequence: every worker is busy, or none pulls) are
+   * answered -32010 `not_started` and cancelled, so none runs later; what a worker holds is the
+   * worker's to refuse (it checks the start-by too). Per pool, one consumer-info request per
+   * sweep, only when something is overdue. Tracked requests are in publish order, so a sweep
+   * stops at the first one not yet due, dropping the answered ones before it.
+   */
+  #sweepQueued(): void {
+    const now = Date.now();
+    for (const [pool, ids] of this.#waiting) {
+      let overdue: [string, Tracked][] | undefined;
+      for (const [id, t] of ids) {
+        if (this.correlator && !this.correlator.has(id)) {
+          ids.delete(id);
+          continue;
+        }
+        if (!(t.startBy <= now)) break;
+        if (t.seq !== undefined && !t.delivered) (overdue ??= []).push([id, t]);
+      }
+      if (ids.size === 0) this.#waiting.delete(pool);
+      if (overdue && !this.#asking.has(pool)) void this.#refuseUndelivered(pool, ids, overdue);
+    }
+  }
+
+  async #refuseUndelivered(
+    pool: string,
+    ids: Map<string, Tracked>,
+    overdue: [string, Tracked][],
+  ): Promise<void> {
+    this.#asking.add(pool);
+    try {
+      const info = await this.raw.jsm.consumers.info(STREAMS.requests, poolConsumer(pool));
+      const delivered = info.delivered.stream_seq;
+      for (const [id, t] of overdue) {
+        if (t.seq! <= delivered) {
+          t.delivered = true;
+          continue;
+        }
+        ids.delete(id);
+        const fault = new Fault("not_started", "queued past its start-by", {
+          retryAfterMs: 1_000,
+        });
+        if (this.correlator?.reject(id, fault)) {
+          this.opts.onFaultAnswer?.(fault.kind);
+          this.#cancel(t);
+        }
+      }
+    } catch (err) {
+      // The broker is unreachable or the consumer gone: health and self-heal deal with that.
+      this.opts.log.debug({ err, pool }, "queue-time check skipped");
+    } finally {
+      this.#asking.delete(pool);
+    }
   }
 
   /**

@@ -38,6 +38,12 @@ describe("the edge's error table", () => {
       "no worker is serving tool echo",
     ],
     [
+      new Fault("not_started", "queued past its start-by"),
+      ErrorCode.Overloaded,
+      503,
+      "no worker could start the request within the queue-time bound",
+    ],
+    [
       new Fault("too_large", "nats: message size exceeds maximum allowed"),
       ErrorCode.InvalidRequest,
       400,

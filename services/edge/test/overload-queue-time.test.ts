@@ -35,27 +35,84 @@ describe("queue-time admission", () => {
         ["qb-1", "qb-2", "qb-3"].map((marker) => a.start("wait_for_cancel", { marker })),
       );
       for (const q of queued) expect(q.status).toBe(200);
-      const admittedBy = Date.now();
-      // Their start-by time passes while the worker is still busy (a condition on the clock).
-      await eventually(() => Date.now() > admittedBy + MAX_QUEUE_MS, {
-        what: "queue bound passed",
-        intervalMs: 50,
-      });
-      await a.notify("notifications/cancelled", { requestId: blocker.id, reason: "test" });
+      // Refused once their start-by time passes, while the blocker still runs: by the worker
+      // for what it pulled (it waits for a slot or the start-by, whichever comes first), by the
+      // edge for what no worker was delivered.
       for (const q of queued) {
         const r = await q.done;
         expect(r.message?.error?.code).toBe(ErrorCode.Overloaded);
         expect(r.message?.error?.message).toMatch(
-          /^overloaded: request waited \d+ ms in the queue/,
+          /^overloaded: (request waited \d+ ms in the queue|no worker could start the request within the queue-time bound)/,
         );
         expect(r.message?.error?.data?.retryAfterMs).toBeGreaterThanOrEqual(1);
       }
+      // The blocker was still running when they were refused: nothing freed the slot.
+      expect(observed.aborted.has("qb-blocker")).toBe(false);
+      await a.notify("notifications/cancelled", { requestId: blocker.id, reason: "test" });
       // Never run: the worker refused them before their handler started.
       for (const m of ["qb-1", "qb-2", "qb-3"]) expect(observed.started.has(m)).toBe(false);
       expect(w.outcomes.filter((o) => o.method === "tools/call" && o.outcome === "ok")).toEqual([]);
       // The pool serves again: a call that does not queue behind anything runs.
       const next = await a.start("wait_for_cancel", { marker: "qb-after" });
       await eventually(() => observed.started.has("qb-after"), { what: "next call running" });
+      await a.notify("notifications/cancelled", { requestId: next.id, reason: "test" });
+      await a.close();
+    } finally {
+      await w.close();
+      await s.close();
+    }
+  });
+
+  it("work no worker pulls (the pool consumer's max_ack_pending is used up) is answered -32010 by the edge at its start-by, cancelled and never run", async ({
+    nats,
+  }) => {
+    const MAX_QUEUE_MS = 300;
+    const s = await stack(nats, {
+      workers: [],
+      edgeEnv: {
+        MCPQ_MAX_QUEUE_MS: String(MAX_QUEUE_MS),
+        MCPQ_POOL_QUEUE_MIN: "0",
+        MCPQ_TOOL_RATE_PER_SEC: "0",
+        MCPQ_MAX_ACK_PENDING: "1",
+      },
+    });
+    // The broker delivers one unacked request to the pool at a time: while the blocker runs,
+    // nothing else reaches any worker (a wedged or exhausted pool, as far as the queue can tell).
+    const w = await startCatalogWorker(nats.url, [featuresCatalog], "undelivered", {
+      concurrency: 4,
+      maxAckPending: 1,
+    });
+    try {
+      const edge = s.edges[0]!;
+      await eventually(() => edge.runtime.catalog.toolPool("wait_for_cancel"), {
+        what: "tool registered",
+      });
+      const a = await rawSession(edge.url);
+      const blocker = await a.start("wait_for_cancel", { marker: "ud-blocker" });
+      await eventually(() => observed.started.has("ud-blocker"), { what: "blocker running" });
+      const queued = await Promise.all(
+        ["ud-1", "ud-2"].map((marker) =>
+          a.start("wait_for_cancel", { marker }, { "io.mcpq/timeoutMs": 60_000 }),
+        ),
+      );
+      for (const q of queued) {
+        const r = await q.done;
+        expect(r.message?.error?.code).toBe(ErrorCode.Overloaded);
+        expect(r.message?.error?.message).toBe(
+          "overloaded: no worker could start the request within the queue-time bound",
+        );
+        expect(r.message?.error?.data?.retryAfterMs).toBe(1_000);
+      }
+      expect(
+        await metricValue(edge.runtime.registry, "mcpq_edge_fault_answers_total", {
+          reason: "not_started",
+        }),
+      ).toBe(2);
+      // The blocker ends; the refused requests reach the worker now and are dropped unrun.
+      await a.notify("notifications/cancelled", { requestId: blocker.id, reason: "test" });
+      const next = await a.start("wait_for_cancel", { marker: "ud-after" });
+      await eventually(() => observed.started.has("ud-after"), { what: "next call running" });
+      for (const m of ["ud-1", "ud-2"]) expect(observed.started.has(m)).toBe(false);
       await a.notify("notifications/cancelled", { requestId: next.id, reason: "test" });
       await a.close();
     } finally {

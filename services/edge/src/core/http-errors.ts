@@ -37,6 +37,11 @@ const FAULT_TABLE: Record<
     retryAfterMs: 1_000,
   },
   no_worker: { code: ErrorCode.Unavailable, say: (f) => f.message, retryAfterMs: 2_000 },
+  not_started: {
+    code: ErrorCode.Overloaded,
+    say: "no worker could start the request within the queue-time bound",
+    retryAfterMs: 1_000,
+  },
   too_large: { code: ErrorCode.InvalidRequest, say: "Request too large for the request queue" },
   session_gone: { code: ErrorCode.InvalidRequest, say: "Session not found" },
   // A cancelled request gets no answer; this is only what a cancel racing an answer would show.

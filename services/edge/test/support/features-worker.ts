@@ -197,12 +197,16 @@ export async function startCatalogWorker(
   natsUrl: string,
   catalogs: CatalogDefinition[],
   pool: string,
-  opts: { concurrency?: number } = {},
+  opts: { concurrency?: number; maxAckPending?: number } = {},
 ): Promise<{ worker: Worker; outcomes: Outcomes; close(): Promise<void> }> {
   const bus = await connectBus({
     url: natsUrl,
     name: `test-worker-${pool}`,
-    limits: { ...DEFAULT_BUS_LIMITS, registryTtlMs: 3000 },
+    limits: {
+      ...DEFAULT_BUS_LIMITS,
+      registryTtlMs: 3000,
+      ...(opts.maxAckPending ? { maxAckPending: opts.maxAckPending } : {}),
+    },
   });
   const outcomes: Outcomes = [];
   const metrics: WorkerMetrics = {
