@@ -6,7 +6,7 @@ import { loadEdgeConfig, startEdge, type RunningEdge } from "@mcpq/edge";
 import { CATALOGS, loadWorkerConfig, startWorker, type RunningWorker } from "@mcpq/worker";
 import { defineCatalog, defineTool, z, type CatalogDefinition } from "@mcpq/worker-sdk";
 
-const TEST_ENV = { MCPQ_LOG_LEVEL: "silent", MCPQ_REGISTRY_TTL_MS: "3000" };
+const TEST_ENV = { MCPQ_LOG_LEVEL: "silent", MCPQ_REGISTRY_TTL_MS: "6000" };
 
 /** Test-local tools: a login whose password must be redacted, and two side-effecting tools. */
 export const shopCatalog = defineCatalog({

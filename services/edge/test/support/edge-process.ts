@@ -40,7 +40,7 @@ async function trySpawnEdge(
       ...process.env,
       MCPQ_NATS_URL: natsUrl,
       MCPQ_LOG_LEVEL: "warn",
-      MCPQ_REGISTRY_TTL_MS: "3000",
+      MCPQ_REGISTRY_TTL_MS: "6000",
       MCPQ_TCP_PORT: "0",
       MCPQ_GRPC_PORT: "0",
       ...env,

@@ -204,7 +204,7 @@ export async function startCatalogWorker(
     name: `test-worker-${pool}`,
     limits: {
       ...DEFAULT_BUS_LIMITS,
-      registryTtlMs: 3000,
+      registryTtlMs: 6000,
       ...(opts.maxAckPending ? { maxAckPending: opts.maxAckPending } : {}),
     },
   });
