@@ -47,6 +47,7 @@ export {
   isErrorResponse,
   kindOfMethod,
   recordHeaders,
+  recordMaxBytes,
   recordSubject,
   type RecordedResponse,
   type RequestRecord,

@@ -133,3 +133,11 @@ export function isErrorResponse(r: RecordedResponse | null | undefined): boolean
   if (!r) return false;
   return "error" in r || (r.result as { isError?: unknown })["isError"] === true;
 }
+
+/**
+ * The largest MCPQ_REC record: a request and its response, each up to MCPQ_MAX_MESSAGE_BYTES.
+ * Servers mcpq launches or configures get this `max_payload` (infra/ sets the same, 8 MiB).
+ */
+export function recordMaxBytes(maxMessageBytes: number): number {
+  return maxMessageBytes * 2;
+}

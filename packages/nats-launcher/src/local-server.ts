@@ -12,8 +12,11 @@ import { NatsLaunchError } from "./errors.js";
 import { freePort } from "./ports.js";
 import { jetStreamReady, ServerProcess, type LogOptions } from "./server-process.js";
 
-/** The `max_payload` the launcher gives servers: the edge's default MCPQ_MAX_MESSAGE_BYTES (4 MiB). */
-export const DEFAULT_MAX_PAYLOAD = 4 * 1024 * 1024;
+/**
+ * The `max_payload` the launcher gives servers: twice the edge's default MCPQ_MAX_MESSAGE_BYTES
+ * (4 MiB), as in infra/: an MCPQ_REC record holds a request and its response.
+ */
+export const DEFAULT_MAX_PAYLOAD = 8 * 1024 * 1024;
 
 /** Options every launch shares. */
 export interface LaunchOptions extends FindNatsServerOptions, LogOptions {

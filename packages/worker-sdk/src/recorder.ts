@@ -6,6 +6,7 @@ import {
   maskAtPaths,
   parsePathPatterns,
   recordHeaders,
+  recordMaxBytes,
   recordSubject,
   type Bus,
   type PathPattern,
@@ -136,7 +137,7 @@ export function createRecorder(opts: RecorderOptions): Recorder {
   const redact = parsePathPatterns(opts.redact ?? []);
   const keepSecrets = parseSampleSpec((opts.keepSecretsFor ?? []).map((t) => `${t}=1`).join(","));
   const maxInFlight = opts.maxInFlight ?? 512;
-  const maxBytes = bus.limits.maxMessageBytes * 2;
+  const maxBytes = recordMaxBytes(bus.limits.maxMessageBytes);
   const random = opts.random ?? Math.random;
   const pending = new Set<Promise<void>>();
   let lastWarn = 0;

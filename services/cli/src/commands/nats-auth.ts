@@ -12,7 +12,7 @@ function passwordVariable(user: string): string {
 /**
  * The server settings of a least-privilege broker: one user per role (edge, worker, replay, and
  * worker-<pool> per pool), passwords read from the server's environment (`$MCPQ_NATS_<USER>_PASSWORD`),
- * so the config holds no secret; `max_payload` matches the edge's MCPQ_MAX_MESSAGE_BYTES.
+ * so the config holds no secret; `max_payload` fits a replay record (`recordMaxBytes`).
  */
 export function brokerServerSettings(
   maxPayload: number,

@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { busEnvShape } from "@mcpq/bus";
+import { busEnvShape, recordMaxBytes } from "@mcpq/bus";
 import { join } from "node:path";
 import {
   renderConfig,
@@ -27,7 +27,8 @@ Options:
   -h, --help        this text
 
 Settings: MCPQ_NATS_SERVER_BIN (the nats-server binary; else PATH and /usr/sbin),
-MCPQ_MAX_MESSAGE_BYTES (the server's max_payload; default 4 MiB, as on the edge).
+MCPQ_MAX_MESSAGE_BYTES (as on the edge, default 4 MiB; the server's max_payload is twice it,
+since a replay record holds a request and its response).
 Exits non-zero, naming the port or store, when a port is taken or the store is in use.`;
 
 /** The settings `mcpq nats` reads (a service-level env schema: packages never read process.env). */
@@ -81,7 +82,7 @@ export async function nats(
   const common: LaunchOptions = {
     bin: e.MCPQ_NATS_SERVER_BIN,
     searchPath: e.PATH,
-    maxPayload: e.MCPQ_MAX_MESSAGE_BYTES,
+    maxPayload: recordMaxBytes(e.MCPQ_MAX_MESSAGE_BYTES),
     echo: true,
   };
   const pools = (values["auth-pools"] ?? "")
@@ -92,7 +93,7 @@ export async function nats(
     if (!/^[A-Za-z0-9_-]+$/.test(p))
       throw new Error(`--auth-pools: invalid pool name '${p}' (use [A-Za-z0-9_-])`);
   if (pools.length && !values.auth) throw new Error("--auth-pools needs --auth");
-  const settings = brokerServerSettings(e.MCPQ_MAX_MESSAGE_BYTES, pools);
+  const settings = brokerServerSettings(recordMaxBytes(e.MCPQ_MAX_MESSAGE_BYTES), pools);
   if (values["print-config"]) {
     process.stdout.write(
       renderConfig(values.auth ? settings : { max_payload: settings.max_payload }),

@@ -10,8 +10,8 @@ const ENVELOPE_HEADROOM_BYTES = 16 * 1024;
 
 /**
  * The edge's message limit (`maxMessageBytes`) is the smaller of MCPQ_MAX_BODY_BYTES and what the
- * broker accepts: nats-server's `max_payload` (1 MiB unless configured; see `nc.info`) less the
- * envelope's room. A larger message is refused at the edge (HTTP 413, a batch item's -32600,
+ * broker accepts: nats-server's `max_payload` (1 MiB unless configured; see `nc.info`) and the
+ * request stream's message size (MCPQ_MAX_MESSAGE_BYTES), less the envelope's room. A larger message is refused at the edge (HTTP 413, a batch item's -32600,
  * WebSocket close 1009, a TCP error line, gRPC RESOURCE_EXHAUSTED), never accepted and failed
  * after the publish. An HTTP body (a batch) may still be up to MCPQ_MAX_BODY_BYTES.
  */
@@ -20,13 +20,22 @@ export function withBrokerLimits(
   bus: Bus,
   log: Logger,
 ): Readonly<EdgeConfig> {
-  const maxPayload = bus.nc.info?.max_payload;
+  const serverMax = bus.nc.info?.max_payload;
+  const maxPayload =
+    serverMax && serverMax > 0
+      ? Math.min(serverMax, bus.limits.maxMessageBytes)
+      : bus.limits.maxMessageBytes;
   if (!maxPayload || maxPayload <= 0) return cfg;
   const brokerLimit = Math.max(1024, maxPayload - ENVELOPE_HEADROOM_BYTES);
   if (cfg.maxMessageBytes > 0 && cfg.maxMessageBytes <= brokerLimit) return cfg;
   log.warn(
-    { configured: cfg.maxMessageBytes, brokerMaxPayload: maxPayload, effective: brokerLimit },
-    "MCPQ_MAX_BODY_BYTES exceeds the broker's max_payload; single messages are held to the broker's limit",
+    {
+      configured: cfg.maxMessageBytes,
+      brokerMaxPayload: serverMax,
+      streamMaxMessage: bus.limits.maxMessageBytes,
+      effective: brokerLimit,
+    },
+    "MCPQ_MAX_BODY_BYTES exceeds what the broker takes (max_payload, MCPQ_MAX_MESSAGE_BYTES); single messages are held to the broker's limit",
   );
   return Object.freeze({ ...cfg, maxMessageBytes: brokerLimit });
 }
