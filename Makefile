@@ -74,6 +74,8 @@ clean: ## remove build outputs and test/conformance artifacts
 distclean: clean ## clean + node_modules and the .mcpq tool cache (node22, conformance, pnpm)
 	rm -rf node_modules packages/*/node_modules services/*/node_modules loadtests/node_modules .mcpq
 
+# A placeholder key when none is set: the check validates the file, it starts nothing.
+compose-check: export MCPQ_REQUEST_STATE_KEYS ?= compose-check-placeholder-key-0123456789abcdef
 compose-check: ## validate docker-compose.yml (no engine needed)
 	@if docker compose version >/dev/null 2>&1; then docker compose config -q; \
 	elif command -v docker-compose >/dev/null 2>&1; then docker-compose config -q; \

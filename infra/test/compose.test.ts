@@ -165,6 +165,10 @@ function assertTopology(services: Service[]): void {
   const workers = services.filter((s) => s.command[0] === "worker");
   expect(edges.map((s) => s.name).sort(), "exactly two edge services").toHaveLength(2);
   expect(workers.map((s) => s.name).sort(), "exactly two worker services").toHaveLength(2);
+  // An MRTR retry may reach either worker: both open each other's requestState.
+  const keys = workers.map((s) => s.env["MCPQ_REQUEST_STATE_KEYS"]);
+  expect(keys[0], "workers have a requestState key").toBeTruthy();
+  expect(keys[1], "workers share one requestState key list").toBe(keys[0]);
 
   for (const s of services) {
     for (const p of s.ports) {
@@ -310,6 +314,12 @@ if (!composeV1.ok) {
   console.warn(`[compose.test] skipping 'docker-compose config' check: ${composeV1.reason}`);
 }
 
+/** `docker compose up` needs the workers' shared key set (the file refuses without it). */
+const COMPOSE_ENV = {
+  ...process.env,
+  MCPQ_REQUEST_STATE_KEYS: "test-key-for-config-rendering-0123456789",
+};
+
 describe("docker-compose.yml", () => {
   it("parsed YAML has the expected topology", () => {
     const model: unknown = parseYaml(
@@ -329,7 +339,13 @@ describe("docker-compose.yml", () => {
       const json = execFileSync(
         "docker",
         ["compose", "-f", composeFile, "config", "--format", "json"],
-        { cwd: repoRoot, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 30_000 },
+        {
+          cwd: repoRoot,
+          encoding: "utf8",
+          stdio: ["ignore", "pipe", "pipe"],
+          timeout: 30_000,
+          env: COMPOSE_ENV,
+        },
       );
       assertTopology(normalize(JSON.parse(json)));
     },
@@ -342,6 +358,7 @@ describe("docker-compose.yml", () => {
         cwd: repoRoot,
         encoding: "utf8",
         stdio: ["ignore", "pipe", "pipe"],
+        env: COMPOSE_ENV,
         timeout: 60_000,
       });
       assertTopology(normalize(parseYaml(yaml)));
