@@ -35,7 +35,7 @@ const KNOWN_SETTINGS = new Set([
 
 /** Secrets the production overlay expects to exist already (never committed). */
 const EXTERNAL_SECRETS: Record<string, string[]> = {
-  production: ["nats-auth", "mcpq-nats-edge", "mcpq-nats-worker"],
+  production: ["nats-auth", "mcpq-nats-edge", "mcpq-nats-worker", "mcpq-worker-request-state"],
 };
 
 interface EnvVar {
@@ -375,6 +375,10 @@ describe.skipIf(!kubectl.ok)(
             c.envFrom?.some((f) => f.secretRef?.name.startsWith("mcpq-nats-worker")),
             "worker broker credentials",
           ).toBe(true);
+          expect(
+            c.envFrom?.some((f) => f.secretRef?.name.startsWith("mcpq-worker-request-state")),
+            "every worker pod opens the others' MRTR requestState",
+          ).toBe(true);
         }
       });
 
@@ -486,6 +490,7 @@ describe.skipIf(!kubectl.ok)(
           "nats-auth",
           "mcpq-nats-edge",
           "mcpq-nats-worker",
+          "mcpq-worker-request-state",
         ]);
         for (const o of [...configMaps, ...secrets]) {
           expect(baseName(o.metadata.name, generated), o.metadata.name).not.toBe(o.metadata.name);
