@@ -236,6 +236,14 @@ async function reconcileStream(
       );
     }
   }
+  // The server refuses a max age below the duplicate window (a KV bucket's is its TTL, capped at
+  // 2 min): a lowered TTL (e.g. MCPQ_REGISTRY_TTL_MS) brings the window down with it.
+  if (
+    update.max_age !== undefined &&
+    update.max_age > 0 &&
+    (have.duplicate_window ?? 0) > update.max_age
+  )
+    update.duplicate_window = update.max_age;
   if (update.num_replicas !== undefined && update.num_replicas > 1 && clustered === false) {
     log.warn(
       {

@@ -131,6 +131,29 @@ describe("provisioning on one server", () => {
     );
   });
 
+  it("a lowered bucket TTL (MCPQ_REGISTRY_TTL_MS) is applied, its duplicate window brought down with it", async () => {
+    const bus = buses[0]!;
+    const stream = `KV_${BUCKETS.registry}`;
+    const before = (await bus.jsm.streams.info(stream)).config;
+    const lower = before.max_age / 1_000_000 / 4;
+    expect(before.duplicate_window).toBeGreaterThan(lower * 1_000_000);
+    // A new process with a quarter of the TTL connects (the server refuses a max age below the
+    // duplicate window, which would fail every connect).
+    const low = await connectBus({
+      url: nats.url,
+      name: "prov-low-ttl",
+      limits: { ...DEFAULT_BUS_LIMITS, registryTtlMs: lower },
+    });
+    buses.push(low);
+    const after = (await bus.jsm.streams.info(stream)).config;
+    expect(after.max_age).toBe(lower * 1_000_000);
+    expect(after.duplicate_window).toBe(lower * 1_000_000);
+    // And back up again.
+    const again = await connectBus({ url: nats.url, name: "prov-ttl-back" });
+    buses.push(again);
+    expect((await bus.jsm.streams.info(stream)).config.max_age).toBe(before.max_age);
+  });
+
   it("refuses 3 replicas for a new stream on a server that is not clustered, naming MCPQ_REPLICAS; an existing stream keeps its count with a warning", async () => {
     const bus = buses[0]!;
     const log = capture();

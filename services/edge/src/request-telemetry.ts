@@ -16,7 +16,6 @@ import {
   type Tracing,
 } from "@mcpq/observability";
 import {
-  ErrorCode,
   Fault,
   McpError,
   isFault,
@@ -28,22 +27,8 @@ import type { CatalogView } from "./core/catalog.js";
 import type { OutboundMessage } from "./core/outbound.js";
 import type { RequestObservation, RequestObserver } from "./core/request-observer.js";
 import { wireError } from "./core/http-errors.js";
+import { REFUSAL_CODES, classifyAnswer, type RequestOutcome } from "./core/answer-outcome.js";
 import type { SessionRecord } from "./core/session-store.js";
-
-/**
- * How a request ended, the `outcome` label of `mcpq_edge_requests_total`: `ok` a result,
- * `tool_error` a CallToolResult with `isError: true`, `error` a JSON-RPC error (by code in
- * `mcpq_edge_errors_total`), `rejected` a retryable refusal (-32010/-32011/-32012; by reason in
- * `mcpq_edge_rejected_total`, also counted by code), `cancelled` the client cancelled (no answer).
- */
-export type RequestOutcome = "ok" | "tool_error" | "error" | "rejected" | "cancelled";
-
-/** Codes of retryable refusals: nothing was queued, the client may retry (`rejection()`). */
-const REFUSAL_CODES: ReadonlySet<number> = new Set([
-  ErrorCode.Overloaded,
-  ErrorCode.RateLimited,
-  ErrorCode.Unavailable,
-]);
 
 /** Longest tool/prompt name an access log line carries (names come from clients). */
 const MAX_LOGGED_NAME = 128;
@@ -347,43 +332,6 @@ export function edgeTelemetry(opts: EdgeTelemetryOptions): EdgeTelemetry {
 }
 
 const noop = () => undefined;
-
-/**
- * Classifies an answer's JSON without parsing results on the hot path. In JSON text the sequence
- * `"error":` can only be an object key (a quote inside a string is escaped), so the top-level
- * member is whichever of `"error":` / `"result":` comes first (it follows `jsonrpc` and `id`).
- * Only error responses and tool results that carry an `isError` key are parsed.
- */
-export function classifyAnswer(
-  method: string,
-  json: string,
-): { outcome: RequestOutcome; code?: number; message?: string } {
-  const e = json.indexOf('"error":');
-  const r = json.indexOf('"result":');
-  if (e !== -1 && (r === -1 || e < r)) {
-    let msg: { error?: { code?: unknown; message?: unknown } };
-    try {
-      msg = JSON.parse(json) as typeof msg;
-    } catch {
-      return { outcome: "error" };
-    }
-    const code = typeof msg.error?.code === "number" ? msg.error.code : ErrorCode.InternalError;
-    const message = typeof msg.error?.message === "string" ? msg.error.message : undefined;
-    return {
-      outcome: REFUSAL_CODES.has(code) ? "rejected" : "error",
-      code,
-      ...(message ? { message } : {}),
-    };
-  }
-  if (method !== "tools/call" || !json.includes('"isError"')) return { outcome: "ok" };
-  try {
-    return (JSON.parse(json) as { result?: { isError?: unknown } }).result?.isError === true
-      ? { outcome: "tool_error" }
-      : { outcome: "ok" };
-  } catch {
-    return { outcome: "ok" };
-  }
-}
 
 function errorName(err: unknown): string {
   if (err instanceof McpError) return String(err.code);

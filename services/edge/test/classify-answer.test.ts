@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { classifyAnswer } from "../src/request-telemetry.js";
+import { classifyAnswer } from "../src/core/answer-outcome.js";
 
 /** Pure-logic seam: how an answer's JSON is classified for the outcome label, without parsing results. */
 describe("classifyAnswer", () => {

@@ -59,6 +59,7 @@ import type { OutboundMessage, OutboundRouter, StreamSink } from "./outbound.js"
 import type { RequestObservation, RequestObserver } from "./request-observer.js";
 import { SessionStore, type SessionRecord } from "./session-store.js";
 import { errorMessage, wireError } from "./http-errors.js";
+import { poolOutcome } from "./answer-outcome.js";
 import type { Caller } from "./auth.js";
 import type { AccessPolicy, ListedKind, TargetView } from "./policy.js";
 import { checkTargetName, requestedName } from "./subject-safety.js";
@@ -879,7 +880,7 @@ export class SessionCore {
         () =>
           answered.then(
             (msg) => {
-              outcome = responseOutcome(msg.json);
+              outcome = poolOutcome(msg.json);
               onAnswer?.(msg.json);
               return undefined;
             },
@@ -1108,22 +1109,6 @@ function implementationOf(
     name.length + version.length <= 512
     ? { name, version }
     : undefined;
-}
-
-/** Classifies a worker's response for the pool's circuit: internal errors and timeouts count against it. */
-function responseOutcome(json: string): RouteOutcome {
-  // Only responses with an "error" member are parsed (results stay unparsed on the hot path).
-  if (!json.includes('"error"')) return "ok";
-  try {
-    const code = (JSON.parse(json) as { error?: { code?: unknown } }).error?.code;
-    return code === ErrorCode.InternalError
-      ? "failed"
-      : code === ErrorCode.RequestTimeout
-        ? "timeout"
-        : "ok";
-  } catch {
-    return "ok";
-  }
 }
 
 function clientKey(session: string, id: RequestId): string {
