@@ -15,13 +15,7 @@ import {
   type TelemetryConfig,
   type Tracing,
 } from "@mcpq/observability";
-import {
-  Fault,
-  McpError,
-  isFault,
-  type JsonRpcRequest,
-  type Logger,
-} from "@mcpq/protocol";
+import { Fault, McpError, isFault, type JsonRpcRequest, type Logger } from "@mcpq/protocol";
 import type { MsgHdrs, TargetKind } from "@mcpq/bus";
 import type { CatalogView } from "./core/catalog.js";
 import type { OutboundMessage } from "./core/outbound.js";
