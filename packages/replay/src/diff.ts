@@ -58,13 +58,26 @@ export function diffJson(
   return out;
 }
 
-/** Diffs two responses (`{result}` or `{error}`), so paths start with `result` or `error`. */
+/**
+ * Diffs two responses (`{result}` or `{error}`), so paths start with `result` or `error`. An
+ * `InputRequiredResult`'s `requestState` (2026-07-28 MRTR) is sealed per answer (a fresh nonce
+ * and expiry), so two correct answers never carry the same one: it is compared by presence
+ * only, and `inputRequests` and everything else as usual.
+ */
 export function diffResponses(
   recorded: RecordedResponse,
   replayed: RecordedResponse,
   ignore: readonly PathPattern[] = [],
 ): Change[] {
-  return diffJson(recorded, replayed, ignore);
+  return diffJson(sealedAlike(recorded), sealedAlike(replayed), ignore);
+}
+
+const SEALED = "<sealed requestState>";
+
+function sealedAlike(r: RecordedResponse): RecordedResponse {
+  const result = (r as { result?: unknown }).result;
+  if (!isObject(result) || typeof result["requestState"] !== "string") return r;
+  return { ...r, result: { ...result, requestState: SEALED } } as RecordedResponse;
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

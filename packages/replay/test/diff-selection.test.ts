@@ -17,6 +17,7 @@ import {
   resolveSelection,
   selectionFilterSubject,
 } from "../src/index.js";
+import { diffResponses } from "../src/diff.js";
 
 describe("json paths (shared by redaction and --ignore)", () => {
   it("parses keys, indices, wildcards, deep and quoted segments", () => {
@@ -148,5 +149,32 @@ describe("selection", () => {
     const text = formatFixtures([rec(), rec({ requestId: "r2" })]);
     expect(parseFixtures(`// comment\n${text}\n`).map((r) => r.requestId)).toEqual(["r1", "r2"]);
     expect(() => parseFixtures('{"v":1}', "f.jsonl")).toThrow(/f.jsonl:1: not a record/);
+  });
+});
+
+describe("diffResponses", () => {
+  const inputRequired = (state: string | undefined, message = "Your name?") => ({
+    result: {
+      resultType: "input_required",
+      inputRequests: { name: { method: "elicitation/create", params: { message } } },
+      ...(state === undefined ? {} : { requestState: state }),
+    },
+  });
+
+  it("compares an MRTR requestState by presence: sealed afresh per answer, never equal", () => {
+    expect(diffResponses(inputRequired("sealed-A"), inputRequired("sealed-B"))).toEqual([]);
+    expect(diffResponses(inputRequired("sealed-A"), inputRequired(undefined))).toEqual([
+      { path: "result.requestState", kind: "removed", before: "<sealed requestState>" },
+    ]);
+    expect(
+      diffResponses(inputRequired("sealed-A"), inputRequired("sealed-B", "Your email?")),
+    ).toEqual([
+      {
+        path: "result.inputRequests.name.params.message",
+        kind: "changed",
+        before: "Your name?",
+        after: "Your email?",
+      },
+    ]);
   });
 });
