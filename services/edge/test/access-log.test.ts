@@ -3,7 +3,7 @@ import { natsTest as it, eventually, type Stack } from "@mcpq/testkit";
 import { createLogger } from "@mcpq/observability";
 import { loadEdgeConfig, startEdge, type RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
-import { sdkClient, stack } from "./support/stack.js";
+import { SHARED_LOOP_ENV, sdkClient, stack } from "./support/stack.js";
 
 const TOKEN = "tok-very-secret-4711";
 const SECRET_ARG = "argument-nobody-may-log";
@@ -25,7 +25,8 @@ async function capturedEdge(natsUrl: string, env: Record<string, string>) {
     loadEdgeConfig({
       MCPQ_NATS_URL: natsUrl,
       MCPQ_PORT: "0",
-      MCPQ_REGISTRY_TTL_MS: "3000",
+      MCPQ_REGISTRY_TTL_MS: "6000",
+      ...SHARED_LOOP_ENV,
       ...env,
     }),
     log,

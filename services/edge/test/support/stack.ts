@@ -10,7 +10,8 @@ import { loadWorkerConfig, startWorker, type RunningWorker } from "@mcpq/worker"
  * see are the test process's, not an edge's (a 500-call test lagged 1.7 s). The tests of these
  * checks (overload-loop-lag, overload-queue-time) set them explicitly.
  */
-const SHARED_LOOP_ENV = { MCPQ_MAX_EVENT_LOOP_LAG_MS: "0", MCPQ_MAX_QUEUE_MS: "0" };
+/** Off in tests: agents share the cores, and a stalled loop must not turn calls into refusals. */
+export const SHARED_LOOP_ENV = { MCPQ_MAX_EVENT_LOOP_LAG_MS: "0", MCPQ_MAX_QUEUE_MS: "0" };
 
 /** In-process edges and workers against a real NATS (the factories testkit's startStack takes). */
 export const factories = {
