@@ -85,3 +85,14 @@ export { LivenessView, startLivenessBeats } from "./liveness.js";
 export { decodeOutboundHeaders } from "./envelope.js";
 export { openCacheBucket } from "./provision.js";
 export { EDGE_CACHE_QUEUE_GROUP } from "./subjects.js";
+export {
+  TASKS_CAPABILITY,
+  TASKS_EXTENSION,
+  TaskStore,
+  isTerminal,
+  newTaskId,
+  taskOwner,
+  taskView,
+  type TaskRecord,
+  type TaskStatus,
+} from "./tasks.js";

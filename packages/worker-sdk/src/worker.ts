@@ -43,6 +43,7 @@ import {
   type JsMsg,
   type RequestEnvelope,
   type Subscription,
+  TaskStore,
 } from "@mcpq/bus";
 import {
   createContext,
@@ -51,6 +52,8 @@ import {
   type HandlerContext,
 } from "./context.js";
 import { MRTR_METHODS, MrtrRound } from "./mrtr.js";
+import { taskRunFor, type TaskRun } from "./tasks.js";
+import { claimRequestState } from "./used-states.js";
 import {
   createRequestStateSealer,
   paramsDigest,
@@ -214,6 +217,7 @@ export class Worker {
   #heal: SelfHeal | undefined;
   #stopBeats: ((opts?: { silent?: boolean }) => void) | undefined;
   #slotWaiters: (() => void)[] = [];
+  #taskStore: TaskStore | undefined;
 
   constructor(opts: WorkerOptions) {
     this.#opts = { concurrency: 64, handlerTimeoutMs: 30_000, ...opts };
@@ -518,7 +522,7 @@ export class Worker {
     this.#inflight.set(key, { controller, principal: env.principal });
     this.#byInternal.set(env.requestId, key);
     const budget = Math.min(this.#opts.handlerTimeoutMs, env.deadline - startedAt);
-    const timer = setTimeout(
+    let timer = setTimeout(
       () =>
         controller.abort(
           new McpError(ErrorCode.RequestTimeout, `Request timed out after ${budget} ms`),
@@ -554,6 +558,20 @@ export class Worker {
       round,
       () => this.catalogChanged(),
     );
+    // Tasks extension: a long-running tool's call may become a task (tasks.ts); it then runs until its ttlMs.
+    let task: TaskRun | undefined;
+    if (modern && request.method === "tools/call")
+      try {
+        task = this.#taskRun(env, request, scope.publish, controller.signal, (until) => {
+          clearTimeout(timer);
+          timer = setTimeout(
+            () => controller.abort(new McpError(ErrorCode.RequestTimeout, "Task ran past its ttlMs")),
+            Math.max(0, until - Date.now()),
+          );
+        });
+      } catch (err) {
+        roundError ??= err;
+      }
     let response: { result?: Record<string, unknown>; error?: JsonRpcErrorObject } | null = null;
     let outcome: RecordEntry["outcome"] = "ok";
     let errorType = "";
@@ -569,8 +587,17 @@ export class Worker {
         : undefined;
     try {
       if (roundError !== undefined) throw roundError;
+      if (round?.stateToken !== undefined)
+        await claimRequestState(bus.kv.usedStates, round.stateToken, env.requestId, (reason) =>
+          this.#log.info({ method: request.method, target: env.target, reason }, "requestState refused"),
+        );
+      if (task?.startsWithCall) {
+        await task.start();
+        // A tasks/cancel may come as soon as the client has the task: then the handler never runs.
+        controller.signal.throwIfAborted();
+      }
       const result = await abortable(
-        this.#dispatch(request.method, request.params ?? {}, scope.ctx),
+        this.#dispatch(request.method, request.params ?? {}, task?.context(scope.ctx) ?? scope.ctx),
         controller.signal,
       );
       response = { result: finishResult(result, round, modern) };
@@ -622,7 +649,9 @@ export class Worker {
     if (handlerSpan) endWithOutcome(handlerSpan, errorType, response?.error?.message);
     let acked = false;
     try {
-      if (outcome !== "cancelled" && response) {
+      // A task's end is stored in the task (its CreateTaskResult was the response), then acked.
+      if (task?.started) await task.finish(outcome === "cancelled" ? "cancelled" : response);
+      else if (outcome !== "cancelled" && response) {
         await scope.publish("response", { jsonrpc: "2.0", id: request.id, ...response });
       }
       m.ack();
@@ -717,6 +746,24 @@ export class Worker {
     return MrtrRound.begin(params, binding, this.#sealer, env.clientCapabilities, (reason) =>
       this.#log.info({ method, target: env.target, reason }, "requestState refused"),
     );
+  }
+
+  /** The task this tools/call may become (tasks.ts); throws -32021 for a task-only tool without the extension. */
+  #taskRun(
+    env: RequestEnvelope,
+    request: { id: RequestId; params?: Record<string, unknown> },
+    publish: (kind: "response", body: unknown) => Promise<void>,
+    signal: AbortSignal,
+    extendUntil: (untilMs: number) => void,
+  ): TaskRun | undefined {
+    const tool = this.#tools.get(String(request.params?.["name"]));
+    return taskRunFor(env, tool?.task, {
+      store: (this.#taskStore ??= new TaskStore(this.#opts.bus.kv.tasks)),
+      maxTtlMs: this.#opts.bus.limits.taskTtlMs,
+      respond: (result) => publish("response", { jsonrpc: "2.0", id: request.id, result }),
+      extendUntil,
+      signal,
+    });
   }
 
   #replayable(request: { method: string; params?: Record<string, unknown> }): boolean {

@@ -60,6 +60,7 @@ import { SessionStore, type SessionRecord } from "./session-store.js";
 import type { Caller } from "./auth.js";
 import type { AccessPolicy, ListedKind, TargetView } from "./policy.js";
 import { checkTargetName, requestedName } from "./subject-safety.js";
+import { TASK_METHODS, capabilityNames, type EdgeTasks } from "./tasks.js";
 
 export interface CoreConfig {
   edgeId: string;
@@ -239,6 +240,8 @@ export class SessionCore {
   observer: RequestObserver | undefined;
   /** Authorization policy (MCPQ_POLICY_FILE); undefined = every caller may use everything. */
   policy: AccessPolicy | undefined;
+  /** The tasks extension's tasks/* methods (stateless era; core/tasks.ts). */
+  tasks: EdgeTasks | undefined;
 
   constructor(opts: SessionCoreOptions) {
     this.modernOutbound = `m-${subjectToken(opts.config.edgeId)}`;
@@ -522,6 +525,7 @@ export class SessionCore {
     if (c.prompts().length > 0) out["prompts"] = { listChanged: true };
     if (c.prompts().length > 0 || c.resourceTemplates().length > 0) out["completions"] = {};
     out["logging"] = {};
+    this.tasks?.advertise(c.tools(), out);
     return out;
   }
 
@@ -665,7 +669,10 @@ export class SessionCore {
     caller: Caller,
     view: TargetView | undefined,
   ): Promise<Record<string, unknown>> {
-    if (isModernEra(session.protocolVersion)) return this.#modernLocal(req, caller, view);
+    if (isModernEra(session.protocolVersion))
+      return this.tasks && TASK_METHODS.has(req.method)
+        ? this.tasks.answer(session, req)
+        : this.#modernLocal(req, caller, view);
     switch (req.method) {
       case "ping":
         return {};
@@ -840,7 +847,7 @@ export class SessionCore {
       receivedAt: now,
       traceparent: traceValue(meta["traceparent"]),
       tracestate: traceValue(meta["tracestate"]),
-      clientCapabilities: Object.keys(session.clientCapabilities ?? {}),
+      clientCapabilities: capabilityNames(session.clientCapabilities),
       clientInfo: modern ? implementationOf(session.clientInfo) : undefined,
       claims: this.policy?.exposed(stream.caller),
     };

@@ -1,0 +1,177 @@
+import { z } from "zod";
+import { ErrorCode, McpError, type JsonRpcRequest, type ToolDescriptor } from "@mcpq/protocol";
+import {
+  TASKS_CAPABILITY,
+  TASKS_EXTENSION,
+  TaskStore,
+  cancelContract,
+  isTerminal,
+  taskView,
+  type Bus,
+  type CancelNotice,
+} from "@mcpq/bus";
+import type { SessionRecord } from "./session-store.js";
+
+/**
+ * The tasks extension (`io.modelcontextprotocol/tasks`, SEP-2663) at the edge: `tasks/get`,
+ * `tasks/update` and `tasks/cancel` of the stateless era, answered from the broker's task store
+ * (KV `mcpq_tasks`), so any edge answers for any task, whichever edge created it and whether that
+ * edge still runs. Workers create tasks and write their ends (packages/worker-sdk/src/tasks.ts).
+ *
+ * - A request whose `_meta` client capabilities do not declare the extension gets -32021
+ *   (Missing Required Client Capability) naming it in `data.requiredCapabilities`.
+ * - A task of another principal, an expired one and an unknown id are all -32602 "Task not
+ *   found" (ids cannot be probed).
+ * - `tasks/get`: the Task (`taskId`, `status`, `createdAt`, `lastUpdatedAt`, `ttlMs`,
+ *   `pollIntervalMs`), with `result` once completed, `error` once failed and `inputRequests`
+ *   while input is required.
+ * - `tasks/update`: answers (`inputResponses`) to open input requests are handed to the worker
+ *   through the task; keys the task does not wait for are ignored; the task is `working` again
+ *   once none is open. Acked with an empty result.
+ * - `tasks/cancel`: a running task becomes `cancelled` (sticky) and the worker running it is told
+ *   on the cancel subject (its handler's `ctx.signal` aborts); a terminal task is left as it is.
+ *   Acked with an empty result.
+ * `tasks/result` and `tasks/list` do not exist in this version of the extension (-32601).
+ */
+
+export const TASK_METHODS: ReadonlySet<string> = new Set([
+  "tasks/get",
+  "tasks/update",
+  "tasks/cancel",
+]);
+
+const TaskParamsSchema = z.object({ taskId: z.string().min(1).max(256) }).loose();
+const UpdateParamsSchema = z
+  .object({
+    taskId: z.string().min(1).max(256),
+    inputResponses: z.record(z.string().max(128), z.record(z.string(), z.unknown())),
+  })
+  .loose();
+
+/** Whether the request's client capabilities declare the tasks extension. */
+function negotiated(caps: Record<string, unknown> | undefined): boolean {
+  const ext = caps?.["extensions"];
+  if (typeof ext !== "object" || ext === null) return false;
+  const v = (ext as Record<string, unknown>)[TASKS_EXTENSION];
+  return typeof v === "object" && v !== null;
+}
+
+/**
+ * The envelope's client-capability list (`Mcpq-Client-Capabilities`): the top-level capability
+ * names, and `extensions/io.modelcontextprotocol/tasks` when the client declared the extension
+ * (workers decide from it whether a call may become a task).
+ */
+export function capabilityNames(caps: Record<string, unknown> | undefined): string[] {
+  const names = Object.keys(caps ?? {});
+  if (negotiated(caps)) names.push(TASKS_CAPABILITY);
+  return names;
+}
+
+function notFound(): McpError {
+  return new McpError(ErrorCode.InvalidParams, "Task not found");
+}
+
+function parse<T extends z.ZodType>(schema: T, raw: unknown): z.output<T> {
+  const r = schema.safeParse(raw);
+  if (!r.success)
+    throw new McpError(ErrorCode.InvalidParams, `Invalid params: ${z.prettifyError(r.error)}`);
+  return r.data;
+}
+
+/** The edge's side of the tasks extension (one per edge; `SessionCore.tasks`). */
+export class EdgeTasks {
+  readonly #store: TaskStore;
+
+  constructor(private readonly bus: Pick<Bus, "nc" | "kv">) {
+    this.#store = new TaskStore(bus.kv.tasks);
+  }
+
+  /**
+   * Adds `capabilities.extensions["io.modelcontextprotocol/tasks"]` (server/discover) when a
+   * tool of the catalog supports tasks: only then can a task exist.
+   */
+  advertise(tools: readonly ToolDescriptor[], caps: Record<string, unknown>): void {
+    const some = tools.some(
+      (t) => t.execution?.taskSupport === "optional" || t.execution?.taskSupport === "required",
+    );
+    if (some) caps["extensions"] = { [TASKS_EXTENSION]: {} };
+  }
+
+  /** Answers a `tasks/*` request of a stateless-era request (`session` is its synthetic session). */
+  async answer(session: SessionRecord, req: JsonRpcRequest): Promise<Record<string, unknown>> {
+    if (!negotiated(session.clientCapabilities))
+      throw new McpError(
+        ErrorCode.MissingRequiredClientCapability,
+        `${req.method} needs the ${TASKS_EXTENSION} extension (declare it in the request's client capabilities)`,
+        { requiredCapabilities: { extensions: { [TASKS_EXTENSION]: {} } } },
+      );
+    switch (req.method) {
+      case "tasks/get":
+        return this.#get(session, parse(TaskParamsSchema, req.params).taskId);
+      case "tasks/update":
+        return this.#update(session, parse(UpdateParamsSchema, req.params));
+      default:
+        return this.#cancel(session, parse(TaskParamsSchema, req.params).taskId);
+    }
+  }
+
+  async #get(session: SessionRecord, taskId: string): Promise<Record<string, unknown>> {
+    const rec = await this.#store.get(taskId, session.principal);
+    if (!rec) throw notFound();
+    const out = taskView(rec);
+    if (rec.status === "completed" && rec.result) out["result"] = rec.result;
+    if (rec.status === "failed" && rec.error) out["error"] = rec.error;
+    if (rec.status === "input_required" && rec.inputRequests)
+      out["inputRequests"] = rec.inputRequests;
+    return out;
+  }
+
+  async #update(
+    session: SessionRecord,
+    p: { taskId: string; inputResponses: Record<string, Record<string, unknown>> },
+  ): Promise<Record<string, unknown>> {
+    if (!(await this.#store.get(p.taskId, session.principal))) throw notFound();
+    await this.#store.update(p.taskId, (r) => {
+      if (isTerminal(r.status) || !r.inputRequests) return undefined;
+      let changed = false;
+      for (const [k, v] of Object.entries(p.inputResponses)) {
+        if (!Object.hasOwn(r.inputRequests, k)) continue;
+        delete r.inputRequests[k];
+        (r.inputResponses ??= {})[k] = v;
+        changed = true;
+      }
+      if (!changed) return undefined;
+      if (Object.keys(r.inputRequests).length === 0) {
+        delete r.inputRequests;
+        r.status = "working";
+      }
+      return r;
+    });
+    return {};
+  }
+
+  async #cancel(session: SessionRecord, taskId: string): Promise<Record<string, unknown>> {
+    const rec = await this.#store.get(taskId, session.principal);
+    if (!rec) throw notFound();
+    if (isTerminal(rec.status)) return {};
+    const after = await this.#store.update(taskId, (r) => {
+      if (isTerminal(r.status)) return undefined;
+      r.status = "cancelled";
+      delete r.inputRequests;
+      delete r.inputResponses;
+      return r;
+    });
+    if (after?.status === "cancelled") {
+      // The worker running it (whichever) aborts the handler; it then leaves the task as it is.
+      const notice: CancelNotice = {
+        session: rec.session,
+        principal: session.principal,
+        requestId: rec.requestId,
+        internalId: rec.requestId,
+        reason: "tasks/cancel",
+      };
+      this.bus.nc.publish(cancelContract.subject(notice), cancelContract.encode(notice));
+    }
+    return {};
+  }
+}
