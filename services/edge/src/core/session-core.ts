@@ -486,7 +486,13 @@ export class SessionCore {
    * cancellation (workers key in-flight requests by session and JSON-RPC id); its answers travel
    * on the edge's shared outbound session (`modernOutbound`).
    */
-  modernSession(principal: string, meta: ModernMeta, stream: string): SessionRecord {
+  modernSession(
+    principal: string,
+    meta: ModernMeta,
+    stream: string,
+    /** The caller's quota key (an anonymous caller's client address): limits apply to it, not to the per-request session. */
+    quotaKey?: string,
+  ): SessionRecord {
     const now = Date.now();
     const record: SessionRecord = {
       id: this.modernScope(stream),
@@ -499,6 +505,7 @@ export class SessionCore {
       lastSeenAt: now,
     };
     if (meta.logLevel) record.logLevel = meta.logLevel;
+    if (quotaKey !== undefined && quotaKey !== principal) record.quotaKey = quotaKey;
     return record;
   }
 
