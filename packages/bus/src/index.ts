@@ -94,5 +94,4 @@ export {
   taskOwner,
   taskView,
   type TaskRecord,
-  type TaskStatus,
 } from "./tasks.js";

@@ -25,13 +25,7 @@ export const TASKS_EXTENSION = "io.modelcontextprotocol/tasks";
  */
 export const TASKS_CAPABILITY = `extensions/${TASKS_EXTENSION}`;
 
-export const TASK_STATUSES = [
-  "working",
-  "input_required",
-  "completed",
-  "failed",
-  "cancelled",
-] as const;
+const TASK_STATUSES = ["working", "input_required", "completed", "failed", "cancelled"] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
 
 /** Whether a status is final (completed, failed, cancelled): it never changes again. */
@@ -59,7 +53,9 @@ const TaskRecordSchema = z.object({
   /** Completed: the tool's result. */
   result: plainObject.optional(),
   /** Failed: the JSON-RPC error. */
-  error: z.object({ code: z.number(), message: z.string(), data: z.unknown().optional() }).optional(),
+  error: z
+    .object({ code: z.number(), message: z.string(), data: z.unknown().optional() })
+    .optional(),
   /** Input required: what the task waits for, by key (`{ method, params }`). */
   inputRequests: z.record(z.string(), plainObject).optional(),
   /** Client answers (tasks/update) the worker has not taken yet, by key. */
@@ -68,7 +64,7 @@ const TaskRecordSchema = z.object({
 export type TaskRecord = z.infer<typeof TaskRecordSchema>;
 
 /** KV key of a task. */
-export const taskKey = (taskId: string) => `t.${taskId}`;
+const taskKey = (taskId: string) => `t.${taskId}`;
 
 /** A fresh task id: 128 random bits (unguessable; never derived from anything a client sent). */
 export function newTaskId(): string {

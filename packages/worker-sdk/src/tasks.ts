@@ -104,7 +104,11 @@ export class TaskRun {
   #watching: Promise<void> | undefined;
   readonly #waiting = new Map<
     string,
-    { method: InputMethod; resolve: (r: Record<string, unknown>) => void; reject: (e: unknown) => void }
+    {
+      method: InputMethod;
+      resolve: (r: Record<string, unknown>) => void;
+      reject: (e: unknown) => void;
+    }
   >();
   readonly #counters = new Map<InputMethod, number>();
 
@@ -162,8 +166,7 @@ export class TaskRun {
     return {
       ...base,
       startTask: () => this.start(),
-      elicit: (p, o) =>
-        this.started ? this.ask("elicitation/create", p, o) : base.elicit(p, o),
+      elicit: (p, o) => (this.started ? this.ask("elicitation/create", p, o) : base.elicit(p, o)),
       sample: (p, o) =>
         this.started ? this.ask("sampling/createMessage", p, o) : base.sample(p, o),
       listRoots: (o) => (this.started ? this.ask("roots/list", undefined, o) : base.listRoots(o)),
@@ -188,11 +191,20 @@ export class TaskRun {
     this.#counters.set(method, n);
     const key = opts?.key ?? defaultInputKey(method, n);
     if (key.length === 0 || key.length > MAX_KEY_LENGTH)
-      throw new McpError(ErrorCode.InternalError, `input request key must be 1-${MAX_KEY_LENGTH} characters`);
+      throw new McpError(
+        ErrorCode.InternalError,
+        `input request key must be 1-${MAX_KEY_LENGTH} characters`,
+      );
     if (this.#waiting.has(key))
-      throw new McpError(ErrorCode.InternalError, `input request key ${JSON.stringify(key)} is already open`);
+      throw new McpError(
+        ErrorCode.InternalError,
+        `input request key ${JSON.stringify(key)} is already open`,
+      );
     if (this.#waiting.size >= MAX_OPEN_INPUTS)
-      throw new McpError(ErrorCode.InternalError, `more than ${MAX_OPEN_INPUTS} open input requests`);
+      throw new McpError(
+        ErrorCode.InternalError,
+        `more than ${MAX_OPEN_INPUTS} open input requests`,
+      );
     this.deps.signal.throwIfAborted();
     const answer = new Promise<Record<string, unknown>>((resolve, reject) => {
       this.#waiting.set(key, { method, resolve, reject });

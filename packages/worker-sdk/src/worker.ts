@@ -169,13 +169,12 @@ export interface WorkerOptions {
 export interface RequestStateOptions {
   /** Shared secrets, at least 32 characters each; the first seals, all open. */
   keys?: readonly string[];
-  /** How long a sealed state stays valid (ms). Default 10 minutes. */
+  /** How long a sealed state stays valid (ms). Default: the bus limits' `requestStateTtlMs` (MCPQ_REQUEST_STATE_TTL_MS, 10 minutes). */
   ttlMs?: number;
   /** Longest `requestState` accepted or produced (characters). Default 65 536. */
   maxBytes?: number;
 }
 
-export const DEFAULT_REQUEST_STATE_TTL_MS = 10 * 60_000;
 export const DEFAULT_REQUEST_STATE_MAX_BYTES = 65_536;
 
 type Inflight = { controller: AbortController; principal: string };
@@ -234,7 +233,8 @@ export class Worker {
     }
     this.#sealer = createRequestStateSealer({
       keys: keys.length > 0 ? keys : [randomRequestStateKey()],
-      ttlMs: opts.requestState?.ttlMs ?? DEFAULT_REQUEST_STATE_TTL_MS,
+      // The shared MCPQ_REQUEST_STATE_TTL_MS by default: the used-state bucket keeps states as long.
+      ttlMs: opts.requestState?.ttlMs ?? opts.bus.limits.requestStateTtlMs,
       maxBytes: opts.requestState?.maxBytes ?? DEFAULT_REQUEST_STATE_MAX_BYTES,
     });
   }
@@ -565,7 +565,8 @@ export class Worker {
         task = this.#taskRun(env, request, scope.publish, controller.signal, (until) => {
           clearTimeout(timer);
           timer = setTimeout(
-            () => controller.abort(new McpError(ErrorCode.RequestTimeout, "Task ran past its ttlMs")),
+            () =>
+              controller.abort(new McpError(ErrorCode.RequestTimeout, "Task ran past its ttlMs")),
             Math.max(0, until - Date.now()),
           );
         });
@@ -589,7 +590,10 @@ export class Worker {
       if (roundError !== undefined) throw roundError;
       if (round?.stateToken !== undefined)
         await claimRequestState(bus.kv.usedStates, round.stateToken, env.requestId, (reason) =>
-          this.#log.info({ method: request.method, target: env.target, reason }, "requestState refused"),
+          this.#log.info(
+            { method: request.method, target: env.target, reason },
+            "requestState refused",
+          ),
         );
       if (task?.startsWithCall) {
         await task.start();

@@ -180,9 +180,9 @@ describe("tasks extension (io.modelcontextprotocol/tasks) through the broker", (
     const waiting = await until(await url(nats, 1), taskId, "input_required");
     const keys = Object.keys(waiting["inputRequests"] as object);
     expect(keys).toHaveLength(1);
-    expect((waiting["inputRequests"] as Record<string, { method: string }>)[keys[0]!]).toMatchObject(
-      { method: "elicitation/create" },
-    );
+    expect(
+      (waiting["inputRequests"] as Record<string, { method: string }>)[keys[0]!],
+    ).toMatchObject({ method: "elicitation/create" });
     const ack = await modernPost(
       await url(nats, 2),
       "tasks/update",

@@ -1,7 +1,7 @@
 /** One stateless-era (2026-07-28) JSON-RPC POST over Streamable HTTP, with conformant headers. */
 
-export const MODERN_VERSION = "2026-07-28";
-export const TASKS_EXTENSION = "io.modelcontextprotocol/tasks";
+const MODERN_VERSION = "2026-07-28";
+const TASKS_EXTENSION = "io.modelcontextprotocol/tasks";
 
 export interface ModernAnswer {
   status: number;

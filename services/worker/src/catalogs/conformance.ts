@@ -301,7 +301,10 @@ export const conformanceCatalog = defineCatalog({
     defineTool({
       name: "slow_compute",
       description: "Tasks: sleeps `seconds` seconds (a task when the client negotiated tasks)",
-      input: z.object({ seconds: z.number().min(0).max(600), label: z.string().max(256).optional() }),
+      input: z.object({
+        seconds: z.number().min(0).max(600),
+        label: z.string().max(256).optional(),
+      }),
       task: { support: "optional", pollIntervalMs: 200 },
       handler: async ({ seconds, label }, ctx) => {
         await sleep(seconds * 1000, undefined, { signal: ctx.signal });
@@ -315,7 +318,10 @@ export const conformanceCatalog = defineCatalog({
       task: { support: "required", pollIntervalMs: 200 },
       handler: async (_a, ctx) => {
         await sleep(1000, undefined, { signal: ctx.signal });
-        return { content: [{ type: "text", text: "failing_job failed on purpose" }], isError: true };
+        return {
+          content: [{ type: "text", text: "failing_job failed on purpose" }],
+          isError: true,
+        };
       },
     }),
     defineTool({
