@@ -45,7 +45,7 @@ export interface BusLimits {
   outboundReplicas: number;
   /** MCPQ_REC replicas (MCPQ_REC_REPLICAS); 0 = `replicas`. */
   recordReplicas: number;
-  /** KV buckets' replicas (MCPQ_KV_REPLICAS: sessions, registry, subscriptions); 0 = `replicas`. */
+  /** KV buckets' replicas (MCPQ_KV_REPLICAS: sessions, registry, subscriptions, tasks, used states); 0 = `replicas`. */
   kvReplicas: number;
   /** KV: a session expires after this long without activity (ms). */
   sessionIdleTtlMs: number;
