@@ -171,7 +171,8 @@ export function bucketConfigs(l: BusLimits): McpqBucketConfig[] {
         maxValueSize: l.taskMaxBytes,
         replicas,
       },
-      maxMsgs: l.tasksMax,
+      // Two keys per task: the task and its request's index entry.
+      maxMsgs: l.tasksMax * 2,
     },
     {
       key: "usedStates",

@@ -12,8 +12,10 @@ import { isWrongLastSequence } from "./errors.js";
  * outlives the edge that created it. The worker running the task creates the record, writes its
  * input requests and its end (result, error or cancellation) into it; edges write client input
  * (`tasks/update`) and cancellation. Every change is a compare-and-set on the key's revision;
- * a terminal status never changes again. The bucket's max_age, max_msgs and max_bytes bound
- * lifetime, count and size (MCPQ_TASK_TTL_MS, MCPQ_TASKS_MAX, MCPQ_TASKS_MAX_BYTES).
+ * a terminal status never changes again. Beside each task, `r.<request id>` names the task of the
+ * request that created it: a redelivery of that request (its worker died) continues the same task.
+ * The bucket's max_age, max_msgs (two keys per task) and max_bytes bound lifetime, count and size
+ * (MCPQ_TASK_TTL_MS, MCPQ_TASKS_MAX, MCPQ_TASKS_MAX_BYTES).
  */
 
 /** The extension's identifier (capabilities.extensions key, client and server side). */
@@ -65,6 +67,9 @@ export type TaskRecord = z.infer<typeof TaskRecordSchema>;
 
 /** KV key of a task. */
 const taskKey = (taskId: string) => `t.${taskId}`;
+/** KV key of the index entry request (envelope id) -> task id, so a redelivery finds its task. */
+const requestKey = (requestId: string) => `r.${requestId}`;
+const REQUEST_ID = /^[A-Za-z0-9_-]{1,256}$/;
 
 /** A fresh task id: 128 random bits (unguessable; never derived from anything a client sent). */
 export function newTaskId(): string {
@@ -114,6 +119,7 @@ export class TaskStore {
    */
   async create(rec: TaskRecord): Promise<void> {
     try {
+      await this.kv.create(requestKey(rec.requestId), rec.taskId);
       await this.kv.create(taskKey(rec.taskId), JSON.stringify(rec));
     } catch (err) {
       if (isFull(err))
@@ -134,6 +140,14 @@ export class TaskStore {
     const found = await this.#read(taskId);
     if (!found || found.rec.owner !== taskOwner(principal)) return null;
     return found.rec;
+  }
+
+  /** The task the request `requestId` (envelope id) created, as `principal` may see it; null when none. */
+  async ofRequest(requestId: string, principal: string): Promise<TaskRecord | null> {
+    if (!REQUEST_ID.test(requestId)) return null;
+    const e = await this.kv.get(requestKey(requestId));
+    if (!e || e.operation !== "PUT") return null;
+    return this.get(e.string(), principal);
   }
 
   async #read(taskId: string): Promise<{ rec: TaskRecord; revision: number } | null> {

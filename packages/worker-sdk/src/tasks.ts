@@ -96,6 +96,26 @@ export function taskRunFor(
   return new TaskRun(env, opts, deps);
 }
 
+/**
+ * A request whose deadline passed before its redelivery could run (its worker died): the task it
+ * created, if any and not finished, fails with -32603 instead of staying `working` until its TTL.
+ */
+export async function abandonTask(store: TaskStore, env: RequestEnvelope): Promise<void> {
+  const rec = await store.ofRequest(env.requestId, env.principal);
+  if (!rec || isTerminal(rec.status)) return;
+  await store.update(rec.taskId, (r) => {
+    if (isTerminal(r.status)) return undefined;
+    r.status = "failed";
+    r.error = {
+      code: ErrorCode.InternalError,
+      message: "the worker running this task stopped before it finished",
+    };
+    delete r.inputRequests;
+    delete r.inputResponses;
+    return r;
+  });
+}
+
 /** One tools/call that is (or may become) a task. */
 export class TaskRun {
   #starting: Promise<void> | undefined;
@@ -138,6 +158,17 @@ export class TaskRun {
   }
 
   async #start(): Promise<void> {
+    // A delivery of a request that made its task already (its worker died before the ack; the
+    // delivery count is no proof, a recreated consumer starts it again at 1).
+    const prior = await this.deps.store.ofRequest(this.env.requestId, this.env.principal);
+    if (prior) {
+      // The client has this task already (the answer below is a duplicate the stream drops):
+      // run the handler again under it. A terminal task keeps its end (finish never overwrites it).
+      await this.deps.respond({ resultType: "task", ...taskView(prior) });
+      this.#taskId = prior.taskId;
+      this.deps.extendUntil(prior.createdAt + prior.ttlMs);
+      return;
+    }
     const now = Date.now();
     const ttlMs = Math.max(1, Math.min(this.opts.ttlMs ?? this.deps.maxTtlMs, this.deps.maxTtlMs));
     const rec: TaskRecord = {

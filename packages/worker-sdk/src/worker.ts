@@ -52,7 +52,7 @@ import {
   type HandlerContext,
 } from "./context.js";
 import { MRTR_METHODS, MrtrRound } from "./mrtr.js";
-import { taskRunFor, type TaskRun } from "./tasks.js";
+import { abandonTask, taskRunFor, type TaskRun } from "./tasks.js";
 import { claimRequestState } from "./used-states.js";
 import {
   createRequestStateSealer,
@@ -462,6 +462,11 @@ export class Worker {
     if (Date.now() >= env.deadline) {
       // Never run work nobody waits for: the edge has already answered with a timeout.
       metrics?.expired();
+      // A task its dead worker left (the client polls it): failed, not `working` until its TTL.
+      if (env.targetKind === "tool" && isModernEra(env.protocolVersion))
+        await abandonTask(this.#tasks(), env).catch((err: unknown) =>
+          this.#log.warn({ err }, "could not fail an abandoned task"),
+        );
       m.ack();
       return;
     }
@@ -762,12 +767,16 @@ export class Worker {
   ): TaskRun | undefined {
     const tool = this.#tools.get(String(request.params?.["name"]));
     return taskRunFor(env, tool?.task, {
-      store: (this.#taskStore ??= new TaskStore(this.#opts.bus.kv.tasks)),
+      store: this.#tasks(),
       maxTtlMs: this.#opts.bus.limits.taskTtlMs,
       respond: (result) => publish("response", { jsonrpc: "2.0", id: request.id, result }),
       extendUntil,
       signal,
     });
+  }
+
+  #tasks(): TaskStore {
+    return (this.#taskStore ??= new TaskStore(this.#opts.bus.kv.tasks));
   }
 
   #replayable(request: { method: string; params?: Record<string, unknown> }): boolean {
