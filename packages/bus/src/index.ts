@@ -93,5 +93,6 @@ export {
   newTaskId,
   taskOwner,
   taskView,
+  legacyTaskView,
   type TaskRecord,
 } from "./tasks.js";

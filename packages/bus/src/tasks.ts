@@ -218,3 +218,20 @@ export function taskView(rec: TaskRecord): Record<string, unknown> {
   if (rec.pollIntervalMs !== undefined) out["pollIntervalMs"] = rec.pollIntervalMs;
   return out;
 }
+
+/**
+ * The 2025-11-25 (experimental tasks) wire form of a task: `ttl` and `pollInterval` in ms, as
+ * that revision names them (CreateTaskResult `{ task }`, tasks/get, tasks/cancel).
+ */
+export function legacyTaskView(rec: TaskRecord): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    taskId: rec.taskId,
+    status: rec.status,
+    createdAt: new Date(rec.createdAt).toISOString(),
+    lastUpdatedAt: new Date(rec.lastUpdatedAt).toISOString(),
+    ttl: rec.ttlMs,
+  };
+  if (rec.statusMessage !== undefined) out["statusMessage"] = rec.statusMessage;
+  if (rec.pollIntervalMs !== undefined) out["pollInterval"] = rec.pollIntervalMs;
+  return out;
+}

@@ -1,4 +1,4 @@
-import { ErrorCode, McpError, type JsonRpcErrorObject } from "@mcpq/protocol";
+import { ErrorCode, McpError, isModernEra, type JsonRpcErrorObject } from "@mcpq/protocol";
 import {
   TASKS_CAPABILITY,
   TASKS_EXTENSION,
@@ -7,6 +7,7 @@ import {
   newTaskId,
   taskOwner,
   taskView,
+  legacyTaskView,
   type RequestEnvelope,
   type TaskRecord,
 } from "@mcpq/bus";
@@ -74,17 +75,42 @@ export interface TaskRunDeps {
 }
 
 /**
- * The task a `tools/call` may become, for a tool with a `task` option in the stateless era;
- * undefined when it cannot be one (no option, or the client did not negotiate the extension and
- * the support is optional). Throws -32021 when the tool requires a task and the client did not
- * negotiate the extension.
+ * The task a `tools/call` may become, for a tool with a `task` option; undefined when it cannot
+ * be one. 2026-07-28: when the client negotiated the extension (else an optional tool runs
+ * synchronously and a required one throws -32021). 2025-11-25 and older (experimental tasks):
+ * when the request asks for one with `params.task` (`{ ttl? }`); a required tool called without
+ * it throws -32601, as that revision says.
  */
 export function taskRunFor(
   env: RequestEnvelope,
   opts: ToolTaskOptions | undefined,
+  params: Record<string, unknown> | undefined,
   deps: TaskRunDeps,
 ): TaskRun | undefined {
   if (!opts) return undefined;
+  if (!isModernEra(env.protocolVersion)) {
+    const asked = params?.["task"];
+    if (typeof asked !== "object" || asked === null) {
+      if (opts.support === "optional") return undefined;
+      throw new McpError(
+        ErrorCode.MethodNotFound,
+        "Tool requires task-augmented execution (params.task)",
+      );
+    }
+    const ttl = (asked as { ttl?: unknown }).ttl;
+    return new TaskRun(
+      env,
+      {
+        ...opts,
+        start: "call",
+        ...(typeof ttl === "number" && ttl > 0
+          ? { ttlMs: Math.min(Math.floor(ttl), opts.ttlMs ?? ttl) }
+          : {}),
+      },
+      deps,
+      true,
+    );
+  }
   if (!env.clientCapabilities?.includes(TASKS_CAPABILITY)) {
     if (opts.support === "optional") return undefined;
     throw new McpError(
@@ -136,6 +162,8 @@ export class TaskRun {
     private readonly env: RequestEnvelope,
     private readonly opts: ToolTaskOptions,
     private readonly deps: TaskRunDeps,
+    /** 2025-11-25 experimental tasks: `{ task }` answers; no input requests (they would need tasks/result streams). */
+    private readonly legacy = false,
   ) {}
 
   /** Whether the call becomes a task before its handler runs. */
@@ -164,7 +192,7 @@ export class TaskRun {
     if (prior) {
       // The client has this task already (the answer below is a duplicate the stream drops):
       // run the handler again under it. A terminal task keeps its end (finish never overwrites it).
-      await this.deps.respond({ resultType: "task", ...taskView(prior) });
+      await this.deps.respond(this.#created(prior));
       this.#taskId = prior.taskId;
       this.deps.extendUntil(prior.createdAt + prior.ttlMs);
       return;
@@ -184,9 +212,14 @@ export class TaskRun {
       requestId: this.env.requestId,
     };
     await this.deps.store.create(rec);
-    await this.deps.respond({ resultType: "task", ...taskView(rec) });
+    await this.deps.respond(this.#created(rec));
     this.#taskId = rec.taskId;
     this.deps.extendUntil(now + ttlMs);
+  }
+
+  /** The call's answer: the CreateTaskResult of the request's era. */
+  #created(rec: TaskRecord): Record<string, unknown> {
+    return this.legacy ? { task: legacyTaskView(rec) } : { resultType: "task", ...taskView(rec) };
   }
 
   /**
@@ -216,6 +249,11 @@ export class TaskRun {
     opts?: AskOptions,
   ): Promise<Record<string, unknown>> {
     const taskId = this.#taskId!;
+    if (this.legacy)
+      throw new McpError(
+        ErrorCode.InternalError,
+        `${method} is not available in a ${this.env.protocolVersion} task (the 2026-07-28 tasks extension has input requests)`,
+      );
     const caps = this.env.clientCapabilities;
     if (caps && !caps.includes(CAPABILITY_OF[method])) throw missingCapability(method);
     const n = (this.#counters.get(method) ?? 0) + 1;

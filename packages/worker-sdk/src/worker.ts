@@ -563,9 +563,9 @@ export class Worker {
       round,
       () => this.catalogChanged(),
     );
-    // Tasks extension: a long-running tool's call may become a task (tasks.ts); it then runs until its ttlMs.
+    // A long-running tool's call may become a task (tasks.ts); it then runs until its ttlMs.
     let task: TaskRun | undefined;
-    if (modern && request.method === "tools/call")
+    if (request.method === "tools/call")
       try {
         task = this.#taskRun(env, request, scope.publish, controller.signal, (until) => {
           clearTimeout(timer);
@@ -766,7 +766,7 @@ export class Worker {
     extendUntil: (untilMs: number) => void,
   ): TaskRun | undefined {
     const tool = this.#tools.get(String(request.params?.["name"]));
-    return taskRunFor(env, tool?.task, {
+    return taskRunFor(env, tool?.task, request.params, {
       store: this.#tasks(),
       maxTtlMs: this.#opts.bus.limits.taskTtlMs,
       respond: (result) => publish("response", { jsonrpc: "2.0", id: request.id, result }),

@@ -4,7 +4,7 @@ import { natsTest as it, eventually, type NatsHandle, type Stack } from "@mcpq/t
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { defineCatalog, defineTool, z } from "@mcpq/worker-sdk";
-import { stack } from "./support/stack.js";
+import { sdkClient, stack } from "./support/stack.js";
 import { startCatalogWorker } from "./support/features-worker.js";
 import { modernMeta, modernPost, type ModernAnswer } from "./support/modern-post.js";
 
@@ -275,6 +275,64 @@ describe("tasks extension (io.modelcontextprotocol/tasks) through the broker", (
       content: [{ text: "done sync" }],
     });
     expect((await sync).result).not.toHaveProperty("taskId");
+  });
+
+  it("2025-11-25 sessions (official SDK 1.32.2, experimental tasks): a task-augmented call polls to its result; tasks/cancel aborts the worker", async ({
+    nats,
+  }) => {
+    const u = await url(nats, 1);
+    const { client } = await sdkClient(u, { headers: { authorization: `Bearer ${A}` } });
+    try {
+      expect(client.getServerCapabilities()?.["tasks"]).toMatchObject({
+        requests: { tools: { call: {} } },
+      });
+      const seen: string[] = [];
+      let result: unknown;
+      const stream = client.experimental.tasks.callToolStream(
+        { name: "long_job", arguments: { marker: "legacy" } },
+        undefined,
+        { task: { ttl: 60_000 } },
+      );
+      for await (const m of stream) {
+        seen.push(m.type);
+        if (m.type === "taskCreated") {
+          expect(m.task).toMatchObject({ status: "working", ttl: 60_000 });
+          await eventually(() => releases.has("legacy"), { what: "the handler started" });
+          releases.get("legacy")!();
+        }
+        if (m.type === "result") result = m.result;
+        if (m.type === "error") throw m.error;
+      }
+      expect(seen[0]).toBe("taskCreated");
+      expect(result).toMatchObject({
+        content: [{ type: "text", text: "done legacy" }],
+        _meta: { "io.modelcontextprotocol/related-task": { taskId: expect.any(String) } },
+      });
+
+      // Cancel: the SDK's tasks/cancel answers the cancelled task; the worker's handler aborts.
+      const created = client.experimental.tasks.callToolStream(
+        { name: "long_job", arguments: { marker: "legacy-cancel" } },
+        undefined,
+        { task: { ttl: 60_000 } },
+      );
+      const first = await created.next();
+      const task = (first.value as { task: { taskId: string } }).task;
+      await eventually(() => started.has("legacy-cancel"), { what: "the handler started" });
+      const cancelled = await client.experimental.tasks.cancelTask(task.taskId);
+      expect(cancelled).toMatchObject({ taskId: task.taskId, status: "cancelled" });
+      await eventually(() => aborted.has("legacy-cancel"), { what: "the handler saw the abort" });
+      // Read from another edge too (the session is in the broker; so is the task).
+      const other = await sdkClient(await url(nats, 0), {
+        headers: { authorization: `Bearer ${B}` },
+      });
+      await expect(other.client.experimental.tasks.getTask(task.taskId)).rejects.toMatchObject({
+        code: -32602,
+      });
+      await other.client.close();
+      await created.return(undefined);
+    } finally {
+      await client.close();
+    }
   });
 
   it("tasks/result and tasks/list do not exist (-32601); an unknown task id is -32602", async ({

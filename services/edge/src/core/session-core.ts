@@ -60,7 +60,7 @@ import { SessionStore, type SessionRecord } from "./session-store.js";
 import type { Caller } from "./auth.js";
 import type { AccessPolicy, ListedKind, TargetView } from "./policy.js";
 import { checkTargetName, requestedName } from "./subject-safety.js";
-import { TASK_METHODS, capabilityNames, type EdgeTasks } from "./tasks.js";
+import { LEGACY_TASK_METHODS, TASK_METHODS, capabilityNames, type EdgeTasks } from "./tasks.js";
 
 export interface CoreConfig {
   edgeId: string;
@@ -462,6 +462,7 @@ export class SessionCore {
         prompts: { listChanged: true },
         logging: {},
         completions: {},
+        ...this.tasks?.legacyCapabilities(this.#catalog.tools()),
       },
       serverInfo: this.serverInfo,
       ...(this.#cfg.instructions ? { instructions: this.#cfg.instructions } : {}),
@@ -680,6 +681,8 @@ export class SessionCore {
       return this.tasks && TASK_METHODS.has(req.method)
         ? this.tasks.answer(session, req)
         : this.#modernLocal(req, caller, view);
+    if (this.tasks && LEGACY_TASK_METHODS.has(req.method))
+      return this.tasks.answerLegacy(session, req);
     switch (req.method) {
       case "ping":
         return {};

@@ -6,11 +6,13 @@ import {
   TaskStore,
   cancelContract,
   isTerminal,
+  legacyTaskView,
   taskView,
   type Bus,
   type CancelNotice,
 } from "@mcpq/bus";
 import type { SessionRecord } from "./session-store.js";
+import type { TaskRecord } from "@mcpq/bus";
 
 /**
  * The tasks extension (`io.modelcontextprotocol/tasks`, SEP-2663) at the edge: `tasks/get`,
@@ -37,6 +39,17 @@ import type { SessionRecord } from "./session-store.js";
 export const TASK_METHODS: ReadonlySet<string> = new Set([
   "tasks/get",
   "tasks/update",
+  "tasks/cancel",
+]);
+
+/**
+ * The 2025-11-25 era's (experimental) task methods this edge answers for sessions: `tasks/get`,
+ * `tasks/result`, `tasks/cancel` (no `tasks/list`: a principal's tasks are not enumerable here,
+ * and the capability does not say `list`).
+ */
+export const LEGACY_TASK_METHODS: ReadonlySet<string> = new Set([
+  "tasks/get",
+  "tasks/result",
   "tasks/cancel",
 ]);
 
@@ -82,8 +95,90 @@ function parse<T extends z.ZodType>(schema: T, raw: unknown): z.output<T> {
 export class EdgeTasks {
   readonly #store: TaskStore;
 
-  constructor(private readonly bus: Pick<Bus, "nc" | "kv">) {
+  constructor(
+    private readonly bus: Pick<Bus, "nc" | "kv">,
+    /** Longest `tasks/result` wait (ms; MCPQ_REQUEST_TIMEOUT_MS): it answers -32001 after it. */
+    private readonly resultWaitMs: number,
+  ) {
     this.#store = new TaskStore(bus.kv.tasks);
+  }
+
+  /**
+   * 2025-11-25 sessions: `capabilities.tasks` of the initialize result when a tool of the catalog
+   * supports tasks (task-augmented `tools/call`, `tasks/cancel`).
+   */
+  legacyCapabilities(tools: readonly ToolDescriptor[]): Record<string, unknown> {
+    const some = tools.some(
+      (t) => t.execution?.taskSupport === "optional" || t.execution?.taskSupport === "required",
+    );
+    return some ? { tasks: { cancel: {}, requests: { tools: { call: {} } } } } : {};
+  }
+
+  /**
+   * A 2025-11-25 session's `tasks/get` (the Task, `ttl`/`pollInterval` in ms), `tasks/result`
+   * (waits for the end, at most `resultWaitMs`: the tool's result with
+   * `_meta["io.modelcontextprotocol/related-task"]`, or the task's JSON-RPC error) and
+   * `tasks/cancel` (the cancelled Task; -32602 for a terminal one). Unknown or another
+   * principal's task: -32602.
+   */
+  async answerLegacy(
+    session: SessionRecord,
+    req: JsonRpcRequest,
+  ): Promise<Record<string, unknown>> {
+    const { taskId } = parse(TaskParamsSchema, req.params);
+    const rec = await this.#store.get(taskId, session.principal);
+    if (!rec) throw notFound();
+    switch (req.method) {
+      case "tasks/get":
+        return legacyTaskView(rec);
+      case "tasks/cancel": {
+        if (isTerminal(rec.status))
+          throw new McpError(ErrorCode.InvalidParams, `Cannot cancel a task that is ${rec.status}`);
+        await this.#cancel(session, taskId);
+        const after = await this.#store.get(taskId, session.principal);
+        return legacyTaskView(after ?? rec);
+      }
+      default: {
+        const end = await this.#ended(taskId, session.principal, rec);
+        const related = { "io.modelcontextprotocol/related-task": { taskId } };
+        if (end.status === "completed" && end.result) {
+          const meta = (end.result["_meta"] ?? {}) as Record<string, unknown>;
+          return { ...end.result, _meta: { ...meta, ...related } };
+        }
+        if (end.status === "failed" && end.error)
+          throw new McpError(end.error.code, end.error.message, end.error.data);
+        throw new McpError(ErrorCode.InternalError, `Task ${taskId} was ${end.status}`);
+      }
+    }
+  }
+
+  /** The task once terminal (watched in the bucket), or -32001 after `resultWaitMs`. */
+  async #ended(taskId: string, principal: string, rec: TaskRecord): Promise<TaskRecord> {
+    if (isTerminal(rec.status)) return rec;
+    let stop: (() => void) | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await new Promise<TaskRecord>((resolve, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new McpError(
+                ErrorCode.RequestTimeout,
+                `Task ${taskId} did not end within ${this.resultWaitMs} ms`,
+              ),
+            ),
+          this.resultWaitMs,
+        );
+        this.#store
+          .watch(taskId, (r) => {
+            if (isTerminal(r.status)) resolve(r);
+          })
+          .then((s) => (stop = s), reject);
+      }).then(async (r) => (await this.#store.get(taskId, principal)) ?? r);
+    } finally {
+      clearTimeout(timer);
+      stop?.();
+    }
   }
 
   /**
