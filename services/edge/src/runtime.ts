@@ -200,7 +200,7 @@ export async function createEdgeRuntime(
   core.policy = policy;
   const cache = config.cache ? await createCache(config, bus, catalog, registry, log) : undefined;
   core.cache = cache;
-  core.tasks = new EdgeTasks(bus, config.requestTimeoutMs);
+  core.tasks = new EdgeTasks(bus, config.requestTimeoutMs, config.maxTaskWaits);
   const stopBusStats = startBusStats(
     bus,
     config.busStatsMs,

@@ -1,4 +1,5 @@
 import { afterAll, describe, expect } from "vitest";
+import { CallToolResultSchema } from "@modelcontextprotocol/sdk/types.js";
 import { connectBus, type Bus } from "@mcpq/bus";
 import { natsTest as it, eventually, type NatsHandle, type Stack } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
@@ -308,6 +309,20 @@ describe("tasks extension (io.modelcontextprotocol/tasks) through the broker", (
         content: [{ type: "text", text: "done legacy" }],
         _meta: { "io.modelcontextprotocol/related-task": { taskId: expect.any(String) } },
       });
+
+      // tasks/result on a running task waits for its end (watched in the broker).
+      const waiting = client.experimental.tasks.callToolStream(
+        { name: "long_job", arguments: { marker: "legacy-wait" } },
+        undefined,
+        { task: { ttl: 60_000 } },
+      );
+      const head = await waiting.next();
+      const waitedId = (head.value as { task: { taskId: string } }).task.taskId;
+      const pending = client.experimental.tasks.getTaskResult(waitedId, CallToolResultSchema);
+      await eventually(() => releases.has("legacy-wait"), { what: "the handler started" });
+      releases.get("legacy-wait")!();
+      expect(await pending).toMatchObject({ content: [{ text: "done legacy-wait" }] });
+      await waiting.return(undefined);
 
       // Cancel: the SDK's tasks/cancel answers the cancelled task; the worker's handler aborts.
       const created = client.experimental.tasks.callToolStream(

@@ -1,5 +1,11 @@
 import { z } from "zod";
-import { ErrorCode, McpError, type JsonRpcRequest, type ToolDescriptor } from "@mcpq/protocol";
+import {
+  ErrorCode,
+  McpError,
+  rejection,
+  type JsonRpcRequest,
+  type ToolDescriptor,
+} from "@mcpq/protocol";
 import {
   TASKS_CAPABILITY,
   TASKS_EXTENSION,
@@ -94,11 +100,14 @@ function parse<T extends z.ZodType>(schema: T, raw: unknown): z.output<T> {
 /** The edge's side of the tasks extension (one per edge; `SessionCore.tasks`). */
 export class EdgeTasks {
   readonly #store: TaskStore;
+  #waits = 0;
 
   constructor(
     private readonly bus: Pick<Bus, "nc" | "kv">,
     /** Longest `tasks/result` wait (ms; MCPQ_REQUEST_TIMEOUT_MS): it answers -32001 after it. */
     private readonly resultWaitMs: number,
+    /** MCPQ_MAX_TASK_WAITS: `tasks/result` calls waiting at once (each watches its task). */
+    private readonly maxWaits: number,
   ) {
     this.#store = new TaskStore(bus.kv.tasks);
   }
@@ -155,29 +164,44 @@ export class EdgeTasks {
   /** The task once terminal (watched in the bucket), or -32001 after `resultWaitMs`. */
   async #ended(taskId: string, principal: string, rec: TaskRecord): Promise<TaskRecord> {
     if (isTerminal(rec.status)) return rec;
-    let stop: (() => void) | undefined;
+    if (this.#waits >= this.maxWaits)
+      throw rejection(
+        ErrorCode.Overloaded,
+        "too many tasks/result calls waiting on this edge (MCPQ_MAX_TASK_WAITS)",
+        1_000,
+      );
+    this.#waits++;
     let timer: NodeJS.Timeout | undefined;
-    try {
-      return await new Promise<TaskRecord>((resolve, reject) => {
-        timer = setTimeout(
-          () =>
-            reject(
-              new McpError(
-                ErrorCode.RequestTimeout,
-                `Task ${taskId} did not end within ${this.resultWaitMs} ms`,
-              ),
+    let done!: (r: TaskRecord) => void;
+    const ended = new Promise<TaskRecord>((resolve, reject) => {
+      done = resolve;
+      timer = setTimeout(
+        () =>
+          reject(
+            new McpError(
+              ErrorCode.RequestTimeout,
+              `Task ${taskId} did not end within ${this.resultWaitMs} ms`,
             ),
-          this.resultWaitMs,
-        );
-        this.#store
-          .watch(taskId, (r) => {
-            if (isTerminal(r.status)) resolve(r);
-          })
-          .then((s) => (stop = s), reject);
-      }).then(async (r) => (await this.#store.get(taskId, principal)) ?? r);
+          ),
+        this.resultWaitMs,
+      );
+    });
+    ended.catch(() => undefined);
+    const watching = this.#store.watch(taskId, (r) => {
+      if (isTerminal(r.status)) done(r);
+    });
+    try {
+      await watching;
+      await ended;
+      return (await this.#store.get(taskId, principal)) ?? (await ended);
     } finally {
+      this.#waits--;
       clearTimeout(timer);
-      stop?.();
+      // The watch stops once it exists, also when the wait ended first.
+      void watching.then(
+        (stop) => stop(),
+        () => undefined,
+      );
     }
   }
 
