@@ -181,6 +181,9 @@ export function defineTool<I extends AnyObject, O extends AnyObject | undefined 
     throw new Error(`tool name ${JSON.stringify(def.name)} must match ${TOOL_NAME_PATTERN}`);
   if (!def.description) throw new Error(`tool ${def.name} needs a description`);
   assertEntryCacheInput(def.cache, `tool ${def.name}`);
+  // An edge-cached answer would hand every caller the same task (or a stale CreateTaskResult).
+  if (def.task && def.cache?.edge)
+    throw new Error(`tool ${def.name}: a task tool cannot be edge-cached (cache.edge)`);
   return { kind: "tool", ...def };
 }
 export function defineResource(def: Omit<ResourceDefinition, "kind">): ResourceDefinition {
