@@ -140,15 +140,24 @@ describe("tasks and request-state bounds", () => {
       ...env,
       MCPQ_TOOL_RATE_PER_SEC: "0.001",
       MCPQ_TOOL_RATE_BURST: "2",
+      // Only this edge's own grants count (the other edges' anonymous calls share the address).
+      MCPQ_SHARED_LIMITS_MS: "0",
     });
     try {
-      await eventually(() => edge.runtime.catalog.toolPool("test_simple_text"), {
-        what: "the catalog on the new edge",
-      });
+      // Routed and answered by the pool (resources/read takes no tool-call tokens).
+      await eventually(
+        async () =>
+          (await modernPost(edge.url, "resources/read", { uri: "test://static-text" })).result,
+        { what: "the new edge routes to the pool" },
+      );
       const call = () =>
         modernPost(edge.url, "tools/call", { name: "test_simple_text", arguments: {} });
-      expect((await call()).result).toMatchObject({ resultType: "complete" });
-      expect((await call()).result).toMatchObject({ resultType: "complete" });
+      for (const n of [1, 2]) {
+        const r = await call();
+        expect(r.result, `call ${n}: ${JSON.stringify(r.error)}`).toMatchObject({
+          resultType: "complete",
+        });
+      }
       const third = await call();
       expect(third.status).toBe(429);
       expect(third.error).toMatchObject({ message: expect.stringContaining("rate limit") });
