@@ -463,7 +463,7 @@ export class Worker {
       // Never run work nobody waits for: the edge has already answered with a timeout.
       metrics?.expired();
       // A task its dead worker left (the client polls it): failed, not `working` until its TTL.
-      if (env.targetKind === "tool" && isModernEra(env.protocolVersion))
+      if (env.targetKind === "tool")
         await abandonTask(this.#tasks(), env).catch((err: unknown) =>
           this.#log.warn({ err }, "could not fail an abandoned task"),
         );
