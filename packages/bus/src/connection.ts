@@ -20,7 +20,15 @@ export interface Bus {
   readonly limits: Readonly<BusLimits>;
   /** Whether the server was a JetStream cluster at connect (what provisioning needs to know: `ProvisionOptions.clustered`). */
   readonly clustered: boolean;
-  readonly kv: { sessions: KV; registry: KV; subscriptions: KV };
+  readonly kv: {
+    sessions: KV;
+    registry: KV;
+    subscriptions: KV;
+    /** Tasks of the tasks extension (`TaskStore`, tasks.ts). */
+    tasks: KV;
+    /** Used MRTR request states (single use). */
+    usedStates: KV;
+  };
   /**
    * False from a disconnect until the client reconnected (and once closed): the broker-connected
    * gauges and readiness probes read it.

@@ -15,6 +15,25 @@ export const busEnvShape = {
   MCPQ_NATS_URL: z.string().default("nats://127.0.0.1:4222"),
   MCPQ_SESSION_IDLE_TTL_MS: int(DEFAULT_BUS_LIMITS.sessionIdleTtlMs),
   MCPQ_REGISTRY_TTL_MS: int(DEFAULT_BUS_LIMITS.registryTtlMs),
+  /** Tasks extension (KV mcpq_tasks): longest task lifetime after its last change, count and size bounds. */
+  MCPQ_TASK_TTL_MS: z.coerce.number().int().min(1_000).default(DEFAULT_BUS_LIMITS.taskTtlMs),
+  MCPQ_TASKS_MAX: z.coerce.number().int().min(1).default(DEFAULT_BUS_LIMITS.tasksMax),
+  MCPQ_TASKS_MAX_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_BUS_LIMITS.tasksMaxBytes),
+  MCPQ_TASK_MAX_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_BUS_LIMITS.taskMaxBytes),
+  /**
+   * MRTR: how long a sealed `requestState` is valid (ms). Workers seal with it; the used-state
+   * bucket (single use) remembers a used state this long. Shared so edges provision the same bucket.
+   */
+  MCPQ_REQUEST_STATE_TTL_MS: z.coerce
+    .number()
+    .int()
+    .min(1_000)
+    .default(DEFAULT_BUS_LIMITS.requestStateTtlMs),
+  MCPQ_USED_STATES_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(DEFAULT_BUS_LIMITS.usedStatesMaxBytes),
   MCPQ_REQ_STREAM_MAX_MSGS: int(DEFAULT_BUS_LIMITS.requestStreamMaxMsgs),
   MCPQ_REQ_STREAM_MAX_BYTES: int(DEFAULT_BUS_LIMITS.requestStreamMaxBytes),
   MCPQ_REQ_MAX_PER_TARGET: int(DEFAULT_BUS_LIMITS.requestStreamMaxPerTarget),
@@ -96,6 +115,12 @@ export function busLimitsFromEnv(e: BusEnv): BusLimits {
     kvReplicas: e.MCPQ_KV_REPLICAS,
     sessionIdleTtlMs: e.MCPQ_SESSION_IDLE_TTL_MS,
     registryTtlMs: e.MCPQ_REGISTRY_TTL_MS,
+    taskTtlMs: e.MCPQ_TASK_TTL_MS,
+    tasksMax: e.MCPQ_TASKS_MAX,
+    tasksMaxBytes: e.MCPQ_TASKS_MAX_BYTES,
+    taskMaxBytes: e.MCPQ_TASK_MAX_BYTES,
+    requestStateTtlMs: e.MCPQ_REQUEST_STATE_TTL_MS,
+    usedStatesMaxBytes: e.MCPQ_USED_STATES_MAX_BYTES,
     requestStreamMaxMsgs: e.MCPQ_REQ_STREAM_MAX_MSGS,
     requestStreamMaxBytes: e.MCPQ_REQ_STREAM_MAX_BYTES,
     requestStreamMaxPerTarget: e.MCPQ_REQ_MAX_PER_TARGET,

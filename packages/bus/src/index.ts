@@ -93,3 +93,14 @@ export type { BusEnv } from "./env-schema.js";
 export type { BusAuth } from "./auth.js";
 export { SelfHeal, type HealReport } from "./self-heal.js";
 export { LivenessView, startLivenessBeats } from "./liveness.js";
+export {
+  TASKS_CAPABILITY,
+  TASKS_EXTENSION,
+  TaskStore,
+  isTerminal,
+  newTaskId,
+  taskOwner,
+  taskView,
+  legacyTaskView,
+  type TaskRecord,
+} from "./tasks.js";

@@ -45,12 +45,30 @@ export interface BusLimits {
   outboundReplicas: number;
   /** MCPQ_REC replicas (MCPQ_REC_REPLICAS); 0 = `replicas`. */
   recordReplicas: number;
-  /** KV buckets' replicas (MCPQ_KV_REPLICAS: sessions, registry, subscriptions); 0 = `replicas`. */
+  /** KV buckets' replicas (MCPQ_KV_REPLICAS: sessions, registry, subscriptions, tasks, used states); 0 = `replicas`. */
   kvReplicas: number;
   /** KV: a session expires after this long without activity (ms). */
   sessionIdleTtlMs: number;
   /** KV: a worker disappears from the registry this long after its last heartbeat (ms). */
   registryTtlMs: number;
+  /**
+   * KV mcpq_tasks (tasks extension): no task outlives this after its last change (ms, the
+   * bucket's max_age); a task's own `ttlMs` is at most this.
+   */
+  taskTtlMs: number;
+  /** KV mcpq_tasks: most tasks kept at once (the bucket's max_msgs is twice it; creating one more is refused). */
+  tasksMax: number;
+  /** KV mcpq_tasks: bytes the bucket may hold (creating a task beyond it is refused). */
+  tasksMaxBytes: number;
+  /** KV mcpq_tasks: largest task record (its result included; a larger result fails the task). */
+  taskMaxBytes: number;
+  /**
+   * KV mcpq_used_states: how long a used MRTR `requestState` is remembered (ms): the workers'
+   * request-state TTL (MCPQ_REQUEST_STATE_TTL_MS), so a state is refused on reuse until it expires.
+   */
+  requestStateTtlMs: number;
+  /** KV mcpq_used_states: bytes the bucket may hold. */
+  usedStatesMaxBytes: number;
 }
 
 export const DEFAULT_BUS_LIMITS: Readonly<BusLimits> = Object.freeze({
@@ -75,6 +93,12 @@ export const DEFAULT_BUS_LIMITS: Readonly<BusLimits> = Object.freeze({
   maxDeliver: 5,
   sessionIdleTtlMs: 30 * 60_000,
   registryTtlMs: 15_000,
+  taskTtlMs: 60 * 60_000,
+  tasksMax: 10_000,
+  tasksMaxBytes: 256 * 1024 * 1024,
+  taskMaxBytes: 1024 * 1024,
+  requestStateTtlMs: 10 * 60_000,
+  usedStatesMaxBytes: 64 * 1024 * 1024,
   replicas: 1,
   requestReplicas: 0,
   outboundReplicas: 0,

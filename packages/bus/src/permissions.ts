@@ -102,6 +102,9 @@ function permissionsOf(role: BrokerRole, opts: { pool?: string }): NatsPermissio
             ...kvRead(BUCKETS.sessions),
             ...kvRead(BUCKETS.subscriptions),
             ...kvRead(BUCKETS.registry),
+            // Tasks: any edge answers tasks/get, tasks/update, tasks/cancel.
+            ...kvRead(BUCKETS.tasks),
+            `$KV.${BUCKETS.tasks}.>`,
             // The response cache's L2 (get, put, keys, purge).
             ...kvRead(CACHE_BUCKET),
             `$KV.${BUCKETS.sessions}.>`,
@@ -145,6 +148,11 @@ function permissionsOf(role: BrokerRole, opts: { pool?: string }): NatsPermissio
             `${API}.CONSUMER.MSG.NEXT.${STREAMS.requests}.${consumer}`,
             `$JS.ACK.${STREAMS.requests}.${consumer}.>`,
             `$KV.${BUCKETS.registry}.${pool}.>`,
+            // Tasks it runs (create, progress, result) and used MRTR states (single use).
+            ...kvRead(BUCKETS.tasks),
+            `$KV.${BUCKETS.tasks}.>`,
+            ...kvRead(BUCKETS.usedStates),
+            `$KV.${BUCKETS.usedStates}.>`,
             subjects.outboundAll,
             subjects.recordsAll,
             subjects.resourceUpdated,

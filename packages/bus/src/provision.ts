@@ -113,9 +113,11 @@ export function streamConfigs(l: BusLimits): McpqStreamConfig[] {
 /** One KV bucket mcpq runs on. */
 export interface McpqBucketConfig {
   /** The handle's key on `Bus.kv`. */
-  key: "sessions" | "registry" | "subscriptions";
+  key: "sessions" | "registry" | "subscriptions" | "tasks" | "usedStates";
   bucket: string;
   options: Partial<KvOptions> & { replicas: number; ttl: number; max_bytes: number };
+  /** Most keys (values) the bucket holds; writing a new key beyond it is refused. */
+  maxMsgs?: number;
 }
 
 /**
@@ -155,6 +157,32 @@ export function bucketConfigs(l: BusLimits): McpqBucketConfig[] {
         ttl: l.sessionIdleTtlMs,
         storage: StorageType.File,
         max_bytes: 64 * 1024 * 1024,
+        replicas,
+      },
+    },
+    {
+      key: "tasks",
+      bucket: BUCKETS.tasks,
+      options: {
+        history: 1,
+        ttl: l.taskTtlMs,
+        storage: StorageType.File,
+        max_bytes: l.tasksMaxBytes,
+        maxValueSize: l.taskMaxBytes,
+        replicas,
+      },
+      // Two keys per task: the task and its request's index entry.
+      maxMsgs: l.tasksMax * 2,
+    },
+    {
+      key: "usedStates",
+      bucket: BUCKETS.usedStates,
+      options: {
+        history: 1,
+        ttl: l.requestStateTtlMs,
+        storage: StorageType.File,
+        max_bytes: l.usedStatesMaxBytes,
+        maxValueSize: 1024,
         replicas,
       },
     },
@@ -334,6 +362,8 @@ async function provisionBucket(
       max_bytes: b.options.max_bytes,
       max_age: ns(b.options.ttl),
       storage: b.options.storage,
+      ...(b.maxMsgs === undefined ? {} : { max_msgs: b.maxMsgs }),
+      ...(b.options.maxValueSize === undefined ? {} : { max_msg_size: b.options.maxValueSize }),
     },
     opts.log ?? silentLogger,
     opts.clustered,

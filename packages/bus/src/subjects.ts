@@ -27,6 +27,10 @@ export const BUCKETS = {
   sessions: "mcpq_sessions",
   registry: "mcpq_registry",
   subscriptions: "mcpq_subs",
+  /** Tasks of the tasks extension (`t.<task id>`), any edge answers tasks/* from it (tasks.ts). */
+  tasks: "mcpq_tasks",
+  /** MRTR `requestState` tokens already used (`<token digest>`), so a state is accepted once. */
+  usedStates: "mcpq_used_states",
 } as const;
 
 /** The edges' shared response cache (L2); provisioned by edges only (`openCacheBucket`), so not in BUCKETS. */

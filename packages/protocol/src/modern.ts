@@ -32,13 +32,23 @@ export const MODERN_METHODS: ReadonlySet<string> = new Set([
   "prompts/get",
   "completion/complete",
   "subscriptions/listen",
+  // Tasks extension (io.modelcontextprotocol/tasks); answered only by edges that serve it.
+  "tasks/get",
+  "tasks/update",
+  "tasks/cancel",
 ]);
 
-/** Methods whose `Mcp-Name` header (Streamable HTTP) mirrors `params.name` or `params.uri`. */
-export const NAMED_METHODS: Readonly<Record<string, "name" | "uri">> = {
+/**
+ * Methods whose `Mcp-Name` header (Streamable HTTP) mirrors `params.name` or `params.uri`, and
+ * (tasks extension) the tasks methods' `params.taskId`.
+ */
+export const NAMED_METHODS: Readonly<Record<string, "name" | "uri" | "taskId">> = {
   "tools/call": "name",
   "prompts/get": "name",
   "resources/read": "uri",
+  "tasks/get": "taskId",
+  "tasks/update": "taskId",
+  "tasks/cancel": "taskId",
 };
 
 const ImplementationSchema = z

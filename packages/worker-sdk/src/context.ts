@@ -99,6 +99,14 @@ export interface HandlerContext {
    * `notifications/<kind>/list_changed` to the clients that listen.
    */
   catalogChanged(): Promise<void>;
+  /**
+   * Tasks extension: turns this `tools/call` into a task now, for a tool defined with
+   * `task: { start: "handler" }` (e.g. after gathering input with MRTR rounds). The client gets
+   * the CreateTaskResult at once; the handler goes on, and its result becomes the task's. A no-op
+   * when the call cannot be a task (no `task` option, legacy era, the client did not negotiate
+   * the extension) and when it is one already.
+   */
+  startTask(): Promise<void>;
 }
 
 /** Options of `sample`, `elicit` and `listRoots`. */
@@ -308,6 +316,7 @@ export function createContext(
       publishInvalidation(bus, tags);
     },
     catalogChanged: onCatalogChanged,
+    startTask: () => Promise.resolve(),
   };
   return { ctx, publish };
 }

@@ -24,6 +24,7 @@ import {
   resolveCacheHint,
 } from "@mcpq/protocol";
 import type { HandlerContext } from "./context.js";
+import type { ToolTaskOptions } from "./tasks.js";
 
 /** MCP content blocks a tool or prompt may return. */
 export type ContentBlock =
@@ -113,6 +114,12 @@ export interface ToolDefinition<
    * Defaults to `!annotations.destructiveHint`.
    */
   replayable?: boolean;
+  /**
+   * Long-running tool (tasks extension, protocol 2026-07-28): the call becomes a task the client
+   * polls with `tasks/get` on any edge, instead of waiting on the request (see `ToolTaskOptions`).
+   * Listed as `execution.taskSupport`.
+   */
+  task?: ToolTaskOptions;
   handler: (
     args: z.output<I>,
     ctx: HandlerContext,
@@ -174,6 +181,9 @@ export function defineTool<I extends AnyObject, O extends AnyObject | undefined 
     throw new Error(`tool name ${JSON.stringify(def.name)} must match ${TOOL_NAME_PATTERN}`);
   if (!def.description) throw new Error(`tool ${def.name} needs a description`);
   assertEntryCacheInput(def.cache, `tool ${def.name}`);
+  // An edge-cached answer would hand every caller the same task (or a stale CreateTaskResult).
+  if (def.task && def.cache?.edge)
+    throw new Error(`tool ${def.name}: a task tool cannot be edge-cached (cache.edge)`);
   return { kind: "tool", ...def };
 }
 export function defineResource(def: Omit<ResourceDefinition, "kind">): ResourceDefinition {
@@ -307,6 +317,7 @@ export function toolDescriptor(t: AnyToolDefinition): ToolDescriptor {
   if (t.output) d.outputSchema = jsonSchemaOf(t.output);
   if (t.annotations) d.annotations = t.annotations;
   if (t.icons) d.icons = t.icons;
+  if (t.task) d.execution = { taskSupport: t.task.support };
   const replayable = t.replayable ?? !t.annotations?.destructiveHint;
   if (!replayable) d._meta = { "io.mcpq/replayable": false };
   return d;

@@ -13,7 +13,6 @@ export type { HandlerContext } from "./context.js";
 export {
   Worker,
   DEFAULT_REQUEST_STATE_MAX_BYTES,
-  DEFAULT_REQUEST_STATE_TTL_MS,
   type WorkerMetrics,
   type RecordEntry,
 } from "./worker.js";

@@ -92,6 +92,26 @@ interface StateData {
   q: Record<string, AskRecord>;
 }
 
+/** Whether `value` is a well-formed result of the input request `method` (also for task input, tasks.ts). */
+export function isInputResponse(method: InputMethod, value: unknown): boolean {
+  return RESPONSE_SCHEMA[method].safeParse(value).success;
+}
+
+/** Default key of the `n`-th input request of `method` in one run (`elicit-1`, ...). */
+export function defaultInputKey(method: InputMethod, n: number): string {
+  return `${KEY_PREFIX[method]}-${n}`;
+}
+
+/** `MissingRequiredClientCapabilityError` for an input request the client cannot answer. */
+export function missingCapability(method: InputMethod): McpError {
+  const capability = CAPABILITY_OF[method];
+  return new McpError(
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
+    `Client does not support ${method} (no ${capability} capability)`,
+    { requiredCapabilities: { [capability]: {} } },
+  );
+}
+
 const InputMethodSchema = z.enum(["elicitation/create", "sampling/createMessage", "roots/list"]);
 const StateDataSchema = z.object({
   n: z.number().int().nonnegative(),
@@ -120,6 +140,8 @@ export class MrtrRound {
   readonly #seen = new Map<string, string>();
   readonly #counters = new Map<InputMethod, number>();
   #fatal: McpError | undefined;
+  /** The verified `requestState` this round continues from (single use: the worker claims it). */
+  stateToken: string | undefined;
 
   private constructor(
     private readonly sealer: RequestStateSealer,
@@ -171,7 +193,9 @@ export class MrtrRound {
         throw invalid("Invalid or expired requestState");
       }
     }
-    return new MrtrRound(sealer, binding, capabilities, state, fresh);
+    const round = new MrtrRound(sealer, binding, capabilities, state, fresh);
+    if (state) round.stateToken = rawState as string;
+    return round;
   }
 
   /** How many `input_required` rounds came before this one (from the verified state; 0 without one). */
@@ -199,21 +223,11 @@ export class MrtrRound {
     params: Record<string, unknown> | undefined,
     key?: string,
   ): Promise<Record<string, unknown>> {
-    const capability = CAPABILITY_OF[method];
-    if (this.capabilities && !this.capabilities.includes(capability)) {
-      return Promise.reject(
-        new McpError(
-          MISSING_REQUIRED_CLIENT_CAPABILITY,
-          `Client does not support ${method} (no ${capability} capability)`,
-          {
-            requiredCapabilities: { [capability]: {} },
-          },
-        ),
-      );
-    }
+    if (this.capabilities && !this.capabilities.includes(CAPABILITY_OF[method]))
+      return Promise.reject(missingCapability(method));
     const n = (this.#counters.get(method) ?? 0) + 1;
     this.#counters.set(method, n);
-    const k = key ?? `${KEY_PREFIX[method]}-${n}`;
+    const k = key ?? defaultInputKey(method, n);
     if (k.length === 0 || k.length > MAX_KEY_LENGTH)
       return this.#fail(
         ErrorCode.InternalError,

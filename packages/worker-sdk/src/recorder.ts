@@ -216,17 +216,14 @@ export function toRecord(
   opts: { redact: readonly PathPattern[]; notifications: boolean; secrets?: boolean },
 ): RequestRecord {
   const env = entry.envelope;
-  const params =
-    entry.request.params === undefined ? undefined : jsonClone(entry.request.params);
+  const params = entry.request.params === undefined ? undefined : jsonClone(entry.request.params);
   const response: RequestRecord["response"] = entry.response
     ? entry.response.error
       ? { error: jsonClone(entry.response.error) }
       : { result: jsonClone(entry.response.result ?? {}) }
     : null;
   const notifications =
-    opts.notifications && entry.notifications?.length
-      ? jsonClone(entry.notifications)
-      : undefined;
+    opts.notifications && entry.notifications?.length ? jsonClone(entry.notifications) : undefined;
 
   const masked: string[] = [];
   const paramPatterns = opts.redact.filter((p) => !startsWithResponseKey(p));

@@ -48,6 +48,7 @@ import {
   type JsMsg,
   type RequestEnvelope,
   type Subscription,
+  TaskStore,
 } from "@mcpq/bus";
 import {
   createContext,
@@ -56,6 +57,8 @@ import {
   type HandlerContext,
 } from "./context.js";
 import { MRTR_METHODS, MrtrRound } from "./mrtr.js";
+import { abandonTask, taskRunFor, type TaskRun } from "./tasks.js";
+import { claimRequestState } from "./used-states.js";
 import {
   createRequestStateSealer,
   paramsDigest,
@@ -171,13 +174,12 @@ export interface WorkerOptions {
 export interface RequestStateOptions {
   /** Shared secrets, at least 32 characters each; the first seals, all open. */
   keys?: readonly string[];
-  /** How long a sealed state stays valid (ms). Default 10 minutes. */
+  /** How long a sealed state stays valid (ms). Default: the bus limits' `requestStateTtlMs` (MCPQ_REQUEST_STATE_TTL_MS, 10 minutes). */
   ttlMs?: number;
   /** Longest `requestState` accepted or produced (characters). Default 65 536. */
   maxBytes?: number;
 }
 
-export const DEFAULT_REQUEST_STATE_TTL_MS = 10 * 60_000;
 export const DEFAULT_REQUEST_STATE_MAX_BYTES = 65_536;
 
 type Inflight = { controller: AbortController; principal: string };
@@ -219,6 +221,7 @@ export class Worker {
   #heal: SelfHeal | undefined;
   #stopBeats: ((opts?: { silent?: boolean }) => void) | undefined;
   #slotWaiters: (() => void)[] = [];
+  #taskStore: TaskStore | undefined;
 
   constructor(opts: WorkerOptions) {
     this.#opts = { concurrency: 64, handlerTimeoutMs: 30_000, ...opts };
@@ -235,7 +238,8 @@ export class Worker {
     }
     this.#sealer = createRequestStateSealer({
       keys: keys.length > 0 ? keys : [randomRequestStateKey()],
-      ttlMs: opts.requestState?.ttlMs ?? DEFAULT_REQUEST_STATE_TTL_MS,
+      // The shared MCPQ_REQUEST_STATE_TTL_MS by default: the used-state bucket keeps states as long.
+      ttlMs: opts.requestState?.ttlMs ?? opts.bus.limits.requestStateTtlMs,
       maxBytes: opts.requestState?.maxBytes ?? DEFAULT_REQUEST_STATE_MAX_BYTES,
     });
   }
@@ -478,6 +482,11 @@ export class Worker {
     if (Date.now() >= env.deadline) {
       // Never run work nobody waits for: the edge has already answered with a timeout.
       metrics?.expired();
+      // A task its dead worker left (the client polls it): failed, not `working` until its TTL.
+      if (env.targetKind === "tool")
+        await abandonTask(this.#tasks(), env).catch((err: unknown) =>
+          this.#log.warn({ err }, "could not fail an abandoned task"),
+        );
       m.ack();
       return;
     }
@@ -538,7 +547,7 @@ export class Worker {
     this.#inflight.set(key, { controller, principal: env.principal });
     this.#byInternal.set(env.requestId, key);
     const budget = Math.min(this.#opts.handlerTimeoutMs, env.deadline - startedAt);
-    const timer = setTimeout(
+    let timer = setTimeout(
       () =>
         controller.abort(
           new McpError(ErrorCode.RequestTimeout, `Request timed out after ${budget} ms`),
@@ -574,6 +583,21 @@ export class Worker {
       round,
       () => this.catalogChanged(),
     );
+    // A long-running tool's call may become a task (tasks.ts); it then runs until its ttlMs.
+    let task: TaskRun | undefined;
+    if (request.method === "tools/call")
+      try {
+        task = this.#taskRun(env, request, scope.publish, controller.signal, (until) => {
+          clearTimeout(timer);
+          timer = setTimeout(
+            () =>
+              controller.abort(new McpError(ErrorCode.RequestTimeout, "Task ran past its ttlMs")),
+            Math.max(0, until - Date.now()),
+          );
+        });
+      } catch (err) {
+        roundError ??= err;
+      }
     let response: { result?: Record<string, unknown>; error?: JsonRpcErrorObject } | null = null;
     let outcome: RecordEntry["outcome"] = "ok";
     let errorType = "";
@@ -589,8 +613,20 @@ export class Worker {
         : undefined;
     try {
       if (roundError !== undefined) throw roundError;
+      if (round?.stateToken !== undefined)
+        await claimRequestState(bus.kv.usedStates, round.stateToken, env.requestId, (reason) =>
+          this.#log.info(
+            { method: request.method, target: env.target, reason },
+            "requestState refused",
+          ),
+        );
+      if (task?.startsWithCall) {
+        await task.start();
+        // A tasks/cancel may come as soon as the client has the task: then the handler never runs.
+        controller.signal.throwIfAborted();
+      }
       const result = await abortable(
-        this.#dispatch(request.method, request.params ?? {}, scope.ctx),
+        this.#dispatch(request.method, request.params ?? {}, task?.context(scope.ctx) ?? scope.ctx),
         controller.signal,
       );
       response = { result: finishResult(result, round, modern) };
@@ -642,7 +678,9 @@ export class Worker {
     if (handlerSpan) endWithOutcome(handlerSpan, errorType, response?.error?.message);
     let acked = false;
     try {
-      if (outcome !== "cancelled" && response) {
+      // A task's end is stored in the task (its CreateTaskResult was the response), then acked.
+      if (task?.started) await task.finish(outcome === "cancelled" ? "cancelled" : response);
+      else if (outcome !== "cancelled" && response) {
         await scope.publish("response", { jsonrpc: "2.0", id: request.id, ...response });
       }
       m.ack();
@@ -737,6 +775,28 @@ export class Worker {
     return MrtrRound.begin(params, binding, this.#sealer, env.clientCapabilities, (reason) =>
       this.#log.info({ method, target: env.target, reason }, "requestState refused"),
     );
+  }
+
+  /** The task this tools/call may become (tasks.ts); throws -32021 for a task-only tool without the extension. */
+  #taskRun(
+    env: RequestEnvelope,
+    request: { id: RequestId; params?: Record<string, unknown> },
+    publish: (kind: "response", body: unknown) => Promise<void>,
+    signal: AbortSignal,
+    extendUntil: (untilMs: number) => void,
+  ): TaskRun | undefined {
+    const tool = this.#tools.get(String(request.params?.["name"]));
+    return taskRunFor(env, tool?.task, request.params, {
+      store: this.#tasks(),
+      maxTtlMs: this.#opts.bus.limits.taskTtlMs,
+      respond: (result) => publish("response", { jsonrpc: "2.0", id: request.id, result }),
+      extendUntil,
+      signal,
+    });
+  }
+
+  #tasks(): TaskStore {
+    return (this.#taskStore ??= new TaskStore(this.#opts.bus.kv.tasks));
   }
 
   #replayable(request: { method: string; params?: Record<string, unknown> }): boolean {

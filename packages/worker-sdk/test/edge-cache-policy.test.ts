@@ -88,5 +88,17 @@ describe("edge-cache policies (cache.edge) in the registry catalog", () => {
       /cache.tags/,
     );
     expect(tool({ allowProgress: 1 })).toThrow(/allowProgress/);
+    // A long-running (task) tool's answer is a task of its own caller: never edge-cached.
+    const taskTool = (edge: boolean) => () =>
+      defineTool({
+        name: "t",
+        description: "d",
+        input: z.object({}),
+        task: { support: "optional" },
+        cache: { edge, ttlMs: 1_000 },
+        handler: () => "",
+      });
+    expect(taskTool(true)).toThrow(/task tool cannot be edge-cached/);
+    expect(taskTool(false)).not.toThrow();
   });
 });

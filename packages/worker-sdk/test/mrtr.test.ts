@@ -352,18 +352,20 @@ describe("MRTR at the worker (2026-07-28 envelopes, real JetStream)", () => {
     });
     expect(Object.keys(r2.result!["inputRequests"] as object)).toEqual(["step2"]);
     expect(r2.result!["requestState"]).not.toBe(r1.result!["requestState"]);
+    // A state answer cannot be overridden by a retry: step1 stays "Alice".
     const r3 = await tool("steps", {
-      inputResponses: { step2: accept({ name: "blue" }) },
+      inputResponses: { step1: accept({ name: "Mallory" }), step2: accept({ name: "blue" }) },
       requestState: r2.result!["requestState"],
     });
     expect(textOf(r3)).toBe('{"name":"Alice"} then {"name":"blue"}');
     expect(stepsRuns).toBe(3);
-    // A state answer cannot be overridden by a retry: step1 stays "Alice".
+    // A state is single use (KV mcpq_used_states): replaying r2's state, even to override the
+    // answer it carries, is refused like any other refused state.
     const r3b = await tool("steps", {
       inputResponses: { step1: accept({ name: "Mallory" }), step2: accept({ name: "red" }) },
       requestState: r2.result!["requestState"],
     });
-    expect(textOf(r3b)).toBe('{"name":"Alice"} then {"name":"red"}');
+    expect(r3b.error).toMatchObject({ code: -32602, message: "Invalid or expired requestState" });
     // The key names the question: a re-run that words it differently still gets its answer.
     const s1 = await tool("stamped");
     const s2 = await tool("stamped", {

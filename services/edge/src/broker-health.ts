@@ -285,6 +285,8 @@ export function guardedBus(
       sessions: guarded(bus.kv.sessions, kvGuard),
       subscriptions: guarded(bus.kv.subscriptions, kvGuard),
       registry: bus.kv.registry,
+      tasks: guarded(bus.kv.tasks, kvGuard),
+      usedStates: bus.kv.usedStates,
     },
     close: () => bus.close(),
   };

@@ -61,6 +61,8 @@ export const EdgeEnvSchema = z.object({
   MCPQ_DISCOVER_TTL_MS: int(60_000),
   /** Stateless era: open `subscriptions/listen` streams per edge (-32010 beyond). */
   MCPQ_MAX_LISTENERS: int(10_000),
+  /** 2025-11-25 tasks: `tasks/result` calls waiting for a task's end at once per edge (-32010 beyond). */
+  MCPQ_MAX_TASK_WAITS: int(1_000),
   MCPQ_SSE_KEEPALIVE_MS: int(15_000),
   MCPQ_SSE_RETRY_MS: int(1_000),
   /** Transports besides Streamable HTTP (docs/transports.md): WebSocket `/ws`, legacy SSE `/sse`, raw TCP, gRPC. */
@@ -257,6 +259,7 @@ function configFromEnv(e: EdgeEnv, httpPort: number, edgeId: string) {
     pageSize: Math.max(1, e.MCPQ_PAGE_SIZE),
     discoverTtlMs: e.MCPQ_DISCOVER_TTL_MS,
     maxListeners: e.MCPQ_MAX_LISTENERS,
+    maxTaskWaits: e.MCPQ_MAX_TASK_WAITS,
     sseKeepaliveMs: e.MCPQ_SSE_KEEPALIVE_MS,
     sseRetryMs: e.MCPQ_SSE_RETRY_MS,
     enableWs: e.MCPQ_ENABLE_WS,

@@ -1,3 +1,4 @@
+import { EdgeTasks } from "./core/tasks.js";
 import { connectBus, INBOX_PREFIX, openCacheBucket, type Bus } from "@mcpq/bus";
 import {
   Counter,
@@ -200,6 +201,7 @@ export async function createEdgeRuntime(
   core.policy = policy;
   const cache = config.cache ? await createCache(config, bus, catalog, registry, log) : undefined;
   core.cache = cache;
+  core.tasks = new EdgeTasks(bus, config.requestTimeoutMs, config.maxTaskWaits);
   const stopBusStats = startBusStats(
     bus,
     config.busStatsMs,

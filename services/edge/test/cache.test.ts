@@ -329,7 +329,12 @@ describe("edge response cache", () => {
       requestState: r1["requestState"],
     };
     expect(textOf(await modern(e0.url, "tools/call", retry))).toBe('asked#3:{"name":"Z"}');
-    expect(textOf(await modern(e0.url, "tools/call", retry))).toBe('asked#4:{"name":"Z"}');
+    const retryB = { ...retry, requestState: r1b["requestState"] };
+    expect(textOf(await modern(e0.url, "tools/call", retryB))).toBe('asked#4:{"name":"Z"}');
+    // The same retry again reaches the worker too, which refuses the used state (single use).
+    await expect(modern(e0.url, "tools/call", retry)).rejects.toThrow(
+      /Invalid or expired requestState/,
+    );
   });
 
   it("invalidation by URI (ctx.resourceUpdated) and by tag (ctx.invalidate) reaches every edge and L2", async ({

@@ -5,7 +5,6 @@ import { telemetryConfigFromEnv, telemetryEnvShape } from "@mcpq/observability";
 import { deepFreeze, type DeepReadonly } from "@mcpq/protocol";
 import {
   DEFAULT_REQUEST_STATE_MAX_BYTES,
-  DEFAULT_REQUEST_STATE_TTL_MS,
   MIN_REQUEST_STATE_KEY_LENGTH,
   parseSampleSpec,
 } from "@mcpq/worker-sdk";
@@ -68,12 +67,8 @@ export const WorkerEnvSchema = z.object({
     .refine((v) => splitList(v).every((k) => k.length >= MIN_REQUEST_STATE_KEY_LENGTH), {
       message: `every key needs at least ${MIN_REQUEST_STATE_KEY_LENGTH} characters`,
     }),
-  /** How long a sealed `requestState` stays valid (ms). */
-  MCPQ_REQUEST_STATE_TTL_MS: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(DEFAULT_REQUEST_STATE_TTL_MS),
+  // MCPQ_REQUEST_STATE_TTL_MS is a shared broker setting (busEnvShape): it also bounds the
+  // used-state bucket that makes a state single use.
   /** Longest `requestState` a worker accepts or produces (characters). */
   MCPQ_REQUEST_STATE_MAX_BYTES: z.coerce
     .number()

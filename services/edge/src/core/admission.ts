@@ -2,6 +2,7 @@ import {
   ErrorCode,
   Fault,
   McpError,
+  isModernEra,
   rejection,
   type FaultKind,
   type JsonRpcRequest,
@@ -235,7 +236,14 @@ export class EdgeAdmission implements Admission {
     }
     if (req.method === "tools/call" && l.toolRatePerSec > 0) {
       // Anonymous mode has no identity to be fair between; each session is its own principal.
-      const key = session.principal === ANONYMOUS ? `s:${session.id}` : `p:${session.principal}`;
+      // A session-less (2026-07-28) HTTP request's synthetic session is its own: it counts for
+      // its client address instead, or every anonymous request would get a fresh bucket.
+      const key =
+        session.principal !== ANONYMOUS
+          ? `p:${session.principal}`
+          : isModernEra(session.protocolVersion) && session.quotaKey
+            ? `a:${session.quotaKey}`
+            : `s:${session.id}`;
       this.shared?.before(key);
       const retryAfter = this.#buckets.take(key, now);
       if (retryAfter === 0) this.shared?.granted(key);

@@ -319,7 +319,7 @@ export class HttpPostChannel extends Channel {
       );
     }
     const streamId = nextStreamId();
-    const session = core.modernSession(principal, meta, streamId);
+    const session = core.modernSession(principal, meta, streamId, this.x.caller.quotaKey);
     const uri = req.method === "resources/read" ? req.params?.["uri"] : undefined;
     const shape: AnswerShape = { serverInfo: core.serverInfo };
     if (typeof uri === "string") shape.readHint = core.readHint(uri);

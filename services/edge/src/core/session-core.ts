@@ -63,6 +63,7 @@ import { poolOutcome } from "./answer-outcome.js";
 import type { Caller } from "./auth.js";
 import type { AccessPolicy, ListedKind, TargetView } from "./policy.js";
 import { checkTargetName, requestedName } from "./subject-safety.js";
+import { LEGACY_TASK_METHODS, TASK_METHODS, capabilityNames, type EdgeTasks } from "./tasks.js";
 
 export interface CoreConfig {
   edgeId: string;
@@ -237,6 +238,8 @@ export class SessionCore {
   observer: RequestObserver | undefined;
   /** Authorization policy (MCPQ_POLICY_FILE); undefined = every caller may use everything. */
   policy: AccessPolicy | undefined;
+  /** The tasks extension's tasks/* methods (stateless era; core/tasks.ts). */
+  tasks: EdgeTasks | undefined;
 
   constructor(opts: SessionCoreOptions) {
     this.modernOutbound = `m-${subjectToken(opts.config.edgeId)}`;
@@ -456,6 +459,7 @@ export class SessionCore {
         prompts: { listChanged: true },
         logging: {},
         completions: {},
+        ...this.tasks?.legacyCapabilities(this.#catalog.tools()),
       },
       serverInfo: this.serverInfo,
       ...(this.#cfg.instructions ? { instructions: this.#cfg.instructions } : {}),
@@ -480,7 +484,13 @@ export class SessionCore {
    * cancellation (workers key in-flight requests by session and JSON-RPC id); its answers travel
    * on the edge's shared outbound session (`modernOutbound`).
    */
-  modernSession(principal: string, meta: ModernMeta, stream: string): SessionRecord {
+  modernSession(
+    principal: string,
+    meta: ModernMeta,
+    stream: string,
+    /** The caller's quota key (an anonymous caller's client address): limits apply to it, not to the per-request session. */
+    quotaKey?: string,
+  ): SessionRecord {
     const now = Date.now();
     const record: SessionRecord = {
       id: this.modernScope(stream),
@@ -493,6 +503,7 @@ export class SessionCore {
       lastSeenAt: now,
     };
     if (meta.logLevel) record.logLevel = meta.logLevel;
+    if (quotaKey !== undefined && quotaKey !== principal) record.quotaKey = quotaKey;
     return record;
   }
 
@@ -519,6 +530,7 @@ export class SessionCore {
     if (c.prompts().length > 0) out["prompts"] = { listChanged: true };
     if (c.prompts().length > 0 || c.resourceTemplates().length > 0) out["completions"] = {};
     out["logging"] = {};
+    this.tasks?.advertise(c.tools(), out);
     return out;
   }
 
@@ -662,7 +674,12 @@ export class SessionCore {
     caller: Caller,
     view: TargetView | undefined,
   ): Promise<Record<string, unknown>> {
-    if (isModernEra(session.protocolVersion)) return this.#modernLocal(req, caller, view);
+    if (isModernEra(session.protocolVersion))
+      return this.tasks && TASK_METHODS.has(req.method)
+        ? this.tasks.answer(session, req)
+        : this.#modernLocal(req, caller, view);
+    if (this.tasks && LEGACY_TASK_METHODS.has(req.method))
+      return this.tasks.answerLegacy(session, req);
     switch (req.method) {
       case "ping":
         return {};
@@ -837,7 +854,7 @@ export class SessionCore {
       receivedAt: now,
       traceparent: traceValue(meta["traceparent"]),
       tracestate: traceValue(meta["tracestate"]),
-      clientCapabilities: Object.keys(session.clientCapabilities ?? {}),
+      clientCapabilities: capabilityNames(session.clientCapabilities),
       clientInfo: modern ? implementationOf(session.clientInfo) : undefined,
       claims: this.policy?.exposed(stream.caller),
     };

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import { ErrorCode, McpError } from "@mcpq/protocol";
 import {
   defineCatalog,
   definePrompt,
@@ -288,6 +289,89 @@ export const conformanceCatalog = defineCatalog({
             required: [],
           },
         }),
+    }),
+    // ---- Tasks extension (io.modelcontextprotocol/tasks, SEP-2663; the 0.2.0 suite's tasks-*
+    // scenarios): `greet` is sync; the others are long-running tools that become tasks.
+    defineTool({
+      name: "greet",
+      description: "Tasks fixtures: a plain (sync-only) tool that greets by name",
+      input: z.object({ name: z.string() }),
+      handler: ({ name }) => `Hello, ${name}!`,
+    }),
+    defineTool({
+      name: "slow_compute",
+      description: "Tasks: sleeps `seconds` seconds (a task when the client negotiated tasks)",
+      input: z.object({
+        seconds: z.number().min(0).max(600),
+        label: z.string().max(256).optional(),
+      }),
+      task: { support: "optional", pollIntervalMs: 200 },
+      handler: async ({ seconds, label }, ctx) => {
+        await sleep(seconds * 1000, undefined, { signal: ctx.signal });
+        return `computed ${label ?? "result"} after ${seconds} s`;
+      },
+    }),
+    defineTool({
+      name: "failing_job",
+      description: "Tasks (required): reports a tool execution error after about a second",
+      input: noArgs,
+      task: { support: "required", pollIntervalMs: 200 },
+      handler: async (_a, ctx) => {
+        await sleep(1000, undefined, { signal: ctx.signal });
+        return {
+          content: [{ type: "text", text: "failing_job failed on purpose" }],
+          isError: true,
+        };
+      },
+    }),
+    defineTool({
+      name: "protocol_error_job",
+      description: "Tasks: fails with a protocol-level (JSON-RPC) error",
+      input: noArgs,
+      task: { support: "optional", pollIntervalMs: 200 },
+      handler: async (_a, ctx) => {
+        await sleep(200, undefined, { signal: ctx.signal });
+        throw new McpError(ErrorCode.InternalError, "protocol_error_job failed on purpose");
+      },
+    }),
+    defineTool({
+      name: "confirm_delete",
+      description: "Tasks: asks the user to confirm (input_required), then deletes",
+      input: z.object({ filename: z.string().max(1024) }),
+      task: { support: "optional", pollIntervalMs: 200 },
+      handler: async ({ filename }, ctx) => {
+        const r = accepted(await ctx.elicit(form(`Delete ${filename}?`, "confirm", "boolean")));
+        return typeof r !== "string" && r["confirm"] === true
+          ? `Deleted ${filename}`
+          : `Kept ${filename}`;
+      },
+    }),
+    defineTool({
+      name: "multi_input",
+      description: "Tasks: asks two questions at once (two open input requests)",
+      input: noArgs,
+      task: { support: "optional", pollIntervalMs: 200 },
+      handler: async (_a, ctx) => {
+        const [a, b] = await Promise.all([
+          ctx.elicit(form("Your name?", "name")),
+          ctx.elicit(form("Confirm?", "confirm", "boolean")),
+        ]);
+        return `answers: ${JSON.stringify(accepted(a))} ${JSON.stringify(accepted(b))}`;
+      },
+    }),
+    defineTool({
+      name: "test_tool_with_task",
+      description: "MRTR then task: asks the user's name (user_name), then goes on as a task",
+      input: noArgs,
+      task: { support: "required", start: "handler", pollIntervalMs: 200 },
+      handler: async (_a, ctx) => {
+        const r = accepted(
+          await ctx.elicit(form("What is your name?", "name"), { key: "user_name" }),
+        );
+        await ctx.startTask();
+        await sleep(200, undefined, { signal: ctx.signal });
+        return `Hello, ${typeof r === "string" ? r : String(r["name"])}, from a task!`;
+      },
     }),
     // ---- 2026-07-28 (MRTR, SEP-2322): each ask ends the round with `input_required` until the
     // client's retry carries the answer under the key the suite expects.
