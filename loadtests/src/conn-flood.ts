@@ -40,6 +40,7 @@ import { captureEnvironment, fmtUs, openFilesLimit } from "./lib/report.js";
 import { LOADTESTS_DIR, mcpqUnavailable, startMcpq } from "./lib/stack.js";
 import { openSessions } from "./lib/target.js";
 import { closedLoop } from "./lib/drivers.js";
+import { request } from "undici";
 import type { FloodProcConfig, FloodProcStatus } from "./conn-flood/flood-proc.js";
 
 installExitHooks();
@@ -61,7 +62,9 @@ if (why) {
 const fdLimit = openFilesLimit() ?? 1024;
 // room per process for what is not a held connection (listeners, NATS, logs, the probe)
 const perProcess = Math.max(100, fdLimit - 1500);
-const autoEdges = Math.max(1, Math.ceil((N * 1.1) / perProcess));
+// node:cluster hands a connection to the next *free* process, so a busier process gets fewer:
+// 20,000 over 2 processes split 6,495 / 13,563. Room for that imbalance under each file limit.
+const autoEdges = Math.max(1, Math.ceil((N * 1.4) / perProcess));
 const E = flags.edges && flags.edges !== "auto" ? num(flags, "edges", autoEdges) : autoEdges;
 const autoGens = Math.max(1, Math.ceil(N / perProcess));
 const G =
@@ -94,6 +97,20 @@ const fdsOf = (pid: number) => {
     return null;
   }
 };
+/** V8 heap in use over every edge process (the primary aggregates /metrics: gauges summed). */
+async function edgeHeapUsed(): Promise<number | null> {
+  try {
+    const r = await request(stack.target.proc.metricsUrl!, {
+      headersTimeout: 15_000,
+      bodyTimeout: 15_000,
+    });
+    const text = await r.body.text();
+    const m = /^nodejs_heap_size_used_bytes(?:\{[^}]*\})?\s+([0-9.eE+]+)/m.exec(text);
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function rssMedian(n = 5): Promise<number> {
   const xs: number[] = [];
@@ -114,6 +131,10 @@ const hist = {
 };
 const probeBad = { pre: 0, ramp: 0, hold: 0 };
 const probeOk = { pre: 0, ramp: 0, hold: 0 };
+const probeCodes = { pre: {}, ramp: {}, hold: {} } as Record<
+  "pre" | "ramp" | "hold",
+  Record<string, number>
+>;
 const probe = closedLoop({
   sessions: probeSet.sessions,
   inFlight: probeC,
@@ -125,12 +146,17 @@ const probe = closedLoop({
     if (o.kind === "ok") {
       hist[phase].record(lat);
       probeOk[phase]++;
-    } else probeBad[phase]++;
+    } else {
+      probeBad[phase]++;
+      const c = `${o.kind}:${o.code ?? ""}`;
+      probeCodes[phase][c] = (probeCodes[phase][c] ?? 0) + 1;
+    }
   },
   stop: () => phase === "done",
 });
 await sleep(3000);
 const rssBefore = await rssMedian();
+const heapBefore = await edgeHeapUsed();
 const natsRssBefore = nats.pid ? readRssBytes(nats.pid) : null;
 log(
   `edge RSS before ramp ${(rssBefore / 2 ** 20).toFixed(0)} MiB over ${edgeProcs().length} processes; probe p50 ${fmtUs(hist.pre.p(50))}`,
@@ -245,6 +271,7 @@ while (performance.now() - tHold < holdMs) {
   );
 }
 const rssHeld = await rssMedian();
+const heapHeld = await edgeHeapUsed();
 const natsRssHeld = nats.pid ? readRssBytes(nats.pid) : null;
 const perEdge = edgeProcs().map((p) => ({
   pid: p,
@@ -296,6 +323,12 @@ const report = {
   edge_rss_before_mib: Math.round(rssBefore / 2 ** 20),
   edge_rss_held_mib: Math.round(rssHeld / 2 ** 20),
   kib_per_connection: kib,
+  edge_heap_used_before_mib: heapBefore === null ? null : Math.round(heapBefore / 2 ** 20),
+  edge_heap_used_held_mib: heapHeld === null ? null : Math.round(heapHeld / 2 ** 20),
+  heap_kib_per_connection:
+    heapBefore === null || heapHeld === null || heldEnd === 0
+      ? null
+      : Math.round(((heapHeld - heapBefore) / 1024 / heldEnd) * 100) / 100,
   nats_rss_before_mib: natsRssBefore === null ? null : Math.round(natsRssBefore / 2 ** 20),
   nats_rss_held_mib: natsRssHeld === null ? null : Math.round(natsRssHeld / 2 ** 20),
   edge_processes_at_end: perEdge,
@@ -307,8 +340,9 @@ const md = [
   `- ${N} connections wanted (${Math.round(wsShare * 100)} % WebSocket sessions, the rest Streamable HTTP GET streams), ${E} edge processes, ${G} generator processes, ulimit -n ${fdLimit}; load ${report.environment.load_avg_at_start.join(" / ")}`,
   `- ramp ${rampS} s: held ${heldAtRamp}; open failures ${JSON.stringify(atRamp.failed)}`,
   `- held for ${holdMs / 1000} s: **${heldEnd} held at the end** (http ${end.held_http}, ws ${end.held_ws}), lowest ${minHeld}, **dropped ${report.dropped_during_hold}**`,
-  `- probe (${probeC} in flight, echo over Streamable HTTP): before p50 ${fmtUs(hist.pre.p(50))} p99 ${fmtUs(hist.pre.p(99))}; during the ramp p99 ${fmtUs(hist.ramp.p(99))} (${probeBad.ramp} failed); **while held p50 ${fmtUs(hist.hold.p(50))} p99 ${fmtUs(hist.hold.p(99))}** (${probeOk.hold} ok, ${probeBad.hold} failed)`,
+  `- probe (${probeC} in flight, echo over Streamable HTTP): before p50 ${fmtUs(hist.pre.p(50))} p99 ${fmtUs(hist.pre.p(99))}; during the ramp p99 ${fmtUs(hist.ramp.p(99))} (${probeBad.ramp} failed: ${JSON.stringify(probeCodes.ramp)}); **while held p50 ${fmtUs(hist.hold.p(50))} p99 ${fmtUs(hist.hold.p(99))}** (${probeOk.hold} ok, ${probeBad.hold} failed)`,
   `- edge RSS (all ${E} processes + primary) ${report.edge_rss_before_mib} → ${report.edge_rss_held_mib} MiB ⇒ **${kib} KiB per connection**; nats-server RSS ${report.nats_rss_before_mib} → ${report.nats_rss_held_mib} MiB`,
+  `- of which V8 heap in use (all edge processes) ${report.edge_heap_used_before_mib} → ${report.edge_heap_used_held_mib} MiB ⇒ ${report.heap_kib_per_connection} KiB per connection (the rest: sockets' native state, heap slack, allocator)`,
   `- per edge process at the end: ${perEdge.map((p) => `${p.fds} fds / ${p.rss_mib} MiB`).join(", ")}`,
   "",
 ].join("\n");
