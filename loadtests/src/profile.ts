@@ -6,6 +6,7 @@
  * time and the self time by module (package or source file).
  *
  *   pnpm --filter @mcpq/loadtests profile [--duration 15] [--c 64] [--top 25] [--transport http|ws]
+ *        [--tool echo_io --catalog bench --slots 2]   (the I/O-bound scale-out shape)
  *
  * Writes results/profile-<stamp>/{edge,worker}.cpuprofile (open them in Chrome DevTools or
  * speedscope for flame graphs) and profile.md.
@@ -74,6 +75,9 @@ if (process.argv[1]?.endsWith("profile.ts")) {
   const C = num(flags, "c", 64);
   const top = num(flags, "top", 25);
   const transport = str(flags, "transport", "http") as TransportKind;
+  const tool = str(flags, "tool", "echo");
+  const catalog = str(flags, "catalog", "");
+  const slots = str(flags, "slots", "");
   const why = mcpqUnavailable();
   if (why) {
     process.stderr.write(`${why}\n`);
@@ -85,10 +89,12 @@ if (process.argv[1]?.endsWith("profile.ts")) {
   mkdirSync(profDir, { recursive: true });
   const nats = await startNats(outDir);
   const stack = await startMcpq(nats, outDir, {
-    env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir}` },
+    nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${profDir}`],
+    ...(catalog ? { catalog } : {}),
+    ...(slots ? { env: { MCPQ_WORKER_CONCURRENCY: slots } } : {}),
   });
   const pids = { edge: stack.target.proc.pid!, worker: stack.target.siblings!.worker! };
-  const [r] = await runSaturation(stack.target, {
+  const [r] = await runSaturation({ ...stack.target, toolName: tool }, {
     transport,
     concurrencies: [C],
     durationMs,
@@ -101,7 +107,7 @@ if (process.argv[1]?.endsWith("profile.ts")) {
   const md: string[] = [
     `# CPU profile under load (${new Date().toISOString()})`,
     "",
-    `saturation-${transport}-c${C}, ${durationMs / 1000} s (+2 s warm-up): ${r!.throughput_msg_per_s} msg/s, CPU µs/call ${JSON.stringify(r!.extra!.cpu_us_per_call)}. Self time over the whole process life (start-up included), idle excluded.`,
+    `saturation-${transport}-c${C} (tool ${tool}), ${durationMs / 1000} s (+2 s warm-up): ${r!.throughput_msg_per_s} msg/s, CPU µs/call ${JSON.stringify(r!.extra!.cpu_us_per_call)}. Self time over the whole process life (start-up included), idle excluded.`,
     "",
   ];
   for (const [name, pid] of Object.entries(pids)) {

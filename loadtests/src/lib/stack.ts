@@ -71,6 +71,8 @@ export interface McpqShape {
   env?: Record<string, string>;
   /** the log files' name suffix (several stacks in one results folder) */
   label?: string;
+  /** node flags for both services (e.g. `--cpu-prof`, which NODE_OPTIONS does not allow) */
+  nodeArgs?: string[];
 }
 
 export async function startMcpq(
@@ -94,7 +96,7 @@ export async function startMcpq(
   const edge = startProcess(
     "mcpq-edge",
     process.execPath,
-    [cli, "edge", "--port", String(port), ...extraEdge],
+    [...(shape.nodeArgs ?? []), cli, "edge", "--port", String(port), ...extraEdge],
     {
       env,
       cwd: REPO_DIR,
@@ -105,6 +107,7 @@ export async function startMcpq(
     "mcpq-worker",
     process.execPath,
     [
+      ...(shape.nodeArgs ?? []),
       cli,
       "worker",
       "--catalog",
