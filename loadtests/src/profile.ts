@@ -94,13 +94,16 @@ if (process.argv[1]?.endsWith("profile.ts")) {
     ...(slots ? { env: { MCPQ_WORKER_CONCURRENCY: slots } } : {}),
   });
   const pids = { edge: stack.target.proc.pid!, worker: stack.target.siblings!.worker! };
-  const [r] = await runSaturation({ ...stack.target, toolName: tool }, {
-    transport,
-    concurrencies: [C],
-    durationMs,
-    warmupMs: 2000,
-    log: (m) => process.stderr.write(`${m}\n`),
-  });
+  const [r] = await runSaturation(
+    { ...stack.target, toolName: tool },
+    {
+      transport,
+      concurrencies: [C],
+      durationMs,
+      warmupMs: 2000,
+      log: (m) => process.stderr.write(`${m}\n`),
+    },
+  );
   // profiles are written when the processes exit: give them time
   await Promise.all(stack.procs.map((p) => p.stop("SIGTERM", 30_000)));
   await nats.stop();
