@@ -30,7 +30,7 @@ interface CpuProfile {
 }
 
 /** Self time (µs) by function and by module, idle / GC / program split out. */
-export function summarise(p: CpuProfile): {
+function summarise(p: CpuProfile): {
   totalUs: number;
   byFunction: [string, number][];
   byModule: [string, number][];

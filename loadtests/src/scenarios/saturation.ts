@@ -33,7 +33,7 @@ export interface SaturationOpts {
 }
 
 /** µs of CPU per verified call for each metered process (`<name>_cpu_pct` → name). */
-export function cpuPerCall(
+function cpuPerCall(
   target: Target,
   cpuPct: number | null,
   extra: Record<string, number | null>,
