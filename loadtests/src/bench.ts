@@ -213,6 +213,10 @@ if (why) {
       await step("bombing http (mcpq)", () =>
         runBombing(t, { transport: "http", capacity: cap, log }),
       );
+      // The overload issue's storm: plain clients (no deadline hints), 4,000 connections, 30 s patience.
+      await step("bombing http plain (mcpq)", () =>
+        runBombing(t, { transport: "http", capacity: cap, plain: true, log }),
+      );
       // The WebSocket storm is offered 10x the WebSocket capacity (its own saturation C=64).
       const capWs = num(
         flags,

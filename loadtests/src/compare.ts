@@ -1,11 +1,12 @@
 /**
  * bench-compare: compare results/latest/report.json with baselines/quick.json per workload_id
  * (and target).
- *   FAIL (exit 1): throughput < baseline −10 %, or p95 / p99 > baseline +10 %
+ *   FAIL (exit 1): throughput < baseline −10 %, or p95 / p99 > baseline +10 %, or CPU per call
+ *                  (any serving process, or their total) > baseline +15 %
  *   WARN:          edge_rss_mib or per_session_kib > baseline +20 %; workload missing from latest
  * bench-accept (`--accept`): copy results/latest/report.json to baselines/quick.json
  *
- * flags: --latest FILE --baseline FILE --tput-tol 0.10 --lat-tol 0.10 --mem-tol 0.20
+ * flags: --latest FILE --baseline FILE --tput-tol 0.10 --lat-tol 0.10 --mem-tol 0.20 --cpu-tol 0.15
  *        --accept [--name quick]
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
@@ -49,6 +50,16 @@ const base = JSON.parse(readFileSync(baselinePath, "utf8")) as Report;
 const tputTol = num(flags, "tput-tol", 0.1);
 const latTol = num(flags, "lat-tol", 0.1);
 const memTol = num(flags, "mem-tol", 0.2);
+const cpuTol = num(flags, "cpu-tol", 0.15);
+
+/** µs of CPU per call by serving process (and `total`); the generator is not the system under test. */
+const cpuPerCall = (w: WorkloadResult): Record<string, number> => {
+  const c = (w.extra?.cpu_us_per_call ?? {}) as Record<string, number | null>;
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(c))
+    if (k !== "generator" && typeof v === "number") out[k] = v;
+  return out;
+};
 
 const key = (w: WorkloadResult) => `${w.target}|${w.workload_id}`;
 const L = new Map(latest.workloads.map((w) => [key(w), w]));
@@ -71,7 +82,7 @@ for (const [k, b] of B) {
   if (!l) {
     rows.push({
       id: k,
-      cells: ["—", "—", "—", "—", "—"],
+      cells: ["—", "—", "—", "—", "—", "—"],
       status: "MISSING",
       notes: ["not in latest run"],
     });
@@ -96,6 +107,16 @@ for (const [k, b] of B) {
     status = "FAIL";
     notes.push(`p99 ${fmtPct(d99)}`);
   }
+  const cl = cpuPerCall(l);
+  const cb = cpuPerCall(b);
+  for (const [proc, v] of Object.entries(cl)) {
+    const d = pct(v, cb[proc]);
+    if (d !== null && d > cpuTol) {
+      status = "FAIL";
+      notes.push(`CPU/call ${proc} ${fmtPct(d)} (${cb[proc]} → ${v} µs)`);
+    }
+  }
+  const dCpu = pct(cl.total, cb.total);
   if (dRss !== null && dRss > memTol) {
     if (status === "OK") status = "WARN";
     notes.push(`edge RSS ${fmtPct(dRss)}`);
@@ -106,20 +127,35 @@ for (const [k, b] of B) {
   }
   rows.push({
     id: k,
-    cells: [fmtPct(dT), fmtPct(d95), fmtPct(d99), fmtPct(dRss), fmtPct(dSes)],
+    cells: [fmtPct(dT), fmtPct(d95), fmtPct(d99), fmtPct(dCpu), fmtPct(dRss), fmtPct(dSes)],
     status,
     notes,
   });
 }
 for (const [k] of L)
   if (!B.has(k))
-    rows.push({ id: k, cells: ["—", "—", "—", "—", "—"], status: "NEW", notes: ["no baseline"] });
+    rows.push({
+      id: k,
+      cells: ["—", "—", "—", "—", "—", "—"],
+      status: "NEW",
+      notes: ["no baseline"],
+    });
 
-const head = ["target|workload", "tput", "p95", "p99", "rss", "KiB/sess", "status", "notes"];
-const widths = [Math.max(16, ...rows.map((r) => r.id.length)), 8, 8, 8, 8, 9, 7, 10];
+const head = [
+  "target|workload",
+  "tput",
+  "p95",
+  "p99",
+  "cpu/call",
+  "rss",
+  "KiB/sess",
+  "status",
+  "notes",
+];
+const widths = [Math.max(16, ...rows.map((r) => r.id.length)), 8, 8, 8, 9, 8, 9, 7, 10];
 const line = (cells: string[]) =>
   cells
-    .map((c, i) => (i === 0 || i === 7 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+    .map((c, i) => (i === 0 || i === 8 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
     .join("  ");
 console.log(
   `latest:   ${latestPath} (${latest.environment?.date}, git ${latest.environment?.git_commit ?? "none"})`,
@@ -128,7 +164,7 @@ console.log(
   `baseline: ${baselinePath} (${base.environment?.date}, git ${base.environment?.git_commit ?? "none"})`,
 );
 console.log(
-  `thresholds: throughput −${tputTol * 100}% / p95,p99 +${latTol * 100}% → FAIL; memory +${memTol * 100}% → WARN\n`,
+  `thresholds: throughput −${tputTol * 100}% / p95,p99 +${latTol * 100}% / CPU per call +${cpuTol * 100}% → FAIL; memory +${memTol * 100}% → WARN\n`,
 );
 console.log(line(head));
 for (const r of rows) console.log(line([r.id, ...r.cells, r.status, r.notes.join("; ")]));

@@ -14,6 +14,8 @@
  * Each mode's figures are the medians over `--rounds` pairs.
  *
  *   pnpm --filter @mcpq/loadtests otel-overhead [--c 64] [--duration 8] [--rounds 3] [--out DIR]
+ *        [--modes tracing-1pct,record-off,...]   (a subset; `record-off`: the worker's traffic
+ *        recording off, MCPQ_RECORD=off — what recording costs per call, issue 17)
  *
  * Goal (issue 15): <= 2 % throughput cost at 1 % sampling, <= 10 % at 100 %.
  */
@@ -91,13 +93,18 @@ const MODES: { id: string; env: Record<string, string> }[] = [
   { id: "access-log-info", env: { MCPQ_ACCESS_LOG_LEVEL: "info" } },
   // A/A control: the same settings as "off" on both sides, showing the pairing's own bias and noise.
   { id: "control-off-vs-off", env: { ...ACCESS_OFF } },
+  // Not observability, the same pairing: the worker's per-call traffic record (MCPQ_REC) off.
+  { id: "record-off", env: { ...ACCESS_OFF, MCPQ_RECORD: "off" } },
 ];
+const wanted = str(flags, "modes", "").split(",").filter(Boolean);
+const modesRun = MODES.slice(1).filter((m) => wanted.length === 0 || wanted.includes(m.id));
 const OTEL_KEYS = [
   "OTEL_EXPORTER_OTLP_ENDPOINT",
   "OTEL_EXPORTER_OTLP_PROTOCOL",
   "OTEL_TRACES_SAMPLER",
   "OTEL_TRACES_SAMPLER_ARG",
   "MCPQ_ACCESS_LOG_LEVEL",
+  "MCPQ_RECORD",
 ];
 
 const stamp = new Date().toISOString().replace(/[:.]/g, "-");
@@ -165,7 +172,7 @@ const natsA = await startNats(logDir);
 const natsB = await startNats(logDir);
 try {
   for (let round = 1; round <= rounds; round++) {
-    for (const mode of MODES.slice(1)) {
+    for (const mode of modesRun) {
       const spansBefore = receiver.spans();
       const off = await stackWith(natsA, MODES[0]!.env);
       const on = await stackWith(natsB, mode.env).catch(async (e: unknown) => {
@@ -236,7 +243,7 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 const pct = (x: number) => `${x >= 0 ? "+" : ""}${x.toFixed(1)} %`;
-const summary = MODES.slice(1).map((m) => {
+const summary = modesRun.map((m) => {
   const mine = pairs.filter((p) => p.mode === m.id);
   const tputCost = median(mine.map((p) => (1 - p.sat_mode / p.sat_off) * 100));
   const cpuCost = median(

@@ -11,7 +11,7 @@
  * common: --transport http|ws   --tool echo
  * saturation: --c 16,64,256 --duration 8 --warmup 1
  * baseline:   --sessions 25 --rate 100 --duration 10
- * flood:      --sessions 2000 --probe 5 --ramp-concurrency 64 --per-address 10000 --ramp-timeout 30
+ * flood:      --sessions 2000 --probe 5 --ramp-concurrency 64 --per-address 900 --ramp-timeout 30
  * bombing:    --capacity N (required) --multiplier 10 --sessions 20 --storm 10 --timeout 5 --grace 1
  *             --connections-per-session 50 (HTTP) --window 1000 (WebSocket)
  * soak:       --capacity N (required) --fraction 0.5 --minutes 1
@@ -106,7 +106,7 @@ switch (scenario) {
         sessions: num(flags, "sessions", 2000),
         probeMs: num(flags, "probe", 5) * 1000,
         rampConcurrency: num(flags, "ramp-concurrency", 64),
-        perAddress: num(flags, "per-address", 10_000),
+        perAddress: num(flags, "per-address", 900),
         rampTimeoutMs: num(flags, "ramp-timeout", 30) * 1000,
       }),
     ];

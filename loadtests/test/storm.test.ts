@@ -4,7 +4,12 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
-import { runStormProcess, type StormConfig, type StormResult } from "../src/storm/storm-proc.js";
+import {
+  runClosedProcess,
+  runStormProcess,
+  type StormConfig,
+  type StormResult,
+} from "../src/storm/storm-proc.js";
 
 /** What the fake server does with tools/call number k (the JSON-RPC id is the schedule index). */
 type Verdict = "ok" | "reject" | "deadline" | "silent";
@@ -198,5 +203,79 @@ describe("storm generator", () => {
     expect(r.classes.rejected).toBe(25);
     expect(r.classes.deadline).toBe(25);
     expect(r.classes.lost).toBe(25);
+  });
+});
+
+describe("closed-loop generator", () => {
+  it("keeps exactly one request per lane in flight, counts only the window, and a plain client states no deadline", async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let calls = 0;
+    const metas: unknown[] = [];
+    server = createServer((req, res) => {
+      void readBody(req).then((body) => {
+        if (req.method === "DELETE") return res.writeHead(200).end();
+        const m = JSON.parse(body) as Call & { method: string };
+        if (m.method === "initialize") {
+          res.writeHead(200, { "content-type": "application/json", "mcp-session-id": `s${m.id}` });
+          return res.end(JSON.stringify({ jsonrpc: "2.0", id: m.id, result: {} }));
+        }
+        if (m.method === "notifications/initialized") return res.writeHead(202).end();
+        calls++;
+        metas.push(m.params._meta);
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        // answer on a later turn, so overlapping requests would be seen
+        setImmediate(() => {
+          inFlight--;
+          res.writeHead(200, { "content-type": "text/event-stream" });
+          res.end(
+            `event: message\ndata: ${JSON.stringify({ jsonrpc: "2.0", id: m.id, result: { content: [{ type: "text", text: m.params.arguments.text }] } })}\n\n`,
+          );
+        });
+      });
+    });
+    const port = await listen(server);
+    const events: string[] = [];
+    let r: StormResult | undefined;
+    await runClosedProcess(
+      {
+        mode: "closed",
+        transport: "http",
+        url: `http://127.0.0.1:${port}/mcp`,
+        toolName: "echo",
+        sessions: 3,
+        lanesPerSession: 1,
+        window: 1,
+        ratePerS: 0,
+        durationMs: 300,
+        warmupMs: 100,
+        timeoutMs: 5000,
+        graceMs: 100,
+        maxHoldMs: 0,
+        payloadBytes: 24,
+        tag: "c",
+        hints: false,
+      },
+      {
+        emit: (kind, payload) => {
+          events.push(kind);
+          if (kind === "RESULT") r = payload as StormResult;
+        },
+        go: Promise.resolve(),
+      },
+    );
+    expect(events).toEqual(["READY", "MEASURE", "END", "RESULT"]);
+    expect(maxInFlight).toBeLessThanOrEqual(3);
+    expect(maxInFlight).toBeGreaterThan(0);
+    // every call was answered correctly; the warm-up's calls are not counted
+    expect(r!.classes.error, JSON.stringify(r!.codes)).toBe(0);
+    expect(r!.classes.ok).toBe(r!.scheduled);
+    expect(r!.classes.ok).toBeLessThan(calls);
+    expect(r!.ok_in_window).toBeLessThanOrEqual(r!.classes.ok);
+    expect(r!.ok_in_window).toBeGreaterThan(0);
+    expect(r!.sent).toBe(calls);
+    // a plain client: no io.mcpq/* hints
+    expect(metas.every((x) => x === undefined)).toBe(true);
   });
 });

@@ -2,7 +2,7 @@
  * Process sampling from /proc: CPU (utime+stime ticks deltas) and RSS.
  * Also reads `process_resident_memory_bytes` from a Prometheus /metrics endpoint.
  */
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { request } from "undici";
 
 const CLK_TCK = 100; // Linux USER_HZ; sysconf(_SC_CLK_TCK) is 100 on every mainstream kernel config.
@@ -17,6 +17,51 @@ function readCpuTicks(pid: number | "self"): number | null {
   } catch {
     return null;
   }
+}
+
+/** `pid` and every process below it (a `--processes N` primary and its forks), from /proc. */
+export function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    const p = out[i]!;
+    try {
+      for (const tid of readdirSync(`/proc/${p}/task`)) {
+        const kids = readFileSync(`/proc/${p}/task/${tid}/children`, "utf8").trim();
+        if (kids) for (const k of kids.split(" ")) out.push(Number(k));
+      }
+    } catch {
+      /* gone, or no children file */
+    }
+  }
+  return out;
+}
+
+/** CPU ticks of `pid` and its descendants (those alive now). */
+function readTreeTicks(pid: number): number | null {
+  let sum = 0;
+  let any = false;
+  for (const p of processTree(pid)) {
+    const t = readCpuTicks(p);
+    if (t !== null) {
+      sum += t;
+      any = true;
+    }
+  }
+  return any ? sum : null;
+}
+
+/** RSS of `pid` and its descendants (a `--processes N` edge: the primary plus its forks). */
+export function readTreeRssBytes(pid: number): number | null {
+  let sum = 0;
+  let any = false;
+  for (const p of processTree(pid)) {
+    const r = readRssBytes(p);
+    if (r !== null) {
+      sum += r;
+      any = true;
+    }
+  }
+  return any ? sum : null;
 }
 
 export function readRssBytes(pid: number | "self"): number | null {
@@ -56,18 +101,26 @@ export async function sampleRss(t: ProcTarget): Promise<number | null> {
   return null;
 }
 
-/** CPU meter: start() then stop() → percent of ONE core (can exceed 100 for multi-threaded processes). */
+/**
+ * CPU meter: start() then stop() → percent of ONE core (can exceed 100 for multi-threaded
+ * processes). A numeric pid counts the process and its descendants, so a `--processes N`
+ * primary is metered with every fork (they are forked before a measurement starts).
+ */
 export class CpuMeter {
   private t0 = 0;
   private c0: number | null = null;
   constructor(private readonly pid: number | "self" | undefined) {}
+  #ticks(): number | null {
+    if (this.pid === undefined) return null;
+    return this.pid === "self" ? readCpuTicks("self") : readTreeTicks(this.pid);
+  }
   start(): void {
     this.t0 = performance.now();
-    this.c0 = this.pid === undefined ? null : readCpuTicks(this.pid);
+    this.c0 = this.#ticks();
   }
   stop(): number | null {
     if (this.pid === undefined || this.c0 === null) return null;
-    const c1 = readCpuTicks(this.pid);
+    const c1 = this.#ticks();
     if (c1 === null) return null;
     const wallS = (performance.now() - this.t0) / 1000;
     if (wallS <= 0) return null;

@@ -45,15 +45,16 @@ export function renderMarkdown(r: Report): string {
         .map((w) => w.in_flight ?? 0),
     ),
   ].sort((a, b) => a - b);
+  L.push(...goalTable(r));
   if (Cs.length) {
     L.push(
       "## Saturation (closed loop, Streamable HTTP): mcpq vs SDK reference vs raw JetStream",
       "",
     );
     L.push(
-      "| C | mcpq msg/s | SDK msg/s | mcpq/SDK | raw JS msg/s | mcpq/raw JS | mcpq p99 | SDK p99 | p99 mcpq/SDK | mcpq cpu % | SDK cpu % |",
+      "| C | mcpq msg/s | SDK msg/s | mcpq/SDK | raw JS msg/s | mcpq/raw JS | mcpq p99 | SDK p99 | p99 mcpq/SDK | mcpq cpu % | SDK cpu % | mcpq CPU µs/call (edge + worker + nats) | SDK CPU µs/call | CPU/call mcpq/SDK |",
     );
-    L.push("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    L.push("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (const C of Cs) {
       const q = m.get(`mcpq|saturation-http-c${C}`);
       const s = m.get(`sdk-reference|saturation-http-c${C}`);
@@ -61,7 +62,8 @@ export function renderMarkdown(r: Report): string {
       L.push(
         `| ${C} | ${q?.throughput_msg_per_s ?? "—"} | ${s?.throughput_msg_per_s ?? "—"} | ${ratio(q?.throughput_msg_per_s, s?.throughput_msg_per_s)} | ` +
           `${raw ? `${raw.throughput_msg_per_s}${raw.in_flight !== C ? ` (C=${raw.in_flight})` : ""}` : "—"} | ${ratio(q?.throughput_msg_per_s, raw?.throughput_msg_per_s)} | ` +
-          `${fmtUs(q?.latency_p99_us)} | ${fmtUs(s?.latency_p99_us)} | ${ratio(q?.latency_p99_us, s?.latency_p99_us)} | ${q?.cpu_pct ?? "—"} | ${s?.cpu_pct ?? "—"} |`,
+          `${fmtUs(q?.latency_p99_us)} | ${fmtUs(s?.latency_p99_us)} | ${ratio(q?.latency_p99_us, s?.latency_p99_us)} | ${q?.cpu_pct ?? "—"} | ${s?.cpu_pct ?? "—"} | ` +
+          `${cpuCell(q)} | ${cpuOf(s, "total") ?? "—"} | ${ratio(cpuOf(q, "total"), cpuOf(s, "total"))} |`,
       );
     }
     L.push("");
@@ -91,6 +93,22 @@ export function renderMarkdown(r: Report): string {
     const crit = (x.criterion ?? {}) as Record<string, unknown>;
     const svc = (k: string) => (x[k] ?? {}) as { p50_us?: number | null; p99_us?: number | null };
     L.push(`## ${b.workload_id} (${b.target})`, "");
+    if (g.plain) {
+      const cc = (x.client_classes ?? {}) as Record<string, number>;
+      const growth = crit.rss_growth_mib as number | null;
+      const adm = x.admitted_p99_us as number | null;
+      const rec = x.recovery_s as number | null;
+      L.push(
+        `Plain clients: no \`io.mcpq/*\` deadline hints, ${Number(g.lanes_per_session) * b.sessions} keep-alive connections over ${b.sessions} sessions, ${Number(g.timeout_ms) / 1000} s client timeout.`,
+        "",
+        "| ok | refused | timed out | other error | never sent | admitted p99 | edge RSS growth | probe recovery |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        `| ${cc.ok} | ${cc.refused} | **${cc.timed_out}** | ${cc.error} | ${cc.never_sent} | ${fmtUs(adm)} | ${growth === null ? "—" : `${Math.round(growth)} MiB`} | ${rec === null ? "not recovered" : `${rec} s`} |`,
+        "",
+        `Goals (issue 17): 0 timed out ${cc.timed_out === 0 ? "yes" : "**no**"}; admitted p99 ≤ 2 s ${adm !== null && adm <= 2e6 ? "yes" : "**no**"}; RSS growth ≤ 128 MiB ${growth !== null && growth <= 128 ? "yes" : "**no**"}; probe back within 2 s ${rec !== null && rec <= 2 ? "yes" : "**no**"}.`,
+        "",
+      );
+    }
     L.push(
       `- offered ${x.offered_rate_msg_per_s}/s (${x.multiplier}× capacity ${x.capacity_msg_per_s}/s) for ${b.duration_s} s over ${b.sessions} sessions; ` +
         `the generator (own process, ${g.cpu_pct}% CPU; ${g.lanes_per_session} lane(s)/session × window ${g.window}) put **${x.achieved_send_rate_msg_per_s}/s** on the wire; answers came back at ${x.answered_rate_msg_per_s}/s`,
@@ -132,6 +150,52 @@ export function renderMarkdown(r: Report): string {
   }
   L.push("![latency vs throughput](chart.svg)", "");
   return L.join("\n");
+}
+
+type W = Report["workloads"][number];
+
+/** µs of CPU per call of one process (or `total`) from a saturation workload. */
+function cpuOf(w: W | undefined, k: string): number | null {
+  const c = (w?.extra?.cpu_us_per_call ?? null) as Record<string, number | null> | null;
+  return c?.[k] ?? null;
+}
+
+function cpuCell(w: W | undefined): string {
+  const t = cpuOf(w, "total");
+  if (t === null) return "—";
+  return `${t} (${cpuOf(w, "edge") ?? "?"} + ${cpuOf(w, "worker") ?? "?"} + ${cpuOf(w, "nats") ?? "?"})`;
+}
+
+/** The issue-17 goal table: mcpq vs the SDK reference at C=64 over Streamable HTTP. */
+function goalTable(r: Report): string[] {
+  const q = r.workloads.find((w) => w.target === "mcpq" && w.workload_id === "saturation-http-c64");
+  const s = r.workloads.find(
+    (w) => w.target === "sdk-reference" && w.workload_id === "saturation-http-c64",
+  );
+  if (!q || !s) return [];
+  const rt = (a: number | null | undefined, b: number | null | undefined) =>
+    a == null || b == null || b === 0 ? null : a / b;
+  const verdict = (v: number | null, ok: (x: number) => boolean) =>
+    v === null ? "—" : ok(v) ? "yes" : "**no**";
+  const tput = rt(q.throughput_msg_per_s, s.throughput_msg_per_s);
+  const p99 = rt(q.latency_p99_us, s.latency_p99_us);
+  const cpu = rt(cpuOf(q, "total"), cpuOf(s, "total"));
+  const edge = rt(cpuOf(q, "edge"), cpuOf(s, "total"));
+  const f = (v: number | null) => (v === null ? "—" : `${v.toFixed(2)}×`);
+  return [
+    "## Goals (issue 17): mcpq vs the SDK reference, closed loop C=64, Streamable HTTP",
+    "",
+    "CPU per call is each serving process's CPU time over the window (`/proc/<pid>/stat` utime + stime, the process and its forks) divided by the verified calls answered in it; it is the robust figure on a shared box, throughput and p99 move with the load average.",
+    "",
+    "| | mcpq | SDK reference | mcpq / SDK | goal | met |",
+    "|---|---:|---:|---:|---:|---|",
+    `| throughput (msg/s) | ${q.throughput_msg_per_s} | ${s.throughput_msg_per_s} | ${f(tput)} | ≥ 1.2× | ${verdict(tput, (x) => x >= 1.2)} |`,
+    `| p99 | ${fmtUs(q.latency_p99_us)} | ${fmtUs(s.latency_p99_us)} | ${f(p99)} | ≤ 1.0× | ${verdict(p99, (x) => x <= 1)} |`,
+    `| CPU µs per call, all serving processes | ${cpuCell(q)} | ${cpuOf(s, "total") ?? "—"} | ${f(cpu)} | ≤ 1.0× | ${verdict(cpu, (x) => x <= 1)} |`,
+    `| CPU µs per call, edge alone | ${cpuOf(q, "edge") ?? "—"} | ${cpuOf(s, "total") ?? "—"} | ${f(edge)} | ≤ 0.4× | ${verdict(edge, (x) => x <= 0.4)} |`,
+    `| load generator CPU µs per call (own process) | ${cpuOf(q, "generator") ?? "—"} | ${cpuOf(s, "generator") ?? "—"} | | | |`,
+    "",
+  ];
 }
 
 /** Latency (log scale) p50/p99 vs throughput, saturation C=16/64/256, mcpq beside the SDK reference. */

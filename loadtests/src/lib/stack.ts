@@ -59,30 +59,65 @@ export function mcpqUnavailable(): string | null {
   return null;
 }
 
-export async function startMcpq(nats: LocalNats, logDir?: string): Promise<Running> {
+/** How to shape one mcpq stack (defaults: one edge and one worker process, catalog `example`). */
+export interface McpqShape {
+  /** `mcpq edge --processes N` */
+  edgeProcesses?: number;
+  /** `mcpq worker --processes N` */
+  workerProcesses?: number;
+  /** worker catalog (default MCPQ_LT_CATALOG or `example`) */
+  catalog?: string;
+  /** settings for both services (e.g. MCPQ_WORKER_CONCURRENCY, MCPQ_MAX_CONNECTIONS) */
+  env?: Record<string, string>;
+  /** the log files' name suffix (several stacks in one results folder) */
+  label?: string;
+  /** node flags for both services (e.g. `--cpu-prof`, which NODE_OPTIONS does not allow) */
+  nodeArgs?: string[];
+}
+
+export async function startMcpq(
+  nats: LocalNats,
+  logDir?: string,
+  shape: McpqShape = {},
+): Promise<Running> {
   const cli = mcpqCliPath();
   const port = await freePort();
-  const env = { ...process.env, MCPQ_NATS_URL: nats.url };
-  const extraEdge = (process.env.MCPQ_LT_EDGE_ARGS ?? "").split(" ").filter(Boolean);
-  const extraWorker = (process.env.MCPQ_LT_WORKER_ARGS ?? "").split(" ").filter(Boolean);
+  const env = { ...process.env, MCPQ_NATS_URL: nats.url, ...(shape.env ?? {}) };
+  const procs = (n: number | undefined) => (n && n > 1 ? ["--processes", String(n)] : []);
+  const extraEdge = [
+    ...procs(shape.edgeProcesses),
+    ...(process.env.MCPQ_LT_EDGE_ARGS ?? "").split(" ").filter(Boolean),
+  ];
+  const extraWorker = [
+    ...procs(shape.workerProcesses),
+    ...(process.env.MCPQ_LT_WORKER_ARGS ?? "").split(" ").filter(Boolean),
+  ];
+  const sfx = shape.label ? `-${shape.label}` : "";
   const edge = startProcess(
     "mcpq-edge",
     process.execPath,
-    [cli, "edge", "--port", String(port), ...extraEdge],
+    [...(shape.nodeArgs ?? []), cli, "edge", "--port", String(port), ...extraEdge],
     {
       env,
       cwd: REPO_DIR,
-      logFile: logDir ? join(logDir, "mcpq-edge.log") : undefined,
+      logFile: logDir ? join(logDir, `mcpq-edge${sfx}.log`) : undefined,
     },
   );
   const worker = startProcess(
     "mcpq-worker",
     process.execPath,
-    [cli, "worker", "--catalog", process.env.MCPQ_LT_CATALOG ?? "example", ...extraWorker],
+    [
+      ...(shape.nodeArgs ?? []),
+      cli,
+      "worker",
+      "--catalog",
+      shape.catalog ?? process.env.MCPQ_LT_CATALOG ?? "example",
+      ...extraWorker,
+    ],
     {
       env,
       cwd: REPO_DIR,
-      logFile: logDir ? join(logDir, "mcpq-worker.log") : undefined,
+      logFile: logDir ? join(logDir, `mcpq-worker${sfx}.log`) : undefined,
     },
   );
   const base = `http://127.0.0.1:${port}`;

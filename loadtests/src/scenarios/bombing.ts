@@ -42,6 +42,13 @@ export interface BombingOpts {
   graceMs?: number;
   /** how long a due request waits for a free generator lane before it counts as held; default 250 ms */
   maxHoldMs?: number;
+  /**
+   * Plain clients (the overload issue's storm): no `io.mcpq/*` deadline hints, 200 connections
+   * per session (4,000 over 20 sessions) spread over source addresses 127.0.0.2… (the edge
+   * bounds the connections of one client address), a 30 s client timeout and no grace. `lost`
+   * is then a request that hung until the client gave up. Id `bombing-http-plain-10x`.
+   */
+  plain?: boolean;
   preStormMs?: number;
   recoveryBoundMs?: number;
   windowMs?: number;
@@ -59,9 +66,11 @@ export async function runBombing(target: Target, o: BombingOpts): Promise<Worklo
   const stormMs = o.stormMs ?? 10_000;
   const windowMs = o.windowMs ?? 200;
   const bound = o.recoveryBoundMs ?? 30_000;
-  const timeoutMs = o.timeoutMs ?? 5000;
-  const graceMs = o.graceMs ?? 1000;
-  const id = `bombing-${o.transport}-${mult}x`;
+  const plain = o.plain === true;
+  const timeoutMs = o.timeoutMs ?? (plain ? 30_000 : 5000);
+  const graceMs = o.graceMs ?? (plain ? 0 : 1000);
+  const lanes = o.transport === "http" ? (o.connectionsPerSession ?? (plain ? 200 : 50)) : 1;
+  const id = `bombing-${o.transport}${plain ? "-plain" : ""}-${mult}x`;
   const stormUrl = o.transport === "http" ? target.mcpUrl : target.wsUrl;
   if (!stormUrl) throw new Error(`${id}: target has no ${o.transport} URL`);
 
@@ -70,7 +79,7 @@ export async function runBombing(target: Target, o: BombingOpts): Promise<Worklo
     url: stormUrl,
     toolName: target.toolName ?? "echo",
     sessions: S,
-    lanesPerSession: o.transport === "http" ? (o.connectionsPerSession ?? 50) : 1,
+    lanesPerSession: lanes,
     window: o.transport === "http" ? 1 : (o.window ?? 1000),
     ratePerS: rate,
     durationMs: stormMs,
@@ -79,6 +88,8 @@ export async function runBombing(target: Target, o: BombingOpts): Promise<Worklo
     maxHoldMs: o.maxHoldMs ?? 250,
     payloadBytes: 32,
     tag: id,
+    hints: !plain,
+    ...(plain ? { sourceAddresses: { first: 2, perAddress: 500 } } : {}),
   });
   const probe = await openSessions(target, o.transport, 16, { connections: 16 });
   try {
@@ -199,7 +210,8 @@ export async function runBombing(target: Target, o: BombingOpts): Promise<Worklo
         achieved_send_rate_msg_per_s: st.achieved_send_rate,
         answered_rate_msg_per_s: st.answered_rate,
         generator: {
-          lanes_per_session: o.transport === "http" ? (o.connectionsPerSession ?? 50) : 1,
+          lanes_per_session: lanes,
+          plain,
           window: o.transport === "http" ? 1 : (o.window ?? 1000),
           timeout_ms: timeoutMs,
           grace_ms: graceMs,
@@ -209,6 +221,16 @@ export async function runBombing(target: Target, o: BombingOpts): Promise<Worklo
           cpu_pct: st.client_cpu_pct,
           send_lag: st.send_lag,
         },
+        // the overload issue's classes: timed out = hung until the client's timeout, or the
+        // server's own -32001
+        client_classes: {
+          ok: c.ok,
+          refused: c.rejected,
+          timed_out: c.lost + c.deadline,
+          error: c.error,
+          never_sent: c.held,
+        },
+        admitted_p99_us: st.ok_service.p99_us,
         ok_service: st.ok_service,
         rejected_service: st.rejected_service,
         pre_storm_p50_us: preP50,

@@ -85,7 +85,9 @@ export async function runFlood(target: Target, o: FloodOpts): Promise<WorkloadRe
         `capping at ${N}. Raise it with e.g. \`ulimit -n 1048576\` (and fs.nr_open / systemd LimitNOFILE) before --full floods.`,
     );
   }
-  const perAddr = o.perAddress ?? 10_000;
+  // under the edge's MCPQ_MAX_CONNECTIONS_PER_CLIENT (1,000 by default): a flood from one address
+  // measured the per-client bound (1,000 of 2,000 WebSocket sessions refused), not per-session memory
+  const perAddr = o.perAddress ?? 900;
   const nAddr = Math.max(1, Math.ceil(N / perAddr));
   const addrs = Array.from(
     { length: nAddr },

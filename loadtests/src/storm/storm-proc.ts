@@ -68,6 +68,28 @@ export interface StormConfig {
   maxHoldMs: number;
   payloadBytes: number;
   tag: string;
+  /**
+   * `open` (default): the rate on a timestamp grid above. `closed`: every lane keeps exactly one
+   * request in flight (the next is sent when its answer arrives) for `warmupMs` + `durationMs`;
+   * `ratePerS` and `maxHoldMs` are unused, latency counts from the send. The saturation
+   * scenario's generator: the same lean lanes, in their own process, so the generator's own
+   * CPU (an undici pool, per-request timers, an SSE parser) is not taken from the server's cores.
+   */
+  mode?: "open" | "closed";
+  /** closed mode: requests started before this much time has passed are not counted */
+  warmupMs?: number;
+  /**
+   * Whether each call states its budget in `_meta["io.mcpq/timeoutMs"]` and
+   * `_meta["io.mcpq/deadline"]` (default true). `false` is a plain client: the server only
+   * learns its patience from the connection closing (`timeoutMs` after the send).
+   */
+  hints?: boolean;
+  /**
+   * Spread the lanes over source addresses 127.0.0.`first`, .`first+1`, …, `perAddress` lanes
+   * each (an edge bounds the connections of one client address; real plain clients come from
+   * many). Unset: the kernel's choice (127.0.0.1).
+   */
+  sourceAddresses?: { first: number; perAddress: number };
 }
 
 type StormClass = "ok" | "rejected" | "deadline" | "error" | "lost" | "held";
@@ -92,6 +114,9 @@ export interface StormResult {
   max_held: number;
   sessions_opened: number;
   client_cpu_pct: number;
+  /** closed mode: ok answers that came inside the measured window, and its length */
+  ok_in_window?: number;
+  window_s?: number;
 }
 
 interface HistSummary {
@@ -184,7 +209,7 @@ interface LaneHooks {
 }
 
 /** Minimal HTTP/1.1 response reader (Content-Length or chunked); one response at a time. */
-class HttpResponseReader {
+export class HttpResponseReader {
   #buf: Buffer = Buffer.alloc(0);
 
   push(chunk: Buffer): void {
@@ -298,12 +323,18 @@ class HttpLane implements Lane {
     private readonly host: string,
     private readonly port: number,
     private readonly hooks: LaneHooks,
+    private readonly localAddress?: string,
   ) {}
 
   connect(): Promise<void> {
     if (this.#connecting) return this.#connecting;
     this.#connecting = new Promise<void>((resolve, reject) => {
-      const s = connect({ host: this.host, port: this.port, noDelay: true });
+      const s = connect({
+        host: this.host,
+        port: this.port,
+        noDelay: true,
+        ...(this.localAddress ? { localAddress: this.localAddress } : {}),
+      });
       s.once("connect", () => {
         this.#sock = s;
         this.#connecting = undefined;
@@ -566,12 +597,29 @@ function initializeBody(id: number): string {
   });
 }
 
-async function openHttpSession(cfg: StormConfig, u: URL, hooks: LaneHooks): Promise<SessionLanes> {
+/** The source address of the generator's lane number `lane` (all sessions counted), if spread. */
+function sourceAddress(cfg: StormConfig, lane: number): string | undefined {
+  const a = cfg.sourceAddresses;
+  if (!a) return undefined;
+  const n = a.first + Math.floor(lane / Math.max(1, a.perAddress));
+  if (n > 254) throw new Error(`lane ${lane}: source addresses run past 127.0.0.254`);
+  return `127.0.0.${n}`;
+}
+
+async function openHttpSession(
+  cfg: StormConfig,
+  u: URL,
+  hooks: LaneHooks,
+  index: number,
+): Promise<SessionLanes> {
   const host = u.hostname;
   const port = Number(u.port || 80);
   const path = u.pathname + u.search;
   const s: SessionLanes = { id: undefined, lanes: [], fifo: [], head: 0 };
-  for (let i = 0; i < cfg.lanesPerSession; i++) s.lanes.push(new HttpLane(s, host, port, hooks));
+  for (let i = 0; i < cfg.lanesPerSession; i++)
+    s.lanes.push(
+      new HttpLane(s, host, port, hooks, sourceAddress(cfg, index * cfg.lanesPerSession + i)),
+    );
   const first = s.lanes[0] as HttpLane;
   const init = await first.exchange("POST", path, HTTP_HEADERS, initializeBody(0));
   const sid = init.headers.get("mcp-session-id");
@@ -591,8 +639,17 @@ async function openHttpSession(cfg: StormConfig, u: URL, hooks: LaneHooks): Prom
   return s;
 }
 
-async function openWsSession(cfg: StormConfig, hooks: LaneHooks): Promise<SessionLanes> {
-  const ws = new WebSocket(cfg.url, "mcp", { perMessageDeflate: false, handshakeTimeout: 10_000 });
+async function openWsSession(
+  cfg: StormConfig,
+  hooks: LaneHooks,
+  index: number,
+): Promise<SessionLanes> {
+  const localAddress = sourceAddress(cfg, index);
+  const ws = new WebSocket(cfg.url, "mcp", {
+    perMessageDeflate: false,
+    handshakeTimeout: 10_000,
+    ...(localAddress ? { localAddress } : {}),
+  });
   await new Promise<void>((resolve, reject) => {
     ws.once("open", () => resolve());
     ws.once("error", reject);
@@ -617,6 +674,173 @@ async function openWsSession(cfg: StormConfig, hooks: LaneHooks): Promise<Sessio
   const s: SessionLanes = { id: "ws", lanes: [], fifo: [], head: 0 };
   s.lanes.push(new WsLane(s, ws, cfg.window, hooks));
   return s;
+}
+
+/** Opens `cfg.sessions` sessions (each with its lanes), reports READY, builds the request heads. */
+async function openSessions(
+  cfg: StormConfig,
+  u: URL,
+  hooks: LaneHooks,
+  io: { emit(kind: "READY", payload: unknown): void },
+): Promise<SessionLanes[]> {
+  const sessions: SessionLanes[] = [];
+  const opened = await Promise.allSettled(
+    Array.from({ length: cfg.sessions }, (_, i) =>
+      cfg.transport === "http" ? openHttpSession(cfg, u, hooks, i) : openWsSession(cfg, hooks, i),
+    ),
+  );
+  const openErrors: string[] = [];
+  for (const r of opened) {
+    if (r.status === "fulfilled") sessions.push(r.value);
+    else openErrors.push(String((r.reason as Error)?.message ?? r.reason));
+  }
+  io.emit("READY", { sessions: sessions.length, errors: openErrors.slice(0, 5) });
+  if (sessions.length === 0) throw new Error(`no session opened: ${openErrors[0]}`);
+  if (cfg.transport === "http")
+    for (const s of sessions)
+      s.requestHead = requestHead("POST", u.pathname + u.search, u.hostname, Number(u.port || 80), {
+        ...HTTP_HEADERS,
+        "mcp-session-id": s.id!,
+      });
+  return sessions;
+}
+
+function textMaker(cfg: StormConfig): (k: number) => string {
+  const pad = "x".repeat(Math.max(0, cfg.payloadBytes));
+  return (k) => `${cfg.tag}:${k}:${pad}`.slice(0, Math.max(cfg.payloadBytes, 16));
+}
+
+/** The tools/call body of request `k`; with hints, stating `budget` ms as timeout and deadline. */
+function bodyMaker(cfg: StormConfig): (k: number, text: string, budget: number) => string {
+  const head = `{"jsonrpc":"2.0","id":`;
+  const mid = `,"method":"tools/call","params":{"name":"${cfg.toolName}","arguments":{"text":"`;
+  if (cfg.hints === false) return (k, text) => `${head}${k}${mid}${text}"}}}`;
+  return (k, text, budget) =>
+    `${head}${k}${mid}${text}"},"_meta":{"${TIMEOUT_META}":${budget},"${DEADLINE_META}":${Date.now() + budget}}}}`;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* closed loop                                                                                 */
+
+/**
+ * Closed loop over every lane: one request in flight per lane (per HTTP connection, or per
+ * WebSocket with `window` 1) from GO until `warmupMs + durationMs`; a lane whose answer comes
+ * after that stops. Emits `MEASURE` when the warm-up ends and `END` when the window ends (the
+ * parent meters the servers' CPU between the two), then `RESULT` once every lane is idle.
+ */
+export async function runClosedProcess(
+  cfg: StormConfig,
+  io: {
+    emit(kind: "READY" | "MEASURE" | "END" | "RESULT", payload: unknown): void;
+    go: Promise<void>;
+  },
+): Promise<void> {
+  const u = new URL(cfg.url);
+  assertLoopback(u.hostname);
+  const t = new Tally();
+  const textOf = textMaker(cfg);
+  const bodyOf = bodyMaker(cfg);
+  let seq = 0;
+  let sent = 0;
+  let busy = 0;
+  let okInWindow = 0;
+  let tMeasure = Infinity;
+  let tEnd = Infinity;
+  let resolveDone: () => void = () => undefined;
+  const done = new Promise<void>((r) => (resolveDone = r));
+
+  const dispatch = (lane: Lane, now: number) => {
+    const k = seq++;
+    const text = textOf(k);
+    const body = bodyOf(k, text, cfg.timeoutMs);
+    busy++;
+    sent++;
+    const f: Flight = {
+      k,
+      scheduled: now,
+      sentAt: now,
+      giveUpAt: now + cfg.timeoutMs + cfg.graceMs,
+      text,
+    };
+    lane.send(
+      f,
+      cfg.transport === "http"
+        ? `${lane.session.requestHead}${Buffer.byteLength(body)}\r\n\r\n${body}`
+        : body,
+    );
+  };
+  const next = (lane: Lane) => {
+    const now = performance.now();
+    if (now < tEnd && lane.free()) dispatch(lane, now);
+    else if (busy === 0 && now >= tEnd) resolveDone();
+  };
+  const hooks: LaneHooks = {
+    settle(f, c, code, lane) {
+      busy--;
+      const now = performance.now();
+      if (f.sentAt >= tMeasure) {
+        t.answered++;
+        if (c === "ok") {
+          t.okService.record((now - f.sentAt) * 1000);
+          if (now <= tEnd) okInWindow++;
+        } else if (c === "rejected") t.rejService.record((now - f.sentAt) * 1000);
+        t.add(c, code);
+      }
+      next(lane);
+    },
+    ready: (lane) => next(lane),
+  };
+  const sessions = await openSessions(cfg, u, hooks, io);
+  const lanes = sessions.flatMap((s) => s.lanes);
+  await io.go;
+  const start = performance.now();
+  tMeasure = start + (cfg.warmupMs ?? 0);
+  tEnd = tMeasure + cfg.durationMs;
+  let cpu0 = process.cpuUsage();
+  let wall0 = performance.now();
+  const measure = setTimeout(() => {
+    cpu0 = process.cpuUsage();
+    wall0 = performance.now();
+    io.emit("MEASURE", {});
+  }, tMeasure - start);
+  let cpu = cpu0;
+  let wall = 0;
+  const end = setTimeout(() => {
+    cpu = process.cpuUsage(cpu0);
+    wall = performance.now() - wall0;
+    io.emit("END", {});
+    if (busy === 0) resolveDone();
+  }, tEnd - start);
+  const sweep = setInterval(() => {
+    const now = performance.now();
+    for (const l of lanes) l.sweep(now);
+  }, SWEEP_MS);
+  for (const l of lanes) dispatch(l, start);
+  await done;
+  clearTimeout(measure);
+  clearTimeout(end);
+  clearInterval(sweep);
+  const result: StormResult = {
+    scheduled: t.settled,
+    sent,
+    classes: t.classes,
+    codes: t.codes,
+    offered_rate: 0,
+    achieved_send_rate: Math.round(t.settled / (cfg.durationMs / 1000)),
+    answered_rate: Math.round(t.answered / (cfg.durationMs / 1000)),
+    ok_latency: summary(t.okService),
+    ok_service: summary(t.okService),
+    rejected_service: summary(t.rejService),
+    send_lag: summary(t.sendLag),
+    max_in_flight: lanes.length,
+    max_held: 0,
+    sessions_opened: sessions.length,
+    client_cpu_pct: wall > 0 ? Math.round(((cpu.user + cpu.system) / 1000 / wall) * 1000) / 10 : 0,
+    ok_in_window: okInWindow,
+    window_s: cfg.durationMs / 1000,
+  };
+  io.emit("RESULT", result);
+  await closeSessions(cfg, sessions, u.pathname + u.search, u.hostname, Number(u.port || 80));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -645,7 +869,6 @@ export async function runStormProcess(
   let interval = 0;
   let resolveDone: () => void = () => undefined;
   const done = new Promise<void>((r) => (resolveDone = r));
-  const pad = "x".repeat(Math.max(0, cfg.payloadBytes));
   const path = u.pathname + u.search;
   const host = u.hostname;
   const port = Number(u.port || 80);
@@ -672,31 +895,12 @@ export async function runStormProcess(
   };
 
   const hooks: LaneHooks = { settle, ready: (l) => pump(l.session) };
-  const sessions: SessionLanes[] = [];
-  const opened = await Promise.allSettled(
-    Array.from({ length: cfg.sessions }, () =>
-      cfg.transport === "http" ? openHttpSession(cfg, u, hooks) : openWsSession(cfg, hooks),
-    ),
-  );
-  const openErrors: string[] = [];
-  for (const r of opened) {
-    if (r.status === "fulfilled") sessions.push(r.value);
-    else openErrors.push(String((r.reason as Error)?.message ?? r.reason));
-  }
-  io.emit("READY", { sessions: sessions.length, errors: openErrors.slice(0, 5) });
-  if (sessions.length === 0) throw new Error(`no session opened: ${openErrors[0]}`);
+  const sessions = await openSessions(cfg, u, hooks, io);
   await io.go;
 
   const S = sessions.length;
-  const textOf = (k: number) => `${cfg.tag}:${k}:${pad}`.slice(0, Math.max(cfg.payloadBytes, 16));
-  const bodyOf = (k: number, text: string, budget: number) =>
-    `{"jsonrpc":"2.0","id":${k},"method":"tools/call","params":{"name":"${cfg.toolName}","arguments":{"text":"${text}"},"_meta":{"${TIMEOUT_META}":${budget},"${DEADLINE_META}":${Date.now() + budget}}}}`;
-  if (cfg.transport === "http")
-    for (const s of sessions)
-      s.requestHead = requestHead("POST", path, host, port, {
-        ...HTTP_HEADERS,
-        "mcp-session-id": s.id!,
-      });
+  const textOf = textMaker(cfg);
+  const bodyOf = bodyMaker(cfg);
 
   const dispatch = (s: SessionLanes, lane: Lane, k: number, now: number) => {
     const sch = t0 + k * interval;
@@ -867,10 +1071,10 @@ if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split("/").pop()
       process.stderr.write("storm: hard time limit reached\n");
       process.exit(3);
     },
-    cfg.durationMs + cfg.timeoutMs + cfg.graceMs + 120_000,
+    (cfg.warmupMs ?? 0) + cfg.durationMs + cfg.timeoutMs + cfg.graceMs + 120_000,
   );
   hardStop.unref();
-  runStormProcess(cfg, { emit, go }).then(
+  (cfg.mode === "closed" ? runClosedProcess : runStormProcess)(cfg, { emit, go }).then(
     () => process.exit(0),
     (e: unknown) => {
       process.stderr.write(`storm: ${(e as Error)?.stack ?? String(e)}\n`);

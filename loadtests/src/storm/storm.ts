@@ -15,6 +15,8 @@ export interface StormHandle {
   ready: Promise<{ sessions: number; errors: string[] }>;
   /** start offering load */
   go(): void;
+  /** closed mode: the warm-up ended (the measured window starts) */
+  measuring: Promise<void>;
   /** the last request was scheduled (the storm stops) */
   ended: Promise<void>;
   /** every request settled */
@@ -32,6 +34,7 @@ export function startStorm(cfg: StormConfig): StormHandle {
   });
   let onReady!: (v: { sessions: number; errors: string[] }) => void;
   let onEnd!: () => void;
+  let onMeasure!: () => void;
   let onResult!: (r: StormResult) => void;
   const failures: ((e: Error) => void)[] = [];
   const ready = new Promise<{ sessions: number; errors: string[] }>((res, rej) => {
@@ -42,12 +45,16 @@ export function startStorm(cfg: StormConfig): StormHandle {
     onEnd = res;
     failures.push(rej);
   });
+  const measuring = new Promise<void>((res, rej) => {
+    onMeasure = res;
+    failures.push(rej);
+  });
   const result = new Promise<StormResult>((res, rej) => {
     onResult = res;
     failures.push(rej);
   });
   // callers may not await every promise; a failure is reported through the ones they do
-  for (const p of [ready, ended, result]) p.catch(() => undefined);
+  for (const p of [ready, ended, measuring, result]) p.catch(() => undefined);
   const fail = (e: Error) => failures.forEach((f) => f(e));
   createInterface({ input: child.stdout }).on("line", (line) => {
     const sp = line.indexOf(" ");
@@ -55,11 +62,13 @@ export function startStorm(cfg: StormConfig): StormHandle {
     const payload = sp > 0 ? (JSON.parse(line.slice(sp + 1)) as unknown) : undefined;
     if (kind === "READY") onReady(payload as { sessions: number; errors: string[] });
     else if (kind === "END") onEnd();
+    else if (kind === "MEASURE") onMeasure();
     else if (kind === "RESULT") onResult(payload as StormResult);
   });
-  child.on("exit", (code, sig) =>
-    fail(new Error(`storm generator exited (${code ?? sig}) before finishing`)),
-  );
+  child.on("exit", (code, sig) => {
+    process.off("exit", kill);
+    fail(new Error(`storm generator exited (${code ?? sig}) before finishing`));
+  });
   child.on("error", (e) => fail(e));
   const kill = () => {
     if (child.exitCode === null) child.kill("SIGKILL");
@@ -69,6 +78,7 @@ export function startStorm(cfg: StormConfig): StormHandle {
     ready,
     go: () => child.stdin.write("GO\n"),
     ended,
+    measuring,
     result,
     pid: child.pid ?? 0,
     kill,
