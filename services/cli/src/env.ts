@@ -47,6 +47,8 @@ const CliEnvSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]+$/, "expected letters, digits, _ or -")
     .optional(),
+  /** `mcpq status`: edges (comma-separated URLs) to read /metrics from when no `--edge` is given. */
+  MCPQ_STATUS_EDGES: z.string().optional(),
   /** `mcpq stdio`: bearer token when `--token` is not given. */
   MCPQ_TOKEN: z.string().optional(),
   /** `mcpq replay` and boot errors: print the stack of an unexpected error. */

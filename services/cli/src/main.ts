@@ -30,10 +30,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   worker: async () => (await import("./commands/worker.js")).run,
   stdio: async () => (await import("./commands/stdio.js")).stdio,
   replay: async () => (await import("./commands/replay.js")).replay,
-  status: async () => {
-    const { status } = await import("./commands/status.js");
-    return (argv) => status(argv);
-  },
+  status: async () => (await import("./commands/status.js")).status,
   // `mcpq nats` (helper broker's command) reads its own settings from the raw environment.
   nats: async () => {
     const { nats } = await import("./commands/nats.js");

@@ -266,13 +266,49 @@ describe("mcpq replay: record SDK traffic, replay it, diff it, export fixtures",
     expect(errorsOnly.code).toBe(3);
 
     const noWorker = await runCli(
-      ["replay", "--since", "10m", "--against", "nobody", "--diff"],
+      ["replay", "--since", "10m", "--against", "nobody", "--diff", "--wait-workers", "0"],
       env,
     );
     expect(noWorker.code).toBe(4);
     expect(noWorker.stderr).toContain('no live worker in pool "nobody"');
     const usage = await runCli(["replay", "--since", "yesterday", "--diff"], env);
     expect(usage.code).toBe(2);
+    const badWait = await runCli(["replay", "--diff", "--wait-workers", "soon"], env);
+    expect(badWait.code).toBe(2);
+    expect(badWait.stderr).toContain(
+      '--wait-workers must be a number of seconds 0-3600, not "soon"',
+    );
+  });
+
+  it("a replay started before its pool's worker (`mcpq worker … &` then `mcpq replay`) waits for it", async ({
+    nats,
+  }) => {
+    let stderr = "";
+    const run = runCli(
+      ["replay", "--since", "10m", "--against", "late", "--diff", "--wait-workers", "600"],
+      env,
+      (s) => (stderr = s),
+    );
+    await eventually(
+      () => stderr.includes('waiting up to 600 s for a live worker in pool "late"'),
+      {
+        what: "the replay waiting for pool late",
+        timeoutMs: 120_000,
+      },
+    );
+    // A shadow worker, so the edge keeps routing client traffic to pool main.
+    const late = await startTestWorker(nats.url, "late", { MCPQ_WORKER_SHADOW: "on" }, [
+      CATALOGS["example"]!,
+      shopCatalog,
+    ]);
+    try {
+      const r = await run;
+      expect(r.stdout).toMatch(/unchanged\s+7/);
+      expect(r.stdout).toContain("RESULT: SAME");
+      expect(r.code, r.stderr).toBe(0);
+    } finally {
+      await late.close();
+    }
   });
 
   it("exported fixtures replay in a vitest test (and fail against the candidate)", async () => {

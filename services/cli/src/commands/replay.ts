@@ -1,4 +1,5 @@
 import { readFile, writeFile } from "node:fs/promises";
+import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import {
   BusEnvSchema,
@@ -24,6 +25,7 @@ import {
   selectionFilterSubject,
   toSavedSelection,
   writeFixtures,
+  type ReplayReport,
   type ResolvedSelection,
   type Selection,
 } from "@mcpq/replay";
@@ -60,6 +62,8 @@ Replay options:
   --rate N[/s]         at most N requests started per second
   --concurrency N      at most N requests in flight (default 16)
   --timeout MS         per-request deadline (default 30000)
+  --wait-workers S     wait up to S seconds for a live worker in each target pool, e.g. one just
+                       started in the background (default 10; 0 = exit 4 at once)
   --ignore PATH        response path expected to vary, e.g. result.structuredContent.now, **.timestamp (repeatable)
   --force              also replay side-effecting tools (replayable: false / destructiveHint)
   --json               print the report as JSON on stdout
@@ -130,22 +134,25 @@ export async function replay(
       );
     }
     if (!replaying) return;
-    const report = await replayRecords(bus!, records, {
-      ...(v.against !== undefined ? { against: v.against } : {}),
-      pace: v.pace as "original" | "fast",
-      ...(v.rate !== undefined ? { rate: positive(v.rate.replace(/\/s$/, ""), "--rate") } : {}),
-      concurrency: positive(v.concurrency, "--concurrency"),
-      timeoutMs: positive(v.timeout, "--timeout"),
-      ignore: v.ignore ?? [],
-      force: v.force === true,
-      onWarning: (m) => process.stderr.write(`mcpq replay: warning: ${m}\n`),
-      onItem: (item, done, total) =>
-        progress(
-          `[${done}/${total}] ${item.status.toUpperCase().padEnd(9)} ${item.record.method} ${item.record.target}` +
-            (item.replayMs !== undefined ? ` ${item.replayMs.toFixed(1)} ms` : "") +
-            (item.reason ? ` — ${item.reason}` : ""),
-        ),
-    });
+    const waitMs = seconds(v["wait-workers"], "--wait-workers") * 1000;
+    const report = await whenLive(waitMs, progress, () =>
+      replayRecords(bus!, records, {
+        ...(v.against !== undefined ? { against: v.against } : {}),
+        pace: v.pace as "original" | "fast",
+        ...(v.rate !== undefined ? { rate: positive(v.rate.replace(/\/s$/, ""), "--rate") } : {}),
+        concurrency: positive(v.concurrency, "--concurrency"),
+        timeoutMs: positive(v.timeout, "--timeout"),
+        ignore: v.ignore ?? [],
+        force: v.force === true,
+        onWarning: (m) => process.stderr.write(`mcpq replay: warning: ${m}\n`),
+        onItem: (item, done, total) =>
+          progress(
+            `[${done}/${total}] ${item.status.toUpperCase().padEnd(9)} ${item.record.method} ${item.record.target}` +
+              (item.replayMs !== undefined ? ` ${item.replayMs.toFixed(1)} ms` : "") +
+              (item.reason ? ` — ${item.reason}` : ""),
+          ),
+      }),
+    );
     console.log(
       v.json
         ? JSON.stringify(reportToJson(report), null, 2)
@@ -194,6 +201,7 @@ function parse(argv: string[]) {
       rate: { type: "string" },
       concurrency: { type: "string", default: "16" },
       timeout: { type: "string", default: "30000" },
+      "wait-workers": { type: "string", default: "10" },
       ignore: { type: "string", multiple: true },
       force: { type: "boolean" },
       json: { type: "boolean" },
@@ -217,6 +225,7 @@ async function buildSelection(v: Values): Promise<ResolvedSelection> {
   if (v.rate !== undefined) positive(v.rate.replace(/\/s$/, ""), "--rate");
   positive(v.concurrency, "--concurrency");
   positive(v.timeout, "--timeout");
+  seconds(v["wait-workers"], "--wait-workers");
   for (const flag of ["since", "until"] as const) {
     const t = v[flag];
     if (t === undefined) continue;
@@ -311,4 +320,43 @@ function positive(value: string, flag: string): number {
   if (!Number.isFinite(n) || n <= 0)
     throw new UsageError(`${flag} must be a positive number, not ${JSON.stringify(value)}`);
   return n;
+}
+
+/** `--wait-workers`: seconds (`10` or `10s`), 0 allowed, at most an hour. */
+function seconds(value: string, flag: string): number {
+  const n = Number(value.replace(/s$/, ""));
+  if (value.trim() === "" || !Number.isFinite(n) || n < 0 || n > 3600)
+    throw new UsageError(
+      `${flag} must be a number of seconds 0-3600, not ${JSON.stringify(value)}`,
+    );
+  return n;
+}
+
+/**
+ * Runs a replay, trying again while a target pool has no live worker, for at most `waitMs`: a
+ * worker started just before (`mcpq worker --pool candidate … &` then `mcpq replay --against
+ * candidate`) needs a moment to register. replayRecords throws NoWorkersError before it sends
+ * anything, so another try never sends a request twice.
+ */
+async function whenLive(
+  waitMs: number,
+  progress: (msg: string) => void,
+  run: () => Promise<ReplayReport>,
+): Promise<ReplayReport> {
+  const deadline = Date.now() + waitMs;
+  let told = false;
+  for (;;) {
+    try {
+      return await run();
+    } catch (err) {
+      if (!(err instanceof NoWorkersError) || Date.now() >= deadline) throw err;
+      if (!told) {
+        progress(
+          `waiting up to ${waitMs / 1000} s for a live worker in pool ${JSON.stringify(err.pool)} (--wait-workers) ...`,
+        );
+        told = true;
+      }
+      await sleep(Math.min(250, Math.max(1, deadline - Date.now())));
+    }
+  }
 }

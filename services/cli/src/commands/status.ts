@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { STREAMS, connectBus, type Bus } from "@mcpq/bus";
+import type { CliEnv } from "../env.js";
 
 const STATUS_USAGE = `mcpq status — pools, workers, queue, rates and circuits at a glance (no Grafana needed)
 
@@ -324,7 +325,10 @@ function renderStatus(s: StatusSnapshot): string {
 }
 
 /** `mcpq status ...`: prints a snapshot (or redraws one per interval with --watch). */
-export async function status(argv: string[]): Promise<void> {
+export async function status(
+  argv: string[],
+  env: Readonly<Pick<CliEnv, "MCPQ_NATS_URL" | "MCPQ_STATUS_EDGES">>,
+): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -347,7 +351,7 @@ export async function status(argv: string[]): Promise<void> {
     process.exitCode = 2;
     return;
   }
-  const fromEnv = (process.env["MCPQ_STATUS_EDGES"] ?? "")
+  const fromEnv = (env.MCPQ_STATUS_EDGES ?? "")
     .split(",")
     .map((x) => x.trim())
     .filter(Boolean);
@@ -365,7 +369,7 @@ export async function status(argv: string[]): Promise<void> {
       return;
     }
   }
-  const url = process.env["MCPQ_NATS_URL"] ?? "nats://127.0.0.1:4222";
+  const url = env.MCPQ_NATS_URL;
   let bus: Bus;
   try {
     bus = await connectBus({ url, name: "mcpq-status", provision: false, batchWrites: false });

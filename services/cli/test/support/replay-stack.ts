@@ -77,9 +77,11 @@ export async function sdkClient(url: string) {
 const CLI = fileURLToPath(new URL("../../dist/main.js", import.meta.url));
 
 /** Runs the built CLI (`node services/cli/dist/main.js ...`) as a child process. */
+/** Runs the built CLI; `onStderr` sees all stderr so far each time more arrives (to wait on progress). */
 export function runCli(
   args: string[],
   env: Record<string, string>,
+  onStderr?: (stderrSoFar: string) => void,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
@@ -89,7 +91,10 @@ export function runCli(
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      onStderr?.(stderr);
+    });
     child.once("error", reject);
     child.once("exit", (code) => resolve({ code, stdout, stderr }));
   });
