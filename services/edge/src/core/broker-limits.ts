@@ -28,14 +28,19 @@ export function withBrokerLimits(
   if (!maxPayload || maxPayload <= 0) return cfg;
   const brokerLimit = Math.max(1024, maxPayload - ENVELOPE_HEADROOM_BYTES);
   if (cfg.maxMessageBytes > 0 && cfg.maxMessageBytes <= brokerLimit) return cfg;
-  log.warn(
+  // Only the envelope's room taken off (the defaults: 4 MiB bodies, 4 MiB stream messages) is
+  // expected; a configured limit above what the broker takes at all deserves a warning.
+  const level = cfg.maxMessageBytes > maxPayload ? "warn" : "info";
+  log[level](
     {
       configured: cfg.maxMessageBytes,
       brokerMaxPayload: serverMax,
       streamMaxMessage: bus.limits.maxMessageBytes,
       effective: brokerLimit,
     },
-    "MCPQ_MAX_BODY_BYTES exceeds what the broker takes (max_payload, MCPQ_MAX_MESSAGE_BYTES); single messages are held to the broker's limit",
+    level === "warn"
+      ? "MCPQ_MAX_BODY_BYTES exceeds what the broker takes (max_payload, MCPQ_MAX_MESSAGE_BYTES); single messages are held to the broker's limit"
+      : "single messages are held to the broker's limit less the envelope's room",
   );
   return Object.freeze({ ...cfg, maxMessageBytes: brokerLimit });
 }
