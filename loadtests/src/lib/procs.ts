@@ -4,7 +4,7 @@
  * (normal exit, exception, SIGINT/SIGTERM/SIGHUP).
  */
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
-import { rmSync, createWriteStream, type WriteStream } from "node:fs";
+import { createWriteStream, type WriteStream } from "node:fs";
 import { findNatsServer, startLocalNats, type LocalNats } from "@mcpq/nats-launcher";
 import { join } from "node:path";
 
@@ -18,7 +18,6 @@ export interface Managed {
 }
 
 const children = new Set<Managed>();
-const tempDirs = new Set<string>();
 let hooksInstalled = false;
 
 function killAllSync(): void {
@@ -30,14 +29,6 @@ function killAllSync(): void {
     }
   }
   children.clear();
-  for (const d of tempDirs) {
-    try {
-      rmSync(d, { recursive: true, force: true });
-    } catch {
-      /* ignore */
-    }
-  }
-  tempDirs.clear();
 }
 
 export function installExitHooks(): void {
