@@ -33,7 +33,17 @@ function expectClean(r: FaultResult): void {
   const c = r.ledger.counts;
   // Calls before the fault and after the repair were answered correctly.
   expect(c.ok).toBeGreaterThan(0);
-  expect(r.recovered, "calls succeed again after the repair").toBe(true);
+  // On failure the message says what the calls after the repair were (class counts, the last 20).
+  const after = r.ledger.timeline.filter((t) => t.at > r.repairedAt);
+  const tally: Record<string, number> = {};
+  for (const t of after) tally[t.cls] = (tally[t.cls] ?? 0) + 1;
+  expect(
+    r.recovered,
+    `calls succeed again after the repair: ${after.length} calls after it ${JSON.stringify(tally)}, last 20 ${after
+      .slice(-20)
+      .map((t) => t.cls)
+      .join(",")}; counts ${JSON.stringify(c)}`,
+  ).toBe(true);
   expect({
     lost: c.lost,
     wrong: c.wrong,
