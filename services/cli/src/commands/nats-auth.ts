@@ -4,6 +4,9 @@ import { join } from "node:path";
 import { brokerUsers, type BrokerUser } from "@mcpq/bus";
 import { confVariable } from "@mcpq/nats-launcher";
 
+/** A generated password nats-server reads back as a string from its environment. */
+const SAFE_PASSWORD = /^[A-Za-z][A-Za-z0-9_-]{15,}$/;
+
 /** The environment variable a generated server config reads a user's password from. */
 function passwordVariable(user: string): string {
   return `MCPQ_NATS_${user.toUpperCase().replace(/[^A-Z0-9]/g, "_")}_PASSWORD`;
@@ -50,7 +53,10 @@ export async function ensureRoleSecrets(
     } catch {
       password = "";
     }
-    if (!password) password = randomBytes(24).toString("base64url");
+    // nats-server parses a `$VARIABLE` from the environment as a config value: one starting with a
+    // digit or `-` is read as a number and the server refuses to start (base64url did that now
+    // and then). A letter first and hex after is always a plain string, never a keyword.
+    if (!SAFE_PASSWORD.test(password)) password = `p${randomBytes(24).toString("hex")}`;
     await writeFile(file, roleEnv(user, password), { mode: 0o600 });
     await chmod(file, 0o600);
     vars[passwordVariable(user)] = password;
