@@ -22,6 +22,15 @@ class BrokerUnreachable extends Error {
 }
 
 /**
+ * Error an abandoned publish rejects with: the broker went down while its PubAck was awaited, so
+ * the request may be stored after all. Named like nats.js's timeout, which is how
+ * `publishMayHaveLanded` and `publishFailure` recognise it (not by its text).
+ */
+class PubAckAbandoned extends Error {
+  override readonly name = "TimeoutError";
+}
+
+/**
  * The edge's view of whether the broker can serve clients now. Down at once when the NATS
  * connection drops (status `disconnect`), or when a probe (MCPQ_REQ's stream info, answered by
  * that stream's leader) fails or goes unanswered for `unavailableMs`; a probe runs when a client's broker operation
@@ -159,7 +168,7 @@ export class BrokerHealth {
         reject(
           kind === "kv"
             ? this.refusal()
-            : new BrokerUnreachable("broker disconnected; timed out waiting for the publish ack"),
+            : new PubAckAbandoned("broker disconnected while the publish ack was awaited"),
         );
       this.#waiting.add(abandon);
       p.then(
