@@ -25,7 +25,7 @@ const API_ATTEMPTS = 6;
 /**
  * Runs one idempotent provisioning step (read the current state, change what differs), again
  * while the JetStream API fails only for now — a timeout or a leader election, which a cluster
- * scaling a stream or losing a node goes through — backing off 250 ms, 500 ms, … (about 15 s in
+ * scaling a stream or losing a node goes through — backing off 250 ms, 500 ms, … (under 8 s in
  * all). A step that timed out may have been applied: it starts again from reading the state.
  */
 export async function whileTransient<T>(
