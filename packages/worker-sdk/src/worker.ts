@@ -483,13 +483,9 @@ export class Worker {
       // Never run work nobody waits for: the edge has already answered with a timeout.
       metrics?.expired();
       // A task its dead worker left (the client polls it): failed, not `working` until its TTL.
-      // Only a redelivery of a task tool can have made one: a first delivery never ran, so
-      // expired requests under overload are acked without a KV lookup each.
-      if (
-        m.info.deliveryCount > 1 &&
-        env.targetKind === "tool" &&
-        this.#tools.get(env.target)?.task !== undefined
-      )
+      // Only a task tool can have made one, so other expired requests (a storm's backlog) are
+      // acked without a KV lookup each.
+      if (env.targetKind === "tool" && this.#tools.get(env.target)?.task !== undefined)
         await abandonTask(this.#tasks(), env).catch((err: unknown) =>
           this.#log.warn({ err }, "could not fail an abandoned task"),
         );
