@@ -746,6 +746,9 @@ export async function runClosedProcess(
   let okInWindow = 0;
   let tMeasure = Infinity;
   let tEnd = Infinity;
+  // set by the END timer: a lane that goes idle after tEnd but before that timer has fired (a
+  // late timer on a busy machine) must not finish the run before END is emitted
+  let ended = false;
   let resolveDone: () => void = () => undefined;
   const done = new Promise<void>((r) => (resolveDone = r));
 
@@ -772,7 +775,7 @@ export async function runClosedProcess(
   const next = (lane: Lane) => {
     const now = performance.now();
     if (now < tEnd && lane.free()) dispatch(lane, now);
-    else if (busy === 0 && now >= tEnd) resolveDone();
+    else if (busy === 0 && ended) resolveDone();
   };
   const hooks: LaneHooks = {
     settle(f, c, code, lane) {
@@ -808,6 +811,7 @@ export async function runClosedProcess(
   const end = setTimeout(() => {
     cpu = process.cpuUsage(cpu0);
     wall = performance.now() - wall0;
+    ended = true;
     io.emit("END", {});
     if (busy === 0) resolveDone();
   }, tEnd - start);
