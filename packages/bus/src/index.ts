@@ -34,6 +34,7 @@ export {
 } from "./envelope.js";
 export { DEFAULT_BUS_LIMITS } from "./limits.js";
 export { connectBus, type Bus } from "./connection.js";
+export { distinctKeys } from "./kv-keys.js";
 export { ensurePoolConsumer } from "./pool.js";
 export { openCacheBucket, provision } from "./provision.js";
 export { Correlator } from "./correlator.js";

@@ -1,5 +1,6 @@
 import type { ToolDescriptor } from "@mcpq/protocol";
 import {
+  distinctKeys,
   isErrorResponse,
   parsePathPatterns,
   type Bus,
@@ -245,7 +246,7 @@ interface PoolCatalog {
 async function poolCatalog(bus: Bus, pool: string): Promise<PoolCatalog> {
   const out: PoolCatalog = { workers: 0, routable: 0, tools: new Map() };
   const keys: string[] = [];
-  for await (const k of await bus.kv.registry.keys(`${pool}.*`)) keys.push(k);
+  for await (const k of distinctKeys(bus.kv.registry, `${pool}.*`)) keys.push(k);
   for (const k of keys) {
     const e = await bus.kv.registry.get(k);
     if (!e || e.operation !== "PUT") continue;

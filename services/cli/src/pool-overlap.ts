@@ -1,4 +1,4 @@
-import type { Bus } from "@mcpq/bus";
+import { distinctKeys, type Bus } from "@mcpq/bus";
 import type { Catalog } from "@mcpq/protocol";
 
 /** What `findOverlaps` reads of a registry entry (`mcpq_registry`, key `<pool>.<workerId>`). */
@@ -45,7 +45,7 @@ export function findOverlaps(mine: AdvertisedPool, others: Iterable<AdvertisedPo
 /** Every live entry of the worker registry (entries that fail to parse are skipped). */
 export async function readRegistry(bus: Bus): Promise<AdvertisedPool[]> {
   const out: AdvertisedPool[] = [];
-  for await (const key of await bus.kv.registry.keys()) {
+  for await (const key of distinctKeys(bus.kv.registry)) {
     const e = await bus.kv.registry.get(key);
     if (!e || e.operation !== "PUT") continue;
     try {

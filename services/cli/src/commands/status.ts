@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { STREAMS, connectBus, type Bus } from "@mcpq/bus";
+import { STREAMS, connectBus, distinctKeys, type Bus } from "@mcpq/bus";
 import type { CliEnv } from "../env.js";
 
 const STATUS_USAGE = `mcpq status — pools, workers, queue, rates and circuits at a glance (no Grafana needed)
@@ -154,7 +154,7 @@ async function collectStatus(
     p.waitingPulls = ci.num_waiting;
   }
   const now = Date.now();
-  for await (const key of await bus.kv.registry.keys()) {
+  for await (const key of distinctKeys(bus.kv.registry)) {
     const e = await bus.kv.registry.get(key).catch(() => null);
     if (!e || e.operation !== "PUT") continue;
     let entry: {

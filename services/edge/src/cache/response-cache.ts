@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import {
+  distinctKeys,
   EDGE_CACHE_QUEUE_GROUP,
   REPLAY_PRINCIPAL,
   cacheInvalidateContract,
@@ -297,7 +298,7 @@ export class ResponseCache implements ResultCache {
     try {
       let n = 0;
       for (const f of filters) {
-        for await (const k of await l2.keys(f)) {
+        for await (const k of distinctKeys(l2, f)) {
           await l2.purge(k);
           n++;
         }

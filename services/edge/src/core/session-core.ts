@@ -34,6 +34,7 @@ import {
   type RequestId,
 } from "@mcpq/protocol";
 import {
+  distinctKeys,
   EDGE_QUEUE_GROUP,
   idGenerator,
   STANDALONE_STREAM,
@@ -1043,7 +1044,7 @@ export class SessionCore {
   async end(session: SessionRecord): Promise<void> {
     await this.sessions.delete(session);
     this.#router.forget(session.id);
-    for await (const k of await this.#bus.kv.subscriptions.keys(`*.${session.id}`)) {
+    for await (const k of distinctKeys(this.#bus.kv.subscriptions, `*.${session.id}`)) {
       await this.#bus.kv.subscriptions.purge(k);
     }
   }
@@ -1055,7 +1056,7 @@ export class SessionCore {
         method: "notifications/resources/updated",
         params: { uri },
       });
-      for await (const key of await this.#bus.kv.subscriptions.keys(subscriptionPrefix(uri))) {
+      for await (const key of distinctKeys(this.#bus.kv.subscriptions, subscriptionPrefix(uri))) {
         const session = key.slice(key.indexOf(".") + 1);
         await this.#bus.js.publish(subjects.outbound(session, STANDALONE_STREAM), json, {
           headers: outboundHeaders("notification", eventId(STANDALONE_STREAM, nextEventToken())),
