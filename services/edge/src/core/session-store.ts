@@ -103,8 +103,11 @@ export class SessionStore {
   }
 
   async create(rec: SessionRecord): Promise<void> {
-    await this.#kv.put(`s.${rec.id}`, JSON.stringify(rec));
-    await this.#kv.put(indexKey(rec), "");
+    // independent keys: one round trip for both (a session open is on the ramp of every client)
+    await Promise.all([
+      this.#kv.put(`s.${rec.id}`, JSON.stringify(rec)),
+      this.#kv.put(indexKey(rec), ""),
+    ]);
     this.#remember(rec);
   }
 
@@ -232,11 +235,16 @@ export class SessionStore {
     const stored = await this.#change(rec.id, apply, { retry: true });
     if (!stored) throw sessionGone();
     Object.assign(rec, stored);
-    await this.#refreshIndex(stored);
     this.bus.nc.publish(sessionChangedContract.subject, sessionChangedContract.encode(rec.id));
     // The client may send its next request to another edge as soon as this one answers: make
     // sure the eviction has reached the server first (e.g. logging/setLevel, then tools/call).
-    await this.bus.nc.flush();
+    // A session younger than the touch interval has fresh keys (the index written by `create`,
+    // a subscription's key by `subscribe` just before): `notifications/initialized` right after
+    // `initialize` needs no second write of them.
+    await Promise.all([
+      Date.now() - stored.createdAt < this.#touchEveryMs ? undefined : this.#refreshIndex(stored),
+      this.bus.nc.flush(),
+    ]);
   }
 
   /** Ends a session everywhere: later requests with its id get 404 on every edge. */
