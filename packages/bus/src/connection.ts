@@ -20,6 +20,8 @@ export interface Bus {
   readonly limits: Readonly<BusLimits>;
   /** Whether the server was a JetStream cluster at connect (what provisioning needs to know: `ProvisionOptions.clustered`). */
   readonly clustered: boolean;
+  /** The prefix of this connection's reply subjects (`ConnectBusOptions.inboxPrefix`, default `_INBOX`). */
+  readonly inboxPrefix: string;
   readonly kv: {
     sessions: KV;
     registry: KV;
@@ -99,6 +101,7 @@ export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
       jsm,
       limits,
       clustered: p.clustered,
+      inboxPrefix: opts.inboxPrefix ?? "_INBOX",
       kv,
       get connected() {
         return connected && !nc.isClosed();

@@ -17,16 +17,8 @@ export const H = {
   target: "Mcpq-Target",
   targetKind: "Mcpq-Target-Kind",
   edge: "Mcpq-Edge",
-  worker: "Mcpq-Worker",
   event: "Mcpq-Event",
   receivedAt: "Mcpq-Received-At",
-  /** Record messages (MCPQ_REC) only: the request's method, pool, run timing and outcome. */
-  method: "Mcpq-Method",
-  pool: "Mcpq-Pool",
-  startedAt: "Mcpq-Started-At",
-  durationMs: "Mcpq-Duration-Ms",
-  outcome: "Mcpq-Outcome",
-  replayable: "Mcpq-Replayable",
   /** W3C trace context (the client's, or the edge's producer span when tracing is on). */
   traceparent: "traceparent",
   tracestate: "tracestate",

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
-import { H, setEnvelopeHeaders } from "./envelope.js";
+import { H } from "./envelope.js";
 import { subjects, type TargetKind } from "./subjects.js";
 
 /**
@@ -8,10 +8,8 @@ import { subjects, type TargetKind } from "./subjects.js";
  * envelope it ran under. Workers produce it (worker-sdk `createRecorder`), `mcpq replay` and the
  * testkit fixtures consume it; a fixture file is these objects, one per line (JSONL).
  *
- * Subject: `mcpq.rec.<pool>.<kind>.<target>` (`subjects.record`). Headers: the request envelope
- * (`H.session`, `H.principal`, `H.target`, ...) plus `H.worker`, `H.pool`, `H.method`,
- * `H.startedAt`, `H.durationMs`, `H.outcome`, `H.replayable`; `Nats-Msg-Id` is the request id, so
- * a redelivered request is stored once per duplicate window. Retention: MCPQ_REC_MAX_AGE_MS /
+ * Subject: `mcpq.rec.<pool>.<kind>.<target>` (`subjects.record`). Header: `Nats-Msg-Id`, the
+ * request id, so a redelivered request is stored once per duplicate window. Retention: MCPQ_REC_MAX_AGE_MS /
  * MCPQ_REC_MAX_BYTES (discard old). Never acked or redelivered: readers use ordered consumers.
  */
 export const RECORD_VERSION = 1;
@@ -87,16 +85,14 @@ export function recordSubject(r: Pick<RequestRecord, "pool" | "targetKind" | "ta
   return subjects.record(r.pool, r.targetKind, r.target);
 }
 
-/** Headers of a record message: the request envelope plus worker identity, timing and outcome. */
-export function recordHeaders(r: RequestRecord): MsgHdrs {
-  const h = setEnvelopeHeaders(natsHeaders(), r);
-  h.append(H.worker, r.workerId);
-  h.append(H.pool, r.pool);
-  h.append(H.method, r.method);
-  h.append(H.startedAt, String(r.startedAt));
-  h.append(H.durationMs, String(r.durationMs));
-  h.append(H.outcome, r.outcome);
-  h.append(H.replayable, String(r.replayable));
+/**
+ * Headers of a record message: only `Nats-Msg-Id` (the request id), so a redelivered request is
+ * stored once per duplicate window. Everything else is in the body; readers never need headers,
+ * and 15 envelope headers per record were 4 % of a worker's CPU.
+ */
+export function recordHeaders(r: Pick<RequestRecord, "requestId">): MsgHdrs {
+  const h = natsHeaders();
+  h.set(H.msgId, r.requestId);
   return h;
 }
 

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { silentLogger, type Logger } from "@mcpq/protocol";
 import {
   REDACTED,
@@ -102,6 +103,20 @@ export interface Recorder {
   readonly inFlight: number;
 }
 
+/** How long a record's PubAck may take before the record counts as failed. */
+const ACK_TIMEOUT_MS = 5_000;
+
+const UTF8 = new TextDecoder();
+
+/** A JetStream PubAck (`{stream, seq}`) or its error; null when the reply is not JSON. */
+function pubAckOf(data: Uint8Array): { error?: unknown } | null {
+  try {
+    return JSON.parse(UTF8.decode(data)) as { error?: unknown };
+  } catch {
+    return null;
+  }
+}
+
 /** Keys whose values are always masked, at any depth. */
 const ALWAYS_MASKED_KEYS = /^(authorization|proxy-authorization)$/i;
 /**
@@ -121,13 +136,13 @@ const BEARER = /\b(Bearer)\s+[A-Za-z0-9\-._~+/]+=*/gi;
 
 /**
  * Builds the recorder a worker calls after each finished request. It publishes one record per
- * request to MCPQ_REC with `js.publish` and does not wait for the PubAck on the response path (the
- * worker calls it after the response is published and the request acked). JetStream publish
- * rather than core publish: a full or missing MCPQ_REC, or an oversized record, then shows up as
- * a counted, logged failure instead of vanishing silently, and `Nats-Msg-Id` dedups redeliveries.
- * The cost — one pending PubAck per record — is bounded by `maxInFlight`; beyond it records are
- * dropped, never queued, so recording cannot grow a worker's memory or slow its answers.
- * Requests of replay runs (`replay-*` sessions) are never recorded.
+ * request to MCPQ_REC and does not wait for the PubAck on the response path (the worker calls it
+ * after the response is published and the request acked). A JetStream publish (a reply subject
+ * for the PubAck) rather than a bare one: a full or missing MCPQ_REC, or an oversized record,
+ * then shows up as a counted, logged failure instead of vanishing silently, and `Nats-Msg-Id`
+ * dedups redeliveries. The PubAcks awaited at once are bounded by `maxInFlight`; beyond it
+ * records are dropped, never queued, so recording cannot grow a worker's memory or slow its
+ * answers. Requests of replay runs (`replay-*` sessions) are never recorded.
  */
 export function createRecorder(opts: RecorderOptions): Recorder {
   const { bus } = opts;
@@ -139,7 +154,13 @@ export function createRecorder(opts: RecorderOptions): Recorder {
   const maxInFlight = opts.maxInFlight ?? 512;
   const maxBytes = recordMaxBytes(bus.limits.maxMessageBytes);
   const random = opts.random ?? Math.random;
-  const pending = new Set<Promise<void>>();
+  // Record PubAcks come back on one subscription, matched by a token in the reply subject: no
+  // request object, promise or timer per record (nats.js's js.publish made each one a request
+  // with its own timeout). One sweep per second gives up on PubAcks older than the timeout.
+  const inbox = `${bus.inboxPrefix}.rec-${randomBytes(8).toString("hex")}`;
+  const pending = new Map<number, number>(); // token -> sent at (ms), in send order
+  let token = 0;
+  let drained: (() => void)[] = [];
   let lastWarn = 0;
   const warn = (obj: Record<string, unknown>, msg: string) => {
     // A broken MCPQ_REC must not flood the log at request rate.
@@ -149,6 +170,38 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     log.warn(obj, msg);
   };
   const count = (r: RecordResult) => opts.metrics?.record(r);
+  const settled = () => {
+    if (pending.size > 0 || drained.length === 0) return;
+    const waiters = drained;
+    drained = [];
+    for (const w of waiters) w();
+  };
+  bus.nc.subscribe(`${inbox}.*`, {
+    callback: (err, m) => {
+      if (!pending.delete(Number(m?.subject.slice(inbox.length + 1)))) return; // given up already
+      const ack = err || m.headers?.hasError ? null : pubAckOf(m.data);
+      if (ack && !ack.error) count("stored");
+      else {
+        count("failed");
+        warn(
+          { err: err ?? ack?.error ?? m.headers?.description ?? "no PubAck" },
+          "record publish failed",
+        );
+      }
+      settled();
+    },
+  });
+  const sweep = setInterval(() => {
+    const cutoff = Date.now() - ACK_TIMEOUT_MS;
+    for (const [t, at] of pending) {
+      if (at > cutoff) break;
+      pending.delete(t);
+      count("failed");
+      warn({ timeoutMs: ACK_TIMEOUT_MS }, "record publish failed: no PubAck in time");
+    }
+    settled();
+  }, 1_000);
+  sweep.unref();
 
   const recorder = ((entry: RecordEntry) => {
     if (isReplaySession(entry.envelope.session)) return;
@@ -172,22 +225,24 @@ export function createRecorder(opts: RecorderOptions): Recorder {
       );
       return count("dropped");
     }
-    const p = bus.js
-      .publish(recordSubject(record), data, { headers: recordHeaders(record), timeout: 5_000 })
-      .then(
-        () => count("stored"),
-        (err: unknown) => {
-          count("failed");
-          warn({ err }, "record publish failed");
-        },
-      )
-      .finally(() => pending.delete(p));
-    pending.add(p);
+    const t = token++;
+    pending.set(t, Date.now());
+    try {
+      bus.nc.publish(recordSubject(record), data, {
+        reply: `${inbox}.${t}`,
+        headers: recordHeaders(record),
+      });
+    } catch (err) {
+      pending.delete(t);
+      count("failed");
+      warn({ err }, "record publish failed");
+    }
   }) as Recorder;
   recorder.flush = async (timeoutMs = 5_000) => {
+    if (pending.size === 0) return;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      Promise.allSettled([...pending]),
+      new Promise<void>((r) => drained.push(r)),
       new Promise<void>((r) => {
         timer = setTimeout(r, timeoutMs);
         timer.unref();
@@ -216,26 +271,31 @@ export function toRecord(
   opts: { redact: readonly PathPattern[]; notifications: boolean; secrets?: boolean },
 ): RequestRecord {
   const env = entry.envelope;
-  const params = entry.request.params === undefined ? undefined : jsonClone(entry.request.params);
-  const response: RequestRecord["response"] = entry.response
-    ? entry.response.error
-      ? { error: jsonClone(entry.response.error) }
-      : { result: jsonClone(entry.response.result ?? {}) }
-    : null;
-  const notifications =
-    opts.notifications && entry.notifications?.length ? jsonClone(entry.notifications) : undefined;
-
-  const masked: string[] = [];
+  const secretKeys = opts.secrets !== false;
   const paramPatterns = opts.redact.filter((p) => !startsWithResponseKey(p));
   const responsePatterns = opts.redact.filter(
     (p) => startsWithResponseKey(p) || p.segments[0]?.k === "deep",
   );
+  // Copied only when something in it may be masked: most calls carry no secret, and the copy
+  // (a JSON round trip) was the largest part of building a record.
+  const copy = <T>(v: T, patterns: readonly PathPattern[]): T =>
+    patterns.length > 0 || hasSecrets(v, secretKeys) ? jsonClone(v) : v;
+  const params =
+    entry.request.params === undefined ? undefined : copy(entry.request.params, paramPatterns);
+  const response: RequestRecord["response"] = entry.response
+    ? entry.response.error
+      ? { error: copy(entry.response.error, responsePatterns) }
+      : { result: copy(entry.response.result ?? {}, responsePatterns) }
+    : null;
+  const notifications =
+    opts.notifications && entry.notifications?.length ? copy(entry.notifications, []) : undefined;
+
+  const masked: string[] = [];
   const under = (label: string) => (p: string) =>
     p.startsWith("[") ? `${label}${p}` : `${label}.${p}`;
   if (params) masked.push(...maskAtPaths(params, paramPatterns, REDACTED).map(under("params")));
   if (response)
     masked.push(...maskAtPaths(response, responsePatterns, REDACTED).map(under("response")));
-  const secretKeys = opts.secrets !== false;
   if (params) masked.push(...maskSecrets(params, "params", secretKeys));
   if (response) masked.push(...maskSecrets(response, "response", secretKeys));
   notifications?.forEach((n, i) =>
@@ -282,31 +342,54 @@ function startsWithResponseKey(p: PathPattern): boolean {
  */
 function maskSecrets(root: unknown, label: string, secretKeys: boolean): string[] {
   const out: string[] = [];
-  const walk = (node: unknown, path: string) => {
-    if (node === null || typeof node !== "object") return;
+  walkSecrets(root, label, secretKeys, (obj, k, here, masked) => {
+    obj[k] = masked;
+    out.push(here);
+    return false;
+  });
+  return out;
+}
+
+/** Whether `maskSecrets` would mask anything under `root` (reads only; stops at the first). */
+function hasSecrets(root: unknown, secretKeys: boolean): boolean {
+  let found = false;
+  walkSecrets(root, "", secretKeys, () => (found = true));
+  return found;
+}
+
+/**
+ * Visits every value `maskSecrets` masks: `hit(obj, key, path, maskedValue)`; a `hit` returning
+ * true stops the walk.
+ */
+function walkSecrets(
+  root: unknown,
+  label: string,
+  secretKeys: boolean,
+  hit: (obj: Record<string, unknown>, k: string, here: string, masked: unknown) => boolean,
+): void {
+  const walk = (node: unknown, path: string): boolean => {
+    if (node === null || typeof node !== "object") return false;
     const obj = node as Record<string, unknown>;
+    const array = Array.isArray(node);
     for (const k of Object.keys(obj)) {
-      const here = Array.isArray(node) ? `${path}[${k}]` : `${path}.${k}`;
+      const here = array ? `${path}[${k}]` : `${path}.${k}`;
       const v = obj[k];
       if (
-        !Array.isArray(node) &&
+        !array &&
         (ALWAYS_MASKED_KEYS.test(k) || (secretKeys && isSecretKey(k))) &&
         v !== REDACTED
       ) {
-        obj[k] = REDACTED;
-        out.push(here);
+        if (hit(obj, k, here, REDACTED)) return true;
       } else if (typeof v === "string") {
+        BEARER.lastIndex = 0;
         if (BEARER.test(v)) {
           BEARER.lastIndex = 0;
-          obj[k] = v.replace(BEARER, `$1 ${REDACTED}`);
-          out.push(here);
+          if (hit(obj, k, here, v.replace(BEARER, `$1 ${REDACTED}`))) return true;
         }
         BEARER.lastIndex = 0;
-      } else {
-        walk(v, here);
-      }
+      } else if (walk(v, here)) return true;
     }
+    return false;
   };
   walk(root, label);
-  return out;
 }
