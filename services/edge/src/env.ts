@@ -65,6 +65,11 @@ export const EdgeEnvSchema = z.object({
   MCPQ_MAX_TASK_WAITS: int(1_000),
   MCPQ_SSE_KEEPALIVE_MS: int(15_000),
   MCPQ_SSE_RETRY_MS: int(1_000),
+  /**
+   * How long a POST's SSE stream may hold its status line and priming event for the response
+   * (ms; 0 = write them at once): a response within it leaves with them in one socket write.
+   */
+  MCPQ_SSE_HOLD_MS: int(50),
   /** Transports besides Streamable HTTP (docs/transports.md): WebSocket `/ws`, legacy SSE `/sse`, raw TCP, gRPC. */
   MCPQ_ENABLE_WS: flag(true),
   MCPQ_ENABLE_SSE: flag(true),
@@ -262,6 +267,7 @@ function configFromEnv(e: EdgeEnv, httpPort: number, edgeId: string) {
     maxTaskWaits: e.MCPQ_MAX_TASK_WAITS,
     sseKeepaliveMs: e.MCPQ_SSE_KEEPALIVE_MS,
     sseRetryMs: e.MCPQ_SSE_RETRY_MS,
+    sseHoldMs: e.MCPQ_SSE_HOLD_MS,
     enableWs: e.MCPQ_ENABLE_WS,
     enableSse: e.MCPQ_ENABLE_SSE,
     enableTcp: e.MCPQ_ENABLE_TCP,

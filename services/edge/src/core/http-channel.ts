@@ -45,8 +45,12 @@ const SESSION_HEADER = "mcp-session-id";
  * queued; `finish` sends the last message and ends the stream.
  */
 export interface HttpStream extends StreamSink {
-  /** Writes the status line and headers, a priming event when `primingEventId` is given, and what was queued. */
-  open(headers: Record<string, string>, primingEventId?: string): void;
+  /**
+   * Writes the status line and headers, a priming event when `primingEventId` is given, and what
+   * was queued. `answerDue`: a request's stream whose response is expected soon; the transport
+   * may hold the head briefly so both leave in one write (MCPQ_SSE_HOLD_MS).
+   */
+  open(headers: Record<string, string>, primingEventId?: string, answerDue?: boolean): void;
   finish(msg: OutboundMessage): void;
   end(): void;
   /** Ends the connection after telling the client to reconnect in `retryMs` (the transport's default when undefined). */
@@ -417,6 +421,7 @@ export class HttpPostChannel extends Channel {
     sse.open(
       { [SESSION_HEADER]: session.id },
       supportsPriming(session.protocolVersion) ? primingEventId(streamId) : undefined,
+      true,
     );
     // The response ends the stream when it comes; a request that ends unanswered (cancelled, or
     // an answer only parked for a resume) ends it here.

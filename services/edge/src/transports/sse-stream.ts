@@ -37,6 +37,9 @@ export class SseStream implements StreamSink {
   #reconnectOnOpen: { retryMs: number | undefined } | undefined;
   /** `finish()` came before `open()`: the stream ends once its queued messages are out. */
   #finishOnOpen = false;
+  /** Status line, headers and priming event not written yet: held for the first message (see `open`). */
+  #head: { headers: Record<string, string>; priming: string } | undefined;
+  #hold: NodeJS.Timeout | undefined;
   readonly #account: BufferAccount | undefined;
   #queuedBytes = 0;
   readonly #sendBuffer: SendBuffer;
@@ -73,46 +76,77 @@ export class SseStream implements StreamSink {
     return this.#closed ? Promise.resolve() : new Promise((r) => this.#closeWaiters.push(r));
   }
 
-  open(headers: Record<string, string>, primingEventId?: string, retryMs?: number): void {
+  /**
+   * Opens the stream: status line, headers, the priming event (with `retryMs`) and what was
+   * queued. With `holdMs`, a stream that has nothing to send yet holds its head up to that long
+   * for the first message, so a quick response leaves with the head in one socket write (one
+   * write per call instead of two); after `holdMs` the head goes out alone, as without it.
+   */
+  open(
+    headers: Record<string, string>,
+    primingEventId?: string,
+    retryMs?: number,
+    holdMs = 0,
+  ): void {
     if (this.#closed || this.#opened) return;
-    this.res.writeHead(200, {
-      "content-type": "text/event-stream",
-      "cache-control": "no-cache, no-transform",
-      // A client that sent `Connection: close` is answered so (Node then closes after the stream).
-      connection: this.res.shouldKeepAlive ? "keep-alive" : "close",
-      "x-accel-buffering": "no",
-      ...headers,
-    });
     this.#opened = true;
-    // Headers, priming event and queued messages leave in one write (uncorked next tick).
-    this.res.cork();
-    process.nextTick(() => {
-      this.res.uncork();
-      // Nothing written yet (a resumed stream with nothing to replay): send the headers anyway.
-      if (!this.res.writableEnded) this.res.flushHeaders();
-    });
-    if (primingEventId !== undefined) {
-      this.#resumable = true;
+    if (primingEventId !== undefined) this.#resumable = true;
+    this.#head = {
+      headers,
       // SEP-1699 priming event: an id the client can resume from, no data.
-      this.res.write(`id: ${primingEventId}\n${retryMs ? `retry: ${retryMs}\n` : ""}data: \n\n`);
-    }
-    // Queued messages go out as one burst, unchecked: a reader offered nothing yet is not slow
-    // (the queue is bounded by maxQueued); the send-buffer rule applies from the next message.
+      priming:
+        primingEventId === undefined
+          ? ""
+          : `id: ${primingEventId}\n${retryMs ? `retry: ${retryMs}\n` : ""}data: \n\n`,
+    };
     const queued = this.#queue;
     this.#queue = [];
     this.#queuedBytes = 0;
-    for (const m of queued) this.res.write(frameOf(m), this.#flushed);
-    this.#report();
-    if (this.#finishOnOpen) return this.end();
+    if (holdMs > 0 && queued.length === 0 && !this.#finishOnOpen && !this.#reconnectOnOpen) {
+      this.#hold = setTimeout(() => this.#writeHead(), holdMs);
+    } else {
+      this.#writeHead();
+      // Queued messages go out as one burst, unchecked: a reader offered nothing yet is not slow
+      // (the queue is bounded by maxQueued); the send-buffer rule applies from the next message.
+      for (const m of queued) this.res.write(frameOf(m), this.#flushed);
+      this.#report();
+      if (this.#finishOnOpen) return this.end();
+    }
     if (this.opts.keepaliveMs > 0) {
       this.#keepalive = setInterval(() => {
-        if (!this.#closed) this.res.write(": keepalive\n\n");
+        if (this.#closed) return;
+        this.#writeHead();
+        this.res.write(": keepalive\n\n");
       }, this.opts.keepaliveMs);
       this.#keepalive.unref();
     }
     const pending = this.#reconnectOnOpen;
     this.#reconnectOnOpen = undefined;
     if (pending) this.reconnect(pending.retryMs);
+  }
+
+  /** Writes the held head (once); what is written in the same tick leaves with it in one write. */
+  #writeHead(): void {
+    const head = this.#head;
+    if (!head) return;
+    this.#head = undefined;
+    clearTimeout(this.#hold);
+    if (this.#closed) return;
+    this.res.writeHead(200, {
+      "content-type": "text/event-stream",
+      "cache-control": "no-cache, no-transform",
+      // A client that sent `Connection: close` is answered so (Node then closes after the stream).
+      connection: this.res.shouldKeepAlive ? "keep-alive" : "close",
+      "x-accel-buffering": "no",
+      ...head.headers,
+    });
+    this.res.cork();
+    process.nextTick(() => {
+      this.res.uncork();
+      // Nothing written yet (a resumed stream with nothing to replay): send the headers anyway.
+      if (!this.res.writableEnded) this.res.flushHeaders();
+    });
+    if (head.priming) this.res.write(head.priming);
   }
 
   send(msg: OutboundMessage): void {
@@ -151,12 +185,14 @@ export class SseStream implements StreamSink {
   /** Asks the client to reconnect after `retryMs` and closes the connection (the stream stays resumable). */
   closeWithRetry(retryMs: number): void {
     if (this.#closed) return;
+    this.#writeHead();
     this.res.write(`retry: ${retryMs}\n\n`);
     this.end();
   }
 
   end(): void {
     if (this.#closed) return;
+    this.#writeHead();
     this.res.end();
     this.#markClosed();
   }
@@ -172,6 +208,7 @@ export class SseStream implements StreamSink {
       this.#finishOnOpen = !this.#closed;
       return;
     }
+    this.#writeHead();
     this.res.end(frameOf(msg));
     this.#markClosed();
   }
@@ -186,6 +223,7 @@ export class SseStream implements StreamSink {
 
   /** Writes one message unless the socket still holds more than the bound: then cuts the reader off. */
   #write(m: OutboundMessage): void {
+    this.#writeHead();
     if (!this.#sendBuffer.admit()) return;
     this.res.write(frameOf(m), this.#flushed);
     this.#report();
@@ -199,6 +237,7 @@ export class SseStream implements StreamSink {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#keepalive);
+    clearTimeout(this.#hold);
     this.#sendBuffer.close();
     this.#queue = [];
     this.#queuedBytes = 0;

@@ -17,6 +17,7 @@ export interface StreamableHttpOptions {
     | "allowedOrigins"
     | "sseKeepaliveMs"
     | "sseRetryMs"
+    | "sseHoldMs"
     | "maxSendBufferBytes"
     | "maxMessageBytes"
   >;
@@ -91,11 +92,16 @@ export async function streamableHttp(
       end: () => sse.end(),
       whenClosed: () => sse.whenClosed(),
       closeWithRetry: (retryMs) => sse.closeWithRetry(retryMs ?? config.sseRetryMs),
-      open(headers, primingEventId) {
+      open(headers, primingEventId, answerDue) {
         reply.hijack();
         edge.metrics.openStreams.inc({ transport: "http" });
         void sse.whenClosed().then(() => edge.metrics.openStreams.dec({ transport: "http" }));
-        sse.open(headers, primingEventId, primingEventId ? config.sseRetryMs : undefined);
+        sse.open(
+          headers,
+          primingEventId,
+          primingEventId ? config.sseRetryMs : undefined,
+          answerDue ? config.sseHoldMs : 0,
+        );
       },
     };
   };
