@@ -171,8 +171,8 @@ export function bucketConfigs(l: BusLimits): McpqBucketConfig[] {
         maxValueSize: l.taskMaxBytes,
         replicas,
       },
-      // Two keys per task: the task and its request's index entry.
-      maxMsgs: l.tasksMax * 2,
+      // Three keys per live task: the task, its request's index entry and its owner's quota key.
+      maxMsgs: l.tasksMax * 3,
     },
     {
       key: "usedStates",
