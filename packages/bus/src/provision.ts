@@ -10,7 +10,7 @@ import {
 } from "@nats-io/jetstream";
 import { Kvm, type KV, type KvOptions } from "@nats-io/kv";
 import { silentLogger, type Logger } from "@mcpq/protocol";
-import { isTransientApiFailure } from "./errors.js";
+import { isNotFound, isTransientApiFailure } from "./errors.js";
 import type { BusLimits, StorageChoice } from "./limits.js";
 import { BUCKETS, CACHE_BUCKET, STREAMS, subjects } from "./subjects.js";
 
@@ -395,11 +395,6 @@ async function exists(jsm: JetStreamManager, stream: string): Promise<boolean> {
     if (isNotFound(err)) return false;
     throw err;
   }
-}
-
-function isNotFound(err: unknown): boolean {
-  if (err instanceof JetStreamApiError) return err.code === 404 || /not found/i.test(err.message);
-  return err instanceof Error && /not found/i.test(err.message);
 }
 
 // 10074: replicas > 1 not supported in non-clustered mode; 10005: insufficient resources (too few peers).
