@@ -34,7 +34,12 @@ export function isWrongLastSequence(err: unknown): boolean {
  */
 export function isNotFound(err: unknown): boolean {
   if (err instanceof JetStreamApiError)
-    return err.code === 10059 || err.code === 10014 || err.status === 404 || /not found/i.test(err.message);
+    return (
+      err.code === 10059 ||
+      err.code === 10014 ||
+      err.status === 404 ||
+      /not found/i.test(err.message)
+    );
   return err instanceof Error && /not found/i.test(err.message);
 }
 

@@ -38,12 +38,7 @@ export { countKeys, distinctKeys, eraseKey } from "./kv-keys.js";
 export { ensurePoolConsumer } from "./pool.js";
 export { openCacheBucket, provision } from "./provision.js";
 export { Correlator } from "./correlator.js";
-export {
-  isNotFound,
-  isWrongLastSequence,
-  publishFailure,
-  publishMayHaveLanded,
-} from "./errors.js";
+export { isNotFound, isWrongLastSequence, publishFailure, publishMayHaveLanded } from "./errors.js";
 export {
   RECORD_VERSION,
   REDACTED,

@@ -87,9 +87,9 @@ describe("tasks per principal (MCPQ_TASKS_MAX_PER_PRINCIPAL)", () => {
     // Completed on its worker (the end is written before its slot is erased, so a call right
     // after tasks/get shows `completed` may still be refused: it is retried until it is not).
     await eventually(
-      async () => (await modernPost(u1, "tasks/get", { taskId: a3 }, { token: A })).result?.[
-        "status"
-      ] === "completed",
+      async () =>
+        (await modernPost(u1, "tasks/get", { taskId: a3 }, { token: A })).result?.["status"] ===
+        "completed",
       { what: "alice's short task completed" },
     );
     const a4 = await eventually(
