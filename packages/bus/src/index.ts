@@ -105,5 +105,6 @@ export {
   taskView,
   legacyTaskView,
   type TaskRecord,
-  type TaskStoreOptions,
 } from "./tasks.js";
+/** The options of `TaskStore` (MCPQ_TASKS_MAX_PER_PRINCIPAL). @public */
+export type { TaskStoreOptions } from "./tasks.js";
