@@ -3,7 +3,7 @@ import { BUCKETS, connectBus, countKeys, type Bus } from "@mcpq/bus";
 import { natsTest as it, eventually, type NatsHandle, type Stack } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
-import { stack } from "./support/stack.js";
+import { sdkClient, stack } from "./support/stack.js";
 import { modernPost, type ModernAnswer } from "./support/modern-post.js";
 
 const A = "tok-alice";
@@ -110,5 +110,49 @@ describe("tasks per principal (MCPQ_TASKS_MAX_PER_PRINCIPAL)", () => {
     ] as const)
       await cancel(token, taskId);
     expect(await countKeys(bus!.jsm, BUCKETS.tasks, "p.>")).toBe(0);
+  });
+
+  it("a task that expires (its ttl shorter than the store's) frees its slot", async ({ nats }) => {
+    const u = await url(nats, 0);
+    const start = (label: string) =>
+      modernPost(
+        u,
+        "tools/call",
+        { name: "slow_compute", arguments: { seconds: 60, label } },
+        { token: A },
+      );
+    // A 2025-11-25 session may ask for a shorter ttl (params.task.ttl): 1 s, while the handler
+    // would run 60 s; the worker stops it at its ttl.
+    const { client } = await sdkClient(u, { headers: { authorization: `Bearer ${A}` } });
+    try {
+      const stream = client.experimental.tasks.callToolStream(
+        { name: "slow_compute", arguments: { seconds: 60, label: "short-lived" } },
+        undefined,
+        { task: { ttl: 1_000 } },
+      );
+      const created = await stream.next();
+      expect(created.value).toMatchObject({ type: "taskCreated", task: { ttl: 1_000 } });
+      await stream.return(undefined);
+      const long = await start("long");
+      expect(long.result, JSON.stringify(long.error)).toMatchObject({ resultType: "task" });
+      const longId = long.result!["taskId"] as string;
+      // At the quota (2) until the short task expires; then a call gets a task again.
+      const next = await eventually(
+        async () => {
+          const r = await start("after expiry");
+          if (r.error?.code === -32010) return undefined;
+          return r;
+        },
+        { timeoutMs: 30_000, what: "the expired task frees its slot" },
+      );
+      expect(next.result, JSON.stringify(next.error)).toMatchObject({ resultType: "task" });
+      for (const taskId of [longId, next.result!["taskId"] as string]) {
+        const ack = await modernPost(u, "tasks/cancel", { taskId }, { token: A });
+        expect(ack.result, JSON.stringify(ack.error)).toMatchObject({ resultType: "complete" });
+      }
+      expect(await countKeys(bus!.jsm, BUCKETS.tasks, "p.>")).toBe(0);
+    } finally {
+      await client.close();
+    }
   });
 });
