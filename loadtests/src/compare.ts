@@ -2,7 +2,10 @@
  * bench-compare: compare results/latest/report.json with baselines/quick.json per workload_id
  * (and target).
  *   FAIL (exit 1): throughput < baseline −10 %, or p95 / p99 > baseline +10 %, or CPU per call
- *                  (any serving process, or their total) > baseline +15 %
+ *                  (any serving process, or their total) > baseline +15 %; storm rows (bombing-*,
+ *                  offered 10× the capacity each run measured) compare the share of their offered
+ *                  requests answered ok, and answered ok or refused, instead of throughput
+ *                  (lib/compare-reports.ts)
  *   WARN:          edge_rss_mib or per_session_kib > baseline +20 %; workload missing from latest
  * bench-accept (`--accept`): copy results/latest/report.json to baselines/quick.json
  *
@@ -13,7 +16,8 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { parseArgs, bool, num, str } from "./lib/args.js";
 import { LOADTESTS_DIR } from "./lib/stack.js";
-import type { Report, WorkloadResult } from "./lib/report.js";
+import { compareReports } from "./lib/compare-reports.js";
+import type { Report } from "./lib/report.js";
 
 const { flags } = parseArgs();
 const latestPath = str(flags, "latest", join(LOADTESTS_DIR, "results", "latest", "report.json"));
@@ -52,94 +56,12 @@ const latTol = num(flags, "lat-tol", 0.1);
 const memTol = num(flags, "mem-tol", 0.2);
 const cpuTol = num(flags, "cpu-tol", 0.15);
 
-/** µs of CPU per call by serving process (and `total`); the generator is not the system under test. */
-const cpuPerCall = (w: WorkloadResult): Record<string, number> => {
-  const c = (w.extra?.cpu_us_per_call ?? {}) as Record<string, number | null>;
-  const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(c))
-    if (k !== "generator" && typeof v === "number") out[k] = v;
-  return out;
-};
-
-const key = (w: WorkloadResult) => `${w.target}|${w.workload_id}`;
-const L = new Map(latest.workloads.map((w) => [key(w), w]));
-const B = new Map(base.workloads.map((w) => [key(w), w]));
-
-type Row = {
-  id: string;
-  cells: string[];
-  status: "OK" | "WARN" | "FAIL" | "NEW" | "MISSING";
-  notes: string[];
-};
-const rows: Row[] = [];
-const pct = (a: number | null | undefined, b: number | null | undefined): number | null =>
-  a == null || b == null || b === 0 ? null : (a - b) / b;
-const fmtPct = (p: number | null) =>
-  p === null ? "—" : `${p >= 0 ? "+" : ""}${(p * 100).toFixed(1)}%`;
-
-for (const [k, b] of B) {
-  const l = L.get(k);
-  if (!l) {
-    rows.push({
-      id: k,
-      cells: ["—", "—", "—", "—", "—", "—"],
-      status: "MISSING",
-      notes: ["not in latest run"],
-    });
-    continue;
-  }
-  const notes: string[] = [];
-  let status: Row["status"] = "OK";
-  const dT = pct(l.throughput_msg_per_s, b.throughput_msg_per_s);
-  const d95 = pct(l.latency_p95_us, b.latency_p95_us);
-  const d99 = pct(l.latency_p99_us, b.latency_p99_us);
-  const dRss = pct(l.edge_rss_mib, b.edge_rss_mib);
-  const dSes = pct(l.per_session_kib, b.per_session_kib);
-  if (dT !== null && dT < -tputTol) {
-    status = "FAIL";
-    notes.push(`throughput ${fmtPct(dT)}`);
-  }
-  if (d95 !== null && d95 > latTol) {
-    status = "FAIL";
-    notes.push(`p95 ${fmtPct(d95)}`);
-  }
-  if (d99 !== null && d99 > latTol) {
-    status = "FAIL";
-    notes.push(`p99 ${fmtPct(d99)}`);
-  }
-  const cl = cpuPerCall(l);
-  const cb = cpuPerCall(b);
-  for (const [proc, v] of Object.entries(cl)) {
-    const d = pct(v, cb[proc]);
-    if (d !== null && d > cpuTol) {
-      status = "FAIL";
-      notes.push(`CPU/call ${proc} ${fmtPct(d)} (${cb[proc]} → ${v} µs)`);
-    }
-  }
-  const dCpu = pct(cl.total, cb.total);
-  if (dRss !== null && dRss > memTol) {
-    if (status === "OK") status = "WARN";
-    notes.push(`edge RSS ${fmtPct(dRss)}`);
-  }
-  if (dSes !== null && dSes > memTol) {
-    if (status === "OK") status = "WARN";
-    notes.push(`per-session ${fmtPct(dSes)}`);
-  }
-  rows.push({
-    id: k,
-    cells: [fmtPct(dT), fmtPct(d95), fmtPct(d99), fmtPct(dCpu), fmtPct(dRss), fmtPct(dSes)],
-    status,
-    notes,
-  });
-}
-for (const [k] of L)
-  if (!B.has(k))
-    rows.push({
-      id: k,
-      cells: ["—", "—", "—", "—", "—", "—"],
-      status: "NEW",
-      notes: ["no baseline"],
-    });
+const rows = compareReports(latest, base, {
+  tput: tputTol,
+  lat: latTol,
+  mem: memTol,
+  cpu: cpuTol,
+});
 
 const head = [
   "target|workload",
@@ -164,7 +86,10 @@ console.log(
   `baseline: ${baselinePath} (${base.environment?.date}, git ${base.environment?.git_commit ?? "none"})`,
 );
 console.log(
-  `thresholds: throughput −${tputTol * 100}% / p95,p99 +${latTol * 100}% / CPU per call +${cpuTol * 100}% → FAIL; memory +${memTol * 100}% → WARN\n`,
+  `thresholds: throughput −${tputTol * 100}% / p95,p99 +${latTol * 100}% / CPU per call +${cpuTol * 100}% → FAIL; memory +${memTol * 100}% → WARN`,
+);
+console.log(
+  `storm rows (bombing-*): each run offers a multiple of the capacity it measured itself, so their tput column is the change of the share of offered requests answered ok (and the share answered ok or refused must not drop by more than −${tputTol * 100}% either), not of msg/s\n`,
 );
 console.log(line(head));
 for (const r of rows) console.log(line([r.id, ...r.cells, r.status, r.notes.join("; ")]));

@@ -28,6 +28,22 @@ export function isWrongLastSequence(err: unknown): boolean {
 }
 
 /**
+ * Whether a JetStream API call failed because its stream or consumer does not exist (10059
+ * JSStreamNotFoundErr, 10014 JSConsumerNotFoundErr, HTTP-style 404; the text as a fallback):
+ * nothing has provisioned it yet, or it was lost (memory storage across a restart).
+ */
+export function isNotFound(err: unknown): boolean {
+  if (err instanceof JetStreamApiError)
+    return (
+      err.code === 10059 ||
+      err.code === 10014 ||
+      err.status === 404 ||
+      /not found/i.test(err.message)
+    );
+  return err instanceof Error && /not found/i.test(err.message);
+}
+
+/**
  * Whether a JetStream API call failed only for now: its request timed out, or the meta leader or
  * the stream's leader is being elected (10008 JSClusterNotAvailErr, no responders). Such a
  * call may be repeated; an idempotent one (info, reconcile) should be.

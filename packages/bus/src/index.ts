@@ -34,11 +34,11 @@ export {
 } from "./envelope.js";
 export { DEFAULT_BUS_LIMITS } from "./limits.js";
 export { connectBus, type Bus } from "./connection.js";
-export { distinctKeys } from "./kv-keys.js";
+export { countKeys, distinctKeys, eraseKey } from "./kv-keys.js";
 export { ensurePoolConsumer } from "./pool.js";
 export { openCacheBucket, provision } from "./provision.js";
 export { Correlator } from "./correlator.js";
-export { isWrongLastSequence, publishFailure, publishMayHaveLanded } from "./errors.js";
+export { isNotFound, isWrongLastSequence, publishFailure, publishMayHaveLanded } from "./errors.js";
 export {
   RECORD_VERSION,
   REDACTED,
@@ -95,6 +95,7 @@ export type { BusAuth } from "./auth.js";
 export { SelfHeal, type HealReport } from "./self-heal.js";
 export { LivenessView, startLivenessBeats } from "./liveness.js";
 export {
+  DEFAULT_TASKS_MAX_PER_PRINCIPAL,
   TASKS_CAPABILITY,
   TASKS_EXTENSION,
   TaskStore,
@@ -105,3 +106,5 @@ export {
   legacyTaskView,
   type TaskRecord,
 } from "./tasks.js";
+/** The options of `TaskStore` (MCPQ_TASKS_MAX_PER_PRINCIPAL). @public */
+export type { TaskStoreOptions } from "./tasks.js";

@@ -56,7 +56,7 @@ export interface BusLimits {
    * bucket's max_age); a task's own `ttlMs` is at most this.
    */
   taskTtlMs: number;
-  /** KV mcpq_tasks: most tasks kept at once (the bucket's max_msgs is twice it; creating one more is refused). */
+  /** KV mcpq_tasks: most tasks kept at once (the bucket's max_msgs is three times it; creating one more is refused). */
   tasksMax: number;
   /** KV mcpq_tasks: bytes the bucket may hold (creating a task beyond it is refused). */
   tasksMaxBytes: number;

@@ -102,9 +102,11 @@ function permissionsOf(role: BrokerRole, opts: { pool?: string }): NatsPermissio
             ...kvRead(BUCKETS.sessions),
             ...kvRead(BUCKETS.subscriptions),
             ...kvRead(BUCKETS.registry),
-            // Tasks: any edge answers tasks/get, tasks/update, tasks/cancel.
+            // Tasks: any edge answers tasks/get, tasks/update, tasks/cancel; a cancel erases the
+            // task's per-principal quota key (a stream purge by subject, tasks.ts).
             ...kvRead(BUCKETS.tasks),
             `$KV.${BUCKETS.tasks}.>`,
+            `${API}.STREAM.PURGE.${kvStream(BUCKETS.tasks)}`,
             // The response cache's L2 (get, put, keys, purge).
             ...kvRead(CACHE_BUCKET),
             `$KV.${BUCKETS.sessions}.>`,
@@ -148,9 +150,12 @@ function permissionsOf(role: BrokerRole, opts: { pool?: string }): NatsPermissio
             `${API}.CONSUMER.MSG.NEXT.${STREAMS.requests}.${consumer}`,
             `$JS.ACK.${STREAMS.requests}.${consumer}.>`,
             `$KV.${BUCKETS.registry}.${pool}.>`,
-            // Tasks it runs (create, progress, result) and used MRTR states (single use).
+            // Tasks it runs (create, progress, result; the end erases the task's per-principal
+            // quota key by a stream purge, no more than it may already overwrite) and used MRTR
+            // states (single use).
             ...kvRead(BUCKETS.tasks),
             `$KV.${BUCKETS.tasks}.>`,
+            `${API}.STREAM.PURGE.${kvStream(BUCKETS.tasks)}`,
             ...kvRead(BUCKETS.usedStates),
             `$KV.${BUCKETS.usedStates}.>`,
             subjects.outboundAll,

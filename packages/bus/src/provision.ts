@@ -10,7 +10,7 @@ import {
 } from "@nats-io/jetstream";
 import { Kvm, type KV, type KvOptions } from "@nats-io/kv";
 import { silentLogger, type Logger } from "@mcpq/protocol";
-import { isTransientApiFailure } from "./errors.js";
+import { isNotFound, isTransientApiFailure } from "./errors.js";
 import type { BusLimits, StorageChoice } from "./limits.js";
 import { BUCKETS, CACHE_BUCKET, STREAMS, subjects } from "./subjects.js";
 
@@ -171,8 +171,8 @@ export function bucketConfigs(l: BusLimits): McpqBucketConfig[] {
         maxValueSize: l.taskMaxBytes,
         replicas,
       },
-      // Two keys per task: the task and its request's index entry.
-      maxMsgs: l.tasksMax * 2,
+      // Three keys per live task: the task, its request's index entry and its owner's quota key.
+      maxMsgs: l.tasksMax * 3,
     },
     {
       key: "usedStates",
@@ -395,11 +395,6 @@ async function exists(jsm: JetStreamManager, stream: string): Promise<boolean> {
     if (isNotFound(err)) return false;
     throw err;
   }
-}
-
-function isNotFound(err: unknown): boolean {
-  if (err instanceof JetStreamApiError) return err.code === 404 || /not found/i.test(err.message);
-  return err instanceof Error && /not found/i.test(err.message);
 }
 
 // 10074: replicas > 1 not supported in non-clustered mode; 10005: insufficient resources (too few peers).

@@ -1,6 +1,5 @@
 import { EventEmitter } from "node:events";
 import {
-  JetStreamApiError,
   jetstream,
   jetstreamManager,
   type JetStreamClient,
@@ -8,6 +7,7 @@ import {
 } from "@nats-io/jetstream";
 import { silentLogger, type Logger } from "@mcpq/protocol";
 import type { Bus } from "./connection.js";
+import { isNotFound } from "./errors.js";
 import { bucketConfigs, provision, provisionBuckets, streamConfigs } from "./provision.js";
 
 /** A consumer its owner provisions and self-heal re-creates when it is gone (a worker's pool consumer). */
@@ -292,10 +292,4 @@ export class SelfHeal extends EventEmitter<{
       throw err;
     }
   }
-}
-
-function isNotFound(err: unknown): boolean {
-  if (err instanceof JetStreamApiError)
-    return err.code === 10059 || err.code === 10014 || err.status === 404;
-  return err instanceof Error && /not found/i.test(err.message);
 }

@@ -1,9 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
 import { ErrorCode, McpError, rejection } from "@mcpq/protocol";
-import { digestToken } from "./subjects.js";
+import { BUCKETS, digestToken } from "./subjects.js";
 import { isWrongLastSequence } from "./errors.js";
+import { countKeys, eraseKey } from "./kv-keys.js";
 
 /**
  * Tasks of the MCP tasks extension (`io.modelcontextprotocol/tasks`, SEP-2663) as the broker
@@ -14,8 +16,11 @@ import { isWrongLastSequence } from "./errors.js";
  * (`tasks/update`) and cancellation. Every change is a compare-and-set on the key's revision;
  * a terminal status never changes again. Beside each task, `r.<request id>` names the task of the
  * request that created it: a redelivery of that request (its worker died) continues the same task.
- * The bucket's max_age, max_msgs (two keys per task) and max_bytes bound lifetime, count and size
- * (MCPQ_TASK_TTL_MS, MCPQ_TASKS_MAX, MCPQ_TASKS_MAX_BYTES).
+ * While a task is live (not ended, not expired), `p.<owner digest>.<task id>` counts it against
+ * its principal's quota (MCPQ_TASKS_MAX_PER_PRINCIPAL), so one principal cannot fill the store
+ * for everyone; the key is erased when the task ends and ages out with the bucket's max_age.
+ * The bucket's max_age, max_msgs (three keys per task) and max_bytes bound lifetime, count and
+ * size (MCPQ_TASK_TTL_MS, MCPQ_TASKS_MAX, MCPQ_TASKS_MAX_BYTES).
  */
 
 /** The extension's identifier (capabilities.extensions key, client and server side). */
@@ -69,6 +74,11 @@ export type TaskRecord = z.infer<typeof TaskRecordSchema>;
 const taskKey = (taskId: string) => `t.${taskId}`;
 /** KV key of the index entry request (envelope id) -> task id, so a redelivery finds its task. */
 const requestKey = (requestId: string) => `r.${requestId}`;
+/** KV key that counts a live task against its owner's quota (erased when the task ends). */
+const ownerKey = (rec: Pick<TaskRecord, "owner" | "taskId">) => `p.${rec.owner}.${rec.taskId}`;
+
+/** Live tasks one principal may hold by default (MCPQ_TASKS_MAX_PER_PRINCIPAL). */
+export const DEFAULT_TASKS_MAX_PER_PRINCIPAL = 100;
 const REQUEST_ID = /^[A-Za-z0-9_-]{1,256}$/;
 
 /** A fresh task id: 128 random bits (unguessable; never derived from anything a client sent). */
@@ -108,25 +118,67 @@ function isFull(err: unknown): boolean {
   );
 }
 
+/** How long a refused task creation suggests waiting before a retry (`data.retryAfterMs`). */
+const RETRY_AFTER_MS = 5_000;
+
+/** Options of a `TaskStore`. */
+export interface TaskStoreOptions {
+  /**
+   * Live tasks one principal may hold (MCPQ_TASKS_MAX_PER_PRINCIPAL): `create` beyond it is
+   * refused. 0 = no per-principal bound. Default `DEFAULT_TASKS_MAX_PER_PRINCIPAL`.
+   */
+  maxPerPrincipal?: number;
+}
+
 /** The task store over the `mcpq_tasks` bucket: create, read (owner-checked), change by CAS, watch. */
 export class TaskStore {
-  constructor(private readonly kv: KV) {}
+  readonly #maxPerPrincipal: number;
+
+  constructor(
+    private readonly kv: KV,
+    /** Counts and erases the per-principal keys (stream info and purge of the bucket's stream). */
+    private readonly jsm: JetStreamManager,
+    opts: TaskStoreOptions = {},
+  ) {
+    this.#maxPerPrincipal = opts.maxPerPrincipal ?? DEFAULT_TASKS_MAX_PER_PRINCIPAL;
+  }
 
   /**
    * Stores a new task. Resolves once it is stored (a `tasks/get` for it then resolves on any
-   * edge). Rejects with a retryable -32010 when the bucket is full (MCPQ_TASKS_MAX /
-   * MCPQ_TASKS_MAX_BYTES).
+   * edge). Rejects with a retryable -32010 (`data.retryAfterMs`) when its principal holds
+   * `maxPerPrincipal` live tasks already (MCPQ_TASKS_MAX_PER_PRINCIPAL; counted in the broker, so
+   * across workers; creates of one principal racing on several workers can each see the count
+   * below the bound and overshoot it by that many) or when the bucket is full (MCPQ_TASKS_MAX /
+   * MCPQ_TASKS_MAX_BYTES). A refused or failed create leaves none of its keys behind.
    */
   async create(rec: TaskRecord): Promise<void> {
+    if (
+      this.#maxPerPrincipal > 0 &&
+      (await countKeys(this.jsm, BUCKETS.tasks, `p.${rec.owner}.*`)) >= this.#maxPerPrincipal
+    )
+      throw rejection(
+        ErrorCode.Overloaded,
+        "too many live tasks for this principal (MCPQ_TASKS_MAX_PER_PRINCIPAL); try again when one has ended",
+        RETRY_AFTER_MS,
+      );
+    const written: string[] = [];
     try {
       await this.kv.create(requestKey(rec.requestId), rec.taskId);
+      written.push(requestKey(rec.requestId));
       await this.kv.create(taskKey(rec.taskId), JSON.stringify(rec));
+      written.push(taskKey(rec.taskId));
+      await this.kv.create(ownerKey(rec), "");
     } catch (err) {
+      // Half a task would hold a slot of the store (and of the principal's quota) until the
+      // bucket's max_age, and its request key would make a redelivery look for a task that
+      // never was.
+      for (const key of written)
+        await eraseKey(this.jsm, BUCKETS.tasks, key).catch(() => undefined);
       if (isFull(err))
         throw rejection(
           ErrorCode.Overloaded,
           "the task store is full (MCPQ_TASKS_MAX / MCPQ_TASKS_MAX_BYTES); try again later",
-          5_000,
+          RETRY_AFTER_MS,
         );
       throw err;
     }
@@ -155,8 +207,21 @@ export class TaskStore {
     const e = await this.kv.get(taskKey(taskId));
     const rec = decodeTask(e);
     if (!rec || !e) return null;
-    if (Date.now() >= rec.createdAt + rec.ttlMs) return null;
+    if (Date.now() >= rec.createdAt + rec.ttlMs) {
+      // Expired before the bucket's max_age (a tool's ttlMs is shorter): it counts no more.
+      await this.#uncount(rec);
+      return null;
+    }
     return { rec, revision: e.revision };
+  }
+
+  /**
+   * Stops counting a task against its principal's quota (it ended or expired). Best effort: the
+   * task's end is stored already, and a key left behind ages out with the bucket's max_age; the
+   * next change that finds the task terminal tries again.
+   */
+  async #uncount(rec: TaskRecord): Promise<void> {
+    await eraseKey(this.jsm, BUCKETS.tasks, ownerKey(rec)).catch(() => undefined);
   }
 
   /**
@@ -164,7 +229,8 @@ export class TaskStore {
    * the new one, or undefined to leave it as it is (e.g. it is terminal already). Retried when
    * another writer changed it in between. Resolves with the record as stored afterwards (null
    * when the task is gone). A record too large for the bucket rejects with -32603 "task result
-   * too large" (the caller may store a smaller one instead).
+   * too large" (the caller may store a smaller one instead). A task found or left terminal (or
+   * expired) stops counting against its principal's quota.
    */
   async update(
     taskId: string,
@@ -174,10 +240,14 @@ export class TaskStore {
       const found = await this.#read(taskId);
       if (!found) return null;
       const next = change(structuredClone(found.rec));
-      if (!next) return found.rec;
+      if (!next) {
+        if (isTerminal(found.rec.status)) await this.#uncount(found.rec);
+        return found.rec;
+      }
       next.lastUpdatedAt = Date.now();
       try {
         await this.kv.update(taskKey(taskId), JSON.stringify(next), found.revision);
+        if (isTerminal(next.status)) await this.#uncount(next);
         return next;
       } catch (err) {
         if (isWrongLastSequence(err)) continue;

@@ -48,6 +48,7 @@ import {
   type JsMsg,
   type RequestEnvelope,
   type Subscription,
+  DEFAULT_TASKS_MAX_PER_PRINCIPAL,
   TaskStore,
 } from "@mcpq/bus";
 import {
@@ -164,6 +165,12 @@ export interface WorkerOptions {
   provision?: boolean;
   /** Sealing of MRTR `requestState` (protocol 2026-07-28); see `RequestStateOptions`. */
   requestState?: RequestStateOptions;
+  /**
+   * Live tasks one principal may hold in the broker's task store (all workers together): a
+   * tools/call that would start one more is answered with a retryable -32010 naming
+   * MCPQ_TASKS_MAX_PER_PRINCIPAL. 0 = no bound. Default 100.
+   */
+  tasksMaxPerPrincipal?: number;
 }
 
 /**
@@ -798,7 +805,9 @@ export class Worker {
   }
 
   #tasks(): TaskStore {
-    return (this.#taskStore ??= new TaskStore(this.#opts.bus.kv.tasks));
+    return (this.#taskStore ??= new TaskStore(this.#opts.bus.kv.tasks, this.#opts.bus.jsm, {
+      maxPerPrincipal: this.#opts.tasksMaxPerPrincipal ?? DEFAULT_TASKS_MAX_PER_PRINCIPAL,
+    }));
   }
 
   #replayable(request: { method: string; params?: Record<string, unknown> }): boolean {

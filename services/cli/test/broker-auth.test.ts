@@ -14,7 +14,16 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { loadEdgeConfig, startEdge, type RunningEdge } from "@mcpq/edge";
 import { loadWorkerConfig, startWorker, type RunningWorker } from "@mcpq/worker";
-import { BUCKETS, INBOX_PREFIX, STREAMS, subjects } from "@mcpq/bus";
+import {
+  BUCKETS,
+  INBOX_PREFIX,
+  STREAMS,
+  TaskStore,
+  newTaskId,
+  subjects,
+  taskOwner,
+  type TaskRecord,
+} from "@mcpq/bus";
 import { eventually } from "@mcpq/testkit";
 import { runCli, sdkClient } from "./support/replay-stack.js";
 
@@ -175,6 +184,40 @@ describe("broker credentials (mcpq nats --auth)", () => {
     });
 
     expect(violations()).toEqual([]);
+  });
+
+  it("the worker credential counts and frees a principal's task slots, the edge's frees one on cancel, with no permission violation", async () => {
+    const before = violations().length;
+    const storeAs = async (role: string, inboxPrefix: string) => {
+      const nc = await as(role, inboxPrefix);
+      const kv = await new Kvm(jetstream(nc)).open(BUCKETS.tasks);
+      return new TaskStore(kv, await jetstreamManager(nc), { maxPerPrincipal: 1 });
+    };
+    const worker = await storeAs("worker", INBOX_PREFIX.worker("main"));
+    const edge = await storeAs("edge", INBOX_PREFIX.edge);
+    let n = 0;
+    const task = (): TaskRecord => ({
+      v: 1,
+      taskId: newTaskId(),
+      owner: taskOwner("broker-auth-test"),
+      status: "working",
+      createdAt: Date.now(),
+      lastUpdatedAt: Date.now(),
+      ttlMs: 60_000,
+      session: "broker-auth-test",
+      requestId: `broker-auth-test-${++n}`,
+    });
+    const first = task();
+    await worker.create(first);
+    await expect(worker.create(task())).rejects.toMatchObject({ code: -32010 });
+    // The worker's end of the task erases its slot (a purge of the bucket's stream)...
+    await worker.update(first.taskId, (r) => ({ ...r, status: "completed", result: {} }));
+    const second = task();
+    await worker.create(second);
+    // ... and so does an edge's tasks/cancel.
+    await edge.update(second.taskId, (r) => ({ ...r, status: "cancelled" }));
+    await worker.create(task());
+    expect(violations().slice(before)).toEqual([]);
   });
 
   it("the worker credential cannot read sessions, publish requests, read other sessions' inboxes or create streams", async () => {

@@ -1,5 +1,7 @@
-import { afterAll, describe, expect } from "vitest";
-import { natsTest as it, eventually } from "@mcpq/testkit";
+import { afterAll, describe, expect, it as plainIt } from "vitest";
+import { connect } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { natsTest as it, eventually, startNats } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { runCli, sdkClient, startTestEdge, startTestWorker } from "./support/replay-stack.js";
@@ -78,4 +80,43 @@ describe("mcpq status: pools, live workers, queue and edge rates from the broker
     expect(down.code).toBe(4);
     expect(down.stderr).toMatch(/cannot reach the broker/);
   });
+});
+
+describe("mcpq status on a broker nothing has provisioned yet", () => {
+  plainIt(
+    "prints a snapshot with no pools and says MCPQ_REQ is not provisioned yet (exit 0), creating nothing",
+    async () => {
+      // Its own server: this file's shared one is provisioned by the edges and workers above.
+      const nats = await startNats();
+      try {
+        const env = { MCPQ_NATS_URL: nats.url };
+        const args = ["status", "--edge", "http://127.0.0.1:1/mcp", "--interval", "0.1"];
+        const table = await runCli(args, env);
+        expect(table.stderr).toBe("");
+        expect(table.code).toBe(0);
+        expect(table.stdout).toMatch(/POOLS \(0 pools, 0 live workers\)/);
+        expect(table.stdout).toContain(
+          "QUEUE  MCPQ_REQ not provisioned yet (no edge or worker has connected to this broker)",
+        );
+        expect(table.stdout).toMatch(/EDGES \(0\/1 reachable\)/);
+
+        const json = await runCli([...args, "--json"], env);
+        expect(json.stderr).toBe("");
+        expect(json.code).toBe(0);
+        expect(JSON.parse(json.stdout)).toMatchObject({ broker: nats.url, queue: null, pools: [] });
+
+        // Looking is read-only: the broker still has no stream.
+        const nc = await connect({ servers: nats.url });
+        try {
+          const names: string[] = [];
+          for await (const n of (await jetstreamManager(nc)).streams.names()) names.push(n);
+          expect(names).toEqual([]);
+        } finally {
+          await nc.close();
+        }
+      } finally {
+        await nats.stop();
+      }
+    },
+  );
 });

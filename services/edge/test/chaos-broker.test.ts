@@ -4,7 +4,7 @@ import { eventually, startLocalNats, type LocalNats } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { factories, sdkClient } from "./support/stack.js";
-import { rawInitialize } from "./support/raw-init.js";
+import { postInitialize, rawInitialize } from "./support/raw-init.js";
 import { RpcClient, wsWire } from "./support/socket-client.js";
 
 /**
@@ -53,23 +53,7 @@ describe("self-healing after broker faults (single node)", () => {
     await eventually(() => !edge.runtime.healing.health.up, { what: "edge sees the broker down" });
 
     // A new session: initialize is refused with the documented retryable 503, not a 500.
-    const init = await fetch(edge.url, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        accept: "application/json, text/event-stream",
-      },
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: 1,
-        method: "initialize",
-        params: {
-          protocolVersion: "2025-11-25",
-          capabilities: {},
-          clientInfo: { name: "t", version: "1" },
-        },
-      }),
-    });
+    const init = await postInitialize(edge.url, { protocolVersion: "2025-11-25", id: 1 });
     expect(init.status).toBe(503);
     expect(Number(init.headers.get("retry-after"))).toBeGreaterThan(0);
     expect(await init.json()).toMatchObject({

@@ -38,6 +38,14 @@ describe("service configs: parsed once, deep-frozen, bad values named", () => {
     );
   });
 
+  it("the worker's per-principal task quota: 100 by default, 0 turns it off, a negative one is refused", () => {
+    expect(loadWorkerConfig({}).tasksMaxPerPrincipal).toBe(100);
+    expect(loadWorkerConfig({ MCPQ_TASKS_MAX_PER_PRINCIPAL: "0" }).tasksMaxPerPrincipal).toBe(0);
+    expect(() => loadWorkerConfig({ MCPQ_TASKS_MAX_PER_PRINCIPAL: "-1" })).toThrow(
+      /MCPQ_TASKS_MAX_PER_PRINCIPAL/,
+    );
+  });
+
   it("deepFreeze leaves class instances (Maps) alone and returns its argument", () => {
     const m = new Map([["k", "v"]]);
     const o = { m, list: [{ x: 1 }] };

@@ -9,6 +9,7 @@ import {
   startCatalogWorker,
   type Outcomes,
 } from "./support/features-worker.js";
+import { rawInitialize } from "./support/raw-init.js";
 
 const V = "2026-07-28";
 const META = {
@@ -356,25 +357,9 @@ describe("stateless era (2026-07-28) over Streamable HTTP", () => {
     const del = await fetch(u, { method: "DELETE", headers: { "mcp-protocol-version": V } });
     expect(del.status).toBe(405);
 
-    const init = await fetch(u, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        accept: "application/json, text/event-stream",
-      },
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: 1,
-        method: "initialize",
-        params: {
-          protocolVersion: "2025-11-25",
-          capabilities: {},
-          clientInfo: { name: "old", version: "1" },
-        },
-      }),
-    });
-    expect(init.status).toBe(200);
-    expect(init.headers.get("mcp-session-id")).toBeTruthy();
+    // Rejects unless it is a 200 with an Mcp-Session-Id.
+    const init = await rawInitialize(u, { protocolVersion: "2025-11-25", clientName: "old" });
+    expect(init.protocolVersion).toBe("2025-11-25");
   });
 
   it("closing the request's connection cancels it: the worker's handler is aborted", async ({

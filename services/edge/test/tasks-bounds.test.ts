@@ -5,6 +5,7 @@ import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { factories, stack } from "./support/stack.js";
 import { modernMeta, modernPost } from "./support/modern-post.js";
+import { rawInitialize } from "./support/raw-init.js";
 
 /**
  * The broker-side bounds of the stateless era's shared state: the task store's size
@@ -110,24 +111,8 @@ describe("tasks and request-state bounds", () => {
     }
     expect(await count()).toBe(before);
     // The count sees records: a legacy session makes one.
-    const init = await fetch(u, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        accept: "application/json, text/event-stream",
-      },
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: 1,
-        method: "initialize",
-        params: {
-          protocolVersion: "2025-11-25",
-          capabilities: {},
-          clientInfo: { name: "t", version: "1" },
-        },
-      }),
-    });
-    expect(init.headers.get("mcp-session-id")).toBeTruthy();
+    // Rejects unless it opened a session (200 with an Mcp-Session-Id).
+    await rawInitialize(u, { protocolVersion: "2025-11-25" });
     await eventually(async () => (await count()) > before, { what: "the legacy session record" });
   });
 

@@ -1,6 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
-import { busAuthFromEnv, busEnvShape, busLimitsFromEnv, parsePathPatterns } from "@mcpq/bus";
+import {
+  DEFAULT_TASKS_MAX_PER_PRINCIPAL,
+  busAuthFromEnv,
+  busEnvShape,
+  busLimitsFromEnv,
+  parsePathPatterns,
+} from "@mcpq/bus";
 import { telemetryConfigFromEnv, telemetryEnvShape } from "@mcpq/observability";
 import { deepFreeze, type DeepReadonly } from "@mcpq/protocol";
 import {
@@ -75,6 +81,15 @@ export const WorkerEnvSchema = z.object({
     .int()
     .min(1024)
     .default(DEFAULT_REQUEST_STATE_MAX_BYTES),
+  /**
+   * Live tasks (tasks extension) one principal may hold in the broker, counted across workers;
+   * one more is refused with a retryable -32010. 0 = no per-principal bound.
+   */
+  MCPQ_TASKS_MAX_PER_PRINCIPAL: z.coerce
+    .number()
+    .int()
+    .nonnegative()
+    .default(DEFAULT_TASKS_MAX_PER_PRINCIPAL),
 });
 
 function splitList(v: string): string[] {
@@ -134,6 +149,8 @@ function configFromEnv(e: WorkerEnv, catalogs: readonly string[], workerId: stri
     livenessMs: e.MCPQ_WORKER_LIVENESS_MS,
     /** MCPQ_HEAL_CHECK_MS */
     healCheckMs: e.MCPQ_HEAL_CHECK_MS,
+    /** MCPQ_TASKS_MAX_PER_PRINCIPAL */
+    tasksMaxPerPrincipal: e.MCPQ_TASKS_MAX_PER_PRINCIPAL,
     /** MCPQ_REQUEST_STATE_* (never logged: the keys are secrets). */
     requestState: {
       keys: splitList(e.MCPQ_REQUEST_STATE_KEYS),

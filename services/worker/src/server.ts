@@ -168,6 +168,7 @@ export async function startWorker(
     healCheckMs: config.healCheckMs,
     provision: config.provision,
     requestState: config.requestState,
+    tasksMaxPerPrincipal: config.tasksMaxPerPrincipal,
     logger: log,
     metrics: workerMetrics(registry, known, config.telemetry.maxLabelNames),
     ...(tracing ? { tracing: { tracer: tracing.tracer, propagator: tracing.propagator } } : {}),

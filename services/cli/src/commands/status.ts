@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { STREAMS, connectBus, distinctKeys, type Bus } from "@mcpq/bus";
+import { STREAMS, connectBus, distinctKeys, isNotFound, type Bus } from "@mcpq/bus";
 import type { CliEnv } from "../env.js";
 
 const STATUS_USAGE = `mcpq status — pools, workers, queue, rates and circuits at a glance (no Grafana needed)
@@ -50,7 +50,8 @@ interface EdgeStatus {
 interface StatusSnapshot {
   at: string;
   broker: string;
-  queue: { messages: number; bytes: number };
+  /** MCPQ_REQ's depth; null when the stream does not exist yet (nothing has provisioned this broker). */
+  queue: { messages: number; bytes: number } | null;
   pools: PoolStatus[];
   edges: EdgeStatus[];
 }
@@ -116,6 +117,21 @@ async function scrape(edge: string): Promise<Sample[] | null> {
 
 const CIRCUIT: PoolStatus["circuit"][] = ["closed", "half_open", "open"];
 
+/** null for a stream or bucket that does not exist (yet); any other failure is rethrown. */
+function unlessNotFound(err: unknown): null {
+  if (isNotFound(err)) return null;
+  throw err;
+}
+
+/** The worker registry's keys; none while its bucket does not exist. */
+async function* registryKeys(bus: Bus): AsyncGenerator<string> {
+  try {
+    yield* distinctKeys(bus.kv.registry);
+  } catch (err) {
+    unlessNotFound(err);
+  }
+}
+
 /**
  * One snapshot: broker state now, edge rates over `intervalMs` (two scrapes of each edge).
  * Registry entries whose heartbeat is older than their TTL do not count as live workers.
@@ -128,7 +144,9 @@ async function collectStatus(
 ): Promise<StatusSnapshot> {
   const first = await Promise.all(edges.map(scrape));
   const started = Date.now();
-  const si = await bus.jsm.streams.info(STREAMS.requests);
+  // A broker no edge or worker has provisioned yet has none of mcpq's streams or buckets: that
+  // is a state to show (no pools, no queue), not a failure.
+  const si = await bus.jsm.streams.info(STREAMS.requests).catch(unlessNotFound);
   const pools = new Map<string, PoolStatus>();
   const pool = (name: string): PoolStatus => {
     let p = pools.get(name);
@@ -147,14 +165,15 @@ async function collectStatus(
     }
     return p;
   };
-  for await (const ci of bus.jsm.consumers.list(STREAMS.requests)) {
-    const p = pool(ci.name.startsWith("pool-") ? ci.name.slice("pool-".length) : ci.name);
-    p.queued = ci.num_pending;
-    p.running = ci.num_ack_pending;
-    p.waitingPulls = ci.num_waiting;
-  }
+  if (si)
+    for await (const ci of bus.jsm.consumers.list(STREAMS.requests)) {
+      const p = pool(ci.name.startsWith("pool-") ? ci.name.slice("pool-".length) : ci.name);
+      p.queued = ci.num_pending;
+      p.running = ci.num_ack_pending;
+      p.waitingPulls = ci.num_waiting;
+    }
   const now = Date.now();
-  for await (const key of distinctKeys(bus.kv.registry)) {
+  for await (const key of registryKeys(bus)) {
     const e = await bus.kv.registry.get(key).catch(() => null);
     if (!e || e.operation !== "PUT") continue;
     let entry: {
@@ -229,7 +248,7 @@ async function collectStatus(
   return {
     at: new Date().toISOString(),
     broker: brokerUrl,
-    queue: { messages: si.state.messages, bytes: si.state.bytes },
+    queue: si ? { messages: si.state.messages, bytes: si.state.bytes } : null,
     pools: [...pools.values()].sort((x, y) => x.pool.localeCompare(y.pool)),
     edges: edgeStatus,
   };
@@ -279,7 +298,9 @@ function renderStatus(s: StatusSnapshot): string {
         ])
       : "  (no pools: no worker has started)",
     "",
-    `QUEUE  MCPQ_REQ ${s.queue.messages} messages, ${s.queue.bytes} bytes`,
+    s.queue
+      ? `QUEUE  MCPQ_REQ ${s.queue.messages} messages, ${s.queue.bytes} bytes`
+      : `QUEUE  MCPQ_REQ not provisioned yet (no edge or worker has connected to this broker)`,
     "",
     `EDGES (${s.edges.filter((e) => e.reachable).length}/${s.edges.length} reachable)`,
     s.edges.length

@@ -1,7 +1,9 @@
 import { randomBytes } from "node:crypto";
 import {
   BUCKETS,
+  countKeys,
   digestToken,
+  eraseKey,
   isWrongLastSequence,
   sessionChangedContract,
   subscriptionKey,
@@ -30,9 +32,6 @@ export interface SessionRecord {
   createdAt: number;
   lastSeenAt: number;
 }
-
-/** The stream behind the sessions KV bucket. */
-const KV_SESSIONS_STREAM = `KV_${BUCKETS.sessions}`;
 
 /** Compare-and-set rounds before a session update gives up (each lost round means another write landed). */
 const MAX_CAS_ATTEMPTS = 20;
@@ -89,17 +88,12 @@ export class SessionStore {
   }
 
   /**
-   * Open sessions of a principal (or of an anonymous client: see `quotaKey`), counted by the
-   * server: stream info filtered to the principal's index keys lists each live key once
-   * (expired ones have aged out; ended ones are purged without a marker, see `delete`). It
-   * creates nothing on the server: a temporary consumer per initialize made nats-server's memory
-   * grow with every initialize, refused ones included.
+   * Open sessions of a principal (or of an anonymous client: see `quotaKey`): its index keys,
+   * counted by the server (`countKeys`; expired ones have aged out, ended ones are erased
+   * without a marker, see `delete`).
    */
-  async countForPrincipal(principal: string): Promise<number> {
-    const si = await this.bus.jsm.streams.info(KV_SESSIONS_STREAM, {
-      subjects_filter: `$KV.${BUCKETS.sessions}.p.${digestToken(principal)}.*`,
-    });
-    return si.state.subjects ? Object.keys(si.state.subjects).length : 0;
+  countForPrincipal(principal: string): Promise<number> {
+    return countKeys(this.bus.jsm, BUCKETS.sessions, `p.${digestToken(principal)}.*`);
   }
 
   async create(rec: SessionRecord): Promise<void> {
@@ -252,9 +246,7 @@ export class SessionStore {
     this.#cache.delete(rec.id);
     await this.#kv.purge(`s.${rec.id}`);
     // A stream purge leaves no marker, so the ended session stops counting against the cap.
-    await this.bus.jsm.streams.purge(KV_SESSIONS_STREAM, {
-      filter: `$KV.${BUCKETS.sessions}.${indexKey(rec)}`,
-    });
+    await eraseKey(this.bus.jsm, BUCKETS.sessions, indexKey(rec));
     this.bus.nc.publish(sessionChangedContract.subject, sessionChangedContract.encode(rec.id));
   }
 

@@ -103,13 +103,14 @@ export class EdgeTasks {
   #waits = 0;
 
   constructor(
-    private readonly bus: Pick<Bus, "nc" | "kv">,
+    private readonly bus: Pick<Bus, "nc" | "kv" | "jsm">,
     /** Longest `tasks/result` wait (ms; MCPQ_REQUEST_TIMEOUT_MS): it answers -32001 after it. */
     private readonly resultWaitMs: number,
     /** MCPQ_MAX_TASK_WAITS: `tasks/result` calls waiting at once (each watches its task). */
     private readonly maxWaits: number,
   ) {
-    this.#store = new TaskStore(bus.kv.tasks);
+    // Edges create no tasks (workers do), so no per-principal bound applies here.
+    this.#store = new TaskStore(bus.kv.tasks, bus.jsm);
   }
 
   /**
