@@ -76,8 +76,8 @@ export interface RequestEnvelope {
   claims?: Readonly<Record<string, unknown>> | undefined;
 }
 
-/** Envelope fields shared by request messages and the records replay reads. */
-export interface EnvelopeCore {
+/** The envelope fields carried as headers. */
+interface EnvelopeCore {
   requestId: string;
   session: string;
   principal: string;
@@ -93,7 +93,7 @@ export interface EnvelopeCore {
 }
 
 /** Writes the shared envelope fields into fresh headers `h` (the one encoding of them; see `decodeEnvelope`). */
-export function setEnvelopeHeaders(h: MsgHdrs, e: EnvelopeCore): MsgHdrs {
+function setEnvelopeHeaders(h: MsgHdrs, e: EnvelopeCore): MsgHdrs {
   // `h` is fresh (every caller passes new headers): `append` is `set` without the scan for an
   // existing key to delete first (nats.js scans every key per call; this is the request hot path).
   h.append(H.request, e.requestId);
