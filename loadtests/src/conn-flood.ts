@@ -50,6 +50,8 @@ const wsShare = num(flags, "ws-share", 0.5);
 const holdMs = num(flags, "hold", 60) * 1000;
 const rampTimeoutMs = num(flags, "ramp-timeout", 300) * 1000;
 const perAddress = num(flags, "per-address", 20_000);
+// each connection binds its own source port out of 40,000 per address (flood-proc.ts)
+if (perAddress > 40_000) throw new Error("--per-address: at most 40000");
 const rampConc = num(flags, "ramp-concurrency", 48);
 const probeC = num(flags, "probe", 16);
 const log = (m: string) =>

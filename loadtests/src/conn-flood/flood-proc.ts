@@ -48,6 +48,19 @@ interface Held {
   close(): void;
 }
 
+/** Where a connection comes from: its own address and port (see the ramp loop). */
+interface Source {
+  localAddress: string;
+  localPort: number;
+}
+
+/**
+ * Source ports this generator binds explicitly: 20000..59999 on its own 127.0.0.x addresses
+ * (no other process binds those; `--per-address` stays below the span).
+ */
+const SOURCE_PORT_MIN = 20_000;
+const SOURCE_PORT_SPAN = 40_000;
+
 const initBody = JSON.stringify({
   jsonrpc: "2.0",
   id: 0,
@@ -92,9 +105,9 @@ export async function runFloodProcess(
   };
 
   /** initialize + initialized + GET on one keep-alive connection; the GET stays open. */
-  const openHttp = (localAddress: string) =>
+  const openHttp = ({ localAddress, localPort }: Source) =>
     new Promise<void>((resolve, reject) => {
-      const sock: Socket = connect({ host, port, localAddress, noDelay: true });
+      const sock: Socket = connect({ host, port, localAddress, localPort, noDelay: true });
       const reader = new HttpResponseReader();
       let step = 0; // 0 initialize, 1 initialized, 2 GET headers, 3 held
       let sid = "";
@@ -112,7 +125,9 @@ export async function runFloodProcess(
         "mcp-protocol-version": DEFAULT_PROTOCOL_VERSION,
       };
       sock.once("connect", () => sock.write(head("POST", base, initBody)));
-      sock.on("error", () => undefined);
+      sock.on("error", (e: NodeJS.ErrnoException) => {
+        if (e.code === "EADDRINUSE") bail("source_port_in_use");
+      });
       sock.on("close", () => {
         if (step === 3) {
           held.delete(h);
@@ -172,12 +187,14 @@ export async function runFloodProcess(
       });
     });
 
-  const openWs = (localAddress: string) =>
+  const openWs = ({ localAddress, localPort }: Source) =>
     new Promise<void>((resolve, reject) => {
       const ws = new WebSocket(cfg.wsUrl, "mcp", {
         perMessageDeflate: false,
         handshakeTimeout: cfg.openTimeoutMs,
         localAddress,
+        // passed through to http.request (ws forwards its options)
+        ...({ localPort } as object),
       });
       let isHeld = false;
       const timer = setTimeout(() => bail("open_timeout"), cfg.openTimeoutMs);
@@ -189,7 +206,9 @@ export async function runFloodProcess(
       const h: Held = { close: () => ws.terminate() };
       ws.once("open", () => ws.send(initBody));
       ws.once("unexpected-response", (_q, res) => bail(`ws_upgrade_http_${res.statusCode}`));
-      ws.on("error", () => undefined);
+      ws.on("error", (e: NodeJS.ErrnoException) => {
+        if (e.code === "EADDRINUSE") bail("source_port_in_use");
+      });
       ws.on("message", (d: Buffer) => {
         if (isHeld) return;
         let m: { id?: unknown; error?: unknown };
@@ -226,6 +245,8 @@ export async function runFloodProcess(
       h++;
     } else kinds.push("ws");
   }
+  // where this run's ports start: a run right after another one mostly misses its TIME_WAITs
+  const portBase = Math.floor(Math.random() * SOURCE_PORT_SPAN);
   const t0 = performance.now();
   const progress = setInterval(() => io.emit("PROGRESS", st), 1000);
   let next = 0;
@@ -243,10 +264,20 @@ export async function runFloodProcess(
           fail("out_of_source_addresses");
           continue;
         }
-        try {
-          await (kinds[i] === "http" ? openHttp(addr) : openWs(addr));
-        } catch (e) {
-          fail(e instanceof Failure ? e.code : `exception:${(e as Error).message}`);
+        // A port of our own per connection: bind(port 0) searches the address's ports for a
+        // free one, and with thousands bound that search was 70 % of this process's CPU (the
+        // kernel's inet_bind2 conflict checks), slowing the ramp to a crawl past ~50,000.
+        // A port still in TIME_WAIT from an earlier run is skipped for the next one.
+        for (let attempt = 0; ; attempt++) {
+          const localPort = SOURCE_PORT_MIN + ((portBase + i + attempt * 7919) % SOURCE_PORT_SPAN);
+          try {
+            await (kinds[i] === "http" ? openHttp : openWs)({ localAddress: addr, localPort });
+          } catch (e) {
+            const code = e instanceof Failure ? e.code : `exception:${(e as Error).message}`;
+            if (code === "source_port_in_use" && attempt < 5) continue;
+            fail(code);
+          }
+          break;
         }
       }
     }),
