@@ -2,6 +2,7 @@ import { afterAll, describe, expect } from "vitest";
 import { natsTest as it, type Stack } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
+import { rawInitialize } from "./support/raw-init.js";
 import { stack } from "./support/stack.js";
 
 /**
@@ -14,44 +15,28 @@ describe("SSE head hold (MCPQ_SSE_HOLD_MS)", () => {
     for (const s of stacks) await s.close();
   });
 
-  const session = async (url: string) => {
-    const r = await fetch(url, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        accept: "application/json, text/event-stream",
-      },
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: 0,
-        method: "initialize",
-        params: {
-          protocolVersion: "2025-11-25",
-          capabilities: {},
-          clientInfo: { name: "raw", version: "1" },
-        },
-      }),
-    });
-    expect(r.status).toBe(200);
-    return r.headers.get("mcp-session-id")!;
-  };
-  const call = (url: string, sid: string, ms: number, signal?: AbortSignal) =>
+  /** A raw session; the headers every later POST of it needs. */
+  const session = async (url: string) =>
+    (await rawInitialize(url, { protocolVersion: "2025-11-25" })).headers;
+  const post = (
+    url: string,
+    headers: Record<string, string>,
+    body: unknown,
+    signal?: AbortSignal,
+  ) =>
     fetch(url, {
       method: "POST",
-      headers: {
-        "content-type": "application/json",
-        accept: "application/json, text/event-stream",
-        "mcp-session-id": sid,
-        "mcp-protocol-version": "2025-11-25",
-      },
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: 1,
-        method: "tools/call",
-        params: { name: "sleep", arguments: { ms } },
-      }),
+      headers,
+      body: JSON.stringify(body),
       ...(signal ? { signal } : {}),
     });
+  const call = (url: string, headers: Record<string, string>, ms: number, signal?: AbortSignal) =>
+    post(
+      url,
+      headers,
+      { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "sleep", arguments: { ms } } },
+      signal,
+    );
 
   it("a response within the hold carries the head: priming event first, then the response, whatever the hold's length", async ({
     nats,
@@ -78,8 +63,8 @@ describe("SSE head hold (MCPQ_SSE_HOLD_MS)", () => {
     const url = s.edges[0]!.url;
     const ac = new AbortController();
     // the tool runs for ten minutes: headers and the first bytes can only come from the hold's end
-    const sid = await session(url);
-    const r = await call(url, sid, 600_000, ac.signal);
+    const headers = await session(url);
+    const r = await call(url, headers, 600_000, ac.signal);
     expect(r.status).toBe(200);
     const reader = r.body!.getReader();
     let first = "";
@@ -91,19 +76,10 @@ describe("SSE head hold (MCPQ_SSE_HOLD_MS)", () => {
     expect(first).toMatch(/^id: \S+\nretry: \d+\ndata: \n\n$/);
     ac.abort();
     // a disconnect is no cancellation in this era: cancel, so the worker stops sleeping
-    const c = await fetch(url, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        accept: "application/json, text/event-stream",
-        "mcp-session-id": sid,
-        "mcp-protocol-version": "2025-11-25",
-      },
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        method: "notifications/cancelled",
-        params: { requestId: 1 },
-      }),
+    const c = await post(url, headers, {
+      jsonrpc: "2.0",
+      method: "notifications/cancelled",
+      params: { requestId: 1 },
     });
     expect(c.status).toBe(202);
   });
