@@ -1,9 +1,8 @@
 import { afterAll, describe, expect } from "vitest";
-import { connectBus, type Bus } from "@mcpq/bus";
-import { natsTest as it, eventually, type NatsHandle, type Stack } from "@mcpq/testkit";
-import type { RunningEdge } from "@mcpq/edge";
-import type { RunningWorker } from "@mcpq/worker";
-import { factories, stack } from "./support/stack.js";
+import { distinctKeys } from "@mcpq/bus";
+import { natsTest as it, eventually } from "@mcpq/testkit";
+import { sharedConformanceStack } from "./support/conformance-stack.js";
+import { factories } from "./support/stack.js";
 import { modernMeta, modernPost } from "./support/modern-post.js";
 import { rawInitialize } from "./support/raw-init.js";
 
@@ -13,32 +12,15 @@ import { rawInitialize } from "./support/raw-init.js";
  * across edges (KV mcpq_used_states), and no session records for session-less requests.
  */
 describe("tasks and request-state bounds", () => {
-  let s: Stack<RunningEdge, RunningWorker> | undefined;
-  let bus: Bus | undefined;
-  let ready: Promise<Stack<RunningEdge, RunningWorker>> | undefined;
   // Two tasks at most in the whole store (edges and workers share the bus settings).
   const env = { MCPQ_TASKS_MAX: "2", MCPQ_REQUEST_STATE_KEYS: "k".repeat(40) };
-  const setup = (nats: NatsHandle) =>
-    (ready ??= (async () => {
-      s = await stack(nats, {
-        edges: 2,
-        workers: [{ catalogs: ["conformance"] }],
-        edgeEnv: env,
-        workerEnv: env,
-      });
-      bus = await connectBus({ url: nats.url, name: "bounds-test-reader", provision: false });
-      for (const e of s.edges)
-        await eventually(() => e.runtime.catalog.toolPool("slow_compute"), {
-          what: "the conformance catalog on every edge",
-        });
-      return s;
-    })());
-  const url = async (nats: NatsHandle, i: number) => (await setup(nats)).edges[i]!.url;
-
-  afterAll(async () => {
-    await bus?.close();
-    await s?.close();
-  });
+  const t = sharedConformanceStack(
+    { edges: 2, workers: [{ catalogs: ["conformance"] }], edgeEnv: env, workerEnv: env },
+    "bounds-test-reader",
+  );
+  const setup = t.setup;
+  const url = t.url;
+  afterAll(() => t.close());
 
   it("MCPQ_TASKS_MAX: a task beyond it is refused with a retryable -32010 naming the setting; the stored tasks still finish", async ({
     nats,
@@ -98,7 +80,7 @@ describe("tasks and request-state bounds", () => {
     const u = await url(nats, 0);
     const count = async () => {
       let n = 0;
-      for await (const _k of await bus!.kv.sessions.keys()) n++;
+      for await (const _k of distinctKeys(t.bus.kv.sessions)) n++;
       return n;
     };
     const before = await count();

@@ -1,9 +1,8 @@
 import { afterAll, describe, expect } from "vitest";
-import { BUCKETS, connectBus, countKeys, type Bus } from "@mcpq/bus";
-import { natsTest as it, eventually, type NatsHandle, type Stack } from "@mcpq/testkit";
-import type { RunningEdge } from "@mcpq/edge";
-import type { RunningWorker } from "@mcpq/worker";
-import { sdkClient, stack } from "./support/stack.js";
+import { BUCKETS, countKeys } from "@mcpq/bus";
+import { natsTest as it, eventually } from "@mcpq/testkit";
+import { sharedConformanceStack } from "./support/conformance-stack.js";
+import { sdkClient } from "./support/stack.js";
 import { modernPost, type ModernAnswer } from "./support/modern-post.js";
 
 const A = "tok-alice";
@@ -16,30 +15,17 @@ const B = "tok-bob";
  * completed on a worker) frees its slot.
  */
 describe("tasks per principal (MCPQ_TASKS_MAX_PER_PRINCIPAL)", () => {
-  let s: Stack<RunningEdge, RunningWorker> | undefined;
-  let bus: Bus | undefined;
-  let ready: Promise<Stack<RunningEdge, RunningWorker>> | undefined;
-  const setup = (nats: NatsHandle) =>
-    (ready ??= (async () => {
-      s = await stack(nats, {
-        edges: 2,
-        workers: [{ catalogs: ["conformance"] }, { catalogs: ["conformance"] }],
-        edgeEnv: { MCPQ_AUTH_TOKENS: `${A}=alice,${B}=bob` },
-        workerEnv: { MCPQ_TASKS_MAX_PER_PRINCIPAL: "2" },
-      });
-      bus = await connectBus({ url: nats.url, name: "quota-test-reader", provision: false });
-      for (const e of s.edges)
-        await eventually(() => e.runtime.catalog.toolPool("slow_compute"), {
-          what: "the conformance catalog on every edge",
-        });
-      return s;
-    })());
-  const url = async (nats: NatsHandle, i: number) => (await setup(nats)).edges[i]!.url;
-
-  afterAll(async () => {
-    await bus?.close();
-    await s?.close();
-  });
+  const t = sharedConformanceStack(
+    {
+      edges: 2,
+      workers: [{ catalogs: ["conformance"] }, { catalogs: ["conformance"] }],
+      edgeEnv: { MCPQ_AUTH_TOKENS: `${A}=alice,${B}=bob` },
+      workerEnv: { MCPQ_TASKS_MAX_PER_PRINCIPAL: "2" },
+    },
+    "quota-test-reader",
+  );
+  const url = t.url;
+  afterAll(() => t.close());
 
   it("a principal at its quota is refused with a retryable -32010 naming the setting; another principal is not; an ended task frees a slot", async ({
     nats,
@@ -109,7 +95,7 @@ describe("tasks per principal (MCPQ_TASKS_MAX_PER_PRINCIPAL)", () => {
       [B, b1],
     ] as const)
       await cancel(token, taskId);
-    expect(await countKeys(bus!.jsm, BUCKETS.tasks, "p.>")).toBe(0);
+    expect(await countKeys(t.bus.jsm, BUCKETS.tasks, "p.>")).toBe(0);
   });
 
   it("a task that expires (its ttl shorter than the store's) frees its slot", async ({ nats }) => {
@@ -150,7 +136,7 @@ describe("tasks per principal (MCPQ_TASKS_MAX_PER_PRINCIPAL)", () => {
         const ack = await modernPost(u, "tasks/cancel", { taskId }, { token: A });
         expect(ack.result, JSON.stringify(ack.error)).toMatchObject({ resultType: "complete" });
       }
-      expect(await countKeys(bus!.jsm, BUCKETS.tasks, "p.>")).toBe(0);
+      expect(await countKeys(t.bus.jsm, BUCKETS.tasks, "p.>")).toBe(0);
     } finally {
       await client.close();
     }
