@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect } from "vitest";
 import { natsTest as it, eventually, freePort } from "@mcpq/testkit";
-import { connectBus, type Bus } from "@mcpq/bus";
+import { connectBus, distinctKeys, type Bus } from "@mcpq/bus";
 import { collectRecords } from "@mcpq/replay";
 import { sdkClient } from "./support/replay-stack.js";
 
@@ -69,7 +69,7 @@ describe("mcpq edge|worker --processes 2", () => {
     const b = bus;
     const workers = async () => {
       let n = 0;
-      for await (const k of await b.kv.registry.keys()) if (k.startsWith("example.")) n++;
+      for await (const k of distinctKeys(b.kv.registry)) if (k.startsWith("example.")) n++;
       return n;
     };
     await eventually(async () => (await workers()) === 2, {

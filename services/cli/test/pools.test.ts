@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect } from "vitest";
 import { natsTest as it, eventually, freePort } from "@mcpq/testkit";
-import { connectBus, type Bus } from "@mcpq/bus";
+import { connectBus, distinctKeys, type Bus } from "@mcpq/bus";
 import { collectRecords } from "@mcpq/replay";
 import { sdkClient } from "./support/replay-stack.js";
 
@@ -49,7 +49,7 @@ describe("capacity by adding workers, as the README shows", () => {
 
   const registryPools = async (b: Bus): Promise<string[]> => {
     const pools: string[] = [];
-    for await (const k of await b.kv.registry.keys()) pools.push(k.slice(0, k.indexOf(".")));
+    for await (const k of distinctKeys(b.kv.registry)) pools.push(k.slice(0, k.indexOf(".")));
     return pools.sort();
   };
 

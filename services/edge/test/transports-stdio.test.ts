@@ -1,6 +1,7 @@
 import { describe, expect, afterAll } from "vitest";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { distinctKeys } from "@mcpq/bus";
 import { natsTest as it, eventually, type Stack } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
@@ -71,7 +72,7 @@ describe("stdio bridge (`mcpq stdio --url ...`)", () => {
     );
     const sessions = async () => {
       let n = 0;
-      for await (const _ of await s.edges[0]!.runtime.bus.kv.sessions.keys("s.*")) n++;
+      for await (const _ of distinctKeys(s.edges[0]!.runtime.bus.kv.sessions, "s.*")) n++;
       return n;
     };
     const before = await sessions();

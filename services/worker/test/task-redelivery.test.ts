@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect } from "vitest";
 import { natsTest as it, eventually, type NatsHandle } from "@mcpq/testkit";
-import { connectBus } from "@mcpq/bus";
+import { connectBus, distinctKeys } from "@mcpq/bus";
 import { factories } from "../../edge/test/support/stack.js";
 import { modernMeta, modernPost } from "../../edge/test/support/modern-post.js";
 
@@ -58,7 +58,7 @@ describe("tasks across worker death (redelivery)", () => {
         content: [{ text: "computed survivor after 3 s" }],
       });
       const tasks: string[] = [];
-      for await (const k of await bus.kv.tasks.keys("t.>")) tasks.push(k);
+      for await (const k of distinctKeys(bus.kv.tasks, "t.>")) tasks.push(k);
       expect(tasks).toEqual([`t.${taskId}`]);
     } finally {
       a.kill("SIGKILL");
