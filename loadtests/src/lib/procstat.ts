@@ -36,32 +36,28 @@ export function processTree(pid: number): number[] {
   return out;
 }
 
-/** CPU ticks of `pid` and its descendants (those alive now). */
-function readTreeTicks(pid: number): number | null {
+/** `read` summed over `pid` and its descendants alive now; null when none could be read. */
+function sumOverTree(pid: number, read: (p: number) => number | null): number | null {
   let sum = 0;
   let any = false;
   for (const p of processTree(pid)) {
-    const t = readCpuTicks(p);
-    if (t !== null) {
-      sum += t;
+    const v = read(p);
+    if (v !== null) {
+      sum += v;
       any = true;
     }
   }
   return any ? sum : null;
 }
 
+/** CPU ticks of `pid` and its descendants (those alive now). */
+function readTreeTicks(pid: number): number | null {
+  return sumOverTree(pid, readCpuTicks);
+}
+
 /** RSS of `pid` and its descendants (a `--processes N` edge: the primary plus its forks). */
 export function readTreeRssBytes(pid: number): number | null {
-  let sum = 0;
-  let any = false;
-  for (const p of processTree(pid)) {
-    const r = readRssBytes(p);
-    if (r !== null) {
-      sum += r;
-      any = true;
-    }
-  }
-  return any ? sum : null;
+  return sumOverTree(pid, readRssBytes);
 }
 
 export function readRssBytes(pid: number | "self"): number | null {
