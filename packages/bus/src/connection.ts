@@ -11,11 +11,17 @@ import { connectionAuthOptions, type BusAuth } from "./auth.js";
 import { DEFAULT_BUS_LIMITS, type BusLimits } from "./limits.js";
 import { provision, provisionBuckets } from "./provision.js";
 import { batchWrites } from "./write-batching.js";
+import { AckedPublisher, type AckedPublish } from "./acked-publish.js";
 
 /** One NATS connection with its JetStream handles and provisioned buckets. */
 export interface Bus {
   readonly nc: NatsConnection;
   readonly js: JetStreamClient;
+  /**
+   * mcpq's JetStream publishes (requests, answers, records, claims): PubAcks on one shared
+   * subscription of this connection (`AckedPublisher`), default timeout 10 s.
+   */
+  readonly publisher: AckedPublish;
   readonly jsm: JetStreamManager;
   readonly limits: Readonly<BusLimits>;
   /** Whether the server was a JetStream cluster at connect (what provisioning needs to know: `ProvisionOptions.clustered`). */
@@ -95,13 +101,15 @@ export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
         else if (st.type === "reconnect") connected = true;
       }
     })().catch(() => undefined);
+    const inboxPrefix = opts.inboxPrefix ?? "_INBOX";
     return {
       nc,
       js,
+      publisher: new AckedPublisher(nc, { inboxPrefix, timeoutMs: 10_000 }),
       jsm,
       limits,
       clustered: p.clustered,
-      inboxPrefix: opts.inboxPrefix ?? "_INBOX",
+      inboxPrefix,
       kv,
       get connected() {
         return connected && !nc.isClosed();

@@ -23,7 +23,7 @@ import { subjects } from "./subjects.js";
  * with `publishFailure`). Its answer comes on `env.replyTo`. Used by edges and by `mcpq replay`.
  */
 export async function publishRequest(
-  bus: Pick<Bus, "js">,
+  bus: Pick<Bus, "publisher">,
   pool: string,
   env: RequestEnvelope,
   body: string,
@@ -31,10 +31,10 @@ export async function publishRequest(
   /** The envelope headers when the caller built them already (`encodeEnvelope(env)`, maybe with trace context added). */
   headers: MsgHdrs = encodeEnvelope(env),
 ): Promise<void> {
-  await bus.js.publish(subjects.request(pool, env.targetKind, env.target), body, {
+  // The envelope headers carry the request id as `Nats-Msg-Id`.
+  await bus.publisher.publish(subjects.request(pool, env.targetKind, env.target), body, {
     headers,
-    msgID: env.requestId,
-    ...(timeoutMs === undefined ? {} : { timeout: timeoutMs }),
+    timeoutMs,
   });
 }
 

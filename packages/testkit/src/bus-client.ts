@@ -63,7 +63,7 @@ export class BusClient {
   ): Promise<BusRpcResponse> {
     const id = this.#nextId++;
     const requestId = `bc-${id}-${Math.random().toString(36).slice(2)}`;
-    await this.bus.js.publish(
+    await this.bus.publisher.publish(
       subjects.request(this.pool, kind, target),
       JSON.stringify({ jsonrpc: "2.0", id, method, params }),
       {
@@ -82,7 +82,6 @@ export class BusClient {
           traceparent: undefined,
           clientCapabilities: o.clientCapabilities ?? ["sampling", "elicitation", "roots"],
         }),
-        msgID: requestId,
       },
     );
     await eventually(() => this.#responses.has(id), {

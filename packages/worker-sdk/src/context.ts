@@ -126,7 +126,7 @@ const nextEventToken = idGenerator();
  */
 export function publishResponse(bus: Bus, env: RequestEnvelope, body: unknown): Promise<void> {
   const eventId = `${env.replyTo.slice(env.replyTo.lastIndexOf(".") + 1)}_${nextEventToken()}`;
-  return bus.js
+  return bus.publisher
     .publish(env.replyTo, JSON.stringify(body), {
       headers: outboundHeaders("response", eventId, env.requestId),
     })
@@ -158,7 +158,9 @@ export function createContext(
   /** Publishes after everything published before it, so the edge sees the request's messages in order. */
   const ordered = (data: string, headers: (eventId: string) => MsgHdrs): Promise<void> => {
     const eventId = `${streamId}_${nextEventToken()}`;
-    const p = chain.then(() => bus.js.publish(env.replyTo, data, { headers: headers(eventId) }));
+    const p = chain.then(() =>
+      bus.publisher.publish(env.replyTo, data, { headers: headers(eventId) }),
+    );
     chain = p.catch(() => undefined);
     return p.then(() => undefined);
   };

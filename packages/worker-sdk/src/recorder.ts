@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { silentLogger, type Logger } from "@mcpq/protocol";
 import {
   REDACTED,
@@ -106,17 +105,6 @@ export interface Recorder {
 /** How long a record's PubAck may take before the record counts as failed. */
 const ACK_TIMEOUT_MS = 5_000;
 
-const UTF8 = new TextDecoder();
-
-/** A JetStream PubAck (`{stream, seq}`) or its error; null when the reply is not JSON. */
-function pubAckOf(data: Uint8Array): { error?: unknown } | null {
-  try {
-    return JSON.parse(UTF8.decode(data)) as { error?: unknown };
-  } catch {
-    return null;
-  }
-}
-
 /** Keys whose values are always masked, at any depth. */
 const ALWAYS_MASKED_KEYS = /^(authorization|proxy-authorization)$/i;
 /**
@@ -154,12 +142,9 @@ export function createRecorder(opts: RecorderOptions): Recorder {
   const maxInFlight = opts.maxInFlight ?? 512;
   const maxBytes = recordMaxBytes(bus.limits.maxMessageBytes);
   const random = opts.random ?? Math.random;
-  // Record PubAcks come back on one subscription, matched by a token in the reply subject: no
-  // request object, promise or timer per record (nats.js's js.publish made each one a request
-  // with its own timeout). One sweep per second gives up on PubAcks older than the timeout.
-  const inbox = `${bus.inboxPrefix}.rec-${randomBytes(8).toString("hex")}`;
-  const pending = new Map<number, number>(); // token -> sent at (ms), in send order
-  let token = 0;
+  // Record PubAcks come back on the connection's shared PubAck subscription (`bus.publisher`):
+  // no request object, promise or timer per record.
+  let inFlight = 0;
   let drained: (() => void)[] = [];
   let lastWarn = 0;
   const warn = (obj: Record<string, unknown>, msg: string) => {
@@ -170,44 +155,24 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     log.warn(obj, msg);
   };
   const count = (r: RecordResult) => opts.metrics?.record(r);
-  const settled = () => {
-    if (pending.size > 0 || drained.length === 0) return;
+  const acked = (err: Error | undefined) => {
+    inFlight--;
+    if (!err) count("stored");
+    else {
+      count("failed");
+      warn({ err }, "record publish failed");
+    }
+    if (inFlight > 0 || drained.length === 0) return;
     const waiters = drained;
     drained = [];
     for (const w of waiters) w();
   };
-  bus.nc.subscribe(`${inbox}.*`, {
-    callback: (err, m) => {
-      if (!pending.delete(Number(m?.subject.slice(inbox.length + 1)))) return; // given up already
-      const ack = err || m.headers?.hasError ? null : pubAckOf(m.data);
-      if (ack && !ack.error) count("stored");
-      else {
-        count("failed");
-        warn(
-          { err: err ?? ack?.error ?? m.headers?.description ?? "no PubAck" },
-          "record publish failed",
-        );
-      }
-      settled();
-    },
-  });
-  const sweep = setInterval(() => {
-    const cutoff = Date.now() - ACK_TIMEOUT_MS;
-    for (const [t, at] of pending) {
-      if (at > cutoff) break;
-      pending.delete(t);
-      count("failed");
-      warn({ timeoutMs: ACK_TIMEOUT_MS }, "record publish failed: no PubAck in time");
-    }
-    settled();
-  }, 1_000);
-  sweep.unref();
 
   const recorder = ((entry: RecordEntry) => {
     if (isReplaySession(entry.envelope.session)) return;
     const rate = sampleRate(rules, entry.envelope.target);
     if (rate < 1 && !(random() < rate)) return count("sampled_out");
-    if (pending.size >= maxInFlight) {
+    if (inFlight >= maxInFlight) {
       warn({ maxInFlight }, "record dropped: too many record publishes awaiting a PubAck");
       return count("dropped");
     }
@@ -225,21 +190,16 @@ export function createRecorder(opts: RecorderOptions): Recorder {
       );
       return count("dropped");
     }
-    const t = token++;
-    pending.set(t, Date.now());
-    try {
-      bus.nc.publish(recordSubject(record), data, {
-        reply: `${inbox}.${t}`,
-        headers: recordHeaders(record),
-      });
-    } catch (err) {
-      pending.delete(t);
-      count("failed");
-      warn({ err }, "record publish failed");
-    }
+    inFlight++;
+    bus.publisher.send(
+      recordSubject(record),
+      data,
+      { headers: recordHeaders(record), timeoutMs: ACK_TIMEOUT_MS },
+      acked,
+    );
   }) as Recorder;
   recorder.flush = async (timeoutMs = 5_000) => {
-    if (pending.size === 0) return;
+    if (inFlight === 0) return;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       new Promise<void>((r) => drained.push(r)),
@@ -250,7 +210,7 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     ]);
     clearTimeout(timer);
   };
-  Object.defineProperty(recorder, "inFlight", { get: () => pending.size });
+  Object.defineProperty(recorder, "inFlight", { get: () => inFlight });
   return recorder;
 }
 

@@ -52,7 +52,7 @@ export const edgeApp: FastifyPluginAsync<EdgeAppOptions> = async (
     }
     const status = err.statusCode ?? 500;
     if (status >= 500) {
-      req.log.error({ err }, "request failed");
+      req.log.error({ err, reqId: req.id }, "request failed");
       // E.g. the session lookup failed while the broker is down: answered -32603, counted once.
       runtime.telemetry.transportError(methodOf(req.body), err);
     }

@@ -1,4 +1,11 @@
-import { STREAMS, publishFailure, type Bus, type MsgHdrs } from "@mcpq/bus";
+import {
+  STREAMS,
+  publishFailure,
+  type AckedPublish,
+  type Bus,
+  type MsgHdrs,
+  type PubAck,
+} from "@mcpq/bus";
 import { Fault, McpError, silentLogger, type Logger } from "@mcpq/protocol";
 
 export interface BrokerHealthOptions {
@@ -265,30 +272,30 @@ function guarded<T extends object>(
 export function guardedBus(
   bus: Bus,
   health: BrokerHealth,
-  onPublish?: (
-    subject: string,
-    opts: { msgID?: string; headers?: MsgHdrs } | undefined,
-    acked: Promise<unknown>,
-  ) => void,
+  onPublish?: (subject: string, headers: MsgHdrs | undefined, acked: Promise<PubAck>) => void,
 ): Bus {
   const kvGuard = <R>(op: () => Promise<R>) => health.guard(op, "kv");
-  const js = new Proxy(bus.js, {
-    get(t, prop, receiver) {
-      const v = Reflect.get(t, prop, receiver) as unknown;
-      if (prop !== "publish" || typeof v !== "function") return v;
-      return (subject: string, data: unknown, opts?: { msgID?: string; headers?: MsgHdrs }) => {
-        const p = health.guard(
-          () => (v as (...a: unknown[]) => Promise<unknown>).call(t, subject, data, opts),
-          "publish",
-        );
-        onPublish?.(subject, opts, p);
-        return p;
-      };
+  const publisher: AckedPublish = {
+    publish(subject, data, opts) {
+      const p = health.guard(() => bus.publisher.publish(subject, data, opts), "publish");
+      onPublish?.(subject, opts?.headers, p);
+      return p;
     },
-  });
+    send: (subject, data, opts, cb) => {
+      health
+        .guard(() => bus.publisher.publish(subject, data, opts), "publish")
+        .then(
+          (ack) => cb(undefined, ack),
+          (err: Error) => cb(err, undefined),
+        );
+    },
+    get inFlight() {
+      return bus.publisher.inFlight;
+    },
+  };
   return {
     ...bus,
-    js,
+    publisher,
     jsm: guarded(bus.jsm, kvGuard, ["consumers", "streams", "direct"]),
     kv: {
       sessions: guarded(bus.kv.sessions, kvGuard),

@@ -13,6 +13,7 @@ import {
   type Bus,
   type Correlator,
   type HealReport,
+  type PubAck,
 } from "@mcpq/bus";
 import { Fault, type FaultKind, type Logger } from "@mcpq/protocol";
 import { BrokerHealth, guardedBus } from "./broker-health.js";
@@ -91,7 +92,7 @@ export class EdgeHealing {
     private readonly opts: EdgeHealingOptions,
   ) {
     this.health = new BrokerHealth(raw, { unavailableMs: opts.unavailableMs, log: opts.log });
-    this.bus = guardedBus(raw, this.health, (subject, o, acked) => this.#track(subject, o, acked));
+    this.bus = guardedBus(raw, this.health, (subject, h, acked) => this.#track(subject, h, acked));
     this.liveness = new LivenessView(raw.nc);
     this.heal = new SelfHeal(raw, {
       checkMs: opts.healCheckMs,
@@ -181,13 +182,10 @@ export class EdgeHealing {
     }
   }
 
-  #track(
-    subject: string,
-    o: { msgID?: string; headers?: MsgHdrs } | undefined,
-    acked: Promise<unknown>,
-  ): void {
-    const msgId = o?.msgID;
-    if (msgId === undefined || !subject.startsWith(REQUEST_PREFIX)) return;
+  #track(subject: string, headers: MsgHdrs | undefined, acked: Promise<PubAck>): void {
+    if (!headers || !subject.startsWith(REQUEST_PREFIX)) return;
+    const msgId = headers.get(H.msgId);
+    if (!msgId) return;
     const end = subject.indexOf(".", REQUEST_PREFIX.length);
     const pool =
       end < 0 ? subject.slice(REQUEST_PREFIX.length) : subject.slice(REQUEST_PREFIX.length, end);
@@ -201,13 +199,13 @@ export class EdgeHealing {
     // Only the envelope headers are kept, never the body (requests can be megabytes).
     const t: Tracked = {
       epoch: this.#epoch,
-      headers: o?.headers,
-      startBy: Number(o?.headers?.get(H.startBy) || NaN),
+      headers,
+      startBy: Number(headers.get(H.startBy) || NaN),
     };
     ids.set(msgId, t);
     if (t.startBy > 0)
       acked.then(
-        (ack) => (t.seq = (ack as { seq?: number }).seq),
+        (ack) => (t.seq = ack.seq),
         () => undefined,
       );
   }

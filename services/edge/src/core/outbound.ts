@@ -236,9 +236,9 @@ export class OutboundRouter {
     (s.claiming ??= new Map()).set(requestId, held);
     let outcome: ClaimOutcome;
     try {
-      const ack = await this.#bus.js.publish(subjects.outbound(session, stream), "", {
+      const ack = await this.#bus.publisher.publish(subjects.outbound(session, stream), "", {
         headers: answeredHeaders(eventId(stream, nextClaimToken()), requestId),
-        timeout: CLAIM_TIMEOUT_MS,
+        timeoutMs: CLAIM_TIMEOUT_MS,
       });
       outcome = ack.duplicate ? "lost" : "won";
     } catch (err) {
@@ -278,7 +278,7 @@ export class OutboundRouter {
     const release = back ? this.#hold(session) : undefined;
     let timer: NodeJS.Timeout | undefined;
     try {
-      await this.#bus.js.publish(subjects.outbound(session, stream), json, {
+      await this.#bus.publisher.publish(subjects.outbound(session, stream), json, {
         headers: outboundHeaders("response", id),
       });
       if (routed) timer = setTimeout(routed, ROUTE_TIMEOUT_MS);

@@ -1058,7 +1058,7 @@ export class SessionCore {
       });
       for await (const key of distinctKeys(this.#bus.kv.subscriptions, subscriptionPrefix(uri))) {
         const session = key.slice(key.indexOf(".") + 1);
-        await this.#bus.js.publish(subjects.outbound(session, STANDALONE_STREAM), json, {
+        await this.#bus.publisher.publish(subjects.outbound(session, STANDALONE_STREAM), json, {
           headers: outboundHeaders("notification", eventId(STANDALONE_STREAM, nextEventToken())),
         });
       }
