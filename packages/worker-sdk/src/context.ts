@@ -21,6 +21,7 @@ import {
   type RequestEnvelope,
 } from "@mcpq/bus";
 import { CAPABILITY_OF, type InputMethod, type MrtrRound } from "./mrtr.js";
+import type { LazyAbort } from "./lazy-abort.js";
 
 /** What a handler can do while it runs. Everything crosses the broker to the client's session. */
 export interface HandlerContext {
@@ -141,7 +142,7 @@ export function createContext(
   env: RequestEnvelope,
   requestId: RequestId,
   meta: Record<string, unknown>,
-  signal: AbortSignal,
+  abort: LazyAbort,
   /** Sees every related message and the response as they are published (recording). Must not throw. */
   onPublish?: (kind: OutboundKind, body: unknown) => void,
   /** 2026-07-28 era, MRTR-capable method: where `sample`/`elicit`/`listRoots` become input requests. */
@@ -176,7 +177,7 @@ export function createContext(
     params: Record<string, unknown> | undefined,
     timeoutMs?: number,
   ) => {
-    if (signal.aborted) throw new McpError(ErrorCode.RequestTimeout, "request was cancelled");
+    if (abort.aborted) throw new McpError(ErrorCode.RequestTimeout, "request was cancelled");
     const capability = CAPABILITY_OF[method as InputMethod];
     if (capability && env.clientCapabilities && !env.clientCapabilities.includes(capability)) {
       throw new McpError(
@@ -192,7 +193,7 @@ export function createContext(
       Math.max(0, env.deadline - Date.now()),
     );
     let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
+    let stopListening: (() => void) | undefined;
     try {
       // The reply subscription exists before the request can reach the client (same connection, in order).
       await publish(
@@ -204,7 +205,7 @@ export function createContext(
       return await new Promise<Record<string, unknown>>((resolve, reject) => {
         timer = setTimeout(() => {
           // Tell the client to stop working on it (spec: the requester SHOULD cancel what it gave up on).
-          if (!signal.aborted)
+          if (!abort.aborted)
             void publish(
               "notification",
               notification("notifications/cancelled", { requestId: id, reason: "timeout" }),
@@ -216,9 +217,9 @@ export function createContext(
             ),
           );
         }, limit);
-        onAbort = () =>
-          reject(new McpError(ErrorCode.RequestTimeout, `${method}: request was cancelled`));
-        signal.addEventListener("abort", onAbort, { once: true });
+        stopListening = abort.onAbort(() =>
+          reject(new McpError(ErrorCode.RequestTimeout, `${method}: request was cancelled`)),
+        );
         void (async () => {
           for await (const m of sub) {
             let msg: {
@@ -239,7 +240,7 @@ export function createContext(
       });
     } finally {
       clearTimeout(timer);
-      if (onAbort) signal.removeEventListener("abort", onAbort);
+      stopListening?.();
       sub.unsubscribe();
     }
   };
@@ -262,7 +263,9 @@ export function createContext(
   };
 
   const ctx: HandlerContext = {
-    signal,
+    get signal() {
+      return abort.signal;
+    },
     session: env.session,
     principal: env.principal,
     claims: env.claims ?? {},
@@ -275,14 +278,14 @@ export function createContext(
       // Modern era: no log level in the request's _meta means no logs at all.
       if (modern && !env.logLevel) return;
       if (env.logLevel && !logLevelPasses(level, env.logLevel)) return;
-      if (signal.aborted) return;
+      if (abort.aborted) return;
       await publish(
         "notification",
         notification("notifications/message", logger ? { level, logger, data } : { level, data }),
       );
     },
     async progress(progress, total, message) {
-      if (progressToken === undefined || signal.aborted) return;
+      if (progressToken === undefined || abort.aborted) return;
       // The spec requires strictly increasing progress; drop values that would not increase.
       if (progress <= lastProgress) return;
       lastProgress = progress;
@@ -304,7 +307,7 @@ export function createContext(
         ? ask("roots/list", undefined, opts)
         : clientRequest("roots/list", undefined, opts?.timeoutMs),
     async closeStream(opts) {
-      if (signal.aborted || modern) return;
+      if (abort.aborted || modern) return;
       const control =
         opts?.retryMs === undefined
           ? { action: "reconnect" as const }

@@ -60,6 +60,7 @@ import {
 import { MRTR_METHODS, MrtrRound } from "./mrtr.js";
 import { abandonTask, taskRunFor, type TaskRun } from "./tasks.js";
 import { claimRequestState } from "./used-states.js";
+import { LazyAbort } from "./lazy-abort.js";
 import {
   createRequestStateSealer,
   paramsDigest,
@@ -189,7 +190,7 @@ export interface RequestStateOptions {
 
 export const DEFAULT_REQUEST_STATE_MAX_BYTES = 65_536;
 
-type Inflight = { controller: AbortController; principal: string };
+type Inflight = { controller: LazyAbort; principal: string };
 
 /**
  * Pulls requests for its pool from JetStream, runs handlers with bounded concurrency, publishes
@@ -552,7 +553,7 @@ export class Worker {
     metrics?.inFlight(this.#running);
     const startedAt = Date.now();
     const key = inflightKey(env.session, request.id);
-    const controller = new AbortController();
+    const controller = new LazyAbort();
     this.#inflight.set(key, { controller, principal: env.principal });
     this.#byInternal.set(env.requestId, key);
     const budget = Math.min(this.#opts.handlerTimeoutMs, env.deadline - startedAt);
@@ -584,7 +585,7 @@ export class Worker {
       env,
       request.id,
       meta,
-      controller.signal,
+      controller,
       (kind, body) => {
         if (related && kind === "notification" && related.length < 100)
           related.push(body as Record<string, unknown>);
@@ -596,7 +597,7 @@ export class Worker {
     let task: TaskRun | undefined;
     if (request.method === "tools/call")
       try {
-        task = this.#taskRun(env, request, scope.publish, controller.signal, (until) => {
+        task = this.#taskRun(env, request, scope.publish, controller, (until) => {
           clearTimeout(timer);
           timer = setTimeout(
             () =>
@@ -632,11 +633,11 @@ export class Worker {
       if (task?.startsWithCall) {
         await task.start();
         // A tasks/cancel may come as soon as the client has the task: then the handler never runs.
-        controller.signal.throwIfAborted();
+        controller.throwIfAborted();
       }
       const result = await abortable(
         this.#dispatch(request.method, request.params ?? {}, task?.context(scope.ctx) ?? scope.ctx),
-        controller.signal,
+        controller,
       );
       response = { result: finishResult(result, round, modern) };
       if (result["isError"] === true && !round?.pending) {
@@ -644,7 +645,7 @@ export class Worker {
         errorType = "tool_error";
       }
     } catch (err) {
-      const cancelled = controller.signal.aborted && isFault(controller.signal.reason, "cancelled");
+      const cancelled = controller.aborted && isFault(controller.reason, "cancelled");
       if (cancelled) {
         outcome = "cancelled";
         errorType = "cancelled";
@@ -652,7 +653,7 @@ export class Worker {
         round &&
         !round.fatal &&
         round.pending &&
-        !controller.signal.aborted &&
+        !controller.aborted &&
         !(err instanceof McpError)
       ) {
         // The handler stopped at an unanswered input request: the round ends asking for it and
@@ -791,7 +792,7 @@ export class Worker {
     env: RequestEnvelope,
     request: { id: RequestId; params?: Record<string, unknown> },
     publish: (kind: "response", body: unknown) => Promise<void>,
-    signal: AbortSignal,
+    abort: LazyAbort,
     extendUntil: (untilMs: number) => void,
   ): TaskRun | undefined {
     const tool = this.#tools.get(String(request.params?.["name"]));
@@ -800,7 +801,10 @@ export class Worker {
       maxTtlMs: this.#opts.bus.limits.taskTtlMs,
       respond: (result) => publish("response", { jsonrpc: "2.0", id: request.id, result }),
       extendUntil,
-      signal,
+      // Read only when the call is a task that waits: a plain call builds no AbortSignal.
+      get signal() {
+        return abort.signal;
+      },
     });
   }
 
@@ -1049,18 +1053,17 @@ function parseParams<T extends z.ZodType>(schema: T, raw: unknown): z.output<T> 
   return r.data;
 }
 
-function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason as Error);
+function abortable<T>(p: Promise<T>, abort: LazyAbort): Promise<T> {
+  if (abort.aborted) return Promise.reject(abort.reason as Error);
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason as Error);
-    signal.addEventListener("abort", onAbort, { once: true });
+    const stop = abort.onAbort(() => reject(abort.reason as Error));
     p.then(
       (v) => {
-        signal.removeEventListener("abort", onAbort);
+        stop();
         resolve(v);
       },
       (e: unknown) => {
-        signal.removeEventListener("abort", onAbort);
+        stop();
         reject(e as Error);
       },
     );
