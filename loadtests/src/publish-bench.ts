@@ -13,7 +13,7 @@ import { connectBus } from "@mcpq/bus";
 import { parseArgs, num } from "./lib/args.js";
 import { installExitHooks, startNats } from "./lib/procs.js";
 
-const args = parseArgs(process.argv.slice(2));
+const { flags: args } = parseArgs(process.argv.slice(2));
 const N = num(args, "n", 40_000);
 const C = num(args, "c", 64);
 const ROUNDS = num(args, "rounds", 3);
