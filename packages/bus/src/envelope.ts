@@ -1,4 +1,5 @@
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
+import { addHeader, headerValue } from "./headers.js";
 import type { AnyProtocolVersion, LogLevel } from "@mcpq/protocol";
 import type { TargetKind } from "./subjects.js";
 
@@ -94,45 +95,43 @@ interface EnvelopeCore {
 
 /** Writes the shared envelope fields into fresh headers `h` (the one encoding of them; see `decodeEnvelope`). */
 function setEnvelopeHeaders(h: MsgHdrs, e: EnvelopeCore): MsgHdrs {
-  // `h` is fresh (every caller passes new headers): `append` is `set` without the scan for an
-  // existing key to delete first (nats.js scans every key per call; this is the request hot path).
-  h.append(H.request, e.requestId);
-  h.append(H.msgId, e.requestId);
-  h.append(H.session, e.session);
-  h.append(H.principal, e.principal);
-  h.append(H.protocolVersion, e.protocolVersion);
-  h.append(H.deadline, String(e.deadline));
-  if (e.logLevel) h.append(H.logLevel, e.logLevel);
-  h.append(H.targetKind, e.targetKind);
-  h.append(H.target, e.target);
-  h.append(H.edge, e.edge);
-  h.append(H.receivedAt, String(e.receivedAt));
-  if (e.traceparent) h.append(H.traceparent, e.traceparent);
-  if (e.traceparent && e.tracestate) h.append(H.tracestate, e.tracestate);
+  // `h` is fresh (every caller passes new headers); `addHeader` skips nats.js's per-call key
+  // scans (headers.ts): this is the request hot path.
+  addHeader(h, H.request, e.requestId);
+  addHeader(h, H.msgId, e.requestId);
+  addHeader(h, H.session, e.session);
+  addHeader(h, H.principal, e.principal);
+  addHeader(h, H.protocolVersion, e.protocolVersion);
+  addHeader(h, H.deadline, String(e.deadline));
+  if (e.logLevel) addHeader(h, H.logLevel, e.logLevel);
+  addHeader(h, H.targetKind, e.targetKind);
+  addHeader(h, H.target, e.target);
+  addHeader(h, H.edge, e.edge);
+  addHeader(h, H.receivedAt, String(e.receivedAt));
+  if (e.traceparent) addHeader(h, H.traceparent, e.traceparent);
+  if (e.traceparent && e.tracestate) addHeader(h, H.tracestate, e.tracestate);
   return h;
 }
 
 export function encodeEnvelope(e: RequestEnvelope): MsgHdrs {
   const h = setEnvelopeHeaders(natsHeaders(), e);
-  h.append(H.replyTo, e.replyTo);
-  if (e.startBy !== undefined) h.append(H.startBy, String(e.startBy));
-  if (e.clientCapabilities) h.append(H.clientCapabilities, e.clientCapabilities.join(","));
+  addHeader(h, H.replyTo, e.replyTo);
+  if (e.startBy !== undefined) addHeader(h, H.startBy, String(e.startBy));
+  if (e.clientCapabilities) addHeader(h, H.clientCapabilities, e.clientCapabilities.join(","));
   if (e.clientInfo)
-    h.append(
+    addHeader(
+      h,
       H.clientInfo,
       JSON.stringify({ name: e.clientInfo.name, version: e.clientInfo.version }),
     );
-  if (e.claims) h.append(H.claims, JSON.stringify(e.claims));
+  if (e.claims) addHeader(h, H.claims, JSON.stringify(e.claims));
   return h;
 }
 
 /** Decodes and validates an envelope; returns null (caller terms the message) when malformed. */
 export function decodeEnvelope(h: MsgHdrs | undefined): RequestEnvelope | null {
   if (!h) return null;
-  const get = (k: string) => {
-    const v = h.get(k);
-    return v === "" ? undefined : v;
-  };
+  const get = (k: string) => headerValue(h, k) || undefined;
   const requestId = get(H.request);
   const session = get(H.session);
   const principal = get(H.principal);
@@ -151,13 +150,15 @@ export function decodeEnvelope(h: MsgHdrs | undefined): RequestEnvelope | null {
   ) {
     return null;
   }
+  // Present but empty: the client declared no capabilities (absent: an edge that did not say).
+  const capabilities = headerValue(h, H.clientCapabilities);
   return {
     requestId,
     session,
     principal,
     replyTo,
     deadline,
-    startBy: h.has(H.startBy) ? Number(h.get(H.startBy)) || undefined : undefined,
+    startBy: Number(get(H.startBy)) || undefined,
     targetKind,
     target,
     protocolVersion: (get(H.protocolVersion) ?? "2025-11-25") as AnyProtocolVersion,
@@ -166,12 +167,7 @@ export function decodeEnvelope(h: MsgHdrs | undefined): RequestEnvelope | null {
     receivedAt: Number(get(H.receivedAt) ?? Date.now()),
     traceparent: get(H.traceparent),
     tracestate: get(H.tracestate),
-    clientCapabilities: h.has(H.clientCapabilities)
-      ? h
-          .get(H.clientCapabilities)
-          .split(",")
-          .filter((c) => c !== "")
-      : undefined,
+    clientCapabilities: capabilities?.split(",").filter((c) => c !== ""),
     clientInfo: decodeClientInfo(get(H.clientInfo)),
     claims: decodeClaims(get(H.claims)),
   };
@@ -220,8 +216,8 @@ export function controlHeaders(
 
 /** Reads the instruction of a `control` outbound message; null when absent or unknown (ignore it). */
 export function decodeControl(h: MsgHdrs | undefined): OutboundControl | null {
-  if (!h || h.get(H.control) !== "reconnect") return null;
-  const retry = Number(h.get(H.retryMs) || Number.NaN);
+  if (headerValue(h, H.control) !== "reconnect") return null;
+  const retry = Number(headerValue(h, H.retryMs) || Number.NaN);
   return Number.isFinite(retry) && retry >= 0
     ? { action: "reconnect", retryMs: retry }
     : { action: "reconnect" };
@@ -233,11 +229,11 @@ export function decodeOutboundHeaders(h: MsgHdrs | undefined): {
   eventId: string | undefined;
   requestId: string | undefined;
 } {
-  const kind = h?.get(H.kind);
+  const kind = headerValue(h, H.kind);
   return {
     kind: kind === "response" || kind === "request" || kind === "control" ? kind : "notification",
-    eventId: h?.get(H.event) || undefined,
-    requestId: h?.get(H.request) || undefined,
+    eventId: headerValue(h, H.event) || undefined,
+    requestId: headerValue(h, H.request) || undefined,
   };
 }
 
@@ -247,10 +243,10 @@ export function decodeOutboundHeaders(h: MsgHdrs | undefined): {
  */
 export function outboundHeaders(kind: OutboundKind, eventId: string, requestId?: string): MsgHdrs {
   const h = natsHeaders();
-  h.append(H.kind, kind);
-  h.append(H.event, eventId);
-  h.append(H.msgId, kind === "response" && requestId ? responseMsgId(requestId) : eventId);
-  if (requestId) h.append(H.request, requestId);
+  addHeader(h, H.kind, kind);
+  addHeader(h, H.event, eventId);
+  addHeader(h, H.msgId, kind === "response" && requestId ? responseMsgId(requestId) : eventId);
+  if (requestId) addHeader(h, H.request, requestId);
   return h;
 }
 

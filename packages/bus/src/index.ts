@@ -34,13 +34,8 @@ export {
 } from "./envelope.js";
 export { DEFAULT_BUS_LIMITS } from "./limits.js";
 export { connectBus, type Bus } from "./connection.js";
-export {
-  AckedPublisher,
-  type AckedPublish,
-  type AckedPublishOptions,
-  type PubAck,
-  type PubAckCallback,
-} from "./acked-publish.js";
+export { headerValue } from "./headers.js";
+export { AckedPublisher, type AckedPublish, type PubAck } from "./acked-publish.js";
 export { countKeys, distinctKeys, eraseKey } from "./kv-keys.js";
 export { ensurePoolConsumer } from "./pool.js";
 export { openCacheBucket, provision } from "./provision.js";

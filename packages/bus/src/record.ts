@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { addHeader } from "./headers.js";
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 import { H } from "./envelope.js";
 import { subjects, type TargetKind } from "./subjects.js";
@@ -92,7 +93,7 @@ export function recordSubject(r: Pick<RequestRecord, "pool" | "targetKind" | "ta
  */
 export function recordHeaders(r: Pick<RequestRecord, "requestId">): MsgHdrs {
   const h = natsHeaders();
-  h.set(H.msgId, r.requestId);
+  addHeader(h, H.msgId, r.requestId);
   return h;
 }
 

@@ -74,7 +74,11 @@ describe("AckedPublisher: JetStream publishes with PubAcks on one shared subscri
     // A core subscriber (not a stream) takes the subject: the server does not answer 503, and
     // nobody sends a PubAck until this test does, after the timeout.
     let replyTo = "";
-    const sub = bus.nc.subscribe("t-silent.>", { callback: (_e, m) => (replyTo = m.reply ?? "") });
+    const sub = bus.nc.subscribe("t-silent.>", {
+      callback: (_e, m) => {
+        replyTo = m.reply ?? "";
+      },
+    });
     const publisher = new AckedPublisher(bus.nc, { inboxPrefix: "_INBOX", timeoutMs: 200 });
     const seen: unknown[] = [];
     publisher.send("t-silent.a", "x", undefined, (err, ack) => seen.push(err ?? ack));

@@ -6,6 +6,7 @@ import {
   STREAMS,
   decodeEnvelope,
   ensurePoolConsumer,
+  headerValue,
   poolConsumer,
   cancelContract,
   type CancelNotice,
@@ -184,7 +185,7 @@ export class EdgeHealing {
 
   #track(subject: string, headers: MsgHdrs | undefined, acked: Promise<PubAck>): void {
     if (!headers || !subject.startsWith(REQUEST_PREFIX)) return;
-    const msgId = headers.get(H.msgId);
+    const msgId = headerValue(headers, H.msgId);
     if (!msgId) return;
     const end = subject.indexOf(".", REQUEST_PREFIX.length);
     const pool =
@@ -200,7 +201,7 @@ export class EdgeHealing {
     const t: Tracked = {
       epoch: this.#epoch,
       headers,
-      startBy: Number(headers.get(H.startBy) || NaN),
+      startBy: Number(headerValue(headers, H.startBy) || NaN),
     };
     ids.set(msgId, t);
     if (t.startBy > 0)
