@@ -99,16 +99,32 @@ const fdsOf = (pid: number) => {
     return null;
   }
 };
-/** V8 heap in use over every edge process (the primary aggregates /metrics: gauges summed). */
-async function edgeHeapUsed(): Promise<number | null> {
+/** Memory gauges summed over every edge process (the primary aggregates /metrics: gauges summed). */
+interface EdgeMemory {
+  /** V8 heap in use. */
+  heapUsed: number;
+  /** V8 heap committed (in use + slack the heap keeps). */
+  heapTotal: number;
+  /** Memory of Buffers and other objects held outside the V8 heap. */
+  external: number;
+}
+async function edgeMemory(): Promise<EdgeMemory | null> {
   try {
     const r = await request(stack.target.proc.metricsUrl!, {
       headersTimeout: 15_000,
       bodyTimeout: 15_000,
     });
     const text = await r.body.text();
-    const m = /^nodejs_heap_size_used_bytes(?:\{[^}]*\})?\s+([0-9.eE+]+)/m.exec(text);
-    return m ? Number(m[1]) : null;
+    const gauge = (name: string) => {
+      const m = new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+([0-9.eE+]+)`, "m").exec(text);
+      return m ? Number(m[1]) : NaN;
+    };
+    const mem = {
+      heapUsed: gauge("nodejs_heap_size_used_bytes"),
+      heapTotal: gauge("nodejs_heap_size_total_bytes"),
+      external: gauge("nodejs_external_memory_bytes"),
+    };
+    return Object.values(mem).every(Number.isFinite) ? mem : null;
   } catch {
     return null;
   }
@@ -158,7 +174,7 @@ const probe = closedLoop({
 });
 await sleep(3000);
 const rssBefore = await rssMedian();
-const heapBefore = await edgeHeapUsed();
+const memBefore = await edgeMemory();
 const natsRssBefore = nats.pid ? readRssBytes(nats.pid) : null;
 log(
   `edge RSS before ramp ${(rssBefore / 2 ** 20).toFixed(0)} MiB over ${edgeProcs().length} processes; probe p50 ${fmtUs(hist.pre.p(50))}`,
@@ -273,7 +289,7 @@ while (performance.now() - tHold < holdMs) {
   );
 }
 const rssHeld = await rssMedian();
-const heapHeld = await edgeHeapUsed();
+const memHeld = await edgeMemory();
 const natsRssHeld = nats.pid ? readRssBytes(nats.pid) : null;
 const perEdge = edgeProcs().map((p) => ({
   pid: p,
@@ -325,12 +341,25 @@ const report = {
   edge_rss_before_mib: Math.round(rssBefore / 2 ** 20),
   edge_rss_held_mib: Math.round(rssHeld / 2 ** 20),
   kib_per_connection: kib,
-  edge_heap_used_before_mib: heapBefore === null ? null : Math.round(heapBefore / 2 ** 20),
-  edge_heap_used_held_mib: heapHeld === null ? null : Math.round(heapHeld / 2 ** 20),
-  heap_kib_per_connection:
-    heapBefore === null || heapHeld === null || heldEnd === 0
-      ? null
-      : Math.round(((heapHeld - heapBefore) / 1024 / heldEnd) * 100) / 100,
+  edge_heap_used_before_mib: memBefore ? Math.round(memBefore.heapUsed / 2 ** 20) : null,
+  edge_heap_used_held_mib: memHeld ? Math.round(memHeld.heapUsed / 2 ** 20) : null,
+  /** KiB per held connection of: V8 heap in use, heap slack (committed - in use), external, rest of RSS. */
+  memory_kib_per_connection:
+    memBefore && memHeld && heldEnd > 0
+      ? (() => {
+          const per = (b: number) => Math.round((b / 1024 / heldEnd) * 100) / 100;
+          const used = memHeld.heapUsed - memBefore.heapUsed;
+          const slack =
+            memHeld.heapTotal - memHeld.heapUsed - (memBefore.heapTotal - memBefore.heapUsed);
+          const external = memHeld.external - memBefore.external;
+          return {
+            heap_used: per(used),
+            heap_slack: per(slack),
+            external: per(external),
+            rest: per(rssHeld - rssBefore - (memHeld.heapTotal - memBefore.heapTotal) - external),
+          };
+        })()
+      : null,
   nats_rss_before_mib: natsRssBefore === null ? null : Math.round(natsRssBefore / 2 ** 20),
   nats_rss_held_mib: natsRssHeld === null ? null : Math.round(natsRssHeld / 2 ** 20),
   edge_processes_at_end: perEdge,
@@ -344,7 +373,11 @@ const md = [
   `- held for ${holdMs / 1000} s: **${heldEnd} held at the end** (http ${end.held_http}, ws ${end.held_ws}), lowest ${minHeld}, **dropped ${report.dropped_during_hold}**`,
   `- probe (${probeC} in flight, echo over Streamable HTTP): before p50 ${fmtUs(hist.pre.p(50))} p99 ${fmtUs(hist.pre.p(99))}; during the ramp p99 ${fmtUs(hist.ramp.p(99))} (${probeBad.ramp} failed: ${JSON.stringify(probeCodes.ramp)}); **while held p50 ${fmtUs(hist.hold.p(50))} p99 ${fmtUs(hist.hold.p(99))}** (${probeOk.hold} ok, ${probeBad.hold} failed)`,
   `- edge RSS (all ${E} processes + primary) ${report.edge_rss_before_mib} → ${report.edge_rss_held_mib} MiB ⇒ **${kib} KiB per connection**; nats-server RSS ${report.nats_rss_before_mib} → ${report.nats_rss_held_mib} MiB`,
-  `- of which V8 heap in use (all edge processes) ${report.edge_heap_used_before_mib} → ${report.edge_heap_used_held_mib} MiB ⇒ ${report.heap_kib_per_connection} KiB per connection (the rest: sockets' native state, heap slack, allocator)`,
+  `- of which V8 heap in use (all edge processes) ${report.edge_heap_used_before_mib} → ${report.edge_heap_used_held_mib} MiB; per connection (KiB): ${
+    report.memory_kib_per_connection
+      ? `heap in use ${report.memory_kib_per_connection.heap_used}, heap slack ${report.memory_kib_per_connection.heap_slack}, external (Buffers) ${report.memory_kib_per_connection.external}, the rest of RSS (sockets' native state, allocator) ${report.memory_kib_per_connection.rest}`
+      : "not available"
+  }`,
   `- per edge process at the end: ${perEdge.map((p) => `${p.fds} fds / ${p.rss_mib} MiB`).join(", ")}`,
   "",
 ].join("\n");
