@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import {
+  ClosedConnectionError,
   NoRespondersError,
   TimeoutError,
   type Msg,
@@ -55,7 +56,8 @@ const decoder = new TextDecoder();
  * - no stream takes the subject (the server answers 503): `NoRespondersError`;
  * - no PubAck within the timeout: `TimeoutError` (the message may have been stored);
  * - the connection refused the publish (closed, draining, payload over max_payload): its error.
- * The subscription is part of the connection: nats.js renews it after a reconnect.
+ * The subscription is part of the connection: nats.js renews it after a reconnect. PubAcks still
+ * awaited when the connection closes reject at once with `ClosedConnectionError`.
  */
 export class AckedPublisher implements AckedPublish {
   readonly #nc: NatsConnection;
@@ -91,6 +93,13 @@ export class AckedPublisher implements AckedPublish {
         if (err) p[1](err);
         else settle(m, p);
       },
+    });
+    void nc.closed().then(() => {
+      const waiting = [...this.#pending.values()];
+      this.#pending.clear();
+      clearInterval(this.#sweep);
+      this.#sweep = undefined;
+      for (const p of waiting) p[1](new ClosedConnectionError());
     });
   }
 

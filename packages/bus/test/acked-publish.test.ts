@@ -103,14 +103,23 @@ describe("AckedPublisher: JetStream publishes with PubAcks on one shared subscri
     sub.unsubscribe();
   });
 
-  it("a payload over the server's max_payload and a closed connection reject at once", async ({
+  it("a payload over the server's max_payload and a closed connection reject at once, and so do PubAcks awaited when it closes", async ({
     nats,
   }) => {
     const own = await connectBus({ url: nats.url, name: "acked-publish-closed" });
     await own.jsm.streams.add({ name: "T_BIG", subjects: ["t-big.>"], storage: "memory" });
     const big = new Uint8Array(own.nc.info!.max_payload + 1);
     await expect(own.publisher.publish("t-big.a", big)).rejects.toThrow();
+    // Awaited when the connection closes: rejected then, not at its (hour-long) timeout.
+    own.nc.subscribe("t-silent-close.>", { callback: () => undefined });
+    await own.nc.flush();
+    const patient = new AckedPublisher(own.nc, { inboxPrefix: "_INBOX", timeoutMs: 3_600_000 });
+    const waiting = patient.publish("t-silent-close.a", "x").catch((e: unknown) => e);
+    await own.nc.flush();
+    expect(patient.inFlight).toBe(1);
     await own.nc.close();
+    expect(publishFailure(await waiting).kind).toBe("broker_unavailable");
+    expect(patient.inFlight).toBe(0);
     const closed = await own.publisher.publish("t-big.a", "x").catch((e: unknown) => e);
     expect(publishFailure(closed).kind).toBe("broker_unavailable");
     expect(own.publisher.inFlight).toBe(0);
