@@ -21,7 +21,10 @@ export interface PubAck {
 export interface AckedPublishOptions {
   /** Headers (a message id goes in as `Nats-Msg-Id`, set by the caller). */
   headers?: MsgHdrs | undefined;
-  /** Give up waiting for the PubAck after this long (rejects with nats.js's `TimeoutError`). */
+  /**
+   * Give up waiting for the PubAck after at most this long (rejects with nats.js's
+   * `TimeoutError`, up to one sweep, 100 ms, early).
+   */
   timeoutMs?: number | undefined;
 }
 
@@ -157,9 +160,12 @@ export class AckedPublisher implements AckedPublish {
   }
 
   #expire(): void {
-    const now = Date.now();
+    // Up to one sweep early rather than up to one sweep late: a caller that bounds the wait by a
+    // deadline (the edge's request publish) must hear of the timeout before the deadline passes,
+    // as it did with a timer per publish.
+    const cutoff = Date.now() + this.#sweepMs;
     for (const [token, p] of this.#pending) {
-      if (p[2] > now) continue;
+      if (p[2] > cutoff) continue;
       this.#pending.delete(token);
       p[1](new TimeoutError());
     }

@@ -103,6 +103,29 @@ describe("AckedPublisher: JetStream publishes with PubAcks on one shared subscri
     sub.unsubscribe();
   });
 
+  it("a timed-out publish is rejected before a timer of the same length fires: a caller bounding the wait by its deadline hears of it first", async ({
+    nats,
+  }) => {
+    bus ??= await connectBus({ url: nats.url, name: "acked-publish-test" });
+    const sub = bus.nc.subscribe("t-deadline.>", { callback: () => undefined });
+    await bus.nc.flush();
+    const publisher = new AckedPublisher(bus.nc, { inboxPrefix: "_INBOX", timeoutMs: 60_000 });
+    const order: string[] = [];
+    const TIMEOUT_MS = 600;
+    const rejected = publisher
+      .publish("t-deadline.a", "x", { timeoutMs: TIMEOUT_MS })
+      .catch((e: unknown) => order.push(`publish ${(e as Error).name}`));
+    const deadline = new Promise<void>((r) =>
+      setTimeout(() => {
+        order.push("deadline");
+        r();
+      }, TIMEOUT_MS),
+    );
+    await Promise.all([rejected, deadline]);
+    expect(order).toEqual(["publish TimeoutError", "deadline"]);
+    sub.unsubscribe();
+  });
+
   it("a payload over the server's max_payload and a closed connection reject at once, and so do PubAcks awaited when it closes", async ({
     nats,
   }) => {
