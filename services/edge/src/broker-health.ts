@@ -304,6 +304,10 @@ export function guardedBus(
       tasks: guarded(bus.kv.tasks, kvGuard),
       usedStates: bus.kv.usedStates,
     },
+    // A getter (the spread above copied the value it had when this view was made).
+    get connected() {
+      return bus.connected;
+    },
     close: () => bus.close(),
   };
 }
