@@ -307,6 +307,23 @@ await stack.stop();
 await nats.stop();
 
 const kib = heldEnd > 0 ? Math.round(((rssHeld - rssBefore) / 1024 / heldEnd) * 100) / 100 : null;
+/**
+ * KiB per held connection of: V8 heap in use, heap slack (committed − in use), external memory,
+ * and the rest of the RSS growth; null when the gauges could not be read.
+ */
+function memoryPerConnection() {
+  if (!memBefore || !memHeld || heldEnd === 0) return null;
+  const per = (bytes: number) => Math.round((bytes / 1024 / heldEnd) * 100) / 100;
+  const committed = memHeld.heapTotal - memBefore.heapTotal;
+  const used = memHeld.heapUsed - memBefore.heapUsed;
+  const external = memHeld.external - memBefore.external;
+  return {
+    heap_used: per(used),
+    heap_slack: per(committed - used),
+    external: per(external),
+    rest: per(rssHeld - rssBefore - committed - external),
+  };
+}
 const report = {
   environment: captureEnvironment(),
   target_connections: N,
@@ -343,28 +360,13 @@ const report = {
   kib_per_connection: kib,
   edge_heap_used_before_mib: memBefore ? Math.round(memBefore.heapUsed / 2 ** 20) : null,
   edge_heap_used_held_mib: memHeld ? Math.round(memHeld.heapUsed / 2 ** 20) : null,
-  /** KiB per held connection of: V8 heap in use, heap slack (committed - in use), external, rest of RSS. */
-  memory_kib_per_connection:
-    memBefore && memHeld && heldEnd > 0
-      ? (() => {
-          const per = (b: number) => Math.round((b / 1024 / heldEnd) * 100) / 100;
-          const used = memHeld.heapUsed - memBefore.heapUsed;
-          const slack =
-            memHeld.heapTotal - memHeld.heapUsed - (memBefore.heapTotal - memBefore.heapUsed);
-          const external = memHeld.external - memBefore.external;
-          return {
-            heap_used: per(used),
-            heap_slack: per(slack),
-            external: per(external),
-            rest: per(rssHeld - rssBefore - (memHeld.heapTotal - memBefore.heapTotal) - external),
-          };
-        })()
-      : null,
+  memory_kib_per_connection: memoryPerConnection(),
   nats_rss_before_mib: natsRssBefore === null ? null : Math.round(natsRssBefore / 2 ** 20),
   nats_rss_held_mib: natsRssHeld === null ? null : Math.round(natsRssHeld / 2 ** 20),
   edge_processes_at_end: perEdge,
   sse_bytes_received: end.sse_bytes,
 };
+const split = report.memory_kib_per_connection;
 const md = [
   `# conn-flood ${new Date().toISOString()}`,
   "",
@@ -374,8 +376,8 @@ const md = [
   `- probe (${probeC} in flight, echo over Streamable HTTP): before p50 ${fmtUs(hist.pre.p(50))} p99 ${fmtUs(hist.pre.p(99))}; during the ramp p99 ${fmtUs(hist.ramp.p(99))} (${probeBad.ramp} failed: ${JSON.stringify(probeCodes.ramp)}); **while held p50 ${fmtUs(hist.hold.p(50))} p99 ${fmtUs(hist.hold.p(99))}** (${probeOk.hold} ok, ${probeBad.hold} failed)`,
   `- edge RSS (all ${E} processes + primary) ${report.edge_rss_before_mib} → ${report.edge_rss_held_mib} MiB ⇒ **${kib} KiB per connection**; nats-server RSS ${report.nats_rss_before_mib} → ${report.nats_rss_held_mib} MiB`,
   `- of which V8 heap in use (all edge processes) ${report.edge_heap_used_before_mib} → ${report.edge_heap_used_held_mib} MiB; per connection (KiB): ${
-    report.memory_kib_per_connection
-      ? `heap in use ${report.memory_kib_per_connection.heap_used}, heap slack ${report.memory_kib_per_connection.heap_slack}, external (Buffers) ${report.memory_kib_per_connection.external}, the rest of RSS (sockets' native state, allocator) ${report.memory_kib_per_connection.rest}`
+    split
+      ? `heap in use ${split.heap_used}, heap slack ${split.heap_slack}, external (Buffers) ${split.external}, the rest of RSS (sockets' native state, allocator) ${split.rest}`
       : "not available"
   }`,
   `- per edge process at the end: ${perEdge.map((p) => `${p.fds} fds / ${p.rss_mib} MiB`).join(", ")}`,

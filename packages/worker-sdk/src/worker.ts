@@ -48,7 +48,6 @@ import {
   type JsMsg,
   type RequestEnvelope,
   type Subscription,
-  DEFAULT_TASKS_MAX_PER_PRINCIPAL,
   TaskStore,
 } from "@mcpq/bus";
 import {
@@ -810,7 +809,7 @@ export class Worker {
 
   #tasks(): TaskStore {
     return (this.#taskStore ??= new TaskStore(this.#opts.bus.kv.tasks, this.#opts.bus.jsm, {
-      maxPerPrincipal: this.#opts.tasksMaxPerPrincipal ?? DEFAULT_TASKS_MAX_PER_PRINCIPAL,
+      maxPerPrincipal: this.#opts.tasksMaxPerPrincipal,
     }));
   }
 

@@ -281,13 +281,12 @@ export function guardedBus(
       onPublish?.(subject, opts?.headers, p);
       return p;
     },
-    send: (subject, data, opts, cb) => {
-      health
-        .guard(() => bus.publisher.publish(subject, data, opts), "publish")
-        .then(
-          (ack) => cb(undefined, ack),
-          (err: Error) => cb(err, undefined),
-        );
+    // The guarded `publish` above, so both are refused and tracked alike.
+    send(subject, data, opts, cb) {
+      publisher.publish(subject, data, opts).then(
+        (ack) => cb(undefined, ack),
+        (err: Error) => cb(err, undefined),
+      );
     },
     get inFlight() {
       return bus.publisher.inFlight;
