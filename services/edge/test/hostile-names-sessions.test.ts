@@ -41,6 +41,19 @@ describe("hostile names and initialize floods against a real stack", () => {
     const nl = await bounded.request("resources/read", { uri: "mcpq://example/items/a\nb" });
     expect(nl.status).toBe(200);
     expect(nl.message?.error?.code).toBe(ErrorCode.InvalidParams);
+    // A trace context with a line break (it would end a NATS header) is ignored, as W3C asks
+    // of an invalid one: the call is answered, not failed with -32603.
+    const traced = await bounded.call(
+      "echo",
+      { text: "traced" },
+      {
+        traceparent:
+          "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nMcpq-Principal: root",
+        tracestate: "vendor=x\nMcpq-Claims: {}",
+      },
+    );
+    expect(traced.message?.error).toBeUndefined();
+    expect(JSON.stringify(traced.message?.result)).toContain("traced");
     expect((await bounded.call("echo", { text: "still here" })).message?.result).toBeDefined();
     await bounded.close();
   });

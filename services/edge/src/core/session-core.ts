@@ -1113,8 +1113,15 @@ export function requestBudget(
 }
 
 const TRACE_MAX = 512;
+/** W3C trace context is printable ASCII; a value with anything else is ignored, as W3C asks. */
+const TRACE_CHARS = /^[\x20-\x7e]*$/;
+/**
+ * A client's `_meta` trace context value fit for a header: a bounded string of printable ASCII.
+ * A CR or LF would otherwise reach the envelope, whose header encoding refuses it (the call was
+ * answered -32603).
+ */
 function traceValue(v: unknown): string | undefined {
-  return typeof v === "string" && v.length <= TRACE_MAX ? v : undefined;
+  return typeof v === "string" && v.length <= TRACE_MAX && TRACE_CHARS.test(v) ? v : undefined;
 }
 
 /** A self-reported client identity fit for a header: both fields strings, bounded. */
