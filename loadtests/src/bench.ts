@@ -1,6 +1,7 @@
 /**
  * The whole benchmark, self-contained: starts its own nats-server (temp store), the mcpq
- * stack (edge + worker via services/cli/dist/main.js) and the SDK reference server on free
+ * stack (edge + worker via services/cli/dist/main.js), the SDK reference server and the node:http
+ * floor (src/http-floor-server.ts: what node:http alone costs per call) on free
  * loopback ports, runs the workload set, kills every child on exit/signal and writes
  * loadtests/results/<timestamp>/{report.json,report.md,chart.svg} (+ copies to results/latest/).
  *
@@ -28,6 +29,7 @@ import { renderMarkdown, renderSvg } from "./lib/render.js";
 import {
   LOADTESTS_DIR,
   mcpqUnavailable,
+  startFloorServer,
   startMcpq,
   startReferenceServer,
   type Running,
@@ -150,6 +152,32 @@ if (!bool(flags, "skip-sdk")) {
     await ref.stop();
   }
 } else skipped.push({ workload_id: "sdk-reference-*", reason: "--skip-sdk" });
+
+// 2b. the node:http floor: what node:http alone costs per call (C=64 only)
+if (!bool(flags, "skip-sdk")) {
+  let floor: Running | undefined;
+  try {
+    floor = await startFloorServer(logDir);
+  } catch (e) {
+    skipped.push({
+      workload_id: "node-http-floor-*",
+      reason: `could not start: ${(e as Error).message}`,
+    });
+  }
+  if (floor) {
+    const t = floor.target;
+    await step("saturation http (node:http floor)", () =>
+      runSaturation(t, {
+        transport: "http",
+        concurrencies: [64],
+        durationMs: satMs,
+        warmupMs: warmMs,
+        log,
+      }),
+    );
+    await floor.stop();
+  }
+}
 
 // 3. mcpq
 const why = bool(flags, "skip-mcpq") ? "--skip-mcpq" : mcpqUnavailable();

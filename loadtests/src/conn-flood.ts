@@ -13,7 +13,8 @@
  * Settings raised for the run (the defaults protect a production edge from exactly this):
  * MCPQ_MAX_CONNECTIONS (per edge process) to what the file limit allows, MCPQ_MAX_CONNECTIONS_PER_CLIENT
  * off (all generators are one host), MCPQ_MAX_SESSIONS_PER_PRINCIPAL off (anonymous sessions
- * are counted per client address, and counting them costs a listing per initialize).
+ * are counted per client address, and counting them costs a listing per initialize), and
+ * MCPQ_HEAP_GROWING_PERCENT (`--heap-growing-percent`, default 20: the connection-heavy profile).
  *
  * Reports: held at the end of the hold / target, dropped (held once, closed during the hold),
  * open failures by code, ramp time, probe p50/p99 during the ramp and while held, edge RSS
@@ -22,7 +23,7 @@
  *
  *   pnpm --filter @mcpq/loadtests conn-flood [--connections 100000] [--ws-share 0.5] [--hold 60]
  *        [--edges auto] [--generators auto] [--ramp-concurrency 48] [--per-address 20000]
- *        [--ramp-timeout 300] [--probe 16] [--out DIR]
+ *        [--ramp-timeout 300] [--probe 16] [--heap-growing-percent 20] [--out DIR]
  *
  * Loopback only, bounded (ramp timeout + hold + teardown), kills everything it started.
  */
@@ -53,6 +54,8 @@ const perAddress = num(flags, "per-address", 20_000);
 // each connection binds its own source port out of 40,000 per address (flood-proc.ts)
 if (perAddress > 40_000) throw new Error("--per-address: at most 40000");
 const rampConc = num(flags, "ramp-concurrency", 48);
+// The connection-heavy edge profile: V8 collects before its heap doubles (README, MCPQ_HEAP_GROWING_PERCENT).
+const heapGrowingPercent = num(flags, "heap-growing-percent", 20);
 const probeC = num(flags, "probe", 16);
 const log = (m: string) =>
   process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${m}\n`);
@@ -87,6 +90,7 @@ const stack = await startMcpq(nats, logDir, {
     MCPQ_MAX_CONNECTIONS: String(perProcess),
     MCPQ_MAX_CONNECTIONS_PER_CLIENT: "0",
     MCPQ_MAX_SESSIONS_PER_PRINCIPAL: "0",
+    MCPQ_HEAP_GROWING_PERCENT: String(heapGrowingPercent),
   },
 });
 const edgePid = stack.target.proc.pid!;
@@ -329,6 +333,7 @@ const report = {
   target_connections: N,
   ws_share: wsShare,
   edge_processes: E,
+  edge_heap_growing_percent: heapGrowingPercent,
   generator_processes: G,
   fd_limit: fdLimit,
   max_connections_per_edge_process: perProcess,
@@ -370,7 +375,7 @@ const split = report.memory_kib_per_connection;
 const md = [
   `# conn-flood ${new Date().toISOString()}`,
   "",
-  `- ${N} connections wanted (${Math.round(wsShare * 100)} % WebSocket sessions, the rest Streamable HTTP GET streams), ${E} edge processes, ${G} generator processes, ulimit -n ${fdLimit}; load ${report.environment.load_avg_at_start.join(" / ")}`,
+  `- ${N} connections wanted (${Math.round(wsShare * 100)} % WebSocket sessions, the rest Streamable HTTP GET streams), ${E} edge processes (MCPQ_HEAP_GROWING_PERCENT=${heapGrowingPercent}), ${G} generator processes, ulimit -n ${fdLimit}; load ${report.environment.load_avg_at_start.join(" / ")}`,
   `- ramp ${rampS} s: held ${heldAtRamp}; open failures ${JSON.stringify(atRamp.failed)}`,
   `- held for ${holdMs / 1000} s: **${heldEnd} held at the end** (http ${end.held_http}, ws ${end.held_ws}), lowest ${minHeld}, **dropped ${report.dropped_during_hold}**`,
   `- probe (${probeC} in flight, echo over Streamable HTTP): before p50 ${fmtUs(hist.pre.p(50))} p99 ${fmtUs(hist.pre.p(99))}; during the ramp p99 ${fmtUs(hist.ramp.p(99))} (${probeBad.ramp} failed: ${JSON.stringify(probeCodes.ramp)}); **while held p50 ${fmtUs(hist.hold.p(50))} p99 ${fmtUs(hist.hold.p(99))}** (${probeOk.hold} ok, ${probeBad.hold} failed)`,

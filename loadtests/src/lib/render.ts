@@ -173,6 +173,9 @@ function goalTable(r: Report): string[] {
     (w) => w.target === "sdk-reference" && w.workload_id === "saturation-http-c64",
   );
   if (!q || !s) return [];
+  const floor = r.workloads.find(
+    (w) => w.target === "node-http-floor" && w.workload_id === "saturation-http-c64",
+  );
   const rt = (a: number | null | undefined, b: number | null | undefined) =>
     a == null || b == null || b === 0 ? null : a / b;
   const verdict = (v: number | null, ok: (x: number) => boolean) =>
@@ -195,6 +198,20 @@ function goalTable(r: Report): string[] {
     `| CPU µs per call, edge alone | ${cpuOf(q, "edge") ?? "—"} | ${cpuOf(s, "total") ?? "—"} | ${f(edge)} | ≤ 0.4× | ${verdict(edge, (x) => x <= 0.4)} |`,
     `| load generator CPU µs per call (own process) | ${cpuOf(q, "generator") ?? "—"} | ${cpuOf(s, "generator") ?? "—"} | | | |`,
     "",
+    ...(floor
+      ? [
+          `The node:http floor (src/http-floor-server.ts: parse the POST, answer one SSE event, no MCP logic) cost **${cpuOf(floor, "total") ?? "—"} µs per call** in the same run (${floor.throughput_msg_per_s} msg/s): the part of the SDK's and of the edge's CPU per call that node:http itself takes on this box. The edge's own work over it: ${
+            cpuOf(q, "edge") != null && cpuOf(floor, "total") != null
+              ? `${cpuOf(q, "edge")! - cpuOf(floor, "total")!} µs`
+              : "—"
+          }; the SDK's: ${
+            cpuOf(s, "total") != null && cpuOf(floor, "total") != null
+              ? `${cpuOf(s, "total")! - cpuOf(floor, "total")!} µs`
+              : "—"
+          }.`,
+          "",
+        ]
+      : []),
   ];
 }
 

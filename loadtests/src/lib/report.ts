@@ -5,7 +5,7 @@ import type { LatencyHistogram } from "./histogram.js";
 import { readServerVersion } from "@mcpq/nats-launcher";
 import { benchNatsServer } from "./procs.js";
 
-export type TargetName = "mcpq" | "sdk-reference" | "raw-jetstream";
+export type TargetName = "mcpq" | "sdk-reference" | "node-http-floor" | "raw-jetstream";
 
 export interface WorkloadResult {
   workload_id: string;

@@ -1,6 +1,7 @@
 /**
  * Starting the systems under test on free loopback ports:
- *  - the SDK reference server (src/reference-sdk-server.ts) as a child process
+ *  - the SDK reference server (src/reference-sdk-server.ts) as a child process, and the
+ *    node:http floor (src/http-floor-server.ts) the same way
  *  - the mcpq stack: `node <repo>/services/cli/dist/main.js edge --port P` and
  *    `node <repo>/services/cli/dist/main.js worker --catalog example`, both with
  *    MCPQ_NATS_URL=nats://127.0.0.1:NATSPORT; readiness = GET /readyz → 200, then one
@@ -28,21 +29,34 @@ export async function startReferenceServer(
   logDir?: string,
   opts: { json?: boolean } = {},
 ): Promise<Running> {
+  return startScriptServer(
+    "sdk-reference",
+    "reference-sdk-server.ts",
+    logDir,
+    opts.json ? ["--json"] : [],
+  );
+}
+
+/** The node:http floor (src/http-floor-server.ts): what node:http alone costs per call. */
+export function startFloorServer(logDir?: string): Promise<Running> {
+  return startScriptServer("node-http-floor", "http-floor-server.ts", logDir, []);
+}
+
+async function startScriptServer(
+  name: "sdk-reference" | "node-http-floor",
+  file: string,
+  logDir: string | undefined,
+  extra: string[],
+): Promise<Running> {
   const port = await freePort();
-  const script = fileURLToPath(new URL("../reference-sdk-server.ts", import.meta.url));
-  const args = [
-    ...process.execArgv,
-    script,
-    "--port",
-    String(port),
-    ...(opts.json ? ["--json"] : []),
-  ];
-  const p = startProcess("sdk-reference", process.execPath, args, {
-    logFile: logDir ? join(logDir, "sdk-reference.log") : undefined,
+  const script = fileURLToPath(new URL(`../${file}`, import.meta.url));
+  const args = [...process.execArgv, script, "--port", String(port), ...extra];
+  const p = startProcess(name, process.execPath, args, {
+    logFile: logDir ? join(logDir, `${name}.log`) : undefined,
   });
   const base = `http://127.0.0.1:${port}`;
-  await waitUntil("sdk-reference", () => httpOk(`${base}/readyz`), 30_000, p);
-  const target: Target = { name: "sdk-reference", mcpUrl: `${base}/mcp`, proc: { pid: p.pid } };
+  await waitUntil(name, () => httpOk(`${base}/readyz`), 30_000, p);
+  const target: Target = { name, mcpUrl: `${base}/mcp`, proc: { pid: p.pid } };
   await waitForEcho(target, 15_000);
   return { target, procs: [p], stop: () => p.stop() };
 }

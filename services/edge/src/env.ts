@@ -70,6 +70,14 @@ export const EdgeEnvSchema = z.object({
    * (ms; 0 = write them at once): a response within it leaves with them in one socket write.
    */
   MCPQ_SSE_HOLD_MS: int(50),
+  /**
+   * V8's old-generation growth between full collections, in percent over the live heap
+   * (`--heap-growing-percent`), set when `mcpq edge` starts; 0 = V8's own factor (up to 4x).
+   * With V8's own, a 10,000-connection edge held about as much garbage as live connection
+   * state; 20 halves its RSS per connection for more full collections under call load
+   * (docs/bench/conn-flood.md): a setting for connection-heavy edges.
+   */
+  MCPQ_HEAP_GROWING_PERCENT: int(0),
   /** Transports besides Streamable HTTP (docs/transports.md): WebSocket `/ws`, legacy SSE `/sse`, raw TCP, gRPC. */
   MCPQ_ENABLE_WS: flag(true),
   MCPQ_ENABLE_SSE: flag(true),
@@ -268,6 +276,7 @@ function configFromEnv(e: EdgeEnv, httpPort: number, edgeId: string) {
     sseKeepaliveMs: e.MCPQ_SSE_KEEPALIVE_MS,
     sseRetryMs: e.MCPQ_SSE_RETRY_MS,
     sseHoldMs: e.MCPQ_SSE_HOLD_MS,
+    heapGrowingPercent: e.MCPQ_HEAP_GROWING_PERCENT,
     enableWs: e.MCPQ_ENABLE_WS,
     enableSse: e.MCPQ_ENABLE_SSE,
     enableTcp: e.MCPQ_ENABLE_TCP,

@@ -1,3 +1,4 @@
+import { setFlagsFromString } from "node:v8";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { createLogger } from "@mcpq/observability";
 import type { Logger } from "@mcpq/protocol";
@@ -118,6 +119,9 @@ export async function startEdge(
 /** Runs an edge from the environment until SIGINT/SIGTERM. */
 export async function main(overrides: Partial<EdgeConfig> = {}): Promise<RunningEdge> {
   const config = loadEdgeConfig(process.env, overrides);
+  // A process-wide V8 setting, so the service entry sets it (never startEdge, which tests embed).
+  if (config.heapGrowingPercent > 0)
+    setFlagsFromString(`--heap-growing-percent=${config.heapGrowingPercent}`);
   const edge = await startEdge(config);
   const stop = async () => {
     await edge.close().catch(() => undefined);

@@ -13,6 +13,14 @@ describe("service configs: parsed once, deep-frozen, bad values named", () => {
     expect(cfg.allowedHosts).toEqual(["a.example", "b.example"]);
   });
 
+  it("the edge's heap growth: V8's own by default, a percentage when set, a negative one refused", () => {
+    expect(loadEdgeConfig({}).heapGrowingPercent).toBe(0);
+    expect(loadEdgeConfig({ MCPQ_HEAP_GROWING_PERCENT: "20" }).heapGrowingPercent).toBe(20);
+    expect(() => loadEdgeConfig({ MCPQ_HEAP_GROWING_PERCENT: "-5" })).toThrow(
+      /MCPQ_HEAP_GROWING_PERCENT/,
+    );
+  });
+
   it("the worker config is frozen all the way down", () => {
     const cfg = loadWorkerConfig({
       MCPQ_CATALOGS: "example",

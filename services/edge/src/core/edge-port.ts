@@ -74,6 +74,19 @@ export interface EdgePortOptions {
 /** Builds the edge port transports are given (runtime.ts builds one per edge). */
 export function edgePort(o: EdgePortOptions): EdgePort {
   const { deps } = o;
+  // One logger (a pino child) and one deps object per transport, not per connection.
+  const socketDeps = new Map<ConnectionKind, ChannelDeps>();
+  const depsOf = (transport: ConnectionKind): ChannelDeps => {
+    let d = socketDeps.get(transport);
+    if (!d) socketDeps.set(transport, (d = { ...deps, log: deps.log.child({ transport }) }));
+    return d;
+  };
+  const slowConsumer = new Map<ConnectionKind, () => void>();
+  const onSlowConsumerOf = (transport: ConnectionKind): (() => void) => {
+    let f = slowConsumer.get(transport);
+    if (!f) slowConsumer.set(transport, (f = () => o.metrics.slowConsumers.inc({ transport })));
+    return f;
+  };
   return {
     log: deps.log,
     connections: o.connections,
@@ -81,7 +94,7 @@ export function edgePort(o: EdgePortOptions): EdgePort {
     metrics: o.metrics,
     auth: o.auth,
     socket(port, { transport, caller, address, resumable = true }) {
-      return new SocketChannel({ ...deps, log: deps.log.child({ transport }) }, port, {
+      return new SocketChannel(depsOf(transport), port, {
         transport,
         caller,
         resumable,
@@ -97,7 +110,7 @@ export function edgePort(o: EdgePortOptions): EdgePort {
                 idleMs: transport === "grpc" ? 0 : o.sockets.socketIdleTimeoutMs,
               },
             }),
-        onSlowConsumer: () => o.metrics.slowConsumers.inc({ transport }),
+        onSlowConsumer: onSlowConsumerOf(transport),
         account: o.buffers.open(),
       });
     },

@@ -65,7 +65,7 @@ export interface HttpExchange {
   /** Who it is (its credential's principal, quota key, scopes, claims). */
   caller: Caller;
   /** The virtual server the exchange came through (`/mcp/<name>`): its subset of the catalog. */
-  view?: TargetView;
+  view?: TargetView | undefined;
   /** Longest single JSON-RPC message accepted (bytes; the broker's limit; 0 = none). */
   maxMessageBytes: number;
   /** Header values the channel reads: `mcp-session-id`, `mcp-protocol-version`, `last-event-id`. */

@@ -52,9 +52,11 @@ interface SessionSub {
   /** Set right after the entry is created (its callback routes into the entry). */
   sub: Subscription | undefined;
   refs: number;
-  sinks: Map<string, StreamSink>;
-  /** How many attachments hold each stream's current sink (a batch attaches one sink per request). */
-  sinkRefs: Map<string, { sink: StreamSink; n: number }>;
+  /**
+   * Each stream's current reader and how many attachments hold it (a batch attaches one sink
+   * per request); a later attachment of another sink replaces the reader.
+   */
+  readers: Map<string, { sink: StreamSink; n: number }>;
   linger: NodeJS.Timeout | undefined;
   /** Requests an edge answered itself (see `claim`), created on first use. */
   answered?: AnsweredIds;
@@ -148,8 +150,7 @@ export class OutboundRouter {
       const entry: SessionSub = {
         sub: undefined,
         refs: 0,
-        sinks: new Map(),
-        sinkRefs: new Map(),
+        readers: new Map(),
         linger: undefined,
       };
       entry.sub = this.#bus.nc.subscribe(subjects.sessionOutbound(session), {
@@ -165,10 +166,9 @@ export class OutboundRouter {
     s.linger = undefined;
     s.refs++;
     if (stream && sink) {
-      const held = s.sinkRefs.get(stream);
+      const held = s.readers.get(stream);
       if (held?.sink === sink) held.n++;
-      else s.sinkRefs.set(stream, { sink, n: 1 });
-      s.sinks.set(stream, sink);
+      else s.readers.set(stream, { sink, n: 1 });
     }
     const entry = s;
     let released = false;
@@ -177,10 +177,8 @@ export class OutboundRouter {
       released = true;
       if (stream && sink) {
         // The sink stays while another attachment (e.g. another request of the same batch) holds it.
-        const held = entry.sinkRefs.get(stream);
-        if (held?.sink === sink && --held.n === 0) entry.sinkRefs.delete(stream);
-        if (!entry.sinkRefs.has(stream) && entry.sinks.get(stream) === sink)
-          entry.sinks.delete(stream);
+        const held = entry.readers.get(stream);
+        if (held?.sink === sink && --held.n === 0) entry.readers.delete(stream);
       }
       if (--entry.refs === 0) {
         entry.linger = setTimeout(() => {
@@ -197,7 +195,7 @@ export class OutboundRouter {
   /** Sends a message to the given stream of every session with a local reader (list_changed). */
   broadcastLocal(stream: string, json: string): void {
     for (const s of this.#sessions.values()) {
-      const sink = s.sinks.get(stream);
+      const sink = s.readers.get(stream)?.sink;
       if (sink && !sink.closed)
         sink.send({ eventId: undefined, kind: "notification", requestId: undefined, json });
     }
@@ -248,7 +246,7 @@ export class OutboundRouter {
     s.claiming.delete(requestId);
     (s.answered ??= new AnsweredIds(this.#maxAnswered)).set(requestId, outcome !== "lost");
     for (const h of held) {
-      if (outcome === "lost") this.#deliver(s.sinks, h.stream, h.msg);
+      if (outcome === "lost") this.#deliver(s, h.stream, h.msg);
       else this.#onLateResponse?.();
     }
     release();
@@ -267,7 +265,7 @@ export class OutboundRouter {
   async publishAnswer(session: string, stream: string, json: string): Promise<boolean> {
     const id = eventId(stream, nextAnswerToken());
     const s = this.#sessions.get(session);
-    const reader = s?.sinks.get(stream);
+    const reader = s?.readers.get(stream)?.sink;
     // Only an open reader here needs it in stream order; registered before publishing, since the
     // answer may come back before the publish is acknowledged.
     let routed: (() => void) | undefined;
@@ -300,7 +298,7 @@ export class OutboundRouter {
     if (msg.kind === "control") {
       if (m.headers?.get(H.control) === ANSWERED_CONTROL) return this.#claimed(s, msg.requestId);
       const control = decodeControl(m.headers);
-      const sink = s.sinks.get(stream);
+      const sink = s.readers.get(stream)?.sink;
       if (control?.action === "reconnect" && sink && !sink.closed)
         sink.reconnect?.(control.retryMs);
       return;
@@ -314,13 +312,13 @@ export class OutboundRouter {
       // subscription again even when MCPQ_OUT's dedup window keeps only one copy.
       (s.answered ??= new AnsweredIds(this.#maxAnswered)).set(msg.requestId, true);
     }
-    this.#deliver(s.sinks, stream, msg);
+    this.#deliver(s, stream, msg);
     if (s.publishing?.size && msg.eventId) s.publishing.get(msg.eventId)?.();
   }
 
-  #deliver(sinks: Map<string, StreamSink>, stream: string, msg: OutboundMessage): void {
+  #deliver(s: SessionSub, stream: string, msg: OutboundMessage): void {
     if (msg.kind === "response" && msg.requestId) this.correlator.resolve(msg.requestId, msg);
-    const sink = sinks.get(stream);
+    const sink = s.readers.get(stream)?.sink;
     if (sink && !sink.closed) sink.send(msg);
   }
 

@@ -13,10 +13,15 @@ export interface SseOptions {
   /** Messages queued before the stream is opened (admission still pending). */
   maxQueued?: number;
   onSlowConsumer?: () => void;
-  /** SSE `retry:` (ms) sent when a worker asks the client to reconnect without saying when. */
+  /** SSE `retry:` (ms) of the priming event, and when a worker asks the client to reconnect without saying when. */
   retryMs?: number;
   /** Edge-wide buffered-bytes accounting: unsent socket bytes plus queued messages are reported. */
   buffers?: BufferBudget;
+  /**
+   * How long a stream opened with `answerDue` holds its head for the first message (ms;
+   * MCPQ_SSE_HOLD_MS): a quick response leaves with it in one socket write. 0 = never held.
+   */
+  holdMs?: number;
 }
 
 /**
@@ -71,25 +76,27 @@ export class SseStream implements StreamSink {
     return this.#closed;
   }
 
+  /** Called once when the stream opens, before anything is written (a subclass takes the response over). */
+  protected opened(): void {}
+
   /** Resolves when the stream ends for any reason (client gone, cut off, or ended). */
   whenClosed(): Promise<void> {
     return this.#closed ? Promise.resolve() : new Promise((r) => this.#closeWaiters.push(r));
   }
 
   /**
-   * Opens the stream: status line, headers, the priming event (with `retryMs`) and what was
-   * queued. With `holdMs`, a stream that has nothing to send yet holds its head up to that long
-   * for the first message, so a quick response leaves with the head in one socket write (one
-   * write per call instead of two); after `holdMs` the head goes out alone, as without it.
+   * Opens the stream: status line, headers, the priming event (with the `retry:` of
+   * `retryMs`) and what was queued. With `answerDue`, a stream that has nothing to send yet
+   * holds its head up to `holdMs` for the first message, so a quick response leaves with the
+   * head in one socket write (one write per call instead of two); after `holdMs` the head goes
+   * out alone, as without it.
    */
-  open(
-    headers: Record<string, string>,
-    primingEventId?: string,
-    retryMs?: number,
-    holdMs = 0,
-  ): void {
+  open(headers: Record<string, string>, primingEventId?: string, answerDue = false): void {
     if (this.#closed || this.#opened) return;
     this.#opened = true;
+    this.opened();
+    const retryMs = this.opts.retryMs;
+    const holdMs = answerDue ? (this.opts.holdMs ?? 0) : 0;
     if (primingEventId !== undefined) this.#resumable = true;
     this.#head = {
       headers,
@@ -179,14 +186,17 @@ export class SseStream implements StreamSink {
       this.#reconnectOnOpen = { retryMs };
       return;
     }
-    if (this.#resumable) this.closeWithRetry(retryMs ?? this.opts.retryMs ?? 1_000);
+    if (this.#resumable) this.closeWithRetry(retryMs);
   }
 
-  /** Asks the client to reconnect after `retryMs` and closes the connection (the stream stays resumable). */
-  closeWithRetry(retryMs: number): void {
+  /**
+   * Asks the client to reconnect after `retryMs` (default the `retryMs` option, else 1 s) and
+   * closes the connection (the stream stays resumable).
+   */
+  closeWithRetry(retryMs?: number): void {
     if (this.#closed) return;
     this.#writeHead();
-    this.res.write(`retry: ${retryMs}\n\n`);
+    this.res.write(`retry: ${retryMs ?? this.opts.retryMs ?? 1_000}\n\n`);
     this.end();
   }
 

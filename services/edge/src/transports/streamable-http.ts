@@ -6,7 +6,7 @@ import type { TargetView } from "../core/policy.js";
 import type { Caller } from "../core/auth.js";
 import type { EdgeConfig } from "../env.js";
 import { guardHttp, refusal, type HttpRefusal } from "./http-guard.js";
-import { SseStream } from "./sse-stream.js";
+import { SseStream, type SseOptions } from "./sse-stream.js";
 
 /** Options of the Streamable HTTP transport. */
 export interface StreamableHttpOptions {
@@ -41,70 +41,26 @@ export async function streamableHttp(
   const refuse = (reply: FastifyReply, r: HttpRefusal) =>
     reply.code(r.status).headers(r.headers).send(r.body);
 
-  /** The exchange port of one request: headers in, a plain answer or an SSE stream out. */
+  const shared: ExchangeShared = {
+    maxMessageBytes: config.maxMessageBytes,
+    view: opts.view,
+    edge,
+    sse: {
+      maxBufferedBytes: config.maxSendBufferBytes,
+      keepaliveMs: config.sseKeepaliveMs,
+      onSlowConsumer: () => edge.metrics.slowConsumers.inc({ transport: "http" }),
+      buffers: edge.buffers,
+      retryMs: config.sseRetryMs,
+      holdMs: config.sseHoldMs,
+    },
+  };
   const guard = { config, auth: edge.auth };
   const exchange = (
     req: FastifyRequest,
     reply: FastifyReply,
     caller: Caller,
     accepts: HttpExchange["accepts"],
-  ): HttpExchange => {
-    let stream: HttpStream | undefined;
-    return {
-      principal: caller.principal,
-      caller,
-      maxMessageBytes: config.maxMessageBytes,
-      ...(opts.view ? { view: opts.view } : {}),
-      accepts,
-      header: (name) => req.headers[name],
-      answer(status, headers, json) {
-        void reply.code(status).headers(headers);
-        if (json === undefined) void reply.send();
-        else void reply.type("application/json").send(json);
-      },
-      stream: () => (stream ??= sseStream(reply)),
-      onAbort(cb) {
-        const onClose = () => {
-          if (!reply.raw.writableFinished) cb();
-        };
-        reply.raw.once("close", onClose);
-        return () => reply.raw.off("close", onClose);
-      },
-    };
-  };
-
-  const sseStream = (reply: FastifyReply): HttpStream => {
-    const sse = new SseStream(reply.raw, {
-      maxBufferedBytes: config.maxSendBufferBytes,
-      keepaliveMs: config.sseKeepaliveMs,
-      onSlowConsumer: () => edge.metrics.slowConsumers.inc({ transport: "http" }),
-      buffers: edge.buffers,
-      retryMs: config.sseRetryMs,
-    });
-    return {
-      get closed() {
-        return sse.closed;
-      },
-      send: (m) => sse.send(m),
-      ready: () => sse.ready(),
-      reconnect: (retryMs) => sse.reconnect(retryMs),
-      finish: (m) => sse.finish(m),
-      end: () => sse.end(),
-      whenClosed: () => sse.whenClosed(),
-      closeWithRetry: (retryMs) => sse.closeWithRetry(retryMs ?? config.sseRetryMs),
-      open(headers, primingEventId, answerDue) {
-        reply.hijack();
-        edge.metrics.openStreams.inc({ transport: "http" });
-        void sse.whenClosed().then(() => edge.metrics.openStreams.dec({ transport: "http" }));
-        sse.open(
-          headers,
-          primingEventId,
-          primingEventId ? config.sseRetryMs : undefined,
-          answerDue ? config.sseHoldMs : 0,
-        );
-      },
-    };
-  };
+  ): HttpExchange => new FastifyExchange(req, reply, caller, accepts, shared);
 
   app.post(path, async (req, reply) => {
     const auth = await guardHttp(req, guard);
@@ -153,4 +109,77 @@ export async function streamableHttp(
     await edge.delete(exchange(req, reply, auth.caller, { sse: false, json: true }));
     return reply;
   });
+}
+
+/** What every exchange of one Streamable HTTP endpoint shares (built once per endpoint). */
+interface ExchangeShared {
+  maxMessageBytes: number;
+  view: TargetView | undefined;
+  edge: EdgePort;
+  sse: SseOptions;
+}
+
+/**
+ * The exchange port of one request: headers in, a plain answer or an SSE stream out. A class,
+ * not an object of closures: an edge holds one per open GET stream (100K connections).
+ */
+class FastifyExchange implements HttpExchange {
+  #stream: ReplySseStream | undefined;
+  readonly maxMessageBytes: number;
+  readonly view: TargetView | undefined;
+
+  constructor(
+    private readonly req: FastifyRequest,
+    private readonly reply: FastifyReply,
+    readonly caller: Caller,
+    readonly accepts: HttpExchange["accepts"],
+    private readonly shared: ExchangeShared,
+  ) {
+    this.maxMessageBytes = shared.maxMessageBytes;
+    this.view = shared.view;
+  }
+
+  get principal(): string {
+    return this.caller.principal;
+  }
+
+  header(name: string): string | string[] | undefined {
+    return this.req.headers[name];
+  }
+
+  answer(status: number, headers: Record<string, string>, json?: string): void {
+    void this.reply.code(status).headers(headers);
+    if (json === undefined) void this.reply.send();
+    else void this.reply.type("application/json").send(json);
+  }
+
+  stream(): HttpStream {
+    return (this.#stream ??= new ReplySseStream(this.reply, this.shared));
+  }
+
+  onAbort(cb: () => void): () => void {
+    const res = this.reply.raw;
+    const onClose = () => {
+      if (!res.writableFinished) cb();
+    };
+    res.once("close", onClose);
+    return () => res.off("close", onClose);
+  }
+}
+
+/** An exchange's SSE stream: opening it takes the response over from fastify and counts the stream. */
+class ReplySseStream extends SseStream implements HttpStream {
+  constructor(
+    private readonly reply: FastifyReply,
+    private readonly shared: ExchangeShared,
+  ) {
+    super(reply.raw, shared.sse);
+  }
+
+  protected override opened(): void {
+    this.reply.hijack();
+    const { metrics } = this.shared.edge;
+    metrics.openStreams.inc({ transport: "http" });
+    void this.whenClosed().then(() => metrics.openStreams.dec({ transport: "http" }));
+  }
 }

@@ -5,7 +5,7 @@ import { WebSocketServer, type WebSocket } from "ws";
 import { ErrorCode } from "@mcpq/protocol";
 import type { Caller } from "../core/auth.js";
 import type { EdgePort } from "../core/edge-port.js";
-import type { SocketChannel, SocketCloseReason } from "../core/socket-channel.js";
+import type { SocketChannel, SocketCloseReason, SocketPort } from "../core/socket-channel.js";
 import type { EdgeConfig } from "../env.js";
 import { guardHttp, refusal } from "./http-guard.js";
 import { CLOSE_GRACE_MS, refuseUpgrade, tickBatched } from "./socket-common.js";
@@ -98,29 +98,12 @@ export async function websocketTransport(
     caller: Caller,
     release: () => void,
   ) => {
-    let grace: NodeJS.Timeout | undefined;
-    const session = edge.socket(
-      {
-        write: tickBatched(socket, (json) => ws.send(json)),
-        get bufferedBytes() {
-          return ws.bufferedAmount;
-        },
-        close: (reason: SocketCloseReason) => {
-          ws.close(
-            reason === "shutdown" || reason === "timeout"
-              ? WS_CLOSE.goingAway
-              : WS_CLOSE.policyViolation,
-            reason,
-          );
-          // A reader that stopped reading never completes the closing handshake.
-          grace = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS);
-          grace.unref();
-        },
-        pauseReading: () => ws.pause(),
-        resumeReading: () => ws.resume(),
-      },
-      { transport: "ws", caller, address: req.socket.remoteAddress },
-    );
+    const port = new WsPort(ws, socket);
+    const session = edge.socket(port, {
+      transport: "ws",
+      caller,
+      address: req.socket.remoteAddress,
+    });
     live.add(session);
     edge.metrics.openStreams.inc({ transport: "ws" });
     socket.on("drain", () => session.drained());
@@ -148,7 +131,7 @@ export async function websocketTransport(
     ws.on("pong", () => session.noteActivity());
     ws.once("close", () => {
       clearInterval(heartbeat);
-      clearTimeout(grace);
+      port.closed();
       session.transportClosed();
       live.delete(session);
       edge.metrics.openStreams.dec({ transport: "ws" });
@@ -164,4 +147,47 @@ export async function websocketTransport(
     for (const ws of wss.clients) ws.terminate();
     wss.close();
   });
+}
+
+/**
+ * The socket port of one WebSocket connection (a class, not an object of closures: an edge
+ * holds one per connection).
+ */
+class WsPort implements SocketPort {
+  readonly write: (json: string) => void;
+  #grace: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly ws: WebSocket,
+    socket: Duplex,
+  ) {
+    this.write = tickBatched(socket, (json) => ws.send(json));
+  }
+
+  get bufferedBytes(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  close(reason: SocketCloseReason): void {
+    this.ws.close(
+      reason === "shutdown" || reason === "timeout" ? WS_CLOSE.goingAway : WS_CLOSE.policyViolation,
+      reason,
+    );
+    // A reader that stopped reading never completes the closing handshake.
+    this.#grace = setTimeout(() => this.ws.terminate(), CLOSE_GRACE_MS);
+    this.#grace.unref();
+  }
+
+  pauseReading(): void {
+    this.ws.pause();
+  }
+
+  resumeReading(): void {
+    this.ws.resume();
+  }
+
+  /** The connection is gone: no grace period left to wait out. */
+  closed(): void {
+    clearTimeout(this.#grace);
+  }
 }
