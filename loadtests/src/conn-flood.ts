@@ -103,7 +103,7 @@ const fdsOf = (pid: number) => {
     return null;
   }
 };
-/** Memory gauges summed over every edge process (the primary aggregates /metrics: gauges summed). */
+/** Memory gauges summed over every edge process (the primary's /metrics has one line per process, labelled by edge id). */
 interface EdgeMemory {
   /** V8 heap in use. */
   heapUsed: number;
@@ -119,9 +119,12 @@ async function edgeMemory(): Promise<EdgeMemory | null> {
       bodyTimeout: 15_000,
     });
     const text = await r.body.text();
+    // One line per edge process (labelled by its edge id): the sum is the edges' memory.
     const gauge = (name: string) => {
-      const m = new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+([0-9.eE+]+)`, "m").exec(text);
-      return m ? Number(m[1]) : NaN;
+      const lines = [
+        ...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+([0-9.eE+]+)`, "gm")),
+      ];
+      return lines.length ? lines.reduce((sum, m) => sum + Number(m[1]), 0) : NaN;
     };
     const mem = {
       heapUsed: gauge("nodejs_heap_size_used_bytes"),
