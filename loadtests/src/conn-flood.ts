@@ -14,7 +14,7 @@
  * MCPQ_MAX_CONNECTIONS (per edge process) to what the file limit allows, MCPQ_MAX_CONNECTIONS_PER_CLIENT
  * off (all generators are one host), MCPQ_MAX_SESSIONS_PER_PRINCIPAL off (anonymous sessions
  * are counted per client address, and counting them costs a listing per initialize), and
- * MCPQ_HEAP_GROWING_PERCENT (`--heap-growing-percent`, default 20: the connection-heavy profile).
+ * MCPQ_HEAP_GROWING_PERCENT (`--heap-growing-percent`, default 50: the connection-heavy profile).
  *
  * Reports: held at the end of the hold / target, dropped (held once, closed during the hold),
  * open failures by code, ramp time, probe p50/p99 during the ramp and while held, edge RSS
@@ -23,7 +23,7 @@
  *
  *   pnpm --filter @mcpq/loadtests conn-flood [--connections 100000] [--ws-share 0.5] [--hold 60]
  *        [--edges auto] [--generators auto] [--ramp-concurrency 48] [--per-address 20000]
- *        [--ramp-timeout 300] [--probe 16] [--heap-growing-percent 20] [--out DIR]
+ *        [--ramp-timeout 420] [--probe 16] [--heap-growing-percent 50] [--out DIR]
  *
  * Loopback only, bounded (ramp timeout + hold + teardown), kills everything it started.
  */
@@ -49,13 +49,13 @@ const { flags } = parseArgs();
 const N = num(flags, "connections", 100_000);
 const wsShare = num(flags, "ws-share", 0.5);
 const holdMs = num(flags, "hold", 60) * 1000;
-const rampTimeoutMs = num(flags, "ramp-timeout", 300) * 1000;
+const rampTimeoutMs = num(flags, "ramp-timeout", 420) * 1000;
 const perAddress = num(flags, "per-address", 20_000);
 // each connection binds its own source port out of 40,000 per address (flood-proc.ts)
 if (perAddress > 40_000) throw new Error("--per-address: at most 40000");
 const rampConc = num(flags, "ramp-concurrency", 48);
 // The connection-heavy edge profile: V8 collects before its heap doubles (README, MCPQ_HEAP_GROWING_PERCENT).
-const heapGrowingPercent = num(flags, "heap-growing-percent", 20);
+const heapGrowingPercent = num(flags, "heap-growing-percent", 50);
 const probeC = num(flags, "probe", 16);
 const log = (m: string) =>
   process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${m}\n`);
