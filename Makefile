@@ -29,7 +29,7 @@ dev: setup ## run nats-server + edge (127.0.0.1:$PORT, default 8080) + one worke
 # setup already ran `pnpm build` (tsc -b type-checks every built src/), so only the test code
 # is left to check (with the loadtests/src files the tests import): `typecheck:tests`, not the
 # whole `typecheck`, which also re-runs tsc -b and checks all of loadtests/src.
-test: setup ## type-check tests, lint, format check (prettier), unused exports/files (knip), then the full vitest suite (real nats-server, real sockets)
+test: setup ## type-check tests and loadtests, lint, format check (prettier), unused exports/files (knip), then the full vitest suite (real nats-server, real sockets)
 	pnpm typecheck:tests
 	pnpm lint
 	pnpm format:check

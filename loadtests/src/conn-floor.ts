@@ -48,13 +48,14 @@ if (serving) {
       s.on("data", () => undefined);
     });
   } else if (kind === "http") {
-    server = createHttpServer((_req, res) => {
+    const http = createHttpServer((_req, res) => {
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
       res.write(": held\n\n");
       held.push(res);
     });
-    server.keepAliveTimeout = 0;
-    server.requestTimeout = 0;
+    http.keepAliveTimeout = 0;
+    http.requestTimeout = 0;
+    server = http;
   } else {
     server = createHttpServer();
     const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
