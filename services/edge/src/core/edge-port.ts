@@ -54,7 +54,10 @@ export interface EdgePort {
   ): SocketChannel;
   /** One Streamable HTTP POST through its channel; settles once answered (the SSE stream ended). */
   post(x: HttpExchange, body: string): Promise<void>;
-  /** One Streamable HTTP GET (standalone or resumed stream); settles when the stream closed. */
+  /**
+   * One Streamable HTTP GET (standalone or resumed stream); settles once the stream is open or
+   * refused (the stream's end releases what it held).
+   */
   get(x: HttpExchange): Promise<void>;
   /** One Streamable HTTP DELETE (end the session). */
   delete(x: HttpExchange): Promise<void>;

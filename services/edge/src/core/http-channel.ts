@@ -55,7 +55,8 @@ export interface HttpStream extends StreamSink {
   end(): void;
   /** Ends the connection after telling the client to reconnect in `retryMs` (the transport's default when undefined). */
   closeWithRetry(retryMs: number | undefined): void;
-  whenClosed(): Promise<void>;
+  /** Runs `cb` once when the stream ends for any reason (at once if it has). */
+  onClosed(cb: () => void): void;
 }
 
 /** The port of one HTTP exchange (a POST, GET or DELETE of Streamable HTTP) the transport gives its channel. */
@@ -631,9 +632,12 @@ export async function httpGet(deps: ChannelDeps, x: HttpExchange): Promise<void>
     ? await deps.router.resume(session.id, stream, resumeFrom.token, sink)
     : deps.router.attach(session.id, stream, sink);
   const stopKeepAlive = deps.core.sessions.keepAlive(session);
-  await sse.whenClosed();
-  stopKeepAlive();
-  release();
+  // The handler returns now: an edge holds many such streams, and each suspended handler chain
+  // kept its frames and promises alive for the stream's whole life.
+  sse.onClosed(() => {
+    stopKeepAlive();
+    release();
+  });
 }
 
 /** A Streamable HTTP DELETE: ends the session everywhere (200). */

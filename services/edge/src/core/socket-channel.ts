@@ -94,8 +94,11 @@ export class SocketChannel extends Channel implements StreamSink {
   #chain: Promise<void> = Promise.resolve();
   /** Set while one inbound message is processed: hands its dispatched request's completion over. */
   #handOff: ((response: Promise<unknown>) => void) | undefined;
-  /** Stateless-era requests of this connection awaiting their answer: client id -> how it is completed. */
-  readonly #modernShapes = new Map<string, AnswerShape>();
+  /**
+   * Stateless-era requests of this connection awaiting their answer: client id -> how it is
+   * completed. Created on the first one (most connections are of one era; an edge holds 100K).
+   */
+  #modernShapes: Map<string, AnswerShape> | undefined;
   /** Whether this connection reads its stream on the edge's stateless-era outbound session. */
   #modernAttached = false;
   #waiting = 0;
@@ -198,7 +201,7 @@ export class SocketChannel extends Channel implements StreamSink {
    * (OutboundRouter.publishAnswer), so the resumed connection receives it like any worker's.
    */
   send(msg: OutboundMessage): void {
-    if (msg.kind === "response" && this.#modernShapes.size > 0) msg = this.#shaped(msg);
+    if (msg.kind === "response" && this.#modernShapes?.size) msg = this.#shaped(msg);
     if (
       this.#write(
         msg.json,
@@ -222,9 +225,9 @@ export class SocketChannel extends Channel implements StreamSink {
       return msg;
     }
     const key = idKey(id);
-    const shape = this.#modernShapes.get(key);
+    const shape = this.#modernShapes?.get(key);
     if (!shape) return msg;
-    this.#modernShapes.delete(key);
+    this.#modernShapes!.delete(key);
     const out = shapeModernAnswer(msg, shape);
     // Stateless-era answers on a resumable connection keep their event id (its marker protocol).
     return { ...out, eventId: msg.eventId };
@@ -389,7 +392,7 @@ export class SocketChannel extends Channel implements StreamSink {
     if (this.#session !== undefined) return false;
     // A cancel carries no `_meta`: it is of the era of the request it names.
     if (msg.kind === "notification" && msg.message.method === "notifications/cancelled") {
-      return this.#modernShapes.has(
+      return !!this.#modernShapes?.has(
         idKey((msg.message.params as { requestId?: unknown } | undefined)?.requestId),
       );
     }
@@ -432,7 +435,7 @@ export class SocketChannel extends Channel implements StreamSink {
     const shape: AnswerShape = { serverInfo: core.serverInfo };
     const uri = req.method === "resources/read" ? req.params?.["uri"] : undefined;
     if (typeof uri === "string") shape.readHint = core.readHint(uri);
-    this.#modernShapes.set(key, shape);
+    (this.#modernShapes ??= new Map()).set(key, shape);
     let d: Dispatched;
     try {
       d = await core.dispatch(session, req, {
@@ -445,7 +448,7 @@ export class SocketChannel extends Channel implements StreamSink {
     } catch (err) {
       hold?.();
       this.refuse(req.id, err);
-      this.#modernShapes.delete(key);
+      this.#modernShapes?.delete(key);
       return;
     }
     this.#handOff?.(
@@ -458,7 +461,7 @@ export class SocketChannel extends Channel implements StreamSink {
           },
         )
         .finally(() => {
-          this.#modernShapes.delete(key);
+          this.#modernShapes?.delete(key);
           hold?.();
         }),
     );

@@ -81,7 +81,16 @@ export class SseStream implements StreamSink {
 
   /** Resolves when the stream ends for any reason (client gone, cut off, or ended). */
   whenClosed(): Promise<void> {
-    return this.#closed ? Promise.resolve() : new Promise((r) => this.#closeWaiters.push(r));
+    return this.#closed ? Promise.resolve() : new Promise((r) => this.onClosed(r));
+  }
+
+  /**
+   * Runs `cb` once when the stream ends for any reason (at once if it has): what a held stream
+   * does at its end without a promise and a suspended handler per stream.
+   */
+  onClosed(cb: () => void): void {
+    if (this.#closed) cb();
+    else this.#closeWaiters.push(cb);
   }
 
   /**

@@ -53,6 +53,7 @@ export async function streamableHttp(
       retryMs: config.sseRetryMs,
       holdMs: config.sseHoldMs,
     },
+    streamClosed: () => edge.metrics.openStreams.dec({ transport: "http" }),
   };
   const guard = { config, auth: edge.auth };
   const exchange = (
@@ -117,6 +118,8 @@ interface ExchangeShared {
   view: TargetView | undefined;
   edge: EdgePort;
   sse: SseOptions;
+  /** Counts an opened stream's end (one function for every stream of the endpoint). */
+  streamClosed: () => void;
 }
 
 /**
@@ -178,8 +181,7 @@ class ReplySseStream extends SseStream implements HttpStream {
 
   protected override opened(): void {
     this.reply.hijack();
-    const { metrics } = this.shared.edge;
-    metrics.openStreams.inc({ transport: "http" });
-    void this.whenClosed().then(() => metrics.openStreams.dec({ transport: "http" }));
+    this.shared.edge.metrics.openStreams.inc({ transport: "http" });
+    this.onClosed(this.shared.streamClosed);
   }
 }
