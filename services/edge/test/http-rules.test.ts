@@ -1,5 +1,5 @@
 import { describe, expect } from "vitest";
-import { natsTest as it, type Stack } from "@mcpq/testkit";
+import { eventually, natsTest as it, type Stack } from "@mcpq/testkit";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
 import { stack } from "./support/stack.js";
@@ -251,6 +251,40 @@ describe("Streamable HTTP rules", () => {
       { "mcp-session-id": sid, authorization: `Bearer ${TOKENS.bob}` },
     );
     expect(asBob.status).toBe(404);
+  });
+
+  it("a held GET stream counts while open and is released when its client leaves, twice over", async () => {
+    const { sid } = await init();
+    const edge = s.edges[0]!;
+    const openStreams = async () =>
+      (await edge.runtime.registry.getSingleMetric("mcpq_edge_open_streams")?.get())?.values.find(
+        (v) => v.labels["transport"] === "http",
+      )?.value ?? 0;
+    const streamsBefore = await openStreams();
+    const connsBefore = edge.runtime.connections.open;
+    for (let round = 0; round < 2; round++) {
+      const leave = new AbortController();
+      const g = await fetch(url, {
+        headers: {
+          accept: "text/event-stream",
+          "mcp-session-id": sid,
+          "mcp-protocol-version": "2025-11-25",
+          authorization: `Bearer ${TOKENS.alice}`,
+        },
+        signal: leave.signal,
+      });
+      expect(g.status).toBe(200);
+      expect(g.headers.get("content-type")).toMatch(/^text\/event-stream/);
+      // The handler has returned (the stream is open): the stream, not the handler, holds it.
+      expect(await openStreams()).toBe(streamsBefore + 1);
+      expect(edge.runtime.connections.open).toBe(connsBefore + 1);
+      leave.abort();
+      await eventually(
+        async () =>
+          (await openStreams()) === streamsBefore && edge.runtime.connections.open === connsBefore,
+        { what: `GET stream ${round + 1} released` },
+      );
+    }
   });
 
   it("GET needs Accept: text/event-stream (406); DELETE ends the session, then 404", async () => {
