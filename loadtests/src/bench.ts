@@ -109,18 +109,24 @@ if (!bool(flags, "skip-raw")) {
   );
 } else skipped.push({ workload_id: "raw-jetstream-*", reason: "--skip-raw" });
 
+/** Starts a reference server, or records why its workloads are skipped. */
+async function startedOrSkipped(
+  id: string,
+  start: () => Promise<Running>,
+): Promise<Running | undefined> {
+  try {
+    const r = await start();
+    log(`  ${id} at ${r.target.mcpUrl} (pid ${r.target.proc.pid})`);
+    return r;
+  } catch (e) {
+    skipped.push({ workload_id: `${id}-*`, reason: `could not start: ${(e as Error).message}` });
+    return undefined;
+  }
+}
+
 // 2. SDK reference
 if (!bool(flags, "skip-sdk")) {
-  let ref: Running | undefined;
-  try {
-    ref = await startReferenceServer(logDir);
-    log(`  SDK reference at ${ref.target.mcpUrl} (pid ${ref.target.proc.pid})`);
-  } catch (e) {
-    skipped.push({
-      workload_id: "sdk-reference-*",
-      reason: `could not start: ${(e as Error).message}`,
-    });
-  }
+  const ref = await startedOrSkipped("sdk-reference", () => startReferenceServer(logDir));
   if (ref) {
     const t = ref.target;
     const sat = await step("saturation http (sdk-reference)", () =>
@@ -155,15 +161,7 @@ if (!bool(flags, "skip-sdk")) {
 
 // 2b. the node:http floor: what node:http alone costs per call (C=64 only)
 if (!bool(flags, "skip-sdk")) {
-  let floor: Running | undefined;
-  try {
-    floor = await startFloorServer(logDir);
-  } catch (e) {
-    skipped.push({
-      workload_id: "node-http-floor-*",
-      reason: `could not start: ${(e as Error).message}`,
-    });
-  }
+  const floor = await startedOrSkipped("node-http-floor", () => startFloorServer(logDir));
   if (floor) {
     const t = floor.target;
     await step("saturation http (node:http floor)", () =>
