@@ -146,8 +146,11 @@ export const EdgeEnvSchema = z.object({
   MCPQ_CIRCUIT_OPEN_MS: int(2_000),
   /** Queue-time admission: refuse requests predicted to miss their deadline once a pool has this many in flight; 0 = off. */
   MCPQ_POOL_QUEUE_MIN: int(64),
-  /** Longest admitted work may wait for a worker to start it (ms), whatever its deadline; 0 = the deadline alone. */
-  MCPQ_MAX_QUEUE_MS: int(2_000),
+  /**
+   * Longest admitted work may wait for a worker to start it (ms), whatever its deadline; 0 = the
+   * deadline alone. 1.5 s leaves room for the call itself within a 2 s admitted latency.
+   */
+  MCPQ_MAX_QUEUE_MS: int(1_500),
   /** Event-loop lag (ms) above which new requests are refused at once (-32010 / 503); 0 = off. */
   MCPQ_MAX_EVENT_LOOP_LAG_MS: int(1_000),
   /** Period of MCPQ_REQ stream / pool consumer polling for metrics; 0 = off. */
