@@ -77,18 +77,18 @@ export interface EdgePortOptions {
 /** Builds the edge port transports are given (runtime.ts builds one per edge). */
 export function edgePort(o: EdgePortOptions): EdgePort {
   const { deps } = o;
-  // One logger (a pino child) and one deps object per transport, not per connection.
-  const socketDeps = new Map<ConnectionKind, ChannelDeps>();
-  const depsOf = (transport: ConnectionKind): ChannelDeps => {
-    let d = socketDeps.get(transport);
-    if (!d) socketDeps.set(transport, (d = { ...deps, log: deps.log.child({ transport }) }));
-    return d;
-  };
-  const slowConsumer = new Map<ConnectionKind, () => void>();
-  const onSlowConsumerOf = (transport: ConnectionKind): (() => void) => {
-    let f = slowConsumer.get(transport);
-    if (!f) slowConsumer.set(transport, (f = () => o.metrics.slowConsumers.inc({ transport })));
-    return f;
+  // One logger (a pino child), deps object and slow-consumer counter per transport, not per connection.
+  const perTransport = new Map<ConnectionKind, { deps: ChannelDeps; onSlowConsumer: () => void }>();
+  const ofTransport = (transport: ConnectionKind) => {
+    let t = perTransport.get(transport);
+    if (!t) {
+      t = {
+        deps: { ...deps, log: deps.log.child({ transport }) },
+        onSlowConsumer: () => o.metrics.slowConsumers.inc({ transport }),
+      };
+      perTransport.set(transport, t);
+    }
+    return t;
   };
   return {
     log: deps.log,
@@ -97,7 +97,8 @@ export function edgePort(o: EdgePortOptions): EdgePort {
     metrics: o.metrics,
     auth: o.auth,
     socket(port, { transport, caller, address, resumable = true }) {
-      return new SocketChannel(depsOf(transport), port, {
+      const shared = ofTransport(transport);
+      return new SocketChannel(shared.deps, port, {
         transport,
         caller,
         resumable,
@@ -113,7 +114,7 @@ export function edgePort(o: EdgePortOptions): EdgePort {
                 idleMs: transport === "grpc" ? 0 : o.sockets.socketIdleTimeoutMs,
               },
             }),
-        onSlowConsumer: onSlowConsumerOf(transport),
+        onSlowConsumer: shared.onSlowConsumer,
         account: o.buffers.open(),
       });
     },

@@ -124,7 +124,8 @@ interface ExchangeShared {
 
 /**
  * The exchange port of one request: headers in, a plain answer or an SSE stream out. A class,
- * not an object of closures: an edge holds one per open GET stream (100K connections).
+ * not an object of closures: one is built per request, and its stream lives as long as a held
+ * GET (an edge holds 100K of those).
  */
 class FastifyExchange implements HttpExchange {
   #stream: ReplySseStream | undefined;
