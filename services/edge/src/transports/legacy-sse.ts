@@ -64,10 +64,11 @@ export async function legacySse(app: FastifyInstance, opts: LegacySseOptions): P
     reply.raw.write(`event: endpoint\ndata: ${messagesPath}?sessionId=${id}\n\n`);
     reply.raw.on("drain", () => session.drained());
     conns.set(id, { session, principal: guard.principal });
-    await sse.whenClosed();
-    conns.delete(id);
-    session.transportClosed();
-    edge.metrics.openStreams.dec({ transport: "sse" });
+    sse.onClosed(() => {
+      conns.delete(id);
+      session.transportClosed();
+      edge.metrics.openStreams.dec({ transport: "sse" });
+    });
   });
 
   app.post(messagesPath, async (req, reply) => {

@@ -79,11 +79,6 @@ export class SseStream implements StreamSink {
   /** Called once when the stream opens, before anything is written (a subclass takes the response over). */
   protected opened(): void {}
 
-  /** Resolves when the stream ends for any reason (client gone, cut off, or ended). */
-  whenClosed(): Promise<void> {
-    return this.#closed ? Promise.resolve() : new Promise((r) => this.onClosed(r));
-  }
-
   /**
    * Runs `cb` once when the stream ends for any reason (at once if it has): what a held stream
    * does at its end without a promise and a suspended handler per stream.
