@@ -313,22 +313,24 @@ await probeSet.close(false);
 await stack.stop();
 await nats.stop();
 
-const kib = heldEnd > 0 ? Math.round(((rssHeld - rssBefore) / 1024 / heldEnd) * 100) / 100 : null;
+/** `bytes` spread over the connections held at the end, in KiB (2 decimals); null when none. */
+const perConnectionKib = (bytes: number) =>
+  heldEnd > 0 ? Math.round((bytes / 1024 / heldEnd) * 100) / 100 : null;
+const kib = perConnectionKib(rssHeld - rssBefore);
 /**
  * KiB per held connection of: V8 heap in use, heap slack (committed − in use), external memory,
  * and the rest of the RSS growth; null when the gauges could not be read.
  */
 function memoryPerConnection() {
   if (!memBefore || !memHeld || heldEnd === 0) return null;
-  const per = (bytes: number) => Math.round((bytes / 1024 / heldEnd) * 100) / 100;
   const committed = memHeld.heapTotal - memBefore.heapTotal;
   const used = memHeld.heapUsed - memBefore.heapUsed;
   const external = memHeld.external - memBefore.external;
   return {
-    heap_used: per(used),
-    heap_slack: per(committed - used),
-    external: per(external),
-    rest: per(rssHeld - rssBefore - committed - external),
+    heap_used: perConnectionKib(used),
+    heap_slack: perConnectionKib(committed - used),
+    external: perConnectionKib(external),
+    rest: perConnectionKib(rssHeld - rssBefore - committed - external),
   };
 }
 const report = {
