@@ -151,9 +151,13 @@ export class SseStream implements StreamSink {
       "x-accel-buffering": "no",
       ...head.headers,
     });
-    this.res.cork();
+    // The socket is corked, not the response: on Node 22 and 24 `res.cork(); res.write(a);
+    // res.end(b)` sends `a` and drops `b` (a chunked response's corked buffer), which lost
+    // every answer that came within the head hold. `end()` fully uncorks the socket itself.
+    const socket = this.res.socket;
+    socket?.cork();
     process.nextTick(() => {
-      this.res.uncork();
+      if (socket?.writableCorked) socket.uncork();
       // Nothing written yet (a resumed stream with nothing to replay): send the headers anyway.
       if (!this.res.writableEnded) this.res.flushHeaders();
     });
