@@ -29,7 +29,11 @@ dev: setup ## run nats-server + edge (127.0.0.1:$PORT, default 8080) + one worke
 # setup already ran `pnpm build` (tsc -b type-checks every built src/), so only the test code
 # is left to check (with the loadtests/src files the tests import): `typecheck:tests`, not the
 # whole `typecheck`, which also re-runs tsc -b and checks all of loadtests/src.
-test: setup ## type-check tests and loadtests, lint, format check (prettier), unused exports/files (knip), then the full vitest suite (real nats-server, real sockets)
+# The suite also runs an edge and a worker on each supported Node major other than its own
+# (services/cli/test/node-versions.test.ts): scripts/node.sh fetches the ones the machine lacks
+# (node@20/22/24 from the npm registry) once, into .mcpq/node<major>.
+test: setup ## type-check tests and loadtests, lint, format check (prettier), unused exports/files (knip), then the full vitest suite (real nats-server, real sockets; also an edge and a worker on Node 22 and 24)
+	for major in 20 22 24; do scripts/node.sh $$major >/dev/null; done
 	pnpm typecheck:tests
 	pnpm lint
 	pnpm format:check
@@ -71,7 +75,7 @@ clean: ## remove build outputs and test/conformance artifacts
 	rm -rf packages/*/dist services/*/dist loadtests/dist infra/dist .conformance .fuzz coverage
 	find . -name '*.tsbuildinfo' -not -path '*/node_modules/*' -not -path './.mcpq/*' -delete
 
-distclean: clean ## clean + node_modules and the .mcpq tool cache (node22, conformance, pnpm)
+distclean: clean ## clean + node_modules and the .mcpq tool cache (node22, node24, conformance, pnpm)
 	rm -rf node_modules packages/*/node_modules services/*/node_modules loadtests/node_modules .mcpq
 
 # A placeholder key when none is set: the check validates the file, it starts nothing.

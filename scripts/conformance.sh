@@ -12,7 +12,7 @@
 #          both workers; they share a random MCPQ_REQUEST_STATE_KEYS made for the run)
 #
 # Needs a build (services/cli/dist/main.js) and nats-server; `make conformance` does both.
-# The conformance CLIs need Node >= 22; scripts/node22.sh provides one.
+# The conformance CLIs need Node >= 22; `scripts/node.sh 22 --at-least` provides one.
 #
 # Env:
 #   CONFORMANCE_SUITES             suites to run, comma-separated (default 2025,2026)
@@ -56,7 +56,7 @@ NATS_BIN="$(command -v nats-server || true)"
 command -v node >/dev/null 2>&1 || die "node not found."
 
 # ---------------------------------------------------------------- Node 22 + conformance CLIs
-NODE22="$("$ROOT/scripts/node22.sh")" || die "could not obtain a Node >= 22 binary (scripts/node22.sh)."
+NODE22="$("$ROOT/scripts/node.sh" 22 --at-least)" || die "could not obtain a Node >= 22 binary (scripts/node.sh 22 --at-least)."
 # ensure_cli PREFIX VERSION -> prints the CLI entry, installing the pinned version on first use.
 # Each version has its own prefix, so both suites stay installed side by side.
 ensure_cli() {
