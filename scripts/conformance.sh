@@ -189,9 +189,11 @@ rm -rf "$OUT_ROOT" "$LOG_DIR"
 mkdir -p "$OUT_ROOT" "$LOG_DIR"
 
 # ---------------------------------------------------------------- one run
-# start_stack RUN WORKER_CATALOG...  -> nats + edge + one worker per catalog argument
+# start_stack RUN NODE WORKER_CATALOG...  -> nats + edge + one worker per catalog argument, the
+# edge and the workers run by the Node binary NODE
 start_stack() {
-  local run="$1"; shift
+  local run="$1" serve_node="$2"; shift 2
+  say "[$run] edge and workers on node $("$serve_node" -v)"
   local nats_port store
   nats_port="$(free_port)"
   store="$(mktemp -d "${TMPDIR:-/tmp}/mcpq-conformance-js.XXXXXX")"
@@ -209,7 +211,7 @@ start_stack() {
   # The suite speaks Streamable HTTP only; the edge's socket transports get random ports so a
   # dev stack on the default 8090/50051 does not collide.
   start_child "$run-edge" env MCPQ_TCP_PORT="${MCPQ_TCP_PORT:-0}" MCPQ_GRPC_PORT="${MCPQ_GRPC_PORT:-0}" \
-    node "$CLI" edge --port "$EDGE_PORT"
+    "$serve_node" "$CLI" edge --port "$EDGE_PORT"
   # One request-state key for the whole pool: an MRTR retry may reach either worker. Made per
   # stack and passed in the environment only (never on a command line or in a log).
   local state_key
@@ -217,7 +219,7 @@ start_stack() {
   local i=0 names=("$run-nats" "$run-edge") catalog
   for catalog in "$@"; do
     i=$((i + 1))
-    start_child "$run-worker$i" env MCPQ_REQUEST_STATE_KEYS="$state_key" node "$CLI" worker --catalog "$catalog"
+    start_child "$run-worker$i" env MCPQ_REQUEST_STATE_KEYS="$state_key" "$serve_node" "$CLI" worker --catalog "$catalog"
     names+=("$run-worker$i")
   done
 
@@ -392,12 +394,14 @@ run_suites() {
 }
 
 # ---------------------------------------------------------------- run 1: single worker
-start_stack run1-single-worker "example,conformance"
+# Run 1 serves on the machine's Node, run 2 on Node 22 (the Docker image's): Node 22 and 24
+# changed ServerResponse corking in a way that lost SSE answers, which run 1 alone never saw.
+start_stack run1-single-worker "$(command -v node)" "example,conformance"
 run_suites run1-single-worker
 stop_children
 
 # ---------------------------------------------------------------- run 2: two workers
-start_stack run2-two-workers "example,conformance" "example,conformance"
+start_stack run2-two-workers "$NODE22" "example,conformance" "example,conformance"
 run_suites run2-two-workers
 stop_children
 
