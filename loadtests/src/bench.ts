@@ -107,7 +107,17 @@ if (!bool(flags, "skip-raw")) {
   await step("raw-jetstream", () =>
     runRawJetStream({ concurrencies: full ? Cs : [64], durationMs: satMs, warmupMs: warmMs, log }),
   );
-} else skipped.push({ workload_id: "raw-jetstream-*", reason: "--skip-raw" });
+  // the broker floor: mcpq's stored request/answer path with no MCP logic (C=64 only)
+  await step("broker-floor", () =>
+    runRawJetStream({
+      shape: "stored",
+      concurrencies: [64],
+      durationMs: satMs,
+      warmupMs: warmMs,
+      log,
+    }),
+  );
+} else skipped.push({ workload_id: "raw-jetstream-* broker-floor-*", reason: "--skip-raw" });
 
 /** Starts a reference server, or records why its workloads are skipped. */
 async function startedOrSkipped(

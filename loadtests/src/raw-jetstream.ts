@@ -1,17 +1,31 @@
 /**
- * Raw JetStream request/response micro-benchmark: the broker's limit on this machine.
+ * Raw JetStream request/response micro-benchmarks: what the broker path costs on this machine
+ * with no MCP logic at all. Two shapes:
  *
+ * `core` (target `raw-jetstream`): the broker's own limit.
  *  stream  LTBENCH (retention workqueue, storage memory, subject ltbench.req)
  *  consumer durable pull "ltworkers" (ack explicit)
  *  client  js.publish(ltbench.req, payload, {headers: reply-to=<inbox>.<id>}) awaiting the PubAck,
  *          then awaits the reply on its wildcard inbox subscription; closed loop, C in flight
  *  worker  separate process (src/lib/jetstream-worker.ts): consume → nc.publish(reply-to) → ack
  *
- * Latency = publish start → reply received (includes the PubAck round trip).
+ * `stored` (target `broker-floor`): the broker work mcpq's delivery guarantees need per call, done
+ * with mcpq's own publish primitive (`AckedPublisher`: PubAcks on one subscription) and write
+ * batching (`batchWrites`), so it is the floor under any edge + worker built this way:
+ *  streams LTBENCH (workqueue, **file** storage) and LTBENCH_OUT (limits, file storage,
+ *          subjects ltbench.out.>): the answer is stored, as mcpq stores it for redelivery/resume
+ *  client  publish(ltbench.req) awaiting its PubAck (a full stream is a refusal, not a loss), then
+ *          awaits the answer on its subscription to ltbench.out.<id>.>
+ *  worker  consume → publish the answer to LTBENCH_OUT awaiting its PubAck → ack (ack after the
+ *          answer is stored: a worker that dies before it leaves the request to be redelivered)
+ * That is 7 broker messages per call (mcpq's 9 less the recording's publish and PubAck).
+ *
+ * Latency = publish start → reply received (includes the PubAck round trip). CPU per call =
+ * client, worker and nats-server CPU over the window / calls answered in it.
  * Starts its own nats-server (random port, temp store) unless --url is given.
  *
- * Usage: tsx src/raw-jetstream.ts [--url nats://127.0.0.1:P] [--c 16,64,256] [--duration 8] [--warmup 1]
- *                                 [--payload 32] [--out file.json]
+ * Usage: tsx src/raw-jetstream.ts [--shape core|stored] [--url nats://127.0.0.1:P] [--c 16,64,256]
+ *                                 [--duration 8] [--warmup 1] [--payload 32] [--out file.json]
  */
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -23,6 +37,7 @@ import {
   jetstream,
   jetstreamManager,
 } from "@nats-io/jetstream";
+import { AckedPublisher, batchWrites } from "@mcpq/bus";
 import { LatencyHistogram } from "./lib/histogram.js";
 import { parseArgs, num, numList, str } from "./lib/args.js";
 import { CpuMeter, mib, readRssBytes } from "./lib/procstat.js";
@@ -33,8 +48,16 @@ import { assertLoopback } from "./client/http.js";
 const STREAM = "LTBENCH";
 const SUBJECT = "ltbench.req";
 const CONSUMER = "ltworkers";
+/** The `stored` shape's answer stream and its subjects' prefix. */
+const OUT_STREAM = "LTBENCH_OUT";
+const OUT_PREFIX = "ltbench.out";
+
+/** `core`: memory stream, core reply. `stored`: file streams, the answer stored before the ack. */
+export type RawJsShape = "core" | "stored";
 
 export interface RawJsOpts {
+  /** Default `core`. */
+  shape?: RawJsShape;
   url?: string;
   natsPid?: number;
   concurrencies: number[];
@@ -45,7 +68,7 @@ export interface RawJsOpts {
   log?: (m: string) => void;
 }
 
-async function startWorker(url: string): Promise<Managed> {
+async function startWorker(url: string, shape: RawJsShape): Promise<Managed> {
   const script = fileURLToPath(new URL("./lib/jetstream-worker.ts", import.meta.url));
   const w = startProcess("js-worker", process.execPath, [
     ...process.execArgv,
@@ -56,6 +79,7 @@ async function startWorker(url: string): Promise<Managed> {
     STREAM,
     "--consumer",
     CONSUMER,
+    ...(shape === "stored" ? ["--stored"] : []),
   ]);
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error("jetstream worker not ready in 20 s")), 20_000);
@@ -81,6 +105,7 @@ async function oneRun(
   nc: NatsConnection,
   C: number,
   o: RawJsOpts,
+  publish: (data: Uint8Array, h: ReturnType<typeof headers>) => Promise<unknown>,
 ): Promise<{
   hist: LatencyHistogram;
   ok: number;
@@ -88,8 +113,7 @@ async function oneRun(
   errors: Record<string, number>;
   duration_s: number;
 }> {
-  const js = jetstream(nc);
-  const inbox = createInbox();
+  const inbox = o.shape === "stored" ? `${OUT_PREFIX}.${createInbox().slice(7)}` : createInbox();
   const pending = new Map<string, () => void>();
   const sub = nc.subscribe(`${inbox}.>`, {
     callback: (_err, m) => {
@@ -129,7 +153,7 @@ async function oneRun(
       const h = headers();
       h.set("reply-to", subj);
       try {
-        await js.publish(SUBJECT, payload, { headers: h });
+        await publish(payload, h);
         await replied;
       } catch (e) {
         pending.delete(subj);
@@ -154,6 +178,8 @@ async function oneRun(
 
 export async function runRawJetStream(o: RawJsOpts): Promise<WorkloadResult[]> {
   const log = o.log ?? ((m: string) => process.stderr.write(`${m}\n`));
+  const shape = o.shape ?? "core";
+  const stored = shape === "stored";
   installExitHooks();
   let nats: Awaited<ReturnType<typeof startNats>> | undefined;
   let url = o.url;
@@ -162,32 +188,57 @@ export async function runRawJetStream(o: RawJsOpts): Promise<WorkloadResult[]> {
     nats = await startNats();
     url = nats.url;
     natsPid = nats.pid;
-    log(`  raw-jetstream: started nats-server ${url} (pid ${natsPid})`);
+    log(`  raw-jetstream (${shape}): started nats-server ${url} (pid ${natsPid})`);
   }
   assertLoopback(new URL(url.replace(/^nats:/, "http:")).hostname);
-  const nc = await connect({ servers: url, name: "lt-jetstream-client" });
+  // The stored shape connects as mcpq's services do (no async stack traces, batched writes).
+  const nc = await connect({
+    servers: url,
+    name: "lt-jetstream-client",
+    ...(stored ? { noAsyncTraces: true } : {}),
+  });
+  if (stored) batchWrites(nc);
   const jsm = await jetstreamManager(nc);
-  try {
-    await jsm.streams.delete(STREAM);
-  } catch {
-    /* absent */
-  }
+  const storage = stored ? StorageType.File : StorageType.Memory;
+  for (const name of [STREAM, OUT_STREAM])
+    try {
+      await jsm.streams.delete(name);
+    } catch {
+      /* absent */
+    }
   await jsm.streams.add({
     name: STREAM,
     subjects: [SUBJECT],
     retention: RetentionPolicy.Workqueue,
-    storage: StorageType.Memory,
+    storage,
   });
+  if (stored)
+    await jsm.streams.add({
+      name: OUT_STREAM,
+      subjects: [`${OUT_PREFIX}.>`],
+      retention: RetentionPolicy.Limits,
+      storage,
+      max_age: 120 * 1e9,
+    });
   await jsm.consumers.add(STREAM, {
     durable_name: CONSUMER,
     ack_policy: AckPolicy.Explicit,
     max_ack_pending: 20_000,
   });
-  const worker = await startWorker(url);
+  const js = jetstream(nc);
+  const acked = stored
+    ? new AckedPublisher(nc, { inboxPrefix: "_INBOX", timeoutMs: 10_000 })
+    : null;
+  const publish = (data: Uint8Array, h: ReturnType<typeof headers>) =>
+    acked
+      ? acked.publish(SUBJECT, data, { headers: h })
+      : js.publish(SUBJECT, data, { headers: h });
+  const worker = await startWorker(url, shape);
   const results: WorkloadResult[] = [];
   try {
     for (const C of o.concurrencies) {
       await jsm.streams.purge(STREAM);
+      if (stored) await jsm.streams.purge(OUT_STREAM);
       const cpuN = new CpuMeter(natsPid);
       const cpuW = new CpuMeter(worker.pid);
       const cpuSelf = new CpuMeter("self");
@@ -197,12 +248,18 @@ export async function runRawJetStream(o: RawJsOpts): Promise<WorkloadResult[]> {
         cpuW.start();
         cpuSelf.start();
       }, warm);
-      const r = await oneRun(nc, C, o);
+      const r = await oneRun(nc, C, o, publish);
       clearTimeout(mt);
       const natsRss = natsPid !== undefined ? readRssBytes(natsPid) : null;
+      const cpu = { nats: cpuN.stop(), worker: cpuW.stop(), client: cpuSelf.stop() };
+      const callsPerS = r.ok / r.duration_s;
+      const us = (pct: number | null) =>
+        pct === null || callsPerS <= 0 ? null : Math.round(((pct / 100) * 1e6) / callsPerS);
+      const perCall = { client: us(cpu.client), worker: us(cpu.worker), nats: us(cpu.nats) };
+      const parts = Object.values(perCall);
       const res = makeResult({
-        workload_id: `raw-jetstream-c${C}`,
-        target: "raw-jetstream",
+        workload_id: `${stored ? "broker-floor" : "raw-jetstream"}-c${C}`,
+        target: stored ? "broker-floor" : "raw-jetstream",
         transport: "nats-jetstream",
         sessions: 1,
         in_flight: C,
@@ -212,25 +269,32 @@ export async function runRawJetStream(o: RawJsOpts): Promise<WorkloadResult[]> {
         hist: r.hist,
         errors_by_code: r.errors,
         edge_rss_bytes: null,
-        cpu_pct: cpuN.stop(),
+        cpu_pct: cpu.nats,
         extra: {
           cpu_of: "nats-server",
-          worker_cpu_pct: cpuW.stop(),
-          client_cpu_pct: cpuSelf.stop(),
+          worker_cpu_pct: cpu.worker,
+          client_cpu_pct: cpu.client,
+          cpu_us_per_call: {
+            ...perCall,
+            total: parts.every((v) => v !== null) ? parts.reduce((a, b) => a! + b!, 0) : null,
+          },
           nats_server_rss_mib: mib(natsRss),
           payload_bytes: o.payloadBytes ?? 32,
-          pattern: "js.publish(+PubAck) → pull consume → core publish reply → ack",
+          pattern: stored
+            ? "publish(+PubAck, file) → pull consume → publish answer (+PubAck, file) → ack; answer read on its subject"
+            : "js.publish(+PubAck) → pull consume → core publish reply → ack",
         },
       });
       results.push(res);
     }
   } finally {
     await worker.stop("SIGTERM");
-    try {
-      await jsm.streams.delete(STREAM);
-    } catch {
-      /* ignore */
-    }
+    for (const name of [STREAM, OUT_STREAM])
+      try {
+        await jsm.streams.delete(name);
+      } catch {
+        /* ignore */
+      }
     await nc.drain();
     if (nats) await nats.stop();
   }
@@ -242,14 +306,17 @@ const isMain =
   fileURLToPath(import.meta.url) === (await import("node:fs")).realpathSync(process.argv[1]);
 if (isMain) {
   const { flags } = parseArgs();
+  const shape = str(flags, "shape", "core");
+  if (shape !== "core" && shape !== "stored") throw new Error("--shape must be core or stored");
   const results = await runRawJetStream({
+    shape,
     url: str(flags, "url"),
     concurrencies: numList(flags, "c", [16, 64, 256]),
     durationMs: num(flags, "duration", 8) * 1000,
     warmupMs: num(flags, "warmup", 1) * 1000,
     payloadBytes: num(flags, "payload", 32),
   });
-  process.stdout.write("raw-jetstream results:\n");
+  process.stdout.write(`raw-jetstream (${shape}) results:\n`);
   for (const r of results) printResult(r);
   const outFile = str(flags, "out");
   if (outFile) {

@@ -1,12 +1,15 @@
 /**
  * Worker half of the raw JetStream micro-benchmark (runs as its own process, like an mcpq
- * worker): pull-consume the work-queue stream, reply with core `nc.publish` to the subject
- * carried in the `reply-to` header, then ack.
- * argv: --url nats://127.0.0.1:P --stream NAME --consumer NAME [--batch 256]
+ * worker): pull-consume the work-queue stream, reply to the subject carried in the `reply-to`
+ * header, then ack. The reply is a core `nc.publish`, or with `--stored` a publish into a stream
+ * whose PubAck comes before the ack (mcpq's "ack after the answer is stored"; a failed store
+ * naks for redelivery), through mcpq's `AckedPublisher` and write batching.
+ * argv: --url nats://127.0.0.1:P --stream NAME --consumer NAME [--batch 256] [--stored]
  */
 import { connect } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
-import { parseArgs, str, num } from "./args.js";
+import { AckedPublisher, batchWrites } from "@mcpq/bus";
+import { parseArgs, str, num, bool } from "./args.js";
 
 const { flags } = parseArgs();
 const url = str(flags, "url", "nats://127.0.0.1:4222");
@@ -14,7 +17,15 @@ const streamName = str(flags, "stream", "LTBENCH");
 const consumerName = str(flags, "consumer", "ltworkers");
 const batch = num(flags, "batch", 256);
 
-const nc = await connect({ servers: url, name: "lt-jetstream-worker" });
+const stored = bool(flags, "stored");
+
+const nc = await connect({
+  servers: url,
+  name: "lt-jetstream-worker",
+  ...(stored ? { noAsyncTraces: true } : {}),
+});
+if (stored) batchWrites(nc);
+const acked = stored ? new AckedPublisher(nc, { inboxPrefix: "_INBOX", timeoutMs: 10_000 }) : null;
 const js = jetstream(nc);
 const consumer = await js.consumers.get(streamName, consumerName);
 let handled = 0;
@@ -22,9 +33,13 @@ const msgs = await consumer.consume({
   max_messages: batch,
   callback: (m) => {
     const reply = m.headers?.get("reply-to");
-    if (reply) nc.publish(reply, m.data);
-    m.ack();
     handled++;
+    if (!reply) return void m.ack();
+    if (!acked) {
+      nc.publish(reply, m.data);
+      return void m.ack();
+    }
+    acked.send(reply, m.data, undefined, (err) => (err ? m.nak() : m.ack()));
   },
 });
 process.stdout.write("WORKER READY\n");

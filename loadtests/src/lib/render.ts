@@ -176,6 +176,9 @@ function goalTable(r: Report): string[] {
   const floor = r.workloads.find(
     (w) => w.target === "node-http-floor" && w.workload_id === "saturation-http-c64",
   );
+  const broker = r.workloads.find(
+    (w) => w.target === "broker-floor" && w.workload_id === "broker-floor-c64",
+  );
   const rt = (a: number | null | undefined, b: number | null | undefined) =>
     a == null || b == null || b === 0 ? null : a / b;
   const verdict = (v: number | null, ok: (x: number) => boolean) =>
@@ -212,7 +215,30 @@ function goalTable(r: Report): string[] {
           "",
         ]
       : []),
+    ...brokerFloorLines(q, s, floor, broker),
   ];
+}
+
+/**
+ * What the two floors leave: node:http's cost plus the broker path's (`--shape stored`) is the
+ * least an edge + worker with mcpq's delivery guarantees can cost per call before any MCP work.
+ */
+function brokerFloorLines(q: W, s: W, floor: W | undefined, broker: W | undefined): string[] {
+  const b = cpuOf(broker, "total");
+  if (!broker || b === null) return [];
+  const h = cpuOf(floor, "total");
+  const sdk = cpuOf(s, "total");
+  const mcpq = cpuOf(q, "total");
+  const both = h === null ? null : h + b;
+  const lines = [
+    `The broker floor (src/raw-jetstream.ts \`--shape stored\`: a request stored in a file-backed work queue with its PubAck, a pull delivery, the answer stored with its PubAck before the ack, the answer read on its subject; mcpq's own publish primitive and write batching, no MCP logic) cost **${b} µs per call** (client ${cpuOf(broker, "client") ?? "—"} + worker ${cpuOf(broker, "worker") ?? "—"} + nats-server ${cpuOf(broker, "nats") ?? "—"}; ${broker.throughput_msg_per_s} msg/s at C=64).`,
+  ];
+  if (both !== null && sdk !== null && mcpq !== null)
+    lines.push(
+      `Both floors together: ${h} + ${b} = **${both} µs per call, ${(both / sdk).toFixed(2)}× the SDK reference's ${sdk} µs**, before any MCP work. mcpq's own work over them (edge and worker logic, the recording's publish and PubAck): ${mcpq - both} µs; the SDK's MCP layer over node:http: ${sdk - h!} µs. The ≤ 1.0× goal would leave mcpq ${sdk - both} µs for all of it.`,
+    );
+  lines.push("");
+  return lines;
 }
 
 /** Latency (log scale) p50/p99 vs throughput, saturation C=16/64/256, mcpq beside the SDK reference. */

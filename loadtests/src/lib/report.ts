@@ -5,7 +5,8 @@ import type { LatencyHistogram } from "./histogram.js";
 import { readServerVersion } from "@mcpq/nats-launcher";
 import { benchNatsServer } from "./procs.js";
 
-export type TargetName = "mcpq" | "sdk-reference" | "node-http-floor" | "raw-jetstream";
+export type TargetName =
+  "mcpq" | "sdk-reference" | "node-http-floor" | "raw-jetstream" | "broker-floor";
 
 export interface WorkloadResult {
   workload_id: string;

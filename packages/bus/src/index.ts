@@ -85,7 +85,7 @@ export {
   type CancelNotice,
   type RegistryEntry,
 } from "./contracts.js";
-export { corkPerTurn } from "./write-batching.js";
+export { batchWrites, corkPerTurn } from "./write-batching.js";
 /** Types of `connectBus`'s options and of the shared settings, for services to name. @public */
 export type { BusLimits } from "./limits.js";
 /** @public */
