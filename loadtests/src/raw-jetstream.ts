@@ -53,7 +53,7 @@ const OUT_STREAM = "LTBENCH_OUT";
 const OUT_PREFIX = "ltbench.out";
 
 /** `core`: memory stream, core reply. `stored`: file streams, the answer stored before the ack. */
-export type RawJsShape = "core" | "stored";
+type RawJsShape = "core" | "stored";
 
 export interface RawJsOpts {
   /** Default `core`. */

@@ -6,6 +6,7 @@ import { Client as SdkClient } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport as SdkHttpTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 import { natsTest as it, eventually, freePort } from "@mcpq/testkit";
+import { stopChildren } from "./support/children.js";
 
 const CLI = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 const NODE_SH = fileURLToPath(new URL("../../../scripts/node.sh", import.meta.url));
@@ -65,18 +66,7 @@ async function overWebSocket(url: string, messages: Record<string, unknown>[]) {
 for (const major of SUPPORTED.filter((m) => m !== OWN)) {
   describe(`an edge and a worker on Node ${major}`, () => {
     const procs: ChildProcess[] = [];
-    afterAll(async () => {
-      await Promise.all(
-        procs.map((child) =>
-          child.exitCode !== null || child.signalCode !== null
-            ? undefined
-            : new Promise((r) => {
-                child.once("exit", r);
-                child.kill("SIGTERM");
-              }),
-        ),
-      );
-    });
+    afterAll(() => stopChildren(procs));
 
     it(
       "serve the official SDK clients of both eras over Streamable HTTP and WebSocket",

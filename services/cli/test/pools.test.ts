@@ -5,6 +5,7 @@ import { natsTest as it, eventually, freePort } from "@mcpq/testkit";
 import { connectBus, distinctKeys, type Bus } from "@mcpq/bus";
 import { collectRecords } from "@mcpq/replay";
 import { sdkClient } from "./support/replay-stack.js";
+import { stopChildren } from "./support/children.js";
 
 const CLI = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 
@@ -35,16 +36,7 @@ describe("capacity by adding workers, as the README shows", () => {
 
   afterAll(async () => {
     await bus?.close();
-    await Promise.all(
-      procs.map(({ child }) =>
-        child.exitCode !== null || child.signalCode !== null
-          ? undefined
-          : new Promise((r) => {
-              child.once("exit", r);
-              child.kill("SIGTERM");
-            }),
-      ),
-    );
+    await stopChildren(procs.map((p) => p.child));
   });
 
   const registryPools = async (b: Bus): Promise<string[]> => {
