@@ -46,7 +46,7 @@ export {
   REDACTED,
   RecordSchema,
   RecordedResponseSchema,
-  decodeRecord,
+  decodeRecords,
   isErrorResponse,
   kindOfMethod,
   recordHeaders,

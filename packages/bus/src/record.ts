@@ -5,13 +5,17 @@ import { H } from "./envelope.js";
 import { subjects, type TargetKind } from "./subjects.js";
 
 /**
- * The typed contract of one MCPQ_REC message: a finished request, its final response and the
- * envelope it ran under. Workers produce it (worker-sdk `createRecorder`), `mcpq replay` and the
- * testkit fixtures consume it; a fixture file is these objects, one per line (JSONL).
+ * The typed contract of one record: a finished request, its final response and the envelope it
+ * ran under. Workers produce it (worker-sdk `createRecorder`), `mcpq replay` and the testkit
+ * fixtures consume it; a fixture file is these objects, one per line (JSONL).
  *
- * Subject: `mcpq.rec.<pool>.<kind>.<target>` (`subjects.record`). Header: `Nats-Msg-Id`, the
- * request id, so a redelivered request is stored once per duplicate window. Retention: MCPQ_REC_MAX_AGE_MS /
- * MCPQ_REC_MAX_BYTES (discard old). Never acked or redelivered: readers use ordered consumers.
+ * An MCPQ_REC message holds one record (a JSON object) or several records of one subject (a JSON
+ * array of them: the records a worker finished in one event-loop turn, one publish and PubAck for
+ * all; `decodeRecords` reads both). Subject: `mcpq.rec.<pool>.<kind>.<target>`
+ * (`subjects.record`). Header of a one-record message: `Nats-Msg-Id`, the request id, so a
+ * redelivered request is stored once per duplicate window (readers also drop a request id they
+ * have just read, for batches). Retention: MCPQ_REC_MAX_AGE_MS / MCPQ_REC_MAX_BYTES (discard
+ * old). Never acked or redelivered: readers use ordered consumers.
  */
 export const RECORD_VERSION = 1;
 
@@ -87,26 +91,38 @@ export function recordSubject(r: Pick<RequestRecord, "pool" | "targetKind" | "ta
 }
 
 /**
- * Headers of a record message: only `Nats-Msg-Id` (the request id), so a redelivered request is
- * stored once per duplicate window. Everything else is in the body; readers never need headers,
- * and 15 envelope headers per record were 4 % of a worker's CPU.
+ * Headers of a one-record message: only `Nats-Msg-Id` (the request id), so a redelivered request
+ * is stored once per duplicate window. Everything else is in the body; readers never need
+ * headers, and 15 envelope headers per record were 4 % of a worker's CPU.
  */
-export function recordHeaders(r: Pick<RequestRecord, "requestId">): MsgHdrs {
+export function recordHeaders(requestId: string): MsgHdrs {
   const h = natsHeaders();
-  addHeader(h, H.msgId, r.requestId);
+  addHeader(h, H.msgId, requestId);
   return h;
 }
 
-/** Validates a record body (consumers validate, not just producers); null when it is not one. */
-export function decodeRecord(data: Uint8Array | string): RequestRecord | null {
+/**
+ * Validates an MCPQ_REC message body (consumers validate, not just producers): one record or a
+ * JSON array of records. `invalid` counts what is not a record (a body that is not JSON counts 1).
+ */
+export function decodeRecords(data: Uint8Array | string): {
+  records: RequestRecord[];
+  invalid: number;
+} {
   let raw: unknown;
   try {
     raw = JSON.parse(typeof data === "string" ? data : new TextDecoder().decode(data));
   } catch {
-    return null;
+    return { records: [], invalid: 1 };
   }
-  const r = RecordSchema.safeParse(raw);
-  return r.success ? r.data : null;
+  const records: RequestRecord[] = [];
+  let invalid = 0;
+  for (const item of Array.isArray(raw) ? (raw as unknown[]) : [raw]) {
+    const r = RecordSchema.safeParse(item);
+    if (r.success) records.push(r.data);
+    else invalid++;
+  }
+  return { records, invalid };
 }
 
 /** Maps a routed method to the record subject's kind. */

@@ -1,9 +1,9 @@
 import { DeliverPolicy } from "@nats-io/jetstream";
-import { STREAMS, decodeRecord, type Bus, type RequestRecord } from "@mcpq/bus";
+import { STREAMS, decodeRecords, type Bus, type RequestRecord } from "@mcpq/bus";
 import { matchesSelection, selectionFilterSubject, type ResolvedSelection } from "./selection.js";
 
 export interface ReadRecordsOptions {
-  /** Called as messages are read (seen = messages read, matched = records yielded, invalid = bodies failing `RecordSchema`). */
+  /** Called as messages are read (seen = messages read, matched = records yielded, invalid = records failing `RecordSchema`). */
   onProgress?(p: { seen: number; matched: number; invalid: number; lastSeq: number }): void;
   /** Give up when the server sends nothing for this long (ms). Default 10 000. */
   idleMs?: number;
@@ -25,7 +25,10 @@ export class NoRecordsStreamError extends Error {
  * Reads the records a selection matches from MCPQ_REC with an ordered consumer (no acks, no
  * durable state, deleted afterwards) filtered by subject and starting at `since` (opt_start_time).
  * Bounded: it stops at the last stream sequence present when it started, so live traffic recorded
- * meanwhile is never read. Every body is validated with `RecordSchema`; invalid ones are counted.
+ * meanwhile is never read. Every record is validated with `RecordSchema`; invalid ones are
+ * counted. A message may hold several records (a worker's batch); a request id among the last
+ * `RECENT_IDS` records read is skipped (a request that ran twice because its ack was lost, its
+ * records in two batches, which the stream's duplicate window cannot catch).
  */
 export async function* readRecords(
   bus: Bus,
@@ -50,6 +53,7 @@ export async function* readRecords(
   let seen = 0;
   let matched = 0;
   let invalid = 0;
+  const recent = new RecentIds(RECENT_IDS);
   try {
     const info = await consumer.info(true);
     if (info.num_pending === 0) return;
@@ -57,18 +61,19 @@ export async function* readRecords(
     const idleMs = opts.idleMs ?? 10_000;
     let idle = setTimeout(() => messages.stop(), idleMs);
     try {
-      for await (const m of messages) {
+      read: for await (const m of messages) {
         clearTimeout(idle);
         idle = setTimeout(() => messages.stop(), idleMs);
         const seq = m.info.streamSequence;
         if (seq > lastSeq) break;
         seen++;
-        const rec = decodeRecord(m.data);
-        if (!rec) invalid++;
-        else if (matchesSelection(rec, sel)) {
+        const decoded = decodeRecords(m.data);
+        invalid += decoded.invalid;
+        for (const rec of decoded.records) {
+          if (!recent.add(rec.requestId) || !matchesSelection(rec, sel)) continue;
           matched++;
           yield rec;
-          if (sel.limit !== undefined && matched >= sel.limit) break;
+          if (sel.limit !== undefined && matched >= sel.limit) break read;
         }
         opts.onProgress?.({ seen, matched, invalid, lastSeq });
         if (seq >= lastSeq || m.info.pending === 0) break;
@@ -92,4 +97,19 @@ export async function collectRecords(
   const out: RequestRecord[] = [];
   for await (const r of readRecords(bus, sel, opts)) out.push(r);
   return out;
+}
+
+/** How many of the latest request ids `readRecords` remembers to drop a repeated record. */
+const RECENT_IDS = 65_536;
+
+/** The last `max` ids added (insertion order); `add` says whether an id is new. */
+class RecentIds {
+  readonly #ids = new Set<string>();
+  constructor(private readonly max: number) {}
+  add(id: string): boolean {
+    if (this.#ids.has(id)) return false;
+    this.#ids.add(id);
+    if (this.#ids.size > this.max) this.#ids.delete(this.#ids.values().next().value!);
+    return true;
+  }
 }

@@ -86,7 +86,7 @@ export interface RecorderOptions {
   keepSecretsFor?: readonly string[];
   /** Also store the notifications sent before the response (progress, logs). Default false. */
   notifications?: boolean;
-  /** Record publishes awaiting their PubAck; beyond this, records are dropped (counted). Default 512. */
+  /** Records queued or awaiting their PubAck; beyond this, records are dropped (counted). Default 512. */
   maxInFlight?: number;
   logger?: Logger;
   metrics?: RecorderMetrics;
@@ -100,6 +100,15 @@ export interface Recorder {
   /** Resolves when every started publish has its PubAck or failed (bounded by `timeoutMs`). */
   flush(timeoutMs?: number): Promise<void>;
   readonly inFlight: number;
+}
+
+/** Records of one subject waiting to be published together (see `createRecorder`). */
+interface Batch {
+  parts: string[];
+  /** Their bytes, with a separator each. */
+  bytes: number;
+  /** The first record's request id: a one-record message's `Nats-Msg-Id`. */
+  firstId: string;
 }
 
 /** How long a record's PubAck may take before the record counts as failed. */
@@ -124,13 +133,15 @@ const BEARER = /\b(Bearer)\s+[A-Za-z0-9\-._~+/]+=*/gi;
 
 /**
  * Builds the recorder a worker calls after each finished request. It publishes one record per
- * request to MCPQ_REC and does not wait for the PubAck on the response path (the worker calls it
- * after the response is published and the request acked). A JetStream publish (a reply subject
- * for the PubAck) rather than a bare one: a full or missing MCPQ_REC, or an oversized record,
- * then shows up as a counted, logged failure instead of vanishing silently, and `Nats-Msg-Id`
- * dedups redeliveries. The PubAcks awaited at once are bounded by `maxInFlight`; beyond it
- * records are dropped, never queued, so recording cannot grow a worker's memory or slow its
- * answers. Requests of replay runs (`replay-*` sessions) are never recorded.
+ * request to MCPQ_REC — the records of one subject finished in the same run of callbacks in one
+ * message (`decodeRecords`) — and does not wait for the PubAck on the response path (the worker
+ * calls it after the response is published and the request acked). A JetStream publish (a reply
+ * subject for the PubAck) rather than a bare one: a full or missing MCPQ_REC, or an oversized
+ * record, then shows up as a counted, logged failure instead of vanishing silently, and a
+ * one-record message's `Nats-Msg-Id` dedups redeliveries. The records queued or awaiting a
+ * PubAck are bounded by `maxInFlight`; beyond it records are dropped (counted), so recording
+ * cannot grow a worker's memory or slow its answers. Requests of replay runs (`replay-*`
+ * sessions) are never recorded.
  */
 export function createRecorder(opts: RecorderOptions): Recorder {
   const { bus } = opts;
@@ -155,17 +166,59 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     log.warn(obj, msg);
   };
   const count = (r: RecordResult) => opts.metrics?.record(r);
-  const acked = (err: Error | undefined) => {
-    inFlight--;
-    if (!err) count("stored");
-    else {
-      count("failed");
-      warn({ err }, "record publish failed");
-    }
+  /** The PubAck (or failure) of a message holding `n` records. */
+  const acked = (err: Error | undefined, n: number) => {
+    inFlight -= n;
+    for (let i = 0; i < n; i++) count(err ? "failed" : "stored");
+    if (err) warn({ err, records: n }, "record publish failed");
     if (inFlight > 0 || drained.length === 0) return;
     const waiters = drained;
     drained = [];
     for (const w of waiters) w();
+  };
+  // The records finished in one run of the event loop's callbacks (a read of PubAcks answers
+  // many calls at once under load) leave as one message per subject: one publish, one PubAck and
+  // one stored message for all of them instead of one each. `process.nextTick` runs once that
+  // run's promise continuations are done, before the connection's batched write goes out.
+  const batches = new Map<string, Batch>();
+  let scheduled = false;
+  const publish = (subject: string, b: Batch) => {
+    const n = b.parts.length;
+    const cb = (err: Error | undefined) => acked(err, n);
+    // Runs from process.nextTick: whatever goes wrong is counted, never thrown into the loop.
+    try {
+      if (n === 1)
+        bus.publisher.send(
+          subject,
+          b.parts[0]!,
+          { headers: recordHeaders(b.firstId), timeoutMs: ACK_TIMEOUT_MS },
+          cb,
+        );
+      else bus.publisher.send(subject, `[${b.parts.join(",")}]`, { timeoutMs: ACK_TIMEOUT_MS }, cb);
+    } catch (err) {
+      cb(err instanceof Error ? err : new Error(String(err)));
+    }
+  };
+  const publishBatches = () => {
+    scheduled = false;
+    for (const [subject, b] of batches) publish(subject, b);
+    batches.clear();
+  };
+  const enqueue = (subject: string, requestId: string, data: string, bytes: number) => {
+    let b = batches.get(subject);
+    // A batch stays within MCPQ_REC's message size: the brackets and a comma per record.
+    if (b && b.bytes + bytes + 3 > maxBytes) {
+      publish(subject, b);
+      batches.delete(subject);
+      b = undefined;
+    }
+    if (!b) batches.set(subject, (b = { parts: [], bytes: 0, firstId: requestId }));
+    b.parts.push(data);
+    b.bytes += bytes + 1;
+    if (!scheduled) {
+      scheduled = true;
+      process.nextTick(publishBatches);
+    }
   };
 
   const recorder = ((entry: RecordEntry) => {
@@ -173,7 +226,7 @@ export function createRecorder(opts: RecorderOptions): Recorder {
     const rate = sampleRate(rules, entry.envelope.target);
     if (rate < 1 && !(random() < rate)) return count("sampled_out");
     if (inFlight >= maxInFlight) {
-      warn({ maxInFlight }, "record dropped: too many record publishes awaiting a PubAck");
+      warn({ maxInFlight }, "record dropped: too many records awaiting a PubAck");
       return count("dropped");
     }
     const secrets = !keepSecrets.some((r) => r.re.test(entry.envelope.target));
@@ -183,22 +236,19 @@ export function createRecorder(opts: RecorderOptions): Recorder {
       delete record.notifications;
       data = JSON.stringify(record);
     }
-    if (Buffer.byteLength(data) > maxBytes) {
+    const bytes = Buffer.byteLength(data);
+    if (bytes > maxBytes) {
       warn(
-        { requestId: record.requestId, bytes: data.length, maxBytes },
+        { requestId: record.requestId, bytes, maxBytes },
         "record dropped: larger than MCPQ_REC's max message size",
       );
       return count("dropped");
     }
     inFlight++;
-    bus.publisher.send(
-      recordSubject(record),
-      data,
-      { headers: recordHeaders(record), timeoutMs: ACK_TIMEOUT_MS },
-      acked,
-    );
+    enqueue(recordSubject(record), record.requestId, data, bytes);
   }) as Recorder;
   recorder.flush = async (timeoutMs = 5_000) => {
+    if (scheduled) publishBatches();
     if (inFlight === 0) return;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([

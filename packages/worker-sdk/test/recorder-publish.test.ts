@@ -1,12 +1,21 @@
 import { afterAll, describe, expect } from "vitest";
 import { natsTest as it } from "@mcpq/testkit";
-import { H, RecordSchema, STREAMS, connectBus, type Bus, type RequestEnvelope } from "@mcpq/bus";
+import {
+  H,
+  RecordSchema,
+  STREAMS,
+  connectBus,
+  decodeRecords,
+  type Bus,
+  type RequestEnvelope,
+} from "@mcpq/bus";
 import { createRecorder, type RecordEntry, type RecordResult } from "../src/index.js";
 
-// createRecorder's publishing against a real nats-server: one MCPQ_REC message per record with
-// its request id as the only header, every PubAck counted, and a store that refuses is counted
-// as failed (never silently lost).
-const entry = (requestId: string, target = "echo"): RecordEntry => {
+// createRecorder's publishing against a real nats-server: the records of one run of callbacks
+// go out as one MCPQ_REC message per subject (a lone record with its request id as the only
+// header), within the stream's message size, every record's PubAck counted, and a store that
+// refuses is counted as failed (never silently lost).
+const entry = (requestId: string, target = "echo", text = "x"): RecordEntry => {
   const envelope: RequestEnvelope = {
     requestId,
     session: "sess",
@@ -23,8 +32,8 @@ const entry = (requestId: string, target = "echo"): RecordEntry => {
   };
   return {
     envelope,
-    request: { id: 1, method: "tools/call", params: { name: target, arguments: { text: "x" } } },
-    response: { result: { content: [{ type: "text", text: "x" }] } },
+    request: { id: 1, method: "tools/call", params: { name: target, arguments: { text } } },
+    response: { result: { content: [{ type: "text", text }] } },
     outcome: "ok",
     workerId: "w-1",
     pool: "p",
@@ -38,33 +47,92 @@ describe("recorder: publishing to MCPQ_REC", () => {
   let bus: Bus | undefined;
   afterAll(async () => bus?.close());
 
-  it("stores one message per record (header: the request id only) and counts each PubAck; a missing stream counts as failed", async ({
+  it("publishes one message per subject for the records of one turn, a lone record with its request id as the only header, and counts each record's PubAck; a missing stream counts as failed", async ({
     nats,
   }) => {
     bus = await connectBus({ url: nats.url, name: "recorder-publish-test" });
+    const b = bus;
     const counts: Record<string, number> = {};
     const recorder = createRecorder({
-      bus,
+      bus: b,
       metrics: { record: (r: RecordResult) => void (counts[r] = (counts[r] ?? 0) + 1) },
     });
-    for (let i = 0; i < 20; i++) recorder(entry(`req-${i}`));
-    expect(recorder.inFlight).toBeGreaterThan(0);
+    const message = async (seq: number) => {
+      const m = await b.jsm.streams.getMessage(STREAMS.records, { seq });
+      return { m: m!, ...decodeRecords(m!.data) };
+    };
+    // 20 records in one turn, two targets (two subjects): two messages of 10 records each
+    for (let i = 0; i < 20; i++) recorder(entry(`req-${i}`, i % 2 ? "add" : "echo"));
+    expect(recorder.inFlight).toBe(20);
     await recorder.flush(10_000);
     expect(recorder.inFlight).toBe(0);
     expect(counts).toEqual({ stored: 20 });
-    const si = await bus.jsm.streams.info(STREAMS.records);
-    expect(si.state.messages).toBe(20);
-    const m = await bus.jsm.streams.getMessage(STREAMS.records, { seq: si.state.last_seq });
-    expect([...m!.header.keys()]).toEqual([H.msgId]);
-    expect(m!.header.get(H.msgId)).toBe("req-19");
-    expect(RecordSchema.parse(m!.json())).toMatchObject({ requestId: "req-19", target: "echo" });
+    let si = await b.jsm.streams.info(STREAMS.records);
+    expect(si.state.messages).toBe(2);
+    const seen: string[] = [];
+    for (const seq of [si.state.first_seq, si.state.last_seq]) {
+      const { m, records, invalid } = await message(seq);
+      expect(invalid).toBe(0);
+      expect(records).toHaveLength(10);
+      expect(new Set(records.map((r) => `mcpq.rec.p.tool.${r.target}`))).toEqual(
+        new Set([m.subject]),
+      );
+      expect(m.header.get(H.msgId)).toBe("");
+      seen.push(...records.map((r) => r.requestId));
+    }
+    expect(seen.sort()).toEqual(Array.from({ length: 20 }, (_, i) => `req-${i}`).sort());
 
-    // the store is gone: the broker says no one stores the subject, and the record is counted
-    await bus.jsm.streams.delete(STREAMS.records);
-    recorder(entry("req-lost"));
+    // a lone record: its own message, its request id as the only header (the duplicate window
+    // stores a redelivered request's record once)
+    for (let i = 0; i < 2; i++) {
+      recorder(entry("req-alone"));
+      await recorder.flush(10_000);
+    }
+    expect(counts).toEqual({ stored: 22 });
+    si = await b.jsm.streams.info(STREAMS.records);
+    expect(si.state.messages).toBe(3);
+    const { m } = await message(si.state.last_seq);
+    expect([...m.header.keys()]).toEqual([H.msgId]);
+    expect(m.header.get(H.msgId)).toBe("req-alone");
+    expect(RecordSchema.parse(m.json())).toMatchObject({ requestId: "req-alone", target: "echo" });
+
+    // the store is gone: the broker says no one stores the subject, and each record is counted
+    await b.jsm.streams.delete(STREAMS.records);
+    recorder(entry("req-lost-1"));
+    recorder(entry("req-lost-2"));
     await recorder.flush(10_000);
     expect(recorder.inFlight).toBe(0);
-    expect(counts).toEqual({ stored: 20, failed: 1 });
+    expect(counts).toEqual({ stored: 22, failed: 2 });
+  });
+
+  it("keeps a batch within MCPQ_REC's message size", async ({ nats }) => {
+    const b = await connectBus({
+      url: nats.url,
+      name: "recorder-size-test",
+      limits: { maxMessageBytes: 2_048 },
+    });
+    try {
+      const counts: Record<string, number> = {};
+      const recorder = createRecorder({
+        bus: b,
+        metrics: { record: (r: RecordResult) => void (counts[r] = (counts[r] ?? 0) + 1) },
+      });
+      // ~1.3 KB each against a 4 KiB message bound (twice MCPQ_MAX_MESSAGE_BYTES): 3 per message
+      for (let i = 0; i < 9; i++) recorder(entry(`big-${i}`, "echo", "y".repeat(500)));
+      await recorder.flush(10_000);
+      expect(counts).toEqual({ stored: 9 });
+      const si = await b.jsm.streams.info(STREAMS.records);
+      expect(si.state.messages).toBeGreaterThanOrEqual(3);
+      let records = 0;
+      for (let seq = si.state.first_seq; seq <= si.state.last_seq; seq++) {
+        const m = await b.jsm.streams.getMessage(STREAMS.records, { seq });
+        expect(m!.data.length).toBeLessThanOrEqual(4_096);
+        records += decodeRecords(m!.data).records.length;
+      }
+      expect(records).toBe(9);
+    } finally {
+      await b.close();
+    }
   });
 
   it("drops (and counts) records beyond maxInFlight instead of queueing them", async ({ nats }) => {
