@@ -125,9 +125,19 @@ const ALWAYS_MASKED_KEYS = /^(authorization|proxy-authorization)$/i;
 const SECRET_KEY_SUFFIX =
   /(password|passwd|passphrase|secret|token|apikey|accesskey|privatekey|authorization|cookie|credentials?|sessionid)$/;
 
+/** Keys already classified by `isSecretKey` (records repeat the same few keys; bounded). */
+const secretKeyMemo = new Map<string, boolean>();
+const SECRET_KEY_MEMO_MAX = 4_096;
+
 /** Whether `key` names a common secret (masked in records unless the target opted out). */
 function isSecretKey(key: string): boolean {
-  return SECRET_KEY_SUFFIX.test(key.toLowerCase().replace(/[-_\s]/g, ""));
+  let secret = secretKeyMemo.get(key);
+  if (secret === undefined) {
+    secret = SECRET_KEY_SUFFIX.test(key.toLowerCase().replace(/[-_\s]/g, ""));
+    if (secretKeyMemo.size >= SECRET_KEY_MEMO_MAX) secretKeyMemo.clear();
+    secretKeyMemo.set(key, secret);
+  }
+  return secret;
 }
 const BEARER = /\b(Bearer)\s+[A-Za-z0-9\-._~+/]+=*/gi;
 
@@ -286,31 +296,41 @@ export function toRecord(
   const responsePatterns = opts.redact.filter(
     (p) => startsWithResponseKey(p) || p.segments[0]?.k === "deep",
   );
-  // Copied only when something in it may be masked: most calls carry no secret, and the copy
-  // (a JSON round trip) was the largest part of building a record.
-  const copy = <T>(v: T, patterns: readonly PathPattern[]): T =>
-    patterns.length > 0 || hasSecrets(v, secretKeys) ? jsonClone(v) : v;
-  const params =
-    entry.request.params === undefined ? undefined : copy(entry.request.params, paramPatterns);
-  const response: RequestRecord["response"] = entry.response
+  // Copied and masked only when something in it may be masked: most calls carry no secret, and
+  // the copy (a JSON round trip) was the largest part of building a record. A part that is not
+  // copied has nothing to mask (`hasSecrets` walks as `maskSecrets` does).
+  const dirty = (v: unknown, patterns: readonly PathPattern[]) =>
+    patterns.length > 0 || hasSecrets(v, secretKeys);
+  const rawParams = entry.request.params;
+  const paramsDirty = rawParams !== undefined && dirty(rawParams, paramPatterns);
+  const params = paramsDirty ? jsonClone(rawParams) : rawParams;
+  const rawBody = entry.response
     ? entry.response.error
-      ? { error: copy(entry.response.error, responsePatterns) }
-      : { result: copy(entry.response.result ?? {}, responsePatterns) }
+      ? { error: entry.response.error }
+      : { result: entry.response.result ?? {} }
     : null;
-  const notifications =
-    opts.notifications && entry.notifications?.length ? copy(entry.notifications, []) : undefined;
+  const responseDirty =
+    rawBody !== null &&
+    dirty("error" in rawBody ? rawBody.error : rawBody.result, responsePatterns);
+  const response = (responseDirty ? jsonClone(rawBody) : rawBody) as RequestRecord["response"];
+  const rawNotes =
+    opts.notifications && entry.notifications?.length ? entry.notifications : undefined;
+  const notesDirty = rawNotes !== undefined && dirty(rawNotes, []);
+  const notifications = notesDirty ? jsonClone(rawNotes) : rawNotes;
 
   const masked: string[] = [];
   const under = (label: string) => (p: string) =>
     p.startsWith("[") ? `${label}${p}` : `${label}.${p}`;
-  if (params) masked.push(...maskAtPaths(params, paramPatterns, REDACTED).map(under("params")));
-  if (response)
+  if (params && paramsDirty)
+    masked.push(...maskAtPaths(params, paramPatterns, REDACTED).map(under("params")));
+  if (response && responseDirty)
     masked.push(...maskAtPaths(response, responsePatterns, REDACTED).map(under("response")));
-  if (params) masked.push(...maskSecrets(params, "params", secretKeys));
-  if (response) masked.push(...maskSecrets(response, "response", secretKeys));
-  notifications?.forEach((n, i) =>
-    masked.push(...maskSecrets(n, `notifications[${i}]`, secretKeys)),
-  );
+  if (params && paramsDirty) masked.push(...maskSecrets(params, "params", secretKeys));
+  if (response && responseDirty) masked.push(...maskSecrets(response, "response", secretKeys));
+  if (notesDirty)
+    notifications?.forEach((n, i) =>
+      masked.push(...maskSecrets(n, `notifications[${i}]`, secretKeys)),
+    );
 
   const record: RequestRecord = {
     v: RECORD_VERSION,
@@ -354,7 +374,7 @@ function maskSecrets(root: unknown, label: string, secretKeys: boolean): string[
   const out: string[] = [];
   walkSecrets(root, label, secretKeys, (obj, k, here, masked) => {
     obj[k] = masked;
-    out.push(here);
+    out.push(here());
     return false;
   });
   return out;
@@ -368,38 +388,58 @@ function hasSecrets(root: unknown, secretKeys: boolean): boolean {
 }
 
 /**
- * Visits every value `maskSecrets` masks: `hit(obj, key, path, maskedValue)`; a `hit` returning
- * true stops the walk.
+ * Visits every value `maskSecrets` masks: `hit(obj, key, path, maskedValue)`, `path()` building
+ * its location (`label.a[0].b`) only when asked; a `hit` returning true stops the walk.
  */
 function walkSecrets(
   root: unknown,
   label: string,
   secretKeys: boolean,
-  hit: (obj: Record<string, unknown>, k: string, here: string, masked: unknown) => boolean,
+  hit: (obj: Record<string, unknown>, k: string, here: () => string, masked: unknown) => boolean,
 ): void {
-  const walk = (node: unknown, path: string): boolean => {
+  // The keys from `root` down to the value visited: array indices as numbers.
+  const trail: (string | number)[] = [];
+  const here = () =>
+    label + trail.map((s) => (typeof s === "number" ? `[${s}]` : `.${s}`)).join("");
+  const visit = (
+    obj: Record<string, unknown>,
+    k: string,
+    step: string | number,
+    masked: unknown,
+  ) => {
+    trail.push(step);
+    const stop = hit(obj, k, here, masked);
+    trail.pop();
+    return stop;
+  };
+  const walk = (node: unknown): boolean => {
     if (node === null || typeof node !== "object") return false;
     const obj = node as Record<string, unknown>;
     const array = Array.isArray(node);
     for (const k of Object.keys(obj)) {
-      const here = array ? `${path}[${k}]` : `${path}.${k}`;
+      const step = array ? Number(k) : k;
       const v = obj[k];
       if (
         !array &&
         (ALWAYS_MASKED_KEYS.test(k) || (secretKeys && isSecretKey(k))) &&
         v !== REDACTED
       ) {
-        if (hit(obj, k, here, REDACTED)) return true;
+        if (visit(obj, k, step, REDACTED)) return true;
       } else if (typeof v === "string") {
         BEARER.lastIndex = 0;
         if (BEARER.test(v)) {
           BEARER.lastIndex = 0;
-          if (hit(obj, k, here, v.replace(BEARER, `$1 ${REDACTED}`))) return true;
+          if (visit(obj, k, step, v.replace(BEARER, `$1 ${REDACTED}`))) return true;
         }
         BEARER.lastIndex = 0;
-      } else if (walk(v, here)) return true;
+      } else if (v !== null && typeof v === "object") {
+        trail.push(step);
+        const stop = walk(v);
+        trail.pop();
+        if (stop) return true;
+      }
     }
     return false;
   };
-  walk(root, label);
+  walk(root);
 }
