@@ -216,8 +216,11 @@ export function createRecorder(opts: RecorderOptions): Recorder {
   };
   const enqueue = (subject: string, requestId: string, data: string, bytes: number) => {
     let b = batches.get(subject);
-    // A batch stays within MCPQ_REC's message size: the brackets and a comma per record.
-    if (b && b.bytes + bytes + 3 > maxBytes) {
+    // A batch stays within MCPQ_REC's message size and the server's max_payload (which may be
+    // smaller: then records that fit alone still go alone), with its brackets and commas.
+    const serverMax = bus.nc.info?.max_payload;
+    const limit = serverMax ? Math.min(maxBytes, serverMax) : maxBytes;
+    if (b && b.bytes + bytes + 3 > limit) {
       publish(subject, b);
       batches.delete(subject);
       b = undefined;
