@@ -1,5 +1,5 @@
 import { afterAll, describe, expect } from "vitest";
-import { natsTest as it } from "@mcpq/testkit";
+import { natsTest as it, startLocalNats } from "@mcpq/testkit";
 import {
   H,
   RecordSchema,
@@ -42,6 +42,18 @@ const entry = (requestId: string, target = "echo", text = "x"): RecordEntry => {
     replayable: true,
   };
 };
+
+/** Records stored in MCPQ_REC, each message checked to be at most `maxBytes`. */
+async function storedRecords(b: Bus, maxBytes: number): Promise<number> {
+  const si = await b.jsm.streams.info(STREAMS.records);
+  let records = 0;
+  for (let seq = si.state.first_seq; seq <= si.state.last_seq; seq++) {
+    const m = await b.jsm.streams.getMessage(STREAMS.records, { seq });
+    expect(m!.data.length).toBeLessThanOrEqual(maxBytes);
+    records += decodeRecords(m!.data).records.length;
+  }
+  return records;
+}
 
 describe("recorder: publishing to MCPQ_REC", () => {
   let bus: Bus | undefined;
@@ -123,15 +135,35 @@ describe("recorder: publishing to MCPQ_REC", () => {
       expect(counts).toEqual({ stored: 9 });
       const si = await b.jsm.streams.info(STREAMS.records);
       expect(si.state.messages).toBeGreaterThanOrEqual(3);
-      let records = 0;
-      for (let seq = si.state.first_seq; seq <= si.state.last_seq; seq++) {
-        const m = await b.jsm.streams.getMessage(STREAMS.records, { seq });
-        expect(m!.data.length).toBeLessThanOrEqual(4_096);
-        records += decodeRecords(m!.data).records.length;
-      }
-      expect(records).toBe(9);
+      expect(await storedRecords(b, 4_096)).toBe(9);
     } finally {
       await b.close();
+    }
+  });
+
+  // A broker whose max_payload is below MCPQ_REC's message size (twice MCPQ_MAX_MESSAGE_BYTES):
+  // records that fit alone must not be lost by being batched past what the server takes.
+  it("keeps a batch within the server's max_payload, so every record that fits alone is stored", async () => {
+    const small = await startLocalNats({ maxPayload: 64 * 1024 });
+    const b = await connectBus({ url: small.url, name: "recorder-payload-test" });
+    try {
+      expect(b.nc.info?.max_payload).toBe(64 * 1024);
+      const counts: Record<string, number> = {};
+      const recorder = createRecorder({
+        bus: b,
+        metrics: { record: (r: RecordResult) => void (counts[r] = (counts[r] ?? 0) + 1) },
+      });
+      // ~20 KB each (the text is in params and result), 12 in one turn: ~240 KB in all
+      for (let i = 0; i < 12; i++) recorder(entry(`big-${i}`, "echo", "z".repeat(10_000)));
+      await recorder.flush(10_000);
+      expect(counts).toEqual({ stored: 12 });
+      const si = await b.jsm.streams.info(STREAMS.records);
+      expect(await storedRecords(b, 64 * 1024)).toBe(12);
+      expect(si.state.messages).toBeGreaterThan(1);
+      expect(si.state.messages).toBeLessThan(12);
+    } finally {
+      await b.close();
+      await small.stop();
     }
   });
 
