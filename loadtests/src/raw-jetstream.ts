@@ -29,7 +29,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { connect, createInbox, headers, type NatsConnection } from "@nats-io/transport-node";
+import { createInbox, headers, type NatsConnection } from "@nats-io/transport-node";
 import {
   AckPolicy,
   RetentionPolicy,
@@ -37,7 +37,7 @@ import {
   jetstream,
   jetstreamManager,
 } from "@nats-io/jetstream";
-import { AckedPublisher, batchWrites } from "@mcpq/bus";
+import { benchConnection } from "./lib/bench-connection.js";
 import { LatencyHistogram } from "./lib/histogram.js";
 import { parseArgs, num, numList, str } from "./lib/args.js";
 import { CpuMeter, mib, readRssBytes } from "./lib/procstat.js";
@@ -191,13 +191,8 @@ export async function runRawJetStream(o: RawJsOpts): Promise<WorkloadResult[]> {
     log(`  raw-jetstream (${shape}): started nats-server ${url} (pid ${natsPid})`);
   }
   assertLoopback(new URL(url.replace(/^nats:/, "http:")).hostname);
-  // The stored shape connects as mcpq's services do (no async stack traces, batched writes).
-  const nc = await connect({
-    servers: url,
-    name: "lt-jetstream-client",
-    ...(stored ? { noAsyncTraces: true } : {}),
-  });
-  if (stored) batchWrites(nc);
+  // The stored shape connects as mcpq's services do.
+  const { nc, acked } = await benchConnection(url, "lt-jetstream-client", stored);
   const jsm = await jetstreamManager(nc);
   const storage = stored ? StorageType.File : StorageType.Memory;
   for (const name of [STREAM, OUT_STREAM])
@@ -226,9 +221,6 @@ export async function runRawJetStream(o: RawJsOpts): Promise<WorkloadResult[]> {
     max_ack_pending: 20_000,
   });
   const js = jetstream(nc);
-  const acked = stored
-    ? new AckedPublisher(nc, { inboxPrefix: "_INBOX", timeoutMs: 10_000 })
-    : null;
   const publish = (data: Uint8Array, h: ReturnType<typeof headers>) =>
     acked
       ? acked.publish(SUBJECT, data, { headers: h })

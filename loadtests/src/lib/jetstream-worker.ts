@@ -6,9 +6,8 @@
  * naks for redelivery), through mcpq's `AckedPublisher` and write batching.
  * argv: --url nats://127.0.0.1:P --stream NAME --consumer NAME [--batch 256] [--stored]
  */
-import { connect } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
-import { AckedPublisher, batchWrites } from "@mcpq/bus";
+import { benchConnection } from "./bench-connection.js";
 import { parseArgs, str, num, bool } from "./args.js";
 
 const { flags } = parseArgs();
@@ -19,13 +18,7 @@ const batch = num(flags, "batch", 256);
 
 const stored = bool(flags, "stored");
 
-const nc = await connect({
-  servers: url,
-  name: "lt-jetstream-worker",
-  ...(stored ? { noAsyncTraces: true } : {}),
-});
-if (stored) batchWrites(nc);
-const acked = stored ? new AckedPublisher(nc, { inboxPrefix: "_INBOX", timeoutMs: 10_000 }) : null;
+const { nc, acked } = await benchConnection(url, "lt-jetstream-worker", stored);
 const js = jetstream(nc);
 const consumer = await js.consumers.get(streamName, consumerName);
 let handled = 0;
