@@ -1,4 +1,5 @@
 import { DeliverPolicy } from "@nats-io/jetstream";
+import { LRUCache } from "lru-cache";
 import { STREAMS, decodeRecords, type Bus, type RequestRecord } from "@mcpq/bus";
 import { matchesSelection, selectionFilterSubject, type ResolvedSelection } from "./selection.js";
 
@@ -53,7 +54,7 @@ export async function* readRecords(
   let seen = 0;
   let matched = 0;
   let invalid = 0;
-  const recent = new RecentIds(RECENT_IDS);
+  const recent = new LRUCache<string, true>({ max: RECENT_IDS });
   try {
     const info = await consumer.info(true);
     if (info.num_pending === 0) return;
@@ -70,7 +71,9 @@ export async function* readRecords(
         const decoded = decodeRecords(m.data);
         invalid += decoded.invalid;
         for (const rec of decoded.records) {
-          if (!recent.add(rec.requestId) || !matchesSelection(rec, sel)) continue;
+          if (recent.has(rec.requestId)) continue;
+          recent.set(rec.requestId, true);
+          if (!matchesSelection(rec, sel)) continue;
           matched++;
           yield rec;
           if (sel.limit !== undefined && matched >= sel.limit) break read;
@@ -101,15 +104,3 @@ export async function collectRecords(
 
 /** How many of the latest request ids `readRecords` remembers to drop a repeated record. */
 const RECENT_IDS = 65_536;
-
-/** The last `max` ids added (insertion order); `add` says whether an id is new. */
-class RecentIds {
-  readonly #ids = new Set<string>();
-  constructor(private readonly max: number) {}
-  add(id: string): boolean {
-    if (this.#ids.has(id)) return false;
-    this.#ids.add(id);
-    if (this.#ids.size > this.max) this.#ids.delete(this.#ids.values().next().value!);
-    return true;
-  }
-}
