@@ -49,7 +49,8 @@ function expectClean(r: FaultResult): void {
     wrong: c.wrong,
     duplicated: r.ledger.duplicates,
     samples: r.ledger.wrongSamples,
-  }).toEqual({ lost: 0, wrong: 0, duplicated: 0, samples: [] });
+    duplicateSamples: r.ledger.duplicateSamples,
+  }).toEqual({ lost: 0, wrong: 0, duplicated: 0, samples: [], duplicateSamples: [] });
   expect(r.ledger.sessionsRecreated).toBe(0);
   expect(r.survived).toEqual({ subscription: true, registry: true });
   expect(c.ok + c.refused + c.timeout + c.unaccepted).toBe(r.ledger.sent);

@@ -27,6 +27,8 @@ export interface Ledger {
   sent: number;
   counts: Record<CallClass, number>;
   duplicates: number;
+  /** Up to 20 of the duplicated responses as the client saw them, for the report. */
+  duplicateSamples: string[];
   /** Sessions re-created because their client could not go on (not a lost request). */
   sessionsRecreated: number;
   /** Sessions that continued through the whole run on their first session id. */
@@ -66,6 +68,7 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
     sent: 0,
     counts: { ok: 0, refused: 0, timeout: 0, unaccepted: 0, lost: 0, wrong: 0 },
     duplicates: 0,
+    duplicateSamples: [],
     sessionsRecreated: 0,
     sessionsSurvived: 0,
     sessions: o.sessions,
@@ -94,7 +97,10 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
     for (;;) {
       const client = new Client({ name: "mcpq-chaos", version: "1" }, { capabilities: {} });
       client.onerror = (e) => {
-        if (/unknown message ID/i.test(e.message)) ledger.duplicates++;
+        if (!/unknown message ID/i.test(e.message)) return;
+        ledger.duplicates++;
+        if (ledger.duplicateSamples.length < 20)
+          ledger.duplicateSamples.push(`${new Date().toISOString()} ${e.message.slice(0, 400)}`);
       };
       const transport = new StreamableHTTPClientTransport(new URL(o.url), {
         reconnectionOptions: {

@@ -9,7 +9,8 @@
  * Flags: --faults a,b (default all: broker-restart,node-kill,leader-kill,partition,worker-kill,edge-kill;
  * partition needs root and ip netns)
  * --sessions 8 --in-flight 4 --before 4 --down 3 --after 10 (seconds) --deadline 10 (seconds)
- * --think 0 (ms after each answer; 0 = closed loop) --out FILE (JSON; default
+ * --think 0 (ms after each answer; 0 = closed loop) --until-recovered 0 (seconds: after the
+ * repair, keep the load on until calls succeed again, at most this long; 0 = just --after) --out FILE (JSON; default
  * results/chaos-<time>.json) --logs DIR (process logs) --no-fail (exit 0 even when lost > 0).
  */
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -39,6 +40,7 @@ const opts = {
   afterMs: num(flags, "after", 10) * 1000,
   deadlineMs: num(flags, "deadline", 10) * 1000,
   thinkMs: num(flags, "think", 0),
+  untilRecoveredMs: num(flags, "until-recovered", 0) * 1000 || undefined,
   logDir: str(flags, "logs"),
   say: (l: string) => process.stderr.write(`[chaos] ${l}\n`),
 };

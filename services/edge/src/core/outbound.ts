@@ -244,11 +244,16 @@ export class OutboundRouter {
       outcome = "unknown";
     }
     s.claiming.delete(requestId);
-    (s.answered ??= new AnsweredIds(this.#maxAnswered)).set(requestId, outcome !== "lost");
-    for (const h of held) {
-      if (outcome === "lost") this.#deliver(s, h.stream, h.msg);
-      else this.#onLateResponse?.();
-    }
+    // Lost: the worker's answer is the response; the first copy that came meanwhile is
+    // delivered and any later copy dropped (a publish retried after a leader change, or a
+    // redelivered request's second answer). With none yet, the first to come through is let in.
+    const first = outcome === "lost" ? held[0] : undefined;
+    (s.answered ??= new AnsweredIds(this.#maxAnswered)).set(
+      requestId,
+      outcome !== "lost" || first !== undefined,
+    );
+    if (first) this.#deliver(s, first.stream, first.msg);
+    for (let i = first ? 1 : 0; i < held.length; i++) this.#onLateResponse?.();
     release();
     return outcome;
   }
@@ -344,6 +349,8 @@ export class OutboundRouter {
     sink: StreamSink,
   ): Promise<() => void> {
     const seen = new Set<string>();
+    /** Requests whose response the replay sent: another copy of it (another event id) is not sent. */
+    const replayedResponses = new Set<string>();
     const buffered: OutboundMessage[] = [];
     let replaying = true;
     /** A reconnect asked for while replaying applies once the replayed messages are out. */
@@ -378,6 +385,7 @@ export class OutboundRouter {
           if (skipping) {
             if (msg.eventId === afterId) skipping = false;
           } else if (!sink.closed) {
+            this.#replayed(session, msg, replayedResponses);
             sink.send(msg);
             await sink.ready?.();
           }
@@ -388,6 +396,7 @@ export class OutboundRouter {
         if (skipping) {
           await this.#replay(subject, last.seq, async (msg) => {
             if (sink.closed) return;
+            this.#replayed(session, msg, replayedResponses);
             sink.send(msg);
             await sink.ready?.();
           });
@@ -402,6 +411,10 @@ export class OutboundRouter {
         while (buffered.length > 0 && !sink.closed) {
           const msg = buffered.shift()!;
           if (msg.eventId && seen.has(msg.eventId)) continue;
+          if (msg.kind === "response" && msg.requestId && replayedResponses.has(msg.requestId)) {
+            this.#onLateResponse?.();
+            continue;
+          }
           sink.send(msg);
           await sink.ready?.();
         }
@@ -412,6 +425,18 @@ export class OutboundRouter {
       if (reconnectAfterReplay && !sink.closed) sink.reconnect?.(reconnectAfterReplay.retryMs);
     }
     return release;
+  }
+
+  /**
+   * A replayed worker response is the request's one response on this edge: noted so that another
+   * copy of it, live (a redelivered request's second answer has its own event id; MCPQ_OUT keeps
+   * one, but core subscribers see both) or buffered during the replay, is dropped.
+   */
+  #replayed(session: string, msg: OutboundMessage, replayed: Set<string>): void {
+    if (msg.kind !== "response" || !msg.requestId) return;
+    replayed.add(msg.requestId);
+    const s = this.#sessions.get(session);
+    if (s) (s.answered ??= new AnsweredIds(this.#maxAnswered)).set(msg.requestId, true);
   }
 
   /**
