@@ -57,6 +57,23 @@ export function primingEventId(stream: string): string {
   return eventId(stream, PRIMING_TOKEN);
 }
 
+/**
+ * The event id of a response an edge sent on `stream` without retaining it (NATS was unavailable
+ * for its claim or its publish): `<stream>_a.<request id>` ("." is in no generated token). A
+ * client that resumes after it has the request's one response, so a resume on any edge replays
+ * nothing of that request (the worker's answer may have been retained after all).
+ */
+export function unretainedAnswerEventId(stream: string, requestId: string): string {
+  return eventId(stream, `${UNRETAINED_ANSWER}${requestId}`);
+}
+
+const UNRETAINED_ANSWER = "a.";
+
+/** The request an `unretainedAnswerEventId` token names; undefined for any other token. */
+export function unretainedAnswerOf(token: string): string | undefined {
+  return token.startsWith(UNRETAINED_ANSWER) ? token.slice(UNRETAINED_ANSWER.length) : undefined;
+}
+
 /** Splits an event id into its stream and token; null when malformed. */
 export function parseEventId(id: string): { stream: string; token: string } | null {
   const i = id.indexOf("_");

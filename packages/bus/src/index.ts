@@ -82,6 +82,8 @@ export {
   registryContract,
   resourceUpdatedContract,
   sessionChangedContract,
+  unretainedAnswerEventId,
+  unretainedAnswerOf,
   type CancelNotice,
   type RegistryEntry,
 } from "./contracts.js";

@@ -3,7 +3,7 @@ import { natsTest as it, eventually, type NatsHandle, type Stack } from "@mcpq/t
 import { H, outboundHeaders, subjects, type Msg } from "@mcpq/bus";
 import type { RunningEdge } from "@mcpq/edge";
 import type { RunningWorker } from "@mcpq/worker";
-import { factories, stack } from "./support/stack.js";
+import { factories, sdkClient, stack } from "./support/stack.js";
 import { featuresCatalog, observed, startCatalogWorker } from "./support/features-worker.js";
 import { startHoldableRelay } from "./support/tcp-proxy.js";
 import { RpcClient, wsWire, type Message } from "./support/socket-client.js";
@@ -127,7 +127,12 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
       {},
       signal,
     );
-  const streamOf = (eventId: string) => eventId.slice(0, eventId.indexOf("_"));
+  /** A resume after a stream's response, on any edge: 405, nothing can follow it (no second answer). */
+  const expectEnded = async (c: RawClient, url: string, lastId: string) => {
+    const res = await c.get(url, lastId);
+    expect(res.status).toBe(405);
+    expect(await res.json()).toMatchObject({ error: { data: { lastEventId: lastId } } });
+  };
 
   it("the connection is open at the deadline: the edge answers; resuming on another edge replays no second answer", async ({
     nats,
@@ -261,17 +266,11 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
     relay.release();
     await eventually(() => w.workerAnswered(), { what: "the worker's late answer published" });
 
-    // The client resumes the stream after the last event it saw, on another edge.
-    const lastId = post.lastId!;
-    const ctl = new AbortController();
-    const resumed = reading(await c.get(edge1.url, lastId, ctl.signal));
-    await fence(edge0, c.sessionId, streamOf(lastId), "fence-http-open");
-    await eventually(() => resumed.ended || resumed.fenced("fence-http-open"), {
-      what: "the replay reached the fence",
-    });
-    ctl.abort();
-    expect(sseAnswers([...post.events, ...resumed.events], "late")).toHaveLength(1);
+    // The client resumes the stream after the last event it saw (its answer), on another edge.
+    await expectEnded(c, edge1.url, post.lastId!);
+    expect(sseAnswers(post.events, "late")).toHaveLength(1);
     const [answer] = sseAnswers(post.events, "late");
+    expect(answer!.id).toBe(post.lastId);
     expect(answer!.message!.error?.code).toBe(-32001);
     // It is the edge's answer, retained under its own event id (so a resume skips it)...
     expect(answer!.id).toBe(w.edgeEventId());
@@ -361,19 +360,88 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
       );
 
       // Resuming after it replays nothing more.
-      const ctl = new AbortController();
-      const resumed = reading(await c.get(edge.url, answers[0]!.id, ctl.signal));
-      await fence(edge, c.sessionId, streamOf(answers[0]!.id!), "fence-http-lost");
-      await eventually(() => resumed.ended || resumed.fenced("fence-http-lost"), {
-        what: "the replay reached the fence",
-      });
-      ctl.abort();
-      expect(sseAnswers(resumed.events, "late")).toHaveLength(0);
+      await expectEnded(c, edge.url, answers[0]!.id!);
       w.stop();
     } finally {
       edgeRelay.release();
       await edge.close();
       await edgeRelay.close();
     }
+  });
+
+  it("HTTP: the edge's claim cannot reach NATS at the deadline: its -32001 goes out unretained, under an id that a resume on any edge honours, though the worker's answer was retained", async ({
+    nats,
+  }) => {
+    const { s, relay } = await setUp(nats);
+    // An edge whose publishes can be held (it still receives): its claim never gets a PubAck.
+    const edgeRelay = await startHoldableRelay(nats.port);
+    const edge = await factories.startEdge(`nats://127.0.0.1:${edgeRelay.port}`, {});
+    try {
+      await eventually(() => edge.runtime.catalog.toolPool("wait_for_cancel"), {
+        what: "tool registered",
+      });
+      const c = await rawClient(edge.url);
+      const w = watch(s.edges[0]!, c.sessionId);
+
+      const post = reading(await call(c, edge.url, "http-claim-unknown"));
+      await workerStarted("http-claim-unknown");
+      relay.hold();
+      edgeRelay.hold();
+      // The edge answers at the deadline without a claim (its publish times out)...
+      await post.done;
+      relay.release();
+      // ...and the worker's answer is retained after all.
+      await eventually(() => w.workerAnswered(), { what: "the worker's answer retained" });
+      edgeRelay.release();
+
+      const answers = sseAnswers(post.events, "late");
+      expect(answers).toHaveLength(1);
+      expect(answers[0]!.message!.error?.code).toBe(-32001);
+      // The answer's event id is the stream's last one: the id a client resumes after (SDK
+      // 1.32.2 resumes a POST stream after an error response; an answer without an id would
+      // make it resume from the priming event, and replay the worker's answer too).
+      expect(post.lastId).toBe(answers[0]!.id);
+      expect(answers[0]!.id).not.toBe(w.workerEventId());
+
+      // Resuming after it, on an edge that never saw the request, replays no second answer.
+      await expectEnded(c, s.edges[0]!.url, post.lastId!);
+      w.stop();
+    } finally {
+      edgeRelay.release();
+      await edge.close();
+      await edgeRelay.close();
+    }
+  });
+
+  it("SDK 1.32.2 resumes a POST stream after an error response as if none had come: that GET gets a 405 at once and no stream is left open", async ({
+    nats,
+  }) => {
+    const { s } = await setUp(nats);
+    const edge = s.edges[0]!;
+    // Every GET the client sends with Last-Event-ID, and the status it got.
+    const resumes: { lastEventId: string; status: number }[] = [];
+    const recording: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      const last = new Headers(init?.headers).get("last-event-id");
+      if (init?.method === "GET" && last) resumes.push({ lastEventId: last, status: res.status });
+      return res;
+    };
+    const { client } = await sdkClient(edge.url, { fetch: recording });
+    const errors: string[] = [];
+    client.onerror = (e) => errors.push(e.message);
+    const streams = () => metricValue(edge.runtime.registry, "mcpq_edge_open_streams");
+    await eventually(async () => (await streams()) === 1, { what: "the standalone GET open" });
+    for (let i = 1; i <= 3; i++) {
+      // The worker's answer is a JSON-RPC error (its result breaks the tool's outputSchema).
+      await expect(
+        client.callTool({ name: "structured_bad", arguments: {} }),
+      ).rejects.toMatchObject({ code: -32603 });
+      await eventually(() => resumes.length === i, { what: `the client's resume ${i}` });
+    }
+    expect(resumes.map((r) => r.status)).toEqual([405, 405, 405]);
+    // Only the session's standalone GET stays open (without the 405, one more per error).
+    await eventually(async () => (await streams()) === 1, { what: "no resumed stream held" });
+    expect(errors).toEqual([]);
+    await client.close();
   });
 });

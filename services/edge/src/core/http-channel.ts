@@ -131,6 +131,17 @@ function statelessOnlyPost(method: string): HttpRefusal {
   );
 }
 
+/** A GET that resumes a request stream after its response: there is nothing more to send on it. */
+function streamEnded(lastEventId: string): HttpRefusal {
+  return refusal(
+    405,
+    ErrorCode.InvalidRequest,
+    "Method Not Allowed: the stream of this Last-Event-ID has ended with its response; nothing follows it",
+    { allow: "POST, DELETE" },
+    { lastEventId },
+  );
+}
+
 /** Longest header or body value quoted back in a -32020 message. */
 const QUOTE_MAX = 128;
 const quote = (v: string) => (v.length > QUOTE_MAX ? `${v.slice(0, QUOTE_MAX)}...` : v);
@@ -601,8 +612,20 @@ export async function httpGet(deps: ChannelDeps, x: HttpExchange): Promise<void>
       refusal(400, ErrorCode.InvalidRequest, "Bad Request: malformed Last-Event-ID"),
     );
   }
-  const sse = x.stream();
   const stream = resumeFrom?.stream ?? STANDALONE_STREAM;
+  if (
+    typeof lastEventId === "string" &&
+    resumeFrom &&
+    stream !== STANDALONE_STREAM &&
+    !allowsBatching(session.protocolVersion) &&
+    (await deps.router.ended(session.id, stream, resumeFrom.token))
+  ) {
+    // The client has the stream's response. SDK 1.32.2 resumes a POST stream after an error
+    // response as if none had come; held open, each such GET would stay until the session ends
+    // (a long-lived client would reach MCPQ_MAX_CONNECTIONS_PER_CLIENT). A 405 ends it quietly.
+    return refuseWith(x, streamEnded(lastEventId));
+  }
+  const sse = x.stream();
   let priming: string | undefined;
   if (!resumeFrom && supportsPriming(session.protocolVersion)) {
     // Prime with the newest retained event so a later resume replays only what follows it.

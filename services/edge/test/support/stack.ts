@@ -54,6 +54,7 @@ export async function sdkClient(
     name?: string;
     capabilities?: Record<string, unknown>;
     headers?: Record<string, string>;
+    fetch?: typeof fetch;
   } = {},
 ) {
   const client = new Client(
@@ -63,6 +64,7 @@ export async function sdkClient(
   const transportOpts: ConstructorParameters<typeof StreamableHTTPClientTransport>[1] = {};
   if (opts.sessionId) transportOpts.sessionId = opts.sessionId;
   if (opts.headers) transportOpts.requestInit = { headers: opts.headers };
+  if (opts.fetch) transportOpts.fetch = opts.fetch;
   const transport = new StreamableHTTPClientTransport(new URL(url), transportOpts);
   await client.connect(transport);
   return { client, transport };
