@@ -58,21 +58,18 @@ export function primingEventId(stream: string): string {
 }
 
 /**
- * The event id of a response an edge sent on `stream` without retaining it (NATS was unavailable
- * for its claim or its publish): `<stream>_a.<request id>` ("." is in no generated token). A
- * client that resumes after it has the request's one response, so a resume on any edge replays
- * nothing of that request (the worker's answer may have been retained after all).
+ * The event id of a response an edge sent on a POST stream without retaining it (a local
+ * method's answer, or a routed request's answer while NATS could not take the edge's claim or
+ * publish): `<stream>_a.` ("." is in no generated token). A client that resumes after it has the
+ * stream's one response: nothing follows it on any edge, and the worker's answer may have been
+ * retained after all, so a resume must not replay the stream.
  */
-export function unretainedAnswerEventId(stream: string, requestId: string): string {
-  return eventId(stream, `${UNRETAINED_ANSWER}${requestId}`);
+export function unretainedAnswerEventId(stream: string): string {
+  return eventId(stream, UNRETAINED_ANSWER_TOKEN);
 }
 
-const UNRETAINED_ANSWER = "a.";
-
-/** The request an `unretainedAnswerEventId` token names; undefined for any other token. */
-export function unretainedAnswerOf(token: string): string | undefined {
-  return token.startsWith(UNRETAINED_ANSWER) ? token.slice(UNRETAINED_ANSWER.length) : undefined;
-}
+/** The token of `unretainedAnswerEventId`. */
+export const UNRETAINED_ANSWER_TOKEN = "a.";
 
 /** Splits an event id into its stream and token; null when malformed. */
 export function parseEventId(id: string): { stream: string; token: string } | null {

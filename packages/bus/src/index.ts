@@ -82,8 +82,8 @@ export {
   registryContract,
   resourceUpdatedContract,
   sessionChangedContract,
+  UNRETAINED_ANSWER_TOKEN,
   unretainedAnswerEventId,
-  unretainedAnswerOf,
   type CancelNotice,
   type RegistryEntry,
 } from "./contracts.js";

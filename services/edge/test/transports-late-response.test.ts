@@ -438,7 +438,12 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
       ).rejects.toMatchObject({ code: -32603 });
       await eventually(() => resumes.length === i, { what: `the client's resume ${i}` });
     }
-    expect(resumes.map((r) => r.status)).toEqual([405, 405, 405]);
+    // An error the edge answers itself (not retained) likewise.
+    await expect(client.listTools({ cursor: "not-a-cursor" })).rejects.toMatchObject({
+      code: -32602,
+    });
+    await eventually(() => resumes.length === 4, { what: "the client's resume 4" });
+    expect(resumes.map((r) => r.status)).toEqual([405, 405, 405, 405]);
     // Only the session's standalone GET stays open (without the 405, one more per error).
     await eventually(async () => (await streams()) === 1, { what: "no resumed stream held" });
     expect(errors).toEqual([]);

@@ -19,7 +19,13 @@ import {
   type ModernMeta,
   type RequestId,
 } from "@mcpq/protocol";
-import { STANDALONE_STREAM, idGenerator, parseEventId, primingEventId } from "@mcpq/bus";
+import {
+  STANDALONE_STREAM,
+  idGenerator,
+  parseEventId,
+  primingEventId,
+  unretainedAnswerEventId,
+} from "@mcpq/bus";
 import type { Caller } from "./auth.js";
 import { overMessageLimit } from "./broker-limits.js";
 import { Channel, type ChannelDeps } from "./channel.js";
@@ -420,7 +426,7 @@ export class HttpPostChannel extends Channel {
       return out ? this.x.answer(200, {}, out.json) : this.x.answer(204, {});
     }
     const sse = this.x.stream();
-    const sink = requestStreamSink(sse);
+    const sink = requestStreamSink(sse, streamId);
     const release = this.deps.router.attach(session.id, streamId, sink);
     let d: Dispatched;
     try {
@@ -617,8 +623,12 @@ export async function httpGet(deps: ChannelDeps, x: HttpExchange): Promise<void>
     typeof lastEventId === "string" &&
     resumeFrom &&
     stream !== STANDALONE_STREAM &&
-    !allowsBatching(session.protocolVersion) &&
-    (await deps.router.ended(session.id, stream, resumeFrom.token))
+    (await deps.router.ended(
+      session.id,
+      stream,
+      resumeFrom.token,
+      !allowsBatching(session.protocolVersion),
+    ))
   ) {
     // The client has the stream's response. SDK 1.32.2 resumes a POST stream after an error
     // response as if none had come; held open, each such GET would stay until the session ends
@@ -676,14 +686,17 @@ export async function httpDelete(deps: ChannelDeps, x: HttpExchange): Promise<vo
  * The reader of a request's POST stream: the response is the request's answer and the
  * stream's last message.
  */
-function requestStreamSink(sse: HttpStream): StreamSink {
+function requestStreamSink(sse: HttpStream, streamId: string): StreamSink {
   return {
     get closed() {
       return sse.closed;
     },
     send(msg) {
-      if (msg.kind === "response") sse.finish(msg);
-      else sse.send(msg);
+      if (msg.kind !== "response") return sse.send(msg);
+      // A response the edge did not retain (a local method's answer; a routed request's answered
+      // while NATS could not take the edge's claim) gets an id as well: a client that resumes
+      // after it is told the stream has ended, rather than replayed the worker's answer too.
+      sse.finish(msg.eventId ? msg : { ...msg, eventId: unretainedAnswerEventId(streamId) });
     },
     ready: () => sse.ready?.() ?? Promise.resolve(),
     reconnect: (retryMs) => sse.reconnect?.(retryMs),

@@ -11,7 +11,7 @@ import {
   eventId,
   idGenerator,
   outboundHeaders,
-  unretainedAnswerOf,
+  UNRETAINED_ANSWER_TOKEN,
   type Bus,
   type Msg,
   type OutboundKind,
@@ -146,13 +146,19 @@ export class OutboundRouter {
   }
 
   /**
-   * Whether a request stream resumed after `token` has nothing more to send, ever: the token is
-   * an unretained answer's, or the stream's last retained message is its response and carries
-   * this token. Only for a stream of one request (a JSON-RPC batch's has several responses).
+   * Whether a POST stream resumed after `token` has nothing more to send, ever: the token is an
+   * unretained answer's, or (`oneRequest`: the session's protocol has no JSON-RPC batches, whose
+   * streams carry several responses) the stream's last retained message is its response and
+   * carries this token.
    */
-  async ended(session: string, stream: string, token: string): Promise<boolean> {
-    if (unretainedAnswerOf(token) !== undefined) return true;
-    if (token === PRIMING_TOKEN) return false;
+  async ended(
+    session: string,
+    stream: string,
+    token: string,
+    oneRequest: boolean,
+  ): Promise<boolean> {
+    if (token === UNRETAINED_ANSWER_TOKEN) return true;
+    if (!oneRequest || token === PRIMING_TOKEN) return false;
     const last = await this.#bus.jsm.streams
       .getMessage(STREAMS.outbound, { last_by_subj: subjects.outbound(session, stream) })
       .catch(() => null);
@@ -357,9 +363,7 @@ export class OutboundRouter {
   /**
    * Resumes `stream` of `session` after `afterEventId` (or from its start for a priming id):
    * subscribes live first, replays retained messages from MCPQ_OUT in order, then hands over to
-   * live delivery without gaps or duplicates. After an unretained answer's id (an edge's answer
-   * sent while NATS was unavailable) the stream is replayed from its start without anything of
-   * that request, which the client has finished. Returns the release function.
+   * live delivery without gaps or duplicates. Returns the release function.
    */
   async resume(
     session: string,
@@ -371,10 +375,6 @@ export class OutboundRouter {
     /** Requests whose response the replay sent: another copy of it (another event id) is not sent. */
     const replayedResponses = new Set<string>();
     const buffered: OutboundMessage[] = [];
-    const finished = afterToken === null ? undefined : unretainedAnswerOf(afterToken);
-    const ofFinished = (msg: OutboundMessage) =>
-      finished !== undefined && msg.requestId === finished;
-    if (finished !== undefined) this.#dropLater(session, finished);
     let replaying = true;
     /** A reconnect asked for while replaying applies once the replayed messages are out. */
     let reconnectAfterReplay: { retryMs: number | undefined } | undefined;
@@ -383,7 +383,6 @@ export class OutboundRouter {
         return sink.closed;
       },
       send(msg) {
-        if (ofFinished(msg)) return;
         if (replaying) buffered.push(msg);
         else if (!msg.eventId || !seen.has(msg.eventId)) sink.send(msg);
       },
@@ -402,15 +401,13 @@ export class OutboundRouter {
         .catch(() => null);
       if (last) {
         const afterId =
-          afterToken !== null && afterToken !== PRIMING_TOKEN && finished === undefined
-            ? eventId(stream, afterToken)
-            : null;
+          afterToken !== null && afterToken !== PRIMING_TOKEN ? eventId(stream, afterToken) : null;
         let skipping = afterId !== null;
         await this.#replay(subject, last.seq, async (msg) => {
           if (msg.eventId) seen.add(msg.eventId);
           if (skipping) {
             if (msg.eventId === afterId) skipping = false;
-          } else if (!sink.closed && !ofFinished(msg)) {
+          } else if (!sink.closed) {
             this.#replayed(session, msg, replayedResponses);
             sink.send(msg);
             await sink.ready?.();
@@ -461,13 +458,8 @@ export class OutboundRouter {
   #replayed(session: string, msg: OutboundMessage, replayed: Set<string>): void {
     if (msg.kind !== "response" || !msg.requestId) return;
     replayed.add(msg.requestId);
-    this.#dropLater(session, msg.requestId);
-  }
-
-  /** Later answers to `requestId` that reach this edge live are dropped (it has its response). */
-  #dropLater(session: string, requestId: string): void {
     const s = this.#sessions.get(session);
-    if (s) (s.answered ??= new AnsweredIds(this.#maxAnswered)).set(requestId, true);
+    if (s) (s.answered ??= new AnsweredIds(this.#maxAnswered)).set(msg.requestId, true);
   }
 
   /**

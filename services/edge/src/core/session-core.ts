@@ -52,7 +52,6 @@ import {
   eventId,
   type CancelNotice,
   isServerRequestId,
-  unretainedAnswerEventId,
   resourceUpdatedContract,
   type TargetKind,
 } from "@mcpq/bus";
@@ -634,9 +633,7 @@ export class SessionCore {
    * answer is published on the stream like a worker's (retained, with its event id; the router
    * brings it to the sink in stream order) and the worker's later answer is neither retained
    * nor delivered. Lost: the worker's answer was retained first and reaches the sink instead.
-   * Unknown (NATS unavailable), or the answer could not be published: it goes to the sink directly,
-   * with an unretained answer's event id, so a client that resumes the stream after it (SDK 1.32.2
-   * resumes a POST stream after any error response) is not replayed the worker's answer too.
+   * Unknown (NATS unavailable), or the answer could not be published: it goes to the sink directly.
    */
   async #answer(
     outbound: string,
@@ -648,7 +645,7 @@ export class SessionCore {
     if (claim === "lost") return;
     if (claim === "won" && (await this.#router.publishAnswer(outbound, stream.id, out.json)))
       return;
-    stream.sink.send({ ...out, eventId: unretainedAnswerEventId(stream.id, requestId) });
+    stream.sink.send(out);
   }
 
   /**
