@@ -20,6 +20,8 @@ const missing = !existsSync(mcpqCliPath())
 // correctness here; the benchmark runs closed loop).
 const LOAD = {
   sessions: 8,
+  // Two of them on the 2.x client in the stateless era (2026-07-28), the rest on SDK 1.32.2.
+  v2Sessions: 2,
   inFlight: 4,
   thinkMs: 25,
   deadlineMs: 20_000,
@@ -33,6 +35,9 @@ function expectClean(r: FaultResult): void {
   const c = r.ledger.counts;
   // Calls before the fault and after the repair were answered correctly.
   expect(c.ok).toBeGreaterThan(0);
+  // Both clients' sessions made calls.
+  expect(r.ledger.sentV2).toBeGreaterThan(0);
+  expect(r.ledger.sent).toBeGreaterThan(r.ledger.sentV2);
   // On failure the message says what the calls after the repair were (class counts, the last 20).
   const after = r.ledger.timeline.filter((t) => t.at > r.repairedAt);
   const tally: Record<string, number> = {};
@@ -60,7 +65,7 @@ const run = (fault: FaultName) => runFault(fault, LOAD);
 const noNetns = missing ?? netnsUnavailable();
 
 describe.skipIf(missing !== null)(
-  `chaos under load (8 sessions × 4 in flight)${missing ? ` — skipped: ${missing}` : ""}`,
+  `chaos under load (8 sessions × 4 in flight; 2 of them on the 2.x client)${missing ? ` — skipped: ${missing}` : ""}`,
   () => {
     it("single NATS node killed -9 and restarted: edges and workers heal themselves (memory streams re-created)", async () => {
       const r = await run("broker-restart");

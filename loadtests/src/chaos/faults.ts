@@ -66,6 +66,8 @@ export interface FaultResult {
 
 export interface FaultOptions extends FaultTiming {
   sessions: number;
+  /** How many of the sessions use the 2.x client (2026-07-28 era, stateless); default 0. */
+  v2Sessions?: number;
   inFlight: number;
   /** Pause after each successful call per slot (ms); 0 (default) = closed loop. */
   thinkMs?: number;
@@ -167,6 +169,7 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
       inFlight: o.inFlight,
       deadlineMs: o.deadlineMs,
       thinkMs: o.thinkMs,
+      v2Sessions: o.v2Sessions,
     });
     await sleep(o.beforeMs);
     let victim = "";

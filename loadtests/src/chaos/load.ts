@@ -1,7 +1,9 @@
 /**
- * The chaos load: S sessions of the official MCP SDK client (Streamable HTTP, through the
+ * The chaos load: S sessions of an official MCP SDK client (Streamable HTTP, through the
  * balancer), each keeping K `echo` calls in flight, and a ledger that classifies every call by
- * what the client saw:
+ * what the client saw. Sessions use SDK 1.32.2 (the 2025-11-25 era: a session, resumable POST
+ * streams) except the last `v2Sessions`, which use `@modelcontextprotocol/client` 2.x with
+ * automatic version negotiation (the 2026-07-28 era: stateless requests):
  *
  * - ok:        the result, with the text that was sent (correct)
  * - refused:   an explicit retryable refusal (HTTP 503/429, or JSON-RPC -32010/-32011/-32012)
@@ -20,11 +22,21 @@ import {
   StreamableHTTPError,
 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import {
+  Client as ClientV2,
+  ProtocolError,
+  SdkError,
+  SdkErrorCode,
+  SdkHttpError,
+  StreamableHTTPClientTransport as TransportV2,
+} from "@modelcontextprotocol/client";
 
 type CallClass = "ok" | "refused" | "timeout" | "unaccepted" | "lost" | "wrong";
 
 export interface Ledger {
   sent: number;
+  /** Of them, by the 2.x client's sessions. */
+  sentV2: number;
   counts: Record<CallClass, number>;
   duplicates: number;
   /** Up to 20 of the duplicated responses as the client saw them, for the report. */
@@ -52,6 +64,8 @@ export interface LoadOptions {
   backoffMs?: number;
   /** Pause between a successful call and the next one on that slot (ms); 0 = closed loop. */
   thinkMs?: number;
+  /** How many of the sessions use the 2.x client (2026-07-28 era); default 0. */
+  v2Sessions?: number;
 }
 
 export interface RunningLoad {
@@ -66,6 +80,7 @@ const REFUSAL_CODES = new Set([-32010, -32011, -32012]);
 export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
   const ledger: Ledger = {
     sent: 0,
+    sentV2: 0,
     counts: { ok: 0, refused: 0, timeout: 0, unaccepted: 0, lost: 0, wrong: 0 },
     duplicates: 0,
     duplicateSamples: [],
@@ -82,6 +97,8 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
     ledger.timeline.push({ startedAt, at: Date.now(), cls });
     if (cls === "wrong" && detail && ledger.wrongSamples.length < 20)
       ledger.wrongSamples.push(detail);
+    // One key per kind of refusal: "waited 1502 ms" and "waited 1561 ms" are the same one.
+    if (detail) detail = detail.replace(/\d+ ms/g, "N ms");
     if (
       cls === "refused" &&
       detail &&
@@ -90,70 +107,103 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
       ledger.refusals[detail] = (ledger.refusals[detail] ?? 0) + 1;
     }
   };
-  const connectClient = async (): Promise<{
-    client: Client;
-    transport: StreamableHTTPClientTransport;
-  }> => {
-    for (;;) {
-      const client = new Client({ name: "mcpq-chaos", version: "1" }, { capabilities: {} });
-      client.onerror = (e) => {
-        if (!/unknown message ID/i.test(e.message)) return;
-        ledger.duplicates++;
-        if (ledger.duplicateSamples.length < 20)
-          ledger.duplicateSamples.push(`${new Date().toISOString()} ${e.message.slice(0, 400)}`);
-      };
-      const transport = new StreamableHTTPClientTransport(new URL(o.url), {
-        reconnectionOptions: {
-          initialReconnectionDelay: 50,
-          maxReconnectionDelay: 1_000,
-          reconnectionDelayGrowFactor: 1.5,
-          maxRetries: 60,
-        },
-      });
+  const onError = (e: Error) => {
+    if (!/unknown message ID/i.test(e.message)) return;
+    ledger.duplicates++;
+    if (ledger.duplicateSamples.length < 20)
+      ledger.duplicateSamples.push(`${new Date().toISOString()} ${e.message.slice(0, 400)}`);
+  };
+  const reconnection = {
+    initialReconnectionDelay: 50,
+    maxReconnectionDelay: 1_000,
+    reconnectionDelayGrowFactor: 1.5,
+    maxRetries: 60,
+  };
+  const connectOnce = async (v2: boolean): Promise<Caller> => {
+    if (v2) {
+      const client = new ClientV2(
+        { name: "mcpq-chaos-v2", version: "1" },
+        { capabilities: {}, versionNegotiation: { mode: "auto" } },
+      );
+      client.onerror = onError;
       try {
-        await client.connect(transport, { timeout: 10_000 });
-        return { client, transport };
-      } catch {
+        await client.connect(
+          new TransportV2(new URL(o.url), { reconnectionOptions: reconnection }),
+          { timeout: 10_000 },
+        );
+      } catch (err) {
         await client.close().catch(() => undefined);
+        throw err;
+      }
+      return {
+        call: (params, timeout) => client.callTool(params, { timeout }),
+        classify: classifyV2,
+        close: () => client.close(),
+      };
+    }
+    const client = new Client({ name: "mcpq-chaos", version: "1" }, { capabilities: {} });
+    client.onerror = onError;
+    const transport = new StreamableHTTPClientTransport(new URL(o.url), {
+      reconnectionOptions: reconnection,
+    });
+    try {
+      await client.connect(transport, { timeout: 10_000 });
+    } catch (err) {
+      await client.close().catch(() => undefined);
+      throw err;
+    }
+    return {
+      call: (params, timeout) => client.callTool(params, undefined, { timeout }),
+      classify,
+      close: () => client.close(),
+    };
+  };
+  const connectClient = async (v2: boolean): Promise<Caller> => {
+    for (;;) {
+      try {
+        return await connectOnce(v2);
+      } catch {
         if (stopping) throw new Error("stopping");
         await new Promise((r) => setTimeout(r, 200));
       }
     }
   };
 
+  const v2From = o.sessions - Math.min(o.sessions, o.v2Sessions ?? 0);
   const session = async (s: number) => {
-    let c = await connectClient();
+    const v2 = s >= v2From;
+    let c = await connectClient(v2);
     let survived = true;
     let seq = 0;
     const slot = async (k: number) => {
       while (!stopping) {
         const text = `s${s}-k${k}-${seq++}`;
-        const client = c.client;
+        const client = c;
         ledger.sent++;
+        if (v2) ledger.sentV2++;
         const startedAt = Date.now();
         let cls: CallClass;
         let detail: string | undefined;
         try {
-          const r = await client.callTool(
+          const r = await client.call(
             { name: "echo", arguments: { text }, _meta: { "io.mcpq/timeoutMs": o.deadlineMs } },
-            undefined,
             // The client's own timeout is far past the deadline: only a request nobody answered reaches it.
-            { timeout: o.deadlineMs * 2 + 10_000 },
+            o.deadlineMs * 2 + 10_000,
           );
           const got = (r.content as { type: string; text?: string }[] | undefined)?.[0]?.text;
           cls = got === text && r.isError !== true ? "ok" : "wrong";
           if (cls === "wrong") detail = JSON.stringify(r).slice(0, 300);
         } catch (err) {
-          ({ cls, detail } = classify(err));
+          ({ cls, detail } = client.classify(err));
         }
         record(startedAt, cls, detail);
         if (cls === "lost" || (cls === "wrong" && /session|404/i.test(detail ?? ""))) {
           // This client cannot go on: start a new session (the old one's state is the edge's).
-          if (client === c.client && !stopping) {
+          if (client === c && !stopping) {
             survived = false;
             ledger.sessionsRecreated++;
-            await c.client.close().catch(() => undefined);
-            c = await connectClient().catch(() => c);
+            await c.close().catch(() => undefined);
+            c = await connectClient(v2).catch(() => c);
           }
         }
         const pause = cls === "ok" ? (o.thinkMs ?? 0) : (o.backoffMs ?? 100);
@@ -162,7 +212,7 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
     };
     await Promise.all(Array.from({ length: o.inFlight }, (_, k) => slot(k)));
     if (survived) ledger.sessionsSurvived++;
-    await c.client.close().catch(() => undefined);
+    await c.close().catch(() => undefined);
   };
   const done = Promise.all(
     Array.from({ length: o.sessions }, (_, s) => session(s).catch(() => undefined)),
@@ -175,6 +225,45 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
       return ledger;
     },
   };
+}
+
+/** One connected client of either SDK, as the load uses it. */
+interface Caller {
+  call(
+    params: { name: string; arguments: Record<string, unknown>; _meta: Record<string, unknown> },
+    timeoutMs: number,
+  ): Promise<Record<string, unknown>>;
+  classify(err: unknown): { cls: CallClass; detail?: string };
+  close(): Promise<void>;
+}
+
+/** What a failed call of the 2.x client was (its error classes differ from 1.32.2's). */
+function classifyV2(err: unknown): { cls: CallClass; detail?: string } {
+  if (err instanceof SdkHttpError) {
+    const text =
+      typeof err.data === "object" && err.data
+        ? String((err.data as { text?: unknown }).text ?? "")
+        : "";
+    if (err.status === 503 || err.status === 429) {
+      const code = /"code":(-?\d+)/.exec(text)?.[1] ?? "?";
+      const reason = /"reason":"([^"]*)"/.exec(text)?.[1] ?? "";
+      return { cls: "refused", detail: `HTTP ${err.status} ${code} ${reason}`.trim() };
+    }
+    return { cls: "wrong", detail: `HTTP ${err.status}: ${err.message.slice(0, 200)}` };
+  }
+  if (err instanceof ProtocolError) {
+    if (REFUSAL_CODES.has(err.code)) {
+      const reason = (err.data as { reason?: unknown } | undefined)?.reason;
+      return {
+        cls: "refused",
+        detail: `${err.code} ${typeof reason === "string" ? reason : ""}`.trim(),
+      };
+    }
+    if (err.code === -32001) return { cls: "timeout" };
+    return { cls: "wrong", detail: `${err.code}: ${err.message.slice(0, 200)}` };
+  }
+  if (err instanceof SdkError && err.code === SdkErrorCode.RequestTimeout) return { cls: "lost" };
+  return classify(err);
 }
 
 function classify(err: unknown): { cls: CallClass; detail?: string } {

@@ -386,3 +386,34 @@ describe("stateless era (2026-07-28) over Streamable HTTP", () => {
     });
   });
 });
+
+describe("stateless era: a capability whose workers are gone for now", () => {
+  it("tools/call while no worker serves tools (any more) is a retryable -32012 (503), not -32601 'this server has no tools'", async ({
+    nats,
+  }) => {
+    const s = await stack(nats, { edges: 1, workers: [] });
+    try {
+      const edge = s.edges[0]!;
+      const worker = await s.addWorker(["example"]);
+      await eventually(() => edge.runtime.catalog.toolPool("echo"), { what: "echo registered" });
+      const ok = await post(edge.url, "tools/call", {
+        _meta: META,
+        name: "echo",
+        arguments: { text: "x" },
+      });
+      expect(ok.status).toBe(200);
+      // Its only worker stops (or, at a broker fault, has not registered again yet).
+      await worker.close();
+      await eventually(() => edge.runtime.catalog.tools().length === 0, { what: "no tools now" });
+      const r = await post(edge.url, "tools/call", {
+        _meta: META,
+        name: "echo",
+        arguments: { text: "x" },
+      });
+      expect([r.status, r.body?.error?.code]).toEqual([503, -32012]);
+      expect(r.body?.error?.data).toMatchObject({ reason: expect.stringMatching(/no worker/) });
+    } finally {
+      await s.close();
+    }
+  });
+});

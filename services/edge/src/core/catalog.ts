@@ -170,6 +170,14 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]]; rebuilt: 
     return at !== undefined && Date.now() - at < this.goneMemoryMs;
   }
 
+  /** True when some `kind` entry was served recently and every worker for it is gone. */
+  servedRecently(kind: "tool" | "prompt" | "resource"): boolean {
+    const now = Date.now();
+    for (const [k, at] of this.#gone)
+      if (k.startsWith(`${kind}:`) && now - at < this.goneMemoryMs) return true;
+    return false;
+  }
+
   #expire(): void {
     const now = Date.now();
     let changed = false;

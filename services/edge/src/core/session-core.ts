@@ -651,7 +651,9 @@ export class SessionCore {
   /**
    * Stateless era: only its methods exist (ping, logging/setLevel, resources/subscribe,
    * initialize... were removed), and only those a capability the catalog backs covers:
-   * anything else is -32601 (HTTP 404).
+   * anything else is -32601 (HTTP 404). A capability the catalog backed until moments ago (its
+   * workers gone, or not registered again yet after a broker fault) is a retryable -32012
+   * instead: the server has not stopped offering tools, it has no worker for them right now.
    */
   #modernGate(method: string): void {
     const caps = this.capabilities();
@@ -664,9 +666,20 @@ export class SessionCore {
           : method === "completion/complete"
             ? "completions"
             : undefined;
-    if (!MODERN_METHODS.has(method) || (needs !== undefined && caps[needs] === undefined)) {
-      throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${method}`);
-    }
+    if (MODERN_METHODS.has(method) && (needs === undefined || caps[needs] !== undefined)) return;
+    const c = this.#catalog;
+    const gone =
+      needs === "tools"
+        ? c.servedRecently("tool")
+        : needs === "resources"
+          ? c.servedRecently("resource")
+          : needs === "prompts"
+            ? c.servedRecently("prompt")
+            : needs === "completions" &&
+              (c.servedRecently("prompt") || c.servedRecently("resource"));
+    if (MODERN_METHODS.has(method) && gone)
+      throw new Fault("no_worker", `no worker is serving ${needs} right now`);
+    throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${method}`);
   }
 
   async #local(
