@@ -233,56 +233,46 @@ interface Caller {
     params: { name: string; arguments: Record<string, unknown>; _meta: Record<string, unknown> },
     timeoutMs: number,
   ): Promise<Record<string, unknown>>;
-  classify(err: unknown): { cls: CallClass; detail?: string };
+  classify(err: unknown): Classified;
   close(): Promise<void>;
 }
 
+/** A call answered with an HTTP error status (`text`: what carries the JSON-RPC body). */
+function httpFailure(status: number, text: string, message: string): Classified {
+  if (status === 503 || status === 429) {
+    const code = /"code":(-?\d+)/.exec(text)?.[1] ?? "?";
+    const reason = /"reason":"([^"]*)"/.exec(text)?.[1] ?? "";
+    return { cls: "refused", detail: `HTTP ${status} ${code} ${reason}`.trim() };
+  }
+  return { cls: "wrong", detail: `HTTP ${status}: ${message.slice(0, 200)}` };
+}
+
+/** A call answered with a JSON-RPC error other than -32001. */
+function rpcFailure(code: number, data: unknown, message: string): Classified {
+  if (!REFUSAL_CODES.has(code))
+    return { cls: "wrong", detail: `${code}: ${message.slice(0, 200)}` };
+  const reason = (data as { reason?: unknown } | undefined)?.reason;
+  return { cls: "refused", detail: `${code} ${typeof reason === "string" ? reason : ""}`.trim() };
+}
+
+type Classified = { cls: CallClass; detail?: string };
+
 /** What a failed call of the 2.x client was (its error classes differ from 1.32.2's). */
-function classifyV2(err: unknown): { cls: CallClass; detail?: string } {
+function classifyV2(err: unknown): Classified {
   if (err instanceof SdkHttpError) {
-    const text =
-      typeof err.data === "object" && err.data
-        ? String((err.data as { text?: unknown }).text ?? "")
-        : "";
-    if (err.status === 503 || err.status === 429) {
-      const code = /"code":(-?\d+)/.exec(text)?.[1] ?? "?";
-      const reason = /"reason":"([^"]*)"/.exec(text)?.[1] ?? "";
-      return { cls: "refused", detail: `HTTP ${err.status} ${code} ${reason}`.trim() };
-    }
-    return { cls: "wrong", detail: `HTTP ${err.status}: ${err.message.slice(0, 200)}` };
+    const data = err.data as { text?: unknown } | undefined;
+    return httpFailure(err.status, String(data?.text ?? ""), err.message);
   }
-  if (err instanceof ProtocolError) {
-    if (REFUSAL_CODES.has(err.code)) {
-      const reason = (err.data as { reason?: unknown } | undefined)?.reason;
-      return {
-        cls: "refused",
-        detail: `${err.code} ${typeof reason === "string" ? reason : ""}`.trim(),
-      };
-    }
-    if (err.code === -32001) return { cls: "timeout" };
-    return { cls: "wrong", detail: `${err.code}: ${err.message.slice(0, 200)}` };
-  }
+  if (err instanceof ProtocolError)
+    return err.code === -32001 ? { cls: "timeout" } : rpcFailure(err.code, err.data, err.message);
   if (err instanceof SdkError && err.code === SdkErrorCode.RequestTimeout) return { cls: "lost" };
   return classify(err);
 }
 
-function classify(err: unknown): { cls: CallClass; detail?: string } {
-  if (err instanceof StreamableHTTPError) {
-    if (err.code === 503 || err.code === 429) {
-      const code = /"code":(-?\d+)/.exec(err.message)?.[1] ?? "?";
-      const reason = /"reason":"([^"]*)"/.exec(err.message)?.[1] ?? "";
-      return { cls: "refused", detail: `HTTP ${err.code} ${code} ${reason}`.trim() };
-    }
-    return { cls: "wrong", detail: `HTTP ${err.code}: ${err.message.slice(0, 200)}` };
-  }
+function classify(err: unknown): Classified {
+  if (err instanceof StreamableHTTPError)
+    return httpFailure(err.code ?? 0, err.message, err.message);
   if (err instanceof McpError) {
-    if (REFUSAL_CODES.has(err.code)) {
-      const reason = (err.data as { reason?: unknown } | undefined)?.reason;
-      return {
-        cls: "refused",
-        detail: `${err.code} ${typeof reason === "string" ? reason : ""}`.trim(),
-      };
-    }
     if (err.code === -32001) {
       // The SDK's own timeout says "Request timed out" with data.timeout; the edge's names its budget.
       const data = err.data as { timeout?: unknown; timeoutMs?: unknown } | undefined;
@@ -290,7 +280,7 @@ function classify(err: unknown): { cls: CallClass; detail?: string } {
         ? { cls: "lost" }
         : { cls: "timeout" };
     }
-    return { cls: "wrong", detail: `${err.code}: ${err.message.slice(0, 200)}` };
+    return rpcFailure(err.code, err.data, err.message);
   }
   const msg = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
   if (/fetch failed|ECONNREFUSED|ECONNRESET|socket|terminated|other side closed|network/i.test(msg))

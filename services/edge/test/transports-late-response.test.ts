@@ -127,6 +127,27 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
       {},
       signal,
     );
+  /**
+   * Runs `body` with an extra edge whose publishes can be held (`edgeRelay.hold()`; it still
+   * receives), serving the test catalog; stops it afterwards.
+   */
+  const withHoldableEdge = async (
+    nats: NatsHandle,
+    body: (edge: RunningEdge, edgeRelay: { hold(): void; release(): void }) => Promise<void>,
+  ) => {
+    const edgeRelay = await startHoldableRelay(nats.port);
+    const edge = await factories.startEdge(`nats://127.0.0.1:${edgeRelay.port}`, {});
+    try {
+      await eventually(() => edge.runtime.catalog.toolPool("wait_for_cancel"), {
+        what: "tool registered",
+      });
+      await body(edge, edgeRelay);
+    } finally {
+      edgeRelay.release();
+      await edge.close();
+      await edgeRelay.close();
+    }
+  };
   /** A resume after a stream's response, on any edge: 405, nothing can follow it (no second answer). */
   const expectEnded = async (c: RawClient, url: string, lastId: string) => {
     const res = await c.get(url, lastId);
@@ -319,13 +340,8 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
     nats,
   }) => {
     const { relay } = await setUp(nats);
-    // An edge whose publishes can be held (it still receives): its claim comes second.
-    const edgeRelay = await startHoldableRelay(nats.port);
-    const edge = await factories.startEdge(`nats://127.0.0.1:${edgeRelay.port}`, {});
-    try {
-      await eventually(() => edge.runtime.catalog.toolPool("wait_for_cancel"), {
-        what: "tool registered",
-      });
+    // An edge whose publishes can be held: its claim comes second.
+    await withHoldableEdge(nats, async (edge, edgeRelay) => {
       const registry = edge.runtime.registry;
       const lateBefore = await metricValue(registry, "mcpq_edge_late_responses_dropped_total");
       const timeoutsBefore = await metricValue(registry, "mcpq_edge_errors_total", {
@@ -362,24 +378,15 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
       // Resuming after it replays nothing more.
       await expectEnded(c, edge.url, answers[0]!.id!);
       w.stop();
-    } finally {
-      edgeRelay.release();
-      await edge.close();
-      await edgeRelay.close();
-    }
+    });
   });
 
   it("HTTP: the edge's claim cannot reach NATS at the deadline: its -32001 goes out unretained, under an id that a resume on any edge honours, though the worker's answer was retained", async ({
     nats,
   }) => {
     const { s, relay } = await setUp(nats);
-    // An edge whose publishes can be held (it still receives): its claim never gets a PubAck.
-    const edgeRelay = await startHoldableRelay(nats.port);
-    const edge = await factories.startEdge(`nats://127.0.0.1:${edgeRelay.port}`, {});
-    try {
-      await eventually(() => edge.runtime.catalog.toolPool("wait_for_cancel"), {
-        what: "tool registered",
-      });
+    // An edge whose publishes can be held: its claim never gets a PubAck.
+    await withHoldableEdge(nats, async (edge, edgeRelay) => {
       const c = await rawClient(edge.url);
       const w = watch(s.edges[0]!, c.sessionId);
 
@@ -406,11 +413,7 @@ describe("late worker answers after the edge's deadline answer: exactly one resp
       // Resuming after it, on an edge that never saw the request, replays no second answer.
       await expectEnded(c, s.edges[0]!.url, post.lastId!);
       w.stop();
-    } finally {
-      edgeRelay.release();
-      await edge.close();
-      await edgeRelay.close();
-    }
+    });
   });
 
   it("SDK 1.32.2 resumes a POST stream after an error response as if none had come: that GET gets a 405 at once and no stream is left open", async ({
