@@ -388,7 +388,7 @@ describe("stateless era (2026-07-28) over Streamable HTTP", () => {
 });
 
 describe("stateless era: a capability whose workers are gone for now", () => {
-  it("tools/call while no worker serves tools (any more) is a retryable -32012 (503), not -32601 'this server has no tools'", async ({
+  it("tools/call while no worker serves tools (any more) is a retryable -32012 (503), not -32601 'this server has no tools'; discovery still advertises tools", async ({
     nats,
   }) => {
     const s = await stack(nats, { edges: 1, workers: [] });
@@ -411,6 +411,11 @@ describe("stateless era: a capability whose workers are gone for now", () => {
         arguments: { text: "x" },
       });
       expect([r.status, r.body?.error?.code]).toEqual([503, -32012]);
+      // And discovery still advertises tools (a client caches it for ttlMs), with none listed now.
+      const discover = await post(edge.url, "server/discover", { _meta: META });
+      expect(discover.body?.result?.["capabilities"]).toHaveProperty("tools");
+      const list = await post(edge.url, "tools/list", { _meta: META });
+      expect([list.status, list.body?.result?.["tools"]]).toEqual([200, []]);
       expect(r.body?.error?.data).toMatchObject({ reason: expect.stringMatching(/no worker/) });
     } finally {
       await s.close();

@@ -519,16 +519,22 @@ export class SessionCore {
   }
 
   /**
-   * The capabilities the catalog backs now (stateless era: server/discover, and the gate on
-   * methods: a kind nobody serves is not advertised and its methods answer -32601).
+   * The capabilities the catalog backs (stateless era: server/discover, and the gate on
+   * methods: a kind nobody serves is not advertised and its methods answer -32601). A kind it
+   * served until moments ago (its workers gone, or not registered again yet after a broker
+   * fault) still is: the server has not stopped offering tools, it has no worker for them right
+   * now, and a call to one is the retryable -32012 (`#target`), not "no such method".
    */
   capabilities(): Record<string, unknown> {
     const c = this.#catalog;
-    const resources = c.resources().length > 0 || c.resourceTemplates().length > 0;
+    const tools = c.tools().length > 0 || c.servedRecently("tool");
+    const prompts = c.prompts().length > 0 || c.servedRecently("prompt");
+    const resources =
+      c.resources().length > 0 || c.resourceTemplates().length > 0 || c.servedRecently("resource");
     const out: Record<string, unknown> = {};
-    if (c.tools().length > 0) out["tools"] = { listChanged: true };
+    if (tools) out["tools"] = { listChanged: true };
     if (resources) out["resources"] = { subscribe: true, listChanged: true };
-    if (c.prompts().length > 0) out["prompts"] = { listChanged: true };
+    if (prompts) out["prompts"] = { listChanged: true };
     if (c.prompts().length > 0 || c.resourceTemplates().length > 0) out["completions"] = {};
     out["logging"] = {};
     this.tasks?.advertise(c.tools(), out);
@@ -651,9 +657,7 @@ export class SessionCore {
   /**
    * Stateless era: only its methods exist (ping, logging/setLevel, resources/subscribe,
    * initialize... were removed), and only those a capability the catalog backs covers:
-   * anything else is -32601 (HTTP 404). A capability the catalog backed until moments ago (its
-   * workers gone, or not registered again yet after a broker fault) is a retryable -32012
-   * instead: the server has not stopped offering tools, it has no worker for them right now.
+   * anything else is -32601 (HTTP 404).
    */
   #modernGate(method: string): void {
     const caps = this.capabilities();
@@ -666,20 +670,9 @@ export class SessionCore {
           : method === "completion/complete"
             ? "completions"
             : undefined;
-    if (MODERN_METHODS.has(method) && (needs === undefined || caps[needs] !== undefined)) return;
-    const c = this.#catalog;
-    const gone =
-      needs === "tools"
-        ? c.servedRecently("tool")
-        : needs === "resources"
-          ? c.servedRecently("resource")
-          : needs === "prompts"
-            ? c.servedRecently("prompt")
-            : needs === "completions" &&
-              (c.servedRecently("prompt") || c.servedRecently("resource"));
-    if (MODERN_METHODS.has(method) && gone)
-      throw new Fault("no_worker", `no worker is serving ${needs} right now`);
-    throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${method}`);
+    if (!MODERN_METHODS.has(method) || (needs !== undefined && caps[needs] === undefined)) {
+      throw new McpError(ErrorCode.MethodNotFound, `Method not found: ${method}`);
+    }
   }
 
   async #local(
