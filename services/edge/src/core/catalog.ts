@@ -17,6 +17,9 @@ import {
 
 export type ListKind = "tools" | "resources" | "prompts";
 
+/** The kinds of entry the catalog remembers as gone for a while. */
+type GoneKind = "tool" | "prompt" | "resource";
+
 /**
  * The edge's view of the registry: a local cache of every live worker's catalog, kept fresh by
  * watching the KV bucket (no per-request lookups). Entries whose heartbeat is older than their
@@ -44,6 +47,8 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]]; rebuilt: 
   #promptPool = new Map<string, string>();
   /** Names served recently by a worker that has since gone: "unavailable", not "unknown". */
   readonly #gone = new Map<string, number>();
+  /** When the latest entry of each kind in `#gone` went (kept with it in `#rebuild`). */
+  #lastGone: Partial<Record<GoneKind, number>> = {};
   #signature = { tools: "", resources: "", prompts: "" };
   #sweep: NodeJS.Timeout | undefined;
   #stopWatch: (() => void) | undefined;
@@ -171,11 +176,9 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]]; rebuilt: 
   }
 
   /** True when some `kind` entry was served recently and every worker for it is gone. */
-  servedRecently(kind: "tool" | "prompt" | "resource"): boolean {
-    const now = Date.now();
-    for (const [k, at] of this.#gone)
-      if (k.startsWith(`${kind}:`) && now - at < this.goneMemoryMs) return true;
-    return false;
+  servedRecently(kind: GoneKind): boolean {
+    const at = this.#lastGone[kind];
+    return at !== undefined && Date.now() - at < this.goneMemoryMs;
   }
 
   #expire(): void {
@@ -262,6 +265,16 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]]; rebuilt: 
     for (const n of toolPool.keys()) this.#gone.delete(`tool:${n}`);
     for (const n of promptPool.keys()) this.#gone.delete(`prompt:${n}`);
     for (const n of resourcePool.keys()) this.#gone.delete(`resource:${n}`);
+    const lastGone: Partial<Record<GoneKind, number>> = {};
+    for (const [k, at] of this.#gone) {
+      // Forgotten after goneMemoryMs: the map stays bounded by what went in that window.
+      if (now - at >= this.goneMemoryMs) this.#gone.delete(k);
+      else {
+        const kind = k.slice(0, k.indexOf(":")) as GoneKind;
+        lastGone[kind] = Math.max(lastGone[kind] ?? 0, at);
+      }
+    }
+    this.#lastGone = lastGone;
     const byName = <T extends { name: string }>(a: T, b: T) =>
       a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
     this.#tools = [...tools.values()].sort(byName);
