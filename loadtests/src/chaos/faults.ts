@@ -68,6 +68,8 @@ export interface FaultOptions extends FaultTiming {
   sessions: number;
   /** How many of the sessions use the 2.x client (2026-07-28 era, stateless); default 0. */
   v2Sessions?: number;
+  /** How many use SDK 1.32.2 over WebSocket (none in edge-kill); default 0. */
+  wsSessions?: number;
   inFlight: number;
   /** Pause after each successful call per slot (ms); 0 (default) = closed loop. */
   thinkMs?: number;
@@ -170,6 +172,9 @@ export async function runFault(fault: FaultName, o: FaultOptions): Promise<Fault
       deadlineMs: o.deadlineMs,
       thinkMs: o.thinkMs,
       v2Sessions: o.v2Sessions,
+      // The SDK's WebSocket client does not resume a socket whose edge died (mcpq's
+      // `$/mcpq/resume` is covered by the transport tests): no WebSocket sessions there.
+      wsSessions: fault === "edge-kill" ? 0 : o.wsSessions,
     });
     await sleep(o.beforeMs);
     let victim = "";

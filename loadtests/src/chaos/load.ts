@@ -1,9 +1,11 @@
 /**
  * The chaos load: S sessions of an official MCP SDK client (Streamable HTTP, through the
  * balancer), each keeping K `echo` calls in flight, and a ledger that classifies every call by
- * what the client saw. Sessions use SDK 1.32.2 (the 2025-11-25 era: a session, resumable POST
- * streams) except the last `v2Sessions`, which use `@modelcontextprotocol/client` 2.x with
- * automatic version negotiation (the 2026-07-28 era: stateless requests):
+ * what the client saw. Sessions use SDK 1.32.2 over Streamable HTTP (the 2025-11-25 era: a
+ * session, resumable POST streams), except the first `wsSessions`, which use SDK 1.32.2 over
+ * WebSocket (one connection per session; the SDK does not resume it, so no edge may die under
+ * them), and the last `v2Sessions`, which use `@modelcontextprotocol/client` 2.x with automatic
+ * version negotiation (the 2026-07-28 era: stateless requests):
  *
  * - ok:        the result, with the text that was sent (correct)
  * - refused:   an explicit retryable refusal (HTTP 503/429, or JSON-RPC -32010/-32011/-32012)
@@ -21,7 +23,9 @@ import {
   StreamableHTTPClientTransport,
   StreamableHTTPError,
 } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { WebSocketClientTransport } from "@modelcontextprotocol/sdk/client/websocket.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import WebSocket from "ws";
 import {
   Client as ClientV2,
   ProtocolError,
@@ -35,12 +39,17 @@ type CallClass = "ok" | "refused" | "timeout" | "unaccepted" | "lost" | "wrong";
 
 export interface Ledger {
   sent: number;
-  /** Of them, by the 2.x client's sessions. */
-  sentV2: number;
+  /** Of them, by each kind of client. */
+  sentBy: Record<ClientKind, number>;
   counts: Record<CallClass, number>;
   duplicates: number;
   /** Up to 20 of the duplicated responses as the client saw them, for the report. */
   duplicateSamples: string[];
+  /**
+   * Up to 50 stream resumes the clients made (GET with Last-Event-ID): when, after which event id,
+   * and the status they got; to tell on failure whether a duplicate came on a resumed stream.
+   */
+  resumes: string[];
   /** Sessions re-created because their client could not go on (not a lost request). */
   sessionsRecreated: number;
   /** Sessions that continued through the whole run on their first session id. */
@@ -66,7 +75,12 @@ export interface LoadOptions {
   thinkMs?: number;
   /** How many of the sessions use the 2.x client (2026-07-28 era); default 0. */
   v2Sessions?: number;
+  /** How many use SDK 1.32.2 over WebSocket; default 0. */
+  wsSessions?: number;
 }
+
+/** The client a session of the load uses. */
+export type ClientKind = "1.32.2 http" | "1.32.2 ws" | "2.x http";
 
 export interface RunningLoad {
   ledger: Ledger;
@@ -80,10 +94,11 @@ const REFUSAL_CODES = new Set([-32010, -32011, -32012]);
 export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
   const ledger: Ledger = {
     sent: 0,
-    sentV2: 0,
+    sentBy: { "1.32.2 http": 0, "1.32.2 ws": 0, "2.x http": 0 },
     counts: { ok: 0, refused: 0, timeout: 0, unaccepted: 0, lost: 0, wrong: 0 },
     duplicates: 0,
     duplicateSamples: [],
+    resumes: [],
     sessionsRecreated: 0,
     sessionsSurvived: 0,
     sessions: o.sessions,
@@ -92,6 +107,9 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
     refusals: {},
   };
   let stopping = false;
+  // Node 20 has no global WebSocket; the SDK's WebSocketClientTransport expects one.
+  (globalThis as { WebSocket?: unknown }).WebSocket ??= WebSocket;
+  const wsUrl = o.url.replace(/^http/, "ws").replace(/\/mcp$/, "/ws");
   const record = (startedAt: number, cls: CallClass, detail?: string) => {
     ledger.counts[cls]++;
     ledger.timeline.push({ startedAt, at: Date.now(), cls });
@@ -113,14 +131,22 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
     if (ledger.duplicateSamples.length < 20)
       ledger.duplicateSamples.push(`${new Date().toISOString()} ${e.message.slice(0, 400)}`);
   };
+  /** The clients' fetch: notes each resume (GET with Last-Event-ID) in the ledger. */
+  const noteResumes: typeof fetch = async (input, init) => {
+    const last = init?.method === "GET" ? new Headers(init.headers).get("last-event-id") : null;
+    const res = await fetch(input, init);
+    if (last && ledger.resumes.length < 50)
+      ledger.resumes.push(`${new Date().toISOString()} ${last} ${res.status}`);
+    return res;
+  };
   const reconnection = {
     initialReconnectionDelay: 50,
     maxReconnectionDelay: 1_000,
     reconnectionDelayGrowFactor: 1.5,
     maxRetries: 60,
   };
-  const connectOnce = async (v2: boolean): Promise<Caller> => {
-    if (v2) {
+  const connectOnce = async (kind: ClientKind): Promise<Caller> => {
+    if (kind === "2.x http") {
       const client = new ClientV2(
         { name: "mcpq-chaos-v2", version: "1" },
         { capabilities: {}, versionNegotiation: { mode: "auto" } },
@@ -143,9 +169,13 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
     }
     const client = new Client({ name: "mcpq-chaos", version: "1" }, { capabilities: {} });
     client.onerror = onError;
-    const transport = new StreamableHTTPClientTransport(new URL(o.url), {
-      reconnectionOptions: reconnection,
-    });
+    const transport =
+      kind === "1.32.2 ws"
+        ? new WebSocketClientTransport(new URL(wsUrl))
+        : new StreamableHTTPClientTransport(new URL(o.url), {
+            reconnectionOptions: reconnection,
+            fetch: noteResumes,
+          });
     try {
       await client.connect(transport, { timeout: 10_000 });
     } catch (err) {
@@ -158,10 +188,10 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
       close: () => client.close(),
     };
   };
-  const connectClient = async (v2: boolean): Promise<Caller> => {
+  const connectClient = async (kind: ClientKind): Promise<Caller> => {
     for (;;) {
       try {
-        return await connectOnce(v2);
+        return await connectOnce(kind);
       } catch {
         if (stopping) throw new Error("stopping");
         await new Promise((r) => setTimeout(r, 200));
@@ -170,9 +200,10 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
   };
 
   const v2From = o.sessions - Math.min(o.sessions, o.v2Sessions ?? 0);
+  const wsTo = Math.min(v2From, o.wsSessions ?? 0);
   const session = async (s: number) => {
-    const v2 = s >= v2From;
-    let c = await connectClient(v2);
+    const kind: ClientKind = s >= v2From ? "2.x http" : s < wsTo ? "1.32.2 ws" : "1.32.2 http";
+    let c = await connectClient(kind);
     let survived = true;
     let seq = 0;
     const slot = async (k: number) => {
@@ -180,7 +211,7 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
         const text = `s${s}-k${k}-${seq++}`;
         const client = c;
         ledger.sent++;
-        if (v2) ledger.sentV2++;
+        ledger.sentBy[kind]++;
         const startedAt = Date.now();
         let cls: CallClass;
         let detail: string | undefined;
@@ -203,7 +234,7 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
             survived = false;
             ledger.sessionsRecreated++;
             await c.close().catch(() => undefined);
-            c = await connectClient(v2).catch(() => c);
+            c = await connectClient(kind).catch(() => c);
           }
         }
         const pause = cls === "ok" ? (o.thinkMs ?? 0) : (o.backoffMs ?? 100);

@@ -8,7 +8,8 @@
  *
  * Flags: --faults a,b (default all: broker-restart,node-kill,leader-kill,partition,worker-kill,edge-kill;
  * partition needs root and ip netns)
- * --sessions 8 --v2-sessions 2 (of them, the 2.x client: 2026-07-28 era) --in-flight 4 --before 4 --down 3 --after 10 (seconds) --deadline 10 (seconds)
+ * --sessions 10 --v2-sessions 2 (of them, the 2.x client: 2026-07-28 era) --ws-sessions 2 (SDK
+ * 1.32.2 over WebSocket; none in edge-kill, the SDK does not resume a socket) --in-flight 4 --before 4 --down 3 --after 10 (seconds) --deadline 10 (seconds)
  * --think 0 (ms after each answer; 0 = closed loop) --until-recovered 0 (seconds: after the
  * repair, keep the load on until calls succeed again, at most this long; 0 = just --after) --out FILE (JSON; default
  * results/chaos-<time>.json) --logs DIR (process logs) --no-fail (exit 0 even when lost > 0).
@@ -33,8 +34,9 @@ if (unavailable) {
   process.exit(2);
 }
 const opts = {
-  sessions: num(flags, "sessions", 8),
+  sessions: num(flags, "sessions", 10),
   v2Sessions: num(flags, "v2-sessions", 2),
+  wsSessions: num(flags, "ws-sessions", 2),
   inFlight: num(flags, "in-flight", 4),
   beforeMs: num(flags, "before", 4) * 1000,
   downMs: num(flags, "down", 3) * 1000,
@@ -67,7 +69,13 @@ function line(r: FaultResult): string {
   const why = Object.entries(r.ledger.refusals)
     .map(([k, n]) => `${n}× ${k}`)
     .join("; ");
-  return `${why ? `refusals: ${why}; ` : ""}subscription survived ${r.survived.subscription}, registry ${r.survived.registry}; sent ${r.ledger.sent} (${r.ledger.sentV2} by 2.x), accepted ${r.ledger.sent - c.unaccepted}, ok ${c.ok}, refused ${c.refused}, timeout ${c.timeout}, lost ${c.lost}, wrong ${c.wrong}, duplicated ${r.ledger.duplicates}`;
+  return `${why ? `refusals: ${why}; ` : ""}subscription survived ${r.survived.subscription}, registry ${r.survived.registry}; sent ${r.ledger.sent} (${Object.entries(
+    r.ledger.sentBy,
+  )
+    .map(([k, n]) => `${k} ${n}`)
+    .join(
+      ", ",
+    )}), accepted ${r.ledger.sent - c.unaccepted}, ok ${c.ok}, refused ${c.refused}, timeout ${c.timeout}, lost ${c.lost}, wrong ${c.wrong}, duplicated ${r.ledger.duplicates}`;
 }
 const rows = results.map((r) => {
   const c = r.ledger.counts;
@@ -75,7 +83,7 @@ const rows = results.map((r) => {
   return `| ${r.fault} (${r.victim}) | ${r.ledger.sent - c.unaccepted} | ${c.ok} | ${c.refused} | ${c.timeout} | ${c.lost} | ${c.wrong} | ${r.ledger.duplicates} | ${c.unaccepted} | ${survival.toFixed(1)} % | ${secs(r.recoveryFromFaultMs)} | ${secs(r.recoveryFromRepairMs)} | ${secs(r.longestAcrossFaultMs)} |`;
 });
 const table = [
-  `chaos: ${opts.sessions} sessions × ${opts.inFlight} in flight (official SDK clients, Streamable HTTP: ${opts.sessions - Math.min(opts.sessions, opts.v2Sessions)} on 1.32.2, ${Math.min(opts.sessions, opts.v2Sessions)} on 2.x in the 2026-07-28 era), deadline ${opts.deadlineMs / 1000} s, fault after ${opts.beforeMs / 1000} s, node down ${opts.downMs / 1000} s, ${opts.afterMs / 1000} s after`,
+  `chaos: ${opts.sessions} sessions × ${opts.inFlight} in flight (official SDK clients: ${opts.wsSessions} on 1.32.2 over WebSocket except in edge-kill, ${opts.v2Sessions} on 2.x in the 2026-07-28 era, the rest on 1.32.2 over Streamable HTTP), deadline ${opts.deadlineMs / 1000} s, fault after ${opts.beforeMs / 1000} s, node down ${opts.downMs / 1000} s, ${opts.afterMs / 1000} s after`,
   "",
   "| fault | accepted | answered correctly | refused explicitly | timed out | lost | wrong | duplicated | not accepted (connection failed) | sessions survived | calls succeed again after the fault | … after the repair | longest call across the fault |",
   "|---|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -71,6 +71,22 @@ export function unretainedAnswerEventId(stream: string): string {
 /** The token of `unretainedAnswerEventId`. */
 export const UNRETAINED_ANSWER_TOKEN = "a.";
 
+/**
+ * The event id of a response (a worker's, or an edge's retained answer): `<stream>_r.<token>`.
+ * A client resuming after it has the request's response, which an edge can tell from the id
+ * alone, even while NATS cannot be asked (`isResponseToken`).
+ */
+export function responseEventId(stream: string, token: string): string {
+  return eventId(stream, `${RESPONSE_TOKEN_PREFIX}${token}`);
+}
+
+const RESPONSE_TOKEN_PREFIX = "r.";
+
+/** Whether an event id's token is a response's (`responseEventId`). */
+export function isResponseToken(token: string): boolean {
+  return token.startsWith(RESPONSE_TOKEN_PREFIX);
+}
+
 /** Splits an event id into its stream and token; null when malformed. */
 export function parseEventId(id: string): { stream: string; token: string } | null {
   const i = id.indexOf("_");

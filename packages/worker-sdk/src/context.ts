@@ -14,6 +14,7 @@ import {
   controlHeaders,
   idGenerator,
   outboundHeaders,
+  responseEventId,
   subjects,
   type Bus,
   type MsgHdrs,
@@ -126,7 +127,10 @@ const nextEventToken = idGenerator();
  * e.g. refused for waiting too long): the same subject, event id and headers a scope's would have.
  */
 export function publishResponse(bus: Bus, env: RequestEnvelope, body: unknown): Promise<void> {
-  const eventId = `${env.replyTo.slice(env.replyTo.lastIndexOf(".") + 1)}_${nextEventToken()}`;
+  const eventId = responseEventId(
+    env.replyTo.slice(env.replyTo.lastIndexOf(".") + 1),
+    nextEventToken(),
+  );
   return bus.publisher
     .publish(env.replyTo, JSON.stringify(body), {
       headers: outboundHeaders("response", eventId, env.requestId),
@@ -157,8 +161,13 @@ export function createContext(
   let chain: Promise<unknown> = Promise.resolve();
 
   /** Publishes after everything published before it, so the edge sees the request's messages in order. */
-  const ordered = (data: string, headers: (eventId: string) => MsgHdrs): Promise<void> => {
-    const eventId = `${streamId}_${nextEventToken()}`;
+  const ordered = (
+    data: string,
+    headers: (eventId: string) => MsgHdrs,
+    response = false,
+  ): Promise<void> => {
+    const token = nextEventToken();
+    const eventId = response ? responseEventId(streamId, token) : `${streamId}_${token}`;
     const p = chain.then(() =>
       bus.publisher.publish(env.replyTo, data, { headers: headers(eventId) }),
     );
@@ -167,8 +176,10 @@ export function createContext(
   };
   const publish = (kind: OutboundKind, body: unknown): Promise<void> => {
     onPublish?.(kind, body);
-    return ordered(JSON.stringify(body), (eventId) =>
-      outboundHeaders(kind, eventId, env.requestId),
+    return ordered(
+      JSON.stringify(body),
+      (eventId) => outboundHeaders(kind, eventId, env.requestId),
+      kind === "response",
     );
   };
 

@@ -6,7 +6,7 @@
 // a claim it loses, or in a resume's replay.
 import { afterAll, describe, expect } from "vitest";
 import { natsTest as it } from "@mcpq/testkit";
-import { connectBus, eventId, outboundHeaders, subjects, type Bus } from "@mcpq/bus";
+import { H, connectBus, eventId, outboundHeaders, subjects, type Bus } from "@mcpq/bus";
 import { OutboundRouter, type OutboundMessage, type StreamSink } from "../src/core/outbound.js";
 
 const buses: Bus[] = [];
@@ -29,11 +29,15 @@ async function setUp(url: string) {
   const session = `s${n}${Date.now().toString(36)}`;
   const stream = `st${n}`;
   const requestId = `r${n}`;
-  /** A worker's answer to the request, as one of its runs publishes it (its own event id). */
-  const answer = (token: string) =>
-    bus.nc.publish(subjects.outbound(session, stream), JSON.stringify({ token }), {
-      headers: outboundHeaders("response", eventId(stream, token), requestId),
-    });
+  /**
+   * A worker's answer to the request, as one of its runs publishes it (its own event id);
+   * `msgId` overrides the message id (a copy the stream's dedup did not catch).
+   */
+  const answer = (token: string, msgId?: string) => {
+    const headers = outboundHeaders("response", eventId(stream, token), requestId);
+    if (msgId) headers.set(H.msgId, msgId);
+    bus.nc.publish(subjects.outbound(session, stream), JSON.stringify({ token }), { headers });
+  };
   const responses = (sink: { got: OutboundMessage[] }) =>
     sink.got.filter((m) => m.kind === "response").map((m) => m.eventId);
   return {
@@ -108,6 +112,23 @@ describe("outbound router: two copies of a worker's answer reach the reader once
     await roundTrip(t.bus);
     expect(t.responses(sink)).toEqual([eventId(t.stream, "c1")]);
     expect(t.late()).toBe(2);
+    release();
+  });
+
+  it("a resume after the response itself sends no other copy of it, retained (a dedup that missed) or live", async ({
+    nats,
+  }) => {
+    const t = await setUp(nats.url);
+    t.answer("e1");
+    t.answer("e2", "not-the-same-message-id");
+    await roundTrip(t.bus);
+    const sink = collector();
+    // The client got e1 and resumes after it (a socket connection resuming its stream).
+    const release = await t.router.resume(t.session, t.stream, "e1", sink);
+    t.answer("e3");
+    await roundTrip(t.bus);
+    await roundTrip(t.bus);
+    expect(t.responses(sink)).toEqual([]);
     release();
   });
 });

@@ -11,6 +11,8 @@ import {
   eventId,
   idGenerator,
   outboundHeaders,
+  isResponseToken,
+  responseEventId,
   UNRETAINED_ANSWER_TOKEN,
   type Bus,
   type Msg,
@@ -148,8 +150,9 @@ export class OutboundRouter {
   /**
    * Whether a POST stream resumed after `token` has nothing more to send, ever: the token is an
    * unretained answer's, or (`oneRequest`: the session's protocol has no JSON-RPC batches, whose
-   * streams carry several responses) the stream's last retained message is its response and
-   * carries this token.
+   * streams carry several responses) a response's (`responseEventId`), or, for event ids minted
+   * without that mark (workers of earlier versions), the stream's last retained message is its
+   * response and carries this token.
    */
   async ended(
     session: string,
@@ -159,6 +162,7 @@ export class OutboundRouter {
   ): Promise<boolean> {
     if (token === UNRETAINED_ANSWER_TOKEN) return true;
     if (!oneRequest || token === PRIMING_TOKEN) return false;
+    if (isResponseToken(token)) return true;
     const last = await this.#bus.jsm.streams
       .getMessage(STREAMS.outbound, { last_by_subj: subjects.outbound(session, stream) })
       .catch(() => null);
@@ -291,7 +295,7 @@ export class OutboundRouter {
    * false when it could not be published.
    */
   async publishAnswer(session: string, stream: string, json: string): Promise<boolean> {
-    const id = eventId(stream, nextAnswerToken());
+    const id = responseEventId(stream, nextAnswerToken());
     const s = this.#sessions.get(session);
     const reader = s?.readers.get(stream)?.sink;
     // Only an open reader here needs it in stream order; registered before publishing, since the
@@ -372,9 +376,21 @@ export class OutboundRouter {
     sink: StreamSink,
   ): Promise<() => void> {
     const seen = new Set<string>();
-    /** Requests whose response the replay sent: another copy of it (another event id) is not sent. */
+    /**
+     * Requests whose response the client has (up to its position) or the replay sent: another
+     * copy of it (another event id) is not sent.
+     */
     const replayedResponses = new Set<string>();
     const buffered: OutboundMessage[] = [];
+    /** Another copy of a response the client has or was sent here (counted as late). */
+    const isCopy = (msg: OutboundMessage): boolean => {
+      const copy =
+        msg.kind === "response" &&
+        msg.requestId !== undefined &&
+        replayedResponses.has(msg.requestId);
+      if (copy) this.#onLateResponse?.();
+      return copy;
+    };
     let replaying = true;
     /** A reconnect asked for while replaying applies once the replayed messages are out. */
     let reconnectAfterReplay: { retryMs: number | undefined } | undefined;
@@ -406,8 +422,10 @@ export class OutboundRouter {
         await this.#replay(subject, last.seq, async (msg) => {
           if (msg.eventId) seen.add(msg.eventId);
           if (skipping) {
+            // The client has the responses up to its position: later copies are not sent.
+            this.#replayed(session, msg, replayedResponses);
             if (msg.eventId === afterId) skipping = false;
-          } else if (!sink.closed) {
+          } else if (!sink.closed && !isCopy(msg)) {
             this.#replayed(session, msg, replayedResponses);
             sink.send(msg);
             await sink.ready?.();
@@ -417,8 +435,9 @@ export class OutboundRouter {
         // was sent above, so send everything retained rather than lose messages (the client
         // may see messages again).
         if (skipping) {
+          replayedResponses.clear();
           await this.#replay(subject, last.seq, async (msg) => {
-            if (sink.closed) return;
+            if (sink.closed || isCopy(msg)) return;
             this.#replayed(session, msg, replayedResponses);
             sink.send(msg);
             await sink.ready?.();
@@ -434,10 +453,7 @@ export class OutboundRouter {
         while (buffered.length > 0 && !sink.closed) {
           const msg = buffered.shift()!;
           if (msg.eventId && seen.has(msg.eventId)) continue;
-          if (msg.kind === "response" && msg.requestId && replayedResponses.has(msg.requestId)) {
-            this.#onLateResponse?.();
-            continue;
-          }
+          if (isCopy(msg)) continue;
           sink.send(msg);
           await sink.ready?.();
         }
