@@ -80,7 +80,7 @@ export interface LoadOptions {
 }
 
 /** The client a session of the load uses. */
-export type ClientKind = "1.32.2 http" | "1.32.2 ws" | "2.x http";
+type ClientKind = "1.32.2 http" | "1.32.2 ws" | "2.x http";
 
 export interface RunningLoad {
   ledger: Ledger;
