@@ -416,6 +416,21 @@ describe("stateless era: a capability whose workers are gone for now", () => {
       expect(discover.body?.result?.["capabilities"]).toHaveProperty("tools");
       const list = await post(edge.url, "tools/list", { _meta: META });
       expect([list.status, list.body?.result?.["tools"]]).toEqual([200, []]);
+      // Resources behind a template and prompts alike.
+      expect(Object.keys(discover.body?.result?.["capabilities"] ?? {})).toEqual(
+        expect.arrayContaining(["resources", "prompts", "completions"]),
+      );
+      const read = await post(edge.url, "resources/read", {
+        _meta: META,
+        uri: "mcpq://example/items/7",
+      });
+      expect([read.status, read.body?.error?.code]).toEqual([503, -32012]);
+      const prompt = await post(edge.url, "prompts/get", {
+        _meta: META,
+        name: "greet",
+        arguments: { name: "Ada" },
+      });
+      expect([prompt.status, prompt.body?.error?.code]).toEqual([503, -32012]);
       expect(r.body?.error?.data).toMatchObject({ reason: expect.stringMatching(/no worker/) });
     } finally {
       await s.close();

@@ -18,7 +18,7 @@ import {
 export type ListKind = "tools" | "resources" | "prompts";
 
 /** The kinds of entry the catalog remembers as gone for a while. */
-type GoneKind = "tool" | "prompt" | "resource";
+type GoneKind = "tool" | "prompt" | "resource" | "template";
 
 /**
  * The edge's view of the registry: a local cache of every live worker's catalog, kept fresh by
@@ -169,10 +169,24 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]]; rebuilt: 
   templatePool(uriTemplate: string): string | undefined {
     return this.#templates.find((t) => t.uriTemplate === uriTemplate)?.pool;
   }
-  /** True when `kind:name` was served recently and every worker for it is gone. */
-  recentlyGone(kind: "tool" | "prompt" | "resource", name: string): boolean {
+  /**
+   * True when `kind:name` was served recently and every worker for it is gone: for a resource,
+   * its URI or a resource template matching it (a template named by `completion/complete` is
+   * `template`).
+   */
+  recentlyGone(kind: GoneKind, name: string): boolean {
+    const now = Date.now();
     const at = this.#gone.get(`${kind}:${name}`);
-    return at !== undefined && Date.now() - at < this.goneMemoryMs;
+    if (at !== undefined && now - at < this.goneMemoryMs) return true;
+    if (kind !== "resource" || !this.servedRecently("template")) return false;
+    for (const [k, when] of this.#gone)
+      if (
+        k.startsWith("template:") &&
+        now - when < this.goneMemoryMs &&
+        matchUriTemplate(k.slice("template:".length), name)
+      )
+        return true;
+    return false;
   }
 
   /** True when some `kind` entry was served recently and every worker for it is gone. */
@@ -198,6 +212,7 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]]; rebuilt: 
       tools: new Set(this.#toolPool.keys()),
       prompts: new Set(this.#promptPool.keys()),
       resources: new Set(this.#resourcePool.keys()),
+      templates: new Set(this.#templates.map((t) => t.uriTemplate)),
     };
     const tools = new Map<string, ToolDescriptor>();
     const toolPool = new Map<string, string>();
@@ -265,6 +280,8 @@ export class CatalogView extends EventEmitter<{ changed: [ListKind[]]; rebuilt: 
     for (const n of toolPool.keys()) this.#gone.delete(`tool:${n}`);
     for (const n of promptPool.keys()) this.#gone.delete(`prompt:${n}`);
     for (const n of resourcePool.keys()) this.#gone.delete(`resource:${n}`);
+    for (const t of before.templates) if (!templates.has(t)) this.#gone.set(`template:${t}`, now);
+    for (const t of templates.keys()) this.#gone.delete(`template:${t}`);
     const lastGone: Partial<Record<GoneKind, number>> = {};
     for (const [k, at] of this.#gone) {
       // Forgotten after goneMemoryMs: the map stays bounded by what went in that window.

@@ -529,13 +529,13 @@ export class SessionCore {
     const c = this.#catalog;
     const tools = c.tools().length > 0 || c.servedRecently("tool");
     const prompts = c.prompts().length > 0 || c.servedRecently("prompt");
-    const resources =
-      c.resources().length > 0 || c.resourceTemplates().length > 0 || c.servedRecently("resource");
+    const templates = c.resourceTemplates().length > 0 || c.servedRecently("template");
+    const resources = c.resources().length > 0 || templates || c.servedRecently("resource");
     const out: Record<string, unknown> = {};
     if (tools) out["tools"] = { listChanged: true };
     if (resources) out["resources"] = { subscribe: true, listChanged: true };
     if (prompts) out["prompts"] = { listChanged: true };
-    if (c.prompts().length > 0 || c.resourceTemplates().length > 0) out["completions"] = {};
+    if (prompts || templates) out["completions"] = {};
     out["logging"] = {};
     this.tasks?.advertise(c.tools(), out);
     return out;
@@ -996,6 +996,9 @@ export class SessionCore {
             ? this.#catalog.promptPool(ref.name)
             : this.#catalog.templatePool(ref.uri);
         if (pool) return { kind: "complete", name, pool };
+        if (this.#catalog.recentlyGone(ref.type === "ref/prompt" ? "prompt" : "template", name)) {
+          throw new Fault("no_worker", `no worker is serving ${name}`);
+        }
         throw new McpError(ErrorCode.InvalidParams, `Unknown completion reference: ${name}`);
       }
     }
