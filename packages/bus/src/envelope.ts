@@ -34,6 +34,11 @@ export const H = {
   control: "Mcpq-Control",
   /** On a `reconnect` control: the SSE `retry:` the client is asked to wait (ms). */
   retryMs: "Mcpq-Retry-Ms",
+  /**
+   * On an edge's own retained answer: the internal id of the request it answers (not
+   * `Mcpq-Request`, which would give it the request's response message id, the edge's claim's).
+   */
+  answers: "Mcpq-Answers",
 } as const;
 
 /** Everything a worker needs to run a request and route what it produces. */
@@ -228,12 +233,14 @@ export function decodeOutboundHeaders(h: MsgHdrs | undefined): {
   kind: OutboundKind;
   eventId: string | undefined;
   requestId: string | undefined;
+  answers: string | undefined;
 } {
   const kind = headerValue(h, H.kind);
   return {
     kind: kind === "response" || kind === "request" || kind === "control" ? kind : "notification",
     eventId: headerValue(h, H.event) || undefined,
     requestId: headerValue(h, H.request) || undefined,
+    answers: headerValue(h, H.answers) || undefined,
   };
 }
 

@@ -131,4 +131,24 @@ describe("outbound router: two copies of a worker's answer reach the reader once
     expect(t.responses(sink)).toEqual([]);
     release();
   });
+
+  it("a replay holding the edge's own answer and a worker's copy stored past a dedup miss sends the edge's only", async ({
+    nats,
+  }) => {
+    const t = await setUp(nats.url);
+    // The edge answered the request itself (its claim won) and published its answer...
+    const headers = outboundHeaders("response", eventId(t.stream, "f1"));
+    headers.set(H.answers, t.requestId);
+    t.bus.nc.publish(subjects.outbound(t.session, t.stream), JSON.stringify({ token: "f1" }), {
+      headers,
+    });
+    // ...and a new stream leader stored the worker's late answer too (nats-server before 2.11).
+    t.answer("f2", "not-the-same-message-id");
+    await roundTrip(t.bus);
+    const sink = collector();
+    const release = await t.router.resume(t.session, t.stream, null, sink);
+    await roundTrip(t.bus);
+    expect(t.responses(sink)).toEqual([eventId(t.stream, "f1")]);
+    release();
+  });
 });

@@ -28,6 +28,8 @@ export interface OutboundMessage {
   kind: OutboundKind;
   /** Internal id of the request this message belongs to. */
   requestId: string | undefined;
+  /** On an edge's own retained answer (a replay): the internal id of the request it answers. */
+  answers?: string | undefined;
   json: string;
 }
 
@@ -294,7 +296,12 @@ export class OutboundRouter {
    * here, has come back to it (or, past a bound, stored only: it stays retained for a resume);
    * false when it could not be published.
    */
-  async publishAnswer(session: string, stream: string, json: string): Promise<boolean> {
+  async publishAnswer(
+    session: string,
+    stream: string,
+    json: string,
+    requestId?: string,
+  ): Promise<boolean> {
     const id = responseEventId(stream, nextAnswerToken());
     const s = this.#sessions.get(session);
     const reader = s?.readers.get(stream)?.sink;
@@ -308,9 +315,10 @@ export class OutboundRouter {
     const release = back ? this.#hold(session) : undefined;
     let timer: NodeJS.Timeout | undefined;
     try {
-      await this.#bus.publisher.publish(subjects.outbound(session, stream), json, {
-        headers: outboundHeaders("response", id),
-      });
+      const headers = outboundHeaders("response", id);
+      // For a replay's one-response-per-request check (a worker's copy stored past a dedup miss).
+      if (requestId) headers.set(H.answers, requestId);
+      await this.#bus.publisher.publish(subjects.outbound(session, stream), json, { headers });
       if (routed) timer = setTimeout(routed, ROUTE_TIMEOUT_MS);
       await back;
       return true;
@@ -384,10 +392,8 @@ export class OutboundRouter {
     const buffered: OutboundMessage[] = [];
     /** Another copy of a response the client has or was sent here (counted as late). */
     const isCopy = (msg: OutboundMessage): boolean => {
-      const copy =
-        msg.kind === "response" &&
-        msg.requestId !== undefined &&
-        replayedResponses.has(msg.requestId);
+      const of = msg.requestId ?? msg.answers;
+      const copy = msg.kind === "response" && of !== undefined && replayedResponses.has(of);
       if (copy) this.#onLateResponse?.();
       return copy;
     };
@@ -472,10 +478,11 @@ export class OutboundRouter {
    * one, but core subscribers see both) or buffered during the replay, is dropped.
    */
   #replayed(session: string, msg: OutboundMessage, replayed: Set<string>): void {
-    if (msg.kind !== "response" || !msg.requestId) return;
-    replayed.add(msg.requestId);
+    const of = msg.requestId ?? msg.answers;
+    if (msg.kind !== "response" || !of) return;
+    replayed.add(of);
     const s = this.#sessions.get(session);
-    if (s) (s.answered ??= new AnsweredIds(this.#maxAnswered)).set(msg.requestId, true);
+    if (s) (s.answered ??= new AnsweredIds(this.#maxAnswered)).set(of, true);
   }
 
   /**

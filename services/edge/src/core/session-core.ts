@@ -649,7 +649,10 @@ export class SessionCore {
   ): Promise<void> {
     const claim = await this.#router.claim(outbound, stream.id, requestId);
     if (claim === "lost") return;
-    if (claim === "won" && (await this.#router.publishAnswer(outbound, stream.id, out.json)))
+    if (
+      claim === "won" &&
+      (await this.#router.publishAnswer(outbound, stream.id, out.json, requestId))
+    )
       return;
     stream.sink.send(out);
   }
