@@ -58,14 +58,16 @@ function expectClean(r: FaultResult): void {
     duplicated: r.ledger.duplicates,
     samples: r.ledger.wrongSamples,
     duplicateSamples: r.ledger.duplicateSamples,
+    lostSamples: r.ledger.lostSamples,
     // Printed with a failure only: the streams the clients resumed meanwhile.
-    resumes: r.ledger.duplicates > 0 ? r.ledger.resumes : [],
+    resumes: r.ledger.duplicates > 0 || c.lost > 0 ? r.ledger.resumes : [],
   }).toEqual({
     lost: 0,
     wrong: 0,
     duplicated: 0,
     samples: [],
     duplicateSamples: [],
+    lostSamples: [],
     resumes: [],
   });
   expect(r.ledger.sessionsRecreated).toBe(0);

@@ -59,6 +59,8 @@ export interface Ledger {
   timeline: { startedAt: number; at: number; cls: CallClass }[];
   /** Up to 20 samples of `wrong` answers, for the report. */
   wrongSamples: string[];
+  /** Up to 20 calls nobody answered by the client's own timeout: client, text, when sent. */
+  lostSamples: string[];
   /** Refusals by `<code> <data.reason>` (what the edge said), for the report. */
   refusals: Record<string, number>;
 }
@@ -104,6 +106,7 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
     sessions: o.sessions,
     timeline: [],
     wrongSamples: [],
+    lostSamples: [],
     refusals: {},
   };
   let stopping = false;
@@ -227,6 +230,8 @@ export async function startLoad(o: LoadOptions): Promise<RunningLoad> {
         } catch (err) {
           ({ cls, detail } = client.classify(err));
         }
+        if (cls === "lost" && ledger.lostSamples.length < 20)
+          ledger.lostSamples.push(`${kind} ${text} sent ${new Date(startedAt).toISOString()}`);
         record(startedAt, cls, detail);
         if (cls === "lost" || (cls === "wrong" && /session|404/i.test(detail ?? ""))) {
           // This client cannot go on: start a new session (the old one's state is the edge's).

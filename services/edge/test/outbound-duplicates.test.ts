@@ -151,4 +151,27 @@ describe("outbound router: two copies of a worker's answer reach the reader once
     expect(t.responses(sink)).toEqual([eventId(t.stream, "f1")]);
     release();
   });
+
+  it("a claim lost to a worker's answer this edge never saw live delivers the retained answer (a socket cannot resume to get it)", async ({
+    nats,
+  }) => {
+    const t = await setUp(nats.url);
+    // The worker's answer is stored while this edge does not read the session (its connection
+    // was moving between nodes, say)...
+    t.answer("g1");
+    await roundTrip(t.bus);
+    const sink = collector();
+    t.router.attach(t.session, t.stream, sink);
+    await roundTrip(t.bus);
+    // ...so at the deadline the edge claims, loses, and must hand the retained answer over itself.
+    expect(await t.router.claim(t.session, t.stream, t.requestId, { deliverRetained: true })).toBe(
+      "lost",
+    );
+    expect(t.responses(sink)).toEqual([eventId(t.stream, "g1")]);
+    // A later live copy is dropped.
+    t.answer("g2");
+    await roundTrip(t.bus);
+    await roundTrip(t.bus);
+    expect(t.responses(sink)).toEqual([eventId(t.stream, "g1")]);
+  });
 });

@@ -256,18 +256,27 @@ export class OutboundRouter {
    *
    * Worker answers this edge receives while the claim is in flight wait for its outcome.
    */
-  async claim(session: string, stream: string, requestId: string): Promise<ClaimOutcome> {
+  async claim(
+    session: string,
+    stream: string,
+    requestId: string,
+    opts: { deliverRetained?: boolean } = {},
+  ): Promise<ClaimOutcome> {
     const release = this.#hold(session);
     const s = this.#sessions.get(session)!;
     const held: { stream: string; msg: OutboundMessage }[] = [];
     (s.claiming ??= new Map()).set(requestId, held);
+    const seenBefore = s.answered?.get(requestId) === true;
     let outcome: ClaimOutcome;
+    let retainedSeq = 0;
     try {
       const ack = await this.#bus.publisher.publish(subjects.outbound(session, stream), "", {
         headers: answeredHeaders(eventId(stream, nextClaimToken()), requestId),
         timeoutMs: CLAIM_TIMEOUT_MS,
       });
       outcome = ack.duplicate ? "lost" : "won";
+      // A duplicate's PubAck names the message stored first: the worker's answer.
+      if (ack.duplicate) retainedSeq = ack.seq;
     } catch (err) {
       this.#log.warn({ err, stream }, "could not claim an answered request's response");
       outcome = "unknown";
@@ -283,8 +292,33 @@ export class OutboundRouter {
     );
     if (first) this.#deliver(s, first.stream, first.msg);
     for (let i = first ? 1 : 0; i < held.length; i++) this.#onLateResponse?.();
+    if (outcome === "lost" && !first && !seenBefore && opts.deliverRetained && retainedSeq > 0)
+      await this.#deliverRetained(s, stream, requestId, retainedSeq);
     release();
     return outcome;
+  }
+
+  /**
+   * The worker's answer was retained but never reached this edge live (it came while the edge's
+   * connection was moving between nodes): read it from MCPQ_OUT and deliver it, so a reader that
+   * cannot resume (a socket connection) still gets its request's one response.
+   */
+  async #deliverRetained(
+    s: SessionSub,
+    stream: string,
+    requestId: string,
+    seq: number,
+  ): Promise<void> {
+    try {
+      const m = await this.#bus.jsm.streams.getMessage(STREAMS.outbound, { seq });
+      const msg = m ? decodeHeaders(m.header, m.string()) : undefined;
+      if (msg?.kind !== "response" || msg.requestId !== requestId) return;
+      if (s.answered?.get(requestId) === true) return; // it came live meanwhile
+      s.answered?.set(requestId, true);
+      this.#deliver(s, stream, msg);
+    } catch (err) {
+      this.#log.warn({ err, stream }, "could not read a retained answer the edge did not see");
+    }
   }
 
   /**

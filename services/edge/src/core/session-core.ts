@@ -647,7 +647,10 @@ export class SessionCore {
     requestId: string,
     out: OutboundMessage,
   ): Promise<void> {
-    const claim = await this.#router.claim(outbound, stream.id, requestId);
+    // Lost: the worker's answer is the response (read back from MCPQ_OUT if it never came here).
+    const claim = await this.#router.claim(outbound, stream.id, requestId, {
+      deliverRetained: true,
+    });
     if (claim === "lost") return;
     if (
       claim === "won" &&
