@@ -12,6 +12,7 @@ import {
 import {
   cacheInvalidateContract,
   controlHeaders,
+  eventId,
   idGenerator,
   outboundHeaders,
   responseEventId,
@@ -119,6 +120,11 @@ export interface AskOptions {
   key?: string;
 }
 
+/** The stream a request's outbound messages go to: the last token of its `Mcpq-Reply-To`. */
+function replyStream(env: RequestEnvelope): string {
+  return env.replyTo.slice(env.replyTo.lastIndexOf(".") + 1);
+}
+
 /** Event-id tokens: unique per process, no syscall per message. Never contain "_" (the stream separator). */
 const nextEventToken = idGenerator();
 
@@ -127,13 +133,10 @@ const nextEventToken = idGenerator();
  * e.g. refused for waiting too long): the same subject, event id and headers a scope's would have.
  */
 export function publishResponse(bus: Bus, env: RequestEnvelope, body: unknown): Promise<void> {
-  const eventId = responseEventId(
-    env.replyTo.slice(env.replyTo.lastIndexOf(".") + 1),
-    nextEventToken(),
-  );
+  const id = responseEventId(replyStream(env), nextEventToken());
   return bus.publisher
     .publish(env.replyTo, JSON.stringify(body), {
-      headers: outboundHeaders("response", eventId, env.requestId),
+      headers: outboundHeaders("response", id, env.requestId),
     })
     .then(() => undefined);
 }
@@ -155,7 +158,7 @@ export function createContext(
   onCatalogChanged: () => Promise<void> = () => Promise.resolve(),
 ): RequestScope {
   const modern = isModernEra(env.protocolVersion);
-  const streamId = env.replyTo.slice(env.replyTo.lastIndexOf(".") + 1);
+  const streamId = replyStream(env);
   const progressToken = meta["progressToken"] as ProgressToken | undefined;
   let lastProgress = -Infinity;
   let chain: Promise<unknown> = Promise.resolve();
@@ -163,14 +166,12 @@ export function createContext(
   /** Publishes after everything published before it, so the edge sees the request's messages in order. */
   const ordered = (
     data: string,
-    headers: (eventId: string) => MsgHdrs,
+    headers: (id: string) => MsgHdrs,
     response = false,
   ): Promise<void> => {
     const token = nextEventToken();
-    const eventId = response ? responseEventId(streamId, token) : `${streamId}_${token}`;
-    const p = chain.then(() =>
-      bus.publisher.publish(env.replyTo, data, { headers: headers(eventId) }),
-    );
+    const id = response ? responseEventId(streamId, token) : eventId(streamId, token);
+    const p = chain.then(() => bus.publisher.publish(env.replyTo, data, { headers: headers(id) }));
     chain = p.catch(() => undefined);
     return p.then(() => undefined);
   };
@@ -178,7 +179,7 @@ export function createContext(
     onPublish?.(kind, body);
     return ordered(
       JSON.stringify(body),
-      (eventId) => outboundHeaders(kind, eventId, env.requestId),
+      (id) => outboundHeaders(kind, id, env.requestId),
       kind === "response",
     );
   };
@@ -323,7 +324,7 @@ export function createContext(
         opts?.retryMs === undefined
           ? { action: "reconnect" as const }
           : { action: "reconnect" as const, retryMs: opts.retryMs };
-      await ordered("", (eventId) => controlHeaders(control, eventId, env.requestId));
+      await ordered("", (id) => controlHeaders(control, id, env.requestId));
     },
     resourceUpdated(uri) {
       bus.nc.publish(subjects.resourceUpdated, JSON.stringify({ uri }));

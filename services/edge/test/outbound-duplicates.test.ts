@@ -38,6 +38,13 @@ async function setUp(url: string) {
     if (msgId) headers.set(H.msgId, msgId);
     bus.nc.publish(subjects.outbound(session, stream), JSON.stringify({ token }), { headers });
   };
+  /** A reader of the stream, subscribed on the server. */
+  const reader = async () => {
+    const sink = collector();
+    router.attach(session, stream, sink);
+    await roundTrip(bus);
+    return sink;
+  };
   const responses = (sink: { got: OutboundMessage[] }) =>
     sink.got.filter((m) => m.kind === "response").map((m) => m.eventId);
   return {
@@ -47,6 +54,7 @@ async function setUp(url: string) {
     stream,
     requestId,
     answer,
+    reader,
     responses,
     late: () => late,
   };
@@ -54,17 +62,19 @@ async function setUp(url: string) {
 
 /** Until every message published so far on this connection has been through the server and back. */
 const roundTrip = (bus: Bus) => bus.nc.flush();
+/** Until what was published so far has been delivered back to this connection's subscriptions. */
+const delivered = async (bus: Bus) => {
+  await roundTrip(bus);
+  await roundTrip(bus);
+};
 
 describe("outbound router: two copies of a worker's answer reach the reader once", () => {
   it("live: the second copy is dropped", async ({ nats }) => {
     const t = await setUp(nats.url);
-    const sink = collector();
-    t.router.attach(t.session, t.stream, sink);
-    await roundTrip(t.bus);
+    const sink = await t.reader();
     t.answer("a1");
     t.answer("a2");
-    await roundTrip(t.bus);
-    await roundTrip(t.bus);
+    await delivered(t.bus);
     expect(t.responses(sink)).toEqual([eventId(t.stream, "a1")]);
     expect(t.late()).toBe(1);
   });
@@ -73,9 +83,7 @@ describe("outbound router: two copies of a worker's answer reach the reader once
     nats,
   }) => {
     const t = await setUp(nats.url);
-    const sink = collector();
-    t.router.attach(t.session, t.stream, sink);
-    await roundTrip(t.bus);
+    const sink = await t.reader();
     // Both copies go out before the claim on this connection: the first is stored (the claim then
     // loses to it), and both are delivered to the router while the claim waits for its PubAck.
     t.answer("b1");
@@ -86,8 +94,7 @@ describe("outbound router: two copies of a worker's answer reach the reader once
     expect(t.responses(sink)).toEqual([eventId(t.stream, "b1")]);
     // A third copy after the claim is dropped too.
     t.answer("b3");
-    await roundTrip(t.bus);
-    await roundTrip(t.bus);
+    await delivered(t.bus);
     expect(t.responses(sink)).toEqual([eventId(t.stream, "b1")]);
     expect(t.late()).toBe(2);
   });
@@ -104,12 +111,10 @@ describe("outbound router: two copies of a worker's answer reach the reader once
     const resumed = t.router.resume(t.session, t.stream, null, sink);
     t.answer("c2");
     const release = await resumed;
-    await roundTrip(t.bus);
-    await roundTrip(t.bus);
+    await delivered(t.bus);
     // And once more after the replay has handed over to live delivery.
     t.answer("c3");
-    await roundTrip(t.bus);
-    await roundTrip(t.bus);
+    await delivered(t.bus);
     expect(t.responses(sink)).toEqual([eventId(t.stream, "c1")]);
     expect(t.late()).toBe(2);
     release();
@@ -126,8 +131,7 @@ describe("outbound router: two copies of a worker's answer reach the reader once
     // The client got e1 and resumes after it (a socket connection resuming its stream).
     const release = await t.router.resume(t.session, t.stream, "e1", sink);
     t.answer("e3");
-    await roundTrip(t.bus);
-    await roundTrip(t.bus);
+    await delivered(t.bus);
     expect(t.responses(sink)).toEqual([]);
     release();
   });
@@ -160,9 +164,7 @@ describe("outbound router: two copies of a worker's answer reach the reader once
     // was moving between nodes, say)...
     t.answer("g1");
     await roundTrip(t.bus);
-    const sink = collector();
-    t.router.attach(t.session, t.stream, sink);
-    await roundTrip(t.bus);
+    const sink = await t.reader();
     // ...so at the deadline the edge claims, loses, and must hand the retained answer over itself.
     expect(await t.router.claim(t.session, t.stream, t.requestId, { deliverRetained: true })).toBe(
       "lost",
@@ -170,8 +172,7 @@ describe("outbound router: two copies of a worker's answer reach the reader once
     expect(t.responses(sink)).toEqual([eventId(t.stream, "g1")]);
     // A later live copy is dropped.
     t.answer("g2");
-    await roundTrip(t.bus);
-    await roundTrip(t.bus);
+    await delivered(t.bus);
     expect(t.responses(sink)).toEqual([eventId(t.stream, "g1")]);
   });
 });

@@ -143,10 +143,15 @@ export class OutboundRouter {
 
   /** The newest retained event id of `stream` (a priming id a later resume replays after); undefined when none. */
   async lastEventId(session: string, stream: string): Promise<string | undefined> {
-    const last = await this.#bus.jsm.streams
+    const last = await this.#lastRetained(session, stream);
+    return last?.header.get(H.event) || undefined;
+  }
+
+  /** The newest retained message of `stream` of `session`; null when none (or NATS cannot say). */
+  #lastRetained(session: string, stream: string): Promise<StoredMsg | null> {
+    return this.#bus.jsm.streams
       .getMessage(STREAMS.outbound, { last_by_subj: subjects.outbound(session, stream) })
       .catch(() => null);
-    return last?.header.get(H.event) || undefined;
   }
 
   /**
@@ -165,9 +170,7 @@ export class OutboundRouter {
     if (token === UNRETAINED_ANSWER_TOKEN) return true;
     if (!oneRequest || token === PRIMING_TOKEN) return false;
     if (isResponseToken(token)) return true;
-    const last = await this.#bus.jsm.streams
-      .getMessage(STREAMS.outbound, { last_by_subj: subjects.outbound(session, stream) })
-      .catch(() => null);
+    const last = await this.#lastRetained(session, stream);
     if (!last) return false;
     const msg = decodeHeaders(last.header, "");
     return msg.kind === "response" && msg.eventId === eventId(stream, token);
@@ -286,13 +289,15 @@ export class OutboundRouter {
     // delivered and any later copy dropped (a publish retried after a leader change, or a
     // redelivered request's second answer). With none yet, the first to come through is let in.
     const first = outcome === "lost" ? held[0] : undefined;
+    // Whether this edge has handed the worker's answer over (before the claim, or now).
+    const delivered = seenBefore || first !== undefined;
     (s.answered ??= new AnsweredIds(this.#maxAnswered)).set(
       requestId,
-      outcome !== "lost" || first !== undefined,
+      outcome !== "lost" || delivered,
     );
     if (first) this.#deliver(s, first.stream, first.msg);
     for (let i = first ? 1 : 0; i < held.length; i++) this.#onLateResponse?.();
-    if (outcome === "lost" && !first && !seenBefore && opts.deliverRetained && retainedSeq > 0)
+    if (outcome === "lost" && !delivered && opts.deliverRetained && retainedSeq > 0)
       await this.#deliverRetained(s, stream, requestId, retainedSeq);
     release();
     return outcome;
@@ -426,8 +431,8 @@ export class OutboundRouter {
     const buffered: OutboundMessage[] = [];
     /** Another copy of a response the client has or was sent here (counted as late). */
     const isCopy = (msg: OutboundMessage): boolean => {
-      const of = msg.requestId ?? msg.answers;
-      const copy = msg.kind === "response" && of !== undefined && replayedResponses.has(of);
+      const of = answeredBy(msg);
+      const copy = of !== undefined && replayedResponses.has(of);
       if (copy) this.#onLateResponse?.();
       return copy;
     };
@@ -452,9 +457,7 @@ export class OutboundRouter {
       const subject = subjects.outbound(session, stream);
       // The live subscription above is registered before this request reaches the server, so
       // every message is either at or before `last` (replayed) or delivered live (buffered).
-      const last = await this.#bus.jsm.streams
-        .getMessage(STREAMS.outbound, { last_by_subj: subject })
-        .catch(() => null);
+      const last = await this.#lastRetained(session, stream);
       if (last) {
         const afterId =
           afterToken !== null && afterToken !== PRIMING_TOKEN ? eventId(stream, afterToken) : null;
@@ -512,8 +515,8 @@ export class OutboundRouter {
    * one, but core subscribers see both) or buffered during the replay, is dropped.
    */
   #replayed(session: string, msg: OutboundMessage, replayed: Set<string>): void {
-    const of = msg.requestId ?? msg.answers;
-    if (msg.kind !== "response" || !of) return;
+    const of = answeredBy(msg);
+    if (of === undefined) return;
     replayed.add(of);
     const s = this.#sessions.get(session);
     if (s) (s.answered ??= new AnsweredIds(this.#maxAnswered)).set(of, true);
@@ -586,6 +589,11 @@ class AnsweredIds {
 
 /** Tries per message of a replay before it gives up (each bounded by the JetStream API timeout). */
 const REPLAY_GET_ATTEMPTS = 3;
+
+/** The request a response answers (a worker's, or an edge's own retained answer); else undefined. */
+function answeredBy(msg: OutboundMessage): string | undefined {
+  return msg.kind === "response" ? (msg.requestId ?? msg.answers) : undefined;
+}
 
 function decode(m: Msg): OutboundMessage {
   return decodeHeaders(m.headers, m.string());
