@@ -44,6 +44,17 @@ const entry = (requestId: string, target = "echo", text = "x"): RecordEntry => {
 };
 
 /** Records stored in MCPQ_REC, each message checked to be at most `maxBytes`. */
+/** A recorder on `b` that counts each record's outcome (stored, failed, dropped...). */
+function countingRecorder(b: Bus, opts: { maxInFlight?: number } = {}) {
+  const counts: Record<string, number> = {};
+  const recorder = createRecorder({
+    bus: b,
+    ...opts,
+    metrics: { record: (r: RecordResult) => void (counts[r] = (counts[r] ?? 0) + 1) },
+  });
+  return { recorder, counts };
+}
+
 async function storedRecords(b: Bus, maxBytes: number): Promise<number> {
   const si = await b.jsm.streams.info(STREAMS.records);
   let records = 0;
@@ -64,11 +75,7 @@ describe("recorder: publishing to MCPQ_REC", () => {
   }) => {
     bus = await connectBus({ url: nats.url, name: "recorder-publish-test" });
     const b = bus;
-    const counts: Record<string, number> = {};
-    const recorder = createRecorder({
-      bus: b,
-      metrics: { record: (r: RecordResult) => void (counts[r] = (counts[r] ?? 0) + 1) },
-    });
+    const { recorder, counts } = countingRecorder(b);
     const message = async (seq: number) => {
       const m = await b.jsm.streams.getMessage(STREAMS.records, { seq });
       return { m: m!, ...decodeRecords(m!.data) };
@@ -124,11 +131,7 @@ describe("recorder: publishing to MCPQ_REC", () => {
       limits: { maxMessageBytes: 2_048 },
     });
     try {
-      const counts: Record<string, number> = {};
-      const recorder = createRecorder({
-        bus: b,
-        metrics: { record: (r: RecordResult) => void (counts[r] = (counts[r] ?? 0) + 1) },
-      });
+      const { recorder, counts } = countingRecorder(b);
       // ~1.3 KB each against a 4 KiB message bound (twice MCPQ_MAX_MESSAGE_BYTES): 3 per message
       for (let i = 0; i < 9; i++) recorder(entry(`big-${i}`, "echo", "y".repeat(500)));
       await recorder.flush(10_000);
@@ -148,11 +151,7 @@ describe("recorder: publishing to MCPQ_REC", () => {
     const b = await connectBus({ url: small.url, name: "recorder-payload-test" });
     try {
       expect(b.nc.info?.max_payload).toBe(64 * 1024);
-      const counts: Record<string, number> = {};
-      const recorder = createRecorder({
-        bus: b,
-        metrics: { record: (r: RecordResult) => void (counts[r] = (counts[r] ?? 0) + 1) },
-      });
+      const { recorder, counts } = countingRecorder(b);
       // ~20 KB each (the text is in params and result), 12 in one turn: ~240 KB in all
       for (let i = 0; i < 12; i++) recorder(entry(`big-${i}`, "echo", "z".repeat(10_000)));
       await recorder.flush(10_000);
@@ -170,12 +169,7 @@ describe("recorder: publishing to MCPQ_REC", () => {
   it("drops (and counts) records beyond maxInFlight instead of queueing them", async ({ nats }) => {
     const b = await connectBus({ url: nats.url, name: "recorder-bound-test" });
     try {
-      const counts: Record<string, number> = {};
-      const recorder = createRecorder({
-        bus: b,
-        maxInFlight: 3,
-        metrics: { record: (r: RecordResult) => void (counts[r] = (counts[r] ?? 0) + 1) },
-      });
+      const { recorder, counts } = countingRecorder(b, { maxInFlight: 3 });
       // synchronously: no PubAck can have come back in between
       for (let i = 0; i < 10; i++) recorder(entry(`bound-${i}`));
       expect(recorder.inFlight).toBe(3);
